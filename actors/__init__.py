@@ -1,0 +1,1 @@
+"""actorq: background jobs as a supervised actor system."""

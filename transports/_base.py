@@ -1,0 +1,251 @@
+"""The storage contract every actorq backend implements, documented once, here.
+
+A job's whole life is decided by these calls. Backends (memory, SQLite, PostgreSQL) implement
+them identically; ``transports.testing`` holds the conformance suite that proves it.
+
+Rules that hold for every method:
+
+* **Time.** "now" is ``self.clock.now()`` when a clock was given. PostgreSQL without a clock uses
+  the database clock; the others fall back to the wall clock. Lease expiry is decided in that one
+  clock domain.
+* **Atomicity.** Each call is all-or-nothing, batches included: a call that raises wrote nothing
+  (or, for ``ConnectionLost``, wrote everything or nothing).
+* **Fencing.** Every claim mints a fresh lease token. ``renew`` and ``finalize`` act only when the
+  token still owns the running job; otherwise they change nothing and report it (``LOST`` /
+  ``STALE``). A worker that stalled past its lease can never clobber the next owner.
+* **Attempts.** A claim increments ``attempt``. A lease lost to expiry keeps its attempt, so a
+  job that keeps killing its workers ends dead after ``max_attempts``. ``Snooze`` and ``Release``
+  give the attempt back.
+* **Cancel wins over retry.** A job whose cancel was requested ends ``cancelled`` if its holder
+  retries, snoozes or releases it, or if its lease expires; ``Complete`` still succeeds.
+* **Errors.** Only subclasses of :class:`~transports.TransportError`; invalid input raises before
+  anything is written.
+* **Checkpoints.** Every method is a checkpoint (it yields to the event loop at least once).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+from ._records import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    CancelResult,
+    Counts,
+    EnqueueRequest,
+    EnqueueResult,
+    FinalizeRequest,
+    FinalizeResult,
+    Job,
+    JobState,
+    LeaderLease,
+    Lease,
+    QueueConfig,
+    Reclaimed,
+    RenewRequest,
+    RenewResult,
+    TimeSource,
+)
+
+__all__ = ["Transport"]
+
+
+class Transport(abc.ABC):
+    """Job storage: enqueue, claim, renew, finalize, reap, cancel, leader leases, wake-ups.
+
+    A transport is an async resource: ``async with transport:`` opens it (connecting and, for
+    SQL backends, migrating the schema when allowed) and closes it; ``aclose()`` is idempotent.
+    One transport object may be shared by any number of tasks of one event loop.
+
+    Attributes:
+        clock: where "now" comes from, or None for the backend's own clock.
+        max_payload_bytes: longest accepted JSON payload, in bytes.
+    """
+
+    clock: TimeSource | None
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect and prepare the store. Called by ``__aenter__``; a second call is harmless.
+
+        Raises:
+            ConnectionLost: the store cannot be reached.
+            SchemaVersionMismatch: the schema is not this code's and may not be migrated.
+        """
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release connections and wake every ``wait_for_work`` caller. Idempotent."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- producing ------------------------------------------------------------------------
+
+    async def enqueue(self, request: EnqueueRequest) -> EnqueueResult:
+        """Add one job. See :meth:`enqueue_many`."""
+        (result,) = await self.enqueue_many([request])
+        return result
+
+    @abc.abstractmethod
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:
+        """Add jobs, all or none, returning one result per request in order.
+
+        A job with ``run_at`` (or ``delay``) in the future starts ``scheduled``, else
+        ``available``. A request whose ``dedupe_key`` matches an *active* job (scheduled,
+        available or running) of the same queue adds nothing and returns that job's id with
+        ``deduplicated=True``; once that job is final the key is free again. Two requests of one
+        batch with the same key fold into the first. Wakes ``wait_for_work`` callers of the
+        queues that got an available job.
+
+        Raises:
+            PayloadNotSerializable: a payload is not JSON.
+            PayloadTooLarge: a payload is over ``max_payload_bytes``.
+            InvalidQueueName: (from ``EnqueueRequest``) a bad queue or kind name.
+        """
+
+    # --- working --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
+        """Lease up to ``limit`` due jobs of ``queue`` to ``owner`` for ``ttl`` seconds.
+
+        Due jobs are ``available`` ones and ``scheduled`` ones whose ``run_at`` has passed,
+        taken by ``priority`` (lower first), then ``run_at``, then id. Each job goes to exactly
+        one claimant per attempt, however many claim at once. Claimed jobs become ``running``
+        with ``attempt + 1``, ``lease_owner = owner``, expiry ``now + ttl`` and a fresh token.
+        A paused queue yields nothing. Does not wait for work: returns ``[]`` when none is due.
+
+        Raises:
+            InvalidQueueName: ``queue`` is not a valid name.
+            InvalidRequest: ``limit < 1`` or ``ttl <= 0``.
+        """
+
+    @abc.abstractmethod
+    async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
+        """Extend leases to ``now + ttl``, one result per request in order.
+
+        ``RENEWED`` when the token still owns the running job and its lease has not expired;
+        ``CANCEL_REQUESTED`` likewise, when a cancel was asked for (the lease is renewed so the
+        worker can finalize it); ``LOST`` otherwise (expired, reclaimed, finished, unknown job).
+        An expired lease is never revived, even if nobody reaped it yet.
+        """
+
+    @abc.abstractmethod
+    async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
+        """End claims, one result per request in order; each is fenced by its token.
+
+        ``APPLIED`` when the token still owns the running job (even a lease that expired but
+        was not yet reaped: nobody else holds it); the job then becomes ``succeeded``
+        (Complete), ``scheduled``/``available`` at ``run_at`` (Retry, or ``dead`` when
+        ``attempt >= max_attempts``), the same without spending an attempt (Snooze),
+        ``dead`` (Discard), ``cancelled`` (Cancel) or ``available`` now with the attempt given
+        back (Release). ``STALE`` when the token no longer owns it: nothing changes.
+        """
+
+    @abc.abstractmethod
+    async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
+        """Take back up to ``limit`` running jobs whose lease expired, oldest expiry first.
+
+        Each becomes ``available`` again while attempts remain, ``dead`` when they are
+        exhausted, or ``cancelled`` when its cancel was requested. Its old token is stale from
+        then on. Returns what was reclaimed and who lost it. Wakes waiters of those queues.
+        """
+
+    @abc.abstractmethod
+    async def cancel(self, job_id: int) -> CancelResult:
+        """Cancel a job: a waiting one ends ``cancelled`` now; a running one gets a request.
+
+        Raises:
+            JobNotFound: no job has that id.
+        """
+
+    # --- leadership -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
+        """Take or keep leadership of ``name`` for ``ttl`` seconds.
+
+        Succeeds when nobody holds it, the lease expired, or ``holder`` already holds it (then
+        it is renewed and keeps its epoch). A change of holder increments the epoch. Returns
+        None when another holder's lease is still live. At most one holder is live at a time.
+
+        Raises:
+            InvalidQueueName: ``name`` is not a valid name.
+        """
+
+    @abc.abstractmethod
+    async def release_leader(self, name: str, *, holder: str) -> bool:
+        """Give up leadership of ``name`` if ``holder`` holds it; True when it did."""
+
+    # --- waiting --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def wait_for_work(self, queues: Sequence[str]) -> None:
+        """Wait until a job of one of ``queues`` may have become claimable.
+
+        Returns on a wake-up from this process's enqueue/finalize/reap or, on PostgreSQL,
+        from any process (LISTEN/NOTIFY). Wake-ups can be missed (another process on SQLite, a
+        dropped connection), so callers bound the wait with their own clock and poll on
+        timeout. Spurious returns are allowed. Returns at once after ``aclose()``.
+        """
+
+    # --- operating ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def get_queue_config(self, queue: str) -> QueueConfig:
+        """The queue's settings (defaults when never set)."""
+
+    @abc.abstractmethod
+    async def set_queue_config(self, config: QueueConfig) -> None:
+        """Store a queue's settings; un-pausing wakes its waiters."""
+
+    @abc.abstractmethod
+    async def list_queue_configs(self) -> list[QueueConfig]:
+        """Every queue that has stored settings, by name."""
+
+    @abc.abstractmethod
+    async def cleanup(
+        self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
+    ) -> int:
+        """Delete up to ``limit`` final jobs (succeeded, cancelled, dead) finished before the time.
+
+        Returns how many were deleted. Active jobs are never touched.
+        """
+
+    @abc.abstractmethod
+    async def counts(self, queue: str | None = None) -> list[Counts]:
+        """Jobs per state for each queue that has any (or just ``queue``), by queue name."""
+
+    @abc.abstractmethod
+    async def get(self, job_id: int) -> Job:
+        """One job.
+
+        Raises:
+            JobNotFound: no job has that id.
+        """
+
+    @abc.abstractmethod
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        kind: str | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Jobs matching every given filter with ``id > after_id``, by id, at most ``limit``."""

@@ -1,0 +1,104 @@
+"""The errors every transport raises, whatever its backend.
+
+Driver exceptions (``sqlite3``, ``asyncpg``, ``OSError``) never escape ``transports``: each
+backend translates them at its boundary with :func:`map_exceptions`, keeping the original on
+``__cause__``. The memory backend raises the same classes, so code written against one backend
+handles errors of all of them.
+
+Hierarchy::
+
+    TransportError
+    ├── InvalidRequest (also ValueError)      the caller asked for something malformed;
+    │   ├── InvalidQueueName                   nothing was written
+    │   ├── PayloadNotSerializable
+    │   └── PayloadTooLarge
+    ├── JobNotFound (also LookupError)
+    ├── TransportClosed                         used after aclose()
+    ├── ConnectionLost                          the store went away mid-call; a write is either
+    │                                           whole or absent, never half-done
+    ├── SchemaVersionMismatch                   the database schema is newer or older than this
+    │                                           code and migrations are not allowed to fix it
+    └── UnsupportedURL (also ValueError)        transports.connect() got a URL it cannot serve
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+__all__ = [
+    "ConnectionLost",
+    "InvalidQueueName",
+    "InvalidRequest",
+    "JobNotFound",
+    "PayloadNotSerializable",
+    "PayloadTooLarge",
+    "SchemaVersionMismatch",
+    "TransportClosed",
+    "TransportError",
+    "UnsupportedURL",
+    "map_exceptions",
+]
+
+
+class TransportError(Exception):
+    """Root of every error a transport raises."""
+
+
+class InvalidRequest(TransportError, ValueError):
+    """The request is malformed; the transport wrote nothing."""
+
+
+class InvalidQueueName(InvalidRequest):
+    """A queue name is empty, too long, or has characters outside ``[A-Za-z0-9_.:-]``."""
+
+
+class PayloadNotSerializable(InvalidRequest):
+    """A job payload cannot be encoded as JSON."""
+
+
+class PayloadTooLarge(InvalidRequest):
+    """A job payload's JSON encoding is longer than the transport's ``max_payload_bytes``."""
+
+
+class JobNotFound(TransportError, LookupError):
+    """No job has the given id (it never existed or was cleaned up)."""
+
+
+class TransportClosed(TransportError):
+    """The transport was used after ``aclose()``."""
+
+
+class ConnectionLost(TransportError):
+    """The connection to the store broke during the call.
+
+    The call's effect is all-or-nothing: a write that raises this either committed entirely
+    (and may be observed on retry) or not at all.
+    """
+
+
+class SchemaVersionMismatch(TransportError):
+    """The store's schema version differs from the one this code needs."""
+
+
+class UnsupportedURL(TransportError, ValueError):
+    """``transports.connect`` got a URL whose scheme or options it does not know."""
+
+
+@contextlib.contextmanager
+def map_exceptions(mapping: dict[type[BaseException], Callable[[BaseException], TransportError]]) -> Iterator[None]:
+    """Translate driver exceptions into transport errors, keeping the original as the cause.
+
+    Args:
+        mapping: driver exception class → factory building the transport error. The first class
+            (in insertion order) that matches the raised exception wins.
+    """
+    try:
+        yield
+    except TransportError:
+        raise
+    except Exception as exc:
+        for exc_type, factory in mapping.items():
+            if isinstance(exc, exc_type):
+                raise factory(exc) from exc
+        raise
