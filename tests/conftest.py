@@ -1,0 +1,62 @@
+"""Fixtures shared by every test: both event loops, and the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+POSTGRES_DSN = os.environ.get("ACTORQ_TEST_POSTGRES_DSN", "postgresql://root@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Run every ``anyio``-marked test on asyncio and on trio."""
+    return str(request.param)
+
+
+def _postgres_reachable(dsn: str) -> bool:
+    parts = urlsplit(dsn)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), 2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> str:
+    """The DSN of the real test server; skips without one, but fails the run when CI=true."""
+    if not _postgres_reachable(POSTGRES_DSN):
+        message = f"PostgreSQL is not reachable at {POSTGRES_DSN}"
+        if IN_CI:
+            pytest.fail(message + " (CI=true: PostgreSQL tests must run)")
+        pytest.skip(message)
+    return POSTGRES_DSN
+
+
+@pytest.fixture
+def postgres_schema(postgres_dsn: str) -> Iterator[str]:
+    """A fresh schema name for one test, dropped afterwards (sync, so it works on any loop)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+__all__ = ["IN_CI", "POSTGRES_DSN", "AsyncIterator"]
