@@ -191,6 +191,22 @@ class Transport(abc.ABC):
     async def release_leader(self, name: str, *, holder: str) -> bool:
         """Give up leadership of ``name`` if ``holder`` holds it; True when it did."""
 
+    @abc.abstractmethod
+    async def get_cursor(self, name: str) -> float | None:
+        """The value of the named cursor (e.g. a cron schedule's last fired tick), or None."""
+
+    @abc.abstractmethod
+    async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
+        """Compare-and-set the named cursor from ``expected`` (None: unset) to ``new``.
+
+        True when the cursor held ``expected`` and now holds ``new``; False (nothing changed)
+        otherwise. Of several callers racing from the same ``expected``, exactly one wins:
+        the cron leader uses this so a tick fires at most once even with two leaders.
+
+        Raises:
+            InvalidQueueName: ``name`` is not a valid name.
+        """
+
     # --- waiting --------------------------------------------------------------------------
 
     @abc.abstractmethod

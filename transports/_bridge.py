@@ -184,6 +184,12 @@ class BridgedTransport(Transport):
     async def release_leader(self, name: str, *, holder: str) -> bool:
         return await self._call(lambda t: t.release_leader(name, holder=holder))
 
+    async def get_cursor(self, name: str) -> float | None:
+        return await self._call(lambda t: t.get_cursor(name))
+
+    async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
+        return await self._call(lambda t: t.advance_cursor(name, expected=expected, new=new))
+
     async def wait_for_work(self, queues: Sequence[str]) -> None:
         if self._closed:
             await anyio.lowlevel.checkpoint()

@@ -1,0 +1,43 @@
+"""What a handler can tell the Worker about its job, by returning one of these.
+
+Returning ``None`` means :class:`Done`. Raising any exception means "retry with the task's
+backoff until ``max_attempts``, then dead". A timeout counts as such a failure.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import attrs
+
+__all__ = ["Done", "Drop", "HandlerOutcome", "RetryLater", "SnoozeUntil"]
+
+
+@attrs.frozen(kw_only=True)
+class Done:
+    """The job succeeded."""
+
+
+@attrs.frozen(kw_only=True)
+class RetryLater:
+    """Try again; spends an attempt. Ends dead when no attempts remain."""
+
+    delay: float | None = None  # seconds; None: the task's backoff decides
+    reason: str | None = None  # recorded as the job's last error
+
+
+@attrs.frozen(kw_only=True)
+class Drop:
+    """Give up now: the job ends dead and is never retried (bad input, gone resource)."""
+
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class SnoozeUntil:
+    """Run again at ``at`` (clock time) without spending an attempt (waiting on something)."""
+
+    at: float
+
+
+HandlerOutcome: TypeAlias = Done | RetryLater | Drop | SnoozeUntil
