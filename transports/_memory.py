@@ -1,0 +1,650 @@
+"""The in-process backend: deterministic, fast, and shareable between simulated nodes.
+
+Time comes only from the injected clock and nothing sleeps, so a virtual clock drives it
+exactly. Several :class:`MemoryTransport` objects may share one :class:`MemoryStore`, each
+acting as one node of a simulated cluster. Every call does its work synchronously after a
+single checkpoint, which makes each call atomic with respect to other tasks.
+
+Indexes (all kept in step with the job table, stale entries skipped lazily):
+
+* ``ready[queue]``: a heap of ``(priority, run_at, id, seq)`` for available jobs.
+* ``scheduled``: a heap of ``(run_at, id, seq)`` for jobs waiting for their time.
+* ``expiry``: a heap of ``(expires_at, id, seq)`` for running leases.
+
+A heap entry is live only while its ``seq`` equals the row's; every move between indexes
+bumps the row's ``seq``, so nothing is ever searched for and removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import json
+from collections.abc import Sequence
+
+import anyio
+import anyio.lowlevel
+
+from ._base import Transport
+from ._clock import WallClock
+from ._errors import InvalidRequest, JobNotFound, TransportClosed
+from ._records import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    Cancel,
+    CancelResult,
+    Complete,
+    Counts,
+    Discard,
+    EnqueueRequest,
+    EnqueueResult,
+    FinalizeRequest,
+    FinalizeResult,
+    Job,
+    JobState,
+    JsonValue,
+    LeaderLease,
+    Lease,
+    QueueConfig,
+    Reclaimed,
+    Release,
+    RenewRequest,
+    RenewResult,
+    Retry,
+    Snooze,
+    TimeSource,
+    encode_payload,
+    validate_name,
+)
+
+__all__ = ["MemoryStore", "MemoryTransport"]
+
+_OUTCOMES = (Complete, Retry, Snooze, Discard, Cancel, Release)
+_IMMUTABLE_JSON = (str, int, float, bool, type(None))
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class _Row:
+    id: int
+    kind: str
+    queue: str
+    payload_text: str
+    payload: JsonValue  # decoded once; shared only when immutable (see _payload_of)
+    state: JobState
+    priority: int
+    run_at: float
+    attempt: int
+    max_attempts: int
+    dedupe_key: str | None
+    created_at: float
+    updated_at: float
+    last_error: str | None = None
+    finished_at: float | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    cancel_requested: bool = False
+    token: int | None = None
+    seq: int = 0
+
+
+@dataclasses.dataclass(slots=True)
+class _Leader:
+    holder: str | None
+    epoch: int
+    expires_at: float
+
+
+class MemoryStore:
+    """The jobs, queues, leader leases and cursors of an in-process cluster.
+
+    Create one and pass it to several :class:`MemoryTransport` objects to simulate several
+    nodes over one shared store. Its contents are private to ``MemoryTransport``; one store
+    belongs to one event loop.
+    """
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, _Row] = {}  # by id; insertion order is id order
+        self.next_id = 1
+        self.next_token = 1
+        self.ready: dict[str, list[tuple[int, float, int, int]]] = {}
+        self.scheduled: list[tuple[float, int, int]] = []
+        self.expiry: list[tuple[float, int, int]] = []
+        self.running: dict[int, _Row] = {}
+        self.dedupe: dict[tuple[str, str], int] = {}  # (queue, key) -> active job id
+        self.final: dict[int, None] = {}  # final job ids, an ordered set for cleanup
+        self.counts: dict[str, dict[JobState, int]] = {}
+        self.configs: dict[str, QueueConfig] = {}
+        self.leaders: dict[str, _Leader] = {}
+        self.cursors: dict[str, float] = {}
+        self.waiters: dict[str, set[anyio.Event]] = {}
+
+
+class MemoryTransport(Transport):
+    """A :class:`~transports.Transport` held in process memory.
+
+    Args:
+        clock: where "now" comes from; None for the wall clock.
+        store: the store to use, shared with other transports (simulated nodes); None for a
+            private one.
+        max_payload_bytes: longest accepted JSON payload, in bytes.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: TimeSource | None = None,
+        store: MemoryStore | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        self.clock = clock
+        self.max_payload_bytes = max_payload_bytes
+        self._time: TimeSource = clock if clock is not None else WallClock()
+        self._store = store if store is not None else MemoryStore()
+        self._closed = False
+        self._pending: set[anyio.Event] = set()  # this transport's waiters, woken by aclose
+
+    @property
+    def store(self) -> MemoryStore:
+        """The store this transport reads and writes; pass it to another to share it."""
+        return self._store
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            for event in self._pending:
+                event.set()
+            self._pending.clear()
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+
+    async def _enter(self) -> float:
+        """The one checkpoint of a call, then the open check; returns now."""
+        await anyio.lowlevel.checkpoint()
+        if self._closed:
+            raise TransportClosed("the memory transport is closed")
+        return self._time.now()
+
+    # --- producing ------------------------------------------------------------------------
+
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:
+        now = await self._enter()
+        # Validate every payload before the first write: a batch is all or nothing.
+        texts = [encode_payload(request.payload, self.max_payload_bytes) for request in requests]
+        store = self._store
+        results: list[EnqueueResult] = []
+        woken: set[str] = set()
+        for request, text in zip(requests, texts, strict=True):
+            if request.dedupe_key is not None:
+                existing = store.dedupe.get((request.queue, request.dedupe_key))
+                if existing is not None:
+                    results.append(EnqueueResult(job_id=existing, deduplicated=True))
+                    continue
+                store.dedupe[(request.queue, request.dedupe_key)] = store.next_id
+            run_at = request.run_at if request.run_at is not None else now + request.delay
+            payload = json.loads(text)
+            row = _Row(
+                id=store.next_id,
+                kind=request.kind,
+                queue=request.queue,
+                payload_text=text,
+                payload=payload,
+                state=JobState.SCHEDULED,
+                priority=request.priority,
+                run_at=run_at,
+                attempt=0,
+                max_attempts=request.max_attempts,
+                dedupe_key=request.dedupe_key,
+                created_at=now,
+                updated_at=now,
+            )
+            store.next_id += 1
+            store.jobs[row.id] = row
+            self._count(row.queue, JobState.SCHEDULED, 1)
+            if run_at > now:
+                self._push_scheduled(row)
+            else:
+                self._make_available(row)
+                woken.add(row.queue)
+            results.append(EnqueueResult(job_id=row.id, deduplicated=False))
+        for queue in woken:
+            self._notify(queue)
+        return results
+
+    # --- working --------------------------------------------------------------------------
+
+    async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
+        now = await self._enter()
+        validate_name(queue)
+        if limit < 1:
+            raise InvalidRequest(f"limit must be >= 1, got {limit}")
+        _check_ttl(ttl)
+        store = self._store
+        self._promote(now)
+        config = store.configs.get(queue)
+        if config is not None and config.paused:
+            return []
+        heap = store.ready.get(queue)
+        leases: list[Lease] = []
+        jobs = store.jobs
+        while heap and len(leases) < limit:
+            _, _, job_id, seq = heapq.heappop(heap)
+            row = jobs.get(job_id)
+            if row is None or row.seq != seq:
+                continue
+            self._set_state(row, JobState.RUNNING)
+            row.attempt += 1
+            row.lease_owner = owner
+            row.lease_expires_at = expires_at = now + ttl
+            row.token = token = store.next_token
+            store.next_token += 1
+            row.updated_at = now
+            row.seq += 1
+            store.running[job_id] = row
+            heapq.heappush(store.expiry, (expires_at, job_id, row.seq))
+            leases.append(Lease(job=_job(row), token=token, owner=owner, expires_at=expires_at))
+        return leases
+
+    async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
+        now = await self._enter()
+        _check_ttl(ttl)
+        store = self._store
+        results: list[RenewResult] = []
+        for request in requests:
+            row = store.running.get(request.job_id)
+            if (
+                row is None
+                or row.token != request.token
+                or row.lease_expires_at is None
+                or row.lease_expires_at <= now
+            ):
+                results.append(RenewResult.LOST)
+                continue
+            row.lease_expires_at = now + ttl
+            row.updated_at = now
+            row.seq += 1
+            heapq.heappush(store.expiry, (row.lease_expires_at, row.id, row.seq))
+            results.append(
+                RenewResult.CANCEL_REQUESTED if row.cancel_requested else RenewResult.RENEWED
+            )
+        # Renewals leave their old expiry entries behind; rebuild before they pile up.
+        if len(store.expiry) > 4 * len(store.running) + 1024:
+            store.expiry = [
+                (row.lease_expires_at, row.id, row.seq)
+                for row in store.running.values()
+                if row.lease_expires_at is not None
+            ]
+            heapq.heapify(store.expiry)
+        return results
+
+    async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
+        now = await self._enter()
+        for request in requests:
+            if not isinstance(request.outcome, _OUTCOMES):
+                raise InvalidRequest(f"unknown outcome {request.outcome!r}")
+        store = self._store
+        results: list[FinalizeResult] = []
+        woken: set[str] = set()
+        for request in requests:
+            row = store.running.get(request.job_id)
+            if row is None or row.token != request.token:
+                results.append(FinalizeResult.STALE)
+                continue
+            self._end_lease(row, now)
+            outcome = request.outcome
+            if isinstance(outcome, Complete):
+                self._finish(row, JobState.SUCCEEDED, now)
+            elif isinstance(outcome, Discard):
+                row.last_error = outcome.error
+                self._finish(row, JobState.DEAD, now)
+            elif isinstance(outcome, Cancel):
+                if outcome.reason is not None:
+                    row.last_error = outcome.reason
+                self._finish(row, JobState.CANCELLED, now)
+            elif row.cancel_requested:
+                # Cancel wins over retry, snooze and release.
+                if isinstance(outcome, Retry) and outcome.error is not None:
+                    row.last_error = outcome.error
+                self._finish(row, JobState.CANCELLED, now)
+            elif isinstance(outcome, Retry):
+                row.last_error = outcome.error
+                if row.attempt >= row.max_attempts:
+                    self._finish(row, JobState.DEAD, now)
+                elif self._wait_until(row, outcome.run_at, now):
+                    woken.add(row.queue)
+            elif isinstance(outcome, Snooze):
+                row.attempt -= 1
+                if self._wait_until(row, outcome.run_at, now):
+                    woken.add(row.queue)
+            else:  # Release
+                row.attempt -= 1
+                self._make_available(row)
+                woken.add(row.queue)
+            results.append(FinalizeResult.APPLIED)
+        for queue in woken:
+            self._notify(queue)
+        return results
+
+    async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
+        now = await self._enter()
+        if limit < 1:
+            raise InvalidRequest(f"limit must be >= 1, got {limit}")
+        store = self._store
+        expiry = store.expiry
+        reclaimed: list[Reclaimed] = []
+        woken: set[str] = set()
+        while expiry and len(reclaimed) < limit and expiry[0][0] <= now:
+            expired_at, job_id, seq = heapq.heappop(expiry)
+            row = store.running.get(job_id)
+            if row is None or row.seq != seq:
+                continue
+            lost_by = row.lease_owner or ""
+            self._end_lease(row, now)
+            if row.cancel_requested:
+                self._finish(row, JobState.CANCELLED, now)
+            elif row.attempt >= row.max_attempts:
+                row.last_error = f"lease lost by {lost_by} on the last attempt"
+                self._finish(row, JobState.DEAD, now)
+            else:
+                self._make_available(row)
+                woken.add(row.queue)
+            reclaimed.append(
+                Reclaimed(
+                    job_id=job_id,
+                    kind=row.kind,
+                    queue=row.queue,
+                    attempt=row.attempt,
+                    lost_by=lost_by,
+                    expired_at=expired_at,
+                    state=row.state,
+                )
+            )
+        for queue in woken:
+            self._notify(queue)
+        return reclaimed
+
+    async def cancel(self, job_id: int) -> CancelResult:
+        now = await self._enter()
+        row = self._row(job_id)
+        if row.state.is_final:
+            return CancelResult.ALREADY_FINAL
+        if row.state is JobState.RUNNING:
+            row.cancel_requested = True
+            row.updated_at = now
+            return CancelResult.REQUESTED
+        row.cancel_requested = True
+        self._finish(row, JobState.CANCELLED, now)
+        return CancelResult.CANCELLED
+
+    # --- leadership -----------------------------------------------------------------------
+
+    async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
+        now = await self._enter()
+        validate_name(name, "leader")
+        _check_ttl(ttl)
+        current = self._store.leaders.get(name)
+        if current is None:
+            current = self._store.leaders[name] = _Leader(holder=None, epoch=0, expires_at=now)
+        live = current.holder is not None and current.expires_at > now
+        if live and current.holder != holder:
+            return None
+        if not live:
+            current.holder = holder
+            current.epoch += 1
+        current.expires_at = now + ttl
+        return LeaderLease(
+            name=name, holder=holder, epoch=current.epoch, expires_at=current.expires_at
+        )
+
+    async def release_leader(self, name: str, *, holder: str) -> bool:
+        now = await self._enter()
+        validate_name(name, "leader")
+        current = self._store.leaders.get(name)
+        if current is None or current.holder != holder:
+            return False
+        current.holder = None
+        return current.expires_at > now
+
+    async def get_cursor(self, name: str) -> float | None:
+        await self._enter()
+        validate_name(name, "cursor")
+        return self._store.cursors.get(name)
+
+    async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
+        await self._enter()
+        validate_name(name, "cursor")
+        if self._store.cursors.get(name) != expected:
+            return False
+        self._store.cursors[name] = new
+        return True
+
+    # --- waiting --------------------------------------------------------------------------
+
+    async def wait_for_work(self, queues: Sequence[str]) -> None:
+        if self._closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        for queue in queues:
+            validate_name(queue)
+        # Register before the first yield, so a wake-up sent right after this call started
+        # is never missed; ``Event.wait`` is the checkpoint.
+        event = anyio.Event()
+        waiters = self._store.waiters
+        for queue in queues:
+            waiters.setdefault(queue, set()).add(event)
+        self._pending.add(event)
+        try:
+            await event.wait()
+        finally:
+            self._pending.discard(event)
+            for queue in queues:
+                registered = waiters.get(queue)
+                if registered is not None:
+                    registered.discard(event)
+                    if not registered:
+                        del waiters[queue]
+
+    # --- operating ------------------------------------------------------------------------
+
+    async def get_queue_config(self, queue: str) -> QueueConfig:
+        await self._enter()
+        validate_name(queue)
+        config = self._store.configs.get(queue)
+        return config if config is not None else QueueConfig(name=queue)
+
+    async def set_queue_config(self, config: QueueConfig) -> None:
+        await self._enter()
+        validate_name(config.name)
+        self._store.configs[config.name] = config
+        if not config.paused:
+            self._notify(config.name)
+
+    async def list_queue_configs(self) -> list[QueueConfig]:
+        await self._enter()
+        return [self._store.configs[name] for name in sorted(self._store.configs)]
+
+    async def cleanup(
+        self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
+    ) -> int:
+        await self._enter()
+        if queue is not None:
+            validate_name(queue)
+        if limit < 1:
+            raise InvalidRequest(f"limit must be >= 1, got {limit}")
+        store = self._store
+        doomed: list[_Row] = []
+        for job_id in store.final:
+            row = store.jobs[job_id]
+            if (
+                row.finished_at is not None
+                and row.finished_at < finished_before
+                and (queue is None or row.queue == queue)
+            ):
+                doomed.append(row)
+                if len(doomed) >= limit:
+                    break
+        for row in doomed:
+            del store.jobs[row.id]
+            del store.final[row.id]
+            self._count(row.queue, row.state, -1)
+        return len(doomed)
+
+    async def counts(self, queue: str | None = None) -> list[Counts]:
+        now = await self._enter()
+        if queue is not None:
+            validate_name(queue)
+        self._promote(now)
+        by_queue = self._store.counts
+        names = sorted(by_queue) if queue is None else [queue] if queue in by_queue else []
+        return [Counts(queue=name, by_state=dict(by_queue[name])) for name in names]
+
+    async def get(self, job_id: int) -> Job:
+        now = await self._enter()
+        self._promote(now)
+        return _job(self._row(job_id))
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        kind: str | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[Job]:
+        now = await self._enter()
+        if queue is not None:
+            validate_name(queue)
+        if kind is not None:
+            validate_name(kind, "kind")
+        if limit < 1:
+            raise InvalidRequest(f"limit must be >= 1, got {limit}")
+        self._promote(now)
+        found: list[Job] = []
+        for row in self._store.jobs.values():
+            if (
+                row.id > after_id
+                and (queue is None or row.queue == queue)
+                and (state is None or row.state is state)
+                and (kind is None or row.kind == kind)
+            ):
+                found.append(_job(row))
+                if len(found) >= limit:
+                    break
+        return found
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _row(self, job_id: int) -> _Row:
+        row = self._store.jobs.get(job_id)
+        if row is None:
+            raise JobNotFound(f"no job has id {job_id}")
+        return row
+
+    def _count(self, queue: str, state: JobState, delta: int) -> None:
+        counts = self._store.counts
+        by_state = counts.get(queue)
+        if by_state is None:
+            by_state = counts[queue] = {}
+        value = by_state.get(state, 0) + delta
+        if value:
+            by_state[state] = value
+        else:
+            del by_state[state]
+            if not by_state:
+                del counts[queue]
+
+    def _set_state(self, row: _Row, state: JobState) -> None:
+        self._count(row.queue, row.state, -1)
+        self._count(row.queue, state, 1)
+        row.state = state
+
+    def _promote(self, now: float) -> None:
+        """Move scheduled jobs whose time has come to their queue's ready heap."""
+        scheduled = self._store.scheduled
+        jobs = self._store.jobs
+        while scheduled and scheduled[0][0] <= now:
+            _, job_id, seq = heapq.heappop(scheduled)
+            row = jobs.get(job_id)
+            if row is not None and row.seq == seq:
+                self._make_available(row)
+
+    def _make_available(self, row: _Row) -> None:
+        self._set_state(row, JobState.AVAILABLE)
+        row.seq += 1
+        heap = self._store.ready.get(row.queue)
+        if heap is None:
+            heap = self._store.ready[row.queue] = []
+        heapq.heappush(heap, (row.priority, row.run_at, row.id, row.seq))
+
+    def _push_scheduled(self, row: _Row) -> None:
+        self._set_state(row, JobState.SCHEDULED)
+        row.seq += 1
+        heapq.heappush(self._store.scheduled, (row.run_at, row.id, row.seq))
+
+    def _wait_until(self, row: _Row, run_at: float, now: float) -> bool:
+        """Schedule ``row`` for ``run_at``; True when it is available at once."""
+        row.run_at = run_at
+        if run_at > now:
+            self._push_scheduled(row)
+            return False
+        self._make_available(row)
+        return True
+
+    def _end_lease(self, row: _Row, now: float) -> None:
+        del self._store.running[row.id]
+        row.token = None
+        row.lease_expires_at = None
+        row.updated_at = now
+
+    def _finish(self, row: _Row, state: JobState, now: float) -> None:
+        self._set_state(row, state)
+        row.seq += 1
+        row.finished_at = now
+        row.updated_at = now
+        store = self._store
+        if row.dedupe_key is not None:
+            key = (row.queue, row.dedupe_key)
+            if store.dedupe.get(key) == row.id:
+                del store.dedupe[key]
+        store.final[row.id] = None
+
+    def _notify(self, queue: str) -> None:
+        waiters = self._store.waiters.pop(queue, None)
+        if waiters:
+            for event in waiters:
+                event.set()
+
+
+def _check_ttl(ttl: float) -> None:
+    if not ttl > 0:
+        raise InvalidRequest(f"ttl must be > 0, got {ttl}")
+
+
+def _payload_of(row: _Row) -> JsonValue:
+    # Scalars are immutable and can be shared; containers are decoded afresh so a caller
+    # mutating a returned payload never changes the stored one.
+    if isinstance(row.payload, _IMMUTABLE_JSON):
+        return row.payload
+    return json.loads(row.payload_text)
+
+
+def _job(row: _Row) -> Job:
+    return Job(
+        id=row.id,
+        kind=row.kind,
+        queue=row.queue,
+        payload=_payload_of(row),
+        state=row.state,
+        priority=row.priority,
+        run_at=row.run_at,
+        attempt=row.attempt,
+        max_attempts=row.max_attempts,
+        last_error=row.last_error,
+        dedupe_key=row.dedupe_key,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        finished_at=row.finished_at,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
+        cancel_requested=row.cancel_requested,
+    )
