@@ -1,0 +1,751 @@
+"""The PostgreSQL backend (asyncpg): many workers on many machines share one database.
+
+Design choices, in brief:
+
+* **SQL in files.** Queries live in ``sql/postgres/queries.sql`` with a ``{schema}``
+  placeholder that is replaced, once, by the validated and quoted schema name when the
+  transport is built. Every statement is therefore schema-qualified and asyncpg caches one
+  prepared statement per query and connection; nothing depends on ``search_path``, so a
+  connection pooler in front of the server cannot mix schemas up.
+* **One statement per call.** Every write (batches included) is a single statement whose
+  data-modifying CTEs do the work, so it is atomic without an explicit transaction and costs
+  one round trip. Only an enqueue batch with dedupe keys may need a transaction (see
+  :meth:`PostgresTransport.enqueue_many`).
+* **Time.** Times are stored as ``double precision`` POSIX seconds, the unit of every backend.
+  Without an injected clock "now" is the database's ``statement_timestamp()``, so every
+  machine decides lease expiry against the same clock; with one, ``now`` is passed in.
+* **Fencing.** Each claim draws its token from the ``lease_tokens`` sequence, so a token is
+  never reused; ``renew`` and ``finalize`` match ``id``, token and ``state = 'running'``.
+* **Wake-ups.** Writes that make a job available send ``NOTIFY`` on ``<schema>_jobs`` with the
+  queue name, inside the same statement; a dedicated listener connection (outside the pool)
+  wakes this process's waiters. If it drops, every waiter is woken (they poll) and it is
+  reconnected in the background, without ever sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import anyio.lowlevel
+import asyncpg  # type: ignore[import-untyped]
+import asyncpg.exceptions  # type: ignore[import-untyped]
+
+from ._base import Transport
+from ._errors import (
+    ConnectionLost,
+    InvalidRequest,
+    JobNotFound,
+    SchemaVersionMismatch,
+    TransportClosed,
+    TransportError,
+    map_exceptions,
+)
+from ._records import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    Cancel,
+    CancelResult,
+    Complete,
+    Counts,
+    Discard,
+    EnqueueRequest,
+    EnqueueResult,
+    FinalizeRequest,
+    FinalizeResult,
+    Job,
+    JobState,
+    LeaderLease,
+    Lease,
+    QueueConfig,
+    Reclaimed,
+    Release,
+    RenewRequest,
+    RenewResult,
+    Retry,
+    Snooze,
+    TimeSource,
+    encode_payload,
+    validate_name,
+)
+from ._sql import load_migrations, load_queries
+
+__all__ = ["PostgresTransport"]
+
+# An unquoted-style identifier, short enough that "<schema>_jobs" fits PostgreSQL's 63 bytes.
+_SCHEMA_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,57}")
+_DEDUPE_RETRIES = 5
+
+
+def _connection_lost(exc: BaseException) -> TransportError:
+    return ConnectionLost(f"lost the PostgreSQL connection: {exc}")
+
+
+def _interface_error(exc: BaseException) -> TransportError:
+    message = str(exc)
+    if "closed" in message or "connection" in message:
+        return ConnectionLost(f"lost the PostgreSQL connection: {message}")
+    return TransportError(f"PostgreSQL client error: {message}")
+
+
+def _other_error(exc: BaseException) -> TransportError:
+    return TransportError(f"PostgreSQL error: {exc}")
+
+
+_ERRORS: dict[type[BaseException], Callable[[BaseException], TransportError]] = {
+    asyncpg.PostgresConnectionError: _connection_lost,
+    asyncpg.exceptions.AdminShutdownError: _connection_lost,
+    asyncpg.exceptions.CannotConnectNowError: _connection_lost,
+    asyncpg.exceptions.CrashShutdownError: _connection_lost,
+    asyncpg.exceptions.TooManyConnectionsError: _connection_lost,
+    OSError: _connection_lost,
+    asyncpg.InterfaceError: _interface_error,
+    asyncpg.PostgresError: _other_error,
+    asyncpg.exceptions.InternalClientError: _other_error,
+}
+
+
+@contextlib.contextmanager
+def _mapped() -> Iterator[None]:
+    with map_exceptions(_ERRORS):
+        yield
+
+
+def _validate_schema(schema: str) -> str:
+    if not isinstance(schema, str) or _SCHEMA_RE.fullmatch(schema) is None:
+        raise InvalidRequest(
+            f"invalid schema name {schema!r}: use a letter or _ then up to 57 of [A-Za-z0-9_]"
+        )
+    return schema
+
+
+def _render(sql: str, schema: str, *, notify: bool) -> str:
+    # str.replace, not str.format: SQL is full of braces ('{}'::int[]).
+    return (
+        sql.replace("{schema}", f'"{schema}"')
+        .replace("{channel}", f"'{_channel(schema)}'")
+        .replace("{notify}", "true" if notify else "false")
+    )
+
+
+def _channel(schema: str) -> str:
+    return f"{schema}_jobs"
+
+
+def _check_ttl(ttl: float) -> None:
+    if not ttl > 0:
+        raise InvalidRequest(f"ttl must be > 0, got {ttl}")
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        raise InvalidRequest(f"limit must be >= 1, got {limit}")
+
+
+def _job(row: asyncpg.Record) -> Job:
+    # Column order is the one of the claim/get/list_jobs queries.
+    return Job(
+        id=row[0],
+        kind=row[1],
+        queue=row[2],
+        payload=json.loads(row[3]),
+        state=JobState(row[4]),
+        priority=row[5],
+        run_at=row[6],
+        attempt=row[7],
+        max_attempts=row[8],
+        last_error=row[9],
+        dedupe_key=row[10],
+        created_at=row[11],
+        updated_at=row[12],
+        finished_at=row[13],
+        lease_owner=row[14],
+        lease_expires_at=row[15],
+        cancel_requested=row[16],
+    )
+
+
+def _finalize_columns(
+    requests: Sequence[FinalizeRequest],
+) -> tuple[list[int], list[int], list[str], list[float | None], list[str | None]]:
+    ids: list[int] = []
+    tokens: list[int] = []
+    actions: list[str] = []
+    run_ats: list[float | None] = []
+    errors: list[str | None] = []
+    for request in requests:
+        outcome = request.outcome
+        run_at: float | None = None
+        error: str | None = None
+        if isinstance(outcome, Complete):
+            action = "complete"
+        elif isinstance(outcome, Retry):
+            action, run_at, error = "retry", outcome.run_at, outcome.error
+        elif isinstance(outcome, Snooze):
+            action, run_at = "snooze", outcome.run_at
+        elif isinstance(outcome, Discard):
+            action, error = "discard", outcome.error
+        elif isinstance(outcome, Cancel):
+            action, error = "cancel", outcome.reason
+        elif isinstance(outcome, Release):
+            action = "release"
+        else:
+            raise InvalidRequest(f"unknown outcome {outcome!r}")
+        ids.append(request.job_id)
+        tokens.append(request.token)
+        actions.append(action)
+        run_ats.append(run_at)
+        errors.append(error)
+    return ids, tokens, actions, run_ats, errors
+
+
+class _DedupeRace(Exception):
+    """A dedupe key's active job was committed by another transaction after our snapshot."""
+
+
+class PostgresTransport(Transport):
+    """A :class:`~transports.Transport` stored in PostgreSQL, shared by many processes.
+
+    Args:
+        dsn: a libpq connection URL, e.g. ``postgresql://user@host:5432/db``.
+        schema: the schema holding actorq's tables (created when migrating); lets several
+            independent actorq installations share one database.
+        pool_size: most connections the pool opens (the LISTEN connection is extra).
+        clock: where "now" comes from; None for the database clock.
+        max_payload_bytes: longest accepted JSON payload, in bytes.
+        auto_migrate: migrate the schema at ``open()``; when False, a schema of another
+            version raises :class:`~transports.SchemaVersionMismatch` instead.
+        notify: send and listen for ``NOTIFY`` wake-ups; when False only this process's own
+            writes wake its waiters.
+
+    Raises:
+        InvalidRequest: the schema name is not a plain identifier of at most 58 characters.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "actorq",
+        pool_size: int = 10,
+        clock: TimeSource | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        auto_migrate: bool = True,
+        notify: bool = True,
+    ) -> None:
+        if pool_size < 1:
+            raise InvalidRequest(f"pool_size must be >= 1, got {pool_size}")
+        self.clock = clock
+        self.max_payload_bytes = max_payload_bytes
+        self.dsn = dsn
+        self.schema = _validate_schema(schema)
+        self.pool_size = pool_size
+        self.auto_migrate = auto_migrate
+        self.notify = notify
+        self._sql = {
+            name: _render(sql, self.schema, notify=notify)
+            for name, sql in load_queries("postgres").items()
+        }
+        self._pool: asyncpg.Pool | None = None
+        self._opened = False
+        self._closed = False
+        self._listener: asyncpg.Connection | None = None
+        self._listener_task: asyncio.Task[None] | None = None
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._pending: set[asyncio.Event] = set()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._closed:
+            raise TransportClosed("the PostgreSQL transport is closed")
+        if self._opened:
+            await anyio.lowlevel.checkpoint()
+            return
+        try:
+            with _mapped():
+                self._pool = await asyncpg.create_pool(
+                    self.dsn,
+                    min_size=min(2, self.pool_size),
+                    max_size=self.pool_size,
+                    server_settings=self._server_settings(),
+                )
+                if self.auto_migrate:
+                    await self.migrate()
+                else:
+                    await self._check_version()
+                if self.notify:
+                    await self._connect_listener()
+        except BaseException:
+            await self._release()
+            raise
+        self._opened = True
+
+    async def migrate(self) -> int:
+        """Bring the schema to this code's version; safe to run from many processes at once.
+
+        Migrations run in one transaction under an advisory lock, so concurrent starters
+        apply each migration once. Uses the pool when open, else a connection of its own.
+
+        Returns:
+            How many migrations were applied (0 when the schema was current).
+
+        Raises:
+            SchemaVersionMismatch: the schema is newer than this code.
+            ConnectionLost: the server cannot be reached.
+        """
+        with _mapped():
+            if self._pool is not None:
+                async with self._pool.acquire() as conn:
+                    return await self._migrate_on(conn)
+            conn = await asyncpg.connect(self.dsn, server_settings=self._server_settings())
+            try:
+                return await self._migrate_on(conn)
+            finally:
+                await conn.close()
+
+    async def _migrate_on(self, conn: asyncpg.Connection) -> int:
+        migrations = load_migrations("postgres")
+        async with conn.transaction():
+            await conn.execute(self._sql["migration_lock"], f"actorq.migrate.{self.schema}")
+            await conn.execute(self._sql["create_schema"])
+            current: int = await conn.fetchval(self._sql["schema_version"])
+            if current > len(migrations):
+                raise SchemaVersionMismatch(
+                    f"schema {self.schema!r} is at version {current}, newer than this code's "
+                    f"{len(migrations)}: upgrade actorq"
+                )
+            for migration in migrations[current:]:
+                await conn.execute(_render(migration.sql, self.schema, notify=self.notify))
+                await conn.execute(self._sql["record_version"], migration.version)
+        return len(migrations) - current
+
+    async def _check_version(self) -> None:
+        assert self._pool is not None
+        wanted = len(load_migrations("postgres"))
+        async with self._pool.acquire() as conn:
+            exists = await conn.fetchval(self._sql["schema_version_exists"], self.schema)
+            current = await conn.fetchval(self._sql["schema_version"]) if exists else 0
+        if current != wanted:
+            raise SchemaVersionMismatch(
+                f"schema {self.schema!r} is at version {current}, this code needs {wanted}: "
+                "run `actorq migrate`"
+            )
+
+    def _server_settings(self) -> dict[str, str]:
+        # The application name lets operators (and tests) find this schema's connections;
+        # JIT only slows down the short statements a job queue runs.
+        return {"application_name": f"actorq {self.schema}", "jit": "off"}
+
+    async def aclose(self) -> None:
+        if self._closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        self._closed = True
+        self._wake_all()
+        await self._release()
+
+    async def _release(self) -> None:
+        task, self._listener_task = self._listener_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        listener, self._listener = self._listener, None
+        pool, self._pool = self._pool, None
+        with contextlib.suppress(Exception):
+            if listener is not None:
+                await listener.close(timeout=5)
+        with contextlib.suppress(Exception):
+            if pool is not None:
+                await pool.close()
+
+    @property
+    def _db(self) -> asyncpg.Pool:
+        if self._closed or self._pool is None:
+            raise TransportClosed("the PostgreSQL transport is not open")
+        return self._pool
+
+    def _now(self) -> float | None:
+        # None makes the queries use the database clock.
+        return self.clock.now() if self.clock is not None else None
+
+    # --- producing ------------------------------------------------------------------------
+
+    async def enqueue(
+        self, request: EnqueueRequest, *, connection: asyncpg.Connection | None = None
+    ) -> EnqueueResult:
+        """Add one job; see :meth:`enqueue_many` for ``connection``."""
+        (result,) = await self.enqueue_many([request], connection=connection)
+        return result
+
+    async def enqueue_many(
+        self,
+        requests: Sequence[EnqueueRequest],
+        *,
+        connection: asyncpg.Connection | None = None,
+    ) -> list[EnqueueResult]:
+        """Add jobs, all or none (see :meth:`Transport.enqueue_many`).
+
+        Args:
+            requests: the jobs to add.
+            connection: an asyncpg connection of the caller's, usually inside a transaction
+                the caller controls: the jobs then commit or roll back with the caller's own
+                writes, and their wake-ups are sent only on commit.
+        """
+        pool = self._db
+        payloads = [encode_payload(r.payload, self.max_payload_bytes) for r in requests]
+        if not requests:
+            await anyio.lowlevel.checkpoint()
+            return []
+        # Two requests of the batch with one key fold into the first before reaching SQL.
+        first_of_key: dict[tuple[str, str], int] = {}
+        sent: list[int] = []  # indexes of the requests sent to the database
+        folded: dict[int, int] = {}  # index -> index of the request it folds into
+        for index, request in enumerate(requests):
+            if request.dedupe_key is not None:
+                key = (request.queue, request.dedupe_key)
+                if key in first_of_key:
+                    folded[index] = first_of_key[key]
+                    continue
+                first_of_key[key] = index
+            sent.append(index)
+        args = (
+            [requests[i].kind for i in sent],
+            [requests[i].queue for i in sent],
+            [payloads[i] for i in sent],
+            [requests[i].priority for i in sent],
+            [requests[i].run_at for i in sent],
+            [requests[i].delay for i in sent],
+            [requests[i].max_attempts for i in sent],
+            [requests[i].dedupe_key for i in sent],
+            self._now(),
+        )
+        with _mapped():
+            if connection is not None:
+                rows = await self._enqueue_on(connection, args, dedupe=bool(first_of_key))
+            else:
+                async with pool.acquire() as conn:
+                    rows = await self._enqueue_on(conn, args, dedupe=bool(first_of_key))
+        results: list[EnqueueResult | None] = [None] * len(requests)
+        for index, row in zip(sent, rows, strict=True):
+            results[index] = EnqueueResult(job_id=row[0], deduplicated=row[1])
+        for index, into in folded.items():
+            first = results[into]
+            assert first is not None
+            results[index] = EnqueueResult(job_id=first.job_id, deduplicated=True)
+        self._wake({request.queue for request in requests})
+        return [result for result in results if result is not None]
+
+    async def _enqueue_on(
+        self, conn: asyncpg.Connection, args: tuple[Any, ...], *, dedupe: bool
+    ) -> list[asyncpg.Record]:
+        sql = self._sql["enqueue"]
+        if not dedupe:
+            # No key can conflict: the single statement is the whole (atomic) write.
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+            return rows
+        # A key's active job committed by another transaction after this statement's
+        # snapshot makes ON CONFLICT skip the row while the lookup cannot see the job: undo
+        # and retry (a new statement sees it). A transaction (a savepoint inside the caller's)
+        # keeps the batch all-or-nothing.
+        for _ in range(_DEDUPE_RETRIES):
+            try:
+                async with conn.transaction():
+                    rows = await conn.fetch(sql, *args)
+                    if any(row[0] is None for row in rows):
+                        raise _DedupeRace
+                    return rows
+            except _DedupeRace:
+                continue
+        raise TransportError("enqueue kept racing with concurrent enqueues of its dedupe keys")
+
+    # --- working --------------------------------------------------------------------------
+
+    async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
+        pool = self._db
+        validate_name(queue)
+        _check_limit(limit)
+        _check_ttl(ttl)
+        with _mapped():
+            rows = await pool.fetch(self._sql["claim"], queue, limit, owner, ttl, self._now())
+        leases = [
+            Lease(job=_job(row), token=row[17], owner=owner, expires_at=row[15]) for row in rows
+        ]
+        leases.sort(key=lambda lease: (lease.job.priority, lease.job.run_at, lease.job.id))
+        return leases
+
+    async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
+        pool = self._db
+        _check_ttl(ttl)
+        if not requests:
+            await anyio.lowlevel.checkpoint()
+            return []
+        ids = [request.job_id for request in requests]
+        tokens = [request.token for request in requests]
+        with _mapped():
+            rows = await pool.fetch(self._sql["renew"], ids, tokens, ttl, self._now())
+        return [RenewResult(row[0]) for row in rows]
+
+    async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
+        pool = self._db
+        columns = _finalize_columns(requests)
+        if not requests:
+            await anyio.lowlevel.checkpoint()
+            return []
+        # A repeated (job, token) pair is stale after its first occurrence applies; send each
+        # pair once so one row is never updated twice by one statement.
+        seen: set[tuple[int, int]] = set()
+        sent: list[int] = []
+        for index, request in enumerate(requests):
+            pair = (request.job_id, request.token)
+            if pair not in seen:
+                seen.add(pair)
+                sent.append(index)
+        if len(sent) < len(requests):
+            columns = tuple([column[i] for i in sent] for column in columns)  # type: ignore[assignment]
+        with _mapped():
+            rows = await pool.fetch(self._sql["finalize"], *columns, self._now())
+        results = [FinalizeResult.STALE] * len(requests)
+        woken: set[str] = set()
+        for index, row in zip(sent, rows, strict=True):
+            if row[0]:
+                results[index] = FinalizeResult.APPLIED
+                if row[1] == JobState.AVAILABLE:
+                    woken.add(row[2])
+        self._wake(woken)
+        return results
+
+    async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
+        pool = self._db
+        _check_limit(limit)
+        with _mapped():
+            rows = await pool.fetch(self._sql["reap"], limit, self._now())
+        reclaimed = [
+            Reclaimed(
+                job_id=row[0],
+                kind=row[1],
+                queue=row[2],
+                attempt=row[3],
+                lost_by=row[4] or "",
+                expired_at=row[5],
+                state=JobState(row[6]),
+            )
+            for row in rows
+        ]
+        self._wake({r.queue for r in reclaimed if r.state is JobState.AVAILABLE})
+        return reclaimed
+
+    async def cancel(self, job_id: int) -> CancelResult:
+        pool = self._db
+        with _mapped():
+            row = await pool.fetchrow(self._sql["cancel"], job_id, self._now())
+        assert row is not None
+        state, found = row
+        if state == JobState.CANCELLED:
+            return CancelResult.CANCELLED
+        if state == JobState.RUNNING:
+            return CancelResult.REQUESTED
+        if not found:
+            raise JobNotFound(f"no job has id {job_id}")
+        return CancelResult.ALREADY_FINAL
+
+    # --- leadership -----------------------------------------------------------------------
+
+    async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
+        pool = self._db
+        validate_name(name, "leader")
+        _check_ttl(ttl)
+        with _mapped():
+            row = await pool.fetchrow(self._sql["acquire_leader"], name, holder, ttl, self._now())
+        if row is None:
+            return None
+        return LeaderLease(name=row[0], holder=row[1], epoch=row[2], expires_at=row[3])
+
+    async def release_leader(self, name: str, *, holder: str) -> bool:
+        pool = self._db
+        validate_name(name, "leader")
+        with _mapped():
+            row = await pool.fetchrow(self._sql["release_leader"], name, holder, self._now())
+        return row is not None
+
+    async def get_cursor(self, name: str) -> float | None:
+        pool = self._db
+        validate_name(name, "cursor")
+        with _mapped():
+            value: float | None = await pool.fetchval(self._sql["get_cursor"], name)
+        return value
+
+    async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
+        pool = self._db
+        validate_name(name, "cursor")
+        with _mapped():
+            if expected is None:
+                row = await pool.fetchrow(self._sql["create_cursor"], name, new)
+            else:
+                row = await pool.fetchrow(self._sql["advance_cursor"], name, expected, new)
+        return row is not None
+
+    # --- waiting --------------------------------------------------------------------------
+
+    async def wait_for_work(self, queues: Sequence[str]) -> None:
+        if self._closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        for queue in queues:
+            validate_name(queue)
+        if self.notify and self._opened and self._listener is None:
+            self._start_listener_reconnect()
+        event = asyncio.Event()
+        for queue in queues:
+            self._waiters.setdefault(queue, set()).add(event)
+        self._pending.add(event)
+        try:
+            await event.wait()
+        finally:
+            self._pending.discard(event)
+            for queue in queues:
+                registered = self._waiters.get(queue)
+                if registered is not None:
+                    registered.discard(event)
+                    if not registered:
+                        del self._waiters[queue]
+
+    def _wake(self, queues: set[str]) -> None:
+        for queue in queues:
+            for event in self._waiters.pop(queue, ()):
+                event.set()
+
+    def _wake_all(self) -> None:
+        for event in self._pending:
+            event.set()
+        self._waiters.clear()
+
+    async def _connect_listener(self) -> None:
+        conn = await asyncpg.connect(self.dsn, server_settings=self._server_settings())
+        try:
+            await conn.add_listener(_channel(self.schema), self._on_notify)
+        except BaseException:
+            await conn.close()
+            raise
+        conn.add_termination_listener(self._on_listener_lost)
+        self._listener = conn
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        self._wake({str(payload)})
+
+    def _on_listener_lost(self, conn: object) -> None:
+        if conn is not self._listener:
+            return
+        self._listener = None
+        # Notifications may have been missed while it was down: everyone re-polls.
+        self._wake_all()
+        if not self._closed:
+            self._start_listener_reconnect()
+
+    def _start_listener_reconnect(self) -> None:
+        if self._listener_task is not None and not self._listener_task.done():
+            return
+        self._listener_task = asyncio.get_running_loop().create_task(self._reconnect_listener())
+
+    async def _reconnect_listener(self) -> None:
+        # One attempt; the next wait_for_work tries again, so a down server costs no sleeping.
+        try:
+            await self._connect_listener()
+        except Exception:
+            return
+        if self._closed:
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                await listener.close()
+            return
+        self._wake_all()
+
+    # --- operating ------------------------------------------------------------------------
+
+    async def get_queue_config(self, queue: str) -> QueueConfig:
+        pool = self._db
+        validate_name(queue)
+        with _mapped():
+            row = await pool.fetchrow(self._sql["get_queue_config"], queue)
+        if row is None:
+            return QueueConfig(name=queue)
+        return _queue_config(row)
+
+    async def set_queue_config(self, config: QueueConfig) -> None:
+        pool = self._db
+        with _mapped():
+            await pool.fetchval(
+                self._sql["set_queue_config"],
+                config.name,
+                config.paused,
+                config.concurrency,
+                config.retention,
+            )
+        if not config.paused:
+            self._wake({config.name})
+
+    async def list_queue_configs(self) -> list[QueueConfig]:
+        pool = self._db
+        with _mapped():
+            rows = await pool.fetch(self._sql["list_queue_configs"])
+        return [_queue_config(row) for row in rows]
+
+    async def cleanup(
+        self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
+    ) -> int:
+        pool = self._db
+        if queue is not None:
+            validate_name(queue)
+        _check_limit(limit)
+        with _mapped():
+            deleted: int = await pool.fetchval(self._sql["cleanup"], finished_before, queue, limit)
+        return deleted
+
+    async def counts(self, queue: str | None = None) -> list[Counts]:
+        pool = self._db
+        if queue is not None:
+            validate_name(queue)
+        with _mapped():
+            rows = await pool.fetch(self._sql["counts"], queue, self._now())
+        by_queue: dict[str, dict[JobState, int]] = {}
+        for name, state, count in rows:
+            by_queue.setdefault(name, {})[JobState(state)] = count
+        return [Counts(queue=name, by_state=states) for name, states in by_queue.items()]
+
+    async def get(self, job_id: int) -> Job:
+        pool = self._db
+        with _mapped():
+            row = await pool.fetchrow(self._sql["get"], job_id, self._now())
+        if row is None:
+            raise JobNotFound(f"no job has id {job_id}")
+        return _job(row)
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        kind: str | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[Job]:
+        pool = self._db
+        if queue is not None:
+            validate_name(queue)
+        if kind is not None:
+            validate_name(kind, "kind")
+        _check_limit(limit)
+        state_name = None if state is None else JobState(state).value
+        with _mapped():
+            rows = await pool.fetch(
+                self._sql["list_jobs"], queue, state_name, kind, after_id, limit, self._now()
+            )
+        return [_job(row) for row in rows]
+
+
+def _queue_config(row: asyncpg.Record) -> QueueConfig:
+    return QueueConfig(name=row[0], paused=row[1], concurrency=row[2], retention=row[3])

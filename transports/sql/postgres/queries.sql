@@ -1,0 +1,377 @@
+-- Named queries of the PostgreSQL transport. Placeholders, substituted once when the transport
+-- opens: {schema} (the quoted schema name), {channel} (the NOTIFY channel as a string literal)
+-- and {notify} (true or false: whether writes send NOTIFY). "now" is always the last parameter:
+-- the injected clock's time, or NULL for the database clock (statement_timestamp(), the same
+-- value for every row of a statement). Every write is one statement, so it is atomic on its own,
+-- and its NOTIFY is delivered when it commits.
+
+-- name: create_schema
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema}.schema_version (
+    version integer PRIMARY KEY,
+    applied_at double precision NOT NULL
+);
+
+-- name: migration_lock
+SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0));
+
+-- name: schema_version_exists
+SELECT EXISTS (
+    SELECT 1 FROM information_schema.tables
+    WHERE table_schema = $1::text AND table_name = 'schema_version'
+);
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) FROM {schema}.schema_version;
+
+-- name: record_version
+INSERT INTO {schema}.schema_version (version, applied_at)
+VALUES ($1::integer, extract(epoch FROM clock_timestamp())::float8);
+
+-- name: enqueue
+-- Ids are drawn before the insert so each request finds its own row again; a request whose
+-- dedupe key matches an active job inserts nothing and reports that job instead.
+WITH now AS (
+    SELECT coalesce($9::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+req AS MATERIALIZED (
+    SELECT r.ord, r.kind, r.queue, r.payload, r.priority, r.max_attempts, r.dedupe_key,
+           coalesce(r.run_at, now.t + r.delay) AS run_at, now.t AS now,
+           nextval('{schema}.jobs_id_seq') AS id
+    FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::integer[], $5::float8[], $6::float8[],
+        $7::integer[], $8::text[]
+    ) WITH ORDINALITY AS r(kind, queue, payload, priority, run_at, delay, max_attempts,
+                           dedupe_key, ord),
+    now
+),
+ins AS (
+    INSERT INTO {schema}.jobs AS j (
+        id, kind, queue, payload, state, priority, run_at, max_attempts, dedupe_key,
+        created_at, updated_at
+    )
+    SELECT id, kind, queue, payload::jsonb,
+           CASE WHEN run_at > now THEN 'scheduled' ELSE 'available' END,
+           priority, run_at, max_attempts, dedupe_key, now, now
+    FROM req
+    ORDER BY ord
+    ON CONFLICT (queue, dedupe_key)
+        WHERE dedupe_key IS NOT NULL AND state IN ('scheduled', 'available', 'running')
+        DO NOTHING
+    RETURNING j.id, j.queue, j.state
+),
+woken AS (
+    SELECT pg_notify({channel}, q.queue)
+    FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') AS q
+    WHERE {notify}
+)
+SELECT coalesce(
+           ins.id,
+           (SELECT e.id FROM {schema}.jobs AS e
+            WHERE e.queue = req.queue AND e.dedupe_key = req.dedupe_key
+              AND e.state IN ('scheduled', 'available', 'running'))
+       ) AS job_id,
+       ins.id IS NULL AS deduplicated,
+       (SELECT count(*) FROM woken) AS woken
+FROM req LEFT JOIN ins ON ins.id = req.id
+ORDER BY req.ord;
+
+-- name: claim
+WITH now AS (
+    SELECT coalesce($5::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+due AS (
+    SELECT id FROM {schema}.jobs
+    WHERE queue = $1::text
+      AND state IN ('available', 'scheduled')
+      AND run_at <= (SELECT t FROM now)
+      AND NOT EXISTS (SELECT 1 FROM {schema}.queues WHERE name = $1::text AND paused)
+    ORDER BY priority, run_at, id
+    LIMIT $2::integer
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {schema}.jobs AS j
+SET state = 'running',
+    attempt = j.attempt + 1,
+    lease_token = nextval('{schema}.lease_tokens'),
+    lease_owner = $3::text,
+    lease_expires_at = now.t + $4::float8,
+    updated_at = now.t
+FROM due, now
+WHERE j.id = due.id
+RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
+          j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
+          j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested, j.lease_token;
+
+-- name: renew
+-- Only a live lease is extended: an expired one stays expired even if nobody reaped it yet.
+WITH now AS (
+    SELECT coalesce($4::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+req AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS r(id, token, ord)
+),
+upd AS (
+    UPDATE {schema}.jobs AS j
+    SET lease_expires_at = now.t + $3::float8, updated_at = now.t
+    FROM req, now
+    WHERE j.id = req.id AND j.lease_token = req.token
+      AND j.state = 'running' AND j.lease_expires_at > now.t
+    RETURNING j.id, j.lease_token, j.cancel_requested
+)
+SELECT CASE
+           WHEN upd.id IS NULL THEN 'lost'
+           WHEN upd.cancel_requested THEN 'cancel_requested'
+           ELSE 'renewed'
+       END
+FROM req LEFT JOIN upd ON upd.id = req.id AND upd.lease_token = req.token
+ORDER BY req.ord;
+
+-- name: finalize
+-- `cur` locks the rows the tokens still own (re-checked after any concurrent change) and
+-- decides each new state; `upd` applies it. Requests must be distinct (id, token) pairs.
+WITH now AS (
+    SELECT coalesce($6::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+req AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::float8[], $5::text[])
+        WITH ORDINALITY AS r(id, token, action, run_at, error, ord)
+),
+cur AS (
+    SELECT j.id, req.action, req.run_at, req.error, now.t AS now,
+           CASE
+               WHEN req.action = 'complete' THEN 'succeeded'
+               WHEN req.action = 'discard' THEN 'dead'
+               WHEN req.action = 'cancel' OR j.cancel_requested THEN 'cancelled'
+               WHEN req.action = 'retry' AND j.attempt >= j.max_attempts THEN 'dead'
+               WHEN req.action = 'release' OR req.run_at <= now.t THEN 'available'
+               ELSE 'scheduled'
+           END AS new_state
+    FROM {schema}.jobs AS j
+    JOIN req ON j.id = req.id AND j.lease_token = req.token
+    CROSS JOIN now
+    WHERE j.state = 'running'
+    FOR UPDATE OF j
+),
+upd AS (
+    UPDATE {schema}.jobs AS j
+    SET state = cur.new_state,
+        attempt = CASE
+            WHEN cur.action IN ('snooze', 'release') AND cur.new_state <> 'cancelled'
+                THEN j.attempt - 1
+            ELSE j.attempt
+        END,
+        run_at = CASE
+            WHEN cur.action IN ('retry', 'snooze') AND cur.new_state IN ('scheduled', 'available')
+                THEN cur.run_at
+            ELSE j.run_at
+        END,
+        -- A retry records its error, even none; other outcomes only add one they carry.
+        last_error = CASE
+            WHEN cur.action = 'retry' AND cur.new_state <> 'cancelled' THEN cur.error
+            ELSE coalesce(cur.error, j.last_error)
+        END,
+        finished_at = CASE
+            WHEN cur.new_state IN ('succeeded', 'cancelled', 'dead') THEN cur.now
+        END,
+        lease_expires_at = NULL,
+        updated_at = cur.now
+    FROM cur
+    WHERE j.id = cur.id
+    RETURNING j.id, j.lease_token, j.queue, j.state
+),
+woken AS (
+    SELECT pg_notify({channel}, q.queue)
+    FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') AS q
+    WHERE {notify}
+)
+SELECT upd.id IS NOT NULL AS applied, upd.state, upd.queue, (SELECT count(*) FROM woken) AS woken
+FROM req LEFT JOIN upd ON upd.id = req.id AND upd.lease_token = req.token
+ORDER BY req.ord;
+
+-- name: reap
+WITH now AS (
+    SELECT coalesce($2::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+expired AS (
+    SELECT id, lease_expires_at FROM {schema}.jobs
+    WHERE state = 'running' AND lease_expires_at <= (SELECT t FROM now)
+    ORDER BY lease_expires_at, id
+    LIMIT $1::integer
+    FOR UPDATE SKIP LOCKED
+),
+upd AS (
+    UPDATE {schema}.jobs AS j
+    SET state = CASE
+            WHEN j.cancel_requested THEN 'cancelled'
+            WHEN j.attempt >= j.max_attempts THEN 'dead'
+            ELSE 'available'
+        END,
+        finished_at = CASE
+            WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN now.t
+        END,
+        last_error = CASE
+            WHEN NOT j.cancel_requested AND j.attempt >= j.max_attempts
+                THEN 'lease lost by ' || j.lease_owner || ' on the last attempt'
+            ELSE j.last_error
+        END,
+        lease_expires_at = NULL,
+        updated_at = now.t
+    FROM expired, now
+    WHERE j.id = expired.id
+    RETURNING j.id, j.kind, j.queue, j.attempt, j.lease_owner,
+              expired.lease_expires_at AS expired_at, j.state
+),
+woken AS (
+    SELECT pg_notify({channel}, q.queue)
+    FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') AS q
+    WHERE {notify}
+)
+SELECT upd.*, (SELECT count(*) FROM woken) AS woken
+FROM upd
+ORDER BY upd.expired_at, upd.id;
+
+-- name: cancel
+WITH now AS (
+    SELECT coalesce($2::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+upd AS (
+    UPDATE {schema}.jobs AS j
+    SET state = CASE WHEN j.state = 'running' THEN 'running' ELSE 'cancelled' END,
+        cancel_requested = true,
+        finished_at = CASE WHEN j.state = 'running' THEN NULL ELSE now.t END,
+        updated_at = now.t
+    FROM now
+    WHERE j.id = $1::bigint AND j.state IN ('scheduled', 'available', 'running')
+    RETURNING j.state
+)
+SELECT (SELECT state FROM upd) AS state,
+       EXISTS (SELECT 1 FROM {schema}.jobs WHERE id = $1::bigint) AS found;
+
+-- name: acquire_leader
+-- A live holder keeps its epoch; taking over a released or expired lease bumps it.
+WITH now AS (
+    SELECT coalesce($4::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+)
+INSERT INTO {schema}.leaders AS l (name, holder, epoch, expires_at)
+SELECT $1::text, $2::text, 1, now.t + $3::float8 FROM now
+ON CONFLICT (name) DO UPDATE
+SET epoch = CASE
+        WHEN l.holder = excluded.holder AND l.expires_at > (SELECT t FROM now) THEN l.epoch
+        ELSE l.epoch + 1
+    END,
+    holder = excluded.holder,
+    expires_at = excluded.expires_at
+WHERE l.holder = excluded.holder OR l.expires_at <= (SELECT t FROM now)
+RETURNING l.name, l.holder, l.epoch, l.expires_at;
+
+-- name: release_leader
+-- The row stays (expired) so the epoch keeps growing. True only for a live lease.
+WITH now AS (
+    SELECT coalesce($3::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+)
+UPDATE {schema}.leaders AS l
+SET expires_at = '-Infinity'::float8
+FROM now
+WHERE l.name = $1::text AND l.holder = $2::text AND l.expires_at > now.t
+RETURNING l.name;
+
+-- name: get_queue_config
+SELECT name, paused, concurrency, retention FROM {schema}.queues WHERE name = $1::text;
+
+-- name: set_queue_config
+WITH up AS (
+    INSERT INTO {schema}.queues AS q (name, paused, concurrency, retention)
+    VALUES ($1::text, $2::boolean, $3::integer, $4::float8)
+    ON CONFLICT (name) DO UPDATE
+    SET paused = excluded.paused,
+        concurrency = excluded.concurrency,
+        retention = excluded.retention
+    RETURNING q.name, q.paused
+),
+woken AS (
+    SELECT pg_notify({channel}, up.name) FROM up WHERE NOT up.paused AND {notify}
+)
+SELECT count(*) FROM woken;
+
+-- name: list_queue_configs
+SELECT name, paused, concurrency, retention FROM {schema}.queues ORDER BY name;
+
+-- name: cleanup
+WITH doomed AS (
+    SELECT id FROM {schema}.jobs
+    WHERE state IN ('succeeded', 'cancelled', 'dead')
+      AND finished_at < $1::float8
+      AND ($2::text IS NULL OR queue = $2::text)
+    ORDER BY finished_at
+    LIMIT $3::integer
+    FOR UPDATE SKIP LOCKED
+),
+gone AS (
+    DELETE FROM {schema}.jobs AS j USING doomed WHERE j.id = doomed.id RETURNING 1
+)
+SELECT count(*) FROM gone;
+
+-- name: counts
+WITH now AS (
+    SELECT coalesce($2::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+)
+SELECT queue,
+       CASE
+           WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
+           ELSE state
+       END AS shown,
+       count(*)
+FROM {schema}.jobs
+WHERE $1::text IS NULL OR queue = $1::text
+GROUP BY queue, shown
+ORDER BY queue, shown;
+
+-- name: get
+-- A scheduled job whose time has come reads as available (it is claimable).
+SELECT id, kind, queue, payload,
+       CASE
+           WHEN state = 'scheduled'
+            AND run_at <= coalesce($2::float8, extract(epoch FROM statement_timestamp())::float8)
+               THEN 'available'
+           ELSE state
+       END,
+       priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
+       finished_at, lease_owner, lease_expires_at, cancel_requested
+FROM {schema}.jobs
+WHERE id = $1::bigint;
+
+-- name: list_jobs
+WITH now AS (
+    SELECT coalesce($6::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+listed AS (
+    SELECT id, kind, queue, payload,
+           CASE
+               WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
+               ELSE state
+           END AS state,
+           priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at,
+           updated_at, finished_at, lease_owner, lease_expires_at, cancel_requested
+    FROM {schema}.jobs
+    WHERE id > $4::bigint
+      AND ($1::text IS NULL OR queue = $1::text)
+      AND ($3::text IS NULL OR kind = $3::text)
+)
+SELECT * FROM listed
+WHERE $2::text IS NULL OR state = $2::text
+ORDER BY id
+LIMIT $5::integer;
+
+-- name: get_cursor
+SELECT value FROM {schema}.cursors WHERE name = $1::text;
+
+-- name: create_cursor
+INSERT INTO {schema}.cursors (name, value) VALUES ($1::text, $2::float8)
+ON CONFLICT (name) DO NOTHING
+RETURNING name;
+
+-- name: advance_cursor
+UPDATE {schema}.cursors SET value = $3::float8
+WHERE name = $1::text AND value = $2::float8
+RETURNING name;
