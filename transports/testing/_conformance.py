@@ -126,9 +126,9 @@ async def _wakes(transport: Transport, queues: list[str], action: Any) -> None:
             tg.start_soon(waiter)
             await started.wait()
             # Let the waiter get well into its wait (a backend may need a few round trips).
+            # Spurious returns are allowed, so an early return is not checked here.
             for _ in range(20):
                 await anyio.lowlevel.checkpoint()
-            assert not returned.is_set(), "wait_for_work returned before any work existed"
             await action()
             await returned.wait()
 
