@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -57,7 +58,10 @@ class AsyncioLoopThread:
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the private loop; cancelling the caller cancels it there too."""
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        # Schedule from an empty context: the task would otherwise inherit the caller's
+        # context variables, among them sniffio's "trio", and anyio calls made by the asyncio
+        # transport would then try trio's primitives on the asyncio loop.
+        future = contextvars.Context().run(asyncio.run_coroutine_threadsafe, coro, self._loop)
         done = anyio.Event()
         call_soon = _thread_safe_scheduler()
         future.add_done_callback(lambda _f: _call_quietly(call_soon, done.set))
