@@ -164,8 +164,8 @@ async def test_concurrent_claimants_keep_one_owner_per_job(seed: int) -> None:
             clock.advance(2 * TTL)
             for reclaimed in await transport.reap(limit=JOBS):
                 model.reaped(reclaimed.job_id, clock.now())
-            counts = await transport.counts()
-            if all(state.is_final for c in counts for state in c.by_state):
+            per_queue = await transport.counts()
+            if all(state.is_final for c in per_queue for state in c.by_state):
                 break
 
         (counts,) = await transport.counts()
