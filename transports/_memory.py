@@ -18,8 +18,10 @@ bumps the row's ``seq``, so nothing is ever searched for and removed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import json
+import math
 from collections.abc import Sequence
 
 import anyio
@@ -168,7 +170,10 @@ class MemoryTransport(Transport):
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:
         now = await self._enter()
-        # Validate every payload before the first write: a batch is all or nothing.
+        # Validate the whole batch before the first write: it is all or nothing.
+        for request in requests:
+            _check_time(request.run_at, "run_at")
+            _check_time(request.delay, "delay")
         texts = [encode_payload(request.payload, self.max_payload_bytes) for request in requests]
         store = self._store
         results: list[EnqueueResult] = []
@@ -214,7 +219,7 @@ class MemoryTransport(Transport):
 
     async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
         now = await self._enter()
-        validate_name(queue)
+        _valid_queue(queue)
         if limit < 1:
             raise InvalidRequest(f"limit must be >= 1, got {limit}")
         _check_ttl(ttl)
@@ -281,6 +286,8 @@ class MemoryTransport(Transport):
         for request in requests:
             if not isinstance(request.outcome, _OUTCOMES):
                 raise InvalidRequest(f"unknown outcome {request.outcome!r}")
+            if isinstance(request.outcome, Retry | Snooze):
+                _check_time(request.outcome.run_at, "run_at")
         store = self._store
         results: list[FinalizeResult] = []
         woken: set[str] = set()
@@ -616,8 +623,20 @@ class MemoryTransport(Transport):
 
 
 def _check_ttl(ttl: float) -> None:
-    if not ttl > 0:
-        raise InvalidRequest(f"ttl must be > 0, got {ttl}")
+    if not (ttl > 0 and math.isfinite(ttl)):
+        raise InvalidRequest(f"ttl must be > 0 and finite, got {ttl}")
+
+
+def _check_time(value: float | None, what: str) -> None:
+    # NaN or infinity would break the ordering of the time-keyed heaps.
+    if value is not None and not math.isfinite(value):
+        raise InvalidRequest(f"{what} must be finite, got {value}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_queue(name: str) -> str:
+    # Claims repeat a handful of queue names; only valid names are cached (errors are not).
+    return validate_name(name)
 
 
 def _payload_of(row: _Row) -> JsonValue:

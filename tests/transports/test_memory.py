@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from typing import Any
@@ -251,3 +252,26 @@ async def test_same_seed_gives_the_same_trace() -> None:
     first = await _scripted_run(7)
     assert first == await _scripted_run(7)
     assert first != await _scripted_run(8)
+
+
+async def test_non_finite_times_are_rejected_before_any_write() -> None:
+    """NaN or infinite run_at, delay and ttl raise InvalidRequest and write nothing."""
+    async with MemoryTransport(clock=ManualClock()) as transport:
+        with pytest.raises(InvalidRequest):
+            await transport.enqueue_many([_request(), _request(run_at=math.nan)])
+        with pytest.raises(InvalidRequest):
+            await transport.enqueue(_request(delay=math.inf))
+        assert await transport.counts() == []
+        await transport.enqueue(_request())
+        with pytest.raises(InvalidRequest):
+            await transport.claim("q", owner="w", limit=1, ttl=math.inf)
+        (lease,) = await transport.claim("q", owner="w", limit=1, ttl=30)
+        with pytest.raises(InvalidRequest):
+            await transport.finalize(
+                [
+                    FinalizeRequest(
+                        job_id=lease.job_id, token=lease.token, outcome=Retry(run_at=math.nan)
+                    )
+                ]
+            )
+        assert (await transport.get(lease.job_id)).state is JobState.RUNNING
