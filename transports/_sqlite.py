@@ -1,0 +1,719 @@
+"""The SQLite backend: one file (or ``:memory:``) shared by the processes of one machine.
+
+The database runs in WAL mode with ``synchronous=NORMAL``. Each transport holds one aiosqlite
+connection guarded by an anyio lock, which serialises this process's calls cheaply; across
+processes, SQLite's write lock does it. Every write is either one statement (claim, renew and
+finalize of up to ``_CHUNK`` requests, leader and cursor updates) — atomic on its own, and
+taking the write lock up front like ``BEGIN IMMEDIATE`` — or a ``BEGIN IMMEDIATE``
+transaction, so that any number of processes on one file see exactly one winner per claim.
+
+Errors: every ``sqlite3.Error`` becomes :class:`~transports.ConnectionLost`, and so does the
+``ValueError`` aiosqlite raises once its connection is gone. That includes "database is
+locked", raised when another process held the write lock for longer than ``busy_timeout``:
+like a dropped connection it means the call wrote nothing and may simply be retried, which is
+what callers already do for ``ConnectionLost``.
+
+Wake-ups reach only this transport's ``wait_for_work`` callers (enqueue, finalize, reap and
+un-pausing done through it); other processes notice new work by polling.
+
+aiosqlite speaks asyncio only: :func:`transports.connect` wraps this class in a
+:class:`~transports.BridgedTransport` under trio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import aiosqlite
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+
+from ._base import Transport
+from ._clock import WallClock
+from ._errors import (
+    ConnectionLost,
+    InvalidRequest,
+    JobNotFound,
+    SchemaVersionMismatch,
+    TransportClosed,
+    TransportError,
+    map_exceptions,
+)
+from ._records import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    Cancel,
+    CancelResult,
+    Complete,
+    Counts,
+    Discard,
+    EnqueueRequest,
+    EnqueueResult,
+    FinalizeRequest,
+    FinalizeResult,
+    Job,
+    JobState,
+    LeaderLease,
+    Lease,
+    QueueConfig,
+    Reclaimed,
+    Release,
+    RenewRequest,
+    RenewResult,
+    Retry,
+    Snooze,
+    TimeSource,
+    encode_payload,
+    validate_name,
+)
+from ._sql import load_migrations, load_queries
+
+__all__ = ["SQLiteTransport"]
+
+_DIALECT = "sqlite"
+_Q = load_queries(_DIALECT)
+# Rows per statement for batched writes: well under SQLite's limit of bound parameters.
+_CHUNK = 500
+_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_FINALIZE_ROW = "(?, ?, ?, ?, ?)"
+
+
+def _lost(exc: BaseException) -> TransportError:
+    return ConnectionLost(f"SQLite call failed: {exc}")
+
+
+# aiosqlite raises ValueError("Connection closed" / "no active connection") once its
+# connection is gone; nothing else inside the mapped blocks raises ValueError.
+_DRIVER_ERRORS: dict[type[BaseException], Callable[[BaseException], TransportError]] = {
+    sqlite3.Error: _lost,
+    ValueError: _lost,
+}
+
+
+@functools.cache
+def _expand(name: str, row: str, count: int) -> str:
+    """The query ``name`` with its ``{rows}`` expanded to ``count`` placeholder tuples."""
+    return _Q[name].replace("{rows}", ", ".join([row] * count))
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> list[Sequence[Any]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def _job(row: Sequence[Any]) -> Job:
+    return Job(
+        id=row[0],
+        kind=row[1],
+        queue=row[2],
+        payload=json.loads(row[3]),
+        state=JobState(row[4]),
+        priority=row[5],
+        run_at=float(row[6]),
+        attempt=row[7],
+        max_attempts=row[8],
+        last_error=row[9],
+        dedupe_key=row[10],
+        created_at=float(row[11]),
+        updated_at=float(row[12]),
+        finished_at=None if row[13] is None else float(row[13]),
+        lease_owner=row[14],
+        lease_expires_at=None if row[15] is None else float(row[15]),
+        cancel_requested=bool(row[16]),
+    )
+
+
+def _queue_config(row: Sequence[Any]) -> QueueConfig:
+    return QueueConfig(name=row[0], paused=bool(row[1]), concurrency=row[2], retention=row[3])
+
+
+def _check_ttl(ttl: float) -> None:
+    if not ttl > 0:
+        raise InvalidRequest(f"ttl must be > 0, got {ttl}")
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        raise InvalidRequest(f"limit must be >= 1, got {limit}")
+
+
+def _finalize_row(request: FinalizeRequest) -> tuple[int, int, str, float | None, str | None]:
+    outcome = request.outcome
+    if isinstance(outcome, Complete):
+        return (request.job_id, request.token, "complete", None, None)
+    if isinstance(outcome, Retry):
+        return (request.job_id, request.token, "retry", outcome.run_at, outcome.error)
+    if isinstance(outcome, Snooze):
+        return (request.job_id, request.token, "snooze", outcome.run_at, None)
+    if isinstance(outcome, Discard):
+        return (request.job_id, request.token, "discard", None, outcome.error)
+    if isinstance(outcome, Cancel):
+        return (request.job_id, request.token, "cancel", None, outcome.reason)
+    if isinstance(outcome, Release):
+        return (request.job_id, request.token, "release", None, None)
+    raise InvalidRequest(f"unknown outcome {outcome!r}")
+
+
+def _split_statements(script: str) -> list[str]:
+    """The statements of a migration script, so they can run inside one transaction."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        statements.append(pending.strip())
+    return statements
+
+
+class SQLiteTransport(Transport):
+    """A :class:`~transports.Transport` stored in a SQLite database file.
+
+    Several transports — in one process or many — may share one file; ``":memory:"`` gives a
+    private database that lives as long as the transport.
+
+    Args:
+        path: the database file (created when missing), or ``":memory:"``.
+        clock: where "now" comes from; None for the wall clock.
+        max_payload_bytes: longest accepted JSON payload, in bytes.
+        busy_timeout: seconds to wait for another process's write lock before giving up with
+            :class:`~transports.ConnectionLost`.
+        auto_migrate: bring an older (or empty) database's schema up to date on ``open()``;
+            when False such a database raises :class:`~transports.SchemaVersionMismatch`.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        clock: TimeSource | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        busy_timeout: float = 5.0,
+        auto_migrate: bool = True,
+    ) -> None:
+        self.path = path
+        self.clock = clock
+        self.max_payload_bytes = max_payload_bytes
+        self.busy_timeout = busy_timeout
+        self.auto_migrate = auto_migrate
+        self._time: TimeSource = clock if clock is not None else WallClock()
+        self._conn: aiosqlite.Connection | None = None
+        self._closed = False
+        self._lock = anyio.Lock()
+        self._waiters: dict[str, set[anyio.Event]] = {}
+        self._pending: set[anyio.Event] = set()  # every waiter, woken by aclose
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version this code writes: the number of its migrations."""
+        return len(load_migrations(_DIALECT))
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._closed:
+            raise TransportClosed("the SQLite transport is closed")
+        if self._conn is not None:
+            await anyio.lowlevel.checkpoint()
+            return
+        async with self._lock:
+            # isolation_level=None: no implicit transactions; this class issues its own.
+            conn = aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+            try:
+                with map_exceptions(_DRIVER_ERRORS):
+                    await conn
+            except BaseException:
+                # aiosqlite stops its worker thread on a failed connect without waiting for
+                # it; wait here, so the thread never outlives this event loop.
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(conn._thread.join)
+                raise
+            try:
+                with map_exceptions(_DRIVER_ERRORS):
+                    if self.path != ":memory:":
+                        await self._enable_wal(conn)
+                    await conn.execute_fetchall(_Q["synchronous_normal"])
+                    version = await self._user_version(conn)
+                    if version != self.schema_version:
+                        if version > self.schema_version or not self.auto_migrate:
+                            raise self._mismatch(version)
+                        await self._migrate(conn)
+            except BaseException:
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await conn.close()
+                raise
+            self._conn = conn
+
+    async def migrate(self) -> int:
+        """Bring the schema up to date (what ``actorq migrate`` runs); safe to repeat.
+
+        Returns:
+            The schema version now in place.
+
+        Raises:
+            SchemaVersionMismatch: the database is newer than this code.
+            ConnectionLost: the database cannot be reached.
+        """
+        async with self._lock:
+            conn = self._connection()
+            with map_exceptions(_DRIVER_ERRORS):
+                return await self._migrate(conn)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            for event in self._pending:
+                event.set()
+            self._pending.clear()
+            self._waiters.clear()
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with anyio.CancelScope(shield=True):
+                    # Let a call in flight finish before the connection goes away.
+                    async with self._lock:
+                        with contextlib.suppress(Exception):
+                            await conn.close()
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+
+    @staticmethod
+    async def _enable_wal(conn: aiosqlite.Connection) -> None:
+        try:
+            await conn.execute_fetchall(_Q["enable_wal"])
+        except sqlite3.OperationalError:
+            # Of two connections switching a new file at once, SQLite refuses one at once
+            # rather than let them deadlock. Reading the mode waits for the other's switch.
+            rows = list(await conn.execute_fetchall(_Q["journal_mode"]))
+            if str(rows[0][0]).lower() != "wal":
+                raise
+
+    async def _user_version(self, conn: aiosqlite.Connection) -> int:
+        rows = list(await conn.execute_fetchall(_Q["get_user_version"]))
+        return int(rows[0][0])
+
+    def _mismatch(self, version: int) -> SchemaVersionMismatch:
+        return SchemaVersionMismatch(
+            f"{self.path} has schema version {version}; this code uses {self.schema_version}"
+            + ("" if version > self.schema_version else " (auto_migrate is off)")
+        )
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> int:
+        # The write lock is taken before reading the version, so two processes opening a new
+        # file at once migrate it once.
+        await conn.execute_fetchall(_Q["begin_immediate"])
+        try:
+            version = await self._user_version(conn)
+            if version > self.schema_version:
+                raise self._mismatch(version)
+            for migration in load_migrations(_DIALECT)[version:]:
+                for statement in _split_statements(migration.sql):
+                    await conn.execute_fetchall(statement)
+                await conn.execute_fetchall(
+                    _Q["set_user_version"].replace("{version}", str(int(migration.version)))
+                )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._rollback_quietly(conn)
+            raise
+        with anyio.CancelScope(shield=True):
+            await conn.commit()
+        return self.schema_version
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _connection(self) -> aiosqlite.Connection:
+        if self._closed:
+            raise TransportClosed("the SQLite transport is closed")
+        if self._conn is None:
+            raise TransportClosed("the SQLite transport is not open")
+        return self._conn
+
+    async def _fetch(self, name: str, params: Any = ()) -> list[Any]:
+        """Run one statement (a read, or a write that is atomic on its own); all its rows."""
+        async with self._lock:
+            conn = self._connection()
+            with map_exceptions(_DRIVER_ERRORS):
+                return list(await conn.execute_fetchall(_Q.get(name, name), params))
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction: committed on exit, rolled back on any error."""
+        async with self._lock:
+            conn = self._connection()
+            with map_exceptions(_DRIVER_ERRORS):
+                await conn.execute_fetchall(_Q["begin_immediate"])
+                try:
+                    yield conn
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        await self._rollback_quietly(conn)
+                    raise
+                try:
+                    with anyio.CancelScope(shield=True):
+                        await conn.commit()
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        await self._rollback_quietly(conn)
+                    raise
+
+    @staticmethod
+    async def _rollback_quietly(conn: aiosqlite.Connection) -> None:
+        # The original error is the one worth reporting; a rollback on a broken connection
+        # fails too, and SQLite has then rolled back already.
+        with contextlib.suppress(Exception):
+            await conn.rollback()
+
+    def _notify(self, queues: set[str]) -> None:
+        for queue in queues:
+            waiters = self._waiters.pop(queue, None)
+            if waiters:
+                for event in waiters:
+                    event.set()
+
+    # --- producing ------------------------------------------------------------------------
+
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:
+        self._connection()
+        now = self._time.now()
+        # Encode every payload before the first write: a batch is all or nothing.
+        rows = []
+        for request in requests:
+            text = encode_payload(request.payload, self.max_payload_bytes)
+            run_at = request.run_at if request.run_at is not None else now + request.delay
+            state = "scheduled" if run_at > now else "available"
+            rows.append(
+                (
+                    request.kind,
+                    request.queue,
+                    text,
+                    state,
+                    request.priority,
+                    run_at,
+                    request.max_attempts,
+                    request.dedupe_key,
+                    now,
+                    now,
+                )
+            )
+        if not rows:
+            await anyio.lowlevel.checkpoint()
+            return []
+        keys = sorted({(r.queue, r.dedupe_key) for r in requests if r.dedupe_key is not None})
+        if not keys and len(rows) <= _CHUNK:
+            # One statement is atomic by itself: no explicit transaction needed.
+            ids = await self._fetch(
+                _expand("insert_jobs", _INSERT_ROW, len(rows)),
+                [value for row in rows for value in row],
+            )
+            results = [
+                EnqueueResult(job_id=job_id, deduplicated=False) for (job_id,) in sorted(ids)
+            ]
+        else:
+            results = await self._enqueue_in_transaction(requests, rows, keys)
+        self._notify({row[1] for row in rows if row[3] == "available"})
+        return results
+
+    async def _enqueue_in_transaction(
+        self,
+        requests: Sequence[EnqueueRequest],
+        rows: list[tuple[Any, ...]],
+        keys: list[tuple[str, str]],
+    ) -> list[EnqueueResult]:
+        async with self._transaction() as conn:
+            # Under the write lock, the active keys read here stay true until commit.
+            active: dict[tuple[str, str], int] = {}
+            if keys:
+                found = await conn.execute_fetchall(
+                    _Q["active_dedupe_keys"], {"keys": json.dumps(keys)}
+                )
+                active = {(queue, key): job_id for queue, key, job_id in found}
+            # plan[i]: ("id", existing job id) or ("new", index into inserts)
+            plan: list[tuple[str, int]] = []
+            inserts: list[tuple[Any, ...]] = []
+            first: dict[tuple[str, str], int] = {}
+            for request, row in zip(requests, rows, strict=True):
+                if request.dedupe_key is not None:
+                    key = (request.queue, request.dedupe_key)
+                    if key in active:
+                        plan.append(("id", active[key]))
+                        continue
+                    if key in first:
+                        plan.append(("fold", first[key]))
+                        continue
+                    first[key] = len(inserts)
+                plan.append(("new", len(inserts)))
+                inserts.append(row)
+            ids: list[int] = []
+            for chunk in _chunks(inserts):
+                found = await conn.execute_fetchall(
+                    _expand("insert_jobs", _INSERT_ROW, len(chunk)),
+                    [value for row in chunk for value in row],
+                )
+                # Ids grow in insertion order (AUTOINCREMENT under the write lock).
+                ids.extend(sorted(job_id for (job_id,) in found))
+        results: list[EnqueueResult] = []
+        for how, value in plan:
+            if how == "id":
+                results.append(EnqueueResult(job_id=value, deduplicated=True))
+            elif how == "fold":
+                results.append(EnqueueResult(job_id=ids[value], deduplicated=True))
+            else:
+                results.append(EnqueueResult(job_id=ids[value], deduplicated=False))
+        return results
+
+    # --- working --------------------------------------------------------------------------
+
+    async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
+        validate_name(queue)
+        _check_limit(limit)
+        _check_ttl(ttl)
+        now = self._time.now()
+        expires_at = now + ttl
+        rows = await self._fetch(
+            "claim",
+            {"queue": queue, "owner": owner, "now": now, "expires_at": expires_at, "limit": limit},
+        )
+        # RETURNING yields rows in no particular order; hand them out in claim order.
+        rows.sort(key=lambda row: (row[5], row[6], row[0]))
+        return [
+            Lease(job=_job(row), token=row[17], owner=owner, expires_at=expires_at) for row in rows
+        ]
+
+    async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
+        _check_ttl(ttl)
+        self._connection()
+        if not requests:
+            await anyio.lowlevel.checkpoint()
+            return []
+        now = self._time.now()
+        owned: dict[tuple[int, int], bool] = {}
+        for chunk in _chunks(requests):
+            pairs = json.dumps([[request.job_id, request.token] for request in chunk])
+            rows = await self._fetch(
+                "renew", {"requests": pairs, "now": now, "expires_at": now + ttl}
+            )
+            owned.update({(job_id, token): bool(cancel) for job_id, token, cancel in rows})
+        results: list[RenewResult] = []
+        for request in requests:
+            cancel = owned.get((request.job_id, request.token))
+            if cancel is None:
+                results.append(RenewResult.LOST)
+            elif cancel:
+                results.append(RenewResult.CANCEL_REQUESTED)
+            else:
+                results.append(RenewResult.RENEWED)
+        return results
+
+    async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
+        params = [_finalize_row(request) for request in requests]
+        self._connection()
+        if not params:
+            await anyio.lowlevel.checkpoint()
+            return []
+        now = self._time.now()
+        chunks = _chunks(params)
+        applied: list[Any] = []
+        if len(chunks) == 1:
+            applied = await self._fetch(
+                _expand("finalize", _FINALIZE_ROW, len(params)),
+                [now, *(value for row in params for value in row)],
+            )
+        else:
+            async with self._transaction() as conn:
+                for chunk in chunks:
+                    applied.extend(
+                        await conn.execute_fetchall(
+                            _expand("finalize", _FINALIZE_ROW, len(chunk)),
+                            [now, *(value for row in chunk for value in row)],
+                        )
+                    )
+        owned = {(job_id, token) for job_id, token, _queue, _state in applied}
+        results: list[FinalizeResult] = []
+        for request in requests:
+            key = (request.job_id, request.token)
+            if key in owned:
+                # Only the first of duplicate requests counts: the job was done by then.
+                owned.discard(key)
+                results.append(FinalizeResult.APPLIED)
+            else:
+                results.append(FinalizeResult.STALE)
+        self._notify({queue for _id, _token, queue, state in applied if state == "available"})
+        return results
+
+    async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
+        _check_limit(limit)
+        now = self._time.now()
+        async with self._transaction() as conn:
+            expired = list(
+                await conn.execute_fetchall(_Q["expired_leases"], {"now": now, "limit": limit})
+            )
+            states: dict[int, str] = {}
+            if expired:
+                ids = json.dumps([row[0] for row in expired])
+                rows = await conn.execute_fetchall(_Q["reclaim"], {"now": now, "ids": ids})
+                states = {row[0]: row[1] for row in rows}
+        reclaimed = [
+            Reclaimed(
+                job_id=job_id,
+                kind=kind,
+                queue=queue,
+                attempt=attempt,
+                lost_by=owner or "",
+                expired_at=float(expired_at),
+                state=JobState(states[job_id]),
+            )
+            for job_id, kind, queue, attempt, owner, expired_at in expired
+        ]
+        self._notify({r.queue for r in reclaimed if r.state is JobState.AVAILABLE})
+        return reclaimed
+
+    async def cancel(self, job_id: int) -> CancelResult:
+        now = self._time.now()
+        rows = await self._fetch("cancel_job", {"id": job_id, "now": now})
+        if rows:
+            return CancelResult.REQUESTED if rows[0][0] == "running" else CancelResult.CANCELLED
+        if await self._fetch("job_exists", {"id": job_id}):
+            return CancelResult.ALREADY_FINAL
+        raise JobNotFound(f"no job has id {job_id}")
+
+    # --- leadership -----------------------------------------------------------------------
+
+    async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
+        validate_name(name, "leader")
+        _check_ttl(ttl)
+        now = self._time.now()
+        rows = await self._fetch(
+            "acquire_leader",
+            {"name": name, "holder": holder, "now": now, "expires_at": now + ttl},
+        )
+        if not rows:
+            return None
+        epoch, expires_at = rows[0]
+        return LeaderLease(name=name, holder=holder, epoch=epoch, expires_at=float(expires_at))
+
+    async def release_leader(self, name: str, *, holder: str) -> bool:
+        validate_name(name, "leader")
+        now = self._time.now()
+        rows = await self._fetch("release_leader", {"name": name, "holder": holder, "now": now})
+        return bool(rows and rows[0][0])
+
+    async def get_cursor(self, name: str) -> float | None:
+        validate_name(name, "cursor")
+        rows = await self._fetch("get_cursor", {"name": name})
+        return float(rows[0][0]) if rows else None
+
+    async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
+        validate_name(name, "cursor")
+        if expected is None:
+            rows = await self._fetch("create_cursor", {"name": name, "new": new})
+        else:
+            rows = await self._fetch(
+                "advance_cursor", {"name": name, "new": new, "expected": expected}
+            )
+        return bool(rows)
+
+    # --- waiting --------------------------------------------------------------------------
+
+    async def wait_for_work(self, queues: Sequence[str]) -> None:
+        if self._closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        for queue in queues:
+            validate_name(queue)
+        # Registered before the first yield, so a wake-up right after the call is not missed.
+        event = anyio.Event()
+        for queue in queues:
+            self._waiters.setdefault(queue, set()).add(event)
+        self._pending.add(event)
+        try:
+            await event.wait()
+        finally:
+            self._pending.discard(event)
+            for queue in queues:
+                registered = self._waiters.get(queue)
+                if registered is not None:
+                    registered.discard(event)
+                    if not registered:
+                        del self._waiters[queue]
+
+    # --- operating ------------------------------------------------------------------------
+
+    async def get_queue_config(self, queue: str) -> QueueConfig:
+        validate_name(queue)
+        rows = await self._fetch("get_queue_config", {"name": queue})
+        return _queue_config(rows[0]) if rows else QueueConfig(name=queue)
+
+    async def set_queue_config(self, config: QueueConfig) -> None:
+        validate_name(config.name)
+        await self._fetch(
+            "set_queue_config",
+            {
+                "name": config.name,
+                "paused": int(config.paused),
+                "concurrency": config.concurrency,
+                "retention": config.retention,
+            },
+        )
+        if not config.paused:
+            self._notify({config.name})
+
+    async def list_queue_configs(self) -> list[QueueConfig]:
+        return [_queue_config(row) for row in await self._fetch("list_queue_configs")]
+
+    async def cleanup(
+        self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
+    ) -> int:
+        if queue is not None:
+            validate_name(queue)
+        _check_limit(limit)
+        rows = await self._fetch(
+            "cleanup", {"finished_before": finished_before, "queue": queue, "limit": limit}
+        )
+        return len(rows)
+
+    async def counts(self, queue: str | None = None) -> list[Counts]:
+        if queue is not None:
+            validate_name(queue)
+        rows = await self._fetch("counts", {"queue": queue, "now": self._time.now()})
+        by_queue: dict[str, dict[JobState, int]] = {}
+        for name, state, count in rows:
+            by_queue.setdefault(name, {})[JobState(state)] = count
+        return [Counts(queue=name, by_state=states) for name, states in by_queue.items()]
+
+    async def get(self, job_id: int) -> Job:
+        rows = await self._fetch("get_job", {"id": job_id, "now": self._time.now()})
+        if not rows:
+            raise JobNotFound(f"no job has id {job_id}")
+        return _job(rows[0])
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        kind: str | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[Job]:
+        if queue is not None:
+            validate_name(queue)
+        if kind is not None:
+            validate_name(kind, "kind")
+        _check_limit(limit)
+        rows = await self._fetch(
+            "list_jobs",
+            {
+                "queue": queue,
+                "state": None if state is None else str(state),
+                "kind": kind,
+                "after_id": after_id,
+                "limit": limit,
+                "now": self._time.now(),
+            },
+        )
+        return [_job(row) for row in rows]

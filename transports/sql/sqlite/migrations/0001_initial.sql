@@ -1,0 +1,61 @@
+-- The initial schema.
+CREATE TABLE jobs (
+    -- AUTOINCREMENT: ids are never reused, so (id, lease_token) never recurs after cleanup.
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    payload TEXT NOT NULL,  -- compact JSON
+    -- A 'scheduled' job whose run_at has passed reads as 'available'; claims take both.
+    state TEXT NOT NULL CHECK (
+        state IN ('scheduled', 'available', 'running', 'succeeded', 'cancelled', 'dead')
+    ),
+    priority INTEGER NOT NULL,
+    run_at REAL NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    last_error TEXT,
+    dedupe_key TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    finished_at REAL,  -- set exactly when the state is final
+    lease_owner TEXT,
+    -- Claims of this job so far: each claim mints lease_token + 1, the fencing token.
+    lease_token INTEGER NOT NULL DEFAULT 0,
+    lease_expires_at REAL,  -- set exactly while running
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+
+-- claim: the due jobs of a queue in claim order.
+CREATE INDEX jobs_claim ON jobs (queue, priority, run_at, id)
+    WHERE state IN ('available', 'scheduled');
+
+-- reap: running jobs by lease expiry.
+CREATE INDEX jobs_lease ON jobs (lease_expires_at)
+    WHERE state = 'running';
+
+-- enqueue: at most one active job per (queue, dedupe_key).
+CREATE UNIQUE INDEX jobs_dedupe ON jobs (queue, dedupe_key)
+    WHERE dedupe_key IS NOT NULL AND state IN ('scheduled', 'available', 'running');
+
+-- cleanup: final jobs by finish time.
+CREATE INDEX jobs_finished ON jobs (finished_at)
+    WHERE finished_at IS NOT NULL;
+
+CREATE TABLE leaders (
+    name TEXT PRIMARY KEY,
+    holder TEXT,  -- NULL once released
+    epoch INTEGER NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE queue_configs (
+    name TEXT PRIMARY KEY,
+    paused INTEGER NOT NULL DEFAULT 0,
+    concurrency INTEGER,
+    retention REAL
+) WITHOUT ROWID;
+
+CREATE TABLE cursors (
+    name TEXT PRIMARY KEY,
+    value REAL NOT NULL
+) WITHOUT ROWID;

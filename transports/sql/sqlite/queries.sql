@@ -1,0 +1,269 @@
+-- Named queries of the SQLite transport (transports/_sqlite.py). Each starts at a "-- name:" line.
+-- A query holding {rows} is a template: the transport expands it to one placeholder tuple per
+-- row of a batch. Times are REAL POSIX seconds passed in by the transport (its clock's now()).
+-- A 'scheduled' job whose run_at has passed is due: claims take it, and reads show it as
+-- 'available', exactly as if it had been promoted.
+
+-- name: enable_wal
+PRAGMA journal_mode = WAL
+
+-- name: journal_mode
+PRAGMA journal_mode
+
+-- name: synchronous_normal
+PRAGMA synchronous = NORMAL
+
+-- name: get_user_version
+PRAGMA user_version
+
+-- name: set_user_version
+PRAGMA user_version = {version}
+
+-- name: begin_immediate
+BEGIN IMMEDIATE
+
+-- name: active_dedupe_keys
+SELECT queue, dedupe_key, id
+FROM jobs
+WHERE (queue, dedupe_key) IN (
+        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')
+        FROM json_each(:keys)
+    )
+    AND dedupe_key IS NOT NULL
+    AND state IN ('scheduled', 'available', 'running')
+
+-- name: insert_jobs
+-- VALUES gets one "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" per job, in the order of these columns.
+INSERT INTO jobs (
+    kind, queue, payload, state, priority, run_at, max_attempts, dedupe_key, created_at,
+    updated_at
+)
+VALUES {rows}
+RETURNING id
+
+-- name: claim
+UPDATE jobs
+SET state = 'running',
+    attempt = attempt + 1,
+    lease_owner = :owner,
+    lease_token = lease_token + 1,
+    lease_expires_at = :expires_at,
+    updated_at = :now
+WHERE id IN (
+    SELECT id
+    FROM jobs
+    WHERE queue = :queue
+        AND state IN ('available', 'scheduled')
+        AND run_at <= :now
+        AND NOT EXISTS (SELECT 1 FROM queue_configs WHERE name = :queue AND paused)
+    ORDER BY priority, run_at, id
+    LIMIT :limit
+)
+RETURNING
+    id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
+    dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at,
+    cancel_requested, lease_token
+
+-- name: renew
+-- :requests is a JSON array of [job_id, token] pairs.
+UPDATE jobs
+SET lease_expires_at = :expires_at,
+    updated_at = :now
+FROM (
+    SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS token
+    FROM json_each(:requests)
+) AS requests
+WHERE jobs.id = requests.id
+    AND jobs.lease_token = requests.token
+    AND jobs.state = 'running'
+    AND jobs.lease_expires_at > :now
+RETURNING jobs.id, jobs.lease_token, jobs.cancel_requested
+
+-- name: finalize
+-- ?1 is now. VALUES gets one "(?, ?, ?, ?, ?)" per request: job id, token, outcome (complete,
+-- retry, snooze, discard, cancel, release), its run_at and its error (or cancel reason).
+-- "decided" works out each owned job's next state from the row as it stands: cancel wins
+-- over retry, snooze and release; a retry without attempts left is dead.
+WITH
+    params (now) AS (SELECT ?1),
+    requests (id, token, outcome, run_at, error) AS (VALUES {rows}),
+    decided AS (
+        SELECT
+            jobs.id AS id,
+            requests.outcome AS outcome,
+            requests.run_at AS run_at,
+            requests.error AS error,
+            params.now AS now,
+            CASE
+                WHEN requests.outcome = 'complete' THEN 'succeeded'
+                WHEN requests.outcome = 'discard' THEN 'dead'
+                WHEN requests.outcome = 'cancel' OR jobs.cancel_requested THEN 'cancelled'
+                WHEN requests.outcome = 'retry' AND jobs.attempt >= jobs.max_attempts THEN 'dead'
+                WHEN requests.outcome = 'release' THEN 'available'
+                WHEN requests.run_at > params.now THEN 'scheduled'
+                ELSE 'available'
+            END AS state
+        FROM params, requests
+        JOIN jobs ON jobs.id = requests.id AND jobs.lease_token = requests.token
+        WHERE jobs.state = 'running'
+    )
+UPDATE jobs
+SET state = decided.state,
+    attempt = jobs.attempt - (
+        decided.outcome IN ('snooze', 'release')
+        AND decided.state IN ('scheduled', 'available')
+    ),
+    run_at = CASE
+        WHEN decided.outcome IN ('retry', 'snooze')
+            AND decided.state IN ('scheduled', 'available')
+        THEN decided.run_at
+        ELSE jobs.run_at
+    END,
+    last_error = CASE
+        WHEN decided.outcome = 'discard' THEN decided.error
+        WHEN decided.outcome = 'retry' AND decided.state <> 'cancelled' THEN decided.error
+        ELSE coalesce(decided.error, jobs.last_error)
+    END,
+    finished_at = CASE
+        WHEN decided.state IN ('succeeded', 'cancelled', 'dead') THEN decided.now
+    END,
+    lease_expires_at = NULL,
+    updated_at = decided.now
+FROM decided
+WHERE jobs.id = decided.id
+RETURNING jobs.id, jobs.lease_token, jobs.queue, jobs.state
+
+-- name: expired_leases
+SELECT id, kind, queue, attempt, lease_owner, lease_expires_at
+FROM jobs
+WHERE state = 'running' AND lease_expires_at <= :now
+ORDER BY lease_expires_at, id
+LIMIT :limit
+
+-- name: reclaim
+-- :ids is a JSON array of job ids, all running with an expired lease (read in this transaction).
+UPDATE jobs
+SET state = CASE
+        WHEN cancel_requested THEN 'cancelled'
+        WHEN attempt >= max_attempts THEN 'dead'
+        ELSE 'available'
+    END,
+    last_error = CASE
+        WHEN NOT cancel_requested AND attempt >= max_attempts
+        THEN 'lease lost by ' || coalesce(lease_owner, '') || ' on the last attempt'
+        ELSE last_error
+    END,
+    finished_at = CASE WHEN cancel_requested OR attempt >= max_attempts THEN :now END,
+    lease_expires_at = NULL,
+    updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids))
+RETURNING id, state
+
+-- name: cancel_job
+UPDATE jobs
+SET cancel_requested = 1,
+    state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
+    finished_at = CASE WHEN state = 'running' THEN finished_at ELSE :now END,
+    updated_at = :now
+WHERE id = :id AND state IN ('scheduled', 'available', 'running')
+RETURNING state
+
+-- name: job_exists
+SELECT 1 FROM jobs WHERE id = :id
+
+-- name: acquire_leader
+-- Keeps the epoch when the holder renews a live lease; any other taking bumps it.
+INSERT INTO leaders (name, holder, epoch, expires_at)
+VALUES (:name, :holder, 1, :expires_at)
+ON CONFLICT (name) DO UPDATE
+SET epoch = CASE
+        WHEN leaders.holder IS NOT NULL AND leaders.expires_at > :now THEN leaders.epoch
+        ELSE leaders.epoch + 1
+    END,
+    holder = excluded.holder,
+    expires_at = excluded.expires_at
+WHERE leaders.holder IS NULL OR leaders.expires_at <= :now OR leaders.holder = excluded.holder
+RETURNING epoch, expires_at
+
+-- name: release_leader
+UPDATE leaders
+SET holder = NULL
+WHERE name = :name AND holder = :holder
+RETURNING expires_at > :now
+
+-- name: get_cursor
+SELECT value FROM cursors WHERE name = :name
+
+-- name: create_cursor
+INSERT INTO cursors (name, value)
+VALUES (:name, :new)
+ON CONFLICT (name) DO NOTHING
+RETURNING 1
+
+-- name: advance_cursor
+UPDATE cursors
+SET value = :new
+WHERE name = :name AND value = :expected
+RETURNING 1
+
+-- name: get_queue_config
+SELECT name, paused, concurrency, retention FROM queue_configs WHERE name = :name
+
+-- name: set_queue_config
+INSERT INTO queue_configs (name, paused, concurrency, retention)
+VALUES (:name, :paused, :concurrency, :retention)
+ON CONFLICT (name) DO UPDATE
+SET paused = excluded.paused,
+    concurrency = excluded.concurrency,
+    retention = excluded.retention
+
+-- name: list_queue_configs
+SELECT name, paused, concurrency, retention FROM queue_configs ORDER BY name
+
+-- name: cleanup
+DELETE FROM jobs
+WHERE id IN (
+    SELECT id
+    FROM jobs
+    WHERE finished_at IS NOT NULL
+        AND finished_at < :finished_before
+        AND (:queue IS NULL OR queue = :queue)
+    ORDER BY finished_at, id
+    LIMIT :limit
+)
+RETURNING 1
+
+-- name: counts
+SELECT
+    queue,
+    CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END AS shown,
+    count(*)
+FROM jobs
+WHERE :queue IS NULL OR queue = :queue
+GROUP BY queue, shown
+ORDER BY queue
+
+-- name: get_job
+SELECT
+    id, kind, queue, payload,
+    CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END,
+    priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
+    finished_at, lease_owner, lease_expires_at, cancel_requested
+FROM jobs
+WHERE id = :id
+
+-- name: list_jobs
+SELECT * FROM (
+    SELECT
+        id, kind, queue, payload,
+        CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END AS shown,
+        priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
+        finished_at, lease_owner, lease_expires_at, cancel_requested
+    FROM jobs
+    WHERE id > :after_id
+        AND (:queue IS NULL OR queue = :queue)
+        AND (:kind IS NULL OR kind = :kind)
+)
+WHERE :state IS NULL OR shown = :state
+ORDER BY id
+LIMIT :limit
