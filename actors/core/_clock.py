@@ -189,10 +189,12 @@ async def _wait_all_tasks_blocked() -> None:
 class VirtualClock(Clock):
     """A clock whose time moves only when told to: ``advance``, ``advance_to`` or autojump.
 
-    Sleepers wake in deadline order, ties in the order they went to sleep. Wake-ups are handed
-    on one at a time: the next sleeper is released only when the previous one has resumed, so
-    the first step each woken task takes happens in the same order on every run and on both
-    asyncio and trio (trio otherwise may reorder tasks made runnable together).
+    Sleepers (and clock timeouts) wake in deadline order, ties in the order they went to sleep.
+    Wake-ups are released one at a time, because trio may reorder tasks made runnable together:
+    after ``advance`` the next sleeper is released when the previous one has resumed; under
+    autojump, only when every task is blocked again, so each woken task runs to quiescence
+    before the next wakes. A program whose tasks interact only through this clock and the actor
+    core therefore produces the same trace on every run, on asyncio and on trio.
 
     Args:
         start: the initial time, in seconds.
@@ -206,6 +208,7 @@ class VirtualClock(Clock):
         self._handoff: _Timer | None = None
         self._new_timer: anyio.Event | None = None
         self._jumps = 0
+        self._autojumping = False
 
     def now(self) -> float:
         """Return the current virtual time."""
@@ -224,7 +227,8 @@ class VirtualClock(Clock):
             timer.cancelled = True
             if self._handoff is timer:
                 self._handoff = None
-                self._release_due()
+                if not self._autojumping:
+                    self._release_due()
 
     def move_on_at(self, deadline: float) -> contextlib.AbstractContextManager[anyio.CancelScope]:
         """Return a cancel scope cancelled when virtual time reaches ``deadline``."""
@@ -268,12 +272,17 @@ class VirtualClock(Clock):
     @contextlib.asynccontextmanager
     async def autojump(self) -> AsyncIterator[VirtualClock]:
         """Run ``run_autojump`` in the background for the duration of the block."""
+        body_error: Exception | None = None
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.run_autojump)
             try:
                 yield self
+            except Exception as exc:
+                body_error = exc  # re-raised outside the task group, so not in an ExceptionGroup
             finally:
                 tg.cancel_scope.cancel()
+        if body_error is not None:
+            raise body_error
 
     async def run_autojump(self) -> None:
         """Jump to the next deadline whenever every other task is blocked; runs until cancelled.
@@ -281,15 +290,26 @@ class VirtualClock(Clock):
         "Blocked" means waiting for something; a task waiting for real I/O, a thread or a real
         timer counts as blocked too, so virtual time may jump while it waits.
         """
-        while True:
-            await _wait_all_tasks_blocked()
-            deadline = self.next_deadline()
-            if deadline is None:
-                self._new_timer = event = anyio.Event()
-                await event.wait()
-                continue
-            self._jumps += 1
-            self.advance_to(max(deadline, self._now))
+        if self._autojumping:
+            raise RuntimeError("autojump is already running on this clock")
+        self._autojumping = True
+        try:
+            while True:
+                await _wait_all_tasks_blocked()
+                self._handoff = None
+                if self._release_due():
+                    continue
+                deadline = self.next_deadline()
+                if deadline is None:
+                    self._new_timer = event = anyio.Event()
+                    await event.wait()
+                    continue
+                self._jumps += 1
+                self.advance_to(max(deadline, self._now))
+        finally:
+            self._autojumping = False
+            self._handoff = None
+            self._release_due()
 
     def statistics(self) -> ClockStatistics:
         """Return a snapshot of pending sleepers, the next deadline and the jump count."""
@@ -309,20 +329,28 @@ class VirtualClock(Clock):
             self._new_timer = None
         return timer
 
-    def _release_due(self) -> None:
-        """Wake due timers in order; a sleeper passes the baton on when it resumes."""
+    def _release_due(self) -> bool:
+        """Release due timers in order, one per call under autojump; True if one was released.
+
+        Without autojump, a woken sleeper releases the next one when it resumes.
+        """
         due = self._due
+        released = False
         while due and self._handoff is None:
             timer = due.popleft()
             if timer.cancelled:
                 continue
+            released = True
             if timer.scope is not None:
                 timer.cancelled = True
                 timer.scope.cancel()
-                continue
-            assert timer.event is not None
-            self._handoff = timer
-            timer.event.set()
+            else:
+                assert timer.event is not None
+                self._handoff = timer
+                timer.event.set()
+            if self._autojumping:
+                break
+        return released
 
     def __repr__(self) -> str:
         return f"<VirtualClock now={self._now}>"

@@ -252,15 +252,22 @@ async def open_actor_system(
             on_failure=on_failure,
             shutdown_timeout=shutdown_timeout,
         )
+        body_error: Exception | None = None
         try:
             with system._body_scope:
                 yield system
+        except Exception as exc:
+            # Re-raised below, outside the task group, so it is not wrapped in an ExceptionGroup
+            # (actor tasks never raise; cancellation still propagates untouched).
+            body_error = exc
         finally:
             try:
                 await system.shutdown()
             finally:
                 # Only actors that are already stopping remain; cancel whatever still lingers.
                 tg.cancel_scope.cancel()
+    if body_error is not None:
+        raise body_error
     if system.failures and on_failure is None:
         first = system.failures[0]
         raise ActorCrashed(f"{first.ref.name} crashed: {first.exception!r}") from first.exception
