@@ -7,7 +7,8 @@ Rules that hold for every method:
 
 * **Time.** "now" is ``self.clock.now()`` when a clock was given. PostgreSQL without a clock uses
   the database clock; the others fall back to the wall clock. Lease expiry is decided in that one
-  clock domain.
+  clock domain. A lease (of a job or a leader) is expired once ``now >= expires_at``; a job is
+  due once ``now >= run_at``.
 * **Atomicity.** Each call is all-or-nothing, batches included: a call that raises wrote nothing
   (or, for ``ConnectionLost``, wrote everything or nothing).
 * **Fencing.** Every claim mints a fresh lease token. ``renew`` and ``finalize`` act only when the

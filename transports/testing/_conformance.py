@@ -720,6 +720,21 @@ class TransportConformance:
         assert (await transport.get(lease.job_id)).state is JobState.SUCCEEDED
         assert await transport.reap() == []
 
+    async def test_expiry_and_due_times_are_inclusive(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """At exactly expires_at a lease is expired, and at exactly run_at a job is due."""
+        await _enqueue(transport, kind="due", delay=10)
+        await _enqueue(transport, kind="leased", queue="l")
+        lease = await _claim_one(transport, "l", ttl=10)
+        leader = await transport.acquire_leader("cron", holder="a", ttl=10)
+        assert leader is not None
+        clock.advance(10)
+        assert (await _claim_one(transport)).job.kind == "due"
+        assert await _renew(transport, lease) is RenewResult.LOST
+        assert [r.job_id for r in await transport.reap()] == [lease.job_id]
+        assert await transport.acquire_leader("cron", holder="b", ttl=10) is not None
+
     # --- reap ------------------------------------------------------------------------------
 
     async def test_reap_returns_expired_jobs_and_keeps_the_attempt(
