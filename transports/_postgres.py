@@ -104,7 +104,9 @@ _ERRORS: dict[type[BaseException], Callable[[BaseException], TransportError]] = 
     OSError: _connection_lost,
     asyncpg.InterfaceError: _interface_error,
     asyncpg.PostgresError: _other_error,
-    asyncpg.exceptions.InternalClientError: _other_error,
+    # The protocol fell out of step with the server, as when a FATAL error (the server
+    # process was killed) reaches an idle connection: that connection is gone.
+    asyncpg.exceptions.InternalClientError: _connection_lost,
 }
 
 
