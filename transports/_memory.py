@@ -43,7 +43,6 @@ from ._records import (
     FinalizeResult,
     Job,
     JobState,
-    JsonValue,
     LeaderLease,
     Lease,
     QueueConfig,
@@ -61,7 +60,7 @@ from ._records import (
 __all__ = ["MemoryStore", "MemoryTransport"]
 
 _OUTCOMES = (Complete, Retry, Snooze, Discard, Cancel, Release)
-_IMMUTABLE_JSON = (str, int, float, bool, type(None))
+_STATES = tuple(JobState)
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -69,8 +68,7 @@ class _Row:
     id: int
     kind: str
     queue: str
-    payload_text: str
-    payload: JsonValue  # decoded once; shared only when immutable (see _payload_of)
+    payload_text: str  # decoded afresh for every reader, so nobody can mutate the stored one
     state: JobState
     priority: int
     run_at: float
@@ -113,7 +111,7 @@ class MemoryStore:
         self.running: dict[int, _Row] = {}
         self.dedupe: dict[tuple[str, str], int] = {}  # (queue, key) -> active job id
         self.final: dict[int, None] = {}  # final job ids, an ordered set for cleanup
-        self.counts: dict[str, dict[JobState, int]] = {}
+        self.counts: dict[str, dict[JobState, int]] = {}  # every state, zeros included
         self.configs: dict[str, QueueConfig] = {}
         self.leaders: dict[str, _Leader] = {}
         self.cursors: dict[str, float] = {}
@@ -186,13 +184,11 @@ class MemoryTransport(Transport):
                     continue
                 store.dedupe[(request.queue, request.dedupe_key)] = store.next_id
             run_at = request.run_at if request.run_at is not None else now + request.delay
-            payload = json.loads(text)
             row = _Row(
                 id=store.next_id,
                 kind=request.kind,
                 queue=request.queue,
                 payload_text=text,
-                payload=payload,
                 state=JobState.SCHEDULED,
                 priority=request.priority,
                 run_at=run_at,
@@ -204,7 +200,10 @@ class MemoryTransport(Transport):
             )
             store.next_id += 1
             store.jobs[row.id] = row
-            self._count(row.queue, JobState.SCHEDULED, 1)
+            by_state = store.counts.get(row.queue)
+            if by_state is None:
+                by_state = store.counts[row.queue] = dict.fromkeys(_STATES, 0)
+            by_state[JobState.SCHEDULED] += 1
             if run_at > now:
                 self._push_scheduled(row)
             else:
@@ -492,7 +491,7 @@ class MemoryTransport(Transport):
         for row in doomed:
             del store.jobs[row.id]
             del store.final[row.id]
-            self._count(row.queue, row.state, -1)
+            store.counts[row.queue][row.state] -= 1
         return len(doomed)
 
     async def counts(self, queue: str | None = None) -> list[Counts]:
@@ -502,7 +501,12 @@ class MemoryTransport(Transport):
         self._promote(now)
         by_queue = self._store.counts
         names = sorted(by_queue) if queue is None else [queue] if queue in by_queue else []
-        return [Counts(queue=name, by_state=dict(by_queue[name])) for name in names]
+        found = []
+        for name in names:
+            by_state = {state: n for state, n in by_queue[name].items() if n}
+            if by_state:
+                found.append(Counts(queue=name, by_state=by_state))
+        return found
 
     async def get(self, job_id: int) -> Job:
         now = await self._enter()
@@ -547,22 +551,10 @@ class MemoryTransport(Transport):
             raise JobNotFound(f"no job has id {job_id}")
         return row
 
-    def _count(self, queue: str, state: JobState, delta: int) -> None:
-        counts = self._store.counts
-        by_state = counts.get(queue)
-        if by_state is None:
-            by_state = counts[queue] = {}
-        value = by_state.get(state, 0) + delta
-        if value:
-            by_state[state] = value
-        else:
-            del by_state[state]
-            if not by_state:
-                del counts[queue]
-
     def _set_state(self, row: _Row, state: JobState) -> None:
-        self._count(row.queue, row.state, -1)
-        self._count(row.queue, state, 1)
+        by_state = self._store.counts[row.queue]
+        by_state[row.state] -= 1
+        by_state[state] += 1
         row.state = state
 
     def _promote(self, now: float) -> None:
@@ -639,20 +631,12 @@ def _valid_queue(name: str) -> str:
     return validate_name(name)
 
 
-def _payload_of(row: _Row) -> JsonValue:
-    # Scalars are immutable and can be shared; containers are decoded afresh so a caller
-    # mutating a returned payload never changes the stored one.
-    if isinstance(row.payload, _IMMUTABLE_JSON):
-        return row.payload
-    return json.loads(row.payload_text)
-
-
 def _job(row: _Row) -> Job:
     return Job(
         id=row.id,
         kind=row.kind,
         queue=row.queue,
-        payload=_payload_of(row),
+        payload=json.loads(row.payload_text),
         state=row.state,
         priority=row.priority,
         run_at=row.run_at,
