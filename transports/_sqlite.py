@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -132,8 +133,14 @@ def _queue_config(row: Sequence[Any]) -> QueueConfig:
 
 
 def _check_ttl(ttl: float) -> None:
-    if not ttl > 0:
-        raise InvalidRequest(f"ttl must be > 0, got {ttl}")
+    if not (ttl > 0 and math.isfinite(ttl)):
+        raise InvalidRequest(f"ttl must be > 0 and finite, got {ttl}")
+
+
+def _check_time(value: float | None, what: str) -> None:
+    # SQLite stores NaN as NULL and infinity sorts oddly: refuse both before writing.
+    if value is not None and not math.isfinite(value):
+        raise InvalidRequest(f"{what} must be finite, got {value}")
 
 
 def _check_limit(limit: int) -> None:
@@ -145,6 +152,8 @@ def _finalize_row(request: FinalizeRequest) -> tuple[int, int, str, float | None
     outcome = request.outcome
     if isinstance(outcome, Complete):
         return (request.job_id, request.token, "complete", None, None)
+    if isinstance(outcome, Retry | Snooze):
+        _check_time(outcome.run_at, "run_at")
     if isinstance(outcome, Retry):
         return (request.job_id, request.token, "retry", outcome.run_at, outcome.error)
     if isinstance(outcome, Snooze):
@@ -383,6 +392,8 @@ class SQLiteTransport(Transport):
         # Encode every payload before the first write: a batch is all or nothing.
         rows = []
         for request in requests:
+            _check_time(request.run_at, "run_at")
+            _check_time(request.delay, "delay")
             text = encode_payload(request.payload, self.max_payload_bytes)
             run_at = request.run_at if request.run_at is not None else now + request.delay
             state = "scheduled" if run_at > now else "available"
@@ -609,6 +620,7 @@ class SQLiteTransport(Transport):
 
     async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
         validate_name(name, "cursor")
+        _check_time(new, "new")
         if expected is None:
             rows = await self._fetch("create_cursor", {"name": name, "new": new})
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from pathlib import Path
@@ -10,8 +11,15 @@ import pytest
 
 from transports import (
     BridgedTransport,
+    Complete,
     ConnectionLost,
     EnqueueRequest,
+    FinalizeRequest,
+    FinalizeResult,
+    InvalidRequest,
+    JobState,
+    RenewRequest,
+    Retry,
     SchemaVersionMismatch,
     SQLiteTransport,
     Transport,
@@ -237,6 +245,28 @@ async def test_lock_timeout_raises_connection_lost(db_path: str) -> None:
         assert await transport.enqueue(EnqueueRequest(kind="k"))
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+async def test_non_finite_times_are_rejected_before_writing(db_path: str, bad: float) -> None:
+    """NaN and infinities never reach the database (SQLite would store NaN as NULL)."""
+    async with SQLiteTransport(db_path, clock=ManualClock()) as transport:
+        with pytest.raises(InvalidRequest):
+            await transport.enqueue_many(
+                [EnqueueRequest(kind="k"), EnqueueRequest(kind="k", run_at=bad)]
+            )
+        assert await transport.counts() == []
+        await transport.enqueue(EnqueueRequest(kind="k"))
+        (lease,) = await transport.claim("default", owner="w", limit=1, ttl=10)
+        with pytest.raises(InvalidRequest):
+            await transport.claim("default", owner="w", limit=1, ttl=bad)
+        with pytest.raises(InvalidRequest):
+            await transport.finalize(
+                [FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=Retry(run_at=bad))]
+            )
+        assert (await transport.get(lease.job_id)).state is JobState.RUNNING
+        with pytest.raises(InvalidRequest):
+            await transport.advance_cursor("c", expected=None, new=bad)
+
+
 async def test_use_before_open_raises_closed(db_path: str) -> None:
     with pytest.raises(TransportClosed):
         await SQLiteTransport(db_path).counts()
@@ -255,8 +285,6 @@ async def test_large_batches_span_statements(db_path: str) -> None:
         assert results[1199].job_id == results[1199 - 700].job_id
         leases = await transport.claim("default", owner="w", limit=1000, ttl=10)
         assert len(leases) == 700
-        from transports import Complete, FinalizeRequest, FinalizeResult, RenewRequest
-
         renewed = await transport.renew(
             [RenewRequest(job_id=lease.job_id, token=lease.token) for lease in leases], ttl=5
         )
