@@ -75,7 +75,7 @@ class Clock(abc.ABC):
 
 
 class RealClock(Clock):
-    """Wall-clock time (``time.time()``), so timestamps mean something outside the process.
+    """Wall-clock time (epoch seconds), so timestamps mean something outside the process.
 
     Sleeps and timeouts go through anyio's own timers; a wall-clock step (NTP) therefore shifts
     ``now()`` but not the length of a pending sleep.

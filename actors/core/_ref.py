@@ -92,10 +92,11 @@ class ActorRef(Generic[M]):
     Messages to a stopped actor go to the system's dead-letter sink; they never vanish silently.
     """
 
-    __slots__ = ("__weakref__", "_cell", "_send", "_send_nowait", "name")
+    __slots__ = ("__weakref__", "_calls", "_cell", "_send", "_send_nowait", "name")
 
     def __init__(self, cell: Cell[Any]) -> None:
         self._cell = cell
+        self._calls = 0
         self._send_nowait = cell.tx.send_nowait
         self._send = cell.tx.send
         #: The actor's name (a ``/``-separated path under its parent).
@@ -122,10 +123,13 @@ class ActorRef(Generic[M]):
     async def tell(self, msg: M) -> None:
         """Put ``msg`` in the mailbox, waiting while it is full (backpressure).
 
-        Always checks for cancellation; yields to other tasks only when it has to wait, which
-        keeps a burst of tells as fast as ``tell_nowait`` (the receiving actor yields regularly).
+        A full checkpoint on every call would cost an event-loop turn per message, so it yields
+        when it has to wait and otherwise on every 32nd call (per ref): a burst of tells runs
+        nearly as fast as ``tell_nowait`` yet cannot starve other tasks or ignore cancellation.
         """
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        self._calls = calls = self._calls + 1
+        if not calls & 31:
+            await anyio.lowlevel.checkpoint()
         try:
             self._send_nowait(msg)
         except anyio.WouldBlock:
@@ -161,7 +165,12 @@ class ActorRef(Generic[M]):
         reply: Reply[R] = Reply()
         msg = make(reply)
         with cell.system.clock.move_on_after(timeout):
-            await self.tell(msg)
+            try:
+                self._send_nowait(msg)  # the common case, without tell()'s extra checkpoint
+            except anyio.WouldBlock:
+                await self.tell(msg)
+            except _CLOSED:
+                self._cell.dead_letter(msg, "actor stopped")
             return await reply._wait()
         raise AskTimeout(
             f"{self.name} did not answer {type(msg).__name__} within {timeout} s"

@@ -109,9 +109,7 @@ async def virtual_system(
     clock = VirtualClock() if clock is None else clock
     async with (
         clock.autojump(),
-        open_actor_system(
-            clock=clock, dead_letters=dead_letters, on_failure=on_failure
-        ) as system,
+        open_actor_system(clock=clock, dead_letters=dead_letters, on_failure=on_failure) as system,
     ):
         yield system
 

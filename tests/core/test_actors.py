@@ -165,12 +165,20 @@ async def test_reply_fail_raises_in_the_asker() -> None:
 async def test_crash_runs_on_stop_and_reaches_the_system() -> None:
     """An unsupervised crash ends the system block with ActorCrashed, cause attached."""
     log: list[Any] = []
-    with pytest.raises(ActorCrashed) as excinfo:
+    refs = []
+
+    async def body() -> None:
         async with virtual_system() as system:
+            refs.append(system)
             ref = await system.spawn(Recorder(log, "r"))
+            refs.append(ref)
             await ref.tell(Crash(why="kaput"))
             await system.clock.sleep(10**6)  # cancelled by the crash
             pytest.fail("the body was not cancelled")  # pragma: no cover
+
+    with pytest.raises(ActorCrashed) as excinfo:
+        await body()
+    system, ref = refs
     assert isinstance(excinfo.value.__cause__, Boom)
     assert ("r", ("stop", "crashed")) in log
     assert system.failures[0].ref is ref

@@ -19,7 +19,7 @@ from actors.core import (
     SupervisorRef,
 )
 
-from ._support import Crash, Nap, Note, Recorder, recorder, settle, virtual_system
+from ._support import Crash, Nap, Note, recorder, settle, virtual_system
 
 pytestmark = pytest.mark.anyio
 
@@ -38,7 +38,13 @@ def events(log: list[Any], *, after: int = 0) -> list[tuple[str, object]]:
         (Strategy.ONE_FOR_ONE, [("b", "start")]),
         (
             Strategy.ONE_FOR_ALL,
-            [("c", ("stop", "shutdown")), ("a", ("stop", "shutdown")), ("a", "start"), ("b", "start"), ("c", "start")],
+            [
+                ("c", ("stop", "shutdown")),
+                ("a", ("stop", "shutdown")),
+                ("a", "start"),
+                ("b", "start"),
+                ("c", "start"),
+            ],
         ),
         (
             Strategy.REST_FOR_ONE,
@@ -78,15 +84,20 @@ async def test_shutdown_is_in_reverse_start_order_even_after_restarts() -> None:
 async def test_intensity_exceeded_escalates_to_the_system() -> None:
     """More than max_restarts restarts within the window fail the supervisor and its parent."""
     log: list[Any] = []
-    with pytest.raises(ActorCrashed) as excinfo:
+    sups: list[SupervisorRef] = []
+
+    async def body() -> None:
         async with virtual_system() as system:
-            sup = await system.spawn_supervisor(
-                specs(log, "a", "b"), max_restarts=2, within=10
-            )
+            sup = await system.spawn_supervisor(specs(log, "a", "b"), max_restarts=2, within=10)
+            sups.append(sup)
             for _ in range(3):
                 await (await sup.child_ref("a")).tell(Crash())
                 await system.clock.sleep(1)
             pytest.fail("the supervisor did not escalate")  # pragma: no cover
+
+    with pytest.raises(ActorCrashed) as excinfo:
+        await body()
+    (sup,) = sups
     assert isinstance(excinfo.value.__cause__, RestartIntensityExceeded)
     assert not sup.is_alive
     # All children stopped, in reverse order, before the supervisor went down.
