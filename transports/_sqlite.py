@@ -342,12 +342,12 @@ class SQLiteTransport(Transport):
             raise TransportClosed("the SQLite transport is not open")
         return self._conn
 
-    async def _fetch(self, name: str, params: Any = ()) -> list[Any]:
+    async def _fetch(self, sql: str, params: Any = ()) -> list[Any]:
         """Run one statement (a read, or a write that is atomic on its own); all its rows."""
         async with self._lock:
             conn = self._connection()
             with map_exceptions(_DRIVER_ERRORS):
-                return list(await conn.execute_fetchall(_Q.get(name, name), params))
+                return list(await conn.execute_fetchall(sql, params))
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -486,7 +486,7 @@ class SQLiteTransport(Transport):
         now = self._time.now()
         expires_at = now + ttl
         rows = await self._fetch(
-            "claim",
+            _Q["claim"],
             {"queue": queue, "owner": owner, "now": now, "expires_at": expires_at, "limit": limit},
         )
         # RETURNING yields rows in no particular order; hand them out in claim order.
@@ -502,13 +502,22 @@ class SQLiteTransport(Transport):
             await anyio.lowlevel.checkpoint()
             return []
         now = self._time.now()
-        owned: dict[tuple[int, int], bool] = {}
-        for chunk in _chunks(requests):
-            pairs = json.dumps([[request.job_id, request.token] for request in chunk])
-            rows = await self._fetch(
-                "renew", {"requests": pairs, "now": now, "expires_at": now + ttl}
-            )
-            owned.update({(job_id, token): bool(cancel) for job_id, token, cancel in rows})
+        params = [
+            {
+                "requests": json.dumps([[request.job_id, request.token] for request in chunk]),
+                "now": now,
+                "expires_at": now + ttl,
+            }
+            for chunk in _chunks(requests)
+        ]
+        rows: list[Any] = []
+        if len(params) == 1:
+            rows = await self._fetch(_Q["renew"], params[0])
+        else:
+            async with self._transaction() as conn:
+                for chunk_params in params:
+                    rows.extend(await conn.execute_fetchall(_Q["renew"], chunk_params))
+        owned = {(job_id, token): bool(cancel) for job_id, token, cancel in rows}
         results: list[RenewResult] = []
         for request in requests:
             cancel = owned.get((request.job_id, request.token))
@@ -585,10 +594,10 @@ class SQLiteTransport(Transport):
 
     async def cancel(self, job_id: int) -> CancelResult:
         now = self._time.now()
-        rows = await self._fetch("cancel_job", {"id": job_id, "now": now})
+        rows = await self._fetch(_Q["cancel_job"], {"id": job_id, "now": now})
         if rows:
             return CancelResult.REQUESTED if rows[0][0] == "running" else CancelResult.CANCELLED
-        if await self._fetch("job_exists", {"id": job_id}):
+        if await self._fetch(_Q["job_exists"], {"id": job_id}):
             return CancelResult.ALREADY_FINAL
         raise JobNotFound(f"no job has id {job_id}")
 
@@ -599,7 +608,7 @@ class SQLiteTransport(Transport):
         _check_ttl(ttl)
         now = self._time.now()
         rows = await self._fetch(
-            "acquire_leader",
+            _Q["acquire_leader"],
             {"name": name, "holder": holder, "now": now, "expires_at": now + ttl},
         )
         if not rows:
@@ -610,22 +619,22 @@ class SQLiteTransport(Transport):
     async def release_leader(self, name: str, *, holder: str) -> bool:
         validate_name(name, "leader")
         now = self._time.now()
-        rows = await self._fetch("release_leader", {"name": name, "holder": holder, "now": now})
+        rows = await self._fetch(_Q["release_leader"], {"name": name, "holder": holder, "now": now})
         return bool(rows and rows[0][0])
 
     async def get_cursor(self, name: str) -> float | None:
         validate_name(name, "cursor")
-        rows = await self._fetch("get_cursor", {"name": name})
+        rows = await self._fetch(_Q["get_cursor"], {"name": name})
         return float(rows[0][0]) if rows else None
 
     async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
         validate_name(name, "cursor")
         _check_time(new, "new")
         if expected is None:
-            rows = await self._fetch("create_cursor", {"name": name, "new": new})
+            rows = await self._fetch(_Q["create_cursor"], {"name": name, "new": new})
         else:
             rows = await self._fetch(
-                "advance_cursor", {"name": name, "new": new, "expected": expected}
+                _Q["advance_cursor"], {"name": name, "new": new, "expected": expected}
             )
         return bool(rows)
 
@@ -657,13 +666,13 @@ class SQLiteTransport(Transport):
 
     async def get_queue_config(self, queue: str) -> QueueConfig:
         validate_name(queue)
-        rows = await self._fetch("get_queue_config", {"name": queue})
+        rows = await self._fetch(_Q["get_queue_config"], {"name": queue})
         return _queue_config(rows[0]) if rows else QueueConfig(name=queue)
 
     async def set_queue_config(self, config: QueueConfig) -> None:
         validate_name(config.name)
         await self._fetch(
-            "set_queue_config",
+            _Q["set_queue_config"],
             {
                 "name": config.name,
                 "paused": int(config.paused),
@@ -675,7 +684,7 @@ class SQLiteTransport(Transport):
             self._notify({config.name})
 
     async def list_queue_configs(self) -> list[QueueConfig]:
-        return [_queue_config(row) for row in await self._fetch("list_queue_configs")]
+        return [_queue_config(row) for row in await self._fetch(_Q["list_queue_configs"])]
 
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
@@ -684,21 +693,21 @@ class SQLiteTransport(Transport):
             validate_name(queue)
         _check_limit(limit)
         rows = await self._fetch(
-            "cleanup", {"finished_before": finished_before, "queue": queue, "limit": limit}
+            _Q["cleanup"], {"finished_before": finished_before, "queue": queue, "limit": limit}
         )
         return len(rows)
 
     async def counts(self, queue: str | None = None) -> list[Counts]:
         if queue is not None:
             validate_name(queue)
-        rows = await self._fetch("counts", {"queue": queue, "now": self._time.now()})
+        rows = await self._fetch(_Q["counts"], {"queue": queue, "now": self._time.now()})
         by_queue: dict[str, dict[JobState, int]] = {}
         for name, state, count in rows:
             by_queue.setdefault(name, {})[JobState(state)] = count
         return [Counts(queue=name, by_state=states) for name, states in by_queue.items()]
 
     async def get(self, job_id: int) -> Job:
-        rows = await self._fetch("get_job", {"id": job_id, "now": self._time.now()})
+        rows = await self._fetch(_Q["get_job"], {"id": job_id, "now": self._time.now()})
         if not rows:
             raise JobNotFound(f"no job has id {job_id}")
         return _job(rows[0])
@@ -718,7 +727,7 @@ class SQLiteTransport(Transport):
             validate_name(kind, "kind")
         _check_limit(limit)
         rows = await self._fetch(
-            "list_jobs",
+            _Q["list_jobs"],
             {
                 "queue": queue,
                 "state": None if state is None else str(state),
