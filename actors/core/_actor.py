@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._errors import ActorCrashed, ActorStopped
@@ -123,6 +123,20 @@ class Context(Generic[M]):
             actor, name=name, mailbox_size=mailbox_size, shutdown=shutdown
         )
         return cell.ref
+
+    def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run ``fn(*args)`` in a background task owned by this actor.
+
+        For work that must not block the mailbox: timers, a long call racing a message, a job
+        handler that a later message may cancel. The task runs concurrently with ``receive``
+        (interleaving only at awaits, on the actor's own event loop) and is cancelled after
+        ``on_stop`` returns, so ``on_stop`` may still wait for it. An exception it raises
+        crashes the actor like one raised in ``receive``.
+
+        Raises:
+            ActorStopped: the actor has stopped.
+        """
+        self._cell.start_task(fn, args)
 
     def watch(self, ref: ActorRef[Any]) -> None:
         """Receive ``Terminated(ref=ref, ...)`` when ``ref`` stops (at once if already stopped).

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
 from ._actor import Actor, Context
 from ._errors import ActorStopped
@@ -56,6 +56,9 @@ class Cell(Generic[M]):
         "_done",
         "_idle",
         "_kill_scope",
+        "_loop_scope",
+        "_task_error",
+        "_tasks",
         "_stop_reason",
         "_sysq",
         "_task_id",
@@ -105,6 +108,9 @@ class Cell(Generic[M]):
         self._idle = False
         self._stop_reason = ExitReason.normal()
         self._kill_scope = anyio.CancelScope()
+        self._loop_scope = anyio.CancelScope()
+        self._tasks: TaskGroup | None = None
+        self._task_error: Exception | None = None
         self._done = anyio.Event()
         self._current: object = None
         self._task_id: int | None = None
@@ -189,19 +195,45 @@ class Cell(Generic[M]):
 
     # -- the actor's task ---------------------------------------------------------------------
 
+    def start_task(self, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]) -> None:
+        """Run ``fn(*args)`` in a task owned by this actor (see ``Context.start_soon``)."""
+        if self._tasks is None or self.exit_reason is not None:
+            raise ActorStopped(f"{self.ref!r} is stopped: it cannot start tasks")
+        self._tasks.start_soon(self._guard_task, fn, args)
+
+    async def _guard_task(self, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]) -> None:
+        try:
+            await fn(*args)
+        except Exception as exc:
+            # A failing task crashes its actor, exactly as a failing receive() would.
+            if self._task_error is None:
+                self._task_error = exc
+            self._loop_scope.cancel()
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the actor to completion; never raises except the backend's cancellation."""
         self._task_id = anyio.get_current_task().id
+        async with anyio.create_task_group() as tasks:
+            self._tasks = tasks
+            try:
+                await self._run(task_status)
+            finally:
+                tasks.cancel_scope.cancel()
+
+    async def _run(self, task_status: TaskStatus[None]) -> None:
         reason = ExitReason.killed()
         try:
             with self._kill_scope:
                 try:
-                    try:
-                        await self.actor.on_start()
-                    finally:
-                        task_status.started()
-                    await self._loop()
-                    reason = self._stop_reason
+                    with self._loop_scope:
+                        try:
+                            await self.actor.on_start()
+                        finally:
+                            task_status.started()
+                        await self._loop()
+                        reason = self._stop_reason
+                    if self._task_error is not None:
+                        reason = ExitReason.crashed(self._task_error)
                 except Exception as exc:
                     reason = ExitReason.crashed(exc)
         except anyio.get_cancelled_exc_class():
@@ -217,6 +249,8 @@ class Cell(Generic[M]):
         try:
             await self._stop_children(reason)
             reason = await self._on_stop(reason)
+            if self._task_error is not None and reason.kind is not ExitKind.CRASHED:
+                reason = ExitReason.crashed(self._task_error)
         finally:
             self._close(reason)
 

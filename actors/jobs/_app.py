@@ -296,7 +296,7 @@ class App:
         request = self.request(kind_or_task, payload, **options)
         target = self._transport(transport)
         if extra:
-            results: list[EnqueueResult] = await target.enqueue_many([request], **extra)  # type: ignore[call-arg]
+            results: list[EnqueueResult] = await target.enqueue_many([request], **extra)
             return results[0]
         return await target.enqueue(request)
 
@@ -310,7 +310,7 @@ class App:
         """Enqueue a batch built with :meth:`request`, all or nothing."""
         target = self._transport(transport)
         if extra:
-            many: list[EnqueueResult] = await target.enqueue_many(list(requests), **extra)  # type: ignore[call-arg]
+            many: list[EnqueueResult] = await target.enqueue_many(list(requests), **extra)
             return many
         return await target.enqueue_many(list(requests))
 

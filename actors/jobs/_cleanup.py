@@ -1,0 +1,62 @@
+"""Cleanup: deletes finished jobs past their queue's retention, on the leader only."""
+
+from __future__ import annotations
+
+import logging
+
+from transports import Transport
+
+from ._periodic import PeriodicActor
+
+__all__ = ["Cleanup"]
+
+_log = logging.getLogger("actorq.cleanup")
+
+
+class Cleanup(PeriodicActor):
+    """Every ``interval`` seconds, the holder of the ``maintenance`` leader lease deletes
+    succeeded, cancelled and dead jobs finished longer ago than their queue's ``retention``
+    (``QueueConfig.retention``, else ``default_retention``; a None default keeps them forever).
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        node_id: str,
+        default_retention: float | None = 7 * 24 * 3600.0,
+        interval: float = 60.0,
+        batch: int = 10_000,
+    ) -> None:
+        self.interval = interval
+        self._transport = transport
+        self._node_id = node_id
+        self._default = default_retention
+        self._batch = batch
+        self.deleted = 0
+
+    async def tick(self) -> None:
+        transport = self._transport
+        lease = await transport.acquire_leader(
+            "maintenance", holder=self._node_id, ttl=self.interval * 2
+        )
+        if lease is None:
+            return
+        configured = {c.name: c.retention for c in await transport.list_queue_configs()}
+        queues = {c.queue for c in await transport.counts()} | set(configured)
+        now = self.context.clock.now()
+        for queue in sorted(queues):
+            retention = configured.get(queue)
+            if retention is None:
+                retention = self._default
+            if retention is None:
+                continue
+            while True:
+                deleted = await transport.cleanup(
+                    finished_before=now - retention, queue=queue, limit=self._batch
+                )
+                self.deleted += deleted
+                if deleted:
+                    _log.info("cleanup: deleted %d finished job(s) of %r", deleted, queue)
+                if deleted < self._batch:
+                    break

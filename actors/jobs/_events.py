@@ -1,0 +1,221 @@
+"""The runtime's typed event stream: what happened to jobs, leases, cron and workers.
+
+Actors publish events on the node's :class:`EventBus`; user code and user actors subscribe.
+Delivery never blocks a publisher: an actor subscriber whose mailbox is full misses the event,
+which is counted in ``EventBus.dropped`` (mailboxes stay bounded under any burst).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+import anyio
+import attrs
+
+from transports import JobState
+
+__all__ = [
+    "CronFired",
+    "EventBus",
+    "FinalizeRefused",
+    "JobCancelled",
+    "JobClaimed",
+    "JobDead",
+    "JobLeaseLost",
+    "JobReclaimed",
+    "JobRetried",
+    "JobSnoozed",
+    "JobSucceeded",
+    "RuntimeEvent",
+    "ShutdownPhase",
+    "WorkerCrashed",
+]
+
+
+@attrs.frozen(kw_only=True)
+class JobClaimed:
+    """A Worker leased a job and is about to run it. Sent by Worker."""
+
+    at: float  # clock time
+    job_id: int
+    kind: str
+    queue: str
+    attempt: int
+    worker: str
+    token: int  # the lease token of this claim
+    enqueued_at: float  # when the job was created, for enqueue-to-start latency
+    run_at: float  # when it was due
+
+
+@attrs.frozen(kw_only=True)
+class JobSucceeded:
+    """A handler finished and the transport accepted the result. Sent by Worker."""
+
+    at: float
+    job_id: int
+    kind: str
+    queue: str
+    attempt: int
+    worker: str
+    duration: float  # seconds the handler ran
+
+
+@attrs.frozen(kw_only=True)
+class JobRetried:
+    """A run failed and the job will run again at ``run_at``. Sent by Worker."""
+
+    at: float
+    job_id: int
+    kind: str
+    attempt: int
+    worker: str
+    run_at: float
+    error: str
+
+
+@attrs.frozen(kw_only=True)
+class JobSnoozed:
+    """A handler asked to run again later without spending an attempt. Sent by Worker."""
+
+    at: float
+    job_id: int
+    kind: str
+    worker: str
+    run_at: float
+
+
+@attrs.frozen(kw_only=True)
+class JobDead:
+    """A job ended dead: non-retryable, attempts exhausted, unknown kind or poison payload."""
+
+    at: float
+    job_id: int
+    kind: str
+    attempt: int
+    worker: str
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class JobCancelled:
+    """A running job's cancel request was honoured. Sent by Worker."""
+
+    at: float
+    job_id: int
+    kind: str
+    worker: str
+
+
+@attrs.frozen(kw_only=True)
+class JobLeaseLost:
+    """A Worker's lease on a job was lost; its handler was cancelled. Sent by Worker."""
+
+    at: float
+    job_id: int
+    worker: str
+    token: int
+
+
+@attrs.frozen(kw_only=True)
+class FinalizeRefused:
+    """The transport refused a finalize because its token was stale. Sent by Worker."""
+
+    at: float
+    job_id: int
+    worker: str
+    token: int
+
+
+@attrs.frozen(kw_only=True)
+class JobReclaimed:
+    """The Reaper took back an expired lease. Sent by Reaper."""
+
+    at: float
+    job_id: int
+    kind: str
+    queue: str
+    attempt: int  # the attempt whose lease lapsed
+    lost_by: str  # the worker that stopped renewing
+    expired_at: float
+    state: JobState  # available again, dead, or cancelled
+
+
+@attrs.frozen(kw_only=True)
+class CronFired:
+    """The cron leader enqueued a schedule's tick. Sent by Cron."""
+
+    at: float
+    schedule: str
+    tick: float
+    job_id: int
+    deduplicated: bool  # the tick folded into an active job (overlap skip)
+
+
+@attrs.frozen(kw_only=True)
+class WorkerCrashed:
+    """A Worker crashed (its supervisor restarts it). Sent by the queue supervisor."""
+
+    at: float
+    worker: str
+    error: str
+
+
+@attrs.frozen(kw_only=True)
+class ShutdownPhase:
+    """A step of graceful shutdown. Sent by Worker and Node."""
+
+    at: float
+    phase: str  # "draining", "cancelling", "released", "stopped"
+    detail: str = ""
+
+
+RuntimeEvent: TypeAlias = (
+    JobClaimed
+    | JobSucceeded
+    | JobRetried
+    | JobSnoozed
+    | JobDead
+    | JobCancelled
+    | JobLeaseLost
+    | FinalizeRefused
+    | JobReclaimed
+    | CronFired
+    | WorkerCrashed
+    | ShutdownPhase
+)
+
+
+class EventBus:
+    """Fan-out of runtime events to subscribers; never blocks the publisher."""
+
+    __slots__ = ("_subscribers", "dropped")
+
+    def __init__(self) -> None:
+        self._subscribers: list[Callable[[RuntimeEvent], Any]] = []
+        self.dropped = 0  # events a full subscriber mailbox could not take
+
+    def subscribe(self, subscriber: Callable[[RuntimeEvent], Any]) -> Callable[[], None]:
+        """Call ``subscriber(event)`` for every event; returns an unsubscribe function.
+
+        Pass an actor's ``ref.tell_nowait`` to deliver events to an actor's mailbox.
+        """
+        self._subscribers.append(subscriber)
+
+        def unsubscribe() -> None:
+            if subscriber in self._subscribers:
+                self._subscribers.remove(subscriber)
+
+        return unsubscribe
+
+    def publish(self, event: RuntimeEvent) -> None:
+        """Deliver ``event`` to every subscriber, counting those that could not take it."""
+        for subscriber in self._subscribers:
+            try:
+                subscriber(event)
+            except anyio.WouldBlock:
+                self.dropped += 1
+
+    @property
+    def has_subscribers(self) -> bool:
+        return bool(self._subscribers)

@@ -1,0 +1,191 @@
+"""The per-queue Supervisor: keeps the right number of Workers alive for one queue."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from random import Random  # allowed: type of the injected, seeded RNG only
+from typing import Any, TypeAlias
+
+import anyio
+import attrs
+
+from transports import Transport, TransportError
+
+from ..core import ActorRef, ChildSpec, ExitKind, ExitReason, Reply, Restart, Supervisor
+from ..core import SupervisorCommand, TerminateChild
+from ._app import App
+from ._events import EventBus, WorkerCrashed
+from ._worker import Drain, Worker, WorkerConfig
+
+__all__ = ["DrainWorkers", "QueueSupervisor", "Reconfigure", "WorkerCount"]
+
+_log = logging.getLogger("actorq.queue")
+
+
+@attrs.frozen(kw_only=True)
+class Reconfigure:
+    """Read the queue's config now and scale to it. Sent by the ticker, or by anyone."""
+
+
+@attrs.frozen(kw_only=True)
+class DrainWorkers:
+    """Drain every Worker (graceful shutdown). Sent by the Node before it stops."""
+
+    reply_to: Reply[None]
+
+
+@attrs.frozen(kw_only=True)
+class WorkerCount:
+    """How many Workers run now. Sent by operators and tests."""
+
+    reply_to: Reply[int]
+
+
+QueueCommand: TypeAlias = Reconfigure | DrainWorkers | WorkerCount
+
+
+class QueueSupervisor(Supervisor):
+    """Keeps ``concurrency`` Workers of one queue alive, following the queue's stored config.
+
+    A paused queue scales to zero; a changed ``concurrency`` scales up or down at run time
+    (Workers leaving drain first). Crashed Workers are restarted one-for-one; too many crashes
+    in a window escalate to the node's root supervisor.
+
+    Args:
+        node_id: the node's name; Worker ids (lease owners) start with it.
+        queue: the queue.
+        concurrency: Workers to run when the config does not say.
+        reconfigure_interval: seconds between reads of the queue config.
+    """
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        queue: str,
+        app: App,
+        transport: Transport,
+        events: EventBus,
+        rng: Random,
+        concurrency: int,
+        worker_config: WorkerConfig = WorkerConfig(),
+        reconfigure_interval: float = 5.0,
+        max_restarts: int = 20,
+        within: float = 60.0,
+    ) -> None:
+        super().__init__(max_restarts=max_restarts, within=within)
+        if concurrency < 0:
+            raise ValueError(f"concurrency must be >= 0, got {concurrency}")
+        self.node_id = node_id
+        self.queue = queue
+        self._app = app
+        self._transport = transport
+        self._events = events
+        self._rng = rng
+        self._default = concurrency
+        self._config = worker_config
+        self._interval = reconfigure_interval
+        self._slots: list[str] = []  # child ids of the Workers that should run, in start order
+        self._slot_numbers = itertools.count(1)
+        self._incarnations = itertools.count(1)
+        self._draining = False
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        await self._reconfigure()
+        self.context.start_soon(self._tick)
+
+    async def _tick(self) -> None:
+        ref: ActorRef[Any] = self.context.self_ref
+        while True:
+            await self.context.clock.sleep(self._interval)
+            try:
+                ref.tell_nowait(Reconfigure())
+            except anyio.WouldBlock:
+                pass
+
+    async def receive(self, msg: SupervisorCommand | QueueCommand) -> None:
+        if type(msg) is Reconfigure:
+            await self._reconfigure()
+        elif type(msg) is WorkerCount:
+            msg.reply_to.send(len(self._slots))
+        elif type(msg) is DrainWorkers:
+            self._draining = True
+            self.context.start_soon(self._drain_all, msg.reply_to)
+        else:
+            await super().receive(msg)  # type: ignore[arg-type]
+
+    async def _reconfigure(self) -> None:
+        if self._draining:
+            return
+        try:
+            config = await self._transport.get_queue_config(self.queue)
+        except TransportError as exc:
+            _log.warning("queue %r: cannot read its config, keeping %d workers: %s", self.queue, len(self._slots), exc)
+            return
+        target = 0 if config.paused else (self._default if config.concurrency is None else config.concurrency)
+        await self._scale(target)
+
+    async def _scale(self, target: int) -> None:
+        while len(self._slots) < target:
+            slot = f"{self.node_id}/{self.queue}/{next(self._slot_numbers)}"
+            self._slots.append(slot)
+            await self.start_child(
+                ChildSpec(
+                    id=slot,
+                    factory=lambda slot=slot: self._make_worker(slot),  # type: ignore[misc]
+                    restart=Restart.PERMANENT,
+                    shutdown=self._config.drain_timeout + 5.0,
+                )
+            )
+        while len(self._slots) > target:
+            slot = self._slots.pop()
+            self.context.start_soon(self._retire, slot)
+
+    def _make_worker(self, slot: str) -> Worker:
+        return Worker(
+            worker_id=f"{slot}.{next(self._incarnations)}",
+            queue=self.queue,
+            app=self._app,
+            transport=self._transport,
+            events=self._events,
+            rng=self._rng,
+            config=self._config,
+        )
+
+    async def _worker_ref(self, slot: str) -> ActorRef[Any] | None:
+        for info in self.which_children():
+            if info.id == slot:
+                return info.ref
+        return None
+
+    async def _retire(self, slot: str) -> None:
+        """Drain one Worker, then stop it (scale down)."""
+        ref = await self._worker_ref(slot)
+        if ref is not None:
+            await _drain(ref, self._config.drain_timeout + 5.0)
+        self.context.self_ref.tell_nowait(TerminateChild(id=slot, reply_to=Reply()))
+
+    async def _drain_all(self, reply_to: Reply[None]) -> None:
+        refs = [info.ref for info in self.which_children() if info.ref is not None]
+        async with anyio.create_task_group() as tg:
+            for ref in refs:
+                tg.start_soon(_drain, ref, self._config.drain_timeout + 5.0)
+        reply_to.send(None)
+
+    async def _child_exited(self, ref: ActorRef[Any], reason: ExitReason) -> None:
+        if reason.kind is ExitKind.CRASHED:
+            self._events.publish(
+                WorkerCrashed(at=self.context.clock.now(), worker=ref.name, error=str(reason))
+            )
+        await super()._child_exited(ref, reason)
+
+
+async def _drain(ref: ActorRef[Any], timeout: float) -> None:
+    try:
+        await ref.ask(lambda r: Drain(reply_to=r), timeout=timeout)
+    except Exception as exc:  # a stopped or stuck worker: shutdown's own timeout handles it
+        _log.debug("drain of %s did not answer: %s", ref.name, exc)
+
+

@@ -1,0 +1,351 @@
+"""Topology: what actors a node runs, and the running Node.
+
+The default topology is what most deployments want: one queue Supervisor per queue the App
+uses, one Reaper, one Cron (when there are schedules) and one Cleanup, all under one root
+supervisor. The builder composes others: several queue supervisors with different transports
+or concurrency, a node that only reaps and fires cron, user actors that follow the events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from random import Random  # allowed: type of the injected, seeded RNG only
+from typing import Any
+
+import attrs
+
+from transports import Transport
+
+from ..core import (
+    Actor,
+    ActorRef,
+    ActorSystem,
+    ChildSpec,
+    Clock,
+    RealClock,
+    Restart,
+    Strategy,
+    Supervisor,
+    SupervisorRef,
+    open_actor_system,
+)
+from ._app import App
+from ._cleanup import Cleanup
+from ._cron import Cron
+from ._events import EventBus, ShutdownPhase
+from ._queue import DrainWorkers, QueueSupervisor
+from ._reaper import Reaper
+from ._schedule import CronSchedule
+from ._worker import WorkerConfig
+
+__all__ = ["Node", "NodeContext", "Topology", "default_node_id"]
+
+_log = logging.getLogger("actorq.node")
+
+
+def default_node_id() -> str:
+    """``host:pid:random``, unique per process, readable in lease owner columns."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@attrs.frozen(kw_only=True)
+class NodeContext:
+    """What a user actor factory gets: the node's shared parts."""
+
+    node_id: str
+    app: App
+    transport: Transport  # the node's default transport
+    events: EventBus
+    clock: Clock
+    rng: Random
+
+
+@attrs.frozen(kw_only=True)
+class _QueuePlan:
+    queue: str
+    concurrency: int
+    worker: WorkerConfig
+    transport: Transport | None
+
+
+@attrs.frozen(kw_only=True)
+class _ActorPlan:
+    id: str
+    factory: Callable[[NodeContext], Actor[Any]]
+    restart: Restart
+    shutdown: float
+
+
+class Topology:
+    """A recipe for a node: which actors to run, with which settings.
+
+    Build one with :meth:`default` or chain the builder methods, then run it with
+    ``async with topology.run() as node:``.
+
+    Args:
+        app: the handler registry.
+        transport: the default transport (queue supervisors may each use another).
+        node_id: the node's name in leases and events (default: host, pid and a random tag).
+        clock: the clock every actor uses (default: the real clock).
+        rng: the seeded RNG every actor draws from (default: a fresh ``Random()``).
+    """
+
+    def __init__(
+        self,
+        app: App,
+        transport: Transport,
+        *,
+        node_id: str | None = None,
+        clock: Clock | None = None,
+        rng: Random | None = None,
+    ) -> None:
+        self.app = app
+        self.transport = transport
+        self.node_id = node_id or default_node_id()
+        self.clock = clock or RealClock()
+        self.rng = rng if rng is not None else Random()
+        self._queues: list[_QueuePlan] = []
+        self._reaper: float | None = None
+        self._cron: tuple[Sequence[CronSchedule], float] | None = None
+        self._cleanup: tuple[float | None, float] | None = None
+        self._actors: list[_ActorPlan] = []
+
+    @classmethod
+    def default(
+        cls,
+        app: App,
+        transport: Transport,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 10,
+        worker: WorkerConfig | None = None,
+        schedules: Sequence[CronSchedule] = (),
+        reaper_interval: float = 1.0,
+        node_id: str | None = None,
+        clock: Clock | None = None,
+        rng: Random | None = None,
+    ) -> Topology:
+        """Every queue of the App (or ``queues``), one Reaper, Cron if scheduled, Cleanup."""
+        topology = cls(app, transport, node_id=node_id, clock=clock, rng=rng)
+        worker = worker or WorkerConfig()
+        for queue in queues if queues is not None else (app.queues or ["default"]):
+            topology.queue(queue, concurrency=concurrency, worker=worker)
+        topology.reaper(interval=reaper_interval)
+        if schedules:
+            topology.cron(schedules)
+        topology.cleanup()
+        return topology
+
+    # --- builder --------------------------------------------------------------------------
+
+    def queue(
+        self,
+        name: str,
+        *,
+        concurrency: int = 10,
+        worker: WorkerConfig | None = None,
+        transport: Transport | None = None,
+    ) -> Topology:
+        """Run a Supervisor keeping ``concurrency`` Workers on queue ``name``."""
+        self._queues.append(
+            _QueuePlan(
+                queue=name,
+                concurrency=concurrency,
+                worker=worker or WorkerConfig(),
+                transport=transport,
+            )
+        )
+        return self
+
+    def reaper(self, *, interval: float = 1.0) -> Topology:
+        """Run a Reaper reclaiming expired leases every ``interval`` seconds."""
+        self._reaper = interval
+        return self
+
+    def cron(self, schedules: Sequence[CronSchedule], *, leader_ttl: float = 10.0) -> Topology:
+        """Run Cron for ``schedules`` (it fires only while it holds the leader lease)."""
+        self._cron = (tuple(schedules), leader_ttl)
+        return self
+
+    def cleanup(
+        self, *, default_retention: float | None = 7 * 24 * 3600.0, interval: float = 60.0
+    ) -> Topology:
+        """Run Cleanup (leader only), deleting finished jobs past their retention."""
+        self._cleanup = (default_retention, interval)
+        return self
+
+    def actor(
+        self,
+        id: str,
+        factory: Callable[[NodeContext], Actor[Any]],
+        *,
+        restart: Restart = Restart.PERMANENT,
+        shutdown: float = 5.0,
+    ) -> Topology:
+        """Run a user actor beside the runtime's; its factory gets the node's context.
+
+        Subscribe it to runtime events in its ``on_start``:
+        ``node.events.subscribe(self.context.self_ref.tell_nowait)``.
+        """
+        self._actors.append(_ActorPlan(id=id, factory=factory, restart=restart, shutdown=shutdown))
+        return self
+
+    # --- running --------------------------------------------------------------------------
+
+    def _context(self, events: EventBus) -> NodeContext:
+        return NodeContext(
+            node_id=self.node_id,
+            app=self.app,
+            transport=self.transport,
+            events=events,
+            clock=self.clock,
+            rng=self.rng,
+        )
+
+    def child_specs(self, events: EventBus) -> list[ChildSpec]:
+        """The root supervisor's children, in start order (user actors first, so they see
+        every event; queue supervisors last, so they stop first)."""
+        ctx = self._context(events)
+        specs: list[ChildSpec] = [
+            ChildSpec(id=p.id, factory=lambda p=p: p.factory(ctx), restart=p.restart, shutdown=p.shutdown)  # type: ignore[misc]
+            for p in self._actors
+        ]
+        if self._reaper is not None:
+            interval = self._reaper
+            specs.append(
+                ChildSpec(
+                    id="reaper",
+                    factory=lambda: Reaper(transport=self.transport, events=events, interval=interval),
+                )
+            )
+        if self._cron is not None:
+            schedules, ttl = self._cron
+            specs.append(
+                ChildSpec(
+                    id="cron",
+                    factory=lambda: Cron(
+                        app=self.app,
+                        transport=self.transport,
+                        events=events,
+                        node_id=self.node_id,
+                        rng=self.rng,
+                        schedules=schedules,
+                        leader_ttl=ttl,
+                    ),
+                )
+            )
+        if self._cleanup is not None:
+            retention, every = self._cleanup
+            specs.append(
+                ChildSpec(
+                    id="cleanup",
+                    factory=lambda: Cleanup(
+                        transport=self.transport,
+                        node_id=self.node_id,
+                        default_retention=retention,
+                        interval=every,
+                    ),
+                )
+            )
+        for plan in self._queues:
+            specs.append(
+                ChildSpec(
+                    id=f"queue:{plan.queue}",
+                    factory=lambda plan=plan: QueueSupervisor(  # type: ignore[misc]
+                        node_id=self.node_id,
+                        queue=plan.queue,
+                        app=self.app,
+                        transport=plan.transport or self.transport,
+                        events=events,
+                        rng=self.rng,
+                        concurrency=plan.concurrency,
+                        worker_config=plan.worker,
+                    ),
+                    shutdown=plan.worker.drain_timeout + 10.0,
+                )
+            )
+        return specs
+
+    @contextlib.asynccontextmanager
+    async def run(
+        self, *, events: EventBus | None = None, shutdown_timeout: float = 30.0
+    ) -> AsyncIterator[Node]:
+        """Start the node; on exit, shut it down gracefully within ``shutdown_timeout``."""
+        events = events or EventBus()
+        async with open_actor_system(
+            clock=self.clock, name=self.node_id, shutdown_timeout=shutdown_timeout
+        ) as system:
+            root = await system.spawn_supervisor(
+                self.child_specs(events),
+                strategy=Strategy.ONE_FOR_ONE,
+                max_restarts=10,
+                within=60.0,
+                name=f"{self.node_id}/root",
+            )
+            node = Node(self, system, root, events, shutdown_timeout)
+            try:
+                yield node
+            finally:
+                await node.shutdown()
+
+
+class Node:
+    """A running node: its actor system, root supervisor and event stream."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        system: ActorSystem,
+        root: SupervisorRef,
+        events: EventBus,
+        shutdown_timeout: float,
+    ) -> None:
+        self.topology = topology
+        self.system = system
+        self.root = root
+        self.events = events
+        self.node_id = topology.node_id
+        self.clock = topology.clock
+        self._shutdown_timeout = shutdown_timeout
+        self._stopped = False
+
+    async def child(self, id: str) -> ActorRef[Any]:
+        """The running actor with child id ``id`` (``queue:NAME``, ``reaper``, ``cron``, ...)."""
+        return await self.root.child_ref(id)
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        """Stop gracefully: stop claiming, let running jobs finish, cancel and release the
+        rest, then stop every actor — within ``timeout`` seconds on the clock. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        timeout = self._shutdown_timeout if timeout is None else timeout
+        clock = self.clock
+        deadline = clock.now() + timeout
+        self._phase("draining", f"deadline in {timeout:g}s")
+        if self.root.is_alive:
+            queues = [
+                info.ref
+                for info in await self.root.which_children()
+                if info.id.startswith("queue:") and info.ref is not None
+            ]
+            for ref in queues:
+                remaining = max(0.0, deadline - clock.now())
+                try:
+                    await ref.ask(lambda r: DrainWorkers(reply_to=r), timeout=remaining)
+                except Exception as exc:
+                    _log.warning("%s: drain of %s incomplete: %s", self.node_id, ref.name, exc)
+        self._phase("stopping", "actors")
+        await self.system.shutdown(max(0.0, deadline - clock.now()))
+        self._phase("stopped", "")
+
+    def _phase(self, phase: str, detail: str) -> None:
+        self.events.publish(ShutdownPhase(at=self.clock.now(), phase=phase, detail=detail))
+        _log.info("%s: shutdown %s %s", self.node_id, phase, detail)
+
+
