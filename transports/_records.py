@@ -301,7 +301,7 @@ class QueueConfig:
     name: str = attrs.field(validator=_check_name)
     paused: bool = False
     concurrency: int | None = None  # None: the node's configured default
-    retention: float | None = None  # seconds finished jobs are kept; None: forever
+    retention: float | None = None  # seconds finished jobs are kept; None: the node default
 
 
 @attrs.frozen(kw_only=True)
