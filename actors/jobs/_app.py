@@ -22,6 +22,7 @@ from transports import (
 from ._backoff import Backoff, Exponential
 from ._errors import DuplicateJobKind, PayloadInvalid, UnknownJobKind
 from ._outcomes import HandlerOutcome
+from ._schedule import CronSchedule
 
 if TYPE_CHECKING:
     from ._context import JobContext
@@ -181,6 +182,7 @@ class App:
     def __init__(self, transport: Transport | None = None) -> None:
         self.transport = transport
         self._tasks: dict[str, Task[Any]] = {}
+        self._schedules: dict[str, CronSchedule] = {}
 
     # --- registration ---------------------------------------------------------------------
 
@@ -224,6 +226,31 @@ class App:
         task: Task[P] = Task(kind, fn, resolved, TaskOptions(**options))
         self._tasks[kind] = task
         return task
+
+    def schedule(
+        self, name: str, expression: str, kind: str | Task[Any], **options: Any
+    ) -> CronSchedule:
+        """Enqueue ``kind`` on a cron schedule (fired by the cluster's cron leader).
+
+        Options are :class:`CronSchedule` fields (``payload``, ``queue``, ``overlap``,
+        ``catch_up``, ``jitter``).
+
+        Raises:
+            InvalidCronExpression: ``expression`` does not parse.
+            UnknownJobKind: ``kind`` has no handler in this App.
+            ValueError: a schedule of that name exists.
+        """
+        task = self._task(kind)
+        if name in self._schedules:
+            raise ValueError(f"a schedule named {name!r} already exists")
+        schedule = CronSchedule(name=name, expression=expression, kind=task.kind, **options)
+        self._schedules[name] = schedule
+        return schedule
+
+    @property
+    def schedules(self) -> list[CronSchedule]:
+        """Every registered cron schedule, in registration order."""
+        return list(self._schedules.values())
 
     def get(self, kind: str) -> Task[Any] | None:
         """The task registered for ``kind``, or None."""

@@ -124,18 +124,20 @@ class Topology:
         queues: Sequence[str] | None = None,
         concurrency: int = 10,
         worker: WorkerConfig | None = None,
-        schedules: Sequence[CronSchedule] = (),
+        schedules: Sequence[CronSchedule] | None = None,
         reaper_interval: float = 1.0,
         node_id: str | None = None,
         clock: Clock | None = None,
         rng: Random | None = None,
     ) -> Topology:
-        """Every queue of the App (or ``queues``), one Reaper, Cron if scheduled, Cleanup."""
+        """Every queue of the App (or ``queues``), one Reaper, Cron for the App's schedules
+        (or ``schedules``) if any, and Cleanup."""
         topology = cls(app, transport, node_id=node_id, clock=clock, rng=rng)
         worker = worker or WorkerConfig()
         for queue in queues if queues is not None else (app.queues or ["default"]):
             topology.queue(queue, concurrency=concurrency, worker=worker)
         topology.reaper(interval=reaper_interval)
+        schedules = app.schedules if schedules is None else schedules
         if schedules:
             topology.cron(schedules)
         topology.cleanup()
