@@ -95,16 +95,19 @@ SET state = 'running',
     attempt = j.attempt + 1,
     lease_token = nextval('{schema}.lease_tokens'),
     lease_owner = $3::text,
-    lease_expires_at = now.t + $4::float8,
-    updated_at = now.t
-FROM due, now
-WHERE j.id = due.id
+    lease_expires_at = (SELECT t FROM now) + $4::float8,
+    updated_at = (SELECT t FROM now)
+-- An id array, not a join: the plan stays a primary-key lookup per claimed row whatever
+-- the batch size (a generic plan cannot know the LIMIT and would hash the whole table).
+WHERE j.id = ANY (ARRAY(SELECT id FROM due))
 RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
           j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
           j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested, j.lease_token;
 
 -- name: renew
 -- Only a live lease is extended: an expired one stays expired even if nobody reaped it yet.
+-- A token is set only while its job runs (claim sets it, every way out clears it), so
+-- matching id and token is the whole fencing check. Requests must be distinct pairs.
 WITH now AS (
     SELECT coalesce($4::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
@@ -115,21 +118,21 @@ upd AS (
     UPDATE {schema}.jobs AS j
     SET lease_expires_at = now.t + $3::float8, updated_at = now.t
     FROM req, now
-    WHERE j.id = req.id AND j.lease_token = req.token
-      AND j.state = 'running' AND j.lease_expires_at > now.t
-    RETURNING j.id, j.lease_token, j.cancel_requested
+    WHERE j.id = req.id AND j.lease_token = req.token AND j.lease_expires_at > now.t
+    RETURNING req.ord, j.cancel_requested
 )
 SELECT CASE
-           WHEN upd.id IS NULL THEN 'lost'
+           WHEN upd.ord IS NULL THEN 'lost'
            WHEN upd.cancel_requested THEN 'cancel_requested'
            ELSE 'renewed'
        END
-FROM req LEFT JOIN upd ON upd.id = req.id AND upd.lease_token = req.token
+FROM req LEFT JOIN upd ON upd.ord = req.ord
 ORDER BY req.ord;
 
 -- name: finalize
--- `cur` locks the rows the tokens still own (re-checked after any concurrent change) and
--- decides each new state; `upd` applies it. Requests must be distinct (id, token) pairs.
+-- One UPDATE fenced by (id, token): a row changed by a concurrent reap is re-checked and
+-- skipped, and every new value is computed from the row as it then stands. The outcome
+-- rules (see Transport.finalize) are spelled out per column. Requests must be distinct pairs.
 WITH now AS (
     SELECT coalesce($6::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
@@ -137,56 +140,53 @@ req AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::float8[], $5::text[])
         WITH ORDINALITY AS r(id, token, action, run_at, error, ord)
 ),
-cur AS (
-    SELECT j.id, req.action, req.run_at, req.error, now.t AS now,
-           CASE
-               WHEN req.action = 'complete' THEN 'succeeded'
-               WHEN req.action = 'discard' THEN 'dead'
-               WHEN req.action = 'cancel' OR j.cancel_requested THEN 'cancelled'
-               WHEN req.action = 'retry' AND j.attempt >= j.max_attempts THEN 'dead'
-               WHEN req.action = 'release' OR req.run_at <= now.t THEN 'available'
-               ELSE 'scheduled'
-           END AS new_state
-    FROM {schema}.jobs AS j
-    JOIN req ON j.id = req.id AND j.lease_token = req.token
-    CROSS JOIN now
-    WHERE j.state = 'running'
-    FOR UPDATE OF j
-),
 upd AS (
     UPDATE {schema}.jobs AS j
-    SET state = cur.new_state,
+    SET state = CASE
+            WHEN req.action = 'complete' THEN 'succeeded'
+            WHEN req.action = 'discard' THEN 'dead'
+            WHEN req.action = 'cancel' OR j.cancel_requested THEN 'cancelled'
+            WHEN req.action = 'retry' AND j.attempt >= j.max_attempts THEN 'dead'
+            WHEN req.action = 'release' OR req.run_at <= now.t THEN 'available'
+            ELSE 'scheduled'
+        END,
+        -- Snooze and release give the attempt back (unless a cancel ends the job).
         attempt = CASE
-            WHEN cur.action IN ('snooze', 'release') AND cur.new_state <> 'cancelled'
+            WHEN req.action IN ('snooze', 'release') AND NOT j.cancel_requested
                 THEN j.attempt - 1
             ELSE j.attempt
         END,
         run_at = CASE
-            WHEN cur.action IN ('retry', 'snooze') AND cur.new_state IN ('scheduled', 'available')
-                THEN cur.run_at
+            WHEN j.cancel_requested THEN j.run_at
+            WHEN req.action = 'snooze' THEN req.run_at
+            WHEN req.action = 'retry' AND j.attempt < j.max_attempts THEN req.run_at
             ELSE j.run_at
         END,
         -- A retry records its error, even none; other outcomes only add one they carry.
         last_error = CASE
-            WHEN cur.action = 'retry' AND cur.new_state <> 'cancelled' THEN cur.error
-            ELSE coalesce(cur.error, j.last_error)
+            WHEN req.action = 'retry' AND NOT j.cancel_requested THEN req.error
+            ELSE coalesce(req.error, j.last_error)
         END,
         finished_at = CASE
-            WHEN cur.new_state IN ('succeeded', 'cancelled', 'dead') THEN cur.now
+            WHEN req.action IN ('complete', 'discard', 'cancel') OR j.cancel_requested
+              OR (req.action = 'retry' AND j.attempt >= j.max_attempts)
+                THEN now.t
         END,
+        lease_token = NULL,
         lease_expires_at = NULL,
-        updated_at = cur.now
-    FROM cur
-    WHERE j.id = cur.id
-    RETURNING j.id, j.lease_token, j.queue, j.state
+        updated_at = now.t
+    FROM req, now
+    WHERE j.id = req.id AND j.lease_token = req.token
+    RETURNING req.ord, j.queue, j.state
 ),
 woken AS (
     SELECT pg_notify({channel}, q.queue)
     FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') AS q
     WHERE {notify}
 )
-SELECT upd.id IS NOT NULL AS applied, upd.state, upd.queue, (SELECT count(*) FROM woken) AS woken
-FROM req LEFT JOIN upd ON upd.id = req.id AND upd.lease_token = req.token
+SELECT upd.ord IS NOT NULL AS applied, upd.state, upd.queue,
+       (SELECT count(*) FROM woken) AS woken
+FROM req LEFT JOIN upd ON upd.ord = req.ord
 ORDER BY req.ord;
 
 -- name: reap
@@ -208,28 +208,29 @@ upd AS (
             ELSE 'available'
         END,
         finished_at = CASE
-            WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN now.t
+            WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN (SELECT t FROM now)
         END,
         last_error = CASE
             WHEN NOT j.cancel_requested AND j.attempt >= j.max_attempts
                 THEN 'lease lost by ' || j.lease_owner || ' on the last attempt'
             ELSE j.last_error
         END,
+        lease_token = NULL,
         lease_expires_at = NULL,
-        updated_at = now.t
-    FROM expired, now
-    WHERE j.id = expired.id
-    RETURNING j.id, j.kind, j.queue, j.attempt, j.lease_owner,
-              expired.lease_expires_at AS expired_at, j.state
+        updated_at = (SELECT t FROM now)
+    -- An id array keeps the plan a primary-key lookup per row (see claim).
+    WHERE j.id = ANY (ARRAY(SELECT id FROM expired))
+    RETURNING j.id, j.kind, j.queue, j.attempt, j.lease_owner, j.state
 ),
 woken AS (
     SELECT pg_notify({channel}, q.queue)
     FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') AS q
     WHERE {notify}
 )
-SELECT upd.*, (SELECT count(*) FROM woken) AS woken
-FROM upd
-ORDER BY upd.expired_at, upd.id;
+SELECT upd.id, upd.kind, upd.queue, upd.attempt, upd.lease_owner, expired.lease_expires_at,
+       upd.state, (SELECT count(*) FROM woken) AS woken
+FROM upd JOIN expired ON expired.id = upd.id
+ORDER BY expired.lease_expires_at, upd.id;
 
 -- name: cancel
 WITH now AS (
@@ -308,7 +309,7 @@ WITH doomed AS (
     FOR UPDATE SKIP LOCKED
 ),
 gone AS (
-    DELETE FROM {schema}.jobs AS j USING doomed WHERE j.id = doomed.id RETURNING 1
+    DELETE FROM {schema}.jobs WHERE id = ANY (ARRAY(SELECT id FROM doomed)) RETURNING 1
 )
 SELECT count(*) FROM gone;
 
