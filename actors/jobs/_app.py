@@ -154,7 +154,8 @@ def _payload_type_of(fn: Callable[..., Any]) -> Any:
         raise TypeError(f"a handler takes (ctx, payload); {fn!r} takes {len(params)} arguments")
     hints = typing.get_type_hints(fn)
     hint = hints.get(params[1].name)
-    return None if hint in (None, Any, JsonValue) else hint
+    # No annotation, Any or None: the handler takes the stored JSON as it is.
+    return None if hint in (None, Any, JsonValue, type(None)) else hint
 
 
 class App:

@@ -479,7 +479,7 @@ class Worker(Actor[WorkerMessage]):
                         error = f"timed out after {timeout:g}s"
             except Exception as exc:
                 error = _describe(exc)
-                ctx.log.warning("handler raised %s", error, exc_info=True)
+                ctx.log.info("failed: %s", error, exc_info=_log.isEnabledFor(logging.DEBUG))
         entry.scope = None
         duration = clock.now() - started
         if entry.is_lost():
