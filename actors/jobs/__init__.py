@@ -98,6 +98,7 @@ __all__ = [
     "Reconfigure",
     "RetryLater",
     "RunNow",
+    "RuntimeEvent",
     "ShutdownPhase",
     "SnoozeUntil",
     "Task",
