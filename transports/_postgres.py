@@ -29,7 +29,7 @@ import contextlib
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.lowlevel
 import asyncpg  # type: ignore[import-untyped]
@@ -78,6 +78,7 @@ __all__ = ["PostgresTransport"]
 # An unquoted-style identifier, short enough that "<schema>_jobs" fits PostgreSQL's 63 bytes.
 _SCHEMA_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,57}")
 _DEDUPE_RETRIES = 5
+T = TypeVar("T")
 
 
 def _connection_lost(exc: BaseException) -> TransportError:
@@ -147,6 +148,15 @@ def _check_limit(limit: int) -> None:
         raise InvalidRequest(f"limit must be >= 1, got {limit}")
 
 
+_STATES = {state.value: state for state in JobState}  # a dict lookup beats JobState(value)
+
+
+def _nulls_as_none(column: list[T]) -> list[T] | None:
+    """``None`` for an all-NULL column: ``unnest`` pads a NULL array with NULLs, and sending
+    nothing is cheaper than encoding an array of NULLs."""
+    return None if all(value is None for value in column) else column
+
+
 def _job(row: asyncpg.Record) -> Job:
     # Column order is the one of the claim/get/list_jobs queries.
     return Job(
@@ -154,7 +164,7 @@ def _job(row: asyncpg.Record) -> Job:
         kind=row[1],
         queue=row[2],
         payload=json.loads(row[3]),
-        state=JobState(row[4]),
+        state=_STATES[row[4]],
         priority=row[5],
         run_at=row[6],
         attempt=row[7],
@@ -172,7 +182,7 @@ def _job(row: asyncpg.Record) -> Job:
 
 def _finalize_columns(
     requests: Sequence[FinalizeRequest],
-) -> tuple[list[int], list[int], list[str], list[float | None], list[str | None]]:
+) -> tuple[list[int], list[int], list[str], list[float | None] | None, list[str | None] | None]:
     ids: list[int] = []
     tokens: list[int] = []
     actions: list[str] = []
@@ -201,7 +211,7 @@ def _finalize_columns(
         actions.append(action)
         run_ats.append(run_at)
         errors.append(error)
-    return ids, tokens, actions, run_ats, errors
+    return ids, tokens, actions, _nulls_as_none(run_ats), _nulls_as_none(errors)
 
 
 def _distinct_pairs(
@@ -440,15 +450,16 @@ class PostgresTransport(Transport):
                     continue
                 first_of_key[key] = index
             sent.append(index)
+        chosen = [requests[i] for i in sent]
         args = (
-            [requests[i].kind for i in sent],
-            [requests[i].queue for i in sent],
+            [r.kind for r in chosen],
+            [r.queue for r in chosen],
             [payloads[i] for i in sent],
-            [requests[i].priority for i in sent],
-            [requests[i].run_at for i in sent],
-            [requests[i].delay for i in sent],
-            [requests[i].max_attempts for i in sent],
-            [requests[i].dedupe_key for i in sent],
+            [r.priority for r in chosen],
+            _nulls_as_none([r.run_at for r in chosen]),
+            [r.delay for r in chosen],
+            [r.max_attempts for r in chosen],
+            _nulls_as_none([r.dedupe_key for r in chosen]),
             self._now(),
         )
         with _mapped():
@@ -531,16 +542,18 @@ class PostgresTransport(Transport):
         # is sent once so that one statement never updates one row twice.
         sent, _ = _distinct_pairs(requests)
         if len(sent) < len(requests):
-            columns = tuple([column[i] for i in sent] for column in columns)  # type: ignore[assignment]
+            columns = tuple(
+                None if column is None else [column[i] for i in sent] for column in columns
+            )  # type: ignore[assignment]
         with _mapped():
             rows = await pool.fetch(self._sql["finalize"], *columns, self._now())
+        # Only the applied requests come back, by their position among those sent.
         results = [FinalizeResult.STALE] * len(requests)
         woken: set[str] = set()
-        for index, row in zip(sent, rows, strict=True):
-            if row[0]:
-                results[index] = FinalizeResult.APPLIED
-                if row[1] == JobState.AVAILABLE:
-                    woken.add(row[2])
+        for position, state, queue, _ in rows:
+            results[sent[position - 1]] = FinalizeResult.APPLIED
+            if state == "available":
+                woken.add(queue)
         self._wake(woken)
         return results
 
@@ -557,7 +570,7 @@ class PostgresTransport(Transport):
                 attempt=row[3],
                 lost_by=row[4] or "",
                 expired_at=row[5],
-                state=JobState(row[6]),
+                state=_STATES[row[6]],
             )
             for row in rows
         ]

@@ -30,7 +30,8 @@ VALUES ($1::integer, extract(epoch FROM clock_timestamp())::float8);
 
 -- name: enqueue
 -- Ids are drawn before the insert so each request finds its own row again; a request whose
--- dedupe key matches an active job inserts nothing and reports that job instead.
+-- dedupe key matches an active job inserts nothing and reports that job instead. A NULL
+-- run_at or dedupe_key array stands for all NULLs.
 WITH now AS (
     SELECT coalesce($9::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
@@ -133,6 +134,7 @@ ORDER BY req.ord;
 -- One UPDATE fenced by (id, token): a row changed by a concurrent reap is re-checked and
 -- skipped, and every new value is computed from the row as it then stands. The outcome
 -- rules (see Transport.finalize) are spelled out per column. Requests must be distinct pairs.
+-- A NULL run_at or error array stands for all NULLs.
 WITH now AS (
     SELECT coalesce($6::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
@@ -184,10 +186,9 @@ woken AS (
     FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') AS q
     WHERE {notify}
 )
-SELECT upd.ord IS NOT NULL AS applied, upd.state, upd.queue,
-       (SELECT count(*) FROM woken) AS woken
-FROM req LEFT JOIN upd ON upd.ord = req.ord
-ORDER BY req.ord;
+-- Only applied requests come back, by their position in the batch (1-based).
+SELECT upd.ord, upd.state, upd.queue, (SELECT count(*) FROM woken) AS woken
+FROM upd;
 
 -- name: reap
 WITH now AS (
