@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -56,8 +58,6 @@ def load_app(path: str) -> App:
     attribute = attribute or "app"
     try:
         if module_name.endswith(".py"):
-            import importlib.util
-
             spec = importlib.util.spec_from_file_location("actorq_user_app", module_name)
             if spec is None or spec.loader is None:
                 raise ImportError(f"cannot load {module_name}")

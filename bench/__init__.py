@@ -1,0 +1,1 @@
+"""actorq benchmarks: ``make bench`` (``python -m bench``) prints figures; nothing asserts."""
