@@ -9,7 +9,7 @@ per second for:
 
 each beside a raw asyncpg baseline on the same table (a plain ``INSERT``; a plain
 ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n) RETURNING`` then a
-completing ``UPDATE``), with the ratio; and claim throughput with 1,000,000 rows in the table
+completing ``UPDATE``), with the ratio (the best of a few alternating rounds); and claim throughput with 1,000,000 rows in the table
 against 10,000. It works in its own ``bench_...`` schema and drops it after. Prints only.
 """
 
@@ -28,11 +28,12 @@ from transports import Complete, EnqueueRequest, FinalizeRequest, PostgresTransp
 
 Report = Callable[[str], object]
 DSN = os.environ.get("ACTORQ_TEST_POSTGRES_DSN", "postgresql://root@127.0.0.1:5432/test")
-ENQUEUE_SINGLE = 3_000
-ENQUEUE_BATCH = 30_000
-CLAIM_SINGLE = 3_000
-CLAIM_BATCH = 30_000
-SCALE_CLAIMS = 5_000
+ROUNDS = 3
+ENQUEUE_SINGLE = 2_000
+ENQUEUE_BATCH = 20_000
+CLAIM_SINGLE = 2_000
+CLAIM_BATCH = 20_000
+SCALE_CLAIMS = 2_000  # ROUNDS of these, plus a warm-up, stay within the 10,000 rows
 SCALE_BATCH = 10
 
 RAW_INSERT = """
@@ -187,22 +188,28 @@ async def _compare(
     await bench.transport_cycle(t, 10, 400)
     await bench.reset(admin)
 
+    # The best of a few alternating rounds: the server and the machine are shared, and the
+    # best round is the one least disturbed by anything else.
     for batch, jobs in ((1, ENQUEUE_SINGLE), (100, ENQUEUE_BATCH)):
-        ours = await bench.transport_enqueue(t, batch, jobs)
-        await bench.reset(admin)
-        theirs = await bench.raw_enqueue(raw, batch, jobs)
-        await bench.reset(admin)
+        ours = theirs = 0.0
+        for _ in range(ROUNDS):
+            ours = max(ours, await bench.transport_enqueue(t, batch, jobs))
+            await bench.reset(admin)
+            theirs = max(theirs, await bench.raw_enqueue(raw, batch, jobs))
+            await bench.reset(admin)
         line(f"enqueue, batch {batch}", ours, theirs)
 
     for batch, jobs in ((1, CLAIM_SINGLE), (100, CLAIM_BATCH)):
-        await bench.raw_enqueue(raw, 100, jobs)
-        await admin.execute(f"VACUUM ANALYZE {bench.quoted}.jobs")
-        ours = await bench.transport_cycle(t, batch, jobs)
-        await bench.reset(admin)
-        await bench.raw_enqueue(raw, 100, jobs)
-        await admin.execute(f"VACUUM ANALYZE {bench.quoted}.jobs")
-        theirs = await bench.raw_cycle(raw, batch, jobs)
-        await bench.reset(admin)
+        ours = theirs = 0.0
+        for _ in range(ROUNDS):
+            await bench.raw_enqueue(raw, 100, jobs)
+            await admin.execute(f"VACUUM ANALYZE {bench.quoted}.jobs")
+            ours = max(ours, await bench.transport_cycle(t, batch, jobs))
+            await bench.reset(admin)
+            await bench.raw_enqueue(raw, 100, jobs)
+            await admin.execute(f"VACUUM ANALYZE {bench.quoted}.jobs")
+            theirs = max(theirs, await bench.raw_cycle(raw, batch, jobs))
+            await bench.reset(admin)
         line(f"claim + finalize, batch {batch}", ours, theirs)
 
 
@@ -215,7 +222,7 @@ async def _scale(
         await admin.execute(bench.sql(FILL), rows)
         await admin.execute(f"VACUUM ANALYZE {bench.quoted}.jobs")
         await bench.transport_claims(t, 500)  # warm the cache
-        rates[rows] = await bench.transport_claims(t, SCALE_CLAIMS)
+        rates[rows] = max([await bench.transport_claims(t, SCALE_CLAIMS) for _ in range(ROUNDS)])
     report(
         f"claim (batch {SCALE_BATCH}) with 10,000 rows: {rates[10_000]:,.0f} jobs/s; "
         f"with 1,000,000 rows: {rates[1_000_000]:,.0f} jobs/s "
