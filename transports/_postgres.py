@@ -321,7 +321,7 @@ class PostgresTransport(Transport):
         apply each migration once. Uses the pool when open, else a connection of its own.
 
         Returns:
-            How many migrations were applied (0 when the schema was current).
+            The schema version now in place.
 
         Raises:
             SchemaVersionMismatch: the schema is newer than this code.
@@ -351,7 +351,7 @@ class PostgresTransport(Transport):
             for migration in migrations[current:]:
                 await conn.execute(_render(migration.sql, self.schema, notify=self.notify))
                 await conn.execute(self._sql["record_version"], migration.version)
-        return len(migrations) - current
+        return len(migrations)
 
     async def _check_version(self) -> None:
         assert self._pool is not None
