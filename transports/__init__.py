@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._base import Transport
 from ._bridge import AsyncioLoopThread, BridgedTransport
+from ._clock import WallClock
 from ._connect import connect
 from ._errors import (
     ConnectionLost,
@@ -20,8 +21,9 @@ from ._errors import (
     TransportClosed,
     TransportError,
     UnsupportedURL,
+    map_exceptions,
 )
-from ._memory import MemoryTransport
+from ._memory import MemoryStore, MemoryTransport
 from ._records import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -79,6 +81,7 @@ __all__ = [
     "JsonValue",
     "LeaderLease",
     "Lease",
+    "MemoryStore",
     "MemoryTransport",
     "Outcome",
     "PayloadNotSerializable",
@@ -98,8 +101,10 @@ __all__ = [
     "TransportClosed",
     "TransportError",
     "UnsupportedURL",
+    "WallClock",
     "connect",
     "encode_payload",
+    "map_exceptions",
     "validate_name",
 ]
 

@@ -105,9 +105,11 @@ __all__ = [
     "TaskOptions",
     "Tick",
     "Topology",
+    "UnknownJobKind",
     "Worker",
     "WorkerConfig",
     "WorkerCount",
+    "WorkerCrashed",
     "WorkerMessage",
     "default_node_id",
 ]
