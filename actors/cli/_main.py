@@ -117,6 +117,12 @@ def main(verbose: int) -> None:
 )
 @click.option("--reaper-interval", default=1.0, show_default=True, help="Seconds between reaps.")
 @click.option(
+    "--leader-ttl",
+    default=10.0,
+    show_default=True,
+    help="Seconds the cron leader lease lives unrenewed (a new leader takes over within ~that).",
+)
+@click.option(
     "--drain-timeout", default=10.0, show_default=True, help="Shutdown grace for running jobs."
 )
 @click.option("--node-id", default=None, help="Name in leases and events (default host:pid:tag).")
@@ -130,6 +136,7 @@ def worker(
     batch_size: int,
     poll_interval: float,
     reaper_interval: float,
+    leader_ttl: float,
     drain_timeout: float,
     node_id: str | None,
     loop: str,
@@ -153,6 +160,7 @@ def worker(
                 concurrency=concurrency,
                 worker=config,
                 reaper_interval=reaper_interval,
+                leader_ttl=leader_ttl,
                 node_id=node_id,
             )
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -126,12 +126,14 @@ class Topology:
         worker: WorkerConfig | None = None,
         schedules: Sequence[CronSchedule] | None = None,
         reaper_interval: float = 1.0,
+        leader_ttl: float = 10.0,
         node_id: str | None = None,
         clock: Clock | None = None,
         rng: Random | None = None,
     ) -> Topology:
         """Every queue of the App (or ``queues``), one Reaper, Cron for the App's schedules
-        (or ``schedules``) if any, and Cleanup."""
+        (or ``schedules``) if any, with a cron leader lease of ``leader_ttl`` seconds, and
+        Cleanup."""
         topology = cls(app, transport, node_id=node_id, clock=clock, rng=rng)
         worker = worker or WorkerConfig()
         for queue in queues if queues is not None else (app.queues or ["default"]):
@@ -139,7 +141,7 @@ class Topology:
         topology.reaper(interval=reaper_interval)
         schedules = app.schedules if schedules is None else schedules
         if schedules:
-            topology.cron(schedules)
+            topology.cron(schedules, leader_ttl=leader_ttl)
         topology.cleanup()
         return topology
 
