@@ -15,9 +15,16 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Run every ``anyio``-marked test on asyncio and on trio."""
-    return str(request.param)
+def anyio_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run every ``anyio``-marked test on asyncio and on trio, failing on blocking calls.
+
+    While the test runs, blockbuster turns a blocking call made by actorq's own code on the
+    event loop's thread (a sync ``sleep``, file or socket I/O) into an error.
+    """
+    from blockbuster import blockbuster_ctx
+
+    with blockbuster_ctx(["actors", "transports"]):
+        yield str(request.param)
 
 
 def _postgres_reachable(dsn: str) -> bool:

@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
+import anyio.lowlevel
+
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     CancelResult,
@@ -77,6 +79,7 @@ class Transport(abc.ABC):
             ConnectionLost: the store cannot be reached.
             SchemaVersionMismatch: the schema is not this code's and may not be migrated.
         """
+        await anyio.lowlevel.checkpoint()
 
     @abc.abstractmethod
     async def aclose(self) -> None:

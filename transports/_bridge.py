@@ -99,7 +99,9 @@ def _thread_safe_scheduler() -> Callable[[Callable[[], object]], object]:
     return asyncio.get_running_loop().call_soon_threadsafe
 
 
-def _call_quietly(call_soon: Callable[[Callable[[], object]], object], fn: Callable[[], object]) -> None:
+def _call_quietly(
+    call_soon: Callable[[Callable[[], object]], object], fn: Callable[[], object]
+) -> None:
     try:
         call_soon(fn)
     except RuntimeError:

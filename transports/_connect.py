@@ -68,7 +68,9 @@ def connect(
             kwargs["schema"] = options.pop("schema")
         _no_options(url, options)
         return _bridged_if_needed(lambda: PostgresTransport(dsn, **kwargs, **common))
-    raise UnsupportedURL(f"unsupported transport URL {url!r}: use memory://, sqlite:// or postgresql://")
+    raise UnsupportedURL(
+        f"unsupported transport URL {url!r}: use memory://, sqlite:// or postgresql://"
+    )
 
 
 def _no_options(url: str, options: dict[str, str]) -> None:

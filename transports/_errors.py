@@ -86,7 +86,9 @@ class UnsupportedURL(TransportError, ValueError):
 
 
 @contextlib.contextmanager
-def map_exceptions(mapping: dict[type[BaseException], Callable[[BaseException], TransportError]]) -> Iterator[None]:
+def map_exceptions(
+    mapping: dict[type[BaseException], Callable[[BaseException], TransportError]],
+) -> Iterator[None]:
     """Translate driver exceptions into transport errors, keeping the original as the cause.
 
     Args:

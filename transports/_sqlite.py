@@ -181,6 +181,9 @@ def _split_statements(script: str) -> list[str]:
     return statements
 
 
+_WAL_TRIES = 20  # attempts to switch a new file to WAL while another connection does
+
+
 class SQLiteTransport(Transport):
     """A :class:`~transports.Transport` stored in a SQLite database file.
 
@@ -292,14 +295,23 @@ class SQLiteTransport(Transport):
 
     @staticmethod
     async def _enable_wal(conn: aiosqlite.Connection) -> None:
-        try:
-            await conn.execute_fetchall(_Q["enable_wal"])
-        except sqlite3.OperationalError:
-            # Of two connections switching a new file at once, SQLite refuses one at once
-            # rather than let them deadlock. Reading the mode waits for the other's switch.
-            rows = list(await conn.execute_fetchall(_Q["journal_mode"]))
-            if str(rows[0][0]).lower() != "wal":
-                raise
+        # Of two connections switching a new file at once, SQLite refuses one at once (no
+        # busy handler for a journal-mode change) rather than let them deadlock. The loser
+        # waits for the winner's lock through the busy handler of an empty write
+        # transaction, then asks again.
+        for _ in range(_WAL_TRIES):
+            try:
+                rows = list(await conn.execute_fetchall(_Q["enable_wal"]))
+                if str(rows[0][0]).lower() == "wal":
+                    return
+            except sqlite3.OperationalError:
+                pass
+            with contextlib.suppress(sqlite3.OperationalError):
+                await conn.execute(_Q["begin_immediate"])
+                await conn.execute(_Q["rollback"])
+        rows = list(await conn.execute_fetchall(_Q["journal_mode"]))
+        if str(rows[0][0]).lower() != "wal":
+            raise sqlite3.OperationalError(f"could not switch {conn} to WAL mode")
 
     async def _user_version(self, conn: aiosqlite.Connection) -> int:
         rows = list(await conn.execute_fetchall(_Q["get_user_version"]))

@@ -57,11 +57,11 @@ class Cell(Generic[M]):
         "_idle",
         "_kill_scope",
         "_loop_scope",
-        "_task_error",
-        "_tasks",
         "_stop_reason",
         "_sysq",
+        "_task_error",
         "_task_id",
+        "_tasks",
         "actor",
         "children",
         "exit_reason",
@@ -201,7 +201,9 @@ class Cell(Generic[M]):
             raise ActorStopped(f"{self.ref!r} is stopped: it cannot start tasks")
         self._tasks.start_soon(self._guard_task, fn, args)
 
-    async def _guard_task(self, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]) -> None:
+    async def _guard_task(
+        self, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
+    ) -> None:
         try:
             await fn(*args)
         except Exception as exc:

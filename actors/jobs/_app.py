@@ -35,6 +35,7 @@ Handler = Callable[["JobContext", P], Awaitable[HandlerOutcome | None]]
 """``async def handler(ctx, payload) -> outcome | None``."""
 
 _converter = cattrs.Converter(forbid_extra_keys=True)
+_DEFAULT_BACKOFF = Exponential(base=1.0, cap=600.0)
 
 
 @attrs.frozen(kw_only=True)
@@ -43,7 +44,7 @@ class TaskOptions:
 
     queue: str = attrs.field(default="default", validator=lambda _i, _a, v: validate_name(v))
     max_attempts: int = DEFAULT_MAX_ATTEMPTS  # runs before the job ends dead
-    backoff: Backoff = Exponential(base=1.0, cap=600.0)  # wait after a failed run
+    backoff: Backoff = attrs.field(factory=lambda: _DEFAULT_BACKOFF)  # wait after a failed run
     timeout: float | None = None  # seconds a run may take; past it the handler is cancelled
     lease_ttl: float = 30.0  # seconds a lease lives unrenewed (renewed every ttl / 3)
     priority: int = 0  # lower runs first
@@ -101,7 +102,7 @@ class Task(Generic[P]):
         Raises:
             PayloadInvalid: the value is not of the payload type.
         """
-        if self.payload_type is None or payload is None and self.payload_type is type(None):
+        if self.payload_type is None or (payload is None and self.payload_type is type(None)):
             return payload
         if attrs.has(self.payload_type) and not isinstance(payload, self.payload_type):
             raise PayloadInvalid(
@@ -277,7 +278,9 @@ class App:
             raise UnknownJobKind(f"no handler is registered for job kind {kind_or_task!r}")
         return task
 
-    def request(self, kind_or_task: str | Task[Any], payload: Any = None, **options: Any) -> EnqueueRequest:
+    def request(
+        self, kind_or_task: str | Task[Any], payload: Any = None, **options: Any
+    ) -> EnqueueRequest:
         """Build the ``EnqueueRequest`` for a job (see :meth:`Task.request` for options).
 
         Raises:
@@ -294,12 +297,22 @@ class App:
 
     @overload
     async def enqueue(
-        self, kind_or_task: Task[P], payload: P, *, transport: Transport | None = ..., **options: Any
+        self,
+        kind_or_task: Task[P],
+        payload: P,
+        *,
+        transport: Transport | None = ...,
+        **options: Any,
     ) -> EnqueueResult: ...
 
     @overload
     async def enqueue(
-        self, kind_or_task: str, payload: Any = ..., *, transport: Transport | None = ..., **options: Any
+        self,
+        kind_or_task: str,
+        payload: Any = ...,
+        *,
+        transport: Transport | None = ...,
+        **options: Any,
     ) -> EnqueueResult: ...
 
     async def enqueue(
@@ -343,6 +356,4 @@ class App:
         return await target.enqueue_many(list(requests))
 
 
-_REQUEST_OPTIONS = frozenset(
-    {"queue", "priority", "delay", "run_at", "max_attempts", "dedupe_key"}
-)
+_REQUEST_OPTIONS = frozenset({"queue", "priority", "delay", "run_at", "max_attempts", "dedupe_key"})

@@ -21,10 +21,15 @@ _log = logging.getLogger("actorq.job")
 class _JobLogger(logging.LoggerAdapter[logging.Logger]):
     """Prefixes records with the job and adds its fields to ``record.__dict__``."""
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         extra = self.extra or {}
         kwargs["extra"] = {**extra, **kwargs.get("extra", {})}
-        return f"[{extra.get('job_kind')} #{extra.get('job_id')} try {extra.get('attempt')}] {msg}", kwargs
+        return (
+            f"[{extra.get('job_kind')} #{extra.get('job_id')} try {extra.get('attempt')}] {msg}",
+            kwargs,
+        )
 
 
 class JobContext:

@@ -56,7 +56,9 @@ class Cron(PeriodicActor):
             raise ValueError(f"cron schedule names must be unique: {names}")
         for schedule in schedules:
             if app.get(schedule.kind) is None:
-                raise UnknownJobKind(f"schedule {schedule.name!r}: no handler for {schedule.kind!r}")
+                raise UnknownJobKind(
+                    f"schedule {schedule.name!r}: no handler for {schedule.kind!r}"
+                )
         self._app = app
         self._transport = transport
         self._events = events
@@ -103,9 +105,7 @@ class Cron(PeriodicActor):
         if not ticks:
             return
         latest = ticks[-1]
-        fire = (
-            schedule.catch_up is CatchUp.FIRE_ONCE or now - latest <= self._grace
-        )
+        fire = schedule.catch_up is CatchUp.FIRE_ONCE or now - latest <= self._grace
         # Claim the ticks first: only the node whose compare-and-set wins may fire them.
         if not await transport.advance_cursor(cursor_name, expected=cursor, new=latest):
             return

@@ -12,8 +12,17 @@ import attrs
 
 from transports import Transport, TransportError
 
-from ..core import ActorRef, ChildSpec, ExitKind, ExitReason, Reply, Restart, Supervisor
-from ..core import SupervisorCommand, TerminateChild
+from ..core import (
+    ActorRef,
+    ChildSpec,
+    ExitKind,
+    ExitReason,
+    Reply,
+    Restart,
+    Supervisor,
+    SupervisorCommand,
+    TerminateChild,
+)
 from ._app import App
 from ._events import EventBus, WorkerCrashed
 from ._worker import Drain, Worker, WorkerConfig
@@ -69,7 +78,7 @@ class QueueSupervisor(Supervisor):
         events: EventBus,
         rng: Random,
         concurrency: int,
-        worker_config: WorkerConfig = WorkerConfig(),
+        worker_config: WorkerConfig | None = None,
         reconfigure_interval: float = 5.0,
         max_restarts: int = 20,
         within: float = 60.0,
@@ -84,7 +93,7 @@ class QueueSupervisor(Supervisor):
         self._events = events
         self._rng = rng
         self._default = concurrency
-        self._config = worker_config
+        self._config = worker_config or WorkerConfig()
         self._interval = reconfigure_interval
         self._slots: list[str] = []  # child ids of the Workers that should run, in start order
         self._slot_numbers = itertools.count(1)
@@ -122,9 +131,18 @@ class QueueSupervisor(Supervisor):
         try:
             config = await self._transport.get_queue_config(self.queue)
         except TransportError as exc:
-            _log.warning("queue %r: cannot read its config, keeping %d workers: %s", self.queue, len(self._slots), exc)
+            _log.warning(
+                "queue %r: cannot read its config, keeping %d workers: %s",
+                self.queue,
+                len(self._slots),
+                exc,
+            )
             return
-        target = 0 if config.paused else (self._default if config.concurrency is None else config.concurrency)
+        target = (
+            0
+            if config.paused
+            else (self._default if config.concurrency is None else config.concurrency)
+        )
         await self._scale(target)
 
     async def _scale(self, target: int) -> None:
@@ -187,5 +205,3 @@ async def _drain(ref: ActorRef[Any], timeout: float) -> None:
         await ref.ask(lambda r: Drain(reply_to=r), timeout=timeout)
     except Exception as exc:  # a stopped or stuck worker: shutdown's own timeout handles it
         _log.debug("drain of %s did not answer: %s", ref.name, exc)
-
-

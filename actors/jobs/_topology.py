@@ -9,6 +9,7 @@ or concurrency, a node that only reaps and fires cron, user actors that follow t
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -30,7 +31,6 @@ from ..core import (
     RealClock,
     Restart,
     Strategy,
-    Supervisor,
     SupervisorRef,
     open_actor_system,
 )
@@ -216,7 +216,12 @@ class Topology:
         every event; queue supervisors last, so they stop first)."""
         ctx = self._context(events)
         specs: list[ChildSpec] = [
-            ChildSpec(id=p.id, factory=lambda p=p: p.factory(ctx), restart=p.restart, shutdown=p.shutdown)  # type: ignore[misc]
+            ChildSpec(
+                id=p.id,
+                factory=functools.partial(p.factory, ctx),
+                restart=p.restart,
+                shutdown=p.shutdown,
+            )
             for p in self._actors
         ]
         if self._reaper is not None:
@@ -224,7 +229,9 @@ class Topology:
             specs.append(
                 ChildSpec(
                     id="reaper",
-                    factory=lambda: Reaper(transport=self.transport, events=events, interval=interval),
+                    factory=lambda: Reaper(
+                        transport=self.transport, events=events, interval=interval
+                    ),
                 )
             )
         if self._cron is not None:
@@ -260,20 +267,23 @@ class Topology:
             specs.append(
                 ChildSpec(
                     id=f"queue:{plan.queue}",
-                    factory=lambda plan=plan: QueueSupervisor(  # type: ignore[misc]
-                        node_id=self.node_id,
-                        queue=plan.queue,
-                        app=self.app,
-                        transport=plan.transport or self.transport,
-                        events=events,
-                        rng=self.rng,
-                        concurrency=plan.concurrency,
-                        worker_config=plan.worker,
-                    ),
+                    factory=functools.partial(self._queue_supervisor, plan, events),
                     shutdown=plan.worker.drain_timeout + 10.0,
                 )
             )
         return specs
+
+    def _queue_supervisor(self, plan: _QueuePlan, events: EventBus) -> QueueSupervisor:
+        return QueueSupervisor(
+            node_id=self.node_id,
+            queue=plan.queue,
+            app=self.app,
+            transport=plan.transport or self.transport,
+            events=events,
+            rng=self.rng,
+            concurrency=plan.concurrency,
+            worker_config=plan.worker,
+        )
 
     @contextlib.asynccontextmanager
     async def run(
@@ -351,5 +361,3 @@ class Node:
     def _phase(self, phase: str, detail: str) -> None:
         self.events.publish(ShutdownPhase(at=self.clock.now(), phase=phase, detail=detail))
         _log.info("%s: shutdown %s %s", self.node_id, phase, detail)
-
-

@@ -7,6 +7,7 @@ import pkgutil
 
 import pytest
 
+
 def _isort_key(name: str) -> tuple[int, str]:
     """The order ruff's RUF022 keeps: CONSTANTS, then Classes, then functions."""
     if name.isupper():

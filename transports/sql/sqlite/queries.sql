@@ -22,6 +22,9 @@ PRAGMA user_version = {version}
 -- name: begin_immediate
 BEGIN IMMEDIATE
 
+-- name: rollback
+ROLLBACK
+
 -- name: active_dedupe_keys
 SELECT queue, dedupe_key, id
 FROM jobs
