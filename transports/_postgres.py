@@ -73,6 +73,10 @@ from ._records import (
 )
 from ._sql import load_migrations, load_queries
 
+# Read once at import: file I/O does not belong on the event loop.
+_QUERIES = load_queries("postgres")
+_MIGRATIONS = load_migrations("postgres")
+
 __all__ = ["PostgresTransport"]
 
 # An unquoted-style identifier, short enough that "<schema>_jobs" fits PostgreSQL's 63 bytes.
@@ -275,8 +279,7 @@ class PostgresTransport(Transport):
         self.auto_migrate = auto_migrate
         self.notify = notify
         self._sql = {
-            name: _render(sql, self.schema, notify=notify)
-            for name, sql in load_queries("postgres").items()
+            name: _render(sql, self.schema, notify=notify) for name, sql in _QUERIES.items()
         }
         self._pool: asyncpg.Pool | None = None
         self._opened = False
@@ -338,7 +341,7 @@ class PostgresTransport(Transport):
                 await conn.close()
 
     async def _migrate_on(self, conn: asyncpg.Connection) -> int:
-        migrations = load_migrations("postgres")
+        migrations = _MIGRATIONS
         async with conn.transaction():
             await conn.execute(self._sql["migration_lock"], f"actorq.migrate.{self.schema}")
             await conn.execute(self._sql["create_schema"])
@@ -355,7 +358,7 @@ class PostgresTransport(Transport):
 
     async def _check_version(self) -> None:
         assert self._pool is not None
-        wanted = len(load_migrations("postgres"))
+        wanted = len(_MIGRATIONS)
         async with self._pool.acquire() as conn:
             exists = await conn.fetchval(self._sql["schema_version_exists"], self.schema)
             current = await conn.fetchval(self._sql["schema_version"]) if exists else 0

@@ -77,7 +77,8 @@ from ._sql import load_migrations, load_queries
 __all__ = ["SQLiteTransport"]
 
 _DIALECT = "sqlite"
-_Q = load_queries(_DIALECT)
+_Q = load_queries(_DIALECT)  # read once at import: no file I/O on the event loop
+_MIGRATIONS = load_migrations(_DIALECT)
 # Rows per statement for batched writes: well under SQLite's limit of bound parameters.
 _CHUNK = 500
 _INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -224,7 +225,7 @@ class SQLiteTransport(Transport):
     @property
     def schema_version(self) -> int:
         """The schema version this code writes: the number of its migrations."""
-        return len(load_migrations(_DIALECT))
+        return len(_MIGRATIONS)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -331,7 +332,7 @@ class SQLiteTransport(Transport):
             version = await self._user_version(conn)
             if version > self.schema_version:
                 raise self._mismatch(version)
-            for migration in load_migrations(_DIALECT)[version:]:
+            for migration in _MIGRATIONS[version:]:
                 for statement in _split_statements(migration.sql):
                     await conn.execute_fetchall(statement)
                 await conn.execute_fetchall(
