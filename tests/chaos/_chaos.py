@@ -31,6 +31,8 @@ from . import _database as db
 from ._processes import Fleet, WorkerProcess
 from ._report import spread, table
 
+# Expiry is judged by the workers' clocks and recorded by the database's: one host, one clock.
+CLOCK_SLACK = 0.01
 KILL_BACKENDS = """
     SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
     WHERE application_name = $1 AND client_port = ANY($2::int[])
@@ -55,6 +57,7 @@ class ChaosPlan:
     kill_every: tuple[float, float] = (1.0, 3.0)
     backend_kill_every: tuple[float, float] = (2.0, 4.0)
     job_ms: tuple[int, int] = (10, 200)
+    long_jobs: float = 0.02  # this share of the jobs runs 1-6 s (their leases get renewed)
     rerun_within: float = 15.0  # a SIGKILLed worker's in-flight job runs again within this
     drain_timeout: float = 60.0  # after the faults stop, how long the last jobs may take
 
@@ -195,7 +198,7 @@ async def _drive(run: ChaosRun, dsn: str, admin: db.Admin) -> None:
                 requests = [
                     EnqueueRequest(
                         kind="chaos.work",
-                        payload={"ms": rng.randint(*plan.job_ms), "n": n + i},
+                        payload={"ms": _duration(rng, plan), "n": n + i},
                         max_attempts=100,
                     )
                     for i in range(count)
@@ -232,6 +235,12 @@ async def _drive(run: ChaosRun, dsn: str, admin: db.Admin) -> None:
         await watcher
     run.finished = time.time()
     fleet.terminate(fleet.live(), grace=20.0)
+
+
+def _duration(rng: random.Random, plan: ChaosPlan) -> int:
+    if rng.random() < plan.long_jobs:
+        return rng.randint(1_000, 6_000)
+    return rng.randint(*plan.job_ms)
 
 
 async def _enqueue_once(
@@ -389,6 +398,11 @@ def judge(run: ChaosRun) -> Verdict:
                 f"{reap['old_expires']:.3f} with no fault to explain it"
             )
             continue
+        if reap["at"] < reap["old_expires"] - CLOCK_SLACK:
+            v.fail(
+                f"job {reap['job_id']}: lease {token} reaped {reap['old_expires'] - reap['at']:.2f}s "
+                "before it expired"
+            )
         if cause == "restart":
             v.restart_reaps.append(reap["at"] - reap["old_expires"])
             continue
