@@ -142,7 +142,10 @@ async def _burst(
         return [EnqueueRequest(kind="chaos.noop") for _ in range(count)]
 
     async def drained() -> None:
-        while await _backlog(admin, schema) != (0, 0):
+        # Polled: the work happens in other processes, nothing here could signal it.
+        while True:
+            if await _backlog(admin, schema) == (0, 0):
+                return
             await asyncio.sleep(0.2)
 
     async def plan(when: str) -> None:
