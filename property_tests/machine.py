@@ -1,0 +1,392 @@
+"""The stateful test: workers, a reaper, leaders and a clock against one transport and the model.
+
+Hypothesis drives :class:`LeaseMachine` through enqueues, claims by several workers, renewals,
+every finalize outcome, cancels, clock jumps, reaps, worker crashes (a crashed worker simply
+stops calling), stale workers acting late, leader leases and cursors, and races of several calls
+at one instant on separate transport instances. After every step the transport's answers are
+checked against the :class:`~property_tests.model.Ledger` invariants and the
+:class:`~property_tests.model.ReferenceModel`, and its whole job table against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import note
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from transports import FinalizeRequest, Job, Lease, RenewRequest, RenewResult, Transport
+
+from .harness import Harness
+from .model import STALE_TOKEN_INERT, Ledger, ReferenceModel, Violation
+from .ops import (
+    AcquireLeader,
+    AdvanceCursor,
+    CancelJob,
+    Claim,
+    Enqueue,
+    Finalize,
+    GetCursor,
+    Op,
+    Pause,
+    Reap,
+    ReleaseLeader,
+    Renew,
+    settle,
+)
+from .strategies import (
+    CURSOR_NAMES,
+    HOLDERS,
+    LEADER_NAMES,
+    QUEUES,
+    WORKERS,
+    EnqueueSpec,
+    OutcomeSpec,
+    advances,
+    cursor_values,
+    enqueue_batches,
+    enqueue_specs,
+    limits,
+    outcome_specs,
+    picks,
+    ttls,
+)
+
+__all__ = ["LeaseMachine", "race_actions"]
+
+_KEEP_OLD = 8  # stale leases a worker remembers, to act on them late
+
+worker_indexes = st.integers(min_value=0, max_value=len(WORKERS) - 1)
+
+race_actions = st.one_of(
+    st.tuples(st.just("claim"), worker_indexes, st.sampled_from(QUEUES), limits, ttls),
+    st.tuples(st.just("renew"), worker_indexes, picks, ttls),
+    st.tuples(st.just("finalize"), worker_indexes, picks, outcome_specs),
+    st.tuples(st.just("reap"), limits),
+    st.tuples(st.just("cancel"), picks),
+    st.tuples(st.just("acquire"), st.sampled_from(LEADER_NAMES), st.sampled_from(HOLDERS), ttls),
+    st.tuples(st.just("cursor"), st.sampled_from(CURSOR_NAMES), st.booleans(), cursor_values),
+    st.tuples(st.just("enqueue"), enqueue_batches),
+)
+"""One call of a race; claims are the likeliest, since exactly-one-winner is the point."""
+
+
+class LeaseMachine(RuleBasedStateMachine):
+    """A transport, the reference model and the ledger, stepped together.
+
+    Args:
+        harness: the loop, clock and transports (a fresh store per example).
+    """
+
+    def __init__(self, harness: Harness) -> None:
+        super().__init__()
+        self.harness = harness
+        self.transports = harness.fresh()
+        self.clock = harness.clock
+        self.model = ReferenceModel()
+        self.ledger = Ledger()
+        self.held: dict[str, list[Lease]] = {w: [] for w in WORKERS}  # leases it believes it holds
+        self.old: dict[str, list[Lease]] = {w: [] for w in WORKERS}  # finalized or lost
+        self.crashed: set[str] = set()
+        self.job_ids: list[int] = []
+        self.table: list[Job] = []  # the job table as last read
+        self.cursor_seen: dict[str, float | None] = {}
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        return self.clock.now()
+
+    def _transport(self, index: int) -> Transport:
+        return self.transports[index % len(self.transports)]
+
+    def _run(self, op: Op, instance: int = 0) -> Any:
+        """Run one call, check it, and return its answer."""
+        transport = self._transport(instance)
+        result = self.harness.call(op.run, transport)
+        note(f"{op!r} -> {result!r}")
+        self.model, self.ledger = settle([(op, result)], self.model, self.ledger, self.now)
+        return result
+
+    def _get(self, job_id: int) -> Job:
+        return self.harness.call(self._transport(0).get, job_id)
+
+    def _fenced(self, job_ids: set[int], op: Op, instance: int) -> Any:
+        """Run a call carrying stale tokens for ``job_ids``; prove those jobs did not change."""
+        before = {job_id: self._get(job_id) for job_id in job_ids}
+        result = self._run(op, instance)
+        for job_id, job in before.items():
+            after = self._get(job_id)
+            if after != job:
+                raise Violation(
+                    STALE_TOKEN_INERT,
+                    f"{op!r} with a stale token changed job {job_id}: {job} -> {after}",
+                )
+        return result
+
+    def _stale_jobs(self, pairs: list[tuple[int, int]]) -> set[int]:
+        """Jobs all of whose (job, token) pairs in a call are stale."""
+        live = {job_id for job_id, token in pairs if self.ledger.is_live_holder(job_id, token)}
+        return {job_id for job_id, _ in pairs} - live
+
+    def _forget(self, worker: str, leases: list[Lease]) -> None:
+        gone = {lease.token for lease in leases}
+        self.held[worker] = [lease for lease in self.held[worker] if lease.token not in gone]
+        self.old[worker] = (self.old[worker] + leases)[-_KEEP_OLD:]
+
+    @staticmethod
+    def _pick(items: list[Any], pick: int) -> Any:
+        return items[pick % len(items)]
+
+    def _holders(self, leases: dict[str, list[Lease]]) -> list[int]:
+        """Indexes of the running (not crashed) workers with leases in ``leases``."""
+        return [i for i, w in enumerate(WORKERS) if w not in self.crashed and leases[w]]
+
+    def _holding(self) -> bool:
+        return bool(self._holders(self.held))
+
+    def _remembering(self) -> bool:
+        return bool(self._holders(self.old))
+
+    # --- producing ----------------------------------------------------------------------
+
+    @initialize(specs=st.lists(enqueue_specs, min_size=1, max_size=6))
+    def backlog(self, specs: list[EnqueueSpec]) -> None:
+        """Start with a backlog, so the first claims have work."""
+        self.enqueue(specs, 0)
+
+    @rule(specs=enqueue_batches, instance=worker_indexes)
+    def enqueue(self, specs: list[EnqueueSpec], instance: int) -> None:
+        """Enqueue a batch: keyed or not, due now, delayed or at a time, any priority."""
+        op = Enqueue(tuple(spec.request(self.now) for spec in specs), before=tuple(self.table))
+        results = self._run(op, instance)
+        self.job_ids.extend(r.job_id for r in results if not r.deduplicated)
+
+    # --- working ------------------------------------------------------------------------
+
+    @rule(worker=worker_indexes, queue=st.sampled_from(QUEUES), limit=limits, ttl=ttls)
+    def claim(self, worker: int, queue: str, limit: int, ttl: float) -> None:
+        """A worker claims up to ``limit`` jobs of a queue."""
+        name = WORKERS[worker]
+        if name in self.crashed:
+            return
+        leases = self._run(Claim(queue, name, limit, ttl), worker)
+        self.held[name].extend(leases)
+
+    @precondition(lambda self: self._holding())
+    @rule(pick=picks, ttl=ttls, data=st.data())
+    def renew(self, pick: int, ttl: float, data: st.DataObject) -> None:
+        """A worker's heartbeat renews some of the leases it holds, in one batch."""
+        worker = self._pick(self._holders(self.held), pick)
+        held = self.held[WORKERS[worker]]
+        leases = data.draw(
+            st.lists(
+                st.sampled_from(held), min_size=1, max_size=3, unique_by=lambda lease: lease.token
+            )
+        )
+        self._renew(worker, leases, ttl)
+
+    def _renew(self, worker: int, leases: list[Lease], ttl: float) -> None:
+        op = Renew(
+            tuple(RenewRequest(job_id=lease.job_id, token=lease.token) for lease in leases), ttl
+        )
+        stale = self._stale_jobs([(lease.job_id, lease.token) for lease in leases])
+        results = self._fenced(stale, op, worker)
+        lost = [
+            lease
+            for lease, result in zip(leases, results, strict=True)
+            if result is RenewResult.LOST
+        ]
+        self._forget(WORKERS[worker], lost)
+
+    @precondition(lambda self: self._holding())
+    @rule(pick=picks, which=picks, outcomes=st.lists(outcome_specs, min_size=1, max_size=3))
+    def finalize(self, pick: int, which: int, outcomes: list[OutcomeSpec]) -> None:
+        """A worker finalizes leases it holds, one or a batch (a flush), with any outcomes."""
+        worker = self._pick(self._holders(self.held), pick)
+        name = WORKERS[worker]
+        held = self.held[name]
+        start = which % len(held)
+        leases = (held[start:] + held[:start])[: len(outcomes)]
+        self._finalize(worker, leases, outcomes[: len(leases)])
+        self._forget(name, leases)
+
+    def _finalize(self, worker: int, leases: list[Lease], outcomes: list[OutcomeSpec]) -> None:
+        op = Finalize(
+            tuple(
+                FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=o.outcome(self.now))
+                for lease, o in zip(leases, outcomes, strict=True)
+            )
+        )
+        stale = self._stale_jobs([(lease.job_id, lease.token) for lease in leases])
+        self._fenced(stale, op, worker)
+
+    @precondition(lambda self: self._remembering())
+    @rule(pick=picks, which=picks, ttl=ttls, outcome=st.one_of(st.none(), outcome_specs))
+    def late(self, pick: int, which: int, ttl: float, outcome: OutcomeSpec | None) -> None:
+        """A stale worker renews (no outcome) or finalizes a lease it finished or lost."""
+        worker = self._pick(self._holders(self.old), pick)
+        lease = self._pick(self.old[WORKERS[worker]], which)
+        if outcome is None:
+            self._renew(worker, [lease], ttl)
+        else:
+            self._finalize(worker, [lease], [outcome])
+
+    @rule(worker=worker_indexes)
+    def crash(self, worker: int) -> None:
+        """A worker stops calling (crash, partition or a long pause); its leases will lapse."""
+        self.crashed.add(WORKERS[worker])
+
+    @precondition(lambda self: bool(self.crashed))
+    @rule(worker=worker_indexes)
+    def wake(self, worker: int) -> None:
+        """A paused worker comes back and goes on with the leases it believes it holds."""
+        self.crashed.discard(WORKERS[worker])
+
+    @rule(limit=limits, instance=worker_indexes)
+    def reap(self, limit: int, instance: int) -> None:
+        """A reaper on some node takes back expired leases."""
+        self._run(Reap(limit), instance)
+
+    @rule(seconds=advances, worker=worker_indexes, ttl=ttls)
+    def reclaim(self, seconds: float, worker: int, ttl: float) -> None:
+        """Time passes, a reaper takes back what expired and a worker claims at once."""
+        self.clock.advance(seconds)
+        self._run(Reap(100), worker)
+        name = WORKERS[worker]
+        if name not in self.crashed:
+            self.held[name].extend(self._run(Claim(QUEUES[0], name, 2, ttl), worker))
+
+    @rule(pick=picks, unknown=st.booleans())
+    def cancel(self, pick: int, unknown: bool) -> None:
+        """An operator cancels a job (or one that does not exist)."""
+        if unknown or not self.job_ids:
+            job_id = max(self.job_ids, default=0) + 1000
+        else:
+            job_id = self._pick(self.job_ids, pick)
+        self._run(CancelJob(job_id))
+
+    @rule(queue=st.sampled_from(QUEUES), paused=st.sampled_from([False, False, True]))
+    def pause(self, queue: str, paused: bool) -> None:
+        """An operator pauses or resumes a queue."""
+        self._run(Pause(queue, paused))
+
+    @rule(seconds=advances)
+    def advance(self, seconds: float) -> None:
+        """Time moves on by an arbitrary amount."""
+        self.clock.advance(seconds)
+
+    # --- leadership and cursors ---------------------------------------------------------
+
+    @rule(
+        name=st.sampled_from(LEADER_NAMES),
+        holder=worker_indexes,
+        ttl=st.one_of(st.none(), ttls),
+    )
+    def leader(self, name: str, holder: int, ttl: float | None) -> None:
+        """A node takes or renews a leader lease, or (no TTL) gives it up."""
+        if ttl is None:
+            self._run(ReleaseLeader(name, HOLDERS[holder]), holder)
+        else:
+            self._run(AcquireLeader(name, HOLDERS[holder], ttl), holder)
+
+    @rule(name=st.sampled_from(CURSOR_NAMES), fresh=st.booleans(), new=cursor_values)
+    def advance_cursor(self, name: str, fresh: bool, new: float) -> None:
+        """A cron leader moves a cursor on from the value it read (or from an outdated one)."""
+        if fresh or name not in self.cursor_seen:
+            self.cursor_seen[name] = self._run(GetCursor(name))
+        self._run(AdvanceCursor(name, self.cursor_seen[name], new))
+
+    # --- races --------------------------------------------------------------------------
+
+    @rule(actions=st.lists(race_actions, min_size=2, max_size=3))
+    def race(self, actions: list[tuple[Any, ...]]) -> None:
+        """Several calls at one instant, each on its own transport instance (node)."""
+        ops: list[tuple[Op, Callable[[Any], None]]] = []
+        for action in actions:
+            built = self._build(action)
+            if built is not None:
+                ops.append(built)
+        if not ops:
+            return
+        transports = [self._transport(i) for i in range(len(ops))]
+        results = self.harness.gather(
+            [lambda op=op, t=t: op.run(t) for (op, _), t in zip(ops, transports, strict=True)]
+        )
+        note(f"race: {[(op, r) for (op, _), r in zip(ops, results, strict=True)]!r}")
+        self.model, self.ledger = settle(
+            [(op, r) for (op, _), r in zip(ops, results, strict=True)],
+            self.model,
+            self.ledger,
+            self.now,
+        )
+        for (_, after), result in zip(ops, results, strict=True):
+            after(result)
+
+    def _build(self, action: tuple[Any, ...]) -> tuple[Op, Callable[[Any], None]] | None:
+        """The op for a race action and what to do with its answer; None when it cannot run."""
+        kind = action[0]
+        if kind == "claim":
+            _, worker, queue, limit, ttl = action
+            name = WORKERS[worker]
+            if name in self.crashed:
+                return None
+            return Claim(queue, name, limit, ttl), self.held[name].extend
+        if kind in ("renew", "finalize"):
+            _, worker, pick, extra = action
+            name = WORKERS[worker]
+            if name in self.crashed or not self.held[name]:
+                return None
+            lease = self._pick(self.held[name], pick)
+            if kind == "renew":
+                op: Op = Renew((RenewRequest(job_id=lease.job_id, token=lease.token),), extra)
+
+                def renewed(result: Any, name: str = name, lease: Lease = lease) -> None:
+                    if result[0] is RenewResult.LOST:
+                        self._forget(name, [lease])
+
+                return op, renewed
+            request = FinalizeRequest(
+                job_id=lease.job_id, token=lease.token, outcome=extra.outcome(self.now)
+            )
+            return Finalize((request,)), lambda _r, name=name, lease=lease: self._forget(
+                name, [lease]
+            )
+        if kind == "reap":
+            return Reap(action[1]), lambda _r: None
+        if kind == "cancel":
+            if not self.job_ids:
+                return None
+            return CancelJob(self._pick(self.job_ids, action[1])), lambda _r: None
+        if kind == "acquire":
+            _, name, holder, ttl = action
+            return AcquireLeader(name, holder, ttl), lambda _r: None
+        if kind == "cursor":
+            _, name, fresh, new = action
+            # Racers that read the same value: exactly one may move the cursor on.
+            expected = self.model.cursors.get(name) if fresh else self.cursor_seen.get(name)
+            return AdvanceCursor(name, expected, new), lambda _r: None
+        specs: list[EnqueueSpec] = action[1]
+        op = Enqueue(tuple(spec.request(self.now) for spec in specs))
+        return op, lambda results: self.job_ids.extend(
+            r.job_id for r in results if not r.deduplicated
+        )
+
+    # --- invariants ---------------------------------------------------------------------
+
+    @invariant()
+    def table_holds(self) -> None:
+        """The job table, as the transport shows it, keeps every invariant and equals the model."""
+        transport = self._transport(0)
+        jobs = self.harness.call(lambda: transport.list_jobs(limit=10_000))
+        counts = self.harness.call(transport.counts)
+        self.ledger.check_table(jobs, counts, self.now)
+        self.model.check_table(jobs, self.now)
+        self.table = jobs
+
+    def teardown(self) -> None:
+        # The harness keeps the loop and SQL transports for the next example.
+        pass

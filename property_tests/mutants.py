@@ -1,0 +1,344 @@
+"""Deliberately broken transports: each one a realistic bug that real job queues have shipped.
+
+A property suite that passes against any of these has no teeth; ``test_mutants.py`` proves each
+one is caught. Every mutant is the smallest change to a working backend that reproduces its bug,
+so a counterexample can only come from that bug.
+
+Memory mutants subclass :class:`~transports.MemoryTransport` and reuse its internals; SQLite
+mutants rewrite one query of :class:`~transports.SQLiteTransport` (and fail loudly if the query
+they edit no longer reads as expected, rather than silently testing the correct backend).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import anyio.lowlevel
+
+from transports import (
+    FinalizeRequest,
+    FinalizeResult,
+    JobState,
+    LeaderLease,
+    Lease,
+    MemoryTransport,
+    Reclaimed,
+    RenewRequest,
+    RenewResult,
+    SQLiteTransport,
+    validate_name,
+)
+from transports._memory import _job, _Row  # the mutants are variations of the memory backend
+from transports._sqlite import _Q
+from transports._sqlite import _job as _sqlite_job
+
+__all__ = [
+    "MEMORY_MUTANTS",
+    "SQLITE_MUTANTS",
+    "ClaimWithoutLock",
+    "DedupeForgetsRunning",
+    "DedupeOutlivesJob",
+    "FinalizeIgnoresToken",
+    "LeaderIgnoresTTL",
+    "LeaderNeverExpires",
+    "ReapGivesAttemptBack",
+    "ReapIgnoresExpiry",
+    "ReapMissesTheBoundary",
+    "RenewIgnoresToken",
+    "RenewRevivesExpired",
+    "SQLiteClaimWithoutLock",
+    "SQLiteFinalizeIgnoresToken",
+    "SQLiteReapIgnoresExpiry",
+    "SQLiteRenewIgnoresToken",
+]
+
+
+# --- memory mutants ----------------------------------------------------------------------
+
+
+class ClaimWithoutLock(MemoryTransport):
+    """Claim reads the due jobs, yields, then leases what it read without checking again.
+
+    The classic SELECT-then-UPDATE race (no ``FOR UPDATE``, no state re-check): two claimants
+    that read at the same time both win the same job.
+    """
+
+    async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
+        now = await self._enter()
+        validate_name(queue)
+        store = self._store
+        self._promote(now)
+        config = store.configs.get(queue)
+        if config is not None and config.paused:
+            return []
+        chosen: list[_Row] = []
+        for _, _, job_id, seq in sorted(store.ready.get(queue, [])):
+            row = store.jobs.get(job_id)
+            if row is not None and row.seq == seq and len(chosen) < limit:
+                chosen.append(row)
+        await anyio.lowlevel.checkpoint()  # the gap between the SELECT and the UPDATE
+        leases = []
+        for row in chosen:
+            if row.state is not JobState.RUNNING:
+                self._set_state(row, JobState.RUNNING)
+            row.attempt += 1
+            row.lease_owner = owner
+            row.lease_expires_at = expires_at = now + ttl
+            row.token = token = store.next_token
+            store.next_token += 1
+            row.seq += 1
+            store.running[row.id] = row
+            heapq.heappush(store.expiry, (expires_at, row.id, row.seq))
+            leases.append(Lease(job=_job(row), token=token, owner=owner, expires_at=expires_at))
+        return leases
+
+
+class RenewIgnoresToken(MemoryTransport):
+    """Renew extends whatever lease the job has now, whoever asks (matches on the job id only)."""
+
+    async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
+        blind = [
+            RenewRequest(job_id=r.job_id, token=row.token)
+            if (row := self._store.running.get(r.job_id)) is not None and row.token is not None
+            else r
+            for r in requests
+        ]
+        return await super().renew(blind, ttl=ttl)
+
+
+class RenewRevivesExpired(MemoryTransport):
+    """Renew extends a lease that already expired, as long as nobody reaped it yet."""
+
+    async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
+        now = self._time.now()
+        for request in requests:
+            row = self._store.running.get(request.job_id)
+            if row is not None and row.token == request.token and row.lease_expires_at is not None:
+                row.lease_expires_at = max(row.lease_expires_at, now + 1e-6)
+        return await super().renew(requests, ttl=ttl)
+
+
+class FinalizeIgnoresToken(MemoryTransport):
+    """Finalize applies to the job's current claim, whoever sends it (no fencing)."""
+
+    async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
+        blind = [
+            FinalizeRequest(job_id=r.job_id, token=row.token, outcome=r.outcome)
+            if (row := self._store.running.get(r.job_id)) is not None and row.token is not None
+            else r
+            for r in requests
+        ]
+        return await super().finalize(blind)
+
+
+class ReapIgnoresExpiry(MemoryTransport):
+    """The reaper takes back the ``limit`` running jobs that expire first, live or not."""
+
+    async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
+        now = self._time.now()
+        store = self._store
+        oldest = sorted(
+            store.running.values(), key=lambda row: (row.lease_expires_at or 0.0, row.id)
+        )
+        for row in oldest[:limit]:
+            if row.lease_expires_at is not None and row.lease_expires_at > now:
+                row.lease_expires_at = now  # as if it had expired
+                row.seq += 1
+                heapq.heappush(store.expiry, (now, row.id, row.seq))
+        return await super().reap(limit=limit)
+
+
+class ReapMissesTheBoundary(MemoryTransport):
+    """The reaper uses ``expires_at < now``: a lease expiring exactly now is neither live nor
+    reclaimable (renew refuses it, this reap skips it)."""
+
+    async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
+        now = self._time.now()
+        store = self._store
+        boundary = [row for row in store.running.values() if row.lease_expires_at == now]
+        for row in boundary:
+            row.seq += 1  # hides its expiry entry from this reap
+        try:
+            return await super().reap(limit=limit)
+        finally:
+            for row in boundary:
+                if store.running.get(row.id) is row and row.lease_expires_at is not None:
+                    heapq.heappush(store.expiry, (row.lease_expires_at, row.id, row.seq))
+
+
+class ReapGivesAttemptBack(MemoryTransport):
+    """A reclaimed job gets its attempt back, so a job that kills its workers runs forever."""
+
+    async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
+        reclaimed = await super().reap(limit=limit)
+        for item in reclaimed:
+            row = self._store.jobs[item.job_id]
+            if row.state is JobState.AVAILABLE and row.attempt > 0:
+                row.attempt -= 1
+        return reclaimed
+
+
+class DedupeForgetsRunning(MemoryTransport):
+    """Dedupe looks only at waiting jobs (an index on available/scheduled): once the first job
+    runs, the same key enqueues a second active job."""
+
+    async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
+        leases = await super().claim(queue, owner=owner, limit=limit, ttl=ttl)
+        for lease in leases:
+            key = lease.job.dedupe_key
+            if key is not None and self._store.dedupe.get((queue, key)) == lease.job_id:
+                del self._store.dedupe[(queue, key)]
+        return leases
+
+
+class DedupeOutlivesJob(MemoryTransport):
+    """Dedupe keys are never freed: a key folds into a job that already finished."""
+
+    def _finish(self, row: _Row, state: JobState, now: float) -> None:
+        key = row.dedupe_key
+        super()._finish(row, state, now)
+        if key is not None:
+            self._store.dedupe.setdefault((row.queue, key), row.id)
+
+
+class LeaderIgnoresTTL(MemoryTransport):
+    """Leadership goes to whoever asks (an upsert with no guard on the live holder's TTL)."""
+
+    async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
+        current = self._store.leaders.get(name)
+        if current is not None and current.holder != holder:
+            current.expires_at = self._time.now()  # treat the live holder as expired
+        return await super().acquire_leader(name, holder=holder, ttl=ttl)
+
+
+class LeaderNeverExpires(MemoryTransport):
+    """A leader lease never lapses: a holder that died keeps leadership forever."""
+
+    async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
+        current = self._store.leaders.get(name)
+        if current is not None and current.holder is not None and current.holder != holder:
+            await anyio.lowlevel.checkpoint()
+            return None
+        return await super().acquire_leader(name, holder=holder, ttl=ttl)
+
+
+MEMORY_MUTANTS: tuple[type[MemoryTransport], ...] = (
+    ClaimWithoutLock,
+    RenewIgnoresToken,
+    RenewRevivesExpired,
+    FinalizeIgnoresToken,
+    ReapIgnoresExpiry,
+    ReapMissesTheBoundary,
+    ReapGivesAttemptBack,
+    DedupeForgetsRunning,
+    DedupeOutlivesJob,
+    LeaderIgnoresTTL,
+    LeaderNeverExpires,
+)
+
+
+# --- SQLite mutants ----------------------------------------------------------------------
+
+
+def _without(query: str, text: str, replacement: str = "") -> str:
+    """``_Q[query]`` with ``text`` replaced; raises if the query no longer contains it."""
+    sql = _Q[query]
+    if text not in sql:
+        raise AssertionError(f"mutant is out of date: {query!r} no longer contains {text!r}")
+    return sql.replace(text, replacement)
+
+
+_RENEW_BLIND = _without("renew", "AND jobs.lease_token = requests.token")
+_FINALIZE_BLIND = _without("finalize", "AND jobs.lease_token = requests.token")
+_REAP_EAGER = _without("expired_leases", "AND lease_expires_at <= :now")
+
+
+class SQLiteRenewIgnoresToken(SQLiteTransport):
+    """The renew statement matches on the job id alone."""
+
+    async def _fetch(self, sql: str, params: Any = ()) -> list[Any]:
+        return await super()._fetch(_RENEW_BLIND if sql == _Q["renew"] else sql, params)
+
+
+class SQLiteFinalizeIgnoresToken(SQLiteTransport):
+    """The finalize statement matches on the job id alone."""
+
+    async def _fetch(self, sql: str, params: Any = ()) -> list[Any]:
+        if sql.startswith(_Q["finalize"].split("{rows}")[0]):
+            sql = sql.replace("AND jobs.lease_token = requests.token", "")
+        return await super()._fetch(sql, params)
+
+
+class _RewritingConnection:
+    """A connection that swaps one statement for another (the rest passes through)."""
+
+    def __init__(self, conn: Any, old: str, new: str) -> None:
+        self._conn = conn
+        self._old = old
+        self._new = new
+
+    async def execute_fetchall(self, sql: str, params: Any = ()) -> Any:
+        return await self._conn.execute_fetchall(self._new if sql == self._old else sql, params)
+
+
+class SQLiteReapIgnoresExpiry(SQLiteTransport):
+    """The reaper's query forgets the expiry condition."""
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
+        async with super()._transaction() as conn:
+            yield _RewritingConnection(conn, _Q["expired_leases"], _REAP_EAGER)
+
+
+_SELECT_DUE = """
+SELECT id FROM jobs
+WHERE queue = :queue AND state IN ('available', 'scheduled') AND run_at <= :now
+    AND NOT EXISTS (SELECT 1 FROM queue_configs WHERE name = :queue AND paused)
+ORDER BY priority, run_at, id
+LIMIT :limit
+"""
+_LEASE_IDS = """
+UPDATE jobs
+SET state = 'running', attempt = attempt + 1, lease_owner = :owner,
+    lease_token = lease_token + 1, lease_expires_at = :expires_at, updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids))
+RETURNING
+    id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
+    dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at,
+    cancel_requested, lease_token
+"""
+
+
+class SQLiteClaimWithoutLock(SQLiteTransport):
+    """Claim is a SELECT and then an UPDATE by id, in two statements with no lock between."""
+
+    async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
+        now = self._time.now()
+        ids = [
+            row[0]
+            for row in await self._fetch(_SELECT_DUE, {"queue": queue, "now": now, "limit": limit})
+        ]
+        await anyio.lowlevel.checkpoint()
+        if not ids:
+            return []
+        rows = await self._fetch(
+            _LEASE_IDS,
+            {"owner": owner, "expires_at": now + ttl, "now": now, "ids": json.dumps(ids)},
+        )
+        rows.sort(key=lambda row: (row[5], row[6], row[0]))
+        return [
+            Lease(job=_sqlite_job(row), token=row[17], owner=owner, expires_at=now + ttl)
+            for row in rows
+        ]
+
+
+SQLITE_MUTANTS: tuple[type[SQLiteTransport], ...] = (
+    SQLiteClaimWithoutLock,
+    SQLiteRenewIgnoresToken,
+    SQLiteFinalizeIgnoresToken,
+    SQLiteReapIgnoresExpiry,
+)
