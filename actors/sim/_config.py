@@ -1,0 +1,252 @@
+"""What a simulation runs: the cluster, the workload, the faults, and the seed that decides all.
+
+A :class:`SimConfig` is plain data. Together with the code of the App under test it determines
+the run completely: the same config gives the same trace, byte for byte. ``to_argv()`` turns it
+back into ``actorq sim`` options, which is how a failing run prints the command replaying it.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+import shlex
+from collections.abc import Iterable
+
+import attrs
+
+__all__ = [
+    "ALL_FAULTS",
+    "FaultKind",
+    "FaultRates",
+    "SimConfig",
+    "format_duration",
+    "parse_duration",
+    "parse_faults",
+    "parse_rates",
+    "parse_seeds",
+]
+
+
+class FaultKind(enum.StrEnum):
+    """The faults the simulator injects; each can be turned on or off and given a rate."""
+
+    CRASH = "crash"  # a node dies without cleanup, and restarts later as a new incarnation
+    PAUSE = "pause"  # a node stops the world for longer than its leases, then resumes
+    STORAGE = "storage"  # a node's storage calls fail (ConnectionLost) or are slow for a while
+    PARTITION = "partition"  # a node loses the store for a while
+    SKEW = "skew"  # a node's clock steps away from the store's
+    HANG = "hang"  # a handler run hangs until cancelled (only tasks with a timeout)
+
+
+#: Every fault kind, the default.
+ALL_FAULTS: frozenset[FaultKind] = frozenset(FaultKind)
+
+
+def _non_negative(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"{attr.name} must be a finite number >= 0, got {value}")
+
+
+def _positive(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{attr.name} must be a finite number > 0, got {value}")
+
+
+def _at_least_one(_inst: object, attr: attrs.Attribute[int], value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attr.name} must be >= 1, got {value}")
+
+
+@attrs.frozen(kw_only=True)
+class FaultRates:
+    """How often each fault strikes, when it is turned on.
+
+    Node faults are counted per node per simulated hour (a Poisson process per node and kind);
+    ``hang`` is the probability that one handler run hangs.
+    """
+
+    crash: float = attrs.field(default=2.0, validator=_non_negative)
+    pause: float = attrs.field(default=2.0, validator=_non_negative)
+    storage: float = attrs.field(default=4.0, validator=_non_negative)
+    partition: float = attrs.field(default=1.0, validator=_non_negative)
+    skew: float = attrs.field(default=2.0, validator=_non_negative)
+    hang: float = attrs.field(default=0.005, validator=_non_negative)
+
+    def of(self, kind: FaultKind) -> float:
+        """The rate of ``kind``."""
+        rate: float = getattr(self, kind.value)
+        return rate
+
+
+def _backend(_inst: object, _attr: object, value: str) -> None:
+    if value not in ("asyncio", "trio"):
+        raise ValueError(f"backend must be 'asyncio' or 'trio', got {value!r}")
+
+
+def _faults(value: Iterable[FaultKind | str]) -> frozenset[FaultKind]:
+    return frozenset(FaultKind(v) for v in value)
+
+
+def _keep(value: Iterable[int] | None) -> tuple[int, ...] | None:
+    return None if value is None else tuple(sorted(set(value)))
+
+
+@attrs.frozen(kw_only=True)
+class SimConfig:
+    """One simulated run: a cluster of nodes over one store, a workload, faults, a seed.
+
+    The run has two phases. For ``duration`` seconds the producer enqueues ``jobs`` jobs and
+    faults strike; then faults stop (crashed nodes restart, pauses, partitions and storage
+    faults end) and a quiet tail runs until every job enqueued before it is final, for at most
+    ``tail`` seconds. Times are virtual seconds.
+    """
+
+    seed: int = 0  # decides everything else: workload, handler behaviour, faults, scheduling
+    nodes: int = attrs.field(default=3, validator=_at_least_one)
+    workers: int = attrs.field(default=4, validator=_at_least_one)  # per node and queue
+    jobs: int = attrs.field(default=200, validator=attrs.validators.ge(0))
+    duration: float = attrs.field(default=600.0, validator=_positive)  # the faulty phase
+    faults: frozenset[FaultKind] = attrs.field(default=ALL_FAULTS, converter=_faults)
+    rates: FaultRates = FaultRates()
+    lease_ttl: float = attrs.field(default=30.0, validator=_positive)  # the Workers' leases
+    reaper_interval: float = attrs.field(default=1.0, validator=_positive)
+    poll_interval: float = attrs.field(default=10.0, validator=_positive)  # Workers' idle poll
+    tail: float = attrs.field(default=3600.0, validator=_positive)  # longest quiet tail
+    cron: str | None = "* * * * *"  # the built-in workload's cron schedule; None: no cron
+    backend: str = attrs.field(default="asyncio", validator=_backend)
+    keep_faults: tuple[int, ...] | None = attrs.field(default=None, converter=_keep)
+    trace_tail: int = attrs.field(default=30, validator=attrs.validators.ge(0))
+
+    def with_seed(self, seed: int) -> SimConfig:
+        """This config with another seed."""
+        return attrs.evolve(self, seed=seed)
+
+    def to_argv(self) -> list[str]:
+        """The ``actorq sim`` options that rebuild this config (defaults left out)."""
+        default = SimConfig()
+        argv = [
+            "--seed", str(self.seed),
+            "--nodes", str(self.nodes),
+            "--workers", str(self.workers),
+            "--jobs", str(self.jobs),
+            "--duration", format_duration(self.duration),
+            "--faults", ",".join(sorted(self.faults)) if self.faults else "none",
+        ]  # fmt: skip
+        if self.rates != default.rates:
+            argv += ["--rates", _format_rates(self.rates)]
+        for option, value in (
+            ("--lease-ttl", self.lease_ttl),
+            ("--reaper-interval", self.reaper_interval),
+            ("--poll-interval", self.poll_interval),
+            ("--tail", self.tail),
+        ):
+            if value != getattr(default, option[2:].replace("-", "_")):
+                argv += [option, format_duration(value)]
+        if self.cron != default.cron:
+            argv += ["--cron", self.cron or "none"]
+        if self.backend != default.backend:
+            argv += ["--backend", self.backend]
+        if self.keep_faults is not None:
+            argv += ["--keep-faults", ",".join(map(str, self.keep_faults)) or "none"]
+        return argv
+
+    def command(self) -> str:
+        """The shell command replaying this run: ``actorq sim --seed N ...``."""
+        return shlex.join(["actorq", "sim", *self.to_argv()])
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)?")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"6h"``, ``"90"``, ``"15m"``, ``"1h30m"``, ``"2.5s"`` or ``"500ms"``.
+
+    Raises:
+        ValueError: the text is not a duration.
+    """
+    compact = text.strip().replace(" ", "")
+    if not compact:
+        raise ValueError("empty duration")
+    total = 0.0
+    pos = 0
+    while pos < len(compact):
+        match = _PART.match(compact, pos)
+        if match is None:
+            raise ValueError(f"invalid duration {text!r}: use e.g. 90, 90s, 15m, 6h, 1h30m")
+        total += float(match.group(1)) * _UNITS[match.group(2) or "s"]
+        pos = match.end()
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest text ``parse_duration`` reads back as exactly ``seconds``."""
+    for unit in ("d", "h", "m"):
+        count = seconds / _UNITS[unit]
+        if count >= 1 and count == int(count):
+            return f"{int(count)}{unit}"
+    return f"{int(seconds)}s" if seconds == int(seconds) else f"{seconds!r}s"
+
+
+def parse_seeds(text: str) -> list[int]:
+    """The seeds in ``"7"``, ``"1..1000"`` (inclusive) or ``"1,5,9..12"``, in order.
+
+    Raises:
+        ValueError: the text is not a seed list, or a range runs backwards.
+    """
+    seeds: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        low, dots, high = part.partition("..")
+        try:
+            first = int(low)
+            last = int(high) if dots else first
+        except ValueError:
+            raise ValueError(f"invalid seeds {text!r}: use e.g. 7, 1..1000 or 1,5,9..12") from None
+        if last < first:
+            raise ValueError(f"invalid seed range {part!r}: it runs backwards")
+        seeds.extend(range(first, last + 1))
+    if not seeds:
+        raise ValueError(f"no seeds in {text!r}")
+    return seeds
+
+
+def parse_faults(text: str) -> frozenset[FaultKind]:
+    """The fault kinds in ``"crash,pause,storage,partition,skew,hang"``, ``"all"`` or ``"none"``.
+
+    Raises:
+        ValueError: an unknown fault kind.
+    """
+    names = [n for n in text.replace(" ", "").lower().split(",") if n]
+    if names == ["all"]:
+        return ALL_FAULTS
+    if not names or names == ["none"]:
+        return frozenset()
+    try:
+        return frozenset(FaultKind(n) for n in names)
+    except ValueError:
+        known = ", ".join(k.value for k in FaultKind)
+        raise ValueError(f"unknown fault in {text!r}: choose from {known}, all, none") from None
+
+
+def parse_rates(text: str, base: FaultRates | None = None) -> FaultRates:
+    """Fault rates from ``"crash=2,pause=0.5,hang=0.01"`` (others keep ``base``'s values).
+
+    Raises:
+        ValueError: an unknown fault kind or a bad number.
+    """
+    changes: dict[str, float] = {}
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        name, eq, value = part.partition("=")
+        if not eq or name not in FaultKind._value2member_map_:
+            raise ValueError(f"invalid rate {part!r}: use KIND=NUMBER, e.g. crash=2")
+        changes[name] = float(value)
+    return attrs.evolve(base or FaultRates(), **changes)
+
+
+def _format_rates(rates: FaultRates) -> str:
+    return ",".join(f"{kind.value}={rates.of(kind)!r}" for kind in FaultKind)

@@ -1,0 +1,429 @@
+"""The invariants, checked on every storage call and runtime event while the run goes on.
+
+The :class:`Checker` keeps its own model of every job's lease, fed by the faulty transports
+with what the store really did (lost replies included), and by the trace with the runtime's
+events. Any call that breaks the contract's fencing is a violation at the moment it happens;
+the end of the run adds the checks that need the store itself (see ``_cluster``).
+
+Invariants (their names appear in reports):
+
+* ``no_job_lost``: every job ever enqueued is still in the store.
+* ``single_owner``: a job is never claimed while an earlier lease on it is still held.
+* ``fenced_finalize``: a finalize is applied only with the job's current token, and a finalize
+  with the current token is never refused.
+* ``fenced_renew``: a renewal succeeds only with the current token of an unexpired lease.
+* ``reap_only_expired``: the reaper takes back only leases that have expired.
+* ``attempts_within_bounds``: no claim runs attempt 0 or an attempt past ``max_attempts``.
+* ``cron_once_per_tick``: no cron tick fires twice, cluster-wide.
+* ``single_leader``: a leader lease has at most one live holder.
+* ``recovery_bound``: an orphaned job is re-runnable within ``lease_ttl + reaper_interval`` of
+  its holder's last renewal, whenever some node with a reaper was healthy meanwhile.
+* ``all_final_after_drain``: once faults stop, every job becomes final within the tail.
+* ``node_error``: no node (or the simulator) fails with an unexpected exception.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from actors.jobs import CronFired, FinalizeRefused, JobLeaseLost
+from transports import (
+    EnqueueRequest,
+    EnqueueResult,
+    FinalizeRequest,
+    FinalizeResult,
+    JobState,
+    LeaderLease,
+    Lease,
+    Reclaimed,
+    RenewRequest,
+    RenewResult,
+)
+
+from ._trace import Trace, TraceEntry, ViolationFound
+
+__all__ = ["Checker", "Health", "Violation"]
+
+#: Slack for comparing virtual times that went through an offset and back.
+EPSILON = 1e-6
+
+
+@attrs.frozen(kw_only=True)
+class Violation:
+    """A broken invariant: what broke, when, and how to see it again."""
+
+    invariant: str  # one of the names in this module's docstring
+    detail: str
+    at: float  # seconds after the run's start
+    seed: int
+    command: str  # the shell command replaying the run
+    trace_tail: tuple[str, ...]  # the last events before it, canonical text
+
+    def render(self) -> str:
+        """A report of the violation, ending with the replay command."""
+        lines = [
+            f"VIOLATION of {self.invariant} at t={self.at:.6f}s (seed {self.seed})",
+            f"  {self.detail}",
+            f"last {len(self.trace_tail)} events:",
+            *(f"  {line}" for line in self.trace_tail),
+            "replay:",
+            f"  {self.command}",
+        ]
+        return "\n".join(lines)
+
+
+class Health:
+    """When each node slot could not have reaped: down, paused, cut off or with a bad store.
+
+    Reasons nest (a pause during a partition); a node is unhealthy while any is active.
+    """
+
+    def __init__(self, nodes: int) -> None:
+        self._depth = [0] * nodes
+        self._since = [0.0] * nodes
+        self._windows: list[list[tuple[float, float]]] = [[] for _ in range(nodes)]
+        self._reaper = [False] * nodes
+
+    def down(self, node: int, now: float) -> None:
+        """A reason to be unhealthy starts."""
+        if self._depth[node] == 0:
+            self._since[node] = now
+        self._depth[node] += 1
+
+    def up(self, node: int, now: float) -> None:
+        """A reason to be unhealthy ends."""
+        if self._depth[node] == 0:
+            return  # already healed by heal_all
+        self._depth[node] -= 1
+        if self._depth[node] == 0:
+            self._windows[node].append((self._since[node], now))
+
+    def heal_all(self, now: float) -> None:
+        """Every reason ends now (faults stopped)."""
+        for node, depth in enumerate(self._depth):
+            if depth:
+                self._depth[node] = 0
+                self._windows[node].append((self._since[node], now))
+
+    def set_reaper(self, node: int, running: bool) -> None:
+        """Whether the node's current incarnation runs a Reaper."""
+        self._reaper[node] = running
+
+    def healthy(self, node: int, start: float, end: float) -> bool:
+        """True when ``node`` ran a reaper and was healthy during all of ``[start, end]``."""
+        if not self._reaper[node]:
+            return False
+        if self._depth[node] and self._since[node] <= end:
+            return False
+        for since, until in reversed(self._windows[node]):
+            if until < start:
+                break
+            if since <= end:
+                return False
+        return True
+
+    def any_healthy(self, start: float, end: float) -> bool:
+        """True when some node ran a healthy reaper during all of ``[start, end]``."""
+        return any(self.healthy(node, start, end) for node in range(len(self._depth)))
+
+
+class _Job:
+    """The checker's model of one job's lease."""
+
+    __slots__ = (
+        "expires_at",
+        "extended_at",
+        "id",
+        "max_attempts",
+        "orphaned_at",
+        "owner",
+        "queue",
+        "token",
+    )
+
+    def __init__(self, job_id: int, queue: str, max_attempts: int) -> None:
+        self.id = job_id
+        self.queue = queue
+        self.max_attempts = max_attempts
+        self.token: int | None = None  # the live claim's token, None when nobody holds it
+        self.owner = ""
+        self.expires_at = -math.inf
+        self.extended_at = -math.inf  # when the holder last claimed or renewed
+        self.orphaned_at: float | None = None  # the expiry of a reaped lease, until re-claimed
+
+
+class Checker:
+    """Checks the invariants against what the store did and what the nodes said.
+
+    Args:
+        trace: the run's trace; violations are appended to it, runtime events followed.
+        seed: the run's seed, for reports.
+        command: the replay command, for reports.
+        lease_ttl: the Workers' lease TTL (for the recovery bound).
+        reaper_interval: the Reapers' interval (for the recovery bound).
+        health: the nodes' health history.
+        trace_tail: how many trace lines a violation report carries.
+    """
+
+    def __init__(
+        self,
+        trace: Trace,
+        *,
+        seed: int,
+        command: str,
+        lease_ttl: float,
+        reaper_interval: float,
+        health: Health,
+        trace_tail: int = 30,
+    ) -> None:
+        self._trace = trace
+        self._seed = seed
+        self._command = command
+        self.lease_ttl = lease_ttl
+        self.reaper_interval = reaper_interval
+        self.health = health
+        self._trace_tail = trace_tail
+        self.jobs: dict[int, _Job] = {}
+        self._leaders: dict[str, tuple[str, float]] = {}
+        self._cron_ticks: dict[tuple[str, float], str] = {}
+        #: The first violation, once one happened.
+        self.violation: Violation | None = None
+        #: Called once, at the first violation (the run stops).
+        self.on_violation: Callable[[], None] = lambda: None
+        # statistics for the report
+        self.claims = 0
+        self.renewals = 0
+        self.finalizes_applied = 0
+        self.finalizes_refused = 0  # stale tokens refused by the store
+        self.refused_events = 0  # FinalizeRefused events the workers published
+        self.leases_lost = 0  # JobLeaseLost events the workers published
+        self.reclaims = 0
+        self.cron_fires = 0
+        self.cleaned = 0  # finished jobs deleted by cleanup (then lost jobs are counted, not named)
+        #: Seconds from an orphaned lease's last renewal to its reclaim, one per orphan.
+        self.recovery: list[float] = []
+        #: Seconds from an orphaned lease's expiry to the job's next claim.
+        self.rerun: list[float] = []
+        trace.listeners.append(self._follow)
+
+    # --- violations -----------------------------------------------------------------------
+
+    def violate(self, invariant: str, detail: str) -> None:
+        """Record a violation (only the first counts) and stop the run."""
+        if self.violation is not None:
+            return
+        self._trace.add("sim", ViolationFound(invariant=invariant, detail=detail))
+        self.violation = Violation(
+            invariant=invariant,
+            detail=detail,
+            at=self._trace.entries[-1].at - self._trace.start,
+            seed=self._seed,
+            command=self._command,
+            trace_tail=tuple(self._trace.tail(self._trace_tail)),
+        )
+        self.on_violation()
+
+    @property
+    def recovery_bound(self) -> float:
+        """The promised bound on ``recovery``: lease TTL plus reaper interval."""
+        return self.lease_ttl + self.reaper_interval
+
+    def queue_of(self, job_id: int) -> str:
+        """The queue of a known job."""
+        return self.jobs[job_id].queue
+
+    # --- what the store did -----------------------------------------------------------------
+
+    def enqueued(
+        self,
+        source: str,
+        requests: Sequence[EnqueueRequest],
+        results: Sequence[EnqueueResult],
+        now: float,
+    ) -> None:
+        """Jobs were added (deduplicated requests add nothing)."""
+        jobs = self.jobs
+        for request, result in zip(requests, results, strict=True):
+            if not result.deduplicated and result.job_id not in jobs:
+                jobs[result.job_id] = _Job(result.job_id, request.queue, request.max_attempts)
+
+    def claimed(self, source: str, leases: Sequence[Lease], now: float) -> None:
+        """Jobs were leased: none may still be held, and the attempt must be in bounds."""
+        for lease in leases:
+            self.claims += 1
+            job = self.jobs.get(lease.job_id)
+            if job is None:
+                self.violate("no_job_lost", f"job {lease.job_id} was claimed but never enqueued")
+                return
+            if job.token is not None:
+                held = "still live" if job.expires_at > now else "expired but never reaped"
+                self.violate(
+                    "single_owner",
+                    f"job {job.id} claimed by {lease.owner} (token {lease.token}) while "
+                    f"{job.owner} holds token {job.token}, {held} "
+                    f"(expires at +{job.expires_at - self._trace.start:.6f}s)",
+                )
+                return
+            attempt = lease.job.attempt
+            if not 1 <= attempt <= lease.job.max_attempts:
+                self.violate(
+                    "attempts_within_bounds",
+                    f"job {job.id} claimed for attempt {attempt} of {lease.job.max_attempts}",
+                )
+                return
+            if job.orphaned_at is not None:
+                self.rerun.append(now - job.orphaned_at)
+                job.orphaned_at = None
+            job.token = lease.token
+            job.owner = lease.owner
+            job.expires_at = lease.expires_at
+            job.extended_at = now
+
+    def renewed(
+        self,
+        source: str,
+        requests: Sequence[RenewRequest],
+        results: Sequence[RenewResult],
+        ttl: float,
+        now: float,
+    ) -> None:
+        """Leases were renewed, or found lost: each answer must match the lease's state."""
+        for request, result in zip(requests, results, strict=True):
+            job = self.jobs.get(request.job_id)
+            current = job is not None and job.token == request.token
+            live = current and job is not None and job.expires_at > now
+            if result is RenewResult.LOST:
+                if live:
+                    self.violate(
+                        "fenced_renew",
+                        f"job {request.job_id}: renewal of the live token {request.token} "
+                        f"was reported lost",
+                    )
+                    return
+                continue
+            if not live or job is None:
+                why = "an expired lease" if current else "a stale token"
+                self.violate(
+                    "fenced_renew",
+                    f"job {request.job_id}: {source} renewed {why} (token {request.token}, "
+                    f"current {None if job is None else job.token})",
+                )
+                return
+            self.renewals += 1
+            job.expires_at = now + ttl
+            job.extended_at = now
+
+    def finalized(
+        self,
+        source: str,
+        requests: Sequence[FinalizeRequest],
+        results: Sequence[FinalizeResult],
+        now: float,
+    ) -> None:
+        """Claims were ended: applied only with the current token, refused only without it."""
+        for request, result in zip(requests, results, strict=True):
+            job = self.jobs.get(request.job_id)
+            current = job is not None and job.token == request.token
+            if result is FinalizeResult.STALE:
+                self.finalizes_refused += 1
+                if current:
+                    self.violate(
+                        "fenced_finalize",
+                        f"job {request.job_id}: finalize with the current token "
+                        f"{request.token} was refused",
+                    )
+                    return
+                continue
+            if not current or job is None:
+                holder = (
+                    "nobody holds it"
+                    if job is None or job.token is None
+                    else (f"its current lease is token {job.token} held by {job.owner}")
+                )
+                self.violate(
+                    "fenced_finalize",
+                    f"job {request.job_id}: {source} finalized it ({type(request.outcome).__name__}) "
+                    f"with stale token {request.token} and the store applied it; {holder}",
+                )
+                return
+            self.finalizes_applied += 1
+            job.token = None
+            job.expires_at = -math.inf
+
+    def reaped(self, source: str, reclaimed: Sequence[Reclaimed], now: float) -> None:
+        """Expired leases were taken back: only expired ones, and in time."""
+        for r in reclaimed:
+            self.reclaims += 1
+            job = self.jobs.get(r.job_id)
+            if job is None or job.token is None:
+                self.violate("reap_only_expired", f"job {r.job_id} was reaped but held no lease")
+                return
+            if job.expires_at > now:
+                self.violate(
+                    "reap_only_expired",
+                    f"job {job.id}: {source} reaped the lease of {job.owner} (token {job.token}) "
+                    f"{job.expires_at - now:.6f}s before it expires",
+                )
+                return
+            delay = now - job.extended_at
+            self.recovery.append(delay)
+            late = now - job.expires_at
+            if late > self.reaper_interval + EPSILON and self.health.any_healthy(
+                job.expires_at, job.expires_at + self.reaper_interval + EPSILON
+            ):
+                self.violate(
+                    "recovery_bound",
+                    f"job {job.id} was re-runnable {delay:.6f}s after its holder's last renewal "
+                    f"(bound {self.recovery_bound:g}s) although a node with a reaper was healthy",
+                )
+                return
+            job.token = None
+            job.orphaned_at = job.expires_at if r.state is JobState.AVAILABLE else None
+            job.expires_at = -math.inf
+
+    def leader(
+        self, source: str, name: str, holder: str, lease: LeaderLease | None, now: float
+    ) -> None:
+        """A leader lease was asked for: granted only when no other holder is live."""
+        if lease is None:
+            return
+        current = self._leaders.get(name)
+        if current is not None and current[0] != holder and current[1] > now:
+            self.violate(
+                "single_leader",
+                f"leader lease {name!r} granted to {holder} while {current[0]} holds it until "
+                f"+{current[1] - self._trace.start:.6f}s",
+            )
+            return
+        self._leaders[name] = (holder, lease.expires_at)
+
+    def leader_released(self, name: str, holder: str) -> None:
+        """A holder gave its leader lease back."""
+        current = self._leaders.get(name)
+        if current is not None and current[0] == holder:
+            self._leaders[name] = (holder, -math.inf)
+
+    # --- what the nodes said ----------------------------------------------------------------
+
+    def _follow(self, entry: TraceEntry) -> None:
+        event = entry.event
+        kind = type(event)
+        if kind is CronFired:
+            self.cron_fires += 1
+            key = (event.schedule, event.tick)
+            first = self._cron_ticks.get(key)
+            if first is not None:
+                self.violate(
+                    "cron_once_per_tick",
+                    f"cron {event.schedule!r} fired tick +{event.tick - self._trace.start:.3f}s "
+                    f"on {entry.source} after {first} had fired it",
+                )
+                return
+            self._cron_ticks[key] = entry.source
+        elif kind is FinalizeRefused:
+            self.refused_events += 1
+        elif kind is JobLeaseLost:
+            self.leases_lost += 1
