@@ -103,6 +103,9 @@ class LeasesLost:
     """These leases are gone: stop their handlers. Sent by Heartbeat to Worker."""
 
     job_ids: tuple[int, ...]
+    # The lost leases' tokens, pair by pair with job_ids: by the time this arrives the Worker
+    # may hold a newer claim of the same job, which is not lost (empty: any claim).
+    tokens: tuple[int, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -194,15 +197,17 @@ class Heartbeat(Actor[HeartbeatMessage]):
             _log.warning("heartbeat of %s could not renew: %s", self._worker.name, exc)
             return
         lost = []
+        lost_tokens = []
         cancels = []
-        for (job_id, _token), result in zip(held, results, strict=True):
+        for (job_id, token), result in zip(held, results, strict=True):
             if result is RenewResult.LOST:
                 lost.append(job_id)
+                lost_tokens.append(token)
                 self._held.pop(job_id, None)
             elif result is RenewResult.CANCEL_REQUESTED:
                 cancels.append(job_id)
         if lost:
-            await self._worker.tell(LeasesLost(job_ids=tuple(lost)))
+            await self._worker.tell(LeasesLost(job_ids=tuple(lost), tokens=tuple(lost_tokens)))
         if cancels:
             await self._worker.tell(CancelsRequested(job_ids=tuple(cancels)))
 
@@ -336,7 +341,7 @@ class Worker(Actor[WorkerMessage]):
                 self.context.self_ref.tell_nowait(Poll())
         elif kind is LeasesLost:
             assert isinstance(msg, LeasesLost)
-            self._on_lost(msg.job_ids)
+            self._on_lost(msg.job_ids, msg.tokens)
         elif kind is Drain:
             assert isinstance(msg, Drain)
             self.context.start_soon(self._drain, msg.reply_to)
@@ -385,12 +390,12 @@ class Worker(Actor[WorkerMessage]):
         except anyio.WouldBlock:
             self._waiting = False
 
-    def _on_lost(self, job_ids: tuple[int, ...]) -> None:
+    def _on_lost(self, job_ids: tuple[int, ...], tokens: tuple[int, ...] = ()) -> None:
         batch = self._batch
         now = self.context.clock.now()
-        for job_id in job_ids:
+        for i, job_id in enumerate(job_ids):
             entry = batch.entries.get(job_id) if batch is not None else None
-            if entry is None or entry.lost:
+            if entry is None or entry.lost or (tokens and entry.lease.token != tokens[i]):
                 continue
             entry.lost = True
             if entry.scope is not None:
@@ -588,7 +593,7 @@ class Worker(Actor[WorkerMessage]):
             ttl=self._config.lease_ttl,
         )
         if result is RenewResult.LOST:
-            self._on_lost((entry.lease.job_id,))
+            self._on_lost((entry.lease.job_id,), (entry.lease.token,))
         return result
 
     def _publish_phase(self, phase: str, detail: str) -> None:
