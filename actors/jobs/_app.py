@@ -46,7 +46,7 @@ class TaskOptions:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS  # runs before the job ends dead
     backoff: Backoff = attrs.field(factory=lambda: _DEFAULT_BACKOFF)  # wait after a failed run
     timeout: float | None = None  # seconds a run may take; past it the handler is cancelled
-    lease_ttl: float = 30.0  # seconds a lease lives unrenewed (renewed every ttl / 3)
+    lease_ttl: float | None = None  # seconds a lease lives unrenewed; None: the worker's
     priority: int = 0  # lower runs first
 
     def __attrs_post_init__(self) -> None:
@@ -54,7 +54,7 @@ class TaskOptions:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError(f"timeout must be > 0, got {self.timeout}")
-        if self.lease_ttl <= 0:
+        if self.lease_ttl is not None and self.lease_ttl <= 0:
             raise ValueError(f"lease_ttl must be > 0, got {self.lease_ttl}")
 
 
@@ -99,20 +99,27 @@ class Task(Generic[P]):
     def unstructure(self, payload: P) -> JsonValue:
         """Turn a payload into JSON-ready data, checking it against the payload type.
 
+        The data is structured back into the payload type before it is accepted, so a value
+        the handler could not receive (an attrs instance holding a field of the wrong type, a
+        string for an ``int``) is refused here, at enqueue, instead of dying as poison later.
+
         Raises:
             PayloadInvalid: the value is not of the payload type.
         """
-        if self.payload_type is None or (payload is None and self.payload_type is type(None)):
+        payload_type = self.payload_type
+        if payload_type is None or (payload is None and payload_type is type(None)):
             return payload
-        if attrs.has(self.payload_type) and not isinstance(payload, self.payload_type):
+        if attrs.has(payload_type) and not isinstance(payload, payload_type):
             raise PayloadInvalid(
-                f"payload of {self.kind!r} must be {_type_name(self.payload_type)}, "
+                f"payload of {self.kind!r} must be {_type_name(payload_type)}, "
                 f"got {type(payload).__name__}"
             )
         try:
-            return _converter.unstructure(payload, self.payload_type)
+            raw = _converter.unstructure(payload, payload_type)
         except Exception as exc:
             raise PayloadInvalid(f"payload of {self.kind!r}: {_describe(exc)}") from exc
+        self.structure(raw)
+        return raw
 
     def request(
         self,
@@ -133,7 +140,7 @@ class Task(Generic[P]):
             priority=self.options.priority if priority is None else priority,
             delay=delay,
             run_at=run_at,
-            max_attempts=max_attempts or self.options.max_attempts,
+            max_attempts=self.options.max_attempts if max_attempts is None else max_attempts,
             dedupe_key=dedupe_key,
         )
 
@@ -153,10 +160,16 @@ def _payload_type_of(fn: Callable[..., Any]) -> Any:
     params = list(inspect.signature(fn).parameters.values())
     if len(params) != 2:
         raise TypeError(f"a handler takes (ctx, payload); {fn!r} takes {len(params)} arguments")
-    hints = typing.get_type_hints(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except NameError as exc:
+        # A string annotation naming a class local to a function cannot be resolved here.
+        raise TypeError(
+            f"cannot resolve the payload annotation of {fn!r} ({exc}); pass payload_type="
+        ) from exc
     hint = hints.get(params[1].name)
-    # No annotation, Any or None: the handler takes the stored JSON as it is.
-    return None if hint in (None, Any, JsonValue, type(None)) else hint
+    # No annotation, Any, object or None: the handler takes the stored JSON as it is.
+    return None if hint in (None, Any, JsonValue, object, type(None)) else hint
 
 
 class App:

@@ -1,0 +1,263 @@
+"""Helpers shared by the job runtime tests: nodes on a virtual clock, events, injected faults."""
+
+from __future__ import annotations
+
+import inspect
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from random import Random
+from typing import Any, TypeVar
+
+import anyio
+import anyio.lowlevel
+
+from actors.core import VirtualClock
+from actors.jobs import App, CronSchedule, RuntimeEvent, Topology, WorkerConfig
+from transports import (
+    CancelResult,
+    ConnectionLost,
+    Counts,
+    EnqueueRequest,
+    EnqueueResult,
+    FinalizeRequest,
+    FinalizeResult,
+    Job,
+    JobState,
+    LeaderLease,
+    Lease,
+    QueueConfig,
+    Reclaimed,
+    RenewRequest,
+    RenewResult,
+    Transport,
+)
+
+E = TypeVar("E")
+
+#: Where every test's virtual clock starts: a whole minute, so cron ticks fall on round times.
+START = 1_699_999_980.0
+
+#: Worker settings for tests: the defaults, spelled out so tests can reason about them.
+WORKER = WorkerConfig(lease_ttl=30.0, batch_size=10, poll_interval=1.0, drain_timeout=10.0)
+
+
+def topology(
+    app: App,
+    transport: Transport,
+    clock: VirtualClock,
+    *,
+    node_id: str = "n1",
+    seed: int = 0,
+    concurrency: int = 2,
+    worker: WorkerConfig = WORKER,
+    schedules: Sequence[CronSchedule] = (),
+    queues: Sequence[str] | None = None,
+    reaper_interval: float = 1.0,
+) -> Topology:
+    """The default topology of one test node, seeded and on the virtual clock."""
+    return Topology.default(
+        app,
+        transport,
+        queues=queues,
+        concurrency=concurrency,
+        worker=worker,
+        schedules=schedules,
+        reaper_interval=reaper_interval,
+        node_id=node_id,
+        clock=clock,
+        rng=Random(seed),
+    )
+
+
+class Recorder:
+    """An ``EventBus`` subscriber keeping every event it is given, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[RuntimeEvent] = []
+
+    def __call__(self, event: RuntimeEvent) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type[E]) -> list[E]:
+        """The recorded events of one class, in order."""
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+async def wait_until(
+    clock: VirtualClock,
+    predicate: Callable[[], object | Awaitable[object]],
+    *,
+    timeout: float = 120.0,
+    step: float = 0.25,
+    what: str = "the condition",
+) -> None:
+    """Poll ``predicate`` every ``step`` virtual seconds until it is true.
+
+    Raises:
+        AssertionError: it was still false after ``timeout`` virtual seconds.
+    """
+    deadline = clock.now() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return
+        if clock.now() >= deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} virtual seconds")
+        await clock.sleep(step)
+
+
+async def wait_final(
+    transport: Transport, clock: VirtualClock, job_ids: Sequence[int], *, timeout: float = 120.0
+) -> dict[int, Job]:
+    """Wait until every job is final and return them by id."""
+    jobs: dict[int, Job] = {}
+
+    async def all_final() -> bool:
+        for job_id in job_ids:
+            jobs[job_id] = await transport.get(job_id)
+        return all(job.state.is_final for job in jobs.values())
+
+    await wait_until(clock, all_final, timeout=timeout, what=f"jobs {list(job_ids)} ending")
+    return jobs
+
+
+async def wait_state(
+    transport: Transport, clock: VirtualClock, job_id: int, state: JobState, **kw: Any
+) -> Job:
+    """Wait until job ``job_id`` is in ``state`` and return it."""
+    found: list[Job] = []
+
+    async def reached() -> bool:
+        found[:] = [await transport.get(job_id)]
+        return found[0].state is state
+
+    await wait_until(clock, reached, what=f"job {job_id} becoming {state}", **kw)
+    return found[0]
+
+
+class FaultyTransport(Transport):
+    """Delegates every call to ``inner``, failing or stalling chosen calls on demand.
+
+    Attributes:
+        down: while true, every call raises ``ConnectionLost`` (the store is unreachable).
+        failing: method names that raise ``ConnectionLost`` while listed.
+        crash_once: method names whose next call raises ``RuntimeError`` (a bug, not storage).
+        gates: method name -> event; calls wait for it to be set before going through.
+        calls: how often each method was called.
+    """
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.clock = inner.clock
+        self.max_payload_bytes = inner.max_payload_bytes
+        self.down = False
+        self.failing: set[str] = set()
+        self.crash_once: set[str] = set()
+        self.gates: dict[str, anyio.Event] = {}
+        self.calls: Counter[str] = Counter()
+
+    async def _before(self, name: str) -> None:
+        self.calls[name] += 1
+        await anyio.lowlevel.checkpoint()
+        gate = self.gates.get(name)
+        if gate is not None:
+            await gate.wait()
+        if name in self.crash_once:
+            self.crash_once.discard(name)
+            raise RuntimeError(f"injected bug in {name}")
+        if self.down or name in self.failing:
+            raise ConnectionLost(f"injected outage in {name}")
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def enqueue_many(
+        self, requests: Sequence[EnqueueRequest], **extra: Any
+    ) -> list[EnqueueResult]:
+        await self._before("enqueue_many")
+        return await self.inner.enqueue_many(requests, **extra)
+
+    async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
+        await self._before("claim")
+        return await self.inner.claim(queue, owner=owner, limit=limit, ttl=ttl)
+
+    async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
+        await self._before("renew")
+        return await self.inner.renew(requests, ttl=ttl)
+
+    async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
+        await self._before("finalize")
+        return await self.inner.finalize(requests)
+
+    async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
+        await self._before("reap")
+        return await self.inner.reap(limit=limit)
+
+    async def cancel(self, job_id: int) -> CancelResult:
+        await self._before("cancel")
+        return await self.inner.cancel(job_id)
+
+    async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
+        await self._before("acquire_leader")
+        return await self.inner.acquire_leader(name, holder=holder, ttl=ttl)
+
+    async def release_leader(self, name: str, *, holder: str) -> bool:
+        await self._before("release_leader")
+        return await self.inner.release_leader(name, holder=holder)
+
+    async def get_cursor(self, name: str) -> float | None:
+        await self._before("get_cursor")
+        return await self.inner.get_cursor(name)
+
+    async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
+        await self._before("advance_cursor")
+        return await self.inner.advance_cursor(name, expected=expected, new=new)
+
+    async def wait_for_work(self, queues: Sequence[str]) -> None:
+        await self._before("wait_for_work")
+        await self.inner.wait_for_work(queues)
+
+    async def get_queue_config(self, queue: str) -> QueueConfig:
+        await self._before("get_queue_config")
+        return await self.inner.get_queue_config(queue)
+
+    async def set_queue_config(self, config: QueueConfig) -> None:
+        await self._before("set_queue_config")
+        await self.inner.set_queue_config(config)
+
+    async def list_queue_configs(self) -> list[QueueConfig]:
+        await self._before("list_queue_configs")
+        return await self.inner.list_queue_configs()
+
+    async def cleanup(
+        self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
+    ) -> int:
+        await self._before("cleanup")
+        return await self.inner.cleanup(finished_before=finished_before, queue=queue, limit=limit)
+
+    async def counts(self, queue: str | None = None) -> list[Counts]:
+        await self._before("counts")
+        return await self.inner.counts(queue)
+
+    async def get(self, job_id: int) -> Job:
+        await self._before("get")
+        return await self.inner.get(job_id)
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        kind: str | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[Job]:
+        await self._before("list_jobs")
+        return await self.inner.list_jobs(
+            queue=queue, state=state, kind=kind, after_id=after_id, limit=limit
+        )
