@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from random import Random
 from typing import Any, TypeVar
 
@@ -12,7 +13,7 @@ import anyio
 import anyio.lowlevel
 
 from actors.core import VirtualClock
-from actors.jobs import App, CronSchedule, RuntimeEvent, Topology, WorkerConfig
+from actors.jobs import App, CronSchedule, EventBus, Node, RuntimeEvent, Topology, WorkerConfig
 from transports import (
     CancelResult,
     ConnectionLost,
@@ -81,6 +82,18 @@ class Recorder:
     def of(self, kind: type[E]) -> list[E]:
         """The recorded events of one class, in order."""
         return [e for e in self.events if isinstance(e, kind)]
+
+
+@asynccontextmanager
+async def running(
+    topology: Topology, *, shutdown_timeout: float = 30.0
+) -> AsyncIterator[tuple[Node, Recorder]]:
+    """Run ``topology``, recording every event of the node from its very first one."""
+    events = EventBus()
+    recorder = Recorder()
+    events.subscribe(recorder)
+    async with topology.run(events=events, shutdown_timeout=shutdown_timeout) as node:
+        yield node, recorder
 
 
 async def wait_until(
