@@ -25,7 +25,7 @@ from tests.conftest import postgres_dsn, postgres_schema
 
 from .harness import Backend, Harness, MemoryBackend, PostgresBackend, SQLiteBackend
 
-__all__ = ["SCALE", "examples", "postgres_dsn", "postgres_schema"]
+__all__ = ["FINDINGS", "SCALE", "examples", "postgres_dsn", "postgres_schema"]
 
 _COMMON = {
     "deadline": None,  # SQL round trips and thread hops vary; time is virtual anyway
@@ -48,6 +48,19 @@ SCALE = {"ci": 1.0, "thorough": 10.0, "dev": 0.2}.get(PROFILE, 1.0)
 def examples(n: int) -> int:
     """``n`` examples under ``ci``, scaled for the other profiles (at least 2)."""
     return max(2, round(n * SCALE))
+
+
+FINDINGS: list[tuple[str, str, int, str]] = []
+"""(mutant, suite, examples it took, property that caught it), filled by ``test_mutants``."""
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print which property caught each mutant, and after how many examples."""
+    if not FINDINGS:
+        return
+    terminalreporter.section("mutants caught")
+    for mutant, suite, found_after, prop in FINDINGS:
+        terminalreporter.write_line(f"{mutant:28} {suite:13} {found_after:4} examples   {prop}")
 
 
 LOOPS = ["asyncio", "trio"]

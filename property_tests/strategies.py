@@ -115,7 +115,7 @@ enqueue_specs = st.builds(
     timing=st.sampled_from(["now", "now", "delay", "run_at"]),
     offset=st.sampled_from([-5.0, 0.0, 1.0, 5.0, 30.0]),
     max_attempts=st.integers(min_value=1, max_value=3),
-    dedupe_key=st.one_of(st.none(), st.none(), st.sampled_from(["a", "b"])),
+    dedupe_key=st.one_of(st.none(), st.sampled_from(["a", "b"])),
     payload=st.integers(min_value=0, max_value=99),
 ).map(lambda spec: attrs.evolve(spec, offset=abs(spec.offset)) if spec.timing == "delay" else spec)
 """One job; keyed jobs are common enough to collide."""

@@ -1,0 +1,237 @@
+"""Real interleavings: claimants as long-lived tasks, each on its own connection or instance.
+
+Hypothesis writes the schedule: in each round some claimants act *at the same time* (claim,
+renew what they hold, finalize, reap) while the others stall, then the clock jumps. Whatever the
+database or the event loop makes of the overlap, the answers of every round must be those of
+some sequential order of the same calls (checked against the reference model), and the lease
+invariants must hold on the job table after every round.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import attrs
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+
+from transports import FinalizeRequest, Lease, RenewRequest, RenewResult, Transport
+from transports.testing import ManualClock
+
+from .harness import Harness
+from .model import Ledger, ReferenceModel, Violation
+from .ops import Claim, Enqueue, Finalize, Op, Reap, Renew, settle
+from .strategies import (
+    QUEUES,
+    WORKERS,
+    EnqueueSpec,
+    OutcomeSpec,
+    advances,
+    enqueue_batches,
+    enqueue_specs,
+    limits,
+    outcome_specs,
+    picks,
+    ttls,
+)
+
+
+@attrs.frozen
+class Step:
+    """What one claimant does in a round."""
+
+    kind: str  # "claim", "renew", "finalize", "reap" or "enqueue"
+    limit: int = 1
+    ttl: float = 5.0
+    pick: int = 0
+    outcome: OutcomeSpec | None = None
+    jobs: tuple[EnqueueSpec, ...] = ()
+
+
+steps = st.builds(
+    Step,
+    # Claims are the point (exactly one winner), so they are the likeliest step.
+    kind=st.sampled_from(["claim", "claim", "claim", "renew", "finalize", "reap", "enqueue"]),
+    limit=limits,
+    ttl=ttls,
+    pick=picks,
+    outcome=outcome_specs,
+    jobs=enqueue_batches.map(tuple),
+)
+
+
+@attrs.frozen
+class Round:
+    """Who acts at once (the others stall), then how far the clock jumps."""
+
+    acting: dict[int, Step]  # claimant index -> its step
+    advance: float
+
+
+rounds = st.builds(
+    Round,
+    acting=st.dictionaries(
+        st.integers(0, len(WORKERS) - 1), steps, min_size=1, max_size=len(WORKERS)
+    ),
+    advance=st.one_of(st.just(0.0), advances),
+)
+schedules = st.lists(rounds, min_size=1, max_size=25)
+
+
+class _Answer:
+    """Where a claimant puts the answer of one call."""
+
+    def __init__(self) -> None:
+        self.ready = anyio.Event()
+        self.value: Any = None
+
+
+class Claimant:
+    """A worker as a task of its own: it waits for its next step, performs it, reports back."""
+
+    def __init__(self, name: str, transport: Transport) -> None:
+        self.name = name
+        self.transport = transport
+        self.held: list[Lease] = []
+        send, receive = anyio.create_memory_object_stream[tuple[Op, _Answer]](1)
+        self.inbox: ObjectSendStream[tuple[Op, _Answer]] = send
+        self._inbox: ObjectReceiveStream[tuple[Op, _Answer]] = receive
+
+    async def serve(self) -> None:
+        """Perform each step sent to the inbox until it is closed."""
+        async with self._inbox:
+            async for op, answer in self._inbox:
+                answer.value = await op.run(self.transport)
+                answer.ready.set()
+
+    def op_for(self, step: Step, now: float) -> Op | None:
+        """The call this step makes, given what the claimant holds; None to stall instead."""
+        if step.kind == "claim":
+            return Claim(QUEUES[0], self.name, step.limit, step.ttl)
+        if step.kind == "renew":
+            if not self.held:
+                return None
+            return Renew(
+                tuple(RenewRequest(job_id=lease.job_id, token=lease.token) for lease in self.held),
+                step.ttl,
+            )
+        if step.kind == "finalize":
+            if not self.held:
+                return None
+            lease = self.held[step.pick % len(self.held)]
+            assert step.outcome is not None
+            return Finalize(
+                (
+                    FinalizeRequest(
+                        job_id=lease.job_id, token=lease.token, outcome=step.outcome.outcome(now)
+                    ),
+                )
+            )
+        if step.kind == "reap":
+            return Reap(step.limit)
+        return Enqueue(tuple(spec.request(now) for spec in step.jobs))
+
+    def learn(self, op: Op, result: Any) -> None:
+        """Keep the leases it won; drop what it finalized or lost."""
+        if isinstance(op, Claim):
+            self.held.extend(result)
+        elif isinstance(op, Finalize):
+            done = {r.token for r in op.requests}
+            self.held = [lease for lease in self.held if lease.token not in done]
+        elif isinstance(op, Renew):
+            lost = {
+                r.token
+                for r, answer in zip(op.requests, result, strict=True)
+                if answer is RenewResult.LOST
+            }
+            self.held = [lease for lease in self.held if lease.token not in lost]
+
+
+async def play(
+    harness: Harness,
+    transports: list[Transport],
+    backlog: list[EnqueueSpec],
+    schedule: list[Round],
+    trace: list[str],
+) -> None:
+    """Run one schedule on the harness's loop, checking every round."""
+    clock = harness.clock
+    model, ledger = ReferenceModel(), Ledger()
+    claimants = [Claimant(name, transports[i % len(transports)]) for i, name in enumerate(WORKERS)]
+    first = Enqueue(tuple(spec.request(clock.now()) for spec in backlog))
+    model, ledger = settle([(first, await first.run(transports[0]))], model, ledger, clock.now())
+    try:
+        async with anyio.create_task_group() as tg:
+            for claimant in claimants:
+                tg.start_soon(claimant.serve)
+            try:
+                await _rounds(transports, claimants, schedule, clock, model, ledger, trace)
+            finally:
+                for claimant in claimants:
+                    claimant.inbox.close()
+    except ExceptionGroup as group:
+        # The finding is the violation itself, not the task group that carried it.
+        violations = [e for e in _leaves(group) if isinstance(e, Violation)]
+        if violations:
+            raise violations[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
+
+
+async def _rounds(
+    transports: list[Transport],
+    claimants: list[Claimant],
+    schedule: list[Round],
+    clock: ManualClock,
+    model: ReferenceModel,
+    ledger: Ledger,
+    trace: list[str],
+) -> None:
+    for number, round_ in enumerate(schedule):
+        now = clock.now()
+        calls: list[tuple[Claimant, Op, _Answer]] = []
+        for index, step in sorted(round_.acting.items()):
+            claimant = claimants[index]
+            op = claimant.op_for(step, now)
+            if op is not None:
+                answer = _Answer()
+                calls.append((claimant, op, answer))
+                # Every acting claimant gets its step before any answer is awaited.
+                claimant.inbox.send_nowait((op, answer))
+        done = []
+        for claimant, op, answer in calls:
+            await answer.ready.wait()
+            done.append((op, answer.value))
+            claimant.learn(op, answer.value)
+        trace.append(f"round {number} at {now}: {done!r}")
+        if done:
+            model, ledger = settle(done, model, ledger, now)
+        jobs = await transports[0].list_jobs(limit=10_000)
+        ledger.check_table(jobs, await transports[0].counts(), now)
+        model.check_table(jobs, now)
+        clock.advance(round_.advance)
+
+
+def run_schedules(harness: Harness, settings_: settings) -> None:
+    """Play hypothesis-chosen schedules on the harness until ``settings_`` says stop."""
+
+    @settings_
+    @given(backlog=st.lists(enqueue_specs, min_size=1, max_size=8), schedule=schedules)
+    def run(backlog: list[EnqueueSpec], schedule: list[Round]) -> None:
+        transports = harness.fresh()
+        trace: list[str] = []
+        try:
+            harness.call(play, harness, transports, backlog, schedule, trace)
+        finally:
+            for line in trace:
+                note(line)
+
+    run()

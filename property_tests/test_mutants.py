@@ -1,0 +1,110 @@
+"""The suite has teeth: against every deliberately broken transport it finds a counterexample.
+
+Each test runs a property suite against one mutant from ``mutants.py`` with shrinking off (the
+first counterexample is the finding) and a budget of examples. Passing on a broken transport
+fails the test. How many examples each mutant took, and which property caught it, is printed in
+the run's summary (and recorded for the note on issue 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import Phase, settings
+from hypothesis.errors import FlakyFailure
+from hypothesis.stateful import run_state_machine_as_test
+
+from transports import MemoryTransport, SQLiteTransport
+
+from .conftest import FINDINGS, examples
+from .harness import Harness, MemoryBackend, SQLiteBackend
+from .interleavings import run_schedules
+from .machine import LeaseMachine
+from .model import Violation
+from .mutants import MEMORY_MUTANTS, SQLITE_MUTANTS, ClaimWithoutLock, SQLiteClaimWithoutLock
+
+BUDGET = 400
+"""Examples a suite may use to catch one mutant (ci); the slowest needs a fraction of it."""
+
+
+def _hunting() -> settings:
+    return settings(
+        max_examples=examples(BUDGET),
+        phases=[Phase.generate],  # the first counterexample is enough: no shrinking
+        report_multiple_bugs=False,
+        print_blob=False,
+    )
+
+
+def _hunt(suite: str, mutant: type, harness: Harness, run: Callable[[], None]) -> None:
+    """Run ``run`` against the mutant; fail unless a property violation comes out of it."""
+    with harness:
+        try:
+            run()
+        except (Violation, FlakyFailure) as failure:
+            # A race need not fail again when hypothesis replays it (FlakyFailure): the
+            # violation it saw the first time is the finding.
+            violation = _violation(failure)
+            # hypothesis replays the failing example once to report it: that run is no new one.
+            found_after = harness.examples - 1
+            FINDINGS.append((mutant.__name__, suite, found_after, violation.prop))
+            return
+    pytest.fail(
+        f"{suite} passed {harness.examples} examples against the broken {mutant.__name__}: "
+        f"{(mutant.__doc__ or '').strip()}"
+    )
+
+
+def _violation(failure: BaseException) -> Violation:
+    if isinstance(failure, Violation):
+        return failure
+    assert isinstance(failure, BaseExceptionGroup)
+    for inner in failure.exceptions:
+        try:
+            return _violation(inner)
+        except AssertionError:
+            continue
+    raise AssertionError(f"no property violation in {failure!r}") from failure
+
+
+@pytest.mark.parametrize("mutant", MEMORY_MUTANTS, ids=lambda m: m.__name__)
+def test_stateful_suite_catches_memory_mutant(mutant: type[MemoryTransport]) -> None:
+    """The stateful suite finds a counterexample against each broken memory transport."""
+    harness = Harness("asyncio", MemoryBackend(mutant))
+    _hunt(
+        "stateful",
+        mutant,
+        harness,
+        lambda: run_state_machine_as_test(lambda: LeaseMachine(harness), settings=_hunting()),
+    )
+
+
+@pytest.mark.parametrize("mutant", SQLITE_MUTANTS, ids=lambda m: m.__name__)
+def test_stateful_suite_catches_sqlite_mutant(
+    mutant: type[SQLiteTransport], tmp_path: Path
+) -> None:
+    """The stateful suite finds a counterexample against each broken SQLite transport."""
+    harness = Harness("asyncio", SQLiteBackend(str(tmp_path / "jobs.db"), mutant))
+    _hunt(
+        "stateful",
+        mutant,
+        harness,
+        lambda: run_state_machine_as_test(lambda: LeaseMachine(harness), settings=_hunting()),
+    )
+
+
+def test_interleavings_catch_claim_without_lock() -> None:
+    """Racing claimants on the memory backend catch a claim that leases what it read earlier."""
+    harness = Harness("asyncio", MemoryBackend(ClaimWithoutLock))
+    _hunt("interleavings", ClaimWithoutLock, harness, lambda: run_schedules(harness, _hunting()))
+
+
+def test_interleavings_catch_sqlite_claim_without_lock(tmp_path: Path) -> None:
+    """Racing claimants on one SQLite file catch a claim split into a SELECT and an UPDATE."""
+    backend = SQLiteBackend(str(tmp_path / "jobs.db"), SQLiteClaimWithoutLock)
+    harness = Harness("asyncio", backend)
+    _hunt(
+        "interleavings", SQLiteClaimWithoutLock, harness, lambda: run_schedules(harness, _hunting())
+    )
