@@ -10,6 +10,7 @@ Start with :func:`simulate` (one run), :func:`sweep` (many seeds) and, inside yo
 :func:`simulate_app`.
 """
 
+from ._cli import build_parser, config_from_options, run_cli
 from ._clock import NodeClock
 from ._cluster import SimNodeContext, TopologyFactory, TransportFactory, default_topology
 from ._config import (
@@ -28,6 +29,7 @@ from ._invariants import Checker, Health, Violation
 from ._report import Distribution, SimReport, SweepRun, SweepSummary
 from ._rng import derive_rng
 from ._simulate import run_simulation, shrink, simulate, sweep
+from ._testing import SimulationFailed, simulate_app, sweep_app
 from ._trace import (
     CancelRequested,
     ClockStepped,
@@ -81,6 +83,7 @@ __all__ = [
     "SimNodeContext",
     "SimReport",
     "SimWorkload",
+    "SimulationFailed",
     "StorageCallFailed",
     "StorageFaultEnded",
     "StorageFaultStarted",
@@ -94,6 +97,8 @@ __all__ = [
     "ViolationFound",
     "WakeHub",
     "Work",
+    "build_parser",
+    "config_from_options",
     "default_topology",
     "derive_rng",
     "format_duration",
@@ -103,9 +108,12 @@ __all__ = [
     "parse_seeds",
     "plan_faults",
     "render_entry",
+    "run_cli",
     "run_simulation",
     "shrink",
     "simulate",
+    "simulate_app",
     "sweep",
+    "sweep_app",
     "with_hangs",
 ]

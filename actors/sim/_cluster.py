@@ -32,7 +32,15 @@ from transports import JobState, MemoryStore, MemoryTransport, Transport
 
 from ._clock import NodeClock
 from ._config import FaultKind, SimConfig
-from ._faults import MAX_SKEW, Fault, FaultyTransport, NodeLink, StorageFault, WakeHub
+from ._faults import (
+    MAX_SKEW,
+    PARTITION_TIMEOUT,
+    Fault,
+    FaultyTransport,
+    NodeLink,
+    StorageFault,
+    WakeHub,
+)
 from ._invariants import Checker, Health
 from ._rng import derive_rng
 from ._trace import (
@@ -387,7 +395,7 @@ class Cluster:
             self.trace.add(node.name, PartitionStarted(node=node.name, until=now + fault.duration))
             health.down(node.index, now)
             await base.sleep(fault.duration)
-            health.up(node.index, base.now())
+            health.up(node.index, base.now(), grace=PARTITION_TIMEOUT)
             node.link.partitioned -= 1
             if not node.link.partitioned:
                 self.trace.add(node.name, PartitionHealed(node=node.name))
@@ -403,7 +411,8 @@ class Cluster:
             )
             health.down(node.index, now)
             await base.sleep(fault.duration)
-            health.up(node.index, base.now())
+            slow = fault.level if fault.mode == "slow" else 0.0
+            health.up(node.index, base.now(), grace=slow)
             node.link.storage.remove(storage)
             if not node.link.storage:
                 self.trace.add(node.name, StorageFaultEnded(node=node.name))
@@ -417,7 +426,8 @@ class Cluster:
     async def _heal(self) -> None:
         """Faults stop: links heal, paused nodes resume, crashed ones restart now."""
         now = self._base.now()
-        self._health.heal_all(now)
+        # Calls that started under a fault may still be waiting out a timeout or a latency.
+        self._health.heal_all(now, grace=max(PARTITION_TIMEOUT, self.config.lease_ttl / 2))
         for node in self.nodes:
             if node.link.partitioned:
                 self.trace.add(node.name, PartitionHealed(node=node.name))

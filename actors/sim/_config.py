@@ -155,6 +155,15 @@ class SimConfig:
         """The shell command replaying this run: ``actorq sim --seed N ...``."""
         return shlex.join(["actorq", "sim", *self.to_argv()])
 
+    def call(self, function: str = "simulate_app(app, make_job") -> str:
+        """The Python call replaying this run with your own App: ``simulate_app(..., seed=N)``."""
+        argv = self.to_argv()
+        args = []
+        for option, value in zip(argv[::2], argv[1::2], strict=True):
+            name = option[2:].replace("-", "_")
+            args.append(f"{name}={value}" if value.lstrip("-").isdigit() else f"{name}={value!r}")
+        return f"{function}, {', '.join(args)})"
+
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)?")

@@ -93,20 +93,27 @@ class Health:
             self._since[node] = now
         self._depth[node] += 1
 
-    def up(self, node: int, now: float) -> None:
-        """A reason to be unhealthy ends."""
+    def up(self, node: int, now: float, *, grace: float = 0.0) -> None:
+        """A reason to be unhealthy ends; its effects last ``grace`` seconds more (a storage
+        call that started during a partition still waits for its timeout)."""
         if self._depth[node] == 0:
             return  # already healed by heal_all
         self._depth[node] -= 1
         if self._depth[node] == 0:
-            self._windows[node].append((self._since[node], now))
+            self._windows[node].append((self._since[node], now + grace))
+        else:
+            self._lingering(node, now + grace)
 
-    def heal_all(self, now: float) -> None:
-        """Every reason ends now (faults stopped)."""
+    def heal_all(self, now: float, *, grace: float = 0.0) -> None:
+        """Every reason ends now (faults stopped), its effects lasting ``grace`` seconds more."""
         for node, depth in enumerate(self._depth):
             if depth:
                 self._depth[node] = 0
-                self._windows[node].append((self._since[node], now))
+                self._windows[node].append((self._since[node], now + grace))
+
+    def _lingering(self, node: int, until: float) -> None:
+        # One reason ended while others go on: keep its after-effects on record.
+        self._windows[node].append((self._since[node], until))
 
     def set_reaper(self, node: int, running: bool) -> None:
         """Whether the node's current incarnation runs a Reaper."""
@@ -118,12 +125,7 @@ class Health:
             return False
         if self._depth[node] and self._since[node] <= end:
             return False
-        for since, until in reversed(self._windows[node]):
-            if until < start:
-                break
-            if since <= end:
-                return False
-        return True
+        return not any(since <= end and until >= start for since, until in self._windows[node])
 
     def any_healthy(self, start: float, end: float) -> bool:
         """True when some node ran a healthy reaper during all of ``[start, end]``."""

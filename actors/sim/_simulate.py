@@ -67,7 +67,7 @@ async def run_simulation(
     checker = Checker(
         trace,
         seed=config.seed,
-        command=config.command(),
+        command=config.command() if app is None else config.call(),
         lease_ttl=config.lease_ttl,
         reaper_interval=config.reaper_interval,
         health=health,

@@ -1,0 +1,72 @@
+"""Deliberately broken transports: the simulator must catch each of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from actors.core import VirtualClock
+from actors.sim import TransportFactory
+from transports import (
+    FinalizeRequest,
+    FinalizeResult,
+    Lease,
+    MemoryStore,
+    MemoryTransport,
+    Reclaimed,
+    Transport,
+)
+
+
+class TokenBlindTransport(MemoryTransport):
+    """Finalize ignores lease tokens: a late worker's result lands on the new owner's claim."""
+
+    def __init__(self, *, store: MemoryStore, clock: VirtualClock, latest: dict[int, int]) -> None:
+        super().__init__(store=store, clock=clock)
+        self._latest = latest  # job id -> the newest token, shared by every node
+
+    async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
+        leases = await super().claim(queue, owner=owner, limit=limit, ttl=ttl)
+        for lease in leases:
+            self._latest[lease.job_id] = lease.token
+        return leases
+
+    async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
+        blind = [attrs.evolve(r, token=self._latest.get(r.job_id, r.token)) for r in requests]
+        return await super().finalize(blind)
+
+
+def token_blind() -> TransportFactory:
+    """A factory of transports whose finalize ignores tokens (one shared token table)."""
+    latest: dict[int, int] = {}
+
+    def make(store: MemoryStore, clock: VirtualClock) -> Transport:
+        return TokenBlindTransport(store=store, clock=clock, latest=latest)
+
+    return make
+
+
+class _Ahead:
+    def __init__(self, clock: VirtualClock, seconds: float) -> None:
+        self._clock = clock
+        self._seconds = seconds
+
+    def now(self) -> float:
+        return self._clock.now() + self._seconds
+
+
+class EagerReaperTransport(MemoryTransport):
+    """Reap ignores expiry: it takes back every running lease, live or not."""
+
+    def __init__(self, *, store: MemoryStore, clock: VirtualClock) -> None:
+        super().__init__(store=store, clock=clock)
+        self._ahead = MemoryTransport(store=store, clock=_Ahead(clock, 1e9))
+
+    async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
+        return await self._ahead.reap(limit=limit)
+
+
+def eager_reaper(store: MemoryStore, clock: VirtualClock) -> Transport:
+    """A factory of transports whose reaper ignores lease expiry."""
+    return EagerReaperTransport(store=store, clock=clock)
