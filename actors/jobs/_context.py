@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from transports import Job, Lease, RenewResult
 
@@ -37,12 +38,14 @@ class JobContext:
 
     Attributes:
         job: the job as claimed (state running, ``attempt`` already counting this run).
+        lease: the claim: its token and first expiry.
         clock: the node's clock: use ``await ctx.clock.sleep(s)``, never the event loop's own
             sleep, so simulation and tests control time.
-        log: a logger bound to this job.
     """
 
-    __slots__ = ("_cancel_requested", "_renew", "clock", "job", "lease", "log")
+    # The logger and the cancel event are made on first use: most handlers never touch them,
+    # and a worker builds one context per job.
+    __slots__ = ("_cancel_event", "_cancelled", "_log", "_renew", "clock", "job", "lease")
 
     def __init__(
         self,
@@ -54,14 +57,24 @@ class JobContext:
         self.job: Job = lease.job
         self.clock = clock
         self._renew = renew
-        self._cancel_requested = anyio.Event()
-        self.log = _JobLogger(
-            _log,
-            {"job_id": lease.job.id, "job_kind": lease.job.kind, "attempt": lease.job.attempt},
-        )
+        self._cancelled = False
+        self._cancel_event: anyio.Event | None = None
+        self._log: _JobLogger | None = None
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger bound to this job: messages are prefixed with its kind, id and attempt,
+        and records carry ``job_id``, ``job_kind`` and ``attempt`` fields."""
+        if self._log is None:
+            job = self.job
+            self._log = _JobLogger(
+                _log, {"job_id": job.id, "job_kind": job.kind, "attempt": job.attempt}
+            )
+        return self._log
 
     @property
     def job_id(self) -> int:
+        """The job's id."""
         return self.job.id
 
     @property
@@ -72,23 +85,34 @@ class JobContext:
     async def extend_lease(self) -> None:
         """Renew this job's lease now (before a long step), beyond the heartbeat's rhythm.
 
+        When a cancel was requested meanwhile, ``cancel_requested`` becomes true and the
+        handler is cancelled, as the next heartbeat would have done.
+
         Raises:
             LeaseLost: the lease is gone; stop working, the job belongs to someone else.
+            transports.TransportError: the store could not be reached.
         """
         result = await self._renew()
         if result is RenewResult.LOST:
             raise LeaseLost(f"lease on job {self.job.id} was lost")
         if result is RenewResult.CANCEL_REQUESTED:
-            self._cancel_requested.set()
+            self._request_cancel()
 
     @property
     def cancel_requested(self) -> bool:
         """True once an operator asked to cancel this job (the handler is cancelled soon)."""
-        return self._cancel_requested.is_set()
+        return self._cancelled
 
     async def wait_cancel_requested(self) -> None:
-        """Wait until a cancel of this job is requested."""
-        await self._cancel_requested.wait()
+        """Wait until a cancel of this job is requested (returns at once if it was)."""
+        if self._cancelled:
+            await anyio.lowlevel.checkpoint()
+            return
+        if self._cancel_event is None:
+            self._cancel_event = anyio.Event()
+        await self._cancel_event.wait()
 
     def _request_cancel(self) -> None:
-        self._cancel_requested.set()
+        self._cancelled = True
+        if self._cancel_event is not None:
+            self._cancel_event.set()

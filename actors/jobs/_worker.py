@@ -3,7 +3,8 @@
 A Worker runs one job at a time. When its queue is busy it claims a small batch and runs the
 jobs one after another; its Heartbeat (a linked child actor, one per Worker so the renewal cost
 does not grow per job) renews every lease the Worker holds in one batched call each TTL/3, from
-claim to finalize, so a claimed job never waits so long that its lease lapses.
+claim to finalize, so a claimed job never waits so long that its lease lapses. A task with its
+own ``lease_ttl`` has its leases renewed with that TTL (claims use the Worker's).
 
 When the Heartbeat learns a lease was lost, it tells the Worker, which cancels that handler at
 once (the job belongs to someone else now); a late finalize would be refused anyway. When it
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import traceback
 from random import Random  # allowed: type of the injected, seeded RNG only
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import anyio
 import attrs
@@ -28,6 +30,8 @@ from transports import (
     Discard,
     FinalizeRequest,
     FinalizeResult,
+    InvalidRequest,
+    JobNotFound,
     Lease,
     Outcome,
     Release,
@@ -36,11 +40,12 @@ from transports import (
     Retry,
     Snooze,
     Transport,
+    TransportClosed,
     TransportError,
 )
 
 from ..core import Actor, ActorRef, ExitReason, Reply
-from ._app import App
+from ._app import App, Task
 from ._context import JobContext
 from ._errors import PayloadInvalid
 from ._events import (
@@ -131,6 +136,9 @@ class Track:
     """Renew these leases from now on. Sent by Worker to Heartbeat right after a claim."""
 
     leases: tuple[Lease, ...]
+    # The TTL each lease is renewed with, pair by pair with leases (its task's ``lease_ttl``);
+    # empty: the Worker's TTL for every lease.
+    ttls: tuple[float, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -151,14 +159,46 @@ HeartbeatMessage: TypeAlias = Track | Untrack | Beat
 # --- the heartbeat -------------------------------------------------------------------------
 
 
-class Heartbeat(Actor[HeartbeatMessage]):
-    """Renews every lease its Worker holds, in one batched call each ``ttl / 3``."""
+class _Held:
+    """One lease a Heartbeat renews."""
 
-    def __init__(self, worker: ActorRef[WorkerMessage], transport: Transport, ttl: float) -> None:
+    __slots__ = ("renew_at", "token", "ttl")
+
+    def __init__(self, token: int, ttl: float, renew_at: float) -> None:
+        self.token = token
+        self.ttl = ttl  # renewed with this TTL
+        self.renew_at = renew_at  # a third of its TTL after it was last granted
+
+
+class Heartbeat(Actor[HeartbeatMessage]):
+    """Renews every lease its Worker holds, in one batched call per beat (per TTL in use).
+
+    Each lease is renewed a third of its TTL after it was granted (claimed or last renewed).
+    The ticker beats every ``period`` seconds, a third of the shortest TTL a lease of this
+    Worker can have, and each beat renews the leases due before the next one; with a single
+    TTL that is every lease, every ``ttl / 3``.
+
+    Args:
+        worker: the Worker to tell about lost leases and cancel requests.
+        transport: the store.
+        ttl: the TTL the Worker claims with (and renews with when Track gives none).
+        period: seconds between beats (default ``ttl / 3``).
+    """
+
+    def __init__(
+        self,
+        worker: ActorRef[WorkerMessage],
+        transport: Transport,
+        ttl: float,
+        *,
+        period: float | None = None,
+    ) -> None:
         self._worker = worker
         self._transport = transport
         self._ttl = ttl
-        self._held: dict[int, int] = {}  # job id -> lease token
+        self._period = ttl / 3 if period is None else period
+        self._held: dict[int, _Held] = {}  # by job id
+        self._beat_queued = False
 
     async def on_start(self) -> None:
         self.context.start_soon(self._tick)
@@ -166,46 +206,64 @@ class Heartbeat(Actor[HeartbeatMessage]):
     async def _tick(self) -> None:
         clock = self.context.clock
         ref = self.context.self_ref
-        interval = self._ttl / 3
+        period = self._period
         while True:
-            await clock.sleep(interval)
-            if self._held:
+            await clock.sleep(period)
+            if self._held and not self._beat_queued:
                 try:
                     ref.tell_nowait(Beat())
                 except anyio.WouldBlock:
-                    pass  # a beat is already queued
+                    continue  # a full mailbox: the next period tries again
+                self._beat_queued = True
 
     async def receive(self, msg: HeartbeatMessage) -> None:
         if type(msg) is Track:
-            for lease in msg.leases:
-                self._held[lease.job_id] = lease.token
+            # Claimed with the Worker's TTL: due for renewal a third of that after the claim.
+            first_renewal = self._ttl / 3 - self._ttl
+            ttls = msg.ttls
+            for i, lease in enumerate(msg.leases):
+                self._held[lease.job_id] = _Held(
+                    lease.token, ttls[i] if ttls else self._ttl, lease.expires_at + first_renewal
+                )
         elif type(msg) is Untrack:
             for job_id in msg.job_ids:
                 self._held.pop(job_id, None)
-        elif self._held:
-            await self._renew()
+        else:
+            self._beat_queued = False
+            if self._held:
+                await self._renew()
 
     async def _renew(self) -> None:
-        held = list(self._held.items())
-        try:
-            results = await self._transport.renew(
-                [RenewRequest(job_id=j, token=t) for j, t in held], ttl=self._ttl
-            )
-        except TransportError as exc:
-            # The store blinked: try again at the next beat. If it stays away the leases lapse,
-            # and the next successful renewal reports them lost.
-            _log.warning("heartbeat of %s could not renew: %s", self._worker.name, exc)
-            return
-        lost = []
-        lost_tokens = []
-        cancels = []
-        for (job_id, token), result in zip(held, results, strict=True):
-            if result is RenewResult.LOST:
-                lost.append(job_id)
-                lost_tokens.append(token)
-                self._held.pop(job_id, None)
-            elif result is RenewResult.CANCEL_REQUESTED:
-                cancels.append(job_id)
+        now = self.context.clock.now()
+        horizon = now + self._period  # due before the next beat: renew on this one
+        due: dict[float, list[tuple[int, _Held]]] = {}
+        for job_id, held in self._held.items():
+            if held.renew_at <= horizon:
+                due.setdefault(held.ttl, []).append((job_id, held))
+        lost: list[int] = []
+        lost_tokens: list[int] = []
+        cancels: list[int] = []
+        for ttl, group in due.items():
+            try:
+                results = await self._transport.renew(
+                    [RenewRequest(job_id=job_id, token=held.token) for job_id, held in group],
+                    ttl=ttl,
+                )
+            except TransportError as exc:
+                # The store blinked: these stay due and the next beat tries again. If it stays
+                # away the leases lapse, and the next successful renewal reports them lost.
+                _log.warning("heartbeat of %s could not renew: %s", self._worker.name, exc)
+                continue
+            for (job_id, held), result in zip(group, results, strict=True):
+                if result is RenewResult.LOST:
+                    lost.append(job_id)
+                    lost_tokens.append(held.token)
+                    if self._held.get(job_id) is held:
+                        del self._held[job_id]
+                    continue
+                held.renew_at = now + ttl / 3
+                if result is RenewResult.CANCEL_REQUESTED:
+                    cancels.append(job_id)
         if lost:
             await self._worker.tell(LeasesLost(job_ids=tuple(lost), tokens=tuple(lost_tokens)))
         if cancels:
@@ -218,18 +276,23 @@ class Heartbeat(Actor[HeartbeatMessage]):
 class _Entry:
     """One claimed job inside a batch."""
 
-    __slots__ = ("cancel", "context", "lease", "lost", "scope")
+    __slots__ = ("cancel", "context", "lease", "lost", "scope", "settled")
 
     def __init__(self, lease: Lease) -> None:
         self.lease = lease
         self.scope: anyio.CancelScope | None = None
         self.lost = False
         self.cancel = False
+        self.settled = False  # its outcome is decided (pending or sent to finalize)
         self.context: JobContext | None = None
 
     def is_lost(self) -> bool:
         """Whether the lease was lost (a method, since it changes while the handler awaits)."""
         return self.lost
+
+    def is_cancelled(self) -> bool:
+        """Whether a cancel was requested (a method, for the same reason)."""
+        return self.cancel
 
 
 class _Batch:
@@ -240,9 +303,6 @@ class _Batch:
         self.entries = {lease.job_id: _Entry(lease) for lease in leases}
         self.done = anyio.Event()
         self.releasing = False  # shutting down: give back what has not finished
-
-
-_worker_numbers = itertools.count(1)
 
 
 class Worker(Actor[WorkerMessage]):
@@ -276,20 +336,38 @@ class Worker(Actor[WorkerMessage]):
         self._events = events
         self._rng = rng
         self._config = config
+        # Tasks with their own lease TTL: their jobs are renewed with it, and the Heartbeat
+        # beats often enough for the shortest one. Any job of the App may land on any queue.
+        self._own_ttls = any(t.options.lease_ttl is not None for t in app.tasks.values())
+        self._heartbeat_period = (
+            min(
+                [config.lease_ttl]
+                + [t.options.lease_ttl for t in app.tasks.values() if t.options.lease_ttl]
+            )
+            / 3
+        )
         self._heartbeat: ActorRef[HeartbeatMessage] | None = None
         self._batch: _Batch | None = None
         self._batches = itertools.count(1)
         self._waiting = False
         self._busy = False  # the last claim came back full: claim a batch next time
         self._draining = False
-        self._pending: list[tuple[_Entry, Outcome, str | None]] = []
+        self._pending: list[tuple[_Entry, Outcome, str | float | None]] = []
         self._pending_since = 0.0
+        self._flush_timer = False  # a task flushes the pending results when they get old
+        self._flushing: anyio.Lock | None = None  # one finalize call at a time, in order
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def on_start(self) -> None:
+        self._flushing = anyio.Lock()
         self._heartbeat = await self.context.spawn(
-            Heartbeat(self.context.self_ref, self._transport, self._config.lease_ttl),
+            Heartbeat(
+                self.context.self_ref,
+                self._transport,
+                self._config.lease_ttl,
+                period=self._heartbeat_period,
+            ),
             name=f"{self.worker_id}/heartbeat",
         )
         self.context.self_ref.tell_nowait(Poll())
@@ -302,7 +380,6 @@ class Worker(Actor[WorkerMessage]):
             await self._release(self._batch, grace=0.0)
 
     async def _drain(self, reply_to: Reply[None]) -> None:
-        self._draining = True
         batch = self._batch
         if batch is not None and not batch.done.is_set():
             self._publish_phase("draining", f"{len(batch.entries)} job(s) held")
@@ -344,6 +421,8 @@ class Worker(Actor[WorkerMessage]):
             self._on_lost(msg.job_ids, msg.tokens)
         elif kind is Drain:
             assert isinstance(msg, Drain)
+            # At once, not in the task: a Poll handled before the task starts must not claim.
+            self._draining = True
             self.context.start_soon(self._drain, msg.reply_to)
         else:
             assert isinstance(msg, CancelsRequested)
@@ -366,10 +445,17 @@ class Worker(Actor[WorkerMessage]):
             self._wait(self._config.poll_interval, listen=True)
             return
         assert self._heartbeat is not None
-        await self._heartbeat.tell(Track(leases=tuple(leases)))
+        ttls = tuple(self._ttl_of(lease) for lease in leases) if self._own_ttls else ()
+        await self._heartbeat.tell(Track(leases=tuple(leases), ttls=ttls))
         batch = _Batch(next(self._batches), leases)
         self._batch = batch
         self.context.start_soon(self._run_batch, batch)
+
+    def _ttl_of(self, lease: Lease) -> float:
+        """The TTL a lease is renewed with: its task's ``lease_ttl``, else the Worker's."""
+        task = self._app.get(lease.job.kind)
+        ttl = None if task is None else task.options.lease_ttl
+        return self._config.lease_ttl if ttl is None else ttl
 
     def _wait(self, seconds: float, *, listen: bool) -> None:
         if not self._waiting:
@@ -395,7 +481,14 @@ class Worker(Actor[WorkerMessage]):
         now = self.context.clock.now()
         for i, job_id in enumerate(job_ids):
             entry = batch.entries.get(job_id) if batch is not None else None
-            if entry is None or entry.lost or (tokens and entry.lease.token != tokens[i]):
+            if (
+                entry is None
+                or entry.lost
+                or (tokens and entry.lease.token != tokens[i])
+                # Its outcome is already on the way: the finalize's answer tells whether the
+                # lease was still ours (a renewal racing our own finalize comes back LOST).
+                or entry.settled
+            ):
                 continue
             entry.lost = True
             if entry.scope is not None:
@@ -408,8 +501,8 @@ class Worker(Actor[WorkerMessage]):
         batch = self._batch
         for job_id in job_ids:
             entry = batch.entries.get(job_id) if batch is not None else None
-            if entry is None or entry.cancel:
-                continue
+            if entry is None or entry.cancel or entry.settled:
+                continue  # a handler that already finished keeps its outcome
             entry.cancel = True
             if entry.context is not None:
                 entry.context._request_cancel()
@@ -419,15 +512,20 @@ class Worker(Actor[WorkerMessage]):
     # --- running a batch (in a task of this actor) -----------------------------------------
 
     async def _run_batch(self, batch: _Batch) -> None:
+        clock = self.context.clock
+        delay = self._config.finalize_delay
         try:
             for entry in list(batch.entries.values()):
-                if batch.releasing or self._draining and entry.scope is None:
+                if batch.releasing or self._draining:
+                    # Shutting down: jobs not started yet go back at once.
                     self._add(entry, Release(), None)
                     continue
+                if self._pending and not self._flush_timer:
+                    # Results wait at most finalize_delay, even behind a long handler.
+                    self._flush_timer = True
+                    self.context.start_soon(self._flush_at, self._pending_since + delay)
                 await self._run_one(entry)
-                if self._pending and (
-                    self.context.clock.now() - self._pending_since >= self._config.finalize_delay
-                ):
+                if self._pending and clock.now() - self._pending_since >= delay:
                     await self._flush()
             await self._flush()
         finally:
@@ -435,31 +533,39 @@ class Worker(Actor[WorkerMessage]):
             if not self._draining:
                 self.context.self_ref.tell_nowait(BatchFinished(batch=batch.number))
 
+    async def _flush_at(self, deadline: float) -> None:
+        await self.context.clock.sleep_until(deadline)
+        self._flush_timer = False
+        await self._flush()
+
     async def _run_one(self, entry: _Entry) -> None:
         lease = entry.lease
         job = lease.job
         clock = self.context.clock
         if entry.lost:
             return
-        self._events.publish(
-            JobClaimed(
-                at=clock.now(),
-                job_id=job.id,
-                kind=job.kind,
-                queue=job.queue,
-                attempt=job.attempt,
-                worker=self.worker_id,
-                token=lease.token,
-                enqueued_at=job.created_at,
-                run_at=job.run_at,
+        if self._events.has_subscribers:
+            self._events.publish(
+                JobClaimed(
+                    at=clock.now(),
+                    job_id=job.id,
+                    kind=job.kind,
+                    queue=job.queue,
+                    attempt=job.attempt,
+                    worker=self.worker_id,
+                    token=lease.token,
+                    enqueued_at=job.created_at,
+                    run_at=job.run_at,
+                )
             )
-        )
         if entry.cancel:
             self._add(entry, Cancel(reason="cancel requested before start"), None)
             return
         task = self._app.get(job.kind)
         if task is None:
-            self._add(entry, Discard(error=f"no handler is registered for job kind {job.kind!r}"), None)
+            self._add(
+                entry, Discard(error=f"no handler is registered for job kind {job.kind!r}"), None
+            )
             return
         try:
             payload = task.structure(job.payload)
@@ -486,36 +592,43 @@ class Worker(Actor[WorkerMessage]):
                 error = _describe(exc)
                 ctx.log.info("failed: %s", error, exc_info=_log.isEnabledFor(logging.DEBUG))
         entry.scope = None
-        duration = clock.now() - started
         if entry.is_lost():
             return  # someone else owns the job now; any finalize would be refused
-        if error is not None:
-            self._add(entry, self._failure(job.attempt, job.max_attempts, task.options, error), error)
+        if entry.is_cancelled():
+            # An operator's cancel reached the handler before it finished (cancelled, or it
+            # noticed the request and returned): cancelled, whatever it returned.
+            self._add(entry, Cancel(reason="cancel requested"), None)
+        elif error is not None:
+            self._add(entry, self._failure(job.attempt, job.max_attempts, task, error), error)
         elif scope.cancelled_caught:
-            # Cancelled by us: an operator's cancel, or a shutdown giving the job back.
-            self._add(entry, Cancel(reason="cancel requested") if entry.cancel else Release(), None)
+            self._add(entry, Release(), None)  # cancelled by a shutdown: give the job back
         else:
-            self._add(entry, self._outcome(result, job.attempt, job.max_attempts, task.options), duration)
+            outcome = self._outcome(result, job.attempt, job.max_attempts, task)
+            self._add(entry, outcome, clock.now() - started)
 
-    def _failure(self, attempt: int, max_attempts: int, options: object, error: str) -> Outcome:
+    def _failure(self, attempt: int, max_attempts: int, task: Task[Any], error: str) -> Outcome:
         if attempt >= max_attempts:
             return Discard(error=f"attempts exhausted ({attempt}/{max_attempts}): {error}")
-        delay = options.backoff.delay(attempt, self._rng)  # type: ignore[attr-defined]
+        delay = task.options.backoff.delay(attempt, self._rng)
         return Retry(run_at=self.context.clock.now() + delay, error=error)
 
-    def _outcome(self, result: object, attempt: int, max_attempts: int, options: object) -> Outcome:
+    def _outcome(self, result: object, attempt: int, max_attempts: int, task: Task[Any]) -> Outcome:
         if result is None or type(result) is Done:
             return Complete()
         if isinstance(result, RetryLater):
             reason = result.reason or "retry requested by the handler"
             if result.delay is None:
-                return self._failure(attempt, max_attempts, options, reason)
+                return self._failure(attempt, max_attempts, task, reason)
+            if not (result.delay >= 0 and math.isfinite(result.delay)):
+                return Discard(error=f"handler returned {result!r}: the delay must be finite")
             if attempt >= max_attempts:
                 return Discard(error=f"attempts exhausted ({attempt}/{max_attempts}): {reason}")
             return Retry(run_at=self.context.clock.now() + result.delay, error=reason)
         if isinstance(result, Drop):
             return Discard(error=result.reason)
         if isinstance(result, SnoozeUntil):
+            if not math.isfinite(result.at):
+                return Discard(error=f"handler returned {result!r}: the time must be finite")
             return Snooze(run_at=result.at)
         return Discard(error=f"handler returned {result!r}, which is not an outcome")
 
@@ -524,39 +637,48 @@ class Worker(Actor[WorkerMessage]):
     def _add(self, entry: _Entry, outcome: Outcome, detail: str | float | None) -> None:
         if not self._pending:
             self._pending_since = self.context.clock.now()
-        self._pending.append((entry, outcome, detail))  # type: ignore[arg-type]
+        entry.settled = True
+        self._pending.append((entry, outcome, detail))
 
     async def _flush(self) -> None:
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
-        requests = [
-            FinalizeRequest(job_id=e.lease.job_id, token=e.lease.token, outcome=o)
-            for e, o, _ in pending
-        ]
-        with anyio.CancelScope(shield=True):
-            # A finalize must not be half-observed: once sent, wait for its answer.
+        assert self._flushing is not None
+        async with self._flushing:
+            pending, self._pending = self._pending, []
+            if not pending:
+                return
+            requests = [
+                FinalizeRequest(job_id=e.lease.job_id, token=e.lease.token, outcome=o)
+                for e, o, _ in pending
+            ]
             results = await self._finalize(requests)
-        assert self._heartbeat is not None
-        self._heartbeat.tell_nowait(Untrack(job_ids=tuple(r.job_id for r in requests)))
-        if results is None:
-            return
-        now = self.context.clock.now()
-        for (entry, outcome, detail), result in zip(pending, results, strict=True):
-            self._announce(now, entry, outcome, detail, result)
+            assert self._heartbeat is not None
+            self._heartbeat.tell_nowait(Untrack(job_ids=tuple(r.job_id for r in requests)))
+            if results is None or not self._events.has_subscribers:
+                return
+            now = self.context.clock.now()
+            for (entry, outcome, detail), result in zip(pending, results, strict=True):
+                self._announce(now, entry, outcome, detail, result)
 
     async def _finalize(self, requests: list[FinalizeRequest]) -> list[FinalizeResult] | None:
         clock = self.context.clock
-        for attempt in range(3):
+        pause = self._config.error_backoff
+        while True:
             try:
-                return await self._transport.finalize(requests)
+                with anyio.CancelScope(shield=True):
+                    # A finalize must not be half-observed: once sent, wait for its answer.
+                    return await self._transport.finalize(requests)
+            except TransportClosed:
+                return None  # the node is going away; the leases lapse and are reaped
+            except (InvalidRequest, JobNotFound):
+                raise  # a bug, not the store's weather
             except TransportError as exc:
-                # The leases keep being renewed meanwhile; if the store stays away they lapse
-                # and the Reaper hands the jobs to someone else (the result is lost, the job
-                # is not).
-                _log.warning("%s could not finalize (try %d): %s", self.worker_id, attempt + 1, exc)
-                await clock.sleep(self._config.error_backoff * (attempt + 1))
-        return None
+                _log.warning(
+                    "%s could not finalize %d job(s): %s", self.worker_id, len(requests), exc
+                )
+            # Keep the results and try again: the Heartbeat keeps renewing the leases meanwhile,
+            # and a lease that lapsed is refused as stale (the job runs again, never lost).
+            await clock.sleep(pause)
+            pause = min(pause * 2, max(self._config.error_backoff, self._config.lease_ttl / 3))
 
     def _announce(
         self,
@@ -568,32 +690,68 @@ class Worker(Actor[WorkerMessage]):
     ) -> None:
         job = entry.lease.job
         publish = self._events.publish
+        worker = self.worker_id
         if result is FinalizeResult.STALE:
-            publish(FinalizeRefused(at=now, job_id=job.id, worker=self.worker_id, token=entry.lease.token))
+            publish(FinalizeRefused(at=now, job_id=job.id, worker=worker, token=entry.lease.token))
             return
         kind = type(outcome)
         if kind is Complete:
             duration = detail if isinstance(detail, float) else 0.0
-            publish(JobSucceeded(at=now, job_id=job.id, kind=job.kind, queue=job.queue, attempt=job.attempt, worker=self.worker_id, duration=duration))
+            publish(
+                JobSucceeded(
+                    at=now,
+                    job_id=job.id,
+                    kind=job.kind,
+                    queue=job.queue,
+                    attempt=job.attempt,
+                    worker=worker,
+                    duration=duration,
+                )
+            )
         elif kind is Retry:
             assert isinstance(outcome, Retry)
-            publish(JobRetried(at=now, job_id=job.id, kind=job.kind, attempt=job.attempt, worker=self.worker_id, run_at=outcome.run_at, error=outcome.error or ""))
+            publish(
+                JobRetried(
+                    at=now,
+                    job_id=job.id,
+                    kind=job.kind,
+                    attempt=job.attempt,
+                    worker=worker,
+                    run_at=outcome.run_at,
+                    error=outcome.error or "",
+                )
+            )
         elif kind is Discard:
             assert isinstance(outcome, Discard)
-            publish(JobDead(at=now, job_id=job.id, kind=job.kind, attempt=job.attempt, worker=self.worker_id, reason=outcome.error))
+            publish(
+                JobDead(
+                    at=now,
+                    job_id=job.id,
+                    kind=job.kind,
+                    attempt=job.attempt,
+                    worker=worker,
+                    reason=outcome.error,
+                )
+            )
         elif kind is Snooze:
             assert isinstance(outcome, Snooze)
-            publish(JobSnoozed(at=now, job_id=job.id, kind=job.kind, worker=self.worker_id, run_at=outcome.run_at))
+            publish(
+                JobSnoozed(
+                    at=now, job_id=job.id, kind=job.kind, worker=worker, run_at=outcome.run_at
+                )
+            )
         elif kind is Cancel:
-            publish(JobCancelled(at=now, job_id=job.id, kind=job.kind, worker=self.worker_id))
+            publish(JobCancelled(at=now, job_id=job.id, kind=job.kind, worker=worker))
 
     async def _renew_now(self, entry: _Entry) -> RenewResult:
+        lease = entry.lease
         (result,) = await self._transport.renew(
-            [RenewRequest(job_id=entry.lease.job_id, token=entry.lease.token)],
-            ttl=self._config.lease_ttl,
+            [RenewRequest(job_id=lease.job_id, token=lease.token)], ttl=self._ttl_of(lease)
         )
         if result is RenewResult.LOST:
-            self._on_lost((entry.lease.job_id,), (entry.lease.token,))
+            self._on_lost((lease.job_id,), (lease.token,))
+        elif result is RenewResult.CANCEL_REQUESTED:
+            self._on_cancel_requested((lease.job_id,))
         return result
 
     def _publish_phase(self, phase: str, detail: str) -> None:

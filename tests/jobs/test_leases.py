@@ -1,0 +1,380 @@
+"""Leases while a handler runs: heartbeats, lost leases, cancels, and the JobContext."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import pytest
+
+from actors.core import VirtualClock
+from actors.jobs import (
+    App,
+    FinalizeRefused,
+    JobCancelled,
+    JobClaimed,
+    JobContext,
+    JobDead,
+    JobLeaseLost,
+    JobSucceeded,
+    LeaseLost,
+    WorkerConfig,
+)
+from transports import CancelResult, JobState, MemoryStore, MemoryTransport
+
+from ._support import FaultyTransport, running, topology, wait_state, wait_until
+
+pytestmark = pytest.mark.anyio
+
+TTL = 6.0
+SHORT = WorkerConfig(lease_ttl=TTL, poll_interval=1.0, drain_timeout=5.0)
+
+
+async def test_heartbeats_keep_a_long_handler_leased(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """A handler running for many TTLs keeps its lease: it is renewed, never reaped."""
+    app = App(memory)
+    expiries: list[float] = []
+
+    @app.task("long")
+    async def long(ctx: JobContext, payload: Any) -> None:
+        for _ in range(20):
+            await ctx.clock.sleep(TTL / 2)
+            job = await memory.get(ctx.job_id)
+            assert job.lease_expires_at is not None
+            expiries.append(job.lease_expires_at - ctx.clock.now())
+
+    job_id = (await app.enqueue(long, None)).job_id
+    async with clock.autojump(), running(topology(app, memory, clock, worker=SHORT)) as (_, ev):
+        job = await wait_state(memory, clock, job_id, JobState.SUCCEEDED, timeout=600.0)
+    assert job.attempt == 1
+    assert all(0 < left <= TTL for left in expiries)
+    assert ev.of(JobLeaseLost) == []
+
+
+@pytest.mark.parametrize(("task_ttl", "sleep"), [(1.5, 20.0), (300.0, 200.0)])
+async def test_a_tasks_own_lease_ttl_is_used_for_its_jobs(
+    memory: MemoryTransport, clock: VirtualClock, task_ttl: float, sleep: float
+) -> None:
+    """A task's ``lease_ttl`` overrides the Worker's: its leases are renewed with that TTL."""
+    app = App(memory)
+    left: list[float] = []
+
+    @app.task("own.ttl", lease_ttl=task_ttl)
+    async def own_ttl(ctx: JobContext, payload: Any) -> None:
+        await ctx.clock.sleep(sleep)
+        job = await memory.get(ctx.job_id)
+        assert job.lease_expires_at is not None
+        left.append(job.lease_expires_at - ctx.clock.now())
+
+    job_id = (await app.enqueue(own_ttl, None)).job_id
+    worker = WorkerConfig(lease_ttl=30.0)
+    async with clock.autojump(), running(topology(app, memory, clock, worker=worker)) as (_, ev):
+        job = await wait_state(memory, clock, job_id, JobState.SUCCEEDED, timeout=600.0)
+    assert job.attempt == 1
+    assert ev.of(JobLeaseLost) == []
+    (remaining,) = left
+    assert 0 < remaining <= task_ttl
+    assert remaining > task_ttl / 2  # renewed with the task's TTL, not the worker's 30 s
+
+
+# --- a lease lost mid-handler ---------------------------------------------------------------
+
+
+async def _two_nodes_one_store(clock: VirtualClock) -> tuple[MemoryStore, FaultyTransport]:
+    store = MemoryStore()
+    return store, FaultyTransport(MemoryTransport(clock=clock, store=store))
+
+
+async def test_a_lost_lease_cancels_the_handler_and_the_new_holder_wins(
+    clock: VirtualClock,
+) -> None:
+    """When its renewals fail past the TTL, another node reclaims the job; once the first
+    node's heartbeat learns the lease is lost, its handler is cancelled (JobLeaseLost) and the
+    new holder's result stands."""
+    store = MemoryStore()
+    sick = FaultyTransport(MemoryTransport(clock=clock, store=store))
+    healthy = MemoryTransport(clock=clock, store=store)
+    app = App(healthy)
+    runs: list[tuple[str, int]] = []
+    cancelled: list[str] = []
+
+    @app.task("stuck.once", max_attempts=5)
+    async def stuck_once(ctx: JobContext, payload: Any) -> None:
+        runs.append((ctx.lease.owner, ctx.attempt))
+        if ctx.attempt == 1:
+            try:
+                await ctx.clock.sleep(10_000.0)
+            except BaseException:
+                cancelled.append(ctx.lease.owner)
+                raise
+
+    job_id = (await app.enqueue(stuck_once, None)).job_id
+    first = topology(app, sick, clock, node_id="sick", worker=SHORT, concurrency=1)
+    second = topology(app, healthy, clock, node_id="healthy", worker=SHORT, concurrency=1)
+    async with clock.autojump(), running(first) as (_, sick_events):
+        await wait_until(clock, lambda: runs, what="the first run")
+        sick.failing.add("renew")  # the store cannot hear the first node's heartbeat any more
+        claimed_at = clock.now()
+        async with running(second) as (_, healthy_events):
+            job = await wait_state(healthy, clock, job_id, JobState.SUCCEEDED)
+            assert clock.now() <= claimed_at + TTL + 2.0  # reclaimed within TTL + reaper
+            assert cancelled == []  # the first handler does not know yet
+            sick.failing.clear()  # its next renewal hears the lease is gone
+            await wait_until(clock, lambda: cancelled, what="the stale handler's cancel")
+    assert [attempt for _, attempt in runs] == [1, 2]
+    assert runs[0][0].startswith("sick/")
+    assert runs[1][0].startswith("healthy/")
+    assert job.lease_owner == runs[1][0]
+    (lost,) = sick_events.of(JobLeaseLost)
+    assert (lost.job_id, lost.worker) == (job_id, runs[0][0])
+    assert sick_events.of(FinalizeRefused) == []  # it never got as far as finalizing
+    assert sick_events.of(JobSucceeded) == []
+    assert [e.worker for e in healthy_events.of(JobSucceeded)] == [runs[1][0]]
+    assert (await healthy.get(job_id)).state is JobState.SUCCEEDED
+
+
+async def test_a_stale_holders_finalize_is_refused(clock: VirtualClock) -> None:
+    """A holder that finishes after its lease was reclaimed cannot overwrite the new holder's
+    result: its finalize is refused (FinalizeRefused) and the job keeps the new outcome."""
+    store = MemoryStore()
+    sick = FaultyTransport(MemoryTransport(clock=clock, store=store))
+    healthy = MemoryTransport(clock=clock, store=store)
+    app = App(healthy)
+
+    @app.task("slow.first", max_attempts=5)
+    async def slow_first(ctx: JobContext, payload: Any) -> Any:
+        if ctx.attempt == 1:
+            await ctx.clock.sleep(5 * TTL)  # long past its lease, never told it is lost
+            return None
+        return None
+
+    job_id = (await app.enqueue(slow_first, None)).job_id
+    first = topology(app, sick, clock, node_id="sick", worker=SHORT, concurrency=1)
+    second = topology(app, healthy, clock, node_id="healthy", worker=SHORT, concurrency=1)
+    async with clock.autojump(), running(first) as (_, sick_events):
+        await wait_until(clock, lambda: sick_events.of(JobClaimed), what="the first claim")
+        sick.failing.add("renew")
+        async with running(second) as (_, healthy_events):
+            await wait_state(healthy, clock, job_id, JobState.SUCCEEDED)
+            finished_at = (await healthy.get(job_id)).finished_at
+            await wait_until(
+                clock, lambda: sick_events.of(FinalizeRefused), what="the stale finalize"
+            )
+    (refused,) = sick_events.of(FinalizeRefused)
+    (claim,) = sick_events.of(JobClaimed)
+    assert (refused.job_id, refused.token) == (job_id, claim.token)
+    assert sick_events.of(JobSucceeded) == []
+    job = await healthy.get(job_id)
+    assert (job.state, job.attempt, job.finished_at) == (JobState.SUCCEEDED, 2, finished_at)
+    assert len(healthy_events.of(JobSucceeded)) == 1
+
+
+# --- cancel ------------------------------------------------------------------------------------
+
+
+async def test_cancel_of_a_running_job_cancels_its_handler(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """A cancel request reaches the worker with the next heartbeat: the handler is cancelled
+    and the job ends cancelled."""
+    app = App(memory)
+    started = anyio.Event()
+    saw_request: list[bool] = []
+
+    @app.task("forever", max_attempts=5)
+    async def forever(ctx: JobContext, payload: Any) -> None:
+        started.set()
+        try:
+            await ctx.wait_cancel_requested()
+        finally:
+            saw_request.append(ctx.cancel_requested)
+
+    job_id = (await app.enqueue(forever, None)).job_id
+    async with clock.autojump(), running(topology(app, memory, clock, worker=SHORT)) as (_, ev):
+        await started.wait()
+        asked_at = clock.now()
+        assert await memory.cancel(job_id) is CancelResult.REQUESTED
+        job = await wait_state(memory, clock, job_id, JobState.CANCELLED)
+    assert saw_request == [True]
+    assert job.finished_at is not None
+    assert job.finished_at <= asked_at + TTL / 3 + 0.5  # the next heartbeat saw the request
+    assert job.attempt == 1
+    assert [e.job_id for e in ev.of(JobCancelled)] == [job_id]
+    assert ev.of(JobSucceeded) == []
+
+
+async def test_a_cancel_arriving_after_success_leaves_the_job_succeeded(
+    clock: VirtualClock,
+) -> None:
+    """A cancel requested after the handler returned (its finalize still on the way) does not
+    undo the success."""
+    inner = MemoryTransport(clock=clock)
+    faulty = FaultyTransport(inner)
+    app = App(inner)
+    finalize_gate = anyio.Event()
+    faulty.gates["finalize"] = finalize_gate
+    returned = anyio.Event()
+
+    @app.task("quick")
+    async def quick(ctx: JobContext, payload: Any) -> None:
+        returned.set()
+
+    job_id = (await app.enqueue(quick, None)).job_id
+    async with clock.autojump(), running(topology(app, faulty, clock, worker=SHORT)) as (_, ev):
+        await returned.wait()
+        assert await inner.cancel(job_id) is CancelResult.REQUESTED
+        await clock.sleep(TTL)  # heartbeats come and see the request
+        assert faulty.calls["renew"] >= 1
+        finalize_gate.set()
+        job = await wait_state(inner, clock, job_id, JobState.SUCCEEDED)
+    assert job.cancel_requested
+    assert [e.job_id for e in ev.of(JobSucceeded)] == [job_id]
+    assert ev.of(JobCancelled) == []
+
+
+async def test_a_job_cancelled_while_waiting_in_a_claimed_batch_never_runs(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """Jobs claimed together run one by one; one cancelled before its turn ends cancelled
+    without running."""
+    app = App(memory)
+    ran: list[int] = []
+    blocker = anyio.Event()
+
+    @app.task("in.batch")
+    async def in_batch(ctx: JobContext, payload: int) -> None:
+        ran.append(payload)
+        if payload == 0:
+            await blocker.wait()
+
+    # One worker; the first claim takes one job, later ones take batches.
+    await app.enqueue(in_batch, -1)
+    ids = [(await app.enqueue(in_batch, n)).job_id for n in range(4)]
+    async with (
+        clock.autojump(),
+        running(topology(app, memory, clock, worker=SHORT, concurrency=1)) as (_, ev),
+    ):
+        await wait_until(clock, lambda: 0 in ran, what="the blocking job")
+        waiting = await memory.get(ids[2])
+        assert waiting.state is JobState.RUNNING  # claimed in the same batch, not started
+        assert await memory.cancel(ids[2]) is CancelResult.REQUESTED
+        await clock.sleep(TTL)  # the heartbeat sees the request
+        blocker.set()
+        await wait_state(memory, clock, ids[3], JobState.SUCCEEDED)
+    assert ran == [-1, 0, 1, 3]
+    assert (await memory.get(ids[2])).state is JobState.CANCELLED
+    assert [e.job_id for e in ev.of(JobCancelled)] == [ids[2]]
+
+
+# --- the JobContext ----------------------------------------------------------------------------
+
+
+async def test_extend_lease_renews_the_lease_now(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """``extend_lease()`` moves the lease's expiry to now + TTL at once."""
+    app = App(memory)
+    seen: list[tuple[float, float]] = []
+
+    @app.task("extends")
+    async def extends(ctx: JobContext, payload: Any) -> None:
+        assert (ctx.job_id, ctx.attempt, ctx.job.kind) == (ctx.job.id, 1, "extends")
+        await ctx.clock.sleep(1.0)
+        before = (await memory.get(ctx.job_id)).lease_expires_at
+        await ctx.extend_lease()
+        after = (await memory.get(ctx.job_id)).lease_expires_at
+        assert before is not None
+        assert after is not None
+        seen.append((after - before, after - ctx.clock.now()))
+
+    job_id = (await app.enqueue(extends, None)).job_id
+    async with clock.autojump(), running(topology(app, memory, clock, worker=SHORT)):
+        await wait_state(memory, clock, job_id, JobState.SUCCEEDED)
+    assert seen == [(pytest.approx(1.0), pytest.approx(TTL))]
+
+
+async def test_extend_lease_raises_lease_lost_once_the_job_is_someone_elses(
+    clock: VirtualClock,
+) -> None:
+    """``extend_lease()`` raises LeaseLost when the lease expired and was reclaimed; the job
+    runs again for its new holder."""
+    inner = MemoryTransport(clock=clock)
+    faulty = FaultyTransport(inner)
+    app = App(inner)
+    outcomes: list[str] = []
+
+    @app.task("loses.lease", max_attempts=3)
+    async def loses_lease(ctx: JobContext, payload: Any) -> None:
+        if ctx.attempt > 1:
+            outcomes.append("second run")
+            return
+        faulty.failing.add("renew")
+        await ctx.clock.sleep(TTL + 1.0)
+        await inner.reap()  # someone else's reaper takes the job back
+        faulty.failing.clear()
+        try:
+            await ctx.extend_lease()
+        except LeaseLost:
+            outcomes.append("lease lost")
+            raise
+        outcomes.append("kept the lease")
+
+    job_id = (await app.enqueue(loses_lease, None)).job_id
+    async with (
+        clock.autojump(),
+        running(topology(app, faulty, clock, worker=SHORT, concurrency=1)) as (_, ev),
+    ):
+        job = await wait_state(inner, clock, job_id, JobState.SUCCEEDED)
+    assert outcomes == ["lease lost", "second run"]
+    assert job.attempt == 2
+    assert [e.job_id for e in ev.of(JobLeaseLost)] == [job_id]
+    assert ev.of(JobDead) == []
+
+
+async def test_extend_lease_reports_a_cancel_request(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """When a cancel was requested, ``extend_lease()`` sets ``cancel_requested`` and the
+    handler is cancelled at once, without waiting for the next heartbeat."""
+    app = App(memory)
+    seen: list[bool] = []
+    reached_end: list[bool] = []
+
+    @app.task("asks")
+    async def asks(ctx: JobContext, payload: Any) -> None:
+        assert not ctx.cancel_requested
+        await memory.cancel(ctx.job_id)
+        await ctx.extend_lease()
+        seen.append(ctx.cancel_requested)
+        await ctx.wait_cancel_requested()  # already set: returns (or is cancelled) at once
+        await ctx.clock.sleep(0.001)
+        reached_end.append(True)
+
+    job_id = (await app.enqueue(asks, None)).job_id
+    async with clock.autojump(), running(topology(app, memory, clock, worker=SHORT)):
+        job = await wait_state(memory, clock, job_id, JobState.CANCELLED)
+    assert seen == [True]
+    assert reached_end == []
+    assert job.finished_at == pytest.approx(job.created_at, abs=0.01)
+
+
+async def test_the_job_logger_is_bound_to_the_job(
+    memory: MemoryTransport, clock: VirtualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``ctx.log`` prefixes messages with the job and adds its fields to the record."""
+    app = App(memory)
+
+    @app.task("logs")
+    async def logs(ctx: JobContext, payload: Any) -> None:
+        ctx.log.info("working on %s", "it", extra={"step": 1})
+
+    job_id = (await app.enqueue(logs, None)).job_id
+    with caplog.at_level(logging.INFO, logger="actorq.job"):
+        async with clock.autojump(), running(topology(app, memory, clock)):
+            await wait_state(memory, clock, job_id, JobState.SUCCEEDED)
+    (record,) = [r for r in caplog.records if r.name == "actorq.job"]
+    assert record.getMessage() == f"[logs #{job_id} try 1] working on it"
+    assert (record.job_id, record.job_kind, record.attempt, record.step) == (job_id, "logs", 1, 1)  # type: ignore[attr-defined]
