@@ -155,19 +155,36 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _is_async_callable(fn: object) -> bool:
+    """An ``async def`` function, or an object whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = type(fn).__call__  # the method, not callable()
+    return not inspect.isfunction(fn) and inspect.iscoroutinefunction(call)
+
+
 def _payload_type_of(fn: Callable[..., Any]) -> Any:
     """The annotation of the handler's second parameter (the payload), if any."""
-    params = list(inspect.signature(fn).parameters.values())
-    if len(params) != 2:
-        raise TypeError(f"a handler takes (ctx, payload); {fn!r} takes {len(params)} arguments")
+    signature = inspect.signature(fn)
     try:
-        hints = typing.get_type_hints(fn)
+        bound = signature.bind(None, None)
+    except TypeError as exc:
+        raise TypeError(
+            f"a handler is called as fn(ctx, payload); {fn!r} cannot be: {exc}"
+        ) from exc
+    payload_name = list(bound.arguments)[-1]
+    # A callable object's annotations are its __call__ method's.
+    annotated = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else type(fn).__call__
+    try:
+        hints = typing.get_type_hints(annotated)
+    except TypeError:
+        return None  # not annotatable (a functools.partial): the payload is the stored JSON
     except NameError as exc:
         # A string annotation naming a class local to a function cannot be resolved here.
         raise TypeError(
             f"cannot resolve the payload annotation of {fn!r} ({exc}); pass payload_type="
         ) from exc
-    hint = hints.get(params[1].name)
+    hint = hints.get(payload_name)
     # No annotation, Any, object or None: the handler takes the stored JSON as it is.
     return None if hint in (None, Any, JsonValue, object, type(None)) else hint
 
@@ -235,7 +252,7 @@ class App:
         """Register ``fn`` as the handler of ``kind`` (the plain-call form of :meth:`task`)."""
         if kind in self._tasks:
             raise DuplicateJobKind(f"job kind {kind!r} is already registered")
-        if not inspect.iscoroutinefunction(fn):
+        if not _is_async_callable(fn):
             raise TypeError(f"the handler of {kind!r} must be an async function")
         resolved = payload_type if payload_type is not None else _payload_type_of(fn)
         task: Task[P] = Task(kind, fn, resolved, TaskOptions(**options))

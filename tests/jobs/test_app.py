@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import AsyncIterator
 from typing import Any
@@ -165,6 +166,35 @@ def test_a_sync_handler_is_refused() -> None:
     with pytest.raises(TypeError):
         app.task("sync2")(sync)  # type: ignore[arg-type]
     assert app.tasks == {}
+
+
+async def test_async_callable_objects_and_partials_are_handlers(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """An object with an ``async def __call__`` (typed by its annotations) or a partial of an
+    async function can be registered like a plain handler."""
+    seen: list[tuple[str, object]] = []
+
+    class Mailer:
+        async def __call__(self, ctx: JobContext, payload: Address) -> None:
+            seen.append(("object", payload))
+
+    async def send(ctx: JobContext, payload: Any, *, prefix: str) -> None:
+        seen.append((prefix, payload))
+
+    app = App(memory)
+    assert app.register("mailer", Mailer()).payload_type is Address
+    assert app.register("partial", functools.partial(send, prefix="partial")).payload_type is None
+    ids = [
+        (await app.enqueue("mailer", Address(city="Lima", zip="15001"))).job_id,
+        (await app.enqueue("partial", [1])).job_id,
+    ]
+    async with clock.autojump(), topology(app, memory, clock).run():
+        await wait_final(memory, clock, ids)
+    assert sorted(seen, key=str) == [
+        ("object", Address(city="Lima", zip="15001")),
+        ("partial", [1]),
+    ]
 
 
 def test_a_handler_with_the_wrong_arity_is_refused() -> None:
