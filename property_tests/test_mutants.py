@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
-from hypothesis import Phase, settings
+from hypothesis import Phase, given, settings
 from hypothesis.errors import FlakyFailure
 from hypothesis.stateful import run_state_machine_as_test
 
@@ -23,7 +24,16 @@ from .harness import Harness, MemoryBackend, SQLiteBackend
 from .interleavings import run_schedules
 from .machine import LeaseMachine
 from .model import Violation
-from .mutants import MEMORY_MUTANTS, SQLITE_MUTANTS, ClaimWithoutLock, SQLiteClaimWithoutLock
+from .mutants import (
+    MEMORY_MUTANTS,
+    SQLITE_MUTANTS,
+    ClaimWithoutLock,
+    FinalizeIgnoresToken,
+    ReapIgnoresExpiry,
+    RenewIgnoresToken,
+    SQLiteClaimWithoutLock,
+)
+from .runtime import Scenario, check, run, scenarios
 
 BUDGET = 400
 """Examples a suite may use to catch one mutant (ci); the slowest needs a fraction of it."""
@@ -92,6 +102,33 @@ def test_stateful_suite_catches_sqlite_mutant(
         mutant,
         harness,
         lambda: run_state_machine_as_test(lambda: LeaseMachine(harness), settings=_hunting()),
+    )
+
+
+RUNTIME_MUTANTS = (ClaimWithoutLock, RenewIgnoresToken, FinalizeIgnoresToken, ReapIgnoresExpiry)
+"""The mutants a running cluster exposes on its own. (RenewRevivesExpired needs a renewal
+between a lease's expiry and the next reap, which the Reapers' one-second rhythm rarely leaves
+open: the stateful suite is the one that catches it.)"""
+
+
+@pytest.mark.parametrize("mutant", RUNTIME_MUTANTS, ids=lambda m: m.__name__)
+def test_runtime_suite_catches_mutant(mutant: type[MemoryTransport]) -> None:
+    """Nodes of real Workers, Heartbeats and Reapers over a broken transport break a promise."""
+    count = [0]
+
+    @_hunting()
+    @given(scenario=scenarios())
+    def scenario_holds(scenario: Scenario) -> None:
+        count[0] += 1
+        check(anyio.run(run, scenario, mutant))
+
+    try:
+        scenario_holds()
+    except (Violation, FlakyFailure) as failure:
+        FINDINGS.append((mutant.__name__, "runtime", count[0] - 1, _violation(failure).prop))
+        return
+    pytest.fail(
+        f"the runtime suite passed {count[0]} examples against the broken {mutant.__name__}"
     )
 
 
