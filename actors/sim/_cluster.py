@@ -232,6 +232,7 @@ class Cluster:
     def _stop_all(self) -> None:
         """The end: every node dies at once, and nothing it says any more is recorded."""
         self._finished = True
+        self.trace.close()
         for node in self.nodes:
             if node.clock is not None:
                 node.clock.kill()

@@ -207,6 +207,8 @@ class Checker:
         self.cleaned = 0  # finished jobs deleted by cleanup (then lost jobs are counted, not named)
         #: Seconds from an orphaned lease's last renewal to its reclaim, one per orphan.
         self.recovery: list[float] = []
+        #: Orphans recovered past the bound, each while no node had a healthy reaper.
+        self.recovery_late = 0
         #: Seconds from an orphaned lease's expiry to the job's next claim.
         self.rerun: list[float] = []
         trace.listeners.append(self._follow)
@@ -226,6 +228,7 @@ class Checker:
             command=self._command,
             trace_tail=tuple(self._trace.tail(self._trace_tail)),
         )
+        self._trace.close()
         self.on_violation()
 
     @property
@@ -247,6 +250,8 @@ class Checker:
         now: float,
     ) -> None:
         """Jobs were added (deduplicated requests add nothing)."""
+        if self._trace.closed:
+            return  # the run is over
         jobs = self.jobs
         for request, result in zip(requests, results, strict=True):
             if not result.deduplicated and result.job_id not in jobs:
@@ -254,6 +259,8 @@ class Checker:
 
     def claimed(self, source: str, leases: Sequence[Lease], now: float) -> None:
         """Jobs were leased: none may still be held, and the attempt must be in bounds."""
+        if self._trace.closed:
+            return  # the run is over
         for lease in leases:
             self.claims += 1
             job = self.jobs.get(lease.job_id)
@@ -293,6 +300,8 @@ class Checker:
         now: float,
     ) -> None:
         """Leases were renewed, or found lost: each answer must match the lease's state."""
+        if self._trace.closed:
+            return  # the run is over
         for request, result in zip(requests, results, strict=True):
             job = self.jobs.get(request.job_id)
             current = job is not None and job.token == request.token
@@ -326,6 +335,8 @@ class Checker:
         now: float,
     ) -> None:
         """Claims were ended: applied only with the current token, refused only without it."""
+        if self._trace.closed:
+            return  # the run is over
         for request, result in zip(requests, results, strict=True):
             job = self.jobs.get(request.job_id)
             current = job is not None and job.token == request.token
@@ -357,6 +368,8 @@ class Checker:
 
     def reaped(self, source: str, reclaimed: Sequence[Reclaimed], now: float) -> None:
         """Expired leases were taken back: only expired ones, and in time."""
+        if self._trace.closed:
+            return  # the run is over
         for r in reclaimed:
             self.reclaims += 1
             job = self.jobs.get(r.job_id)
@@ -373,6 +386,8 @@ class Checker:
             delay = now - job.extended_at
             self.recovery.append(delay)
             late = now - job.expires_at
+            if late > self.reaper_interval + EPSILON:
+                self.recovery_late += 1
             if late > self.reaper_interval + EPSILON and self.health.any_healthy(
                 job.expires_at, job.expires_at + self.reaper_interval + EPSILON
             ):
@@ -390,6 +405,8 @@ class Checker:
         self, source: str, name: str, holder: str, lease: LeaderLease | None, now: float
     ) -> None:
         """A leader lease was asked for: granted only when no other holder is live."""
+        if self._trace.closed:
+            return  # the run is over
         if lease is None:
             return
         current = self._leaders.get(name)

@@ -68,6 +68,7 @@ class SimReport:
     recovery: Distribution  # orphan: holder's last renewal -> re-runnable
     recovery_samples: tuple[float, ...] = attrs.field(repr=False)  # one per orphan
     recovery_bound: float
+    recovery_late: int  # orphans past the bound, each while no node had a healthy reaper
     rerun: Distribution  # orphan: lease expiry -> claimed again
     faults: Mapping[str, int]  # faults injected, by kind
     storage_errors: int  # storage calls that raised ConnectionLost by the simulator's hand
@@ -100,13 +101,14 @@ class SimReport:
             f"  leases: {self.claims} claims, {self.renewals} renewals, {self.leases_lost} lost, "
             f"{self.reclaims} reclaimed by reapers",
             f"  finalizes: {self.finalizes_applied} applied, {self.finalizes_refused} refused for a "
-            f"stale token (late or duplicate executions caught)",
+            "stale token (late or repeated executions fenced off)",
             "  faults: "
             + (", ".join(f"{k} {n}" for k, n in sorted(self.faults.items())) or "none")
             + f"; {self.storage_errors} storage calls failed; {self.restarts} node restarts; "
             f"{self.worker_crashes} worker crashes",
             f"  orphan recovery (last renewal -> re-runnable, bound {self.recovery_bound:g}s): "
-            f"{self.recovery.render()}",
+            f"{self.recovery.render()}; {self.recovery_late} past the bound, each while no node "
+            "had a healthy reaper",
             f"  orphan re-run (lease expiry -> claimed again): {self.rerun.render()}",
             f"  cron: {self.cron_fires} ticks fired",
             f"  trace: {len(self.trace)} events, sha256 {self.trace_hash}",
@@ -127,6 +129,7 @@ class SweepRun:
     wall_seconds: float
     finalizes_refused: int
     recovery_bound: float
+    recovery_late: int
 
     @classmethod
     def of(cls, report: SimReport) -> SweepRun:
@@ -139,6 +142,7 @@ class SweepRun:
             wall_seconds=report.wall_seconds,
             finalizes_refused=report.finalizes_refused,
             recovery_bound=report.recovery_bound,
+            recovery_late=report.recovery_late,
         )
 
 
@@ -149,6 +153,7 @@ class SweepSummary:
     runs: Sequence[SweepRun]
     recovery: Distribution  # over every orphan of every run
     recovery_bound: float
+    recovery_late: int
     finalizes_refused: int
     sim_seconds: float
     wall_seconds: float
@@ -161,6 +166,7 @@ class SweepSummary:
             runs=runs,
             recovery=Distribution.of(recovery),
             recovery_bound=max((r.recovery_bound for r in runs), default=0.0),
+            recovery_late=sum(r.recovery_late for r in runs),
             finalizes_refused=sum(r.finalizes_refused for r in runs),
             sim_seconds=sum(r.sim_seconds for r in runs),
             wall_seconds=sum(r.wall_seconds for r in runs),
@@ -184,8 +190,10 @@ class SweepSummary:
         lines = [
             f"actorq sim sweep: {total - len(failures)}/{total} seeds passed",
             f"  orphan recovery (last renewal -> re-runnable, bound {self.recovery_bound:g}s): "
-            f"{self.recovery.render()}",
-            f"  duplicate or late executions refused by fencing: {self.finalizes_refused}",
+            f"{self.recovery.render()}; {self.recovery_late} past the bound, each while no node "
+            "had a healthy reaper",
+            f"  finalizes refused for a stale token (late or repeated executions fenced off): "
+            f"{self.finalizes_refused}",
             f"  speed: {self.sim_seconds:.0f} simulated s in {self.wall_seconds:.1f} wall s = "
             f"{speed:.1f} simulated s per wall s",
         ]

@@ -132,6 +132,7 @@ async def run_simulation(
         recovery=Distribution.of(checker.recovery),
         recovery_samples=tuple(checker.recovery),
         recovery_bound=checker.recovery_bound,
+        recovery_late=checker.recovery_late,
         rerun=Distribution.of(checker.rerun),
         faults=_fault_counts(cluster, trace, config),
         storage_errors=cluster.storage_errors,

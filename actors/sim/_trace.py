@@ -252,9 +252,21 @@ class Trace:
         self.entries: list[TraceEntry] = []
         #: Called with each new entry (the invariant checker follows some runtime events).
         self.listeners: list[Callable[[TraceEntry], None]] = []
+        self.closed = False
+
+    def close(self) -> None:
+        """The run is over: later events are dropped.
+
+        Tearing the cluster down cancels many tasks at once, and the order in which the event
+        loop delivers those cancellations follows object ids; nothing said after the end may
+        reach the trace.
+        """
+        self.closed = True
 
     def add(self, source: str, event: object) -> None:
-        """Append ``event`` from ``source`` at the store clock's current time."""
+        """Append ``event`` from ``source`` at the store clock's current time (unless closed)."""
+        if self.closed:
+            return
         entry = TraceEntry(at=self._clock.now(), source=source, event=event)
         self.entries.append(entry)
         for listener in self.listeners:

@@ -1,0 +1,90 @@
+"""The simulator catches real bugs: broken transports fail a sweep of at most 200 seeds.
+
+Each broken transport is swapped in through ``transport_factory``, under the faults; the
+runtime above it is unchanged. A sweep stops at the first violation, which must name the
+invariant the bug breaks and print the command that replays it.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from actors.sim import FaultRates, SimConfig, SimReport, parse_faults, simulate, sweep
+
+from ._broken import eager_reaper, token_blind
+
+#: Small and fast, busy enough that leases are often lost while their jobs run.
+SMALL = SimConfig(
+    nodes=3,
+    workers=2,
+    jobs=150,
+    duration=600.0,
+    lease_ttl=10.0,
+    rates=FaultRates(crash=5, pause=20, storage=10, partition=10, skew=10, hang=0.02),
+)
+
+
+def _first_failure(config: SimConfig, factory: object, seeds: range) -> SimReport:
+    failures: list[SimReport] = []
+    summary = sweep(
+        config,
+        seeds,
+        transport_factory=factory,  # type: ignore[arg-type]
+        stop_at_first=True,
+        on_report=lambda r: None if r.passed else failures.append(r),
+    )
+    assert failures, f"no violation in {len(summary.runs)} seeds"
+    return failures[0]
+
+
+def test_a_transport_ignoring_tokens_on_finalize_is_caught() -> None:
+    """A finalize that ignores the lease token is caught as fenced_finalize within 200 seeds."""
+    failures: list[SimReport] = []
+    for seed in range(1, 201):
+        # A fresh factory per run: the broken transport's token table is per cluster.
+        run = simulate(SMALL.with_seed(seed), transport_factory=token_blind())
+        if not run.passed:
+            failures.append(run)
+            break
+    assert failures, "the token-blind transport passed 200 seeds"
+    report = failures[0]
+    assert report.violation is not None
+    assert report.violation.invariant == "fenced_finalize"
+    assert "stale token" in report.violation.detail
+
+
+def test_a_reaper_ignoring_expiry_is_caught() -> None:
+    """A reap that takes back live leases is caught as reap_only_expired within 200 seeds."""
+    report = _first_failure(SMALL, eager_reaper, range(1, 201))
+    assert report.violation is not None
+    assert report.violation.invariant == "reap_only_expired"
+
+
+def test_a_violation_report_replays() -> None:
+    """A violation prints seed, invariant, the last events and the command; replaying it
+    reproduces the same violation and the same trace."""
+    config = attrs.evolve(SMALL, trace_tail=12)
+    report = _first_failure(config, eager_reaper, range(1, 201))
+    violation = report.violation
+    assert violation is not None
+    text = report.render()
+    assert f"VIOLATION of {violation.invariant}" in text
+    assert f"(seed {violation.seed})" in text
+    assert 0 < len(violation.trace_tail) <= 12
+    assert violation.trace_tail[-1].split()[2] == "ViolationFound"
+    assert violation.command.startswith(f"actorq sim --seed {violation.seed} --nodes 3 ")
+    assert "--lease-ttl 10s" in violation.command
+    assert text.rstrip().endswith(violation.command)
+    again = simulate(report.config, transport_factory=eager_reaper)
+    assert again.violation == violation
+    assert again.trace_hash == report.trace_hash
+
+
+def test_faults_can_be_turned_off() -> None:
+    """Without faults the broken finalize goes unnoticed: the teeth come from the faults."""
+    quiet = attrs.evolve(SMALL, faults=parse_faults("none"))
+    for seed in range(1, 4):
+        report = simulate(quiet.with_seed(seed), transport_factory=token_blind())
+        assert report.passed, report.render()
+        assert report.faults == {}
+        assert report.storage_errors == 0
