@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from transports import Transport
+from transports import Transport, TransportError
 
+from ..core import ExitReason
 from ._periodic import PeriodicActor
 
 __all__ = ["Cleanup"]
@@ -34,12 +35,14 @@ class Cleanup(PeriodicActor):
         self._default = default_retention
         self._batch = batch
         self.deleted = 0
+        self.leading = False
 
     async def tick(self) -> None:
         transport = self._transport
         lease = await transport.acquire_leader(
             "maintenance", holder=self._node_id, ttl=self.interval * 2
         )
+        self.leading = lease is not None
         if lease is None:
             return
         configured = {c.name: c.retention for c in await transport.list_queue_configs()}
@@ -60,3 +63,13 @@ class Cleanup(PeriodicActor):
                     _log.info("cleanup: deleted %d finished job(s) of %r", deleted, queue)
                 if deleted < self._batch:
                     break
+
+    async def on_stop(self, reason: ExitReason) -> None:
+        # Hand the maintenance lease over now rather than after its TTL (best effort).
+        if self.leading:
+            self.leading = False
+            with self.context.clock.move_on_after(5.0):
+                try:
+                    await self._transport.release_leader("maintenance", holder=self._node_id)
+                except TransportError as exc:
+                    _log.info("%s: could not release the maintenance lease: %s", self._node_id, exc)

@@ -13,8 +13,9 @@ import logging
 from collections.abc import Sequence
 from random import Random  # allowed: type of the injected, seeded RNG only
 
-from transports import Transport
+from transports import Transport, TransportError
 
+from ..core import ExitReason
 from ._app import App
 from ._errors import UnknownJobKind
 from ._events import CronFired, EventBus
@@ -91,6 +92,17 @@ class Cron(PeriodicActor):
         for schedule in self._schedules:
             await self._fire_due(schedule)
 
+    async def on_stop(self, reason: ExitReason) -> None:
+        # Hand leadership over now rather than after the lease TTL: another node's next tick
+        # takes it. Best effort: a lease left behind simply expires.
+        if self.leading:
+            self.leading = False
+            with self.context.clock.move_on_after(self._ttl / 3):
+                try:
+                    await self._transport.release_leader("cron", holder=self._node_id)
+                except TransportError as exc:
+                    _log.info("%s: could not release the cron lease: %s", self._node_id, exc)
+
     async def _fire_due(self, schedule: CronSchedule) -> None:
         transport = self._transport
         clock = self.context.clock
@@ -101,17 +113,21 @@ class Cron(PeriodicActor):
             # First sight of this schedule: start counting from now, fire nothing from the past.
             await transport.advance_cursor(cursor_name, expected=None, new=now)
             return
-        ticks = schedule.ticks_between(cursor, now)
-        if not ticks:
+        # Only the latest due tick matters (a long downtime must not walk every missed one).
+        latest = schedule.latest_until(now)
+        if latest <= cursor:
             return
-        latest = ticks[-1]
         fire = schedule.catch_up is CatchUp.FIRE_ONCE or now - latest <= self._grace
         # Claim the ticks first: only the node whose compare-and-set wins may fire them.
         if not await transport.advance_cursor(cursor_name, expected=cursor, new=latest):
             return
-        if len(ticks) > 1 or not fire:
-            skipped = len(ticks) - (1 if fire else 0)
-            _log.info("cron %r: %d missed tick(s) skipped", schedule.name, skipped)
+        if not fire or schedule.next_after(cursor) < latest:
+            _log.info(
+                "cron %r: missed tick(s) after %s skipped%s",
+                schedule.name,
+                cursor,
+                "" if fire else f", including the latest ({latest})",
+            )
         if not fire:
             return
         delay = self._rng.uniform(0.0, schedule.jitter) if schedule.jitter else 0.0

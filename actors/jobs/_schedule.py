@@ -62,6 +62,13 @@ class CronSchedule:
         start = datetime.fromtimestamp(t, UTC)
         return float(croniter(self.expression, start).get_next(float))
 
+    def latest_until(self, t: float) -> float:
+        """The last tick at or before ``t``."""
+        previous = float(croniter(self.expression, datetime.fromtimestamp(t, UTC)).get_prev(float))
+        # get_prev is strictly before t: t itself may be a tick.
+        following = self.next_after(previous)
+        return following if following <= t else previous
+
     def ticks_between(self, after: float, until: float, *, limit: int = 10_000) -> list[float]:
         """Ticks ``t`` with ``after < t <= until`` (at most ``limit``, the latest kept)."""
         ticks: list[float] = []

@@ -10,6 +10,7 @@ from random import Random
 from typing import Any, TypeVar
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 
 from actors.core import VirtualClock
@@ -94,6 +95,40 @@ async def running(
     events.subscribe(recorder)
     async with topology.run(events=events, shutdown_timeout=shutdown_timeout) as node:
         yield node, recorder
+
+
+class RunningNode:
+    """A node running in a background task, so that several can stop in any order."""
+
+    def __init__(self, node: Node, events: Recorder, stop: anyio.Event, done: anyio.Event) -> None:
+        self.node = node
+        self.events = events
+        self._stop = stop
+        self._done = done
+
+    async def stop(self) -> None:
+        """Leave ``topology.run()`` (a graceful shutdown) and wait until the node is gone."""
+        self._stop.set()
+        await self._done.wait()
+
+
+async def start_node(
+    tg: anyio.abc.TaskGroup, topology: Topology, *, shutdown_timeout: float = 30.0
+) -> RunningNode:
+    """Run ``topology`` in a task of ``tg`` until its ``stop()`` (or the group ends)."""
+    stop = anyio.Event()
+    done = anyio.Event()
+
+    async def run(*, task_status: anyio.abc.TaskStatus[RunningNode]) -> None:
+        try:
+            async with running(topology, shutdown_timeout=shutdown_timeout) as (node, events):
+                task_status.started(RunningNode(node, events, stop, done))
+                await stop.wait()
+        finally:
+            done.set()
+
+    started: RunningNode = await tg.start(run)
+    return started
 
 
 async def wait_until(

@@ -1,0 +1,304 @@
+"""Cron: schedules fired by the leader only, at most once per tick, with overlap, catch-up
+and jitter policies."""
+
+from __future__ import annotations
+
+from collections import Counter
+from random import Random
+from typing import Any
+
+import anyio
+import pytest
+
+from actors.core import VirtualClock
+from actors.jobs import (
+    App,
+    CatchUp,
+    Cron,
+    CronFired,
+    CronSchedule,
+    EventBus,
+    InvalidCronExpression,
+    JobContext,
+    Overlap,
+    Topology,
+    UnknownJobKind,
+)
+from transports import MemoryStore, MemoryTransport, Transport
+
+from ._support import START, WORKER, FaultyTransport, Recorder, running, start_node, wait_until
+
+pytestmark = pytest.mark.anyio
+
+EVERY_5S = "* * * * * */5"  # six fields: the last one is seconds
+LEADER_TTL = 3.0
+
+
+def _cron_node(
+    app: App,
+    transport: Transport,
+    clock: VirtualClock,
+    schedules: list[CronSchedule],
+    *,
+    node_id: str,
+    concurrency: int = 2,
+    seed: int = 0,
+) -> Topology:
+    return (
+        Topology(app, transport, node_id=node_id, clock=clock, rng=Random(seed))
+        .queue("default", concurrency=concurrency, worker=WORKER)
+        .reaper()
+        .cron(schedules, leader_ttl=LEADER_TTL)
+    )
+
+
+def _app(runs: list[float] | None = None, *, seconds: float = 0.0) -> App:
+    app = App()
+
+    @app.task("cron.job")
+    async def cron_job(ctx: JobContext, payload: Any) -> None:
+        if runs is not None:
+            runs.append(ctx.clock.now())
+        await ctx.clock.sleep(seconds)
+
+    return app
+
+
+def _ticks(events: Recorder) -> list[float]:
+    return [e.tick - START for e in events.of(CronFired)]
+
+
+# --- schedules and their validation ---------------------------------------------------------
+
+
+def test_an_invalid_expression_is_refused_at_construction() -> None:
+    """A cron expression that does not parse raises InvalidCronExpression at once."""
+    for expression in ["not cron", "* * *", "61 * * * *", "* * * * * * * *", ""]:
+        with pytest.raises(InvalidCronExpression, match="invalid cron expression"):
+            CronSchedule(name="bad", expression=expression, kind="cron.job")
+    app = _app()
+    with pytest.raises(InvalidCronExpression):
+        app.schedule("bad", "every minute", "cron.job")
+    assert app.schedules == []
+
+
+def test_a_schedule_naming_an_unknown_kind_is_refused() -> None:
+    """A schedule whose kind has no handler raises UnknownJobKind, from the App and from Cron."""
+    app = _app()
+    with pytest.raises(UnknownJobKind):
+        app.schedule("nightly", "0 3 * * *", "no.such.kind")
+    orphan = CronSchedule(name="nightly", expression="0 3 * * *", kind="no.such.kind")
+    with pytest.raises(UnknownJobKind, match=r"no\.such\.kind"):
+        Cron(
+            app=app,
+            transport=MemoryTransport(),
+            events=EventBus(),
+            node_id="n",
+            rng=Random(0),
+            schedules=[orphan],
+        )
+
+
+def test_six_field_expressions_tick_on_seconds() -> None:
+    """``* * * * * */5`` ticks every five seconds; the latest tick at or before t is found
+    without walking the ticks in between."""
+    schedule = CronSchedule(name="fast", expression=EVERY_5S, kind="cron.job")
+    assert schedule.next_after(START) == START + 5
+    assert schedule.next_after(START + 4.9) == START + 5
+    assert schedule.ticks_between(START, START + 20) == [START + d for d in (5, 10, 15, 20)]
+    assert schedule.latest_until(START + 20) == START + 20
+    assert schedule.latest_until(START + 24.5) == START + 20
+    every_second = CronSchedule(name="busy", expression="* * * * * *", kind="cron.job")
+    assert every_second.latest_until(START + 10 * 24 * 3600 + 0.5) == START + 10 * 24 * 3600
+
+
+# --- firing ----------------------------------------------------------------------------------
+
+
+async def test_only_the_leader_fires_and_a_successor_takes_over_at_once(
+    clock: VirtualClock,
+) -> None:
+    """With two nodes, every tick is fired by the cron leader alone; when it stops, the other
+    node fires the very next tick (the leader lease was handed back, not left to expire)."""
+    store = MemoryStore()
+    runs: list[float] = []
+    app = _app(runs)
+    schedule = CronSchedule(name="beat", expression=EVERY_5S, kind="cron.job")
+    nodes = [
+        _cron_node(app, MemoryTransport(clock=clock, store=store), clock, [schedule], node_id=n)
+        for n in ("a", "b")
+    ]
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        first = await start_node(tg, nodes[0])
+        await clock.sleep(1.5)
+        second = await start_node(tg, nodes[1])
+        await clock.sleep_until(START + 31)
+        await first.stop()
+        stopped_at = clock.now() - START
+        await clock.sleep_until(START + 46)
+        await second.stop()
+    assert _ticks(first.events) == [5, 10, 15, 20, 25, 30]
+    assert stopped_at < 35
+    assert _ticks(second.events) == [35, 40, 45]
+    assert [round(t - START, 3) for t in runs] == [5, 10, 15, 20, 25, 30, 35, 40, 45]
+    fired = first.events.of(CronFired) + second.events.of(CronFired)
+    assert not any(e.deduplicated for e in fired)
+
+
+async def test_each_tick_fires_at_most_once_under_a_flapping_leader(clock: VirtualClock) -> None:
+    """Two nodes on one store whose cron actors keep stalling (past the leader lease TTL, at
+    every step of a tick) never fire a tick twice: one CronFired and one job per tick at most."""
+    store = MemoryStore()
+    transports = {
+        name: FaultyTransport(MemoryTransport(clock=clock, store=store)) for name in ("a", "b")
+    }
+    checker = MemoryTransport(clock=clock, store=store)
+    app = _app()
+    schedule = CronSchedule(
+        name="beat", expression=EVERY_5S, kind="cron.job", overlap=Overlap.ALLOW
+    )
+    steps = ["acquire_leader", "get_cursor", "advance_cursor", "enqueue_many"]
+    rng = Random(2024)  # the test's own choice of stalls
+
+    async def stall(name: str, step: str, seconds: float) -> None:
+        gate = anyio.Event()
+        transports[name].gates[step] = gate
+        await clock.sleep(seconds)
+        del transports[name].gates[step]
+        gate.set()
+
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        nodes = {
+            name: await start_node(
+                tg, _cron_node(app, transport, clock, [schedule], node_id=name, seed=seed)
+            )
+            for seed, (name, transport) in enumerate(transports.items())
+        }
+        # Leadership must change hands: stall each node in turn for longer than its lease.
+        await clock.sleep(12.0)
+        await stall("a", "acquire_leader", 10.0)
+        await stall("b", "acquire_leader", 10.0)
+        for _ in range(25):
+            async with anyio.create_task_group() as stalls:
+                for name in rng.sample(sorted(transports), rng.randint(1, 2)):
+                    seconds = rng.uniform(0.5, 3 * LEADER_TTL)
+                    stalls.start_soon(stall, name, rng.choice(steps), seconds)
+            await clock.sleep(rng.uniform(0.0, LEADER_TTL))
+        await clock.sleep(20.0)
+        end = clock.now()
+        fired = nodes["a"].events.of(CronFired) + nodes["b"].events.of(CronFired)
+        jobs = await checker.list_jobs(kind="cron.job", limit=10_000)
+        for node in nodes.values():
+            await node.stop()
+    per_tick = Counter(e.tick for e in fired)
+    assert per_tick, "nothing fired"
+    assert max(per_tick.values()) == 1, f"ticks fired twice: {per_tick.most_common(3)}"
+    assert Counter(job.dedupe_key for job in jobs).most_common(1)[0][1] == 1
+    assert {job.id for job in jobs} == {e.job_id for e in fired}
+    # Both nodes led at some point, and most ticks still fired.
+    assert nodes["a"].events.of(CronFired)
+    assert nodes["b"].events.of(CronFired)
+    assert len(fired) >= len(schedule.ticks_between(START + 2, end)) // 2
+
+
+@pytest.mark.parametrize("overlap", [Overlap.SKIP, Overlap.ALLOW])
+async def test_overlap_policy(
+    memory: MemoryTransport, clock: VirtualClock, overlap: Overlap
+) -> None:
+    """SKIP folds a tick into the previous run while it is still active (``deduplicated``);
+    ALLOW starts a new run on every tick."""
+    runs: list[float] = []
+    app = _app(runs, seconds=12.0)
+    schedule = CronSchedule(name="long", expression=EVERY_5S, kind="cron.job", overlap=overlap)
+    node = _cron_node(app, memory, clock, [schedule], node_id="n", concurrency=3)
+    async with clock.autojump(), running(node) as (_, events):
+        await clock.sleep_until(START + 31)
+        fired = events.of(CronFired)
+        assert _ticks(events) == [5, 10, 15, 20, 25, 30]
+        ran = [round(t - START) for t in runs]
+    if overlap is Overlap.SKIP:
+        # The first run lasts from 5 to 17: ticks 10 and 15 fold into it; 20 starts anew.
+        assert [e.deduplicated for e in fired] == [False, True, True, False, True, True]
+        assert len({e.job_id for e in fired}) == 2
+        assert fired[1].job_id == fired[2].job_id == fired[0].job_id
+        assert ran == [5, 20]
+    else:
+        assert not any(e.deduplicated for e in fired)
+        assert len({e.job_id for e in fired}) == 6
+        assert ran == [5, 10, 15, 20, 25, 30]
+
+
+@pytest.mark.parametrize("catch_up", [CatchUp.SKIP, CatchUp.FIRE_ONCE])
+async def test_catch_up_policy_after_downtime(clock: VirtualClock, catch_up: CatchUp) -> None:
+    """Ticks missed while no node ran: SKIP forgets them all; FIRE_ONCE fires exactly one job
+    for the latest of them. Then the schedule goes on as usual."""
+    store = MemoryStore()
+    app = _app()
+    schedule = CronSchedule(
+        name="ten", expression="* * * * * */10", kind="cron.job", catch_up=catch_up
+    )
+    before = _cron_node(
+        app, MemoryTransport(clock=clock, store=store), clock, [schedule], node_id="a"
+    )
+    after = _cron_node(
+        app, MemoryTransport(clock=clock, store=store), clock, [schedule], node_id="b"
+    )
+    checker = MemoryTransport(clock=clock, store=store)
+    async with clock.autojump():
+        async with running(before) as (_, before_events):
+            await clock.sleep_until(START + 25)
+        await clock.sleep_until(START + 125)  # downtime: ticks 30 to 120 pass unseen
+        async with running(after) as (_, after_events):
+            await clock.sleep_until(START + 145)
+            after_ticks = _ticks(after_events)
+    assert _ticks(before_events) == [10, 20]
+    if catch_up is CatchUp.SKIP:
+        assert after_ticks == [130, 140]
+    else:
+        assert after_ticks == [120, 130, 140]
+        assert after_events.of(CronFired)[0].at - START == pytest.approx(126.0, abs=1.0)
+    jobs = await checker.list_jobs(kind="cron.job")
+    assert len(jobs) == len(before_events.of(CronFired)) + len(after_events.of(CronFired))
+
+
+async def test_jitter_delays_each_run_within_its_bound(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """With ``jitter=j`` each tick's job is due between the tick and j seconds after it."""
+    runs: list[float] = []
+    app = _app(runs)
+    schedule = CronSchedule(name="spread", expression=EVERY_5S, kind="cron.job", jitter=4.0)
+    node = _cron_node(app, memory, clock, [schedule], node_id="n")
+    async with clock.autojump(), running(node) as (_, events):
+        await clock.sleep_until(START + 61)
+        fired = events.of(CronFired)
+    assert len(fired) == 12
+    delays = []
+    for event in fired:
+        job = await memory.get(event.job_id)
+        delays.append(job.run_at - event.tick)
+    assert all(0.0 <= d <= 4.0 for d in delays)
+    assert len({round(d, 6) for d in delays}) == len(delays)  # drawn, not constant
+    assert len(runs) >= 11
+    assert all(
+        run >= tick for run, tick in zip(sorted(runs), sorted(e.tick for e in fired), strict=False)
+    )
+
+
+async def test_a_storage_error_skips_a_tick_without_crashing(clock: VirtualClock) -> None:
+    """When the store fails during a tick, Cron logs it and fires again once it is back."""
+    inner = MemoryTransport(clock=clock)
+    faulty = FaultyTransport(inner)
+    app = _app()
+    schedule = CronSchedule(name="beat", expression=EVERY_5S, kind="cron.job")
+    node = _cron_node(app, faulty, clock, [schedule], node_id="n")
+    async with clock.autojump(), running(node) as (_, events):
+        await clock.sleep_until(START + 11)
+        faulty.failing.update({"advance_cursor", "get_cursor", "acquire_leader"})
+        await clock.sleep_until(START + 21)
+        faulty.failing.clear()
+        await wait_until(clock, lambda: len(events.of(CronFired)) >= 4, what="firing again")
+    ticks = _ticks(events)
+    assert ticks[:2] == [5, 10]
+    assert 15 not in ticks
+    assert max(Counter(ticks).values()) == 1
