@@ -1,0 +1,125 @@
+"""Cleanup: finished jobs are deleted past their queue's retention, by the leader only."""
+
+from __future__ import annotations
+
+from random import Random
+
+import anyio
+import pytest
+
+from actors.core import VirtualClock
+from actors.jobs import App, RunNow, Topology
+from transports import (
+    Complete,
+    Discard,
+    EnqueueRequest,
+    FinalizeRequest,
+    JobState,
+    MemoryStore,
+    MemoryTransport,
+    QueueConfig,
+    Transport,
+)
+
+from ._support import START, FaultyTransport, start_node
+
+pytestmark = pytest.mark.anyio
+
+
+async def _finished(transport: Transport, queue: str) -> list[int]:
+    """One succeeded, one dead and one cancelled job of ``queue``, finished now."""
+    done, dead, cancelled = await transport.enqueue_many(
+        [EnqueueRequest(kind="k", queue=queue) for _ in range(3)]
+    )
+    leases = await transport.claim(queue, owner="w", limit=2, ttl=60.0)
+    await transport.finalize(
+        [
+            FinalizeRequest(job_id=leases[0].job_id, token=leases[0].token, outcome=Complete()),
+            FinalizeRequest(
+                job_id=leases[1].job_id, token=leases[1].token, outcome=Discard(error="x")
+            ),
+        ]
+    )
+    await transport.cancel(cancelled.job_id)
+    return [done.job_id, dead.job_id, cancelled.job_id]
+
+
+async def _active(transport: Transport, queue: str) -> list[int]:
+    """A scheduled, an available and a running job of ``queue``."""
+    results = await transport.enqueue_many(
+        [
+            EnqueueRequest(kind="k", queue=queue, delay=10_000_000.0),
+            EnqueueRequest(kind="k", queue=queue),
+            EnqueueRequest(kind="k", queue=queue),
+        ]
+    )
+    await transport.claim(queue, owner="w", limit=1, ttl=10_000_000.0)
+    return [r.job_id for r in results]
+
+
+async def _exists(transport: Transport, ids: list[int]) -> list[bool]:
+    jobs = {job.id for job in await transport.list_jobs(limit=10_000)}
+    return [i in jobs for i in ids]
+
+
+def _cleanup_node(
+    transport: Transport, clock: VirtualClock, node_id: str, retention: float | None
+) -> Topology:
+    return Topology(App(), transport, node_id=node_id, clock=clock, rng=Random(0)).cleanup(
+        default_retention=retention, interval=10.0
+    )
+
+
+async def test_only_the_leader_deletes_finished_jobs_past_retention(clock: VirtualClock) -> None:
+    """Finished jobs older than the retention are deleted by the maintenance leader alone;
+    active jobs stay; when the leader stops, the other node takes over."""
+    store = MemoryStore()
+    leader = FaultyTransport(MemoryTransport(clock=clock, store=store))
+    follower = FaultyTransport(MemoryTransport(clock=clock, store=store))
+    check = MemoryTransport(clock=clock, store=store)
+    old = await _finished(check, "q")
+    active = await _active(check, "q")
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        first = await start_node(tg, _cleanup_node(leader, clock, "leader", 100.0))
+        await clock.sleep(1.0)
+        second = await start_node(tg, _cleanup_node(follower, clock, "follower", 100.0))
+        await clock.sleep(50.0)
+        assert await _exists(check, old) == [True] * 3  # not yet past the retention
+        await clock.sleep(70.0)
+        assert await _exists(check, old) == [False] * 3
+        assert await _exists(check, active) == [True] * 3
+        assert leader.calls["cleanup"] > 0
+        assert follower.calls["cleanup"] == 0
+        await first.stop()  # hands the maintenance lease over
+        newer = await _finished(check, "later")
+        await clock.sleep(125.0)
+        assert await _exists(check, newer) == [False] * 3
+        assert follower.calls["cleanup"] > 0
+        await second.stop()
+    assert await _exists(check, active) == [True] * 3
+    states = {job.state for job in await check.list_jobs()}
+    assert states == {JobState.SCHEDULED, JobState.AVAILABLE, JobState.RUNNING}
+
+
+async def test_each_queue_keeps_finished_jobs_for_its_own_retention(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """``QueueConfig.retention`` overrides the node default per queue; with no default, queues
+    without one keep their jobs."""
+    await memory.set_queue_config(QueueConfig(name="short", retention=10.0))
+    await memory.set_queue_config(QueueConfig(name="long", retention=1000.0))
+    short = await _finished(memory, "short")
+    long = await _finished(memory, "long")
+    forever = await _finished(memory, "forever")
+    node = _cleanup_node(memory, clock, "n", None)
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        running_node = await start_node(tg, node)
+        cleanup = await running_node.node.child("cleanup")
+        await clock.sleep(60.0)
+        assert await _exists(memory, short) == [False] * 3
+        assert await _exists(memory, long + forever) == [True] * 6
+        await clock.sleep_until(START + 1001.0)
+        await cleanup.ask(lambda r: RunNow(reply_to=r), timeout=10.0)
+        assert await _exists(memory, long) == [False] * 3
+        assert await _exists(memory, forever) == [True] * 3
+        await running_node.stop()
