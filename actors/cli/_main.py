@@ -349,3 +349,19 @@ def demo(url: str | None, jobs: int, concurrency: int, loop: str) -> None:
     from ._demo import run_demo
 
     _run(loop, lambda: run_demo(url, quick_jobs=jobs, concurrency=concurrency))
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("options", nargs=-1, type=click.UNPROCESSED)
+def sim(options: tuple[str, ...]) -> None:
+    """Simulate a faulty cluster on virtual time (``actorq sim --help`` for the options).
+
+    For example: ``actorq sim --seed 7 --nodes 5 --workers 20 --jobs 10000 --duration 6h
+    --faults crash,pause,storage,partition,skew``, or ``--seeds 1..1000`` to sweep.
+    """
+    from ..sim import run_cli
+
+    raise SystemExit(run_cli(list(options)))

@@ -74,3 +74,26 @@ def test_unsupported_url() -> None:
     result = CliRunner().invoke(main, ["status", "-t", "redis://x"])
     assert result.exit_code != 0
     assert "unsupported transport URL" in result.output
+
+
+def test_sim_runs_a_small_cluster() -> None:
+    """`actorq sim` runs a faulty cluster from a seed and reports it passed, with its hash."""
+    result = CliRunner().invoke(
+        main,
+        [
+            "sim",
+            "--seed",
+            "1",
+            "--nodes",
+            "2",
+            "--workers",
+            "2",
+            "--jobs",
+            "50",
+            "--duration",
+            "2m",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "result: PASSED" in result.output
+    assert "sha256" in result.output
