@@ -31,10 +31,12 @@ from transports import (
     Reclaimed,
     RenewRequest,
     RenewResult,
+    TimeSource,
     Transport,
 )
 
 E = TypeVar("E")
+R = TypeVar("R")
 
 #: Where every test's virtual clock starts: a whole minute, so cron ticks fall on round times.
 START = 1_699_999_980.0
@@ -194,12 +196,15 @@ class FaultyTransport(Transport):
         crash_once: method names whose next call raises ``RuntimeError`` (a bug, not storage).
         gates: method name -> event; calls wait for it to be set before going through.
         calls: how often each method was called.
+        hold_time: while a call (other than ``wait_for_work``) is in flight, keep one task
+            runnable so that autojump does not move virtual time. A SQL backend's call waits
+            for a thread or a socket, which autojump counts as blocked: without this, virtual
+            time races through every pending timer while a query runs.
     """
 
-    def __init__(self, inner: Transport) -> None:
+    def __init__(self, inner: Transport, *, hold_time: bool = False) -> None:
         self.inner = inner
-        self.clock = inner.clock
-        self.max_payload_bytes = inner.max_payload_bytes
+        self.hold_time = hold_time
         self.down = False
         self.failing: set[str] = set()
         self.crash_once: set[str] = set()
@@ -218,6 +223,36 @@ class FaultyTransport(Transport):
         if self.down or name in self.failing:
             raise ConnectionLost(f"injected outage in {name}")
 
+    @property  # type: ignore[override]
+    def clock(self) -> TimeSource | None:
+        """The inner transport's clock (a bridged one knows it only once open)."""
+        return self.inner.clock
+
+    @property  # type: ignore[override]
+    def max_payload_bytes(self) -> int:
+        """The inner transport's payload limit."""
+        return self.inner.max_payload_bytes
+
+    async def _call(
+        self, name: str, method: Callable[..., Awaitable[R]], *args: Any, **kw: Any
+    ) -> R:
+        await self._before(name)
+        if not self.hold_time or name == "wait_for_work":
+            return await method(*args, **kw)
+        finished = False
+
+        async def keep_time_still() -> None:
+            while not finished:
+                await anyio.lowlevel.checkpoint()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(keep_time_still)
+            try:
+                result = await method(*args, **kw)
+            finally:
+                finished = True
+        return result
+
     async def open(self) -> None:
         await self.inner.open()
 
@@ -227,74 +262,66 @@ class FaultyTransport(Transport):
     async def enqueue_many(
         self, requests: Sequence[EnqueueRequest], **extra: Any
     ) -> list[EnqueueResult]:
-        await self._before("enqueue_many")
-        return await self.inner.enqueue_many(requests, **extra)
+        return await self._call("enqueue_many", self.inner.enqueue_many, requests, **extra)
 
     async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
-        await self._before("claim")
-        return await self.inner.claim(queue, owner=owner, limit=limit, ttl=ttl)
+        return await self._call("claim", self.inner.claim, queue, owner=owner, limit=limit, ttl=ttl)
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
-        await self._before("renew")
-        return await self.inner.renew(requests, ttl=ttl)
+        return await self._call("renew", self.inner.renew, requests, ttl=ttl)
 
     async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
-        await self._before("finalize")
-        return await self.inner.finalize(requests)
+        return await self._call("finalize", self.inner.finalize, requests)
 
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
-        await self._before("reap")
-        return await self.inner.reap(limit=limit)
+        return await self._call("reap", self.inner.reap, limit=limit)
 
     async def cancel(self, job_id: int) -> CancelResult:
-        await self._before("cancel")
-        return await self.inner.cancel(job_id)
+        return await self._call("cancel", self.inner.cancel, job_id)
 
     async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
-        await self._before("acquire_leader")
-        return await self.inner.acquire_leader(name, holder=holder, ttl=ttl)
+        return await self._call(
+            "acquire_leader", self.inner.acquire_leader, name, holder=holder, ttl=ttl
+        )
 
     async def release_leader(self, name: str, *, holder: str) -> bool:
-        await self._before("release_leader")
-        return await self.inner.release_leader(name, holder=holder)
+        return await self._call("release_leader", self.inner.release_leader, name, holder=holder)
 
     async def get_cursor(self, name: str) -> float | None:
-        await self._before("get_cursor")
-        return await self.inner.get_cursor(name)
+        return await self._call("get_cursor", self.inner.get_cursor, name)
 
     async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
-        await self._before("advance_cursor")
-        return await self.inner.advance_cursor(name, expected=expected, new=new)
+        return await self._call(
+            "advance_cursor", self.inner.advance_cursor, name, expected=expected, new=new
+        )
 
     async def wait_for_work(self, queues: Sequence[str]) -> None:
-        await self._before("wait_for_work")
-        await self.inner.wait_for_work(queues)
+        await self._call("wait_for_work", self.inner.wait_for_work, queues)
 
     async def get_queue_config(self, queue: str) -> QueueConfig:
-        await self._before("get_queue_config")
-        return await self.inner.get_queue_config(queue)
+        return await self._call("get_queue_config", self.inner.get_queue_config, queue)
 
     async def set_queue_config(self, config: QueueConfig) -> None:
-        await self._before("set_queue_config")
-        await self.inner.set_queue_config(config)
+        await self._call("set_queue_config", self.inner.set_queue_config, config)
 
     async def list_queue_configs(self) -> list[QueueConfig]:
-        await self._before("list_queue_configs")
-        return await self.inner.list_queue_configs()
+        return await self._call(
+            "list_queue_configs",
+            self.inner.list_queue_configs,
+        )
 
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
     ) -> int:
-        await self._before("cleanup")
-        return await self.inner.cleanup(finished_before=finished_before, queue=queue, limit=limit)
+        return await self._call(
+            "cleanup", self.inner.cleanup, finished_before=finished_before, queue=queue, limit=limit
+        )
 
     async def counts(self, queue: str | None = None) -> list[Counts]:
-        await self._before("counts")
-        return await self.inner.counts(queue)
+        return await self._call("counts", self.inner.counts, queue)
 
     async def get(self, job_id: int) -> Job:
-        await self._before("get")
-        return await self.inner.get(job_id)
+        return await self._call("get", self.inner.get, job_id)
 
     async def list_jobs(
         self,
@@ -305,7 +332,12 @@ class FaultyTransport(Transport):
         after_id: int = 0,
         limit: int = 100,
     ) -> list[Job]:
-        await self._before("list_jobs")
-        return await self.inner.list_jobs(
-            queue=queue, state=state, kind=kind, after_id=after_id, limit=limit
+        return await self._call(
+            "list_jobs",
+            self.inner.list_jobs,
+            queue=queue,
+            state=state,
+            kind=kind,
+            after_id=after_id,
+            limit=limit,
         )

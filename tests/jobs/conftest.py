@@ -16,7 +16,7 @@ from transports import (
     Transport,
 )
 
-from ._support import START
+from ._support import START, FaultyTransport
 
 
 @pytest.fixture
@@ -69,5 +69,8 @@ async def transport(
             return PostgresTransport(dsn, schema=schema, clock=clock, pool_size=4)
 
         made = BridgedTransport(build_postgres) if anyio_backend == "trio" else build_postgres()
+    if backend != "memory":
+        # Virtual time stands still while a query runs, as it does for the memory backend.
+        made = FaultyTransport(made, hold_time=True)
     async with made:
         yield made

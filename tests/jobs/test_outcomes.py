@@ -179,7 +179,7 @@ async def test_snooze_runs_again_at_its_time_without_spending_an_attempt(
     async with clock.autojump(), running(topology(app, memory, clock)) as (_, events):
         snoozed = await wait_state(memory, clock, job_id, JobState.SCHEDULED)
         assert (snoozed.attempt, snoozed.run_at) == (0, wake_at)
-        job = await wait_state(memory, clock, job_id, JobState.SUCCEEDED, timeout=2000.0)
+        job = await wait_state(memory, clock, job_id, JobState.SUCCEEDED, timeout=2000.0, step=5.0)
     # max_attempts=1 and three runs: snoozes never counted.
     assert job.attempt == 1
     assert [attempt for _, attempt in runs] == [1, 1, 1]

@@ -1,0 +1,176 @@
+"""Graceful shutdown: stop claiming, let running jobs finish, then cancel and give them back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from actors.core import VirtualClock
+from actors.jobs import (
+    App,
+    JobClaimed,
+    JobContext,
+    JobReclaimed,
+    JobSucceeded,
+    ShutdownPhase,
+    WorkerConfig,
+)
+from transports import JobState, MemoryTransport, Transport
+
+from ._support import running, start_node, topology, wait_state, wait_until
+
+pytestmark = pytest.mark.anyio
+
+DRAIN = 5.0
+CONFIG = WorkerConfig(lease_ttl=30.0, poll_interval=1.0, drain_timeout=DRAIN)
+
+
+async def test_a_running_job_finishes_within_the_drain_timeout(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """``node.shutdown()`` waits for a running job shorter than the drain timeout: it
+    succeeds on its first attempt and nothing new is claimed meanwhile."""
+    app = App(memory)
+    started = anyio.Event()
+
+    @app.task("short")
+    async def short(ctx: JobContext, payload: Any) -> None:
+        started.set()
+        await ctx.clock.sleep(3.0)
+
+    first = (await app.enqueue(short, 1)).job_id
+    async with (
+        clock.autojump(),
+        running(topology(app, memory, clock, worker=CONFIG, concurrency=1)) as (node, events),
+    ):
+        await started.wait()
+        later = (await app.enqueue(short, 2)).job_id
+        began = clock.now()
+        await node.shutdown()
+        took = clock.now() - began
+        await node.shutdown()  # a second call does nothing
+    assert took == pytest.approx(3.0)
+    job = await memory.get(first)
+    assert (job.state, job.attempt) == (JobState.SUCCEEDED, 1)
+    waiting = await memory.get(later)
+    assert (waiting.state, waiting.attempt) == (JobState.AVAILABLE, 0)
+    assert [e.job_id for e in events.of(JobClaimed)] == [first]
+    phases = [e.phase for e in events.of(ShutdownPhase)]
+    assert phases == ["draining", "draining", "stopping", "stopped"]
+
+
+async def test_a_job_outliving_the_drain_timeout_is_released_for_another_node(
+    transport: Transport, backend: str, clock: VirtualClock
+) -> None:
+    """A job still running at the drain deadline is cancelled and its lease given back: it is
+    available at once with its attempt returned, and another node takes it immediately.
+
+    On the SQL backends virtual time runs ahead while a query is in flight (autojump counts a
+    task waiting for I/O as blocked), so timings are checked on memory; everywhere, the
+    returned attempt and the absence of a reclaim prove the lease was given back.
+    """
+    app = App(transport)
+    cancelled: list[float] = []
+    finished: list[str] = []
+
+    @app.task("endless", max_attempts=2)
+    async def endless(ctx: JobContext, payload: Any) -> None:
+        if ctx.lease.owner.startswith("leaving/"):
+            try:
+                await ctx.clock.sleep(1000.0)
+            except BaseException:
+                cancelled.append(ctx.clock.now())
+                raise
+        finished.append(ctx.lease.owner)
+
+    job_id = (await app.enqueue(endless, None)).job_id
+    leaving = topology(app, transport, clock, node_id="leaving", worker=CONFIG, concurrency=1)
+    staying = topology(app, transport, clock, node_id="staying", worker=CONFIG, concurrency=1)
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        first = await start_node(tg, leaving)
+        await wait_until(clock, lambda: first.events.of(JobClaimed), what="the claim")
+        second = await start_node(tg, staying)
+        began = clock.now()
+        await first.stop()
+        stopped = clock.now()
+        job = await wait_state(transport, clock, job_id, JobState.SUCCEEDED)
+        succeeded = clock.now()
+        await second.stop()
+    assert len(cancelled) == 1
+    if backend == "memory":
+        assert cancelled == [pytest.approx(began + DRAIN, abs=0.5)]
+        assert stopped - began == pytest.approx(DRAIN, abs=0.5)
+        # Taken at once by the other node, long before the 30 s lease would have expired.
+        assert succeeded - stopped < 2.0
+    assert finished == [second.events.of(JobSucceeded)[0].worker]
+    assert job.attempt == 1  # the released attempt was given back
+    assert second.events.of(JobReclaimed) == []  # given back, not reaped after expiry
+    phases = [(e.phase, e.detail) for e in first.events.of(ShutdownPhase)]
+    worker = first.events.of(JobClaimed)[0].worker
+    assert [p for p, _ in phases] == [
+        "draining",
+        "draining",
+        "cancelling",
+        "released",
+        "stopping",
+        "stopped",
+    ]
+    assert phases[2] == ("cancelling", worker)
+    assert phases[3] == ("released", worker)
+
+
+async def test_jobs_claimed_but_not_started_are_given_back_at_once(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """Jobs waiting in a worker's claimed batch are released when draining starts, without
+    running and without spending an attempt."""
+    app = App(memory)
+    ran: list[int] = []
+
+    @app.task("batched")
+    async def batched(ctx: JobContext, payload: int) -> None:
+        ran.append(payload)
+        await ctx.clock.sleep(2.0)
+
+    await app.enqueue(batched, 0)
+    ids = [(await app.enqueue(batched, n)).job_id for n in range(1, 6)]
+    async with (
+        clock.autojump(),
+        running(topology(app, memory, clock, worker=CONFIG, concurrency=1)) as (node, _),
+    ):
+        await wait_until(clock, lambda: 1 in ran, what="the second batch")
+        held = [job.id for job in await memory.list_jobs(state=JobState.RUNNING)]
+        assert len(held) == 5  # job 1 running, the rest claimed with it
+        await node.shutdown()
+    assert ran == [0, 1]
+    states = {i: (await memory.get(i)) for i in ids}
+    assert states[ids[0]].state is JobState.SUCCEEDED
+    for i in ids[1:]:
+        assert (states[i].state, states[i].attempt) == (JobState.AVAILABLE, 0)
+
+
+async def test_nothing_outlives_the_node(memory: MemoryTransport, clock: VirtualClock) -> None:
+    """After leaving ``topology.run()``, no actor, timer or store waiter of the node remains."""
+    app = App(memory)
+
+    @app.task("sleepy")
+    async def sleepy(ctx: JobContext, payload: Any) -> None:
+        await ctx.clock.sleep(100.0)
+
+    for n in range(5):
+        await app.enqueue(sleepy, n)
+    async with clock.autojump():
+        async with running(topology(app, memory, clock, worker=CONFIG, concurrency=3)) as (
+            node,
+            _,
+        ):
+            await clock.sleep(3.0)
+            assert node.system.statistics().actors > 5
+        assert node.system.statistics().actors == 0
+        assert clock.statistics().sleeping == 0
+        assert memory.store.waiters == {}
+        assert memory.store.running == {}  # every lease was given back
+    counts = {c.queue: dict(c.by_state) for c in await memory.counts()}
+    assert counts == {"default": {JobState.AVAILABLE: 5}}
