@@ -7,6 +7,7 @@ which is counted in ``EventBus.dropped`` (mailboxes stay bounded under any burst
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
@@ -31,6 +32,8 @@ __all__ = [
     "ShutdownPhase",
     "WorkerCrashed",
 ]
+
+_log = logging.getLogger("actorq.events")
 
 
 @attrs.frozen(kw_only=True)
@@ -187,24 +190,41 @@ RuntimeEvent: TypeAlias = (
 
 
 class EventBus:
-    """Fan-out of runtime events to subscribers; never blocks the publisher."""
+    """Fan-out of runtime events to subscribers; never blocks (or fails) the publisher.
 
-    __slots__ = ("_subscribers", "dropped")
+    Publishers are the runtime's own actors, in the middle of their work (a Worker between
+    finalizing a job and claiming the next): a subscriber must neither slow them down nor
+    crash them. So delivery is synchronous and non-blocking, an actor subscriber whose
+    mailbox is full misses the event (counted in ``dropped``), and a subscriber that raises is
+    logged and counted in ``errors``, the other subscribers still being served.
+
+    Attributes:
+        dropped: events a full subscriber mailbox could not take.
+        errors: deliveries that raised (a bug in the subscriber).
+    """
+
+    __slots__ = ("_subscribers", "dropped", "errors")
 
     def __init__(self) -> None:
-        self._subscribers: list[Callable[[RuntimeEvent], Any]] = []
-        self.dropped = 0  # events a full subscriber mailbox could not take
+        # Replaced, never mutated: publish iterates a snapshot, so subscribing or
+        # unsubscribing from inside a subscriber is safe.
+        self._subscribers: tuple[Callable[[RuntimeEvent], Any], ...] = ()
+        self.dropped = 0
+        self.errors = 0
 
     def subscribe(self, subscriber: Callable[[RuntimeEvent], Any]) -> Callable[[], None]:
         """Call ``subscriber(event)`` for every event; returns an unsubscribe function.
 
-        Pass an actor's ``ref.tell_nowait`` to deliver events to an actor's mailbox.
+        Pass an actor's ``ref.tell_nowait`` to deliver events to an actor's mailbox (and
+        unsubscribe in its ``on_stop``).
         """
-        self._subscribers.append(subscriber)
+        self._subscribers = (*self._subscribers, subscriber)
 
         def unsubscribe() -> None:
-            if subscriber in self._subscribers:
-                self._subscribers.remove(subscriber)
+            remaining = list(self._subscribers)
+            if subscriber in remaining:
+                remaining.remove(subscriber)
+                self._subscribers = tuple(remaining)
 
         return unsubscribe
 
@@ -215,7 +235,11 @@ class EventBus:
                 subscriber(event)
             except anyio.WouldBlock:
                 self.dropped += 1
+            except Exception:
+                self.errors += 1
+                _log.exception("event subscriber %r failed on %s", subscriber, event)
 
     @property
     def has_subscribers(self) -> bool:
+        """Whether anyone listens (publishers skip building events nobody would get)."""
         return bool(self._subscribers)

@@ -1,0 +1,181 @@
+"""The typed event stream: user actors subscribe; floods drop events instead of blocking."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from actors.core import Actor, ExitReason, VirtualClock
+from actors.jobs import (
+    App,
+    CronFired,
+    CronSchedule,
+    Drop,
+    EventBus,
+    JobClaimed,
+    JobContext,
+    JobDead,
+    JobRetried,
+    JobSnoozed,
+    JobSucceeded,
+    NodeContext,
+    RetryLater,
+    RuntimeEvent,
+    ShutdownPhase,
+    SnoozeUntil,
+    WorkerCrashed,
+)
+from transports import JobState, MemoryTransport
+
+from ._support import START, Recorder, running, topology, wait_final, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+class Watcher(Actor[RuntimeEvent]):
+    """A user actor following the node's events, as a dashboard or metrics exporter would."""
+
+    def __init__(self, node: NodeContext, seen: list[RuntimeEvent]) -> None:
+        self._node = node
+        self._seen = seen
+        self._unsubscribe: Any = None
+
+    async def on_start(self) -> None:
+        self._unsubscribe = self._node.events.subscribe(self.context.self_ref.tell_nowait)
+
+    async def receive(self, msg: RuntimeEvent) -> None:
+        self._seen.append(msg)
+
+    async def on_stop(self, reason: ExitReason) -> None:
+        self._unsubscribe()
+
+
+async def test_a_user_actor_receives_the_typed_events(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """An actor added with ``Topology.actor`` that subscribes in ``on_start`` gets every
+    runtime event, typed, in the order they happened."""
+    app = App(memory)
+
+    @app.task("mixed", max_attempts=2)
+    async def mixed(ctx: JobContext, payload: str) -> Any:
+        if payload == "retry" and ctx.attempt == 1:
+            return RetryLater(delay=2.0)
+        if payload == "drop":
+            return Drop(reason="no")
+        if payload == "snooze" and ctx.attempt == 1 and ctx.clock.now() < START + 5:
+            return SnoozeUntil(at=START + 5)
+        return None
+
+    schedule = CronSchedule(name="beat", expression="* * * * * */5", kind="mixed", payload="cron")
+    seen: list[RuntimeEvent] = []
+    node = topology(app, memory, clock, schedules=[schedule]).actor(
+        "watcher", lambda ctx: Watcher(ctx, seen)
+    )
+    ids = [(await app.enqueue(mixed, p)).job_id for p in ("ok", "retry", "drop", "snooze")]
+    async with clock.autojump(), running(node) as (running_node, _):
+        await wait_final(memory, clock, ids)
+        await wait_until(clock, lambda: any(isinstance(e, CronFired) for e in seen), what="cron")
+        watcher = await running_node.child("watcher")
+        assert watcher.is_alive
+    kinds = {type(e) for e in seen}
+    assert {JobClaimed, JobSucceeded, JobRetried, JobDead, JobSnoozed, CronFired} <= kinds
+    assert [e.at for e in seen] == sorted(e.at for e in seen)
+    claimed = {e.job_id for e in seen if isinstance(e, JobClaimed)}
+    assert set(ids) <= claimed  # it started before the workers, so it saw the first claims
+    dead = [e for e in seen if isinstance(e, JobDead)]
+    assert [(e.job_id, e.reason) for e in dead] == [(ids[2], "no")]
+    assert {(await memory.get(i)).state for i in ids} == {JobState.SUCCEEDED, JobState.DEAD}
+
+
+class Sluggish(Actor[RuntimeEvent]):
+    """A subscriber that takes one event and then does not read its mailbox for a while."""
+
+    def __init__(self, release: anyio.Event) -> None:
+        self.release = release
+        self.received = 0
+
+    async def receive(self, msg: RuntimeEvent) -> None:
+        self.received += 1
+        await self.release.wait()
+
+
+async def test_a_flood_drops_events_for_a_full_subscriber_instead_of_blocking(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """A subscriber whose tiny mailbox is full misses events (counted in ``dropped``); the
+    workers publishing them never wait, and other subscribers get everything."""
+    app = App(memory)
+
+    @app.task("noop")
+    async def noop(ctx: JobContext, payload: Any) -> None:
+        return None
+
+    bus = EventBus()
+    everything = Recorder()
+    bus.subscribe(everything)
+    release = anyio.Event()
+    sluggish = Sluggish(release)
+    ids = [(await app.enqueue(noop, n)).job_id for n in range(200)]
+    async with (
+        clock.autojump(),
+        topology(app, memory, clock, concurrency=4).run(events=bus) as node,
+    ):
+        ref = await node.system.spawn(sluggish, mailbox_size=2)
+        bus.subscribe(ref.tell_nowait)
+        jobs = await wait_final(memory, clock, ids)
+        assert bus.dropped > 300
+        release.set()
+    assert {job.state for job in jobs.values()} == {JobState.SUCCEEDED}
+    assert len(everything.of(JobSucceeded)) == 200
+    assert sluggish.received <= 3 + len(everything.events) - bus.dropped
+
+
+async def test_a_failing_subscriber_neither_stops_the_others_nor_the_workers(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """A subscriber that raises is counted in ``errors``; publishing goes on to the others and
+    no worker crashes."""
+    app = App(memory)
+
+    @app.task("noop")
+    async def noop(ctx: JobContext, payload: Any) -> None:
+        return None
+
+    def broken(event: RuntimeEvent) -> None:
+        raise ValueError("a bug in a metrics exporter")
+
+    bus = EventBus()
+    bus.subscribe(broken)
+    after = Recorder()
+    bus.subscribe(after)
+    ids = [(await app.enqueue(noop, n)).job_id for n in range(10)]
+    async with clock.autojump(), topology(app, memory, clock).run(events=bus):
+        await wait_final(memory, clock, ids)
+    assert len(after.of(JobSucceeded)) == 10
+    assert after.of(WorkerCrashed) == []
+    assert bus.errors == len(after.events)
+
+
+def test_unsubscribing_stops_delivery_even_from_inside_a_delivery() -> None:
+    """``subscribe`` returns a function that stops delivery; calling it while an event is
+    being delivered is safe."""
+    bus = EventBus()
+    got: list[str] = []
+
+    def once(event: RuntimeEvent) -> None:
+        got.append("once")
+        stop_once()
+
+    stop_once = bus.subscribe(once)
+    stop_always = bus.subscribe(lambda e: got.append("always"))
+    event = ShutdownPhase(at=0.0, phase="stopped")
+    bus.publish(event)
+    bus.publish(event)
+    stop_always()
+    stop_always()  # twice is harmless
+    bus.publish(event)
+    assert got == ["once", "always", "always"]
+    assert not bus.has_subscribers
