@@ -8,12 +8,14 @@ a shrink (``--shrink``); the ``actorq`` command can hand it its arguments as the
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-import attrs
+from actors.jobs import App
 
+from ._cluster import TopologyFactory, TransportFactory
 from ._config import (
+    FaultKind,
     FaultRates,
     SimConfig,
     format_duration,
@@ -24,6 +26,7 @@ from ._config import (
 )
 from ._report import SimReport
 from ._simulate import shrink, simulate, sweep
+from ._workload import JobFactory
 
 __all__ = ["build_parser", "config_from_options", "run_cli"]
 
@@ -91,7 +94,7 @@ def config_from_options(
     workers: int = _DEFAULT.workers,
     jobs: int = _DEFAULT.jobs,
     duration: float | str = _DEFAULT.duration,
-    faults: object = _DEFAULT.faults,
+    faults: str | Iterable[FaultKind | str] = _DEFAULT.faults,
     rates: FaultRates | str | None = None,
     lease_ttl: float | str = _DEFAULT.lease_ttl,
     reaper_interval: float | str = _DEFAULT.reaper_interval,
@@ -124,7 +127,7 @@ def config_from_options(
         workers=workers,
         jobs=jobs,
         duration=seconds(duration),
-        faults=faults,  # type: ignore[arg-type]
+        faults=faults,
         rates=rates or FaultRates(),
         lease_ttl=seconds(lease_ttl),
         reaper_interval=seconds(reaper_interval),
@@ -136,13 +139,26 @@ def config_from_options(
     )
 
 
-def run_cli(argv: Sequence[str] | None = None, *, print_fn: Callable[[str], object] = print) -> int:
+def run_cli(
+    argv: Sequence[str] | None = None,
+    *,
+    print_fn: Callable[[str], object] = print,
+    app: App | None = None,
+    make_job: JobFactory | None = None,
+    topology_factory: TopologyFactory | None = None,
+    transport_factory: TransportFactory | None = None,
+) -> int:
     """Run ``actorq sim`` with ``argv`` (the options after ``sim``); returns the exit status.
 
-    0 when every run passed, 1 when an invariant broke, 2 for bad options.
+    0 when every run passed, 1 when an invariant broke, 2 for bad options. The keyword
+    arguments are those of :func:`simulate`: give ``app`` and ``make_job`` to build an
+    ``actorq sim`` for your own App.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # argparse reports bad options (and --help) by exiting
+        return exit.code if isinstance(exit.code, int) else 2
     try:
         config = config_from_options(
             seed=args.seed,
@@ -169,17 +185,38 @@ def run_cli(argv: Sequence[str] | None = None, *, print_fn: Callable[[str], obje
             if report.violation is not None:
                 print_fn(report.violation.render())
 
-        summary = sweep(config, args.seeds, stop_at_first=args.stop_at_first, on_report=progress)
+        summary = sweep(
+            config,
+            args.seeds,
+            app=app,
+            make_job=make_job,
+            topology_factory=topology_factory,
+            transport_factory=transport_factory,
+            stop_at_first=args.stop_at_first,
+            on_report=progress,
+        )
         print_fn(summary.render())
         return 0 if summary.passed else 1
-    report = simulate(config)
+    report = simulate(
+        config,
+        app=app,
+        make_job=make_job,
+        topology_factory=topology_factory,
+        transport_factory=transport_factory,
+    )
     if args.trace is not None:
         args.trace.write_text(report.trace.text())
     print_fn(report.render())
     if report.passed:
         return 0
     if args.shrink:
-        smaller, shrunk = shrink(attrs.evolve(config))
+        smaller, shrunk = shrink(
+            config,
+            app=app,
+            make_job=make_job,
+            topology_factory=topology_factory,
+            transport_factory=transport_factory,
+        )
         kept = len(smaller.keep_faults or ())
         print_fn(f"shrunk to {kept} fault(s): {smaller.command()}")
         if shrunk.violation is not None:

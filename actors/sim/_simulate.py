@@ -13,7 +13,7 @@ import anyio
 import attrs
 
 from actors.core import VirtualClock
-from actors.jobs import App
+from actors.jobs import App, CronSchedule
 from transports import EnqueueRequest, MemoryStore, MemoryTransport
 
 from ._cluster import (
@@ -73,7 +73,7 @@ async def run_simulation(
         health=health,
         trace_tail=config.trace_tail,
     )
-    schedules: tuple = ()  # type: ignore[type-arg]
+    schedules: tuple[CronSchedule, ...] = ()
     if app is None:
         workload = SimWorkload(config.seed, lease_ttl=config.lease_ttl, cron=config.cron)
         app = workload.app
@@ -297,13 +297,17 @@ def shrink(
     Raises:
         ValueError: the run does not fail.
     """
-    hooks = {
-        "app": app,
-        "make_job": make_job,
-        "topology_factory": topology_factory,
-        "transport_factory": transport_factory,
-    }
-    best = simulate(config, **hooks)  # type: ignore[arg-type]
+
+    def run(config: SimConfig) -> SimReport:
+        return simulate(
+            config,
+            app=app,
+            make_job=make_job,
+            topology_factory=topology_factory,
+            transport_factory=transport_factory,
+        )
+
+    best = run(config)
     if best.violation is None:
         raise ValueError(f"seed {config.seed} passes: there is nothing to shrink")
     invariant = best.violation.invariant
@@ -315,7 +319,7 @@ def shrink(
         i = 0
         while i < len(kept) and runs < max_runs:
             trial = kept[:i] + kept[i + chunk :]
-            report = simulate(attrs.evolve(config, keep_faults=trial), **hooks)  # type: ignore[arg-type]
+            report = run(attrs.evolve(config, keep_faults=trial))
             runs += 1
             if report.violation is not None and report.violation.invariant == invariant:
                 kept, best = trial, report

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import attrs
 
 from actors.core import VirtualClock
-from actors.sim import TransportFactory
 from transports import (
     FinalizeRequest,
     FinalizeResult,
@@ -37,14 +37,15 @@ class TokenBlindTransport(MemoryTransport):
         return await super().finalize(blind)
 
 
-def token_blind() -> TransportFactory:
-    """A factory of transports whose finalize ignores tokens (one shared token table)."""
-    latest: dict[int, int] = {}
+#: The newest token of every job, one table per store (so per simulated cluster).
+_latest: weakref.WeakKeyDictionary[MemoryStore, dict[int, int]] = weakref.WeakKeyDictionary()
 
-    def make(store: MemoryStore, clock: VirtualClock) -> Transport:
-        return TokenBlindTransport(store=store, clock=clock, latest=latest)
 
-    return make
+def token_blind(store: MemoryStore, clock: VirtualClock) -> Transport:
+    """A transport whose finalize ignores tokens, sharing its token table with the store's
+    other nodes."""
+    latest = _latest.setdefault(store, {})
+    return TokenBlindTransport(store=store, clock=clock, latest=latest)
 
 
 class _Ahead:

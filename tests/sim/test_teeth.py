@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import attrs
 
-from actors.sim import FaultRates, SimConfig, SimReport, parse_faults, simulate, sweep
+from actors.sim import (
+    FaultRates,
+    SimConfig,
+    SimReport,
+    TransportFactory,
+    parse_faults,
+    plan_faults,
+    shrink,
+    simulate,
+    sweep,
+)
 
 from ._broken import eager_reaper, token_blind
 
@@ -24,12 +34,12 @@ SMALL = SimConfig(
 )
 
 
-def _first_failure(config: SimConfig, factory: object, seeds: range) -> SimReport:
+def _first_failure(config: SimConfig, factory: TransportFactory, seeds: range) -> SimReport:
     failures: list[SimReport] = []
     summary = sweep(
         config,
         seeds,
-        transport_factory=factory,  # type: ignore[arg-type]
+        transport_factory=factory,
         stop_at_first=True,
         on_report=lambda r: None if r.passed else failures.append(r),
     )
@@ -39,15 +49,7 @@ def _first_failure(config: SimConfig, factory: object, seeds: range) -> SimRepor
 
 def test_a_transport_ignoring_tokens_on_finalize_is_caught() -> None:
     """A finalize that ignores the lease token is caught as fenced_finalize within 200 seeds."""
-    failures: list[SimReport] = []
-    for seed in range(1, 201):
-        # A fresh factory per run: the broken transport's token table is per cluster.
-        run = simulate(SMALL.with_seed(seed), transport_factory=token_blind())
-        if not run.passed:
-            failures.append(run)
-            break
-    assert failures, "the token-blind transport passed 200 seeds"
-    report = failures[0]
+    report = _first_failure(SMALL, token_blind, range(1, 201))
     assert report.violation is not None
     assert report.violation.invariant == "fenced_finalize"
     assert "stale token" in report.violation.detail
@@ -84,7 +86,23 @@ def test_faults_can_be_turned_off() -> None:
     """Without faults the broken finalize goes unnoticed: the teeth come from the faults."""
     quiet = attrs.evolve(SMALL, faults=parse_faults("none"))
     for seed in range(1, 4):
-        report = simulate(quiet.with_seed(seed), transport_factory=token_blind())
+        report = simulate(quiet.with_seed(seed), transport_factory=token_blind)
         assert report.passed, report.render()
         assert report.faults == {}
         assert report.storage_errors == 0
+
+
+def test_shrinking_keeps_the_failure_with_fewer_faults() -> None:
+    """shrink() drops faults from a failing seed's plan while the same invariant still breaks;
+    the smaller plan replays from its command."""
+    first = _first_failure(SMALL, token_blind, range(1, 201))
+    assert first.violation is not None
+    planned = len(plan_faults(first.config))
+    smaller, report = shrink(first.config, transport_factory=token_blind, max_runs=40)
+    assert smaller.keep_faults is not None
+    assert len(smaller.keep_faults) < planned
+    assert report.violation is not None
+    assert report.violation.invariant == first.violation.invariant
+    assert "--keep-faults" in report.violation.command
+    again = simulate(smaller, transport_factory=token_blind)
+    assert again.violation == report.violation

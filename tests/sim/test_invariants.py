@@ -1,0 +1,179 @@
+"""The checker flags each broken invariant the moment the store's answer breaks it."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from actors.jobs import CronFired
+from actors.sim import Health
+from transports import (
+    Complete,
+    FinalizeRequest,
+    FinalizeResult,
+    JobState,
+    LeaderLease,
+    Reclaimed,
+    RenewRequest,
+    RenewResult,
+)
+
+from ._support import START, claim_one, make_rig
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_second_claim_of_a_held_job_breaks_single_owner() -> None:
+    """Claiming a job whose lease is still held is a violation (and only the first counts)."""
+    rig = make_rig()
+    lease = await claim_one(rig)
+    second = attrs.evolve(lease, token=lease.token + 100, owner="w2")
+    rig.checker.claimed("n1.1", [second], START)
+    rig.checker.claimed("n1.1", [second], START)
+    assert rig.violations == ["single_owner"]
+    assert rig.checker.violation is not None
+    assert "w2" in rig.checker.violation.detail
+    assert rig.trace.closed
+
+
+async def test_refusing_the_current_token_breaks_fencing() -> None:
+    """A finalize refused although its token still owns the job is a violation too."""
+    rig = make_rig()
+    lease = await claim_one(rig)
+    rig.checker.finalized(
+        "n0.1",
+        [FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=Complete())],
+        [FinalizeResult.STALE],
+        START,
+    )
+    assert rig.violations == ["fenced_finalize"]
+
+
+async def test_a_claim_past_max_attempts_is_out_of_bounds() -> None:
+    """A claim for an attempt beyond max_attempts breaks attempts_within_bounds."""
+    rig = make_rig()
+    lease = await claim_one(rig)
+    rig.checker.jobs[lease.job_id].token = None  # as if finalized
+    late = attrs.evolve(lease, job=attrs.evolve(lease.job, attempt=4, max_attempts=3))
+    rig.checker.claimed("n0.1", [late], START)
+    assert rig.violations == ["attempts_within_bounds"]
+
+
+async def test_a_stale_finalize_applied_breaks_fencing() -> None:
+    """A finalize applied with a token that no longer owns the job is a violation."""
+    rig = make_rig()
+    lease = await claim_one(rig, ttl=5.0)
+    later = START + 6.0
+    rig.checker.reaped("n0.1", [_reclaimed(lease.job_id, START + 5.0)], later)
+    rig.checker.claimed("n0.1", [attrs.evolve(lease, token=99, owner="w2")], later)
+    assert not rig.violations
+    rig.checker.finalized(
+        "n0.1",
+        [FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=Complete())],
+        [FinalizeResult.APPLIED],
+        later,
+    )
+    assert rig.violations == ["fenced_finalize"]
+    assert "token 99 held by w2" in rig.checker.violation.detail  # type: ignore[union-attr]
+
+
+async def test_reaping_a_live_lease_is_a_violation() -> None:
+    """The reaper may take back only expired leases."""
+    rig = make_rig()
+    lease = await claim_one(rig, ttl=10.0)
+    rig.checker.reaped("n0.1", [_reclaimed(lease.job_id, START + 10.0)], START + 3.0)
+    assert rig.violations == ["reap_only_expired"]
+
+
+async def test_renewals_must_match_the_lease() -> None:
+    """Renewing a stale token, or reviving an expired lease, breaks fenced_renew."""
+    rig = make_rig()
+    lease = await claim_one(rig, ttl=10.0)
+    request = RenewRequest(job_id=lease.job_id, token=lease.token)
+    rig.checker.renewed("n0.1", [request], [RenewResult.RENEWED], 10.0, START + 5.0)
+    assert not rig.violations
+    assert rig.checker.jobs[lease.job_id].expires_at == START + 15.0
+    rig.checker.renewed("n0.1", [request], [RenewResult.RENEWED], 10.0, START + 15.0)
+    assert rig.violations == ["fenced_renew"]
+    rig = make_rig()
+    lease = await claim_one(rig, ttl=10.0)
+    live = RenewRequest(job_id=lease.job_id, token=lease.token)
+    rig.checker.renewed("n0.1", [live], [RenewResult.LOST], 10.0, START + 1.0)
+    assert rig.violations == ["fenced_renew"]  # a live lease reported lost
+
+
+async def test_a_cron_tick_fired_twice_is_a_violation() -> None:
+    """Two CronFired events for one schedule tick, from anywhere, break cron_once_per_tick."""
+    rig = make_rig()
+    fired = CronFired(at=START, schedule="s", tick=60.0, job_id=1, deduplicated=False)
+    rig.trace.add("n0.1", fired)
+    rig.trace.add("n1.1", attrs.evolve(fired, tick=120.0))
+    assert not rig.violations
+    rig.trace.add("n1.1", attrs.evolve(fired, job_id=2))
+    assert rig.violations == ["cron_once_per_tick"]
+
+
+def test_two_live_leaders_are_a_violation() -> None:
+    """A leader lease granted while another holder's is live breaks single_leader."""
+    rig = make_rig()
+    lease = LeaderLease(name="cron", holder="a", epoch=1, expires_at=START + 10.0)
+    rig.checker.leader("n0.1", "cron", "a", lease, START)
+    rig.checker.leader("n0.1", "cron", "b", None, START + 1.0)  # refused: fine
+    taken = attrs.evolve(lease, holder="b", epoch=2, expires_at=START + 20.0)
+    rig.checker.leader("n0.1", "cron", "b", taken, START + 10.0)
+    assert not rig.violations  # a took too long: expired leases may change hands
+    rig.checker.leader("n0.1", "cron", "a", lease, START + 11.0)
+    assert rig.violations == ["single_leader"]
+
+
+async def test_a_late_recovery_is_a_violation_only_when_a_reaper_was_healthy() -> None:
+    """An orphan reclaimed past the bound is excused while no node could reap, else flagged."""
+    rig = make_rig(nodes=2)
+    rig.health.set_reaper(0, True)
+    rig.health.set_reaper(1, True)
+    lease = await claim_one(rig, ttl=10.0)
+    for node in (0, 1):  # nobody could reap around the expiry
+        rig.health.down(node, START + 5.0)
+        rig.health.up(node, START + 30.0)
+    rig.checker.reaped("n0.1", [_reclaimed(lease.job_id, START + 10.0)], START + 31.0)
+    assert not rig.violations
+    assert rig.checker.recovery == [31.0]
+    assert rig.checker.recovery_late == 1
+    rig = make_rig(nodes=2)
+    rig.health.set_reaper(1, True)  # node 1 could have reaped all along
+    lease = await claim_one(rig, ttl=10.0)
+    rig.checker.reaped("n0.1", [_reclaimed(lease.job_id, START + 10.0)], START + 12.5)
+    assert rig.violations == ["recovery_bound"]
+
+
+def test_health_windows() -> None:
+    """A node is healthy over an interval when it runs a reaper and no fault overlaps it."""
+    health = Health(1)
+    assert not health.healthy(0, 0.0, 1.0)  # no reaper yet
+    health.set_reaper(0, True)
+    assert health.healthy(0, 0.0, 1.0)
+    health.down(0, 5.0)
+    health.down(0, 6.0)  # nested
+    health.up(0, 7.0, grace=2.0)
+    assert not health.healthy(0, 8.0, 8.5)  # still down for the other reason
+    health.up(0, 10.0)
+    assert not health.healthy(0, 9.0, 11.0)
+    assert health.healthy(0, 10.5, 20.0)
+    health.down(0, 30.0)
+    health.heal_all(40.0, grace=1.0)
+    assert not health.healthy(0, 40.5, 50.0)
+    assert health.healthy(0, 41.5, 50.0)
+    health.up(0, 60.0)  # already healed: no effect
+    assert health.any_healthy(41.5, 70.0)
+
+
+def _reclaimed(job_id: int, expired_at: float) -> Reclaimed:
+    return Reclaimed(
+        job_id=job_id,
+        kind="k",
+        queue="q",
+        attempt=1,
+        lost_by="w1",
+        expired_at=expired_at,
+        state=JobState.AVAILABLE,
+    )
