@@ -69,6 +69,32 @@ async def test_returning_none_or_done_succeeds(
     assert succeeded[ids[1]].duration == 0.0
 
 
+async def test_a_result_is_stored_promptly_even_behind_a_long_job_of_its_batch(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """Jobs claimed together run one after another; a finished job's result is finalized
+    within the worker's finalize delay, not when the rest of its batch is done."""
+    app = App(memory)
+
+    @app.task("quick")
+    async def quick(ctx: JobContext, payload: Any) -> None:
+        return None
+
+    @app.task("slow")
+    async def slow(ctx: JobContext, payload: Any) -> None:
+        await ctx.clock.sleep(600.0)
+
+    await app.enqueue(quick, None)  # the first claim takes one job; later ones take batches
+    quick_id = (await app.enqueue(quick, None)).job_id
+    slow_id = (await app.enqueue(slow, None)).job_id
+    async with clock.autojump(), running(topology(app, memory, clock, concurrency=1)):
+        job = await wait_state(memory, clock, quick_id, JobState.SUCCEEDED, step=0.01)
+        finished_at = clock.now()
+        assert (await memory.get(slow_id)).state is JobState.RUNNING
+    assert job.finished_at is not None
+    assert finished_at - START < 1.0
+
+
 # --- retries ----------------------------------------------------------------------------------
 
 
