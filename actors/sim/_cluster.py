@@ -228,6 +228,12 @@ class Cluster:
         finally:
             self._stop_all()
             self.end = base.now()
+        # Where every job stands at the end (or at the violation that ended the run).
+        states: collections.Counter[str] = collections.Counter()
+        for counts in await self._oracle.counts():
+            for state, number in counts.by_state.items():
+                states[state.value] += number
+        self.final_states = dict(sorted(states.items()))
 
     def _stop_all(self) -> None:
         """The end: every node dies at once, and nothing it says any more is recorded."""
@@ -520,8 +526,6 @@ class Cluster:
             if len(page) < 1000:
                 break
             after = page[-1].id
-        states: collections.Counter[str] = collections.Counter(j.state.value for j in jobs)
-        self.final_states = dict(states)
         present = {j.id for j in jobs}
         if not self.checker.cleaned:
             missing = [job_id for job_id in self.checker.jobs if job_id not in present]
