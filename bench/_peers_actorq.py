@@ -29,13 +29,26 @@ import asyncpg
 
 import transports
 from actors.core import RealClock
-from actors.jobs import App, EventBus, JobContext, JobDead, JobSucceeded, RuntimeEvent, Topology
-from actors.jobs import WorkerConfig
+from actors.jobs import (
+    App,
+    EventBus,
+    JobContext,
+    JobDead,
+    JobSucceeded,
+    RuntimeEvent,
+    Topology,
+    WorkerConfig,
+)
 
 BATCH = 1_000
 
 
-def _app(latencies: list[float] | None = None, first: list[float] | None = None) -> App:
+def _app(
+    latencies: list[float] | None = None,
+    first: list[float] | None = None,
+    all_seen: anyio.Event | None = None,
+    expected: int = 0,
+) -> App:
     app = App()
 
     @app.task("noop")
@@ -45,6 +58,8 @@ def _app(latencies: list[float] | None = None, first: list[float] | None = None)
         if latencies is not None:
             assert isinstance(payload, dict)
             latencies.append(time.time() - payload["t"])
+            if all_seen is not None and len(latencies) == expected:
+                all_seen.set()
 
     return app
 
@@ -121,7 +136,8 @@ async def enqueue(dsn: str, schema: str, jobs: int, concurrency: int) -> dict[st
 
 async def latency(dsn: str, schema: str, jobs: int, concurrency: int) -> dict[str, list[float]]:
     latencies: list[float] = []
-    app = _app(latencies=latencies)
+    all_seen = anyio.Event()
+    app = _app(latencies=latencies, all_seen=all_seen, expected=jobs)
     clock = RealClock()
     url = f"{dsn}?schema={schema}"
     async with transports.connect(url, clock=clock) as worker_side:
@@ -136,8 +152,7 @@ async def latency(dsn: str, schema: str, jobs: int, concurrency: int) -> dict[st
                 await anyio.sleep(max(0.0, begin + i * 0.005 - time.perf_counter()))
                 await app.enqueue("noop", {"t": time.time()}, transport=producer)
             with anyio.fail_after(60):
-                while len(latencies) < jobs:
-                    await anyio.sleep(0.01)
+                await all_seen.wait()
     return {"latencies": latencies}
 
 

@@ -25,7 +25,7 @@ import asyncpg
 SCHEMA = f"peers_pgq_{uuid.uuid4().hex[:8]}"
 os.environ["PGQUEUER_SCHEMA"] = SCHEMA  # read when pgqueuer builds its settings
 
-from pgqueuer import QueueManager, Queries  # noqa: E402
+from pgqueuer import Queries, QueueManager  # noqa: E402
 from pgqueuer.db import AsyncpgDriver  # noqa: E402
 from pgqueuer.models import Job  # noqa: E402
 from pgqueuer.types import QueueExecutionMode  # noqa: E402
@@ -64,7 +64,8 @@ async def drain(dsn: str, jobs: int, concurrency: int) -> dict[str, float]:
     left = await conn.fetchval(f'SELECT count(*) FROM "{SCHEMA}".pgqueuer')
     await worker_conn.close()
     await conn.close()
-    assert done == jobs and left == 0, (done, left)
+    assert done == jobs, done
+    assert left == 0, left
     return {"jobs_per_s": jobs / (end - first[0])}
 
 

@@ -68,7 +68,8 @@ async def drain(app: procrastinate.App, jobs: int, concurrency: int) -> dict[str
     await app.run_worker_async(queues=["default"], concurrency=concurrency, wait=False)
     end = time.perf_counter()
     first = state["first"]
-    assert isinstance(first, float) and state["done"] == jobs, state["done"]
+    assert isinstance(first, float)
+    assert state["done"] == jobs, state["done"]
     return {"jobs_per_s": jobs / (end - first)}
 
 
