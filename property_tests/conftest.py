@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, settings
 
 from tests.conftest import postgres_dsn, postgres_schema
 
@@ -35,9 +35,7 @@ _COMMON = {
 }
 settings.register_profile("ci", max_examples=100, stateful_step_count=50, **_COMMON)
 settings.register_profile("thorough", max_examples=1000, stateful_step_count=100, **_COMMON)
-settings.register_profile(
-    "dev", max_examples=20, stateful_step_count=20, phases=[Phase.generate, Phase.target], **_COMMON
-)
+settings.register_profile("dev", max_examples=20, stateful_step_count=20, **_COMMON)
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 settings.load_profile(PROFILE)
 

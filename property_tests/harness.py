@@ -14,7 +14,7 @@ import abc
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import anyio
@@ -23,6 +23,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from transports import BridgedTransport, MemoryTransport, Transport
 from transports.testing import ManualClock
 
+from .model import Violation
 from .strategies import START
 
 __all__ = ["Backend", "Harness", "MemoryBackend", "PostgresBackend", "SQLiteBackend"]
@@ -196,6 +197,10 @@ class Harness:
         self.instances = instances
         self.clock = ManualClock(START)
         self.examples = 0  # how many examples started
+        # The first violation seen, and in which example: races need not repeat when hypothesis
+        # replays an example, so the first sighting is the finding.
+        self.found: Violation | None = None
+        self.found_in = 0
         self._portal: BlockingPortal | None = None
         self._stack = contextlib.ExitStack()
 
@@ -222,6 +227,16 @@ class Harness:
         if isinstance(self.backend, _SQLBackend):
             self.backend.wipe()
         return self.call(self.backend.fresh, self.clock, self.loop, self.instances)
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[None]:
+        """Remember the first :class:`Violation` raised inside the block (and let it go on)."""
+        try:
+            yield
+        except Violation as violation:
+            if self.found is None:
+                self.found, self.found_in = violation, self.examples
+            raise
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run ``await fn(*args)`` on the harness's loop and return its result."""

@@ -229,7 +229,8 @@ def run_schedules(harness: Harness, settings_: settings) -> None:
         transports = harness.fresh()
         trace: list[str] = []
         try:
-            harness.call(play, harness, transports, backlog, schedule, trace)
+            with harness.recording():
+                harness.call(play, harness, transports, backlog, schedule, trace)
         finally:
             for line in trace:
                 note(line)

@@ -111,8 +111,13 @@ class LeaseMachine(RuleBasedStateMachine):
         transport = self._transport(instance)
         result = self.harness.call(op.run, transport)
         note(f"{op!r} -> {result!r}")
-        self.model, self.ledger = settle([(op, result)], self.model, self.ledger, self.now)
+        self._settle([(op, result)])
         return result
+
+    def _settle(self, done: list[tuple[Op, Any]]) -> None:
+        """Check calls that ran at this instant (see :func:`settle`) and move on."""
+        with self.harness.recording():
+            self.model, self.ledger = settle(done, self.model, self.ledger, self.now)
 
     def _get(self, job_id: int) -> Job:
         return self.harness.call(self._transport(0).get, job_id)
@@ -124,10 +129,11 @@ class LeaseMachine(RuleBasedStateMachine):
         for job_id, job in before.items():
             after = self._get(job_id)
             if after != job:
-                raise Violation(
-                    STALE_TOKEN_INERT,
-                    f"{op!r} with a stale token changed job {job_id}: {job} -> {after}",
-                )
+                with self.harness.recording():
+                    raise Violation(
+                        STALE_TOKEN_INERT,
+                        f"{op!r} with a stale token changed job {job_id}: {job} -> {after}",
+                    )
         return result
 
     def _stale_jobs(self, pairs: list[tuple[int, int]]) -> set[int]:
@@ -193,6 +199,15 @@ class LeaseMachine(RuleBasedStateMachine):
         chosen = {lease.token: lease for lease in (self._pick(held, n) for n in which)}
         self._renew(worker, list(chosen.values()), ttl)
 
+    @rule(limit=limits, ttl=ttls, n=st.integers(min_value=2, max_value=len(WORKERS)))
+    def claim_race(self, limit: int, ttl: float, n: int) -> None:
+        """Several workers claim the same queue at the same instant, on separate instances."""
+        names = [name for name in WORKERS[:n] if name not in self.crashed]
+        if len(names) >= 2:
+            self._race(
+                [(Claim(QUEUES[0], name, limit, ttl), self.held[name].extend) for name in names]
+            )
+
     @rule(ttl=ttls)
     def heartbeats(self, ttl: float) -> None:
         """Every running worker's heartbeat renews all it believes it holds, stale or not."""
@@ -249,14 +264,14 @@ class LeaseMachine(RuleBasedStateMachine):
             self._finalize(worker, [lease], [outcome])
 
     @rule(worker=worker_indexes)
-    def crash(self, worker: int) -> None:
-        """A worker stops calling (crash, partition or a long pause); its leases will lapse."""
-        self.crashed.add(WORKERS[worker])
-
-    @rule(worker=worker_indexes)
-    def wake(self, worker: int) -> None:
-        """A paused worker comes back and goes on with the leases it believes it holds."""
-        self.crashed.discard(WORKERS[worker])
+    def stall(self, worker: int) -> None:
+        """A worker stops calling (crash, partition, long pause) or, if it had, comes back and
+        goes on with the leases it believes it still holds."""
+        name = WORKERS[worker]
+        if name in self.crashed:
+            self.crashed.discard(name)
+        else:
+            self.crashed.add(name)
 
     @rule(limit=limits, instance=worker_indexes)
     def reap(self, limit: int, instance: int) -> None:
@@ -281,7 +296,7 @@ class LeaseMachine(RuleBasedStateMachine):
             job_id = self._pick(self.job_ids, pick)
         self._run(CancelJob(job_id))
 
-    @rule(queue=st.sampled_from(QUEUES), paused=st.sampled_from([False, False, True]))
+    @rule(queue=st.sampled_from(QUEUES), paused=st.sampled_from([False, False, False, True]))
     def pause(self, queue: str, paused: bool) -> None:
         """An operator pauses or resumes a queue."""
         self._run(Pause(queue, paused))
@@ -322,19 +337,18 @@ class LeaseMachine(RuleBasedStateMachine):
             built = self._build(action)
             if built is not None:
                 ops.append(built)
-        if not ops:
-            return
+        if ops:
+            self._race(ops)
+
+    def _race(self, ops: list[tuple[Op, Callable[[Any], None]]]) -> None:
+        """Run the calls at once, one per transport instance; check them; hand each answer on."""
         transports = [self._transport(i) for i in range(len(ops))]
         results = self.harness.gather(
             [lambda op=op, t=t: op.run(t) for (op, _), t in zip(ops, transports, strict=True)]
         )
-        note(f"race: {[(op, r) for (op, _), r in zip(ops, results, strict=True)]!r}")
-        self.model, self.ledger = settle(
-            [(op, r) for (op, _), r in zip(ops, results, strict=True)],
-            self.model,
-            self.ledger,
-            self.now,
-        )
+        done = [(op, result) for (op, _), result in zip(ops, results, strict=True)]
+        note(f"race: {done!r}")
+        self._settle(done)
         for (_, after), result in zip(ops, results, strict=True):
             after(result)
 
@@ -395,8 +409,9 @@ class LeaseMachine(RuleBasedStateMachine):
         transport = self._transport(0)
         jobs = self.harness.call(lambda: transport.list_jobs(limit=10_000))
         counts = self.harness.call(transport.counts)
-        self.ledger.check_table(jobs, counts, self.now)
-        self.model.check_table(jobs, self.now)
+        with self.harness.recording():
+            self.ledger.check_table(jobs, counts, self.now)
+            self.model.check_table(jobs, self.now)
         self.table = jobs
 
     def teardown(self) -> None:
