@@ -191,6 +191,7 @@ class Checker:
         self.jobs: dict[int, _Job] = {}
         self._leaders: dict[str, tuple[str, float]] = {}
         self._cron_ticks: dict[tuple[str, float], str] = {}
+        self._longest_ttl = 0.0  # tasks may hold leases longer than the Workers' default
         #: The first violation, once one happened.
         self.violation: Violation | None = None
         #: Called once, at the first violation (the run stops).
@@ -233,8 +234,9 @@ class Checker:
 
     @property
     def recovery_bound(self) -> float:
-        """The promised bound on ``recovery``: lease TTL plus reaper interval."""
-        return self.lease_ttl + self.reaper_interval
+        """The promised bound on ``recovery``: the longest lease TTL used plus the reaper
+        interval."""
+        return max(self.lease_ttl, self._longest_ttl) + self.reaper_interval
 
     def queue_of(self, job_id: int) -> str:
         """The queue of a known job."""
@@ -290,6 +292,7 @@ class Checker:
             job.owner = lease.owner
             job.expires_at = lease.expires_at
             job.extended_at = now
+            self._longest_ttl = max(self._longest_ttl, lease.expires_at - now)
 
     def renewed(
         self,
@@ -324,6 +327,7 @@ class Checker:
                 )
                 return
             self.renewals += 1
+            self._longest_ttl = max(self._longest_ttl, ttl)
             job.expires_at = now + ttl
             job.extended_at = now
 
