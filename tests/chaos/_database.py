@@ -35,17 +35,19 @@ CREATE TABLE {schema}.transitions (
     old_attempt integer NOT NULL,
     new_attempt integer NOT NULL,
     old_expires double precision,
-    error_changed boolean NOT NULL
+    error_changed boolean NOT NULL,
+    new_error text
 );
 CREATE FUNCTION {schema}.audit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO {schema}.transitions (
         job_id, old_state, new_state, old_token, new_token, old_owner, new_owner,
-        old_attempt, new_attempt, old_expires, error_changed
+        old_attempt, new_attempt, old_expires, error_changed, new_error
     ) VALUES (
         NEW.id, OLD.state, NEW.state, OLD.lease_token, NEW.lease_token, OLD.lease_owner,
         NEW.lease_owner, OLD.attempt, NEW.attempt, OLD.lease_expires_at,
-        OLD.last_error IS DISTINCT FROM NEW.last_error
+        OLD.last_error IS DISTINCT FROM NEW.last_error,
+        CASE WHEN OLD.last_error IS DISTINCT FROM NEW.last_error THEN left(NEW.last_error, 300) END
     );
     RETURN NULL;
 END

@@ -24,8 +24,11 @@ import attrs
 
 REPO = Path(__file__).resolve().parents[2]
 _PR_SET_PDEATHSIG = 1
-# Lines a healthy worker never writes: a traceback, an error or a crash report.
-_BAD_LINE = re.compile(r"Traceback|\bERROR\b|\bCRITICAL\b|Task exception was never retrieved")
+# A log record starts with its time and level (``actorq -v`` format); other lines continue it.
+_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (?P<level>[A-Z]+) (?P<logger>\S+): ")
+# Warnings that may carry a traceback while the server is away: asyncpg's pool reporting that
+# it will retry reconnecting. Anything else with a traceback is a crash.
+_EXPECTED_TRACEBACKS = ("asyncpg.pool",)
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -90,10 +93,11 @@ class WorkerProcess:
                 found.append(f"{self.node_id} exited with {code} after SIGTERM")
         else:
             found.append(f"{self.node_id} exited by itself with {code}")
-        text = self.log.read_text(errors="replace")
-        bad = [line for line in text.splitlines() if _BAD_LINE.search(line)]
+        bad = bad_records(self.log.read_text(errors="replace"))
         if bad:
-            found.append(f"{self.node_id} logged {len(bad)} bad line(s), first: {bad[0]!r}")
+            found.append(
+                f"{self.node_id} logged {len(bad)} error(s) or traceback(s); first:\n{bad[0]}"
+            )
         return found
 
     def socket_ports(self) -> set[int]:
@@ -120,6 +124,30 @@ class WorkerProcess:
                 if len(fields) > 9 and fields[9] in inodes:
                     ports.add(int(fields[1].rsplit(":", 1)[1], 16))
         return ports
+
+
+def bad_records(text: str) -> list[str]:
+    """Log records (with their continuation lines) that a healthy worker never writes: an
+    error or critical record, a traceback outside an expected warning, or output that is
+    not a log record at all (an uncaught exception printed by the interpreter)."""
+    records: list[list[str]] = []
+    for line in text.splitlines():
+        if _RECORD.match(line) or not records:
+            records.append([line])
+        else:
+            records[-1].append(line)
+    bad = []
+    for lines in records:
+        head = _RECORD.match(lines[0])
+        body = "\n".join(lines)
+        expected = head is not None and head["logger"].startswith(_EXPECTED_TRACEBACKS)
+        if (
+            head is None
+            or head["level"] in ("ERROR", "CRITICAL")
+            or ("Traceback" in body and not expected)
+        ):
+            bad.append(body)
+    return [b[:3000] for b in bad]
 
 
 class Fleet:

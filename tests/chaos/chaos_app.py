@@ -55,6 +55,9 @@ _TRANSIENT = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
+    # asyncpg's protocol out of step after a connection died mid-call ("cannot switch to
+    # state ..."): that connection is gone, as for actorq's own transport.
+    asyncpg.exceptions.InternalClientError,
     OSError,
 )
 
