@@ -24,6 +24,7 @@ from ._config import (
     parse_rates,
     parse_seeds,
 )
+from ._faults import plan_faults
 from ._report import SimReport
 from ._simulate import shrink, simulate, sweep
 from ._workload import JobFactory
@@ -217,8 +218,11 @@ def run_cli(
             topology_factory=topology_factory,
             transport_factory=transport_factory,
         )
-        kept = len(smaller.keep_faults or ())
-        print_fn(f"shrunk to {kept} fault(s): {smaller.command()}")
+        kept = smaller.keep_faults or ()
+        print_fn(f"shrunk to {len(kept)} fault(s): {smaller.command()}")
+        for fault in plan_faults(smaller):
+            if fault.index in kept:
+                print_fn(f"  {fault.describe()}")
         if shrunk.violation is not None:
             print_fn(shrunk.violation.render())
     return 1
