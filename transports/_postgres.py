@@ -517,6 +517,8 @@ class PostgresTransport(Transport):
             Lease(job=_job(row), token=row[17], owner=owner, expires_at=row[15]) for row in rows
         ]
         leases.sort(key=lambda lease: (lease.job.priority, lease.job.run_at, lease.job.id))
+        if limit > 1 and len(leases) == limit:
+            self._wake({queue})  # there is likely more: pass the wake-up on (see _wake)
         return leases
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
@@ -656,9 +658,23 @@ class PostgresTransport(Transport):
                         del self._waiters[queue]
 
     def _wake(self, queues: set[str]) -> None:
+        # One waiter per queue and wake-up: waking them all would send every idle Worker
+        # racing for the same job (a herd of empty claims that slows the one that wins). A
+        # claim that comes back full passes the wake-up on (see claim), so a batch still
+        # reaches every waiter, one claim after another.
         for queue in queues:
-            for event in self._waiters.pop(queue, ()):
-                event.set()
+            waiting = self._waiters.get(queue)
+            while waiting:
+                event = waiting.pop()
+                if not event.is_set():
+                    event.set()
+                    break
+            if not waiting:
+                self._waiters.pop(queue, None)
+
+    def _wake_every(self, queue: str) -> None:
+        for event in self._waiters.pop(queue, ()):
+            event.set()
 
     def _wake_all(self) -> None:
         for event in self._pending:
@@ -727,7 +743,7 @@ class PostgresTransport(Transport):
                 config.retention,
             )
         if not config.paused:
-            self._wake({config.name})
+            self._wake_every(config.name)
 
     async def list_queue_configs(self) -> list[QueueConfig]:
         pool = self._db
