@@ -75,6 +75,9 @@ __all__ = [
 
 _log = logging.getLogger("actorq.worker")
 
+#: The outcome of most jobs, shared (outcomes are frozen).
+_COMPLETE = Complete()
+
 
 @attrs.frozen(kw_only=True)
 class WorkerConfig:
@@ -93,14 +96,8 @@ class WorkerConfig:
 
 @attrs.frozen(kw_only=True)
 class Poll:
-    """Try to claim work. Sent by the Worker to itself (after a wake-up, poll or batch)."""
-
-
-@attrs.frozen(kw_only=True)
-class BatchFinished:
-    """The batch runner has finalized its jobs. Sent by the Worker's runner task."""
-
-    batch: int  # the batch's sequence number
+    """Claim now if idle, instead of waiting for a wake-up or the poll interval. Sent by
+    anyone who knows work arrived."""
 
 
 @attrs.frozen(kw_only=True)
@@ -128,7 +125,7 @@ class Drain:
     reply_to: Reply[None]  # answered once nothing is held any more
 
 
-WorkerMessage: TypeAlias = Poll | BatchFinished | LeasesLost | CancelsRequested | Drain
+WorkerMessage: TypeAlias = Poll | LeasesLost | CancelsRequested | Drain
 
 
 @attrs.frozen(kw_only=True)
@@ -349,8 +346,7 @@ class Worker(Actor[WorkerMessage]):
         self._heartbeat: ActorRef[HeartbeatMessage] | None = None
         self._batch: _Batch | None = None
         self._batches = itertools.count(1)
-        self._waiting = False
-        self._busy = False  # the last claim came back full: claim a batch next time
+        self._idle: anyio.CancelScope | None = None  # cancelled to end an idle wait early
         self._draining = False
         self._pending: list[tuple[_Entry, Outcome, str | float | None]] = []
         self._pending_since = 0.0
@@ -370,7 +366,7 @@ class Worker(Actor[WorkerMessage]):
             ),
             name=f"{self.worker_id}/heartbeat",
         )
-        self.context.self_ref.tell_nowait(Poll())
+        self.context.start_soon(self._run)
 
     async def on_stop(self, reason: ExitReason) -> None:
         # Normally Drain came first and nothing is held. After a crash, or a stop without
@@ -407,74 +403,78 @@ class Worker(Actor[WorkerMessage]):
 
     async def receive(self, msg: WorkerMessage) -> None:
         kind = type(msg)
-        if kind is Poll:
-            self._waiting = False
-            await self._poll()
-        elif kind is BatchFinished:
-            assert isinstance(msg, BatchFinished)
-            if self._batch is not None and self._batch.number == msg.batch:
-                self._batch = None
-            if not self._draining:
-                self.context.self_ref.tell_nowait(Poll())
-        elif kind is LeasesLost:
+        if kind is LeasesLost:
             assert isinstance(msg, LeasesLost)
             self._on_lost(msg.job_ids, msg.tokens)
-        elif kind is Drain:
-            assert isinstance(msg, Drain)
-            # At once, not in the task: a Poll handled before the task starts must not claim.
-            self._draining = True
-            self.context.start_soon(self._drain, msg.reply_to)
-        else:
+        elif kind is CancelsRequested:
             assert isinstance(msg, CancelsRequested)
             self._on_cancel_requested(msg.job_ids)
+        elif kind is Drain:
+            assert isinstance(msg, Drain)
+            # At once, not in the task: the run loop must not claim again.
+            self._draining = True
+            self._wake()
+            self.context.start_soon(self._drain, msg.reply_to)
+        else:
+            self._wake()
 
-    async def _poll(self) -> None:
-        if self._draining or self._batch is not None:
-            return
-        limit = self._config.batch_size if self._busy else 1
-        try:
-            leases = await self._transport.claim(
-                self.queue, owner=self.worker_id, limit=limit, ttl=self._config.lease_ttl
-            )
-        except TransportError as exc:
-            _log.warning("%s could not claim from %r: %s", self.worker_id, self.queue, exc)
-            self._wait(self._config.error_backoff, listen=False)
-            return
-        self._busy = len(leases) == limit
-        if not leases:
-            self._wait(self._config.poll_interval, listen=True)
-            return
-        assert self._heartbeat is not None
-        ttls = tuple(self._ttl_of(lease) for lease in leases) if self._own_ttls else ()
-        await self._heartbeat.tell(Track(leases=tuple(leases), ttls=ttls))
-        batch = _Batch(next(self._batches), leases)
-        self._batch = batch
-        self.context.start_soon(self._run_batch, batch)
+    def _wake(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+
+    # --- the run loop (one task for the Worker's life) --------------------------------------
+
+    async def _run(self) -> None:
+        """Claim, run the batch, repeat; between batches wait for work when there is none.
+
+        One task runs every batch in turn, so a busy Worker goes from one batch to the next
+        without a message round trip. The actor's own loop meanwhile handles lost leases,
+        cancel requests and Drain.
+        """
+        config = self._config
+        busy = False  # the last claim came back full: claim a batch next time
+        while not self._draining:
+            limit = config.batch_size if busy else 1
+            try:
+                leases = await self._transport.claim(
+                    self.queue, owner=self.worker_id, limit=limit, ttl=config.lease_ttl
+                )
+            except TransportError as exc:
+                _log.warning("%s could not claim from %r: %s", self.worker_id, self.queue, exc)
+                await self._wait(config.error_backoff, listen=False)
+                continue
+            busy = len(leases) == limit
+            if not leases:
+                await self._wait(config.poll_interval, listen=True)
+                continue
+            assert self._heartbeat is not None
+            ttls = tuple(self._ttl_of(lease) for lease in leases) if self._own_ttls else ()
+            await self._heartbeat.tell(Track(leases=tuple(leases), ttls=ttls))
+            batch = _Batch(next(self._batches), leases)
+            self._batch = batch
+            await self._run_batch(batch)
+            self._batch = None
+
+    async def _wait(self, seconds: float, *, listen: bool) -> None:
+        """Wait ``seconds`` (less when work arrives, if ``listen``), or until woken."""
+        clock = self.context.clock
+        with anyio.CancelScope() as self._idle, clock.move_on_after(seconds):
+            if self._draining:
+                return
+            if listen:
+                try:
+                    await self._transport.wait_for_work([self.queue])
+                except TransportError:
+                    await clock.sleep(seconds)
+            else:
+                await clock.sleep(seconds)
+        self._idle = None
 
     def _ttl_of(self, lease: Lease) -> float:
         """The TTL a lease is renewed with: its task's ``lease_ttl``, else the Worker's."""
         task = self._app.get(lease.job.kind)
         ttl = None if task is None else task.options.lease_ttl
         return self._config.lease_ttl if ttl is None else ttl
-
-    def _wait(self, seconds: float, *, listen: bool) -> None:
-        if not self._waiting:
-            self._waiting = True
-            self.context.start_soon(self._wait_then_poll, seconds, listen)
-
-    async def _wait_then_poll(self, seconds: float, listen: bool) -> None:
-        with self.context.clock.move_on_after(seconds):
-            if listen:
-                try:
-                    await self._transport.wait_for_work([self.queue])
-                except TransportError:
-                    await self.context.clock.sleep(seconds)
-            else:
-                await self.context.clock.sleep(seconds)
-        try:
-            self.context.self_ref.tell_nowait(Poll())
-        except anyio.WouldBlock:
-            self._waiting = False
 
     def _on_lost(self, job_ids: tuple[int, ...], tokens: tuple[int, ...] = ()) -> None:
         batch = self._batch
@@ -514,38 +514,58 @@ class Worker(Actor[WorkerMessage]):
     async def _run_batch(self, batch: _Batch) -> None:
         clock = self.context.clock
         delay = self._config.finalize_delay
+        entries = list(batch.entries.values())
+        position = 0
         try:
-            for entry in list(batch.entries.values()):
-                if batch.releasing or self._draining:
-                    # Shutting down: jobs not started yet go back at once.
-                    self._add(entry, Release(), None)
-                    continue
-                if self._pending and not self._flush_timer:
-                    # Results wait at most finalize_delay, even behind a long handler.
-                    self._flush_timer = True
-                    self.context.start_soon(self._flush_at, self._pending_since + delay)
-                await self._run_one(entry)
-                if self._pending and clock.now() - self._pending_since >= delay:
-                    await self._flush()
+            while position < len(entries):
+                # One cancel scope for the batch's jobs, which run one after another: the
+                # handler that must stop (lease lost, cancel requested, shutdown) cancels it,
+                # and the rest of the batch goes on in a fresh one. A scope per job would cost
+                # more than the quickest handlers it wraps.
+                with anyio.CancelScope() as scope:
+                    while position < len(entries) and not scope.cancel_called:
+                        entry = entries[position]
+                        position += 1
+                        if batch.releasing or self._draining:
+                            # Shutting down: jobs not started yet go back at once.
+                            self._add(entry, Release(), None)
+                            continue
+                        if self._pending and not self._flush_timer:
+                            # Results wait at most finalize_delay, even behind a long handler.
+                            self._flush_timer = True
+                            self.context.start_soon(self._flush_at, self._pending_since + delay)
+                        await self._run_one(entry, scope)
+                        if (
+                            self._pending
+                            and not scope.cancel_called
+                            and clock.now() - self._pending_since >= delay
+                        ):
+                            await self._flush()
+                if scope.cancel_called:
+                    self._interrupted(entries[position - 1])
             await self._flush()
         finally:
             batch.done.set()
-            if not self._draining:
-                self.context.self_ref.tell_nowait(BatchFinished(batch=batch.number))
 
     async def _flush_at(self, deadline: float) -> None:
         await self.context.clock.sleep_until(deadline)
         self._flush_timer = False
         await self._flush()
 
-    async def _run_one(self, entry: _Entry) -> None:
+    async def _run_one(self, entry: _Entry, scope: anyio.CancelScope) -> None:
+        """Run one job's handler in the batch's cancel scope and settle its outcome.
+
+        Cancelling ``entry.scope`` (set while the handler runs) interrupts the handler; the
+        cancellation then leaves this method and ``_interrupted`` settles the job.
+        """
         lease = entry.lease
         job = lease.job
         clock = self.context.clock
         if entry.lost:
             return
-        if self._events.has_subscribers:
-            self._events.publish(
+        events = self._events
+        if events.has_subscribers:
+            events.publish(
                 JobClaimed(
                     at=clock.now(),
                     job_id=job.id,
@@ -574,37 +594,47 @@ class Worker(Actor[WorkerMessage]):
             return
         ctx = JobContext(lease, clock, lambda: self._renew_now(entry))
         entry.context = ctx
-        started = clock.now()
+        started = clock.now() if events.has_subscribers else 0.0  # for JobSucceeded only
         error: str | None = None
         result: object = None
         timeout = task.options.timeout
-        with anyio.CancelScope() as scope:
-            entry.scope = scope
-            try:
-                if timeout is None:
+        entry.scope = scope
+        try:
+            if timeout is None:
+                result = await task.fn(ctx, payload)
+            else:
+                with clock.move_on_after(timeout) as timer:
                     result = await task.fn(ctx, payload)
-                else:
-                    with clock.move_on_after(timeout) as timer:
-                        result = await task.fn(ctx, payload)
-                    if timer.cancelled_caught:
-                        error = f"timed out after {timeout:g}s"
-            except Exception as exc:
-                error = _describe(exc)
-                ctx.log.info("failed: %s", error, exc_info=_log.isEnabledFor(logging.DEBUG))
-        entry.scope = None
+                if timer.cancelled_caught:
+                    error = f"timed out after {timeout:g}s"
+        except Exception as exc:
+            error = _describe(exc)
+            ctx.log.info("failed: %s", error, exc_info=_log.isEnabledFor(logging.DEBUG))
+        finally:
+            entry.scope = None
+        # The handler ended by itself (perhaps just as someone asked it to stop).
         if entry.is_lost():
             return  # someone else owns the job now; any finalize would be refused
         if entry.is_cancelled():
-            # An operator's cancel reached the handler before it finished (cancelled, or it
-            # noticed the request and returned): cancelled, whatever it returned.
+            # An operator's cancel reached the handler before it finished (it noticed the
+            # request and returned): cancelled, whatever it returned.
             self._add(entry, Cancel(reason="cancel requested"), None)
         elif error is not None:
             self._add(entry, self._failure(job.attempt, job.max_attempts, task, error), error)
-        elif scope.cancelled_caught:
-            self._add(entry, Release(), None)  # cancelled by a shutdown: give the job back
+        elif result is None:
+            self._add(entry, _COMPLETE, clock.now() - started if started else 0.0)
         else:
             outcome = self._outcome(result, job.attempt, job.max_attempts, task)
-            self._add(entry, outcome, clock.now() - started)
+            self._add(entry, outcome, clock.now() - started if started else 0.0)
+
+    def _interrupted(self, entry: _Entry) -> None:
+        """Settle a job whose handler was cancelled by the Worker."""
+        if entry.settled or entry.lost:
+            return  # settled already, or someone else owns the job now
+        if entry.cancel:
+            self._add(entry, Cancel(reason="cancel requested"), None)
+        else:
+            self._add(entry, Release(), None)  # a shutdown: give the job back
 
     def _failure(self, attempt: int, max_attempts: int, task: Task[Any], error: str) -> Outcome:
         if attempt >= max_attempts:
@@ -614,7 +644,7 @@ class Worker(Actor[WorkerMessage]):
 
     def _outcome(self, result: object, attempt: int, max_attempts: int, task: Task[Any]) -> Outcome:
         if result is None or type(result) is Done:
-            return Complete()
+            return _COMPLETE
         if isinstance(result, RetryLater):
             reason = result.reason or "retry requested by the handler"
             if result.delay is None:
