@@ -8,7 +8,7 @@ from .conftest import examples
 from .harness import Harness
 from .interleavings import run_schedules
 
-EXAMPLES = {"memory": 40, "sqlite": 20, "postgres": 20}
+EXAMPLES = {"memory": 100, "sqlite": 50, "postgres": 50}
 
 
 def test_concurrent_claimants_keep_the_invariants(harness: Harness) -> None:

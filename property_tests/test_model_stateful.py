@@ -9,7 +9,7 @@ from .conftest import examples
 from .harness import Harness
 from .machine import LeaseMachine
 
-EXAMPLES = {"memory": 60, "sqlite": 25, "postgres": 25}
+EXAMPLES = {"memory": 100, "sqlite": 40, "postgres": 40}
 
 
 def test_leases_never_lie(harness: Harness) -> None:

@@ -34,7 +34,7 @@ from .mutants import (
 )
 from .runtime import Scenario, check, run, scenarios
 
-BUDGET = 400
+BUDGET = 1000
 """Examples a suite may use to catch one mutant (ci); the slowest needs a fraction of it."""
 
 

@@ -16,7 +16,7 @@ def test_no_job_lost_and_no_double_run_without_expiry(loop: str) -> None:
     is lost, a job runs on two workers at once only after the first lease truly expired and was
     reclaimed, and the late finalize of the first is refused."""
 
-    @settings(max_examples=examples(25))
+    @settings(max_examples=examples(60))
     @given(scenario=scenarios())
     def scenario_holds(scenario: Scenario) -> None:
         result = anyio.run(run, scenario, backend=loop)
