@@ -203,7 +203,7 @@ class EventBus:
         errors: deliveries that raised (a bug in the subscriber).
     """
 
-    __slots__ = ("_subscribers", "dropped", "errors")
+    __slots__ = ("_subscribers", "dropped", "errors", "has_subscribers")
 
     def __init__(self) -> None:
         # Replaced, never mutated: publish iterates a snapshot, so subscribing or
@@ -211,6 +211,9 @@ class EventBus:
         self._subscribers: tuple[Callable[[RuntimeEvent], Any], ...] = ()
         self.dropped = 0
         self.errors = 0
+        #: Whether anyone listens (publishers skip building events nobody would get); an
+        #: attribute, not a property, since workers read it for every job.
+        self.has_subscribers = False
 
     def subscribe(self, subscriber: Callable[[RuntimeEvent], Any]) -> Callable[[], None]:
         """Call ``subscriber(event)`` for every event; returns an unsubscribe function.
@@ -219,12 +222,14 @@ class EventBus:
         unsubscribe in its ``on_stop``).
         """
         self._subscribers = (*self._subscribers, subscriber)
+        self.has_subscribers = True
 
         def unsubscribe() -> None:
             remaining = list(self._subscribers)
             if subscriber in remaining:
                 remaining.remove(subscriber)
                 self._subscribers = tuple(remaining)
+                self.has_subscribers = bool(remaining)
 
         return unsubscribe
 
@@ -238,8 +243,3 @@ class EventBus:
             except Exception:
                 self.errors += 1
                 _log.exception("event subscriber %r failed on %s", subscriber, event)
-
-    @property
-    def has_subscribers(self) -> bool:
-        """Whether anyone listens (publishers skip building events nobody would get)."""
-        return bool(self._subscribers)

@@ -44,7 +44,7 @@ from transports import (
     TransportError,
 )
 
-from ..core import Actor, ActorRef, ExitReason, Reply
+from ..core import Actor, ActorRef, Clock, ExitReason, RealClock, Reply
 from ._app import App, Task
 from ._context import JobContext
 from ._errors import PayloadInvalid
@@ -352,10 +352,12 @@ class Worker(Actor[WorkerMessage]):
         self._pending_since = 0.0
         self._flush_timer = False  # a task flushes the pending results when they get old
         self._flushing: anyio.Lock | None = None  # one finalize call at a time, in order
+        self._clock: Clock = RealClock()  # the system's, from on_start (read for every job)
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def on_start(self) -> None:
+        self._clock = self.context.clock
         self._flushing = anyio.Lock()
         self._heartbeat = await self.context.spawn(
             Heartbeat(
@@ -383,7 +385,7 @@ class Worker(Actor[WorkerMessage]):
         reply_to.send(None)
 
     async def _release(self, batch: _Batch, *, grace: float) -> None:
-        clock = self.context.clock
+        clock = self._clock
         with clock.move_on_after(grace):
             await batch.done.wait()
         if batch.done.is_set():
@@ -457,7 +459,7 @@ class Worker(Actor[WorkerMessage]):
 
     async def _wait(self, seconds: float, *, listen: bool) -> None:
         """Wait ``seconds`` (less when work arrives, if ``listen``), or until woken."""
-        clock = self.context.clock
+        clock = self._clock
         with anyio.CancelScope() as self._idle, clock.move_on_after(seconds):
             if self._draining:
                 return
@@ -478,7 +480,7 @@ class Worker(Actor[WorkerMessage]):
 
     def _on_lost(self, job_ids: tuple[int, ...], tokens: tuple[int, ...] = ()) -> None:
         batch = self._batch
-        now = self.context.clock.now()
+        now = self._clock.now()
         for i, job_id in enumerate(job_ids):
             entry = batch.entries.get(job_id) if batch is not None else None
             if (
@@ -512,7 +514,7 @@ class Worker(Actor[WorkerMessage]):
     # --- running a batch (in a task of this actor) -----------------------------------------
 
     async def _run_batch(self, batch: _Batch) -> None:
-        clock = self.context.clock
+        clock = self._clock
         delay = self._config.finalize_delay
         entries = list(batch.entries.values())
         position = 0
@@ -548,7 +550,7 @@ class Worker(Actor[WorkerMessage]):
             batch.done.set()
 
     async def _flush_at(self, deadline: float) -> None:
-        await self.context.clock.sleep_until(deadline)
+        await self._clock.sleep_until(deadline)
         self._flush_timer = False
         await self._flush()
 
@@ -560,7 +562,7 @@ class Worker(Actor[WorkerMessage]):
         """
         lease = entry.lease
         job = lease.job
-        clock = self.context.clock
+        clock = self._clock
         if entry.lost:
             return
         events = self._events
@@ -640,7 +642,7 @@ class Worker(Actor[WorkerMessage]):
         if attempt >= max_attempts:
             return Discard(error=f"attempts exhausted ({attempt}/{max_attempts}): {error}")
         delay = task.options.backoff.delay(attempt, self._rng)
-        return Retry(run_at=self.context.clock.now() + delay, error=error)
+        return Retry(run_at=self._clock.now() + delay, error=error)
 
     def _outcome(self, result: object, attempt: int, max_attempts: int, task: Task[Any]) -> Outcome:
         if result is None or type(result) is Done:
@@ -653,7 +655,7 @@ class Worker(Actor[WorkerMessage]):
                 return Discard(error=f"handler returned {result!r}: the delay must be finite")
             if attempt >= max_attempts:
                 return Discard(error=f"attempts exhausted ({attempt}/{max_attempts}): {reason}")
-            return Retry(run_at=self.context.clock.now() + result.delay, error=reason)
+            return Retry(run_at=self._clock.now() + result.delay, error=reason)
         if isinstance(result, Drop):
             return Discard(error=result.reason)
         if isinstance(result, SnoozeUntil):
@@ -666,7 +668,7 @@ class Worker(Actor[WorkerMessage]):
 
     def _add(self, entry: _Entry, outcome: Outcome, detail: str | float | None) -> None:
         if not self._pending:
-            self._pending_since = self.context.clock.now()
+            self._pending_since = self._clock.now()
         entry.settled = True
         self._pending.append((entry, outcome, detail))
 
@@ -685,12 +687,12 @@ class Worker(Actor[WorkerMessage]):
             self._heartbeat.tell_nowait(Untrack(job_ids=tuple(r.job_id for r in requests)))
             if results is None or not self._events.has_subscribers:
                 return
-            now = self.context.clock.now()
+            now = self._clock.now()
             for (entry, outcome, detail), result in zip(pending, results, strict=True):
                 self._announce(now, entry, outcome, detail, result)
 
     async def _finalize(self, requests: list[FinalizeRequest]) -> list[FinalizeResult] | None:
-        clock = self.context.clock
+        clock = self._clock
         pause = self._config.error_backoff
         while True:
             try:
@@ -785,7 +787,7 @@ class Worker(Actor[WorkerMessage]):
         return result
 
     def _publish_phase(self, phase: str, detail: str) -> None:
-        self._events.publish(ShutdownPhase(at=self.context.clock.now(), phase=phase, detail=detail))
+        self._events.publish(ShutdownPhase(at=self._clock.now(), phase=phase, detail=detail))
         _log.info("%s: %s (%s)", self.worker_id, phase, detail)
 
 
