@@ -44,7 +44,7 @@ from transports import (
     TransportError,
 )
 
-from ..core import Actor, ActorRef, Clock, ExitReason, RealClock, Reply
+from ..core import Actor, ActorRef, Clock, ExitReason, Reply
 from ._app import App, Task
 from ._context import JobContext
 from ._errors import PayloadInvalid
@@ -352,7 +352,7 @@ class Worker(Actor[WorkerMessage]):
         self._pending_since = 0.0
         self._flush_timer = False  # a task flushes the pending results when they get old
         self._flushing: anyio.Lock | None = None  # one finalize call at a time, in order
-        self._clock: Clock = RealClock()  # the system's, from on_start (read for every job)
+        self._clock: Clock  # the system's, set in on_start (read for every job)
 
     # --- lifecycle -------------------------------------------------------------------------
 
