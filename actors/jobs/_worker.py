@@ -215,12 +215,14 @@ class Heartbeat(Actor[HeartbeatMessage]):
 
     async def receive(self, msg: HeartbeatMessage) -> None:
         if type(msg) is Track:
-            # Claimed with the Worker's TTL: due for renewal a third of that after the claim.
-            first_renewal = self._ttl / 3 - self._ttl
+            # Claimed (just now) with the Worker's TTL: due for renewal a third of that later.
+            # Measured on this node's clock, not from the lease's expiry: the store may keep
+            # time by another clock (PostgreSQL's), and the two need not agree.
+            renew_at = self.context.clock.now() + self._ttl / 3
             ttls = msg.ttls
             for i, lease in enumerate(msg.leases):
                 self._held[lease.job_id] = _Held(
-                    lease.token, ttls[i] if ttls else self._ttl, lease.expires_at + first_renewal
+                    lease.token, ttls[i] if ttls else self._ttl, renew_at
                 )
         elif type(msg) is Untrack:
             for job_id in msg.job_ids:

@@ -54,6 +54,44 @@ async def test_heartbeats_keep_a_long_handler_leased(
     assert ev.of(JobLeaseLost) == []
 
 
+class _Ahead:
+    """The store's clock, ``offset`` seconds ahead of the node's."""
+
+    def __init__(self, clock: VirtualClock, offset: float) -> None:
+        self._clock = clock
+        self._offset = offset
+
+    def now(self) -> float:
+        return self._clock.now() + self._offset
+
+
+@pytest.mark.parametrize("offset", [25.0, -25.0])
+async def test_heartbeats_follow_the_nodes_clock_not_the_stores(
+    clock: VirtualClock, offset: float
+) -> None:
+    """A store keeping time by another clock (PostgreSQL's, skewed from the node's) does not
+    make the Heartbeat renew too late: it schedules renewals on the node's own clock."""
+    async with MemoryTransport(clock=_Ahead(clock, offset)) as skewed:
+        app = App(skewed)
+
+        @app.task("long")
+        async def long(ctx: JobContext, payload: Any) -> None:
+            await ctx.clock.sleep(100.0)
+
+        job_id = (await app.enqueue(long, None)).job_id
+        worker = WorkerConfig(lease_ttl=30.0)
+        async with (
+            clock.autojump(),
+            running(topology(app, skewed, clock, worker=worker)) as (
+                _,
+                ev,
+            ),
+        ):
+            job = await wait_state(skewed, clock, job_id, JobState.SUCCEEDED, timeout=300.0)
+    assert job.attempt == 1
+    assert ev.of(JobLeaseLost) == []
+
+
 @pytest.mark.parametrize(("task_ttl", "sleep"), [(1.5, 20.0), (300.0, 200.0)])
 async def test_a_tasks_own_lease_ttl_is_used_for_its_jobs(
     memory: MemoryTransport, clock: VirtualClock, task_ttl: float, sleep: float
