@@ -252,8 +252,10 @@ def _without(query: str, text: str, replacement: str = "") -> str:
     return sql.replace(text, replacement)
 
 
-_RENEW_BLIND = _without("renew", "AND jobs.lease_token = requests.token")
-_FINALIZE_BLIND = _without("finalize", "AND jobs.lease_token = requests.token")
+_FENCE = "AND jobs.lease_token = requests.token"
+_RENEW_BLIND = _without("renew", _FENCE)
+_without("finalize", _FENCE)  # fails loudly if the statement is no longer fenced this way
+_FINALIZE_HEAD = _Q["finalize"].split("{rows}")[0]  # the start of every expanded batch
 _REAP_EAGER = _without("expired_leases", "AND lease_expires_at <= :now")
 
 
@@ -268,8 +270,9 @@ class SQLiteFinalizeIgnoresToken(SQLiteTransport):
     """The finalize statement matches on the job id alone."""
 
     async def _fetch(self, sql: str, params: Any = ()) -> list[Any]:
-        if sql.startswith(_Q["finalize"].split("{rows}")[0]):
-            sql = sql.replace("AND jobs.lease_token = requests.token", "")
+        # The statement is the template expanded for the batch: recognise it by its start.
+        if sql.startswith(_FINALIZE_HEAD):
+            sql = sql.replace(_FENCE, "")
         return await super()._fetch(sql, params)
 
 

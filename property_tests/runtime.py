@@ -450,6 +450,10 @@ def check(result: Run) -> None:
                             f"renew of a live lease {record} said lost at {now}",
                         )
                 else:
+                    if record.ended_at is not None or latest[record.job_id] is not record:
+                        raise Violation(
+                            STALE_TOKEN_INERT, f"renew of the stale {record} at {now} said {answer}"
+                        )
                     if not live:
                         raise Violation(EXPIRED_RECLAIMABLE, f"renew revived {record} at {now}")
                     record.expires_at = now + ttl
