@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from random import Random  # allowed: type of the injected, seeded RNG only
 from typing import Any
 
+import anyio
 import attrs
 
 from transports import Transport
@@ -37,6 +38,7 @@ from ..core import (
 from ._app import App
 from ._cleanup import Cleanup
 from ._cron import Cron
+from ._errors import UnknownJobKind
 from ._events import EventBus, ShutdownPhase
 from ._queue import DrainWorkers, QueueSupervisor
 from ._reaper import Reaper
@@ -78,6 +80,7 @@ class _ActorPlan:
     id: str
     factory: Callable[[NodeContext], Actor[Any]]
     restart: Restart
+    mailbox_size: int
     shutdown: float
 
 
@@ -172,7 +175,16 @@ class Topology:
         return self
 
     def cron(self, schedules: Sequence[CronSchedule], *, leader_ttl: float = 10.0) -> Topology:
-        """Run Cron for ``schedules`` (it fires only while it holds the leader lease)."""
+        """Run Cron for ``schedules`` (it fires only while it holds the leader lease).
+
+        Raises:
+            UnknownJobKind: a schedule names a kind the App has no handler for.
+        """
+        for schedule in schedules:
+            if self.app.get(schedule.kind) is None:
+                raise UnknownJobKind(
+                    f"schedule {schedule.name!r}: no handler for job kind {schedule.kind!r}"
+                )
         self._cron = (tuple(schedules), leader_ttl)
         return self
 
@@ -190,13 +202,22 @@ class Topology:
         *,
         restart: Restart = Restart.PERMANENT,
         shutdown: float = 5.0,
+        mailbox_size: int = 1000,
     ) -> Topology:
         """Run a user actor beside the runtime's; its factory gets the node's context.
 
         Subscribe it to runtime events in its ``on_start``:
         ``node.events.subscribe(self.context.self_ref.tell_nowait)``.
         """
-        self._actors.append(_ActorPlan(id=id, factory=factory, restart=restart, shutdown=shutdown))
+        self._actors.append(
+            _ActorPlan(
+                id=id,
+                factory=factory,
+                restart=restart,
+                shutdown=shutdown,
+                mailbox_size=mailbox_size,
+            )
+        )
         return self
 
     # --- running --------------------------------------------------------------------------
@@ -221,6 +242,7 @@ class Topology:
                 factory=functools.partial(p.factory, ctx),
                 restart=p.restart,
                 shutdown=p.shutdown,
+                mailbox_size=p.mailbox_size,
             )
             for p in self._actors
         ]
@@ -343,20 +365,28 @@ class Node:
         deadline = clock.now() + timeout
         self._phase("draining", f"deadline in {timeout:g}s")
         if self.root.is_alive:
+            children = await self.root.which_children()
+            if any(info.id == "cron" for info in children):
+                # No new cron jobs while the queues drain; the leader lease is handed back.
+                await self.root.terminate_child("cron")
             queues = [
                 info.ref
-                for info in await self.root.which_children()
+                for info in children
                 if info.id.startswith("queue:") and info.ref is not None
             ]
-            for ref in queues:
-                remaining = max(0.0, deadline - clock.now())
-                try:
-                    await ref.ask(lambda r: DrainWorkers(reply_to=r), timeout=remaining)
-                except Exception as exc:
-                    _log.warning("%s: drain of %s incomplete: %s", self.node_id, ref.name, exc)
+            async with anyio.create_task_group() as tg:
+                for ref in queues:
+                    tg.start_soon(self._drain, ref, deadline)
         self._phase("stopping", "actors")
         await self.system.shutdown(max(0.0, deadline - clock.now()))
         self._phase("stopped", "")
+
+    async def _drain(self, ref: ActorRef[Any], deadline: float) -> None:
+        remaining = max(0.0, deadline - self.clock.now())
+        try:
+            await ref.ask(lambda r: DrainWorkers(reply_to=r), timeout=remaining)
+        except Exception as exc:  # a stuck or stopped queue: the system shutdown bounds it
+            _log.warning("%s: drain of %s incomplete: %s", self.node_id, ref.name, exc)
 
     def _phase(self, phase: str, detail: str) -> None:
         self.events.publish(ShutdownPhase(at=self.clock.now(), phase=phase, detail=detail))
