@@ -83,7 +83,7 @@ _COMPLETE = Complete()
 class WorkerConfig:
     """How a Worker claims and holds jobs."""
 
-    lease_ttl: float = 30.0  # seconds a lease lives unrenewed; renewed every ttl / 3
+    lease_ttl: float = 10.0  # seconds a lease lives unrenewed; renewed every ttl / 3
     batch_size: int = 10  # most jobs claimed at once when the queue is busy
     poll_interval: float = 1.0  # longest idle wait before claiming again without a wake-up
     drain_timeout: float = 10.0  # on shutdown, how long running jobs may finish
