@@ -20,7 +20,6 @@ from rich.table import Table
 import transports
 from transports import EnqueueRequest, JobState, QueueConfig, Transport, TransportError
 
-from ..core import RealClock
 from ..jobs import App, Topology, WorkerConfig
 
 __all__ = ["load_app", "main"]
@@ -87,7 +86,8 @@ def _run(loop: str, fn: Callable[[], Awaitable[T]]) -> T:
 
 
 async def _with_transport(url: str, fn: Callable[[Transport], Awaitable[T]]) -> T:
-    async with transports.connect(url, clock=RealClock()) as transport:
+    # No clock: each backend keeps its own time domain (PostgreSQL: the database's clock).
+    async with transports.connect(url) as transport:
         return await fn(transport)
 
 
@@ -151,7 +151,9 @@ def worker(
     )
 
     async def run() -> None:
-        async with transports.connect(url, clock=RealClock()) as transport:
+        # No clock for the store: lease expiry is decided by the database's clock, one clock
+        # for every machine, so a worker whose clock runs ahead cannot reap live leases.
+        async with transports.connect(url) as transport:
             app.transport = app.transport or transport
             topology = Topology.default(
                 app,
