@@ -486,8 +486,10 @@ class PostgresTransport(Transport):
     ) -> list[asyncpg.Record]:
         sql = self._sql["enqueue"]
         if not dedupe:
-            # No key can conflict: the single statement is the whole (atomic) write.
-            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+            # No key can conflict: a plain insert (its dedupe-key column, args[7], is all
+            # NULL) is the whole, atomic write.
+            plain = (*args[:7], args[8])
+            rows: list[asyncpg.Record] = await conn.fetch(self._sql["enqueue_plain"], *plain)
             return rows
         # A key's active job committed by another transaction after this statement's
         # snapshot makes ON CONFLICT skip the row while the lookup cannot see the job: undo

@@ -77,6 +77,38 @@ SELECT coalesce(
 FROM req LEFT JOIN ins ON ins.id = req.id
 ORDER BY req.ord;
 
+-- name: enqueue_plain
+-- enqueue for a batch without dedupe keys: nothing can conflict, so a plain INSERT (no
+-- conflict arbiter, no lookup of existing jobs). The identity default draws each id as the
+-- rows arrive in request order, so the ids sorted are the requests in order.
+WITH now AS (
+    SELECT coalesce($8::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+ins AS (
+    INSERT INTO {schema}.jobs (
+        kind, queue, payload, state, priority, run_at, max_attempts, created_at, updated_at
+    )
+    SELECT r.kind, r.queue, r.payload::jsonb,
+           CASE WHEN coalesce(r.run_at, now.t + r.delay) > now.t THEN 'scheduled'
+                ELSE 'available' END,
+           r.priority, coalesce(r.run_at, now.t + r.delay), r.max_attempts, now.t, now.t
+    FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::integer[], $5::float8[], $6::float8[],
+        $7::integer[]
+    ) WITH ORDINALITY AS r(kind, queue, payload, priority, run_at, delay, max_attempts, ord),
+    now
+    ORDER BY r.ord
+    RETURNING id, queue, state
+),
+woken AS (
+    SELECT pg_notify({channel}, q.queue)
+    FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') AS q
+    WHERE {notify}
+)
+SELECT ins.id AS job_id, false AS deduplicated, (SELECT count(*) FROM woken) AS woken
+FROM ins
+ORDER BY ins.id;
+
 -- name: claim
 WITH now AS (
     SELECT coalesce($5::float8, extract(epoch FROM statement_timestamp())::float8) AS t
