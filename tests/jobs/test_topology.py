@@ -55,10 +55,12 @@ async def test_user_actor_gets_its_mailbox_size() -> None:
     async with transport, clock.autojump(), topology.run() as node:
         ref = await node.child("idle")
         accepted = 0
-        with pytest.raises(anyio.WouldBlock):
-            for _ in range(100):
+        while accepted < 100:
+            try:
                 ref.tell_nowait(ShutdownPhase(at=0.0, phase="x"))
-                accepted += 1
+            except anyio.WouldBlock:
+                break
+            accepted += 1
         # Two in the mailbox, plus the one handed straight to the actor waiting to receive.
         assert accepted == 3
 
