@@ -74,16 +74,20 @@ def quoted(schema: str) -> str:
 
 async def create_schema(dsn: str, schema: str, *, audit: bool) -> None:
     """actorq's tables (by its own migrations), the executions table and, if ``audit``, the
-    transition audit trail."""
-    async with PostgresTransport(dsn, schema=schema, pool_size=1, notify=False):
-        pass
-    conn = await asyncpg.connect(dsn)
+    transition audit trail. Drops the schema again if any step fails."""
     try:
-        await conn.execute(EXECUTIONS_DDL.replace("{schema}", quoted(schema)))
-        if audit:
-            await conn.execute(AUDIT_DDL.replace("{schema}", quoted(schema)))
-    finally:
-        await conn.close()
+        async with PostgresTransport(dsn, schema=schema, pool_size=1, notify=False):
+            pass
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(EXECUTIONS_DDL.replace("{schema}", quoted(schema)))
+            if audit:
+                await conn.execute(AUDIT_DDL.replace("{schema}", quoted(schema)))
+        finally:
+            await conn.close()
+    except BaseException:
+        await drop_schema(dsn, schema)
+        raise
 
 
 async def drop_schema(dsn: str, schema: str) -> None:

@@ -89,10 +89,14 @@ async def _run(dsn: str, logs: Path) -> LoadRun:
     schema = f"chaos_{uuid.uuid4().hex[:10]}"
     await db.create_schema(dsn, schema, audit=False)
     admin = db.Admin(dsn)
-    # The workers' own session settings, so EXPLAIN shows the plan they run.
-    explain = await asyncpg.connect(
-        dsn, server_settings={"plan_cache_mode": "force_generic_plan", "jit": "off"}
-    )
+    try:
+        # The workers' own session settings, so EXPLAIN shows the plan they run.
+        explain = await asyncpg.connect(
+            dsn, server_settings={"plan_cache_mode": "force_generic_plan", "jit": "off"}
+        )
+    except BaseException:
+        await db.drop_schema(dsn, schema)
+        raise
     result = LoadRun()
     fleet = Fleet(
         app="tests.chaos.chaos_app:make_app",
