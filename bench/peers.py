@@ -51,8 +51,8 @@ def peers_python() -> Path:
     if not python.exists():
         print(f"creating {PEERS_VENV.name}/ ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
-        # Keep the environment out of version control, whatever the repository ignores.
-        (PEERS_VENV / ".gitignore").write_text("*\n")
+    # Keep the environment out of version control, whatever the repository ignores.
+    (PEERS_VENV / ".gitignore").write_text("*\n")
     probe = subprocess.run(
         [str(python), "-c", "import pgqueuer, procrastinate, asyncpg"], capture_output=True
     )
