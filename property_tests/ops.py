@@ -132,15 +132,18 @@ class Finalize(Op):
 @attrs.frozen
 class Reap(Op):
     limit: int
+    # Ran beside other calls: a SQL reap skips rows those calls hold locked (SKIP LOCKED), so
+    # it may take back a subset of the expired leases; the next reap takes the rest.
+    concurrent: bool = False
 
     async def run(self, transport: Transport) -> Any:
         return await transport.reap(limit=self.limit)
 
     def record(self, ledger: Ledger, result: Any, now: float) -> None:
-        ledger.reaped(result, self.limit, now)
+        ledger.reaped(result, self.limit, now, complete=not self.concurrent)
 
     def apply(self, model: ReferenceModel, result: Any, now: float) -> None:
-        model.apply_reap(self.limit, now, result)
+        model.apply_reap(self.limit, now, result, subset=self.concurrent)
 
 
 @attrs.frozen
@@ -250,6 +253,9 @@ def settle(
         op, result = done[0]
         _check_one(op, result, model, ledger, now)
         return model, ledger
+    done = [
+        (attrs.evolve(op, concurrent=True) if isinstance(op, Reap) else op, r) for op, r in done
+    ]
     claimed: dict[int, str] = {}
     for op, result in done:
         if isinstance(op, Claim):
