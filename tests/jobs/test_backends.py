@@ -24,7 +24,9 @@ from transports import CancelResult, EnqueueRequest, JobState, Transport
 
 from ._support import START, WORKER, running, topology, wait_final, wait_until
 
-pytestmark = pytest.mark.anyio
+# Under trio the SQL backends run behind the asyncio bridge thread; with coverage tracing both
+# threads this test takes a minute or two on two cores, far longer than without.
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(600)]
 
 
 @attrs.frozen
