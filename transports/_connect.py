@@ -24,7 +24,8 @@ def connect(
 
     URLs:
         ``memory://`` — in-process, deterministic (tests, simulation, demos).
-        ``sqlite:///path/to/file.db`` or ``sqlite://:memory:`` — embedded, one machine.
+        ``sqlite:///relative/file.db``, ``sqlite:////absolute/file.db`` or
+        ``sqlite://:memory:`` — embedded, one machine.
         ``postgresql://user@host:port/db?pool_size=10&schema=actorq`` — many machines.
 
     Under trio, SQL backends (whose drivers are asyncio-only) are wrapped in a
@@ -50,10 +51,9 @@ def connect(
     if scheme == "sqlite":
         from ._sqlite import SQLiteTransport
 
-        path = url[len("sqlite://") :].split("?", 1)[0]
-        if path.startswith("/"):
-            path = path[1:] if path.startswith("//") else path
-        if path in ("", ":memory:", "/:memory:"):
+        # As SQLAlchemy reads them: sqlite:///jobs.db is relative, sqlite:////var/jobs.db absolute.
+        path = url[len("sqlite://") :].split("?", 1)[0].removeprefix("/")
+        if path in ("", ":memory:"):
             path = ":memory:"
         _no_options(url, options)
         return _bridged_if_needed(lambda: SQLiteTransport(path, **common))

@@ -7,6 +7,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+import anyio
 import pytest
 
 from transports import (
@@ -308,6 +309,18 @@ async def test_connect_file_url(tmp_path: Path, anyio_backend: str) -> None:
         job_id = (await transport.enqueue(EnqueueRequest(kind="k"))).job_id
         assert (await transport.get(job_id)).kind == "k"
     assert path.exists()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_connect_url_with_three_slashes_is_relative(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anyio_backend: str
+) -> None:
+    """``sqlite:///jobs.db`` is a file in the working directory, not at the filesystem root."""
+    monkeypatch.chdir(tmp_path)
+    async with connect("sqlite:///relative.db", clock=ManualClock()) as transport:
+        await transport.enqueue(EnqueueRequest(kind="k"))
+    assert await anyio.Path(tmp_path / "relative.db").exists()
+    assert not await anyio.Path("/relative.db").exists()
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
