@@ -24,7 +24,8 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from transports import Complete, EnqueueRequest, FinalizeRequest, PostgresTransport
+from transports import EnqueueRequest, PostgresTransport
+from transports.lowlevel import Complete, FinalizeRequest
 
 Report = Callable[[str], object]
 DSN = os.environ.get("ACTORQ_TEST_POSTGRES_DSN", "postgresql://root@127.0.0.1:5432/test")

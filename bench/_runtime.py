@@ -16,15 +16,8 @@ import anyio
 
 import transports
 from actors.core import RealClock
-from actors.jobs import (
-    App,
-    EventBus,
-    JobContext,
-    JobSucceeded,
-    RuntimeEvent,
-    Topology,
-    WorkerConfig,
-)
+from actors.jobs import App, JobContext, JobSucceeded, RuntimeEvent, Topology, WorkerConfig
+from actors.jobs.lowlevel import EventBus
 
 JOBS = 20_000
 

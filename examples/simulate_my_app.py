@@ -40,7 +40,6 @@ import attrs
 from actors.core import Actor, ExitReason
 from actors.jobs import (
     App,
-    EventBus,
     Exponential,
     JobContext,
     JobSucceeded,
@@ -48,6 +47,7 @@ from actors.jobs import (
     RuntimeEvent,
     Topology,
 )
+from actors.jobs.lowlevel import EventBus
 from actors.sim import SimNodeContext, SimulationFailed, simulate_app
 from transports import EnqueueRequest
 

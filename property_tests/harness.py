@@ -5,7 +5,7 @@ A :class:`Harness` owns a blocking portal (an asyncio or trio loop in a worker t
 several nodes would see it. SQL backends stay open for a whole test and are wiped between
 examples (opening and migrating a database per example would dominate the run); the memory
 backend gets a fresh store every example. Under trio, SQL backends run behind
-:class:`~transports.BridgedTransport`, as ``transports.connect`` would arrange.
+:class:`~transports.lowlevel.BridgedTransport`, as ``transports.connect`` would arrange.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from transports import BridgedTransport, MemoryTransport, Transport
+from transports import MemoryTransport, Transport
+from transports.lowlevel import BridgedTransport
 from transports.testing import ManualClock
 
 from .model import Violation

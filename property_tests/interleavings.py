@@ -17,7 +17,8 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from transports import FinalizeRequest, Lease, RenewRequest, RenewResult, Transport
+from transports import Transport
+from transports.lowlevel import FinalizeRequest, Lease, RenewRequest, RenewResult
 from transports.testing import ManualClock
 
 from .harness import Harness

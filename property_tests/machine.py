@@ -17,7 +17,8 @@ from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from transports import FinalizeRequest, Job, Lease, RenewRequest, RenewResult, Transport
+from transports import Job, Transport
+from transports.lowlevel import FinalizeRequest, Lease, RenewRequest, RenewResult
 
 from .harness import Harness
 from .model import STALE_TOKEN_INERT, Ledger, ReferenceModel, Violation

@@ -20,18 +20,13 @@ import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from transports import (
+from transports import CancelResult, Counts, EnqueueRequest, EnqueueResult, Job, JobState
+from transports.lowlevel import (
     Cancel,
-    CancelResult,
     Complete,
-    Counts,
     Discard,
-    EnqueueRequest,
-    EnqueueResult,
     FinalizeRequest,
     FinalizeResult,
-    Job,
-    JobState,
     LeaderLease,
     Lease,
     Outcome,

@@ -19,22 +19,20 @@ from typing import Any
 
 import anyio.lowlevel
 
-from transports import (
-    FinalizeRequest,
-    FinalizeResult,
-    JobState,
-    LeaderLease,
-    Lease,
-    MemoryTransport,
-    Reclaimed,
-    RenewRequest,
-    RenewResult,
-    SQLiteTransport,
-    validate_name,
-)
+from transports import JobState, MemoryTransport, SQLiteTransport
 from transports._memory import _job, _Row  # the mutants are variations of the memory backend
 from transports._sqlite import _Q
 from transports._sqlite import _job as _sqlite_job
+from transports.lowlevel import (
+    FinalizeRequest,
+    FinalizeResult,
+    LeaderLease,
+    Lease,
+    Reclaimed,
+    RenewRequest,
+    RenewResult,
+    validate_name,
+)
 
 __all__ = [
     "MEMORY_MUTANTS",

@@ -16,16 +16,8 @@ from typing import Any
 
 import attrs
 
-from transports import (
-    EnqueueRequest,
-    FinalizeRequest,
-    Job,
-    JobNotFound,
-    Lease,
-    QueueConfig,
-    RenewRequest,
-    Transport,
-)
+from transports import EnqueueRequest, Job, JobNotFound, QueueConfig, Transport
+from transports.lowlevel import FinalizeRequest, Lease, RenewRequest
 
 from .model import LINEARIZABLE, ONE_CLAIMANT, Ledger, ReferenceModel, Violation
 

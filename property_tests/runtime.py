@@ -30,7 +30,6 @@ from hypothesis import strategies as st
 from actors.core import VirtualClock
 from actors.jobs import (
     App,
-    EventBus,
     FinalizeRefused,
     JobClaimed,
     JobContext,
@@ -42,25 +41,28 @@ from actors.jobs import (
     Topology,
     WorkerConfig,
 )
+from actors.jobs.lowlevel import EventBus
 from transports import (
     CancelResult,
-    Complete,
     ConnectionLost,
     Counts,
     EnqueueRequest,
     EnqueueResult,
-    FinalizeRequest,
-    FinalizeResult,
     Job,
     JobState,
-    LeaderLease,
-    Lease,
     MemoryTransport,
     QueueConfig,
+    Transport,
+)
+from transports.lowlevel import (
+    Complete,
+    FinalizeRequest,
+    FinalizeResult,
+    LeaderLease,
+    Lease,
     Reclaimed,
     RenewRequest,
     RenewResult,
-    Transport,
 )
 
 from .model import (

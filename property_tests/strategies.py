@@ -14,16 +14,8 @@ import attrs
 from hypothesis import register_random
 from hypothesis import strategies as st
 
-from transports import (
-    Cancel,
-    Complete,
-    Discard,
-    EnqueueRequest,
-    Outcome,
-    Release,
-    Retry,
-    Snooze,
-)
+from transports import EnqueueRequest
+from transports.lowlevel import Cancel, Complete, Discard, Outcome, Release, Retry, Snooze
 
 __all__ = [
     "CURSOR_NAMES",

@@ -1,5 +1,8 @@
 """actorq storage: one contract (:class:`Transport`), three backends, one conformance suite.
 
+This namespace holds what an application touches: :func:`connect`, the backends, jobs and
+their states, queue config, enqueue records and the errors. The lease and finalize vocabulary a
+backend author or a wrapper transport needs lives in :mod:`transports.lowlevel`.
 ``transports`` never imports ``actors``. The SQL drivers are imported only inside their own
 backend module, when that backend is used.
 """
@@ -7,8 +10,6 @@ backend module, when that backend is used.
 from typing import TYPE_CHECKING, Any
 
 from ._base import Transport
-from ._bridge import AsyncioLoopThread, BridgedTransport
-from ._clock import WallClock
 from ._connect import connect
 from ._errors import (
     ConnectionLost,
@@ -21,37 +22,19 @@ from ._errors import (
     TransportClosed,
     TransportError,
     UnsupportedURL,
-    map_exceptions,
 )
 from ._memory import MemoryStore, MemoryTransport
 from ._records import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_PAYLOAD_BYTES,
-    Cancel,
     CancelResult,
-    Complete,
     Counts,
-    Discard,
     EnqueueRequest,
     EnqueueResult,
-    FinalizeRequest,
-    FinalizeResult,
     Job,
     JobState,
     JsonValue,
-    LeaderLease,
-    Lease,
-    Outcome,
     QueueConfig,
-    Reclaimed,
-    Release,
-    RenewRequest,
-    RenewResult,
-    Retry,
-    Snooze,
-    TimeSource,
-    encode_payload,
-    validate_name,
 )
 
 if TYPE_CHECKING:
@@ -61,51 +44,30 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_MAX_PAYLOAD_BYTES",
-    "AsyncioLoopThread",
-    "BridgedTransport",
-    "Cancel",
     "CancelResult",
-    "Complete",
     "ConnectionLost",
     "Counts",
-    "Discard",
     "EnqueueRequest",
     "EnqueueResult",
-    "FinalizeRequest",
-    "FinalizeResult",
     "InvalidQueueName",
     "InvalidRequest",
     "Job",
     "JobNotFound",
     "JobState",
     "JsonValue",
-    "LeaderLease",
-    "Lease",
     "MemoryStore",
     "MemoryTransport",
-    "Outcome",
     "PayloadNotSerializable",
     "PayloadTooLarge",
     "PostgresTransport",
     "QueueConfig",
-    "Reclaimed",
-    "Release",
-    "RenewRequest",
-    "RenewResult",
-    "Retry",
     "SQLiteTransport",
     "SchemaVersionMismatch",
-    "Snooze",
-    "TimeSource",
     "Transport",
     "TransportClosed",
     "TransportError",
     "UnsupportedURL",
-    "WallClock",
     "connect",
-    "encode_payload",
-    "map_exceptions",
-    "validate_name",
 ]
 
 

@@ -29,7 +29,7 @@ def connect(
         ``postgresql://user@host:port/db?pool_size=10&schema=actorq`` — many machines.
 
     Under trio, SQL backends (whose drivers are asyncio-only) are wrapped in a
-    :class:`~transports.BridgedTransport` that runs them on a private asyncio loop.
+    :class:`~transports.lowlevel.BridgedTransport` that runs them on a private asyncio loop.
 
     Args:
         url: the store to use.

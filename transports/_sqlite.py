@@ -17,7 +17,7 @@ Wake-ups reach only this transport's ``wait_for_work`` callers (enqueue, finaliz
 un-pausing done through it); other processes notice new work by polling.
 
 aiosqlite speaks asyncio only: :func:`transports.connect` wraps this class in a
-:class:`~transports.BridgedTransport` under trio.
+:class:`~transports.lowlevel.BridgedTransport` under trio.
 """
 
 from __future__ import annotations

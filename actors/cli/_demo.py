@@ -21,7 +21,6 @@ from ..jobs import (
     App,
     Constant,
     CronFired,
-    EventBus,
     JobClaimed,
     JobContext,
     JobDead,
@@ -31,6 +30,7 @@ from ..jobs import (
     Topology,
     WorkerConfig,
 )
+from ..jobs.lowlevel import EventBus
 
 __all__ = ["build_demo_app", "run_demo"]
 

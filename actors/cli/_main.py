@@ -364,6 +364,6 @@ def sim(options: tuple[str, ...]) -> None:
     For example: ``actorq sim --seed 7 --nodes 5 --workers 20 --jobs 10000 --duration 6h
     --faults crash,pause,storage,partition,skew``, or ``--seeds 1..1000`` to sweep.
     """
-    from ..sim import run_cli
+    from ..sim.lowlevel import run_cli
 
     raise SystemExit(run_cli(list(options)))

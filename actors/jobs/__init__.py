@@ -1,15 +1,15 @@
 """The actorq job runtime: an App of typed handlers, run by supervised actors.
 
-Built only from ``actors.core`` and the ``transports`` contract. The actors: the per-queue
-:class:`QueueSupervisor`, :class:`Worker`, :class:`Heartbeat`, :class:`Reaper`, :class:`Cron`
-and :class:`Cleanup`, composed into a node by :class:`Topology`.
+Built only from ``actors.core`` and the ``transports`` contract. This namespace holds what an
+application calls: the :class:`App` and its tasks, handlers' outcomes and backoff, schedules,
+:class:`Topology` and :class:`Node`, the typed events and the errors. The runtime's own actors
+(Worker, Heartbeat, queue supervisor, Reaper, Cron, Cleanup) and their messages live in
+:mod:`actors.jobs.lowlevel`.
 """
 
 from ._app import App, Handler, Task, TaskOptions
 from ._backoff import Backoff, Constant, Exponential, Linear
-from ._cleanup import Cleanup
 from ._context import JobContext
-from ._cron import Cron
 from ._errors import (
     DuplicateJobKind,
     InvalidCronExpression,
@@ -20,7 +20,6 @@ from ._errors import (
 )
 from ._events import (
     CronFired,
-    EventBus,
     FinalizeRefused,
     JobCancelled,
     JobClaimed,
@@ -35,44 +34,24 @@ from ._events import (
     WorkerCrashed,
 )
 from ._outcomes import Done, Drop, HandlerOutcome, RetryLater, SnoozeUntil
-from ._periodic import PeriodicActor, PeriodicMessage, RunNow, Tick
-from ._queue import DrainWorkers, QueueSupervisor, Reconfigure, WorkerCount
-from ._reaper import Reaper
 from ._schedule import CatchUp, CronSchedule, Overlap
-from ._topology import Node, NodeContext, Topology, default_node_id
-from ._worker import (
-    CancelsRequested,
-    Drain,
-    Heartbeat,
-    HeartbeatMessage,
-    LeasesLost,
-    Worker,
-    WorkerConfig,
-    WorkerMessage,
-)
+from ._topology import Node, NodeContext, Topology
+from ._worker import WorkerConfig
 
 __all__ = [
     "App",
     "Backoff",
-    "CancelsRequested",
     "CatchUp",
-    "Cleanup",
     "Constant",
-    "Cron",
     "CronFired",
     "CronSchedule",
     "Done",
-    "Drain",
-    "DrainWorkers",
     "Drop",
     "DuplicateJobKind",
-    "EventBus",
     "Exponential",
     "FinalizeRefused",
     "Handler",
     "HandlerOutcome",
-    "Heartbeat",
-    "HeartbeatMessage",
     "InvalidCronExpression",
     "JobCancelled",
     "JobClaimed",
@@ -85,31 +64,19 @@ __all__ = [
     "JobSnoozed",
     "JobSucceeded",
     "LeaseLost",
-    "LeasesLost",
     "Linear",
     "Node",
     "NodeContext",
     "Overlap",
     "PayloadInvalid",
-    "PeriodicActor",
-    "PeriodicMessage",
-    "QueueSupervisor",
-    "Reaper",
-    "Reconfigure",
     "RetryLater",
-    "RunNow",
     "RuntimeEvent",
     "ShutdownPhase",
     "SnoozeUntil",
     "Task",
     "TaskOptions",
-    "Tick",
     "Topology",
     "UnknownJobKind",
-    "Worker",
     "WorkerConfig",
-    "WorkerCount",
     "WorkerCrashed",
-    "WorkerMessage",
-    "default_node_id",
 ]

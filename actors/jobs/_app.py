@@ -10,14 +10,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import attrs
 import cattrs
 
-from transports import (
-    DEFAULT_MAX_ATTEMPTS,
-    EnqueueRequest,
-    EnqueueResult,
-    JsonValue,
-    Transport,
-    validate_name,
-)
+from transports import DEFAULT_MAX_ATTEMPTS, EnqueueRequest, EnqueueResult, JsonValue, Transport
+from transports.lowlevel import validate_name
 
 from ._backoff import Backoff, Exponential
 from ._errors import DuplicateJobKind, PayloadInvalid, UnknownJobKind

@@ -9,7 +9,8 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from transports import Job, Lease, RenewResult
+from transports import Job
+from transports.lowlevel import Lease, RenewResult
 
 from ..core import Clock
 from ._errors import LeaseLost

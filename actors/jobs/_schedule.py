@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 import attrs
 from croniter import croniter
 
-from transports import JsonValue, validate_name
+from transports import JsonValue
+from transports.lowlevel import validate_name
 
 from ._errors import InvalidCronExpression
 

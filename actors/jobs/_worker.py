@@ -24,14 +24,13 @@ from typing import Any, TypeAlias
 import anyio
 import attrs
 
-from transports import (
+from transports import InvalidRequest, JobNotFound, Transport, TransportClosed, TransportError
+from transports.lowlevel import (
     Cancel,
     Complete,
     Discard,
     FinalizeRequest,
     FinalizeResult,
-    InvalidRequest,
-    JobNotFound,
     Lease,
     Outcome,
     Release,
@@ -39,9 +38,6 @@ from transports import (
     RenewResult,
     Retry,
     Snooze,
-    Transport,
-    TransportClosed,
-    TransportError,
 )
 
 from ..core import Actor, ActorRef, Clock, ExitReason, Reply

@@ -19,15 +19,8 @@ import attrs
 from anyio.abc import TaskGroup, TaskStatus
 
 from actors.core import ActorCrashed, Clock, VirtualClock
-from actors.jobs import (
-    App,
-    CronSchedule,
-    EventBus,
-    RuntimeEvent,
-    Topology,
-    WorkerConfig,
-    WorkerCrashed,
-)
+from actors.jobs import App, CronSchedule, RuntimeEvent, Topology, WorkerConfig, WorkerCrashed
+from actors.jobs.lowlevel import EventBus
 from transports import JobState, MemoryStore, MemoryTransport, Transport
 
 from ._clock import NodeClock

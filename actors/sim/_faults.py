@@ -25,21 +25,23 @@ from transports import (
     Counts,
     EnqueueRequest,
     EnqueueResult,
-    FinalizeRequest,
-    FinalizeResult,
     Job,
     JobState,
+    QueueConfig,
+    Transport,
+    TransportClosed,
+)
+from transports.lowlevel import (
+    FinalizeRequest,
+    FinalizeResult,
     LeaderLease,
     Lease,
-    QueueConfig,
     Reclaimed,
     Release,
     RenewRequest,
     RenewResult,
     Retry,
     Snooze,
-    Transport,
-    TransportClosed,
 )
 
 from ._clock import NodeClock

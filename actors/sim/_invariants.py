@@ -30,12 +30,10 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from actors.jobs import CronFired, FinalizeRefused, JobLeaseLost
-from transports import (
-    EnqueueRequest,
-    EnqueueResult,
+from transports import EnqueueRequest, EnqueueResult, JobState
+from transports.lowlevel import (
     FinalizeRequest,
     FinalizeResult,
-    JobState,
     LeaderLease,
     Lease,
     Reclaimed,

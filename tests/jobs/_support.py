@@ -14,25 +14,28 @@ import anyio.abc
 import anyio.lowlevel
 
 from actors.core import VirtualClock
-from actors.jobs import App, CronSchedule, EventBus, Node, RuntimeEvent, Topology, WorkerConfig
+from actors.jobs import App, CronSchedule, Node, RuntimeEvent, Topology, WorkerConfig
+from actors.jobs.lowlevel import EventBus
 from transports import (
     CancelResult,
     ConnectionLost,
     Counts,
     EnqueueRequest,
     EnqueueResult,
-    FinalizeRequest,
-    FinalizeResult,
     Job,
     JobState,
+    QueueConfig,
+    Transport,
+)
+from transports.lowlevel import (
+    FinalizeRequest,
+    FinalizeResult,
     LeaderLease,
     Lease,
-    QueueConfig,
     Reclaimed,
     RenewRequest,
     RenewResult,
     TimeSource,
-    Transport,
 )
 
 E = TypeVar("E")

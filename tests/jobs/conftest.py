@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from actors.core import VirtualClock
-from transports import (
-    BridgedTransport,
-    MemoryTransport,
-    PostgresTransport,
-    SQLiteTransport,
-    Transport,
-)
+from transports import MemoryTransport, PostgresTransport, SQLiteTransport, Transport
+from transports.lowlevel import BridgedTransport
 
 from ._support import START, FaultyTransport
 

@@ -8,18 +8,17 @@ import anyio
 import pytest
 
 from actors.core import VirtualClock
-from actors.jobs import App, RunNow, Topology
+from actors.jobs import App, Topology
+from actors.jobs.lowlevel import RunNow
 from transports import (
-    Complete,
-    Discard,
     EnqueueRequest,
-    FinalizeRequest,
     JobState,
     MemoryStore,
     MemoryTransport,
     QueueConfig,
     Transport,
 )
+from transports.lowlevel import Complete, Discard, FinalizeRequest
 
 from ._support import START, FaultyTransport, start_node
 

@@ -14,16 +14,15 @@ from actors.core import VirtualClock
 from actors.jobs import (
     App,
     CatchUp,
-    Cron,
     CronFired,
     CronSchedule,
-    EventBus,
     InvalidCronExpression,
     JobContext,
     Overlap,
     Topology,
     UnknownJobKind,
 )
+from actors.jobs.lowlevel import Cron, EventBus
 from transports import MemoryStore, MemoryTransport, Transport
 
 from ._support import START, WORKER, FaultyTransport, Recorder, running, start_node, wait_until

@@ -13,7 +13,6 @@ from actors.jobs import (
     CronFired,
     CronSchedule,
     Drop,
-    EventBus,
     JobClaimed,
     JobContext,
     JobDead,
@@ -27,6 +26,7 @@ from actors.jobs import (
     SnoozeUntil,
     WorkerCrashed,
 )
+from actors.jobs.lowlevel import EventBus
 from transports import JobState, MemoryTransport
 
 from ._support import START, Recorder, running, topology, wait_final, wait_until

@@ -8,7 +8,8 @@ import anyio
 import pytest
 
 from actors.core import ActorRef, VirtualClock, WhichChildren
-from actors.jobs import App, JobContext, JobSucceeded, Reconfigure, WorkerCount, WorkerCrashed
+from actors.jobs import App, JobContext, JobSucceeded, WorkerCrashed
+from actors.jobs.lowlevel import Reconfigure, WorkerCount
 from transports import JobState, MemoryTransport, QueueConfig
 
 from ._support import FaultyTransport, running, topology, wait_final, wait_until

@@ -96,7 +96,7 @@ def test_node_context_is_what_factories_get() -> None:
     transport = MemoryTransport()
     topology = Topology(_app(), transport, node_id="node-7")
     topology.actor("idle", lambda node: seen.append(node) or _Idle())
-    from actors.jobs import EventBus
+    from actors.jobs.lowlevel import EventBus
 
     (spec,) = topology.child_specs(EventBus())
     spec.factory()

@@ -15,7 +15,19 @@ def _isort_key(name: str) -> tuple[int, str]:
     return (1, name) if name[:1].isupper() else (2, name)
 
 
-PACKAGES = ["actors", "actors.core", "actors.jobs", "transports", "transports.testing"]
+PACKAGES = [
+    "actors",
+    "actors.core",
+    "actors.jobs",
+    "actors.jobs.lowlevel",
+    "actors.sim",
+    "actors.sim.lowlevel",
+    "transports",
+    "transports.lowlevel",
+    "transports.testing",
+]
+# A user-facing namespace and the low-level one beside it (as trio.lowlevel beside trio).
+SPLIT = ["actors.jobs", "actors.sim", "transports"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
@@ -28,13 +40,32 @@ def test_all_is_sorted_and_complete(name: str) -> None:
         assert getattr(module, attr) is not None
 
 
-@pytest.mark.parametrize("name", PACKAGES)
-def test_private_modules_names_are_reexported(name: str) -> None:
-    """Each name a private module lists in its own ``__all__`` is public in the package."""
+def _exported(name: str) -> set[str]:
     package = importlib.import_module(name)
+    names = set(package.__all__)
+    if name in SPLIT:
+        names |= set(importlib.import_module(f"{name}.lowlevel").__all__)
+    return names
+
+
+@pytest.mark.parametrize("name", [p for p in PACKAGES if not p.endswith(".lowlevel")])
+def test_private_modules_names_are_reexported(name: str) -> None:
+    """Each name a private module lists in its own ``__all__`` is exported by the package,
+    in its user-facing namespace or in its ``lowlevel`` one."""
+    package = importlib.import_module(name)
+    exported = _exported(name)
     for info in pkgutil.iter_modules(package.__path__):
         if not info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{name}.{info.name}")
         for attr in getattr(module, "__all__", []):
-            assert attr in package.__all__, f"{name}.{info.name}.{attr} is not re-exported"
+            assert attr in exported, f"{name}.{info.name}.{attr} is not re-exported"
+
+
+@pytest.mark.parametrize("name", SPLIT)
+def test_a_name_lives_in_one_namespace(name: str) -> None:
+    """No name is both user-facing and low-level, and the user-facing face stays small."""
+    public = set(importlib.import_module(name).__all__)
+    low = set(importlib.import_module(f"{name}.lowlevel").__all__)
+    assert not public & low
+    assert len(public) <= 40, f"{name} exports {len(public)} names; move the rest to lowlevel"

@@ -8,15 +8,8 @@ from collections.abc import Sequence
 import attrs
 
 from actors.core import VirtualClock
-from transports import (
-    FinalizeRequest,
-    FinalizeResult,
-    Lease,
-    MemoryStore,
-    MemoryTransport,
-    Reclaimed,
-    Transport,
-)
+from transports import MemoryStore, MemoryTransport, Transport
+from transports.lowlevel import FinalizeRequest, FinalizeResult, Lease, Reclaimed
 
 
 class TokenBlindTransport(MemoryTransport):

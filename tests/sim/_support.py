@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 from actors.core import VirtualClock
-from actors.sim import (
+from actors.sim.lowlevel import (
     Checker,
     FaultyTransport,
     Health,
@@ -15,7 +15,8 @@ from actors.sim import (
     WakeHub,
     derive_rng,
 )
-from transports import EnqueueRequest, Lease, MemoryStore, MemoryTransport
+from transports import EnqueueRequest, MemoryStore, MemoryTransport
+from transports.lowlevel import Lease
 
 START = 1_000.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from actors.sim import run_cli
+from actors.sim.lowlevel import run_cli
 
 from ._broken import eager_reaper
 

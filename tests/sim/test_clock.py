@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from actors.core import VirtualClock
-from actors.sim import NodeClock
+from actors.sim.lowlevel import NodeClock
 
 pytestmark = pytest.mark.anyio
 

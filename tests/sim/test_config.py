@@ -6,11 +6,8 @@ import shlex
 
 import pytest
 
-from actors.sim import (
-    ALL_FAULTS,
-    FaultKind,
-    FaultRates,
-    SimConfig,
+from actors.sim import ALL_FAULTS, FaultKind, FaultRates, SimConfig
+from actors.sim.lowlevel import (
     build_parser,
     config_from_options,
     format_duration,

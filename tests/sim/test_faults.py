@@ -6,25 +6,11 @@ import anyio
 import attrs
 import pytest
 
-from actors.sim import (
-    Fault,
-    FaultKind,
-    FaultRates,
-    SimConfig,
-    StorageCallFailed,
-    WakeHub,
-    parse_faults,
-    plan_faults,
-)
+from actors.sim import FaultKind, FaultRates, SimConfig
 from actors.sim._faults import PARTITION_TIMEOUT, StorageFault
-from transports import (
-    Complete,
-    ConnectionLost,
-    FinalizeRequest,
-    FinalizeResult,
-    JobState,
-    QueueConfig,
-)
+from actors.sim.lowlevel import Fault, StorageCallFailed, WakeHub, parse_faults, plan_faults
+from transports import ConnectionLost, JobState, QueueConfig
+from transports.lowlevel import Complete, FinalizeRequest, FinalizeResult
 
 from ._support import claim_one, job, make_rig
 

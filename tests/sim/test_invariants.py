@@ -6,12 +6,12 @@ import attrs
 import pytest
 
 from actors.jobs import CronFired
-from actors.sim import Health
-from transports import (
+from actors.sim.lowlevel import Health
+from transports import JobState
+from transports.lowlevel import (
     Complete,
     FinalizeRequest,
     FinalizeResult,
-    JobState,
     LeaderLease,
     Reclaimed,
     RenewRequest,

@@ -9,17 +9,8 @@ from __future__ import annotations
 
 import attrs
 
-from actors.sim import (
-    FaultRates,
-    SimConfig,
-    SimReport,
-    TransportFactory,
-    parse_faults,
-    plan_faults,
-    shrink,
-    simulate,
-    sweep,
-)
+from actors.sim import FaultRates, SimConfig, SimReport, TransportFactory, shrink, simulate, sweep
+from actors.sim.lowlevel import parse_faults, plan_faults
 
 from ._broken import eager_reaper, token_blind
 

@@ -12,16 +12,14 @@ import random
 import anyio
 import pytest
 
-from transports import (
+from transports import EnqueueRequest, JobState, MemoryTransport
+from transports.lowlevel import (
     Cancel,
     Complete,
     Discard,
-    EnqueueRequest,
     FinalizeRequest,
     FinalizeResult,
-    JobState,
     Lease,
-    MemoryTransport,
     Outcome,
     Release,
     RenewRequest,

@@ -14,21 +14,23 @@ import pytest
 import transports
 import transports.testing
 from transports import (
-    Complete,
     EnqueueRequest,
-    FinalizeRequest,
     InvalidRequest,
     JobState,
     MemoryTransport,
-    Outcome,
     QueueConfig,
+    TransportClosed,
+)
+from transports._memory import MemoryStore
+from transports.lowlevel import (
+    Complete,
+    FinalizeRequest,
+    Outcome,
     Release,
     RenewRequest,
     RenewResult,
     Retry,
-    TransportClosed,
 )
-from transports._memory import MemoryStore
 from transports.testing import ManualClock, TransportConformance, TransportFactory
 
 pytestmark = pytest.mark.anyio

@@ -12,10 +12,7 @@ import asyncpg
 import pytest
 
 from transports import (
-    BridgedTransport,
-    Complete,
     EnqueueRequest,
-    FinalizeRequest,
     InvalidRequest,
     JobState,
     PostgresTransport,
@@ -24,6 +21,7 @@ from transports import (
 )
 from transports._postgres import _channel
 from transports._sql import load_migrations
+from transports.lowlevel import BridgedTransport, Complete, FinalizeRequest
 from transports.testing import ManualClock, TransportConformance, TransportFactory
 
 pytestmark = pytest.mark.anyio

@@ -15,18 +15,8 @@ import anyio.lowlevel
 import asyncpg
 import pytest
 
-from transports import (
-    Complete,
-    ConnectionLost,
-    EnqueueRequest,
-    FinalizeRequest,
-    FinalizeResult,
-    JobState,
-    Lease,
-    PostgresTransport,
-    Retry,
-    TransportError,
-)
+from transports import ConnectionLost, EnqueueRequest, JobState, PostgresTransport, TransportError
+from transports.lowlevel import Complete, FinalizeRequest, FinalizeResult, Lease, Retry
 from transports.testing import ManualClock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyncio"])]

@@ -15,16 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from transports import (
-    Complete,
-    Discard,
-    EnqueueRequest,
-    FinalizeRequest,
-    FinalizeResult,
-    JobState,
-    PostgresTransport,
-    Retry,
-)
+from transports import EnqueueRequest, JobState, PostgresTransport
+from transports.lowlevel import Complete, Discard, FinalizeRequest, FinalizeResult, Retry
 
 PROCESSES = 16
 JOBS = 5_000

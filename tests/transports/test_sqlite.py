@@ -11,21 +11,23 @@ import anyio
 import pytest
 
 from transports import (
-    BridgedTransport,
-    Complete,
     ConnectionLost,
     EnqueueRequest,
-    FinalizeRequest,
-    FinalizeResult,
     InvalidRequest,
     JobState,
-    RenewRequest,
-    Retry,
     SchemaVersionMismatch,
     SQLiteTransport,
     Transport,
     TransportClosed,
     connect,
+)
+from transports.lowlevel import (
+    BridgedTransport,
+    Complete,
+    FinalizeRequest,
+    FinalizeResult,
+    RenewRequest,
+    Retry,
 )
 from transports.testing import ManualClock, TransportConformance, TransportFactory
 

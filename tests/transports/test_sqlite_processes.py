@@ -19,17 +19,15 @@ from typing import Any
 
 import pytest
 
-from transports import (
+from transports import EnqueueRequest, JobState, SQLiteTransport
+from transports.lowlevel import (
     Complete,
     Discard,
-    EnqueueRequest,
     FinalizeRequest,
     FinalizeResult,
-    JobState,
     Lease,
     Outcome,
     Retry,
-    SQLiteTransport,
 )
 
 JOBS = 5_000

@@ -6,7 +6,7 @@ __all__ = ["ManualClock"]
 
 
 class ManualClock:
-    """A :class:`~transports.TimeSource` whose time is set by hand.
+    """A :class:`~transports.lowlevel.TimeSource` whose time is set by hand.
 
     Tests inject it into a transport and move time with :meth:`advance` or :meth:`set` to
     expire leases and bring scheduled jobs due, without ever sleeping.
