@@ -1,11 +1,13 @@
 """The common case: typed handlers, the default topology, embedded SQLite.
 
 Run it with ``python examples/quickstart.py``. It enqueues a few jobs, runs one node until they
-are done, and prints what happened to each.
+are done, and prints what happened to each. It uses a fresh SQLite file; give a store URL to use
+another (``python examples/quickstart.py postgresql://app@db/app``).
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -36,9 +38,9 @@ async def send_welcome(ctx: JobContext, mail: Welcome) -> RetryLater | Drop | No
     return None  # done
 
 
-async def main() -> None:
+async def main(url: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        async with transports.connect(f"sqlite:///{Path(folder) / 'jobs.db'}") as transport:
+        async with transports.connect(url or f"sqlite:///{Path(folder) / 'jobs.db'}") as transport:
             ids = [
                 (
                     await app.enqueue(
@@ -63,4 +65,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main)
+    anyio.run(main, *sys.argv[1:2])
