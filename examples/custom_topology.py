@@ -80,9 +80,9 @@ async def main() -> None:
             fast = WorkerConfig(poll_interval=0.05)
             topology = (
                 Topology(app, shared)
-                .actor("audit", lambda node: Audit(node))
+                .actor("audit", lambda node: Audit(node))  # your actor, fed the event stream
                 .queue("builds", concurrency=2, worker=fast)
-                .queue("cache", concurrency=4, worker=fast, transport=local)
+                .queue("cache", concurrency=4, worker=fast, transport=local)  # node-local jobs
                 .reaper(interval=0.5)
             )
             async with topology.run() as node:
