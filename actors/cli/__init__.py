@@ -1,5 +1,7 @@
 """The ``actorq`` command line."""
 
-from ._main import load_app, main
+from ._errors import AppLoadError, CliFailure
+from ._load import load_app
+from ._main import main
 
-__all__ = ["load_app", "main"]
+__all__ = ["AppLoadError", "CliFailure", "load_app", "main"]

@@ -1,41 +1,113 @@
-"""The ``actorq`` command: run workers, enqueue, inspect, cancel, migrate, demo, simulate."""
+"""The ``actorq`` command: run workers, enqueue, inspect, cancel, migrate, demo, simulate.
+
+Every mistake is one line on stderr, ``actorq: error: <what is wrong> (<what to do>)``, with
+exit status 2 for a malformed command line and 1 for a request that failed (see
+:mod:`._errors`); ``-v`` (before or after the subcommand) also prints the traceback. Option
+values are checked by click types before anything connects; the worker's defaults are read
+from :class:`~actors.jobs.WorkerConfig`, their one home. Read-only commands open the store
+with ``create=False``, so a typo in a URL never creates a file or a schema.
+"""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+import copy
 import json
 import logging
-import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 import anyio
+import attrs
 import click
 from rich.console import Console
 from rich.table import Table
 
 import transports
-from transports import EnqueueRequest, JobState, QueueConfig, Transport, TransportError
+from transports import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    EnqueueRequest,
+    InvalidQueueName,
+    JobState,
+    QueueConfig,
+    Transport,
+)
+from transports.lowlevel import INT64_MAX, validate_name
 
 from ..jobs import App, Topology, WorkerConfig
+from ..sim.lowlevel import Duration, sim_command
+from ._errors import USAGE, CliFailure, _one_line, describe, redact_url
+from ._load import load_app
 
-__all__ = ["load_app", "main"]
+__all__ = ["main"]
 
 T = TypeVar("T")
+FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
 
 DEFAULT_TRANSPORT = "sqlite:///actorq.db"
-_transport_option = click.option(
-    "--transport",
-    "-t",
-    "url",
-    envvar="ACTORQ_TRANSPORT",
-    default=DEFAULT_TRANSPORT,
-    show_default=True,
-    help="Store URL: memory://, sqlite:///file.db, postgresql://user@host/db (env ACTORQ_TRANSPORT).",
-)
+_VERBOSE = "actorq.verbose"  # ctx.meta key: how many -v were given, before and after the command
+_URL = "actorq.url"  # ctx.meta key: the store URL the command uses, for error messages
+_WORKER_DEFAULTS = attrs.fields(WorkerConfig)
+
+
+# --- click types --------------------------------------------------------------------------
+
+
+class StoreURL(click.ParamType[str]):
+    """A store URL; ``memory://`` only where a store inside this one process makes sense."""
+
+    name = "url"
+
+    def __init__(self, *, memory_refused: str | None = None) -> None:
+        self.memory_refused = memory_refused  # why memory:// is useless here; None: allowed
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        url = str(value)
+        if ctx is not None:
+            ctx.meta[_URL] = url
+        try:
+            scheme = urlsplit(url).scheme.lower()
+        except ValueError as exc:
+            self.fail(f"{redact_url(url)!r} is not a URL: {exc}", param, ctx)
+        if scheme == "memory" and self.memory_refused is not None:
+            self.fail(
+                f"memory:// is a store inside this one process: {self.memory_refused}; "
+                "use sqlite:///file.db or postgresql://user@host/db",
+                param,
+                ctx,
+            )
+        return url
+
+
+class QueueName(click.ParamType[str]):
+    """A queue name, checked by the transports' one naming rule."""
+
+    name = "queue"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return validate_name(str(value))
+        except InvalidQueueName as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _transport_option(memory_refused: str | None) -> Callable[[FC], FC]:
+    return click.option(
+        "--transport",
+        "-t",
+        "url",
+        envvar="ACTORQ_TRANSPORT",
+        default=DEFAULT_TRANSPORT,
+        show_default=True,
+        type=StoreURL(memory_refused=memory_refused),
+        help="Store URL: sqlite:///file.db, postgresql://user@host/db (env ACTORQ_TRANSPORT).",
+    )
+
+
 _loop_option = click.option(
     "--loop",
     type=click.Choice(["asyncio", "trio"]),
@@ -45,85 +117,185 @@ _loop_option = click.option(
 )
 
 
-def load_app(path: str) -> App:
-    """Import ``module:attribute`` (or ``path/to/file.py:attribute``) and return the App.
+def _worker_default(name: str) -> Any:
+    return getattr(_WORKER_DEFAULTS, name).default
 
-    The attribute may be an :class:`App` or a zero-argument callable returning one.
 
-    Raises:
-        click.BadParameter: the path does not name an App.
-    """
-    module_name, _, attribute = path.partition(":")
-    attribute = attribute or "app"
-    try:
-        if module_name.endswith(".py"):
-            spec = importlib.util.spec_from_file_location("actorq_user_app", module_name)
-            if spec is None or spec.loader is None:
-                raise ImportError(f"cannot load {module_name}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
-        else:
-            sys.path.insert(0, os.getcwd())
-            module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise click.BadParameter(
-            f"cannot import {module_name!r}: {exc}", param_hint="APP_PATH"
-        ) from exc
-    target = getattr(module, attribute, None)
-    if callable(target) and not isinstance(target, App):
-        target = target()
-    if not isinstance(target, App):
-        raise click.BadParameter(f"{path!r} is not an actorq App", param_hint="APP_PATH")
-    return target
+# --- verbosity and errors -----------------------------------------------------------------
+
+
+def _count_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
+    count = ctx.meta.get(_VERBOSE, 0) + (value or 0)
+    ctx.meta[_VERBOSE] = count
+    level = logging.WARNING - 10 * min(count, 2)
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    elif count:
+        root.setLevel(level)
+
+
+def _verbose_param() -> click.Option:
+    return click.Option(
+        ["-v", "--verbose"],
+        count=True,
+        expose_value=False,
+        callback=_count_verbose,
+        help="More logging (-v info, -vv debug), and the traceback of an error.",
+    )
+
+
+def _say_error(line: str) -> None:
+    click.echo(f"actorq: error: {_one_line(line)}", err=True)
+
+
+def _usage_line(exc: click.UsageError) -> str:
+    text = exc.format_message().strip().rstrip(".")
+    if len(text) > 1 and text[0].isupper() and text[1].islower():
+        text = text[0].lower() + text[1:]
+    path = exc.ctx.command_path if exc.ctx is not None else "actorq"
+    return f'{text} (see "{path} -h")'
+
+
+class _ActorqGroup(click.Group):
+    """A group whose errors are one line each (see the module docstring)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort):
+            raise
+        except click.ClickException as exc:
+            if ctx.meta.get(_VERBOSE) and exc.__cause__ is not None:
+                traceback.print_exception(exc.__cause__, file=sys.stderr)
+            raise
+        except Exception as exc:
+            if ctx.meta.get(_VERBOSE):
+                traceback.print_exception(exc, file=sys.stderr)
+            raise describe(exc, url=ctx.meta.get(_URL)) from exc
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            status = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except CliFailure as exc:
+            _say_error(exc.format_message())
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            _say_error(_usage_line(exc))
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            _say_error(f"{exc.format_message()} (run with -v for the traceback)")
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            _say_error("interrupted (nothing more was done)")
+            sys.exit(130)
+        sys.exit(status if isinstance(status, int) else 0)
 
 
 def _run(loop: str, fn: Callable[[], Awaitable[T]]) -> T:
-    try:
-        return anyio.run(fn, backend=loop)
-    except TransportError as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    return anyio.run(fn, backend=loop)
 
 
-async def _with_transport(url: str, fn: Callable[[Transport], Awaitable[T]]) -> T:
+async def _with_transport(
+    url: str, fn: Callable[[Transport], Awaitable[T]], *, create: bool = True, **options: Any
+) -> T:
     # No clock: each backend keeps its own time domain (PostgreSQL: the database's clock).
-    async with transports.connect(url) as transport:
+    async with transports.connect(url, create=create, **options) as transport:
         return await fn(transport)
 
 
-@click.group()
-@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
-def main(verbose: int) -> None:
-    """actorq: background jobs as a supervised actor system."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+@click.group(
+    "actorq",
+    cls=_ActorqGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(package_name="actorq", prog_name="actorq", message="%(prog)s %(version)s")
+def main() -> None:
+    """actorq: background jobs as a supervised actor system.
+
+    An ordinary mistake prints one line, "actorq: error: <what> (<what to do>)": exit status
+    2 for a malformed command line, 1 for a request that failed. -v shows the traceback.
+    """
+
+
+main.params.append(_verbose_param())
+
+
+# --- commands -----------------------------------------------------------------------------
 
 
 @main.command()
 @click.argument("app_path")
-@_transport_option
+@_transport_option("a worker there sees no job another process enqueued")
 @click.option(
-    "--queue", "-q", "queues", multiple=True, help="Queue to work (repeatable; default: the App's)."
-)
-@click.option("--concurrency", "-c", default=10, show_default=True, help="Workers per queue.")
-@click.option(
-    "--lease-ttl", default=10.0, show_default=True, help="Seconds a lease lives unrenewed."
-)
-@click.option(
-    "--batch-size", default=10, show_default=True, help="Most jobs a Worker claims at once."
+    "--queue",
+    "-q",
+    "queues",
+    multiple=True,
+    type=QueueName(),
+    help="Queue to work (repeatable; default: the App's).",
 )
 @click.option(
-    "--poll-interval", default=1.0, show_default=True, help="Idle re-check interval, seconds."
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1),
+    default=_worker_default("concurrency"),
+    show_default=True,
+    help="Workers per queue.",
 )
-@click.option("--reaper-interval", default=1.0, show_default=True, help="Seconds between reaps.")
+@click.option(
+    "--lease-ttl",
+    type=Duration(),
+    default=_worker_default("lease_ttl"),
+    show_default=True,
+    help="Seconds a lease lives unrenewed (10, 10s, 1m).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=_worker_default("batch_size"),
+    show_default=True,
+    help="Most jobs a Worker claims at once.",
+)
+@click.option(
+    "--poll-interval",
+    type=Duration(),
+    default=_worker_default("poll_interval"),
+    show_default=True,
+    help="Idle re-check interval.",
+)
+@click.option(
+    "--reaper-interval",
+    type=Duration(),
+    default=_worker_default("reaper_interval"),
+    show_default=True,
+    help="Time between reaps of expired leases.",
+)
 @click.option(
     "--leader-ttl",
-    default=10.0,
+    type=Duration(),
+    default=_worker_default("leader_ttl"),
     show_default=True,
-    help="Seconds the cron leader lease lives unrenewed (a new leader takes over within ~that).",
+    help="How long the cron leader lease lives unrenewed (a new leader takes over within it).",
 )
 @click.option(
-    "--drain-timeout", default=10.0, show_default=True, help="Shutdown grace for running jobs."
+    "--drain-timeout",
+    type=Duration(open=False),
+    default=_worker_default("drain_timeout"),
+    show_default=True,
+    help="Shutdown grace for running jobs.",
 )
 @click.option("--node-id", default=None, help="Name in leases and events (default host:pid:tag).")
 @_loop_option
@@ -147,8 +319,12 @@ def worker(
         lease_ttl=lease_ttl,
         batch_size=batch_size,
         poll_interval=poll_interval,
+        concurrency=concurrency,
+        reaper_interval=reaper_interval,
+        leader_ttl=leader_ttl,
         drain_timeout=drain_timeout,
     )
+    log = logging.getLogger("actorq.node")
 
     async def run() -> None:
         # No clock for the store: lease expiry is decided by the database's clock, one clock
@@ -156,25 +332,18 @@ def worker(
         async with transports.connect(url) as transport:
             app.transport = app.transport or transport
             topology = Topology.default(
-                app,
-                transport,
-                queues=list(queues) or None,
-                concurrency=concurrency,
-                worker=config,
-                reaper_interval=reaper_interval,
-                leader_ttl=leader_ttl,
-                node_id=node_id,
+                app, transport, queues=list(queues) or None, worker=config, node_id=node_id
             )
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async with topology.run(shutdown_timeout=drain_timeout + 5.0) as node:
-                    logging.getLogger("actorq.node").warning(
+                async with topology.run() as node:
+                    log.warning(
                         "worker %s running queues %s on %s",
                         node.node_id,
                         ", ".join(queues or app.queues or ["default"]),
-                        url.split("@")[-1],
+                        redact_url(url),
                     )
                     async for signum in signals:
-                        logging.getLogger("actorq.node").warning(
+                        log.warning(
                             "received %s: shutting down gracefully", signal.Signals(signum).name
                         )
                         break
@@ -182,49 +351,139 @@ def worker(
     _run(loop, run)
 
 
+def _payload_text(payload: str | None, payload_file: Path | None) -> str:
+    if payload is not None and payload_file is not None:
+        raise CliFailure(
+            "both PAYLOAD and --payload-file were given", "give the payload once", USAGE
+        )
+    if payload_file is not None:
+        source = str(payload_file)
+    elif payload is None:
+        return "null"
+    elif payload == "-":
+        return sys.stdin.read()
+    elif payload.startswith("@"):
+        source = payload[1:]
+    else:
+        return payload
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CliFailure(
+            f"cannot read the payload file {source!r}: {reason}",
+            "give a readable JSON file, or the JSON itself",
+            USAGE,
+        ) from exc
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number (JSON has no NaN or infinity)")
+
+
+def _parse_payload(text: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:  # JSONDecodeError, a refused constant, too many digits
+        raise CliFailure(
+            f"payload is not JSON: {exc}",
+            """give JSON such as '{"id": 7}', @file.json or - for stdin""",
+            USAGE,
+        ) from exc
+
+
 @main.command()
 @click.argument("kind")
-@click.argument("payload", default="null")
-@_transport_option
-@click.option("--queue", "-q", default="default", show_default=True)
-@click.option("--priority", default=0, show_default=True, help="Lower runs first.")
-@click.option("--delay", default=0.0, show_default=True, help="Seconds from now.")
-@click.option("--max-attempts", default=20, show_default=True)
+@click.argument("payload", required=False)
+@click.option(
+    "--app",
+    "app_path",
+    default=None,
+    envvar="ACTORQ_APP",
+    help="module:attribute of your App: use the task's queue and options, check the payload.",
+)
+@_transport_option("a job enqueued there is lost when this command exits")
+@click.option(
+    "--queue", "-q", type=QueueName(), default=None, help="Queue (default: the task's, or default)."
+)
+@click.option("--priority", type=int, default=None, help="Lower runs first (default: the task's).")
+@click.option(
+    "--delay", type=Duration(open=False), default=0.0, help="Run after this long (90, 15m, 2h)."
+)
+@click.option(
+    "--max-attempts", type=click.IntRange(min=1), default=None, help="Default: the task's."
+)
 @click.option("--dedupe-key", default=None, help="Fold into an active job with this key.")
-@click.option("--count", default=1, show_default=True, help="Enqueue this many copies (one batch).")
+@click.option(
+    "--count",
+    type=click.IntRange(1, 100_000),
+    default=1,
+    show_default=True,
+    help="Enqueue this many copies (one batch).",
+)
+@click.option(
+    "--payload-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Read the JSON payload from this file (as PAYLOAD @file does; - for stdin).",
+)
+@click.option(
+    "--max-payload-bytes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_PAYLOAD_BYTES,
+    show_default=True,
+    help="Longest JSON payload accepted.",
+)
 @_loop_option
 def enqueue(
     kind: str,
-    payload: str,
+    payload: str | None,
+    app_path: str | None,
     url: str,
-    queue: str,
-    priority: int,
+    queue: str | None,
+    priority: int | None,
     delay: float,
-    max_attempts: int,
+    max_attempts: int | None,
     dedupe_key: str | None,
     count: int,
+    payload_file: Path | None,
+    max_payload_bytes: int,
     loop: str,
 ) -> None:
-    """Enqueue COUNT jobs of KIND with a JSON PAYLOAD."""
-    try:
-        data = json.loads(payload)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"payload is not JSON: {exc}", param_hint="PAYLOAD") from exc
-    try:
-        requests = [
-            EnqueueRequest(
-                kind=kind,
-                payload=data,
-                queue=queue,
-                priority=priority,
-                delay=delay,
-                max_attempts=max_attempts,
-                dedupe_key=dedupe_key,
-            )
-            for _ in range(count)
-        ]
-    except TransportError as exc:
-        raise click.ClickException(str(exc)) from exc
+    """Enqueue COUNT jobs of KIND with a JSON PAYLOAD (text, @file, or - for stdin).
+
+    With --app the job goes to the task's queue with the task's options, and the payload is
+    checked against the task's payload type. Without it the job goes to --queue (default
+    "default") exactly as given.
+    """
+    data = _parse_payload(_payload_text(payload, payload_file))
+    options: dict[str, Any] = {
+        "queue": queue,
+        "priority": priority,
+        "delay": delay,
+        "max_attempts": max_attempts,
+        "dedupe_key": dedupe_key,
+    }
+    if app_path is not None:
+        request = _app_request(load_app(app_path), app_path, kind, data, options)
+    else:
+        request = EnqueueRequest(
+            kind=kind,
+            payload=data,
+            queue=queue or "default",
+            priority=0 if priority is None else priority,
+            delay=delay,
+            max_attempts=(
+                transports.DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts
+            ),
+            dedupe_key=dedupe_key,
+        )
+        click.echo(
+            f"actorq: note: enqueueing onto queue {request.queue!r} as given "
+            "(--app module:app uses the task's queue and options)",
+            err=True,
+        )
+    requests = [request] * count
 
     async def run(transport: Transport) -> None:
         results = await transport.enqueue_many(requests)
@@ -234,19 +493,34 @@ def enqueue(
         if len(results) > 10:
             click.echo(f"... {len(results)} jobs in all")
 
-    _run(loop, lambda: _with_transport(url, run))
+    _run(loop, lambda: _with_transport(url, run, max_payload_bytes=max_payload_bytes))
+
+
+def _app_request(
+    app: App, app_path: str, kind: str, data: Any, options: dict[str, Any]
+) -> EnqueueRequest:
+    task = app.get(kind)
+    if task is None:
+        known = ", ".join(sorted(app.tasks)) or "none"
+        raise CliFailure(
+            f"unknown kind {kind!r}: {app_path} has no task of that kind",
+            f"known kinds: {known}",
+            USAGE,
+        )
+    given = {name: value for name, value in options.items() if value is not None}
+    return task.request(task.structure(data), **given)
 
 
 @main.command()
-@_transport_option
+@_transport_option("there is nothing to show")
 @_loop_option
 def status(url: str, loop: str) -> None:
-    """Show a table of queues by job state."""
+    """Show a table of queues by job state (never creates a store)."""
 
     async def run(transport: Transport) -> None:
         counts = await transport.counts()
         configs = {c.name: c for c in await transport.list_queue_configs()}
-        table = Table(title=f"actorq queues on {url.split('@')[-1]}")
+        table = Table(title=f"actorq queues on {redact_url(url)}")
         table.add_column("queue")
         for state in JobState:
             table.add_column(state.value, justify="right")
@@ -260,12 +534,12 @@ def status(url: str, loop: str) -> None:
             )
         Console().print(table)
 
-    _run(loop, lambda: _with_transport(url, run))
+    _run(loop, lambda: _with_transport(url, run, create=False))
 
 
 @main.command()
-@click.argument("job_id", type=int)
-@_transport_option
+@click.argument("job_id", type=click.IntRange(1, INT64_MAX))
+@_transport_option("there is no job there to cancel")
 @_loop_option
 def cancel(job_id: int, url: str, loop: str) -> None:
     """Cancel JOB_ID: a waiting job ends at once, a running one is asked to stop."""
@@ -274,15 +548,25 @@ def cancel(job_id: int, url: str, loop: str) -> None:
         result = await transport.cancel(job_id)
         click.echo(f"job {job_id}: {result.value}")
 
-    _run(loop, lambda: _with_transport(url, run))
+    _run(loop, lambda: _with_transport(url, run, create=False))
 
 
 @main.command()
-@click.argument("queue")
-@_transport_option
+@click.argument("queue", type=QueueName())
+@_transport_option("there is nothing to show or change")
 @click.option("--pause/--resume", default=None, help="Stop or restart claiming.")
-@click.option("--concurrency", type=int, default=None, help="Workers per node for this queue.")
-@click.option("--retention", type=float, default=None, help="Seconds finished jobs are kept.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Workers per node for this queue.",
+)
+@click.option(
+    "--retention",
+    type=Duration(open=False),
+    default=None,
+    help="How long finished jobs are kept (3600, 1h, 7d).",
+)
 @_loop_option
 def queue(
     queue: str,
@@ -292,17 +576,20 @@ def queue(
     retention: float | None,
     loop: str,
 ) -> None:
-    """Show or change a QUEUE's settings (running nodes follow within seconds)."""
+    """Show or change a QUEUE's settings (running nodes follow within seconds).
+
+    Showing never creates a store; a change creates it if needed.
+    """
+    changes: dict[str, Any] = {}
+    if pause is not None:
+        changes["paused"] = pause
+    if concurrency is not None:
+        changes["concurrency"] = concurrency
+    if retention is not None:
+        changes["retention"] = retention
 
     async def run(transport: Transport) -> None:
         config = await transport.get_queue_config(queue)
-        changes: dict[str, Any] = {}
-        if pause is not None:
-            changes["paused"] = pause
-        if concurrency is not None:
-            changes["concurrency"] = concurrency
-        if retention is not None:
-            changes["retention"] = retention
         if changes:
             config = QueueConfig(
                 name=config.name,
@@ -316,11 +603,11 @@ def queue(
             f"retention={config.retention}"
         )
 
-    _run(loop, lambda: _with_transport(url, run))
+    _run(loop, lambda: _with_transport(url, run, create=bool(changes)))
 
 
 @main.command()
-@_transport_option
+@_transport_option(None)
 def migrate(url: str) -> None:
     """Create or upgrade the store's schema to this version of actorq."""
 
@@ -341,10 +628,19 @@ def migrate(url: str) -> None:
     "-t",
     "url",
     default=None,
+    type=StoreURL(),
     help="Store URL (default: a fresh SQLite file in a temporary folder).",
 )
-@click.option("--jobs", default=2000, show_default=True, help="Quick jobs in the mix.")
-@click.option("--concurrency", default=8, show_default=True, help="Workers per queue.")
+@click.option(
+    "--jobs", type=click.IntRange(min=1), default=2000, show_default=True, help="Quick jobs."
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Workers per queue.",
+)
 @_loop_option
 def demo(url: str | None, jobs: int, concurrency: int, loop: str) -> None:
     """Run a realistic mix of jobs on embedded SQLite, with live progress and a summary."""
@@ -353,17 +649,10 @@ def demo(url: str | None, jobs: int, concurrency: int, loop: str) -> None:
     _run(loop, lambda: run_demo(url, quick_jobs=jobs, concurrency=concurrency))
 
 
-@main.command(
-    context_settings={"ignore_unknown_options": True, "help_option_names": []},
-    add_help_option=False,
-)
-@click.argument("options", nargs=-1, type=click.UNPROCESSED)
-def sim(options: tuple[str, ...]) -> None:
-    """Simulate a faulty cluster on virtual time (``actorq sim --help`` for the options).
+# ``actorq sim`` is the simulator's own click command; a copy here also takes -v.
+_sim = copy.copy(sim_command)
+_sim.params = [*sim_command.params]
+main.add_command(_sim, "sim")
 
-    For example: ``actorq sim --seed 7 --nodes 5 --workers 20 --jobs 10000 --duration 6h
-    --faults crash,pause,storage,partition,skew``, or ``--seeds 1..1000`` to sweep.
-    """
-    from ..sim.lowlevel import run_cli
-
-    raise SystemExit(run_cli(list(options)))
+for _command in main.commands.values():
+    _command.params.append(_verbose_param())

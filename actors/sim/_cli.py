@@ -1,15 +1,23 @@
-"""``actorq sim``: options to :class:`SimConfig`, and a runner the ``actorq`` command calls.
+"""``actorq sim``: a click command from options to :class:`SimConfig`, and a runner around it.
 
-``run_cli(argv)`` parses the options with argparse and runs one seed, a sweep (``--seeds``) or
-a shrink (``--shrink``); the ``actorq`` command can hand it its arguments as they are.
-``config_from_options`` is the piece to reuse from another option parser.
+:data:`sim_command` is the command the ``actorq`` group mounts as ``actorq sim``: it runs one
+seed, a sweep (``--seeds``) or a shrink (``--shrink``) and returns the exit status (0 every
+run passed, 1 an invariant broke; a bad option is a click usage error, status 2).
+:func:`run_cli` runs it on a list of arguments, with your own App if you like;
+:func:`config_from_options` turns option values (text or parsed) into a :class:`SimConfig`
+and :func:`config_from_argv` does so for an argument list, such as a printed replay command.
+:class:`Duration` is the click type every ``actorq`` option taking seconds uses.
 """
 
 from __future__ import annotations
 
-import argparse
+import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
+
+import attrs
+import click
 
 from actors.jobs import App
 
@@ -26,66 +34,253 @@ from ._config import (
 )
 from ._faults import plan_faults
 from ._report import SimReport
-from ._simulate import shrink, simulate, sweep
+from ._simulate import shrink as shrink_plan
+from ._simulate import simulate, sweep
 from ._workload import JobFactory
 
-__all__ = ["build_parser", "config_from_options", "run_cli"]
+__all__ = [
+    "Duration",
+    "SimHooks",
+    "config_from_argv",
+    "config_from_options",
+    "run_cli",
+    "sim_command",
+]
 
 _DEFAULT = SimConfig()
+
+
+class Duration(click.ParamType[float]):
+    """Seconds as ``90``, ``90s``, ``1.5``, ``500ms``, ``15m``, ``6h`` or ``1h30m``.
+
+    Negative, non-finite and exponent forms do not parse. ``minimum`` bounds the value, and
+    ``open`` excludes the bound itself (a TTL of 0 is refused, a delay of 0 is not).
+    """
+
+    name = "duration"
+
+    def __init__(self, minimum: float = 0.0, *, open: bool = True) -> None:
+        self.minimum = minimum
+        self.open = open
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = float(value)
+        else:
+            try:
+                seconds = parse_duration(str(value))
+            except ValueError as exc:
+                self.fail(str(exc), param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite duration", param, ctx)
+        if seconds < self.minimum or (self.open and seconds == self.minimum):
+            bound = "more than" if self.open else "at least"
+            self.fail(f"{value} is not a duration {bound} {self.minimum:g} seconds", param, ctx)
+        return seconds
+
+
+class _Parsed(click.ParamType[Any]):
+    """A click type from a parse function that raises ValueError."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self.parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.parse(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def _keep(text: str) -> tuple[int, ...]:
     if text.strip().lower() in ("none", ""):
         return ()
-    return tuple(int(part) for part in text.split(",") if part.strip())
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"invalid fault list {text!r}: use e.g. 3,7,12 or none") from None
 
 
-def build_parser(prog: str = "actorq sim") -> argparse.ArgumentParser:
-    """The ``actorq sim`` option parser (every option has the SimConfig default)."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Simulate a faulty actorq cluster on virtual time; replay any run from its seed.",
-    )
-    add = parser.add_argument
-    add("--seed", type=int, default=_DEFAULT.seed, help="the seed that decides everything")
-    add("--seeds", type=parse_seeds, help="sweep these seeds instead: 1..1000 or 1,5,9..12")
-    add("--nodes", type=int, default=_DEFAULT.nodes, help="simulated nodes")
-    add("--workers", type=int, default=_DEFAULT.workers, help="workers per node and queue")
-    add("--jobs", type=int, default=_DEFAULT.jobs, help="jobs the producer enqueues")
-    add(
-        "--duration",
-        type=parse_duration,
-        default=_DEFAULT.duration,
-        help=f"the faulty phase: 90s, 15m, 6h (default {format_duration(_DEFAULT.duration)})",
-    )
-    add(
-        "--faults",
-        type=parse_faults,
-        default=_DEFAULT.faults,
-        help="crash,pause,storage,partition,skew,hang, all or none (default all)",
-    )
-    add("--rates", help="fault rates per node per hour (hang: per run), e.g. crash=2,pause=0.5")
-    add("--lease-ttl", type=parse_duration, default=_DEFAULT.lease_ttl, help="worker lease TTL")
-    add(
-        "--reaper-interval",
-        type=parse_duration,
-        default=_DEFAULT.reaper_interval,
-        help="seconds between reaps",
-    )
-    add(
-        "--poll-interval",
-        type=parse_duration,
-        default=_DEFAULT.poll_interval,
-        help="idle workers' longest wait between claims",
-    )
-    add("--tail", type=parse_duration, default=_DEFAULT.tail, help="longest quiet tail")
-    add("--cron", default=_DEFAULT.cron, help="cron expression of the built-in schedule, or none")
-    add("--backend", choices=("asyncio", "trio"), default=_DEFAULT.backend, help="event loop")
-    add("--keep-faults", type=_keep, help="run only these faults of the plan: 3,7,12 or none")
-    add("--shrink", action="store_true", help="on a violation, shrink the fault plan")
-    add("--stop-at-first", action="store_true", help="stop a sweep at its first violation")
-    add("--trace", type=Path, help="write the canonical trace of a single run to this file")
-    return parser
+@attrs.frozen(kw_only=True)
+class SimHooks:
+    """What :func:`run_cli` hands the command (as ``ctx.obj``): output and the App to run."""
+
+    print_fn: Callable[[str], object] = click.echo
+    app: App | None = None
+    make_job: JobFactory | None = None
+    topology_factory: TopologyFactory | None = None
+    transport_factory: TransportFactory | None = None
+
+
+_RUN_OPTIONS = ("seeds", "shrink", "stop_at_first", "trace")
+
+
+@click.command(
+    "sim",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option("--seed", type=int, default=_DEFAULT.seed, show_default=True, help="The seed.")
+@click.option(
+    "--seeds",
+    type=_Parsed("seeds", parse_seeds),
+    default=None,
+    help="Sweep these seeds instead: 1..1000 or 1,5,9..12.",
+)
+@click.option("--nodes", type=click.IntRange(min=1), default=_DEFAULT.nodes, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=_DEFAULT.workers,
+    show_default=True,
+    help="Workers per node and queue.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=_DEFAULT.jobs,
+    show_default=True,
+    help="Jobs the producer enqueues.",
+)
+@click.option(
+    "--duration",
+    type=Duration(),
+    default=format_duration(_DEFAULT.duration),
+    show_default=True,
+    help="The faulty phase: 90s, 15m, 6h.",
+)
+@click.option(
+    "--faults",
+    type=_Parsed("faults", parse_faults),
+    default="all",
+    show_default=True,
+    help="crash,pause,storage,partition,skew,hang, all or none.",
+)
+@click.option(
+    "--rates",
+    type=_Parsed("rates", parse_rates),
+    default=None,
+    help="Fault rates per node per hour (hang: per run), e.g. crash=2,pause=0.5.",
+)
+@click.option(
+    "--lease-ttl",
+    type=Duration(),
+    default=format_duration(_DEFAULT.lease_ttl),
+    show_default=True,
+    help="The Workers' lease TTL.",
+)
+@click.option(
+    "--reaper-interval",
+    type=Duration(),
+    default=format_duration(_DEFAULT.reaper_interval),
+    show_default=True,
+    help="Time between reaps.",
+)
+@click.option(
+    "--poll-interval",
+    type=Duration(),
+    default=format_duration(_DEFAULT.poll_interval),
+    show_default=True,
+    help="Idle workers' longest wait between claims.",
+)
+@click.option(
+    "--tail",
+    type=Duration(),
+    default=format_duration(_DEFAULT.tail),
+    show_default=True,
+    help="Longest quiet tail.",
+)
+@click.option(
+    "--cron",
+    default=_DEFAULT.cron,
+    show_default=True,
+    help="Cron expression of the built-in schedule, or none.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["asyncio", "trio"]),
+    default=_DEFAULT.backend,
+    show_default=True,
+    help="Event loop.",
+)
+@click.option(
+    "--keep-faults",
+    type=_Parsed("faults", _keep),
+    default=None,
+    help="Run only these faults of the plan: 3,7,12 or none.",
+)
+@click.option("--shrink", is_flag=True, help="On a violation, shrink the fault plan.")
+@click.option("--stop-at-first", is_flag=True, help="Stop a sweep at its first violation.")
+@click.option(
+    "--trace",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write the canonical trace of a single run to this file.",
+)
+@click.pass_context
+def sim_command(ctx: click.Context, /, **options: Any) -> int:
+    """Simulate a faulty actorq cluster on virtual time; replay any run from its seed.
+
+    For example: ``actorq sim --seed 7 --nodes 5 --workers 20 --jobs 10000 --duration 6h
+    --faults crash,pause,storage,partition,skew``, or ``--seeds 1..1000`` to sweep. Exits 0
+    when every run passed, 1 when an invariant broke.
+    """
+    hooks = ctx.obj if isinstance(ctx.obj, SimHooks) else SimHooks()
+    run = {name: options.pop(name) for name in _RUN_OPTIONS}
+    try:
+        config = config_from_options(**options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc), ctx) from exc
+    return _run(config, hooks, **run)
+
+
+def _run(
+    config: SimConfig,
+    hooks: SimHooks,
+    *,
+    seeds: list[int] | None,
+    shrink: bool,
+    stop_at_first: bool,
+    trace: Path | None,
+) -> int:
+    say = hooks.print_fn
+    factories: dict[str, Any] = {
+        "app": hooks.app,
+        "make_job": hooks.make_job,
+        "topology_factory": hooks.topology_factory,
+        "transport_factory": hooks.transport_factory,
+    }
+    if seeds is not None:
+
+        def progress(report: SimReport) -> None:
+            if report.violation is not None:
+                say(report.violation.render())
+
+        summary = sweep(config, seeds, stop_at_first=stop_at_first, on_report=progress, **factories)
+        say(summary.render())
+        return 0 if summary.passed else 1
+    report = simulate(config, **factories)
+    if trace is not None:
+        trace.write_text(report.trace.text())
+    say(report.render())
+    if report.passed:
+        return 0
+    if shrink:
+        _shrink(config, say, factories)
+    return 1
+
+
+def _shrink(config: SimConfig, say: Callable[[str], object], factories: dict[str, Any]) -> None:
+    smaller, shrunk = shrink_plan(config, **factories)
+    kept = smaller.keep_faults or ()
+    say(f"shrunk to {len(kept)} fault(s): {smaller.command()}")
+    for fault in plan_faults(smaller):
+        if fault.index in kept:
+            say(f"  {fault.describe()}")
+    if shrunk.violation is not None:
+        say(shrunk.violation.render())
 
 
 def config_from_options(
@@ -140,10 +335,22 @@ def config_from_options(
     )
 
 
+def config_from_argv(argv: Sequence[str]) -> SimConfig:
+    """The SimConfig that ``actorq sim`` builds from ``argv`` (the options after ``sim``).
+
+    Raises:
+        click.UsageError: an option is unknown or its value does not parse.
+        ValueError: the values do not make a config.
+    """
+    ctx = sim_command.make_context("actorq sim", list(argv))
+    options = {k: v for k, v in ctx.params.items() if k not in _RUN_OPTIONS}
+    return config_from_options(**options)
+
+
 def run_cli(
     argv: Sequence[str] | None = None,
     *,
-    print_fn: Callable[[str], object] = print,
+    print_fn: Callable[[str], object] = click.echo,
     app: App | None = None,
     make_job: JobFactory | None = None,
     topology_factory: TopologyFactory | None = None,
@@ -151,78 +358,22 @@ def run_cli(
 ) -> int:
     """Run ``actorq sim`` with ``argv`` (the options after ``sim``); returns the exit status.
 
-    0 when every run passed, 1 when an invariant broke, 2 for bad options. The keyword
-    arguments are those of :func:`simulate`: give ``app`` and ``make_job`` to build an
-    ``actorq sim`` for your own App.
+    0 when every run passed, 1 when an invariant broke, 2 for bad options (reported through
+    ``print_fn`` in one line). The keyword arguments are those of :func:`simulate`: give
+    ``app`` and ``make_job`` to build an ``actorq sim`` for your own App.
     """
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit:  # argparse reports bad options (and --help) by exiting
-        return exit.code if isinstance(exit.code, int) else 2
-    try:
-        config = config_from_options(
-            seed=args.seed,
-            nodes=args.nodes,
-            workers=args.workers,
-            jobs=args.jobs,
-            duration=args.duration,
-            faults=args.faults,
-            rates=args.rates,
-            lease_ttl=args.lease_ttl,
-            reaper_interval=args.reaper_interval,
-            poll_interval=args.poll_interval,
-            tail=args.tail,
-            cron=args.cron,
-            backend=args.backend,
-            keep_faults=args.keep_faults,
-        )
-    except ValueError as exc:
-        print_fn(f"actorq sim: {exc}")
-        return 2
-    if args.seeds is not None:
-
-        def progress(report: SimReport) -> None:
-            if report.violation is not None:
-                print_fn(report.violation.render())
-
-        summary = sweep(
-            config,
-            args.seeds,
-            app=app,
-            make_job=make_job,
-            topology_factory=topology_factory,
-            transport_factory=transport_factory,
-            stop_at_first=args.stop_at_first,
-            on_report=progress,
-        )
-        print_fn(summary.render())
-        return 0 if summary.passed else 1
-    report = simulate(
-        config,
+    hooks = SimHooks(
+        print_fn=print_fn,
         app=app,
         make_job=make_job,
         topology_factory=topology_factory,
         transport_factory=transport_factory,
     )
-    if args.trace is not None:
-        args.trace.write_text(report.trace.text())
-    print_fn(report.render())
-    if report.passed:
-        return 0
-    if args.shrink:
-        smaller, shrunk = shrink(
-            config,
-            app=app,
-            make_job=make_job,
-            topology_factory=topology_factory,
-            transport_factory=transport_factory,
+    try:
+        status = sim_command.main(
+            list(argv or ()), prog_name="actorq sim", standalone_mode=False, obj=hooks
         )
-        kept = smaller.keep_faults or ()
-        print_fn(f"shrunk to {len(kept)} fault(s): {smaller.command()}")
-        for fault in plan_faults(smaller):
-            if fault.index in kept:
-                print_fn(f"  {fault.describe()}")
-        if shrunk.violation is not None:
-            print_fn(shrunk.violation.render())
-    return 1
+    except click.ClickException as exc:
+        print_fn(f"actorq sim: error: {exc.format_message()}")
+        return exc.exit_code
+    return status if isinstance(status, int) else 0

@@ -4,7 +4,7 @@ Applications use :mod:`actors.sim` (``simulate``, ``simulate_app``, ``sweep``, `
 their configs and reports). These are for building a simulation of your own or reading a trace.
 """
 
-from ._cli import build_parser, config_from_options, run_cli
+from ._cli import Duration, SimHooks, config_from_argv, config_from_options, run_cli, sim_command
 from ._clock import NodeClock
 from ._config import format_duration, parse_duration, parse_faults, parse_rates, parse_seeds
 from ._faults import Fault, FaultyTransport, NodeLink, WakeHub, plan_faults
@@ -38,6 +38,7 @@ __all__ = [
     "CancelRequested",
     "Checker",
     "ClockStepped",
+    "Duration",
     "Fault",
     "FaultsStopped",
     "FaultyTransport",
@@ -54,6 +55,7 @@ __all__ = [
     "PartitionHealed",
     "PartitionStarted",
     "SimEvent",
+    "SimHooks",
     "StorageCallFailed",
     "StorageFaultEnded",
     "StorageFaultStarted",
@@ -61,7 +63,7 @@ __all__ = [
     "TraceEntry",
     "ViolationFound",
     "WakeHub",
-    "build_parser",
+    "config_from_argv",
     "config_from_options",
     "derive_rng",
     "format_duration",
@@ -73,4 +75,5 @@ __all__ = [
     "render_entry",
     "run_cli",
     "run_simulation",
+    "sim_command",
 ]

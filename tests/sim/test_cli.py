@@ -51,3 +51,37 @@ def test_a_violation_exits_1_and_shrinks() -> None:
     assert "VIOLATION of reap_only_expired" in text
     assert "shrunk to 0 fault(s): actorq sim --seed 1 " in text
     assert "--keep-faults none" in text
+
+
+def test_bad_options_are_one_line_from_actorq() -> None:
+    """Through `actorq sim`, a bad option is one usage line on stderr with status 2."""
+    from click.testing import CliRunner
+
+    from actors.cli import main
+
+    for args, message in (
+        (["--duration", "soon"], "invalid duration 'soon'"),
+        (["--seeds", "9..1"], "runs backwards"),
+        (["--faults", "crash,lava"], "unknown fault"),
+        (["--rates", "crash"], "invalid rate"),
+        (["--lease-ttl", "0"], "more than 0 seconds"),
+    ):
+        result = CliRunner().invoke(main, ["sim", *args])
+        assert result.exit_code == 2, args
+        assert result.stderr.startswith("actorq: error: invalid value for '--")
+        assert message in result.stderr
+        assert result.stderr.count("\n") == 1
+        assert "Traceback" not in result.output
+
+
+def test_help_is_clicks() -> None:
+    """`actorq sim -h` is click help listing the options with their defaults."""
+    from click.testing import CliRunner
+
+    from actors.cli import main
+
+    result = CliRunner().invoke(main, ["sim", "-h"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Usage: actorq sim [OPTIONS]")
+    assert "--seeds" in result.stdout
+    assert "[default: 10m]" in result.stdout
