@@ -5,8 +5,9 @@ Every ```python block of README.md is one of:
 * **complete**: pasted into a file of its own and run with this venv's python in an empty
   directory (so a store it opens lands there), it exits 0 within a minute without a traceback,
   and prints what its section says it prints. It runs on asyncio, as ``anyio.run`` does by
-  default. A block whose first line is ``# file: test_name.py`` is saved under that name and run
-  with pytest instead, as a user would run a test module;
+  default. A block of tests (it defines ``test_*`` functions, or its first line is
+  ``# file: test_name.py``) is saved as a test module and run with pytest instead, as its
+  reader would run it;
 * **a fragment**: its first line is ``# fragment of examples/<file>.py``, and each of its lines
   appears, in order, in that example, which ``test_examples.py`` runs.
 
@@ -91,10 +92,21 @@ def test_readme_has_python_blocks() -> None:
     assert FRAGMENTS
 
 
+def _test_module_name(block: Block) -> str | None:
+    """The file name to run the block under with pytest, or None for a plain script."""
+    if match := TEST_FILE.match(block.first_line):
+        return match["name"]
+    defines_tests = any(
+        isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_")
+        for node in ast.parse(block.code).body
+    )
+    return "test_readme_block.py" if defines_tests else None
+
+
 def _run(block: Block, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACTORQ_")}
-    if match := TEST_FILE.match(block.first_line):
-        path = cwd / match["name"]
+    if name := _test_module_name(block):
+        path = cwd / name
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", path.name]
     else:
         path = cwd / "readme_block.py"
@@ -114,7 +126,9 @@ def test_complete_block_runs_as_pasted(block: Block, tmp_path: Path) -> None:
         assert expected in result.stdout, output
 
 
-@pytest.mark.parametrize("block", [b for b in COMPLETE if not TEST_FILE.match(b.first_line)])
+@pytest.mark.parametrize(
+    "block", [b for b in COMPLETE if not _test_module_name(b)], ids=lambda b: b.id
+)
 def test_complete_block_calls_what_it_defines(block: Block) -> None:
     """A plain function the block defines is used by it (no ``main()`` that never runs)."""
     tree = ast.parse(block.code)
