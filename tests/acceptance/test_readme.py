@@ -38,8 +38,9 @@ class Block(NamedTuple):
 
     language: str
     section: str  # the nearest heading above it
-    line: int  # where its code starts in README.md, 1-based
+    line: int  # where its code starts in the file, 1-based
     code: str
+    readme: str = "README.md"  # the file, from the repository's root
 
     @property
     def first_line(self) -> str:
@@ -47,10 +48,11 @@ class Block(NamedTuple):
 
     @property
     def id(self) -> str:
-        return f"{self.section} (line {self.line})"
+        where = "" if self.readme == "README.md" else f"{self.readme} "
+        return f"{where}{self.section} (line {self.line})"
 
 
-def _blocks(text: str) -> list[Block]:
+def _blocks(text: str, readme: str = "README.md") -> list[Block]:
     blocks: list[Block] = []
     section = "top"
     lines = text.split("\n")
@@ -62,7 +64,7 @@ def _blocks(text: str) -> list[Block]:
         elif line.startswith("```") and len(line) > 3:
             end = lines.index("```", i + 1)
             code = "\n".join(lines[i + 1 : end]) + "\n"
-            blocks.append(Block(line[3:].strip(), section, i + 2, code))
+            blocks.append(Block(line[3:].strip(), section, i + 2, code, readme))
             i = end
         i += 1
     return blocks
@@ -72,6 +74,14 @@ BLOCKS = _blocks(README)
 PYTHON = [b for b in BLOCKS if b.language == "python"]
 FRAGMENTS = [b for b in PYTHON if FRAGMENT.match(b.first_line)]
 COMPLETE = [b for b in PYTHON if b not in FRAGMENTS]
+#: The Python blocks of the examples' own READMEs (``examples/shop`` has its own tests).
+EXAMPLE_PYTHON = [
+    block
+    for path in sorted((ROOT / "examples").glob("*/README.md"))
+    if path.parent.name != "shop"
+    for block in _blocks(path.read_text(), path.relative_to(ROOT).as_posix())
+    if block.language == "python"
+]
 
 #: What a complete block of a section prints (each string on stdout).
 EXPECTED_OUTPUT = {
@@ -142,7 +152,15 @@ def _code_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("block", FRAGMENTS, ids=lambda b: b.id)
+def test_example_readmes_quote_their_example() -> None:
+    """An example's README shows its code as fragments of the example's files."""
+    assert EXAMPLE_PYTHON, "no example README shows code: the fragment checks check nothing"
+    assert all(FRAGMENT.match(b.first_line) for b in EXAMPLE_PYTHON), [
+        b.id for b in EXAMPLE_PYTHON if not FRAGMENT.match(b.first_line)
+    ]
+
+
+@pytest.mark.parametrize("block", FRAGMENTS + EXAMPLE_PYTHON, ids=lambda b: b.id)
 def test_fragment_is_in_its_example(block: Block) -> None:
     """Each line of a fragment appears, in order, in the example it says it comes from."""
     match = FRAGMENT.match(block.first_line)
