@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest docs dist bench test-thorough chaos bench-peers clean
+.PHONY: demo test lint typecheck pytest docs dist mutation bench test-thorough chaos bench-peers clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -42,6 +42,11 @@ test: lint typecheck pytest docs
 
 test-thorough: $(STAMP)
 	HYPOTHESIS_PROFILE=thorough $(BIN)/pytest property_tests $(PYTEST_ARGS)
+
+# Not part of `make test`: about 40 minutes on two cores. Prints the score and the survivors.
+mutation: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs,mutation]'
+	$(BIN)/python -m property_tests.mutation
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
