@@ -7,10 +7,12 @@ application calls: the :class:`App` and its tasks, handlers' outcomes and backof
 :mod:`actors.jobs.lowlevel`.
 """
 
-from ._app import App, Handler, Task, TaskOptions
+from ._app import App, Task, TaskOptions
 from ._backoff import Backoff, Constant, Exponential, Linear
+from ._config import WorkerConfig
 from ._context import JobContext
 from ._errors import (
+    ConfigInvalid,
     DuplicateJobKind,
     InvalidCronExpression,
     JobError,
@@ -36,12 +38,12 @@ from ._events import (
 from ._outcomes import Done, Drop, HandlerOutcome, RetryLater, SnoozeUntil
 from ._schedule import CatchUp, CronSchedule, Overlap
 from ._topology import Node, NodeContext, Topology
-from ._worker import WorkerConfig
 
 __all__ = [
     "App",
     "Backoff",
     "CatchUp",
+    "ConfigInvalid",
     "Constant",
     "CronFired",
     "CronSchedule",
@@ -50,7 +52,6 @@ __all__ = [
     "DuplicateJobKind",
     "Exponential",
     "FinalizeRefused",
-    "Handler",
     "HandlerOutcome",
     "InvalidCronExpression",
     "JobCancelled",

@@ -14,9 +14,10 @@ from transports import DEFAULT_MAX_ATTEMPTS, EnqueueRequest, EnqueueResult, Json
 from transports.lowlevel import validate_name
 
 from ._backoff import Backoff, Exponential
-from ._errors import DuplicateJobKind, PayloadInvalid, UnknownJobKind
+from ._config import integer, number
+from ._errors import ConfigInvalid, DuplicateJobKind, PayloadInvalid, UnknownJobKind
 from ._outcomes import HandlerOutcome
-from ._schedule import CronSchedule
+from ._schedule import CatchUp, CronSchedule, Overlap
 
 if TYPE_CHECKING:
     from ._context import JobContext
@@ -31,25 +32,57 @@ Handler = Callable[["JobContext", P], Awaitable[HandlerOutcome | None]]
 _converter = cattrs.Converter(forbid_extra_keys=True)
 _DEFAULT_BACKOFF = Exponential(base=1.0, cap=600.0)
 
+#: The stored integer columns (priority, max_attempts) are 32-bit on every backend.
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
+def _queue_name(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+    validate_name(value, "queue")  # type: ignore[arg-type]  # it checks the type too
+
+
+def _int32(minimum: int) -> Callable[[object, attrs.Attribute[Any], object], None]:
+    def check(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+        integer(f"task option {attr.name}", value, minimum=minimum, maximum=_INT32_MAX)
+
+    return check
+
+
+def _seconds(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        number(f"task option {attr.name}", value)
+
+
+def _backoff(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+    if not callable(getattr(value, "delay", None)):
+        raise ConfigInvalid(f"task option backoff must be a Backoff, got {value!r}")
+
 
 @attrs.frozen(kw_only=True)
 class TaskOptions:
-    """Per-kind settings, fixed at registration."""
+    """Per-kind settings, fixed at registration; the defaults of every task option.
 
-    queue: str = attrs.field(default="default", validator=lambda _i, _a, v: validate_name(v))
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS  # runs before the job ends dead
-    backoff: Backoff = attrs.field(factory=lambda: _DEFAULT_BACKOFF)  # wait after a failed run
-    timeout: float | None = None  # seconds a run may take; past it the handler is cancelled
-    lease_ttl: float | None = None  # seconds a lease lives unrenewed; None: the worker's
-    priority: int = 0  # lower runs first
+    Raises:
+        ConfigInvalid: an option is of the wrong type or out of range.
+        transports.InvalidQueueName: ``queue`` is malformed.
+    """
 
-    def __attrs_post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-        if self.timeout is not None and self.timeout <= 0:
-            raise ValueError(f"timeout must be > 0, got {self.timeout}")
-        if self.lease_ttl is not None and self.lease_ttl <= 0:
-            raise ValueError(f"lease_ttl must be > 0, got {self.lease_ttl}")
+    #: The queue the kind's jobs go to.
+    queue: str = attrs.field(default="default", validator=_queue_name)
+    #: Runs before the job ends dead.
+    max_attempts: int = attrs.field(default=DEFAULT_MAX_ATTEMPTS, validator=_int32(1))
+    #: The wait after a failed run.
+    backoff: Backoff = attrs.field(factory=lambda: _DEFAULT_BACKOFF, validator=_backoff)
+    #: Seconds a run may take; past it the handler is cancelled (None: no limit).
+    timeout: float | None = attrs.field(default=None, validator=_seconds)
+    #: Seconds a lease lives unrenewed (None: the Worker's ``lease_ttl``).
+    lease_ttl: float | None = attrs.field(default=None, validator=_seconds)
+    #: Lower runs first.
+    priority: int = attrs.field(default=0, validator=_int32(_INT32_MIN))
+
+
+def _task_options(**given: object) -> TaskOptions:
+    """TaskOptions from the options a caller gave (None: the default)."""
+    return TaskOptions(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
 
 
 class Task(Generic[P]):
@@ -85,9 +118,11 @@ class Task(Generic[P]):
         try:
             return _converter.structure(raw, self.payload_type)
         except Exception as exc:
+            # No values in the message: it is stored as the job's error and logged, and a
+            # payload must never reach a log.
             raise PayloadInvalid(
                 f"payload of {self.kind!r} does not fit {_type_name(self.payload_type)}: "
-                f"{_describe(exc)}"
+                f"{_describe(exc, values=False)}"
             ) from exc
 
     def unstructure(self, payload: P) -> JsonValue:
@@ -130,7 +165,7 @@ class Task(Generic[P]):
         return EnqueueRequest(
             kind=self.kind,
             payload=self.unstructure(payload),
-            queue=queue or self.options.queue,
+            queue=self.options.queue if queue is None else queue,
             priority=self.options.priority if priority is None else priority,
             delay=delay,
             run_at=run_at,
@@ -143,10 +178,11 @@ def _type_name(tp: object) -> str:
     return getattr(tp, "__qualname__", None) or repr(tp)
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, *, values: bool = True) -> str:
+    """What went wrong; with ``values=False``, without quoting any part of the data."""
     if isinstance(exc, cattrs.BaseValidationError):
-        return "; ".join(cattrs.transform_error(exc)) or str(exc)
-    return f"{type(exc).__name__}: {exc}"
+        return "; ".join(cattrs.transform_error(exc)) or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}" if values else type(exc).__name__
 
 
 def _is_async_callable(fn: object) -> bool:
@@ -159,11 +195,14 @@ def _is_async_callable(fn: object) -> bool:
 
 def _payload_type_of(fn: Callable[..., Any]) -> Any:
     """The annotation of the handler's second parameter (the payload), if any."""
-    signature = inspect.signature(fn)
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise ConfigInvalid(f"a handler must be a Python function; {fn!r} is not: {exc}") from exc
     try:
         bound = signature.bind(None, None)
     except TypeError as exc:
-        raise TypeError(
+        raise ConfigInvalid(
             f"a handler is called as fn(ctx, payload); {fn!r} cannot be: {exc}"
         ) from exc
     payload_name = list(bound.arguments)[-1]
@@ -175,7 +214,7 @@ def _payload_type_of(fn: Callable[..., Any]) -> Any:
         return None  # not annotatable (a functools.partial): the payload is the stored JSON
     except NameError as exc:
         # A string annotation naming a class local to a function cannot be resolved here.
-        raise TypeError(
+        raise ConfigInvalid(
             f"cannot resolve the payload annotation of {fn!r} ({exc}); pass payload_type="
         ) from exc
     hint = hints.get(payload_name)
@@ -217,21 +256,48 @@ class App:
         kind: str,
         *,
         payload_type: type[Any] | None = None,
-        **options: Any,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: float | None = None,
+        lease_ttl: float | None = None,
     ) -> Callable[[Handler[P]], Task[P]]:
         """Decorator registering ``async def fn(ctx, payload)`` as the handler of ``kind``.
 
         The payload type is ``payload_type`` or the annotation of the handler's second
-        parameter; an attrs class is structured from the stored JSON with cattrs. Options are
-        :class:`TaskOptions` fields.
+        parameter; an attrs class is structured from the stored JSON with cattrs. The options
+        are checked here, before the decorator is applied; each left out (None) takes its
+        :class:`TaskOptions` default.
+
+        Args:
+            kind: the job kind, the key jobs name their handler by.
+            payload_type: the handler's payload type, when not annotated.
+            queue: the queue the kind's jobs go to.
+            priority: lower runs first.
+            max_attempts: runs before a job ends dead.
+            backoff: the wait after a failed run.
+            timeout: seconds a run may take before the handler is cancelled.
+            lease_ttl: seconds a lease lives unrenewed, when not the Worker's.
 
         Raises:
-            DuplicateJobKind: ``kind`` is already registered.
-            InvalidQueueName: ``kind`` or ``queue`` is not a valid name.
+            DuplicateJobKind: ``kind`` is already registered (when decorating).
+            ConfigInvalid: an option is out of range, or the handler is not an async
+                function of ``(ctx, payload)``.
+            transports.InvalidQueueName: ``kind`` or ``queue`` is not a valid name.
         """
+        validate_name(kind, "kind")
+        options = _task_options(
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            timeout=timeout,
+            lease_ttl=lease_ttl,
+        )
 
         def decorate(fn: Handler[P]) -> Task[P]:
-            return self.register(kind, fn, payload_type=payload_type, **options)
+            return self._register(kind, fn, payload_type, options)
 
         return decorate
 
@@ -241,35 +307,83 @@ class App:
         fn: Handler[P],
         *,
         payload_type: type[P] | None = None,
-        **options: Any,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        backoff: Backoff | None = None,
+        timeout: float | None = None,
+        lease_ttl: float | None = None,
     ) -> Task[P]:
-        """Register ``fn`` as the handler of ``kind`` (the plain-call form of :meth:`task`)."""
+        """Register ``fn`` as the handler of ``kind`` (the plain-call form of :meth:`task`,
+        with the same options and errors)."""
+        options = _task_options(
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            backoff=backoff,
+            timeout=timeout,
+            lease_ttl=lease_ttl,
+        )
+        return self._register(kind, fn, payload_type, options)
+
+    def _register(
+        self, kind: str, fn: Handler[P], payload_type: type[P] | None, options: TaskOptions
+    ) -> Task[P]:
         if kind in self._tasks:
             raise DuplicateJobKind(f"job kind {kind!r} is already registered")
         if not _is_async_callable(fn):
-            raise TypeError(f"the handler of {kind!r} must be an async function")
+            raise ConfigInvalid(f"the handler of {kind!r} must be an async function")
         resolved = payload_type if payload_type is not None else _payload_type_of(fn)
-        task: Task[P] = Task(kind, fn, resolved, TaskOptions(**options))
+        task: Task[P] = Task(kind, fn, resolved, options)
         self._tasks[kind] = task
         return task
 
     def schedule(
-        self, name: str, expression: str, kind: str | Task[Any], **options: Any
+        self,
+        name: str,
+        expression: str,
+        kind: str | Task[Any],
+        *,
+        payload: Any = None,
+        queue: str | None = None,
+        overlap: Overlap | None = None,
+        catch_up: CatchUp | None = None,
+        jitter: float | None = None,
     ) -> CronSchedule:
         """Enqueue ``kind`` on a cron schedule (fired by the cluster's cron leader).
 
-        Options are :class:`CronSchedule` fields (``payload``, ``queue``, ``overlap``,
-        ``catch_up``, ``jitter``).
+        Args:
+            name: the schedule's name, unique in the App (it keys the schedule's cursor).
+            expression: five cron fields (minute hour day month weekday), or six with
+                seconds last.
+            kind: the task each tick enqueues.
+            payload: each job's payload, of the task's payload type (checked now).
+            queue: the queue (default: the task's).
+            overlap: what a tick does while the previous job is active (default ALLOW).
+            catch_up: what happens to ticks missed while no node led (default SKIP).
+            jitter: up to this many seconds of delay per tick (default 0).
 
         Raises:
-            InvalidCronExpression: ``expression`` does not parse.
+            InvalidCronExpression: ``expression`` does not parse or has neither 5 nor 6
+                fields.
+            ConfigInvalid: a schedule of that name exists, or ``jitter`` is negative or
+                not finite.
+            PayloadInvalid: ``payload`` is not of the task's payload type.
             UnknownJobKind: ``kind`` has no handler in this App.
-            ValueError: a schedule of that name exists.
+            transports.InvalidQueueName: ``name`` or ``queue`` is not a valid name.
         """
         task = self._task(kind)
         if name in self._schedules:
-            raise ValueError(f"a schedule named {name!r} already exists")
-        schedule = CronSchedule(name=name, expression=expression, kind=task.kind, **options)
+            raise ConfigInvalid(f"a schedule named {name!r} already exists")
+        given = {"queue": queue, "overlap": overlap, "catch_up": catch_up, "jitter": jitter}
+        schedule = CronSchedule(
+            name=name,
+            expression=expression,
+            kind=task.kind,
+            payload=payload,
+            **{k: v for k, v in given.items() if v is not None},  # type: ignore[arg-type]
+        )
+        task.unstructure(payload)  # a payload its handler could not take fails here, not later
         self._schedules[name] = schedule
         return schedule
 
@@ -303,20 +417,38 @@ class App:
         return task
 
     def request(
-        self, kind_or_task: str | Task[Any], payload: Any = None, **options: Any
+        self,
+        kind_or_task: str | Task[Any],
+        payload: Any = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float = 0.0,
+        run_at: float | None = None,
+        max_attempts: int | None = None,
+        dedupe_key: str | None = None,
     ) -> EnqueueRequest:
-        """Build the ``EnqueueRequest`` for a job (see :meth:`Task.request` for options).
+        """Build the ``EnqueueRequest`` for a job (see :meth:`enqueue` for the options).
 
         Raises:
             UnknownJobKind: ``kind`` has no handler in this App.
             PayloadInvalid: ``payload`` is not of the task's payload type.
+            transports.InvalidRequest: an option is out of range.
         """
-        return self._task(kind_or_task).request(payload, **options)
+        return self._task(kind_or_task).request(
+            payload,
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            dedupe_key=dedupe_key,
+        )
 
     def _transport(self, transport: Transport | None) -> Transport:
         chosen = transport or self.transport
         if chosen is None:
-            raise RuntimeError("no transport: pass transport= or build App(transport)")
+            raise ConfigInvalid("no transport: pass transport= or build App(transport)")
         return chosen
 
     @overload
@@ -326,7 +458,13 @@ class App:
         payload: P,
         *,
         transport: Transport | None = ...,
-        **options: Any,
+        queue: str | None = ...,
+        priority: int | None = ...,
+        delay: float = ...,
+        run_at: float | None = ...,
+        max_attempts: int | None = ...,
+        dedupe_key: str | None = ...,
+        connection: object | None = ...,
     ) -> EnqueueResult: ...
 
     @overload
@@ -336,7 +474,13 @@ class App:
         payload: Any = ...,
         *,
         transport: Transport | None = ...,
-        **options: Any,
+        queue: str | None = ...,
+        priority: int | None = ...,
+        delay: float = ...,
+        run_at: float | None = ...,
+        max_attempts: int | None = ...,
+        dedupe_key: str | None = ...,
+        connection: object | None = ...,
     ) -> EnqueueResult: ...
 
     async def enqueue(
@@ -345,22 +489,47 @@ class App:
         payload: Any = None,
         *,
         transport: Transport | None = None,
-        **options: Any,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float = 0.0,
+        run_at: float | None = None,
+        max_attempts: int | None = None,
+        dedupe_key: str | None = None,
+        connection: object | None = None,
     ) -> EnqueueResult:
         """Enqueue one job.
 
-        Options: ``queue``, ``priority``, ``delay``, ``run_at``, ``max_attempts``,
-        ``dedupe_key``. Extra keywords a backend supports pass through, such as PostgreSQL's
-        ``connection=`` to enqueue inside the caller's own transaction.
+        Args:
+            kind_or_task: the task, or its kind.
+            payload: the job's payload, of the task's payload type.
+            transport: where to write (default: the App's).
+            queue: the queue (default: the task's).
+            priority: lower runs first (default: the task's).
+            delay: seconds from now until the job may run.
+            run_at: the time the job may run (instead of ``delay``).
+            max_attempts: runs before the job ends dead (default: the task's).
+            dedupe_key: fold into an active job of the same queue with this key.
+            connection: PostgreSQL only: an asyncpg connection whose transaction the job
+                joins (it commits or rolls back with the caller's work).
 
         Raises:
             UnknownJobKind, PayloadInvalid: nothing was written.
+            ConfigInvalid: no transport is given and the App has none.
             transports.TransportError: storage refused or failed; nothing was written.
         """
-        extra = {k: options.pop(k) for k in list(options) if k not in _REQUEST_OPTIONS}
-        request = self.request(kind_or_task, payload, **options)
+        request = self.request(
+            kind_or_task,
+            payload,
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            dedupe_key=dedupe_key,
+        )
         target = self._transport(transport)
-        if extra:
+        if connection is not None:
+            extra: dict[str, Any] = {"connection": connection}
             results: list[EnqueueResult] = await target.enqueue_many([request], **extra)
             return results[0]
         return await target.enqueue(request)
@@ -370,14 +539,13 @@ class App:
         requests: Iterable[EnqueueRequest],
         *,
         transport: Transport | None = None,
-        **extra: Any,
+        connection: object | None = None,
     ) -> list[EnqueueResult]:
-        """Enqueue a batch built with :meth:`request`, all or nothing."""
+        """Enqueue a batch built with :meth:`request`, all or nothing (``connection`` as for
+        :meth:`enqueue`)."""
         target = self._transport(transport)
-        if extra:
+        if connection is not None:
+            extra: dict[str, Any] = {"connection": connection}
             many: list[EnqueueResult] = await target.enqueue_many(list(requests), **extra)
             return many
         return await target.enqueue_many(list(requests))
-
-
-_REQUEST_OPTIONS = frozenset({"queue", "priority", "delay", "run_at", "max_attempts", "dedupe_key"})

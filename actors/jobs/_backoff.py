@@ -11,6 +11,8 @@ from typing import Protocol
 
 import attrs
 
+from ._config import number
+
 __all__ = ["Backoff", "Constant", "Exponential", "Linear"]
 
 
@@ -22,9 +24,8 @@ class Backoff(Protocol):
         ...
 
 
-def _non_negative(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attr.name} must be >= 0, got {value}")
+def _non_negative(inst: object, attr: attrs.Attribute[float], value: float) -> None:
+    number(f"{type(inst).__name__}.{attr.name}", value, strict=False)  # raises ConfigInvalid
 
 
 @attrs.frozen(kw_only=True)

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import logging
 
-from transports import Transport, TransportError
+from transports import Transport
 
 from ..core import ExitReason
+from ._config import integer, number
+from ._errors import RETRYABLE
 from ._periodic import PeriodicActor
 
 __all__ = ["Cleanup"]
 
 _log = logging.getLogger("actorq.cleanup")
+
+#: Seconds finished jobs are kept when their queue's config does not say: a week.
+DEFAULT_RETENTION = 7 * 24 * 3600.0
+#: Seconds between cleanups.
+DEFAULT_INTERVAL = 60.0
 
 
 class Cleanup(PeriodicActor):
@@ -25,11 +32,14 @@ class Cleanup(PeriodicActor):
         *,
         transport: Transport,
         node_id: str,
-        default_retention: float | None = 7 * 24 * 3600.0,
-        interval: float = 60.0,
+        default_retention: float | None = DEFAULT_RETENTION,
+        interval: float = DEFAULT_INTERVAL,
         batch: int = 10_000,
     ) -> None:
-        self.interval = interval
+        self.interval = number("Cleanup interval", interval)
+        if default_retention is not None:
+            number("Cleanup default_retention", default_retention, strict=False)
+        integer("Cleanup batch", batch, minimum=1, maximum=1_000_000)
         self._transport = transport
         self._node_id = node_id
         self._default = default_retention
@@ -71,5 +81,5 @@ class Cleanup(PeriodicActor):
             with self.context.clock.move_on_after(5.0):
                 try:
                     await self._transport.release_leader("maintenance", holder=self._node_id)
-                except TransportError as exc:
+                except RETRYABLE as exc:
                     _log.info("%s: could not release the maintenance lease: %s", self._node_id, exc)

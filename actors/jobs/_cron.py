@@ -13,11 +13,12 @@ import logging
 from collections.abc import Sequence
 from random import Random  # allowed: type of the injected, seeded RNG only
 
-from transports import Transport, TransportError
+from transports import Transport
 
 from ..core import ExitReason
 from ._app import App
-from ._errors import UnknownJobKind
+from ._config import WorkerConfig, number
+from ._errors import RETRYABLE, ConfigInvalid, UnknownJobKind
 from ._events import CronFired, EventBus
 from ._periodic import PeriodicActor
 from ._schedule import CatchUp, CronSchedule
@@ -25,6 +26,8 @@ from ._schedule import CatchUp, CronSchedule
 __all__ = ["Cron"]
 
 _log = logging.getLogger("actorq.cron")
+
+_DEFAULTS = WorkerConfig()
 
 
 class Cron(PeriodicActor):
@@ -38,6 +41,8 @@ class Cron(PeriodicActor):
 
     Raises:
         UnknownJobKind: at construction, when a schedule names a kind the App lacks.
+        ConfigInvalid: at construction, when two schedules share a name or a duration is
+            out of range.
     """
 
     def __init__(
@@ -49,12 +54,15 @@ class Cron(PeriodicActor):
         node_id: str,
         rng: Random,
         schedules: Sequence[CronSchedule],
-        leader_ttl: float = 10.0,
+        leader_ttl: float = _DEFAULTS.leader_ttl,
         grace: float | None = None,
     ) -> None:
+        number("Cron leader_ttl", leader_ttl)
+        if grace is not None:
+            number("Cron grace", grace, strict=False)
         names = [s.name for s in schedules]
         if len(set(names)) != len(names):
-            raise ValueError(f"cron schedule names must be unique: {names}")
+            raise ConfigInvalid(f"cron schedule names must be unique: {names}")
         for schedule in schedules:
             if app.get(schedule.kind) is None:
                 raise UnknownJobKind(
@@ -100,7 +108,7 @@ class Cron(PeriodicActor):
             with self.context.clock.move_on_after(self._ttl / 3):
                 try:
                     await self._transport.release_leader("cron", holder=self._node_id)
-                except TransportError as exc:
+                except RETRYABLE as exc:
                     _log.info("%s: could not release the cron lease: %s", self._node_id, exc)
 
     async def _fire_due(self, schedule: CronSchedule) -> None:

@@ -1,21 +1,37 @@
-"""Errors of the job runtime.
+"""Errors of the job runtime, and which storage errors it treats as weather.
 
 Hierarchy::
 
     JobError
-    ├── UnknownJobKind (also LookupError)   enqueue or lookup of a kind with no handler
-    ├── DuplicateJobKind (also ValueError)  a kind registered twice
-    ├── PayloadInvalid (also ValueError)    a payload does not fit its task's payload type
-    ├── InvalidCronExpression (also ValueError)
+    ├── ConfigInvalid (also ValueError)      a setting is out of range or of the wrong type;
+    │   │                                     raised at construction (WorkerConfig, task
+    │   │                                     options, Topology builder, schedules), before
+    │   │                                     anything runs or is written
+    │   └── InvalidCronExpression             a schedule's expression does not parse, or has
+    │                                         a field count other than 5 or 6
+    ├── UnknownJobKind (also LookupError)    enqueue or lookup of a kind with no handler
+    ├── DuplicateJobKind (also ValueError)   a kind registered twice
+    ├── PayloadInvalid (also ValueError)     a payload does not fit its task's payload type
     └── LeaseLost                            the job belongs to someone else now (raised by
                                              ``JobContext.extend_lease``)
 
-Storage errors are :class:`transports.TransportError` and pass through unchanged.
+The API of :mod:`actors.jobs` raises these, or a :class:`transports.TransportError`, which
+passes through unchanged (``transports.InvalidQueueName`` for a malformed queue name, for
+instance); never a bare ``ValueError`` or ``TypeError``.
+
+At run time the runtime sorts storage errors in two: :data:`RETRYABLE` errors (the store
+went away or was busy, or it was closed under a running node) are the store's weather, logged
+at WARNING and retried after a pause; every other error, ``transports.InvalidRequest`` or
+``transports.JobNotFound`` above all, is a bug: it crashes the actor, whose supervisor logs it
+at ERROR and restarts it within its restart intensity, past which the node fails.
 """
 
 from __future__ import annotations
 
+from transports import ConnectionLost, TransportClosed, TransportError
+
 __all__ = [
+    "ConfigInvalid",
     "DuplicateJobKind",
     "InvalidCronExpression",
     "JobError",
@@ -24,9 +40,17 @@ __all__ = [
     "UnknownJobKind",
 ]
 
+#: Storage errors worth retrying: the call may succeed later unchanged. ``ConnectionLost``
+#: covers a busy or locked store and a timeout too (the backends map those to it).
+RETRYABLE: tuple[type[TransportError], ...] = (ConnectionLost, TransportClosed)
+
 
 class JobError(Exception):
     """Root of the job runtime's own errors."""
+
+
+class ConfigInvalid(JobError, ValueError):
+    """A setting is out of range or of the wrong type (the message names it and its value)."""
 
 
 class UnknownJobKind(JobError, LookupError):
@@ -41,8 +65,8 @@ class PayloadInvalid(JobError, ValueError):
     """A payload cannot be turned into (or made from) its task's payload type."""
 
 
-class InvalidCronExpression(JobError, ValueError):
-    """A cron schedule's expression does not parse."""
+class InvalidCronExpression(ConfigInvalid):
+    """A cron schedule's expression does not parse, or has neither 5 nor 6 fields."""
 
 
 class LeaseLost(JobError):

@@ -8,9 +8,8 @@ from typing import TypeAlias
 import anyio
 import attrs
 
-from transports import TransportError
-
 from ..core import Actor, Reply
+from ._errors import RETRYABLE
 
 __all__ = ["PeriodicActor", "PeriodicMessage", "RunNow", "Tick"]
 
@@ -35,9 +34,10 @@ PeriodicMessage: TypeAlias = Tick | RunNow
 class PeriodicActor(Actor[PeriodicMessage]):
     """Calls ``tick()`` every ``interval`` seconds of its clock (sooner if ``tick`` asks).
 
-    A storage error in ``tick`` is logged and retried at the next tick: a database that blinks
-    must not restart the node's maintenance actors in a loop. Any other error crashes the actor
-    (its supervisor decides).
+    A transient storage error in ``tick`` (``ConnectionLost``: the store went away or was busy)
+    is logged and retried at the next tick: a database that blinks must not restart the node's
+    maintenance actors in a loop. Any other error, an invalid request included, is a bug: it
+    crashes the actor (its supervisor decides).
     """
 
     interval: float
@@ -63,7 +63,7 @@ class PeriodicActor(Actor[PeriodicMessage]):
     async def receive(self, msg: PeriodicMessage) -> None:
         try:
             await self.tick()
-        except TransportError as exc:
+        except RETRYABLE as exc:
             _log.warning("%s: storage error, retrying at the next tick: %s", self.context.name, exc)
         if type(msg) is RunNow:
             msg.reply_to.send(None)

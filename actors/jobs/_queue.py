@@ -10,7 +10,7 @@ from typing import Any, TypeAlias
 import anyio
 import attrs
 
-from transports import Transport, TransportError
+from transports import QueueConfig, Transport
 
 from ..core import (
     ActorRef,
@@ -24,8 +24,10 @@ from ..core import (
     TerminateChild,
 )
 from ._app import App
+from ._config import MAX_CONCURRENCY, WorkerConfig, integer, number
+from ._errors import RETRYABLE
 from ._events import EventBus, WorkerCrashed
-from ._worker import Drain, Worker, WorkerConfig
+from ._worker import Drain, Worker
 
 __all__ = ["DrainWorkers", "QueueSupervisor", "Reconfigure", "WorkerCount"]
 
@@ -58,14 +60,21 @@ class QueueSupervisor(Supervisor):
     """Keeps ``concurrency`` Workers of one queue alive, following the queue's stored config.
 
     A paused queue scales to zero; a changed ``concurrency`` scales up or down at run time
-    (Workers leaving drain first). Crashed Workers are restarted one-for-one; too many crashes
-    in a window escalate to the node's root supervisor.
+    (Workers leaving drain first). A stored config no node could honour (a negative or huge
+    concurrency, written by another tool) is ignored with a WARNING naming the queue and the
+    value, and the Workers of the last good config keep running. Crashed Workers are logged
+    at ERROR and restarted one-for-one; too many crashes in a window escalate to the node's
+    root supervisor.
 
     Args:
         node_id: the node's name; Worker ids (lease owners) start with it.
         queue: the queue.
-        concurrency: Workers to run when the config does not say.
+        concurrency: Workers to run when the config does not say (default
+            ``worker_config.concurrency``).
         reconfigure_interval: seconds between reads of the queue config.
+
+    Raises:
+        ConfigInvalid: ``concurrency`` or ``reconfigure_interval`` is out of range.
     """
 
     def __init__(
@@ -77,15 +86,18 @@ class QueueSupervisor(Supervisor):
         transport: Transport,
         events: EventBus,
         rng: Random,
-        concurrency: int,
+        concurrency: int | None = None,
         worker_config: WorkerConfig | None = None,
         reconfigure_interval: float = 5.0,
         max_restarts: int = 20,
         within: float = 60.0,
     ) -> None:
         super().__init__(max_restarts=max_restarts, within=within)
-        if concurrency < 0:
-            raise ValueError(f"concurrency must be >= 0, got {concurrency}")
+        self._config = worker_config or WorkerConfig()
+        if concurrency is None:
+            concurrency = self._config.concurrency
+        integer(f"queue {queue!r}: concurrency", concurrency, minimum=0, maximum=MAX_CONCURRENCY)
+        number(f"queue {queue!r}: reconfigure_interval", reconfigure_interval)
         self.node_id = node_id
         self.queue = queue
         self._app = app
@@ -93,7 +105,8 @@ class QueueSupervisor(Supervisor):
         self._events = events
         self._rng = rng
         self._default = concurrency
-        self._config = worker_config or WorkerConfig()
+        self._refused: object = None  # the last stored value warned about (warn once per value)
+        self._honoured = False  # a stored config was followed: its Workers are the last good
         self._interval = reconfigure_interval
         self._slots: list[str] = []  # child ids of the Workers that should run, in start order
         self._slot_numbers = itertools.count(1)
@@ -130,7 +143,7 @@ class QueueSupervisor(Supervisor):
             return
         try:
             config = await self._transport.get_queue_config(self.queue)
-        except TransportError as exc:
+        except RETRYABLE as exc:
             _log.warning(
                 "queue %r: cannot read its config, keeping %d workers: %s",
                 self.queue,
@@ -138,12 +151,42 @@ class QueueSupervisor(Supervisor):
                 exc,
             )
             return
-        target = (
-            0
-            if config.paused
-            else (self._default if config.concurrency is None else config.concurrency)
-        )
-        await self._scale(target)
+        target = self._target(config)
+        if target is not None:
+            await self._scale(target)
+
+    def _target(self, config: QueueConfig) -> int | None:
+        """The Workers ``config`` asks for, or None when no node could honour it."""
+        if config.paused:
+            self._honoured = True
+            return 0
+        stored = config.concurrency
+        if stored is None:
+            target = self._default
+        elif (
+            isinstance(stored, int)
+            and not isinstance(stored, bool)
+            and 0 <= stored <= MAX_CONCURRENCY
+        ):
+            target = stored
+        else:
+            # Before any good config was read, the node's own default is the last good one.
+            keep = len(self._slots) if self._honoured else self._default
+            if stored != self._refused:
+                self._refused = stored
+                _log.warning(
+                    "queue %r: ignoring the stored concurrency %r (must be between 0 and %d), "
+                    "keeping %d workers",
+                    self.queue,
+                    stored,
+                    MAX_CONCURRENCY,
+                    keep,
+                    extra={"queue": self.queue, "concurrency": stored},
+                )
+            return None if self._honoured else keep
+        self._refused = None
+        self._honoured = True
+        return target
 
     async def _scale(self, target: int) -> None:
         while len(self._slots) < target:
@@ -154,7 +197,7 @@ class QueueSupervisor(Supervisor):
                     id=slot,
                     factory=lambda slot=slot: self._make_worker(slot),  # type: ignore[misc]
                     restart=Restart.PERMANENT,
-                    shutdown=self._config.drain_timeout + 5.0,
+                    shutdown=self._config.worker_stop_timeout,
                 )
             )
         while len(self._slots) > target:
@@ -182,18 +225,28 @@ class QueueSupervisor(Supervisor):
         """Drain one Worker, then stop it (scale down)."""
         ref = await self._worker_ref(slot)
         if ref is not None:
-            await _drain(ref, self._config.drain_timeout + 5.0)
+            await _drain(ref, self._config.worker_stop_timeout)
         self.context.self_ref.tell_nowait(TerminateChild(id=slot, reply_to=Reply()))
 
     async def _drain_all(self, reply_to: Reply[None]) -> None:
         refs = [info.ref for info in self.which_children() if info.ref is not None]
         async with anyio.create_task_group() as tg:
             for ref in refs:
-                tg.start_soon(_drain, ref, self._config.drain_timeout + 5.0)
+                tg.start_soon(_drain, ref, self._config.worker_stop_timeout)
         reply_to.send(None)
 
     async def _child_exited(self, ref: ActorRef[Any], reason: ExitReason) -> None:
         if reason.kind is ExitKind.CRASHED:
+            # A crash is a bug (an invalid request, a broken invariant): loud, with its
+            # traceback, once per crash; the restart intensity bounds how often.
+            _log.error(
+                "queue %r: worker %s crashed: %s",
+                self.queue,
+                ref.name,
+                reason,
+                exc_info=reason.exception,
+                extra={"queue": self.queue, "worker": ref.name},
+            )
             self._events.publish(
                 WorkerCrashed(at=self.context.clock.now(), worker=ref.name, error=str(reason))
             )

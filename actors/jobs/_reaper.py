@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from transports import Transport
 
+from ._config import WorkerConfig, integer, number
 from ._events import EventBus, JobReclaimed
 from ._periodic import PeriodicActor
 
 __all__ = ["Reaper"]
+
+_DEFAULTS = WorkerConfig()
 
 
 class Reaper(PeriodicActor):
@@ -18,9 +21,15 @@ class Reaper(PeriodicActor):
     """
 
     def __init__(
-        self, *, transport: Transport, events: EventBus, interval: float = 1.0, batch: int = 1000
+        self,
+        *,
+        transport: Transport,
+        events: EventBus,
+        interval: float = _DEFAULTS.reaper_interval,
+        batch: int = 1000,
     ) -> None:
-        self.interval = interval
+        self.interval = number("Reaper interval", interval)
+        integer("Reaper batch", batch, minimum=1, maximum=1_000_000)
         self._transport = transport
         self._events = events
         self._batch = batch

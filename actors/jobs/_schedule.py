@@ -1,7 +1,9 @@
 """Cron schedules: when they tick, and what a tick enqueues.
 
 Expressions are parsed by ``croniter``: five fields (minute hour day month weekday) or six,
-the sixth being seconds (``* * * * * */5`` ticks every five seconds). Times are clock seconds
+the sixth being seconds (``* * * * * */5`` ticks every five seconds), or one of its
+``@hourly``-style aliases. Seven fields (croniter's year) are refused: the sixth field would
+silently mean seconds in one reading and the seventh years in another. Times are clock seconds
 in UTC.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import attrs
 from croniter import croniter
@@ -16,9 +19,12 @@ from croniter import croniter
 from transports import JsonValue
 from transports.lowlevel import validate_name
 
-from ._errors import InvalidCronExpression
+from ._config import number
+from ._errors import ConfigInvalid, InvalidCronExpression
 
 __all__ = ["CatchUp", "CronSchedule", "Overlap"]
+
+E = TypeVar("E", bound=enum.StrEnum)
 
 
 class Overlap(enum.StrEnum):
@@ -36,8 +42,46 @@ class CatchUp(enum.StrEnum):
 
 
 def _check_expression(_inst: object, _attr: object, value: str) -> None:
-    if not isinstance(value, str) or not croniter.is_valid(value):
+    if not isinstance(value, str):
+        raise InvalidCronExpression(f"a cron expression must be a string, got {value!r}")
+    fields = value.split()
+    alias = len(fields) == 1 and fields[0].startswith("@")
+    if not alias and len(fields) not in (5, 6):
+        raise InvalidCronExpression(
+            f"invalid cron expression {value!r}: {len(fields)} fields, expected 5 "
+            "(minute hour day month weekday) or 6 (the sixth is seconds)"
+        )
+    if not croniter.is_valid(value):
         raise InvalidCronExpression(f"invalid cron expression {value!r}")
+
+
+def _check_kind(_inst: object, _attr: object, value: str) -> None:
+    validate_name(value, "kind")
+
+
+def _check_queue(_inst: object, _attr: object, value: str | None) -> None:
+    if value is not None:
+        validate_name(value, "queue")
+
+
+def _check_jitter(_inst: object, _attr: object, value: float) -> None:
+    number("schedule jitter", value, strict=False)
+
+
+def _member(cls: type[E], value: object) -> E:
+    try:
+        return cls(value)  # type: ignore[arg-type]  # a wrong type is refused below
+    except ValueError:
+        choices = ", ".join(repr(m.value) for m in cls)
+        raise ConfigInvalid(f"{cls.__name__} must be one of {choices}, got {value!r}") from None
+
+
+def _overlap(value: object) -> Overlap:
+    return _member(Overlap, value)
+
+
+def _catch_up(value: object) -> CatchUp:
+    return _member(CatchUp, value)
 
 
 @attrs.frozen(kw_only=True)
@@ -45,18 +89,22 @@ class CronSchedule:
     """A job kind enqueued on a cron schedule by the cluster's cron leader.
 
     Raises:
-        InvalidCronExpression: at construction, when ``expression`` does not parse.
-        InvalidQueueName: when ``name`` is not a valid name.
+        InvalidCronExpression: at construction, when ``expression`` does not parse or has
+            neither 5 nor 6 fields.
+        ConfigInvalid: ``jitter`` is negative or not finite, or ``overlap`` / ``catch_up``
+            is not one of its enum's values.
+        transports.InvalidQueueName: ``name``, ``kind`` or ``queue`` is not a valid name.
     """
 
     name: str = attrs.field(validator=lambda _i, _a, v: validate_name(v, "schedule"))
     expression: str = attrs.field(validator=_check_expression)
-    kind: str  # the job kind each tick enqueues
-    payload: JsonValue = None
-    queue: str | None = None  # None: the kind's own queue
-    overlap: Overlap = Overlap.ALLOW
-    catch_up: CatchUp = CatchUp.SKIP
-    jitter: float = 0.0  # up to this many seconds of delay per tick, from the seeded RNG
+    kind: str = attrs.field(validator=_check_kind)  # the job kind each tick enqueues
+    payload: JsonValue = None  # of the kind's payload type (App.schedule checks it)
+    queue: str | None = attrs.field(default=None, validator=_check_queue)  # None: the kind's
+    overlap: Overlap = attrs.field(default=Overlap.ALLOW, converter=_overlap)
+    catch_up: CatchUp = attrs.field(default=CatchUp.SKIP, converter=_catch_up)
+    #: Up to this many seconds of delay per tick, from the seeded RNG.
+    jitter: float = attrs.field(default=0.0, validator=_check_jitter)
 
     def next_after(self, t: float) -> float:
         """The first tick strictly after ``t``."""

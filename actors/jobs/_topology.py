@@ -22,6 +22,7 @@ import anyio
 import attrs
 
 from transports import Transport
+from transports.lowlevel import validate_name
 
 from ..core import (
     Actor,
@@ -36,18 +37,21 @@ from ..core import (
     open_actor_system,
 )
 from ._app import App
-from ._cleanup import Cleanup
+from ._cleanup import DEFAULT_INTERVAL, DEFAULT_RETENTION, Cleanup
+from ._config import MAX_CONCURRENCY, WorkerConfig, integer, number
 from ._cron import Cron
-from ._errors import UnknownJobKind
+from ._errors import ConfigInvalid, UnknownJobKind
 from ._events import EventBus, ShutdownPhase
 from ._queue import DrainWorkers, QueueSupervisor
 from ._reaper import Reaper
 from ._schedule import CronSchedule
-from ._worker import WorkerConfig
 
 __all__ = ["Node", "NodeContext", "Topology", "default_node_id"]
 
 _log = logging.getLogger("actorq.node")
+
+#: Child ids of the runtime's own actors (queue supervisors are ``queue:NAME``).
+_RUNTIME_IDS = frozenset({"reaper", "cron", "cleanup"})
 
 
 def default_node_id() -> str:
@@ -88,7 +92,9 @@ class Topology:
     """A recipe for a node: which actors to run, with which settings.
 
     Build one with :meth:`default` or chain the builder methods, then run it with
-    ``async with topology.run() as node:``.
+    ``async with topology.run() as node:``. Every builder method checks its settings at once:
+    a bad one raises :class:`ConfigInvalid` (``transports.InvalidQueueName`` for a bad queue
+    name) before anything runs. A setting left out comes from ``config``.
 
     Args:
         app: the handler registry.
@@ -96,6 +102,8 @@ class Topology:
         node_id: the node's name in leases and events (default: host, pid and a random tag).
         clock: the clock every actor uses (default: the real clock).
         rng: the seeded RNG every actor draws from (default: a fresh ``Random()``).
+        config: the node's settings and defaults (Workers of a queue given no ``worker``
+            use it too).
     """
 
     def __init__(
@@ -106,9 +114,11 @@ class Topology:
         node_id: str | None = None,
         clock: Clock | None = None,
         rng: Random | None = None,
+        config: WorkerConfig | None = None,
     ) -> None:
         self.app = app
         self.transport = transport
+        self.config = config or WorkerConfig()
         self.node_id = node_id or default_node_id()
         self.clock = clock or RealClock()
         self.rng = rng if rng is not None else Random()
@@ -125,22 +135,27 @@ class Topology:
         transport: Transport,
         *,
         queues: Sequence[str] | None = None,
-        concurrency: int = 10,
+        concurrency: int | None = None,
         worker: WorkerConfig | None = None,
         schedules: Sequence[CronSchedule] | None = None,
-        reaper_interval: float = 1.0,
-        leader_ttl: float = 10.0,
+        reaper_interval: float | None = None,
+        leader_ttl: float | None = None,
         node_id: str | None = None,
         clock: Clock | None = None,
         rng: Random | None = None,
     ) -> Topology:
         """Every queue of the App (or ``queues``), one Reaper, Cron for the App's schedules
         (or ``schedules``) if any, with a cron leader lease of ``leader_ttl`` seconds, and
-        Cleanup."""
-        topology = cls(app, transport, node_id=node_id, clock=clock, rng=rng)
-        worker = worker or WorkerConfig()
+        Cleanup. Settings left out come from ``worker`` (default ``WorkerConfig()``).
+
+        Raises:
+            ConfigInvalid: a setting is out of range, or a queue is named twice.
+            transports.InvalidQueueName: a queue name is malformed.
+            UnknownJobKind: a schedule names a kind the App has no handler for.
+        """
+        topology = cls(app, transport, node_id=node_id, clock=clock, rng=rng, config=worker)
         for queue in queues if queues is not None else (app.queues or ["default"]):
-            topology.queue(queue, concurrency=concurrency, worker=worker)
+            topology.queue(queue, concurrency=concurrency)
         topology.reaper(interval=reaper_interval)
         schedules = app.schedules if schedules is None else schedules
         if schedules:
@@ -154,45 +169,82 @@ class Topology:
         self,
         name: str,
         *,
-        concurrency: int = 10,
+        concurrency: int | None = None,
         worker: WorkerConfig | None = None,
         transport: Transport | None = None,
     ) -> Topology:
-        """Run a Supervisor keeping ``concurrency`` Workers on queue ``name``."""
+        """Run a Supervisor keeping ``concurrency`` Workers on queue ``name`` (when the
+        queue's stored config does not say; default ``worker.concurrency``).
+
+        Raises:
+            ConfigInvalid: ``concurrency`` is out of range, or the queue is already planned.
+            transports.InvalidQueueName: ``name`` is malformed.
+        """
+        validate_name(name)
+        if any(plan.queue == name for plan in self._queues):
+            raise ConfigInvalid(f"queue {name!r} is already in this topology")
+        worker = worker or self.config
+        if concurrency is None:
+            concurrency = worker.concurrency
+        integer(f"queue {name!r}: concurrency", concurrency, minimum=0, maximum=MAX_CONCURRENCY)
         self._queues.append(
-            _QueuePlan(
-                queue=name,
-                concurrency=concurrency,
-                worker=worker or WorkerConfig(),
-                transport=transport,
-            )
+            _QueuePlan(queue=name, concurrency=concurrency, worker=worker, transport=transport)
         )
         return self
 
-    def reaper(self, *, interval: float = 1.0) -> Topology:
-        """Run a Reaper reclaiming expired leases every ``interval`` seconds."""
-        self._reaper = interval
+    def reaper(self, *, interval: float | None = None) -> Topology:
+        """Run a Reaper reclaiming expired leases every ``interval`` seconds (default
+        ``config.reaper_interval``).
+
+        Raises:
+            ConfigInvalid: ``interval`` is not a finite number > 0.
+        """
+        self._reaper = number(
+            "reaper interval", self.config.reaper_interval if interval is None else interval
+        )
         return self
 
-    def cron(self, schedules: Sequence[CronSchedule], *, leader_ttl: float = 10.0) -> Topology:
-        """Run Cron for ``schedules`` (it fires only while it holds the leader lease).
+    def cron(
+        self, schedules: Sequence[CronSchedule], *, leader_ttl: float | None = None
+    ) -> Topology:
+        """Run Cron for ``schedules`` (it fires only while it holds the leader lease, of
+        ``leader_ttl`` seconds, default ``config.leader_ttl``).
 
         Raises:
             UnknownJobKind: a schedule names a kind the App has no handler for.
+            PayloadInvalid: a schedule's payload is not of its task's payload type.
+            ConfigInvalid: two schedules share a name, or ``leader_ttl`` is out of range.
         """
+        ttl = number(
+            "cron leader_ttl", self.config.leader_ttl if leader_ttl is None else leader_ttl
+        )
+        names = [schedule.name for schedule in schedules]
+        if len(set(names)) != len(names):
+            raise ConfigInvalid(f"cron schedule names must be unique: {names}")
         for schedule in schedules:
-            if self.app.get(schedule.kind) is None:
+            task = self.app.get(schedule.kind)
+            if task is None:
                 raise UnknownJobKind(
                     f"schedule {schedule.name!r}: no handler for job kind {schedule.kind!r}"
                 )
-        self._cron = (tuple(schedules), leader_ttl)
+            task.unstructure(schedule.payload)  # PayloadInvalid now, not at every tick
+        self._cron = (tuple(schedules), ttl)
         return self
 
     def cleanup(
-        self, *, default_retention: float | None = 7 * 24 * 3600.0, interval: float = 60.0
+        self,
+        *,
+        default_retention: float | None = DEFAULT_RETENTION,
+        interval: float = DEFAULT_INTERVAL,
     ) -> Topology:
-        """Run Cleanup (leader only), deleting finished jobs past their retention."""
-        self._cleanup = (default_retention, interval)
+        """Run Cleanup (leader only), deleting finished jobs past their retention.
+
+        Raises:
+            ConfigInvalid: ``interval`` is not > 0, or ``default_retention`` is negative.
+        """
+        if default_retention is not None:
+            number("cleanup default_retention", default_retention, strict=False)
+        self._cleanup = (default_retention, number("cleanup interval", interval))
         return self
 
     def actor(
@@ -208,7 +260,19 @@ class Topology:
 
         Subscribe it to runtime events in its ``on_start``:
         ``node.events.subscribe(self.context.self_ref.tell_nowait)``.
+
+        Raises:
+            ConfigInvalid: ``id`` is empty or taken, ``shutdown`` is negative, or
+                ``mailbox_size`` is below 1.
         """
+        if not isinstance(id, str) or not id or id in {a.id for a in self._actors}:
+            raise ConfigInvalid(f"actor id {id!r} is empty or already in this topology")
+        if id in _RUNTIME_IDS or id.startswith("queue:"):
+            raise ConfigInvalid(f"actor id {id!r} is the runtime's own")
+        if not callable(factory):
+            raise ConfigInvalid(f"actor {id!r}: the factory must be callable, got {factory!r}")
+        number(f"actor {id!r}: shutdown", shutdown, strict=False)
+        integer(f"actor {id!r}: mailbox_size", mailbox_size, minimum=1, maximum=10**9)
         self._actors.append(
             _ActorPlan(
                 id=id,
@@ -290,7 +354,7 @@ class Topology:
                 ChildSpec(
                     id=f"queue:{plan.queue}",
                     factory=functools.partial(self._queue_supervisor, plan, events),
-                    shutdown=plan.worker.drain_timeout + 10.0,
+                    shutdown=plan.worker.queue_stop_timeout,
                 )
             )
         return specs
@@ -309,9 +373,17 @@ class Topology:
 
     @contextlib.asynccontextmanager
     async def run(
-        self, *, events: EventBus | None = None, shutdown_timeout: float = 30.0
+        self, *, events: EventBus | None = None, shutdown_timeout: float | None = None
     ) -> AsyncIterator[Node]:
-        """Start the node; on exit, shut it down gracefully within ``shutdown_timeout``."""
+        """Start the node; on exit, shut it down gracefully within ``shutdown_timeout``
+        seconds (default ``config.shutdown_timeout``).
+
+        Raises:
+            ConfigInvalid: ``shutdown_timeout`` is negative or not finite.
+        """
+        if shutdown_timeout is None:
+            shutdown_timeout = self.config.shutdown_timeout
+        number("shutdown_timeout", shutdown_timeout, strict=False)
         events = events or EventBus()
         async with open_actor_system(
             clock=self.clock, name=self.node_id, shutdown_timeout=shutdown_timeout

@@ -24,7 +24,7 @@ from typing import Any, TypeAlias
 import anyio
 import attrs
 
-from transports import InvalidRequest, JobNotFound, Transport, TransportClosed, TransportError
+from transports import Job, Transport, TransportClosed
 from transports.lowlevel import (
     Cancel,
     Complete,
@@ -42,8 +42,9 @@ from transports.lowlevel import (
 
 from ..core import Actor, ActorRef, Clock, ExitReason, Reply
 from ._app import App, Task
+from ._config import WorkerConfig
 from ._context import JobContext
-from ._errors import PayloadInvalid
+from ._errors import RETRYABLE, PayloadInvalid
 from ._events import (
     EventBus,
     FinalizeRefused,
@@ -65,26 +66,16 @@ __all__ = [
     "HeartbeatMessage",
     "LeasesLost",
     "Worker",
-    "WorkerConfig",
     "WorkerMessage",
 ]
 
 _log = logging.getLogger("actorq.worker")
 
+_DEFAULT_CONFIG = WorkerConfig()
+_RENEW_FRACTION = _DEFAULT_CONFIG.renew_fraction
+
 #: The outcome of most jobs, shared (outcomes are frozen).
 _COMPLETE = Complete()
-
-
-@attrs.frozen(kw_only=True)
-class WorkerConfig:
-    """How a Worker claims and holds jobs."""
-
-    lease_ttl: float = 10.0  # seconds a lease lives unrenewed; renewed every ttl / 3
-    batch_size: int = 10  # most jobs claimed at once when the queue is busy
-    poll_interval: float = 1.0  # longest idle wait before claiming again without a wake-up
-    drain_timeout: float = 10.0  # on shutdown, how long running jobs may finish
-    finalize_delay: float = 0.05  # finalized results are flushed in batches at most this old
-    error_backoff: float = 1.0  # pause after a storage error before trying again
 
 
 # --- messages ------------------------------------------------------------------------------
@@ -160,22 +151,24 @@ class _Held:
     def __init__(self, token: int, ttl: float, renew_at: float) -> None:
         self.token = token
         self.ttl = ttl  # renewed with this TTL
-        self.renew_at = renew_at  # a third of its TTL after it was last granted
+        self.renew_at = renew_at  # a renewal period after it was last granted
 
 
 class Heartbeat(Actor[HeartbeatMessage]):
     """Renews every lease its Worker holds, in one batched call per beat (per TTL in use).
 
-    Each lease is renewed a third of its TTL after it was granted (claimed or last renewed).
-    The ticker beats every ``period`` seconds, a third of the shortest TTL a lease of this
-    Worker can have, and each beat renews the leases due before the next one; with a single
-    TTL that is every lease, every ``ttl / 3``.
+    Each lease is renewed ``fraction`` of its TTL (a third by default) after it was granted
+    (claimed or last renewed). The ticker beats every ``period`` seconds, that fraction of the
+    shortest TTL a lease of this Worker can have, and each beat renews the leases due before
+    the next one; with a single TTL that is every lease, every ``ttl * fraction``.
 
     Args:
         worker: the Worker to tell about lost leases and cancel requests.
         transport: the store.
         ttl: the TTL the Worker claims with (and renews with when Track gives none).
-        period: seconds between beats (default ``ttl / 3``).
+        period: seconds between beats (default ``ttl * fraction``).
+        fraction: the part of a TTL after which a lease is renewed
+            (``WorkerConfig.renew_fraction``).
     """
 
     def __init__(
@@ -185,11 +178,13 @@ class Heartbeat(Actor[HeartbeatMessage]):
         ttl: float,
         *,
         period: float | None = None,
+        fraction: float = _RENEW_FRACTION,
     ) -> None:
         self._worker = worker
         self._transport = transport
         self._ttl = ttl
-        self._period = ttl / 3 if period is None else period
+        self._fraction = fraction
+        self._period = ttl * fraction if period is None else period
         self._held: dict[int, _Held] = {}  # by job id
         self._beat_queued = False
 
@@ -214,7 +209,7 @@ class Heartbeat(Actor[HeartbeatMessage]):
             # Claimed (just now) with the Worker's TTL: due for renewal a third of that later.
             # Measured on this node's clock, not from the lease's expiry: the store may keep
             # time by another clock (PostgreSQL's), and the two need not agree.
-            renew_at = self.context.clock.now() + self._ttl / 3
+            renew_at = self.context.clock.now() + self._ttl * self._fraction
             ttls = msg.ttls
             for i, lease in enumerate(msg.leases):
                 self._held[lease.job_id] = _Held(
@@ -244,9 +239,10 @@ class Heartbeat(Actor[HeartbeatMessage]):
                     [RenewRequest(job_id=job_id, token=held.token) for job_id, held in group],
                     ttl=ttl,
                 )
-            except TransportError as exc:
+            except RETRYABLE as exc:
                 # The store blinked: these stay due and the next beat tries again. If it stays
                 # away the leases lapse, and the next successful renewal reports them lost.
+                # Any other error is a bug: it crashes the Heartbeat, and with it the Worker.
                 _log.warning("heartbeat of %s could not renew: %s", self._worker.name, exc)
                 continue
             for (job_id, held), result in zip(group, results, strict=True):
@@ -256,7 +252,7 @@ class Heartbeat(Actor[HeartbeatMessage]):
                     if self._held.get(job_id) is held:
                         del self._held[job_id]
                     continue
-                held.renew_at = now + ttl / 3
+                held.renew_at = now + ttl * self._fraction
                 if result is RenewResult.CANCEL_REQUESTED:
                     cancels.append(job_id)
         if lost:
@@ -322,7 +318,7 @@ class Worker(Actor[WorkerMessage]):
         transport: Transport,
         events: EventBus,
         rng: Random,
-        config: WorkerConfig = WorkerConfig(),
+        config: WorkerConfig = _DEFAULT_CONFIG,
     ) -> None:
         self.worker_id = worker_id
         self.queue = queue
@@ -339,7 +335,7 @@ class Worker(Actor[WorkerMessage]):
                 [config.lease_ttl]
                 + [t.options.lease_ttl for t in app.tasks.values() if t.options.lease_ttl]
             )
-            / 3
+            * config.renew_fraction
         )
         self._heartbeat: ActorRef[HeartbeatMessage] | None = None
         self._batch: _Batch | None = None
@@ -364,6 +360,7 @@ class Worker(Actor[WorkerMessage]):
                 self._transport,
                 self._config.lease_ttl,
                 period=self._heartbeat_period,
+                fraction=self._config.renew_fraction,
             ),
             name=f"{self.worker_id}/heartbeat",
         )
@@ -396,7 +393,8 @@ class Worker(Actor[WorkerMessage]):
         for entry in batch.entries.values():
             if entry.scope is not None:
                 entry.scope.cancel()
-        with anyio.CancelScope(shield=True), clock.move_on_after(max(grace, 5.0)):
+        margin = self._config.shutdown_margin  # for cancelled handlers to return
+        with anyio.CancelScope(shield=True), clock.move_on_after(margin):
             await batch.done.wait()
         self._publish_phase("released", self.worker_id)
 
@@ -440,7 +438,8 @@ class Worker(Actor[WorkerMessage]):
                 leases = await self._transport.claim(
                     self.queue, owner=self.worker_id, limit=limit, ttl=config.lease_ttl
                 )
-            except TransportError as exc:
+            except RETRYABLE as exc:
+                # Any other error (an invalid request: a bug) crashes the Worker.
                 _log.warning("%s could not claim from %r: %s", self.worker_id, self.queue, exc)
                 await self._wait(config.error_backoff, listen=False)
                 continue
@@ -465,7 +464,7 @@ class Worker(Actor[WorkerMessage]):
             if listen:
                 try:
                     await self._transport.wait_for_work([self.queue])
-                except TransportError:
+                except RETRYABLE:
                     await clock.sleep(seconds)
             else:
                 await clock.sleep(seconds)
@@ -608,9 +607,10 @@ class Worker(Actor[WorkerMessage]):
                     result = await task.fn(ctx, payload)
                 if timer.cancelled_caught:
                     error = f"timed out after {timeout:g}s"
+                    self._log_failure(job, error, None)
         except Exception as exc:
             error = _describe(exc)
-            ctx.log.info("failed: %s", error, exc_info=_log.isEnabledFor(logging.DEBUG))
+            self._log_failure(job, error, exc)
         finally:
             entry.scope = None
         # The handler ended by itself (perhaps just as someone asked it to stop).
@@ -627,6 +627,22 @@ class Worker(Actor[WorkerMessage]):
         else:
             outcome = self._outcome(result, job.attempt, job.max_attempts, task)
             self._add(entry, outcome, clock.now() - started if started else 0.0)
+
+    def _log_failure(self, job: Job, error: str, exc: BaseException | None) -> None:
+        """A failed attempt: WARNING, with the traceback when the handler raised."""
+        then = "will retry" if job.attempt < job.max_attempts else "no attempts left"
+        _log.warning(
+            "job %d (%s) on queue %r failed, attempt %d/%d, %s: %s",
+            job.id,
+            job.kind,
+            job.queue,
+            job.attempt,
+            job.max_attempts,
+            then,
+            error,
+            exc_info=exc,
+            extra=_fields(job, self.worker_id),
+        )
 
     def _interrupted(self, entry: _Entry) -> None:
         """Settle a job whose handler was cancelled by the Worker."""
@@ -684,11 +700,29 @@ class Worker(Actor[WorkerMessage]):
             results = await self._finalize(requests)
             assert self._heartbeat is not None
             self._heartbeat.tell_nowait(Untrack(job_ids=tuple(r.job_id for r in requests)))
-            if results is None or not self._events.has_subscribers:
+            if results is None:
+                return
+            for (entry, outcome, _), result in zip(pending, results, strict=True):
+                if type(outcome) is Discard and result is FinalizeResult.APPLIED:
+                    self._log_dead(entry.lease.job, outcome)
+            if not self._events.has_subscribers:
                 return
             now = self._clock.now()
             for (entry, outcome, detail), result in zip(pending, results, strict=True):
                 self._announce(now, entry, outcome, detail, result)
+
+    def _log_dead(self, job: Job, outcome: Discard) -> None:
+        """A job that ended dead: ERROR, with its reason (never its payload)."""
+        _log.error(
+            "job %d (%s) on queue %r is dead after attempt %d/%d: %s",
+            job.id,
+            job.kind,
+            job.queue,
+            job.attempt,
+            job.max_attempts,
+            outcome.error,
+            extra=_fields(job, self.worker_id),
+        )
 
     async def _finalize(self, requests: list[FinalizeRequest]) -> list[FinalizeResult] | None:
         clock = self._clock
@@ -700,16 +734,16 @@ class Worker(Actor[WorkerMessage]):
                     return await self._transport.finalize(requests)
             except TransportClosed:
                 return None  # the node is going away; the leases lapse and are reaped
-            except (InvalidRequest, JobNotFound):
-                raise  # a bug, not the store's weather
-            except TransportError as exc:
+            except RETRYABLE as exc:
+                # Only the store's weather is retried; any other error is a bug and crashes
+                # the Worker (its supervisor logs it), the leases lapse and are reaped.
                 _log.warning(
                     "%s could not finalize %d job(s): %s", self.worker_id, len(requests), exc
                 )
             # Keep the results and try again: the Heartbeat keeps renewing the leases meanwhile,
             # and a lease that lapsed is refused as stale (the job runs again, never lost).
             await clock.sleep(pause)
-            pause = min(pause * 2, max(self._config.error_backoff, self._config.lease_ttl / 3))
+            pause = min(pause * 2, max(self._config.error_backoff, self._config.renew_every))
 
     def _announce(
         self,
@@ -788,6 +822,18 @@ class Worker(Actor[WorkerMessage]):
     def _publish_phase(self, phase: str, detail: str) -> None:
         self._events.publish(ShutdownPhase(at=self._clock.now(), phase=phase, detail=detail))
         _log.info("%s: %s (%s)", self.worker_id, phase, detail)
+
+
+def _fields(job: Job, worker: str) -> dict[str, object]:
+    """The ``extra=`` fields of a job's log records, for structured logging."""
+    return {
+        "job_id": job.id,
+        "job_kind": job.kind,
+        "queue": job.queue,
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "worker": worker,
+    }
 
 
 def _describe(exc: BaseException) -> str:

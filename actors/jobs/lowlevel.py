@@ -5,6 +5,7 @@ the pieces a Topology wires together: the Worker and its Heartbeat, the queue su
 periodic Reaper, Cron and Cleanup, the messages between them, and the event bus.
 """
 
+from ._app import Handler
 from ._cleanup import Cleanup
 from ._cron import Cron
 from ._events import EventBus
@@ -29,6 +30,7 @@ __all__ = [
     "Drain",
     "DrainWorkers",
     "EventBus",
+    "Handler",
     "Heartbeat",
     "HeartbeatMessage",
     "LeasesLost",

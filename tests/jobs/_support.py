@@ -22,6 +22,7 @@ from transports import (
     Counts,
     EnqueueRequest,
     EnqueueResult,
+    InvalidRequest,
     Job,
     JobState,
     QueueConfig,
@@ -197,6 +198,8 @@ class FaultyTransport(Transport):
         down: while true, every call raises ``ConnectionLost`` (the store is unreachable).
         failing: method names that raise ``ConnectionLost`` while listed.
         crash_once: method names whose next call raises ``RuntimeError`` (a bug, not storage).
+        invalid_once: method names whose next call raises ``InvalidRequest`` (the store
+            refusing a malformed request: a bug of the caller, not the store's weather).
         gates: method name -> event; calls wait for it to be set before going through.
         calls: how often each method was called.
         hold_time: while a call (other than ``wait_for_work``) is in flight, keep one task
@@ -211,6 +214,7 @@ class FaultyTransport(Transport):
         self.down = False
         self.failing: set[str] = set()
         self.crash_once: set[str] = set()
+        self.invalid_once: set[str] = set()
         self.gates: dict[str, anyio.Event] = {}
         self.calls: Counter[str] = Counter()
 
@@ -223,6 +227,9 @@ class FaultyTransport(Transport):
         if name in self.crash_once:
             self.crash_once.discard(name)
             raise RuntimeError(f"injected bug in {name}")
+        if name in self.invalid_once:
+            self.invalid_once.discard(name)
+            raise InvalidRequest(f"injected invalid request in {name}")
         if self.down or name in self.failing:
             raise ConnectionLost(f"injected outage in {name}")
 

@@ -13,6 +13,7 @@ import pytest
 from actors.core import VirtualClock
 from actors.jobs import (
     App,
+    ConfigInvalid,
     Constant,
     DuplicateJobKind,
     JobContext,
@@ -155,15 +156,15 @@ def test_a_kind_registered_twice_is_refused() -> None:
 
 
 def test_a_sync_handler_is_refused() -> None:
-    """A handler must be an async function: a plain function raises TypeError."""
+    """A handler must be an async function: a plain function raises ConfigInvalid."""
     app = App()
 
     def sync(ctx: JobContext, payload: Any) -> None:
         return None
 
-    with pytest.raises(TypeError, match="async"):
+    with pytest.raises(ConfigInvalid, match="async"):
         app.register("sync", sync)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigInvalid):
         app.task("sync2")(sync)  # type: ignore[arg-type]
     assert app.tasks == {}
 
@@ -198,12 +199,13 @@ async def test_async_callable_objects_and_partials_are_handlers(
 
 
 def test_a_handler_with_the_wrong_arity_is_refused() -> None:
-    """A handler takes (ctx, payload): any other signature raises TypeError at registration."""
+    """A handler takes (ctx, payload): any other signature raises ConfigInvalid at
+    registration."""
 
     async def one(ctx: JobContext) -> None:
         return None
 
-    with pytest.raises(TypeError, match="ctx, payload"):
+    with pytest.raises(ConfigInvalid, match="ctx, payload"):
         App().register("one", one)  # type: ignore[arg-type]
 
 
@@ -227,13 +229,21 @@ def test_invalid_queue_names_are_refused(queue: str) -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"max_attempts": 0}, {"timeout": 0.0}, {"timeout": -1.0}, {"lease_ttl": 0.0}, {"nope": 1}],
+    [{"max_attempts": 0}, {"timeout": 0.0}, {"timeout": -1.0}, {"lease_ttl": 0.0}],
 )
 def test_invalid_task_options_are_refused(options: dict[str, Any]) -> None:
-    """Options out of range (or unknown) fail at registration, not when a job runs."""
+    """Options out of range fail at registration with ConfigInvalid, not when a job runs."""
     app = App()
-    with pytest.raises((ValueError, TypeError)):
+    with pytest.raises(ConfigInvalid):
         app.register("k", _noop, **options)
+    assert app.tasks == {}
+
+
+def test_an_unknown_task_option_is_refused() -> None:
+    """The options are spelled out: a misspelt one is refused by the call itself."""
+    app = App()
+    with pytest.raises(TypeError, match="max_attemps"):
+        app.register("k", _noop, max_attemps=3)  # type: ignore[call-arg]
     assert app.tasks == {}
 
 
@@ -322,7 +332,7 @@ def test_enqueue_without_a_transport_is_an_error() -> None:
     """An App built without a transport needs ``transport=`` on each enqueue."""
     app = App()
     app.register("k", _noop)
-    with pytest.raises(RuntimeError, match="transport"):
+    with pytest.raises(ConfigInvalid, match="transport"):
         app._transport(None)
 
 

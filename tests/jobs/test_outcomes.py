@@ -11,6 +11,7 @@ import pytest
 from actors.core import VirtualClock
 from actors.jobs import (
     App,
+    ConfigInvalid,
     Constant,
     Done,
     Drop,
@@ -390,9 +391,9 @@ def test_backoff_draws_only_from_the_given_rng() -> None:
 @pytest.mark.parametrize("bad", [{"seconds": -1.0}])
 def test_negative_backoff_is_refused(bad: dict[str, float]) -> None:
     """A negative delay is refused when the strategy is built."""
-    with pytest.raises(ValueError, match="must be >= 0"):
+    with pytest.raises(ConfigInvalid, match="must be >= 0"):
         Constant(**bad)
-    with pytest.raises(ValueError, match="must be >= 0"):
+    with pytest.raises(ConfigInvalid, match="must be >= 0"):
         Exponential(cap=-1.0)
 
 
