@@ -27,13 +27,15 @@ from typing import Any
 
 import pytest
 
-from actors.jobs import App
+from actors.jobs import App, Topology
 from actors.sim import (
     JobFactory,
+    SimNodeContext,
     SimReport,
     SimulationFailed,
     TopologyFactory,
     TransportFactory,
+    default_topology,
     simulate_app,
 )
 
@@ -56,6 +58,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 class AppSimulation:
     """Runs the App under test on the simulator (the ``actorq_sim`` fixture).
+
+    While a simulation runs, ``app.transport`` is the transport of the simulated node built
+    last, so handlers that enqueue follow-up jobs with ``app.enqueue()`` reach the simulated
+    store (through that node's faults); the App's own transport is put back afterwards.
 
     Args:
         app: the App to simulate.
@@ -93,17 +99,29 @@ class AppSimulation:
         """
         if self.forced_seed is not None:
             seed = self.forced_seed
+        app = self.app
+        build = topology_factory or default_topology
+
+        def topology(ctx: SimNodeContext) -> Topology:
+            # A handler enqueueing a follow-up job does so through app.enqueue(), which
+            # writes to app.transport: point it at the store, through the node built last.
+            app.transport = ctx.transport
+            return build(ctx)
+
+        own = app.transport
         try:
             report = simulate_app(
-                self.app,
+                app,
                 make_job,
                 seed=seed,
-                topology_factory=topology_factory,
+                topology_factory=topology,
                 transport_factory=transport_factory,
                 **options,
             )
         except SimulationFailed as failure:
             pytest.fail(self.failure_message(failure, seed), pytrace=False)
+        finally:
+            app.transport = own
         self.reports.append(report)
         return report
 
@@ -156,5 +174,7 @@ async def job_tester(actorq_app: App) -> AsyncIterator[JobTester]:
 @pytest.fixture
 def actorq_sim(actorq_app: App, request: pytest.FixtureRequest) -> AppSimulation:
     """Simulate ``actorq_app`` on a faulty cluster: ``actorq_sim(make_job, seed=7, ...)``."""
-    forced: int | None = request.config.getoption("actorq_seed")
+    # The default covers a run where the plugin's fixtures were imported, not the plugin
+    # registered (so the option does not exist).
+    forced: int | None = request.config.getoption("actorq_seed", default=None)
     return AppSimulation(actorq_app, nodeid=request.node.nodeid, forced_seed=forced)

@@ -146,8 +146,7 @@ def test_nobody_pays_twice_on_a_faulty_cluster(
         )
 
     def topology(ctx: SimNodeContext) -> Topology:
-        # Handlers enqueue receipts through app.enqueue: point it at this node's transport.
-        actorq_app.transport = ctx.transport
+        # Each node: the shop's two queues and a reaper (no cron, no cleanup).
         return (
             Topology(ctx.app, ctx.transport, node_id=ctx.node_id, clock=ctx.clock, rng=ctx.rng)
             .queue("payments", worker=ctx.worker)
