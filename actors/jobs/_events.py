@@ -187,6 +187,7 @@ RuntimeEvent: TypeAlias = (
     | WorkerCrashed
     | ShutdownPhase
 )
+"""Every event the runtime publishes to the subscribers of ``node.events``."""
 
 
 class EventBus:

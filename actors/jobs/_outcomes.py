@@ -41,3 +41,4 @@ class SnoozeUntil:
 
 
 HandlerOutcome: TypeAlias = Done | RetryLater | Drop | SnoozeUntil
+"""What a handler may return (returning ``None`` is the same as ``Done()``)."""
