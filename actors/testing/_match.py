@@ -11,6 +11,8 @@ import cattrs
 from actors.jobs import App, Task
 from transports import Job, JobState, JsonValue
 
+from ._errors import TestingError
+
 __all__: list[str] = []
 
 #: What assert_enqueued looks at unless told a state: jobs still waiting to run.
@@ -20,12 +22,25 @@ _plain = cattrs.Converter()
 _UNSET: Any = object()
 
 
+def job_state(value: JobState | str) -> JobState:
+    """A state from its name.
+
+    Raises:
+        TestingError: no state has that name.
+    """
+    try:
+        return JobState(value)
+    except ValueError:
+        names = ", ".join(s.value for s in JobState)
+        raise TestingError(f"no job state is named {value!r} (one of {names})") from None
+
+
 def _states(state: JobState | str | Iterable[JobState | str] | None) -> tuple[JobState, ...]:
     if state is None:
         return WAITING
     if isinstance(state, str):
-        return (JobState(state),)
-    return tuple(JobState(s) for s in state)
+        return (job_state(state),)
+    return tuple(job_state(s) for s in state)
 
 
 @attrs.frozen(kw_only=True)

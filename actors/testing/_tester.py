@@ -34,7 +34,7 @@ from transports.lowlevel import (
 )
 
 from ._errors import ClockMovedBackwards, DrainDidNotSettle, NotEnqueued, UnexpectedlyEnqueued
-from ._match import _UNSET, Expectation, not_enqueued_message, unexpected_message
+from ._match import _UNSET, Expectation, job_state, not_enqueued_message, unexpected_message
 from ._results import DrainResult, JobRun, RunOutcome
 
 __all__ = ["DEFAULT_START", "JobTester", "open_tester"]
@@ -169,7 +169,7 @@ class JobTester:
         while True:
             page = await self.transport.list_jobs(
                 queue=queue,
-                state=JobState(state) if state is not None else None,
+                state=job_state(state) if state is not None else None,
                 kind=kind,
                 after_id=after,
                 limit=500,

@@ -125,3 +125,13 @@ async def test_refute_lists_the_matches() -> None:
         assert isinstance(caught.value, TestingError)
         assert isinstance(caught.value, AssertionError)
         await tester.refute_enqueued("note")
+
+
+async def test_an_unknown_state_is_a_clear_failure() -> None:
+    """A misspelt state fails with the valid names, not a bare ValueError."""
+    app, ship = parcel_app()
+    async with open_tester(app) as tester:
+        with pytest.raises(TestingError, match="no job state is named 'sucess'"):
+            await tester.assert_enqueued(ship, state="sucess")
+        with pytest.raises(TestingError, match="one of scheduled, available"):
+            await tester.jobs(state="done")
