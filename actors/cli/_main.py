@@ -478,15 +478,16 @@ def enqueue(
             ),
             dedupe_key=dedupe_key,
         )
-        click.echo(
-            f"actorq: note: enqueueing onto queue {request.queue!r} as given "
-            "(--app module:app uses the task's queue and options)",
-            err=True,
-        )
     requests = [request] * count
 
     async def run(transport: Transport) -> None:
         results = await transport.enqueue_many(requests)
+        if app_path is None:
+            click.echo(
+                f"actorq: note: enqueued onto queue {request.queue!r} as given "
+                "(--app module:app uses the task's queue and options)",
+                err=True,
+            )
         for result in results[:10]:
             suffix = " (deduplicated)" if result.deduplicated else ""
             click.echo(f"job {result.job_id}{suffix}")

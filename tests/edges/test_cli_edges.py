@@ -1,0 +1,288 @@
+"""Bad input to the ``actorq`` command, case by case: one line, the right status, no harm.
+
+Every case asserts the message, the exit status (2: the command line is malformed; 1: the
+request failed), that no traceback is printed and nothing goes to stdout, and that nothing
+was written: the seeded store's counts and queue configs are unchanged, and a missing store
+is still missing. Test ids start with the kind of bad input, so cases can be counted by kind.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import attrs
+import pytest
+
+from .conftest import Store, assert_one_line_error, cli
+
+BIG = str(10**30)
+
+
+@attrs.frozen
+class Case:
+    kind: str  # the kind of bad input: the first part of the test id
+    name: str
+    args: tuple[str, ...]  # {url}, {app}, {tmp} and the module keys of APP_MODULES are filled in
+    code: int
+    message: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}-{self.name}"
+
+
+def case(kind: str, name: str, args: str | list[str], code: int, message: str) -> Case:
+    return Case(kind, name, tuple(args.split() if isinstance(args, str) else args), code, message)
+
+
+W = "worker {good}:app -t {url}"  # a worker command line that would run, but for one option
+E = "enqueue k -t {url}"
+
+# Cases that reach a real, seeded store (run on SQLite and PostgreSQL): it must not change.
+STORE_CASES = [
+    # --- bad option values (click types: usage errors before anything connects)
+    case("bad-option", "lease-ttl-zero", f"{W} --lease-ttl 0", 2, "'--lease-ttl'"),
+    case("bad-option", "lease-ttl-negative", f"{W} --lease-ttl -1", 2, "'--lease-ttl'"),
+    case("bad-option", "lease-ttl-word", f"{W} --lease-ttl soon", 2, "invalid duration"),
+    case("bad-option", "poll-interval-zero", f"{W} --poll-interval 0", 2, "'--poll-interval'"),
+    case("bad-option", "concurrency-negative", f"{W} -c -3", 2, "'-c'"),
+    case("bad-option", "concurrency-zero", f"{W} -c 0", 2, "x>=1"),
+    case("bad-option", "batch-size-zero", f"{W} --batch-size 0", 2, "'--batch-size'"),
+    case("bad-option", "reaper-interval-zero", f"{W} --reaper-interval 0s", 2, "reaper"),
+    case("bad-option", "leader-ttl-zero", f"{W} --leader-ttl 0ms", 2, "'--leader-ttl'"),
+    case("bad-option", "drain-timeout-negative", f"{W} --drain-timeout -1", 2, "drain"),
+    case("bad-option", "loop-unknown", f"{W} --loop tokio", 2, "'tokio' is not one of"),
+    case("bad-option", "count-zero", f"{E} --count 0", 2, "'--count'"),
+    case("bad-option", "count-huge", f"{E} --count 1000001", 2, "'--count'"),
+    case("bad-option", "max-attempts-zero", f"{E} --max-attempts 0", 2, "'--max-attempts'"),
+    case("bad-option", "delay-negative", f"{E} --delay -5", 2, "'--delay'"),
+    case("bad-option", "max-payload-zero", f"{E} --max-payload-bytes 0", 2, "max-payload"),
+    case("bad-option", "queue-concurrency-negative",
+         "queue default -t {url} --concurrency -5", 2, "'--concurrency'"),
+    case("bad-option", "queue-retention-negative",
+         "queue default -t {url} --retention -1", 2, "'--retention'"),
+    case("bad-option", "cancel-zero", "cancel 0 -t {url}", 2, "JOB_ID"),
+    case("bad-option", "cancel-word", "cancel seven -t {url}", 2, "JOB_ID"),
+    case("bad-option", "unknown-option", "status -t {url} --colour", 2, "no such option"),
+    case("bad-option", "missing-kind", "enqueue -t {url}", 2, "missing argument 'KIND'"),
+    case("bad-option", "priority-word", f"{E} --priority high", 2, "'--priority'"),
+    # --- non-finite numbers
+    case("non-finite", "lease-ttl-inf", f"{W} --lease-ttl inf", 2, "'--lease-ttl'"),
+    case("non-finite", "lease-ttl-nan", f"{W} --lease-ttl nan", 2, "'--lease-ttl'"),
+    case("non-finite", "delay-inf", f"{E} --delay inf", 2, "'--delay'"),
+    case("non-finite", "delay-nan", f"{E} --delay nan", 2, "'--delay'"),
+    case("non-finite", "retention-inf", "queue default -t {url} --retention inf", 2, "retention"),
+    case("non-finite", "payload-nan", ["enqueue", "k", "NaN", "-t", "{url}"], 2, "NaN"),
+    case("non-finite", "payload-infinity",
+         ["enqueue", "k", '{"x": Infinity}', "-t", "{url}"], 2, "Infinity"),
+    case("non-finite", "payload-minus-infinity",
+         ["enqueue", "k", "[-Infinity]", "-t", "{url}"], 2, "-Infinity"),
+    # --- integers beyond what a store keeps
+    case("huge-integer", "priority", f"{E} --priority {BIG}", 2, "priority"),
+    case("huge-integer", "priority-int32", f"{E} --priority {2**31}", 2, "priority"),
+    case("huge-integer", "max-attempts", f"{E} --max-attempts {2**40}", 2, "max_attempts"),
+    case("huge-integer", "cancel-id", f"cancel {2**64} -t {{url}}", 2, "JOB_ID"),
+    case("huge-integer", "count", f"{E} --count {BIG}", 2, "'--count'"),
+    case("huge-integer", "worker-concurrency", f"{W} -c {BIG}", 2, "concurrency"),
+    case("huge-integer", "queue-concurrency",
+         f"queue default -t {{url}} --concurrency {BIG}", 2, "concurrency"),
+    case("huge-integer", "batch-size", f"{W} --batch-size {BIG}", 2, "batch_size"),
+    case("huge-integer", "payload-digits",
+         ["enqueue", "k", "9" * 5000, "-t", "{url}"], 2, "payload is not JSON"),
+    # --- bad names
+    case("bad-name", "kind-punctuation", ["enqueue", "bad kind!", "-t", "{url}"], 2,
+         "invalid kind name"),
+    case("bad-name", "kind-too-long", ["enqueue", "k" * 129, "-t", "{url}"], 2,
+         "invalid kind name"),
+    case("bad-name", "kind-newline", ["enqueue", "kind\n", "-t", "{url}"], 2,
+         "invalid kind name"),
+    case("bad-name", "queue-space", ["enqueue", "k", "-q", "a b", "-t", "{url}"], 2,
+         "invalid queue name"),
+    case("bad-name", "queue-sql", ["enqueue", "k", "-q", "x'; DROP TABLE jobs;--", "-t",
+                                   "{url}"], 2, "invalid queue name"),
+    case("bad-name", "queue-empty", ["enqueue", "k", "-q", "", "-t", "{url}"], 2,
+         "invalid queue name"),
+    case("bad-name", "queue-too-long", ["enqueue", "k", "-q", "q" * 200, "-t", "{url}"], 2,
+         "invalid queue name"),
+    case("bad-name", "queue-non-ascii", ["enqueue", "k", "-q", "café", "-t", "{url}"], 2,
+         "invalid queue name"),
+    case("bad-name", "worker-queue", ["worker", "{good}:app", "-q", "a b", "-t", "{url}"], 2,
+         "invalid queue name"),
+    case("bad-name", "queue-command", ["queue", "a b", "-t", "{url}"], 2, "invalid queue name"),
+    case("bad-name", "dedupe-key-nul", ["enqueue", "k", "--dedupe-key", "a\x00b", "-t",
+                                        "{url}"], 2, "dedupe"),
+    case("bad-name", "dedupe-key-too-long", ["enqueue", "k", "--dedupe-key", "d" * 300, "-t",
+                                             "{url}"], 2, "dedupe"),
+    # --- bad payloads
+    case("bad-payload", "not-json", ["enqueue", "k", "{not json", "-t", "{url}"], 2,
+         "payload is not JSON"),
+    case("bad-payload", "empty", ["enqueue", "k", "", "-t", "{url}"], 2, "payload is not JSON"),
+    case("bad-payload", "missing-file", ["enqueue", "k", "@{tmp}/nope.json", "-t", "{url}"], 2,
+         "cannot read the payload file"),
+    case("bad-payload", "missing-payload-file",
+         ["enqueue", "k", "--payload-file", "{tmp}/nope.json", "-t", "{url}"], 2,
+         "cannot read the payload file"),
+    case("bad-payload", "directory", ["enqueue", "k", "@{tmp}", "-t", "{url}"], 2,
+         "cannot read the payload file"),
+    case("bad-payload", "given-twice",
+         ["enqueue", "k", "{}", "--payload-file", "{tmp}/p.json", "-t", "{url}"], 2,
+         "both PAYLOAD and --payload-file"),
+    case("bad-payload", "too-large", ["enqueue", "k", "@{tmp}/big.json", "-t", "{url}"], 2,
+         "--max-payload-bytes"),
+    case("bad-payload", "not-utf8", ["enqueue", "k", "@{tmp}/latin1.json", "-t", "{url}"], 2,
+         "cannot read the payload file"),
+    case("bad-payload", "wrong-field-type",
+         ["enqueue", "--app", "{good}:app", "email.welcome", '{"user_id": "x"}', "-t", "{url}"],
+         2, "does not fit Welcome"),
+    case("bad-payload", "extra-field",
+         ["enqueue", "--app", "{good}:app", "email.welcome", '{"user_id": 1, "x": 2}', "-t",
+          "{url}"], 2, "does not fit Welcome"),
+    case("bad-payload", "missing-payload",
+         ["enqueue", "--app", "{good}:app", "email.welcome", "-t", "{url}"], 2, "does not fit"),
+    case("bad-payload", "string-for-int",
+         ["enqueue", "--app", "{good}:app", "report.build", '"seven"', "-t", "{url}"], 2,
+         "does not fit int"),
+    # --- unknown kinds (with an App to know them)
+    case("unknown-kind", "typo", "enqueue --app {good}:app email.welcom {} -t {url}", 2,
+         "known kinds: email.welcome, report.build"),
+    case("unknown-kind", "other-app-kind", "enqueue --app {good}:app k -t {url}", 2,
+         "unknown kind 'k'"),
+    case("unknown-kind", "not-an-app", "enqueue --app {good}:not_an_app k -t {url}", 2,
+         "not an actorq App"),
+    # --- bad module paths and modules that fail to import
+    case("bad-module", "no-such-module", "worker no.such.module:app -t {url}", 2,
+         "cannot import 'no.such.module'"),
+    case("bad-module", "no-attribute", "worker {good}:missing -t {url}", 2,
+         "has no attribute 'missing'"),
+    case("bad-module", "not-an-app", "worker {good}:not_an_app -t {url}", 2,
+         "is a int, not an actorq App"),
+    case("bad-module", "factory-raises", "worker {good}:broken_factory -t {url}", 1,
+         "factory exploded"),
+    case("bad-module", "syntax-error", "worker {syntax}:app -t {url}", 1, "SyntaxError"),
+    case("bad-module", "name-error", "worker {nameerror}:app -t {url}", 1, "NameError"),
+    case("bad-module", "missing-dependency", "worker {baddep}:app -t {url}", 1,
+         "No module named 'actorq_no_such_dependency'"),
+    case("bad-module", "module-exits", "worker {exits}:app -t {url}", 1, "SystemExit"),
+    case("bad-module", "missing-file", "worker {tmp}/nope.py:app -t {url}", 2, "no file"),
+    case("bad-module", "empty-module", "worker :app -t {url}", 2, "no module in APP_PATH"),
+    case("bad-module", "enqueue-syntax-error", "enqueue --app {syntax}:app k -t {url}", 1,
+         "SyntaxError"),
+    # --- bad cron expressions, raised while the App module is imported
+    case("bad-cron", "seven-fields-worker", "worker {badcron}:app -t {url}", 1,
+         "InvalidCronExpression"),
+    case("bad-cron", "seven-fields-enqueue", "enqueue --app {badcron}:app tick -t {url}", 1,
+         "InvalidCronExpression"),
+    # --- memory:// where work would be lost or there is nothing to see
+    case("memory-refused", "enqueue", "enqueue k -t memory://", 2, "lost when this command"),
+    case("memory-refused", "worker", "worker {good}:app -t memory://", 2, "memory://"),
+    case("memory-refused", "status", "status -t memory://", 2, "nothing to show"),
+    case("memory-refused", "queue", "queue default -t memory://", 2, "memory://"),
+    case("memory-refused", "cancel", "cancel 1 -t memory://", 2, "no job there"),
+    # --- well-formed requests that fail
+    case("missing-job", "cancel", "cancel 999 -t {url}", 1, "no job has id 999"),
+]  # fmt: skip
+
+
+def _fill(args: tuple[str, ...], url: str, apps: dict[str, str], tmp: Path) -> list[str]:
+    values = {"url": url, "tmp": str(tmp), **apps}
+    filled = []
+    for arg in args:
+        for key, value in values.items():
+            arg = arg.replace("{" + key + "}", value)
+        filled.append(arg)
+    return filled
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    (tmp_path / "p.json").write_text("{}")
+    (tmp_path / "big.json").write_text('"' + "x" * 1_100_000 + '"')
+    (tmp_path / "latin1.json").write_bytes('"caf\xe9"'.encode("latin-1"))
+    return tmp_path
+
+
+@pytest.mark.parametrize("case", STORE_CASES, ids=lambda c: c.id)
+def test_bad_input_changes_nothing(
+    case: Case, store: Store, apps: dict[str, str], files: Path
+) -> None:
+    """The command refuses in one line with its status, and the store holds what it held."""
+    before = store.snapshot()
+    result = cli(_fill(case.args, store.url, apps, files))
+    assert_one_line_error(result, case.code, case.message)
+    assert store.snapshot() == before
+
+
+READ_ONLY_COMMANDS = [
+    ("status",),
+    ("queue", "default"),
+    ("queue", "emails"),
+    ("cancel", "1"),
+]
+
+
+@pytest.mark.parametrize("args", READ_ONLY_COMMANDS, ids=lambda a: "missing-store-" + "-".join(a))
+def test_read_only_commands_never_create_a_store(
+    args: tuple[str, ...], missing_store: Store
+) -> None:
+    """On a URL naming no store (a new file, a schema typo), nothing is created."""
+    result = cli([*args, "-t", missing_store.url])
+    assert_one_line_error(result, 1, f"no store at {missing_store.url}")
+    assert "actorq migrate" in result.stderr
+    assert not missing_store.exists()
+
+
+BAD_URLS = [
+    ("unknown-scheme", "redis://localhost/0", "unsupported transport URL"),
+    ("no-scheme", "jobs.db", "unsupported transport URL"),
+    ("sqlite-option", "sqlite:///x.db?journal=wal", "journal"),
+    ("pool-size-word", "postgresql://u:hunter2@127.0.0.1:5432/test?pool_size=abc", "pool_size"),
+    ("pool-size-zero", "postgresql://u:hunter2@127.0.0.1:5432/test?pool_size=0", "pool_size"),
+    ("port-out-of-range", "postgresql://u:hunter2@127.0.0.1:99999/test", "port"),
+    ("port-word", "postgresql://u:hunter2@127.0.0.1:abc/test", "port"),
+    ("unknown-pg-option", "postgresql://u:hunter2@127.0.0.1/test?colour=blue", "colour"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "url", "message"), BAD_URLS, ids=[f"bad-url-{u[0]}" for u in BAD_URLS]
+)
+@pytest.mark.parametrize("command", ["status", "enqueue k", "cancel 1", "queue q"])
+def test_bad_url_is_one_line_without_the_password(
+    name: str, url: str, message: str, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A URL no backend can serve is a usage error naming the bad part, never the password."""
+    monkeypatch.chdir(tmp_path)
+    result = cli([*command.split(), "-t", url])
+    assert_one_line_error(result, 2, message)
+    assert "hunter2" not in result.output
+    assert os.listdir(tmp_path) == []
+
+
+def test_url_from_the_environment_is_checked_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ACTORQ_TRANSPORT goes through the same check as -t."""
+    monkeypatch.setenv("ACTORQ_TRANSPORT", "memory://")
+    assert_one_line_error(cli(["enqueue", "k"]), 2, "memory://")
+
+
+SIM_CASES = [
+    ("nodes-zero", ["--nodes", "0"], "'--nodes'"),
+    ("workers-negative", ["--workers", "-1"], "'--workers'"),
+    ("duration-word", ["--duration", "soon"], "invalid duration"),
+    ("duration-inf", ["--duration", "inf"], "invalid duration"),
+    ("seeds-backwards", ["--seeds", "9..1"], "runs backwards"),
+    ("seeds-word", ["--seeds", "some"], "invalid seeds"),
+    ("faults-unknown", ["--faults", "lava"], "unknown fault"),
+    ("rates-malformed", ["--rates", "crash"], "invalid rate"),
+    ("rates-negative", ["--rates", "crash=-1"], "crash must be a finite number >= 0"),
+    ("keep-faults-word", ["--keep-faults", "x"], "invalid fault list"),
+    ("backend-unknown", ["--backend", "curio"], "'curio' is not one of"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "message"), SIM_CASES, ids=[f"bad-option-sim-{c[0]}" for c in SIM_CASES]
+)
+def test_sim_refuses_bad_options(name: str, args: list[str], message: str) -> None:
+    """`actorq sim` answers bad options like every other command."""
+    assert_one_line_error(cli(["sim", *args]), 2, message)
