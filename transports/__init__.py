@@ -19,6 +19,7 @@ from ._errors import (
     PayloadNotSerializable,
     PayloadTooLarge,
     SchemaVersionMismatch,
+    StoreNotFound,
     TransportClosed,
     TransportError,
     UnsupportedURL,
@@ -36,6 +37,7 @@ from ._records import (
     JsonValue,
     QueueConfig,
 )
+from ._url import redact_url
 
 if TYPE_CHECKING:
     from ._postgres import PostgresTransport
@@ -63,11 +65,13 @@ __all__ = [
     "QueueConfig",
     "SQLiteTransport",
     "SchemaVersionMismatch",
+    "StoreNotFound",
     "Transport",
     "TransportClosed",
     "TransportError",
     "UnsupportedURL",
     "connect",
+    "redact_url",
 ]
 
 

@@ -12,31 +12,17 @@ import asyncio
 import concurrent.futures
 import contextvars
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import sniffio
 
 from ._base import Transport
 from ._errors import TransportClosed
-from ._records import (
-    CancelResult,
-    Counts,
-    EnqueueRequest,
-    EnqueueResult,
-    FinalizeRequest,
-    FinalizeResult,
-    Job,
-    JobState,
-    LeaderLease,
-    Lease,
-    QueueConfig,
-    Reclaimed,
-    RenewRequest,
-    RenewResult,
-)
+from ._forward import ForwardingTransport
 
 __all__ = ["AsyncioLoopThread", "BridgedTransport"]
 
@@ -109,7 +95,7 @@ def _call_quietly(
         pass
 
 
-class BridgedTransport(Transport):
+class BridgedTransport(ForwardingTransport):
     """A transport that forwards every call to an asyncio-only transport on a private loop.
 
     Args:
@@ -117,11 +103,13 @@ class BridgedTransport(Transport):
     """
 
     def __init__(self, factory: Callable[[], Transport]) -> None:
+        super().__init__()
         self._factory = factory
-        self._inner: Transport | None = None
         self._thread: AsyncioLoopThread | None = None
         self._closed = False
-        self.clock = None
+
+    def __repr__(self) -> str:
+        return f"BridgedTransport({self._inner!r})"
 
     @property
     def inner(self) -> Transport:
@@ -130,10 +118,14 @@ class BridgedTransport(Transport):
             raise TransportClosed("transport is not open")
         return self._inner
 
-    async def _call(self, coro_fn: Callable[[Transport], Coroutine[Any, Any, T]]) -> T:
+    async def _forward(self, name: str, call: Callable[[Transport], Awaitable[T]]) -> T:
         inner = self.inner
         assert self._thread is not None
-        return await self._thread.run(coro_fn(inner))
+
+        async def on_its_loop() -> T:
+            return await call(inner)
+
+        return await self._thread.run(on_its_loop())
 
     async def open(self) -> None:
         if self._inner is not None:
@@ -166,75 +158,8 @@ class BridgedTransport(Transport):
                 await thread.run(inner.aclose())
             await anyio.to_thread.run_sync(thread.stop)
 
-    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:
-        return await self._call(lambda t: t.enqueue_many(requests))
-
-    async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
-        return await self._call(lambda t: t.claim(queue, owner=owner, limit=limit, ttl=ttl))
-
-    async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
-        return await self._call(lambda t: t.renew(requests, ttl=ttl))
-
-    async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
-        return await self._call(lambda t: t.finalize(requests))
-
-    async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
-        return await self._call(lambda t: t.reap(limit=limit))
-
-    async def cancel(self, job_id: int) -> CancelResult:
-        return await self._call(lambda t: t.cancel(job_id))
-
-    async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
-        return await self._call(lambda t: t.acquire_leader(name, holder=holder, ttl=ttl))
-
-    async def release_leader(self, name: str, *, holder: str) -> bool:
-        return await self._call(lambda t: t.release_leader(name, holder=holder))
-
-    async def get_cursor(self, name: str) -> float | None:
-        return await self._call(lambda t: t.get_cursor(name))
-
-    async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
-        return await self._call(lambda t: t.advance_cursor(name, expected=expected, new=new))
-
     async def wait_for_work(self, queues: Sequence[str]) -> None:
         if self._closed:
             await anyio.lowlevel.checkpoint()
             return
-        await self._call(lambda t: t.wait_for_work(queues))
-
-    async def get_queue_config(self, queue: str) -> QueueConfig:
-        return await self._call(lambda t: t.get_queue_config(queue))
-
-    async def set_queue_config(self, config: QueueConfig) -> None:
-        await self._call(lambda t: t.set_queue_config(config))
-
-    async def list_queue_configs(self) -> list[QueueConfig]:
-        return await self._call(lambda t: t.list_queue_configs())
-
-    async def cleanup(
-        self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
-    ) -> int:
-        return await self._call(
-            lambda t: t.cleanup(finished_before=finished_before, queue=queue, limit=limit)
-        )
-
-    async def counts(self, queue: str | None = None) -> list[Counts]:
-        return await self._call(lambda t: t.counts(queue))
-
-    async def get(self, job_id: int) -> Job:
-        return await self._call(lambda t: t.get(job_id))
-
-    async def list_jobs(
-        self,
-        *,
-        queue: str | None = None,
-        state: JobState | None = None,
-        kind: str | None = None,
-        after_id: int = 0,
-        limit: int = 100,
-    ) -> list[Job]:
-        return await self._call(
-            lambda t: t.list_jobs(
-                queue=queue, state=state, kind=kind, after_id=after_id, limit=limit
-            )
-        )
+        await super().wait_for_work(queues)

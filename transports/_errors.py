@@ -9,16 +9,18 @@ Hierarchy::
 
     TransportError
     ├── InvalidRequest (also ValueError)      the caller asked for something malformed;
-    │   ├── InvalidQueueName                   nothing was written
-    │   ├── PayloadNotSerializable
-    │   └── PayloadTooLarge
+    │   ├── InvalidQueueName                   nothing was written (a bug to fix, never
+    │   ├── PayloadNotSerializable             worth retrying)
+    │   ├── PayloadTooLarge
+    │   └── UnsupportedURL                     transports.connect() got a URL it cannot serve
     ├── JobNotFound (also LookupError)
     ├── TransportClosed                         used after aclose()
     ├── ConnectionLost                          the store went away mid-call; a write is either
-    │                                           whole or absent, never half-done
+    │                                           whole or absent, never half-done (transient)
     ├── SchemaVersionMismatch                   the database schema is newer or older than this
     │                                           code and migrations are not allowed to fix it
-    └── UnsupportedURL (also ValueError)        transports.connect() got a URL it cannot serve
+    └── StoreNotFound                           opened with create=False, and there is no store
+                                                (no SQLite file, no PostgreSQL schema) to open
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "PayloadNotSerializable",
     "PayloadTooLarge",
     "SchemaVersionMismatch",
+    "StoreNotFound",
     "TransportClosed",
     "TransportError",
     "UnsupportedURL",
@@ -50,7 +53,7 @@ class InvalidRequest(TransportError, ValueError):
 
 
 class InvalidQueueName(InvalidRequest):
-    """A queue name is empty, too long, or has characters outside ``[A-Za-z0-9_.:-]``."""
+    """A queue (or kind, leader, cursor) name is not 1-128 characters of ``[A-Za-z0-9_.:-]``."""
 
 
 class PayloadNotSerializable(InvalidRequest):
@@ -81,8 +84,15 @@ class SchemaVersionMismatch(TransportError):
     """The store's schema version differs from the one this code needs."""
 
 
-class UnsupportedURL(TransportError, ValueError):
-    """``transports.connect`` got a URL whose scheme or options it does not know."""
+class UnsupportedURL(InvalidRequest):
+    """``transports.connect`` got a URL whose scheme, options or parts it cannot use.
+
+    The message names the bad piece; a password in the URL is never shown.
+    """
+
+
+class StoreNotFound(TransportError):
+    """``create=False`` was asked for and the store does not exist: nothing was created."""
 
 
 @contextlib.contextmanager

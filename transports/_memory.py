@@ -18,10 +18,8 @@ bumps the row's ``seq``, so nothing is ever searched for and removed.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import heapq
 import json
-import math
 from collections.abc import Sequence
 
 import anyio
@@ -29,7 +27,8 @@ import anyio.lowlevel
 
 from ._base import Transport
 from ._clock import WallClock
-from ._errors import InvalidRequest, JobNotFound, TransportClosed
+from ._errors import JobNotFound, TransportClosed
+from ._plumbing import Waiters
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     Cancel,
@@ -47,19 +46,33 @@ from ._records import (
     Lease,
     QueueConfig,
     Reclaimed,
-    Release,
     RenewRequest,
     RenewResult,
     Retry,
     Snooze,
     TimeSource,
+    check_state,
     encode_payload,
-    validate_name,
+)
+from ._validate import (
+    check_advance,
+    check_claim,
+    check_cleanup,
+    check_cursor,
+    check_duration,
+    check_filters,
+    check_id,
+    check_items,
+    check_leader,
+    check_limit,
+    check_name,
+    check_optional_name,
+    check_queues,
+    check_release,
 )
 
 __all__ = ["MemoryStore", "MemoryTransport"]
 
-_OUTCOMES = (Complete, Retry, Snooze, Discard, Cancel, Release)
 _STATES = tuple(JobState)
 
 
@@ -115,7 +128,7 @@ class MemoryStore:
         self.configs: dict[str, QueueConfig] = {}
         self.leaders: dict[str, _Leader] = {}
         self.cursors: dict[str, float] = {}
-        self.waiters: dict[str, set[anyio.Event]] = {}
+        self.waiters = Waiters()
 
 
 class MemoryTransport(Transport):
@@ -152,9 +165,7 @@ class MemoryTransport(Transport):
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            for event in self._pending:
-                event.set()
-            self._pending.clear()
+            Waiters.wake_pending(self._pending)
         await anyio.lowlevel.cancel_shielded_checkpoint()
 
     async def _enter(self) -> float:
@@ -169,9 +180,7 @@ class MemoryTransport(Transport):
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:
         now = await self._enter()
         # Validate the whole batch before the first write: it is all or nothing.
-        for request in requests:
-            _check_time(request.run_at, "run_at")
-            _check_time(request.delay, "delay")
+        check_items(requests, EnqueueRequest, "requests")
         texts = [encode_payload(request.payload, self.max_payload_bytes) for request in requests]
         store = self._store
         results: list[EnqueueResult] = []
@@ -211,17 +220,14 @@ class MemoryTransport(Transport):
                 woken.add(row.queue)
             results.append(EnqueueResult(job_id=row.id, deduplicated=False))
         for queue in woken:
-            self._notify(queue)
+            self._wake(queue)
         return results
 
     # --- working --------------------------------------------------------------------------
 
     async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
         now = await self._enter()
-        _valid_queue(queue)
-        if limit < 1:
-            raise InvalidRequest(f"limit must be >= 1, got {limit}")
-        _check_ttl(ttl)
+        check_claim(queue, owner, limit, ttl)
         store = self._store
         self._promote(now)
         config = store.configs.get(queue)
@@ -250,7 +256,8 @@ class MemoryTransport(Transport):
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
         now = await self._enter()
-        _check_ttl(ttl)
+        check_duration(ttl)
+        check_items(requests, RenewRequest, "requests")
         store = self._store
         results: list[RenewResult] = []
         for request in requests:
@@ -282,11 +289,7 @@ class MemoryTransport(Transport):
 
     async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
         now = await self._enter()
-        for request in requests:
-            if not isinstance(request.outcome, _OUTCOMES):
-                raise InvalidRequest(f"unknown outcome {request.outcome!r}")
-            if isinstance(request.outcome, Retry | Snooze):
-                _check_time(request.outcome.run_at, "run_at")
+        check_items(requests, FinalizeRequest, "requests")
         store = self._store
         results: list[FinalizeResult] = []
         woken: set[str] = set()
@@ -327,13 +330,12 @@ class MemoryTransport(Transport):
                 woken.add(row.queue)
             results.append(FinalizeResult.APPLIED)
         for queue in woken:
-            self._notify(queue)
+            self._wake(queue)
         return results
 
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
         now = await self._enter()
-        if limit < 1:
-            raise InvalidRequest(f"limit must be >= 1, got {limit}")
+        check_limit(limit)
         store = self._store
         expiry = store.expiry
         reclaimed: list[Reclaimed] = []
@@ -365,7 +367,7 @@ class MemoryTransport(Transport):
                 )
             )
         for queue in woken:
-            self._notify(queue)
+            self._wake(queue)
         return reclaimed
 
     async def cancel(self, job_id: int) -> CancelResult:
@@ -385,8 +387,7 @@ class MemoryTransport(Transport):
 
     async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
         now = await self._enter()
-        validate_name(name, "leader")
-        _check_ttl(ttl)
+        check_leader(name, holder, ttl)
         current = self._store.leaders.get(name)
         if current is None:
             current = self._store.leaders[name] = _Leader(holder=None, epoch=0, expires_at=now)
@@ -403,7 +404,7 @@ class MemoryTransport(Transport):
 
     async def release_leader(self, name: str, *, holder: str) -> bool:
         now = await self._enter()
-        validate_name(name, "leader")
+        check_release(name, holder)
         current = self._store.leaders.get(name)
         if current is None or current.holder != holder:
             return False
@@ -412,12 +413,12 @@ class MemoryTransport(Transport):
 
     async def get_cursor(self, name: str) -> float | None:
         await self._enter()
-        validate_name(name, "cursor")
+        check_cursor(name)
         return self._store.cursors.get(name)
 
     async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
         await self._enter()
-        validate_name(name, "cursor")
+        check_advance(name, expected, new)
         if self._store.cursors.get(name) != expected:
             return False
         self._store.cursors[name] = new
@@ -429,40 +430,23 @@ class MemoryTransport(Transport):
         if self._closed:
             await anyio.lowlevel.checkpoint()
             return
-        for queue in queues:
-            validate_name(queue)
-        # Register before the first yield, so a wake-up sent right after this call started
-        # is never missed; ``Event.wait`` is the checkpoint.
-        event = anyio.Event()
-        waiters = self._store.waiters
-        for queue in queues:
-            waiters.setdefault(queue, set()).add(event)
-        self._pending.add(event)
-        try:
-            await event.wait()
-        finally:
-            self._pending.discard(event)
-            for queue in queues:
-                registered = waiters.get(queue)
-                if registered is not None:
-                    registered.discard(event)
-                    if not registered:
-                        del waiters[queue]
+        check_queues(queues)
+        await self._store.waiters.wait(queues, self._pending)
 
     # --- operating ------------------------------------------------------------------------
 
     async def get_queue_config(self, queue: str) -> QueueConfig:
         await self._enter()
-        validate_name(queue)
+        check_name(queue)
         config = self._store.configs.get(queue)
         return config if config is not None else QueueConfig(name=queue)
 
     async def set_queue_config(self, config: QueueConfig) -> None:
         await self._enter()
-        validate_name(config.name)
+        check_items([config], QueueConfig, "config")
         self._store.configs[config.name] = config
         if not config.paused:
-            self._notify(config.name)
+            self._wake(config.name)
 
     async def list_queue_configs(self) -> list[QueueConfig]:
         await self._enter()
@@ -472,10 +456,7 @@ class MemoryTransport(Transport):
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
     ) -> int:
         await self._enter()
-        if queue is not None:
-            validate_name(queue)
-        if limit < 1:
-            raise InvalidRequest(f"limit must be >= 1, got {limit}")
+        check_cleanup(finished_before, queue, limit)
         store = self._store
         doomed: list[_Row] = []
         for job_id in store.final:
@@ -496,8 +477,7 @@ class MemoryTransport(Transport):
 
     async def counts(self, queue: str | None = None) -> list[Counts]:
         now = await self._enter()
-        if queue is not None:
-            validate_name(queue)
+        check_optional_name(queue)
         self._promote(now)
         by_queue = self._store.counts
         names = sorted(by_queue) if queue is None else [queue] if queue in by_queue else []
@@ -523,12 +503,8 @@ class MemoryTransport(Transport):
         limit: int = 100,
     ) -> list[Job]:
         now = await self._enter()
-        if queue is not None:
-            validate_name(queue)
-        if kind is not None:
-            validate_name(kind, "kind")
-        if limit < 1:
-            raise InvalidRequest(f"limit must be >= 1, got {limit}")
+        check_filters(queue, kind, after_id, limit)
+        state = check_state(state)
         self._promote(now)
         found: list[Job] = []
         for row in self._store.jobs.values():
@@ -546,7 +522,7 @@ class MemoryTransport(Transport):
     # --- internals ------------------------------------------------------------------------
 
     def _row(self, job_id: int) -> _Row:
-        row = self._store.jobs.get(job_id)
+        row = self._store.jobs.get(check_id(job_id))
         if row is None:
             raise JobNotFound(f"no job has id {job_id}")
         return row
@@ -607,28 +583,8 @@ class MemoryTransport(Transport):
                 del store.dedupe[key]
         store.final[row.id] = None
 
-    def _notify(self, queue: str) -> None:
-        waiters = self._store.waiters.pop(queue, None)
-        if waiters:
-            for event in waiters:
-                event.set()
-
-
-def _check_ttl(ttl: float) -> None:
-    if not (ttl > 0 and math.isfinite(ttl)):
-        raise InvalidRequest(f"ttl must be > 0 and finite, got {ttl}")
-
-
-def _check_time(value: float | None, what: str) -> None:
-    # NaN or infinity would break the ordering of the time-keyed heaps.
-    if value is not None and not math.isfinite(value):
-        raise InvalidRequest(f"{what} must be finite, got {value}")
-
-
-@functools.lru_cache(maxsize=4096)
-def _valid_queue(name: str) -> str:
-    # Claims repeat a handful of queue names; only valid names are cached (errors are not).
-    return validate_name(name)
+    def _wake(self, queue: str) -> None:
+        self._store.waiters.wake((queue,))
 
 
 def _job(row: _Row) -> Job:

@@ -41,17 +41,16 @@ from ._errors import (
     InvalidRequest,
     JobNotFound,
     SchemaVersionMismatch,
+    StoreNotFound,
     TransportClosed,
     TransportError,
     map_exceptions,
 )
+from ._plumbing import Waiters, encode_outcome, fold_batch, unfold_results
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
-    Cancel,
     CancelResult,
-    Complete,
     Counts,
-    Discard,
     EnqueueRequest,
     EnqueueResult,
     FinalizeRequest,
@@ -62,16 +61,31 @@ from ._records import (
     Lease,
     QueueConfig,
     Reclaimed,
-    Release,
     RenewRequest,
     RenewResult,
-    Retry,
-    Snooze,
     TimeSource,
+    check_state,
     encode_payload,
-    validate_name,
 )
 from ._sql import load_migrations, load_queries
+from ._url import postgres_connect_args, redact_url
+from ._validate import (
+    check_advance,
+    check_claim,
+    check_cleanup,
+    check_cursor,
+    check_duration,
+    check_filters,
+    check_id,
+    check_int,
+    check_items,
+    check_leader,
+    check_limit,
+    check_name,
+    check_optional_name,
+    check_queues,
+    check_release,
+)
 
 # Read once at import: file I/O does not belong on the event loop.
 _QUERIES = load_queries("postgres")
@@ -82,6 +96,7 @@ __all__ = ["PostgresTransport"]
 # An unquoted-style identifier, short enough that "<schema>_jobs" fits PostgreSQL's 63 bytes.
 _SCHEMA_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,57}")
 _DEDUPE_RETRIES = 5
+MAX_POOL_SIZE = 1000
 T = TypeVar("T")
 
 
@@ -100,7 +115,7 @@ def _other_error(exc: BaseException) -> TransportError:
     return TransportError(f"PostgreSQL error: {exc}")
 
 
-_ERRORS: dict[type[BaseException], Callable[[BaseException], TransportError]] = {
+_DRIVER_ERRORS: dict[type[BaseException], Callable[[BaseException], TransportError]] = {
     asyncpg.PostgresConnectionError: _connection_lost,
     asyncpg.exceptions.AdminShutdownError: _connection_lost,
     asyncpg.exceptions.CannotConnectNowError: _connection_lost,
@@ -117,11 +132,16 @@ _ERRORS: dict[type[BaseException], Callable[[BaseException], TransportError]] = 
 
 @contextlib.contextmanager
 def _mapped() -> Iterator[None]:
-    with map_exceptions(_ERRORS):
+    with map_exceptions(_DRIVER_ERRORS):
         yield
 
 
-def _validate_schema(schema: str) -> str:
+def validate_schema(schema: str) -> str:
+    """Return ``schema`` if it is a plain identifier of at most 58 characters.
+
+    Raises:
+        InvalidRequest: otherwise.
+    """
     if not isinstance(schema, str) or _SCHEMA_RE.fullmatch(schema) is None:
         raise InvalidRequest(
             f"invalid schema name {schema!r}: use a letter or _ then up to 57 of [A-Za-z0-9_]"
@@ -140,16 +160,6 @@ def _render(sql: str, schema: str, *, notify: bool) -> str:
 
 def _channel(schema: str) -> str:
     return f"{schema}_jobs"
-
-
-def _check_ttl(ttl: float) -> None:
-    if not ttl > 0:
-        raise InvalidRequest(f"ttl must be > 0, got {ttl}")
-
-
-def _check_limit(limit: int) -> None:
-    if limit < 1:
-        raise InvalidRequest(f"limit must be >= 1, got {limit}")
 
 
 _STATES = {state.value: state for state in JobState}  # a dict lookup beats JobState(value)
@@ -193,23 +203,7 @@ def _finalize_columns(
     run_ats: list[float | None] = []
     errors: list[str | None] = []
     for request in requests:
-        outcome = request.outcome
-        run_at: float | None = None
-        error: str | None = None
-        if isinstance(outcome, Complete):
-            action = "complete"
-        elif isinstance(outcome, Retry):
-            action, run_at, error = "retry", outcome.run_at, outcome.error
-        elif isinstance(outcome, Snooze):
-            action, run_at = "snooze", outcome.run_at
-        elif isinstance(outcome, Discard):
-            action, error = "discard", outcome.error
-        elif isinstance(outcome, Cancel):
-            action, error = "cancel", outcome.reason
-        elif isinstance(outcome, Release):
-            action = "release"
-        else:
-            raise InvalidRequest(f"unknown outcome {outcome!r}")
+        action, run_at, error = encode_outcome(request.outcome)
         ids.append(request.job_id)
         tokens.append(request.token)
         actions.append(action)
@@ -243,7 +237,8 @@ class PostgresTransport(Transport):
     """A :class:`~transports.Transport` stored in PostgreSQL, shared by many processes.
 
     Args:
-        dsn: a libpq connection URL, e.g. ``postgresql://user@host:5432/db``.
+        dsn: a libpq connection URL, e.g. ``postgresql://user@host:5432/db?sslmode=require``;
+            its libpq options reach the driver (see :mod:`transports._url`).
         schema: the schema holding actorq's tables (created when migrating); lets several
             independent actorq installations share one database.
         pool_size: most connections the pool opens (the LISTEN connection is extra).
@@ -253,9 +248,14 @@ class PostgresTransport(Transport):
             version raises :class:`~transports.SchemaVersionMismatch` instead.
         notify: send and listen for ``NOTIFY`` wake-ups; when False only this process's own
             writes wake its waiters.
+        create: create and migrate the schema when missing. When False, ``open()`` creates
+            nothing and raises :class:`~transports.StoreNotFound` when the schema does not
+            exist, :class:`~transports.SchemaVersionMismatch` when it is of another version.
 
     Raises:
-        InvalidRequest: the schema name is not a plain identifier of at most 58 characters.
+        InvalidRequest: the schema name is not a plain identifier of at most 58 characters,
+            or ``pool_size`` is not an integer from 1 to 1000.
+        UnsupportedURL: the DSN has an option the driver cannot honour, or a bad value.
     """
 
     def __init__(
@@ -268,16 +268,18 @@ class PostgresTransport(Transport):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         auto_migrate: bool = True,
         notify: bool = True,
+        create: bool = True,
     ) -> None:
-        if pool_size < 1:
-            raise InvalidRequest(f"pool_size must be >= 1, got {pool_size}")
+        check_int(pool_size, "pool_size", 1, MAX_POOL_SIZE)
         self.clock = clock
         self.max_payload_bytes = max_payload_bytes
         self.dsn = dsn
-        self.schema = _validate_schema(schema)
+        self.schema = validate_schema(schema)
         self.pool_size = pool_size
         self.auto_migrate = auto_migrate
         self.notify = notify
+        self.create = create
+        self._connect_args = postgres_connect_args(dsn)
         self._sql = {
             name: _render(sql, self.schema, notify=notify) for name, sql in _QUERIES.items()
         }
@@ -286,8 +288,11 @@ class PostgresTransport(Transport):
         self._closed = False
         self._listener: asyncpg.Connection | None = None
         self._listener_task: asyncio.Task[None] | None = None
-        self._waiters: dict[str, set[asyncio.Event]] = {}
-        self._pending: set[asyncio.Event] = set()
+        self._waiters = Waiters()
+        self._pending: set[anyio.Event] = set()
+
+    def __repr__(self) -> str:
+        return f"PostgresTransport({redact_url(self.dsn)!r}, schema={self.schema!r})"
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -300,13 +305,13 @@ class PostgresTransport(Transport):
         try:
             with _mapped():
                 self._pool = await asyncpg.create_pool(
-                    self.dsn,
+                    self._connect_args.dsn,
                     min_size=min(2, self.pool_size),
                     max_size=self.pool_size,
-                    server_settings=self._server_settings(),
                     reset=_keep_session,
+                    **self._driver_kwargs(),
                 )
-                if self.auto_migrate:
+                if self.auto_migrate and self.create:
                     await self.migrate()
                 else:
                     await self._check_version()
@@ -334,7 +339,7 @@ class PostgresTransport(Transport):
             if self._pool is not None:
                 async with self._pool.acquire() as conn:
                     return await self._migrate_on(conn)
-            conn = await asyncpg.connect(self.dsn, server_settings=self._server_settings())
+            conn = await asyncpg.connect(self._connect_args.dsn, **self._driver_kwargs())
             try:
                 return await self._migrate_on(conn)
             finally:
@@ -362,23 +367,36 @@ class PostgresTransport(Transport):
         async with self._pool.acquire() as conn:
             exists = await conn.fetchval(self._sql["schema_version_exists"], self.schema)
             current = await conn.fetchval(self._sql["schema_version"]) if exists else 0
+        if not exists and not self.create:
+            raise StoreNotFound(
+                f"schema {self.schema!r} does not exist in the database (create=False): "
+                "check the schema name, or run `actorq migrate`"
+            )
         if current != wanted:
             raise SchemaVersionMismatch(
                 f"schema {self.schema!r} is at version {current}, this code needs {wanted}: "
                 "run `actorq migrate`"
             )
 
-    def _server_settings(self) -> dict[str, str]:
+    def _driver_kwargs(self) -> dict[str, Any]:
+        """asyncpg's connect arguments besides the DSN: server settings and timeout."""
         # The application name lets operators (and tests) find this schema's connections.
         # The queries are short and run over and over as prepared statements: planning them
         # afresh each time (PostgreSQL keeps custom plans for these CTE-heavy statements)
         # would cost more than running them, and JIT only slows such statements down. The
-        # generic plans are checked by the tests (the claim's reads the due index).
-        return {
-            "application_name": f"actorq {self.schema}",
-            "plan_cache_mode": "force_generic_plan",
-            "jit": "off",
+        # generic plans are checked by the tests (the claim's reads the due index). Settings
+        # the URL gives (application_name, options=-c ...) win over these defaults.
+        kwargs: dict[str, Any] = {
+            "server_settings": {
+                "application_name": f"actorq {self.schema}",
+                "plan_cache_mode": "force_generic_plan",
+                "jit": "off",
+                **self._connect_args.server_settings,
+            }
         }
+        if self._connect_args.timeout is not None:
+            kwargs["timeout"] = self._connect_args.timeout
+        return kwargs
 
     async def aclose(self) -> None:
         if self._closed:
@@ -436,23 +454,15 @@ class PostgresTransport(Transport):
                 the caller controls: the jobs then commit or roll back with the caller's own
                 writes, and their wake-ups are sent only on commit.
         """
+        check_items(requests, EnqueueRequest, "requests")
         pool = self._db
         payloads = [encode_payload(r.payload, self.max_payload_bytes) for r in requests]
         if not requests:
             await anyio.lowlevel.checkpoint()
             return []
         # Two requests of the batch with one key fold into the first before reaching SQL.
-        first_of_key: dict[tuple[str, str], int] = {}
-        sent: list[int] = []  # indexes of the requests sent to the database
-        folded: dict[int, int] = {}  # index -> index of the request it folds into
-        for index, request in enumerate(requests):
-            if request.dedupe_key is not None:
-                key = (request.queue, request.dedupe_key)
-                if key in first_of_key:
-                    folded[index] = first_of_key[key]
-                    continue
-                first_of_key[key] = index
-            sent.append(index)
+        sent, folded = fold_batch(requests)
+        dedupe = any(requests[i].dedupe_key is not None for i in sent)
         chosen = [requests[i] for i in sent]
         args = (
             [r.kind for r in chosen],
@@ -467,19 +477,13 @@ class PostgresTransport(Transport):
         )
         with _mapped():
             if connection is not None:
-                rows = await self._enqueue_on(connection, args, dedupe=bool(first_of_key))
+                rows = await self._enqueue_on(connection, args, dedupe=dedupe)
             else:
                 async with pool.acquire() as conn:
-                    rows = await self._enqueue_on(conn, args, dedupe=bool(first_of_key))
-        results: list[EnqueueResult | None] = [None] * len(requests)
-        for index, row in zip(sent, rows, strict=True):
-            results[index] = EnqueueResult(job_id=row[0], deduplicated=row[1])
-        for index, into in folded.items():
-            first = results[into]
-            assert first is not None
-            results[index] = EnqueueResult(job_id=first.job_id, deduplicated=True)
+                    rows = await self._enqueue_on(conn, args, dedupe=dedupe)
+        written = [EnqueueResult(job_id=row[0], deduplicated=row[1]) for row in rows]
         self._wake({request.queue for request in requests})
-        return [result for result in results if result is not None]
+        return unfold_results(len(requests), sent, written, folded)
 
     async def _enqueue_on(
         self, conn: asyncpg.Connection, args: tuple[Any, ...], *, dedupe: bool
@@ -509,10 +513,8 @@ class PostgresTransport(Transport):
     # --- working --------------------------------------------------------------------------
 
     async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
+        check_claim(queue, owner, limit, ttl)
         pool = self._db
-        validate_name(queue)
-        _check_limit(limit)
-        _check_ttl(ttl)
         with _mapped():
             rows = await pool.fetch(self._sql["claim"], queue, limit, owner, ttl, self._now())
         leases = [
@@ -524,8 +526,9 @@ class PostgresTransport(Transport):
         return leases
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
+        check_duration(ttl)
+        check_items(requests, RenewRequest, "requests")
         pool = self._db
-        _check_ttl(ttl)
         if not requests:
             await anyio.lowlevel.checkpoint()
             return []
@@ -540,6 +543,7 @@ class PostgresTransport(Transport):
         return [renewed[first[i]] for i in range(len(requests))]
 
     async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
+        check_items(requests, FinalizeRequest, "requests")
         pool = self._db
         columns = _finalize_columns(requests)
         if not requests:
@@ -565,8 +569,8 @@ class PostgresTransport(Transport):
         return results
 
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
+        check_limit(limit)
         pool = self._db
-        _check_limit(limit)
         with _mapped():
             rows = await pool.fetch(self._sql["reap"], limit, self._now())
         reclaimed = [
@@ -585,6 +589,7 @@ class PostgresTransport(Transport):
         return reclaimed
 
     async def cancel(self, job_id: int) -> CancelResult:
+        check_id(job_id)
         pool = self._db
         with _mapped():
             row = await pool.fetchrow(self._sql["cancel"], job_id, self._now())
@@ -601,9 +606,8 @@ class PostgresTransport(Transport):
     # --- leadership -----------------------------------------------------------------------
 
     async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
+        check_leader(name, holder, ttl)
         pool = self._db
-        validate_name(name, "leader")
-        _check_ttl(ttl)
         with _mapped():
             row = await pool.fetchrow(self._sql["acquire_leader"], name, holder, ttl, self._now())
         if row is None:
@@ -611,22 +615,22 @@ class PostgresTransport(Transport):
         return LeaderLease(name=row[0], holder=row[1], epoch=row[2], expires_at=row[3])
 
     async def release_leader(self, name: str, *, holder: str) -> bool:
+        check_release(name, holder)
         pool = self._db
-        validate_name(name, "leader")
         with _mapped():
             row = await pool.fetchrow(self._sql["release_leader"], name, holder, self._now())
         return row is not None
 
     async def get_cursor(self, name: str) -> float | None:
+        check_cursor(name)
         pool = self._db
-        validate_name(name, "cursor")
         with _mapped():
             value: float | None = await pool.fetchval(self._sql["get_cursor"], name)
         return value
 
     async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
+        check_advance(name, expected, new)
         pool = self._db
-        validate_name(name, "cursor")
         with _mapped():
             if expected is None:
                 row = await pool.fetchrow(self._sql["create_cursor"], name, new)
@@ -640,51 +644,24 @@ class PostgresTransport(Transport):
         if self._closed:
             await anyio.lowlevel.checkpoint()
             return
-        for queue in queues:
-            validate_name(queue)
+        check_queues(queues)
         if self.notify and self._opened and self._listener is None:
             self._start_listener_reconnect()
-        event = asyncio.Event()
-        for queue in queues:
-            self._waiters.setdefault(queue, set()).add(event)
-        self._pending.add(event)
-        try:
-            await event.wait()
-        finally:
-            self._pending.discard(event)
-            for queue in queues:
-                registered = self._waiters.get(queue)
-                if registered is not None:
-                    registered.discard(event)
-                    if not registered:
-                        del self._waiters[queue]
+        await self._waiters.wait(queues, self._pending)
 
     def _wake(self, queues: set[str]) -> None:
         # One waiter per queue and wake-up: waking them all would send every idle Worker
         # racing for the same job (a herd of empty claims that slows the one that wins). A
         # claim that comes back full passes the wake-up on (see claim), so a batch still
         # reaches every waiter, one claim after another.
-        for queue in queues:
-            waiting = self._waiters.get(queue)
-            while waiting:
-                event = waiting.pop()
-                if not event.is_set():
-                    event.set()
-                    break
-            if not waiting:
-                self._waiters.pop(queue, None)
-
-    def _wake_every(self, queue: str) -> None:
-        for event in self._waiters.pop(queue, ()):
-            event.set()
+        self._waiters.wake_one(queues)
 
     def _wake_all(self) -> None:
-        for event in self._pending:
-            event.set()
+        Waiters.wake_pending(self._pending)
         self._waiters.clear()
 
     async def _connect_listener(self) -> None:
-        conn = await asyncpg.connect(self.dsn, server_settings=self._server_settings())
+        conn = await asyncpg.connect(self._connect_args.dsn, **self._driver_kwargs())
         try:
             await conn.add_listener(_channel(self.schema), self._on_notify)
         except BaseException:
@@ -726,15 +703,15 @@ class PostgresTransport(Transport):
     # --- operating ------------------------------------------------------------------------
 
     async def get_queue_config(self, queue: str) -> QueueConfig:
+        check_name(queue)
         pool = self._db
-        validate_name(queue)
         with _mapped():
             row = await pool.fetchrow(self._sql["get_queue_config"], queue)
-        if row is None:
-            return QueueConfig(name=queue)
-        return _queue_config(row)
+        config = _queue_config(row) if row is not None else None
+        return config if config is not None else QueueConfig(name=queue)
 
     async def set_queue_config(self, config: QueueConfig) -> None:
+        check_items([config], QueueConfig, "config")
         pool = self._db
         with _mapped():
             await pool.fetchval(
@@ -745,29 +722,27 @@ class PostgresTransport(Transport):
                 config.retention,
             )
         if not config.paused:
-            self._wake_every(config.name)
+            self._waiters.wake({config.name})
 
     async def list_queue_configs(self) -> list[QueueConfig]:
         pool = self._db
         with _mapped():
             rows = await pool.fetch(self._sql["list_queue_configs"])
-        return [_queue_config(row) for row in rows]
+        configs = [_queue_config(row) for row in rows]
+        return [config for config in configs if config is not None]
 
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
     ) -> int:
+        check_cleanup(finished_before, queue, limit)
         pool = self._db
-        if queue is not None:
-            validate_name(queue)
-        _check_limit(limit)
         with _mapped():
             deleted: int = await pool.fetchval(self._sql["cleanup"], finished_before, queue, limit)
         return deleted
 
     async def counts(self, queue: str | None = None) -> list[Counts]:
+        check_optional_name(queue)
         pool = self._db
-        if queue is not None:
-            validate_name(queue)
         with _mapped():
             rows = await pool.fetch(self._sql["counts"], queue, self._now())
         by_queue: dict[str, dict[JobState, int]] = {}
@@ -776,6 +751,7 @@ class PostgresTransport(Transport):
         return [Counts(queue=name, by_state=states) for name, states in by_queue.items()]
 
     async def get(self, job_id: int) -> Job:
+        check_id(job_id)
         pool = self._db
         with _mapped():
             row = await pool.fetchrow(self._sql["get"], job_id, self._now())
@@ -792,13 +768,10 @@ class PostgresTransport(Transport):
         after_id: int = 0,
         limit: int = 100,
     ) -> list[Job]:
+        check_filters(queue, kind, after_id, limit)
+        state = check_state(state)
         pool = self._db
-        if queue is not None:
-            validate_name(queue)
-        if kind is not None:
-            validate_name(kind, "kind")
-        _check_limit(limit)
-        state_name = None if state is None else JobState(state).value
+        state_name = None if state is None else state.value
         with _mapped():
             rows = await pool.fetch(
                 self._sql["list_jobs"], queue, state_name, kind, after_id, limit, self._now()
@@ -815,5 +788,5 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
     """
 
 
-def _queue_config(row: asyncpg.Record) -> QueueConfig:
-    return QueueConfig(name=row[0], paused=row[1], concurrency=row[2], retention=row[3])
+def _queue_config(row: asyncpg.Record) -> QueueConfig | None:
+    return QueueConfig.from_stored(row[0], row[1], row[2], row[3])

@@ -9,12 +9,23 @@ from __future__ import annotations
 import enum
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeAlias
 
 import attrs
 
-from ._errors import InvalidQueueName, InvalidRequest, PayloadNotSerializable, PayloadTooLarge
+from ._errors import InvalidRequest, PayloadNotSerializable, PayloadTooLarge
+from ._validate import (
+    INT32_MAX,
+    INT32_MIN,
+    MAX_CONCURRENCY,
+    check_id,
+    check_int,
+    check_label,
+    check_time,
+    clean_text,
+    validate_name,
+)
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
@@ -42,8 +53,8 @@ __all__ = [
     "Retry",
     "Snooze",
     "TimeSource",
+    "check_state",
     "encode_payload",
-    "validate_name",
 ]
 
 JsonValue: TypeAlias = Any
@@ -51,8 +62,6 @@ JsonValue: TypeAlias = Any
 
 DEFAULT_MAX_ATTEMPTS = 20
 DEFAULT_MAX_PAYLOAD_BYTES = 1_048_576
-
-_NAME_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 
 
 class TimeSource(Protocol):
@@ -85,60 +94,96 @@ class JobState(enum.StrEnum):
 _ACTIVE = frozenset({JobState.SCHEDULED, JobState.AVAILABLE, JobState.RUNNING})
 
 
-def validate_name(name: str, what: str = "queue") -> str:
-    """Return ``name`` if it is a valid queue (or leader, or kind) name.
+def check_state(state: object) -> JobState | None:
+    """A ``list_jobs`` state filter: None, a :class:`JobState` or its value, as a JobState.
 
     Raises:
-        InvalidQueueName: the name is empty, longer than 128 characters, or has characters
-            outside ``[A-Za-z0-9_.:-]`` (which keeps SQL metacharacters and whitespace out).
+        InvalidRequest: not a job state.
     """
-    if not isinstance(name, str) or _NAME_RE.fullmatch(name) is None:
-        raise InvalidQueueName(f"invalid {what} name {name!r}: use 1-128 of [A-Za-z0-9_.:-]")
-    return name
+    if state is None or type(state) is JobState:
+        return state
+    try:
+        return JobState(state)  # type: ignore[arg-type]  # anything else raises ValueError
+    except ValueError:
+        raise InvalidRequest(f"state must be one of {', '.join(JobState)}, got {state!r}") from None
 
 
 def encode_payload(payload: JsonValue, max_bytes: int) -> str:
     """Encode a payload as compact JSON and check its size.
 
     Raises:
-        PayloadNotSerializable: the payload is not JSON (sets, bytes, objects, NaN, ...).
+        PayloadNotSerializable: the payload is not JSON (sets, bytes, objects, NaN, ...), or a
+            string in it holds NUL or a lone surrogate (which no SQL backend stores).
         PayloadTooLarge: the encoding is longer than ``max_bytes`` bytes.
     """
     try:
         text = json.dumps(payload, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise PayloadNotSerializable(f"payload is not JSON serialisable: {exc}") from exc
-    size = len(text.encode())
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError as exc:
+        raise PayloadNotSerializable("payload holds a lone surrogate, which is not text") from exc
+    if _JSON_NUL.search(text) is not None:
+        raise PayloadNotSerializable("payload holds a NUL character (\\u0000)")
     if size > max_bytes:
         raise PayloadTooLarge(f"payload is {size} bytes, over the limit of {max_bytes}")
     return text
 
 
-def _check_name(_inst: object, attr: attrs.Attribute[str], value: str) -> None:
-    validate_name(value, attr.name)
+# A JSON-escaped NUL: "\u0000" preceded by an even number of backslashes.
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def _positive(_inst: object, attr: attrs.Attribute[int], value: int) -> None:
-    if value < 1:
-        raise InvalidRequest(f"{attr.name} must be >= 1, got {value}")
+def _name(what: str) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    def check(_inst: object, _attr: attrs.Attribute[Any], value: Any) -> None:
+        validate_name(value, what)
+
+    return check
+
+
+def _label(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        check_label(value, attr.name)
+
+
+def _id(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+    check_id(value, attr.name)
+
+
+def _int32(low: int) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    def check(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+        check_int(value, attr.name, low, INT32_MAX)
+
+    return check
+
+
+def _time(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+    check_time(value, attr.name)
+
+
+def _optional_time(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        check_time(value, attr.name)
 
 
 @attrs.frozen(kw_only=True)
 class EnqueueRequest:
     """A job to add. Sent by the App (or any producer) to ``Transport.enqueue``."""
 
-    kind: str = attrs.field(validator=_check_name)  # handler key, e.g. "email.send"
-    payload: JsonValue = None  # the handler's arguments, JSON-encodable
-    queue: str = attrs.field(default="default", validator=_check_name)
-    priority: int = 0  # lower runs first (0 is normal; negative is urgent)
-    run_at: float | None = None  # absolute time; None means now (plus `delay`)
-    delay: float = 0.0  # seconds after now; ignored when run_at is given
-    max_attempts: int = attrs.field(default=DEFAULT_MAX_ATTEMPTS, validator=_positive)
-    dedupe_key: str | None = None  # folds into an active job of the same queue and key
+    # Every field is validated here, once for every backend (see transports._validate).
 
-    def __attrs_post_init__(self) -> None:
-        if self.delay < 0:
-            raise InvalidRequest(f"delay must be >= 0, got {self.delay}")
+    kind: str = attrs.field(validator=_name("kind"))  # handler key, e.g. "email.send"
+    payload: JsonValue = None  # the handler's arguments, JSON-encodable
+    queue: str = attrs.field(default="default", validator=_name("queue"))
+    # lower runs first (0 is normal; negative is urgent); a signed 32-bit integer
+    priority: int = attrs.field(default=0, validator=_int32(INT32_MIN))
+    # absolute time (finite, >= 0); None means now (plus `delay`)
+    run_at: float | None = attrs.field(default=None, validator=_optional_time)
+    delay: float = attrs.field(default=0.0, validator=_time)  # seconds after now, finite, >= 0
+    max_attempts: int = attrs.field(default=DEFAULT_MAX_ATTEMPTS, validator=_int32(1))
+    # folds into an active job of the same queue and key; a label (see transports._validate)
+    dedupe_key: str | None = attrs.field(default=None, validator=_label)
 
 
 @attrs.frozen(kw_only=True)
@@ -190,8 +235,8 @@ class Lease:
 class RenewRequest:
     """Extend one lease. Sent by a Heartbeat (batched) to ``Transport.renew``."""
 
-    job_id: int
-    token: int
+    job_id: int = attrs.field(validator=_id)  # a signed 64-bit integer
+    token: int = attrs.field(validator=_id)  # the claim's fencing token
 
 
 class RenewResult(enum.StrEnum):
@@ -214,29 +259,29 @@ class Complete:
 class Retry:
     """Run again at ``run_at``; becomes ``dead`` when no attempts remain."""
 
-    run_at: float
-    error: str | None = None
+    run_at: float = attrs.field(validator=_time)  # finite, >= 0
+    error: str | None = attrs.field(default=None, converter=clean_text)
 
 
 @attrs.frozen(kw_only=True)
 class Snooze:
     """Run again at ``run_at`` without spending an attempt."""
 
-    run_at: float
+    run_at: float = attrs.field(validator=_time)  # finite, >= 0
 
 
 @attrs.frozen(kw_only=True)
 class Discard:
     """End the job as ``dead``: not retryable (or a retry with no attempts left)."""
 
-    error: str
+    error: str = attrs.field(converter=clean_text)
 
 
 @attrs.frozen(kw_only=True)
 class Cancel:
     """End the job as ``cancelled`` (the worker honoured a cancel request)."""
 
-    reason: str | None = None
+    reason: str | None = attrs.field(default=None, converter=clean_text)
 
 
 @attrs.frozen(kw_only=True)
@@ -245,15 +290,21 @@ class Release:
 
 
 Outcome: TypeAlias = Complete | Retry | Snooze | Discard | Cancel | Release
+_OUTCOMES = (Complete, Retry, Snooze, Discard, Cancel, Release)
+
+
+def _check_outcome(value: object) -> None:
+    if not isinstance(value, _OUTCOMES):
+        raise InvalidRequest(f"unknown outcome {value!r}")
 
 
 @attrs.frozen(kw_only=True)
 class FinalizeRequest:
     """End one claim. Sent by a Worker (batched) to ``Transport.finalize``."""
 
-    job_id: int
-    token: int
-    outcome: Outcome
+    job_id: int = attrs.field(validator=_id)  # a signed 64-bit integer
+    token: int = attrs.field(validator=_id)  # the claim's fencing token
+    outcome: Outcome = attrs.field(validator=lambda _i, _a, v: _check_outcome(v))
 
 
 class FinalizeResult(enum.StrEnum):
@@ -294,14 +345,55 @@ class LeaderLease:
     expires_at: float
 
 
+def _bool(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{attr.name} must be True or False, got {value!r}")
+
+
+def _concurrency(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        check_int(value, attr.name, 0, MAX_CONCURRENCY)
+
+
 @attrs.frozen(kw_only=True)
 class QueueConfig:
-    """Per-queue settings operators change at run time."""
+    """Per-queue settings operators change at run time; validated when built.
 
-    name: str = attrs.field(validator=_check_name)
-    paused: bool = False
-    concurrency: int | None = None  # None: the node's configured default
-    retention: float | None = None  # seconds finished jobs are kept; None: the node default
+    A value no node could honour (a negative concurrency, a NaN retention) raises
+    :class:`~transports.InvalidRequest` here, so ``set_queue_config`` never stores one.
+    """
+
+    name: str = attrs.field(validator=_name("queue"))
+    paused: bool = attrs.field(default=False, validator=_bool)
+    # workers per node, 0 .. MAX_CONCURRENCY; None: the node's configured default
+    concurrency: int | None = attrs.field(default=None, validator=_concurrency)
+    # seconds finished jobs are kept (finite, >= 0); None: the node default
+    retention: float | None = attrs.field(default=None, validator=_optional_time)
+
+    @classmethod
+    def from_stored(
+        cls, name: str, paused: object, concurrency: object, retention: object
+    ) -> QueueConfig | None:
+        """A config read back from a store: a field another tool stored out of range reads
+        as unset (the node default), and a row whose name is not valid as None (skipped).
+
+        Backends build every config they read with this, so that no stored value, whatever
+        wrote it, can crash a node.
+        """
+        try:
+            validate_name(name)
+        except InvalidRequest:
+            return None
+        config = cls(name=name, paused=bool(paused))
+        try:
+            config = attrs.evolve(config, concurrency=concurrency)  # type: ignore[arg-type]
+        except InvalidRequest:
+            pass
+        try:
+            config = attrs.evolve(config, retention=retention)  # type: ignore[arg-type]
+        except InvalidRequest:
+            pass
+        return config
 
 
 @attrs.frozen(kw_only=True)

@@ -25,10 +25,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
+from urllib.request import pathname2url
 
 import aiosqlite
 import anyio
@@ -39,20 +40,18 @@ from ._base import Transport
 from ._clock import WallClock
 from ._errors import (
     ConnectionLost,
-    InvalidRequest,
     JobNotFound,
     SchemaVersionMismatch,
+    StoreNotFound,
     TransportClosed,
     TransportError,
     map_exceptions,
 )
+from ._plumbing import Waiters, encode_outcome, fold_batch, unfold_results
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
-    Cancel,
     CancelResult,
-    Complete,
     Counts,
-    Discard,
     EnqueueRequest,
     EnqueueResult,
     FinalizeRequest,
@@ -63,16 +62,29 @@ from ._records import (
     Lease,
     QueueConfig,
     Reclaimed,
-    Release,
     RenewRequest,
     RenewResult,
-    Retry,
-    Snooze,
     TimeSource,
+    check_state,
     encode_payload,
-    validate_name,
 )
 from ._sql import load_migrations, load_queries
+from ._validate import (
+    check_advance,
+    check_claim,
+    check_cleanup,
+    check_cursor,
+    check_duration,
+    check_filters,
+    check_id,
+    check_items,
+    check_leader,
+    check_limit,
+    check_name,
+    check_optional_name,
+    check_queues,
+    check_release,
+)
 
 __all__ = ["SQLiteTransport"]
 
@@ -85,15 +97,15 @@ _INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _FINALIZE_ROW = "(?, ?, ?, ?, ?)"
 
 
-def _lost(exc: BaseException) -> TransportError:
+def _connection_lost(exc: BaseException) -> TransportError:
     return ConnectionLost(f"SQLite call failed: {exc}")
 
 
 # aiosqlite raises ValueError("Connection closed" / "no active connection") once its
 # connection is gone; nothing else inside the mapped blocks raises ValueError.
 _DRIVER_ERRORS: dict[type[BaseException], Callable[[BaseException], TransportError]] = {
-    sqlite3.Error: _lost,
-    ValueError: _lost,
+    sqlite3.Error: _connection_lost,
+    ValueError: _connection_lost,
 }
 
 
@@ -129,43 +141,12 @@ def _job(row: Sequence[Any]) -> Job:
     )
 
 
-def _queue_config(row: Sequence[Any]) -> QueueConfig:
-    return QueueConfig(name=row[0], paused=bool(row[1]), concurrency=row[2], retention=row[3])
-
-
-def _check_ttl(ttl: float) -> None:
-    if not (ttl > 0 and math.isfinite(ttl)):
-        raise InvalidRequest(f"ttl must be > 0 and finite, got {ttl}")
-
-
-def _check_time(value: float | None, what: str) -> None:
-    # SQLite stores NaN as NULL and infinity sorts oddly: refuse both before writing.
-    if value is not None and not math.isfinite(value):
-        raise InvalidRequest(f"{what} must be finite, got {value}")
-
-
-def _check_limit(limit: int) -> None:
-    if limit < 1:
-        raise InvalidRequest(f"limit must be >= 1, got {limit}")
+def _queue_config(row: Sequence[Any]) -> QueueConfig | None:
+    return QueueConfig.from_stored(row[0], row[1], row[2], row[3])
 
 
 def _finalize_row(request: FinalizeRequest) -> tuple[int, int, str, float | None, str | None]:
-    outcome = request.outcome
-    if isinstance(outcome, Complete):
-        return (request.job_id, request.token, "complete", None, None)
-    if isinstance(outcome, Retry | Snooze):
-        _check_time(outcome.run_at, "run_at")
-    if isinstance(outcome, Retry):
-        return (request.job_id, request.token, "retry", outcome.run_at, outcome.error)
-    if isinstance(outcome, Snooze):
-        return (request.job_id, request.token, "snooze", outcome.run_at, None)
-    if isinstance(outcome, Discard):
-        return (request.job_id, request.token, "discard", None, outcome.error)
-    if isinstance(outcome, Cancel):
-        return (request.job_id, request.token, "cancel", None, outcome.reason)
-    if isinstance(outcome, Release):
-        return (request.job_id, request.token, "release", None, None)
-    raise InvalidRequest(f"unknown outcome {outcome!r}")
+    return (request.job_id, request.token, *encode_outcome(request.outcome))
 
 
 def _split_statements(script: str) -> list[str]:
@@ -199,6 +180,10 @@ class SQLiteTransport(Transport):
             :class:`~transports.ConnectionLost`.
         auto_migrate: bring an older (or empty) database's schema up to date on ``open()``;
             when False such a database raises :class:`~transports.SchemaVersionMismatch`.
+        create: create the file and its schema when missing. When False, ``open()`` creates
+            nothing (no file, no schema, no migration, no journal-mode change) and raises
+            :class:`~transports.StoreNotFound` for a missing file or one without actorq's
+            schema; an older schema raises :class:`~transports.SchemaVersionMismatch`.
     """
 
     def __init__(
@@ -209,8 +194,10 @@ class SQLiteTransport(Transport):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         busy_timeout: float = 5.0,
         auto_migrate: bool = True,
+        create: bool = True,
     ) -> None:
         self.path = path
+        self.create = create
         self.clock = clock
         self.max_payload_bytes = max_payload_bytes
         self.busy_timeout = busy_timeout
@@ -219,7 +206,7 @@ class SQLiteTransport(Transport):
         self._conn: aiosqlite.Connection | None = None
         self._closed = False
         self._lock = anyio.Lock()
-        self._waiters: dict[str, set[anyio.Event]] = {}
+        self._waiters = Waiters()
         self._pending: set[anyio.Event] = set()  # every waiter, woken by aclose
 
     @property
@@ -237,9 +224,11 @@ class SQLiteTransport(Transport):
             return
         async with self._lock:
             # isolation_level=None: no implicit transactions; this class issues its own.
-            conn = aiosqlite.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+            conn = aiosqlite.connect(
+                self._target(), timeout=self.busy_timeout, isolation_level=None, uri=True
+            )
             try:
-                with map_exceptions(_DRIVER_ERRORS):
+                with map_exceptions(self._open_errors()):
                     await conn
             except BaseException:
                 # aiosqlite stops its worker thread on a failed connect without waiting for
@@ -249,13 +238,17 @@ class SQLiteTransport(Transport):
                 raise
             try:
                 with map_exceptions(_DRIVER_ERRORS):
-                    if self.path != ":memory:":
+                    if self.path != ":memory:" and self.create:
                         await self._enable_wal(conn)
                     await conn.execute_fetchall(_Q["synchronous_normal"])
                     version = await self._user_version(conn)
+                    if version == 0 and not self.create:
+                        raise StoreNotFound(f"{self.path} holds no actorq schema (create=False)")
                     if version != self.schema_version:
                         if version > self.schema_version or not self.auto_migrate:
                             raise self._mismatch(version)
+                        if not self.create:
+                            raise self._mismatch(version, " (create=False: nothing is migrated)")
                         await self._migrate(conn)
             except BaseException:
                 with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
@@ -281,9 +274,7 @@ class SQLiteTransport(Transport):
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
-            for event in self._pending:
-                event.set()
-            self._pending.clear()
+            Waiters.wake_pending(self._pending)
             self._waiters.clear()
             conn, self._conn = self._conn, None
             if conn is not None:
@@ -318,10 +309,28 @@ class SQLiteTransport(Transport):
         rows = list(await conn.execute_fetchall(_Q["get_user_version"]))
         return int(rows[0][0])
 
-    def _mismatch(self, version: int) -> SchemaVersionMismatch:
+    def _target(self) -> str:
+        """The URI aiosqlite opens: read-write, and created only when ``create`` allows."""
+        if self.path == ":memory:":
+            return ":memory:"
+        mode = "rwc" if self.create else "rw"
+        return f"file:{pathname2url(os.fspath(self.path))}?mode={mode}"
+
+    def _open_errors(self) -> dict[type[BaseException], Callable[[BaseException], TransportError]]:
+        if self.create:
+            return _DRIVER_ERRORS
+
+        def missing(exc: BaseException) -> TransportError:
+            # mode=rw: SQLite refuses to open a file that is not there instead of creating it.
+            return StoreNotFound(f"no SQLite database at {self.path} (create=False): {exc}")
+
+        return {sqlite3.OperationalError: missing, **_DRIVER_ERRORS}
+
+    def _mismatch(self, version: int, why: str | None = None) -> SchemaVersionMismatch:
+        if why is None:
+            why = "" if version > self.schema_version else " (auto_migrate is off)"
         return SchemaVersionMismatch(
-            f"{self.path} has schema version {version}; this code uses {self.schema_version}"
-            + ("" if version > self.schema_version else " (auto_migrate is off)")
+            f"{self.path} has schema version {version}; this code uses {self.schema_version}" + why
         )
 
     async def _migrate(self, conn: aiosqlite.Connection) -> int:
@@ -390,23 +399,18 @@ class SQLiteTransport(Transport):
         with contextlib.suppress(Exception):
             await conn.rollback()
 
-    def _notify(self, queues: set[str]) -> None:
-        for queue in queues:
-            waiters = self._waiters.pop(queue, None)
-            if waiters:
-                for event in waiters:
-                    event.set()
+    def _wake(self, queues: set[str]) -> None:
+        self._waiters.wake(queues)
 
     # --- producing ------------------------------------------------------------------------
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:
+        check_items(requests, EnqueueRequest, "requests")
         self._connection()
         now = self._time.now()
         # Encode every payload before the first write: a batch is all or nothing.
         rows = []
         for request in requests:
-            _check_time(request.run_at, "run_at")
-            _check_time(request.delay, "delay")
             text = encode_payload(request.payload, self.max_payload_bytes)
             run_at = request.run_at if request.run_at is not None else now + request.delay
             state = "scheduled" if run_at > now else "available"
@@ -427,20 +431,23 @@ class SQLiteTransport(Transport):
         if not rows:
             await anyio.lowlevel.checkpoint()
             return []
-        keys = sorted({(r.queue, r.dedupe_key) for r in requests if r.dedupe_key is not None})
+        # Two requests of the batch with one key fold into the first before reaching SQL.
+        sent, folded = fold_batch(requests)
+        chosen = [requests[i] for i in sent]
+        keys = sorted({(r.queue, r.dedupe_key) for r in chosen if r.dedupe_key is not None})
         if not keys and len(rows) <= _CHUNK:
             # One statement is atomic by itself: no explicit transaction needed.
             ids = await self._fetch(
                 _expand("insert_jobs", _INSERT_ROW, len(rows)),
                 [value for row in rows for value in row],
             )
-            results = [
+            written = [
                 EnqueueResult(job_id=job_id, deduplicated=False) for (job_id,) in sorted(ids)
             ]
         else:
-            results = await self._enqueue_in_transaction(requests, rows, keys)
-        self._notify({row[1] for row in rows if row[3] == "available"})
-        return results
+            written = await self._enqueue_in_transaction(chosen, [rows[i] for i in sent], keys)
+        self._wake({row[1] for row in rows if row[3] == "available"})
+        return unfold_results(len(requests), sent, written, folded)
 
     async def _enqueue_in_transaction(
         self,
@@ -448,6 +455,7 @@ class SQLiteTransport(Transport):
         rows: list[tuple[Any, ...]],
         keys: list[tuple[str, str]],
     ) -> list[EnqueueResult]:
+        """Write a batch whose dedupe keys are distinct, folding into active jobs."""
         async with self._transaction() as conn:
             # Under the write lock, the active keys read here stay true until commit.
             active: dict[tuple[str, str], int] = {}
@@ -456,22 +464,15 @@ class SQLiteTransport(Transport):
                     _Q["active_dedupe_keys"], {"keys": json.dumps(keys)}
                 )
                 active = {(queue, key): job_id for queue, key, job_id in found}
-            # plan[i]: ("id", existing job id) or ("new", index into inserts)
-            plan: list[tuple[str, int]] = []
+            existing: list[int | None] = []  # per request: its active job, or None to insert
             inserts: list[tuple[Any, ...]] = []
-            first: dict[tuple[str, str], int] = {}
             for request, row in zip(requests, rows, strict=True):
+                job_id = None
                 if request.dedupe_key is not None:
-                    key = (request.queue, request.dedupe_key)
-                    if key in active:
-                        plan.append(("id", active[key]))
-                        continue
-                    if key in first:
-                        plan.append(("fold", first[key]))
-                        continue
-                    first[key] = len(inserts)
-                plan.append(("new", len(inserts)))
-                inserts.append(row)
+                    job_id = active.get((request.queue, request.dedupe_key))
+                existing.append(job_id)
+                if job_id is None:
+                    inserts.append(row)
             ids: list[int] = []
             for chunk in _chunks(inserts):
                 found = await conn.execute_fetchall(
@@ -480,22 +481,18 @@ class SQLiteTransport(Transport):
                 )
                 # Ids grow in insertion order (AUTOINCREMENT under the write lock).
                 ids.extend(sorted(job_id for (job_id,) in found))
-        results: list[EnqueueResult] = []
-        for how, value in plan:
-            if how == "id":
-                results.append(EnqueueResult(job_id=value, deduplicated=True))
-            elif how == "fold":
-                results.append(EnqueueResult(job_id=ids[value], deduplicated=True))
-            else:
-                results.append(EnqueueResult(job_id=ids[value], deduplicated=False))
-        return results
+        new = iter(ids)
+        return [
+            EnqueueResult(job_id=next(new), deduplicated=False)
+            if job_id is None
+            else EnqueueResult(job_id=job_id, deduplicated=True)
+            for job_id in existing
+        ]
 
     # --- working --------------------------------------------------------------------------
 
     async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
-        validate_name(queue)
-        _check_limit(limit)
-        _check_ttl(ttl)
+        check_claim(queue, owner, limit, ttl)
         now = self._time.now()
         expires_at = now + ttl
         rows = await self._fetch(
@@ -509,7 +506,8 @@ class SQLiteTransport(Transport):
         ]
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
-        _check_ttl(ttl)
+        check_duration(ttl)
+        check_items(requests, RenewRequest, "requests")
         self._connection()
         if not requests:
             await anyio.lowlevel.checkpoint()
@@ -543,6 +541,7 @@ class SQLiteTransport(Transport):
         return results
 
     async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
+        check_items(requests, FinalizeRequest, "requests")
         params = [_finalize_row(request) for request in requests]
         self._connection()
         if not params:
@@ -575,11 +574,11 @@ class SQLiteTransport(Transport):
                 results.append(FinalizeResult.APPLIED)
             else:
                 results.append(FinalizeResult.STALE)
-        self._notify({queue for _id, _token, queue, state in applied if state == "available"})
+        self._wake({queue for _id, _token, queue, state in applied if state == "available"})
         return results
 
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
-        _check_limit(limit)
+        check_limit(limit)
         now = self._time.now()
         async with self._transaction() as conn:
             expired = list(
@@ -602,10 +601,11 @@ class SQLiteTransport(Transport):
             )
             for job_id, kind, queue, attempt, owner, expired_at in expired
         ]
-        self._notify({r.queue for r in reclaimed if r.state is JobState.AVAILABLE})
+        self._wake({r.queue for r in reclaimed if r.state is JobState.AVAILABLE})
         return reclaimed
 
     async def cancel(self, job_id: int) -> CancelResult:
+        check_id(job_id)
         now = self._time.now()
         rows = await self._fetch(_Q["cancel_job"], {"id": job_id, "now": now})
         if rows:
@@ -617,8 +617,7 @@ class SQLiteTransport(Transport):
     # --- leadership -----------------------------------------------------------------------
 
     async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
-        validate_name(name, "leader")
-        _check_ttl(ttl)
+        check_leader(name, holder, ttl)
         now = self._time.now()
         rows = await self._fetch(
             _Q["acquire_leader"],
@@ -630,19 +629,18 @@ class SQLiteTransport(Transport):
         return LeaderLease(name=name, holder=holder, epoch=epoch, expires_at=float(expires_at))
 
     async def release_leader(self, name: str, *, holder: str) -> bool:
-        validate_name(name, "leader")
+        check_release(name, holder)
         now = self._time.now()
         rows = await self._fetch(_Q["release_leader"], {"name": name, "holder": holder, "now": now})
         return bool(rows and rows[0][0])
 
     async def get_cursor(self, name: str) -> float | None:
-        validate_name(name, "cursor")
+        check_cursor(name)
         rows = await self._fetch(_Q["get_cursor"], {"name": name})
         return float(rows[0][0]) if rows else None
 
     async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
-        validate_name(name, "cursor")
-        _check_time(new, "new")
+        check_advance(name, expected, new)
         if expected is None:
             rows = await self._fetch(_Q["create_cursor"], {"name": name, "new": new})
         else:
@@ -657,33 +655,19 @@ class SQLiteTransport(Transport):
         if self._closed:
             await anyio.lowlevel.checkpoint()
             return
-        for queue in queues:
-            validate_name(queue)
-        # Registered before the first yield, so a wake-up right after the call is not missed.
-        event = anyio.Event()
-        for queue in queues:
-            self._waiters.setdefault(queue, set()).add(event)
-        self._pending.add(event)
-        try:
-            await event.wait()
-        finally:
-            self._pending.discard(event)
-            for queue in queues:
-                registered = self._waiters.get(queue)
-                if registered is not None:
-                    registered.discard(event)
-                    if not registered:
-                        del self._waiters[queue]
+        check_queues(queues)
+        await self._waiters.wait(queues, self._pending)
 
     # --- operating ------------------------------------------------------------------------
 
     async def get_queue_config(self, queue: str) -> QueueConfig:
-        validate_name(queue)
+        check_name(queue)
         rows = await self._fetch(_Q["get_queue_config"], {"name": queue})
-        return _queue_config(rows[0]) if rows else QueueConfig(name=queue)
+        config = _queue_config(rows[0]) if rows else None
+        return config if config is not None else QueueConfig(name=queue)
 
     async def set_queue_config(self, config: QueueConfig) -> None:
-        validate_name(config.name)
+        check_items([config], QueueConfig, "config")
         await self._fetch(
             _Q["set_queue_config"],
             {
@@ -694,25 +678,23 @@ class SQLiteTransport(Transport):
             },
         )
         if not config.paused:
-            self._notify({config.name})
+            self._wake({config.name})
 
     async def list_queue_configs(self) -> list[QueueConfig]:
-        return [_queue_config(row) for row in await self._fetch(_Q["list_queue_configs"])]
+        configs = [_queue_config(row) for row in await self._fetch(_Q["list_queue_configs"])]
+        return [config for config in configs if config is not None]
 
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
     ) -> int:
-        if queue is not None:
-            validate_name(queue)
-        _check_limit(limit)
+        check_cleanup(finished_before, queue, limit)
         rows = await self._fetch(
             _Q["cleanup"], {"finished_before": finished_before, "queue": queue, "limit": limit}
         )
         return len(rows)
 
     async def counts(self, queue: str | None = None) -> list[Counts]:
-        if queue is not None:
-            validate_name(queue)
+        check_optional_name(queue)
         rows = await self._fetch(_Q["counts"], {"queue": queue, "now": self._time.now()})
         by_queue: dict[str, dict[JobState, int]] = {}
         for name, state, count in rows:
@@ -720,6 +702,7 @@ class SQLiteTransport(Transport):
         return [Counts(queue=name, by_state=states) for name, states in by_queue.items()]
 
     async def get(self, job_id: int) -> Job:
+        check_id(job_id)
         rows = await self._fetch(_Q["get_job"], {"id": job_id, "now": self._time.now()})
         if not rows:
             raise JobNotFound(f"no job has id {job_id}")
@@ -734,11 +717,8 @@ class SQLiteTransport(Transport):
         after_id: int = 0,
         limit: int = 100,
     ) -> list[Job]:
-        if queue is not None:
-            validate_name(queue)
-        if kind is not None:
-            validate_name(kind, "kind")
-        _check_limit(limit)
+        check_filters(queue, kind, after_id, limit)
+        state = check_state(state)
         rows = await self._fetch(
             _Q["list_jobs"],
             {

@@ -170,7 +170,7 @@ async def test_nothing_outlives_the_node(memory: MemoryTransport, clock: Virtual
             assert node.system.statistics().actors > 5
         assert node.system.statistics().actors == 0
         assert clock.statistics().sleeping == 0
-        assert memory.store.waiters == {}
+        assert memory.store.waiters.queues() == []
         assert memory.store.running == {}  # every lease was given back
     counts = {c.queue: dict(c.by_state) for c in await memory.counts()}
     assert counts == {"default": {JobState.AVAILABLE: 5}}

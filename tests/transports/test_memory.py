@@ -116,7 +116,7 @@ async def test_wait_for_work_blocks_until_its_queue_gets_work() -> None:
                 assert not returned.is_set()
                 await transport.set_queue_config(QueueConfig(name="q", paused=False))
                 await returned.wait()
-        assert transport.store.waiters == {}
+        assert transport.store.waiters.queues() == []
 
 
 async def test_closing_one_node_leaves_the_other_working() -> None:

@@ -65,9 +65,7 @@ class TestSQLiteMemoryConformance(TransportConformance):
 # These talk to SQLiteTransport directly, so they run on asyncio (aiosqlite's only loop).
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 
 
 @pytest.fixture
@@ -80,6 +78,7 @@ def _pragma(path: str, name: str) -> object:
         return conn.execute(f"PRAGMA {name}").fetchone()[0]
 
 
+@asyncio_only
 async def test_open_creates_the_schema_in_wal_mode(db_path: str) -> None:
     """A new file gets WAL mode and the current schema version."""
     async with SQLiteTransport(db_path, clock=ManualClock()) as transport:
@@ -87,6 +86,7 @@ async def test_open_creates_the_schema_in_wal_mode(db_path: str) -> None:
         assert _pragma(db_path, "user_version") == transport.schema_version >= 1
 
 
+@asyncio_only
 async def test_reopening_keeps_the_jobs(db_path: str) -> None:
     """Jobs survive closing and reopening the file; ids keep growing."""
     clock = ManualClock()
@@ -99,6 +99,7 @@ async def test_reopening_keeps_the_jobs(db_path: str) -> None:
         assert second.job_id > first.job_id
 
 
+@asyncio_only
 async def test_ids_are_never_reused_after_cleanup(db_path: str) -> None:
     """AUTOINCREMENT: a deleted job's id is not handed out again."""
     clock = ManualClock()
@@ -110,6 +111,7 @@ async def test_ids_are_never_reused_after_cleanup(db_path: str) -> None:
         assert (await transport.enqueue(EnqueueRequest(kind="k"))).job_id > job_id
 
 
+@asyncio_only
 async def test_newer_schema_raises_mismatch(db_path: str) -> None:
     """A database written by newer code is refused, migrations or not."""
     async with SQLiteTransport(db_path) as transport:
@@ -120,6 +122,7 @@ async def test_newer_schema_raises_mismatch(db_path: str) -> None:
         await SQLiteTransport(db_path).open()
 
 
+@asyncio_only
 async def test_old_schema_without_auto_migrate_raises_mismatch(db_path: str) -> None:
     """With auto_migrate off, an empty file is refused until ``migrate()`` runs."""
     with pytest.raises(SchemaVersionMismatch):
@@ -127,6 +130,7 @@ async def test_old_schema_without_auto_migrate_raises_mismatch(db_path: str) -> 
     assert _pragma(db_path, "user_version") == 0
 
 
+@asyncio_only
 async def test_migrate_is_idempotent(db_path: str) -> None:
     """``migrate()`` on an up-to-date database changes nothing and reports the version."""
     async with SQLiteTransport(db_path) as transport:
@@ -134,6 +138,7 @@ async def test_migrate_is_idempotent(db_path: str) -> None:
         assert await transport.migrate() == transport.schema_version
 
 
+@asyncio_only
 async def test_two_opens_of_a_new_file_migrate_once(db_path: str) -> None:
     """Opening one new file from two transports at once leaves one good schema."""
     import anyio
@@ -150,6 +155,7 @@ async def test_two_opens_of_a_new_file_migrate_once(db_path: str) -> None:
         await second.aclose()
 
 
+@asyncio_only
 async def test_unreachable_file_raises_connection_lost(tmp_path: Path) -> None:
     """A path that cannot be opened gives a typed error, not a driver exception."""
     with pytest.raises(ConnectionLost) as info:
@@ -163,12 +169,14 @@ def garbage_path(db_path: str) -> str:
     return db_path
 
 
+@asyncio_only
 async def test_not_a_database_raises_connection_lost(garbage_path: str) -> None:
     """A file that is not SQLite gives a typed error."""
     with pytest.raises(ConnectionLost):
         await SQLiteTransport(garbage_path).open()
 
 
+@asyncio_only
 async def test_connection_closed_underneath_raises_connection_lost(db_path: str) -> None:
     """If the driver's connection dies mid-run, calls raise ConnectionLost."""
     transport = SQLiteTransport(db_path)
@@ -187,6 +195,7 @@ async def test_connection_closed_underneath_raises_connection_lost(db_path: str)
         await transport.aclose()
 
 
+@asyncio_only
 async def test_driver_connection_closed_underneath_raises_connection_lost(db_path: str) -> None:
     """If the sqlite3 connection itself is closed under aiosqlite, calls raise ConnectionLost."""
     transport = SQLiteTransport(db_path)
@@ -204,6 +213,7 @@ async def test_driver_connection_closed_underneath_raises_connection_lost(db_pat
         await transport.aclose()
 
 
+@asyncio_only
 async def test_database_removed_underneath_gives_only_typed_errors(tmp_path: Path) -> None:
     """Removing the database's directory mid-run never lets a driver exception out.
 
@@ -232,6 +242,7 @@ async def test_database_removed_underneath_gives_only_typed_errors(tmp_path: Pat
         await SQLiteTransport(path).open()
 
 
+@asyncio_only
 async def test_lock_timeout_raises_connection_lost(db_path: str) -> None:
     """Another process holding the write lock past busy_timeout gives ConnectionLost."""
     async with SQLiteTransport(db_path, busy_timeout=0.05) as transport:
@@ -248,6 +259,7 @@ async def test_lock_timeout_raises_connection_lost(db_path: str) -> None:
         assert await transport.enqueue(EnqueueRequest(kind="k"))
 
 
+@asyncio_only
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 async def test_non_finite_times_are_rejected_before_writing(db_path: str, bad: float) -> None:
     """NaN and infinities never reach the database (SQLite would store NaN as NULL)."""
@@ -270,11 +282,13 @@ async def test_non_finite_times_are_rejected_before_writing(db_path: str, bad: f
             await transport.advance_cursor("c", expected=None, new=bad)
 
 
+@asyncio_only
 async def test_use_before_open_raises_closed(db_path: str) -> None:
     with pytest.raises(TransportClosed):
         await SQLiteTransport(db_path).counts()
 
 
+@asyncio_only
 async def test_large_batches_span_statements(db_path: str) -> None:
     """Batches over one statement's size still answer in order, all or nothing."""
     clock = ManualClock()

@@ -1,10 +1,21 @@
 """Testing helpers for transports: the conformance suite and a hand-driven clock.
 
 Third-party backends reuse them: subclass :class:`TransportConformance` in a test module and
-provide its ``transport_factory`` fixture.
+provide its ``transport_factory`` fixture. It includes :class:`TransportEdges`, the table of bad
+values every operation must refuse with its exact error, writing nothing. :class:`SQLMutant`
+rewrites one named query while a test runs, to prove a suite notices a missing fencing clause.
 """
 
 from ._clock import ManualClock
 from ._conformance import TransportConformance, TransportFactory
+from ._edges import TransportEdges
+from ._sql_mutants import SQLMutant, rewrite_query
 
-__all__ = ["ManualClock", "TransportConformance", "TransportFactory"]
+__all__ = [
+    "ManualClock",
+    "SQLMutant",
+    "TransportConformance",
+    "TransportEdges",
+    "TransportFactory",
+    "rewrite_query",
+]

@@ -61,6 +61,7 @@ from .._records import (
     Snooze,
 )
 from ._clock import ManualClock
+from ._edges import TransportEdges
 
 __all__ = ["TransportConformance", "TransportFactory"]
 
@@ -133,7 +134,7 @@ async def _wakes(transport: Transport, queues: list[str], action: Any) -> None:
             await returned.wait()
 
 
-class TransportConformance:
+class TransportConformance(TransportEdges):
     """The behaviour every :class:`~transports.Transport` must show; subclass to run it.
 
     Subclasses provide the ``transport_factory`` fixture (see the module docstring) and may set

@@ -1,0 +1,157 @@
+"""The base of every wrapper transport: each contract operation forwarded to an inner one.
+
+A wrapper (the asyncio bridge, a fault injector, a recorder, a metrics proxy) subclasses
+:class:`ForwardingTransport` and overrides :meth:`ForwardingTransport._forward`, through which
+every operation passes, plus the few operations it treats specially. A new operation of the
+contract is added here once and reaches every wrapper; ``tests/transports/test_forward.py``
+fails when one is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from ._base import Transport
+from ._errors import TransportClosed
+from ._records import (
+    CancelResult,
+    Counts,
+    EnqueueRequest,
+    EnqueueResult,
+    FinalizeRequest,
+    FinalizeResult,
+    Job,
+    JobState,
+    LeaderLease,
+    Lease,
+    QueueConfig,
+    Reclaimed,
+    RenewRequest,
+    RenewResult,
+)
+
+__all__ = ["ForwardingTransport"]
+
+T = TypeVar("T")
+
+
+class ForwardingTransport(Transport):
+    """A :class:`~transports.Transport` that hands every operation to ``inner``.
+
+    ``open`` and ``aclose`` go straight to the inner transport; every other operation calls
+    ``self._forward(name, call)``, where ``name`` is the operation's method name and
+    ``call(inner)`` performs it on the inner transport. The default ``_forward`` just awaits
+    it.
+
+    Args:
+        inner: the transport to forward to; None when a subclass provides it later (the
+            bridge builds its inner transport when opened), by overriding :attr:`inner`.
+    """
+
+    def __init__(self, inner: Transport | None = None) -> None:
+        self._inner = inner
+        self.clock = None if inner is None else inner.clock
+        if inner is not None:
+            self.max_payload_bytes = inner.max_payload_bytes
+
+    @property
+    def inner(self) -> Transport:
+        """The transport every call goes to."""
+        if self._inner is None:
+            raise TransportClosed("this wrapper transport has no inner transport yet")
+        return self._inner
+
+    async def _forward(self, name: str, call: Callable[[Transport], Awaitable[T]]) -> T:
+        """Perform operation ``name`` as ``call(self.inner)``; override to act on every call."""
+        return await call(self.inner)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self.inner.open()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    # --- the contract, operation by operation ---------------------------------------------
+
+    async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:
+        return await self._forward("enqueue_many", lambda t: t.enqueue_many(requests))
+
+    async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
+        return await self._forward(
+            "claim", lambda t: t.claim(queue, owner=owner, limit=limit, ttl=ttl)
+        )
+
+    async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
+        return await self._forward("renew", lambda t: t.renew(requests, ttl=ttl))
+
+    async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
+        return await self._forward("finalize", lambda t: t.finalize(requests))
+
+    async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
+        return await self._forward("reap", lambda t: t.reap(limit=limit))
+
+    async def cancel(self, job_id: int) -> CancelResult:
+        return await self._forward("cancel", lambda t: t.cancel(job_id))
+
+    async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
+        return await self._forward(
+            "acquire_leader", lambda t: t.acquire_leader(name, holder=holder, ttl=ttl)
+        )
+
+    async def release_leader(self, name: str, *, holder: str) -> bool:
+        return await self._forward(
+            "release_leader", lambda t: t.release_leader(name, holder=holder)
+        )
+
+    async def get_cursor(self, name: str) -> float | None:
+        return await self._forward("get_cursor", lambda t: t.get_cursor(name))
+
+    async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
+        return await self._forward(
+            "advance_cursor", lambda t: t.advance_cursor(name, expected=expected, new=new)
+        )
+
+    async def wait_for_work(self, queues: Sequence[str]) -> None:
+        await self._forward("wait_for_work", lambda t: t.wait_for_work(queues))
+
+    async def get_queue_config(self, queue: str) -> QueueConfig:
+        return await self._forward("get_queue_config", lambda t: t.get_queue_config(queue))
+
+    async def set_queue_config(self, config: QueueConfig) -> None:
+        await self._forward("set_queue_config", lambda t: t.set_queue_config(config))
+
+    async def list_queue_configs(self) -> list[QueueConfig]:
+        return await self._forward("list_queue_configs", lambda t: t.list_queue_configs())
+
+    async def cleanup(
+        self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
+    ) -> int:
+        return await self._forward(
+            "cleanup",
+            lambda t: t.cleanup(finished_before=finished_before, queue=queue, limit=limit),
+        )
+
+    async def counts(self, queue: str | None = None) -> list[Counts]:
+        return await self._forward("counts", lambda t: t.counts(queue))
+
+    async def get(self, job_id: int) -> Job:
+        return await self._forward("get", lambda t: t.get(job_id))
+
+    async def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        state: JobState | None = None,
+        kind: str | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[Job]:
+        return await self._forward(
+            "list_jobs",
+            lambda t: t.list_jobs(
+                queue=queue, state=state, kind=kind, after_id=after_id, limit=limit
+            ),
+        )

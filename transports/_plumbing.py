@@ -1,0 +1,147 @@
+"""Plumbing every backend shares: the waiter registry, batch dedupe folding, outcome encoding.
+
+One implementation each, so the backends cannot drift apart on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import anyio
+import anyio.lowlevel
+
+from ._errors import InvalidRequest
+from ._records import (
+    Cancel,
+    Complete,
+    Discard,
+    EnqueueRequest,
+    EnqueueResult,
+    Outcome,
+    Release,
+    Retry,
+    Snooze,
+)
+
+__all__ = ["Waiters", "encode_outcome", "fold_batch", "unfold_results"]
+
+
+class Waiters:
+    """Who waits in ``wait_for_work`` for which queue; wakes them on new work.
+
+    One registry may be shared by several transports (the memory backend's nodes share their
+    store's); each transport passes its own ``pending`` set, which :meth:`wake_pending` empties
+    when that transport closes. Waiters are kept in arrival order.
+    """
+
+    def __init__(self) -> None:
+        self._by_queue: dict[str, dict[anyio.Event, None]] = {}
+
+    def queues(self) -> list[str]:
+        """The queues somebody waits for, by name."""
+        return sorted(self._by_queue)
+
+    async def wait(self, queues: Sequence[str], pending: set[anyio.Event]) -> None:
+        """Wait until one of ``queues`` is woken (or ``pending`` is, by a close)."""
+        # Registered before the first yield, so a wake-up sent right after this call started
+        # is never missed; ``Event.wait`` is the checkpoint.
+        event = anyio.Event()
+        by_queue = self._by_queue
+        for queue in queues:
+            by_queue.setdefault(queue, {})[event] = None
+        pending.add(event)
+        try:
+            await event.wait()
+        finally:
+            pending.discard(event)
+            for queue in queues:
+                registered = by_queue.get(queue)
+                if registered is not None:
+                    registered.pop(event, None)
+                    if not registered:
+                        del by_queue[queue]
+
+    def wake(self, queues: Iterable[str]) -> None:
+        """Wake every waiter of each of ``queues``."""
+        for queue in queues:
+            registered = self._by_queue.pop(queue, None)
+            if registered:
+                for event in registered:
+                    event.set()
+
+    def wake_one(self, queues: Iterable[str]) -> None:
+        """Wake the longest-waiting waiter of each of ``queues`` (one wake-up, one claimer)."""
+        for queue in queues:
+            registered = self._by_queue.get(queue)
+            while registered:
+                event = next(iter(registered))
+                del registered[event]
+                if not event.is_set():
+                    event.set()
+                    break
+            if not registered:
+                self._by_queue.pop(queue, None)
+
+    def clear(self) -> None:
+        """Forget every registration (the events themselves are woken by ``wake_pending``)."""
+        self._by_queue.clear()
+
+    @staticmethod
+    def wake_pending(pending: set[anyio.Event]) -> None:
+        """Wake every event of one transport's ``pending`` set and empty it."""
+        for event in pending:
+            event.set()
+        pending.clear()
+
+
+def fold_batch(requests: Sequence[EnqueueRequest]) -> tuple[list[int], dict[int, int]]:
+    """Fold requests of one batch that share a dedupe key into the first of them.
+
+    Returns:
+        The indexes of the requests to write, in order, and for each folded request the index
+        of the one it folds into.
+    """
+    first_of_key: dict[tuple[str, str], int] = {}
+    sent: list[int] = []
+    folded: dict[int, int] = {}
+    for index, request in enumerate(requests):
+        if request.dedupe_key is not None:
+            key = (request.queue, request.dedupe_key)
+            if key in first_of_key:
+                folded[index] = first_of_key[key]
+                continue
+            first_of_key[key] = index
+        sent.append(index)
+    return sent, folded
+
+
+def unfold_results(
+    count: int, sent: Sequence[int], written: Sequence[EnqueueResult], folded: dict[int, int]
+) -> list[EnqueueResult]:
+    """One result per request of a folded batch: the written ones, and each folded request
+    deduplicated into the job of the request it folded into."""
+    results: list[EnqueueResult | None] = [None] * count
+    for index, result in zip(sent, written, strict=True):
+        results[index] = result
+    for index, into in folded.items():
+        first = results[into]
+        assert first is not None
+        results[index] = EnqueueResult(job_id=first.job_id, deduplicated=True)
+    return [result for result in results if result is not None]
+
+
+def encode_outcome(outcome: Outcome) -> tuple[str, float | None, str | None]:
+    """An outcome as the SQL backends store it: ``(action, run_at, error)``."""
+    if isinstance(outcome, Complete):
+        return ("complete", None, None)
+    if isinstance(outcome, Retry):
+        return ("retry", outcome.run_at, outcome.error)
+    if isinstance(outcome, Snooze):
+        return ("snooze", outcome.run_at, None)
+    if isinstance(outcome, Discard):
+        return ("discard", None, outcome.error)
+    if isinstance(outcome, Cancel):
+        return ("cancel", None, outcome.reason)
+    if isinstance(outcome, Release):
+        return ("release", None, None)
+    raise InvalidRequest(f"unknown outcome {outcome!r}")

@@ -1,0 +1,281 @@
+"""The one validation of every value that crosses the transport boundary, for every backend.
+
+The request records (:mod:`transports._records`) run these checks as attrs validators when they
+are built; the backends call the ``check_*`` functions on their plain arguments first thing, so
+memory, SQLite and PostgreSQL accept and refuse exactly the same values, with the same error,
+before anything is written. The policy (also stated on :class:`~transports.Transport`):
+
+* **Identifiers** (queue, kind, leader, cursor, schedule names): 1 to :data:`MAX_NAME_LENGTH`
+  characters of ``[A-Za-z0-9_.:-]``, ASCII only; otherwise :class:`~transports.InvalidQueueName`.
+* **Labels** (dedupe keys, lease owners, leader holders): 1 to :data:`MAX_LABEL_LENGTH`
+  characters of any script, but no control character (Unicode category Cc, NUL included) and no
+  lone surrogate; otherwise :class:`~transports.InvalidRequest`.
+* **Error texts** (``Retry.error``, ``Discard.error``, ``Cancel.reason``) are kept as given,
+  except that NUL and lone surrogates (which no SQL backend can store) become U+FFFD.
+* **Integers**: ``int`` (never ``bool``). Ids and tokens fit a signed 64-bit integer;
+  priorities, attempt counts and limits a signed 32-bit one (the width every backend stores).
+* **Times and durations**: ``int`` or ``float``, finite (no NaN, no infinity). Delays and times
+  are ``>= 0``; TTLs ``> 0``.
+* **Queue settings**: ``concurrency`` ``None`` or ``0 ..`` :data:`MAX_CONCURRENCY`,
+  ``retention`` ``None`` or finite ``>= 0``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Sequence
+from typing import Any, TypeGuard
+
+from ._errors import InvalidQueueName, InvalidRequest
+
+__all__ = [
+    "INT32_MAX",
+    "INT32_MIN",
+    "INT64_MAX",
+    "INT64_MIN",
+    "MAX_CONCURRENCY",
+    "MAX_LABEL_LENGTH",
+    "MAX_NAME_LENGTH",
+    "check_advance",
+    "check_claim",
+    "check_cleanup",
+    "check_cursor",
+    "check_duration",
+    "check_filters",
+    "check_id",
+    "check_int",
+    "check_items",
+    "check_label",
+    "check_leader",
+    "check_limit",
+    "check_name",
+    "check_optional_name",
+    "check_queues",
+    "check_release",
+    "check_time",
+    "clean_text",
+    "validate_name",
+]
+
+MAX_NAME_LENGTH = 128
+"""Longest identifier (queue, kind, leader, cursor name)."""
+
+MAX_LABEL_LENGTH = 255
+"""Longest label (dedupe key, lease owner, leader holder)."""
+
+MAX_CONCURRENCY = 10_000
+"""Most workers a queue config may ask one node for."""
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+_NAME_RE = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{MAX_NAME_LENGTH}}}")
+_LABEL_BAD = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_TEXT_BAD = re.compile("[\x00\ud800-\udfff]")
+
+
+def _shown(value: object) -> str:
+    """A value for an error message: its repr, cut short so a message stays one line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validate_name(name: str, what: str = "queue") -> str:
+    """Return ``name`` if it is a valid identifier (queue, kind, leader, cursor name).
+
+    Raises:
+        InvalidQueueName: the name is not a string of 1 to 128 characters of
+            ``[A-Za-z0-9_.:-]`` (ASCII only, which keeps whitespace and SQL metacharacters out).
+    """
+    if type(name) is not str or _NAME_RE.fullmatch(name) is None:
+        raise InvalidQueueName(
+            f"invalid {what} name {_shown(name)}: use 1-{MAX_NAME_LENGTH} of [A-Za-z0-9_.:-]"
+        )
+    return name
+
+
+def check_label(value: object, what: str) -> str:
+    """Return ``value`` if it is a valid label (dedupe key, lease owner, leader holder).
+
+    Raises:
+        InvalidRequest: not a string of 1 to 255 characters, or it holds a control character
+            or a lone surrogate.
+    """
+    if type(value) is not str or not 0 < len(value) <= MAX_LABEL_LENGTH:
+        raise InvalidRequest(
+            f"{what} must be a string of 1-{MAX_LABEL_LENGTH} characters, got {_shown(value)}"
+        )
+    if _LABEL_BAD.search(value) is not None:
+        raise InvalidRequest(f"{what} must not hold control characters, got {_shown(value)}")
+    return value
+
+
+def clean_text(value: str | None) -> str | None:
+    """An error text as it will be stored: NUL and lone surrogates become U+FFFD."""
+    if value is None:
+        return None
+    if type(value) is not str:
+        raise InvalidRequest(f"an error text must be a string, got {_shown(value)}")
+    return _TEXT_BAD.sub("\ufffd", value)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    # An IntEnum is an int; a bool is not taken for one.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int(value: object, what: str, low: int, high: int) -> int:
+    """Return ``value`` if it is an ``int`` (not a bool) with ``low <= value <= high``.
+
+    Raises:
+        InvalidRequest: otherwise.
+    """
+    if not _is_int(value) or not low <= value <= high:
+        raise InvalidRequest(f"{what} must be an integer from {low} to {high}, got {_shown(value)}")
+    return value
+
+
+def check_id(value: object, what: str = "job_id") -> int:
+    """Return ``value`` if it is an ``int`` that fits a signed 64-bit integer.
+
+    Raises:
+        InvalidRequest: otherwise.
+    """
+    if not _is_int(value) or not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidRequest(f"{what} must be a 64-bit integer, got {_shown(value)}")
+    return value
+
+
+def check_limit(value: object, what: str = "limit") -> int:
+    """Return ``value`` if it is an ``int`` from 1 to the largest signed 32-bit integer.
+
+    Raises:
+        InvalidRequest: otherwise.
+    """
+    return check_int(value, what, 1, INT32_MAX)
+
+
+def _finite(value: object, what: str) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise InvalidRequest(f"{what} must be a number, got {_shown(value)}")
+    if not math.isfinite(value):
+        raise InvalidRequest(f"{what} must be finite, got {value}")
+    return value
+
+
+def check_time(value: object, what: str, *, minimum: float | None = 0.0) -> float:
+    """Return ``value`` if it is a finite number ``>= minimum`` (any finite one for None).
+
+    Raises:
+        InvalidRequest: a bool, a non-number, NaN, an infinity, or below ``minimum``.
+    """
+    number = _finite(value, what)
+    if minimum is not None and number < minimum:
+        raise InvalidRequest(f"{what} must be >= {minimum}, got {number}")
+    return number
+
+
+def check_duration(value: object, what: str = "ttl") -> float:
+    """Return ``value`` if it is a finite number ``> 0`` (a TTL).
+
+    Raises:
+        InvalidRequest: otherwise.
+    """
+    number = _finite(value, what)
+    if not number > 0:
+        raise InvalidRequest(f"{what} must be > 0, got {number}")
+    return number
+
+
+def check_queues(queues: Sequence[str]) -> Sequence[str]:
+    """Return ``queues`` if it is a sequence (not a string) of valid queue names.
+
+    Raises:
+        InvalidRequest: ``queues`` is a single string (it would be read as its letters).
+        InvalidQueueName: one of them is not a valid name.
+    """
+    if isinstance(queues, str | bytes):
+        raise InvalidRequest(f"queues must be a sequence of names, not the string {queues!r}")
+    for queue in queues:
+        validate_name(queue)
+    return queues
+
+
+@functools.lru_cache(maxsize=4096)
+def _known_name(name: str, what: str) -> str:
+    # Claims and waits repeat a handful of names; only valid ones are cached (errors are not).
+    return validate_name(name, what)
+
+
+def check_name(name: object, what: str = "queue") -> str:
+    """:func:`validate_name`, cached for the names a node repeats in every call."""
+    if type(name) is not str:
+        return validate_name(name, what)  # type: ignore[arg-type]
+    return _known_name(name, what)
+
+
+def check_optional_name(name: object, what: str = "queue") -> None:
+    """A filter name: None (no filter) or a valid name."""
+    if name is not None:
+        check_name(name, what)
+
+
+def check_claim(queue: object, owner: object, limit: object, ttl: object) -> None:
+    """The arguments of ``Transport.claim``."""
+    check_name(queue)
+    check_label(owner, "owner")
+    check_limit(limit)
+    check_duration(ttl)
+
+
+def check_leader(name: object, holder: object, ttl: object) -> None:
+    """The arguments of ``acquire_leader``."""
+    check_name(name, "leader")
+    check_label(holder, "holder")
+    check_duration(ttl)
+
+
+def check_release(name: object, holder: object) -> None:
+    """The arguments of ``release_leader``."""
+    check_name(name, "leader")
+    check_label(holder, "holder")
+
+
+def check_cursor(name: object) -> None:
+    """The name given to ``get_cursor``."""
+    check_name(name, "cursor")
+
+
+def check_advance(name: object, expected: object, new: object) -> None:
+    """The arguments of ``advance_cursor``: a name, a finite ``new`` and a finite (or None)
+    ``expected``."""
+    check_name(name, "cursor")
+    if expected is not None:
+        check_time(expected, "expected", minimum=None)
+    check_time(new, "new", minimum=None)
+
+
+def check_cleanup(finished_before: object, queue: object, limit: object) -> None:
+    """The arguments of ``Transport.cleanup``."""
+    check_time(finished_before, "finished_before", minimum=None)
+    check_optional_name(queue)
+    check_limit(limit)
+
+
+def check_filters(queue: object, kind: object, after_id: object, limit: object) -> None:
+    """The filters of ``Transport.list_jobs`` (its ``state`` is checked by ``check_state``)."""
+    check_optional_name(queue)
+    check_optional_name(kind, "kind")
+    check_id(after_id, "after_id")
+    check_limit(limit)
+
+
+def check_items(items: Any, cls: type, what: str) -> None:
+    """Refuse a batch that is not a sequence of ``cls`` records."""
+    if isinstance(items, str | bytes) or not isinstance(items, Sequence):
+        raise InvalidRequest(f"{what} must be a sequence of {cls.__name__}, got {_shown(items)}")
+    for item in items:
+        if not isinstance(item, cls):
+            raise InvalidRequest(f"{what} must hold {cls.__name__} records, got {_shown(item)}")
