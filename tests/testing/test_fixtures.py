@@ -26,6 +26,15 @@ async def test_job_tester_holds_the_app(actorq_app: App, job_tester: JobTester) 
     ]
 
 
+@pytest.mark.trio
+async def test_job_tester_under_pytest_trio(actorq_app: App, job_tester: JobTester) -> None:
+    """In this suite's own run (its config, filterwarnings = error), pytest-trio runs the same
+    fixture as anyio's plugin does."""
+    await actorq_app.enqueue("hello", {"n": 2})
+    assert (await job_tester.drain()).counts() == {"succeeded": 2}
+    await job_tester.assert_enqueued("bye", payload={"n": 2}, state="succeeded")
+
+
 @pytest.mark.anyio
 async def test_without_autojump_a_sleeping_handler_waits_for_the_test(actorq_app: App) -> None:
     """``autojump=False``: virtual time moves only when the test moves it."""
