@@ -16,6 +16,7 @@ from random import Random  # allowed: type of the seeded RNG only
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from actors.core import VirtualClock
 from actors.jobs import App, CronFired, CronSchedule, Task, WorkerConfig
@@ -289,6 +290,7 @@ class JobTester:
             )
         await self._fire_cron(t)
         self.clock.advance_to(t)
+        await anyio.lowlevel.checkpoint()  # a checkpoint even when no tick fired
 
     async def _fire_cron(self, until: float) -> None:
         """Enqueue every cron tick in ``(last fired, until]``, stepping the clock to each.
