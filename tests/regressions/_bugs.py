@@ -1,0 +1,160 @@
+"""Every bug a regression test guards, with the mutant that puts it back.
+
+A regression test that passes with its bug back in has lost its teeth: ``test_teeth.py`` runs
+each bug's tests with its mutant active and fails unless every one of them fails. A bug is
+either a patch of the Python code (``patch``) or a rewrite of one named SQL query
+(``sql``, see :class:`transports.testing.SQLMutant`). The tests are pytest node ids, run as
+given (both event loops where the test has both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import attrs
+import pytest
+
+from transports.testing import SQLMutant
+
+Patch = Callable[[pytest.MonkeyPatch], None]
+
+
+@attrs.frozen(kw_only=True)
+class Bug:
+    """A bug that once shipped (or that the fencing design exists to prevent)."""
+
+    #: A short, stable name: ``ACTORQ_MUTANT=<name>`` puts the bug back for a test run.
+    name: str
+    #: What went wrong, in a sentence.
+    story: str
+    #: Tests that must fail while the bug is back (pytest node ids from the repo root).
+    tests: tuple[str, ...]
+    #: Puts the bug back in Python code (monkeypatch, undone after each test).
+    patch: Patch | None = None
+    #: Or puts it back in a named SQL query.
+    sql: SQLMutant | None = None
+
+    def active(self, monkeypatch: pytest.MonkeyPatch) -> AbstractContextManager[Any]:
+        """Apply the mutant for one test."""
+        if self.patch is not None:
+            self.patch(monkeypatch)
+        return self.sql.active() if self.sql is not None else nullcontext()
+
+
+def _notices_without_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    from actors.jobs.lowlevel import Worker
+
+    original = Worker._on_lost
+
+    def on_lost(self: Worker, job_ids: tuple[int, ...], tokens: tuple[int, ...] = ()) -> None:
+        original(self, job_ids, ())  # any claim of the job counts as lost
+
+    monkeypatch.setattr(Worker, "_on_lost", on_lost)
+
+
+def _sqlite_url_from_the_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from transports import SQLiteTransport
+
+    original = SQLiteTransport.__init__
+    # The bug resolved sqlite:///x.db against the filesystem root; the mutant resolves it
+    # against another directory instead, which is the same mistake without writing at /.
+    root = tempfile.mkdtemp(prefix="actorq-root-")
+
+    def init(self: Any, path: str, *args: Any, **kwargs: Any) -> None:
+        if path != ":memory:" and not path.startswith("/"):
+            path = f"{root}/{path}"
+        original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(SQLiteTransport, "__init__", init)
+
+
+_SQLITE = "tests/transports/test_sqlite.py::TestSQLiteConformance"
+_POSTGRES = "tests/transports/test_postgres.py::TestPostgresConformance"
+
+BUGS: tuple[Bug, ...] = (
+    Bug(
+        name="lost-lease-notice-without-token",
+        story="A late lost-lease notice about an old claim cancelled a newer claim of the same "
+        "job, which then ran forever while its Heartbeat kept renewing it.",
+        tests=(
+            "tests/regressions/test_runtime.py::test_a_stale_lost_lease_notice_spares_a_newer_claim",
+        ),
+        patch=_notices_without_tokens,
+    ),
+    Bug(
+        name="sqlite-url-from-the-root",
+        story="sqlite:///jobs.db was read as the absolute path /jobs.db, so the CLI default "
+        "and the README example wrote at the filesystem root.",
+        tests=("tests/transports/test_sqlite.py::test_connect_url_with_three_slashes_is_relative",),
+        patch=_sqlite_url_from_the_root,
+    ),
+    Bug(
+        name="sqlite-finalize-ignores-token",
+        story="SQLite's finalize matches the job but not the lease token: a worker that lost "
+        "its lease overwrites the new owner's result.",
+        tests=(f"{_SQLITE}::test_stale_token_changes_nothing",),
+        sql=SQLMutant(
+            dialect="sqlite",
+            query="finalize",
+            old="JOIN jobs ON jobs.id = requests.id AND jobs.lease_token = requests.token",
+            new="JOIN jobs ON jobs.id = requests.id",
+        ),
+    ),
+    Bug(
+        name="sqlite-renew-revives-expired",
+        story="SQLite's renew extends a lease that already expired but was not reaped yet, so "
+        "two workers can both believe they own the job.",
+        tests=(f"{_SQLITE}::test_renew_never_revives_an_expired_lease",),
+        sql=SQLMutant(dialect="sqlite", query="renew", old="AND jobs.lease_expires_at > :now"),
+    ),
+    Bug(
+        name="sqlite-reap-ignores-expiry",
+        story="SQLite's reap takes back live leases, so a job runs twice at once.",
+        tests=(f"{_SQLITE}::test_reap_leaves_live_leases_alone",),
+        sql=SQLMutant(
+            dialect="sqlite",
+            query="expired_leases",
+            old="AND lease_expires_at <= :now",
+        ),
+    ),
+    Bug(
+        name="postgres-finalize-ignores-token",
+        story="PostgreSQL's finalize matches the job but not the lease token: a stale worker "
+        "overwrites the new owner's result.",
+        tests=(f"{_POSTGRES}::test_stale_token_changes_nothing",),
+        sql=SQLMutant(
+            dialect="postgres",
+            query="finalize",
+            old="WHERE j.id = req.id AND j.lease_token = req.token",
+            new="WHERE j.id = req.id AND j.state = 'running'",
+        ),
+    ),
+    Bug(
+        name="postgres-renew-ignores-token",
+        story="PostgreSQL's renew extends any lease of the job, so a worker whose lease was "
+        "reaped and reclaimed keeps renewing the new owner's lease.",
+        tests=(f"{_POSTGRES}::test_renew_after_reap_and_reclaim_is_lost",),
+        sql=SQLMutant(
+            dialect="postgres",
+            query="renew",
+            old="j.id = req.id AND j.lease_token = req.token",
+            new="j.id = req.id",
+        ),
+    ),
+    Bug(
+        name="postgres-reap-ignores-expiry",
+        story="PostgreSQL's reap takes back live leases, so a job runs twice at once.",
+        tests=(f"{_POSTGRES}::test_reap_leaves_live_leases_alone",),
+        sql=SQLMutant(
+            dialect="postgres",
+            query="reap",
+            old="AND lease_expires_at <= (SELECT t FROM now)",
+        ),
+    ),
+)
+
+BY_NAME = {bug.name: bug for bug in BUGS}

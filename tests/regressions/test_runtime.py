@@ -1,0 +1,72 @@
+"""Regression tests of the runtime: each guards one bug that once shipped (see ``_bugs.py``,
+where each is paired with the mutant that puts the bug back, and ``test_teeth.py``)."""
+
+from __future__ import annotations
+
+from random import Random
+from typing import Any
+
+import anyio
+import pytest
+
+from actors.core import VirtualClock, open_actor_system
+from actors.jobs import App, JobContext, SnoozeUntil, WorkerConfig
+from actors.jobs.lowlevel import EventBus, LeasesLost, Worker
+from transports import JobState, MemoryTransport
+
+from ..jobs._support import START, wait_state
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_stale_lost_lease_notice_spares_a_newer_claim() -> None:
+    """Bug ``lost-lease-notice-without-token``: a worker snoozed a job, a renewal of the old
+    token came back lost, the worker claimed the job again, and the late notice about the old
+    token cancelled the new claim; the job then ran forever (its Heartbeat kept renewing it).
+    A notice names the token it means, and spares a newer claim of the same job."""
+    clock = VirtualClock(start=START)
+    async with MemoryTransport(clock=clock) as transport:
+        app = App(transport)
+        tokens: list[int] = []
+        second_run = anyio.Event()
+        finish = anyio.Event()
+        cancelled: list[int] = []
+
+        @app.task("flaky.snooze")
+        async def handler(ctx: JobContext, payload: Any) -> SnoozeUntil | None:
+            tokens.append(ctx.lease.token)
+            if len(tokens) == 1:
+                return SnoozeUntil(at=ctx.clock.now())  # gives this claim's token back
+            second_run.set()
+            try:
+                await finish.wait()
+            except BaseException:
+                cancelled.append(ctx.lease.token)
+                raise
+            return None
+
+        job_id = (await app.enqueue(handler, None)).job_id
+        config = WorkerConfig(lease_ttl=30.0, poll_interval=0.5, batch_size=1)
+        async with clock.autojump(), open_actor_system(clock=clock) as system:
+            worker = await system.spawn(
+                Worker(
+                    worker_id="w1",
+                    queue="default",
+                    app=app,
+                    transport=transport,
+                    events=EventBus(),
+                    rng=Random(0),
+                    config=config,
+                )
+            )
+            with anyio.fail_after(60):
+                await second_run.wait()
+            first, newer = tokens
+            assert first != newer
+            # The late notice about the first claim arrives while the newer claim runs.
+            await worker.tell(LeasesLost(job_ids=(job_id,), tokens=(first,)))
+            await clock.sleep(1.0)
+            finish.set()
+            job = await wait_state(transport, clock, job_id, JobState.SUCCEEDED, timeout=120.0)
+    assert cancelled == []
+    assert job.attempt == 1  # the snooze gave its attempt back
