@@ -7,7 +7,7 @@ import logging
 from transports import Transport
 
 from ..core import ExitReason
-from ._config import integer, number
+from ._config import WorkerConfig, integer, number
 from ._errors import RETRYABLE
 from ._periodic import PeriodicActor
 
@@ -19,6 +19,8 @@ _log = logging.getLogger("actorq.cleanup")
 DEFAULT_RETENTION = 7 * 24 * 3600.0
 #: Seconds between cleanups.
 DEFAULT_INTERVAL = 60.0
+
+_DEFAULTS = WorkerConfig()
 
 
 class Cleanup(PeriodicActor):
@@ -35,8 +37,10 @@ class Cleanup(PeriodicActor):
         default_retention: float | None = DEFAULT_RETENTION,
         interval: float = DEFAULT_INTERVAL,
         batch: int = 10_000,
+        release_timeout: float = _DEFAULTS.release_timeout,
     ) -> None:
         self.interval = number("Cleanup interval", interval)
+        self._release_timeout = number("Cleanup release_timeout", release_timeout, strict=False)
         if default_retention is not None:
             number("Cleanup default_retention", default_retention, strict=False)
         integer("Cleanup batch", batch, minimum=1, maximum=1_000_000)
@@ -78,7 +82,7 @@ class Cleanup(PeriodicActor):
         # Hand the maintenance lease over now rather than after its TTL (best effort).
         if self.leading:
             self.leading = False
-            with self.context.clock.move_on_after(5.0):
+            with self.context.clock.move_on_after(self._release_timeout):
                 try:
                     await self._transport.release_leader("maintenance", holder=self._node_id)
                 except RETRYABLE as exc:

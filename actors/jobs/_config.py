@@ -119,6 +119,12 @@ class WorkerConfig:
         return self.lease_ttl * self.renew_fraction
 
     @property
+    def release_timeout(self) -> float:
+        """How long an actor's ``on_stop`` may spend handing back a leader lease: half a
+        margin, so it ends well within the margin its supervisor gives it to stop."""
+        return self.shutdown_margin / 2
+
+    @property
     def worker_stop_timeout(self) -> float:
         """How long a Worker may take to drain and stop before its supervisor kills it: the
         drain, a margin for cancelled handlers to return, a margin to release their leases."""

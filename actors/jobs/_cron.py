@@ -38,6 +38,7 @@ class Cron(PeriodicActor):
             about that long after the old one dies.
         grace: a tick later than this (downtime, a slow leader handover) counts as missed
             and follows the schedule's catch-up policy.
+        release_timeout: how long stopping may spend handing the leader lease back.
 
     Raises:
         UnknownJobKind: at construction, when a schedule names a kind the App lacks.
@@ -56,8 +57,10 @@ class Cron(PeriodicActor):
         schedules: Sequence[CronSchedule],
         leader_ttl: float = _DEFAULTS.leader_ttl,
         grace: float | None = None,
+        release_timeout: float = _DEFAULTS.release_timeout,
     ) -> None:
         number("Cron leader_ttl", leader_ttl)
+        self._release_timeout = number("Cron release_timeout", release_timeout, strict=False)
         if grace is not None:
             number("Cron grace", grace, strict=False)
         names = [s.name for s in schedules]
@@ -105,7 +108,7 @@ class Cron(PeriodicActor):
         # takes it. Best effort: a lease left behind simply expires.
         if self.leading:
             self.leading = False
-            with self.context.clock.move_on_after(self._ttl / 3):
+            with self.context.clock.move_on_after(self._release_timeout):
                 try:
                     await self._transport.release_leader("cron", holder=self._node_id)
                 except RETRYABLE as exc:

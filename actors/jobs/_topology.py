@@ -253,13 +253,14 @@ class Topology:
         factory: Callable[[NodeContext], Actor[Any]],
         *,
         restart: Restart = Restart.PERMANENT,
-        shutdown: float = 5.0,
+        shutdown: float | None = None,
         mailbox_size: int = 1000,
     ) -> Topology:
         """Run a user actor beside the runtime's; its factory gets the node's context.
 
         Subscribe it to runtime events in its ``on_start``:
-        ``node.events.subscribe(self.context.self_ref.tell_nowait)``.
+        ``node.events.subscribe(self.context.self_ref.tell_nowait)``. It gets ``shutdown``
+        seconds to stop (default ``config.shutdown_margin``).
 
         Raises:
             ConfigInvalid: ``id`` is empty or taken, ``shutdown`` is negative, or
@@ -271,6 +272,8 @@ class Topology:
             raise ConfigInvalid(f"actor id {id!r} is the runtime's own")
         if not callable(factory):
             raise ConfigInvalid(f"actor {id!r}: the factory must be callable, got {factory!r}")
+        if shutdown is None:
+            shutdown = self.config.shutdown_margin
         number(f"actor {id!r}: shutdown", shutdown, strict=False)
         integer(f"actor {id!r}: mailbox_size", mailbox_size, minimum=1, maximum=10**9)
         self._actors.append(
@@ -300,6 +303,7 @@ class Topology:
         """The root supervisor's children, in start order (user actors first, so they see
         every event; queue supervisors last, so they stop first)."""
         ctx = self._context(events)
+        margin = self.config.shutdown_margin  # to stop; on_stop hands leader leases back
         specs: list[ChildSpec] = [
             ChildSpec(
                 id=p.id,
@@ -318,6 +322,7 @@ class Topology:
                     factory=lambda: Reaper(
                         transport=self.transport, events=events, interval=interval
                     ),
+                    shutdown=margin,
                 )
             )
         if self._cron is not None:
@@ -333,7 +338,9 @@ class Topology:
                         rng=self.rng,
                         schedules=schedules,
                         leader_ttl=ttl,
+                        release_timeout=self.config.release_timeout,
                     ),
+                    shutdown=margin,
                 )
             )
         if self._cleanup is not None:
@@ -346,7 +353,9 @@ class Topology:
                         node_id=self.node_id,
                         default_retention=retention,
                         interval=every,
+                        release_timeout=self.config.release_timeout,
                     ),
+                    shutdown=margin,
                 )
             )
         for plan in self._queues:

@@ -116,6 +116,26 @@ def test_shutdown_margins_derive_from_one_place() -> None:
     assert config.shutdown_timeout == 13.0
 
 
+def test_every_actor_of_the_tree_stops_within_the_margins() -> None:
+    """Each child of the root gets its stop bound from the node's WorkerConfig: the queue
+    supervisors the queue bound, the maintenance actors and user actors one margin."""
+    config = WorkerConfig(drain_timeout=4.0, shutdown_margin=3.0)
+    app = _app()
+    app.schedule("daily", "0 0 * * *", "report", payload=Report(day=1))
+    topology = Topology.default(app, MemoryTransport(), worker=config)
+    topology.actor("audit", lambda ctx: None)  # type: ignore[arg-type,return-value]
+    bounds = {spec.id: spec.shutdown for spec in topology.child_specs(EventBus())}
+    assert bounds == {
+        "audit": 3.0,
+        "reaper": 3.0,
+        "cron": 3.0,
+        "cleanup": 3.0,
+        "queue:default": 13.0,
+        "queue:reports": 13.0,
+    }
+    assert config.release_timeout == 1.5  # handing a leader lease back, within the margin
+
+
 def test_node_defaults_come_from_worker_config() -> None:
     """A Topology built with nothing but a WorkerConfig takes every default from it."""
     config = WorkerConfig(concurrency=3, reaper_interval=2.5, leader_ttl=12.0)
