@@ -8,9 +8,10 @@ the Workers of the last good config (at start: the node's own default).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,14 @@ import pytest
 from actors.core import ActorRef, VirtualClock
 from actors.jobs import App, JobContext, WorkerCrashed
 from actors.jobs.lowlevel import Reconfigure, WorkerCount
-from transports import JobState, MemoryTransport, QueueConfig, SQLiteTransport, Transport
+from transports import (
+    JobState,
+    MemoryTransport,
+    PostgresTransport,
+    QueueConfig,
+    SQLiteTransport,
+    Transport,
+)
 from transports.lowlevel import BridgedTransport
 
 from ._support import FaultyTransport, running, topology, wait_final, wait_until
@@ -118,26 +126,7 @@ async def test_a_bad_stored_concurrency_at_start_uses_the_node_default(
     assert "keeping 2 workers" in warning.getMessage()
 
 
-@pytest.fixture
-async def sqlite_path(tmp_path: Path) -> Path:
-    return tmp_path / "jobs.db"
-
-
-@pytest.fixture
-async def sqlite(
-    sqlite_path: Path, clock: VirtualClock, anyio_backend: str
-) -> AsyncIterator[Transport]:
-    """An SQLite transport on a fresh file (bridged under trio), its schema created."""
-
-    def build() -> Transport:
-        return SQLiteTransport(str(sqlite_path), clock=clock)
-
-    made = BridgedTransport(build) if anyio_backend == "trio" else build()
-    async with FaultyTransport(made, hold_time=True) as transport:
-        yield transport
-
-
-def _store_by_sql(path: Path, concurrency: int) -> None:
+def _store_by_sqlite(path: Path, concurrency: int) -> None:
     """Write a queue config straight into the SQLite file, as another tool would."""
     conn = sqlite3.connect(path)
     try:
@@ -150,17 +139,68 @@ def _store_by_sql(path: Path, concurrency: int) -> None:
         conn.close()
 
 
+def _store_by_postgres(dsn: str, schema: str, concurrency: int) -> None:
+    """Write a queue config straight into the PostgreSQL schema, as another tool would (on a
+    private asyncio loop, so the test runs the same under trio)."""
+    import asyncpg
+
+    async def write() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(
+                f'INSERT INTO "{schema}".queues (name, paused, concurrency) '
+                "VALUES ('q', false, $1)",
+                concurrency,
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(write())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def sql_store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: VirtualClock, anyio_backend: str
+) -> AsyncIterator[tuple[Transport, Callable[[int], None]]]:
+    """An SQL transport on a fresh file or schema (bridged under trio), its schema created,
+    and a function writing a queue config around it by SQL."""
+    build: Callable[[], Transport]
+    write: Callable[[int], None]
+    if request.param == "sqlite":
+        path = tmp_path / "jobs.db"
+
+        def build() -> Transport:
+            return SQLiteTransport(str(path), clock=clock)
+
+        def write(concurrency: int) -> None:
+            _store_by_sqlite(path, concurrency)
+    else:
+        dsn = request.getfixturevalue("postgres_dsn")
+        schema = request.getfixturevalue("postgres_schema")
+
+        def build() -> Transport:
+            return PostgresTransport(dsn, schema=schema, clock=clock, pool_size=2)
+
+        def write(concurrency: int) -> None:
+            _store_by_postgres(dsn, schema, concurrency)
+
+    made = BridgedTransport(build) if anyio_backend == "trio" else build()
+    async with FaultyTransport(made, hold_time=True) as transport:
+        yield transport, write
+
+
 async def test_a_bad_concurrency_written_by_sql_does_not_crash_the_node(
-    sqlite: Transport, sqlite_path: Path, clock: VirtualClock
+    sql_store: tuple[Transport, Callable[[int], None]], clock: VirtualClock
 ) -> None:
-    """On SQLite, a concurrency of -5 written by SQL leaves the node running its default
-    Workers, and jobs get done."""
-    await anyio.to_thread.run_sync(_store_by_sql, sqlite_path, -5)
-    app = App(sqlite)
+    """On SQLite and PostgreSQL, a concurrency of -5 written by SQL leaves the node running
+    its default Workers, and jobs get done."""
+    store, write = sql_store
+    await anyio.to_thread.run_sync(write, -5)
+    app = App(store)
     app.register("x", _noop, queue="q")
     async with (
         clock.autojump(),
-        running(topology(app, sqlite, clock, concurrency=2)) as (
+        running(topology(app, store, clock, concurrency=2)) as (
             node,
             events,
         ),
@@ -169,7 +209,7 @@ async def test_a_bad_concurrency_written_by_sql_does_not_crash_the_node(
         await queue.tell(Reconfigure())
         assert await _count(queue) == 2
         ids = [(await app.enqueue("x", n)).job_id for n in range(4)]
-        jobs = await wait_final(sqlite, clock, ids)
+        jobs = await wait_final(store, clock, ids)
         assert await _count(queue) == 2
     assert {job.state for job in jobs.values()} == {JobState.SUCCEEDED}
     assert events.of(WorkerCrashed) == []
