@@ -88,6 +88,23 @@ class _ActorPlan:
     shutdown: float
 
 
+#: Longest node id: Worker ids (lease owners, at most 255 characters) add the queue name (at
+#: most 128) and a slot number to it.
+MAX_NODE_ID_LENGTH = 100
+
+
+def _check_node_id(node_id: object) -> str:
+    if (
+        type(node_id) is not str
+        or not 0 < len(node_id) <= MAX_NODE_ID_LENGTH
+        or not node_id.isprintable()
+    ):
+        raise ConfigInvalid(
+            f"node_id must be 1-{MAX_NODE_ID_LENGTH} printable characters, got {node_id!r:.80}"
+        )
+    return node_id
+
+
 class Topology:
     """A recipe for a node: which actors to run, with which settings.
 
@@ -99,7 +116,8 @@ class Topology:
     Args:
         app: the handler registry.
         transport: the default transport (queue supervisors may each use another).
-        node_id: the node's name in leases and events (default: host, pid and a random tag).
+        node_id: the node's name in leases and events, 1 to 100 printable characters
+            (default: host, pid and a random tag).
         clock: the clock every actor uses (default: the real clock).
         rng: the seeded RNG every actor draws from (default: a fresh ``Random()``).
         config: the node's settings and defaults (Workers of a queue given no ``worker``
@@ -119,7 +137,7 @@ class Topology:
         self.app = app
         self.transport = transport
         self.config = config or WorkerConfig()
-        self.node_id = node_id or default_node_id()
+        self.node_id = default_node_id() if node_id is None else _check_node_id(node_id)
         self.clock = clock or RealClock()
         self.rng = rng if rng is not None else Random()
         self._queues: list[_QueuePlan] = []

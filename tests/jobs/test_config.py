@@ -189,6 +189,14 @@ def test_a_bad_topology_option_is_refused_by_the_builder(
         build(topology)
 
 
+@pytest.mark.parametrize("node_id", ["", "x" * 101, "tab\there", "new\nline", 7])
+def test_a_bad_node_id_is_refused(node_id: object) -> None:
+    """A node id becomes part of every lease owner: it must be short printable text (an
+    empty or misfit one used to surface as an invalid claim at run time, or not at all)."""
+    with pytest.raises(ConfigInvalid, match="node_id"):
+        Topology(_app(), MemoryTransport(), node_id=node_id)  # type: ignore[arg-type]
+
+
 def test_cron_schedules_are_checked_when_planned() -> None:
     """Duplicate schedule names and a payload the task cannot take fail at build time."""
     app = _app()
