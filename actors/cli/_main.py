@@ -19,7 +19,6 @@ import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
-from urllib.parse import urlsplit
 
 import anyio
 import attrs
@@ -31,17 +30,16 @@ import transports
 from transports import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     EnqueueRequest,
-    InvalidQueueName,
     JobState,
     QueueConfig,
     Transport,
 )
-from transports.lowlevel import INT64_MAX, validate_name
+from transports.lowlevel import INT64_MAX
 
 from ..jobs import App, Topology, WorkerConfig
-from ..sim.lowlevel import Duration, sim_command
 from ._errors import USAGE, CliFailure, _one_line, describe, redact_url
 from ._load import load_app
+from ._types import URL_META, Duration, QueueName, StoreURL
 
 __all__ = ["main"]
 
@@ -50,49 +48,10 @@ FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
 
 DEFAULT_TRANSPORT = "sqlite:///actorq.db"
 _VERBOSE = "actorq.verbose"  # ctx.meta key: how many -v were given, before and after the command
-_URL = "actorq.url"  # ctx.meta key: the store URL the command uses, for error messages
 _WORKER_DEFAULTS = attrs.fields(WorkerConfig)
 
 
 # --- click types --------------------------------------------------------------------------
-
-
-class StoreURL(click.ParamType[str]):
-    """A store URL; ``memory://`` only where a store inside this one process makes sense."""
-
-    name = "url"
-
-    def __init__(self, *, memory_refused: str | None = None) -> None:
-        self.memory_refused = memory_refused  # why memory:// is useless here; None: allowed
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        url = str(value)
-        if ctx is not None:
-            ctx.meta[_URL] = url
-        try:
-            scheme = urlsplit(url).scheme.lower()
-        except ValueError as exc:
-            self.fail(f"{redact_url(url)!r} is not a URL: {exc}", param, ctx)
-        if scheme == "memory" and self.memory_refused is not None:
-            self.fail(
-                f"memory:// is a store inside this one process: {self.memory_refused}; "
-                "use sqlite:///file.db or postgresql://user@host/db",
-                param,
-                ctx,
-            )
-        return url
-
-
-class QueueName(click.ParamType[str]):
-    """A queue name, checked by the transports' one naming rule."""
-
-    name = "queue"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        try:
-            return validate_name(str(value))
-        except InvalidQueueName as exc:
-            self.fail(str(exc), param, ctx)
 
 
 def _transport_option(memory_refused: str | None) -> Callable[[FC], FC]:
@@ -172,7 +131,22 @@ class _ActorqGroup(click.Group):
         except Exception as exc:
             if ctx.meta.get(_VERBOSE):
                 traceback.print_exception(exc, file=sys.stderr)
-            raise describe(exc, url=ctx.meta.get(_URL)) from exc
+            raise describe(exc, url=ctx.meta.get(URL_META)) from exc
+
+    # ``actorq sim`` is the simulator's own click command, imported only when it is asked
+    # for (a command of the job runtime never loads the simulator); a copy here takes -v.
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "sim"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name == "sim":
+            from ..sim.lowlevel import sim_command
+
+            command = copy.copy(sim_command)
+            command.params = [*sim_command.params, _verbose_param()]
+            self.add_command(command, "sim")
+        return command
 
     def main(
         self,
@@ -649,11 +623,6 @@ def demo(url: str | None, jobs: int, concurrency: int, loop: str) -> None:
 
     _run(loop, lambda: run_demo(url, quick_jobs=jobs, concurrency=concurrency))
 
-
-# ``actorq sim`` is the simulator's own click command; a copy here also takes -v.
-_sim = copy.copy(sim_command)
-_sim.params = [*sim_command.params]
-main.add_command(_sim, "sim")
 
 for _command in main.commands.values():
     _command.params.append(_verbose_param())

@@ -6,12 +6,10 @@ run passed, 1 an invariant broke; a bad option is a click usage error, status 2)
 :func:`run_cli` runs it on a list of arguments, with your own App if you like;
 :func:`config_from_options` turns option values (text or parsed) into a :class:`SimConfig`
 and :func:`config_from_argv` does so for an argument list, such as a printed replay command.
-:class:`Duration` is the click type every ``actorq`` option taking seconds uses.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import click
 
 from actors.jobs import App
 
+from ..cli._types import Duration
 from ._cluster import TopologyFactory, TransportFactory
 from ._config import (
     FaultKind,
@@ -39,7 +38,6 @@ from ._simulate import simulate, sweep
 from ._workload import JobFactory
 
 __all__ = [
-    "Duration",
     "SimHooks",
     "config_from_argv",
     "config_from_options",
@@ -48,35 +46,6 @@ __all__ = [
 ]
 
 _DEFAULT = SimConfig()
-
-
-class Duration(click.ParamType[float]):
-    """Seconds as ``90``, ``90s``, ``1.5``, ``500ms``, ``15m``, ``6h`` or ``1h30m``.
-
-    Negative, non-finite and exponent forms do not parse. ``minimum`` bounds the value, and
-    ``open`` excludes the bound itself (a TTL of 0 is refused, a delay of 0 is not).
-    """
-
-    name = "duration"
-
-    def __init__(self, minimum: float = 0.0, *, open: bool = True) -> None:
-        self.minimum = minimum
-        self.open = open
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            seconds = float(value)
-        else:
-            try:
-                seconds = parse_duration(str(value))
-            except ValueError as exc:
-                self.fail(str(exc), param, ctx)
-        if not math.isfinite(seconds):
-            self.fail(f"{value!r} is not a finite duration", param, ctx)
-        if seconds < self.minimum or (self.open and seconds == self.minimum):
-            bound = "more than" if self.open else "at least"
-            self.fail(f"{value} is not a duration {bound} {self.minimum:g} seconds", param, ctx)
-        return seconds
 
 
 class _Parsed(click.ParamType[Any]):

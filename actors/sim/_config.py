@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import enum
 import math
-import re
 import shlex
 from collections.abc import Iterable
 
 import attrs
+
+from ..cli._types import format_duration, parse_duration
 
 __all__ = [
     "ALL_FAULTS",
@@ -163,39 +164,6 @@ class SimConfig:
             name = option[2:].replace("-", "_")
             args.append(f"{name}={value}" if value.lstrip("-").isdigit() else f"{name}={value!r}")
         return f"{function}, {', '.join(args)})"
-
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)?")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``"6h"``, ``"90"``, ``"15m"``, ``"1h30m"``, ``"2.5s"`` or ``"500ms"``.
-
-    Raises:
-        ValueError: the text is not a duration.
-    """
-    compact = text.strip().replace(" ", "")
-    if not compact:
-        raise ValueError("empty duration")
-    total = 0.0
-    pos = 0
-    while pos < len(compact):
-        match = _PART.match(compact, pos)
-        if match is None:
-            raise ValueError(f"invalid duration {text!r}: use e.g. 90, 90s, 15m, 6h, 1h30m")
-        total += float(match.group(1)) * _UNITS[match.group(2) or "s"]
-        pos = match.end()
-    return total
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest text ``parse_duration`` reads back as exactly ``seconds``."""
-    for unit in ("d", "h", "m"):
-        count = seconds / _UNITS[unit]
-        if count >= 1 and count == int(count):
-            return f"{int(count)}{unit}"
-    return f"{int(seconds)}s" if seconds == int(seconds) else f"{seconds!r}s"
 
 
 def parse_seeds(text: str) -> list[int]:

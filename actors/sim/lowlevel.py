@@ -4,7 +4,7 @@ Applications use :mod:`actors.sim` (``simulate``, ``simulate_app``, ``sweep``, `
 their configs and reports). These are for building a simulation of your own or reading a trace.
 """
 
-from ._cli import Duration, SimHooks, config_from_argv, config_from_options, run_cli, sim_command
+from ._cli import SimHooks, config_from_argv, config_from_options, run_cli, sim_command
 from ._clock import NodeClock
 from ._config import format_duration, parse_duration, parse_faults, parse_rates, parse_seeds
 from ._faults import Fault, FaultyTransport, NodeLink, WakeHub, plan_faults
@@ -38,7 +38,6 @@ __all__ = [
     "CancelRequested",
     "Checker",
     "ClockStepped",
-    "Duration",
     "Fault",
     "FaultsStopped",
     "FaultyTransport",
