@@ -247,6 +247,36 @@ def test_the_runtime_actors_check_their_own_settings() -> None:
             schedules=[],
             leader_ttl=0,
         )
+    every = CronSchedule(name="s", expression="* * * * *", kind="noop")
+    with pytest.raises(ConfigInvalid, match="unique"):
+        Cron(
+            app=_app(),
+            transport=memory,
+            events=events,
+            node_id="n",
+            rng=Random(0),
+            schedules=[every, every],
+        )
+    with pytest.raises(ConfigInvalid, match="grace"):
+        Cron(
+            app=_app(),
+            transport=memory,
+            events=events,
+            node_id="n",
+            rng=Random(0),
+            schedules=[every],
+            grace=-1.0,
+        )
+    supervisor = QueueSupervisor(
+        node_id="n",
+        queue="q",
+        app=_app(),
+        transport=memory,
+        events=events,
+        rng=Random(0),
+        worker_config=WorkerConfig(concurrency=4),
+    )
+    assert supervisor._default == 4  # the node default, from its WorkerConfig
     with pytest.raises(ConfigInvalid, match="concurrency"):
         QueueSupervisor(
             node_id="n",
@@ -316,6 +346,12 @@ def test_a_bad_cron_expression_is_refused(expression: str) -> None:
     with pytest.raises(InvalidCronExpression):
         app.schedule("s", expression, "noop")
     assert app.schedules == []
+
+
+def test_a_cron_expression_must_be_text() -> None:
+    """A non-string expression is an InvalidCronExpression, not a crash inside croniter."""
+    with pytest.raises(InvalidCronExpression, match="string"):
+        CronSchedule(name="s", expression=5, kind="noop")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("expression", ["* * * * *", "* * * * * */5", "@hourly"])
