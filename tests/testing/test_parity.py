@@ -105,3 +105,37 @@ async def test_a_drain_ends_jobs_as_a_running_node_does() -> None:
     tested = await in_a_tester()
     assert tested == production
     assert {state for _, _, state, _, _ in production} == {"succeeded", "dead"}
+
+
+def cron_app() -> App:
+    app = App()
+
+    @app.task("report")
+    async def report(ctx: JobContext, payload: Any) -> None:
+        pass
+
+    app.schedule("every-10-min", "*/10 * * * *", report, payload={"full": False})
+    return app
+
+
+def fired(jobs: list[Job]) -> list[tuple[Any, ...]]:
+    return [(j.kind, j.payload, j.dedupe_key, j.created_at, j.state) for j in jobs]
+
+
+async def test_cron_ticks_fire_as_the_cron_leader_fires_them() -> None:
+    """An hour of a node's Cron and an hour of ``run_for`` enqueue the same jobs, with the
+    same dedupe keys, at the same times."""
+    clock = VirtualClock(DEFAULT_START)
+    transport = MemoryTransport(clock=clock)
+    app = cron_app()
+    topology = Topology.default(app, transport, concurrency=1, clock=clock, rng=Random(0))
+    async with clock.autojump(), topology.run():
+        await clock.sleep_until(DEFAULT_START + 3600.0 + 1.0)
+    production = fired(await transport.list_jobs())
+
+    async with open_tester(cron_app()) as tester:
+        await tester.run_for(3600.0 + 1.0)
+        tested = fired(await tester.jobs())
+
+    assert len(production) == 6
+    assert tested == production
