@@ -103,6 +103,11 @@ def test_the_api_reference_is_generated_from_docstrings(site: Path) -> None:
     assert 'id="actors.jobs.App.enqueue"' in jobs_page
     # attrs fields get a signature and their comment as documentation.
     assert 'id="actors.jobs.WorkerConfig.lease_ttl"' in jobs_page
+    # Sphinx roles in docstrings become links or code, never raw markup.
+    for page in (site / "reference/api").glob("*/index.html"):
+        text = page.read_text(encoding="utf-8")
+        for role in (":class:", ":meth:", ":func:", ":mod:", ":exc:"):
+            assert role not in text, f"{role} left in {page.parent.name}"
 
 
 def test_the_cli_reference_covers_every_command(site: Path) -> None:

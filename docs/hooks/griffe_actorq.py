@@ -1,6 +1,6 @@
-"""Teaches the API reference how actorq writes attrs classes and documents their fields.
+"""Teaches the API reference how actorq writes attrs classes and docstrings.
 
-Two things griffe does not know by itself:
+Three things griffe does not know by itself:
 
 * **attrs signatures.** A class decorated with ``attrs.frozen`` / ``attrs.define`` (or the
   ``attr`` spellings) gets an ``__init__`` built from its annotated fields, inherited ones
@@ -10,11 +10,16 @@ Two things griffe does not know by itself:
   docstrings: ``#:`` lines right above (``#: Seconds a lease lives unrenewed.``), a comment at
   the end of the line (``job_id: int  # the job's id``), or, in a class body, plain ``#`` lines
   right above. Those become the attribute's docstring when it has none.
+* **Sphinx markup in Google docstrings.** Roles such as ``:class:`Topology``` or
+  ``:meth:`~transports.Transport.claim``` become links to the documented object (plain code
+  when it is not documented), and a ``::`` paragraph ending introduces a code block.
 """
 
 from __future__ import annotations
 
+import html
 import io
+import re
 import tokenize
 from typing import Any
 
@@ -35,6 +40,10 @@ ATTRS_DECORATORS = frozenset(
 FIELD_FUNCTIONS = frozenset({"attrs.field", "attr.ib", "attr.attrib", "attr.field"})
 # Trailing comments that speak to tools, not readers.
 PRAGMAS = ("type:", "noqa", "fmt:", "pragma", "pyright:", "allowed:")
+# :role:`target`, :role:`~dotted.target` or :role:`title <target>`.
+ROLE = re.compile(
+    r":(?:py:)?(?:class|meth|func|mod|data|attr|exc|obj|const):`(~?)([^`<]+?)(?:\s*<([^`>]+)>)?`"
+)
 
 
 def _call_arguments(expr: object) -> dict[str, Any]:
@@ -175,6 +184,88 @@ def _comment_docstring(attr: griffe.Attribute, lines: list[str]) -> str | None:
     return None
 
 
+def _resolve(obj: griffe.Object, target: str) -> str:
+    """The full path ``target`` names in ``obj``'s scope, or ``target`` itself."""
+    head, dot, rest = target.partition(".")
+    try:
+        return obj.resolve(head) + dot + rest
+    except Exception:  # griffe raises several kinds of resolution errors
+        return target
+
+
+def _link_roles(text: str, obj: griffe.Object) -> str:
+    def link(match: re.Match[str]) -> str:
+        tilde, written, explicit = match.groups()
+        target = (explicit or written).strip().removesuffix("()")
+        short = target.rsplit(".", 1)[-1] if tilde else target
+        title = written.strip() if explicit else short
+        identifier = html.escape(_resolve(obj, target), quote=True)
+        # Optional: a name nobody documents renders as code instead of failing the build.
+        return (
+            f'<autoref identifier="{identifier}" optional><code>{html.escape(title)}</code>'
+            "</autoref>"
+        )
+
+    return ROLE.sub(link, text)
+
+
+def _literal_blocks(text: str) -> str:
+    """Turn each ``intro::`` paragraph ending and the indented block after it into a fence."""
+    lines = text.splitlines()
+    out: list[str] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        stripped = line.rstrip()
+        if not stripped.endswith("::") or stripped.endswith(":::"):
+            out.append(line)
+            index += 1
+            continue
+        intro = stripped[:-2].rstrip()
+        indent = len(line) - len(line.lstrip())
+        block_start = index + 1
+        while block_start < len(lines) and not lines[block_start].strip():
+            block_start += 1
+        block_end = block_start
+        while block_end < len(lines) and (
+            not lines[block_end].strip()
+            or len(lines[block_end]) - len(lines[block_end].lstrip()) > indent
+        ):
+            block_end += 1
+        block = lines[block_start:block_end]
+        while block and not block[-1].strip():
+            block.pop()
+        if not block:
+            out.append(line)
+            index += 1
+            continue
+        # "Example:" would open a Google section that reflows the code; say it another way.
+        if intro.strip().lower() in ("example", "examples"):
+            intro = " " * indent + "For example:"
+        elif intro.strip():
+            intro += ":"
+        language = "text" if "Hierarchy" in intro or any("─" in b for b in block) else "python"
+        # The fence sits at the intro's indentation, the code dedented to match it.
+        extra = min(len(b) - len(b.lstrip()) for b in block if b.strip()) - indent
+        code = [b[extra:] if b.strip() else "" for b in block]
+        fence = " " * indent + "```"
+        out.extend([intro, "", fence + language, *code, fence, ""])
+        index = block_end
+    return "\n".join(out)
+
+
+def _markdown(obj: griffe.Object) -> None:
+    docstring = obj.docstring
+    if docstring is None:
+        return
+    value = docstring.value
+    if "::" in value:
+        value = _literal_blocks(value)
+    if "`" in value:
+        value = _link_roles(value, obj)
+    docstring.value = value
+
+
 def _walk(obj: griffe.Module | griffe.Class, seen: set[str]) -> None:
     if obj.path in seen:
         return
@@ -190,14 +281,17 @@ def _walk(obj: griffe.Module | griffe.Class, seen: set[str]) -> None:
             text = _comment_docstring(member, lines)
             if text:
                 member.docstring = griffe.Docstring(text, lineno=member.lineno, parent=member)
-        elif isinstance(member, griffe.Module | griffe.Class):
+        if isinstance(member, griffe.Module | griffe.Class):
             _walk(member, seen)
+        else:
+            _markdown(member)
     if isinstance(obj, griffe.Class):
         _set_init(obj)  # after the fields got their docstrings
+    _markdown(obj)
 
 
-class AttrsFields(griffe.Extension):
-    """Adds attrs ``__init__`` signatures and comment-documented fields to the reference."""
+class ActorqDocstrings(griffe.Extension):
+    """Adds attrs signatures, comment-documented fields and Sphinx-markup links."""
 
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
         """Run once the whole package is loaded."""
