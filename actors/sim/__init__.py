@@ -13,7 +13,7 @@ Three ways in:
 
 * the command: ``actorq sim --seed 7 --nodes 5 --workers 20 --jobs 10000 --duration 6h
   --faults crash,pause,storage,partition,skew``, or ``--seeds 1..1000`` to sweep
-  (:func:`run_cli` implements it);
+  (:func:`actors.sim.lowlevel.run_cli` implements it);
 * the library: ``simulate(SimConfig(...))`` returns a :class:`SimReport`, ``sweep(config,
   seeds)`` a :class:`SweepSummary`, ``shrink(config)`` a smaller failing fault plan; both
   reports ``render()`` as text;
