@@ -124,6 +124,15 @@ class _ActorqGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.Abort):
             raise
+        except click.UsageError as exc:
+            if exc.ctx is None and ctx.invoked_subcommand:
+                # click's option parser raises without a context: name the command for it.
+                exc.ctx = click.Context(
+                    self.commands.get(ctx.invoked_subcommand, self),
+                    info_name=ctx.invoked_subcommand,
+                    parent=ctx,
+                )
+            raise
         except click.ClickException as exc:
             if ctx.meta.get(_VERBOSE) and exc.__cause__ is not None:
                 traceback.print_exception(exc.__cause__, file=sys.stderr)

@@ -186,3 +186,92 @@ def test_sim_runs_a_small_cluster() -> None:
               "--duration", "2m")  # fmt: skip
     assert "result: PASSED" in out
     assert "sha256" in out
+
+
+def test_usage_errors_name_the_command_to_ask_for_help() -> None:
+    """A usage error points at the help of the command it is about, even from the parser."""
+    for args, path in (
+        (["status", "--loop"], "actorq status"),
+        (["sim", "--seed"], "actorq sim"),
+        (["frobnicate"], "actorq"),
+        ([], "actorq"),
+    ):
+        result = invoke(*args)
+        assert result.exit_code == 2, args
+        if args:
+            assert result.stderr.endswith(f'(see "{path} -h")\n'), result.stderr
+        else:
+            assert "Usage: actorq" in result.output
+
+
+def test_worker_defaults_are_worker_configs() -> None:
+    """Each worker option's default is the WorkerConfig field of the same name."""
+    import attrs
+
+    from actors.jobs import WorkerConfig
+
+    fields = attrs.fields_dict(WorkerConfig)
+    options = {p.name: p.default for p in main.commands["worker"].params if p.name in fields}
+    assert set(options) >= {"lease_ttl", "batch_size", "poll_interval", "concurrency",
+                            "reaper_interval", "leader_ttl", "drain_timeout"}  # fmt: skip
+    for name, default in options.items():
+        assert default == fields[name].default, name
+
+
+def test_the_readme_flow_against_a_running_worker(tmp_path: Path) -> None:
+    """migrate, a worker, enqueue --app: the job lands on the task's queue and runs."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    actorq = str(Path(sys.executable).with_name("actorq"))
+    (tmp_path / "myjobs.py").write_text(
+        textwrap.dedent(
+            """
+            import attrs
+            from actors.jobs import App, JobContext
+
+            app = App()
+
+            @attrs.frozen
+            class Welcome:
+                user_id: int
+                address: str
+
+            @app.task("email.welcome", queue="emails", max_attempts=5)
+            async def welcome(ctx: JobContext, payload: Welcome) -> None:
+                pass
+            """
+        )
+    )
+    env = {**os.environ, "ACTORQ_TRANSPORT": "sqlite:///jobs.db"}
+
+    def cmd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [actorq, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    assert cmd("migrate").returncode == 0
+    worker = subprocess.Popen(
+        [actorq, "worker", "myjobs:app", "--queue", "emails", "--poll-interval", "100ms"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        done = cmd("enqueue", "--app", "myjobs:app", "email.welcome",
+                   '{"user_id": 7, "address": "ada@example.org"}')  # fmt: skip
+        assert (done.returncode, done.stdout, done.stderr) == (0, "job 1\n", "")
+        for _ in range(600):  # wait for the worker; the test's timeout bounds the wait
+            status = cmd("status").stdout
+            row = next((line for line in status.splitlines() if "emails" in line), "")
+            cells = [c.strip() for c in row.strip("│ ").split("│")]
+            if len(cells) > 4 and cells[4] == "1":
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"the job did not run:\n{status}")
+    finally:
+        worker.send_signal(signal.SIGINT)
+        _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert "shutting down gracefully" in err

@@ -67,6 +67,9 @@ STORE_CASES = [
     case("bad-option", "unknown-option", "status -t {url} --colour", 2, "no such option"),
     case("bad-option", "missing-kind", "enqueue -t {url}", 2, "missing argument 'KIND'"),
     case("bad-option", "priority-word", f"{E} --priority high", 2, "'--priority'"),
+    case("bad-option", "value-missing", f"{E} --delay", 2, '"actorq enqueue -h"'),
+    case("bad-option", "concurrency-missing", "queue default -t {url} --concurrency",
+         2, "requires an argument"),
     # --- non-finite numbers
     case("non-finite", "lease-ttl-inf", f"{W} --lease-ttl inf", 2, "'--lease-ttl'"),
     case("non-finite", "lease-ttl-nan", f"{W} --lease-ttl nan", 2, "'--lease-ttl'"),
