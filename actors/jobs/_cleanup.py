@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from transports import Transport
 
@@ -21,6 +22,15 @@ DEFAULT_RETENTION = 7 * 24 * 3600.0
 DEFAULT_INTERVAL = 60.0
 
 _DEFAULTS = WorkerConfig()
+
+
+def _sane(retention: object) -> bool:
+    return (
+        isinstance(retention, int | float)
+        and not isinstance(retention, bool)
+        and math.isfinite(retention)
+        and retention >= 0
+    )
 
 
 class Cleanup(PeriodicActor):
@@ -50,6 +60,7 @@ class Cleanup(PeriodicActor):
         self._batch = batch
         self.deleted = 0
         self.leading = False
+        self._refused: dict[str, str] = {}  # queue -> the stored retention warned about
 
     async def tick(self) -> None:
         transport = self._transport
@@ -66,6 +77,9 @@ class Cleanup(PeriodicActor):
             retention = configured.get(queue)
             if retention is None:
                 retention = self._default
+            elif not _sane(retention):
+                self._refuse(queue, retention)
+                continue  # keep the jobs: deleting by a value nobody meant is not undone
             if retention is None:
                 continue
             while True:
@@ -77,6 +91,20 @@ class Cleanup(PeriodicActor):
                     _log.info("cleanup: deleted %d finished job(s) of %r", deleted, queue)
                 if deleted < self._batch:
                     break
+
+    def _refuse(self, queue: str, retention: object) -> None:
+        """A stored retention no node could honour (another tool wrote it): WARNING, once."""
+        shown = repr(retention)  # by repr: NaN is not equal to itself
+        if self._refused.get(queue) == shown:
+            return
+        self._refused[queue] = shown
+        _log.warning(
+            "queue %r: ignoring the stored retention %r (must be a finite number >= 0), "
+            "keeping its finished jobs",
+            queue,
+            retention,
+            extra={"queue": queue, "retention": retention},
+        )
 
     async def on_stop(self, reason: ExitReason) -> None:
         # Hand the maintenance lease over now rather than after its TTL (best effort).

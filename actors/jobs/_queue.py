@@ -105,7 +105,7 @@ class QueueSupervisor(Supervisor):
         self._events = events
         self._rng = rng
         self._default = concurrency
-        self._refused: object = None  # the last stored value warned about (warn once per value)
+        self._refused: str | None = None  # the stored value warned about, as its repr
         self._honoured = False  # a stored config was followed: its Workers are the last good
         self._interval = reconfigure_interval
         self._slots: list[str] = []  # child ids of the Workers that should run, in start order
@@ -172,8 +172,8 @@ class QueueSupervisor(Supervisor):
         else:
             # Before any good config was read, the node's own default is the last good one.
             keep = len(self._slots) if self._honoured else self._default
-            if stored != self._refused:
-                self._refused = stored
+            if repr(stored) != self._refused:  # by repr: NaN is not equal to itself
+                self._refused = repr(stored)
                 _log.warning(
                     "queue %r: ignoring the stored concurrency %r (must be between 0 and %d), "
                     "keeping %d workers",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from random import Random
 
 import anyio
+import attrs
 import pytest
 
 from actors.core import VirtualClock
@@ -122,3 +125,30 @@ async def test_each_queue_keeps_finished_jobs_for_its_own_retention(
         assert await _exists(memory, long) == [False] * 3
         assert await _exists(memory, forever) == [True] * 3
         await running_node.stop()
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf, "10"])
+async def test_a_bad_stored_retention_keeps_the_queues_jobs(
+    memory: MemoryTransport, clock: VirtualClock, caplog: pytest.LogCaptureFixture, bad: object
+) -> None:
+    """A retention another tool stored out of range is ignored with one WARNING: that queue's
+    finished jobs are kept (a negative one would otherwise delete every finished job, a NaN
+    crash Cleanup at every tick), and the other queues are cleaned as usual."""
+    with attrs.validators.disabled():
+        memory.store.configs["odd"] = QueueConfig(name="odd", retention=bad)  # type: ignore[arg-type]
+    await memory.set_queue_config(QueueConfig(name="short", retention=10.0))
+    odd = await _finished(memory, "odd")
+    short = await _finished(memory, "short")
+    caplog.set_level(logging.WARNING, logger="actorq.cleanup")
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        running_node = await start_node(tg, _cleanup_node(memory, clock, "n", 100.0))
+        cleanup = await running_node.node.child("cleanup")
+        await clock.sleep(60.0)
+        await cleanup.ask(lambda r: RunNow(reply_to=r), timeout=10.0)
+        assert await _exists(memory, short) == [False] * 3
+        assert await _exists(memory, odd) == [True] * 3
+        assert (await running_node.node.child("cleanup")) is cleanup  # never crashed
+        await running_node.stop()
+    (warning,) = [r for r in caplog.records if r.name == "actorq.cleanup" and "odd" in r.message]
+    assert repr(bad) in warning.getMessage()
+    assert warning.levelno == logging.WARNING

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -58,7 +59,7 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "actorq.queue" and r.levelno == logging.WARNING]
 
 
-@pytest.mark.parametrize("bad", [-5, 10**9, "3", 2.5, True])
+@pytest.mark.parametrize("bad", [-5, 10**9, "3", 2.5, math.nan, True])
 async def test_a_bad_stored_concurrency_keeps_the_last_good_config(
     memory: MemoryTransport, clock: VirtualClock, caplog: pytest.LogCaptureFixture, bad: object
 ) -> None:
