@@ -172,6 +172,23 @@ def test_a_broken_invariant_fails_with_a_replay_command(tmp_path: Path) -> None:
     assert found.group(0) in replay.stdout
 
 
+def test_a_project_without_its_app_is_told_what_to_define(tmp_path: Path) -> None:
+    """Without an ``actorq_app`` fixture, a test using the kit's fixtures errors with what to
+    define, and the other tests still run."""
+    (tmp_path / "pytest.ini").write_text(PYTEST_INI)
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["actors.testing.pytest_plugin"]\n')
+    (tmp_path / "test_no_app.py").write_text(
+        "import pytest\n\n\n"
+        "@pytest.mark.trio\n"
+        "async def test_kit(job_tester):\n    pass\n\n\n"
+        "def test_other():\n    pass\n"
+    )
+    result = _pytest(tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "define an `actorq_app` fixture returning it" in result.stdout
+    assert _outcomes(result.stdout) == {"passed": 1, "error": 1}
+
+
 def test_the_shop_examples_own_tests_pass() -> None:
     """``pytest examples/shop`` (its own pytest.ini and conftest) runs its 12 tests green."""
     result = _pytest(ROOT, "-p", "no:randomly", "examples/shop")
