@@ -19,8 +19,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -43,22 +43,19 @@ from actors.jobs import (
 )
 from actors.jobs.lowlevel import EventBus
 from transports import (
-    CancelResult,
     ConnectionLost,
-    Counts,
     EnqueueRequest,
     EnqueueResult,
     Job,
     JobState,
     MemoryTransport,
-    QueueConfig,
     Transport,
 )
 from transports.lowlevel import (
     Complete,
     FinalizeRequest,
     FinalizeResult,
-    LeaderLease,
+    ForwardingTransport,
     Lease,
     Reclaimed,
     RenewRequest,
@@ -176,6 +173,9 @@ class Entry:
     result: Any
 
 
+T = TypeVar("T")
+
+
 class Journal:
     """Every answer the store gave any node, in the order the store gave them."""
 
@@ -186,7 +186,7 @@ class Journal:
         self.entries.append(Entry(clock.now(), node, call, args, result))
 
 
-class NodeLink(Transport):
+class NodeLink(ForwardingTransport):
     """One node's way to the shared store: records every answer and injects the node's faults.
 
     Args:
@@ -199,103 +199,43 @@ class NodeLink(Transport):
     def __init__(
         self, inner: MemoryTransport, node: int, clock: VirtualClock, journal: Journal
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.node = node
         self.clock = clock
+        self._virtual = clock  # the same clock, typed for sleeping
         self.journal = journal
-        self.max_payload_bytes = inner.max_payload_bytes
         self.paused_until = 0.0
         self.crashed = False
 
-    async def _gate(self) -> None:
-        if self.clock.now() < self.paused_until:
-            await self.clock.sleep_until(self.paused_until)
+    async def _forward(self, name: str, call: Callable[[Transport], Awaitable[T]]) -> T:
+        if self._virtual.now() < self.paused_until:
+            await self._virtual.sleep_until(self.paused_until)
         if self.crashed:
             await anyio.lowlevel.checkpoint()
             raise ConnectionLost(f"node {self.node} crashed")
+        return await call(self.inner)
 
-    def _log(self, call: str, args: Any, result: Any) -> Any:
-        self.journal.add(self.clock, self.node, call, args, result)
+    def _log(self, call: str, args: Any, result: T) -> T:
+        self.journal.add(self._virtual, self.node, call, args, result)
         return result
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    # The calls whose answers the checks read are journaled, in the order the store gave them.
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:
-        await self._gate()
-        return self._log("enqueue", requests, await self.inner.enqueue_many(requests))
+        return self._log("enqueue", requests, await super().enqueue_many(requests))
 
     async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
-        await self._gate()
-        return self._log(
-            "claim", (owner, ttl), await self.inner.claim(queue, owner=owner, limit=limit, ttl=ttl)
-        )
+        leases = await super().claim(queue, owner=owner, limit=limit, ttl=ttl)
+        return self._log("claim", (owner, ttl), leases)
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
-        await self._gate()
-        return self._log("renew", (tuple(requests), ttl), await self.inner.renew(requests, ttl=ttl))
+        return self._log("renew", (tuple(requests), ttl), await super().renew(requests, ttl=ttl))
 
     async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
-        await self._gate()
-        return self._log("finalize", tuple(requests), await self.inner.finalize(requests))
+        return self._log("finalize", tuple(requests), await super().finalize(requests))
 
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
-        await self._gate()
-        return self._log("reap", limit, await self.inner.reap(limit=limit))
-
-    async def cancel(self, job_id: int) -> CancelResult:
-        await self._gate()
-        return await self.inner.cancel(job_id)
-
-    async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
-        await self._gate()
-        return await self.inner.acquire_leader(name, holder=holder, ttl=ttl)
-
-    async def release_leader(self, name: str, *, holder: str) -> bool:
-        await self._gate()
-        return await self.inner.release_leader(name, holder=holder)
-
-    async def get_cursor(self, name: str) -> float | None:
-        await self._gate()
-        return await self.inner.get_cursor(name)
-
-    async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
-        await self._gate()
-        return await self.inner.advance_cursor(name, expected=expected, new=new)
-
-    async def wait_for_work(self, queues: Sequence[str]) -> None:
-        await self._gate()
-        await self.inner.wait_for_work(queues)
-
-    async def get_queue_config(self, queue: str) -> QueueConfig:
-        await self._gate()
-        return await self.inner.get_queue_config(queue)
-
-    async def set_queue_config(self, config: QueueConfig) -> None:
-        await self._gate()
-        await self.inner.set_queue_config(config)
-
-    async def list_queue_configs(self) -> list[QueueConfig]:
-        await self._gate()
-        return await self.inner.list_queue_configs()
-
-    async def cleanup(
-        self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
-    ) -> int:
-        await self._gate()
-        return await self.inner.cleanup(finished_before=finished_before, queue=queue, limit=limit)
-
-    async def counts(self, queue: str | None = None) -> list[Counts]:
-        await self._gate()
-        return await self.inner.counts(queue)
-
-    async def get(self, job_id: int) -> Job:
-        await self._gate()
-        return await self.inner.get(job_id)
-
-    async def list_jobs(self, **filters: Any) -> list[Job]:
-        await self._gate()
-        return await self.inner.list_jobs(**filters)
+        return self._log("reap", limit, await super().reap(limit=limit))
 
 
 # --- running a scenario --------------------------------------------------------------------

@@ -143,8 +143,6 @@ class BridgedTransport(ForwardingTransport):
             self._thread.stop()
             self._thread = None
             raise
-        self.clock = self._inner.clock
-        self.max_payload_bytes = self._inner.max_payload_bytes
 
     async def aclose(self) -> None:
         if self._closed:

@@ -15,6 +15,7 @@ from typing import TypeVar
 from ._base import Transport
 from ._errors import TransportClosed
 from ._records import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
     CancelResult,
     Counts,
     EnqueueRequest,
@@ -29,11 +30,13 @@ from ._records import (
     Reclaimed,
     RenewRequest,
     RenewResult,
+    TimeSource,
 )
 
 __all__ = ["ForwardingTransport"]
 
 T = TypeVar("T")
+_INNERS = object()  # no clock of the wrapper's own: the inner transport's
 
 
 class ForwardingTransport(Transport):
@@ -51,9 +54,32 @@ class ForwardingTransport(Transport):
 
     def __init__(self, inner: Transport | None = None) -> None:
         self._inner = inner
-        self.clock = None if inner is None else inner.clock
-        if inner is not None:
-            self.max_payload_bytes = inner.max_payload_bytes
+        self._own_clock: TimeSource | object | None = _INNERS
+        self._own_max_payload_bytes: int | None = None
+
+    @property
+    def clock(self) -> TimeSource | None:
+        """The inner transport's clock, unless one was set on this wrapper."""
+        if self._own_clock is not _INNERS:
+            return self._own_clock  # type: ignore[return-value]
+        return None if self._inner is None else self._inner.clock
+
+    @clock.setter
+    def clock(self, clock: TimeSource | None) -> None:
+        self._own_clock = clock
+
+    @property
+    def max_payload_bytes(self) -> int:
+        """The inner transport's payload limit, unless one was set on this wrapper."""
+        if self._own_max_payload_bytes is not None:
+            return self._own_max_payload_bytes
+        if self._inner is None:
+            return DEFAULT_MAX_PAYLOAD_BYTES
+        return self._inner.max_payload_bytes
+
+    @max_payload_bytes.setter
+    def max_payload_bytes(self, limit: int) -> None:
+        self._own_max_payload_bytes = limit
 
     @property
     def inner(self) -> Transport:

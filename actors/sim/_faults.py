@@ -10,9 +10,9 @@ order, so that which worker wakes first never depends on set iteration order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from random import Random  # allowed: type of the injected, seeded RNG only
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -20,12 +20,9 @@ import attrs
 
 from actors.core import VirtualClock
 from transports import (
-    CancelResult,
     ConnectionLost,
-    Counts,
     EnqueueRequest,
     EnqueueResult,
-    Job,
     JobState,
     QueueConfig,
     Transport,
@@ -34,6 +31,7 @@ from transports import (
 from transports.lowlevel import (
     FinalizeRequest,
     FinalizeResult,
+    ForwardingTransport,
     LeaderLease,
     Lease,
     Reclaimed,
@@ -51,6 +49,8 @@ from ._trace import StorageCallFailed, Trace
 
 if TYPE_CHECKING:
     from ._invariants import Checker
+
+T = TypeVar("T")
 
 __all__ = ["Fault", "FaultyTransport", "NodeLink", "WakeHub", "plan_faults"]
 
@@ -207,8 +207,11 @@ class WakeHub:
                     woken += 1
 
 
-class FaultyTransport(Transport):
+class FaultyTransport(ForwardingTransport):
     """One node incarnation's view of the store, through the faults of its link and clock.
+
+    Every operation passes the fault gate on its way to the store and back (``_forward``);
+    the operations the checker watches also report what the store did.
 
     Args:
         inner: the node's transport to the shared store (its clock is the store's clock).
@@ -235,10 +238,8 @@ class FaultyTransport(Transport):
         checker: Checker,
         trace: Trace,
     ) -> None:
-        self.clock = inner.clock
-        self.max_payload_bytes = inner.max_payload_bytes
+        super().__init__(inner)
         self.node = node
-        self._inner = inner
         self._link = link
         self._clock = clock
         self._base = base
@@ -296,106 +297,112 @@ class FaultyTransport(Transport):
         if clock.dead:
             raise ConnectionLost(f"simulated: {self.node} died during {call}")
 
-    # --- lifecycle ------------------------------------------------------------------------
+    async def _forward(self, name: str, call: Callable[[Transport], Awaitable[T]]) -> T:
+        lose = await self._before(name, writes=name not in _READS)
+        result = await call(self.inner)
+        await self._after(name, lose)
+        return result
 
-    async def open(self) -> None:
-        await self._inner.open()
+    # --- lifecycle ------------------------------------------------------------------------
 
     async def aclose(self) -> None:
         self._closed = True
-        await self._inner.aclose()
+        await self.inner.aclose()
 
-    # --- producing ------------------------------------------------------------------------
+    # --- what the checker watches ---------------------------------------------------------
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:
-        lose = await self._before("enqueue_many", writes=True)
-        results = await self._inner.enqueue_many(requests)
-        now = self._base.now()
-        self._checker.enqueued(self.node, requests, results, now)
-        self._hub.notify(due_jobs(requests, results, now))
-        await self._after("enqueue_many", lose)
-        return results
+        async def observed(inner: Transport) -> list[EnqueueResult]:
+            results = await inner.enqueue_many(requests)
+            now = self._base.now()
+            self._checker.enqueued(self.node, requests, results, now)
+            self._hub.notify(due_jobs(requests, results, now))
+            return results
 
-    # --- working --------------------------------------------------------------------------
+        return await self._forward("enqueue_many", observed)
 
     async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
-        lose = await self._before("claim", writes=True)
-        leases = await self._inner.claim(queue, owner=owner, limit=limit, ttl=ttl)
-        if leases:
-            self._checker.claimed(self.node, leases, self._base.now())
-        await self._after("claim", lose)
-        return leases
+        async def observed(inner: Transport) -> list[Lease]:
+            leases = await inner.claim(queue, owner=owner, limit=limit, ttl=ttl)
+            if leases:
+                self._checker.claimed(self.node, leases, self._base.now())
+            return leases
+
+        return await self._forward("claim", observed)
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
-        lose = await self._before("renew", writes=True)
-        results = await self._inner.renew(requests, ttl=ttl)
-        self._checker.renewed(self.node, requests, results, ttl, self._base.now())
-        await self._after("renew", lose)
-        return results
+        async def observed(inner: Transport) -> list[RenewResult]:
+            results = await inner.renew(requests, ttl=ttl)
+            self._checker.renewed(self.node, requests, results, ttl, self._base.now())
+            return results
+
+        return await self._forward("renew", observed)
 
     async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
-        lose = await self._before("finalize", writes=True)
-        results = await self._inner.finalize(requests)
-        now = self._base.now()
-        self._checker.finalized(self.node, requests, results, now)
-        woken: dict[str, int | None] = {}
-        for request, result in zip(requests, results, strict=True):
-            if result is FinalizeResult.APPLIED and _available_now(request, now):
-                queue = self._checker.queue_of(request.job_id)
-                woken[queue] = (woken.get(queue) or 0) + 1
-        self._hub.notify(woken)
-        await self._after("finalize", lose)
-        return results
+        async def observed(inner: Transport) -> list[FinalizeResult]:
+            results = await inner.finalize(requests)
+            now = self._base.now()
+            self._checker.finalized(self.node, requests, results, now)
+            woken: dict[str, int | None] = {}
+            for request, result in zip(requests, results, strict=True):
+                if result is FinalizeResult.APPLIED and _available_now(request, now):
+                    queue = self._checker.queue_of(request.job_id)
+                    woken[queue] = (woken.get(queue) or 0) + 1
+            self._hub.notify(woken)
+            return results
+
+        return await self._forward("finalize", observed)
 
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
-        lose = await self._before("reap", writes=True)
-        reclaimed = await self._inner.reap(limit=limit)
-        if reclaimed:
-            self._checker.reaped(self.node, reclaimed, self._base.now())
-            woken: dict[str, int | None] = {}
-            for r in reclaimed:
-                if r.state is JobState.AVAILABLE:
-                    woken[r.queue] = (woken.get(r.queue) or 0) + 1
-            self._hub.notify(woken)
-        await self._after("reap", lose)
-        return reclaimed
+        async def observed(inner: Transport) -> list[Reclaimed]:
+            reclaimed = await inner.reap(limit=limit)
+            if reclaimed:
+                self._checker.reaped(self.node, reclaimed, self._base.now())
+                woken: dict[str, int | None] = {}
+                for r in reclaimed:
+                    if r.state is JobState.AVAILABLE:
+                        woken[r.queue] = (woken.get(r.queue) or 0) + 1
+                self._hub.notify(woken)
+            return reclaimed
 
-    async def cancel(self, job_id: int) -> CancelResult:
-        lose = await self._before("cancel", writes=True)
-        result = await self._inner.cancel(job_id)
-        await self._after("cancel", lose)
-        return result
-
-    # --- leadership -----------------------------------------------------------------------
+        return await self._forward("reap", observed)
 
     async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
-        lose = await self._before("acquire_leader", writes=True)
-        lease = await self._inner.acquire_leader(name, holder=holder, ttl=ttl)
-        self._checker.leader(self.node, name, holder, lease, self._base.now())
-        await self._after("acquire_leader", lose)
-        return lease
+        async def observed(inner: Transport) -> LeaderLease | None:
+            lease = await inner.acquire_leader(name, holder=holder, ttl=ttl)
+            self._checker.leader(self.node, name, holder, lease, self._base.now())
+            return lease
+
+        return await self._forward("acquire_leader", observed)
 
     async def release_leader(self, name: str, *, holder: str) -> bool:
-        lose = await self._before("release_leader", writes=True)
-        released = await self._inner.release_leader(name, holder=holder)
-        if released:
-            self._checker.leader_released(name, holder)
-        await self._after("release_leader", lose)
-        return released
+        async def observed(inner: Transport) -> bool:
+            released = await inner.release_leader(name, holder=holder)
+            if released:
+                self._checker.leader_released(name, holder)
+            return released
 
-    async def get_cursor(self, name: str) -> float | None:
-        await self._before("get_cursor", writes=False)
-        value = await self._inner.get_cursor(name)
-        await self._after("get_cursor", False)
-        return value
+        return await self._forward("release_leader", observed)
 
-    async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
-        lose = await self._before("advance_cursor", writes=True)
-        moved = await self._inner.advance_cursor(name, expected=expected, new=new)
-        await self._after("advance_cursor", lose)
-        return moved
+    async def set_queue_config(self, config: QueueConfig) -> None:
+        async def observed(inner: Transport) -> None:
+            await inner.set_queue_config(config)
+            if not config.paused:
+                self._hub.notify({config.name: None})
 
-    # --- waiting --------------------------------------------------------------------------
+        await self._forward("set_queue_config", observed)
+
+    async def cleanup(
+        self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
+    ) -> int:
+        async def observed(inner: Transport) -> int:
+            deleted = await inner.cleanup(finished_before=finished_before, queue=queue, limit=limit)
+            self._checker.cleaned += deleted
+            return deleted
+
+        return await self._forward("cleanup", observed)
+
+    # --- waiting: the run's wake-up hub, not the store ------------------------------------
 
     async def wait_for_work(self, queues: Sequence[str]) -> None:
         clock = self._clock
@@ -410,65 +417,11 @@ class FaultyTransport(Transport):
             raise self._fail("wait_for_work", False)
         await self._hub.wait(queues)
 
-    # --- operating ------------------------------------------------------------------------
 
-    async def get_queue_config(self, queue: str) -> QueueConfig:
-        await self._before("get_queue_config", writes=False)
-        config = await self._inner.get_queue_config(queue)
-        await self._after("get_queue_config", False)
-        return config
-
-    async def set_queue_config(self, config: QueueConfig) -> None:
-        lose = await self._before("set_queue_config", writes=True)
-        await self._inner.set_queue_config(config)
-        if not config.paused:
-            self._hub.notify({config.name: None})
-        await self._after("set_queue_config", lose)
-
-    async def list_queue_configs(self) -> list[QueueConfig]:
-        await self._before("list_queue_configs", writes=False)
-        configs = await self._inner.list_queue_configs()
-        await self._after("list_queue_configs", False)
-        return configs
-
-    async def cleanup(
-        self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
-    ) -> int:
-        lose = await self._before("cleanup", writes=True)
-        deleted = await self._inner.cleanup(
-            finished_before=finished_before, queue=queue, limit=limit
-        )
-        self._checker.cleaned += deleted
-        await self._after("cleanup", lose)
-        return deleted
-
-    async def counts(self, queue: str | None = None) -> list[Counts]:
-        await self._before("counts", writes=False)
-        found = await self._inner.counts(queue)
-        await self._after("counts", False)
-        return found
-
-    async def get(self, job_id: int) -> Job:
-        await self._before("get", writes=False)
-        job = await self._inner.get(job_id)
-        await self._after("get", False)
-        return job
-
-    async def list_jobs(
-        self,
-        *,
-        queue: str | None = None,
-        state: JobState | None = None,
-        kind: str | None = None,
-        after_id: int = 0,
-        limit: int = 100,
-    ) -> list[Job]:
-        await self._before("list_jobs", writes=False)
-        jobs = await self._inner.list_jobs(
-            queue=queue, state=state, kind=kind, after_id=after_id, limit=limit
-        )
-        await self._after("list_jobs", False)
-        return jobs
+# Operations that only read: a fault fails them, never loses their reply.
+_READS = frozenset(
+    {"get_cursor", "get_queue_config", "list_queue_configs", "counts", "get", "list_jobs"}
+)
 
 
 def due_jobs(

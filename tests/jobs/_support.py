@@ -17,25 +17,16 @@ from actors.core import VirtualClock
 from actors.jobs import App, CronSchedule, Node, RuntimeEvent, Topology, WorkerConfig
 from actors.jobs.lowlevel import EventBus
 from transports import (
-    CancelResult,
     ConnectionLost,
-    Counts,
     EnqueueRequest,
     EnqueueResult,
     InvalidRequest,
     Job,
     JobState,
-    QueueConfig,
     Transport,
 )
 from transports.lowlevel import (
-    FinalizeRequest,
-    FinalizeResult,
-    LeaderLease,
-    Lease,
-    Reclaimed,
-    RenewRequest,
-    RenewResult,
+    ForwardingTransport,
     TimeSource,
 )
 
@@ -191,7 +182,7 @@ async def wait_state(
     return found[0]
 
 
-class FaultyTransport(Transport):
+class FaultyTransport(ForwardingTransport):
     """Delegates every call to ``inner``, failing or stalling chosen calls on demand.
 
     Attributes:
@@ -209,7 +200,7 @@ class FaultyTransport(Transport):
     """
 
     def __init__(self, inner: Transport, *, hold_time: bool = False) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.hold_time = hold_time
         self.down = False
         self.failing: set[str] = set()
@@ -243,12 +234,10 @@ class FaultyTransport(Transport):
         """The inner transport's payload limit."""
         return self.inner.max_payload_bytes
 
-    async def _call(
-        self, name: str, method: Callable[..., Awaitable[R]], *args: Any, **kw: Any
-    ) -> R:
+    async def _forward(self, name: str, call: Callable[[Transport], Awaitable[R]]) -> R:
         await self._before(name)
         if not self.hold_time or name == "wait_for_work":
-            return await method(*args, **kw)
+            return await call(self.inner)
         finished = False
 
         async def keep_time_still() -> None:
@@ -258,96 +247,13 @@ class FaultyTransport(Transport):
         async with anyio.create_task_group() as tg:
             tg.start_soon(keep_time_still)
             try:
-                result = await method(*args, **kw)
+                result = await call(self.inner)
             finally:
                 finished = True
         return result
 
-    async def open(self) -> None:
-        await self.inner.open()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
     async def enqueue_many(
         self, requests: Sequence[EnqueueRequest], **extra: Any
     ) -> list[EnqueueResult]:
-        return await self._call("enqueue_many", self.inner.enqueue_many, requests, **extra)
-
-    async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
-        return await self._call("claim", self.inner.claim, queue, owner=owner, limit=limit, ttl=ttl)
-
-    async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
-        return await self._call("renew", self.inner.renew, requests, ttl=ttl)
-
-    async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
-        return await self._call("finalize", self.inner.finalize, requests)
-
-    async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
-        return await self._call("reap", self.inner.reap, limit=limit)
-
-    async def cancel(self, job_id: int) -> CancelResult:
-        return await self._call("cancel", self.inner.cancel, job_id)
-
-    async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
-        return await self._call(
-            "acquire_leader", self.inner.acquire_leader, name, holder=holder, ttl=ttl
-        )
-
-    async def release_leader(self, name: str, *, holder: str) -> bool:
-        return await self._call("release_leader", self.inner.release_leader, name, holder=holder)
-
-    async def get_cursor(self, name: str) -> float | None:
-        return await self._call("get_cursor", self.inner.get_cursor, name)
-
-    async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
-        return await self._call(
-            "advance_cursor", self.inner.advance_cursor, name, expected=expected, new=new
-        )
-
-    async def wait_for_work(self, queues: Sequence[str]) -> None:
-        await self._call("wait_for_work", self.inner.wait_for_work, queues)
-
-    async def get_queue_config(self, queue: str) -> QueueConfig:
-        return await self._call("get_queue_config", self.inner.get_queue_config, queue)
-
-    async def set_queue_config(self, config: QueueConfig) -> None:
-        await self._call("set_queue_config", self.inner.set_queue_config, config)
-
-    async def list_queue_configs(self) -> list[QueueConfig]:
-        return await self._call(
-            "list_queue_configs",
-            self.inner.list_queue_configs,
-        )
-
-    async def cleanup(
-        self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
-    ) -> int:
-        return await self._call(
-            "cleanup", self.inner.cleanup, finished_before=finished_before, queue=queue, limit=limit
-        )
-
-    async def counts(self, queue: str | None = None) -> list[Counts]:
-        return await self._call("counts", self.inner.counts, queue)
-
-    async def get(self, job_id: int) -> Job:
-        return await self._call("get", self.inner.get, job_id)
-
-    async def list_jobs(
-        self,
-        *,
-        queue: str | None = None,
-        state: JobState | None = None,
-        kind: str | None = None,
-        after_id: int = 0,
-        limit: int = 100,
-    ) -> list[Job]:
-        return await self._call(
-            "list_jobs",
-            self.inner.list_jobs,
-            queue=queue,
-            state=state,
-            kind=kind,
-            after_id=after_id,
-            limit=limit,
-        )
+        # PostgreSQL's enqueue_many takes the caller's connection: pass it through.
+        return await self._forward("enqueue_many", lambda t: t.enqueue_many(requests, **extra))
