@@ -98,6 +98,8 @@ class JobTester:
         self._config = WorkerConfig()
         # The runtime's own Worker, never started as an actor: the tester hands it one claimed
         # job at a time and it runs the handler and decides the outcome as in production.
+        # This leans on the Worker's private per-job methods; tests/testing/test_parity.py
+        # compares a drain with a running node, so a change there shows up at once.
         self._worker = Worker(
             worker_id=_OWNER,
             queue="default",
