@@ -10,6 +10,7 @@ a previous run that is still active).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from random import Random  # allowed: type of the injected, seeded RNG only
 
@@ -82,6 +83,7 @@ class Cron(PeriodicActor):
         self.interval = leader_ttl / 3
         self.leading = False
         self.fired = 0
+        self._refused: dict[str, str] = {}  # schedule -> the stored cursor warned about
 
     def next_delay(self) -> float:
         # Wake for the next tick of any schedule, but at least every ttl / 3 to keep the lease.
@@ -123,6 +125,19 @@ class Cron(PeriodicActor):
         if cursor is None:
             # First sight of this schedule: start counting from now, fire nothing from the past.
             await transport.advance_cursor(cursor_name, expected=None, new=now)
+            return
+        if not (isinstance(cursor, int | float) and math.isfinite(cursor)):
+            # Another tool stored a cursor no tick can be compared with: firing from it could
+            # fire every tick or none, so the schedule waits for an operator, loudly.
+            if self._refused.get(schedule.name) != repr(cursor):
+                self._refused[schedule.name] = repr(cursor)
+                _log.warning(
+                    "cron %r: ignoring the stored cursor %r (not a finite time); the schedule "
+                    "does not fire until it is reset",
+                    schedule.name,
+                    cursor,
+                    extra={"schedule": schedule.name},
+                )
             return
         # Only the latest due tick matters (a long downtime must not walk every missed one).
         latest = schedule.latest_until(now)

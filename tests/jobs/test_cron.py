@@ -3,6 +3,8 @@ and jitter policies."""
 
 from __future__ import annotations
 
+import logging
+import math
 from collections import Counter
 from random import Random
 from typing import Any
@@ -301,3 +303,28 @@ async def test_a_storage_error_skips_a_tick_without_crashing(clock: VirtualClock
     assert ticks[:2] == [5, 10]
     assert 15 not in ticks
     assert max(Counter(ticks).values()) == 1
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+async def test_a_bad_stored_cursor_stops_its_schedule_loudly_not_the_node(
+    memory: MemoryTransport, clock: VirtualClock, caplog: pytest.LogCaptureFixture, bad: float
+) -> None:
+    """A cursor another tool stored as NaN or infinity cannot be compared with a tick: that
+    schedule does not fire, with one WARNING naming it; Cron does not crash and the other
+    schedules fire as usual."""
+    app = _app()
+    broken = CronSchedule(name="broken", expression=EVERY_5S, kind="cron.job")
+    fine = CronSchedule(name="fine", expression=EVERY_5S, kind="cron.job")
+    memory.store.cursors["cron:broken"] = bad
+    caplog.set_level(logging.WARNING, logger="actorq.cron")
+    async with (
+        clock.autojump(),
+        running(_cron_node(app, memory, clock, [broken, fine], node_id="n1")) as (node, events),
+    ):
+        cron = await node.child("cron")
+        await clock.sleep(30.0)
+        assert (await node.child("cron")) is cron  # never crashed
+    fired = {e.schedule for e in events.of(CronFired)}
+    assert fired == {"fine"}
+    (warning,) = [r for r in caplog.records if "broken" in r.getMessage()]
+    assert repr(bad) in warning.getMessage()
