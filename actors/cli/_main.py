@@ -34,7 +34,7 @@ from transports import (
     QueueConfig,
     Transport,
 )
-from transports.lowlevel import INT64_MAX
+from transports.lowlevel import INT64_MAX, encode_payload
 
 from ..jobs import App, Topology, WorkerConfig
 from ._errors import USAGE, CliFailure, _one_line, describe, redact_url
@@ -367,7 +367,7 @@ def _refuse_constant(name: str) -> NoReturn:
 def _parse_payload(text: str) -> Any:
     try:
         return json.loads(text, parse_constant=_refuse_constant)
-    except ValueError as exc:  # JSONDecodeError, a refused constant, too many digits
+    except (ValueError, RecursionError) as exc:  # bad JSON, NaN, too many digits, too deep
         raise CliFailure(
             f"payload is not JSON: {exc}",
             """give JSON such as '{"id": 7}', @file.json or - for stdin""",
@@ -461,6 +461,9 @@ def enqueue(
             ),
             dedupe_key=dedupe_key,
         )
+    # The store's own encoding and size check, before connecting: a refused payload creates
+    # no store and writes nothing.
+    encode_payload(request.payload, max_payload_bytes)
     requests = [request] * count
 
     async def run(transport: Transport) -> None:
@@ -571,6 +574,8 @@ def queue(
         changes["concurrency"] = concurrency
     if retention is not None:
         changes["retention"] = retention
+    if changes:
+        QueueConfig(name=queue, **changes)  # refuse a value no node could honour before connecting
 
     async def run(transport: Transport) -> None:
         config = await transport.get_queue_config(queue)

@@ -133,6 +133,10 @@ STORE_CASES = [
          "both PAYLOAD and --payload-file"),
     case("bad-payload", "too-large", ["enqueue", "k", "@{tmp}/big.json", "-t", "{url}"], 2,
          "--max-payload-bytes"),
+    case("bad-payload", "too-deep", ["enqueue", "k", "[" * 100_000, "-t", "{url}"], 2,
+         "payload is not JSON"),
+    case("bad-payload", "nul-in-string", ["enqueue", "k", '"a\\u0000b"', "-t", "{url}"], 2,
+         "NUL"),
     case("bad-payload", "not-utf8", ["enqueue", "k", "@{tmp}/latin1.json", "-t", "{url}"], 2,
          "cannot read the payload file"),
     case("bad-payload", "wrong-field-type",
@@ -214,6 +218,16 @@ def test_bad_input_changes_nothing(
     result = cli(_fill(case.args, store.url, apps, files))
     assert_one_line_error(result, case.code, case.message)
     assert store.snapshot() == before
+
+
+@pytest.mark.parametrize("case", [c for c in STORE_CASES if c.code == 2], ids=lambda c: c.id)
+def test_a_refused_command_line_creates_no_store(
+    case: Case, missing_store: Store, apps: dict[str, str], files: Path
+) -> None:
+    """A usage error is found before connecting: on a URL naming no store, none is created."""
+    result = cli(_fill(case.args, missing_store.url, apps, files))
+    assert_one_line_error(result, case.code, case.message)
+    assert not missing_store.exists()
 
 
 READ_ONLY_COMMANDS = [
