@@ -13,9 +13,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 from click.testing import CliRunner, Result
 
+import transports
 from actors.cli import main
 
 
@@ -100,6 +102,14 @@ def test_enqueue_with_app_uses_the_tasks_queue(url: str, app_path: str) -> None:
     rows = counts(url)
     assert rows["emails"][1] == "1"
     assert "default" not in rows
+
+    async def stored() -> transports.Job:
+        async with transports.connect(url, create=False) as transport:
+            return await transport.get(1)
+
+    job = anyio.run(stored)
+    assert (job.queue, job.priority, job.max_attempts) == ("emails", 3, 5)
+    assert job.payload == {"user_id": 7, "address": "a@b"}
 
 
 def test_enqueue_with_app_refuses_unknown_kind_and_bad_payload(url: str, app_path: str) -> None:
