@@ -31,7 +31,7 @@ pytest: $(STAMP)
 
 # The docs site, strict: a broken link or a docstring griffe cannot read fails the build.
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
 # The sdist and the wheel an upload would carry (tests/packaging installs and runs the wheel).
 dist: $(STAMP)
