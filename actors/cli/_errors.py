@@ -98,7 +98,7 @@ def describe(exc: BaseException, *, url: str | None = None) -> CliFailure:
     elif isinstance(exc, transports.UnsupportedURL):
         failure = CliFailure(
             text,
-            "give a store URL such as sqlite:///file.db or postgresql://user@host/db?sslmode=require",
+            "give a store URL such as sqlite:///file.db or postgresql://user@host/db",
             USAGE,
         )
     elif isinstance(exc, transports.InvalidQueueName):

@@ -383,7 +383,8 @@ def _parse_payload(text: str) -> Any:
     "app_path",
     default=None,
     envvar="ACTORQ_APP",
-    help="module:attribute of your App: use the task's queue and options, check the payload (env ACTORQ_APP).",
+    help="module:attribute of your App (env ACTORQ_APP): the task's queue and options are "
+    "used and the payload is checked.",
 )
 @_transport_option("a job enqueued there is lost when this command exits")
 @click.option(

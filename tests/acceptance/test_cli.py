@@ -124,7 +124,7 @@ def test_enqueue_with_app_refuses_unknown_kind_and_bad_payload(url: str, app_pat
 
 
 def test_payload_from_file_and_stdin(url: str, tmp_path: Path) -> None:
-    """A payload can come from @file, --payload-file or - (stdin); 2 MB fits with the limit raised."""
+    """A payload comes from @file, --payload-file or - (stdin); 2 MB fits with a raised limit."""
     big = tmp_path / "big.json"
     big.write_text('{"blob": "' + "x" * 2_000_000 + '"}')
     assert run("enqueue", "k", f"@{big}", "-t", url, "--max-payload-bytes", "3000000") == "job 1\n"

@@ -151,15 +151,16 @@ def _schedule(expression: str = "* * * * *", payload: Any = 1, **options: Any) -
     local.schedule("every", expression, tick, payload=payload, **options)
 
 
+W = WorkerConfig
 CONFIG_CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
-    ("bad-option-lease-ttl-zero", lambda: WorkerConfig(lease_ttl=0), ConfigInvalid, "lease_ttl"),
-    ("bad-option-lease-ttl-negative", lambda: WorkerConfig(lease_ttl=-1), ConfigInvalid, "lease_ttl"),
-    ("non-finite-lease-ttl", lambda: WorkerConfig(lease_ttl=math.nan), ConfigInvalid, "lease_ttl"),
-    ("bad-option-poll-interval-zero", lambda: WorkerConfig(poll_interval=0), ConfigInvalid, "poll"),
-    ("non-finite-poll-interval", lambda: WorkerConfig(poll_interval=math.inf), ConfigInvalid, "poll"),
-    ("bad-option-concurrency-negative", lambda: WorkerConfig(concurrency=-3), ConfigInvalid, "concurrency"),
-    ("huge-integer-concurrency", lambda: WorkerConfig(concurrency=BIG), ConfigInvalid, "concurrency"),
-    ("bad-option-batch-size-zero", lambda: WorkerConfig(batch_size=0), ConfigInvalid, "batch_size"),
+    ("bad-option-lease-ttl-zero", lambda: W(lease_ttl=0), ConfigInvalid, "lease_ttl"),
+    ("bad-option-lease-ttl-negative", lambda: W(lease_ttl=-1), ConfigInvalid, "lease_ttl"),
+    ("non-finite-lease-ttl", lambda: W(lease_ttl=math.nan), ConfigInvalid, "lease_ttl"),
+    ("bad-option-poll-interval-zero", lambda: W(poll_interval=0), ConfigInvalid, "poll"),
+    ("non-finite-poll-interval", lambda: W(poll_interval=math.inf), ConfigInvalid, "poll"),
+    ("bad-option-concurrency-negative", lambda: W(concurrency=-3), ConfigInvalid, "concurrency"),
+    ("huge-integer-concurrency", lambda: W(concurrency=BIG), ConfigInvalid, "concurrency"),
+    ("bad-option-batch-size-zero", lambda: W(batch_size=0), ConfigInvalid, "batch_size"),
     ("bad-name-task-queue", lambda: _task(queue="a b"), InvalidQueueName, "queue"),
     ("bad-name-task-kind", lambda: App().task("bad kind!"), InvalidQueueName, "kind"),
     ("bad-option-task-max-attempts", lambda: _task(max_attempts=0), ConfigInvalid, "max_attempts"),

@@ -33,7 +33,8 @@ def test_version(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["status"], 1, 'no store at sqlite:///actorq.db (run "actorq migrate -t sqlite:///actorq.db" first)'),
+        (["status"], 1,
+         'no store at sqlite:///actorq.db (run "actorq migrate -t sqlite:///actorq.db" first)'),
         (["worker", "no_such_module:app"], 2, "cannot import 'no_such_module'"),
         (["enqueue", "k", "-t", "memory://"], 2, "memory://"),
         (["queue", "default", "--concurrency", "-5"], 2, "'--concurrency'"),
