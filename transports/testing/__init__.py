@@ -9,6 +9,7 @@ rewrites one named query while a test runs, to prove a suite notices a missing f
 from ._clock import ManualClock
 from ._conformance import TransportConformance, TransportFactory
 from ._edges import TransportEdges
+from ._fine_print import TransportFinePrint
 from ._sql_mutants import SQLMutant, rewrite_query
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "TransportConformance",
     "TransportEdges",
     "TransportFactory",
+    "TransportFinePrint",
     "rewrite_query",
 ]
