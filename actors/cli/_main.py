@@ -48,6 +48,7 @@ FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
 
 DEFAULT_TRANSPORT = "sqlite:///actorq.db"
 _VERBOSE = "actorq.verbose"  # ctx.meta key: how many -v were given, before and after the command
+_LOGGING = "actorq.logging"  # ctx.meta key: True when this command set up logging itself
 _WORKER_DEFAULTS = attrs.fields(WorkerConfig)
 
 
@@ -90,8 +91,10 @@ def _count_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> N
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    elif count:
+        ctx.meta[_LOGGING] = True
+    elif ctx.meta.get(_LOGGING):  # ours: -v after the subcommand raises it further
         root.setLevel(level)
+    # Otherwise the host program (a test run, an embedding app) configured logging: keep it.
 
 
 def _verbose_param() -> click.Option:
