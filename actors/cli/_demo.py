@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import statistics
 import tempfile
 import time
@@ -85,9 +86,32 @@ def build_demo_app() -> App:
     return app
 
 
-async def run_demo(url: str | None, *, quick_jobs: int = 2000, concurrency: int = 8) -> None:
-    """Enqueue the mix, process it on one node with live progress, print a summary."""
+async def run_demo(
+    url: str | None, *, quick_jobs: int = 2000, concurrency: int = 8, quiet_failures: bool = True
+) -> None:
+    """Enqueue the mix, process it on one node with live progress, print a summary.
+
+    Args:
+        url: the store (default: a fresh SQLite file in a temporary folder).
+        quick_jobs: how many quick thumbnail jobs.
+        concurrency: Workers per queue.
+        quiet_failures: hold back the WARNING logs of the failures the demo makes on purpose
+            (they are counted in the summary); a dead job still logs its ERROR line.
+    """
     console = Console()
+    worker_log = logging.getLogger("actorq.worker")
+    level = worker_log.level
+    if quiet_failures:
+        worker_log.setLevel(logging.ERROR)
+    try:
+        await _run_demo(console, url, quick_jobs=quick_jobs, concurrency=concurrency)
+    finally:
+        worker_log.setLevel(level)
+
+
+async def _run_demo(
+    console: Console, url: str | None, *, quick_jobs: int, concurrency: int
+) -> None:
     with tempfile.TemporaryDirectory(prefix="actorq-demo-") as folder:
         url = url or f"sqlite:///{Path(folder) / 'demo.db'}"
         app = build_demo_app()

@@ -636,10 +636,18 @@ def migrate(url: str) -> None:
 )
 @_loop_option
 def demo(url: str | None, jobs: int, concurrency: int, loop: str) -> None:
-    """Run a realistic mix of jobs on embedded SQLite, with live progress and a summary."""
+    """Run a realistic mix of jobs on embedded SQLite, with live progress and a summary.
+
+    The demo's failures are deliberate and counted in its summary, so their WARNING logs are
+    held back; ``-v`` shows them as a worker would.
+    """
     from ._demo import run_demo
 
-    _run(loop, lambda: run_demo(url, quick_jobs=jobs, concurrency=concurrency))
+    quiet = not click.get_current_context().meta.get(_VERBOSE, 0)
+    _run(
+        loop,
+        lambda: run_demo(url, quick_jobs=jobs, concurrency=concurrency, quiet_failures=quiet),
+    )
 
 
 for _command in main.commands.values():
