@@ -19,8 +19,32 @@ Rules that hold for every method:
   give the attempt back.
 * **Cancel wins over retry.** A job whose cancel was requested ends ``cancelled`` if its holder
   retries, snoozes or releases it, or if its lease expires; ``Complete`` still succeeds.
-* **Errors.** Only subclasses of :class:`~transports.TransportError`; invalid input raises before
-  anything is written.
+* **Errors.** Only subclasses of :class:`~transports.TransportError`. Only
+  :class:`~transports.ConnectionLost` is transient (worth retrying);
+  :class:`~transports.InvalidRequest` and its subclasses mean the request is malformed.
+* **Validation** is one policy for every backend, applied before anything is written
+  (:mod:`transports._validate`; the request records check their fields when built, the
+  backends their plain arguments first thing), so a value one backend refuses, all refuse,
+  with the same error class:
+
+  - *identifiers* (queue, kind, leader and cursor names): 1-128 characters of
+    ``[A-Za-z0-9_.:-]``, ASCII only, else :class:`~transports.InvalidQueueName`;
+  - *labels* (dedupe keys, lease owners, leader holders): 1-255 characters of any script, no
+    control character (NUL included) and no lone surrogate, else ``InvalidRequest``;
+  - *integers* are ``int`` (never ``bool``): job ids and tokens fit 64 signed bits (beyond:
+    ``InvalidRequest``; in range but unknown: :class:`~transports.JobNotFound` from ``get``
+    and ``cancel``, ``LOST`` / ``STALE`` from ``renew`` / ``finalize``); priorities,
+    ``max_attempts`` (>= 1) and limits (>= 1) fit 32 signed bits;
+  - *times and durations* are finite numbers: delays, ``run_at`` and retention >= 0, TTLs > 0,
+    cursor values and ``finished_before`` any finite number;
+  - *payloads* are JSON with no NUL and no lone surrogate in any string
+    (:class:`~transports.PayloadNotSerializable`) and at most ``max_payload_bytes`` encoded
+    (:class:`~transports.PayloadTooLarge`);
+  - *queue configs* (:class:`~transports.QueueConfig`, checked when built): ``concurrency``
+    None or 0-10,000, ``retention`` None or finite >= 0; a stored value out of range (written
+    by another tool) reads back as None, the node default, so no stored value crashes a node;
+  - *error texts* (``Retry.error``, ``Discard.error``, ``Cancel.reason``) are stored as given,
+    with NUL and lone surrogates replaced by U+FFFD.
 * **Checkpoints.** Every method is a checkpoint (it yields to the event loop at least once).
 """
 
@@ -78,6 +102,8 @@ class Transport(abc.ABC):
         Raises:
             ConnectionLost: the store cannot be reached.
             SchemaVersionMismatch: the schema is not this code's and may not be migrated.
+            StoreNotFound: the transport was built with ``create=False`` and there is no store
+                (SQLite file, PostgreSQL schema) to open; nothing was created.
         """
         await anyio.lowlevel.checkpoint()
 
@@ -119,6 +145,8 @@ class Transport(abc.ABC):
             PayloadNotSerializable: a payload is not JSON.
             PayloadTooLarge: a payload is over ``max_payload_bytes``.
             InvalidQueueName: (from ``EnqueueRequest``) a bad queue or kind name.
+            InvalidRequest: (from ``EnqueueRequest``) a bad priority, delay, ``run_at``,
+                ``max_attempts`` or dedupe key; or ``requests`` is not a sequence of them.
         """
 
     # --- working --------------------------------------------------------------------------
@@ -135,7 +163,7 @@ class Transport(abc.ABC):
 
         Raises:
             InvalidQueueName: ``queue`` is not a valid name.
-            InvalidRequest: ``limit < 1`` or ``ttl <= 0``.
+            InvalidRequest: a bad ``owner`` label, ``limit`` or ``ttl``.
         """
 
     @abc.abstractmethod
@@ -145,7 +173,12 @@ class Transport(abc.ABC):
         ``RENEWED`` when the token still owns the running job and its lease has not expired;
         ``CANCEL_REQUESTED`` likewise, when a cancel was asked for (the lease is renewed so the
         worker can finalize it); ``LOST`` otherwise (expired, reclaimed, finished, unknown job).
-        An expired lease is never revived, even if nobody reaped it yet.
+        An expired lease is never revived, even if nobody reaped it yet. A lease named twice
+        gets the answer of its first occurrence.
+
+        Raises:
+            InvalidRequest: a bad ``ttl``, or ``requests`` is not a sequence of
+                :class:`~transports.lowlevel.RenewRequest`.
         """
 
     @abc.abstractmethod
@@ -157,7 +190,13 @@ class Transport(abc.ABC):
         (Complete), ``scheduled``/``available`` at ``run_at`` (Retry, or ``dead`` when
         ``attempt >= max_attempts``), the same without spending an attempt (Snooze),
         ``dead`` (Discard), ``cancelled`` (Cancel) or ``available`` now with the attempt given
-        back (Release). ``STALE`` when the token no longer owns it: nothing changes.
+        back (Release). ``STALE`` when the token no longer owns it: nothing changes. A lease
+        named twice is applied once, with its first occurrence's outcome; the later ones are
+        ``STALE``.
+
+        Raises:
+            InvalidRequest: ``requests`` is not a sequence of
+                :class:`~transports.lowlevel.FinalizeRequest`.
         """
 
     @abc.abstractmethod
@@ -231,7 +270,13 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def set_queue_config(self, config: QueueConfig) -> None:
-        """Store a queue's settings; un-pausing wakes its waiters."""
+        """Store a queue's settings; un-pausing wakes its waiters.
+
+        ``QueueConfig`` refuses, when built, a value no node could honour.
+
+        Raises:
+            InvalidRequest: ``config`` is not a :class:`~transports.QueueConfig`.
+        """
 
     @abc.abstractmethod
     async def list_queue_configs(self) -> list[QueueConfig]:

@@ -19,8 +19,10 @@ Hierarchy::
     │                                           whole or absent, never half-done (transient)
     ├── SchemaVersionMismatch                   the database schema is newer or older than this
     │                                           code and migrations are not allowed to fix it
-    └── StoreNotFound                           opened with create=False, and there is no store
-                                                (no SQLite file, no PostgreSQL schema) to open
+    ├── StoreNotFound                           opened with create=False, and there is no store
+    │                                           (no SQLite file, no PostgreSQL schema) to open
+    └── StoreReadOnly                           the store refuses every write (a read-only file,
+                                                a read-only database or standby): not transient
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "PayloadTooLarge",
     "SchemaVersionMismatch",
     "StoreNotFound",
+    "StoreReadOnly",
     "TransportClosed",
     "TransportError",
     "UnsupportedURL",
@@ -93,6 +96,14 @@ class UnsupportedURL(InvalidRequest):
 
 class StoreNotFound(TransportError):
     """``create=False`` was asked for and the store does not exist: nothing was created."""
+
+
+class StoreReadOnly(TransportError):
+    """The store refuses writes: a read-only SQLite file or a read-only PostgreSQL server.
+
+    Unlike :class:`ConnectionLost` this does not pass by itself: retrying will not help until
+    an operator makes the store writable (or points the node at the primary).
+    """
 
 
 @contextlib.contextmanager

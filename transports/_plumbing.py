@@ -17,13 +17,15 @@ from ._records import (
     Discard,
     EnqueueRequest,
     EnqueueResult,
+    FinalizeRequest,
     Outcome,
     Release,
+    RenewRequest,
     Retry,
     Snooze,
 )
 
-__all__ = ["Waiters", "encode_outcome", "fold_batch", "unfold_results"]
+__all__ = ["Waiters", "distinct_pairs", "encode_outcome", "fold_batch", "unfold_results"]
 
 
 class Waiters:
@@ -128,6 +130,29 @@ def unfold_results(
         assert first is not None
         results[index] = EnqueueResult(job_id=first.job_id, deduplicated=True)
     return [result for result in results if result is not None]
+
+
+def distinct_pairs(
+    requests: Sequence[RenewRequest | FinalizeRequest],
+) -> tuple[list[int], list[int]]:
+    """The indexes of the first request of each (job, token) pair, and each request's position
+    among those firsts.
+
+    A batch may name one lease twice (a retried flush, a heartbeat racing a finalize). The SQL
+    backends send each pair once, so that one statement never updates one row twice (which
+    SQL would resolve by picking an arbitrary duplicate): a repeated renewal gets the answer of
+    its first occurrence, and a repeated finalize is stale once its first occurrence applied.
+    """
+    position: dict[tuple[int, int], int] = {}
+    sent: list[int] = []
+    first: list[int] = []
+    for index, request in enumerate(requests):
+        pair = (request.job_id, request.token)
+        if pair not in position:
+            position[pair] = len(sent)
+            sent.append(index)
+        first.append(position[pair])
+    return sent, first
 
 
 def encode_outcome(outcome: Outcome) -> tuple[str, float | None, str | None]:

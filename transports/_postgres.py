@@ -42,11 +42,12 @@ from ._errors import (
     JobNotFound,
     SchemaVersionMismatch,
     StoreNotFound,
+    StoreReadOnly,
     TransportClosed,
     TransportError,
     map_exceptions,
 )
-from ._plumbing import Waiters, encode_outcome, fold_batch, unfold_results
+from ._plumbing import Waiters, distinct_pairs, encode_outcome, fold_batch, unfold_results
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     CancelResult,
@@ -111,6 +112,10 @@ def _interface_error(exc: BaseException) -> TransportError:
     return TransportError(f"PostgreSQL client error: {message}")
 
 
+def _read_only(exc: BaseException) -> TransportError:
+    return StoreReadOnly(f"the PostgreSQL server refuses writes: {exc}")
+
+
 def _other_error(exc: BaseException) -> TransportError:
     return TransportError(f"PostgreSQL error: {exc}")
 
@@ -123,6 +128,8 @@ _DRIVER_ERRORS: dict[type[BaseException], Callable[[BaseException], TransportErr
     asyncpg.exceptions.TooManyConnectionsError: _connection_lost,
     OSError: _connection_lost,
     asyncpg.InterfaceError: _interface_error,
+    # A standby, or default_transaction_read_only: no write will pass until that changes.
+    asyncpg.exceptions.ReadOnlySQLTransactionError: _read_only,
     asyncpg.PostgresError: _other_error,
     # The protocol fell out of step with the server, as when a FATAL error (the server
     # process was killed) reaches an idle connection: that connection is gone.
@@ -210,23 +217,6 @@ def _finalize_columns(
         run_ats.append(run_at)
         errors.append(error)
     return ids, tokens, actions, _nulls_as_none(run_ats), _nulls_as_none(errors)
-
-
-def _distinct_pairs(
-    requests: Sequence[RenewRequest | FinalizeRequest],
-) -> tuple[list[int], list[int]]:
-    """Indexes of the first request of each (job, token) pair, and each request's position
-    among those firsts."""
-    position: dict[tuple[int, int], int] = {}
-    sent: list[int] = []
-    first: list[int] = []
-    for index, request in enumerate(requests):
-        pair = (request.job_id, request.token)
-        if pair not in position:
-            position[pair] = len(sent)
-            sent.append(index)
-        first.append(position[pair])
-    return sent, first
 
 
 class _DedupeRace(Exception):
@@ -534,7 +524,7 @@ class PostgresTransport(Transport):
             return []
         # A repeated (job, token) pair gets the answer of its first occurrence; each pair is
         # sent once so that one statement never updates one row twice.
-        sent, first = _distinct_pairs(requests)
+        sent, first = distinct_pairs(requests)
         ids = [requests[i].job_id for i in sent]
         tokens = [requests[i].token for i in sent]
         with _mapped():
@@ -551,7 +541,7 @@ class PostgresTransport(Transport):
             return []
         # A repeated (job, token) pair is stale after its first occurrence applies; each pair
         # is sent once so that one statement never updates one row twice.
-        sent, _ = _distinct_pairs(requests)
+        sent, _ = distinct_pairs(requests)
         if len(sent) < len(requests):
             columns = tuple(
                 None if column is None else [column[i] for i in sent] for column in columns

@@ -43,11 +43,12 @@ from ._errors import (
     JobNotFound,
     SchemaVersionMismatch,
     StoreNotFound,
+    StoreReadOnly,
     TransportClosed,
     TransportError,
     map_exceptions,
 )
-from ._plumbing import Waiters, encode_outcome, fold_batch, unfold_results
+from ._plumbing import Waiters, distinct_pairs, encode_outcome, fold_batch, unfold_results
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     CancelResult,
@@ -98,7 +99,12 @@ _FINALIZE_ROW = "(?, ?, ?, ?, ?)"
 
 
 def _connection_lost(exc: BaseException) -> TransportError:
+    if getattr(exc, "sqlite_errorcode", None) == _SQLITE_READONLY:
+        return StoreReadOnly(f"the SQLite database is read-only: {exc}")
     return ConnectionLost(f"SQLite call failed: {exc}")
+
+
+_SQLITE_READONLY = 8  # the primary result code of "attempt to write a readonly database"
 
 
 # aiosqlite raises ValueError("Connection closed" / "no active connection") once its
@@ -513,13 +519,16 @@ class SQLiteTransport(Transport):
             await anyio.lowlevel.checkpoint()
             return []
         now = self._time.now()
+        # Each (job, token) pair once; a repeated one gets the answer of its first occurrence.
+        sent, _ = distinct_pairs(requests)
+        distinct = [requests[i] for i in sent]
         params = [
             {
                 "requests": json.dumps([[request.job_id, request.token] for request in chunk]),
                 "now": now,
                 "expires_at": now + ttl,
             }
-            for chunk in _chunks(requests)
+            for chunk in _chunks(distinct)
         ]
         rows: list[Any] = []
         if len(params) == 1:
@@ -542,7 +551,10 @@ class SQLiteTransport(Transport):
 
     async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
         check_items(requests, FinalizeRequest, "requests")
-        params = [_finalize_row(request) for request in requests]
+        # A repeated (job, token) pair is stale after its first occurrence applies; each pair
+        # is sent once, so the statement never picks an arbitrary duplicate's outcome.
+        sent, _ = distinct_pairs(requests)
+        params = [_finalize_row(requests[i]) for i in sent]
         self._connection()
         if not params:
             await anyio.lowlevel.checkpoint()
@@ -565,15 +577,11 @@ class SQLiteTransport(Transport):
                         )
                     )
         owned = {(job_id, token) for job_id, token, _queue, _state in applied}
-        results: list[FinalizeResult] = []
-        for request in requests:
-            key = (request.job_id, request.token)
-            if key in owned:
-                # Only the first of duplicate requests counts: the job was done by then.
-                owned.discard(key)
-                results.append(FinalizeResult.APPLIED)
-            else:
-                results.append(FinalizeResult.STALE)
+        results = [FinalizeResult.STALE] * len(requests)
+        for index in sent:
+            request = requests[index]
+            if (request.job_id, request.token) in owned:
+                results[index] = FinalizeResult.APPLIED
         self._wake({queue for _id, _token, queue, state in applied if state == "available"})
         return results
 

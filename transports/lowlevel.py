@@ -9,7 +9,7 @@ from ._bridge import AsyncioLoopThread, BridgedTransport
 from ._clock import WallClock
 from ._errors import map_exceptions
 from ._forward import ForwardingTransport
-from ._plumbing import Waiters, encode_outcome, fold_batch, unfold_results
+from ._plumbing import Waiters, distinct_pairs, encode_outcome, fold_batch, unfold_results
 from ._records import (
     Cancel,
     Complete,
@@ -105,6 +105,7 @@ __all__ = [
     "check_state",
     "check_time",
     "clean_text",
+    "distinct_pairs",
     "encode_outcome",
     "encode_payload",
     "fold_batch",

@@ -16,6 +16,7 @@ from transports import (
     InvalidRequest,
     JobState,
     PostgresTransport,
+    StoreReadOnly,
     Transport,
     connect,
 )
@@ -357,3 +358,18 @@ async def test_finalize_batch_is_one_fenced_statement(
 
 def test_channel_name_follows_schema() -> None:
     assert _channel("abc") == "abc_jobs"
+
+
+@asyncio_only
+async def test_read_only_server_raises_store_read_only(
+    postgres_dsn: str, postgres_schema: str
+) -> None:
+    """A server that refuses writes (a standby, default_transaction_read_only) gives
+    StoreReadOnly, which retrying does not fix; reads still work."""
+    async with PostgresTransport(postgres_dsn, schema=postgres_schema) as transport:
+        await transport.enqueue(EnqueueRequest(kind="k"))
+    read_only = f"{postgres_dsn}?options=-c%20default_transaction_read_only%3Don"
+    async with PostgresTransport(read_only, schema=postgres_schema, create=False) as transport:
+        with pytest.raises(StoreReadOnly, match="refuses writes"):
+            await transport.enqueue(EnqueueRequest(kind="k"))
+        assert [c.total for c in await transport.counts()] == [1]

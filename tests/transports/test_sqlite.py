@@ -17,6 +17,7 @@ from transports import (
     JobState,
     SchemaVersionMismatch,
     SQLiteTransport,
+    StoreReadOnly,
     Transport,
     TransportClosed,
     connect,
@@ -345,3 +346,17 @@ async def test_connect_memory_url(anyio_backend: str) -> None:
     async with connect("sqlite://:memory:") as transport:
         await transport.enqueue(EnqueueRequest(kind="k"))
         assert (await transport.counts())[0].total == 1
+
+
+@asyncio_only
+async def test_read_only_database_raises_store_read_only(db_path: str) -> None:
+    """Writes to a database that refuses them are StoreReadOnly (not retried as a lost
+    connection); reads still work."""
+    async with SQLiteTransport(db_path) as transport:
+        await transport.enqueue(EnqueueRequest(kind="k"))
+        await transport._conn.execute("PRAGMA query_only = ON")  # type: ignore[union-attr]
+        with pytest.raises(StoreReadOnly, match="read-only"):
+            await transport.enqueue(EnqueueRequest(kind="k"))
+        with pytest.raises(StoreReadOnly):
+            await transport.claim("default", owner="w", limit=1, ttl=30)
+        assert [c.total for c in await transport.counts()] == [1]

@@ -62,6 +62,7 @@ from .._records import (
 )
 from ._clock import ManualClock
 from ._edges import TransportEdges
+from ._fine_print import TransportFinePrint
 
 __all__ = ["TransportConformance", "TransportFactory"]
 
@@ -134,7 +135,7 @@ async def _wakes(transport: Transport, queues: list[str], action: Any) -> None:
             await returned.wait()
 
 
-class TransportConformance(TransportEdges):
+class TransportConformance(TransportFinePrint, TransportEdges):
     """The behaviour every :class:`~transports.Transport` must show; subclass to run it.
 
     Subclasses provide the ``transport_factory`` fixture (see the module docstring) and may set
@@ -668,6 +669,55 @@ class TransportConformance(TransportEdges):
         assert (await transport.get(a.job_id)).state is JobState.SUCCEEDED
         assert (await transport.get(b.job_id)).state is JobState.DEAD
         assert await transport.finalize([]) == []
+
+    @pytest.mark.parametrize("size", [2, 3, 600], ids=lambda n: f"{n}-requests")
+    async def test_finalize_of_one_lease_twice_applies_the_first_outcome(
+        self, transport: Transport, size: int
+    ) -> None:
+        """The same lease named again in one batch (with other outcomes) is stale: the first
+        occurrence's outcome is the one applied, whatever the batch's size."""
+        await transport.enqueue(_request())
+        lease = await _claim_one(transport)
+        outcomes: list[Outcome] = [Discard(error="first"), Complete(), Retry(run_at=0.0)]
+        results = await transport.finalize(
+            [
+                FinalizeRequest(
+                    job_id=lease.job_id, token=lease.token, outcome=outcomes[i % len(outcomes)]
+                )
+                for i in range(size)
+            ]
+        )
+        assert results == [FinalizeResult.APPLIED] + [FinalizeResult.STALE] * (size - 1)
+        job = await transport.get(lease.job_id)
+        assert job.state is JobState.DEAD
+        assert job.last_error == "first"
+
+    async def test_renew_batch_with_repeats_and_stale_tokens_answers_each_position(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A renew batch answers every position: a repeated lease as its first occurrence, a
+        stale token of a job LOST even when that job's live token comes right after."""
+        await transport.enqueue(_request())
+        b = await _claim_one(transport)
+        clock.advance(TTL)
+        await transport.reap()
+        b2 = await _claim_one(transport)  # b's job again, with a new token
+        assert b2.job_id == b.job_id
+        await transport.enqueue(_request())
+        a = await _claim_one(transport)
+        live_a = RenewRequest(job_id=a.job_id, token=a.token)
+        stale_b = RenewRequest(job_id=b.job_id, token=b.token)
+        live_b = RenewRequest(job_id=b2.job_id, token=b2.token)
+        results = await transport.renew([stale_b, live_b, live_b, stale_b, live_a, live_b], ttl=TTL)
+        assert results == [
+            RenewResult.LOST,
+            RenewResult.RENEWED,
+            RenewResult.RENEWED,
+            RenewResult.LOST,
+            RenewResult.RENEWED,
+            RenewResult.RENEWED,
+        ]
+        assert (await transport.get(b2.job_id)).lease_expires_at == clock.now() + TTL
 
     @pytest.mark.parametrize(
         "outcome",
