@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeAlias
@@ -18,10 +19,13 @@ from ._errors import InvalidRequest, PayloadNotSerializable, PayloadTooLarge
 from ._validate import (
     INT32_MAX,
     INT32_MIN,
+    INT64_MAX,
+    INT64_MIN,
     MAX_CONCURRENCY,
     check_id,
     check_int,
     check_label,
+    check_name,
     check_time,
     clean_text,
     validate_name,
@@ -135,9 +139,14 @@ def encode_payload(payload: JsonValue, max_bytes: int) -> str:
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
+# The validators below take a fast path for the common, valid value (a plain int or float in
+# range, a name already seen) and leave everything else to the checks of transports._validate,
+# which raise the typed error: records are built for every job, lease and renewal.
+
+
 def _name(what: str) -> Callable[[object, attrs.Attribute[Any], Any], None]:
     def check(_inst: object, _attr: attrs.Attribute[Any], value: Any) -> None:
-        validate_name(value, what)
+        check_name(value, what)
 
     return check
 
@@ -148,22 +157,26 @@ def _label(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
 
 
 def _id(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
-    check_id(value, attr.name)
+    if value.__class__ is not int or not INT64_MIN <= value <= INT64_MAX:
+        check_id(value, attr.name)
 
 
 def _int32(low: int) -> Callable[[object, attrs.Attribute[Any], Any], None]:
     def check(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
-        check_int(value, attr.name, low, INT32_MAX)
+        if value.__class__ is not int or not low <= value <= INT32_MAX:
+            check_int(value, attr.name, low, INT32_MAX)
 
     return check
 
 
 def _time(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
-    check_time(value, attr.name)
+    # A finite float >= 0 compares between 0 and infinity; NaN compares false.
+    if value.__class__ is not float or not 0.0 <= value < math.inf:
+        check_time(value, attr.name)
 
 
 def _optional_time(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None:
+    if value is not None and (value.__class__ is not float or not 0.0 <= value < math.inf):
         check_time(value, attr.name)
 
 

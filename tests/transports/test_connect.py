@@ -41,10 +41,7 @@ async def test_sqlite_missing_file_without_create_raises_and_creates_nothing(
     with pytest.raises(StoreNotFound, match=r"missing\.db"):
         async with connect(f"sqlite:///{path}", create=False):
             pass
-    assert (
-        not await anyio.Path(tmp_path).exists()
-        or [p async for p in anyio.Path(tmp_path).iterdir()] == []
-    )
+    assert [p async for p in anyio.Path(tmp_path).iterdir()] == []
 
 
 async def test_sqlite_missing_folder_without_create_raises_store_not_found(
@@ -54,10 +51,7 @@ async def test_sqlite_missing_folder_without_create_raises_store_not_found(
     with pytest.raises(StoreNotFound):
         async with connect(f"sqlite:///{tmp_path / 'nowhere' / 'jobs.db'}", create=False):
             pass
-    assert (
-        not await anyio.Path(tmp_path).exists()
-        or [p async for p in anyio.Path(tmp_path).iterdir()] == []
-    )
+    assert [p async for p in anyio.Path(tmp_path).iterdir()] == []
 
 
 async def test_sqlite_file_without_schema_is_not_migrated(tmp_path: Path) -> None:
