@@ -1,7 +1,9 @@
 """Real interleavings: claimants as long-lived tasks, each on its own connection or instance.
 
 Hypothesis writes the schedule: in each round some claimants act *at the same time* (claim,
-renew what they hold, finalize, reap) while the others stall, then the clock jumps. Whatever the
+renew what they hold, finalize, flush a batch that names a lease twice after a stale token,
+reap) while the others stall, then the clock jumps. Renewals, too, repeat a lease and lead with
+a stale token, so every position of a batch is checked while other claimants overlap it. Whatever the
 database or the event loop makes of the overlap, the answers of every round must be those of
 some sequential order of the same calls (checked against the reference model), and the lease
 invariants must hold on the job table after every round.
@@ -43,7 +45,7 @@ from .strategies import (
 class Step:
     """What one claimant does in a round."""
 
-    kind: str  # "claim", "renew", "finalize", "reap" or "enqueue"
+    kind: str  # "claim", "renew", "finalize", "flush", "reap" or "enqueue"
     limit: int = 1
     ttl: float = 5.0
     pick: int = 0
@@ -54,7 +56,9 @@ class Step:
 steps = st.builds(
     Step,
     # Claims are the point (exactly one winner), so they are the likeliest step.
-    kind=st.sampled_from(["claim", "claim", "claim", "renew", "finalize", "reap", "enqueue"]),
+    kind=st.sampled_from(
+        ["claim", "claim", "claim", "renew", "finalize", "flush", "reap", "enqueue"]
+    ),
     limit=limits,
     ttl=ttls,
     pick=picks,
@@ -96,6 +100,7 @@ class Claimant:
         self.name = name
         self.transport = transport
         self.held: list[Lease] = []
+        self.old: list[Lease] = []  # leases it finalized or lost: stale tokens to send late
         send, receive = anyio.create_memory_object_stream[tuple[Op, _Answer]](1)
         self.inbox: ObjectSendStream[tuple[Op, _Answer]] = send
         self._inbox: ObjectReceiveStream[tuple[Op, _Answer]] = receive
@@ -114,9 +119,27 @@ class Claimant:
         if step.kind == "renew":
             if not self.held:
                 return None
+            # Every lease it holds, one of them twice, after a stale token when it has one.
+            again = self.held[step.pick % len(self.held)]
+            leases = [*self.old[-1:], *self.held, again]
             return Renew(
-                tuple(RenewRequest(job_id=lease.job_id, token=lease.token) for lease in self.held),
+                tuple(RenewRequest(job_id=lease.job_id, token=lease.token) for lease in leases),
                 step.ttl,
+            )
+        if step.kind == "flush":
+            if not self.held:
+                return None
+            # A retried flush: a stale token first, then the picked lease twice around another.
+            assert step.outcome is not None
+            picked = self.held[step.pick % len(self.held)]
+            other = self.held[(step.pick + 1) % len(self.held)]
+            leases = [*self.old[-1:], picked, other, picked]
+            outcome = step.outcome.outcome(now)
+            return Finalize(
+                tuple(
+                    FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=outcome)
+                    for lease in leases
+                )
             )
         if step.kind == "finalize":
             if not self.held:
@@ -139,15 +162,20 @@ class Claimant:
         if isinstance(op, Claim):
             self.held.extend(result)
         elif isinstance(op, Finalize):
-            done = {r.token for r in op.requests}
-            self.held = [lease for lease in self.held if lease.token not in done]
+            self._drop({r.token for r in op.requests})
         elif isinstance(op, Renew):
-            lost = {
-                r.token
-                for r, answer in zip(op.requests, result, strict=True)
-                if answer is RenewResult.LOST
-            }
-            self.held = [lease for lease in self.held if lease.token not in lost]
+            self._drop(
+                {
+                    r.token
+                    for r, answer in zip(op.requests, result, strict=True)
+                    if answer is RenewResult.LOST
+                }
+            )
+
+    def _drop(self, tokens: set[int]) -> None:
+        gone = [lease for lease in self.held if lease.token in tokens]
+        self.held = [lease for lease in self.held if lease.token not in tokens]
+        self.old = (self.old + gone)[-4:]
 
 
 async def play(

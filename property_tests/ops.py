@@ -19,7 +19,14 @@ import attrs
 from transports import EnqueueRequest, Job, JobNotFound, QueueConfig, Transport
 from transports.lowlevel import FinalizeRequest, Lease, RenewRequest
 
-from .model import LINEARIZABLE, ONE_CLAIMANT, Ledger, ReferenceModel, Violation
+from .model import (
+    LINEARIZABLE,
+    MATCHES_MODEL,
+    ONE_CLAIMANT,
+    Ledger,
+    ReferenceModel,
+    Violation,
+)
 
 __all__ = [
     "AcquireLeader",
@@ -79,6 +86,10 @@ class Claim(Op):
     owner: str
     limit: int
     ttl: float
+    # Raced only other claims of its queue: a SQL claim skips rows the others hold locked (FOR
+    # UPDATE SKIP LOCKED), so it may take due jobs past the first ones; settle then checks that
+    # the claims together took exactly the first due jobs.
+    concurrent: bool = False
 
     async def run(self, transport: Transport) -> Any:
         return await transport.claim(self.queue, owner=self.owner, limit=self.limit, ttl=self.ttl)
@@ -87,7 +98,9 @@ class Claim(Op):
         ledger.claimed(result, now)
 
     def apply(self, model: ReferenceModel, result: Any, now: float) -> None:
-        model.apply_claim(self.queue, self.owner, self.limit, self.ttl, now, result)
+        model.apply_claim(
+            self.queue, self.owner, self.limit, self.ttl, now, result, subset=self.concurrent
+        )
 
 
 @attrs.frozen
@@ -248,6 +261,14 @@ def settle(
     done = [
         (attrs.evolve(op, concurrent=True) if isinstance(op, Reap) else op, r) for op, r in done
     ]
+    claim_race = all(isinstance(op, Claim) for op, _ in done) and (
+        len({op.queue for op, _ in done if isinstance(op, Claim)}) == 1
+    )
+    if claim_race:
+        done = [
+            (attrs.evolve(op, concurrent=True) if isinstance(op, Claim) else op, r)
+            for op, r in done
+        ]
     claimed: dict[int, str] = {}
     for op, result in done:
         if isinstance(op, Claim):
@@ -262,6 +283,8 @@ def settle(
         except Violation as violation:
             failures.append(violation)
             continue
+        if claim_race:
+            _took_the_first_due(done, model, now)
         return trial_model, trial_ledger
     props = {failure.prop for failure in failures}
     if len(props) == 1:
@@ -269,6 +292,22 @@ def settle(
     calls = "; ".join(f"{op!r} -> {result!r}" for op, result in done)
     reasons = " | ".join(sorted({str(failure) for failure in failures}))
     raise Violation(LINEARIZABLE, f"no order explains [{calls}]: {reasons}")
+
+
+def _took_the_first_due(done: Sequence[tuple[Op, Any]], model: ReferenceModel, now: float) -> None:
+    """Claims that raced each other took, together, exactly the first due jobs of their queue:
+    as many as their limits allow, none skipped for a later one."""
+    claims = [(op, result) for op, result in done if isinstance(op, Claim)]
+    queue = claims[0][0].queue
+    due = [job.id for job in model.due_in_order(queue, now)]
+    wanted = sum(op.limit for op, _ in claims)
+    took = sorted((lease.job_id for _, result in claims for lease in result), key=due.index)
+    if took != due[:wanted]:
+        raise Violation(
+            MATCHES_MODEL,
+            f"racing claims of {queue!r} (limits {[op.limit for op, _ in claims]}) took {took}, "
+            f"expected the first due {due[:wanted]}",
+        )
 
 
 def _claimed_once(claimed: dict[int, str], lease: Lease, owner: str) -> None:

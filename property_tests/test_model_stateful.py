@@ -13,8 +13,9 @@ EXAMPLES = {"memory": 100, "sqlite": 40, "postgres": 40}
 
 
 def test_leases_never_lie(harness: Harness) -> None:
-    """Under any sequence of enqueues, claims, renewals, finalizes, cancels, clock jumps, reaps,
-    crashes, late calls, leader and cursor moves and races, the transport keeps every lease
-    invariant and answers exactly as the reference model."""
+    """Under any sequence of enqueues, claims, renewals, finalizes (batches naming a lease twice
+    or a stale token before a live one included), cancels, clock jumps, reaps, crashes, late
+    calls, leader and cursor moves and races, the transport keeps every lease invariant and
+    answers exactly as the reference model, position by position."""
     n = examples(EXAMPLES[harness.backend.name])
     run_state_machine_as_test(lambda: LeaseMachine(harness), settings=settings(max_examples=n))

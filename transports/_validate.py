@@ -14,8 +14,9 @@ before anything is written. The policy (also stated on :class:`~transports.Trans
   except that NUL and lone surrogates (which no SQL backend can store) become U+FFFD.
 * **Integers**: ``int`` (never ``bool``). Ids and tokens fit a signed 64-bit integer;
   priorities, attempt counts and limits a signed 32-bit one (the width every backend stores).
-* **Times and durations**: ``int`` or ``float``, finite (no NaN, no infinity). Delays and times
-  are ``>= 0``; TTLs ``> 0``.
+* **Times and durations**: ``int`` or ``float``, finite (no NaN, no infinity). Delays,
+  ``run_at`` and retention are ``>= 0``; TTLs ``> 0``; cursor values and ``finished_before``
+  any finite number.
 * **Queue settings**: ``concurrency`` ``None`` or ``0 ..`` :data:`MAX_CONCURRENCY`,
   ``retention`` ``None`` or finite ``>= 0``.
 """

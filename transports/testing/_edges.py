@@ -369,7 +369,7 @@ def _wait_rows() -> list[Row]:
 
 
 def _queue_config_rows() -> list[Row]:
-    def set_config(what: str, error: type[TransportError], **fields: Any) -> Row:
+    def set_config(what: str, error: type[TransportError] | None, **fields: Any) -> Row:
         fields.setdefault("name", "edges")
 
         async def call(t: Transport) -> Any:
@@ -398,6 +398,12 @@ def _queue_config_rows() -> list[Row]:
     rows += [set_config(f"paused={v!r}", InvalidRequest, paused=v) for v in ["yes", 1, None]]
     rows += [get_config(name) for name in BAD_IDENTIFIERS]
     rows.append(Row("set_queue_config('edges')", not_a_config, InvalidRequest))
+    rows += [
+        set_config("concurrency=0 (no workers)", None, concurrency=0),
+        set_config(f"concurrency={MAX_CONCURRENCY}", None, concurrency=MAX_CONCURRENCY),
+        set_config("retention=0", None, retention=0),
+        set_config("name of 128 characters", None, name="x" * 128),
+    ]
     return rows
 
 
