@@ -279,3 +279,24 @@ def test_redact_url_hides_only_the_password(url: str, shown: str) -> None:
 def test_redact_url_never_raises() -> None:
     """A URL too broken to parse is not shown at all."""
     assert SECRET not in redact_url(f"postgresql://a:{SECRET}@[::1/x")
+
+
+def test_libpq_options_become_driver_arguments() -> None:
+    """Options asyncpg reads stay in its DSN; the others become its timeout and settings."""
+    from transports._url import postgres_connect_args
+
+    args = postgres_connect_args(
+        "postgresql://u@h/db?sslmode=verify-full&sslrootcert=%2Fca.pem&connect_timeout=2.5"
+        "&fallback_application_name=fb&options=-c%20a%3D1%20-cb%3D2%20--lock-timeout%3D3s"
+    )
+    assert args.dsn == "postgresql://u@h/db?sslmode=verify-full&sslrootcert=%2Fca.pem"
+    assert args.timeout == 2.5
+    assert args.server_settings == {
+        "a": "1",
+        "b": "2",
+        "lock_timeout": "3s",
+        "application_name": "fb",
+    }
+    named = postgres_connect_args("postgresql://h/db?application_name=app&connect_timeout=0")
+    assert named.server_settings == {"application_name": "app"}
+    assert named.timeout is None  # libpq's 0: wait forever

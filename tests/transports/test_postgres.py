@@ -16,6 +16,7 @@ from transports import (
     InvalidRequest,
     JobState,
     PostgresTransport,
+    QueueConfig,
     StoreReadOnly,
     Transport,
     connect,
@@ -373,3 +374,18 @@ async def test_read_only_server_raises_store_read_only(
         with pytest.raises(StoreReadOnly, match="refuses writes"):
             await transport.enqueue(EnqueueRequest(kind="k"))
         assert [c.total for c in await transport.counts()] == [1]
+
+
+@asyncio_only
+async def test_stored_config_out_of_range_reads_as_the_default(
+    postgres_dsn: str, postgres_schema: str, admin: asyncpg.Connection
+) -> None:
+    """A queue config another tool stored out of range reads back as unset (the node default),
+    and a row with an invalid name is skipped."""
+    async with PostgresTransport(postgres_dsn, schema=postgres_schema) as transport:
+        await admin.execute(
+            f'INSERT INTO "{postgres_schema}".queues (name, paused, concurrency, retention) '
+            "VALUES ('bad', false, -5, 'NaN'), ('a b', false, 2, 1.0)"
+        )
+        assert await transport.get_queue_config("bad") == QueueConfig(name="bad")
+        assert await transport.list_queue_configs() == [QueueConfig(name="bad")]

@@ -15,6 +15,7 @@ from transports import (
     EnqueueRequest,
     InvalidRequest,
     JobState,
+    QueueConfig,
     SchemaVersionMismatch,
     SQLiteTransport,
     StoreReadOnly,
@@ -360,3 +361,23 @@ async def test_read_only_database_raises_store_read_only(db_path: str) -> None:
         with pytest.raises(StoreReadOnly):
             await transport.claim("default", owner="w", limit=1, ttl=30)
         assert [c.total for c in await transport.counts()] == [1]
+
+
+@asyncio_only
+async def test_stored_config_out_of_range_reads_as_the_default(db_path: str) -> None:
+    """A queue config another tool stored out of range reads back as unset (the node default),
+    and a row with an invalid name is skipped: no stored value can crash a node."""
+    async with SQLiteTransport(db_path) as transport:
+        await transport.set_queue_config(QueueConfig(name="good", concurrency=3, retention=60.0))
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(
+            "INSERT INTO queue_configs (name, paused, concurrency, retention) VALUES "
+            "('bad', 0, -5, -1.0), ('huge', 1, 1000000000, 7.5), ('a b', 0, 2, 1.0)"
+        )
+    async with SQLiteTransport(db_path) as transport:
+        assert await transport.get_queue_config("bad") == QueueConfig(name="bad")
+        assert await transport.list_queue_configs() == [
+            QueueConfig(name="bad"),
+            QueueConfig(name="good", concurrency=3, retention=60.0),
+            QueueConfig(name="huge", paused=True, retention=7.5),
+        ]
