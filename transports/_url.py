@@ -102,7 +102,15 @@ def redact_url(url: str) -> str:
                 )
         if netloc == parts.netloc and query == parts.query:
             return url
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        if "://" not in url:
+            return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        # Spelled out: urlunsplit drops an empty host's "//" (sqlite:///x.db -> sqlite:/x.db).
+        shown = f"{parts.scheme}://{netloc}{parts.path}"
+        return (
+            shown
+            + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else "")
+        )
     except Exception:
         # A URL too broken to parse is not shown at all: it may hold a password anywhere.
         return "<unparsable URL>"

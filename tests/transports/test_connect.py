@@ -268,6 +268,8 @@ async def test_a_wrong_password_is_never_shown(postgres_dsn: str, postgres_schem
         ("postgresql://ada@db/x", "postgresql://ada@db/x"),
         (f"postgresql://ada:p%40ss{SECRET}@db/x", "postgresql://ada:***@db/x"),
         ("sqlite:///jobs.db", "sqlite:///jobs.db"),
+        (f"sqlite:///jobs.db?password={SECRET}", "sqlite:///jobs.db?password=***"),
+        (f"postgresql:///x?password={SECRET}", "postgresql:///x?password=***"),
         ("memory://", "memory://"),
     ],
 )
