@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import anyio.lowlevel
@@ -465,15 +465,20 @@ class PostgresTransport(Transport):
             _nulls_as_none([r.dedupe_key for r in chosen]),
             self._now(),
         )
-        with _mapped():
-            if connection is not None:
+        if connection is not None:
+            with _mapped():  # the caller's connection: theirs to renew
                 rows = await self._enqueue_on(connection, args, dedupe=dedupe)
-            else:
-                async with pool.acquire() as conn:
-                    rows = await self._enqueue_on(conn, args, dedupe=dedupe)
+        else:
+            rows = await self._run(lambda: self._enqueue_pooled(pool, args, dedupe=dedupe))
         written = [EnqueueResult(job_id=row[0], deduplicated=row[1]) for row in rows]
         self._wake({request.queue for request in requests})
         return unfold_results(len(requests), sent, written, folded)
+
+    async def _enqueue_pooled(
+        self, pool: asyncpg.Pool, args: tuple[Any, ...], *, dedupe: bool
+    ) -> list[asyncpg.Record]:
+        async with pool.acquire() as conn:
+            return await self._enqueue_on(conn, args, dedupe=dedupe)
 
     async def _enqueue_on(
         self, conn: asyncpg.Connection, args: tuple[Any, ...], *, dedupe: bool
@@ -500,13 +505,44 @@ class PostgresTransport(Transport):
                 continue
         raise TransportError("enqueue kept racing with concurrent enqueues of its dedupe keys")
 
+    async def _run(self, call: Callable[[], Awaitable[T]], *, idempotent: bool = False) -> T:
+        """Make one call on the pool, with driver errors mapped.
+
+        A lost connection renews the whole pool before the error goes on: a server that
+        terminated one backend (a restart, a failover, ``pg_terminate_backend``) has usually
+        closed the pool's other connections too, and asyncpg notices a closed connection only
+        when it next uses it. An ``idempotent`` call (a read, a renewal, the holder renewing
+        its leader lease, a queue config write) is then made once more, on a fresh
+        connection, before :class:`ConnectionLost` is raised; any other call raises it at
+        once, its single statement whole or absent.
+        """
+        try:
+            with _mapped():
+                return await call()
+        except ConnectionLost:
+            await self._renew_pool()
+            if not idempotent:
+                raise
+        try:
+            with _mapped():
+                return await call()
+        except ConnectionLost:
+            await self._renew_pool()
+            raise
+
+    async def _renew_pool(self) -> None:
+        """Replace every pooled connection on its next use (idle ones on their next acquire)."""
+        if self._pool is not None:
+            await self._pool.expire_connections()
+
     # --- working --------------------------------------------------------------------------
 
     async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
         check_claim(queue, owner, limit, ttl)
         pool = self._db
-        with _mapped():
-            rows = await pool.fetch(self._sql["claim"], queue, limit, owner, ttl, self._now())
+        rows = await self._run(
+            lambda: pool.fetch(self._sql["claim"], queue, limit, owner, ttl, self._now())
+        )
         leases = [
             Lease(job=_job(row), token=row[17], owner=owner, expires_at=row[15]) for row in rows
         ]
@@ -527,8 +563,10 @@ class PostgresTransport(Transport):
         sent, first = distinct_pairs(requests)
         ids = [requests[i].job_id for i in sent]
         tokens = [requests[i].token for i in sent]
-        with _mapped():
-            rows = await pool.fetch(self._sql["renew"], ids, tokens, ttl, self._now())
+        rows = await self._run(
+            lambda: pool.fetch(self._sql["renew"], ids, tokens, ttl, self._now()),
+            idempotent=True,
+        )
         renewed = [RenewResult(row[0]) for row in rows]
         return [renewed[first[i]] for i in range(len(requests))]
 
@@ -546,8 +584,7 @@ class PostgresTransport(Transport):
             columns = tuple(
                 None if column is None else [column[i] for i in sent] for column in columns
             )  # type: ignore[assignment]
-        with _mapped():
-            rows = await pool.fetch(self._sql["finalize"], *columns, self._now())
+        rows = await self._run(lambda: pool.fetch(self._sql["finalize"], *columns, self._now()))
         # Only the applied requests come back, by their position among those sent.
         results = [FinalizeResult.STALE] * len(requests)
         woken: set[str] = set()
@@ -561,8 +598,7 @@ class PostgresTransport(Transport):
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
         check_limit(limit)
         pool = self._db
-        with _mapped():
-            rows = await pool.fetch(self._sql["reap"], limit, self._now())
+        rows = await self._run(lambda: pool.fetch(self._sql["reap"], limit, self._now()))
         reclaimed = [
             Reclaimed(
                 job_id=row[0],
@@ -581,8 +617,7 @@ class PostgresTransport(Transport):
     async def cancel(self, job_id: int) -> CancelResult:
         check_id(job_id)
         pool = self._db
-        with _mapped():
-            row = await pool.fetchrow(self._sql["cancel"], job_id, self._now())
+        row = await self._run(lambda: pool.fetchrow(self._sql["cancel"], job_id, self._now()))
         assert row is not None
         state, found = row
         if state == JobState.CANCELLED:
@@ -598,8 +633,10 @@ class PostgresTransport(Transport):
     async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
         check_leader(name, holder, ttl)
         pool = self._db
-        with _mapped():
-            row = await pool.fetchrow(self._sql["acquire_leader"], name, holder, ttl, self._now())
+        row = await self._run(
+            lambda: pool.fetchrow(self._sql["acquire_leader"], name, holder, ttl, self._now()),
+            idempotent=True,  # the holder asking again renews its own lease
+        )
         if row is None:
             return None
         return LeaderLease(name=row[0], holder=row[1], epoch=row[2], expires_at=row[3])
@@ -607,25 +644,28 @@ class PostgresTransport(Transport):
     async def release_leader(self, name: str, *, holder: str) -> bool:
         check_release(name, holder)
         pool = self._db
-        with _mapped():
-            row = await pool.fetchrow(self._sql["release_leader"], name, holder, self._now())
+        row = await self._run(
+            lambda: pool.fetchrow(self._sql["release_leader"], name, holder, self._now())
+        )
         return row is not None
 
     async def get_cursor(self, name: str) -> float | None:
         check_cursor(name)
         pool = self._db
-        with _mapped():
-            value: float | None = await pool.fetchval(self._sql["get_cursor"], name)
+        value: float | None = await self._run(
+            lambda: pool.fetchval(self._sql["get_cursor"], name), idempotent=True
+        )
         return value
 
     async def advance_cursor(self, name: str, *, expected: float | None, new: float) -> bool:
         check_advance(name, expected, new)
         pool = self._db
-        with _mapped():
-            if expected is None:
-                row = await pool.fetchrow(self._sql["create_cursor"], name, new)
-            else:
-                row = await pool.fetchrow(self._sql["advance_cursor"], name, expected, new)
+        if expected is None:
+            row = await self._run(lambda: pool.fetchrow(self._sql["create_cursor"], name, new))
+        else:
+            row = await self._run(
+                lambda: pool.fetchrow(self._sql["advance_cursor"], name, expected, new)
+            )
         return row is not None
 
     # --- waiting --------------------------------------------------------------------------
@@ -695,29 +735,31 @@ class PostgresTransport(Transport):
     async def get_queue_config(self, queue: str) -> QueueConfig:
         check_name(queue)
         pool = self._db
-        with _mapped():
-            row = await pool.fetchrow(self._sql["get_queue_config"], queue)
+        row = await self._run(
+            lambda: pool.fetchrow(self._sql["get_queue_config"], queue), idempotent=True
+        )
         config = _queue_config(row) if row is not None else None
         return config if config is not None else QueueConfig(name=queue)
 
     async def set_queue_config(self, config: QueueConfig) -> None:
         check_items([config], QueueConfig, "config")
         pool = self._db
-        with _mapped():
-            await pool.fetchval(
+        await self._run(
+            lambda: pool.fetchval(
                 self._sql["set_queue_config"],
                 config.name,
                 config.paused,
                 config.concurrency,
                 config.retention,
-            )
+            ),
+            idempotent=True,
+        )
         if not config.paused:
             self._waiters.wake({config.name})
 
     async def list_queue_configs(self) -> list[QueueConfig]:
         pool = self._db
-        with _mapped():
-            rows = await pool.fetch(self._sql["list_queue_configs"])
+        rows = await self._run(lambda: pool.fetch(self._sql["list_queue_configs"]), idempotent=True)
         configs = [_queue_config(row) for row in rows]
         return [config for config in configs if config is not None]
 
@@ -726,15 +768,17 @@ class PostgresTransport(Transport):
     ) -> int:
         check_cleanup(finished_before, queue, limit)
         pool = self._db
-        with _mapped():
-            deleted: int = await pool.fetchval(self._sql["cleanup"], finished_before, queue, limit)
+        deleted: int = await self._run(
+            lambda: pool.fetchval(self._sql["cleanup"], finished_before, queue, limit)
+        )
         return deleted
 
     async def counts(self, queue: str | None = None) -> list[Counts]:
         check_optional_name(queue)
         pool = self._db
-        with _mapped():
-            rows = await pool.fetch(self._sql["counts"], queue, self._now())
+        rows = await self._run(
+            lambda: pool.fetch(self._sql["counts"], queue, self._now()), idempotent=True
+        )
         by_queue: dict[str, dict[JobState, int]] = {}
         for name, state, count in rows:
             by_queue.setdefault(name, {})[JobState(state)] = count
@@ -743,8 +787,9 @@ class PostgresTransport(Transport):
     async def get(self, job_id: int) -> Job:
         check_id(job_id)
         pool = self._db
-        with _mapped():
-            row = await pool.fetchrow(self._sql["get"], job_id, self._now())
+        row = await self._run(
+            lambda: pool.fetchrow(self._sql["get"], job_id, self._now()), idempotent=True
+        )
         if row is None:
             raise JobNotFound(f"no job has id {job_id}")
         return _job(row)
@@ -762,10 +807,12 @@ class PostgresTransport(Transport):
         state = check_state(state)
         pool = self._db
         state_name = None if state is None else state.value
-        with _mapped():
-            rows = await pool.fetch(
+        rows = await self._run(
+            lambda: pool.fetch(
                 self._sql["list_jobs"], queue, state_name, kind, after_id, limit, self._now()
-            )
+            ),
+            idempotent=True,
+        )
         return [_job(row) for row in rows]
 
 

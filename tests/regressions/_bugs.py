@@ -72,6 +72,16 @@ def _sqlite_url_from_the_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SQLiteTransport, "__init__", init)
 
 
+def _pool_keeps_dead_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    from transports._postgres import PostgresTransport, _mapped
+
+    async def run(self: Any, call: Any, *, idempotent: bool = False) -> Any:
+        with _mapped():  # no renewal of the pool, no second try
+            return await call()
+
+    monkeypatch.setattr(PostgresTransport, "_run", run)
+
+
 _SQLITE = "tests/transports/test_sqlite.py::TestSQLiteConformance"
 _POSTGRES = "tests/transports/test_postgres.py::TestPostgresConformance"
 
@@ -154,6 +164,17 @@ BUGS: tuple[Bug, ...] = (
             query="reap",
             old="AND lease_expires_at <= (SELECT t FROM now)",
         ),
+    ),
+    Bug(
+        name="postgres-pool-hands-out-dead-connections",
+        story="After the server terminated a backend, the pool handed the next call a "
+        "connection the server had already closed, so a healthy server still answered "
+        "ConnectionLost (a flaky fault test; 'another operation is in progress' in chaos).",
+        tests=(
+            "tests/transports/test_postgres_faults.py::test_the_next_call_after_a_kill_works_fifty_times_in_a_row",
+            "tests/transports/test_postgres_faults.py::test_an_idempotent_read_retries_once_on_a_closed_connection",
+        ),
+        patch=_pool_keeps_dead_connections,
     ),
 )
 

@@ -55,44 +55,94 @@ async def _check_invariants(admin: asyncpg.Connection, schema: str) -> None:
     assert broken == []
 
 
+async def _kill_a_finalize_in_flight(
+    admin: asyncpg.Connection, transport: PostgresTransport, schema: str
+) -> None:
+    """A finalize blocked on a row lock, killed: ConnectionLost, nothing changed, and the
+    very next calls (an idempotent read, then the finalize again) simply work."""
+    await transport.enqueue(EnqueueRequest(kind="k"))
+    (lease,) = await transport.claim("default", owner="w", limit=1, ttl=TTL)
+    request = FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=Complete())
+    failure: list[BaseException] = []
+
+    async def finalize() -> None:
+        try:
+            await transport.finalize([request])
+        except TransportError as exc:
+            failure.append(exc)
+
+    with anyio.fail_after(10):
+        async with admin.transaction():
+            await admin.execute(
+                f'SELECT 1 FROM "{schema}".jobs WHERE id = $1 FOR UPDATE', lease.job_id
+            )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(finalize)
+                while not await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                    f"actorq {schema}",
+                ):
+                    await anyio.lowlevel.checkpoint()
+                assert await _kill(admin, schema) >= 1
+    assert len(failure) == 1
+    assert isinstance(failure[0], ConnectionLost)
+    assert failure[0].__cause__ is not None
+    job = await transport.get(lease.job_id)  # the pool recovered
+    assert job.state is JobState.RUNNING
+    assert await transport.finalize([request]) == [FinalizeResult.APPLIED]
+    assert (await transport.get(lease.job_id)).state is JobState.SUCCEEDED
+
+
 async def test_killed_in_flight_call_raises_connection_lost_and_the_next_works(
     admin: asyncpg.Connection, postgres_dsn: str, postgres_schema: str
 ) -> None:
-    """A finalize blocked on a row lock, killed, raises ConnectionLost and changed nothing."""
+    """A finalize blocked on a row lock, killed, raises ConnectionLost and changed nothing;
+    the next calls work."""
     async with PostgresTransport(postgres_dsn, schema=postgres_schema, pool_size=2) as transport:
+        await _kill_a_finalize_in_flight(admin, transport, postgres_schema)
+
+
+@pytest.mark.timeout(300)
+async def test_the_next_call_after_a_kill_works_fifty_times_in_a_row(
+    admin: asyncpg.Connection, postgres_dsn: str, postgres_schema: str
+) -> None:
+    """The kill above, 50 times on one transport: the call after it never meets a connection
+    the server already closed (the pool is renewed on the first lost connection)."""
+    async with PostgresTransport(postgres_dsn, schema=postgres_schema, pool_size=2) as transport:
+        for _ in range(50):
+            await _kill_a_finalize_in_flight(admin, transport, postgres_schema)
+
+
+async def test_an_idempotent_read_retries_once_on_a_closed_connection(
+    admin: asyncpg.Connection, postgres_dsn: str, postgres_schema: str
+) -> None:
+    """Every pooled connection killed while idle: a read is made again on a fresh connection
+    and answers; a claim (not idempotent) after a second kill reports ConnectionLost and
+    claims nothing, and the one after it works."""
+    async with PostgresTransport(postgres_dsn, schema=postgres_schema, pool_size=3) as transport:
         await transport.enqueue(EnqueueRequest(kind="k"))
-        (lease,) = await transport.claim("default", owner="w", limit=1, ttl=TTL)
-        request = FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=Complete())
-        failure: list[BaseException] = []
-
-        async def finalize() -> None:
-            try:
-                await transport.finalize([request])
-            except TransportError as exc:
-                failure.append(exc)
-
-        with anyio.fail_after(10):
-            async with admin.transaction():
-                await admin.execute(
-                    f'SELECT 1 FROM "{postgres_schema}".jobs WHERE id = $1 FOR UPDATE',
-                    lease.job_id,
-                )
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(finalize)
-                    while not await admin.fetchval(
-                        "SELECT count(*) FROM pg_stat_activity"
-                        " WHERE application_name = $1 AND wait_event_type = 'Lock'",
-                        f"actorq {postgres_schema}",
-                    ):
-                        await anyio.lowlevel.checkpoint()
-                    assert await _kill(admin, postgres_schema) >= 1
-        assert len(failure) == 1
-        assert isinstance(failure[0], ConnectionLost)
-        assert failure[0].__cause__ is not None
-        job = await transport.get(lease.job_id)  # the pool recovered
-        assert job.state is JobState.RUNNING
-        assert await transport.finalize([request]) == [FinalizeResult.APPLIED]
-        assert (await transport.get(lease.job_id)).state is JobState.SUCCEEDED
+        # Fill the pool: three calls at once hold three connections.
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(transport.counts)
+        assert await _kill(admin, postgres_schema) >= 1
+        assert sum(c.total for c in await transport.counts()) == 1
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(transport.counts)
+        assert await _kill(admin, postgres_schema) >= 1
+        try:
+            leases = await transport.claim("default", owner="w", limit=1, ttl=TTL)
+        except ConnectionLost:
+            leases = []
+        (job,) = await transport.list_jobs()
+        if leases:  # the dead connection was already known to be closed: a fresh one served
+            assert job.state is JobState.RUNNING
+        else:
+            assert job.state is JobState.AVAILABLE
+            (lease,) = await transport.claim("default", owner="w", limit=1, ttl=TTL)
+            assert lease.job_id == job.id
 
 
 async def test_listener_and_pool_survive_killing_every_backend(
