@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time  # allowed: wall-clock fallback
 
-__all__ = ["WallClock"]
+import anyio
+
+__all__ = ["WallClock", "poll_pause"]
 
 
 class WallClock:
@@ -17,3 +19,14 @@ class WallClock:
     def now(self) -> float:
         """Seconds since the epoch, as the operating system reports them."""
         return time.time()  # allowed: wall-clock fallback
+
+
+async def poll_pause(seconds: float) -> None:
+    """Wait ``seconds`` of real time between two looks at a store that cannot notify.
+
+    The one real-time wait in ``transports``: a backend's own watcher (SQLite's, which asks
+    the file whether another process committed) runs on the driver's event loop, which may be
+    a private one behind :class:`~transports.lowlevel.BridgedTransport`, where no injected
+    clock can reach. What the watcher decides never depends on how long it waited.
+    """
+    await anyio.sleep(seconds)  # allowed: a watcher's real-time pause

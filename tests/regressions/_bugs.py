@@ -82,6 +82,15 @@ def _pool_keeps_dead_connections(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(PostgresTransport, "_run", run)
 
 
+def _sqlite_without_a_watcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    from transports import SQLiteTransport
+
+    async def start_watcher(self: Any) -> None:
+        return None  # other processes' commits are seen only by polling
+
+    monkeypatch.setattr(SQLiteTransport, "_start_watcher", start_watcher)
+
+
 _SQLITE = "tests/transports/test_sqlite.py::TestSQLiteConformance"
 _POSTGRES = "tests/transports/test_postgres.py::TestPostgresConformance"
 
@@ -175,6 +184,16 @@ BUGS: tuple[Bug, ...] = (
             "tests/transports/test_postgres_faults.py::test_an_idempotent_read_retries_once_on_a_closed_connection",
         ),
         patch=_pool_keeps_dead_connections,
+    ),
+    Bug(
+        name="sqlite-wake-up-is-a-poll",
+        story="A job enqueued by another process on SQLite waited for the idle worker's poll "
+        "interval (p50 404 ms, p99 984 ms at 200 jobs/s offered): nothing told the worker.",
+        tests=(
+            "tests/transports/test_sqlite.py::test_a_commit_by_another_connection_wakes_a_waiter",
+            "tests/transports/test_sqlite.py::test_a_commit_by_another_process_wakes_a_waiter",
+        ),
+        patch=_sqlite_without_a_watcher,
     ),
 )
 

@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from transports import (
@@ -381,3 +382,80 @@ async def test_stored_config_out_of_range_reads_as_the_default(db_path: str) -> 
             QueueConfig(name="good", concurrency=3, retention=60.0),
             QueueConfig(name="huge", paused=True, retention=7.5),
         ]
+
+
+# --- wake-ups across connections and processes ---------------------------------------------
+
+WAKE_SAFETY = 10.0  # real seconds: a safety net, never a wait (the wake-up takes milliseconds)
+
+
+async def _waits_until(transport: Transport, queues: list[str], action: object) -> None:
+    """``wait_for_work(queues)`` started before ``action()`` returns after it."""
+    returned = anyio.Event()
+
+    async def waiter() -> None:
+        await transport.wait_for_work(queues)
+        returned.set()
+
+    with anyio.fail_after(WAKE_SAFETY):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.lowlevel.checkpoint()
+            await action()  # type: ignore[operator]
+            await returned.wait()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_a_commit_by_another_connection_wakes_a_waiter(
+    db_path: str, anyio_backend: str
+) -> None:
+    """A job enqueued through another transport on the same file (another connection, as
+    another process would be) wakes this transport's waiter: no poll interval to wait out."""
+    async with connect(f"sqlite:///{db_path}") as waiting, connect(f"sqlite:///{db_path}") as other:
+
+        async def enqueue() -> None:
+            await other.enqueue(EnqueueRequest(kind="k", queue="emails"))
+
+        await _waits_until(waiting, ["emails"], enqueue)
+
+
+@asyncio_only
+async def test_a_commit_by_another_process_wakes_a_waiter(db_path: str) -> None:
+    """An enqueue by another OS process wakes a waiter within the safety net."""
+    import sys
+
+    async with SQLiteTransport(db_path) as transport:
+
+        async def enqueue_elsewhere() -> None:
+            script = (
+                "import anyio, sys\n"
+                "from transports import EnqueueRequest, SQLiteTransport\n"
+                "async def main():\n"
+                "    async with SQLiteTransport(sys.argv[1]) as t:\n"
+                "        await t.enqueue(EnqueueRequest(kind='k', queue='emails'))\n"
+                "anyio.run(main)\n"
+            )
+            done = await anyio.run_process([sys.executable, "-c", script, db_path], check=False)
+            assert done.returncode == 0, done.stderr
+
+        await _waits_until(transport, ["emails"], enqueue_elsewhere)
+
+
+@asyncio_only
+async def test_the_watcher_looks_only_while_somebody_waits_and_stops_on_close(
+    db_path: str,
+) -> None:
+    """A file database gets a watcher when it opens (``:memory:`` none); it is gone after
+    close."""
+    async with SQLiteTransport(":memory:") as private:
+        with anyio.move_on_after(0.05):
+            await private.wait_for_work(["q"])
+        assert private._watcher is None
+    transport = SQLiteTransport(db_path)
+    async with transport:
+        with anyio.move_on_after(0.05):
+            await transport.wait_for_work(["q"])
+        watcher = transport._watcher
+        assert watcher is not None
+        assert not watcher.done()
+    assert watcher.done()

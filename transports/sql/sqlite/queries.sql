@@ -13,6 +13,10 @@ PRAGMA journal_mode
 -- name: synchronous_normal
 PRAGMA synchronous = NORMAL
 
+-- name: data_version
+-- Changes whenever another connection commits: the watcher's question (see _sqlite.py).
+PRAGMA data_version
+
 -- name: get_user_version
 PRAGMA user_version
 
