@@ -162,19 +162,20 @@ class Claimant:
         if isinstance(op, Claim):
             self.held.extend(result)
         elif isinstance(op, Finalize):
-            self._drop({r.token for r in op.requests})
+            self._drop({(r.job_id, r.token) for r in op.requests})
         elif isinstance(op, Renew):
             self._drop(
                 {
-                    r.token
+                    (r.job_id, r.token)
                     for r, answer in zip(op.requests, result, strict=True)
                     if answer is RenewResult.LOST
                 }
             )
 
-    def _drop(self, tokens: set[int]) -> None:
-        gone = [lease for lease in self.held if lease.token in tokens]
-        self.held = [lease for lease in self.held if lease.token not in tokens]
+    def _drop(self, pairs: set[tuple[int, int]]) -> None:
+        # (job, token) pairs: SQLite's tokens count per job, so a token alone names no lease.
+        gone = [lease for lease in self.held if (lease.job_id, lease.token) in pairs]
+        self.held = [lease for lease in self.held if (lease.job_id, lease.token) not in pairs]
         self.old = (self.old + gone)[-4:]
 
 

@@ -11,10 +11,10 @@ checked against the :class:`~property_tests.model.Ledger` invariants and the
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -75,6 +75,11 @@ race_actions = st.one_of(
 """One call of a race of mixed calls (``claim_race`` races claims alone)."""
 
 
+def _key(lease: Lease) -> tuple[int, int]:
+    """What names a lease: SQLite's tokens count per job, so a token alone is not enough."""
+    return (lease.job_id, lease.token)
+
+
 class LeaseMachine(RuleBasedStateMachine):
     """A transport, the reference model and the ledger, stepped together.
 
@@ -109,7 +114,7 @@ class LeaseMachine(RuleBasedStateMachine):
         """Run one call, check it, and return its answer."""
         transport = self._transport(instance)
         result = self.harness.call(op.run, transport)
-        note(f"{op!r} -> {result!r}")
+        self.harness.log(f"{op!r} -> {result!r}")
         self._settle([(op, result)])
         return result
 
@@ -118,15 +123,22 @@ class LeaseMachine(RuleBasedStateMachine):
         with self.harness.recording():
             self.model, self.ledger = settle(done, self.model, self.ledger, self.now)
 
-    def _get(self, job_id: int) -> Job:
-        return self.harness.call(self._transport(0).get, job_id)
+    def _get(self, job_ids: list[int]) -> list[Job]:
+        """The jobs as the store has them now (one trip to the harness's loop)."""
+        transport = self._transport(0)
+
+        async def get_all() -> list[Job]:
+            return [await transport.get(job_id) for job_id in job_ids]
+
+        return self.harness.call(get_all)
 
     def _fenced(self, job_ids: set[int], op: Op, instance: int) -> Any:
         """Run a call carrying stale tokens for ``job_ids``; prove those jobs did not change."""
-        before = {job_id: self._get(job_id) for job_id in job_ids}
+        ordered = sorted(job_ids)
+        before = self._get(ordered) if ordered else []
         result = self._run(op, instance)
-        for job_id, job in before.items():
-            after = self._get(job_id)
+        after_all = self._get(ordered) if ordered else []
+        for job_id, job, after in zip(ordered, before, after_all, strict=True):
             if after != job:
                 with self.harness.recording():
                     raise Violation(
@@ -141,10 +153,10 @@ class LeaseMachine(RuleBasedStateMachine):
         return {job_id for job_id, _ in pairs} - live
 
     def _forget(self, worker: str, leases: list[Lease]) -> None:
-        gone = {lease.token for lease in leases}
-        self.held[worker] = [lease for lease in self.held[worker] if lease.token not in gone]
-        known = {lease.token for lease in self.old[worker]}
-        fresh = list({lease.token: lease for lease in leases if lease.token not in known}.values())
+        gone = {_key(lease) for lease in leases}
+        self.held[worker] = [lease for lease in self.held[worker] if _key(lease) not in gone]
+        known = {_key(lease) for lease in self.old[worker]}
+        fresh = list({_key(lease): lease for lease in leases if _key(lease) not in known}.values())
         self.old[worker] = (self.old[worker] + fresh)[-_KEEP_OLD:]
 
     @staticmethod
@@ -197,16 +209,17 @@ class LeaseMachine(RuleBasedStateMachine):
         if worker is None:
             return
         held = self.held[WORKERS[worker]]
-        chosen = {lease.token: lease for lease in (self._pick(held, n) for n in which)}
+        chosen = {_key(lease): lease for lease in (self._pick(held, n) for n in which)}
         self._renew(worker, list(chosen.values()), ttl)
 
-    @rule(limit=limits, ttl=ttls, n=st.integers(min_value=2, max_value=len(WORKERS)))
-    def claim_race(self, limit: int, ttl: float, n: int) -> None:
+    @rule(limit=limits, ttl=ttls, n=st.integers(min_value=2, max_value=len(WORKERS)), order=picks)
+    def claim_race(self, limit: int, ttl: float, n: int, order: int) -> None:
         """Several workers claim the same queue at the same instant, on separate instances."""
         names = [name for name in WORKERS[:n] if name not in self.crashed]
         if len(names) >= 2:
             self._race(
-                [(Claim(QUEUES[0], name, limit, ttl), self.held[name].extend) for name in names]
+                [(Claim(QUEUES[0], name, limit, ttl), self.held[name].extend) for name in names],
+                order,
             )
 
     @rule(ttl=ttls)
@@ -223,11 +236,11 @@ class LeaseMachine(RuleBasedStateMachine):
         stale = self._stale_jobs([(lease.job_id, lease.token) for lease in leases])
         results = self._fenced(stale, op, worker)
         lost = {
-            lease.token
+            _key(lease)
             for lease, result in zip(leases, results, strict=True)
             if result is RenewResult.LOST
         }
-        self._forget(WORKERS[worker], [lease for lease in leases if lease.token in lost])
+        self._forget(WORKERS[worker], [lease for lease in leases if _key(lease) in lost])
 
     @rule(pick=picks, which=picks, outcomes=st.lists(outcome_specs, min_size=1, max_size=3))
     def finalize(self, pick: int, which: int, outcomes: list[OutcomeSpec]) -> None:
@@ -362,8 +375,8 @@ class LeaseMachine(RuleBasedStateMachine):
 
     # --- races --------------------------------------------------------------------------
 
-    @rule(actions=st.lists(race_actions, min_size=2, max_size=3))
-    def race(self, actions: list[tuple[Any, ...]]) -> None:
+    @rule(actions=st.lists(race_actions, min_size=2, max_size=3), order=picks)
+    def race(self, actions: list[tuple[Any, ...]], order: int) -> None:
         """Several calls at one instant, each on its own transport instance (node)."""
         ops: list[tuple[Op, Callable[[Any], None]]] = []
         renewing: set[tuple[int, int]] = set()
@@ -382,16 +395,22 @@ class LeaseMachine(RuleBasedStateMachine):
                 renewing.add(pair)
             ops.append(built)
         if ops:
-            self._race(ops)
+            self._race(ops, order)
 
-    def _race(self, ops: list[tuple[Op, Callable[[Any], None]]]) -> None:
-        """Run the calls at once, one per transport instance; check them; hand each answer on."""
+    def _race(self, ops: list[tuple[Op, Callable[[Any], None]]], order: int) -> None:
+        """Run the calls at once, one per transport instance; check them; hand each answer on.
+
+        ``order`` picks the order the calls start in (on SQL backends, the order they run in
+        one after another: see :meth:`Harness.gather`).
+        """
+        orders = list(itertools.permutations(range(len(ops))))
+        ops = [ops[i] for i in orders[order % len(orders)]]
         transports = [self._transport(i) for i in range(len(ops))]
         results = self.harness.gather(
             [lambda op=op, t=t: op.run(t) for (op, _), t in zip(ops, transports, strict=True)]
         )
         done = [(op, result) for (op, _), result in zip(ops, results, strict=True)]
-        note(f"race: {done!r}")
+        self.harness.log(f"race: {done!r}")
         self._settle(done)
         for (_, after), result in zip(ops, results, strict=True):
             after(result)
@@ -451,8 +470,11 @@ class LeaseMachine(RuleBasedStateMachine):
     def table_holds(self) -> None:
         """The job table, as the transport shows it, keeps every invariant and equals the model."""
         transport = self._transport(0)
-        jobs = self.harness.call(lambda: transport.list_jobs(limit=10_000))
-        counts = self.harness.call(transport.counts)
+
+        async def read() -> tuple[list[Job], Any]:
+            return await transport.list_jobs(limit=10_000), await transport.counts()
+
+        jobs, counts = self.harness.call(read)
         with self.harness.recording():
             self.ledger.check_table(jobs, counts, self.now)
             self.model.check_table(jobs, self.now)
