@@ -269,6 +269,8 @@ class SQLiteTransport(Transport):
                         if not self.create:
                             raise self._mismatch(version, " (create=False: nothing is migrated)")
                         await self._migrate(conn)
+                    elif self.create and self.path != ":memory:":
+                        await self._check_writable(conn)
             except BaseException:
                 with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                     await conn.close()
@@ -310,6 +312,18 @@ class SQLiteTransport(Transport):
                         with contextlib.suppress(Exception):
                             await conn.close()
         await anyio.lowlevel.cancel_shielded_checkpoint()
+
+    async def _check_writable(self, conn: aiosqlite.Connection) -> None:
+        """Write the schema version it already holds, and roll back: a file this process may
+        only read (its permissions, a read-only mount) is a :class:`StoreReadOnly` at open,
+        not a worker that starts and then fails on every claim."""
+        await conn.execute_fetchall(_Q["begin_immediate"])
+        try:
+            await conn.execute_fetchall(
+                _Q["set_user_version"].format(version=int(self.schema_version))
+            )
+        finally:
+            await self._rollback_quietly(conn)
 
     @staticmethod
     async def _enable_wal(conn: aiosqlite.Connection) -> None:

@@ -117,6 +117,10 @@ def describe(exc: BaseException, *, url: str | None = None) -> CliFailure:
         failure = CliFailure(
             f"lost the store: {text}", f"check that {shown} is reachable, then retry"
         )
+    elif isinstance(exc, transports.StoreReadOnly):
+        failure = CliFailure(
+            text, f"give this process write access to {shown}, or point it at a writable store"
+        )
     elif isinstance(exc, transports.TransportError):
         failure = CliFailure(f"{type(exc).__name__}: {text}", "run with -v for the traceback")
     elif isinstance(exc, UnknownJobKind | PayloadInvalid | ConfigInvalid):
