@@ -6,6 +6,11 @@ several nodes would see it. SQL backends stay open for a whole test and are wipe
 examples (opening and migrating a database per example would dominate the run); the memory
 backend gets a fresh store every example. Under trio, SQL backends run behind
 :class:`~transports.lowlevel.BridgedTransport`, as ``transports.connect`` would arrange.
+
+A wipe leaves the store as new: every table emptied and every counter restarted (SQLite's
+``sqlite_sequence``; PostgreSQL's job identity and ``lease_tokens`` sequence), and the clock is
+set back to ``START``. So an example replayed while hypothesis shrinks it sees the same ids,
+tokens and times as the run it replays.
 """
 
 from __future__ import annotations
@@ -214,12 +219,18 @@ class Harness:
         loop: "asyncio" or "trio".
         backend: where the transports keep their data.
         instances: how many transports (nodes) share the store.
+        concurrent: whether calls made at one instant overlap (see :meth:`gather`); by
+            default on memory only. A hunt for race bugs that needs no shrinking (the
+            mutant tests) turns it on for SQL too.
     """
 
-    def __init__(self, loop: str, backend: Backend, *, instances: int = 3) -> None:
+    def __init__(
+        self, loop: str, backend: Backend, *, instances: int = 3, concurrent: bool | None = None
+    ) -> None:
         self.loop = loop
         self.backend = backend
         self.instances = instances
+        self.concurrent = not isinstance(backend, _SQLBackend) if concurrent is None else concurrent
         self.clock = ManualClock(START)
         self.examples = 0  # how many examples started
         # The first violation seen, and in which example: races need not repeat when hypothesis
@@ -278,19 +289,15 @@ class Harness:
         assert self._portal is not None, "use the harness as a context manager"
         return self._portal.call(fn, *args)
 
-    @property
-    def concurrent(self) -> bool:
-        """Whether :meth:`gather` overlaps its calls (memory) or runs them in turn (SQL)."""
-        return not isinstance(self.backend, _SQLBackend)
-
     def gather(self, calls: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
         """Run calls made at one instant and return their results in order.
 
         On the memory backend they run concurrently, as separate tasks, started in order: one
         loop schedules them the same way every time. On SQL backends they run one after
-        another, in order: which of two overlapping statements the server lets through first
-        differs from run to run, and an example whose answers differ when hypothesis replays
-        it cannot shrink. (Real overlap on SQL is what ``interleavings.py`` tests.)
+        another, in order, unless the harness is ``concurrent``: which of two overlapping
+        statements the server lets through first differs from run to run, and an example
+        whose answers differ when hypothesis replays it cannot shrink. (Real overlap on SQL is
+        what ``interleavings.py`` tests, and what the mutant hunt turns on.)
         """
 
         async def run_all() -> list[Any]:

@@ -7,6 +7,11 @@ a stale token, so every position of a batch is checked while other claimants ove
 database or the event loop makes of the overlap, the answers of every round must be those of
 some sequential order of the same calls (checked against the reference model), and the lease
 invariants must hold on the job table after every round.
+
+The whole schedule is drawn before anything runs, so no draw depends on what a store answers,
+and every example starts from an empty store with its ids and tokens counting from 1 at
+``START``. The overlaps themselves are real, though: on SQL a replay may see another winner,
+so a failure here is reported by its first sighting (``Harness.recording``) and need not shrink.
 """
 
 from __future__ import annotations

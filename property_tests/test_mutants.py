@@ -82,7 +82,8 @@ def test_stateful_suite_catches_sqlite_mutant(
     mutant: type[SQLiteTransport], tmp_path: Path
 ) -> None:
     """The stateful suite finds a counterexample against each broken SQLite transport."""
-    harness = Harness("asyncio", SQLiteBackend(str(tmp_path / "jobs.db"), mutant))
+    # Real races (no shrinking here, so replays need not match): SQLiteClaimWithoutLock is a race.
+    harness = Harness("asyncio", SQLiteBackend(str(tmp_path / "jobs.db"), mutant), concurrent=True)
     _hunt(
         "stateful",
         mutant,
