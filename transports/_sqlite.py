@@ -226,6 +226,7 @@ class SQLiteTransport(Transport):
         self._pending: set[anyio.Event] = set()  # every waiter, woken by aclose
         # Watches other connections' commits while anyone waits (file databases only).
         self._watcher: asyncio.Task[None] | None = None
+        self._watch_conn: aiosqlite.Connection | None = None
         self._waiting = asyncio.Event()  # set while somebody is in wait_for_work
 
     @property
@@ -304,6 +305,12 @@ class SQLiteTransport(Transport):
                 watcher.cancel()
                 with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
                     await watcher
+            watch_conn, self._watch_conn = self._watch_conn, None
+            if watch_conn is not None:
+                # Closed here, not by the watcher: a watcher cancelled before its first step
+                # never runs its own cleanup, and the connection's thread would outlive us.
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await watch_conn.close()
             conn, self._conn = self._conn, None
             if conn is not None:
                 with anyio.CancelScope(shield=True):
@@ -720,38 +727,36 @@ class SQLiteTransport(Transport):
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(conn._thread.join)
             return
+        self._watch_conn = conn
         seen = await self._data_version(conn)
         self._watcher = asyncio.get_running_loop().create_task(self._watch(conn, seen))
 
     async def _watch(self, conn: aiosqlite.Connection, seen: int | None) -> None:
         """Wake the waiters when another connection commits (see the module docstring).
 
-        Runs until the transport closes, on a read-only connection of its own so that it never
-        waits behind this process's writes; looks only while somebody waits. A failing look
+        Runs until the transport closes (which closes its connection), on a read-only
+        connection of its own so that it never waits behind this process's writes; looks only
+        while somebody waits. A failing look
         (a lock held too long) counts as a change: waking waiters for nothing costs one empty
         claim, missing a job costs a poll interval.
         """
-        try:
-            pause = _WATCH_FASTEST
-            quiet = 0.0  # seconds looked without a change
-            while not self._closed:
-                if not self._waiters.queues():
-                    self._waiting.clear()
-                    await self._waiting.wait()
-                    pause, quiet = _WATCH_FASTEST, 0.0
-                await poll_pause(pause)
-                version = await self._data_version(conn)
-                if version is not None and version == seen:
-                    quiet += pause
-                    if quiet >= _WATCH_PATIENCE:
-                        pause = min(pause * 2, _WATCH_SLOWEST)
-                    continue
-                seen = version
+        pause = _WATCH_FASTEST
+        quiet = 0.0  # seconds looked without a change
+        while not self._closed:
+            if not self._waiters.queues():
+                self._waiting.clear()
+                await self._waiting.wait()
                 pause, quiet = _WATCH_FASTEST, 0.0
-                self._waiters.wake(self._waiters.queues())
-        finally:
-            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                await conn.close()
+            await poll_pause(pause)
+            version = await self._data_version(conn)
+            if version is not None and version == seen:
+                quiet += pause
+                if quiet >= _WATCH_PATIENCE:
+                    pause = min(pause * 2, _WATCH_SLOWEST)
+                continue
+            seen = version
+            pause, quiet = _WATCH_FASTEST, 0.0
+            self._waiters.wake(self._waiters.queues())
 
     @staticmethod
     async def _data_version(conn: aiosqlite.Connection) -> int | None:

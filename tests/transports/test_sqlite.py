@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import pytest
 
 from transports import (
@@ -459,3 +460,22 @@ async def test_the_watcher_looks_only_while_somebody_waits_and_stops_on_close(
         assert watcher is not None
         assert not watcher.done()
     assert watcher.done()
+
+
+@asyncio_only
+async def test_open_and_close_at_once_leaves_no_connection_thread(db_path: str) -> None:
+    """A transport closed right after it opened (its watcher never ran a step) still closes
+    the watcher's connection: no aiosqlite thread outlives it (one would hang the exit)."""
+    import threading
+
+    def connection_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if "_connection_worker_thread" in t.name}
+
+    before = connection_threads()
+    for _ in range(3):
+        async with SQLiteTransport(db_path):
+            pass
+    for thread in connection_threads() - before:
+        # A closed connection's thread ends within moments; a leaked one never does.
+        await anyio.to_thread.run_sync(thread.join, 5.0)
+        assert not thread.is_alive(), f"{thread.name} outlived its transport"
