@@ -1,4 +1,5 @@
-"""Runtime level: Workers, Heartbeats and Reapers on several nodes never let a lease lie."""
+"""Runtime level: Claimers, Workers, LeaseKeepers and Reapers on several nodes never let a
+lease lie."""
 
 from __future__ import annotations
 

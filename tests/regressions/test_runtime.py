@@ -9,9 +9,9 @@ from typing import Any
 import anyio
 import pytest
 
-from actors.core import VirtualClock, open_actor_system
+from actors.core import VirtualClock, WhichChildren, open_actor_system
 from actors.jobs import App, JobContext, SnoozeUntil, WorkerConfig
-from actors.jobs.lowlevel import EventBus, LeasesLost, Worker
+from actors.jobs.lowlevel import EventBus, LeasesLost, QueueSupervisor
 from transports import JobState, MemoryTransport
 
 from ..jobs._support import START, wait_state
@@ -22,8 +22,8 @@ pytestmark = pytest.mark.anyio
 async def test_a_stale_lost_lease_notice_spares_a_newer_claim() -> None:
     """Bug ``lost-lease-notice-without-token``: a worker snoozed a job, a renewal of the old
     token came back lost, the worker claimed the job again, and the late notice about the old
-    token cancelled the new claim; the job then ran forever (its Heartbeat kept renewing it).
-    A notice names the token it means, and spares a newer claim of the same job."""
+    token cancelled the new claim; the job then ran forever (its lease kept being renewed).
+    A notice names the token it means, and the Worker spares a newer claim of the same job."""
     clock = VirtualClock(start=START)
     async with MemoryTransport(clock=clock) as transport:
         app = App(transport)
@@ -48,19 +48,23 @@ async def test_a_stale_lost_lease_notice_spares_a_newer_claim() -> None:
         job_id = (await app.enqueue(handler, None)).job_id
         config = WorkerConfig(lease_ttl=30.0, poll_interval=0.5, batch_size=1)
         async with clock.autojump(), open_actor_system(clock=clock) as system:
-            worker = await system.spawn(
-                Worker(
-                    worker_id="w1",
+            queue = await system.spawn(
+                QueueSupervisor(
+                    node_id="n1",
                     queue="default",
                     app=app,
                     transport=transport,
                     events=EventBus(),
                     rng=Random(0),
-                    config=config,
+                    concurrency=1,
+                    worker_config=config,
                 )
             )
             with anyio.fail_after(60):
                 await second_run.wait()
+            children = await queue.ask(lambda r: WhichChildren(reply_to=r), timeout=10.0)
+            (worker,) = [c.ref for c in children if c.id == "n1/default/1"]
+            assert worker is not None
             first, newer = tokens
             assert first != newer
             # The late notice about the first claim arrives while the newer claim runs.
