@@ -111,9 +111,7 @@ def _run_quickstart(installed: Path, tmp_path: Path, *args: str) -> str:
     # The example is copied out, so nothing of the checkout is importable from its folder.
     example = tmp_path / "quickstart.py"
     shutil.copy(ROOT / "examples" / "quickstart.py", example)
-    return _run(
-        installed / "bin" / "python", example, *args, cwd=tmp_path, env=_clean_env(installed)
-    )
+    return _run(installed / "bin" / "python", example, *args, cwd=tmp_path, env=_clean_env(installed))
 
 
 def test_an_example_runs_on_sqlite_from_the_wheel(installed: Path, tmp_path: Path) -> None:
