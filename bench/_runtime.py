@@ -1,4 +1,4 @@
-"""End-to-end throughput through the real actors (Worker, Heartbeat, queue Supervisor).
+"""End-to-end throughput through the real actors (LeaseKeeper, queue Supervisor, Claimer, Workers).
 
 No-op handlers, jobs already enqueued, one node on the real clock: jobs/s from the first claim
 to the last success, on the memory transport (the actors' own cost) and on SQLite.

@@ -119,7 +119,7 @@ class Fault:
     """Something that happens to one node."""
 
     node: int
-    kind: str  # "pause" or "crash"
+    kind: str  # "pause", "freeze" (a pause that begins as its next claim is answered) or "crash"
     at: float  # seconds after the start
     length: float  # how long a pause lasts
 
@@ -153,7 +153,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             st.builds(
                 Fault,
                 node=st.integers(min_value=0, max_value=nodes - 1),
-                kind=st.sampled_from(["pause", "pause", "crash"]),
+                kind=st.sampled_from(["pause", "pause", "freeze", "crash"]),
                 at=st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0]),
                 length=st.sampled_from([1.0, 3.0, 4.5, 7.0, 12.0, 30.0]),
             ),
@@ -210,6 +210,7 @@ class NodeLink(Transport):
         self.journal = journal
         self.max_payload_bytes = inner.max_payload_bytes
         self.paused_until = 0.0
+        self.freeze = 0.0  # seconds the next claim's answer is held (then cleared)
         self.crashed = False
 
     async def _gate(self) -> None:
@@ -235,9 +236,12 @@ class NodeLink(Transport):
         leases = self._log(
             "claim", (owner, ttl), await self.inner.claim(queue, owner=owner, limit=limit, ttl=ttl)
         )
+        if leases and self.freeze:
+            # The process froze with the reply unread: the node sees its claims only after the
+            # pause, perhaps after their leases expired.
+            self.paused_until = max(self.paused_until, self.clock.now() + self.freeze)
+            self.freeze = 0.0
         if self.clock.now() < self.paused_until:
-            # A pause that began as the store answered holds the answer too (the process froze
-            # with the reply unread): the node sees its claims only after the pause.
             await self.clock.sleep_until(self.paused_until)
         return leases
 
@@ -370,6 +374,8 @@ async def run(scenario: Scenario, transport_cls: type[MemoryTransport] = MemoryT
         link = links[fault.node]
         if fault.kind == "crash":
             link.crashed = True
+        elif fault.kind == "freeze":
+            link.freeze = fault.length
         else:
             link.paused_until = max(link.paused_until, clock.now() + fault.length)
         trace.append(f"{clock.now() - START:8.2f} node {fault.node} {fault.kind} {fault.length}")

@@ -19,6 +19,7 @@ import logging
 from typing import TYPE_CHECKING, TypeAlias
 
 import anyio
+import anyio.lowlevel
 import attrs
 
 from transports import Transport, TransportClosed
@@ -50,6 +51,9 @@ __all__ = [
 _log = logging.getLogger("actorq.worker")
 
 _DEFAULT_CONFIG = WorkerConfig()
+
+#: Event-loop turns a claim waits for more slots to come free when some are still busy.
+_GATHER_TURNS = 3
 
 
 @attrs.frozen(kw_only=True)
@@ -145,6 +149,9 @@ class Claimer(Actor[ClaimerMessage]):
         self._changed = anyio.Event()  # set when a Worker became free, or on Poll / stop
         self._stopping = False
         self._stopped = anyio.Event()  # the claim loop has ended
+        self._in_flight = 0  # claims sent and not answered yet
+        self._dry = False  # a claim found fewer jobs than it asked for
+        self._failed = False  # a claim failed with the store's weather: back off
         self._pending: list[tuple[str, Lease, Outcome, float]] = []
         self._pending_since = 0.0
         self._flush_timer = False
@@ -217,55 +224,97 @@ class Claimer(Actor[ClaimerMessage]):
     async def _claim_loop(self) -> None:
         try:
             await self._claim_forever()
+            while self._in_flight:  # stopping: let the claims in flight give their jobs back
+                await self._wait_changed()
         finally:
             self._stopped.set()
 
+    async def _wait_changed(self) -> None:
+        self._changed = anyio.Event()
+        await self._changed.wait()
+
     async def _claim_forever(self) -> None:
         config = self._config
-        clock = self._clock
         while not self._stopping:
-            free = self._free_workers()
-            if not free:
-                self._changed = anyio.Event()
-                await self._changed.wait()  # every slot is busy: claim for none of them
+            if self._failed:
+                self._failed = False
+                await self._clock.sleep(config.error_backoff)
                 continue
-            limit = min(len(free), config.batch_size)
-            sent_at = clock.now()
+            if self._dry:
+                # The last claim found less than it asked for: wait for work (or a free slot,
+                # or the poll interval) once the claims in flight are back.
+                if self._in_flight:
+                    await self._wait_changed()
+                    continue
+                self._dry = False
+                self._flush_soon()  # the queue is empty for now: store what is done
+                await self._wait_for_work()
+                continue
+            free = self._free_workers()
+            # One claim in flight for whatever slots are free; more at once only for full
+            # batches, so a busy queue's claims stay large and an idle one answers at once.
+            if not free or (self._in_flight and len(free) < config.batch_size):
+                await self._wait_changed()  # every slot is busy or reserved: claim for none
+                continue
+            if len(free) < config.batch_size and self._busy:
+                # Jobs that end together hand their slots back within a few turns of the event
+                # loop: gather those (never waiting on time) so one claim fills them all.
+                for _ in range(_GATHER_TURNS):
+                    await anyio.lowlevel.checkpoint()
+                free = self._free_workers()
+                if not free:
+                    continue
+            reserved = free[: config.batch_size]
+            for worker in reserved:
+                del self._idle[worker]
+            self._in_flight += 1
+            self.context.start_soon(self._claim_for, reserved)
+            await anyio.lowlevel.checkpoint()
+
+    async def _claim_for(self, reserved: list[ActorRef[WorkerMessage]]) -> None:
+        """Claim at most one job per reserved Worker and hand each over at once."""
+        config = self._config
+        leases: list[Lease] = []
+        try:
+            sent_at = self._clock.now()
             try:
                 leases = await self._transport.claim(
-                    self.queue, owner=self.owner, limit=limit, ttl=config.lease_ttl
+                    self.queue, owner=self.owner, limit=len(reserved), ttl=config.lease_ttl
                 )
             except RETRYABLE as exc:
                 # Any other error (an invalid request: a bug) crashes the Claimer.
                 _log.warning("%s could not claim from %r: %s", self.owner, self.queue, exc)
-                await clock.sleep(config.error_backoff)
-                continue
+                self._failed = True
             if leases:
-                await self._hand_out(leases, free, sent_at)
-            if len(leases) < limit:
-                self._flush_soon()  # the queue is empty for now: store what is done
-                await self._wait_for_work()
+                await self._hand_out(leases, reserved, sent_at)
+            if len(leases) < len(reserved) and not self._failed:
+                self._dry = True
+        finally:
+            for worker in reserved[len(leases) :]:
+                if worker.is_alive and worker in self._handed:
+                    self._idle[worker] = None  # not needed this time
+            self._in_flight -= 1
+            self._changed.set()
 
     def _free_workers(self) -> list[ActorRef[WorkerMessage]]:
         idle = self._idle
         for worker in [w for w in idle if not w.is_alive]:
             del idle[worker]  # stopped meanwhile
-            self._handed.pop(worker, None)
-        for worker in [w for w in self._handed if not w.is_alive]:
-            del self._handed[worker]
+        handed = self._handed
+        for worker in [w for w in handed if not w.is_alive]:
+            del handed[worker]
         return list(idle)
 
     async def _hand_out(
-        self, leases: list[Lease], free: list[ActorRef[WorkerMessage]], sent_at: float
+        self, leases: list[Lease], reserved: list[ActorRef[WorkerMessage]], sent_at: float
     ) -> None:
         ttl = self._config.lease_ttl
         given: list[Lease] = []
         holders: list[ActorRef[WorkerMessage]] = []
-        for lease, worker in zip(leases, free, strict=False):
+        for lease, worker in zip(leases, reserved, strict=False):
             if self._stopping or not worker.is_alive:
                 # Shutting down, or the Worker stopped meanwhile: not started, given back.
                 self._add(self.owner, lease, Release(), 0.0)
-                self._idle.pop(worker, None)
                 continue
             given.append(lease)
             holders.append(worker)
@@ -283,10 +332,11 @@ class Claimer(Actor[ClaimerMessage]):
                 )
             )
         for lease, worker in zip(given, holders, strict=True):
-            del self._idle[worker]
             self._handed[worker] = self._handed.get(worker, 0) + 1
             self._busy += 1
             worker.tell_nowait(Run(lease=lease, sent_at=sent_at, ttl=ttl))
+        if self._stopping:
+            self._flush_soon()
 
     async def _wait_for_work(self) -> None:
         clock = self._clock

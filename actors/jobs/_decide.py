@@ -9,6 +9,8 @@ decides for a running node and for the test kit's inline drain.
 * :func:`failure_of` — a failed attempt: retry with the task's backoff, or dead when no
   attempts remain.
 * :func:`event_of` — the event a finalize's answer publishes (``None`` for a release).
+* :func:`may_start` — whether a handed-over lease still has enough life, by the node's clock,
+  for its handler to start.
 """
 
 from __future__ import annotations
@@ -40,10 +42,21 @@ from ._events import (
 )
 from ._outcomes import Done, Drop, RetryLater, SnoozeUntil
 
-__all__ = ["event_of", "failure_of", "outcome_of"]
+__all__ = ["event_of", "failure_of", "may_start", "outcome_of"]
 
 #: The outcome of most jobs, shared (outcomes are frozen).
 COMPLETE = Complete()
+
+
+def may_start(*, now: float, sent_at: float, ttl: float, margin: float) -> bool:
+    """Whether a handler may start at ``now`` on a lease claimed for ``ttl`` seconds by a claim
+    sent at ``sent_at``, keeping ``margin`` of the TTL (``WorkerConfig.start_margin``) in hand.
+
+    Both times are on the node's clock. The store granted the lease after the claim was sent,
+    so the node's deadline (``sent_at + ttl``) is never later than the store's expiry, as long
+    as the two clocks run at the same rate; the margin covers a hand-off and a drift.
+    """
+    return now < sent_at + ttl * (1.0 - margin)
 
 
 def failure_of(job: Job, task: Task[Any], error: str, *, now: float, rng: Random) -> Outcome:

@@ -26,6 +26,7 @@ from transports import Transport
 from transports.lowlevel import Lease, Outcome, Release, RenewResult
 
 from ..core import Actor, ActorRef, Clock, ExitReason, Reply
+from . import _decide
 from ._app import App
 from ._claimer import ClaimerMessage, Finished, Ready, Run
 from ._config import WorkerConfig
@@ -90,12 +91,17 @@ class Worker(Actor[WorkerMessage]):
         self._config = config
         self._runs = 0  # Run messages received
         self._current: Execution | None = None
+        self._next: Run | None = None  # handed over, for the serving task to start
+        self._arrived = anyio.Event()  # set when _next is
         self._done = anyio.Event()  # set when the current job's outcome was handed over
         self._draining = False
         self._clock: Clock  # the system's, set in on_start
 
     async def on_start(self) -> None:
         self._clock = self.context.clock
+        # One task runs every job in turn (a task per job would cost more than the quickest
+        # handlers); the mailbox meanwhile takes lease notices and Drain.
+        self.context.start_soon(self._serve)
         await self._claimer.tell(Ready(worker=self.context.self_ref, runs=0))
 
     async def on_stop(self, reason: ExitReason) -> None:
@@ -112,10 +118,10 @@ class Worker(Actor[WorkerMessage]):
         if kind is Run:
             assert isinstance(msg, Run)
             self._runs += 1
-            run = Execution(msg.lease)
-            self._current = run
+            self._current = Execution(msg.lease)
             self._done = anyio.Event()
-            self.context.start_soon(self._run, run, msg)
+            self._next = msg
+            self._arrived.set()
         elif kind is LeasesLost:
             assert isinstance(msg, LeasesLost)
             self._on_lost(msg.job_ids, msg.tokens)
@@ -149,15 +155,26 @@ class Worker(Actor[WorkerMessage]):
 
     # --- running a job (in a task of this actor) -------------------------------------------
 
+    async def _serve(self) -> None:
+        while True:
+            await self._arrived.wait()
+            self._arrived = anyio.Event()
+            msg, self._next = self._next, None
+            run = self._current
+            assert msg is not None, "one Run at a time, from the Claimer"
+            assert run is not None
+            await self._run(run, msg)
+
     async def _run(self, run: Execution, msg: Run) -> None:
         clock = self._clock
         lease = msg.lease
         outcome: Outcome | None
         duration = 0.0
-        margin = self._config.start_margin * msg.ttl
         if self._draining:
             outcome = Release()  # shutting down: not started, given back at once
-        elif clock.now() >= msg.sent_at + msg.ttl - margin:
+        elif not _decide.may_start(
+            now=clock.now(), sent_at=msg.sent_at, ttl=msg.ttl, margin=self._config.start_margin
+        ):
             # The node's clock says the lease is gone or nearly so (a pause, a clock jump, a
             # slow hand-off): running now could overlap its next holder. Give it back.
             _log.warning(

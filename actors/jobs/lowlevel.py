@@ -10,7 +10,7 @@ from ._app import Handler
 from ._claimer import Claimer, ClaimerMessage, Finished, Flush, Poll, Ready, Run, StopClaiming
 from ._cleanup import Cleanup
 from ._cron import Cron
-from ._decide import event_of, failure_of, outcome_of
+from ._decide import event_of, failure_of, may_start, outcome_of
 from ._events import EventBus
 from ._execute import Execution, execute, lose, request_cancel
 from ._leases import (
@@ -70,6 +70,7 @@ __all__ = [
     "execute",
     "failure_of",
     "lose",
+    "may_start",
     "outcome_of",
     "request_cancel",
 ]

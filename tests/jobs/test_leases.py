@@ -118,6 +118,65 @@ async def test_a_tasks_own_lease_ttl_is_used_for_its_jobs(
     assert remaining > task_ttl / 2  # renewed with the task's TTL, not the worker's 30 s
 
 
+# --- no handler starts on a lease the node's clock says is gone -------------------------------
+
+
+class _FrozenAfterClaim(FaultyTransport):
+    """A node that freezes (or whose clock jumps) right after the store answered its claim:
+    it sees its fresh claim only ``gap`` seconds later."""
+
+    def __init__(self, inner: MemoryTransport, clock: VirtualClock, *, gap: float, jump: bool):
+        super().__init__(inner)
+        self.node_clock = clock
+        self.gap = gap
+        self.jump = jump
+        self.frozen = 0  # claims answered late so far
+
+    async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Any]:
+        leases = await super().claim(queue, owner=owner, limit=limit, ttl=ttl)
+        if leases and not self.frozen:
+            self.frozen += 1
+            if self.jump:
+                self.node_clock.advance(self.gap)  # the clock jumps
+            else:
+                await self.node_clock.sleep(self.gap)  # the process is paused
+        return leases
+
+
+@pytest.mark.parametrize(
+    ("gap", "jump"),
+    [(TTL, True), (TTL, False), (TTL * 0.95, False), (TTL * 3, True)],
+    ids=["jump-past-ttl", "pause-past-ttl", "pause-into-the-margin", "jump-far"],
+)
+async def test_a_claim_seen_after_its_lease_lapsed_is_given_back_unstarted(
+    clock: VirtualClock, gap: float, jump: bool
+) -> None:
+    """When the node's clock says a claimed lease has expired or is about to (less than
+    ``start_margin`` of its TTL left, from when the claim was sent) by the time its Worker would
+    start it, the handler never starts on it: the job is given back (or left to the reaper),
+    and it runs once, later, on a fresh claim."""
+    memory = MemoryTransport(clock=clock)
+    frozen = _FrozenAfterClaim(memory, clock, gap=gap, jump=jump)
+    app = App(memory)
+    starts: list[tuple[int, float]] = []
+
+    @app.task("fresh")
+    async def fresh(ctx: JobContext, payload: Any) -> None:
+        starts.append((ctx.lease.token, ctx.clock.now()))
+
+    async with memory:
+        job_id = (await app.enqueue(fresh, None)).job_id
+        async with clock.autojump(), running(topology(app, frozen, clock, worker=SHORT)) as (_, ev):
+            job = await wait_state(memory, clock, job_id, JobState.SUCCEEDED, timeout=120.0)
+    assert frozen.frozen == 1
+    ((token, _),) = starts  # one run, on a later claim than the frozen one
+    (claimed,) = ev.of(JobClaimed)
+    assert claimed.token == token
+    assert token != 1  # the first claim's token never ran
+    assert job.attempt <= 2  # given back (attempt refunded) or, at worst, reaped once
+    assert ev.of(JobLeaseLost) == []
+
+
 # --- a lease lost mid-handler ---------------------------------------------------------------
 
 
