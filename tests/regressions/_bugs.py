@@ -85,7 +85,7 @@ BUGS: tuple[Bug, ...] = (
     Bug(
         name="lost-lease-notice-without-token",
         story="A late lost-lease notice about an old claim cancelled a newer claim of the same "
-        "job, which then ran forever while its Heartbeat kept renewing it.",
+        "job, which then ran forever while its lease kept being renewed.",
         tests=(
             "tests/regressions/test_runtime.py::test_a_stale_lost_lease_notice_spares_a_newer_claim",
         ),
