@@ -332,6 +332,9 @@ class Claimer(Actor[ClaimerMessage]):
                 )
             )
         for lease, worker in zip(given, holders, strict=True):
+            if not worker.is_alive:  # stopped while the Hold was on its way
+                self._add(self.owner, lease, Release(), 0.0)
+                continue
             self._handed[worker] = self._handed.get(worker, 0) + 1
             self._busy += 1
             worker.tell_nowait(Run(lease=lease, sent_at=sent_at, ttl=ttl))
