@@ -393,6 +393,7 @@ class Claimer(Actor[ClaimerMessage]):
         if ref is not None and leases:
             ref.tell_nowait(
                 Forget(
+                    transport=self._transport,
                     job_ids=tuple(lease.job_id for lease in leases),
                     tokens=tuple(lease.token for lease in leases),
                 )

@@ -86,6 +86,7 @@ class Hold:
 class Forget:
     """Stop renewing these claims (finalized, released, or lost). Sent by the Claimer."""
 
+    transport: Transport  # the store the leases are in
     job_ids: tuple[int, ...]
     tokens: tuple[int, ...]  # pair by pair: a newer claim of the same job stays held
 
@@ -118,9 +119,10 @@ class LeaseLink:
 
     def __init__(self) -> None:
         self.ref: ActorRef[LeaseKeeperMessage] | None = None
-        # The keeper's table, kept here so a restarted keeper goes on renewing what the node
-        # holds (only the keeper reads or writes it).
-        self.held: dict[int, _Held] = {}
+        # The keeper's table, by store and job id (two stores may both have a job 7), kept
+        # here so a restarted keeper goes on renewing what the node holds (only the keeper
+        # reads or writes it).
+        self.held: dict[tuple[Transport, int], _Held] = {}
 
     def get(self) -> ActorRef[LeaseKeeperMessage]:
         """The running keeper's ref.
@@ -179,7 +181,7 @@ class LeaseKeeper(Actor[LeaseKeeperMessage]):
     ) -> None:
         self.link = link or LeaseLink()
         self._fraction = fraction
-        self._held = self.link.held  # by job id; survives a restart of the keeper
+        self._held = self.link.held  # survives a restart of the keeper
         self._sleeping_for = math.inf  # the period the ticker sleeps now
         self._sleep: anyio.CancelScope | None = None  # cancelled to beat sooner
         self._sleep_cut = False
@@ -245,7 +247,7 @@ class LeaseKeeper(Actor[LeaseKeeperMessage]):
             span = msg.claimed_ttl
             renew_at = msg.sent_at + span * self._fraction
             for lease, holder, ttl in zip(msg.leases, msg.holders, msg.ttls, strict=True):
-                self._held[lease.job_id] = _Held(
+                self._held[msg.transport, lease.job_id] = _Held(
                     lease.token, ttl, span, renew_at, msg.transport, holder
                 )
             self._shorten(span)
@@ -253,9 +255,9 @@ class LeaseKeeper(Actor[LeaseKeeperMessage]):
             assert isinstance(msg, Forget)
             held = self._held
             for job_id, token in zip(msg.job_ids, msg.tokens, strict=True):
-                entry = held.get(job_id)
+                entry = held.get((msg.transport, job_id))
                 if entry is not None and entry.token == token:
-                    del held[job_id]
+                    del held[msg.transport, job_id]
         elif kind is RenewNow:
             assert isinstance(msg, RenewNow)
             self.context.start_soon(self._renew_one, msg)
@@ -274,10 +276,11 @@ class LeaseKeeper(Actor[LeaseKeeperMessage]):
         except Exception as exc:  # the handler's call raises it (a TransportError)
             msg.reply_to.fail(exc)
             return
-        held = self._held.get(msg.job_id)
+        key = (msg.transport, msg.job_id)
+        held = self._held.get(key)
         if held is not None and held.token == msg.token:
             if result is RenewResult.LOST:
-                del self._held[msg.job_id]
+                del self._held[key]
             else:
                 held.span = held.ttl
                 held.renew_at = now + held.ttl * self._fraction
@@ -294,14 +297,14 @@ class LeaseKeeper(Actor[LeaseKeeperMessage]):
         now = self.context.clock.now()
         horizon = now + self._period()  # due before the next beat: renew on this one
         due: dict[tuple[int, float], list[tuple[int, _Held]]] = {}
-        for job_id, held in list(self._held.items()):
+        for key, held in list(self._held.items()):
             if not held.holder.is_alive:
                 # Its Worker stopped without handing it back (a crash): let it lapse, so the
                 # Reaper gives the job to someone else.
-                del self._held[job_id]
+                del self._held[key]
                 continue
             if held.renew_at <= horizon:
-                due.setdefault((id(held.transport), held.ttl), []).append((job_id, held))
+                due.setdefault((id(held.transport), held.ttl), []).append((key[1], held))
         lost: dict[ActorRef[LeasesLost | CancelsRequested], list[tuple[int, int]]] = {}
         cancels: dict[ActorRef[LeasesLost | CancelsRequested], list[int]] = {}
         for (_, ttl), group in due.items():
@@ -320,8 +323,8 @@ class LeaseKeeper(Actor[LeaseKeeperMessage]):
             for (job_id, held), result in zip(group, results, strict=True):
                 if result is RenewResult.LOST:
                     lost.setdefault(held.holder, []).append((job_id, held.token))
-                    if self._held.get(job_id) is held:
-                        del self._held[job_id]
+                    if self._held.get((held.transport, job_id)) is held:
+                        del self._held[held.transport, job_id]
                     continue
                 held.span = ttl
                 held.renew_at = now + ttl * self._fraction

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from random import Random
 from typing import Any
 
 import anyio
@@ -19,6 +20,7 @@ from actors.jobs import (
     JobLeaseLost,
     JobSucceeded,
     LeaseLost,
+    Topology,
     WorkerConfig,
 )
 from transports import CancelResult, JobState, MemoryStore, MemoryTransport
@@ -478,3 +480,34 @@ async def test_the_job_logger_is_bound_to_the_job(
     (record,) = [r for r in caplog.records if r.name == "actorq.job"]
     assert record.getMessage() == f"[logs #{job_id} try 1] working on it"
     assert (record.job_id, record.job_kind, record.attempt, record.step) == (job_id, "logs", 1, 1)  # type: ignore[attr-defined]
+
+
+async def test_one_node_renews_the_same_job_id_in_two_stores(clock: VirtualClock) -> None:
+    """The node's LeaseKeeper holds leases by store and job id: two queues on two stores, each
+    running its job 1 for many TTLs, both keep their leases."""
+    first = MemoryTransport(clock=clock)
+    second = MemoryTransport(clock=clock)
+    app = App(first)
+
+    @app.task("long.a", queue="a")
+    async def long_a(ctx: JobContext, payload: Any) -> None:
+        await ctx.clock.sleep(TTL * 5)
+
+    @app.task("long.b", queue="b")
+    async def long_b(ctx: JobContext, payload: Any) -> None:
+        await ctx.clock.sleep(TTL * 5)
+
+    async with first, second:
+        a = (await first.enqueue_many([app.request("long.a")]))[0].job_id
+        b = (await second.enqueue_many([app.request("long.b")]))[0].job_id
+        assert a == b  # the same id in both stores
+        node = (
+            Topology(app, first, node_id="n1", clock=clock, rng=Random(0), config=SHORT)
+            .queue("a")
+            .queue("b", transport=second)
+        )
+        async with clock.autojump(), running(node) as (_, ev):
+            done_a = await wait_state(first, clock, a, JobState.SUCCEEDED, timeout=300.0)
+            done_b = await wait_state(second, clock, b, JobState.SUCCEEDED, timeout=300.0)
+    assert (done_a.attempt, done_b.attempt) == (1, 1)
+    assert ev.of(JobLeaseLost) == []
