@@ -7,6 +7,9 @@ per second for:
 * enqueue, one at a time and in batches of 100;
 * claim + finalize (complete), in batches of 1 and of 100;
 
+* a whole node draining no-op jobs with the default ``WorkerConfig`` at concurrency 1, 10 and
+  50 (claims for the free slots, hand-off, finalize batches), beside the raw batched ceiling;
+
 each beside a raw asyncpg baseline on the same table (a plain ``INSERT``; a plain
 ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED LIMIT n) RETURNING`` then a
 completing ``UPDATE``), with the ratio (the best of a few alternating rounds); and claim throughput with 1,000,000 rows in the table
@@ -36,6 +39,7 @@ CLAIM_SINGLE = 2_000
 CLAIM_BATCH = 20_000
 SCALE_CLAIMS = 2_000  # ROUNDS of these, plus a warm-up, stay within the 10,000 rows
 SCALE_BATCH = 10
+DRAIN_JOBS = 2_000
 
 RAW_INSERT = """
     INSERT INTO {schema}.jobs (kind, queue, payload, state, run_at, max_attempts,
@@ -162,10 +166,11 @@ async def run_async(report: Report) -> None:
         async with PostgresTransport(DSN, schema=schema, pool_size=4) as t:
             raw = await asyncpg.connect(DSN)
             try:
-                await _compare(report, bench, t, raw, admin)
+                ceiling = await _compare(report, bench, t, raw, admin)
             finally:
                 await raw.close()
             await _scale(report, bench, t, admin)
+        await _drains(report, schema, ceiling)
     finally:
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await admin.close()
@@ -177,7 +182,8 @@ async def _compare(
     t: PostgresTransport,
     raw: asyncpg.Connection,
     admin: asyncpg.Connection,
-) -> None:
+) -> float:
+    """Print the transport beside raw asyncpg; return the raw batched claim + finalize rate."""
     report(f"{'jobs/s':<34}{'actorq':>12}{'raw asyncpg':>14}{'ratio':>8}")
 
     def line(name: str, ours: float, theirs: float) -> None:
@@ -212,6 +218,36 @@ async def _compare(
             theirs = max(theirs, await bench.raw_cycle(raw, batch, jobs))
             await bench.reset(admin)
         line(f"claim + finalize, batch {batch}", ours, theirs)
+    return theirs
+
+
+async def _drains(report: Report, schema: str, ceiling: float) -> None:
+    """A node with the defaults draining no-op jobs at several concurrencies."""
+    from actors.jobs import WorkerConfig
+    from bench._runtime import drain
+
+    url = f"{DSN}?schema={schema}_node"
+    await drain(url, jobs=500, concurrency=10, config=WorkerConfig())  # warm up
+    rates = {}
+    for concurrency in (1, 10, 50):
+        rates[concurrency] = max(
+            [
+                await drain(url, jobs=DRAIN_JOBS, concurrency=concurrency, config=WorkerConfig())
+                for _ in range(ROUNDS)
+            ]
+        )
+    for concurrency, rate in rates.items():
+        report(
+            f"{f'node drain, defaults, c = {concurrency}':<34}{rate:>12,.0f}{ceiling:>14,.0f}"
+            f"{rate / ceiling:>8.0%}"
+        )
+    verdict = "holds" if rates[50] >= rates[10] else "DOES NOT hold"
+    report(f"throughput does not fall as concurrency rises (c = 50 >= c = 10): {verdict}")
+    admin = await asyncpg.connect(DSN)
+    try:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}_node" CASCADE')
+    finally:
+        await admin.close()
 
 
 async def _scale(

@@ -1,4 +1,4 @@
-"""End-to-end throughput through the real actors (Worker, Heartbeat, queue Supervisor).
+"""End-to-end throughput through the real actors (LeaseKeeper, queue Supervisor, Claimer, Workers).
 
 No-op handlers, jobs already enqueued, one node on the real clock: jobs/s from the first claim
 to the last success, on the memory transport (the actors' own cost) and on SQLite.
@@ -32,8 +32,16 @@ def _app() -> App:
     return app
 
 
-async def drain(url: str, *, jobs: int = JOBS, concurrency: int = 10, batch: int = 50) -> float:
-    """Jobs/s for one node draining ``jobs`` pre-enqueued no-op jobs."""
+async def drain(
+    url: str,
+    *,
+    jobs: int = JOBS,
+    concurrency: int = 10,
+    batch: int = 50,
+    config: WorkerConfig | None = None,
+) -> float:
+    """Jobs/s for one node draining ``jobs`` pre-enqueued no-op jobs (with ``config``, or a
+    claim batch of ``batch`` and a 50 ms poll)."""
     app = _app()
     clock = RealClock()
     async with transports.connect(url, clock=clock) as transport:
@@ -59,7 +67,7 @@ async def drain(url: str, *, jobs: int = JOBS, concurrency: int = 10, batch: int
         topology = Topology(app, transport, clock=clock).queue(
             "default",
             concurrency=concurrency,
-            worker=WorkerConfig(batch_size=batch, poll_interval=0.05),
+            worker=config or WorkerConfig(batch_size=batch, poll_interval=0.05),
         )
         started = time.perf_counter()
         async with topology.run(events=events):

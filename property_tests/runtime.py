@@ -1,7 +1,7 @@
-"""The runtime under faults: Workers, Heartbeats and Reapers as actors on several nodes.
+"""The runtime under faults: Claimers, Workers, LeaseKeepers and Reapers on several nodes.
 
-Each node is a real :class:`~actors.jobs.Topology` (queue supervisor, Workers with their
-Heartbeats, a Reaper) on one shared memory store and one :class:`~actors.core.VirtualClock`
+Each node is a real :class:`~actors.jobs.Topology` (its LeaseKeeper, a queue supervisor with
+its Claimer and Workers, a Reaper) on one shared memory store and one :class:`~actors.core.VirtualClock`
 running on autojump. A node reaches the store through a :class:`NodeLink`, which injects the
 faults hypothesis chose and writes every answer of the store into a :class:`Journal`:
 
@@ -11,7 +11,9 @@ faults hypothesis chose and writes every answer of the store into a :class:`Jour
 
 :func:`check` then holds the run to the runtime's promises: no job is lost; a job runs on two
 workers at once only when the first lease truly expired before the second claim; a late
-finalize is refused; and every event of the stream is backed by what the store said.
+finalize is refused; no handler starts on a lease that expired before it started (a node
+paused between its claim and the hand-off gives the job back instead); and every event of the
+stream is backed by what the store said.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ from .model import (
 )
 from .strategies import RUNTIME_RNG, START
 
+#: The promise a resumed node breaks if it runs what it claimed before its pause.
+NO_STALE_START = "no handler starts on a lease that has already expired"
+
 __all__ = [
     "TTL",
     "Fault",
@@ -111,7 +116,7 @@ class Fault:
     """Something that happens to one node."""
 
     node: int
-    kind: str  # "pause" or "crash"
+    kind: str  # "pause", "freeze" (a pause that begins as its next claim is answered) or "crash"
     at: float  # seconds after the start
     length: float  # how long a pause lasts
 
@@ -145,7 +150,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             st.builds(
                 Fault,
                 node=st.integers(min_value=0, max_value=nodes - 1),
-                kind=st.sampled_from(["pause", "pause", "crash"]),
+                kind=st.sampled_from(["pause", "pause", "freeze", "crash"]),
                 at=st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0]),
                 length=st.sampled_from([1.0, 3.0, 4.5, 7.0, 12.0, 30.0]),
             ),
@@ -205,6 +210,7 @@ class NodeLink(ForwardingTransport):
         self._virtual = clock  # the same clock, typed for sleeping
         self.journal = journal
         self.paused_until = 0.0
+        self.freeze = 0.0  # seconds the next claim's answer is held (then cleared)
         self.crashed = False
 
     async def _forward(self, name: str, call: Callable[[Transport], Awaitable[T]]) -> T:
@@ -225,8 +231,17 @@ class NodeLink(ForwardingTransport):
         return self._log("enqueue", requests, await super().enqueue_many(requests))
 
     async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
-        leases = await super().claim(queue, owner=owner, limit=limit, ttl=ttl)
-        return self._log("claim", (owner, ttl), leases)
+        leases = self._log(
+            "claim", (owner, ttl), await super().claim(queue, owner=owner, limit=limit, ttl=ttl)
+        )
+        if leases and self.freeze:
+            # The process froze with the reply unread: the node sees its claims only after the
+            # pause, perhaps after their leases expired.
+            self.paused_until = max(self.paused_until, self._virtual.now() + self.freeze)
+            self.freeze = 0.0
+        if self._virtual.now() < self.paused_until:
+            await self._virtual.sleep_until(self.paused_until)
+        return leases
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
         return self._log("renew", (tuple(requests), ttl), await super().renew(requests, ttl=ttl))
@@ -300,6 +315,8 @@ async def run(scenario: Scenario, transport_cls: type[MemoryTransport] = MemoryT
         link = links[fault.node]
         if fault.kind == "crash":
             link.crashed = True
+        elif fault.kind == "freeze":
+            link.freeze = fault.length
         else:
             link.paused_until = max(link.paused_until, clock.now() + fault.length)
         trace.append(f"{clock.now() - START:8.2f} node {fault.node} {fault.kind} {fault.length}")
@@ -351,6 +368,7 @@ class _Lease:
     owner: str
     claimed_at: float
     expires_at: float
+    claim_expires_at: float  # the expiry the claim granted (before any renewal)
     ended_at: float | None = None  # finalized (applied) or reclaimed
     reclaimed: bool = False
 
@@ -377,7 +395,9 @@ def check(result: Run) -> None:
                         ONE_CLAIMANT,
                         f"job {lease.job_id} claimed by {owner} at {now} while {previous.owner} held it",
                     )
-                record = _Lease(lease.job_id, lease.token, owner, now, lease.expires_at)
+                record = _Lease(
+                    lease.job_id, lease.token, owner, now, lease.expires_at, lease.expires_at
+                )
                 leases[lease.token] = latest[lease.job_id] = record
         elif entry.call == "renew":
             requests, ttl = entry.args
@@ -434,6 +454,17 @@ def check(result: Run) -> None:
                 f"job {job_id} ended {job.state} after {len(completes)} applied completions",
             )
 
+    # A handler starts only while its claim's lease is live (a Worker starts what it is handed
+    # at once, well within the first renewal period, or gives it back).
+    for job_id, token, worker, started, _ in result.runs:
+        lease = leases[token]
+        if started >= lease.claim_expires_at:
+            raise Violation(
+                NO_STALE_START,
+                f"job {job_id} started on {worker} at {started} on a lease that expired at "
+                f"{lease.claim_expires_at}",
+            )
+
     # Two runs of one job overlap only when the first lease truly expired before the second claim.
     by_job: dict[int, list[tuple[int, int, str, float, float]]] = defaultdict(list)
     for handler_run in result.runs:
@@ -456,7 +487,8 @@ def check(result: Run) -> None:
     for event in result.events:
         if isinstance(event, JobClaimed):
             lease = leases[event.token]
-            if lease.job_id != event.job_id or lease.owner != event.worker:
+            # A claim is its queue's on the node: the Worker it was handed to is named under it.
+            if lease.job_id != event.job_id or not event.worker.startswith(f"{lease.owner}/"):
                 raise Violation(ONE_CLAIMANT, f"{event} does not match the claim {lease}")
         elif isinstance(event, JobSucceeded):
             if not any(isinstance(r.outcome, Complete) for _, r in applied[event.job_id]):

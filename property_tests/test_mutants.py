@@ -100,7 +100,7 @@ open: the stateful suite is the one that catches it.)"""
 
 @pytest.mark.parametrize("mutant", RUNTIME_MUTANTS, ids=lambda m: m.__name__)
 def test_runtime_suite_catches_mutant(mutant: type[MemoryTransport]) -> None:
-    """Nodes of real Workers, Heartbeats and Reapers over a broken transport break a promise."""
+    """Nodes of real Claimers, Workers, LeaseKeepers and Reapers over a broken transport break a promise."""
     count = [0]
 
     @_hunting()

@@ -1,4 +1,5 @@
-"""Runtime level: Workers, Heartbeats and Reapers on several nodes never let a lease lie."""
+"""Runtime level: Claimers, Workers, LeaseKeepers and Reapers on several nodes never let a
+lease lie."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from .runtime import Scenario, check, run, scenarios
 def test_no_job_lost_and_no_double_run_without_expiry(loop: str) -> None:
     """Across nodes that pause past their leases or crash, with handlers of any duration, no job
     is lost, a job runs on two workers at once only after the first lease truly expired and was
-    reclaimed, and the late finalize of the first is refused."""
+    reclaimed, the late finalize of the first is refused, and no handler starts on a lease that
+    already expired (not even on a node frozen just as its claim was answered)."""
 
     @settings(max_examples=examples(60))
     @given(scenario=scenarios())

@@ -16,7 +16,10 @@ Rules that hold for every method:
   ``STALE``). A worker that stalled past its lease can never clobber the next owner.
 * **Attempts.** A claim increments ``attempt``. A lease lost to expiry keeps its attempt, so a
   job that keeps killing its workers ends dead after ``max_attempts``. ``Snooze`` and ``Release``
-  give the attempt back.
+  give the attempt back. The runtime keeps attempts counting runs: it claims only for Workers
+  that start the job at once, and releases every claim it does not start (shutdown, a Worker
+  gone, a lease its clock says is about to expire), so an attempt is spent by a run, or by a
+  claim lost in the instant of its hand-off.
 * **Cancel wins over retry.** A job whose cancel was requested ends ``cancelled`` if its holder
   retries, snoozes or releases it, or if its lease expires; ``Complete`` still succeeds.
 * **Errors.** Only subclasses of :class:`~transports.TransportError`. Only

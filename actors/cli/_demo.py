@@ -70,7 +70,7 @@ def build_demo_app() -> App:
 
     @app.task("report.build", queue="reports", lease_ttl=1.5)
     async def build_report(ctx: JobContext, job: Report) -> None:
-        # Longer than the 1.5 s lease: the Worker's Heartbeat renews it every 0.5 s.
+        # Longer than the 1.5 s lease: the node's LeaseKeeper renews it every 0.5 s.
         await ctx.clock.sleep(job.seconds)
 
     @app.task("webhook.deliver", queue="default", max_attempts=5, backoff=Constant(seconds=0.3))

@@ -253,7 +253,7 @@ main.params.append(_verbose_param())
     type=click.IntRange(min=1),
     default=_worker_default("batch_size"),
     show_default=True,
-    help="Most jobs a Worker claims at once.",
+    help="Most jobs one claim takes (a queue claims for its free Workers).",
 )
 @click.option(
     "--poll-interval",

@@ -3,7 +3,7 @@
 Built only from ``actors.core`` and the ``transports`` contract. This namespace holds what an
 application calls: the :class:`App` and its tasks, handlers' outcomes and backoff, schedules,
 :class:`Topology` and :class:`Node`, the typed events and the errors. The runtime's own actors
-(Worker, Heartbeat, queue supervisor, Reaper, Cron, Cleanup) and their messages live in
+(LeaseKeeper, queue supervisor, Claimer, Worker, Reaper, Cron, Cleanup) and their messages live in
 :mod:`actors.jobs.lowlevel`.
 """
 

@@ -77,6 +77,13 @@ def _fraction(inst: object, attr: attrs.Attribute[Any], value: object) -> None:
         raise ConfigInvalid(f"{what} must be in (0, 0.5], got {value!r}")
 
 
+def _margin(inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+    what = f"{type(inst).__name__}.{attr.name}"
+    # Past half the TTL, a hand-off slower than one renewal period could never start a job.
+    if number(what, value, strict=False) >= 0.5:
+        raise ConfigInvalid(f"{what} must be in [0, 0.5), got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class WorkerConfig:
     """Every setting of a worker node, with its default; checked at construction.
@@ -91,8 +98,11 @@ class WorkerConfig:
     lease_ttl: float = attrs.field(default=10.0, validator=_positive)
     #: The part of a TTL after which a lease is renewed, in (0, 0.5].
     renew_fraction: float = attrs.field(default=1 / 3, validator=_fraction)
-    #: Most jobs claimed at once when the queue is busy.
+    #: Most jobs one claim takes: a queue claims for its free slots, at most this many a call.
     batch_size: int = attrs.field(default=10, validator=_between(1, MAX_BATCH_SIZE))
+    #: The part of its lease's TTL that must remain, by the node's clock from when the claim
+    #: was sent, for a handler to start; a job with less left is given back unstarted.
+    start_margin: float = attrs.field(default=0.1, validator=_margin)
     #: Longest idle wait, in seconds, before claiming again without a wake-up.
     poll_interval: float = attrs.field(default=1.0, validator=_positive)
     #: Finalized results are flushed in batches at most this many seconds old.

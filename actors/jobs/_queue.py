@@ -1,4 +1,10 @@
-"""The per-queue Supervisor: keeps the right number of Workers alive for one queue."""
+"""The per-queue Supervisor: a queue's Claimer and the right number of Workers for it.
+
+Its children, in start order: the LeaseKeeper when it was given none (a queue supervisor run
+on its own), the queue's Claimer, then one Worker per slot. A crashed Worker is restarted on
+its own; a crashed Claimer is restarted with every Worker after it, since they report to it
+(their running jobs are given back, and the Claimer's unstored outcomes lapse and are reaped).
+"""
 
 from __future__ import annotations
 
@@ -19,14 +25,17 @@ from ..core import (
     ExitReason,
     Reply,
     Restart,
+    Strategy,
     Supervisor,
     SupervisorCommand,
     TerminateChild,
 )
 from ._app import App
+from ._claimer import Claimer, Flush, StopClaiming
 from ._config import MAX_CONCURRENCY, WorkerConfig, integer, number
 from ._errors import RETRYABLE
 from ._events import EventBus, WorkerCrashed
+from ._leases import LeaseKeeper, LeaseLink
 from ._worker import Drain, Worker
 
 __all__ = ["DrainWorkers", "QueueSupervisor", "Reconfigure", "WorkerCount"]
@@ -72,6 +81,7 @@ class QueueSupervisor(Supervisor):
         concurrency: Workers to run when the config does not say (default
             ``worker_config.concurrency``).
         reconfigure_interval: seconds between reads of the queue config.
+        leases: the node's LeaseKeeper; without one, the supervisor runs its own.
 
     Raises:
         ConfigInvalid: ``concurrency`` or ``reconfigure_interval`` is out of range.
@@ -91,6 +101,7 @@ class QueueSupervisor(Supervisor):
         reconfigure_interval: float = 5.0,
         max_restarts: int = 20,
         within: float = 60.0,
+        leases: LeaseLink | None = None,
     ) -> None:
         super().__init__(max_restarts=max_restarts, within=within)
         self._config = worker_config or WorkerConfig()
@@ -112,9 +123,29 @@ class QueueSupervisor(Supervisor):
         self._slot_numbers = itertools.count(1)
         self._incarnations = itertools.count(1)
         self._draining = False
+        self._own_keeper = leases is None
+        self._leases = leases or LeaseLink()
 
     async def on_start(self) -> None:
         await super().on_start()
+        if self._own_keeper:
+            await self.start_child(
+                ChildSpec(
+                    id="leases",
+                    factory=lambda: LeaseKeeper(
+                        link=self._leases, fraction=self._config.renew_fraction
+                    ),
+                    shutdown=self._config.shutdown_margin,
+                )
+            )
+        await self.start_child(
+            ChildSpec(
+                id="claimer",
+                factory=self._make_claimer,
+                restart=Restart.PERMANENT,
+                shutdown=self._config.shutdown_margin,
+            )
+        )
         await self._reconfigure()
         self.context.start_soon(self._tick)
 
@@ -204,7 +235,25 @@ class QueueSupervisor(Supervisor):
             slot = self._slots.pop()
             self.context.start_soon(self._retire, slot)
 
+    def _make_claimer(self) -> Claimer:
+        return Claimer(
+            # A prefix of every Worker id of the queue on this node: the claim is the queue's.
+            owner=f"{self.node_id}/{self.queue}",
+            queue=self.queue,
+            app=self._app,
+            transport=self._transport,
+            events=self._events,
+            leases=self._leases,
+            config=self._config,
+        )
+
+    def _claimer_ref(self) -> ActorRef[Any]:
+        ref = next((c.ref for c in self.which_children() if c.id == "claimer"), None)
+        assert ref is not None, "the Claimer starts before any Worker"
+        return ref
+
     def _make_worker(self, slot: str) -> Worker:
+        # Read when the Worker (re)starts: after a Claimer restart, the new Claimer.
         return Worker(
             worker_id=f"{slot}.{next(self._incarnations)}",
             queue=self.queue,
@@ -212,6 +261,8 @@ class QueueSupervisor(Supervisor):
             transport=self._transport,
             events=self._events,
             rng=self._rng,
+            claimer=self._claimer_ref(),
+            leases=self._leases,
             config=self._config,
         )
 
@@ -229,10 +280,16 @@ class QueueSupervisor(Supervisor):
         self.context.self_ref.tell_nowait(TerminateChild(id=slot, reply_to=Reply()))
 
     async def _drain_all(self, reply_to: Reply[None]) -> None:
-        refs = [info.ref for info in self.which_children() if info.ref is not None]
+        """Stop claiming, drain every Worker, then store what they handed back."""
+        timeout = self._config.worker_stop_timeout
+        claimer = self._claimer_ref()
+        await _ask(claimer, StopClaiming, timeout)
+        slots = set(self._slots)
+        refs = [info.ref for info in self.which_children() if info.id in slots and info.ref]
         async with anyio.create_task_group() as tg:
             for ref in refs:
-                tg.start_soon(_drain, ref, self._config.worker_stop_timeout)
+                tg.start_soon(_drain, ref, timeout)
+        await _ask(claimer, Flush, self._config.shutdown_margin)
         reply_to.send(None)
 
     async def _child_exited(self, ref: ActorRef[Any], reason: ExitReason) -> None:
@@ -250,11 +307,24 @@ class QueueSupervisor(Supervisor):
             self._events.publish(
                 WorkerCrashed(at=self.context.clock.now(), worker=ref.name, error=str(reason))
             )
+        claimer = next((c.ref for c in self.which_children() if c.id == "claimer"), None)
+        if claimer is not None and claimer._cell is ref._cell:
+            # The Workers report to the Claimer: restart them with it.
+            self.strategy = Strategy.REST_FOR_ONE
+            try:
+                await super()._child_exited(ref, reason)
+            finally:
+                self.strategy = Strategy.ONE_FOR_ONE
+            return
         await super()._child_exited(ref, reason)
 
 
 async def _drain(ref: ActorRef[Any], timeout: float) -> None:
+    await _ask(ref, Drain, timeout)
+
+
+async def _ask(ref: ActorRef[Any], message: Any, timeout: float) -> None:
     try:
-        await ref.ask(lambda r: Drain(reply_to=r), timeout=timeout)
-    except Exception as exc:  # a stopped or stuck worker: shutdown's own timeout handles it
-        _log.debug("drain of %s did not answer: %s", ref.name, exc)
+        await ref.ask(lambda r: message(reply_to=r), timeout=timeout)
+    except Exception as exc:  # a stopped or stuck actor: shutdown's own timeout handles it
+        _log.debug("%s of %s did not answer: %s", message.__name__, ref.name, exc)

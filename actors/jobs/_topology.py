@@ -42,6 +42,7 @@ from ._config import MAX_CONCURRENCY, WorkerConfig, integer, number
 from ._cron import Cron
 from ._errors import ConfigInvalid, UnknownJobKind
 from ._events import EventBus, ShutdownPhase
+from ._leases import LeaseKeeper, LeaseLink
 from ._queue import DrainWorkers, QueueSupervisor
 from ._reaper import Reaper
 from ._schedule import CronSchedule
@@ -51,7 +52,7 @@ __all__ = ["Node", "NodeContext", "Topology", "default_node_id"]
 _log = logging.getLogger("actorq.node")
 
 #: Child ids of the runtime's own actors (queue supervisors are ``queue:NAME``).
-_RUNTIME_IDS = frozenset({"reaper", "cron", "cleanup"})
+_RUNTIME_IDS = frozenset({"leases", "reaper", "cron", "cleanup"})
 
 
 def default_node_id() -> str:
@@ -145,6 +146,7 @@ class Topology:
         self._cron: tuple[Sequence[CronSchedule], float] | None = None
         self._cleanup: tuple[float | None, float] | None = None
         self._actors: list[_ActorPlan] = []
+        self._leases = LeaseLink()  # the node's LeaseKeeper, once it runs
 
     @classmethod
     def default(
@@ -332,6 +334,17 @@ class Topology:
             )
             for p in self._actors
         ]
+        if self._queues:
+            # Before the queue supervisors (it holds their leases), stopped after them.
+            specs.append(
+                ChildSpec(
+                    id="leases",
+                    factory=lambda: LeaseKeeper(
+                        link=self._leases, fraction=self.config.renew_fraction
+                    ),
+                    shutdown=margin,
+                )
+            )
         if self._reaper is not None:
             interval = self._reaper
             specs.append(
@@ -396,6 +409,7 @@ class Topology:
             rng=self.rng,
             concurrency=plan.concurrency,
             worker_config=plan.worker,
+            leases=self._leases,
         )
 
     @contextlib.asynccontextmanager

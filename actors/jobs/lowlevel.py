@@ -1,48 +1,76 @@
 """The runtime's own actors and their messages, for custom topologies and tests.
 
 Applications use :mod:`actors.jobs` (the App, handlers, outcomes, Topology, events). These are
-the pieces a Topology wires together: the Worker and its Heartbeat, the queue supervisor, the
-periodic Reaper, Cron and Cleanup, the messages between them, and the event bus.
+the pieces a Topology wires together: the node's LeaseKeeper, each queue's supervisor, Claimer
+and Workers, the periodic Reaper, Cron and Cleanup, the messages between them, the event bus,
+and the pure decisions they route (handler result → outcome → event).
 """
 
 from ._app import Handler
+from ._claimer import Claimer, ClaimerMessage, Finished, Flush, Poll, Ready, Run, StopClaiming
 from ._cleanup import Cleanup
 from ._cron import Cron
+from ._decide import event_of, failure_of, may_start, outcome_of
 from ._events import EventBus
+from ._execute import Execution, execute, lose, request_cancel
+from ._leases import (
+    Beat,
+    CancelsRequested,
+    Forget,
+    Hold,
+    LeaseKeeper,
+    LeaseKeeperMessage,
+    LeaseLink,
+    LeasesLost,
+    RenewNow,
+)
 from ._periodic import PeriodicActor, PeriodicMessage, RunNow, Tick
 from ._queue import DrainWorkers, QueueSupervisor, Reconfigure, WorkerCount
 from ._reaper import Reaper
 from ._topology import default_node_id
-from ._worker import (
-    CancelsRequested,
-    Drain,
-    Heartbeat,
-    HeartbeatMessage,
-    LeasesLost,
-    Worker,
-    WorkerMessage,
-)
+from ._worker import Drain, Worker, WorkerMessage
 
 __all__ = [
+    "Beat",
     "CancelsRequested",
+    "Claimer",
+    "ClaimerMessage",
     "Cleanup",
     "Cron",
     "Drain",
     "DrainWorkers",
     "EventBus",
+    "Execution",
+    "Finished",
+    "Flush",
+    "Forget",
     "Handler",
-    "Heartbeat",
-    "HeartbeatMessage",
+    "Hold",
+    "LeaseKeeper",
+    "LeaseKeeperMessage",
+    "LeaseLink",
     "LeasesLost",
     "PeriodicActor",
     "PeriodicMessage",
+    "Poll",
     "QueueSupervisor",
+    "Ready",
     "Reaper",
     "Reconfigure",
+    "RenewNow",
+    "Run",
     "RunNow",
+    "StopClaiming",
     "Tick",
     "Worker",
     "WorkerCount",
     "WorkerMessage",
     "default_node_id",
+    "event_of",
+    "execute",
+    "failure_of",
+    "lose",
+    "may_start",
+    "outcome_of",
+    "request_cancel",
 ]

@@ -1,6 +1,6 @@
 """Deterministic simulation of a faulty actorq cluster, replayed byte for byte from one seed.
 
-Several nodes, each a real ``actors.jobs`` Topology (Workers, Heartbeats, queue Supervisors,
+Several nodes, each a real ``actors.jobs`` Topology (LeaseKeepers, queue Supervisors, Claimers, Workers,
 Reaper, Cron, Cleanup, and your own actors) in its own actor system, share one memory store
 through fault-injecting transports, on one virtual clock that jumps to the next timer whenever
 every task waits: simulated hours take seconds. Nodes crash without cleanup and come back as

@@ -1,7 +1,7 @@
 """The simulated cluster: nodes over one store, the faults that strike them, the drain, the end.
 
-Every node incarnation is a real ``actors.jobs`` :class:`~actors.jobs.Topology` (Workers,
-Heartbeats, queue Supervisors, Reaper, Cron, Cleanup, and the user's actors) running in its
+Every node incarnation is a real ``actors.jobs`` :class:`~actors.jobs.Topology` (LeaseKeepers,
+queue Supervisors, Claimers, Workers, Reaper, Cron, Cleanup, and the user's actors) running in its
 own actor system, on its own :class:`NodeClock`, through its own :class:`FaultyTransport`, all
 in one event loop over one ``MemoryStore`` and one ``VirtualClock``. A crash cancels the
 incarnation's actor system on the spot, without drain or release; the node comes back later

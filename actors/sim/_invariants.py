@@ -18,6 +18,9 @@ Invariants (their names appear in reports):
 * ``single_leader``: a leader lease has at most one live holder.
 * ``recovery_bound``: an orphaned job is re-runnable within ``lease_ttl + reaper_interval`` of
   its holder's last renewal, whenever some node with a reaper was healthy meanwhile.
+* ``no_stale_start``: a handler starts (``JobClaimed``) only on its job's current claim, while
+  that lease is live by the store's clock: a node that stalled between its claim and the
+  hand-off gives the job back instead of running it.
 * ``all_final_after_drain``: once faults stop, every job becomes final within the tail.
 * ``node_error``: no node (or the simulator) fails with an unexpected exception.
 """
@@ -29,7 +32,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from actors.jobs import CronFired, FinalizeRefused, JobLeaseLost
+from actors.jobs import CronFired, FinalizeRefused, JobClaimed, JobLeaseLost
 from transports import EnqueueRequest, EnqueueResult, JobState
 from transports.lowlevel import (
     FinalizeRequest,
@@ -141,6 +144,7 @@ class _Job:
         "orphaned_at",
         "owner",
         "queue",
+        "restart_from",
         "token",
     )
 
@@ -153,6 +157,8 @@ class _Job:
         self.expires_at = -math.inf
         self.extended_at = -math.inf  # when the holder last claimed or renewed
         self.orphaned_at: float | None = None  # the expiry of a reaped lease, until re-claimed
+        # The last renewal of a reaped lease, until the job's handler starts again.
+        self.restart_from: float | None = None
 
 
 class Checker:
@@ -210,6 +216,9 @@ class Checker:
         self.recovery_late = 0
         #: Seconds from an orphaned lease's expiry to the job's next claim.
         self.rerun: list[float] = []
+        #: Seconds from an orphaned lease's last renewal to the job's next handler start.
+        self.restart: list[float] = []
+        self.starts = 0  # handlers started (JobClaimed events)
         trace.listeners.append(self._follow)
 
     # --- violations -----------------------------------------------------------------------
@@ -401,6 +410,8 @@ class Checker:
                 return
             job.token = None
             job.orphaned_at = job.expires_at if r.state is JobState.AVAILABLE else None
+            if r.state is JobState.AVAILABLE and job.restart_from is None:
+                job.restart_from = job.extended_at  # measured from the first holder's death
             job.expires_at = -math.inf
 
     def leader(
@@ -429,10 +440,37 @@ class Checker:
 
     # --- what the nodes said ----------------------------------------------------------------
 
+    def _started(self, entry: TraceEntry, event: JobClaimed) -> None:
+        """A handler is starting: on the current claim of its job, while its lease is live."""
+        if self._trace.closed:
+            return
+        self.starts += 1
+        job = self.jobs.get(event.job_id)
+        if job is None:
+            return  # the no_job_lost check reports a job nobody enqueued
+        now = entry.at
+        if job.token != event.token or job.expires_at <= now:
+            why = (
+                f"its lease expired {now - job.expires_at:.6f}s before"
+                if job.token == event.token
+                else f"the job's current claim is token {job.token}"
+            )
+            self.violate(
+                "no_stale_start",
+                f"job {job.id}: {entry.source} started its handler on token {event.token}, but "
+                f"{why}",
+            )
+            return
+        if job.restart_from is not None:
+            self.restart.append(now - job.restart_from)
+            job.restart_from = None
+
     def _follow(self, entry: TraceEntry) -> None:
         event = entry.event
         kind = type(event)
-        if kind is CronFired:
+        if kind is JobClaimed:
+            self._started(entry, event)
+        elif kind is CronFired:
             self.cron_fires += 1
             key = (event.schedule, event.tick)
             first = self._cron_ticks.get(key)

@@ -70,6 +70,9 @@ class SimReport:
     recovery_bound: float
     recovery_late: int  # orphans past the bound, each while no node had a healthy reaper
     rerun: Distribution  # orphan: lease expiry -> claimed again
+    restart: Distribution  # orphan: holder's last renewal -> its handler running again
+    restart_bound: float  # lease TTL + reaper interval + poll interval (the wake-up)
+    restart_late: int  # orphans that started past that bound (all slots busy, nodes down)
     faults: Mapping[str, int]  # faults injected, by kind
     storage_errors: int  # storage calls that raised ConnectionLost by the simulator's hand
     restarts: int  # node incarnations started after the first
@@ -110,6 +113,8 @@ class SimReport:
             f"{self.recovery.render()}; {self.recovery_late} past the bound, each while no node "
             "had a healthy reaper",
             f"  orphan re-run (lease expiry -> claimed again): {self.rerun.render()}",
+            f"  orphan restart (last renewal -> handler running again, bound "
+            f"{self.restart_bound:g}s): {self.restart.render()}; {self.restart_late} past it",
             f"  cron: {self.cron_fires} ticks fired",
             f"  trace: {len(self.trace)} events, sha256 {self.trace_hash}",
         ]

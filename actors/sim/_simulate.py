@@ -134,6 +134,11 @@ async def run_simulation(
         recovery_bound=checker.recovery_bound,
         recovery_late=checker.recovery_late,
         rerun=Distribution.of(checker.rerun),
+        restart=Distribution.of(checker.restart),
+        restart_bound=checker.recovery_bound + config.poll_interval,
+        restart_late=sum(
+            1 for d in checker.restart if d > checker.recovery_bound + config.poll_interval + 1e-6
+        ),
         faults=_fault_counts(cluster, trace, config),
         storage_errors=cluster.storage_errors,
         restarts=cluster.restarts,

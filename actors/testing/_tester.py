@@ -20,8 +20,7 @@ import anyio.lowlevel
 
 from actors.core import VirtualClock
 from actors.jobs import App, CronFired, CronSchedule, Task, WorkerConfig
-from actors.jobs._worker import _Batch
-from actors.jobs.lowlevel import EventBus, Worker
+from actors.jobs.lowlevel import EventBus, Execution, event_of, execute, lose, request_cancel
 from transports import CancelResult, EnqueueResult, Job, JobState, MemoryTransport, Transport
 from transports.lowlevel import (
     Cancel,
@@ -30,6 +29,8 @@ from transports.lowlevel import (
     FinalizeResult,
     Lease,
     Outcome,
+    RenewRequest,
+    RenewResult,
     Retry,
     Snooze,
 )
@@ -96,20 +97,6 @@ class JobTester:
         self.cron = cron
         self.max_runs = max_runs
         self._config = WorkerConfig()
-        # The runtime's own Worker, never started as an actor: the tester hands it one claimed
-        # job at a time and it runs the handler and decides the outcome as in production.
-        # This leans on the Worker's private per-job methods; tests/testing/test_parity.py
-        # compares a drain with a running node, so a change there shows up at once.
-        self._worker = Worker(
-            worker_id=_OWNER,
-            queue="default",
-            app=app,
-            transport=self.transport,
-            events=self.events,
-            rng=self.rng,
-            config=self._config,
-        )
-        self._worker._clock = self.clock
         self._cron_after = self.clock.now()  # ticks up to here have fired
         self._saved_transport: Transport | None = None
 
@@ -446,35 +433,52 @@ class JobTester:
         return sorted(stored | set(self.app.queues))
 
     async def _run(self, lease: Lease) -> JobRun:
-        """Run one claimed job through the Worker's code and store its outcome."""
-        worker = self._worker
+        """Run one claimed job through the runtime's own execution and outcome code (what a
+        Worker runs), store its outcome, and publish the events a node would."""
         clock = self.clock
         started = clock.now()
-        # As the Worker's current batch, so ctx.extend_lease() sees a cancel request or a
-        # lost lease and stops the handler as it would in production.
-        batch = _Batch(0, [lease])
-        entry = batch.entries[lease.job_id]
-        worker._batch = batch
-        try:
-            with anyio.CancelScope() as scope:
-                if self.autojump:
-                    async with clock.autojump():
-                        await worker._run_one(entry, scope)
-                else:
-                    await worker._run_one(entry, scope)
-            if scope.cancel_called:
-                worker._interrupted(entry)
-        finally:
-            worker._batch = None
-        pending, worker._pending = worker._pending, []
+        run = Execution(lease)
+
+        async def renew() -> RenewResult:
+            # ctx.extend_lease(): a cancel request or a lost lease stops the handler as it
+            # would in production.
+            (result,) = await self.transport.renew(
+                [RenewRequest(job_id=lease.job_id, token=lease.token)],
+                ttl=self._config.lease_ttl,
+            )
+            if result is RenewResult.LOST:
+                lose(run)
+            elif result is RenewResult.CANCEL_REQUESTED:
+                request_cancel(run)
+            return result
+
+        async def go() -> tuple[Outcome | None, float]:
+            return await execute(
+                run,
+                app=self.app,
+                clock=clock,
+                rng=self.rng,
+                worker=_OWNER,
+                events=self.events,
+                renew=renew,
+            )
+
+        if self.autojump:
+            async with clock.autojump():
+                outcome, duration = await go()
+        else:
+            outcome, duration = await go()
         job = lease.job
-        if not pending:  # the lease was lost while it ran: nothing to store
+        if outcome is None:  # the lease was lost while it ran: nothing to store
             return self._record(lease, RunOutcome.REFUSED, job, None, started)
-        ((_, outcome, detail),) = pending
         (result,) = await self.transport.finalize(
             [FinalizeRequest(job_id=job.id, token=lease.token, outcome=outcome)]
         )
-        worker._announce(clock.now(), entry, outcome, detail, result)
+        event = event_of(
+            job, lease.token, outcome, result, worker=_OWNER, now=clock.now(), duration=duration
+        )
+        if event is not None:
+            self.events.publish(event)
         stored = await self.transport.get(job.id)
         if result is FinalizeResult.STALE:
             return self._record(lease, RunOutcome.REFUSED, stored, None, started)

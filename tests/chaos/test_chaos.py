@@ -67,8 +67,10 @@ def test_every_job_succeeds_exactly_once_under_process_and_database_faults(
     every other run lost its lease to a reap whose cause was a SIGKILL, a pause, a cut
     connection or the server restart (none expired on a healthy worker) and no write of such a
     holder was accepted afterwards; an orphaned job became claimable again within lease TTL +
-    reaper interval + 1 s of its holder's failure; a SIGKILLed worker's job ran again within
-    15 s; and every process ended only by the test's own signals, with no traceback logged.
+    reaper interval + 1 s of its holder's failure; a SIGKILLed worker's job ran again (its
+    handler started) within lease TTL + reaper interval + wake-up (12.5 s with the defaults,
+    at p100); no handler started after its lease had been reaped (SIGSTOP past the TTL); and
+    every process ended only by the test's own signals, with no traceback logged.
     """
     plan = _plan()
     run = asyncio.run(run_chaos(plan, postgres_dsn, tmp_path / "logs"))

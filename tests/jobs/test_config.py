@@ -67,6 +67,9 @@ BAD_WORKER_SETTINGS: list[tuple[str, object, str]] = [
     ("batch_size", 0, "between 1 and"),
     ("batch_size", 10**9, "between 1 and"),
     ("batch_size", 2.5, "must be an integer"),
+    ("start_margin", -0.1, "must be >= 0"),
+    ("start_margin", 0.5, r"\[0, 0.5\)"),
+    ("start_margin", math.nan, "must be finite"),
     ("poll_interval", 0, "must be > 0"),
     ("poll_interval", -0.5, "must be > 0"),
     ("finalize_delay", -0.01, "must be >= 0"),
@@ -127,6 +130,7 @@ def test_every_actor_of_the_tree_stops_within_the_margins() -> None:
     bounds = {spec.id: spec.shutdown for spec in topology.child_specs(EventBus())}
     assert bounds == {
         "audit": 3.0,
+        "leases": 3.0,
         "reaper": 3.0,
         "cron": 3.0,
         "cleanup": 3.0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from random import Random
 from typing import Any
 
 import anyio
@@ -19,6 +20,7 @@ from actors.jobs import (
     JobLeaseLost,
     JobSucceeded,
     LeaseLost,
+    Topology,
     WorkerConfig,
 )
 from transports import CancelResult, JobState, MemoryStore, MemoryTransport
@@ -70,7 +72,7 @@ async def test_heartbeats_follow_the_nodes_clock_not_the_stores(
     clock: VirtualClock, offset: float
 ) -> None:
     """A store keeping time by another clock (PostgreSQL's, skewed from the node's) does not
-    make the Heartbeat renew too late: it schedules renewals on the node's own clock."""
+    make the LeaseKeeper renew too late: it schedules renewals on the node's own clock."""
     async with MemoryTransport(clock=_Ahead(clock, offset)) as skewed:
         app = App(skewed)
 
@@ -116,6 +118,67 @@ async def test_a_tasks_own_lease_ttl_is_used_for_its_jobs(
     (remaining,) = left
     assert 0 < remaining <= task_ttl
     assert remaining > task_ttl / 2  # renewed with the task's TTL, not the worker's 30 s
+
+
+# --- no handler starts on a lease the node's clock says is gone -------------------------------
+
+
+class _FrozenAfterClaim(FaultyTransport):
+    """A node that freezes (or whose clock jumps) right after the store answered its claim:
+    it sees its fresh claim only ``gap`` seconds later."""
+
+    def __init__(self, inner: MemoryTransport, clock: VirtualClock, *, gap: float, jump: bool):
+        super().__init__(inner)
+        self.node_clock = clock
+        self.gap = gap
+        self.jump = jump
+        self.frozen = 0  # claims answered late so far
+
+    async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Any]:
+        leases = await super().claim(queue, owner=owner, limit=limit, ttl=ttl)
+        if leases and not self.frozen:
+            self.frozen += 1
+            if self.jump:
+                self.node_clock.advance(self.gap)  # the clock jumps
+            else:
+                await self.node_clock.sleep(self.gap)  # the process is paused
+        return leases
+
+
+@pytest.mark.parametrize(
+    ("gap", "jump"),
+    [(TTL, True), (TTL, False), (TTL * 0.95, False), (TTL * 3, True)],
+    ids=["jump-past-ttl", "pause-past-ttl", "pause-into-the-margin", "jump-far"],
+)
+async def test_a_claim_seen_after_its_lease_lapsed_is_given_back_unstarted(
+    clock: VirtualClock, gap: float, jump: bool
+) -> None:
+    """When the node's clock says a claimed lease has expired or is about to (less than
+    ``start_margin`` of its TTL left, from when the claim was sent) by the time its Worker would
+    start it, the handler never starts on it: the job is given back (or left to the reaper),
+    and it runs once, later, on a fresh claim."""
+    memory = MemoryTransport(clock=clock)
+    frozen = _FrozenAfterClaim(memory, clock, gap=gap, jump=jump)
+    app = App(memory)
+    starts: list[tuple[int, float]] = []
+
+    @app.task("fresh")
+    async def fresh(ctx: JobContext, payload: Any) -> None:
+        starts.append((ctx.lease.token, ctx.clock.now()))
+
+    async with memory:
+        job_id = (await app.enqueue(fresh, None)).job_id
+        async with clock.autojump(), running(topology(app, frozen, clock, worker=SHORT)) as (_, ev):
+            job = await wait_state(memory, clock, job_id, JobState.SUCCEEDED, timeout=120.0)
+    assert frozen.frozen == 1
+    ((token, _),) = starts  # one run, on a later claim than the frozen one
+    (claimed,) = ev.of(JobClaimed)
+    assert claimed.token == token
+    assert token != 1  # the first claim's token never ran
+    # Given back, the attempt is refunded; after a jump the Reaper (its timer due at once)
+    # takes the expired lease back first, and that claim's attempt stays spent.
+    assert job.attempt == (2 if jump else 1)
+    assert ev.of(JobLeaseLost) == []
 
 
 # --- a lease lost mid-handler ---------------------------------------------------------------
@@ -167,10 +230,11 @@ async def test_a_lost_lease_cancels_the_handler_and_the_new_holder_wins(
     assert runs[1][0].startswith("healthy/")
     assert job.lease_owner == runs[1][0]
     (lost,) = sick_events.of(JobLeaseLost)
-    assert (lost.job_id, lost.worker) == (job_id, runs[0][0])
+    assert lost.job_id == job_id
+    assert lost.worker.startswith(f"{runs[0][0]}/")  # a Worker of the queue that claimed it
     assert sick_events.of(FinalizeRefused) == []  # it never got as far as finalizing
     assert sick_events.of(JobSucceeded) == []
-    assert [e.worker for e in healthy_events.of(JobSucceeded)] == [runs[1][0]]
+    assert [e.worker.rsplit("/", 1)[0] for e in healthy_events.of(JobSucceeded)] == [runs[1][0]]
     assert (await healthy.get(job_id)).state is JobState.SUCCEEDED
 
 
@@ -273,38 +337,38 @@ async def test_a_cancel_arriving_after_success_leaves_the_job_succeeded(
     assert ev.of(JobCancelled) == []
 
 
-async def test_a_job_cancelled_while_waiting_in_a_claimed_batch_never_runs(
+async def test_jobs_behind_a_busy_worker_wait_in_the_store_not_under_a_lease(
     memory: MemoryTransport, clock: VirtualClock
 ) -> None:
-    """Jobs claimed together run one by one; one cancelled before its turn ends cancelled
-    without running."""
+    """A node claims only for its free slots: while its one Worker is busy, the next jobs stay
+    available (no lease, no attempt spent), so a cancel ends one at once without it ever
+    running, and the others run in turn."""
     app = App(memory)
     ran: list[int] = []
     blocker = anyio.Event()
 
-    @app.task("in.batch")
-    async def in_batch(ctx: JobContext, payload: int) -> None:
+    @app.task("in.line")
+    async def in_line(ctx: JobContext, payload: int) -> None:
         ran.append(payload)
         if payload == 0:
             await blocker.wait()
 
-    # One worker; the first claim takes one job, later ones take batches.
-    await app.enqueue(in_batch, -1)
-    ids = [(await app.enqueue(in_batch, n)).job_id for n in range(4)]
+    ids = [(await app.enqueue(in_line, n)).job_id for n in range(4)]
     async with (
         clock.autojump(),
         running(topology(app, memory, clock, worker=SHORT, concurrency=1)) as (_, ev),
     ):
         await wait_until(clock, lambda: 0 in ran, what="the blocking job")
-        waiting = await memory.get(ids[2])
-        assert waiting.state is JobState.RUNNING  # claimed in the same batch, not started
-        assert await memory.cancel(ids[2]) is CancelResult.REQUESTED
-        await clock.sleep(TTL)  # the heartbeat sees the request
+        await clock.sleep(TTL)  # renewals and polls go by: still nothing else is claimed
+        for job_id in ids[1:]:
+            waiting = await memory.get(job_id)
+            assert (waiting.state, waiting.attempt) == (JobState.AVAILABLE, 0)
+        assert await memory.cancel(ids[2]) is CancelResult.CANCELLED
         blocker.set()
         await wait_state(memory, clock, ids[3], JobState.SUCCEEDED)
-    assert ran == [-1, 0, 1, 3]
+    assert ran == [0, 1, 3]
     assert (await memory.get(ids[2])).state is JobState.CANCELLED
-    assert [e.job_id for e in ev.of(JobCancelled)] == [ids[2]]
+    assert ev.of(JobCancelled) == []  # cancelled by the store: no Worker was involved
 
 
 # --- the JobContext ----------------------------------------------------------------------------
@@ -416,3 +480,34 @@ async def test_the_job_logger_is_bound_to_the_job(
     (record,) = [r for r in caplog.records if r.name == "actorq.job"]
     assert record.getMessage() == f"[logs #{job_id} try 1] working on it"
     assert (record.job_id, record.job_kind, record.attempt, record.step) == (job_id, "logs", 1, 1)  # type: ignore[attr-defined]
+
+
+async def test_one_node_renews_the_same_job_id_in_two_stores(clock: VirtualClock) -> None:
+    """The node's LeaseKeeper holds leases by store and job id: two queues on two stores, each
+    running its job 1 for many TTLs, both keep their leases."""
+    first = MemoryTransport(clock=clock)
+    second = MemoryTransport(clock=clock)
+    app = App(first)
+
+    @app.task("long.a", queue="a")
+    async def long_a(ctx: JobContext, payload: Any) -> None:
+        await ctx.clock.sleep(TTL * 5)
+
+    @app.task("long.b", queue="b")
+    async def long_b(ctx: JobContext, payload: Any) -> None:
+        await ctx.clock.sleep(TTL * 5)
+
+    async with first, second:
+        a = (await first.enqueue_many([app.request("long.a")]))[0].job_id
+        b = (await second.enqueue_many([app.request("long.b")]))[0].job_id
+        assert a == b  # the same id in both stores
+        node = (
+            Topology(app, first, node_id="n1", clock=clock, rng=Random(0), config=SHORT)
+            .queue("a")
+            .queue("b", transport=second)
+        )
+        async with clock.autojump(), running(node) as (_, ev):
+            done_a = await wait_state(first, clock, a, JobState.SUCCEEDED, timeout=300.0)
+            done_b = await wait_state(second, clock, b, JobState.SUCCEEDED, timeout=300.0)
+    assert (done_a.attempt, done_b.attempt) == (1, 1)
+    assert ev.of(JobLeaseLost) == []

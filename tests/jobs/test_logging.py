@@ -134,13 +134,14 @@ async def test_a_succeeded_job_logs_nothing_at_warning(
 # --- errors sorted from bugs --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("call", ["claim", "renew"])
-async def test_an_invalid_request_crashes_the_worker_once_loudly(
-    clock: VirtualClock, caplog: pytest.LogCaptureFixture, call: str
+async def test_an_invalid_request_crashes_the_claimer_once_loudly(
+    clock: VirtualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An InvalidRequest is a bug, not the store's weather: the Worker is not left retrying it
-    (as it retries ConnectionLost) but crashes, its supervisor logs it at ERROR with the
-    traceback, reports WorkerCrashed and starts a fresh Worker that works the queue."""
+    """An InvalidRequest is a bug, not the store's weather: the queue's Claimer is not left
+    retrying it (as it retries ConnectionLost) but crashes, its supervisor logs it at ERROR
+    with the traceback, reports WorkerCrashed and starts a fresh Claimer (and Workers) that
+    work the queue."""
+    call = "claim"
     caplog.set_level(logging.WARNING)
     inner = MemoryTransport(clock=clock)
     faulty = FaultyTransport(inner)
@@ -164,10 +165,40 @@ async def test_an_invalid_request_crashes_the_worker_once_loudly(
     assert f"injected invalid request in {call}" in crash.error
     (logged,) = [r for r in _records(caplog, logging.ERROR) if "crashed" in r.getMessage()]
     assert "queue 'q'" in logged.getMessage()
-    assert logged.exc_info is not None  # with the traceback (the Heartbeat's, for renew)
+    assert logged.exc_info is not None  # with the traceback
     assert "InvalidRequest: injected invalid request" in logging.Formatter().format(logged)
     retried = [r for r in _records(caplog, logging.WARNING) if "could not" in r.getMessage()]
     assert retried == []
+
+
+async def test_an_invalid_renewal_crashes_the_lease_keeper_which_keeps_its_leases(
+    clock: VirtualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An InvalidRequest from a renewal crashes the node's LeaseKeeper loudly (ERROR with the
+    traceback); the root supervisor starts a new one, which goes on renewing the same leases,
+    so the running job keeps its lease and succeeds on its first attempt."""
+    caplog.set_level(logging.WARNING)
+    inner = MemoryTransport(clock=clock)
+    faulty = FaultyTransport(inner)
+    app = App(inner)
+
+    @app.task("held", queue="q")
+    async def held(ctx: JobContext, payload: Any) -> None:
+        await ctx.clock.sleep(40.0)  # several renewal periods of the default TTL
+
+    job_id = (await app.enqueue(held, 0)).job_id
+    faulty.invalid_once.add("renew")
+    async with clock.autojump(), running(topology(app, faulty, clock, concurrency=1)) as (node, _):
+        before = await node.child("leases")
+        await wait_until(clock, lambda: not before.is_alive, what="the keeper crashing")
+        after = await node.child("leases")
+        assert after is not before
+        jobs = await wait_final(inner, clock, [job_id], timeout=300.0)
+    job = jobs[job_id]
+    assert (job.state, job.attempt) == (JobState.SUCCEEDED, 1)
+    (logged,) = [r for r in _records(caplog, logging.ERROR) if "crashed" in r.getMessage()]
+    assert "lease keeper" in logged.getMessage()
+    assert "InvalidRequest: injected invalid request" in logging.Formatter().format(logged)
 
 
 async def test_an_invalid_request_crashes_a_periodic_actor(

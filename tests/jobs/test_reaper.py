@@ -93,8 +93,41 @@ async def test_a_job_of_a_dead_node_is_finished_by_a_live_one(clock: VirtualCloc
     assert [owner.split("/")[0] for owner in runs] == ["doomed", "live"]
     (reclaimed,) = events.of(JobReclaimed)
     assert reclaimed.lost_by == runs[0]
-    assert [e.worker for e in events.of(JobSucceeded)] == [runs[1]]
+    assert [e.worker.rsplit("/", 1)[0] for e in events.of(JobSucceeded)] == [runs[1]]
     assert job.attempt == 2
+
+
+async def test_a_job_that_keeps_killing_its_workers_ends_dead(clock: VirtualClock) -> None:
+    """Attempts count runs: a job whose handler takes its node down every time (the node stops
+    renewing, its lease lapses, the Reaper takes it back) runs once per attempt and ends dead
+    after ``max_attempts`` runs, never looping forever; nothing else spends its attempts."""
+    store = MemoryStore()
+    live = MemoryTransport(clock=clock, store=store)
+    app = App(live)
+    runs: list[int] = []
+    doomed: list[FaultyTransport] = []
+
+    @app.task("poison.pill", max_attempts=3)
+    async def pill(ctx: JobContext, payload: Any) -> None:
+        runs.append(ctx.attempt)
+        doomed[-1].down = True  # this node is gone from now on
+        await ctx.clock.sleep(10_000.0)
+
+    job_id = (await app.enqueue(pill, None)).job_id
+    reaper = Topology(app, live, node_id="reaper", clock=clock, rng=Random(0)).reaper(
+        interval=REAPER_INTERVAL
+    )
+    async with clock.autojump(), running(reaper):
+        for n in range(3):
+            doomed.append(FaultyTransport(MemoryTransport(clock=clock, store=store)))
+            with anyio.CancelScope() as crash:
+                async with running(topology(app, doomed[-1], clock, node_id=f"doomed{n}")):
+                    await wait_until(clock, lambda n=n: len(runs) > n, what=f"run {n + 1}")
+                    crash.cancel()
+        job = await wait_state(live, clock, job_id, JobState.DEAD, timeout=120.0)
+        await clock.sleep(60.0)
+    assert runs == [1, 2, 3]
+    assert job.attempt == 3
 
 
 async def test_a_lease_lost_on_the_last_attempt_ends_dead(

@@ -15,7 +15,6 @@ import sys
 import tarfile
 import uuid
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,13 +51,13 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv, outside the repository, with only the built wheel installed."""
     venv = tmp_path_factory.mktemp("venv")
     _run(sys.executable, "-m", "venv", venv, cwd=venv)
     wheel = next(dist.glob("actorq-*.whl"))
     _run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", wheel, cwd=venv)
-    yield venv
+    return venv
 
 
 def _clean_env(venv: Path) -> dict[str, str]:
@@ -111,7 +110,9 @@ def _run_quickstart(installed: Path, tmp_path: Path, *args: str) -> str:
     # The example is copied out, so nothing of the checkout is importable from its folder.
     example = tmp_path / "quickstart.py"
     shutil.copy(ROOT / "examples" / "quickstart.py", example)
-    return _run(installed / "bin" / "python", example, *args, cwd=tmp_path, env=_clean_env(installed))
+    return _run(
+        installed / "bin" / "python", example, *args, cwd=tmp_path, env=_clean_env(installed)
+    )
 
 
 def test_an_example_runs_on_sqlite_from_the_wheel(installed: Path, tmp_path: Path) -> None:

@@ -54,6 +54,12 @@ def _notices_without_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Worker, "_on_lost", on_lost)
 
 
+def _starts_on_any_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    from actors.jobs import _decide
+
+    monkeypatch.setattr(_decide, "may_start", lambda **_: True)
+
+
 def _sqlite_url_from_the_root(monkeypatch: pytest.MonkeyPatch) -> None:
     import tempfile
 
@@ -98,11 +104,22 @@ BUGS: tuple[Bug, ...] = (
     Bug(
         name="lost-lease-notice-without-token",
         story="A late lost-lease notice about an old claim cancelled a newer claim of the same "
-        "job, which then ran forever while its Heartbeat kept renewing it.",
+        "job, which then ran forever while its lease kept being renewed.",
         tests=(
             "tests/regressions/test_runtime.py::test_a_stale_lost_lease_notice_spares_a_newer_claim",
         ),
         patch=_notices_without_tokens,
+    ),
+    Bug(
+        name="start-on-an-expired-lease",
+        story="A worker resumed after SIGSTOP past its lease started the handlers it had "
+        "claimed before the pause, whose leases had expired; most of those jobs had already "
+        "run elsewhere (fencing refused the finalizes, but the side effects ran twice).",
+        tests=(
+            "tests/regressions/test_runtime.py::"
+            "test_a_node_resumed_past_its_lease_never_starts_what_it_claimed_before",
+        ),
+        patch=_starts_on_any_lease,
     ),
     Bug(
         name="sqlite-url-from-the-root",

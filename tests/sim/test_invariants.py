@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from actors.jobs import CronFired
+from actors.jobs import CronFired, JobClaimed
 from actors.sim.lowlevel import Health
 from transports import JobState
 from transports.lowlevel import (
@@ -13,6 +13,7 @@ from transports.lowlevel import (
     FinalizeRequest,
     FinalizeResult,
     LeaderLease,
+    Lease,
     Reclaimed,
     RenewRequest,
     RenewResult,
@@ -177,3 +178,65 @@ def _reclaimed(job_id: int, expired_at: float) -> Reclaimed:
         expired_at=expired_at,
         state=JobState.AVAILABLE,
     )
+
+
+def _started(lease: Lease, at: float) -> JobClaimed:
+    job = lease.job
+    return JobClaimed(
+        at=at,
+        job_id=job.id,
+        kind=job.kind,
+        queue=job.queue,
+        attempt=job.attempt,
+        worker=f"{lease.owner}/1.1",
+        token=lease.token,
+        enqueued_at=job.created_at,
+        run_at=job.run_at,
+    )
+
+
+async def test_a_handler_started_on_a_live_claim_is_fine() -> None:
+    """A start on the job's current, live lease breaks nothing."""
+    rig = make_rig()
+    lease = await claim_one(rig, ttl=5.0)
+    rig.trace.add("n0.1", _started(lease, START))
+    assert not rig.violations
+    assert rig.checker.starts == 1
+
+
+async def test_a_handler_started_after_its_lease_expired_breaks_no_stale_start() -> None:
+    """A node that starts a handler once its lease expired by the store's clock (a pause
+    between its claim and the hand-off) is a violation, even before anyone reclaims it."""
+    rig = make_rig()
+    lease = await claim_one(rig, ttl=5.0)
+    rig.base.advance(6.0)
+    rig.trace.add("n0.1", _started(lease, START + 6.0))
+    assert rig.violations == ["no_stale_start"]
+    assert "expired" in rig.checker.violation.detail  # type: ignore[union-attr]
+
+
+async def test_a_handler_started_on_a_superseded_claim_breaks_no_stale_start() -> None:
+    """Starting a claim the store already reclaimed and gave to someone else is a violation."""
+    rig = make_rig()
+    lease = await claim_one(rig, ttl=5.0)
+    later = START + 6.0
+    rig.checker.reaped("n0.1", [_reclaimed(lease.job_id, START + 5.0)], later)
+    rig.checker.claimed("n0.1", [attrs.evolve(lease, token=99, owner="w2")], later)
+    rig.trace.add("n0.1", _started(lease, later))
+    assert rig.violations == ["no_stale_start"]
+    assert "token 99" in rig.checker.violation.detail  # type: ignore[union-attr]
+
+
+async def test_the_restart_of_an_orphan_is_measured_to_its_handlers_start() -> None:
+    """Orphan recovery is measured from the holder's last renewal to the next handler start,
+    not only until the job is claimable again."""
+    rig = make_rig()
+    lease = await claim_one(rig, ttl=5.0)
+    reaped_at = START + 6.0
+    rig.checker.reaped("n0.1", [_reclaimed(lease.job_id, START + 5.0)], reaped_at)
+    second = attrs.evolve(lease, token=99, owner="w2", expires_at=START + 20.0)
+    rig.checker.claimed("n0.1", [second], START + 7.0)
+    rig.base.advance(7.5)
+    rig.trace.add("n0.1", _started(second, START + 7.5))
+    assert not rig.violations
+    assert rig.checker.restart == [pytest.approx(7.5)]

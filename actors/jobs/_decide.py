@@ -1,0 +1,151 @@
+"""The runtime's decisions, as pure functions: handler result → outcome → event.
+
+Nothing here awaits, reads a clock or touches an actor: the time and the RNG come in as
+arguments, so each rule is tested on its own (``tests/jobs/test_decide.py``) and the same code
+decides for a running node and for the test kit's inline drain.
+
+* :func:`outcome_of` — what a handler's return value (or its failure) makes of the job: the
+  storage action (``transports.lowlevel.Outcome``) its finalize carries.
+* :func:`failure_of` — a failed attempt: retry with the task's backoff, or dead when no
+  attempts remain.
+* :func:`event_of` — the event a finalize's answer publishes (``None`` for a release).
+* :func:`may_start` — whether a handed-over lease still has enough life, by the node's clock,
+  for its handler to start.
+"""
+
+from __future__ import annotations
+
+import math
+from random import Random  # allowed: type of the injected, seeded RNG only
+from typing import Any
+
+from transports import Job
+from transports.lowlevel import (
+    Cancel,
+    Complete,
+    Discard,
+    FinalizeResult,
+    Outcome,
+    Retry,
+    Snooze,
+)
+
+from ._app import Task
+from ._events import (
+    FinalizeRefused,
+    JobCancelled,
+    JobDead,
+    JobRetried,
+    JobSnoozed,
+    JobSucceeded,
+    RuntimeEvent,
+)
+from ._outcomes import Done, Drop, RetryLater, SnoozeUntil
+
+__all__ = ["event_of", "failure_of", "may_start", "outcome_of"]
+
+#: The outcome of most jobs, shared (outcomes are frozen).
+COMPLETE = Complete()
+
+
+def may_start(*, now: float, sent_at: float, ttl: float, margin: float) -> bool:
+    """Whether a handler may start at ``now`` on a lease claimed for ``ttl`` seconds by a claim
+    sent at ``sent_at``, keeping ``margin`` of the TTL (``WorkerConfig.start_margin``) in hand.
+
+    Both times are on the node's clock. The store granted the lease after the claim was sent,
+    so the node's deadline (``sent_at + ttl``) is never later than the store's expiry, as long
+    as the two clocks run at the same rate; the margin covers a hand-off and a drift.
+    """
+    return now < sent_at + ttl * (1.0 - margin)
+
+
+def failure_of(job: Job, task: Task[Any], error: str, *, now: float, rng: Random) -> Outcome:
+    """A failed attempt of ``job`` (an exception, a timeout, a ``RetryLater()``): ``Retry`` at
+    ``now`` plus the task's backoff, or ``Discard`` once ``job.attempt`` reaches its maximum."""
+    if job.attempt >= job.max_attempts:
+        return Discard(error=f"attempts exhausted ({job.attempt}/{job.max_attempts}): {error}")
+    return Retry(run_at=now + task.options.backoff.delay(job.attempt, rng), error=error)
+
+
+def outcome_of(job: Job, task: Task[Any], result: object, *, now: float, rng: Random) -> Outcome:
+    """The storage action for a handler of ``job`` that returned ``result``.
+
+    ``None`` and ``Done()`` complete the job; ``RetryLater`` spends an attempt (the task's
+    backoff, or its own finite delay); ``Drop`` ends it dead; ``SnoozeUntil`` waits without
+    spending an attempt; anything else is a handler bug and ends the job dead, naming it.
+    """
+    if result is None or type(result) is Done:
+        return COMPLETE
+    if isinstance(result, RetryLater):
+        reason = result.reason or "retry requested by the handler"
+        if result.delay is None:
+            return failure_of(job, task, reason, now=now, rng=rng)
+        if not (result.delay >= 0 and math.isfinite(result.delay)):
+            return Discard(error=f"handler returned {result!r}: the delay must be finite")
+        if job.attempt >= job.max_attempts:
+            return Discard(error=f"attempts exhausted ({job.attempt}/{job.max_attempts}): {reason}")
+        return Retry(run_at=now + result.delay, error=reason)
+    if isinstance(result, Drop):
+        return Discard(error=result.reason)
+    if isinstance(result, SnoozeUntil):
+        if not math.isfinite(result.at):
+            return Discard(error=f"handler returned {result!r}: the time must be finite")
+        return Snooze(run_at=result.at)
+    return Discard(error=f"handler returned {result!r}, which is not an outcome")
+
+
+def event_of(
+    job: Job,
+    token: int,
+    outcome: Outcome,
+    result: FinalizeResult,
+    *,
+    worker: str,
+    now: float,
+    duration: float = 0.0,
+) -> RuntimeEvent | None:
+    """The event published once the store answered a finalize of ``job`` with ``outcome``.
+
+    A refused (stale) finalize is ``FinalizeRefused`` whatever the outcome; a ``Release``
+    publishes nothing (the job simply becomes available again). ``duration`` is the handler's
+    running time, reported by ``JobSucceeded``.
+    """
+    if result is FinalizeResult.STALE:
+        return FinalizeRefused(at=now, job_id=job.id, worker=worker, token=token)
+    kind = type(outcome)
+    if kind is Complete:
+        return JobSucceeded(
+            at=now,
+            job_id=job.id,
+            kind=job.kind,
+            queue=job.queue,
+            attempt=job.attempt,
+            worker=worker,
+            duration=duration,
+        )
+    if isinstance(outcome, Retry):
+        return JobRetried(
+            at=now,
+            job_id=job.id,
+            kind=job.kind,
+            attempt=job.attempt,
+            worker=worker,
+            run_at=outcome.run_at,
+            error=outcome.error or "",
+        )
+    if isinstance(outcome, Discard):
+        return JobDead(
+            at=now,
+            job_id=job.id,
+            kind=job.kind,
+            attempt=job.attempt,
+            worker=worker,
+            reason=outcome.error,
+        )
+    if isinstance(outcome, Snooze):
+        return JobSnoozed(
+            at=now, job_id=job.id, kind=job.kind, worker=worker, run_at=outcome.run_at
+        )
+    if isinstance(outcome, Cancel):
+        return JobCancelled(at=now, job_id=job.id, kind=job.kind, worker=worker)
+    return None

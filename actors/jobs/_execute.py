@@ -1,0 +1,214 @@
+"""Running one claimed job's handler: decode, run under its timeout, decide the outcome.
+
+:func:`execute` is what a Worker does with a job it was handed, and what the test kit's inline
+drain does with a job it claimed, so both end jobs by the same code. The state that changes
+while the handler awaits (lease lost, cancel requested) lives on an :class:`Execution`, which
+the caller updates from its notices (:func:`lose` and :func:`request_cancel`).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+from random import Random  # allowed: type of the injected, seeded RNG only
+
+import anyio
+
+from transports import Job
+from transports.lowlevel import Cancel, Discard, Lease, Outcome, Release, RenewResult
+
+from ..core import Clock
+from ._app import App
+from ._context import JobContext
+from ._decide import COMPLETE, failure_of, outcome_of
+from ._errors import PayloadInvalid
+from ._events import EventBus, JobClaimed
+
+__all__ = ["Execution", "execute", "lose", "request_cancel"]
+
+_log = logging.getLogger("actorq.worker")
+
+
+class Execution:
+    """One claimed job as its runner sees it, from hand-off to outcome."""
+
+    __slots__ = ("cancel", "context", "lease", "lost", "scope")
+
+    def __init__(self, lease: Lease) -> None:
+        self.lease = lease
+        self.scope: anyio.CancelScope | None = None  # set while the handler runs
+        self.lost = False  # the lease is gone: no outcome, someone else owns the job
+        self.cancel = False  # an operator asked to cancel it
+        self.context: JobContext | None = None
+
+    def is_lost(self) -> bool:
+        """Whether the lease was lost (a method, since it changes while the handler awaits)."""
+        return self.lost
+
+    def is_cancelled(self) -> bool:
+        """Whether a cancel was requested (a method, for the same reason)."""
+        return self.cancel
+
+
+def lose(run: Execution) -> bool:
+    """The lease of ``run`` is gone: stop its handler. False when it was lost already."""
+    if run.lost:
+        return False
+    run.lost = True
+    if run.scope is not None:
+        run.scope.cancel()
+    return True
+
+
+def request_cancel(run: Execution) -> None:
+    """An operator asked to cancel ``run``: tell its handler and stop it."""
+    if run.cancel:
+        return
+    run.cancel = True
+    if run.context is not None:
+        run.context._request_cancel()
+    if run.scope is not None:
+        run.scope.cancel()
+
+
+async def execute(
+    run: Execution,
+    *,
+    app: App,
+    clock: Clock,
+    rng: Random,
+    worker: str,
+    events: EventBus,
+    renew: Callable[[], Awaitable[RenewResult]],
+) -> tuple[Outcome | None, float]:
+    """Run the handler of ``run``'s job and decide what becomes of the job.
+
+    Publishes ``JobClaimed`` as the handler starts. A job of an unknown kind or with a payload
+    its task cannot decode ends dead without running. Cancelling ``run.scope`` (through
+    :func:`lose`, :func:`request_cancel`, or a shutdown) stops the handler.
+
+    Args:
+        run: the job, its lease, and what happened to it meanwhile.
+        app: the handler registry.
+        clock: the node's clock (timeouts, retry times).
+        rng: the node's seeded RNG (backoff jitter).
+        worker: the runner's name, in events and logs.
+        events: where ``JobClaimed`` goes.
+        renew: what the handler's ``ctx.extend_lease()`` calls.
+
+    Returns:
+        The outcome to finalize (``None`` when the lease was lost: nothing may be stored), and
+        the handler's running time in seconds (0 when nobody listens for events).
+    """
+    lease = run.lease
+    job = lease.job
+    if run.lost:
+        return None, 0.0
+    if events.has_subscribers:
+        events.publish(
+            JobClaimed(
+                at=clock.now(),
+                job_id=job.id,
+                kind=job.kind,
+                queue=job.queue,
+                attempt=job.attempt,
+                worker=worker,
+                token=lease.token,
+                enqueued_at=job.created_at,
+                run_at=job.run_at,
+            )
+        )
+    if run.cancel:
+        return Cancel(reason="cancel requested before start"), 0.0
+    task = app.get(job.kind)
+    if task is None:
+        return Discard(error=f"no handler is registered for job kind {job.kind!r}"), 0.0
+    try:
+        payload = task.structure(job.payload)
+    except PayloadInvalid as exc:
+        return Discard(error=f"poison payload: {exc}"), 0.0
+    ctx = JobContext(lease, clock, renew)
+    run.context = ctx
+    started = clock.now() if events.has_subscribers else 0.0  # for JobSucceeded only
+    error: str | None = None
+    result: object = None
+    timeout = task.options.timeout
+    with anyio.CancelScope() as scope:
+        run.scope = scope
+        try:
+            if timeout is None:
+                result = await task.fn(ctx, payload)
+            else:
+                with clock.move_on_after(timeout) as timer:
+                    result = await task.fn(ctx, payload)
+                if timer.cancelled_caught:
+                    error = f"timed out after {timeout:g}s"
+                    log_failure(job, error, None, worker)
+        except Exception as exc:
+            error = _describe(exc)
+            log_failure(job, error, exc, worker)
+        finally:
+            run.scope = None
+    if run.is_lost():
+        return None, 0.0  # someone else owns the job now; any finalize would be refused
+    if run.is_cancelled():
+        # An operator's cancel reached the handler (it stopped it, or the handler noticed
+        # the request and returned): cancelled, whatever it returned.
+        return Cancel(reason="cancel requested"), 0.0
+    if scope.cancel_called:
+        return Release(), 0.0  # a shutdown stopped it: give the job back
+    duration = clock.now() - started if started else 0.0
+    if error is not None:
+        return failure_of(job, task, error, now=clock.now(), rng=rng), duration
+    if result is None:
+        return COMPLETE, duration
+    return outcome_of(job, task, result, now=clock.now(), rng=rng), duration
+
+
+def log_failure(job: Job, error: str, exc: BaseException | None, worker: str) -> None:
+    """A failed attempt: WARNING, with the traceback when the handler raised."""
+    then = "will retry" if job.attempt < job.max_attempts else "no attempts left"
+    _log.warning(
+        "job %d (%s) on queue %r failed, attempt %d/%d, %s: %s",
+        job.id,
+        job.kind,
+        job.queue,
+        job.attempt,
+        job.max_attempts,
+        then,
+        error,
+        exc_info=exc,
+        extra=log_fields(job, worker),
+    )
+
+
+def log_dead(job: Job, outcome: Discard, worker: str) -> None:
+    """A job that ended dead: ERROR, with its reason (never its payload)."""
+    _log.error(
+        "job %d (%s) on queue %r is dead after attempt %d/%d: %s",
+        job.id,
+        job.kind,
+        job.queue,
+        job.attempt,
+        job.max_attempts,
+        outcome.error,
+        extra=log_fields(job, worker),
+    )
+
+
+def log_fields(job: Job, worker: str) -> dict[str, object]:
+    """The ``extra=`` fields of a job's log records, for structured logging."""
+    return {
+        "job_id": job.id,
+        "job_kind": job.kind,
+        "queue": job.queue,
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "worker": worker,
+    }
+
+
+def _describe(exc: BaseException) -> str:
+    lines = traceback.format_exception_only(type(exc), exc)
+    return "".join(lines).strip()[:2000]

@@ -1,0 +1,164 @@
+"""The runtime's decisions as pure functions, without actors, stores or loops."""
+
+from __future__ import annotations
+
+import math
+from random import Random
+from typing import Any
+
+import pytest
+
+from actors.jobs import (
+    App,
+    Constant,
+    Done,
+    Drop,
+    FinalizeRefused,
+    JobCancelled,
+    JobDead,
+    JobRetried,
+    JobSnoozed,
+    JobSucceeded,
+    RetryLater,
+    SnoozeUntil,
+    Task,
+)
+from actors.jobs.lowlevel import event_of, failure_of, may_start, outcome_of
+from transports import Job, JobState, MemoryTransport
+from transports.lowlevel import (
+    Cancel,
+    Complete,
+    Discard,
+    FinalizeResult,
+    Outcome,
+    Release,
+    Retry,
+    Snooze,
+)
+
+NOW = 1_000.0
+
+
+def _task() -> Task[Any]:
+    app = App(MemoryTransport())
+
+    @app.task("decided", backoff=Constant(seconds=7.0), max_attempts=3)
+    async def decided(ctx: Any, payload: Any) -> None:
+        return None
+
+    return decided
+
+
+def _job(attempt: int, max_attempts: int = 3) -> Job:
+    return Job(
+        id=1,
+        kind="decided",
+        queue="default",
+        payload=None,
+        state=JobState.RUNNING,
+        priority=0,
+        run_at=NOW,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        last_error=None,
+        dedupe_key=None,
+        created_at=NOW,
+        updated_at=NOW,
+        finished_at=None,
+        lease_owner="n/default",
+        lease_expires_at=NOW + 10,
+        cancel_requested=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("result", "attempt", "expected"),
+    [
+        (None, 1, Complete()),
+        (Done(), 3, Complete()),
+        (RetryLater(), 1, Retry(run_at=NOW + 7.0, error="retry requested by the handler")),
+        (RetryLater(delay=2.0, reason="busy"), 2, Retry(run_at=NOW + 2.0, error="busy")),
+        (RetryLater(delay=2.0, reason="busy"), 3, Discard(error="attempts exhausted (3/3): busy")),
+        (
+            RetryLater(delay=math.inf),
+            1,
+            Discard(
+                error="handler returned RetryLater(delay=inf, "
+                "reason=None): the delay must be finite"
+            ),
+        ),
+        (Drop(reason="bad input"), 1, Discard(error="bad input")),
+        (SnoozeUntil(at=NOW + 60), 3, Snooze(run_at=NOW + 60)),
+        (
+            SnoozeUntil(at=math.nan),
+            1,
+            Discard(error="handler returned SnoozeUntil(at=nan): the time must be finite"),
+        ),
+        (42, 1, Discard(error="handler returned 42, which is not an outcome")),
+    ],
+)
+def test_a_handler_result_decides_the_storage_action(
+    result: object, attempt: int, expected: Outcome
+) -> None:
+    """Each value a handler can return maps to one storage action, attempts counted."""
+    assert outcome_of(_job(attempt), _task(), result, now=NOW, rng=Random(0)) == expected
+
+
+def test_a_failure_retries_with_the_tasks_backoff_until_no_attempt_is_left() -> None:
+    """A failed attempt is retried after the task's backoff; the last one ends dead."""
+    task = _task()
+    assert failure_of(_job(1), task, "boom", now=NOW, rng=Random(0)) == Retry(
+        run_at=NOW + 7.0, error="boom"
+    )
+    assert failure_of(_job(3), task, "boom", now=NOW, rng=Random(0)) == Discard(
+        error="attempts exhausted (3/3): boom"
+    )
+
+
+@pytest.mark.parametrize(
+    ("outcome", "event"),
+    [
+        (Complete(), JobSucceeded),
+        (Retry(run_at=NOW + 1, error="e"), JobRetried),
+        (Discard(error="e"), JobDead),
+        (Snooze(run_at=NOW + 1), JobSnoozed),
+        (Cancel(reason="asked"), JobCancelled),
+    ],
+)
+def test_an_applied_finalize_publishes_its_outcomes_event(
+    outcome: Outcome, event: type[object]
+) -> None:
+    """An applied finalize announces what became of the job; a refused one, whatever its
+    outcome, announces only the refusal; a release announces nothing."""
+    job = _job(1)
+    applied = event_of(job, 9, outcome, FinalizeResult.APPLIED, worker="w", now=NOW, duration=0.5)
+    assert type(applied) is event
+    refused = event_of(job, 9, outcome, FinalizeResult.STALE, worker="w", now=NOW)
+    assert refused == FinalizeRefused(at=NOW, job_id=1, worker="w", token=9)
+
+
+def test_a_release_publishes_nothing() -> None:
+    """Giving a job back is not an event of the job's life."""
+    assert event_of(_job(1), 9, Release(), FinalizeResult.APPLIED, worker="w", now=NOW) is None
+
+
+def test_a_success_reports_how_long_the_handler_ran() -> None:
+    """JobSucceeded carries the handler's running time."""
+    event = event_of(
+        _job(2), 9, Complete(), FinalizeResult.APPLIED, worker="w", now=NOW, duration=1.5
+    )
+    assert event == JobSucceeded(
+        at=NOW, job_id=1, kind="decided", queue="default", attempt=2, worker="w", duration=1.5
+    )
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "allowed"),
+    [(0.0, True), (8.9, True), (9.0, False), (10.0, False), (500.0, False)],
+)
+def test_a_handler_starts_only_with_more_than_the_margin_of_its_lease_left(
+    elapsed: float, allowed: bool
+) -> None:
+    """With a 10 s lease and a 10% margin, a job may start up to 9 s after its claim was sent
+    (by the node's clock), never later."""
+    assert may_start(now=NOW + elapsed, sent_at=NOW, ttl=10.0, margin=0.1) is allowed
