@@ -125,10 +125,16 @@ _DRIVER_ERRORS: dict[type[BaseException], Callable[[BaseException], TransportErr
 }
 
 
-@functools.cache
 def _expand(name: str, row: str, count: int) -> str:
     """The query ``name`` with its ``{rows}`` expanded to ``count`` placeholder tuples."""
-    return _Q[name].replace("{rows}", ", ".join([row] * count))
+    return _expand_text(_Q[name], row, count)
+
+
+@functools.cache
+def _expand_text(sql: str, row: str, count: int) -> str:
+    # Cached by the query's text, not its name: a query rewritten at run time (an SQLMutant)
+    # is expanded afresh, never served from an expansion of the original.
+    return sql.replace("{rows}", ", ".join([row] * count))
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> list[Sequence[Any]]:
