@@ -10,7 +10,7 @@ import time  # allowed: wall-clock fallback
 
 import anyio
 
-__all__ = ["WallClock", "poll_pause"]
+__all__ = ["WallClock"]
 
 
 class WallClock:
