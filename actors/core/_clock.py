@@ -15,7 +15,7 @@ import itertools
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 
 import anyio
@@ -209,6 +209,8 @@ class VirtualClock(Clock):
         self._new_timer: anyio.Event | None = None
         self._jumps = 0
         self._autojumping = False
+        self._holds = 0
+        self._unheld: anyio.Event | None = None
 
     def now(self) -> float:
         """Return the current virtual time."""
@@ -269,6 +271,24 @@ class VirtualClock(Clock):
             return self._now
         return heap[0][0] if heap else None
 
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Keep autojump from moving time while the block runs; blocks may nest.
+
+        Autojump counts a task waiting for a thread or a socket as blocked, so while a real
+        database query runs, virtual time would race through every pending timer (leases
+        would expire mid-query). Wrap such a wait in ``hold()``: time then stands still until
+        it returns, as it does for the memory backend. ``advance`` still works while held.
+        """
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            if not self._holds and self._unheld is not None:
+                self._unheld.set()
+                self._unheld = None
+
     @contextlib.asynccontextmanager
     async def autojump(self) -> AsyncIterator[VirtualClock]:
         """Run ``run_autojump`` in the background for the duration of the block."""
@@ -296,6 +316,10 @@ class VirtualClock(Clock):
         try:
             while True:
                 await _wait_all_tasks_blocked()
+                if self._holds:
+                    self._unheld = unheld = anyio.Event()
+                    await unheld.wait()
+                    continue
                 self._handoff = None
                 if self._release_due():
                     continue

@@ -6,6 +6,7 @@ import time
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import pytest
 
 from actors.core import RealClock, VirtualClock
@@ -137,6 +138,31 @@ async def test_autojump_waits_for_new_sleepers() -> None:
         await anyio.wait_all_tasks_blocked()
         await clock.sleep(5)
         assert clock.now() == 5.0
+
+
+@pytest.mark.parametrize("held", [True, False])
+async def test_hold_keeps_autojump_from_moving_time_during_a_real_wait(held: bool) -> None:
+    """A wait on a thread counts as blocked: autojump jumps through it unless the clock is
+    held, and jumps again as soon as the (nested) holds are released."""
+    clock = VirtualClock()
+    woke_at: list[float] = []
+
+    async def sleeper() -> None:
+        await clock.sleep(10)
+        woke_at.append(clock.now())
+
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        tg.start_soon(sleeper)
+        while not clock.statistics().sleeping:
+            await anyio.lowlevel.checkpoint()
+        if held:
+            with clock.hold(), clock.hold():
+                await anyio.to_thread.run_sync(time.sleep, 0.05)
+                assert clock.now() == 0.0
+        else:
+            await anyio.to_thread.run_sync(time.sleep, 0.05)
+            assert clock.now() == 10.0
+    assert woke_at == [10.0]
 
 
 async def test_real_clock() -> None:

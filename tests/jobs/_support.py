@@ -193,13 +193,13 @@ class FaultyTransport(ForwardingTransport):
             refusing a malformed request: a bug of the caller, not the store's weather).
         gates: method name -> event; calls wait for it to be set before going through.
         calls: how often each method was called.
-        hold_time: while a call (other than ``wait_for_work``) is in flight, keep one task
-            runnable so that autojump does not move virtual time. A SQL backend's call waits
-            for a thread or a socket, which autojump counts as blocked: without this, virtual
-            time races through every pending timer while a query runs.
+        hold_time: a virtual clock held (:meth:`VirtualClock.hold`) while a call other than
+            ``wait_for_work`` is in flight, so autojump does not move time. A SQL backend's
+            call waits for a thread or a socket, which autojump counts as blocked: without
+            this, virtual time races through every pending timer while a query runs.
     """
 
-    def __init__(self, inner: Transport, *, hold_time: bool = False) -> None:
+    def __init__(self, inner: Transport, *, hold_time: VirtualClock | None = None) -> None:
         super().__init__(inner)
         self.hold_time = hold_time
         self.down = False
@@ -236,21 +236,10 @@ class FaultyTransport(ForwardingTransport):
 
     async def _forward(self, name: str, call: Callable[[Transport], Awaitable[R]]) -> R:
         await self._before(name)
-        if not self.hold_time or name == "wait_for_work":
+        if self.hold_time is None or name == "wait_for_work":
             return await call(self.inner)
-        finished = False
-
-        async def keep_time_still() -> None:
-            while not finished:
-                await anyio.lowlevel.checkpoint()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(keep_time_still)
-            try:
-                result = await call(self.inner)
-            finally:
-                finished = True
-        return result
+        with self.hold_time.hold():
+            return await call(self.inner)
 
     async def enqueue_many(
         self, requests: Sequence[EnqueueRequest], **extra: Any

@@ -66,6 +66,6 @@ async def transport(
         made = BridgedTransport(build_postgres) if anyio_backend == "trio" else build_postgres()
     if backend != "memory":
         # Virtual time stands still while a query runs, as it does for the memory backend.
-        made = FaultyTransport(made, hold_time=True)
+        made = FaultyTransport(made, hold_time=clock)
     async with made:
         yield made

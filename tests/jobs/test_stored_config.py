@@ -186,7 +186,7 @@ async def sql_store(
             _store_by_postgres(dsn, schema, concurrency)
 
     made = BridgedTransport(build) if anyio_backend == "trio" else build()
-    async with FaultyTransport(made, hold_time=True) as transport:
+    async with FaultyTransport(made, hold_time=clock) as transport:
         yield transport, write
 
 
