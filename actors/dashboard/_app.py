@@ -1,0 +1,564 @@
+"""``create_dashboard``: the operator's web pages as an ASGI app (Starlette, Jinja2, htmx).
+
+Every page is rendered on the server from a bounded number of storage calls (see
+:data:`QUERY_BOUNDS`), so a page costs the same with a thousand jobs or a million: nothing
+counts or lists without a limit. Stored text (payloads, kinds, errors) is only ever put in a
+page through Jinja's autoescaping, and the Content-Security-Policy allows scripts from the
+dashboard's own static files only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+import transports
+from transports import (
+    InvalidRequest,
+    Job,
+    JobNotFound,
+    JobState,
+    JsonValue,
+    QueueConfig,
+    Transport,
+    TransportError,
+)
+
+from ._security import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    SESSION_COOKIE,
+    Authorize,
+    Guard,
+    csrf_ok,
+    csrf_value,
+)
+
+__all__ = ["QUERY_BOUNDS", "Redact", "create_dashboard"]
+
+#: Turns a job into the payload a page may show (e.g. masks secrets); the default shows it all.
+Redact = Callable[[Job], JsonValue]
+
+#: The most storage calls each page makes, whatever the store holds (tested on 1,000,000 jobs).
+QUERY_BOUNDS: Mapping[str, int] = {
+    "overview": 2,  # counts, list_queue_configs
+    "overview_partial": 2,  # the same, for the live refresh
+    "counts_json": 1,  # counts
+    "queues": 2,  # counts, list_queue_configs
+    "queue_update": 2,  # get_queue_config, set_queue_config
+    "jobs": 1,  # one list_jobs page (keyset: id > after, at most PAGE_SIZE + 1)
+    "job": 1,  # get
+    "job_cancel": 1,  # cancel
+}
+
+PAGE_SIZE = 50  # jobs per page of the job list
+_HERE = Path(__file__).parent
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'self'; "
+    "form-action 'self'"
+)
+
+
+class _Store:
+    """The dashboard's transport: opened by the app's lifespan when the dashboard owns it."""
+
+    def __init__(self, transport: Transport | None, url: str | None) -> None:
+        self._transport = transport
+        self.url = url  # set when the dashboard owns the transport (it opens and closes it)
+        self.shown = transports.redact_url(url) if url is not None else type(transport).__name__
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            raise _NotOpen
+        return self._transport
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        if self.url is None:  # the caller's transport: the caller opens and closes it
+            yield
+            return
+        async with transports.connect(self.url, create=False) as transport:
+            self._transport = transport
+            try:
+                yield
+            finally:
+                self._transport = None
+
+
+class _NotOpen(Exception):
+    """A request arrived before the dashboard's lifespan opened its store."""
+
+
+class _Refused(Exception):
+    """A request the access rules refuse: status and reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def create_dashboard(
+    transport: Transport | str,
+    *,
+    read_only: bool = False,
+    token: str | None = None,
+    authorize: Authorize | None = None,
+    redact: Redact | None = None,
+    title: str = "actorq",
+    refresh_seconds: float = 2.0,
+) -> Starlette:
+    """The dashboard as an ASGI app, to serve alone or mount in a Starlette / FastAPI app.
+
+    Given a URL, the dashboard owns its store: the app's lifespan opens it (never creating
+    one: ``create=False``) and closes it. When mounted, run that lifespan from the host's
+    (``dashboard.router.lifespan_context(dashboard)``), or pass an open transport instead,
+    which the caller keeps opening and closing.
+
+    Args:
+        transport: an open :class:`~transports.Transport`, or a store URL.
+        read_only: show everything, change nothing: no action is offered, every POST but the
+            login is refused.
+        token: a secret every page and action needs (``Authorization: Bearer`` header, or a
+            login form that sets a session cookie).
+        authorize: the host application's check ``(request) -> bool`` (sync or async), called
+            for every request; a False answer is a 403.
+        redact: what of a job's payload the job page shows (default: all of it).
+        title: the name in the page header.
+        refresh_seconds: how often the overview refreshes itself.
+
+    Raises:
+        ValueError: actions are allowed (not ``read_only``) but nothing guards them: give
+            ``token`` or ``authorize``; or a bad ``refresh_seconds`` or ``token``.
+        TypeError: ``transport`` is neither a Transport nor a string.
+        UnsupportedURL: a bad store URL (from :func:`transports.connect`, checked now).
+    """
+    if isinstance(transport, str):
+        transports.connect(transport, create=False)  # check the URL now; connects nothing
+        store = _Store(None, transport)
+    elif isinstance(transport, Transport):
+        store = _Store(transport, None)
+    else:
+        raise TypeError(f"transport is a Transport or a store URL, got {type(transport).__name__}")
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        raise ValueError("token is a non-empty string")
+    if not read_only and token is None and authorize is None:
+        raise ValueError(
+            "a dashboard that can act needs a guard: give token=... or authorize=..., "
+            "or read_only=True"
+        )
+    if not (isinstance(refresh_seconds, int | float) and math.isfinite(refresh_seconds)):
+        raise ValueError("refresh_seconds is a finite number of seconds")
+    if refresh_seconds <= 0:
+        raise ValueError("refresh_seconds is > 0")
+    guard = Guard(read_only=read_only, token=token, authorize=authorize)
+    pages = _Pages(store, guard, redact, title=title, refresh_seconds=float(refresh_seconds))
+    app = Starlette(
+        routes=pages.routes(),
+        lifespan=store.lifespan,
+        exception_handlers={
+            _Refused: pages.refused,
+            _NotOpen: pages.not_open,
+            TransportError: pages.store_error,
+        },
+    )
+    return app
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_HERE / "templates"),
+        autoescape=True,  # every stored text is escaped; nothing is marked safe
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["when"] = _when
+    env.filters["seconds"] = _seconds
+    return env
+
+
+def _when(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(value))
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "node default"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if value >= size and value % size == 0:
+            return f"{int(value // size)}{unit}"
+    return f"{value:g}s"
+
+
+class _Pages:
+    """The routes and their handlers; one instance per dashboard."""
+
+    def __init__(
+        self,
+        store: _Store,
+        guard: Guard,
+        redact: Redact | None,
+        *,
+        title: str,
+        refresh_seconds: float,
+    ) -> None:
+        self.store = store
+        self.guard = guard
+        self.redact = redact
+        self.title = title
+        self.refresh_seconds = refresh_seconds
+        self.templates = Jinja2Templates(env=_environment())
+
+    def routes(self) -> list[Route | Mount]:
+        get, post = ["GET"], ["POST"]
+        return [
+            Route("/", self._view(self.overview), methods=get, name="overview"),
+            Route(
+                "/partials/overview",
+                self._view(self.overview_partial),
+                methods=get,
+                name="overview_partial",
+            ),
+            Route("/api/counts", self._view(self.counts_json), methods=get, name="counts_json"),
+            Route("/queues", self._view(self.queues), methods=get, name="queues"),
+            Route(
+                "/queues/{name}", self._action(self.queue_update), methods=post, name="queue_update"
+            ),
+            Route("/jobs", self._view(self.jobs), methods=get, name="jobs"),
+            Route("/jobs/{job_id:int}", self._view(self.job), methods=get, name="job"),
+            Route(
+                "/jobs/{job_id:int}/cancel",
+                self._action(self.job_cancel),
+                methods=post,
+                name="job_cancel",
+            ),
+            Route("/login", self.login_form, methods=get, name="login"),
+            Route("/login", self.login, methods=post, name="login_post"),
+            Route("/logout", self._action(self.logout, any_mode=True), methods=post, name="logout"),
+            Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
+        ]
+
+    # --- access ---------------------------------------------------------------------------
+
+    def _view(
+        self, handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            if not await self.guard.host_allows(request):
+                raise _Refused(403, "the application refused this request")
+            if not self.guard.has_token(request):
+                if request.headers.get("hx-request") or request.url.path.endswith("/api/counts"):
+                    raise _Refused(401, "log in with the dashboard token first")
+                login = request.url_for("login").include_query_params(next=request.url.path)
+                return RedirectResponse(str(login), status_code=303)
+            return await handler(request)
+
+        return endpoint
+
+    def _action(
+        self, handler: Callable[[Request, FormData], Awaitable[Response]], *, any_mode: bool = False
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            if self.guard.read_only and not any_mode:
+                raise _Refused(403, "this dashboard is read-only")
+            if not await self.guard.host_allows(request):
+                raise _Refused(403, "the application refused this request")
+            if not self.guard.has_token(request):
+                raise _Refused(401, "log in with the dashboard token first")
+            form = await request.form()
+            submitted = form.get(CSRF_FIELD)
+            if not csrf_ok(request, submitted if isinstance(submitted, str) else None):
+                raise _Refused(403, "missing or wrong CSRF token: reload the page and try again")
+            return await handler(request, form)
+
+        return endpoint
+
+    async def refused(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, _Refused)
+        return self._render(
+            request, "error.html", {"status": exc.status, "reason": exc.reason}, exc.status
+        )
+
+    async def not_open(self, request: Request, exc: Exception) -> Response:
+        reason = (
+            "the dashboard's store is not open: run its lifespan from the host app "
+            "(dashboard.router.lifespan_context) or pass an open transport"
+        )
+        return self._render(request, "error.html", {"status": 503, "reason": reason}, 503)
+
+    async def store_error(self, request: Request, exc: Exception) -> Response:
+        reason = f"the store failed: {type(exc).__name__}: {exc}"
+        return self._render(request, "error.html", {"status": 503, "reason": reason}, 503)
+
+    # --- rendering ------------------------------------------------------------------------
+
+    def _render(
+        self, request: Request, name: str, context: dict[str, Any], status: int = 200
+    ) -> Response:
+        csrf, new = csrf_value(request)
+        context = {
+            "title": self.title,
+            "store": self.store.shown,
+            "read_only": self.guard.read_only,
+            "logged_in": self.guard.needs_login and self.guard.has_token(request),
+            "csrf": csrf,
+            "csrf_field": CSRF_FIELD,
+            "states": list(JobState),
+            "refresh_seconds": self.refresh_seconds,
+            **context,
+        }
+        response = self.templates.TemplateResponse(request, name, context, status_code=status)
+        response.headers["Content-Security-Policy"] = _CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["Cache-Control"] = "no-store"
+        if new:
+            response.set_cookie(
+                CSRF_COOKIE, csrf, httponly=True, samesite="strict", path=_cookie_path(request)
+            )
+        return response
+
+    def _back(self, request: Request, route: str, **params: Any) -> Response:
+        return RedirectResponse(str(request.url_for(route, **params)), status_code=303)
+
+    # --- pages ----------------------------------------------------------------------------
+
+    async def _overview_context(self) -> dict[str, Any]:
+        transport = self.store.transport
+        counts = await transport.counts()
+        configs = {c.name: c for c in await transport.list_queue_configs()}
+        totals = {state: sum(c[state] for c in counts) for state in JobState}
+        return {
+            "counts": counts,
+            "configs": configs,
+            "totals": totals,
+            "by_name": {state.value: n for state, n in totals.items()},
+            "total": sum(totals.values()),
+        }
+
+    async def overview(self, request: Request) -> Response:
+        return self._render(request, "overview.html", await self._overview_context())
+
+    async def overview_partial(self, request: Request) -> Response:
+        return self._render(request, "_overview_table.html", await self._overview_context())
+
+    async def counts_json(self, request: Request) -> Response:
+        counts = await self.store.transport.counts()
+        body = {c.queue: {s.value: c[s] for s in JobState} for c in counts}
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+    async def _queues_context(self, errors: Mapping[str, str]) -> dict[str, Any]:
+        transport = self.store.transport
+        counts = {c.queue: c for c in await transport.counts()}
+        configs = {c.name: c for c in await transport.list_queue_configs()}
+        rows = []
+        for name in sorted({*counts, *configs}):
+            c = counts.get(name)
+            rows.append(
+                {
+                    "name": name,
+                    "waiting": c[JobState.SCHEDULED] + c[JobState.AVAILABLE] if c else 0,
+                    "running": c[JobState.RUNNING] if c else 0,
+                    "config": configs.get(name) or QueueConfig(name=name),
+                }
+            )
+        return {"rows": rows, "errors": errors}
+
+    async def queues(self, request: Request) -> Response:
+        return self._render(request, "queues.html", await self._queues_context({}))
+
+    async def queue_update(self, request: Request, form: FormData) -> Response:
+        name = request.path_params["name"]
+        try:
+            changes = _queue_changes(form)
+            QueueConfig(name=name, **changes)  # refuse what no node could honour, first
+            current = await self.store.transport.get_queue_config(name)
+            config = QueueConfig(
+                name=current.name,
+                paused=changes.get("paused", current.paused),
+                concurrency=changes.get("concurrency", current.concurrency),
+                retention=changes.get("retention", current.retention),
+            )
+            await self.store.transport.set_queue_config(config)
+        except InvalidRequest as exc:
+            context = await self._queues_context({name: str(exc)})
+            return self._render(request, "queues.html", context, 400)
+        return self._back(request, "queues")
+
+    async def jobs(self, request: Request) -> Response:
+        query = request.query_params
+        filters = {
+            "state": query.get("state", ""),
+            "queue": query.get("queue", "").strip(),
+            "kind": query.get("kind", "").strip(),
+        }
+        error = None
+        jobs: list[Job] = []
+        more = False
+        after = 0
+        try:
+            after = _int_param(query.get("after", "0"), "after")
+            state = _state_param(filters["state"])
+            found = await self.store.transport.list_jobs(
+                queue=filters["queue"] or None,
+                state=state,
+                kind=filters["kind"] or None,
+                after_id=after,
+                limit=PAGE_SIZE + 1,
+            )
+            jobs, more = found[:PAGE_SIZE], len(found) > PAGE_SIZE
+        except InvalidRequest as exc:
+            error = str(exc)
+        context = {
+            "jobs": jobs,
+            "filters": filters,
+            "after": after,
+            "next_after": jobs[-1].id if more else None,
+            "error": error,
+            "page_size": PAGE_SIZE,
+        }
+        return self._render(request, "jobs.html", context, 400 if error else 200)
+
+    async def job(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        try:
+            job = await self.store.transport.get(job_id)
+        except (JobNotFound, InvalidRequest):
+            return self._render(
+                request, "error.html", {"status": 404, "reason": f"no job {job_id}"}, 404
+            )
+        payload = job.payload if self.redact is None else self.redact(job)
+        context = {
+            "job": job,
+            "payload": json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True),
+            "cancellable": job.state.is_active and not job.cancel_requested,
+            "flash": request.query_params.get("done", ""),
+        }
+        return self._render(request, "job.html", context)
+
+    async def job_cancel(self, request: Request, _form: FormData) -> Response:
+        job_id = request.path_params["job_id"]
+        try:
+            result = await self.store.transport.cancel(job_id)
+        except (JobNotFound, InvalidRequest):
+            return self._render(
+                request, "error.html", {"status": 404, "reason": f"no job {job_id}"}, 404
+            )
+        url = request.url_for("job", job_id=job_id).include_query_params(
+            done=f"cancel: {result.value}"
+        )
+        return RedirectResponse(str(url), status_code=303)
+
+    # --- login ----------------------------------------------------------------------------
+
+    async def login_form(self, request: Request) -> Response:
+        if not self.guard.needs_login:
+            return self._back(request, "overview")
+        context = {"next": _safe_next(request.query_params.get("next", "")), "error": None}
+        return self._render(request, "login.html", context)
+
+    async def login(self, request: Request) -> Response:
+        if not self.guard.needs_login:
+            return self._back(request, "overview")
+        form = await request.form()
+        submitted = form.get(CSRF_FIELD)
+        if not csrf_ok(request, submitted if isinstance(submitted, str) else None):
+            raise _Refused(403, "missing or wrong CSRF token: reload the page and try again")
+        given = form.get("token")
+        target = _safe_next(str(form.get("next", "")))
+        if not isinstance(given, str) or not self.guard.token_matches(given):
+            context = {"next": target, "error": "that is not the dashboard's token"}
+            return self._render(request, "login.html", context, 401)
+        root = str(request.url_for("overview"))
+        response = RedirectResponse(_join(root, target), status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            self.guard.session_value(),
+            httponly=True,
+            samesite="strict",
+            path=_cookie_path(request),
+        )
+        return response
+
+    async def logout(self, request: Request, _form: FormData) -> Response:
+        response = self._back(request, "login" if self.guard.needs_login else "overview")
+        response.delete_cookie(SESSION_COOKIE, path=_cookie_path(request))
+        return response
+
+
+def _cookie_path(request: Request) -> str:
+    return request.scope.get("root_path", "") or "/"
+
+
+def _safe_next(target: str) -> str:
+    # Only a path inside this dashboard: never another site (an open redirect).
+    root_free = target.lstrip("/")
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return ""
+    return root_free
+
+
+def _join(root: str, tail: str) -> str:
+    return root.rstrip("/") + "/" + tail if tail else root
+
+
+def _int_param(text: str, name: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidRequest(f"{name} is a whole number, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise InvalidRequest(f"{name} is between 0 and 2**63 - 1, got {text!r}")
+    return value
+
+
+def _state_param(text: str) -> JobState | None:
+    if not text:
+        return None
+    try:
+        return JobState(text)
+    except ValueError:
+        known = ", ".join(s.value for s in JobState)
+        raise InvalidRequest(f"unknown state {text!r} (one of {known})") from None
+
+
+def _queue_changes(form: FormData) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    action = form.get("action")
+    if action == "pause":
+        changes["paused"] = True
+    elif action == "resume":
+        changes["paused"] = False
+    elif action == "save":
+        concurrency = str(form.get("concurrency", "")).strip()
+        retention = str(form.get("retention", "")).strip()
+        changes["concurrency"] = None if not concurrency else _number(concurrency, int)
+        changes["retention"] = None if not retention else _number(retention, float)
+    else:
+        raise InvalidRequest(f"unknown queue action {action!r}")
+    return changes
+
+
+def _number(text: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        return kind(text)
+    except ValueError:
+        noun = "a whole number" if kind is int else "a number of seconds"
+        raise InvalidRequest(f"{text!r} is not {noun}") from None
