@@ -1,4 +1,5 @@
-"""The ``actorq`` command: run workers, enqueue, inspect, cancel, migrate, demo, simulate.
+"""The ``actorq`` command: run workers, enqueue, inspect, cancel, migrate, serve the dashboard,
+demo, simulate.
 
 Every mistake is one line on stderr, ``actorq: error: <what is wrong> (<what to do>)``, with
 exit status 2 for a malformed command line and 1 for a request that failed (see
@@ -13,7 +14,9 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import secrets
 import signal
+import socket
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -597,6 +600,80 @@ def queue(
         )
 
     _run(loop, lambda: _with_transport(url, run, create=bool(changes)))
+
+
+@main.command()
+@_transport_option("there is nothing to show")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0: every interface; put it behind TLS then).",
+)
+@click.option(
+    "--port", "-p", type=click.IntRange(1, 65535), default=8077, show_default=True, help="Port."
+)
+@click.option("--read-only", is_flag=True, help="Show everything, change nothing.")
+@click.option(
+    "--token",
+    envvar="ACTORQ_DASHBOARD_TOKEN",
+    default=None,
+    help="Secret that pages and actions need (env ACTORQ_DASHBOARD_TOKEN; default: a fresh "
+    "one, printed at start).",
+)
+def dashboard(url: str, host: str, port: int, read_only: bool, token: str | None) -> None:
+    """Serve the web dashboard of the store at -t (never creates a store)."""
+    try:
+        import uvicorn
+
+        from ..dashboard import create_dashboard
+    except ImportError as exc:
+        raise CliFailure(
+            f"the dashboard needs {exc.name}", "pip install 'actorq[dashboard]'"
+        ) from exc
+    if token is not None and not token.strip():
+        raise CliFailure("--token is empty", "give a secret, or leave it out", USAGE)
+    fresh = token is None and not read_only
+    if fresh:
+        token = secrets.token_urlsafe(18)
+    sock = _listen(host, port)
+
+    async def run(transport: Transport) -> None:
+        app = create_dashboard(transport, read_only=read_only, token=token)
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+        server = uvicorn.Server(config)
+        shown = f"[{host}]" if ":" in host else host
+        click.echo(f"actorq dashboard of {redact_url(url)} at http://{shown}:{port}/", err=True)
+        if fresh:
+            click.echo(f"log in with the token {token} (or give --token)", err=True)
+        await server.serve(sockets=[sock])
+
+    try:
+        _run("asyncio", lambda: _with_transport(url, run, create=False))
+    finally:
+        sock.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _name, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise CliFailure(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", "check --host", USAGE
+        ) from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise CliFailure(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            "pick another --port, or stop what holds this one",
+        ) from exc
+    return sock
 
 
 @main.command()

@@ -67,6 +67,8 @@ QUERY_BOUNDS: Mapping[str, int] = {
 
 PAGE_SIZE = 50  # jobs per page of the job list
 _HERE = Path(__file__).parent
+# Read once, at import: rendering a page then touches no file on the event loop.
+_TEMPLATES = {p.name: p.read_text(encoding="utf-8") for p in (_HERE / "templates").glob("*.html")}
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'self'; "
@@ -183,7 +185,7 @@ def create_dashboard(
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(_HERE / "templates"),
+        loader=jinja2.DictLoader(_TEMPLATES),
         autoescape=True,  # every stored text is escaped; nothing is marked safe
         undefined=jinja2.StrictUndefined,
     )
@@ -252,7 +254,7 @@ class _Pages:
             Route("/login", self.login_form, methods=get, name="login"),
             Route("/login", self.login, methods=post, name="login_post"),
             Route("/logout", self._action(self.logout, any_mode=True), methods=post, name="logout"),
-            Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
+            Mount("/static", StaticFiles(directory=_HERE / "static", check_dir=False), name="static"),
         ]
 
     # --- access ---------------------------------------------------------------------------

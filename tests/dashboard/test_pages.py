@@ -1,0 +1,170 @@
+"""The dashboard's pages and actions, through HTTP, on every backend and both loops."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from actors.dashboard import create_dashboard
+from transports import EnqueueRequest, JobState, MemoryTransport, QueueConfig, Transport
+
+from ._support import client, csrf_of, seed_dead, seed_retrying
+
+pytestmark = pytest.mark.anyio
+TOKEN = "t0ken-for-tests"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+async def test_every_page_shows_the_store_and_actions_change_it(store: Transport) -> None:
+    """Overview, queues, jobs and a job render; pause, concurrency and cancel reach the store."""
+    await store.enqueue_many(
+        [EnqueueRequest(kind="email.send", queue="emails", payload={"to": "a@b.c"})] * 3
+    )
+    dead = await seed_dead(store, queue="reports", error="KeyError: 'rows'")
+    app = create_dashboard(store, token=TOKEN)
+    async with client(app, headers=AUTH) as http:
+        overview = await http.get("/")
+        assert overview.status_code == 200
+        assert re.search(r"<td[^>]*>\s*<a[^>]*>emails</a>", overview.text)
+        assert 'hx-trigger="every 2.0s"' in overview.text
+        partial = await http.get("/partials/overview")
+        assert partial.text.lstrip().startswith('<div id="overview-table"')
+        assert 'data-dead="1"' in partial.text
+        counts = (await http.get("/api/counts")).json()
+        assert counts["emails"]["available"] == 3
+        assert counts["reports"]["dead"] == 1
+
+        listing = await http.get("/jobs", params={"state": "dead"})
+        assert f'href="http://dash.test/jobs/{dead}"' in listing.text
+        assert "email.send" not in listing.text
+        detail = await http.get(f"/jobs/{dead}")
+        assert "KeyError: &#39;rows&#39;" in detail.text
+        assert "Cancel job" not in detail.text  # a dead job is not cancellable
+
+        csrf = await csrf_of(http, "/queues")
+        paused = await http.post("/queues/emails", data={"csrf": csrf, "action": "pause"})
+        assert paused.status_code == 303
+        assert (await store.get_queue_config("emails")).paused
+        saved = await http.post(
+            "/queues/emails",
+            data={"csrf": csrf, "action": "save", "concurrency": "4", "retention": "3600"},
+        )
+        assert saved.status_code == 303
+        assert await store.get_queue_config("emails") == QueueConfig(
+            name="emails", paused=True, concurrency=4, retention=3600.0
+        )
+        queues = await http.get("/queues")
+        assert "Resume" in queues.text and "1h" in queues.text
+        await http.post("/queues/emails", data={"csrf": csrf, "action": "resume"})
+        assert not (await store.get_queue_config("emails")).paused
+
+        (first, *_rest) = await store.list_jobs(queue="emails")
+        cancelled = await http.post(f"/jobs/{first.id}/cancel", data={"csrf": csrf})
+        assert cancelled.status_code == 303
+        assert (await store.get(first.id)).state is JobState.CANCELLED
+        shown = await http.get(cancelled.headers["location"])
+        assert "cancel: cancelled" in shown.text
+
+
+@pytest.fixture
+async def memory() -> MemoryTransport:
+    async with MemoryTransport() as transport:
+        return transport
+
+
+async def test_a_bad_queue_setting_is_shown_inline_and_nothing_is_written() -> None:
+    """A concurrency out of range, or not a number, re-renders the page with the reason."""
+    async with MemoryTransport() as store:
+        await store.set_queue_config(QueueConfig(name="emails", concurrency=2))
+        app = create_dashboard(store, token=TOKEN)
+        async with client(app, headers=AUTH) as http:
+            csrf = await csrf_of(http, "/queues")
+            for concurrency, retention, reason in [
+                ("20000", "", "concurrency"),
+                ("two", "", "&#39;two&#39; is not a whole number"),
+                ("3", "-5", "retention"),
+                ("3", "inf", "retention"),
+            ]:
+                answer = await http.post(
+                    "/queues/emails",
+                    data={
+                        "csrf": csrf,
+                        "action": "save",
+                        "concurrency": concurrency,
+                        "retention": retention,
+                    },
+                )
+                assert answer.status_code == 400, (concurrency, retention)
+                (alert,) = re.findall(r'<p class="error" role="alert">([^<]*)</p>', answer.text)
+                assert reason in alert
+                assert await store.get_queue_config("emails") == QueueConfig(
+                    name="emails", concurrency=2
+                )
+            unknown = await http.post("/queues/emails", data={"csrf": csrf, "action": "explode"})
+            assert unknown.status_code == 400
+            bad_name = await http.post("/queues/bad%20name", data={"csrf": csrf, "action": "pause"})
+            assert bad_name.status_code == 400
+            assert await store.list_queue_configs() == [QueueConfig(name="emails", concurrency=2)]
+
+
+async def test_the_job_list_pages_by_id_and_refuses_bad_filters() -> None:
+    """Keyset pages of 50: 'next' continues after the last id shown; bad filters are a 400."""
+    async with MemoryTransport() as store:
+        await store.enqueue_many([EnqueueRequest(kind="a", queue="q")] * 120)
+        app = create_dashboard(store, read_only=True)
+        async with client(app) as http:
+            seen: list[int] = []
+            page = await http.get("/jobs", params={"queue": "q"})
+            while True:
+                ids = [int(i) for i in re.findall(r'href="http://dash.test/jobs/(\d+)"', page.text)]
+                seen.extend(ids)
+                following = re.search(r'id="next-page" href="([^"]+)"', page.text)
+                if following is None:
+                    break
+                page = await http.get(following.group(1).replace("&amp;", "&"))
+            assert seen == list(range(1, 121))
+            for params, reason in [
+                ({"state": "zombie"}, "unknown state"),
+                ({"queue": "no spaces"}, "invalid queue name"),
+                ({"kind": "x" * 200}, "invalid kind name"),
+                ({"after": "-1"}, "after is between"),
+                ({"after": "ten"}, "after is a whole number"),
+            ]:
+                answer = await http.get("/jobs", params=params)
+                assert answer.status_code == 400, params
+                assert reason in answer.text
+            missing = await http.get("/jobs/999")
+            assert missing.status_code == 404
+            huge = await http.get(f"/jobs/{2**70}")
+            assert huge.status_code == 404
+
+
+async def test_the_payload_goes_through_the_redaction_hook() -> None:
+    """``redact`` decides what of a payload the job page shows."""
+    async with MemoryTransport() as store:
+        (job,) = await store.enqueue_many(
+            [EnqueueRequest(kind="charge", payload={"card": "4111111111111111", "amount": 5})]
+        )
+
+        def redact(job: object) -> object:
+            payload = dict(getattr(job, "payload"))  # noqa: B009
+            payload["card"] = "****"
+            return payload
+
+        app = create_dashboard(store, read_only=True, redact=redact)  # type: ignore[arg-type]
+        async with client(app) as http:
+            page = await http.get(f"/jobs/{job.job_id}")
+            assert "4111" not in page.text
+            assert "****" in page.text and "amount" in page.text
+
+
+async def test_a_retrying_job_shows_its_last_error_in_the_list() -> None:
+    """The job list shows each job's last error next to its attempt count."""
+    async with MemoryTransport() as store:
+        await seed_retrying(store, queue="q", error="TimeoutError: upstream slow")
+        app = create_dashboard(store, read_only=True)
+        async with client(app) as http:
+            page = await http.get("/jobs", params={"state": "scheduled"})
+            assert "TimeoutError: upstream slow" in page.text
+            assert "1/20" in page.text
