@@ -11,7 +11,8 @@ import transports
 from transports import PostgresTransport, SQLiteTransport, Transport
 
 # Load the SQL backends (and their query files) now, not on the event loop of a test.
-assert PostgresTransport and SQLiteTransport
+assert PostgresTransport is not None
+assert SQLiteTransport is not None
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
