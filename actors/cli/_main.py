@@ -11,6 +11,7 @@ with ``create=False``, so a typo in a URL never creates a file or a schema.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -19,7 +20,7 @@ import signal
 import socket
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -638,15 +639,31 @@ def dashboard(url: str, host: str, port: int, read_only: bool, token: str | None
         token = secrets.token_urlsafe(18)
     sock = _listen(host, port)
 
+    class Server(uvicorn.Server):
+        # SIGINT / SIGTERM are this command's (a graceful stop, exit 0), not uvicorn's.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
     async def run(transport: Transport) -> None:
         app = create_dashboard(transport, read_only=read_only, token=token)
         config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
-        server = uvicorn.Server(config)
+        server = Server(config)
         shown = f"[{host}]" if ":" in host else host
         click.echo(f"actorq dashboard of {redact_url(url)} at http://{shown}:{port}/", err=True)
         if fresh:
             click.echo(f"log in with the token {token} (or give --token)", err=True)
-        await server.serve(sockets=[sock])
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with anyio.create_task_group() as group:
+
+                async def stop_on_signal() -> None:
+                    async for _signum in signals:
+                        server.should_exit = True
+                        return
+
+                group.start_soon(stop_on_signal)
+                await server.serve(sockets=[sock])
+                group.cancel_scope.cancel()
 
     try:
         _run("asyncio", lambda: _with_transport(url, run, create=False))

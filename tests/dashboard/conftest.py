@@ -27,7 +27,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Transport]:
+async def backend_store(store_url: str) -> AsyncIterator[Transport]:
     """An open transport of ``store_url``."""
     async with transports.connect(store_url) as transport:
         yield transport

@@ -16,13 +16,13 @@ TOKEN = "t0ken-for-tests"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 
 
-async def test_every_page_shows_the_store_and_actions_change_it(store: Transport) -> None:
-    """Overview, queues, jobs and a job render; pause, concurrency and cancel reach the store."""
-    await store.enqueue_many(
+async def test_every_page_shows_the_store_and_actions_change_it(backend_store: Transport) -> None:
+    """Overview, queues, jobs and a job render; pause, concurrency and cancel reach the backend_store."""
+    await backend_store.enqueue_many(
         [EnqueueRequest(kind="email.send", queue="emails", payload={"to": "a@b.c"})] * 3
     )
-    dead = await seed_dead(store, queue="reports", error="KeyError: 'rows'")
-    app = create_dashboard(store, token=TOKEN)
+    dead = await seed_dead(backend_store, queue="reports", error="KeyError: 'rows'")
+    app = create_dashboard(backend_store, token=TOKEN)
     async with client(app, headers=AUTH) as http:
         overview = await http.get("/")
         assert overview.status_code == 200
@@ -45,25 +45,25 @@ async def test_every_page_shows_the_store_and_actions_change_it(store: Transport
         csrf = await csrf_of(http, "/queues")
         paused = await http.post("/queues/emails", data={"csrf": csrf, "action": "pause"})
         assert paused.status_code == 303
-        assert (await store.get_queue_config("emails")).paused
+        assert (await backend_store.get_queue_config("emails")).paused
         saved = await http.post(
             "/queues/emails",
             data={"csrf": csrf, "action": "save", "concurrency": "4", "retention": "3600"},
         )
         assert saved.status_code == 303
-        assert await store.get_queue_config("emails") == QueueConfig(
+        assert await backend_store.get_queue_config("emails") == QueueConfig(
             name="emails", paused=True, concurrency=4, retention=3600.0
         )
         queues = await http.get("/queues")
         assert "Resume" in queues.text
         assert "1h" in queues.text
         await http.post("/queues/emails", data={"csrf": csrf, "action": "resume"})
-        assert not (await store.get_queue_config("emails")).paused
+        assert not (await backend_store.get_queue_config("emails")).paused
 
-        (first, *_rest) = await store.list_jobs(queue="emails")
+        (first, *_rest) = await backend_store.list_jobs(queue="emails")
         cancelled = await http.post(f"/jobs/{first.id}/cancel", data={"csrf": csrf})
         assert cancelled.status_code == 303
-        assert (await store.get(first.id)).state is JobState.CANCELLED
+        assert (await backend_store.get(first.id)).state is JobState.CANCELLED
         shown = await http.get(cancelled.headers["location"])
         assert "cancel: cancelled" in shown.text
 

@@ -14,6 +14,7 @@ FORBIDDEN = {
     "actors.core": ("actors.jobs", "actors.sim", "actors.cli", "transports"),
     "transports": ("actors",),
     "actors.jobs": ("actors.sim", "actors.cli"),
+    "actors.dashboard": ("actors.sim", "actors.cli"),
 }
 # the SQL drivers may be imported only inside their own backend module
 DRIVER_HOMES = {
@@ -71,8 +72,8 @@ def test_module_respects_layers(module: str, path: Path) -> None:
 
 
 def test_jobs_reach_storage_only_through_the_contract() -> None:
-    """actors.jobs imports `transports` (the public contract), never a backend module."""
+    """actors.jobs and the dashboard import `transports` (the contract), never a backend module."""
     for module, path in _modules():
-        if _matches(module, "actors.jobs"):
+        if _matches(module, "actors.jobs") or _matches(module, "actors.dashboard"):
             for name in _imports(path, module):
                 assert not name.startswith("transports._"), f"{module} imports {name}"

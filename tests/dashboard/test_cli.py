@@ -1,0 +1,116 @@
+"""``actorq dashboard``: bad input is one line and binds nothing; a good one serves and stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.edges.conftest import (  # the seeded and missing stores of the CLI edge suite
+    Store,
+    assert_one_line_error,
+    backend,
+    cli,
+    missing_store,
+    store,
+)
+
+__all__ = ["backend", "missing_store", "store"]  # fixtures, used by name
+
+D = ["dashboard"]
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port something else already listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        yield sock.getsockname()[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--port", "0"], 2, "'--port'"),
+        (["--port", "65536"], 2, "'--port'"),
+        (["--port", "http"], 2, "'--port'"),
+        (["--token", " "], 2, "--token is empty"),
+        (["--host", "no.such.host.invalid"], 2, "cannot listen on no.such.host.invalid"),
+    ],
+    ids=["port-zero", "port-too-big", "port-word", "token-empty", "host-unknown"],
+)
+def test_bad_options_are_one_line_and_change_nothing(
+    store: Store, args: list[str], code: int, message: str
+) -> None:
+    before = store.snapshot()
+    assert_one_line_error(cli([*D, "-t", store.url, *args]), code, message)
+    assert store.snapshot() == before
+
+
+def test_a_busy_port_is_one_line(store: Store, busy_port: int) -> None:
+    result = cli([*D, "-t", store.url, "--port", str(busy_port), "--read-only"])
+    assert_one_line_error(result, 1, f"cannot listen on 127.0.0.1:{busy_port}")
+
+
+def test_a_missing_store_is_one_line_and_stays_missing(missing_store: Store) -> None:
+    result = cli([*D, "-t", missing_store.url, "--port", str(_free_port()), "--read-only"])
+    assert_one_line_error(result, 1, "no store at")
+    assert not missing_store.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [("memory://", "memory://"), ("redis://x", "unsupported transport URL")],
+    ids=["url-memory", "url-unknown"],
+)
+def test_a_bad_url_is_one_line(url: str, message: str) -> None:
+    assert_one_line_error(cli([*D, "-t", url]), 2, message)
+
+
+def test_the_command_serves_the_store_until_interrupted(store: Store, tmp_path: Path) -> None:
+    """A real process: pages need the token, answer with it, and SIGINT stops it cleanly."""
+    port = _free_port()
+    env = {**os.environ, "ACTORQ_DASHBOARD_TOKEN": "from-env"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "actors.cli", *D, "-t", store.url, "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                first = httpx.get(f"{base}/api/counts")
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.communicate()[1]
+                assert time.monotonic() < deadline, "the dashboard never listened"
+                time.sleep(0.1)
+        assert first.status_code == 401
+        counts = httpx.get(f"{base}/api/counts", headers={"authorization": "Bearer from-env"})
+        assert counts.json()["emails"]["available"] == 1
+    finally:
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert f"at http://127.0.0.1:{port}/" in err
+    assert "log in with the token" not in err  # a given token is never printed
