@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest docs dist mutation bench test-thorough chaos bench-peers clean
+.PHONY: demo test lint typecheck pytest browser docs dist mutation bench test-thorough chaos bench-peers clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,7 +24,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+# Debian's chromium for the dashboard's browser tests (installed when missing and root).
+browser:
+	.ci/browser
+
+pytest: $(STAMP) browser
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/coverage report
@@ -59,4 +63,4 @@ bench-peers: $(STAMP)
 	$(BIN)/python -m bench.peers
 
 clean:
-	rm -rf $(VENV) .coverage .mypy_cache .ruff_cache site dist
+	rm -rf $(VENV) .coverage .mypy_cache .ruff_cache site dist artifacts

@@ -97,6 +97,43 @@ def test_the_wheel_holds_sql_and_types_and_no_tests(dist: Path) -> None:
         assert "actorq = actors.cli:main" in archive.read(entry_points).decode()
 
 
+def test_the_wheel_ships_the_dashboard_templates_and_static_files(dist: Path) -> None:
+    """Every template and vendored script (with its licence) of the dashboard, and its extra."""
+    wheel = next(dist.glob("actorq-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA")))
+    folder = ROOT / "actors" / "dashboard"
+    shipped = [
+        p for sub in ("templates", "static") for p in (folder / sub).rglob("*") if p.is_file()
+    ]
+    assert len(shipped) >= 12
+    for path in shipped:
+        assert path.relative_to(ROOT).as_posix() in names
+    assert "actors/dashboard/static/htmx.min.js" in names
+    assert "actors/dashboard/static/licenses/uPlot-LICENSE.txt" in names
+    assert "Provides-Extra: dashboard" in metadata.decode()
+
+
+def test_the_dashboard_without_its_extra_says_what_to_install(
+    installed: Path, tmp_path: Path
+) -> None:
+    """The bare wheel has no Starlette: ``actorq dashboard`` is one line naming the extra."""
+    done = subprocess.run(
+        [installed / "bin" / "actorq", "dashboard", "--read-only"],
+        cwd=tmp_path,
+        env=_clean_env(installed),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("actorq: error: the dashboard needs "), line
+    assert line.endswith(" (pip install 'actorq[dashboard]')"), line
+
+
 def test_the_installed_command_answers_and_runs_the_demo(installed: Path, tmp_path: Path) -> None:
     """``actorq --version`` and ``actorq demo`` work from the installed wheel alone."""
     env = _clean_env(installed)

@@ -28,6 +28,8 @@
     chart = new uPlot({
       width: Math.max(320, el.clientWidth || 800),
       height: 220,
+      // A rolling window of the last two minutes, whatever the samples so far.
+      scales: { x: { time: true, range: function () { var t = Date.now() / 1000; return [t - 120, t]; } } },
       series: [
         {},
         { label: "succeeded", stroke: "#1a7f37", width: 2 },
