@@ -3,8 +3,8 @@
 An operator logs in, watches the overview refresh itself, filters the jobs to the dead ones,
 opens one and reads its error, cancels a waiting job, and pauses a queue; each step is
 checked in the store itself. Screenshots go to ``artifacts/browser/`` (or
-``$ACTORQ_ARTIFACTS/browser``); ``ACTORQ_UPDATE_SCREENSHOT=1`` also refreshes the README's
-``docs/images/dashboard.png``. Without Chromium (``/usr/bin/chromium``, or
+``$ACTORQ_ARTIFACTS/browser``); ``python -m tests.browser.take_screenshot`` retakes the
+README's. Without Chromium (``/usr/bin/chromium``, or
 ``$ACTORQ_CHROMIUM``) these tests skip, but with CI=true they fail: ``make test`` installs it
 when it runs as root (``.ci/browser``).
 """
@@ -176,8 +176,6 @@ def test_an_operator_finds_a_dead_job_and_acts(
         page.locator("#overview-table >> text=late").first.wait_for(timeout=10_000)
         page.locator("#throughput-chart canvas").wait_for(timeout=10_000)  # uPlot drew
         _shot(page, backend, "1-overview")
-        if os.environ.get("ACTORQ_UPDATE_SCREENSHOT") and backend == "sqlite":
-            page.screenshot(path=str(ROOT / "docs" / "images" / "dashboard.png"))
 
         # Filter to the dead jobs, open the one there, read its error.
         page.click("nav >> text=Jobs")
