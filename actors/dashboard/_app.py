@@ -254,7 +254,9 @@ class _Pages:
             Route("/login", self.login_form, methods=get, name="login"),
             Route("/login", self.login, methods=post, name="login_post"),
             Route("/logout", self._action(self.logout, any_mode=True), methods=post, name="logout"),
-            Mount("/static", StaticFiles(directory=_HERE / "static", check_dir=False), name="static"),
+            Mount(
+                "/static", StaticFiles(directory=_HERE / "static", check_dir=False), name="static"
+            ),
         ]
 
     # --- access ---------------------------------------------------------------------------

@@ -90,7 +90,7 @@ async def test_every_page_makes_a_bounded_number_of_storage_calls(million: str) 
                 assert page.status_code == 200, (name, page.text)
                 assert counting.take() <= QUERY_BOUNDS[name], (name, counting.calls)
             overview = await http.get("/")
-            assert f"<th class=\"num\">{JOBS}</th>" in overview.text
+            assert f'<th class="num">{JOBS}</th>' in overview.text
             counting.take()
 
             listing = await http.get("/jobs", params={"state": "dead", "after": "900000"})
