@@ -622,7 +622,16 @@ def queue(
     help="Secret that pages and actions need (env ACTORQ_DASHBOARD_TOKEN; default: a fresh "
     "one, printed at start).",
 )
-def dashboard(url: str, host: str, port: int, read_only: bool, token: str | None) -> None:
+@click.option(
+    "--app",
+    "app_path",
+    default=None,
+    envvar="ACTORQ_APP",
+    help="module:attribute of your App (env ACTORQ_APP): its cron schedules are shown.",
+)
+def dashboard(
+    url: str, host: str, port: int, read_only: bool, token: str | None, app_path: str | None
+) -> None:
     """Serve the web dashboard of the store at -t (never creates a store)."""
     try:
         import uvicorn
@@ -634,6 +643,7 @@ def dashboard(url: str, host: str, port: int, read_only: bool, token: str | None
         ) from exc
     if token is not None and not token.strip():
         raise CliFailure("--token is empty", "give a secret, or leave it out", USAGE)
+    schedules = load_app(app_path).schedules if app_path is not None else []
     fresh = token is None and not read_only
     if fresh:
         token = secrets.token_urlsafe(18)
@@ -646,7 +656,7 @@ def dashboard(url: str, host: str, port: int, read_only: bool, token: str | None
             yield
 
     async def run(transport: Transport) -> None:
-        app = create_dashboard(transport, read_only=read_only, token=token)
+        app = create_dashboard(transport, read_only=read_only, token=token, schedules=schedules)
         config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
         server = Server(config)
         shown = f"[{host}]" if ":" in host else host

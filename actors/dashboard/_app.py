@@ -13,7 +13,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,9 @@ from transports import (
     Transport,
     TransportError,
 )
+from transports.lowlevel import TimeSource
 
+from ..jobs import CronSchedule
 from ._security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -63,6 +65,7 @@ QUERY_BOUNDS: Mapping[str, int] = {
     "jobs": 1,  # one list_jobs page (keyset: id > after, at most PAGE_SIZE + 1)
     "job": 1,  # get
     "job_cancel": 1,  # cancel
+    "schedules": 0,  # plus one get_cursor per cron schedule given (the App's, not the store's)
 }
 
 PAGE_SIZE = 50  # jobs per page of the job list
@@ -123,6 +126,8 @@ def create_dashboard(
     token: str | None = None,
     authorize: Authorize | None = None,
     redact: Redact | None = None,
+    schedules: Sequence[CronSchedule] = (),
+    clock: TimeSource | None = None,
     title: str = "actorq",
     refresh_seconds: float = 2.0,
 ) -> Starlette:
@@ -142,6 +147,10 @@ def create_dashboard(
         authorize: the host application's check ``(request) -> bool`` (sync or async), called
             for every request; a False answer is a 403.
         redact: what of a job's payload the job page shows (default: all of it).
+        schedules: the cron schedules to show with their last and next tick (an App's
+            ``app.schedules``; the store does not know them).
+        clock: where "now" comes from for next ticks (default: the transport's, else the
+            wall clock).
         title: the name in the page header.
         refresh_seconds: how often the overview refreshes itself.
 
@@ -169,8 +178,19 @@ def create_dashboard(
         raise ValueError("refresh_seconds is a finite number of seconds")
     if refresh_seconds <= 0:
         raise ValueError("refresh_seconds is > 0")
+    schedules = tuple(schedules)
+    if not all(isinstance(s, CronSchedule) for s in schedules):
+        raise TypeError("schedules are CronSchedule records (an App's app.schedules)")
     guard = Guard(read_only=read_only, token=token, authorize=authorize)
-    pages = _Pages(store, guard, redact, title=title, refresh_seconds=float(refresh_seconds))
+    pages = _Pages(
+        store,
+        guard,
+        redact,
+        schedules=schedules,
+        clock=clock,
+        title=title,
+        refresh_seconds=float(refresh_seconds),
+    )
     app = Starlette(
         routes=pages.routes(),
         lifespan=store.lifespan,
@@ -218,9 +238,13 @@ class _Pages:
         guard: Guard,
         redact: Redact | None,
         *,
+        schedules: tuple[CronSchedule, ...],
+        clock: TimeSource | None,
         title: str,
         refresh_seconds: float,
     ) -> None:
+        self.schedules = schedules
+        self.clock = clock
         self.store = store
         self.guard = guard
         self.redact = redact
@@ -251,6 +275,7 @@ class _Pages:
                 methods=post,
                 name="job_cancel",
             ),
+            Route("/schedules", self._view(self.schedules_page), methods=get, name="schedules"),
             Route("/login", self.login_form, methods=get, name="login"),
             Route("/login", self.login, methods=post, name="login_post"),
             Route("/logout", self._action(self.logout, any_mode=True), methods=post, name="logout"),
@@ -469,6 +494,25 @@ class _Pages:
             done=f"cancel: {result.value}"
         )
         return RedirectResponse(str(url), status_code=303)
+
+    def _now(self) -> float:
+        clock = self.clock or self.store.transport.clock
+        return clock.now() if clock is not None else time.time()
+
+    async def schedules_page(self, request: Request) -> Response:
+        now = self._now()
+        rows = []
+        for schedule in self.schedules:
+            cursor = await self.store.transport.get_cursor(schedule.cursor_name)
+            rows.append(
+                {
+                    "schedule": schedule,
+                    "last": cursor if cursor is not None and math.isfinite(cursor) else None,
+                    "cursor": cursor,
+                    "next": schedule.next_after(now),
+                }
+            )
+        return self._render(request, "schedules.html", {"rows": rows, "now": now})
 
     # --- login ----------------------------------------------------------------------------
 

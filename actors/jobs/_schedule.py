@@ -106,6 +106,11 @@ class CronSchedule:
     #: Up to this many seconds of delay per tick, from the seeded RNG.
     jitter: float = attrs.field(default=0.0, validator=_check_jitter)
 
+    @property
+    def cursor_name(self) -> str:
+        """The store cursor holding the last tick this schedule fired (see ``get_cursor``)."""
+        return f"cron:{self.name}"
+
     def next_after(self, t: float) -> float:
         """The first tick strictly after ``t``."""
         start = datetime.fromtimestamp(t, UTC)

@@ -51,8 +51,9 @@ def _free_port() -> int:
         (["--port", "http"], 2, "'--port'"),
         (["--token", " "], 2, "--token is empty"),
         (["--host", "no.such.host.invalid"], 2, "cannot listen on no.such.host.invalid"),
+        (["--app", "no_such_module:app"], 2, "cannot import 'no_such_module'"),
     ],
-    ids=["port-zero", "port-too-big", "port-word", "token-empty", "host-unknown"],
+    ids=["port-zero", "port-too-big", "port-word", "token-empty", "host-unknown", "app-missing"],
 )
 def test_bad_options_are_one_line_and_change_nothing(
     store: Store, args: list[str], code: int, message: str

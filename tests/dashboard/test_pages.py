@@ -7,6 +7,7 @@ import re
 import pytest
 
 from actors.dashboard import create_dashboard
+from actors.jobs import App, JobContext
 from transports import EnqueueRequest, JobState, MemoryTransport, QueueConfig, Transport
 
 from ._support import client, csrf_of, seed_dead, seed_retrying
@@ -164,3 +165,44 @@ async def test_a_retrying_job_shows_its_last_error_in_the_list() -> None:
             page = await http.get("/jobs", params={"state": "scheduled"})
             assert "TimeoutError: upstream slow" in page.text
             assert "1/20" in page.text
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self._now = now
+
+    def now(self) -> float:
+        return self._now
+
+
+async def test_the_schedules_page_shows_each_schedules_last_and_next_tick() -> None:
+    """Each schedule of the App, with its stored cursor and its next tick after now."""
+    app = App()
+
+    @app.task("report.build")
+    async def build(ctx: JobContext, payload: None) -> None:
+        pass
+
+    app.schedule("nightly", "0 3 * * *", "report.build")
+    app.schedule("hourly", "0 * * * *", "report.build", queue="reports")
+    app.schedule("broken", "*/5 * * * *", "report.build")
+    now = 1_796_000_000.0  # 2026-11-30 00:53:20 UTC
+    async with MemoryTransport() as store:
+        nightly, _hourly, _broken = app.schedules
+        await store.advance_cursor(nightly.cursor_name, expected=None, new=1_795_964_400.0)
+        dashboard = create_dashboard(
+            store, read_only=True, schedules=app.schedules, clock=_Clock(now)
+        )
+        async with client(dashboard) as http:
+            page = (await http.get("/schedules")).text
+    row = re.search(r'<tr id="schedule-nightly">(.*?)</tr>', page, re.S)
+    assert row
+    assert "2026-11-29 15:00:00Z" in row.group(1)  # the cursor
+    assert "2026-11-30 03:00:00Z" in row.group(1)  # the next tick
+    row = re.search(r'<tr id="schedule-hourly">(.*?)</tr>', page, re.S)
+    assert row
+    assert "never" in row.group(1)
+    assert "2026-11-30 01:00:00Z" in row.group(1)
+    assert "reports" in row.group(1)
+    with pytest.raises(TypeError, match="CronSchedule"):
+        create_dashboard(MemoryTransport(), read_only=True, schedules=["nightly"])  # type: ignore[list-item]
