@@ -39,6 +39,7 @@ from transports import (
 )
 from transports.lowlevel import TimeSource
 
+from ..core import RealClock
 from ..jobs import CronSchedule
 from ._security import (
     CSRF_COOKIE,
@@ -69,6 +70,7 @@ QUERY_BOUNDS: Mapping[str, int] = {
 }
 
 PAGE_SIZE = 50  # jobs per page of the job list
+_WALL_CLOCK = RealClock()  # "now" for next cron ticks when neither a clock nor the store has one
 _HERE = Path(__file__).parent
 # Read once, at import: rendering a page then touches no file on the event loop.
 _TEMPLATES = {p.name: p.read_text(encoding="utf-8") for p in (_HERE / "templates").glob("*.html")}
@@ -496,8 +498,8 @@ class _Pages:
         return RedirectResponse(str(url), status_code=303)
 
     def _now(self) -> float:
-        clock = self.clock or self.store.transport.clock
-        return clock.now() if clock is not None else time.time()
+        clock = self.clock or self.store.transport.clock or _WALL_CLOCK
+        return clock.now()
 
     async def schedules_page(self, request: Request) -> Response:
         now = self._now()

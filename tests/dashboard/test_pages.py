@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
+import transports
 from actors.dashboard import create_dashboard
 from actors.jobs import App, JobContext
 from transports import EnqueueRequest, JobState, MemoryTransport, QueueConfig, Transport
 
-from ._support import client, csrf_of, seed_dead, seed_retrying
+from ._support import CountingTransport, client, csrf_of, seed_dead, seed_retrying
 
 pytestmark = pytest.mark.anyio
 TOKEN = "t0ken-for-tests"
@@ -206,3 +208,19 @@ async def test_the_schedules_page_shows_each_schedules_last_and_next_tick() -> N
     assert "reports" in row.group(1)
     with pytest.raises(TypeError, match="CronSchedule"):
         create_dashboard(MemoryTransport(), read_only=True, schedules=["nightly"])  # type: ignore[list-item]
+
+
+class _Unreachable(CountingTransport):
+    async def _forward(self, name: str, call: Any) -> Any:
+        raise transports.ConnectionLost("the database went away")
+
+
+async def test_a_store_failure_is_a_503_page_naming_it() -> None:
+    """A storage error mid-page is a 503 with its reason, not a traceback."""
+    async with MemoryTransport() as inner:
+        app = create_dashboard(_Unreachable(inner), read_only=True)
+        async with client(app) as http:
+            for path in ["/", "/queues", "/jobs", "/jobs/1"]:
+                page = await http.get(path)
+                assert page.status_code == 503, path
+                assert "ConnectionLost: the database went away" in page.text
