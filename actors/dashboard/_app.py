@@ -362,7 +362,12 @@ class _Pages:
         response.headers["Cache-Control"] = "no-store"
         if new:
             response.set_cookie(
-                CSRF_COOKIE, csrf, httponly=True, samesite="strict", path=_cookie_path(request)
+                CSRF_COOKIE,
+                csrf,
+                httponly=True,
+                samesite="strict",
+                secure=request.url.scheme == "https",
+                path=_cookie_path(request),
             )
         return response
 
@@ -543,6 +548,7 @@ class _Pages:
             self.guard.session_value(),
             httponly=True,
             samesite="strict",
+            secure=request.url.scheme == "https",
             path=_cookie_path(request),
         )
         return response

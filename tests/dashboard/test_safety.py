@@ -205,3 +205,22 @@ async def test_stored_text_is_escaped_everywhere_it_is_shown() -> None:
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in detail
             assert "&#34;&gt;&lt;img src=x onerror=alert(2)&gt;" in pages[2].text
             assert "{{ 7 * 7 }}" in pages[5].text  # shown as text, never evaluated
+
+
+async def test_over_https_the_cookies_are_secure() -> None:
+    """Served over https, the CSRF and session cookies carry Secure (and never over http)."""
+    async with MemoryTransport() as store:
+        app = create_dashboard(store, token=TOKEN)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            for scheme, secure in [("https", True), ("http", False)]:
+                async with httpx.AsyncClient(
+                    transport=transport, base_url=f"{scheme}://dash.test"
+                ) as http:
+                    form = await http.get("/login")
+                    assert ("Secure" in form.headers["set-cookie"]) is secure
+                    csrf = http.cookies["actorq_csrf"]
+                    done = await http.post("/login", data={"csrf": csrf, "token": TOKEN})
+                    assert "HttpOnly" in done.headers["set-cookie"]
+                    assert "SameSite=strict" in done.headers["set-cookie"]
+                    assert ("Secure" in done.headers["set-cookie"]) is secure
