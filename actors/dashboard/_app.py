@@ -510,7 +510,7 @@ class _Pages:
         now = self._now()
         rows = []
         for schedule in self.schedules:
-            cursor = await self.store.transport.get_cursor(schedule.cursor_name)
+            cursor = await self.store.transport.get_cursor(schedule.cursor)
             rows.append(
                 {
                     "schedule": schedule,

@@ -107,8 +107,8 @@ class CronSchedule:
     jitter: float = attrs.field(default=0.0, validator=_check_jitter)
 
     @property
-    def cursor_name(self) -> str:
-        """The store cursor holding the last tick this schedule fired (see ``get_cursor``)."""
+    def cursor(self) -> str:
+        """The name of the transport cursor holding the schedule's last fired tick."""
         return f"cron:{self.name}"
 
     def next_after(self, t: float) -> float:

@@ -191,7 +191,7 @@ async def test_the_schedules_page_shows_each_schedules_last_and_next_tick() -> N
     now = 1_796_000_000.0  # 2026-11-30 00:53:20 UTC
     async with MemoryTransport() as store:
         nightly, _hourly, _broken = app.schedules
-        await store.advance_cursor(nightly.cursor_name, expected=None, new=1_795_964_400.0)
+        await store.advance_cursor(nightly.cursor, expected=None, new=1_795_964_400.0)
         dashboard = create_dashboard(
             store, read_only=True, schedules=app.schedules, clock=_Clock(now)
         )
