@@ -57,12 +57,17 @@ class NodeRegistry(PeriodicActor):
         self._host = host or socket.gethostname() or "unknown"
         self._pid = os.getpid() if pid is None else pid
         self._started_at: float | None = None
+        self._first = True
         self.registered = False
         self.heartbeats = 0
 
     def next_delay(self) -> float:
-        # The first tick registers at once; later ones heartbeat every interval.
-        return self.interval if self.registered else 0.0
+        # The first tick registers at once; every later one (a heartbeat, or another try
+        # after a storage error) comes an interval after the last.
+        if self._first:
+            self._first = False
+            return 0.0
+        return self.interval
 
     async def tick(self) -> None:
         if self.registered and await self._transport.node_heartbeat(self._node_id):

@@ -94,6 +94,22 @@ async def test_a_forgotten_node_registers_again(clock: VirtualClock) -> None:
         await running.stop()
 
 
+async def test_a_node_whose_store_is_down_retries_at_its_heartbeat(clock: VirtualClock) -> None:
+    """Registration that meets a storage error is tried again a heartbeat later (never in a
+    loop that stops time), and succeeds once the store is back."""
+    faulty = FaultyTransport(MemoryTransport(clock=clock))
+    faulty.down = True
+    node = Topology(App(), faulty, node_id="n1", clock=clock, rng=Random(0)).registry(heartbeat=2.0)
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        running = await start_node(tg, node)
+        await clock.sleep(5.0)
+        assert 2 <= faulty.calls["register_node"] <= 4
+        faulty.down = False
+        await clock.sleep(2.0)
+        assert await _ids(faulty) == ["n1"]
+        await running.stop()
+
+
 async def test_a_dead_node_shows_gone_then_is_pruned_by_the_leader(clock: VirtualClock) -> None:
     """A node that stops heartbeating (its store cut off) reads as gone after three missed
     heartbeats; the maintenance leader forgets it after the node retention."""
