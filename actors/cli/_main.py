@@ -288,6 +288,20 @@ main.params.append(_verbose_param())
     show_default=True,
     help="Shutdown grace for running jobs.",
 )
+@click.option(
+    "--node-heartbeat",
+    type=Duration(),
+    default=_worker_default("node_heartbeat"),
+    show_default=True,
+    help="Time between the node's heartbeats in the node registry (gone after 3 missed).",
+)
+@click.option(
+    "--stats-interval",
+    type=Duration(),
+    default=_worker_default("stats_interval"),
+    show_default=True,
+    help="Time between flushes of the node's per-minute history to the store.",
+)
 @click.option("--node-id", default=None, help="Name in leases and events (default host:pid:tag).")
 @_loop_option
 def worker(
@@ -301,6 +315,8 @@ def worker(
     reaper_interval: float,
     leader_ttl: float,
     drain_timeout: float,
+    node_heartbeat: float,
+    stats_interval: float,
     node_id: str | None,
     loop: str,
 ) -> None:
@@ -314,6 +330,8 @@ def worker(
         reaper_interval=reaper_interval,
         leader_ttl=leader_ttl,
         drain_timeout=drain_timeout,
+        node_heartbeat=node_heartbeat,
+        stats_interval=stats_interval,
     )
     log = logging.getLogger("actorq.node")
 
