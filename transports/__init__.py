@@ -26,6 +26,7 @@ from ._errors import (
     UnsupportedURL,
 )
 from ._memory import MemoryStore, MemoryTransport
+from ._observed import BUCKET_BOUNDS, COUNTERS, MINUTE, Histogram, NodeInfo, QueueStats, minute_of
 from ._records import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -45,13 +46,17 @@ if TYPE_CHECKING:
     from ._sqlite import SQLiteTransport
 
 __all__ = [
+    "BUCKET_BOUNDS",
+    "COUNTERS",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "MINUTE",
     "CancelResult",
     "ConnectionLost",
     "Counts",
     "EnqueueRequest",
     "EnqueueResult",
+    "Histogram",
     "InvalidQueueName",
     "InvalidRequest",
     "Job",
@@ -60,10 +65,12 @@ __all__ = [
     "JsonValue",
     "MemoryStore",
     "MemoryTransport",
+    "NodeInfo",
     "PayloadNotSerializable",
     "PayloadTooLarge",
     "PostgresTransport",
     "QueueConfig",
+    "QueueStats",
     "SQLiteTransport",
     "SchemaVersionMismatch",
     "StoreNotFound",
@@ -73,6 +80,7 @@ __all__ = [
     "TransportError",
     "UnsupportedURL",
     "connect",
+    "minute_of",
     "redact_url",
 ]
 

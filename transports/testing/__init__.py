@@ -10,6 +10,7 @@ from ._clock import ManualClock
 from ._conformance import TransportConformance, TransportFactory
 from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
+from ._observing import TransportObserving
 from ._sql_mutants import SQLMutant, rewrite_query
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "TransportEdges",
     "TransportFactory",
     "TransportFinePrint",
+    "TransportObserving",
     "rewrite_query",
 ]

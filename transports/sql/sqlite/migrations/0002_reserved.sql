@@ -1,0 +1,2 @@
+-- Reserved for the migration of another branch (error history, operator actions): a no-op.
+SELECT 1;
