@@ -28,14 +28,18 @@ from starlette.templating import Jinja2Templates
 
 import transports
 from transports import (
+    MINUTE,
+    Histogram,
     InvalidRequest,
     Job,
     JobNotFound,
     JobState,
     JsonValue,
     QueueConfig,
+    QueueStats,
     Transport,
     TransportError,
+    minute_of,
 )
 from transports.lowlevel import TimeSource
 
@@ -58,15 +62,17 @@ Redact = Callable[[Job], JsonValue]
 
 #: The most storage calls each page makes, whatever the store holds (tested on 1,000,000 jobs).
 QUERY_BOUNDS: Mapping[str, int] = {
-    "overview": 2,  # counts, list_queue_configs
-    "overview_partial": 2,  # the same, for the live refresh
+    "overview": 3,  # counts, list_queue_configs, list_stats of the last hour
+    "overview_partial": 3,  # the same, for the live refresh
     "counts_json": 1,  # counts
     "queues": 2,  # counts, list_queue_configs
     "queue_update": 2,  # get_queue_config, set_queue_config
     "jobs": 1,  # one list_jobs page (keyset: id > after, at most PAGE_SIZE + 1)
     "job": 1,  # get
     "job_cancel": 1,  # cancel
-    "schedules": 0,  # plus one get_cursor per cron schedule given (the App's, not the store's)
+    "schedules": 1,  # list_leaders, plus one get_cursor per cron schedule (the App's)
+    "nodes": 2,  # list_nodes, list_leaders
+    "correctness": 1,  # list_stats of the window shown (its rows: minutes x queues, not jobs)
 }
 
 PAGE_SIZE = 50  # jobs per page of the job list
@@ -278,6 +284,8 @@ class _Pages:
                 name="job_cancel",
             ),
             Route("/schedules", self._view(self.schedules_page), methods=get, name="schedules"),
+            Route("/nodes", self._view(self.nodes_page), methods=get, name="nodes"),
+            Route("/correctness", self._view(self.correctness), methods=get, name="correctness"),
             Route("/login", self.login_form, methods=get, name="login"),
             Route("/login", self.login, methods=post, name="login_post"),
             Route("/logout", self._action(self.logout, any_mode=True), methods=post, name="logout"),
@@ -381,12 +389,25 @@ class _Pages:
         counts = await transport.counts()
         configs = {c.name: c for c in await transport.list_queue_configs()}
         totals = {state: sum(c[state] for c in counts) for state in JobState}
+        last = minute_of(self._now())
+        since = last - (HISTORY_MINUTES - 1) * MINUTE
+        rows = await transport.list_stats(since=since)
+        waits: dict[str, Histogram] = {}
+        for row in rows:
+            waits[row.queue] = waits.get(row.queue, Histogram.empty()) + row.wait
+        every = Histogram.empty()
+        for histogram in waits.values():
+            every = every + histogram
         return {
             "counts": counts,
             "configs": configs,
             "totals": totals,
             "by_name": {state.value: n for state, n in totals.items()},
             "total": sum(totals.values()),
+            "waits": {queue: _percentiles(h) for queue, h in waits.items()},
+            "wait_all": _percentiles(every),
+            "history": _chart(rows, since, last),
+            "history_minutes": HISTORY_MINUTES,
         }
 
     async def overview(self, request: Request) -> Response:
@@ -508,6 +529,7 @@ class _Pages:
 
     async def schedules_page(self, request: Request) -> Response:
         now = self._now()
+        leaders = {lease.name: lease for lease in await self.store.transport.list_leaders()}
         rows = []
         for schedule in self.schedules:
             cursor = await self.store.transport.get_cursor(schedule.cursor)
@@ -519,7 +541,51 @@ class _Pages:
                     "next": schedule.next_after(now),
                 }
             )
-        return self._render(request, "schedules.html", {"rows": rows, "now": now})
+        context = {"rows": rows, "now": now, "leader": leaders.get("cron")}
+        return self._render(request, "schedules.html", context)
+
+    async def nodes_page(self, request: Request) -> Response:
+        now = self._now()
+        nodes = await self.store.transport.list_nodes()
+        leaders = await self.store.transport.list_leaders()
+        ids = {node.id for node in nodes}
+        rows = [
+            {
+                "node": node,
+                "alive": node.is_alive(now),
+                "ago": _ago(now - node.last_seen),
+                "leads": [lease.name for lease in leaders if lease.holder == node.id],
+            }
+            for node in nodes
+        ]
+        context = {
+            "rows": rows,
+            "alive": sum(1 for row in rows if row["alive"]),
+            "orphans": [lease for lease in leaders if lease.holder not in ids],
+            "now": now,
+        }
+        return self._render(request, "nodes.html", context)
+
+    async def correctness(self, request: Request) -> Response:
+        window = request.query_params.get("window", "1h")
+        minutes = _WINDOWS.get(window)
+        if minutes is None:
+            minutes, window = _WINDOWS["1h"], "1h"
+        last = minute_of(self._now())
+        rows = await self.store.transport.list_stats(since=last - (minutes - 1) * MINUTE)
+        queues: dict[str, dict[str, int]] = {}
+        for row in rows:
+            sums = queues.setdefault(row.queue, dict.fromkeys(_CORRECTNESS, 0))
+            for name in _CORRECTNESS:
+                sums[name] += getattr(row, name)
+        totals = {name: sum(q[name] for q in queues.values()) for name in _CORRECTNESS}
+        context = {
+            "queues": dict(sorted(queues.items())),
+            "totals": totals,
+            "window": window,
+            "windows": list(_WINDOWS),
+        }
+        return self._render(request, "correctness.html", context)
 
     # --- login ----------------------------------------------------------------------------
 
@@ -557,6 +623,51 @@ class _Pages:
         response = self._back(request, "login" if self.guard.needs_login else "overview")
         response.delete_cookie(SESSION_COOKIE, path=_cookie_path(request))
         return response
+
+
+HISTORY_MINUTES = 60  # minutes of history the overview charts
+_WINDOWS = {"1h": 60, "6h": 360, "24h": 1440}  # the correctness panel's windows, in minutes
+# The fencing and recovery counters of QueueStats, as the correctness panel shows them.
+_CORRECTNESS = ("finalize_refused", "leases_lost", "reclaimed", "deduplicated")
+
+
+def _percentiles(histogram: Histogram) -> dict[str, str]:
+    return {
+        "count": str(histogram.count),
+        "p50": _duration(histogram.quantile(0.5)),
+        "p99": _duration(histogram.quantile(0.99)),
+    }
+
+
+def _duration(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value < 1:
+        return f"≤{value * 1000:.0f} ms"
+    return f"≤{value:.3g} s"
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 0:
+        return "in the future"
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+def _chart(rows: Sequence[QueueStats], since: float, last: float) -> str:
+    """The overview chart's series as JSON: minutes, then succeeded, failed and dead per minute."""
+    steps = round((last - since) / MINUTE) + 1
+    minutes = [since + i * MINUTE for i in range(steps)]
+    series: dict[str, list[int]] = {name: [0] * steps for name in ("succeeded", "failed", "dead")}
+    for row in rows:
+        index = round((row.minute - since) / MINUTE)
+        if 0 <= index < steps:
+            for name, values in series.items():
+                values[index] += getattr(row, name)
+    return json.dumps([minutes, series["succeeded"], series["failed"], series["dead"]])
 
 
 def _cookie_path(request: Request) -> str:

@@ -7,6 +7,7 @@ picture into ``docs/images/dashboard.png``.
 
 from __future__ import annotations
 
+import math
 import random
 import tempfile
 import threading
@@ -27,8 +28,44 @@ from .test_dashboard_browser import CHROMIUM, ROOT
 QUEUES = {"emails": "email.send", "reports": "report.build", "billing": "invoice.charge"}
 
 
+async def _history(store: transports.Transport, rng: random.Random) -> None:
+    """An hour of the per-minute history running nodes record, and one registered node."""
+    now = time.time()
+    minute = transports.minute_of(now)
+    rows = []
+    for back in range(60, 0, -1):
+        for queue in QUEUES:
+            load = 1.0 + 0.5 * math.sin(back / 9) + rng.random() * 0.3
+            rows.append(
+                transports.QueueStats(
+                    queue=queue,
+                    minute=minute - back * transports.MINUTE,
+                    succeeded=int(180 * load),
+                    failed=rng.randrange(0, 12),
+                    dead=rng.randrange(0, 4),
+                    reclaimed=1 if rng.random() < 0.05 else 0,
+                    finalize_refused=1 if rng.random() < 0.02 else 0,
+                    wait=transports.Histogram.of(rng.expovariate(40) for _ in range(50)),
+                )
+            )
+    await store.add_stats(rows)
+    await store.register_node(
+        transports.NodeInfo(
+            id="web-1:4242:a1",
+            host="web-1",
+            pid=4242,
+            queues=tuple(QUEUES),
+            slots=24,
+            version="0.1.0",
+            started_at=now - 7200,
+            heartbeat=5.0,
+        )
+    )
+
+
 async def _work(url: str, stop: threading.Event, rng: random.Random) -> None:
     async with transports.connect(url) as store:
+        await _history(store, rng)
         while not stop.is_set():
             for queue, kind in QUEUES.items():
                 await store.enqueue_many(
@@ -74,7 +111,7 @@ def main() -> None:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1200, "height": 640})
             page.goto("http://127.0.0.1:8791/")
-            time.sleep(20)
+            time.sleep(3)
             page.screenshot(path=str(ROOT / "docs" / "images" / "dashboard.png"))
             browser.close()
     finally:

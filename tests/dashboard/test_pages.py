@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -33,7 +34,7 @@ async def test_every_page_shows_the_store_and_actions_change_it(backend_store: T
         assert 'hx-trigger="every 2.0s"' in overview.text
         partial = await http.get("/partials/overview")
         assert partial.text.lstrip().startswith('<div id="overview-table"')
-        assert 'data-dead="1"' in partial.text
+        assert 'data-history="[[' in partial.text
         counts = (await http.get("/api/counts")).json()
         assert counts["emails"]["available"] == 3
         assert counts["reports"]["dead"] == 1
@@ -224,3 +225,109 @@ async def test_a_store_failure_is_a_503_page_naming_it() -> None:
                 page = await http.get(path)
                 assert page.status_code == 503, path
                 assert "ConnectionLost: the database went away" in page.text
+
+
+async def test_history_nodes_and_correctness_come_from_the_nodes_records(
+    backend_store: Transport,
+) -> None:
+    """The overview charts the per-minute history and its wait percentiles; the nodes page
+    shows who is alive and leads; the correctness panel sums the fencing counters."""
+    now = 1_796_000_000.0
+    clock = _Clock(now)
+    minute = transports.minute_of(now)
+    await backend_store.enqueue_many([EnqueueRequest(kind="a", queue="emails")])
+    await backend_store.add_stats(
+        [
+            transports.QueueStats(
+                queue="emails",
+                minute=minute - 120,
+                succeeded=40,
+                failed=3,
+                dead=1,
+                finalize_refused=2,
+                leases_lost=1,
+                reclaimed=4,
+                deduplicated=7,
+                wait=transports.Histogram.of([0.004] * 98 + [2.0, 2.0]),
+            ),
+            transports.QueueStats(queue="emails", minute=minute, succeeded=2, reclaimed=1),
+            transports.QueueStats(
+                queue="reports", minute=minute - 3 * 3600, finalize_refused=5
+            ),  # outside 1h, inside 6h
+        ]
+    )
+    for name in ("alive", "gone"):
+        await backend_store.register_node(
+            transports.NodeInfo(
+                id=f"node-{name}",
+                host="h1",
+                pid=10,
+                queues=("emails",),
+                slots=8,
+                version="0.1.0",
+                started_at=now - 600,
+                heartbeat=5.0,
+            )
+        )
+    app = create_dashboard(backend_store, read_only=True, clock=clock)
+    async with client(app) as http:
+        overview = (await http.get("/")).text
+        row = re.search(r"<tr>\s*<td><a[^>]*>emails</a></td>(.*?)</tr>", overview, re.S)
+        assert row
+        # The upper bounds of the buckets holding the hour's p50 and p99 waits.
+        assert '<td class="num">≤4 ms</td>' in row.group(1)
+        assert '<td class="num">≤2.05 s</td>' in row.group(1)
+        history = re.search(r'data-history="([^"]+)"', overview)
+        assert history
+        series = json.loads(history.group(1).replace("&#34;", '"'))
+        assert len(series[0]) == 60
+        assert series[1][-3:] == [40, 0, 2]
+        assert series[3][-3] == 1
+
+        correctness = (await http.get("/correctness")).text
+        emails = re.search(r'<tr id="correctness-emails">(.*?)</tr>', correctness, re.S)
+        assert emails
+        assert re.findall(r">(\d+)<", emails.group(1)) == ["2", "1", "5", "7"]
+        assert "correctness-reports" not in correctness
+        wider = (await http.get("/correctness", params={"window": "6h"})).text
+        assert "correctness-reports" in wider
+
+
+async def test_the_nodes_page_shows_who_is_alive_gone_and_leading() -> None:
+    """A node three heartbeats late is gone; the leader leases show who leads what."""
+    clock = _Clock(1_796_000_000.0)
+    async with MemoryTransport(clock=clock) as store:
+        for name in ("alive", "gone"):
+            await store.register_node(
+                transports.NodeInfo(
+                    id=f"node-{name}",
+                    host="h1",
+                    pid=10,
+                    queues=("emails", "reports"),
+                    slots=8,
+                    version="0.1.0",
+                    started_at=clock.now() - 600,
+                    heartbeat=5.0,
+                )
+            )
+        clock._now += 12
+        assert await store.node_heartbeat("node-alive")
+        assert await store.acquire_leader("cron", holder="node-alive", ttl=60)
+        assert await store.acquire_leader("maintenance", holder="elsewhere:1", ttl=60)
+        clock._now += 8  # node-gone: last seen 20 s ago, over 3 x 5 s
+        app = create_dashboard(store, read_only=True)
+        async with client(app) as http:
+            nodes = (await http.get("/nodes")).text
+            schedules = (await http.get("/schedules")).text
+    alive = re.search(r'<tr id="node-node-alive">(.*?)</tr>', nodes, re.S)
+    gone = re.search(r'<tr id="node-node-gone">(.*?)</tr>', nodes, re.S)
+    assert alive
+    assert gone
+    assert ">alive<" in alive.group(1)
+    assert "8s ago" in alive.group(1)
+    assert "<td>cron</td>" in alive.group(1)
+    assert ">gone<" in gone.group(1)
+    assert "20s ago" in gone.group(1)
+    assert "1 alive of 2 registered" in nodes
+    assert "Leader of maintenance: <code>elsewhere:1</code> (not a registered node)" in nodes
+    assert "Cron leader: <strong>node-alive</strong>" in schedules

@@ -84,6 +84,9 @@ async def test_every_page_makes_a_bounded_number_of_storage_calls(million: str) 
                 "queues": "/queues",
                 "jobs": "/jobs?state=dead&queue=queue3",
                 "job": "/jobs/500000",
+                "nodes": "/nodes",
+                "correctness": "/correctness?window=24h",
+                "schedules": "/schedules",
             }
             for name, path in pages.items():
                 page = await http.get(path)
