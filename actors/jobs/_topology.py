@@ -37,6 +37,7 @@ from ..core import (
     open_actor_system,
 )
 from ._app import App
+from ._claimer import Claimer, SlotStatistics
 from ._cleanup import DEFAULT_INTERVAL, DEFAULT_RETENTION, Cleanup
 from ._config import MAX_CONCURRENCY, WorkerConfig, integer, number
 from ._cron import Cron
@@ -70,6 +71,8 @@ class NodeContext:
     events: EventBus
     clock: Clock
     rng: Random
+    # The slots of each queue on this node now (read by a metrics actor), in plan order.
+    slots: Callable[[], list[SlotStatistics]] = attrs.field(default=lambda: [])
 
 
 @attrs.frozen(kw_only=True)
@@ -147,6 +150,7 @@ class Topology:
         self._cleanup: tuple[float | None, float] | None = None
         self._actors: list[_ActorPlan] = []
         self._leases = LeaseLink()  # the node's LeaseKeeper, once it runs
+        self._claimers: dict[str, Claimer] = {}  # the running Claimer of each queue
 
     @classmethod
     def default(
@@ -317,7 +321,30 @@ class Topology:
             events=events,
             clock=self.clock,
             rng=self.rng,
+            slots=self.slots,
         )
+
+    def slots(self) -> list[SlotStatistics]:
+        """The slots busy and free of each queue whose Claimer runs now."""
+        claimers = self._claimers
+        return [claimers[p.queue].statistics() for p in self._queues if p.queue in claimers]
+
+    def wrap_transports(self, wrap: Callable[[Transport], Transport]) -> Topology:
+        """Replace the default transport and every queue's own by ``wrap(transport)`` (one
+        wrapper per distinct transport), before the node runs: a metrics or tracing proxy."""
+        wrapped: dict[int, Transport] = {}
+
+        def once(transport: Transport) -> Transport:
+            if id(transport) not in wrapped:
+                wrapped[id(transport)] = wrap(transport)
+            return wrapped[id(transport)]
+
+        self.transport = once(self.transport)
+        self._queues = [
+            attrs.evolve(p, transport=None if p.transport is None else once(p.transport))
+            for p in self._queues
+        ]
+        return self
 
     def child_specs(self, events: EventBus) -> list[ChildSpec]:
         """The root supervisor's children, in start order (user actors first, so they see
@@ -340,7 +367,7 @@ class Topology:
                 ChildSpec(
                     id="leases",
                     factory=lambda: LeaseKeeper(
-                        link=self._leases, fraction=self.config.renew_fraction
+                        link=self._leases, fraction=self.config.renew_fraction, events=events
                     ),
                     shutdown=margin,
                 )
@@ -410,6 +437,7 @@ class Topology:
             concurrency=plan.concurrency,
             worker_config=plan.worker,
             leases=self._leases,
+            claimers=self._claimers,
         )
 
     @contextlib.asynccontextmanager

@@ -7,11 +7,21 @@ and the pure decisions they route (handler result → outcome → event).
 """
 
 from ._app import Handler
-from ._claimer import Claimer, ClaimerMessage, Finished, Flush, Poll, Ready, Run, StopClaiming
+from ._claimer import (
+    Claimer,
+    ClaimerMessage,
+    Finished,
+    Flush,
+    Poll,
+    Ready,
+    Run,
+    SlotStatistics,
+    StopClaiming,
+)
 from ._cleanup import Cleanup
 from ._cron import Cron
 from ._decide import event_of, failure_of, may_start, outcome_of
-from ._events import EventBus
+from ._events import EventBus, LeasesRenewed
 from ._execute import Execution, execute, lose, request_cancel
 from ._leases import (
     Beat,
@@ -50,6 +60,7 @@ __all__ = [
     "LeaseKeeperMessage",
     "LeaseLink",
     "LeasesLost",
+    "LeasesRenewed",
     "PeriodicActor",
     "PeriodicMessage",
     "Poll",
@@ -60,6 +71,7 @@ __all__ = [
     "RenewNow",
     "Run",
     "RunNow",
+    "SlotStatistics",
     "StopClaiming",
     "Tick",
     "Worker",
