@@ -9,6 +9,7 @@ or concurrency, a node that only reaps and fires cron, user actors that follow t
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import logging
 import os
@@ -48,12 +49,24 @@ from ._queue import DrainWorkers, QueueSupervisor
 from ._reaper import Reaper
 from ._schedule import CronSchedule
 
-__all__ = ["Node", "NodeContext", "Topology", "default_node_id"]
+__all__ = ["Node", "NodeContext", "Topology", "current_node_id", "default_node_id"]
 
 _log = logging.getLogger("actorq.node")
 
 #: Child ids of the runtime's own actors (queue supervisors are ``queue:NAME``).
 _RUNTIME_IDS = frozenset({"leases", "reaper", "cron", "cleanup"})
+
+
+#: The id of the node whose actor runs the current task (inherited by every task it starts).
+_CURRENT_NODE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "actorq_node", default=None
+)
+
+
+def current_node_id() -> str | None:
+    """The id of the node running the current task (a handler, a runtime actor), or None
+    outside a node: what structured logs name as ``node``."""
+    return _CURRENT_NODE.get()
 
 
 def default_node_id() -> str:
@@ -457,13 +470,18 @@ class Topology:
         async with open_actor_system(
             clock=self.clock, name=self.node_id, shutdown_timeout=shutdown_timeout
         ) as system:
-            root = await system.spawn_supervisor(
-                self.child_specs(events),
-                strategy=Strategy.ONE_FOR_ONE,
-                max_restarts=10,
-                within=60.0,
-                name=f"{self.node_id}/root",
-            )
+            # Every actor task of the node descends from the root's, which copies this context.
+            token = _CURRENT_NODE.set(self.node_id)
+            try:
+                root = await system.spawn_supervisor(
+                    self.child_specs(events),
+                    strategy=Strategy.ONE_FOR_ONE,
+                    max_restarts=10,
+                    within=60.0,
+                    name=f"{self.node_id}/root",
+                )
+            finally:
+                _CURRENT_NODE.reset(token)
             node = Node(self, system, root, events, shutdown_timeout)
             try:
                 yield node

@@ -37,7 +37,7 @@ from ._leases import (
 from ._periodic import PeriodicActor, PeriodicMessage, RunNow, Tick
 from ._queue import DrainWorkers, QueueSupervisor, Reconfigure, WorkerCount
 from ._reaper import Reaper
-from ._topology import default_node_id
+from ._topology import current_node_id, default_node_id
 from ._worker import Drain, Worker, WorkerMessage
 
 __all__ = [
@@ -77,6 +77,7 @@ __all__ = [
     "Worker",
     "WorkerCount",
     "WorkerMessage",
+    "current_node_id",
     "default_node_id",
     "event_of",
     "execute",
