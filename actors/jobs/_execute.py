@@ -101,6 +101,29 @@ async def execute(
         The outcome to finalize (``None`` when the lease was lost: nothing may be stored), and
         the handler's running time in seconds (0 when nobody listens for events).
     """
+    tracer = app.tracer
+    if tracer is None or run.lost:
+        return await _execute(
+            run, app=app, clock=clock, rng=rng, worker=worker, events=events, renew=renew
+        )
+    with tracer.run(run.lease.job, worker=worker) as trace:
+        outcome, duration = await _execute(
+            run, app=app, clock=clock, rng=rng, worker=worker, events=events, renew=renew
+        )
+        trace.done(outcome)
+    return outcome, duration
+
+
+async def _execute(
+    run: Execution,
+    *,
+    app: App,
+    clock: Clock,
+    rng: Random,
+    worker: str,
+    events: EventBus,
+    renew: Callable[[], Awaitable[RenewResult]],
+) -> tuple[Outcome | None, float]:
     lease = run.lease
     job = lease.job
     if run.lost:

@@ -38,6 +38,7 @@ from ._periodic import PeriodicActor, PeriodicMessage, RunNow, Tick
 from ._queue import DrainWorkers, QueueSupervisor, Reconfigure, WorkerCount
 from ._reaper import Reaper
 from ._topology import current_node_id, default_node_id
+from ._tracing import EnqueueTrace, RunTrace, Tracer
 from ._worker import Drain, Worker, WorkerMessage
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "Cron",
     "Drain",
     "DrainWorkers",
+    "EnqueueTrace",
     "EventBus",
     "Execution",
     "Finished",
@@ -71,9 +73,11 @@ __all__ = [
     "RenewNow",
     "Run",
     "RunNow",
+    "RunTrace",
     "SlotStatistics",
     "StopClaiming",
     "Tick",
+    "Tracer",
     "Worker",
     "WorkerCount",
     "WorkerMessage",

@@ -25,10 +25,18 @@ if TYPE_CHECKING:
         Pending,
         Sample,
     )
+    from ._tracing import (
+        MESSAGING_SYSTEM,
+        OpenTelemetryTracer,
+        TracedTransport,
+        instrument_tracing,
+        trace_headers,
+    )
 
 __all__ = [
     "DEFAULT_SAMPLE_INTERVAL",
     "LOG_FORMATS",
+    "MESSAGING_SYSTEM",
     "METRICS_LEADER",
     "ASGIApp",
     "JsonFormatter",
@@ -37,13 +45,17 @@ __all__ = [
     "MetricsMessage",
     "MetricsServerFailed",
     "NodeMetrics",
+    "OpenTelemetryTracer",
     "Pending",
     "Sample",
     "TelemetryError",
     "TelemetryUnavailable",
+    "TracedTransport",
+    "instrument_tracing",
     "logging_config",
     "metrics_asgi_app",
     "serve_metrics",
+    "trace_headers",
 ]
 
 #: Name -> (private module, the extra its dependency comes with).
@@ -59,6 +71,11 @@ _LAZY = {
     "NodeMetrics": ("_metrics", "metrics"),
     "Pending": ("_metrics", "metrics"),
     "Sample": ("_metrics", "metrics"),
+    "MESSAGING_SYSTEM": ("_tracing", "tracing"),
+    "OpenTelemetryTracer": ("_tracing", "tracing"),
+    "TracedTransport": ("_tracing", "tracing"),
+    "instrument_tracing": ("_tracing", "tracing"),
+    "trace_headers": ("_tracing", "tracing"),
 }
 
 
