@@ -24,6 +24,7 @@ from ._context import JobContext
 from ._decide import COMPLETE, failure_of, outcome_of
 from ._errors import PayloadInvalid
 from ._events import EventBus, JobClaimed
+from ._tracing import trace_id_of
 
 __all__ = ["Execution", "execute", "lose", "request_cancel"]
 
@@ -221,8 +222,9 @@ def log_dead(job: Job, outcome: Discard, worker: str) -> None:
 
 
 def log_fields(job: Job, worker: str) -> dict[str, object]:
-    """The ``extra=`` fields of a job's log records, for structured logging."""
-    return {
+    """The ``extra=`` fields of a job's log records, for structured logging (``trace_id``
+    too when the job was enqueued under a trace)."""
+    fields: dict[str, object] = {
         "job_id": job.id,
         "job_kind": job.kind,
         "queue": job.queue,
@@ -230,6 +232,10 @@ def log_fields(job: Job, worker: str) -> dict[str, object]:
         "max_attempts": job.max_attempts,
         "worker": worker,
     }
+    trace_id = trace_id_of(job)
+    if trace_id is not None:
+        fields["trace_id"] = trace_id
+    return fields
 
 
 def _describe(exc: BaseException) -> str:

@@ -16,7 +16,7 @@ from typing import Protocol
 from transports import EnqueueRequest, EnqueueResult, Job
 from transports.lowlevel import Outcome
 
-__all__ = ["EnqueueTrace", "RunTrace", "Tracer"]
+__all__ = ["EnqueueTrace", "RunTrace", "Tracer", "trace_id_of"]
 
 
 class EnqueueTrace(Protocol):
@@ -50,3 +50,15 @@ class Tracer(Protocol):
     def run(self, job: Job, *, worker: str) -> AbstractContextManager[RunTrace]:
         """Around running a claimed ``job``'s handler on ``worker``."""
         ...
+
+
+def trace_id_of(job: Job) -> str | None:
+    """The trace id of the W3C ``traceparent`` stored in ``job``'s headers, if any."""
+    headers = getattr(job, "headers", None)
+    parent = headers.get("traceparent") if headers else None
+    if not isinstance(parent, str):
+        return None
+    parts = parent.split("-")
+    if len(parts) < 4 or len(parts[1]) != 32 or parts[1] == "0" * 32:
+        return None
+    return parts[1]

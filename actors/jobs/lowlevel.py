@@ -38,7 +38,7 @@ from ._periodic import PeriodicActor, PeriodicMessage, RunNow, Tick
 from ._queue import DrainWorkers, QueueSupervisor, Reconfigure, WorkerCount
 from ._reaper import Reaper
 from ._topology import current_node_id, default_node_id
-from ._tracing import EnqueueTrace, RunTrace, Tracer
+from ._tracing import EnqueueTrace, RunTrace, Tracer, trace_id_of
 from ._worker import Drain, Worker, WorkerMessage
 
 __all__ = [
@@ -90,4 +90,5 @@ __all__ = [
     "may_start",
     "outcome_of",
     "request_cancel",
+    "trace_id_of",
 ]
