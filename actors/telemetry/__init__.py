@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         MESSAGING_SYSTEM,
         OpenTelemetryTracer,
         TracedTransport,
+        context_headers,
         instrument_tracing,
         trace_headers,
     )
@@ -51,6 +52,7 @@ __all__ = [
     "TelemetryError",
     "TelemetryUnavailable",
     "TracedTransport",
+    "context_headers",
     "instrument_tracing",
     "logging_config",
     "metrics_asgi_app",
@@ -74,6 +76,7 @@ _LAZY = {
     "MESSAGING_SYSTEM": ("_tracing", "tracing"),
     "OpenTelemetryTracer": ("_tracing", "tracing"),
     "TracedTransport": ("_tracing", "tracing"),
+    "context_headers": ("_tracing", "tracing"),
     "instrument_tracing": ("_tracing", "tracing"),
     "trace_headers": ("_tracing", "tracing"),
 }

@@ -39,6 +39,7 @@ __all__ = [
     "MESSAGING_SYSTEM",
     "OpenTelemetryTracer",
     "TracedTransport",
+    "context_headers",
     "instrument_tracing",
     "trace_headers",
 ]
@@ -50,6 +51,13 @@ MESSAGING_SYSTEM = "actorq"
 _SCOPE = "actorq"
 #: Whether this version of the store records a job's headers (the trace context lives there).
 _HEADERS = "headers" in attrs.fields_dict(EnqueueRequest)
+
+
+def context_headers(span: trace.Span) -> dict[str, str]:
+    """The W3C trace context (``traceparent``, ``tracestate``) of ``span``, as job headers."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier
 
 
 def trace_headers(job: Job) -> Mapping[str, str]:
@@ -143,10 +151,8 @@ class OpenTelemetryTracer:
     def _with_context(self, request: EnqueueRequest, span: trace.Span) -> EnqueueRequest:
         if not _HEADERS:
             return request
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier, context=trace.set_span_in_context(span))
         headers: Mapping[str, str] = getattr(request, "headers", None) or {}
-        changes: dict[str, Any] = {"headers": {**headers, **carrier}}
+        changes: dict[str, Any] = {"headers": {**headers, **context_headers(span)}}
         return attrs.evolve(request, **changes)
 
     @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,8 +15,15 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from actors.core import VirtualClock
 from actors.jobs import App, Drop, JobContext, RetryLater, SnoozeUntil
-from actors.telemetry import TracedTransport, instrument_tracing, trace_headers
-from transports import EnqueueRequest, JobState, MemoryTransport, Transport
+from actors.jobs.lowlevel import trace_id_of
+from actors.telemetry import (
+    OpenTelemetryTracer,
+    TracedTransport,
+    context_headers,
+    instrument_tracing,
+    trace_headers,
+)
+from transports import EnqueueRequest, Job, JobState, MemoryTransport, Transport
 
 from ..jobs._support import START, running, topology, wait_final
 
@@ -140,6 +148,54 @@ async def test_every_attempt_links_to_the_enqueue_and_shares_its_trace(
         assert span.parent is not None
         assert span.parent.span_id == producer.context.span_id
         assert [link.context.span_id for link in span.links] == [producer.context.span_id]
+
+
+def test_a_run_continues_the_trace_its_headers_carry(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """Given a job whose headers hold an enqueue span's context (as the store keeps them),
+    its run is a child of that span and linked to it, in the same trace."""
+    tracer = OpenTelemetryTracer(provider)
+    with provider.get_tracer("test").start_as_current_span("send default") as producer:
+        headers = context_headers(producer)
+    assert set(headers) >= {"traceparent"}
+    job = attrs.evolve(_job(), attempt=2)
+    fake = types.SimpleNamespace(**{a.name: getattr(job, a.name) for a in attrs.fields(Job)})
+    fake.headers = headers
+    with tracer.run(fake, worker="w") as run:  # type: ignore[arg-type]
+        run.done(None)
+    consumer = exporter.get_finished_spans()[-1]
+    assert consumer.context is not None
+    assert consumer.context.trace_id == producer.get_span_context().trace_id
+    assert consumer.parent is not None
+    assert consumer.parent.span_id == producer.get_span_context().span_id
+    assert [link.context.span_id for link in consumer.links] == [
+        producer.get_span_context().span_id
+    ]
+    assert consumer.status.status_code is StatusCode.ERROR  # a lost lease
+    assert trace_id_of(fake) == format(producer.get_span_context().trace_id, "032x")  # type: ignore[arg-type]
+
+
+def _job() -> Job:
+    return Job(
+        id=7,
+        queue="default",
+        kind="mixed",
+        payload=None,
+        state=JobState.RUNNING,
+        priority=0,
+        run_at=START,
+        attempt=1,
+        max_attempts=3,
+        last_error=None,
+        dedupe_key=None,
+        created_at=START,
+        updated_at=START,
+        finished_at=None,
+        lease_owner="w",
+        lease_expires_at=START + 30,
+        cancel_requested=False,
+    )
 
 
 async def test_an_untraced_job_runs_in_a_trace_of_its_own(
