@@ -14,14 +14,22 @@ A scrape reads the registry in the HTTP server's thread and never waits on a Wor
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 import anyio
 import attrs
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from transports import (
     ConnectionLost,
@@ -84,11 +92,83 @@ _WAITING_OPERATIONS = frozenset({"wait_for_work"})
 _QUEUE_ACTORS = frozenset({"claimer", "leases"})
 
 
+Labels: TypeAlias = tuple[str, ...]
+
+
+class _Counter:
+    """A counter family kept in a plain dict (label values -> count)."""
+
+    __slots__ = ("doc", "labels", "name", "values")
+
+    def __init__(self, name: str, doc: str, labels: Labels) -> None:
+        self.name, self.doc, self.labels = name, doc, labels
+        self.values: dict[Labels, float] = {}
+
+    def inc(self, key: Labels, amount: float = 1.0) -> None:
+        values = self.values
+        values[key] = values.get(key, 0.0) + amount
+
+    def family(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.doc, labels=self.labels)
+        for key, value in self.values.items():
+            family.add_metric(key, value)
+        return family
+
+
+class _Gauge:
+    """A gauge family kept in a plain dict."""
+
+    __slots__ = ("doc", "labels", "name", "values")
+
+    def __init__(self, name: str, doc: str, labels: Labels) -> None:
+        self.name, self.doc, self.labels = name, doc, labels
+        self.values: dict[Labels, float] = {}
+
+    def family(self) -> Metric:
+        family = GaugeMetricFamily(self.name, self.doc, labels=self.labels)
+        for key, value in self.values.items():
+            family.add_metric(key, value)
+        return family
+
+
+class _Histogram:
+    """A histogram family: per label values, a count per bucket (``+Inf`` last) and the sum."""
+
+    __slots__ = ("bounds", "doc", "labels", "name", "values")
+
+    def __init__(self, name: str, doc: str, labels: Labels, bounds: tuple[float, ...]) -> None:
+        self.name, self.doc, self.labels = name, doc, labels
+        self.bounds = bounds
+        self.values: dict[Labels, list[float]] = {}  # [bucket counts..., +Inf count, sum]
+
+    def observe(self, key: Labels, value: float) -> None:
+        row = self.values.get(key)
+        if row is None:
+            row = self.values[key] = [0.0] * (len(self.bounds) + 2)
+        row[bisect.bisect_left(self.bounds, value)] += 1
+        row[-1] += value
+
+    def family(self) -> Metric:
+        family = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
+        for key, row in self.values.items():
+            total = 0.0
+            buckets: list[tuple[str, float]] = []
+            for bound, count in zip((*self.bounds, math.inf), row, strict=False):
+                total += count
+                buckets.append(("+Inf" if bound == math.inf else repr(bound), total))
+            family.add_metric(key, buckets, row[-1])
+        return family
+
+
 class NodeMetrics:
     """The Prometheus metrics of one node, in a registry of their own.
 
     Every metric is named ``actorq_*`` and labelled by ``queue`` (and ``kind`` for jobs, and
     ``operation`` for storage), never by job id. Counters count from the node's start.
+
+    The numbers live in plain dicts written by the node's :class:`MetricsActor` (and its
+    :class:`MeteredTransport`) under a lock taken once per batch of events; a scrape copies
+    them under that lock and formats them outside it.
 
     Args:
         registry: where the metrics are registered (default: a new ``CollectorRegistry``).
@@ -99,13 +179,24 @@ class NodeMetrics:
         self, *, registry: CollectorRegistry | None = None, namespace: str = "actorq"
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        reg, ns = self.registry, namespace
+        self.lock = threading.Lock()
+        self._families: list[_Counter | _Gauge | _Histogram] = []
+        ns = namespace
 
-        def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
-            return Counter(name, doc, labels, namespace=ns, registry=reg)
+        def counter(name: str, doc: str, labels: Labels) -> _Counter:
+            family = _Counter(f"{ns}_{name}", doc, labels)
+            self._families.append(family)
+            return family
 
-        def gauge(name: str, doc: str, labels: tuple[str, ...]) -> Gauge:
-            return Gauge(name, doc, labels, namespace=ns, registry=reg)
+        def gauge(name: str, doc: str, labels: Labels) -> _Gauge:
+            family = _Gauge(f"{ns}_{name}", doc, labels)
+            self._families.append(family)
+            return family
+
+        def histogram(name: str, doc: str, labels: Labels, bounds: tuple[float, ...]) -> _Histogram:
+            family = _Histogram(f"{ns}_{name}", doc, labels, bounds)
+            self._families.append(family)
+            return family
 
         job = ("queue", "kind")
         self.claimed = counter("jobs_claimed", "Job runs started (one per attempt).", job)
@@ -117,30 +208,24 @@ class NodeMetrics:
         self.reclaimed = counter(
             "jobs_reclaimed", "Expired leases the Reaper of this node took back.", job
         )
-        self.run_duration = Histogram(
+        self.run_duration = histogram(
             "job_run_duration_seconds",
             "How long a handler ran, by its run's end (succeeded, retried, dead; 0 for a job "
             "dead unrun: an unknown kind, a poison payload).",
             job,
-            namespace=ns,
-            registry=reg,
-            buckets=_RUN_BUCKETS,
+            _RUN_BUCKETS,
         )
-        self.start_latency = Histogram(
+        self.start_latency = histogram(
             "job_start_latency_seconds",
             "From when a job was due (its enqueue, for an immediate job) to its run's start.",
             job,
-            namespace=ns,
-            registry=reg,
-            buckets=_LATENCY_BUCKETS,
+            _LATENCY_BUCKETS,
         )
-        self.reclaim_delay = Histogram(
+        self.reclaim_delay = histogram(
             "job_reclaim_delay_seconds",
             "From a lapsed lease's expiry to the Reaper taking the job back.",
             ("queue",),
-            namespace=ns,
-            registry=reg,
-            buckets=_RECLAIM_BUCKETS,
+            _RECLAIM_BUCKETS,
         )
         self.lease_renewals = counter(
             "lease_renewals", "Job leases extended by the node's LeaseKeeper.", ()
@@ -173,33 +258,37 @@ class NodeMetrics:
         self.leader = gauge(
             "metrics_leader", "1 while this node samples the queue depth for the cluster.", ()
         )
-        self.storage_duration = Histogram(
+        self.storage_duration = histogram(
             "storage_call_duration_seconds",
             "Storage calls by operation (wait_for_work excluded: it waits by design).",
             ("operation",),
-            namespace=ns,
-            registry=reg,
-            buckets=_STORAGE_BUCKETS,
+            _STORAGE_BUCKETS,
         )
         self.storage_errors = counter(
             "storage_errors",
             "Storage calls that failed, by operation and error.",
             ("operation", "error"),
         )
-        self._children: dict[tuple[int, str, str], Any] = {}  # labelled series, cached
+        self.registry.register(self)
 
-    # --- names -------------------------------------------------------------------------------
+    # --- the collector ------------------------------------------------------------------------
+
+    def collect(self) -> Iterable[Metric]:
+        """The families as they are now (the registry calls it for each scrape)."""
+        with self.lock:
+            families = [family.family() for family in self._families]
+        return families
 
     def metric_names(self) -> frozenset[str]:
         """Every sample name the registry exports (``_total``, ``_bucket``, ... included)."""
         names: set[str] = set()
-        for family in self.registry.collect():
-            names.add(family.name)
-            suffixes = {
-                "counter": ("_total", "_created"),
-                "histogram": ("_bucket", "_count", "_sum", "_created"),
-            }.get(family.type, ())
-            names.update(family.name + suffix for suffix in suffixes)
+        for family in self._families:
+            if isinstance(family, _Counter):
+                names.add(family.name + "_total")
+            elif isinstance(family, _Histogram):
+                names.update(family.name + s for s in ("_bucket", "_count", "_sum"))
+            else:
+                names.add(family.name)
         return frozenset(names)
 
     def text(self) -> str:
@@ -208,71 +297,81 @@ class NodeMetrics:
 
     # --- feeding -----------------------------------------------------------------------------
 
-    def _job(self, metric: Any, queue: str, kind: str) -> Any:
-        key = (id(metric), queue, kind)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(queue=queue, kind=kind)
-        return child
-
     def observe(self, event: RuntimeEvent) -> None:
         """Fold one runtime event into the metrics."""
+        with self.lock:
+            self.observe_unlocked(event)
+
+    def observe_all(self, events: Iterable[RuntimeEvent]) -> None:
+        """Fold a batch of events, taking the lock once."""
+        observe = self.observe_unlocked
+        with self.lock:
+            for event in events:
+                observe(event)
+
+    def observe_unlocked(self, event: RuntimeEvent) -> None:
+        """Fold one event; the caller holds :attr:`lock`."""
         kind = type(event)
         if kind is JobClaimed:
             assert isinstance(event, JobClaimed)
-            self._job(self.claimed, event.queue, event.kind).inc()
-            due = max(event.enqueued_at, event.run_at)
-            self._job(self.start_latency, event.queue, event.kind).observe(max(0.0, event.at - due))
+            key = (event.queue, event.kind)
+            self.claimed.inc(key)
+            due = event.enqueued_at if event.enqueued_at > event.run_at else event.run_at
+            latency = event.at - due
+            self.start_latency.observe(key, latency if latency > 0.0 else 0.0)
         elif kind is JobSucceeded:
             assert isinstance(event, JobSucceeded)
-            self._job(self.succeeded, event.queue, event.kind).inc()
-            self._job(self.run_duration, event.queue, event.kind).observe(event.duration)
+            key = (event.queue, event.kind)
+            self.succeeded.inc(key)
+            self.run_duration.observe(key, event.duration)
         elif kind is JobRetried:
             assert isinstance(event, JobRetried)
-            self._job(self.retried, event.queue, event.kind).inc()
-            self._job(self.run_duration, event.queue, event.kind).observe(event.duration)
+            key = (event.queue, event.kind)
+            self.retried.inc(key)
+            self.run_duration.observe(key, event.duration)
         elif kind is JobDead:
             assert isinstance(event, JobDead)
-            self._job(self.dead, event.queue, event.kind).inc()
-            self._job(self.run_duration, event.queue, event.kind).observe(event.duration)
+            key = (event.queue, event.kind)
+            self.dead.inc(key)
+            self.run_duration.observe(key, event.duration)
         elif kind is JobSnoozed:
             assert isinstance(event, JobSnoozed)
-            self._job(self.snoozed, event.queue, event.kind).inc()
+            self.snoozed.inc((event.queue, event.kind))
         elif kind is JobCancelled:
             assert isinstance(event, JobCancelled)
-            self._job(self.cancelled, event.queue, event.kind).inc()
+            self.cancelled.inc((event.queue, event.kind))
         elif kind is LeasesRenewed:
             assert isinstance(event, LeasesRenewed)
-            self.lease_renewals.inc(event.renewed)
+            self.lease_renewals.inc((), event.renewed)
         elif kind is JobLeaseLost:
             assert isinstance(event, JobLeaseLost)
-            self._job(self.leases_lost, event.queue, event.kind).inc()
+            self.leases_lost.inc((event.queue, event.kind))
         elif kind is FinalizeRefused:
             assert isinstance(event, FinalizeRefused)
-            self._job(self.finalizes_refused, event.queue, event.kind).inc()
+            self.finalizes_refused.inc((event.queue, event.kind))
         elif kind is JobReclaimed:
             assert isinstance(event, JobReclaimed)
-            self._job(self.reclaimed, event.queue, event.kind).inc()
-            self.reclaim_delay.labels(queue=event.queue).observe(
-                max(0.0, event.at - event.expired_at)
-            )
+            self.reclaimed.inc((event.queue, event.kind))
+            self.reclaim_delay.observe((event.queue,), max(0.0, event.at - event.expired_at))
         elif kind is WorkerCrashed:
             assert isinstance(event, WorkerCrashed)
-            self.worker_restarts.labels(queue=event.queue).inc()
+            self.worker_restarts.inc((event.queue,))
         elif kind is CronFired:
             assert isinstance(event, CronFired)
-            self.cron_fired.labels(schedule=event.schedule).inc()
+            self.cron_fired.inc((event.schedule,))
 
     def observe_call(self, operation: str, seconds: float, error: BaseException | None) -> None:
         """Count one storage call (:class:`MeteredTransport` calls it)."""
-        if error is not None:
-            self.storage_errors.labels(operation=operation, error=type(error).__name__).inc()
-        if operation not in _WAITING_OPERATIONS:
-            key = (id(self.storage_duration), operation, "")
-            child = self._children.get(key)
-            if child is None:
-                child = self._children[key] = self.storage_duration.labels(operation=operation)
-            child.observe(seconds)
+        with self.lock:
+            if error is not None:
+                self.storage_errors.inc((operation, type(error).__name__))
+            if operation not in _WAITING_OPERATIONS:
+                self.storage_duration.observe((operation,), seconds)
+
+    def set_gauges(self, gauge: _Gauge, values: Mapping[Labels, float]) -> None:
+        """Replace every series of ``gauge`` by ``values`` (the sampler calls it)."""
+        with self.lock:
+            gauge.values = dict(values)
 
     # --- wiring ------------------------------------------------------------------------------
 
@@ -375,11 +474,9 @@ class MetricsActor(Actor[MetricsMessage]):
         self._interval = interval
         self._queue_depth = queue_depth
         self._buffer: list[RuntimeEvent] = []
+        self._dropped = 0  # events not buffered since the last fold
         self._unsubscribe: Callable[[], None] | None = None
         self._leading = False
-        self._seen_queues: set[tuple[str, str]] = set()  # series of queue_jobs set so far
-        self._seen_slots: set[str] = set()
-        self._seen_actors: set[str] = set()
 
     async def on_start(self) -> None:
         self._unsubscribe = self._node.events.subscribe(self._take)
@@ -391,7 +488,7 @@ class MetricsActor(Actor[MetricsMessage]):
         self._fold()
         if self._leading:
             self._leading = False
-            self._metrics.leader.set(0)
+            self._metrics.set_gauges(self._metrics.leader, {(): 0.0})
             with self.context.clock.move_on_after(1.0):
                 try:
                     await self._node.transport.release_leader(
@@ -404,7 +501,7 @@ class MetricsActor(Actor[MetricsMessage]):
         # The publisher's whole cost: an append, and one message per batch.
         buffer = self._buffer
         if len(buffer) >= _MAX_BUFFERED:
-            self._metrics.events_dropped.inc()
+            self._dropped += 1
             return
         buffer.append(event)
         if len(buffer) == 1:
@@ -425,9 +522,12 @@ class MetricsActor(Actor[MetricsMessage]):
 
     def _fold(self) -> None:
         buffer, self._buffer = self._buffer, []
-        observe = self._metrics.observe
-        for event in buffer:
-            observe(event)
+        if buffer:
+            self._metrics.observe_all(buffer)
+        if self._dropped:
+            dropped, self._dropped = self._dropped, 0
+            with self._metrics.lock:
+                self._metrics.events_dropped.inc((), dropped)
 
     async def receive(self, msg: MetricsMessage) -> None:
         self._fold()
@@ -440,24 +540,15 @@ class MetricsActor(Actor[MetricsMessage]):
 
     async def _sample(self) -> None:
         metrics = self._metrics
-        slots = {s.queue: s for s in self._node.slots()}
-        for queue in self._seen_slots - slots.keys():
-            metrics.slots_busy.remove(queue)
-            metrics.slots_free.remove(queue)
-        for queue, stats in slots.items():
-            metrics.slots_busy.labels(queue=queue).set(stats.busy)
-            metrics.slots_free.labels(queue=queue).set(stats.free)
-        self._seen_slots = set(slots)
-        depths: dict[str, int] = {}
+        slots = self._node.slots()
+        metrics.set_gauges(metrics.slots_busy, {(s.queue,): s.busy for s in slots})
+        metrics.set_gauges(metrics.slots_free, {(s.queue,): s.free for s in slots})
+        depths: dict[Labels, float] = {}
         prefix = self._node.node_id + "/"
         for mailbox in self.context.system.mailboxes():
-            role = _role(mailbox.name, prefix)
+            role = (_role(mailbox.name, prefix),)
             depths[role] = depths.get(role, 0) + mailbox.depth
-        for actor in self._seen_actors - depths.keys():
-            metrics.mailbox_depth.remove(actor)
-        for actor, depth in depths.items():
-            metrics.mailbox_depth.labels(actor=actor).set(depth)
-        self._seen_actors = set(depths)
+        metrics.set_gauges(metrics.mailbox_depth, depths)
         if self._queue_depth:
             try:
                 await self._sample_queues()
@@ -471,19 +562,14 @@ class MetricsActor(Actor[MetricsMessage]):
             METRICS_LEADER, holder=self._node.node_id, ttl=self._interval * 3
         )
         self._leading = lease is not None
-        metrics.leader.set(1 if self._leading else 0)
-        seen: set[tuple[str, str]] = set()
+        metrics.set_gauges(metrics.leader, {(): 1.0 if self._leading else 0.0})
+        counted: dict[Labels, float] = {}
         if self._leading:
             for counts in await transport.counts():
                 for state in JobState:
-                    key = (counts.queue, state.value)
-                    metrics.queue_jobs.labels(queue=key[0], state=key[1]).set(
-                        counts.by_state.get(state, 0)
-                    )
-                    seen.add(key)
-        for queue, state_name in self._seen_queues - seen:
-            metrics.queue_jobs.remove(queue, state_name)  # another node counts them now
-        self._seen_queues = seen
+                    counted[counts.queue, state.value] = counts.by_state.get(state, 0)
+        # Not the leader: no series at all (another node counts them).
+        metrics.set_gauges(metrics.queue_jobs, counted)
 
 
 def _role(name: str, prefix: str) -> str:
