@@ -94,6 +94,8 @@ async def run_every_outcome(transport: Transport, clock: VirtualClock) -> tuple[
     async with clock.autojump(), running(node_topology) as (node, _):
         waiting = ids[-1]
         await wait_state(transport, clock, waiting, JobState.RUNNING)
+        await sample(node)
+        assert value(parse(metrics.text()), "actorq_slots_busy", queue="default") >= 1
         await transport.cancel(waiting)
         await wait_final(transport, clock, [orphan, *ids])
         with pytest.raises(JobNotFound):
@@ -126,6 +128,8 @@ async def test_a_scrape_shows_every_outcome_with_its_numbers(
     assert value(s, "actorq_jobs_snoozed_total", **job) == 1
     assert value(s, "actorq_jobs_cancelled_total", **job) == 1
     assert value(s, "actorq_jobs_reclaimed_total", **job) == 1
+    # The cancel reached the running job through a renewal of its lease.
+    assert value(s, "actorq_lease_renewals_total") >= 1
     assert value(s, "actorq_job_reclaim_delay_seconds_count", queue="default") == 1
     # Durations of succeeded, retried and dead runs that ran a handler (all but the cancel).
     assert value(s, "actorq_job_run_duration_seconds_count", **job) == 8
