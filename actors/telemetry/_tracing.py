@@ -21,8 +21,10 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
+import transports
 from transports import EnqueueRequest, EnqueueResult, Job, Transport
 from transports.lowlevel import (
+    MAX_LABEL_LENGTH,
     Cancel,
     Complete,
     Discard,
@@ -51,6 +53,8 @@ MESSAGING_SYSTEM = "actorq"
 _SCOPE = "actorq"
 #: Whether this version of the store records a job's headers (the trace context lives there).
 _HEADERS = "headers" in attrs.fields_dict(EnqueueRequest)
+#: Most headers a job may carry (``transports.MAX_HEADERS`` where the store defines it).
+_MAX_HEADERS: int = getattr(transports, "MAX_HEADERS", 32)
 
 
 def context_headers(span: trace.Span) -> dict[str, str]:
@@ -151,8 +155,13 @@ class OpenTelemetryTracer:
     def _with_context(self, request: EnqueueRequest, span: trace.Span) -> EnqueueRequest:
         if not _HEADERS:
             return request
-        headers: Mapping[str, str] = getattr(request, "headers", None) or {}
-        changes: dict[str, Any] = {"headers": {**headers, **context_headers(span)}}
+        headers: dict[str, str] = dict(getattr(request, "headers", None) or {})
+        for key, value in context_headers(span).items():
+            # A header is a label (at most 255 characters; a W3C tracestate may be longer)
+            # and a job holds a bounded number: what does not fit is left out, never refused.
+            if len(value) <= MAX_LABEL_LENGTH and (key in headers or len(headers) < _MAX_HEADERS):
+                headers[key] = value
+        changes: dict[str, Any] = {"headers": headers}
         return attrs.evolve(request, **changes)
 
     @contextlib.contextmanager

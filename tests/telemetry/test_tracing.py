@@ -230,3 +230,27 @@ async def test_storage_calls_are_client_spans_under_the_current_one(
     assert call.parent is not None
     assert call.parent.span_id == outer.get_span_context().span_id
     assert request.name == "request"
+
+
+@needs_headers
+async def test_a_trace_state_too_long_for_a_header_is_left_out(
+    memory: MemoryTransport, provider: TracerProvider
+) -> None:
+    """A W3C tracestate may be longer than a job header holds: the job is enqueued with its
+    traceparent and without the state, never refused."""
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanContext, TraceFlags, TraceState
+
+    app = traced_app(memory, provider)
+    remote = SpanContext(
+        trace_id=0x1234,
+        span_id=0x5678,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        trace_state=TraceState([("vendor", "v" * 200), ("other", "o" * 200)]),
+    )
+    with trace.use_span(trace.NonRecordingSpan(remote)):
+        job = await app.enqueue("mixed", "ok")
+    headers = trace_headers(await memory.get(job.job_id))
+    assert headers["traceparent"].split("-")[1] == format(0x1234, "032x")
+    assert "tracestate" not in headers
