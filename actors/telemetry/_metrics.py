@@ -6,7 +6,8 @@ into a :class:`~actors.jobs.Topology`: every transport of the node is wrapped in
 :class:`MeteredTransport` (storage calls by operation) and a :class:`MetricsActor` runs beside
 the runtime's actors. The actor subscribes to the node's events with a plain list append, so a
 Worker publishing an event pays for one append; it folds the events into the counters and
-histograms in batches, and every ``interval`` samples the gauges: slots busy and free per
+histograms in batches, every quarter second (so a scrape is at most that stale), and every
+``interval`` samples the gauges: slots busy and free per
 queue, the mailbox depth of the runtime's actors and, on the node holding the ``metrics``
 leader lease only, the jobs of every queue by state (one count per cluster, not one per node).
 A scrape reads the registry in the HTTP server's thread and never waits on a Worker.
@@ -79,6 +80,8 @@ T = TypeVar("T")
 DEFAULT_SAMPLE_INTERVAL = 5.0
 #: The leader lease whose holder samples the queue depth for the whole cluster.
 METRICS_LEADER = "metrics"
+#: Seconds between two folds of the buffered events into the metrics (at most this stale).
+_FOLD_EVERY = 0.25
 #: Events buffered for the metrics actor at most; beyond, they are dropped (and counted).
 _MAX_BUFFERED = 100_000
 
@@ -437,7 +440,8 @@ class MeteredTransport(ForwardingTransport):
 
 @attrs.frozen(kw_only=True)
 class Pending:
-    """Events are waiting in the buffer. Sent by the event subscriber, once per batch."""
+    """Events are waiting in the buffer. Sent by the actor's folder, every quarter second
+    while events arrive."""
 
 
 @attrs.frozen(kw_only=True)
@@ -472,6 +476,7 @@ class MetricsActor(Actor[MetricsMessage]):
         self._node = node
         self._metrics = metrics
         self._interval = interval
+        self._fold_every = min(interval, _FOLD_EVERY)
         self._queue_depth = queue_depth
         self._buffer: list[RuntimeEvent] = []
         self._dropped = 0  # events not buffered since the last fold
@@ -481,6 +486,7 @@ class MetricsActor(Actor[MetricsMessage]):
     async def on_start(self) -> None:
         self._unsubscribe = self._node.events.subscribe(self._take)
         self.context.start_soon(self._ticker)
+        self.context.start_soon(self._folder)
 
     async def on_stop(self, reason: ExitReason) -> None:
         if self._unsubscribe is not None:
@@ -498,17 +504,23 @@ class MetricsActor(Actor[MetricsMessage]):
                     _log.info("could not release the metrics lease: %s", exc)
 
     def _take(self, event: RuntimeEvent) -> None:
-        # The publisher's whole cost: an append, and one message per batch.
+        # The publisher's whole cost: an append (the folder picks the batch up).
         buffer = self._buffer
-        if len(buffer) >= _MAX_BUFFERED:
+        if len(buffer) < _MAX_BUFFERED:
+            buffer.append(event)
+        else:
             self._dropped += 1
-            return
-        buffer.append(event)
-        if len(buffer) == 1:
-            try:
-                self.context.self_ref.tell_nowait(Pending())
-            except anyio.WouldBlock:
-                pass  # a Pending or Sample is already queued; it folds this one too
+
+    async def _folder(self) -> None:
+        clock = self.context.clock
+        ref = self.context.self_ref
+        while True:
+            await clock.sleep(self._fold_every)
+            if self._buffer or self._dropped:
+                try:
+                    ref.tell_nowait(Pending())
+                except anyio.WouldBlock:
+                    pass  # a Pending or Sample is already queued; it folds these too
 
     async def _ticker(self) -> None:
         clock = self.context.clock
