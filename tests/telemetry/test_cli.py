@@ -104,3 +104,26 @@ def test_bad_telemetry_options_are_usage_errors(tmp_path: Path) -> None:
     shown = subprocess.run([ACTORQ, "worker", "-h"], **run).stdout  # type: ignore[call-overload]
     for flag in ("--metrics-port", "--metrics-host", "--log-format", "--tracing"):
         assert flag in shown
+
+
+def test_a_missing_extra_names_the_one_to_install(tmp_path: Path) -> None:
+    """Without prometheus-client the metrics are a TelemetryUnavailable naming the extra, and
+    ``--metrics-port`` one line; the logs and the rest of the command need nothing."""
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text(
+        "import sys\nsys.modules['prometheus_client'] = None  # as if not installed\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    probe = subprocess.run(
+        [sys.executable, "-c",
+         "import actors.telemetry as t\n"
+         "try:\n    t.NodeMetrics\nexcept t.TelemetryUnavailable as e:\n    print(e)\n"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "pip install 'actorq[metrics]'" in probe.stdout, probe.stderr
+    run = _setup(tmp_path)
+    run["env"] = {**run["env"], "PYTHONPATH": str(tmp_path)}  # type: ignore[dict-item]
+    result = subprocess.run([ACTORQ, "worker", "myjobs:app", "--metrics-port", "9999"], **run)  # type: ignore[call-overload]
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "actorq[metrics]" in line
