@@ -1049,6 +1049,19 @@ class TransportConformance(TransportFinePrint, TransportEdges):
 
         await _wakes(transport, ["q"], release)
 
+    async def test_wait_for_work_wakes_on_a_retry_due_now(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A retry due at once makes the job available (not scheduled) and wakes a waiter."""
+        await _enqueue(transport)
+        lease = await _claim_one(transport)
+
+        async def retry() -> None:
+            await _finalize(transport, lease, Retry(run_at=clock.now(), error="again"))
+
+        await _wakes(transport, ["q"], retry)
+        assert (await transport.get(lease.job_id)).state is JobState.AVAILABLE
+
     async def test_wait_for_work_wakes_on_reap(
         self, transport: Transport, clock: ManualClock
     ) -> None:
