@@ -235,3 +235,41 @@ async def test_the_metered_transport_forwards_every_call(clock: VirtualClock) ->
     s = parse(metrics.text())
     assert value(s, "actorq_storage_call_duration_seconds_count", operation="enqueue_many") == 1
     assert value(s, "actorq_storage_call_duration_seconds_count", operation="get") == 1
+
+
+async def test_events_beyond_the_buffer_are_dropped_and_counted(
+    memory: MemoryTransport, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst the metrics actor cannot keep up with costs the publishers nothing: what does
+    not fit its buffer is dropped, and the drop is itself a metric."""
+    from actors.telemetry import _metrics
+
+    monkeypatch.setattr(_metrics, "_MAX_BUFFERED", 2)
+    metrics = NodeMetrics()
+    node_topology = metrics.install(topology(mixed_app(memory), memory, clock), interval=1.0)
+    async with clock.autojump(), running(node_topology) as (node, _):
+        await sample(node)
+        for _ in range(5):  # in one turn of the loop: the actor folds none of them meanwhile
+            node.events.publish(WorkerCrashed(at=START, queue="q", worker="w", error="bug"))
+        await sample(node)
+    s = parse(metrics.text())
+    assert value(s, "actorq_worker_restarts_total", queue="q") == 2
+    assert value(s, "actorq_metrics_events_dropped_total") == 3
+
+
+def test_every_transport_of_the_node_is_wrapped_once(clock: VirtualClock) -> None:
+    """``install`` meters the default transport and each queue's own, one wrapper each."""
+    shared, local = MemoryTransport(clock=clock), MemoryTransport(clock=clock)
+    plan = (
+        topology(App(shared), shared, clock, queues=["a"])
+        .queue("b", transport=local)
+        .queue("c", transport=shared)
+    )
+    NodeMetrics().install(plan)
+    assert isinstance(plan.transport, MeteredTransport)
+    assert plan.transport.inner is shared
+    by_queue = {p.queue: p.transport for p in plan._queues}
+    assert by_queue["a"] is None  # the default one, wrapped above
+    assert isinstance(by_queue["b"], MeteredTransport)
+    assert by_queue["b"].inner is local
+    assert by_queue["c"] is plan.transport
