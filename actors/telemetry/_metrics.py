@@ -564,7 +564,9 @@ class MetricsActor(Actor[MetricsMessage]):
         if self._queue_depth:
             try:
                 await self._sample_queues()
-            except ConnectionLost as exc:
+            except (ConnectionLost, TransportClosed) as exc:
+                # The store's weather: the next sample tries again (anything else is a bug,
+                # and crashes the actor; its numbers live on in NodeMetrics).
                 _log.warning("metrics: could not count the queues: %s", exc)
 
     async def _sample_queues(self) -> None:
