@@ -1,7 +1,8 @@
 """The cost of telemetry: drain throughput with metrics, tracing, both, beside neither.
 
 One node drains pre-enqueued no-op jobs on the real clock, as in the runtime section; the
-variants run interleaved (round after round, each variant once per round, on fresh stores) so
+variants run interleaved (round after round, each variant once per round in a rotating order,
+on fresh stores) so
 drift hits them alike, and each prints its median over the rounds and its ratio to the median
 with telemetry off, per second of this process's CPU time (robust to whatever else runs on
 the machine) and per second of wall time. Metrics: ``NodeMetrics.install`` (events folded by its actor, storage calls
@@ -12,6 +13,7 @@ per run. The issue's goal: at most 5% with metrics alone, 15% with tracing.
 
 from __future__ import annotations
 
+import gc
 import statistics
 import tempfile
 import time
@@ -26,7 +28,7 @@ from actors.core import RealClock
 from actors.jobs import App, JobContext, Topology, WorkerConfig
 
 JOBS = 5_000
-ROUNDS = 7
+ROUNDS = 8
 VARIANTS = ("off", "metrics", "tracing", "metrics+tracing")
 
 
@@ -120,9 +122,12 @@ def run(print_fn: Callable[[str], object] = print) -> None:
             wall: dict[str, list[float]] = {v: [] for v in VARIANTS}
             cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
             n = 0
-            for _ in range(ROUNDS):
-                for variant in VARIANTS:
+            for round_ in range(ROUNDS):
+                # Each round in another order, so no variant always runs first or last.
+                shift = round_ % len(VARIANTS)
+                for variant in VARIANTS[shift:] + VARIANTS[:shift]:
                     n += 1
+                    gc.collect()  # the previous run's garbage is not this one's cost
                     per_wall, per_cpu = _once(make_url(n), variant, jobs)
                     wall[variant].append(per_wall)
                     cpu[variant].append(per_cpu)
