@@ -81,6 +81,8 @@ GROUPS = (
             "tests/jobs/test_cron.py",
             "tests/jobs/test_shutdown.py",
             "tests/jobs/test_supervisor.py",
+            "tests/jobs/test_events.py",
+            "tests/jobs/test_logging.py",
         ),
         # The runtime's logic does not depend on the backend: judge it on memory alone.
         args=("-k", "not sqlite and not postgres"),

@@ -18,6 +18,7 @@ import transports
 
 from ..core import ActorError
 from ..jobs import ConfigInvalid, JobError, PayloadInvalid, UnknownJobKind
+from ..telemetry import MetricsServerFailed
 
 __all__ = ["AppLoadError", "CliFailure", "describe"]
 
@@ -123,6 +124,8 @@ def describe(exc: BaseException, *, url: str | None = None) -> CliFailure:
         )
     elif isinstance(exc, transports.TransportError):
         failure = CliFailure(f"{type(exc).__name__}: {text}", "run with -v for the traceback")
+    elif isinstance(exc, MetricsServerFailed):
+        failure = CliFailure(text, "choose another --metrics-port or --metrics-host")
     elif isinstance(exc, UnknownJobKind | PayloadInvalid | ConfigInvalid):
         failure = CliFailure(text, "fix the value; nothing was written", USAGE)
     elif isinstance(exc, JobError):

@@ -46,6 +46,7 @@ from transports.lowlevel import INT64_MAX, encode_payload
 
 from ..core import RealClock
 from ..jobs import App, Topology, WorkerConfig
+from ..telemetry import LOG_FORMATS, JsonFormatter, TelemetryUnavailable
 from ._errors import USAGE, CliFailure, _one_line, describe, redact_url
 from ._load import load_app
 from ._types import URL_META, Duration, QueueName, StoreURL
@@ -307,6 +308,32 @@ main.params.append(_verbose_param())
     help="Time between flushes of the node's per-minute history to the store.",
 )
 @click.option("--node-id", default=None, help="Name in leases and events (default host:pid:tag).")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics (needs actorq[metrics]).",
+)
+@click.option(
+    "--metrics-host",
+    default="0.0.0.0",
+    show_default=True,
+    help="Address the metrics server listens on.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    help="json: one object a line, with job id, kind, queue, attempt, node and trace id.",
+)
+@click.option(
+    "--tracing/--no-tracing",
+    default=False,
+    show_default=True,
+    help="OpenTelemetry spans for every run (needs actorq[tracing] and an SDK set up, "
+    "e.g. by opentelemetry-instrument).",
+)
 @_loop_option
 def worker(
     app_path: str,
@@ -322,10 +349,18 @@ def worker(
     node_heartbeat: float,
     stats_interval: float,
     node_id: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
+    log_format: str,
+    tracing: bool,
     loop: str,
 ) -> None:
     """Run a worker node for the App at APP_PATH (module:attribute) until SIGINT/SIGTERM."""
+    formatter = _log_formatter(log_format)
+    metrics = _node_metrics() if metrics_port is not None else None
     app = load_app(app_path)
+    if tracing:
+        _enable_tracing(app)
     config = WorkerConfig(
         lease_ttl=lease_ttl,
         batch_size=batch_size,
@@ -347,21 +382,72 @@ def worker(
             topology = Topology.default(
                 app, transport, queues=list(queues) or None, worker=config, node_id=node_id
             )
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async with topology.run() as node:
-                    log.warning(
-                        "worker %s running queues %s on %s",
-                        node.node_id,
-                        ", ".join(queues or app.queues or ["default"]),
-                        redact_url(url),
+            if formatter is not None:
+                formatter.node = topology.node_id  # for lines from outside the node's tasks
+            async with contextlib.AsyncExitStack() as stack:
+                if metrics is not None:
+                    from ..telemetry import serve_metrics
+
+                    metrics.install(topology)
+                    assert metrics_port is not None
+                    await stack.enter_async_context(
+                        serve_metrics(metrics, port=metrics_port, host=metrics_host)
                     )
-                    async for signum in signals:
-                        log.warning(
-                            "received %s: shutting down gracefully", signal.Signals(signum).name
-                        )
-                        break
+                    log.warning("metrics at http://%s:%d/metrics", metrics_host, metrics_port)
+                await _run_node(topology, queues, app, url, log)
 
     _run(loop, run)
+
+
+async def _run_node(
+    topology: Topology, queues: tuple[str, ...], app: App, url: str, log: logging.Logger
+) -> None:
+    """Run the node until SIGINT or SIGTERM, then shut it down gracefully."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with topology.run() as node:
+            log.warning(
+                "worker %s running queues %s on %s",
+                node.node_id,
+                ", ".join(queues or app.queues or ["default"]),
+                redact_url(url),
+            )
+            async for signum in signals:
+                log.warning("received %s: shutting down gracefully", signal.Signals(signum).name)
+                break
+
+
+def _log_formatter(log_format: str) -> JsonFormatter | None:
+    """Put JSON lines on the handler this command installed (a host program's own logging
+    setup is left alone); returns the formatter, to name the node once it is known."""
+    if log_format != "json":
+        return None
+    formatter = JsonFormatter()
+    context = click.get_current_context()
+    if context.find_root().meta.get(_LOGGING) or context.meta.get(_LOGGING):
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(formatter)
+    return formatter
+
+
+def _node_metrics() -> Any:
+    try:
+        from ..telemetry import NodeMetrics
+
+        return NodeMetrics()
+    except TelemetryUnavailable as exc:
+        raise CliFailure(str(exc), "install the extra, or drop --metrics-port", USAGE) from exc
+
+
+def _enable_tracing(app: App) -> None:
+    try:
+        from ..telemetry import instrument_tracing
+    except ImportError as exc:
+        raise CliFailure(
+            f"--tracing needs opentelemetry-api: {exc}",
+            "pip install 'actorq[tracing]', or drop --tracing",
+            USAGE,
+        ) from exc
+    instrument_tracing(app)
 
 
 def _payload_text(payload: str | None, payload_file: Path | None) -> str:

@@ -35,7 +35,7 @@ from ._supervisor import (
     TerminateChild,
     WhichChildren,
 )
-from ._system import ActorSystem, SystemStatistics, open_actor_system
+from ._system import ActorSystem, MailboxStatistics, SystemStatistics, open_actor_system
 
 __all__ = [
     "Actor",
@@ -57,6 +57,7 @@ __all__ = [
     "ExitKind",
     "ExitReason",
     "MailboxFull",
+    "MailboxStatistics",
     "RealClock",
     "Reply",
     "ReplyAlreadySent",

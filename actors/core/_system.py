@@ -23,7 +23,7 @@ from ._ref import ActorRef
 if TYPE_CHECKING:
     from ._supervisor import ChildSpec, Strategy, SupervisorRef
 
-__all__ = ["ActorSystem", "SystemStatistics", "open_actor_system"]
+__all__ = ["ActorSystem", "MailboxStatistics", "SystemStatistics", "open_actor_system"]
 
 M = TypeVar("M")
 
@@ -51,6 +51,18 @@ class SystemStatistics:
     dead_letters: int
     #: Crashes of top-level actors so far.
     failures: int
+
+
+@attrs.frozen(kw_only=True)
+class MailboxStatistics:
+    """One live actor's mailbox, in ``ActorSystem.mailboxes()``."""
+
+    #: The actor's name (a ``/``-separated path under its parent).
+    name: str
+    #: Messages waiting in it now.
+    depth: int
+    #: How many it holds before ``tell`` waits.
+    capacity: int
 
 
 class ActorSystem:
@@ -160,6 +172,23 @@ class ActorSystem:
             dead_letters=self._dead_letter_count,
             failures=len(self.failures),
         )
+
+    def mailboxes(self) -> list[MailboxStatistics]:
+        """Return a snapshot of every live actor's mailbox, parents before their children."""
+        found: list[MailboxStatistics] = []
+        stack = list(reversed(self.children))
+        while stack:
+            cell = stack.pop()
+            if cell.exit_reason is None:
+                found.append(
+                    MailboxStatistics(
+                        name=cell.name,
+                        depth=cell.tx.statistics().current_buffer_used,
+                        capacity=cell.mailbox_size,
+                    )
+                )
+            stack.extend(reversed(cell.children))
+        return found
 
     # -- used by cells ----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from ._config import integer, number
 from ._errors import ConfigInvalid, DuplicateJobKind, PayloadInvalid, UnknownJobKind
 from ._outcomes import HandlerOutcome
 from ._schedule import CatchUp, CronSchedule, Overlap
+from ._tracing import Tracer
 
 if TYPE_CHECKING:
     from ._context import JobContext
@@ -246,6 +247,8 @@ class App:
 
     def __init__(self, transport: Transport | None = None) -> None:
         self.transport = transport
+        #: Traces every enqueue and run when set (``actors.telemetry.instrument_tracing``).
+        self.tracer: Tracer | None = None
         self._tasks: dict[str, Task[Any]] = {}
         self._schedules: dict[str, CronSchedule] = {}
 
@@ -528,6 +531,9 @@ class App:
             dedupe_key=dedupe_key,
         )
         target = self._transport(transport)
+        if self.tracer is not None:
+            (result,) = await self._enqueue_traced(target, [request], connection)
+            return result
         if connection is not None:
             extra: dict[str, Any] = {"connection": connection}
             results: list[EnqueueResult] = await target.enqueue_many([request], **extra)
@@ -544,8 +550,20 @@ class App:
         """Enqueue a batch built with :meth:`request`, all or nothing (``connection`` as for
         :meth:`enqueue`)."""
         target = self._transport(transport)
+        if self.tracer is not None:
+            return await self._enqueue_traced(target, list(requests), connection)
         if connection is not None:
             extra: dict[str, Any] = {"connection": connection}
             many: list[EnqueueResult] = await target.enqueue_many(list(requests), **extra)
             return many
         return await target.enqueue_many(list(requests))
+
+    async def _enqueue_traced(
+        self, target: Transport, requests: list[EnqueueRequest], connection: object | None
+    ) -> list[EnqueueResult]:
+        assert self.tracer is not None
+        extra: dict[str, Any] = {} if connection is None else {"connection": connection}
+        with self.tracer.enqueue(requests) as trace:
+            results: list[EnqueueResult] = await target.enqueue_many(trace.requests, **extra)
+            trace.done(results)
+        return results

@@ -45,6 +45,7 @@ __all__ = [
     "Poll",
     "Ready",
     "Run",
+    "SlotStatistics",
     "StopClaiming",
 ]
 
@@ -111,6 +112,15 @@ class Flush:
 ClaimerMessage: TypeAlias = Ready | Finished | Poll | StopClaiming | Flush
 
 
+@attrs.frozen(kw_only=True)
+class SlotStatistics:
+    """A snapshot of one queue's slots on one node, from ``Claimer.statistics()``."""
+
+    queue: str
+    busy: int  # Workers running (or about to run) a job
+    free: int  # Workers alive and waiting for one
+
+
 class Claimer(Actor[ClaimerMessage]):
     """Claims a queue's jobs for its free Workers and finalizes what they hand back.
 
@@ -161,6 +171,12 @@ class Claimer(Actor[ClaimerMessage]):
     async def on_start(self) -> None:
         self._clock = self.context.clock
         self.context.start_soon(self._claim_loop)
+
+    def statistics(self) -> SlotStatistics:
+        """The queue's slots now: busy Workers, and live ones waiting for a job."""
+        live = sum(1 for worker in self._handed if worker.is_alive)
+        busy = self._busy
+        return SlotStatistics(queue=self.queue, busy=busy, free=max(0, live - busy))
 
     async def on_stop(self, reason: ExitReason) -> None:
         self._stopping = True

@@ -14,6 +14,7 @@ from transports.lowlevel import Lease, RenewResult
 
 from ..core import Clock
 from ._errors import LeaseLost
+from ._tracing import trace_id_of
 
 __all__ = ["JobContext"]
 
@@ -65,12 +66,21 @@ class JobContext:
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
         """A logger bound to this job: messages are prefixed with its kind, id and attempt,
-        and records carry ``job_id``, ``job_kind`` and ``attempt`` fields."""
+        and records carry ``job_id``, ``job_kind``, ``queue``, ``attempt`` and
+        ``max_attempts`` fields (``trace_id`` too, when the job was enqueued under a trace)."""
         if self._log is None:
             job = self.job
-            self._log = _JobLogger(
-                _log, {"job_id": job.id, "job_kind": job.kind, "attempt": job.attempt}
-            )
+            fields: dict[str, object] = {
+                "job_id": job.id,
+                "job_kind": job.kind,
+                "queue": job.queue,
+                "attempt": job.attempt,
+                "max_attempts": job.max_attempts,
+            }
+            trace_id = trace_id_of(job)
+            if trace_id is not None:
+                fields["trace_id"] = trace_id
+            self._log = _JobLogger(_log, fields)
         return self._log
 
     @property

@@ -164,7 +164,7 @@ class Cron(PeriodicActor):
             dedupe_key=schedule.dedupe_key(latest),
             delay=delay,
         )
-        result = await transport.enqueue(request)
+        result = (await self._app.enqueue_many([request], transport=transport))[0]
         self.fired += 1
         self._events.publish(
             CronFired(

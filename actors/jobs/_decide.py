@@ -108,10 +108,12 @@ def event_of(
 
     A refused (stale) finalize is ``FinalizeRefused`` whatever the outcome; a ``Release``
     publishes nothing (the job simply becomes available again). ``duration`` is the handler's
-    running time, reported by ``JobSucceeded``.
+    running time, reported by ``JobSucceeded``, ``JobRetried`` and ``JobDead``.
     """
     if result is FinalizeResult.STALE:
-        return FinalizeRefused(at=now, job_id=job.id, worker=worker, token=token)
+        return FinalizeRefused(
+            at=now, job_id=job.id, kind=job.kind, queue=job.queue, worker=worker, token=token
+        )
     kind = type(outcome)
     if kind is Complete:
         return JobSucceeded(
@@ -128,24 +130,33 @@ def event_of(
             at=now,
             job_id=job.id,
             kind=job.kind,
+            queue=job.queue,
             attempt=job.attempt,
             worker=worker,
             run_at=outcome.run_at,
             error=outcome.error or "",
+            duration=duration,
         )
     if isinstance(outcome, Discard):
         return JobDead(
             at=now,
             job_id=job.id,
             kind=job.kind,
+            queue=job.queue,
             attempt=job.attempt,
             worker=worker,
             reason=outcome.error,
+            duration=duration,
         )
     if isinstance(outcome, Snooze):
         return JobSnoozed(
-            at=now, job_id=job.id, kind=job.kind, worker=worker, run_at=outcome.run_at
+            at=now,
+            job_id=job.id,
+            kind=job.kind,
+            queue=job.queue,
+            worker=worker,
+            run_at=outcome.run_at,
         )
     if isinstance(outcome, Cancel):
-        return JobCancelled(at=now, job_id=job.id, kind=job.kind, worker=worker)
+        return JobCancelled(at=now, job_id=job.id, kind=job.kind, queue=job.queue, worker=worker)
     return None

@@ -28,6 +28,7 @@ __all__ = [
     "JobRetried",
     "JobSnoozed",
     "JobSucceeded",
+    "LeasesRenewed",
     "RuntimeEvent",
     "ShutdownPhase",
     "WorkerCrashed",
@@ -71,10 +72,12 @@ class JobRetried:
     at: float
     job_id: int
     kind: str
+    queue: str
     attempt: int
     worker: str
     run_at: float
     error: str
+    duration: float = 0.0  # seconds the handler ran
 
 
 @attrs.frozen(kw_only=True)
@@ -84,6 +87,7 @@ class JobSnoozed:
     at: float
     job_id: int
     kind: str
+    queue: str
     worker: str
     run_at: float
 
@@ -95,9 +99,11 @@ class JobDead:
     at: float
     job_id: int
     kind: str
+    queue: str
     attempt: int
     worker: str
     reason: str
+    duration: float = 0.0  # seconds the handler ran (0 when it never started)
 
 
 @attrs.frozen(kw_only=True)
@@ -107,6 +113,7 @@ class JobCancelled:
     at: float
     job_id: int
     kind: str
+    queue: str
     worker: str
 
 
@@ -116,6 +123,8 @@ class JobLeaseLost:
 
     at: float
     job_id: int
+    kind: str
+    queue: str
     worker: str
     token: int
 
@@ -126,8 +135,20 @@ class FinalizeRefused:
 
     at: float
     job_id: int
+    kind: str
+    queue: str
     worker: str
     token: int
+
+
+@attrs.frozen(kw_only=True)
+class LeasesRenewed:
+    """One renewal call of the node's leases was answered. Sent by LeaseKeeper."""
+
+    at: float
+    renewed: int  # leases the store extended
+    lost: int  # leases the store no longer held for this node (their holders were told)
+    cancels: int  # leases renewed whose job an operator asked to cancel
 
 
 @attrs.frozen(kw_only=True)
@@ -160,6 +181,7 @@ class WorkerCrashed:
     """A Worker crashed (its supervisor restarts it). Sent by the queue supervisor."""
 
     at: float
+    queue: str
     worker: str
     error: str
 
@@ -182,6 +204,7 @@ RuntimeEvent: TypeAlias = (
     | JobCancelled
     | JobLeaseLost
     | FinalizeRefused
+    | LeasesRenewed
     | JobReclaimed
     | CronFired
     | WorkerCrashed

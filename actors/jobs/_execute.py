@@ -24,6 +24,7 @@ from ._context import JobContext
 from ._decide import COMPLETE, failure_of, outcome_of
 from ._errors import PayloadInvalid
 from ._events import EventBus, JobClaimed
+from ._tracing import trace_id_of
 
 __all__ = ["Execution", "execute", "lose", "request_cancel"]
 
@@ -101,6 +102,29 @@ async def execute(
         The outcome to finalize (``None`` when the lease was lost: nothing may be stored), and
         the handler's running time in seconds (0 when nobody listens for events).
     """
+    tracer = app.tracer
+    if tracer is None or run.lost:
+        return await _execute(
+            run, app=app, clock=clock, rng=rng, worker=worker, events=events, renew=renew
+        )
+    with tracer.run(run.lease.job, worker=worker) as trace:
+        outcome, duration = await _execute(
+            run, app=app, clock=clock, rng=rng, worker=worker, events=events, renew=renew
+        )
+        trace.done(outcome)
+    return outcome, duration
+
+
+async def _execute(
+    run: Execution,
+    *,
+    app: App,
+    clock: Clock,
+    rng: Random,
+    worker: str,
+    events: EventBus,
+    renew: Callable[[], Awaitable[RenewResult]],
+) -> tuple[Outcome | None, float]:
     lease = run.lease
     job = lease.job
     if run.lost:
@@ -198,8 +222,9 @@ def log_dead(job: Job, outcome: Discard, worker: str) -> None:
 
 
 def log_fields(job: Job, worker: str) -> dict[str, object]:
-    """The ``extra=`` fields of a job's log records, for structured logging."""
-    return {
+    """The ``extra=`` fields of a job's log records, for structured logging (``trace_id``
+    too when the job was enqueued under a trace)."""
+    fields: dict[str, object] = {
         "job_id": job.id,
         "job_kind": job.kind,
         "queue": job.queue,
@@ -207,6 +232,10 @@ def log_fields(job: Job, worker: str) -> dict[str, object]:
         "max_attempts": job.max_attempts,
         "worker": worker,
     }
+    trace_id = trace_id_of(job)
+    if trace_id is not None:
+        fields["trace_id"] = trace_id
+    return fields
 
 
 def _describe(exc: BaseException) -> str:

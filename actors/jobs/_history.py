@@ -73,11 +73,11 @@ class StatsRecorder:
     * ``JobLeaseLost`` (``leases_lost``), ``FinalizeRefused`` (``finalize_refused``),
       ``JobReclaimed`` (``reclaimed``, counted by the node whose Reaper took the job back).
 
-    Events that do not name their queue are attributed through the claim this node saw; one
-    whose claim it did not see (the recorder restarted since) is counted in ``unattributed``.
+    A cancel's running time comes from the claim this node saw (a bounded number are
+    tracked); one whose claim it did not see (the recorder restarted since) counts without it.
 
     Attributes:
-        unattributed: events it could not put on a queue, or whose time was before 0.
+        unattributed: events dated before 0 (a skewed clock), not counted.
     """
 
     def __init__(self, *, max_tracked: int = MAX_TRACKED) -> None:
@@ -131,16 +131,16 @@ class StatsRecorder:
         counter: str,
     ) -> None:
         claim = self._running.pop(event.job_id, None)
-        if claim is None:
-            self.unattributed += 1
-            return
-        queue, started = claim
-        figures = self._figures(queue, event.at)
+        figures = self._figures(event.queue, event.at)
         if figures is None:
             return
         figures.counters[counter] += 1
-        if counter in _TIMED:
-            figures.run[bucket_of(max(0.0, event.at - started))] += 1
+        if counter not in _TIMED:
+            return
+        if isinstance(event, JobRetried | JobDead):
+            figures.run[bucket_of(event.duration)] += 1
+        elif claim is not None:  # a cancel names no running time: from the claim this node saw
+            figures.run[bucket_of(max(0.0, event.at - claim[1]))] += 1
 
     def _figures(self, queue: str, at: float) -> _Minute | None:
         if not at >= 0:

@@ -26,6 +26,7 @@ from transports.lowlevel import Lease, RenewRequest, RenewResult
 from ..core import Actor, ActorRef, ActorStopped, ExitKind, ExitReason, MailboxFull, Reply
 from ._config import WorkerConfig
 from ._errors import RETRYABLE
+from ._events import EventBus, LeasesRenewed
 
 __all__ = [
     "Beat",
@@ -171,6 +172,7 @@ class LeaseKeeper(Actor[LeaseKeeperMessage]):
         link: where the keeper announces itself on start (Claimers and Workers read it).
         fraction: the part of a TTL after which a lease is renewed
             (``WorkerConfig.renew_fraction``).
+        events: where ``LeasesRenewed`` goes after each renewal call (none: not published).
     """
 
     def __init__(
@@ -178,9 +180,11 @@ class LeaseKeeper(Actor[LeaseKeeperMessage]):
         *,
         link: LeaseLink | None = None,
         fraction: float = _DEFAULT_FRACTION,
+        events: EventBus | None = None,
     ) -> None:
         self.link = link or LeaseLink()
         self._fraction = fraction
+        self._events = events
         self._held = self.link.held  # survives a restart of the keeper
         self._sleeping_for = math.inf  # the period the ticker sleeps now
         self._sleep: anyio.CancelScope | None = None  # cancelled to beat sooner
@@ -285,7 +289,23 @@ class LeaseKeeper(Actor[LeaseKeeperMessage]):
                 held.span = held.ttl
                 held.renew_at = now + held.ttl * self._fraction
                 self._shorten(held.ttl)
+        self._publish([result])
         msg.reply_to.send(result)
+
+    def _publish(self, results: list[RenewResult]) -> None:
+        events = self._events
+        if events is None or not events.has_subscribers:
+            return
+        lost = sum(1 for r in results if r is RenewResult.LOST)
+        cancels = sum(1 for r in results if r is RenewResult.CANCEL_REQUESTED)
+        events.publish(
+            LeasesRenewed(
+                at=self.context.clock.now(),
+                renewed=len(results) - lost,
+                lost=lost,
+                cancels=cancels,
+            )
+        )
 
     async def _renew_due(self) -> None:
         try:
@@ -320,6 +340,7 @@ class LeaseKeeper(Actor[LeaseKeeperMessage]):
                 # Any other error is a bug: it crashes the keeper.
                 _log.warning("could not renew %d lease(s): %s", len(group), exc)
                 continue
+            self._publish(results)
             for (job_id, held), result in zip(group, results, strict=True):
                 if result is RenewResult.LOST:
                     lost.setdefault(held.holder, []).append((job_id, held.token))

@@ -82,6 +82,8 @@ class QueueSupervisor(Supervisor):
             ``worker_config.concurrency``).
         reconfigure_interval: seconds between reads of the queue config.
         leases: the node's LeaseKeeper; without one, the supervisor runs its own.
+        claimers: where the running Claimer is announced, by queue (the node reads its
+            ``statistics()`` for the slots busy and free).
 
     Raises:
         ConfigInvalid: ``concurrency`` or ``reconfigure_interval`` is out of range.
@@ -102,8 +104,10 @@ class QueueSupervisor(Supervisor):
         max_restarts: int = 20,
         within: float = 60.0,
         leases: LeaseLink | None = None,
+        claimers: dict[str, Claimer] | None = None,
     ) -> None:
         super().__init__(max_restarts=max_restarts, within=within)
+        self._claimers = claimers
         self._config = worker_config or WorkerConfig()
         if concurrency is None:
             concurrency = self._config.concurrency
@@ -133,7 +137,9 @@ class QueueSupervisor(Supervisor):
                 ChildSpec(
                     id="leases",
                     factory=lambda: LeaseKeeper(
-                        link=self._leases, fraction=self._config.renew_fraction
+                        link=self._leases,
+                        fraction=self._config.renew_fraction,
+                        events=self._events,
                     ),
                     shutdown=self._config.shutdown_margin,
                 )
@@ -236,7 +242,7 @@ class QueueSupervisor(Supervisor):
             self.context.start_soon(self._retire, slot)
 
     def _make_claimer(self) -> Claimer:
-        return Claimer(
+        claimer = Claimer(
             # A prefix of every Worker id of the queue on this node: the claim is the queue's.
             owner=f"{self.node_id}/{self.queue}",
             queue=self.queue,
@@ -246,6 +252,9 @@ class QueueSupervisor(Supervisor):
             leases=self._leases,
             config=self._config,
         )
+        if self._claimers is not None:
+            self._claimers[self.queue] = claimer
+        return claimer
 
     def _claimer_ref(self) -> ActorRef[Any]:
         ref = next((c.ref for c in self.which_children() if c.id == "claimer"), None)
@@ -305,7 +314,12 @@ class QueueSupervisor(Supervisor):
                 extra={"queue": self.queue, "worker": ref.name},
             )
             self._events.publish(
-                WorkerCrashed(at=self.context.clock.now(), worker=ref.name, error=str(reason))
+                WorkerCrashed(
+                    at=self.context.clock.now(),
+                    queue=self.queue,
+                    worker=ref.name,
+                    error=str(reason),
+                )
             )
         claimer = next((c.ref for c in self.which_children() if c.id == "claimer"), None)
         if claimer is not None and claimer._cell is ref._cell:

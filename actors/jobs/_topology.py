@@ -9,6 +9,7 @@ or concurrency, a node that only reaps and fires cron, user actors that follow t
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import logging
 import os
@@ -37,6 +38,7 @@ from ..core import (
     open_actor_system,
 )
 from ._app import App
+from ._claimer import Claimer, SlotStatistics
 from ._cleanup import (
     DEFAULT_INTERVAL,
     DEFAULT_NODE_RETENTION,
@@ -55,12 +57,24 @@ from ._reaper import Reaper
 from ._registry import NodeRegistry
 from ._schedule import CronSchedule
 
-__all__ = ["Node", "NodeContext", "Topology", "default_node_id"]
+__all__ = ["Node", "NodeContext", "Topology", "current_node_id", "default_node_id"]
 
 _log = logging.getLogger("actorq.node")
 
 #: Child ids of the runtime's own actors (queue supervisors are ``queue:NAME``).
 _RUNTIME_IDS = frozenset({"leases", "reaper", "cron", "cleanup", "nodes", "history"})
+
+
+#: The id of the node whose actor runs the current task (inherited by every task it starts).
+_CURRENT_NODE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "actorq_node", default=None
+)
+
+
+def current_node_id() -> str | None:
+    """The id of the node running the current task (a handler, a runtime actor), or None
+    outside a node: what structured logs name as ``node``."""
+    return _CURRENT_NODE.get()
 
 
 def default_node_id() -> str:
@@ -78,6 +92,8 @@ class NodeContext:
     events: EventBus
     clock: Clock
     rng: Random
+    # The slots of each queue on this node now (read by a metrics actor), in plan order.
+    slots: Callable[[], list[SlotStatistics]] = attrs.field(default=lambda: [])
 
 
 @attrs.frozen(kw_only=True)
@@ -157,6 +173,7 @@ class Topology:
         self._history: float | None = None
         self._actors: list[_ActorPlan] = []
         self._leases = LeaseLink()  # the node's LeaseKeeper, once it runs
+        self._claimers: dict[str, Claimer] = {}  # the running Claimer of each queue
 
     @classmethod
     def default(
@@ -367,7 +384,30 @@ class Topology:
             events=events,
             clock=self.clock,
             rng=self.rng,
+            slots=self.slots,
         )
+
+    def slots(self) -> list[SlotStatistics]:
+        """The slots busy and free of each queue whose Claimer runs now."""
+        claimers = self._claimers
+        return [claimers[p.queue].statistics() for p in self._queues if p.queue in claimers]
+
+    def wrap_transports(self, wrap: Callable[[Transport], Transport]) -> Topology:
+        """Replace the default transport and every queue's own by ``wrap(transport)`` (one
+        wrapper per distinct transport), before the node runs: a metrics or tracing proxy."""
+        wrapped: dict[int, Transport] = {}
+
+        def once(transport: Transport) -> Transport:
+            if id(transport) not in wrapped:
+                wrapped[id(transport)] = wrap(transport)
+            return wrapped[id(transport)]
+
+        self.transport = once(self.transport)
+        self._queues = [
+            attrs.evolve(p, transport=None if p.transport is None else once(p.transport))
+            for p in self._queues
+        ]
+        return self
 
     def child_specs(self, events: EventBus) -> list[ChildSpec]:
         """The root supervisor's children, in start order (user actors first, so they see
@@ -423,7 +463,7 @@ class Topology:
                 ChildSpec(
                     id="leases",
                     factory=lambda: LeaseKeeper(
-                        link=self._leases, fraction=self.config.renew_fraction
+                        link=self._leases, fraction=self.config.renew_fraction, events=events
                     ),
                     shutdown=margin,
                 )
@@ -495,6 +535,7 @@ class Topology:
             concurrency=plan.concurrency,
             worker_config=plan.worker,
             leases=self._leases,
+            claimers=self._claimers,
         )
 
     @contextlib.asynccontextmanager
@@ -514,13 +555,18 @@ class Topology:
         async with open_actor_system(
             clock=self.clock, name=self.node_id, shutdown_timeout=shutdown_timeout
         ) as system:
-            root = await system.spawn_supervisor(
-                self.child_specs(events),
-                strategy=Strategy.ONE_FOR_ONE,
-                max_restarts=10,
-                within=60.0,
-                name=f"{self.node_id}/root",
-            )
+            # Every actor task of the node descends from the root's, which copies this context.
+            token = _CURRENT_NODE.set(self.node_id)
+            try:
+                root = await system.spawn_supervisor(
+                    self.child_specs(events),
+                    strategy=Strategy.ONE_FOR_ONE,
+                    max_restarts=10,
+                    within=60.0,
+                    name=f"{self.node_id}/root",
+                )
+            finally:
+                _CURRENT_NODE.reset(token)
             node = Node(self, system, root, events, shutdown_timeout)
             try:
                 yield node

@@ -148,6 +148,8 @@ class Worker(Actor[WorkerMessage]):
                     JobLeaseLost(
                         at=self._clock.now(),
                         job_id=job_id,
+                        kind=run.lease.job.kind,
+                        queue=run.lease.job.queue,
                         worker=self.worker_id,
                         token=run.lease.token,
                     )

@@ -7,11 +7,21 @@ and the pure decisions they route (handler result → outcome → event).
 """
 
 from ._app import Handler
-from ._claimer import Claimer, ClaimerMessage, Finished, Flush, Poll, Ready, Run, StopClaiming
+from ._claimer import (
+    Claimer,
+    ClaimerMessage,
+    Finished,
+    Flush,
+    Poll,
+    Ready,
+    Run,
+    SlotStatistics,
+    StopClaiming,
+)
 from ._cleanup import Cleanup
 from ._cron import Cron
 from ._decide import event_of, failure_of, may_start, outcome_of
-from ._events import EventBus
+from ._events import EventBus, LeasesRenewed
 from ._execute import Execution, execute, lose, request_cancel
 from ._history import History, HistoryMessage, StatsRecorder
 from ._leases import (
@@ -29,7 +39,8 @@ from ._periodic import PeriodicActor, PeriodicMessage, RunNow, Tick
 from ._queue import DrainWorkers, QueueSupervisor, Reconfigure, WorkerCount
 from ._reaper import Reaper
 from ._registry import NodeRegistry
-from ._topology import default_node_id
+from ._topology import current_node_id, default_node_id
+from ._tracing import EnqueueTrace, RunTrace, Tracer, trace_id_of
 from ._worker import Drain, Worker, WorkerMessage
 
 __all__ = [
@@ -41,6 +52,7 @@ __all__ = [
     "Cron",
     "Drain",
     "DrainWorkers",
+    "EnqueueTrace",
     "EventBus",
     "Execution",
     "Finished",
@@ -54,6 +66,7 @@ __all__ = [
     "LeaseKeeperMessage",
     "LeaseLink",
     "LeasesLost",
+    "LeasesRenewed",
     "NodeRegistry",
     "PeriodicActor",
     "PeriodicMessage",
@@ -65,12 +78,16 @@ __all__ = [
     "RenewNow",
     "Run",
     "RunNow",
+    "RunTrace",
+    "SlotStatistics",
     "StatsRecorder",
     "StopClaiming",
     "Tick",
+    "Tracer",
     "Worker",
     "WorkerCount",
     "WorkerMessage",
+    "current_node_id",
     "default_node_id",
     "event_of",
     "execute",
@@ -79,4 +96,5 @@ __all__ = [
     "may_start",
     "outcome_of",
     "request_cancel",
+    "trace_id_of",
 ]

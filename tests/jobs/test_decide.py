@@ -134,7 +134,9 @@ def test_an_applied_finalize_publishes_its_outcomes_event(
     applied = event_of(job, 9, outcome, FinalizeResult.APPLIED, worker="w", now=NOW, duration=0.5)
     assert type(applied) is event
     refused = event_of(job, 9, outcome, FinalizeResult.STALE, worker="w", now=NOW)
-    assert refused == FinalizeRefused(at=NOW, job_id=1, worker="w", token=9)
+    assert refused == FinalizeRefused(
+        at=NOW, job_id=1, kind=job.kind, queue=job.queue, worker="w", token=9
+    )
 
 
 def test_a_release_publishes_nothing() -> None:

@@ -241,12 +241,26 @@ def test_the_recorder_attributes_every_ending_to_its_claims_queue() -> None:
         JobSucceeded(at=101.0, job_id=1, kind="k", queue="a", attempt=1, worker="w", duration=1.0)
     )
     recorder.record(
-        JobRetried(at=102.0, job_id=2, kind="k", attempt=1, worker="w", run_at=0.0, error="x")
+        JobRetried(
+            at=102.0,
+            job_id=2,
+            kind="k",
+            queue="a",
+            attempt=1,
+            worker="w",
+            run_at=0.0,
+            error="x",
+            duration=2.0,
+        )
     )
-    recorder.record(JobDead(at=103.0, job_id=3, kind="k", attempt=1, worker="w", reason="x"))
-    recorder.record(JobCancelled(at=104.0, job_id=4, kind="k", worker="w"))
-    recorder.record(JobLeaseLost(at=105.0, job_id=5, worker="w", token=1))
-    recorder.record(FinalizeRefused(at=130.0, job_id=6, worker="w", token=1))
+    recorder.record(
+        JobDead(
+            at=103.0, job_id=3, kind="k", queue="a", attempt=1, worker="w", reason="x", duration=3.0
+        )
+    )
+    recorder.record(JobCancelled(at=104.0, job_id=4, kind="k", queue="a", worker="w"))
+    recorder.record(JobLeaseLost(at=105.0, job_id=5, kind="k", queue="a", worker="w", token=1))
+    recorder.record(FinalizeRefused(at=130.0, job_id=6, kind="k", queue="b", worker="w", token=1))
     recorder.record(
         JobReclaimed(
             at=106.0,
@@ -259,32 +273,36 @@ def test_the_recorder_attributes_every_ending_to_its_claims_queue() -> None:
             state=JobState.AVAILABLE,
         )
     )
-    recorder.record(FinalizeRefused(at=107.0, job_id=99, worker="w", token=1))  # never claimed
+    never_claimed_here = FinalizeRefused(
+        at=107.0, job_id=99, kind="k", queue="b", worker="w", token=1
+    )
+    recorder.record(never_claimed_here)
     rows = {(row.queue, row.minute): row for row in recorder.take()}
     assert recorder.take() == []
-    assert recorder.unattributed == 1
+    assert recorder.unattributed == 0
     a = rows[("a", 60.0)]
     assert (a.succeeded, a.failed, a.dead, a.cancelled, a.leases_lost) == (1, 1, 1, 1, 1)
     assert a.wait == Histogram.of([1.0] * 5)
     assert a.run == Histogram.of([1.0, 2.0, 3.0, 4.0])
     assert rows[("b", 120.0)].finalize_refused == 1
+    assert rows[("b", 60.0)].finalize_refused == 1
     assert rows[("b", 60.0)].wait.count == 1
     assert rows[("c", 60.0)].reclaimed == 1
 
 
 def test_the_recorder_forgets_the_oldest_claims_beyond_its_bound() -> None:
-    """A bounded number of claims is tracked: the oldest untracked ending is unattributed."""
+    """A bounded number of claims is tracked: a cancel whose claim was forgotten (or ended
+    by a snooze) still counts, without a running time."""
     recorder = StatsRecorder(max_tracked=2)
     for job_id in (1, 2, 3):
         recorder.record(_claimed(job_id, 10.0))
-    recorder.record(JobSnoozed(at=11.0, job_id=3, kind="k", worker="w", run_at=20.0))
+    recorder.record(JobSnoozed(at=11.0, job_id=3, kind="k", queue="q", worker="w", run_at=20.0))
     for job_id in (1, 2, 3):
-        recorder.record(
-            JobDead(at=12.0, job_id=job_id, kind="k", attempt=1, worker="w", reason="x")
-        )
+        recorder.record(JobCancelled(at=12.0, job_id=job_id, kind="k", queue="q", worker="w"))
     (row,) = recorder.take()
-    assert row.dead == 1
-    assert recorder.unattributed == 2
+    assert row.cancelled == 3
+    assert row.run == Histogram.of([2.0])
+    assert recorder.unattributed == 0
 
 
 def test_given_back_rows_are_flushed_with_the_next() -> None:

@@ -22,6 +22,7 @@ PACKAGES = [
     "actors.jobs.lowlevel",
     "actors.sim",
     "actors.sim.lowlevel",
+    "actors.telemetry",
     "actors.testing",
     "transports",
     "transports.lowlevel",

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = {
     "actors.core": ("actors.jobs", "actors.sim", "actors.cli", "transports"),
     "transports": ("actors",),
-    "actors.jobs": ("actors.sim", "actors.cli"),
+    "actors.jobs": ("actors.sim", "actors.cli", "actors.telemetry"),
+    "actors.telemetry": ("actors.sim", "actors.cli", "actors.testing"),
     "actors.dashboard": ("actors.sim", "actors.cli"),
 }
 # the SQL drivers may be imported only inside their own backend module

@@ -1,0 +1,232 @@
+"""OpenTelemetry traces from enqueue to every attempt, on the API alone (bring your own SDK).
+
+An enqueue is a PRODUCER span (``send <queue>``) per job, whose context (W3C ``traceparent``
+and ``tracestate``) is stored with the job in its headers. Every run of the job, on whatever
+node and after however many retries, is a CONSUMER span (``process <queue>``) in that trace:
+a child of the enqueue's span, and linked to it, as the messaging conventions ask. It carries
+the job's id, kind, queue and attempt, and ends with the outcome as its status: OK for a
+success, ERROR (with the reason) for a failed attempt, a dead job or a lost lease, unset for a
+snooze, a cancel or a job given back unstarted. Optionally each storage call is a CLIENT
+span (``actorq.storage <operation>``) under whatever is current.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import attrs
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+import transports
+from transports import EnqueueRequest, EnqueueResult, Job, Transport
+from transports.lowlevel import (
+    MAX_LABEL_LENGTH,
+    Cancel,
+    Complete,
+    Discard,
+    ForwardingTransport,
+    Outcome,
+    Release,
+    Retry,
+    Snooze,
+)
+
+from ..jobs import App
+
+__all__ = [
+    "MESSAGING_SYSTEM",
+    "OpenTelemetryTracer",
+    "TracedTransport",
+    "context_headers",
+    "instrument_tracing",
+    "trace_headers",
+]
+
+T = TypeVar("T")
+
+#: ``messaging.system`` of every span.
+MESSAGING_SYSTEM = "actorq"
+_SCOPE = "actorq"
+#: Whether this version of the store records a job's headers (the trace context lives there).
+_HEADERS = "headers" in attrs.fields_dict(EnqueueRequest)
+#: Most headers a job may carry (``transports.MAX_HEADERS`` where the store defines it).
+_MAX_HEADERS: int = getattr(transports, "MAX_HEADERS", 32)
+
+
+def context_headers(span: trace.Span) -> dict[str, str]:
+    """The W3C trace context (``traceparent``, ``tracestate``) of ``span``, as job headers."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier
+
+
+def trace_headers(job: Job) -> Mapping[str, str]:
+    """The trace context stored with ``job`` (empty when it was enqueued untraced)."""
+    headers: Mapping[str, str] | None = getattr(job, "headers", None)
+    return headers or {}
+
+
+class _Enqueue:
+    """The PRODUCER spans of one enqueue, one per request."""
+
+    def __init__(self, requests: list[EnqueueRequest], spans: list[trace.Span]) -> None:
+        self.requests = requests
+        self._spans = spans
+
+    def done(self, results: Sequence[EnqueueResult]) -> None:
+        for span, result in zip(self._spans, results, strict=True):
+            span.set_attribute("messaging.message.id", str(result.job_id))
+            if getattr(result, "deduplicated", False):
+                span.set_attribute("actorq.job.deduplicated", True)
+
+
+class _Run:
+    """The CONSUMER span of one run."""
+
+    def __init__(self, span: trace.Span) -> None:
+        self._span = span
+
+    def done(self, outcome: Outcome | None) -> None:
+        span = self._span
+        kind = type(outcome)
+        if outcome is None:
+            span.set_attribute("actorq.job.outcome", "lease_lost")
+            span.set_status(Status(StatusCode.ERROR, "the lease was lost"))
+        elif kind is Complete:
+            span.set_attribute("actorq.job.outcome", "succeeded")
+            span.set_status(Status(StatusCode.OK))
+        elif isinstance(outcome, Retry):
+            span.set_attribute("actorq.job.outcome", "retried")
+            span.set_status(Status(StatusCode.ERROR, outcome.error or "retry"))
+        elif isinstance(outcome, Discard):
+            span.set_attribute("actorq.job.outcome", "dead")
+            span.set_status(Status(StatusCode.ERROR, outcome.error))
+        elif isinstance(outcome, Snooze):
+            span.set_attribute("actorq.job.outcome", "snoozed")
+        elif isinstance(outcome, Cancel):
+            span.set_attribute("actorq.job.outcome", "cancelled")
+        elif isinstance(outcome, Release):
+            span.set_attribute("actorq.job.outcome", "released")
+
+
+class OpenTelemetryTracer:
+    """The runtime's :class:`~actors.jobs.lowlevel.Tracer` on OpenTelemetry.
+
+    Args:
+        tracer_provider: where spans go (default: the global one, set by your SDK setup).
+    """
+
+    def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
+        self._tracer = trace.get_tracer(_SCOPE, tracer_provider=tracer_provider)
+
+    @contextlib.contextmanager
+    def enqueue(self, requests: list[EnqueueRequest]) -> Iterator[_Enqueue]:
+        # Siblings under whatever is current (the caller's request, say): one per job.
+        spans = [
+            self._tracer.start_span(
+                f"send {request.queue}",
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": MESSAGING_SYSTEM,
+                    "messaging.operation.type": "send",
+                    "messaging.operation.name": "enqueue",
+                    "messaging.destination.name": request.queue,
+                    "actorq.job.kind": request.kind,
+                },
+            )
+            for request in requests
+        ]
+        try:
+            written = [self._with_context(r, span) for r, span in zip(requests, spans, strict=True)]
+            yield _Enqueue(written, spans)
+        except BaseException as exc:
+            for span in spans:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            for span in spans:
+                span.end()
+
+    def _with_context(self, request: EnqueueRequest, span: trace.Span) -> EnqueueRequest:
+        if not _HEADERS:
+            return request
+        headers: dict[str, str] = dict(getattr(request, "headers", None) or {})
+        for key, value in context_headers(span).items():
+            # A header is a label (at most 255 characters; a W3C tracestate may be longer)
+            # and a job holds a bounded number: what does not fit is left out, never refused.
+            if len(value) <= MAX_LABEL_LENGTH and (key in headers or len(headers) < _MAX_HEADERS):
+                headers[key] = value
+        changes: dict[str, Any] = {"headers": headers}
+        return attrs.evolve(request, **changes)
+
+    @contextlib.contextmanager
+    def run(self, job: Job, *, worker: str) -> Iterator[_Run]:
+        headers = trace_headers(job)
+        parent: Context | None = propagate.extract(dict(headers)) if headers else None
+        links: list[Link] = []
+        if parent is not None:
+            created = trace.get_current_span(parent).get_span_context()
+            if created.is_valid:
+                links.append(Link(created, {"messaging.operation.type": "send"}))
+            else:
+                parent = None
+        with self._tracer.start_as_current_span(
+            f"process {job.queue}",
+            context=parent if parent is not None else Context(),
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes={
+                "messaging.system": MESSAGING_SYSTEM,
+                "messaging.operation.type": "process",
+                "messaging.operation.name": "run",
+                "messaging.destination.name": job.queue,
+                "messaging.message.id": str(job.id),
+                "actorq.job.kind": job.kind,
+                "actorq.job.attempt": job.attempt,
+                "actorq.job.max_attempts": job.max_attempts,
+                "actorq.worker": worker,
+            },
+        ) as span:
+            yield _Run(span)
+
+
+class TracedTransport(ForwardingTransport):
+    """A transport whose every call (but ``wait_for_work``, which waits by design) is a
+    CLIENT span ``actorq.storage <operation>`` under the current span."""
+
+    def __init__(
+        self, inner: Transport, *, tracer_provider: trace.TracerProvider | None = None
+    ) -> None:
+        super().__init__(inner)
+        self._tracer = trace.get_tracer(_SCOPE, tracer_provider=tracer_provider)
+
+    async def enqueue_many(
+        self, requests: Sequence[EnqueueRequest], **extra: Any
+    ) -> list[EnqueueResult]:
+        # PostgreSQL's enqueue_many takes the caller's connection: pass it through.
+        return await self._forward("enqueue_many", lambda t: t.enqueue_many(requests, **extra))
+
+    async def _forward(self, name: str, call: Callable[[Transport], Awaitable[T]]) -> T:
+        if name == "wait_for_work":
+            return await call(self.inner)
+        with self._tracer.start_as_current_span(
+            f"actorq.storage {name}",
+            kind=SpanKind.CLIENT,
+            attributes={"db.operation.name": name},
+        ):
+            return await call(self.inner)
+
+
+def instrument_tracing(
+    app: App, *, tracer_provider: trace.TracerProvider | None = None
+) -> OpenTelemetryTracer:
+    """Trace ``app``'s enqueues and runs with OpenTelemetry (``tracer_provider``, default the
+    global one); returns the tracer, now ``app.tracer``."""
+    tracer = OpenTelemetryTracer(tracer_provider)
+    app.tracer = tracer
+    return tracer
