@@ -36,6 +36,7 @@ from ._records import (
     Job,
     JobState,
     JsonValue,
+    KeyLimit,
     QueueConfig,
 )
 from ._url import redact_url
@@ -58,6 +59,7 @@ __all__ = [
     "JobNotFound",
     "JobState",
     "JsonValue",
+    "KeyLimit",
     "MemoryStore",
     "MemoryTransport",
     "PayloadNotSerializable",

@@ -10,6 +10,8 @@ Indexes (all kept in step with the job table, stale entries skipped lazily):
 * ``ready[queue]``: a heap of ``(priority, run_at, id, seq)`` for available jobs.
 * ``scheduled``: a heap of ``(run_at, id, seq)`` for jobs waiting for their time.
 * ``expiry``: a heap of ``(expires_at, id, seq)`` for running leases.
+* ``keyed[key]``: the running jobs of each concurrency key (live or expired leases; the
+  claim counts the live ones).
 
 A heap entry is live only while its ``seq`` equals the row's; every move between indexes
 bumps the row's ``seq``, so nothing is ever searched for and removed.
@@ -42,6 +44,7 @@ from ._records import (
     FinalizeResult,
     Job,
     JobState,
+    KeyLimit,
     LeaderLease,
     Lease,
     QueueConfig,
@@ -69,6 +72,7 @@ from ._validate import (
     check_optional_name,
     check_queues,
     check_release,
+    check_set_limit,
 )
 
 __all__ = ["MemoryStore", "MemoryTransport"]
@@ -95,6 +99,7 @@ class _Row:
     lease_owner: str | None = None
     lease_expires_at: float | None = None
     cancel_requested: bool = False
+    concurrency_key: str | None = None
     token: int | None = None
     seq: int = 0
 
@@ -128,6 +133,8 @@ class MemoryStore:
         self.configs: dict[str, QueueConfig] = {}
         self.leaders: dict[str, _Leader] = {}
         self.cursors: dict[str, float] = {}
+        self.limits: dict[str, int] = {}  # concurrency key -> most live leases at once
+        self.keyed: dict[str, dict[int, _Row]] = {}  # concurrency key -> its running jobs
         self.waiters = Waiters()
 
 
@@ -206,6 +213,7 @@ class MemoryTransport(Transport):
                 dedupe_key=request.dedupe_key,
                 created_at=now,
                 updated_at=now,
+                concurrency_key=request.concurrency_key,
             )
             store.next_id += 1
             store.jobs[row.id] = row
@@ -236,11 +244,26 @@ class MemoryTransport(Transport):
         heap = store.ready.get(queue)
         leases: list[Lease] = []
         jobs = store.jobs
+        free: dict[str, int] = {}  # free slots of each limited key met so far
+        passed: list[tuple[int, float, int, int]] = []  # entries of keys at their limit
         while heap and len(leases) < limit:
-            _, _, job_id, seq = heapq.heappop(heap)
+            entry = heapq.heappop(heap)
+            job_id, seq = entry[2], entry[3]
             row = jobs.get(job_id)
             if row is None or row.seq != seq:
                 continue
+            key = row.concurrency_key
+            if key is not None and key in store.limits:
+                slots = free.get(key)
+                if slots is None:
+                    slots = store.limits[key] - self._live(key, now)
+                if slots <= 0:
+                    free[key] = 0
+                    passed.append(entry)
+                    continue
+                free[key] = slots - 1
+            if key is not None:  # counted whether limited now or later
+                store.keyed.setdefault(key, {})[job_id] = row
             self._set_state(row, JobState.RUNNING)
             row.attempt += 1
             row.lease_owner = owner
@@ -252,6 +275,9 @@ class MemoryTransport(Transport):
             store.running[job_id] = row
             heapq.heappush(store.expiry, (expires_at, job_id, row.seq))
             leases.append(Lease(job=_job(row), token=token, owner=owner, expires_at=expires_at))
+        if heap is not None:
+            for entry in passed:  # still due, attempt unspent: back in the queue as they were
+                heapq.heappush(heap, entry)
         return leases
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
@@ -452,6 +478,37 @@ class MemoryTransport(Transport):
         await self._enter()
         return [self._store.configs[name] for name in sorted(self._store.configs)]
 
+    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
+        await self._enter()
+        check_set_limit(key, concurrency)
+        store = self._store
+        before = store.limits.get(key)
+        if concurrency is None:
+            store.limits.pop(key, None)
+        else:
+            store.limits[key] = concurrency
+        if before is not None and (concurrency is None or concurrency > before):
+            store.waiters.wake(store.waiters.queues())
+
+    async def list_limits(self) -> list[KeyLimit]:
+        now = await self._enter()
+        store = self._store
+        self._promote(now)
+        waiting = dict.fromkeys(store.limits, 0)
+        for row in store.jobs.values():
+            key = row.concurrency_key
+            if key in waiting and row.state in (JobState.SCHEDULED, JobState.AVAILABLE):
+                waiting[key] += 1
+        return [
+            KeyLimit(
+                key=key,
+                concurrency=store.limits[key],
+                running=self._live(key, now),
+                waiting=waiting[key],
+            )
+            for key in sorted(store.limits)
+        ]
+
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
     ) -> int:
@@ -565,8 +622,25 @@ class MemoryTransport(Transport):
         self._make_available(row)
         return True
 
+    def _live(self, key: str, now: float) -> int:
+        """How many jobs with concurrency key ``key`` hold a live lease at ``now``."""
+        running = self._store.keyed.get(key)
+        if not running:
+            return 0
+        return sum(
+            1
+            for row in running.values()
+            if row.lease_expires_at is not None and row.lease_expires_at > now
+        )
+
     def _end_lease(self, row: _Row, now: float) -> None:
         del self._store.running[row.id]
+        if row.concurrency_key is not None:
+            keyed = self._store.keyed.get(row.concurrency_key)
+            if keyed is not None:
+                keyed.pop(row.id, None)
+                if not keyed:
+                    del self._store.keyed[row.concurrency_key]
         row.token = None
         row.lease_expires_at = None
         row.updated_at = now
@@ -606,4 +680,5 @@ def _job(row: _Row) -> Job:
         lease_owner=row.lease_owner,
         lease_expires_at=row.lease_expires_at,
         cancel_requested=row.cancel_requested,
+        concurrency_key=row.concurrency_key,
     )

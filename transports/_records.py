@@ -46,6 +46,7 @@ __all__ = [
     "Job",
     "JobState",
     "JsonValue",
+    "KeyLimit",
     "LeaderLease",
     "Lease",
     "Outcome",
@@ -197,6 +198,9 @@ class EnqueueRequest:
     max_attempts: int = attrs.field(default=DEFAULT_MAX_ATTEMPTS, validator=_int32(1))
     # folds into an active job of the same queue and key; a label (see transports._validate)
     dedupe_key: str | None = attrs.field(default=None, validator=_label)
+    # flow-control key, e.g. "stripe" or "tenant:42": a limit set on it (``set_limit``) caps
+    # how many jobs with that key run at once cluster-wide; a label; None: no key
+    concurrency_key: str | None = attrs.field(default=None, validator=_label)
 
 
 @attrs.frozen(kw_only=True)
@@ -228,6 +232,7 @@ class Job:
     lease_owner: str | None  # worker that holds (or last held) the lease
     lease_expires_at: float | None
     cancel_requested: bool
+    concurrency_key: str | None = None  # the flow-control key given at enqueue, if any
 
 
 @attrs.frozen(kw_only=True)
@@ -407,6 +412,16 @@ class QueueConfig:
         except InvalidRequest:
             pass
         return config
+
+
+@attrs.frozen(kw_only=True)
+class KeyLimit:
+    """A flow-control key's limit and its current use. Returned by ``list_limits``."""
+
+    key: str  # the concurrency key jobs name at enqueue
+    concurrency: int  # most jobs with this key holding a live lease at once, cluster-wide
+    running: int  # jobs with this key holding a live (unexpired) lease now
+    waiting: int  # jobs with this key scheduled or available now
 
 
 @attrs.frozen(kw_only=True)

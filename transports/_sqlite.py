@@ -65,6 +65,7 @@ from ._records import (
     FinalizeResult,
     Job,
     JobState,
+    KeyLimit,
     LeaderLease,
     Lease,
     QueueConfig,
@@ -91,6 +92,7 @@ from ._validate import (
     check_optional_name,
     check_queues,
     check_release,
+    check_set_limit,
 )
 
 __all__ = ["SQLiteTransport"]
@@ -100,7 +102,7 @@ _Q = load_queries(_DIALECT)  # read once at import: no file I/O on the event loo
 _MIGRATIONS = load_migrations(_DIALECT)
 # Rows per statement for batched writes: well under SQLite's limit of bound parameters.
 _CHUNK = 500
-_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # The watcher of other connections' commits (see the module docstring): seconds between looks.
 _WATCH_FASTEST = 0.002
 _WATCH_SLOWEST = 0.025
@@ -160,6 +162,7 @@ def _job(row: Sequence[Any]) -> Job:
         lease_owner=row[14],
         lease_expires_at=None if row[15] is None else float(row[15]),
         cancel_requested=bool(row[16]),
+        concurrency_key=row[17],
     )
 
 
@@ -479,6 +482,7 @@ class SQLiteTransport(Transport):
                     request.dedupe_key,
                     now,
                     now,
+                    request.concurrency_key,
                 )
             )
         if not rows:
@@ -555,7 +559,7 @@ class SQLiteTransport(Transport):
         # RETURNING yields rows in no particular order; hand them out in claim order.
         rows.sort(key=lambda row: (row[5], row[6], row[0]))
         return [
-            Lease(job=_job(row), token=row[17], owner=owner, expires_at=expires_at) for row in rows
+            Lease(job=_job(row), token=row[18], owner=owner, expires_at=expires_at) for row in rows
         ]
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
@@ -797,6 +801,21 @@ class SQLiteTransport(Transport):
     async def list_queue_configs(self) -> list[QueueConfig]:
         configs = [_queue_config(row) for row in await self._fetch(_Q["list_queue_configs"])]
         return [config for config in configs if config is not None]
+
+    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
+        check_set_limit(key, concurrency)
+        if concurrency is None:
+            await self._fetch(_Q["delete_limit"], {"key": key})
+        else:
+            await self._fetch(_Q["set_limit"], {"key": key, "concurrency": concurrency})
+        self._wake(set(self._waiters.queues()))  # a key may have room now: claim again
+
+    async def list_limits(self) -> list[KeyLimit]:
+        rows = await self._fetch(_Q["list_limits"], {"now": self._time.now()})
+        return [
+            KeyLimit(key=key, concurrency=concurrency, running=running, waiting=waiting)
+            for key, concurrency, running, waiting in rows
+        ]
 
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000

@@ -10,6 +10,7 @@ from ._clock import ManualClock
 from ._conformance import TransportConformance, TransportFactory
 from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
+from ._flow import TransportFlowControl
 from ._sql_mutants import SQLMutant, rewrite_query
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "TransportEdges",
     "TransportFactory",
     "TransportFinePrint",
+    "TransportFlowControl",
     "rewrite_query",
 ]

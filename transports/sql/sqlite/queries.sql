@@ -40,15 +40,42 @@ WHERE (queue, dedupe_key) IN (
     AND state IN ('scheduled', 'available', 'running')
 
 -- name: insert_jobs
--- VALUES gets one "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" per job, in the order of these columns.
+-- VALUES gets one "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" per job, in the order of these columns.
 INSERT INTO jobs (
     kind, queue, payload, state, priority, run_at, max_attempts, dedupe_key, created_at,
-    updated_at
+    updated_at, concurrency_key
 )
 VALUES {rows}
 RETURNING id
 
 -- name: claim
+-- One statement under the write lock, so the live leases counted per key stay true until the
+-- update: a key at its limit is passed over (full_keys), and of the candidates taken no more
+-- per key than its free slots start (ranked); the rest stay due, their attempt unspent.
+WITH full_keys AS (
+    SELECT l.key
+    FROM limits AS l
+    WHERE l.concurrency <= (
+        SELECT count(*) FROM jobs AS r
+        WHERE r.state = 'running' AND r.concurrency_key = l.key AND r.lease_expires_at > :now
+    )
+),
+candidates AS (
+    SELECT id, concurrency_key, priority, run_at
+    FROM jobs
+    WHERE queue = :queue
+        AND state IN ('available', 'scheduled')
+        AND run_at <= :now
+        AND NOT EXISTS (SELECT 1 FROM queue_configs WHERE name = :queue AND paused)
+        AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT key FROM full_keys))
+    ORDER BY priority, run_at, id
+    LIMIT :limit
+),
+ranked AS (
+    SELECT id, concurrency_key AS key,
+        row_number() OVER (PARTITION BY concurrency_key ORDER BY priority, run_at, id) AS n
+    FROM candidates
+)
 UPDATE jobs
 SET state = 'running',
     attempt = attempt + 1,
@@ -57,19 +84,19 @@ SET state = 'running',
     lease_expires_at = :expires_at,
     updated_at = :now
 WHERE id IN (
-    SELECT id
-    FROM jobs
-    WHERE queue = :queue
-        AND state IN ('available', 'scheduled')
-        AND run_at <= :now
-        AND NOT EXISTS (SELECT 1 FROM queue_configs WHERE name = :queue AND paused)
-    ORDER BY priority, run_at, id
-    LIMIT :limit
+    SELECT ranked.id
+    FROM ranked LEFT JOIN limits AS l ON l.key = ranked.key
+    WHERE l.key IS NULL
+        OR ranked.n <= l.concurrency - (
+            SELECT count(*) FROM jobs AS r
+            WHERE r.state = 'running' AND r.concurrency_key = l.key
+                AND r.lease_expires_at > :now
+        )
 )
 RETURNING
     id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
     dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at,
-    cancel_requested, lease_token
+    cancel_requested, concurrency_key, lease_token
 
 -- name: renew
 -- :requests is a JSON array of [job_id, token] pairs.
@@ -227,6 +254,30 @@ SET paused = excluded.paused,
 -- name: list_queue_configs
 SELECT name, paused, concurrency, retention FROM queue_configs ORDER BY name
 
+-- name: set_limit
+INSERT INTO limits (key, concurrency)
+VALUES (:key, :concurrency)
+ON CONFLICT (key) DO UPDATE
+SET concurrency = excluded.concurrency
+
+-- name: delete_limit
+DELETE FROM limits WHERE key = :key
+
+-- name: list_limits
+SELECT
+    l.key,
+    l.concurrency,
+    (
+        SELECT count(*) FROM jobs AS r
+        WHERE r.state = 'running' AND r.concurrency_key = l.key AND r.lease_expires_at > :now
+    ),
+    (
+        SELECT count(*) FROM jobs AS w
+        WHERE w.state IN ('available', 'scheduled') AND w.concurrency_key = l.key
+    )
+FROM limits AS l
+ORDER BY l.key
+
 -- name: cleanup
 DELETE FROM jobs
 WHERE id IN (
@@ -255,7 +306,7 @@ SELECT
     id, kind, queue, payload,
     CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END,
     priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
-    finished_at, lease_owner, lease_expires_at, cancel_requested
+    finished_at, lease_owner, lease_expires_at, cancel_requested, concurrency_key
 FROM jobs
 WHERE id = :id
 
@@ -265,7 +316,7 @@ SELECT * FROM (
         id, kind, queue, payload,
         CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END AS shown,
         priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
-        finished_at, lease_owner, lease_expires_at, cancel_requested
+        finished_at, lease_owner, lease_expires_at, cancel_requested, concurrency_key
     FROM jobs
     WHERE id > :after_id
         AND (:queue IS NULL OR queue = :queue)

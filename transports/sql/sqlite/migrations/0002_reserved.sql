@@ -1,0 +1,2 @@
+-- 0002: reserved (another change of the schema takes this number).
+SELECT 1;
