@@ -418,9 +418,7 @@ def _limit_rows() -> list[Row]:
     def set_limit(what: str, error: type[TransportError] | None, key: Any, value: Any) -> Row:
         return Row(f"set_limit {what}", _op("set_limit", key, concurrency=value), error)
 
-    rows = [
-        set_limit(f"key={v!r}", InvalidRequest, v, 1) for v in BAD_LABELS if v is not None
-    ]
+    rows = [set_limit(f"key={v!r}", InvalidRequest, v, 1) for v in BAD_LABELS if v is not None]
     rows.append(set_limit("key=None", InvalidRequest, None, 1))
     rows += [
         set_limit(f"concurrency={v!r}", InvalidRequest, "edge-key", v)
