@@ -325,6 +325,8 @@ class MemoryTransport(Transport):
                 results.append(FinalizeResult.STALE)
                 continue
             self._end_lease(row, now)
+            if row.concurrency_key in store.limits:
+                woken.add(row.queue)  # a slot of its key came free
             outcome = request.outcome
             if isinstance(outcome, Complete):
                 self._finish(row, JobState.SUCCEEDED, now)
@@ -373,6 +375,8 @@ class MemoryTransport(Transport):
                 continue
             lost_by = row.lease_owner or ""
             self._end_lease(row, now)
+            if row.concurrency_key in store.limits:
+                woken.add(row.queue)  # a slot of its key came free
             if row.cancel_requested:
                 self._finish(row, JobState.CANCELLED, now)
             elif row.attempt >= row.max_attempts:
