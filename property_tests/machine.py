@@ -43,9 +43,11 @@ from .ops import (
     Reap,
     ReleaseLeader,
     Renew,
+    SetLimit,
     settle,
 )
 from .strategies import (
+    CONCURRENCY_KEYS,
     CURSOR_NAMES,
     HOLDERS,
     LEADER_NAMES,
@@ -57,6 +59,7 @@ from .strategies import (
     cursor_values,
     enqueue_batches,
     enqueue_specs,
+    key_limits,
     limits,
     outcome_specs,
     picks,
@@ -353,6 +356,11 @@ class LeaseMachine(RuleBasedStateMachine):
     def pause(self, queue: str, paused: bool) -> None:
         """An operator pauses or resumes a queue."""
         self._run(Pause(queue, paused))
+
+    @rule(key=st.sampled_from(CONCURRENCY_KEYS), concurrency=key_limits)
+    def set_limit(self, key: str, concurrency: int | None) -> None:
+        """An operator sets, changes or removes a concurrency key's limit."""
+        self._run(SetLimit(key, concurrency))
 
     @rule(seconds=advances)
     def advance(self, seconds: float) -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "EXPIRED_RECLAIMABLE",
     "FRESH_TOKEN",
     "JOBS_CONSERVED",
+    "KEY_LIMIT_HELD",
     "LINEARIZABLE",
     "MATCHES_MODEL",
     "ONE_CLAIMANT",
@@ -74,6 +75,7 @@ ONE_LEADER = "at most one leader at a time, and the epoch grows on every hand-ov
 CURSOR_CAS = "a cursor moves only from the value it holds"
 MATCHES_MODEL = "every answer matches the reference model"
 LINEARIZABLE = "concurrent calls act as the same calls in some sequential order"
+KEY_LIMIT_HELD = "a claim never leaves a key more live leases than its limit"
 
 PROPERTIES = (
     SINGLE_LIVE_LEASE,
@@ -89,6 +91,7 @@ PROPERTIES = (
     CURSOR_CAS,
     MATCHES_MODEL,
     LINEARIZABLE,
+    KEY_LIMIT_HELD,
 )
 
 
@@ -129,6 +132,7 @@ class ModelJob:
     max_attempts: int
     dedupe_key: str | None
     created_at: float
+    concurrency_key: str | None = None
     waiting: bool = True  # scheduled or available; which one is decided by run_at and now
     state: JobState = JobState.SCHEDULED  # meaningful only when not waiting
     attempt: int = 0
@@ -178,6 +182,7 @@ class ReferenceModel:
         self.leaders: dict[str, _ModelLeader] = {}
         self.cursors: dict[str, float] = {}
         self.paused: set[str] = set()
+        self.limits: dict[str, int] = {}  # concurrency key -> its limit
 
     def clone(self) -> ReferenceModel:
         """An independent copy (to try one order of concurrent calls)."""
@@ -231,6 +236,7 @@ class ReferenceModel:
                 max_attempts=request.max_attempts,
                 dedupe_key=request.dedupe_key,
                 created_at=now,
+                concurrency_key=request.concurrency_key,
             )
 
     # --- working ------------------------------------------------------------------------
@@ -241,6 +247,42 @@ class ReferenceModel:
             return []
         due = [job for job in self.jobs.values() if job.queue == queue and job.due(now)]
         return sorted(due, key=lambda job: (job.priority, job.run_at, job.id))
+
+    def live(self, key: str, now: float) -> int:
+        """Jobs of concurrency key ``key`` holding an unexpired lease at ``now``."""
+        return sum(
+            1
+            for job in self.jobs.values()
+            if job.running
+            and job.concurrency_key == key
+            and job.lease_expires_at is not None
+            and job.lease_expires_at > now
+        )
+
+    def claimable_in_order(self, queue: str, limit: int, now: float) -> list[ModelJob]:
+        """What a claim of ``limit`` jobs of ``queue`` takes at ``now`` (see Transport.claim):
+        the first ``limit`` due jobs of keys with room, each key within its free slots."""
+        free = {key: n - self.live(key, now) for key, n in self.limits.items()}
+        candidates = [
+            job
+            for job in self.due_in_order(queue, now)
+            if job.concurrency_key not in free or free[job.concurrency_key] > 0
+        ][:limit]
+        taken = []
+        for job in candidates:
+            key = job.concurrency_key
+            if key in free:
+                if free[key] <= 0:
+                    continue
+                free[key] -= 1
+            taken.append(job)
+        return taken
+
+    def apply_set_limit(self, key: str, concurrency: int | None) -> None:
+        if concurrency is None:
+            self.limits.pop(key, None)
+        else:
+            self.limits[key] = concurrency
 
     def apply_claim(
         self,
@@ -265,7 +307,7 @@ class ReferenceModel:
                 f"racing claim({queue!r}, limit={limit}) gave jobs {got}; due: {due}",
             )
         else:
-            expected = due[:limit]
+            expected = [job.id for job in self.claimable_in_order(queue, limit, now)]
             _expect(
                 got == expected,
                 MATCHES_MODEL,
@@ -530,6 +572,7 @@ class ReferenceModel:
             "attempt": job.attempt,
             "max_attempts": job.max_attempts,
             "dedupe_key": job.dedupe_key,
+            "concurrency_key": job.concurrency_key,
             "lease_owner": job.lease_owner,
             "lease_expires_at": job.lease_expires_at,
             "cancel_requested": job.cancel_requested,
@@ -584,6 +627,8 @@ class Ledger:
         self.enqueued: set[int] = set()
         self.cancelling: set[int] = set()  # jobs whose cancel the transport said it requested
         self.grants: dict[str, list[_Grant]] = {}
+        self.limits: dict[str, int] = {}  # concurrency key -> its limit, as last set
+        self.keys: dict[int, str] = {}  # job id -> its concurrency key, as claims showed it
 
     def clone(self) -> Ledger:
         """An independent copy (to try one order of concurrent calls)."""
@@ -630,6 +675,30 @@ class Ledger:
             self.leases[key] = record
             self.latest[lease.job_id] = record
             self.counted[lease.job_id] += 1
+            if lease.job.concurrency_key is not None:
+                self.keys[lease.job_id] = lease.job.concurrency_key
+        started = {lease.job.concurrency_key for lease in leases} & set(self.limits)
+        for key in sorted(started):
+            live = self.live(key, now)
+            _expect(
+                live <= self.limits[key],
+                KEY_LIMIT_HELD,
+                f"a claim left key {key!r} {live} live leases; its limit is {self.limits[key]}",
+            )
+
+    def live(self, key: str, now: float) -> int:
+        """The open, unexpired leases the transport granted for jobs of ``key``."""
+        return sum(
+            1
+            for record in self.latest.values()
+            if record.open and record.expires_at > now and self.keys.get(record.job_id) == key
+        )
+
+    def limit_set(self, key: str, concurrency: int | None) -> None:
+        if concurrency is None:
+            self.limits.pop(key, None)
+        else:
+            self.limits[key] = concurrency
 
     def renewed(self, request: RenewRequest, result: RenewResult, ttl: float, now: float) -> None:
         if result is RenewResult.LOST:

@@ -41,6 +41,7 @@ __all__ = [
     "Reap",
     "ReleaseLeader",
     "Renew",
+    "SetLimit",
     "settle",
 ]
 
@@ -181,6 +182,21 @@ class Pause(Op):
 
 
 @attrs.frozen
+class SetLimit(Op):
+    key: str
+    concurrency: int | None
+
+    async def run(self, transport: Transport) -> Any:
+        await transport.set_limit(self.key, concurrency=self.concurrency)
+
+    def record(self, ledger: Ledger, result: Any, now: float) -> None:
+        ledger.limit_set(self.key, self.concurrency)
+
+    def apply(self, model: ReferenceModel, result: Any, now: float) -> None:
+        model.apply_set_limit(self.key, self.concurrency)
+
+
+@attrs.frozen
 class AcquireLeader(Op):
     name: str
     holder: str
@@ -283,7 +299,9 @@ def settle(
         except Violation as violation:
             failures.append(violation)
             continue
-        if claim_race:
+        if claim_race and not model.limits:
+            # With limits each claim's candidates depend on the ones before it; the ledger
+            # holds every key within its limit whatever the order.
             _took_the_first_due(done, model, now)
         return trial_model, trial_ledger
     props = {failure.prop for failure in failures}

@@ -19,6 +19,7 @@ from transports.lowlevel import Cancel, Complete, Discard, Outcome, Release, Ret
 
 __all__ = [
     "CURSOR_NAMES",
+    "CONCURRENCY_KEYS",
     "HOLDERS",
     "LEADER_NAMES",
     "QUEUES",
@@ -31,6 +32,7 @@ __all__ = [
     "cursor_values",
     "enqueue_batches",
     "enqueue_specs",
+    "key_limits",
     "limits",
     "outcome_specs",
     "picks",
@@ -45,6 +47,7 @@ WORKERS = ("w0", "w1", "w2")
 HOLDERS = ("n0", "n1", "n2")
 LEADER_NAMES = ("cron", "cleanup")
 CURSOR_NAMES = ("tick.a", "tick.b")
+CONCURRENCY_KEYS = ("k1", "k2")
 
 RUNTIME_RNG = random.Random(0)
 """The seeded RNG the runtime tests hand to their nodes; hypothesis reseeds it every example."""
@@ -67,6 +70,9 @@ picks = st.integers(min_value=0, max_value=1 << 16)
 
 cursor_values = st.sampled_from([1.0, 2.0, 3.0, 60.0])
 
+key_limits = st.sampled_from([None, 0, 1, 1, 2])
+"""A concurrency key's limit (None removes it): small, so keys fill up."""
+
 
 @attrs.frozen
 class EnqueueSpec:
@@ -79,6 +85,7 @@ class EnqueueSpec:
     max_attempts: int
     dedupe_key: str | None
     payload: int
+    concurrency_key: str | None = None
 
     def request(self, now: float) -> EnqueueRequest:
         """The request, as sent at ``now``."""
@@ -96,6 +103,7 @@ class EnqueueSpec:
             priority=self.priority,
             max_attempts=self.max_attempts,
             dedupe_key=self.dedupe_key,
+            concurrency_key=self.concurrency_key,
             **timing,  # type: ignore[arg-type]
         )
 
@@ -109,8 +117,9 @@ enqueue_specs = st.builds(
     max_attempts=st.integers(min_value=1, max_value=3),
     dedupe_key=st.one_of(st.none(), st.sampled_from(["a", "b"])),
     payload=st.integers(min_value=0, max_value=99),
+    concurrency_key=st.one_of(st.none(), st.sampled_from(CONCURRENCY_KEYS)),
 ).map(lambda spec: attrs.evolve(spec, offset=abs(spec.offset)) if spec.timing == "delay" else spec)
-"""One job; keyed jobs are common enough to collide."""
+"""One job; keyed jobs (dedupe and concurrency) are common enough to collide."""
 
 enqueue_batches = st.lists(enqueue_specs, min_size=1, max_size=3)
 

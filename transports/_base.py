@@ -177,10 +177,11 @@ class Transport(abc.ABC):
         with ``attempt + 1``, ``lease_owner = owner``, expiry ``now + ttl`` and a fresh token.
         A paused queue yields nothing. Does not wait for work: returns ``[]`` when none is due.
 
-        Jobs whose concurrency key is at its limit (see *Flow control* above) are passed over
-        and stay due; with them the claim may return fewer than ``limit`` leases even though
-        other due jobs remain (the next claim takes those), never more per key than the
-        key's free slots.
+        With limits (see *Flow control* above), the candidates are the first ``limit`` due
+        jobs whose key was not at its limit when the claim began, and of those each key
+        starts at most its free slots; every job passed over stays due, its attempt unspent.
+        So a claim may return fewer than ``limit`` leases while other due jobs remain (the
+        next claim, which no longer sees the full key's jobs as candidates, takes those).
 
         Raises:
             InvalidQueueName: ``queue`` is not a valid name.

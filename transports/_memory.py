@@ -244,9 +244,14 @@ class MemoryTransport(Transport):
         heap = store.ready.get(queue)
         leases: list[Lease] = []
         jobs = store.jobs
-        free: dict[str, int] = {}  # free slots of each limited key met so far
-        passed: list[tuple[int, float, int, int]] = []  # entries of keys at their limit
-        while heap and len(leases) < limit:
+        # As on the SQL backends: the candidates are the first `limit` due jobs whose key was
+        # not at its limit when the claim began; of those, each key starts at most its free
+        # slots. Every job passed over keeps its place, its attempt unspent.
+        free: dict[str, int] = {}  # free slots left of each limited key met so far
+        full: set[str] = set()  # the keys at their limit when the claim began
+        passed: list[tuple[int, float, int, int]] = []
+        candidates = 0
+        while heap and candidates < limit:
             entry = heapq.heappop(heap)
             job_id, seq = entry[2], entry[3]
             row = jobs.get(job_id)
@@ -254,14 +259,20 @@ class MemoryTransport(Transport):
                 continue
             key = row.concurrency_key
             if key is not None and key in store.limits:
-                slots = free.get(key)
-                if slots is None:
-                    slots = store.limits[key] - self._live(key, now)
-                if slots <= 0:
-                    free[key] = 0
+                if key not in free:
+                    free[key] = store.limits[key] - self._live(key, now)
+                    if free[key] <= 0:
+                        full.add(key)
+                if key in full:
                     passed.append(entry)
                     continue
-                free[key] = slots - 1
+                candidates += 1
+                if free[key] <= 0:
+                    passed.append(entry)
+                    continue
+                free[key] -= 1
+            else:
+                candidates += 1
             if key is not None:  # counted whether limited now or later
                 store.keyed.setdefault(key, {})[job_id] = row
             self._set_state(row, JobState.RUNNING)

@@ -187,3 +187,16 @@ class TransportFlowControl:
         assert await second_transport.list_limits() == [
             KeyLimit(key="k", concurrency=2, running=2, waiting=2)
         ]
+
+    async def test_the_candidates_are_the_first_due_jobs_of_keys_with_room(
+        self, transport: Transport
+    ) -> None:
+        """The claim's candidates are its first ``limit`` due jobs of keys not full when it
+        began; a key's candidates past its free slots stay due, and the next claim, for which
+        that key is full, reaches the jobs behind them."""
+        await transport.set_limit("k", concurrency=1)
+        (k1, k2) = await _keyed(transport, "k", 2)
+        (a,) = await _keyed(transport, "a")
+        assert [lease.job_id for lease in await _claim(transport, limit=2)] == [k1]
+        assert [lease.job_id for lease in await _claim(transport, limit=2)] == [a]
+        assert (await transport.get(k2)).attempt == 0
