@@ -678,12 +678,13 @@ class Ledger:
             if lease.job.concurrency_key is not None:
                 self.keys[lease.job_id] = lease.job.concurrency_key
         started = {lease.job.concurrency_key for lease in leases} & set(self.limits)
-        for key in sorted(started):
-            live = self.live(key, now)
+        for limited in sorted(k for k in started if k is not None):
+            live = self.live(limited, now)
             _expect(
-                live <= self.limits[key],
+                live <= self.limits[limited],
                 KEY_LIMIT_HELD,
-                f"a claim left key {key!r} {live} live leases; its limit is {self.limits[key]}",
+                f"a claim left key {limited!r} {live} live leases; "
+                f"its limit is {self.limits[limited]}",
             )
 
     def live(self, key: str, now: float) -> int:

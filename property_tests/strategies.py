@@ -18,8 +18,8 @@ from transports import EnqueueRequest
 from transports.lowlevel import Cancel, Complete, Discard, Outcome, Release, Retry, Snooze
 
 __all__ = [
-    "CURSOR_NAMES",
     "CONCURRENCY_KEYS",
+    "CURSOR_NAMES",
     "HOLDERS",
     "LEADER_NAMES",
     "QUEUES",
@@ -33,6 +33,8 @@ __all__ = [
     "enqueue_batches",
     "enqueue_specs",
     "key_limits",
+    "keyed_enqueue_batches",
+    "keyed_enqueue_specs",
     "limits",
     "outcome_specs",
     "picks",
@@ -117,11 +119,18 @@ enqueue_specs = st.builds(
     max_attempts=st.integers(min_value=1, max_value=3),
     dedupe_key=st.one_of(st.none(), st.sampled_from(["a", "b"])),
     payload=st.integers(min_value=0, max_value=99),
-    concurrency_key=st.one_of(st.none(), st.sampled_from(CONCURRENCY_KEYS)),
 ).map(lambda spec: attrs.evolve(spec, offset=abs(spec.offset)) if spec.timing == "delay" else spec)
-"""One job; keyed jobs (dedupe and concurrency) are common enough to collide."""
+"""One job; keyed jobs are common enough to collide."""
 
 enqueue_batches = st.lists(enqueue_specs, min_size=1, max_size=3)
+
+keyed_enqueue_specs = st.tuples(
+    enqueue_specs,
+    st.sampled_from([None, CONCURRENCY_KEYS[0], CONCURRENCY_KEYS[0], CONCURRENCY_KEYS[1]]),
+).map(lambda pair: attrs.evolve(pair[0], concurrency_key=pair[1]))
+"""One job, most often with a concurrency key of the few the flow machine limits."""
+
+keyed_enqueue_batches = st.lists(keyed_enqueue_specs, min_size=1, max_size=3)
 
 
 @attrs.frozen

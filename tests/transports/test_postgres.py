@@ -24,7 +24,7 @@ from transports import (
 from transports._postgres import _channel
 from transports._sql import load_migrations
 from transports.lowlevel import BridgedTransport, Complete, FinalizeRequest, Lease
-from transports.testing import ManualClock, SQLMutant, TransportConformance, TransportFactory
+from transports.testing import ManualClock, TransportConformance, TransportFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -436,20 +436,3 @@ async def test_racing_nodes_never_exceed_a_key_limit(
     make = _factory(anyio_backend, postgres_dsn, postgres_schema)
     held = await _race_a_limited_key(make, rounds=8, limit=2)
     assert held == [2] * 8
-
-
-@asyncio_only
-async def test_the_key_lock_is_what_holds_the_limit(
-    anyio_backend: str, postgres_dsn: str, postgres_schema: str
-) -> None:
-    """Without the lock of the key's limits row, racing claimers exceed the limit: the race
-    test above has teeth."""
-    mutant = SQLMutant(
-        dialect="postgres",
-        query="claim_candidates",
-        old="    ORDER BY l.key\n    FOR UPDATE\n",
-    )
-    with mutant.active():
-        make = _factory(anyio_backend, postgres_dsn, postgres_schema)
-        held = await _race_a_limited_key(make, rounds=8, limit=2)
-    assert max(held) > 2, held
