@@ -31,15 +31,16 @@ from transports import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     EnqueueRequest,
     JobState,
+    KeyLimit,
     QueueConfig,
     Transport,
 )
-from transports.lowlevel import INT64_MAX, encode_payload
+from transports.lowlevel import INT32_MAX, INT64_MAX, encode_payload
 
 from ..jobs import App, Topology, WorkerConfig
 from ._errors import USAGE, CliFailure, _one_line, describe, redact_url
 from ._load import load_app
-from ._types import URL_META, Duration, QueueName, StoreURL
+from ._types import URL_META, Duration, LimitKey, QueueName, StoreURL
 
 __all__ = ["main"]
 
@@ -523,9 +524,69 @@ def status(url: str, loop: str) -> None:
                 *(str(c[state]) for state in JobState),
                 "yes" if config and config.paused else "",
             )
-        Console().print(table)
+        console = Console()
+        console.print(table)
+        limits = await transport.list_limits()
+        if limits:
+            console.print(_limits_table(limits))
 
     _run(loop, lambda: _with_transport(url, run, create=False))
+
+
+def _limits_table(limits: Sequence[KeyLimit]) -> Table:
+    table = Table(title="concurrency limits (cluster-wide)")
+    table.add_column("key")
+    for column in ("limit", "running", "waiting"):
+        table.add_column(column, justify="right")
+    for limit in limits:
+        table.add_row(limit.key, str(limit.concurrency), str(limit.running), str(limit.waiting))
+    return table
+
+
+@main.group(invoke_without_command=True)
+@_transport_option("there is nothing to show")
+@_loop_option
+@click.pass_context
+def limits(ctx: click.Context, url: str, loop: str) -> None:
+    """Show each concurrency key's limit, live leases and waiting jobs (never creates a
+    store); ``limits set`` changes one."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    async def run(transport: Transport) -> None:
+        found = await transport.list_limits()
+        if found:
+            Console().print(_limits_table(found))
+        else:
+            click.echo("no concurrency limits are set")
+
+    _run(loop, lambda: _with_transport(url, run, create=False))
+
+
+@limits.command("set")
+@click.argument("key", type=LimitKey())
+@click.option(
+    "--concurrency",
+    type=click.IntRange(0, INT32_MAX),
+    default=None,
+    help="Most jobs with KEY running at once, cluster-wide (0 holds them all).",
+)
+@click.option("--remove", is_flag=True, help="Remove KEY's limit: its jobs run freely.")
+@_transport_option("a limit set there is lost when this command exits")
+@_loop_option
+def limits_set(key: str, concurrency: int | None, remove: bool, url: str, loop: str) -> None:
+    """Set (or remove) the concurrency limit of KEY; running nodes follow at their next claim."""
+    if remove == (concurrency is not None):
+        raise click.UsageError("give either --concurrency N or --remove")
+
+    async def run(transport: Transport) -> None:
+        await transport.set_limit(key, concurrency=concurrency)
+        if concurrency is None:
+            click.echo(f"{key}: no limit")
+        else:
+            click.echo(f"{key}: concurrency={concurrency}")
+
+    _run(loop, lambda: _with_transport(url, run))
 
 
 @main.command()

@@ -285,3 +285,21 @@ def test_the_readme_flow_against_a_running_worker(tmp_path: Path) -> None:
         _, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err
     assert "shutting down gracefully" in err
+
+
+def test_limits(url: str) -> None:
+    """`actorq limits set` sets and removes a key's limit; `limits` and `status` show it."""
+    assert run("limits", "set", "x", "--remove", "-t", url) == "x: no limit\n"
+    assert run("limits", "set", "stripe", "--concurrency", "3", "-t", url) == (
+        "stripe: concurrency=3\n"
+    )
+    assert run("limits", "set", "tenant:42", "--concurrency", "0", "-t", url) == (
+        "tenant:42: concurrency=0\n"
+    )
+    shown = run("limits", "-t", url)
+    assert "stripe" in shown
+    assert "tenant:42" in shown
+    assert "concurrency limits" in run("status", "-t", url)
+    assert run("limits", "set", "stripe", "--remove", "-t", url) == "stripe: no limit\n"
+    assert run("limits", "set", "tenant:42", "--remove", "-t", url) == "tenant:42: no limit\n"
+    assert run("limits", "-t", url) == "no concurrency limits are set\n"
