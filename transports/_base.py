@@ -44,7 +44,8 @@ Rules that hold for every method:
     (:class:`~transports.PayloadNotSerializable`) and at most ``max_payload_bytes`` encoded
     (:class:`~transports.PayloadTooLarge`);
   - *queue configs* (:class:`~transports.QueueConfig`, checked when built): ``concurrency``
-    None or 0-10,000, ``retention`` None or finite >= 0; a stored value out of range (written
+    None or 0-10,000, ``global_concurrency`` None or 0 to 2**31 - 1, ``retention`` None or
+    finite >= 0; a stored value out of range (written
     by another tool) reads back as None, the node default, so no stored value crashes a node;
   - *error texts* (``Retry.error``, ``Discard.error``, ``Cancel.reason``) are stored as given,
     with NUL and lone surrogates replaced by U+FFFD.
@@ -182,6 +183,10 @@ class Transport(abc.ABC):
         starts at most its free slots; every job passed over stays due, its attempt unspent.
         So a claim may return fewer than ``limit`` leases while other due jobs remain (the
         next claim, which no longer sees the full key's jobs as candidates, takes those).
+        A queue whose config sets ``global_concurrency`` starts, of those, only as many as
+        its free cluster-wide slots (``global_concurrency`` minus the queue's live leases),
+        first in claim order; it is enforced as atomically as a key's limit (the claim
+        locks the queue's config row on PostgreSQL).
 
         Raises:
             InvalidQueueName: ``queue`` is not a valid name.

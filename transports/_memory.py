@@ -251,7 +251,10 @@ class MemoryTransport(Transport):
         full: set[str] = set()  # the keys at their limit when the claim began
         passed: list[tuple[int, float, int, int]] = []
         candidates = 0
-        while heap and candidates < limit:
+        room = limit  # the queue's free cluster-wide slots, when it has a global cap
+        if config is not None and config.global_concurrency is not None:
+            room = config.global_concurrency - self._live_in(queue, now)
+        while heap and candidates < limit and len(leases) < room:
             entry = heapq.heappop(heap)
             job_id, seq = entry[2], entry[3]
             row = jobs.get(job_id)
@@ -336,8 +339,8 @@ class MemoryTransport(Transport):
                 results.append(FinalizeResult.STALE)
                 continue
             self._end_lease(row, now)
-            if row.concurrency_key in store.limits:
-                woken.add(row.queue)  # a slot of its key came free
+            if row.concurrency_key in store.limits or self._capped(row.queue):
+                woken.add(row.queue)  # a slot of its key (or its queue) came free
             outcome = request.outcome
             if isinstance(outcome, Complete):
                 self._finish(row, JobState.SUCCEEDED, now)
@@ -386,8 +389,8 @@ class MemoryTransport(Transport):
                 continue
             lost_by = row.lease_owner or ""
             self._end_lease(row, now)
-            if row.concurrency_key in store.limits:
-                woken.add(row.queue)  # a slot of its key came free
+            if row.concurrency_key in store.limits or self._capped(row.queue):
+                woken.add(row.queue)  # a slot of its key (or its queue) came free
             if row.cancel_requested:
                 self._finish(row, JobState.CANCELLED, now)
             elif row.attempt >= row.max_attempts:
@@ -646,6 +649,20 @@ class MemoryTransport(Transport):
             1
             for row in running.values()
             if row.lease_expires_at is not None and row.lease_expires_at > now
+        )
+
+    def _capped(self, queue: str) -> bool:
+        config = self._store.configs.get(queue)
+        return config is not None and config.global_concurrency is not None
+
+    def _live_in(self, queue: str, now: float) -> int:
+        """How many jobs of ``queue`` hold a live lease at ``now``."""
+        return sum(
+            1
+            for row in self._store.running.values()
+            if row.queue == queue
+            and row.lease_expires_at is not None
+            and row.lease_expires_at > now
         )
 
     def _end_lease(self, row: _Row, now: float) -> None:

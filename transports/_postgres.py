@@ -583,6 +583,7 @@ class PostgresTransport(Transport):
                 owner,
                 ttl,
                 self._now(),
+                queue,
             )
             return rows
 
@@ -786,9 +787,12 @@ class PostgresTransport(Transport):
                 config.paused,
                 config.concurrency,
                 config.retention,
+                config.global_concurrency,
             ),
             idempotent=True,
         )
+        if config.global_concurrency is not None:
+            self._limited = True
         if not config.paused:
             self._waiters.wake({config.name})
 
@@ -883,4 +887,4 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
 
 
 def _queue_config(row: asyncpg.Record) -> QueueConfig | None:
-    return QueueConfig.from_stored(row[0], row[1], row[2], row[3])
+    return QueueConfig.from_stored(row[0], row[1], row[2], row[3], row[4])

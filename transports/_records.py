@@ -373,6 +373,11 @@ def _concurrency(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
         check_int(value, attr.name, 0, MAX_CONCURRENCY)
 
 
+def _global_concurrency(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        check_int(value, attr.name, 0, INT32_MAX)
+
+
 @attrs.frozen(kw_only=True)
 class QueueConfig:
     """Per-queue settings operators change at run time; validated when built.
@@ -387,10 +392,18 @@ class QueueConfig:
     concurrency: int | None = attrs.field(default=None, validator=_concurrency)
     # seconds finished jobs are kept (finite, >= 0); None: the node default
     retention: float | None = attrs.field(default=None, validator=_optional_time)
+    # most jobs of the queue holding a live lease at once, cluster-wide, 0 .. 2**31 - 1
+    # (enforced by the claim, see Transport.claim); None: no cluster-wide cap
+    global_concurrency: int | None = attrs.field(default=None, validator=_global_concurrency)
 
     @classmethod
     def from_stored(
-        cls, name: str, paused: object, concurrency: object, retention: object
+        cls,
+        name: str,
+        paused: object,
+        concurrency: object,
+        retention: object,
+        global_concurrency: object = None,
     ) -> QueueConfig | None:
         """A config read back from a store: a field another tool stored out of range reads
         as unset (the node default), and a row whose name is not valid as None (skipped).
@@ -409,6 +422,10 @@ class QueueConfig:
             pass
         try:
             config = attrs.evolve(config, retention=retention)  # type: ignore[arg-type]
+        except InvalidRequest:
+            pass
+        try:
+            config = attrs.evolve(config, global_concurrency=global_concurrency)  # type: ignore[arg-type]
         except InvalidRequest:
             pass
         return config

@@ -167,7 +167,7 @@ def _job(row: Sequence[Any]) -> Job:
 
 
 def _queue_config(row: Sequence[Any]) -> QueueConfig | None:
-    return QueueConfig.from_stored(row[0], row[1], row[2], row[3])
+    return QueueConfig.from_stored(row[0], row[1], row[2], row[3], row[4])
 
 
 def _finalize_row(request: FinalizeRequest) -> tuple[int, int, str, float | None, str | None]:
@@ -793,6 +793,7 @@ class SQLiteTransport(Transport):
                 "paused": int(config.paused),
                 "concurrency": config.concurrency,
                 "retention": config.retention,
+                "global_concurrency": config.global_concurrency,
             },
         )
         if not config.paused:

@@ -244,6 +244,18 @@ BUGS += (
         ),
     ),
     Bug(
+        name="postgres-queue-cap-without-queue-lock",
+        story="PostgreSQL's claim counted a queue's live leases against its cluster-wide cap "
+        "without locking the queue's row, so racing nodes together ran more than the cap.",
+        tests=("tests/transports/test_postgres.py::test_racing_nodes_never_exceed_a_queue_cap",),
+        sql=SQLMutant(
+            dialect="postgres",
+            query="claim_candidates",
+            old="WHERE name = $1::text AND global_concurrency IS NOT NULL\n    FOR UPDATE\n",
+            new="WHERE name = $1::text AND global_concurrency IS NOT NULL\n",
+        ),
+    ),
+    Bug(
         name="postgres-limit-without-key-lock",
         story="PostgreSQL's claim counted a key's live leases without locking the key's limits "
         "row: claimers racing on several nodes each saw room and together ran more than the "

@@ -436,3 +436,33 @@ async def test_racing_nodes_never_exceed_a_key_limit(
     make = _factory(anyio_backend, postgres_dsn, postgres_schema)
     held = await _race_a_limited_key(make, rounds=8, limit=2)
     assert held == [2] * 8
+
+
+async def test_racing_nodes_never_exceed_a_queue_cap(
+    anyio_backend: str, postgres_dsn: str, postgres_schema: str
+) -> None:
+    """24 claimers on 4 nodes racing for a queue with a cluster-wide cap of 3 never hold more
+    of its jobs than that, round after round, and each round fills the cap."""
+    make = _factory(anyio_backend, postgres_dsn, postgres_schema)
+    async with make(None) as a, make(None) as b, make(None) as c, make(None) as d:
+        nodes = [a, b, c, d]
+        await a.set_queue_config(QueueConfig(name="q", global_concurrency=3))
+        await a.enqueue_many([EnqueueRequest(kind="k", queue="q") for _ in range(200)])
+        held: list[int] = []
+
+        async def claimer(node: Transport, n: int, got: list[Lease]) -> None:
+            got.extend(await node.claim("q", owner=f"w{n}", limit=2, ttl=60.0))
+
+        for _ in range(8):
+            got: list[Lease] = []
+            async with anyio.create_task_group() as tg:
+                for n in range(24):
+                    tg.start_soon(claimer, nodes[n % 4], n, got)
+            held.append(len(got))
+            await a.finalize(
+                [
+                    FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=Complete())
+                    for lease in got
+                ]
+            )
+    assert held == [3] * 8

@@ -403,12 +403,18 @@ def _queue_config_rows() -> list[Row]:
         for v in [-1.0, math.nan, math.inf, "7d", True]
     ]
     rows += [set_config(f"paused={v!r}", InvalidRequest, paused=v) for v in ["yes", 1, None]]
+    rows += [
+        set_config(f"global_concurrency={v!r}", InvalidRequest, global_concurrency=v)
+        for v in [-1, INT32_MAX + 1, 10**30, 1.5, "2", True]
+    ]
     rows += [get_config(name) for name in BAD_IDENTIFIERS]
     rows.append(Row("set_queue_config('edges')", not_a_config, InvalidRequest))
     rows += [
         set_config("concurrency=0 (no workers)", None, concurrency=0),
         set_config(f"concurrency={MAX_CONCURRENCY}", None, concurrency=MAX_CONCURRENCY),
         set_config("retention=0", None, retention=0),
+        set_config("global_concurrency=0 (hold every job)", None, global_concurrency=0),
+        set_config("global_concurrency=2**31-1", None, global_concurrency=INT32_MAX),
         set_config("name of 128 characters", None, name="x" * 128),
     ]
     return rows

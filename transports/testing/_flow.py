@@ -22,6 +22,7 @@ from .._records import (
     JobState,
     KeyLimit,
     Lease,
+    QueueConfig,
 )
 from ._clock import ManualClock
 
@@ -200,3 +201,49 @@ class TransportFlowControl:
         assert [lease.job_id for lease in await _claim(transport, limit=2)] == [k1]
         assert [lease.job_id for lease in await _claim(transport, limit=2)] == [a]
         assert (await transport.get(k2)).attempt == 0
+
+    async def test_a_queue_cap_holds_cluster_wide(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A queue's ``global_concurrency`` caps its live leases: claims stop at it, a
+        finalize or an expiry frees a slot, and other queues are not held."""
+        await transport.set_queue_config(QueueConfig(name="q", global_concurrency=2))
+        await _keyed(transport, None, 5)
+        await transport.enqueue(EnqueueRequest(kind="flow.job", queue="other"))
+        first = await _claim(transport, limit=10)
+        assert len(first) == 2
+        assert await _claim(transport) == []
+        assert len(await transport.claim("other", owner="w1", limit=10, ttl=_TTL)) == 1
+        await transport.finalize(
+            [FinalizeRequest(job_id=first[0].job_id, token=first[0].token, outcome=Complete())]
+        )
+        assert len(await _claim(transport)) == 1
+        clock.advance(_TTL)  # every lease expired, none reaped
+        assert len(await _claim(transport)) == 2
+        await transport.set_queue_config(QueueConfig(name="q", global_concurrency=0))
+        assert await _claim(transport) == []
+        assert (await transport.get_queue_config("q")).global_concurrency == 0
+
+    async def test_a_queue_cap_and_key_limits_apply_together(self, transport: Transport) -> None:
+        """Of the jobs the key limits let start, the queue's free slots take the first."""
+        await transport.set_queue_config(QueueConfig(name="q", global_concurrency=3))
+        await transport.set_limit("k", concurrency=1)
+        (k1, _k2) = await _keyed(transport, "k", 2)
+        (a, b, _c) = await _keyed(transport, None, 3)
+        assert [lease.job_id for lease in await _claim(transport, limit=10)] == [k1, a, b]
+        assert await _claim(transport) == []
+
+    async def test_racing_claimers_never_exceed_a_queue_cap(self, transport: Transport) -> None:
+        """However many claims run at once, the queue's live leases stay within its cap."""
+        await transport.set_queue_config(QueueConfig(name="q", global_concurrency=5))
+        await _keyed(transport, None, 30)
+        got: list[Lease] = []
+
+        async def claimer(n: int) -> None:
+            got.extend(await _claim(transport, limit=2, owner=f"w{n}"))
+
+        async with anyio.create_task_group() as tg:
+            for n in range(16):
+                tg.start_soon(claimer, n)
+        assert len(got) == 5
+        assert len({lease.job_id for lease in got}) == 5

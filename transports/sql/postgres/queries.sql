@@ -126,6 +126,10 @@ due AS (
       AND run_at <= (SELECT t FROM now)
       AND NOT EXISTS (SELECT 1 FROM {schema}.queues WHERE name = $1::text AND paused)
       AND NOT EXISTS (SELECT 1 FROM {schema}.limits)
+      AND NOT EXISTS (
+          SELECT 1 FROM {schema}.queues
+          WHERE name = $1::text AND global_concurrency IS NOT NULL
+      )
     ORDER BY priority, run_at, id
     LIMIT $2::integer
     FOR UPDATE SKIP LOCKED
@@ -146,7 +150,8 @@ RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.att
           j.concurrency_key, j.lease_token;
 
 -- name: any_limits
-SELECT EXISTS (SELECT 1 FROM {schema}.limits);
+SELECT EXISTS (SELECT 1 FROM {schema}.limits)
+    OR EXISTS (SELECT 1 FROM {schema}.queues WHERE global_concurrency IS NOT NULL);
 
 -- name: claim_candidates
 -- The limited claim, first of two statements of one transaction: lock up to $2 due jobs,
@@ -167,9 +172,17 @@ full_keys AS (
           AND r.lease_expires_at > (SELECT t FROM now)
     )
 ),
+-- A queue with a cluster-wide cap: its row is locked first, before any key's (candidates
+-- reads this), so every claimer takes its locks in one order.
+queue_lock AS (
+    SELECT name FROM {schema}.queues
+    WHERE name = $1::text AND global_concurrency IS NOT NULL
+    FOR UPDATE
+),
 candidates AS (
     SELECT id, concurrency_key, priority, run_at FROM {schema}.jobs
     WHERE queue = $1::text
+      AND (SELECT count(*) FROM queue_lock) >= 0
       AND state IN ('available', 'scheduled')
       AND run_at <= (SELECT t FROM now)
       AND NOT EXISTS (SELECT 1 FROM {schema}.queues WHERE name = $1::text AND paused)
@@ -185,13 +198,15 @@ locked AS (
     FOR UPDATE
 )
 SELECT c.id, c.concurrency_key, (SELECT count(*) FROM locked) AS locked,
-       EXISTS (SELECT 1 FROM {schema}.limits) AS limited
+       EXISTS (SELECT 1 FROM {schema}.limits)
+           OR EXISTS (SELECT 1 FROM {schema}.queues WHERE global_concurrency IS NOT NULL)
+           AS limited
 FROM candidates AS c
 ORDER BY c.priority, c.run_at, c.id;
 
 -- name: claim_chosen
 -- The limited claim, second statement: of the locked candidates ($1 ids, $2 keys, in claim
--- order) start those within their key's free slots, counted now.
+-- order) start those within their key's free slots and their queue's ($6), counted now.
 WITH now AS (
     SELECT coalesce($5::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
@@ -199,7 +214,7 @@ cand AS (
     SELECT * FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS c(id, key, ord)
 ),
 ranked AS (
-    SELECT id, key, row_number() OVER (PARTITION BY key ORDER BY ord) AS n FROM cand
+    SELECT id, key, ord, row_number() OVER (PARTITION BY key ORDER BY ord) AS n FROM cand
 ),
 chosen AS (
     SELECT ranked.id
@@ -210,6 +225,18 @@ chosen AS (
            WHERE r.state = 'running' AND r.concurrency_key = l.key
              AND r.lease_expires_at > (SELECT t FROM now)
        )
+    ORDER BY ranked.ord
+    -- A queue's cluster-wide cap ($6), its row locked by claim_candidates: its free slots
+    -- (NULL, no cap, is no LIMIT).
+    LIMIT (
+        SELECT greatest(0, q.global_concurrency - (
+            SELECT count(*) FROM {schema}.jobs AS r
+            WHERE r.state = 'running' AND r.queue = $6::text
+              AND r.lease_expires_at > (SELECT t FROM now)
+        ))
+        FROM {schema}.queues AS q
+        WHERE q.name = $6::text AND q.global_concurrency IS NOT NULL
+    )
 )
 UPDATE {schema}.jobs AS j
 SET state = 'running',
@@ -398,7 +425,8 @@ WHERE l.name = $1::text AND l.holder = $2::text AND l.expires_at > now.t
 RETURNING l.name;
 
 -- name: get_queue_config
-SELECT name, paused, concurrency, retention FROM {schema}.queues WHERE name = $1::text;
+SELECT name, paused, concurrency, retention, global_concurrency
+FROM {schema}.queues WHERE name = $1::text;
 
 -- name: set_limit
 INSERT INTO {schema}.limits (key, concurrency)
@@ -423,12 +451,13 @@ ORDER BY l.key;
 
 -- name: set_queue_config
 WITH up AS (
-    INSERT INTO {schema}.queues AS q (name, paused, concurrency, retention)
-    VALUES ($1::text, $2::boolean, $3::integer, $4::float8)
+    INSERT INTO {schema}.queues AS q (name, paused, concurrency, retention, global_concurrency)
+    VALUES ($1::text, $2::boolean, $3::integer, $4::float8, $5::integer)
     ON CONFLICT (name) DO UPDATE
     SET paused = excluded.paused,
         concurrency = excluded.concurrency,
-        retention = excluded.retention
+        retention = excluded.retention,
+        global_concurrency = excluded.global_concurrency
     RETURNING q.name, q.paused
 ),
 woken AS (
@@ -437,7 +466,8 @@ woken AS (
 SELECT count(*) FROM woken;
 
 -- name: list_queue_configs
-SELECT name, paused, concurrency, retention FROM {schema}.queues ORDER BY name;
+SELECT name, paused, concurrency, retention, global_concurrency
+FROM {schema}.queues ORDER BY name;
 
 -- name: cleanup
 WITH doomed AS (

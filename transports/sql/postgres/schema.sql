@@ -59,7 +59,9 @@ CREATE TABLE {schema}.queues (
     name text PRIMARY KEY,
     paused boolean NOT NULL DEFAULT false,
     concurrency integer,
-    retention double precision
+    retention double precision,
+    -- cluster-wide cap on the queue's live leases; NULL: none
+    global_concurrency integer CHECK (global_concurrency >= 0)
 );
 
 CREATE TABLE {schema}.leaders (

@@ -72,7 +72,7 @@ candidates AS (
     LIMIT :limit
 ),
 ranked AS (
-    SELECT id, concurrency_key AS key,
+    SELECT id, concurrency_key AS key, priority, run_at,
         row_number() OVER (PARTITION BY concurrency_key ORDER BY priority, run_at, id) AS n
     FROM candidates
 )
@@ -92,6 +92,14 @@ WHERE id IN (
             WHERE r.state = 'running' AND r.concurrency_key = l.key
                 AND r.lease_expires_at > :now
         )
+    ORDER BY ranked.priority, ranked.run_at, ranked.id
+    -- A queue's cluster-wide cap: its free slots (never negative: a negative LIMIT is none).
+    LIMIT max(0, coalesce(
+        (SELECT global_concurrency FROM queue_configs WHERE name = :queue)
+            - (SELECT count(*) FROM jobs AS q
+               WHERE q.state = 'running' AND q.queue = :queue AND q.lease_expires_at > :now),
+        :limit
+    ))
 )
 RETURNING
     id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
@@ -241,18 +249,21 @@ WHERE name = :name AND value = :expected
 RETURNING 1
 
 -- name: get_queue_config
-SELECT name, paused, concurrency, retention FROM queue_configs WHERE name = :name
+SELECT name, paused, concurrency, retention, global_concurrency
+FROM queue_configs WHERE name = :name
 
 -- name: set_queue_config
-INSERT INTO queue_configs (name, paused, concurrency, retention)
-VALUES (:name, :paused, :concurrency, :retention)
+INSERT INTO queue_configs (name, paused, concurrency, retention, global_concurrency)
+VALUES (:name, :paused, :concurrency, :retention, :global_concurrency)
 ON CONFLICT (name) DO UPDATE
 SET paused = excluded.paused,
     concurrency = excluded.concurrency,
-    retention = excluded.retention
+    retention = excluded.retention,
+    global_concurrency = excluded.global_concurrency
 
 -- name: list_queue_configs
-SELECT name, paused, concurrency, retention FROM queue_configs ORDER BY name
+SELECT name, paused, concurrency, retention, global_concurrency
+FROM queue_configs ORDER BY name
 
 -- name: set_limit
 INSERT INTO limits (key, concurrency)

@@ -60,7 +60,8 @@ CREATE TABLE queue_configs (
     name TEXT PRIMARY KEY,
     paused INTEGER NOT NULL DEFAULT 0,
     concurrency INTEGER,
-    retention REAL
+    retention REAL,
+    global_concurrency INTEGER  -- cluster-wide cap on the queue's live leases; NULL: none
 ) WITHOUT ROWID;
 
 CREATE TABLE cursors (

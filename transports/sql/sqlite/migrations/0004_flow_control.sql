@@ -6,6 +6,9 @@ ALTER TABLE jobs ADD COLUMN concurrency_key TEXT;
 CREATE INDEX jobs_key_running ON jobs (concurrency_key, lease_expires_at)
     WHERE state = 'running' AND concurrency_key IS NOT NULL;
 
+-- The most jobs of a queue holding a live lease at once, cluster-wide (NULL: no cap).
+ALTER TABLE queue_configs ADD COLUMN global_concurrency INTEGER;
+
 CREATE TABLE limits (
     key TEXT PRIMARY KEY,
     concurrency INTEGER NOT NULL
