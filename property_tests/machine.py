@@ -34,6 +34,7 @@ from .ops import (
     AcquireLeader,
     AdvanceCursor,
     CancelJob,
+    CapQueue,
     Claim,
     Enqueue,
     Finalize,
@@ -531,3 +532,8 @@ class FlowMachine(LeaseMachine):
     def set_limit(self, key: str, concurrency: int | None) -> None:
         """An operator sets, changes or removes a concurrency key's limit."""
         self._run(SetLimit(key, concurrency))
+
+    @rule(queue=st.sampled_from(QUEUES), cap=st.sampled_from([None, 1, 2, 3]))
+    def cap_queue(self, queue: str, cap: int | None) -> None:
+        """An operator caps (or uncaps) a queue's live leases cluster-wide."""
+        self._run(CapQueue(queue, queue in self.model.paused, cap))

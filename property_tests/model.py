@@ -75,7 +75,7 @@ ONE_LEADER = "at most one leader at a time, and the epoch grows on every hand-ov
 CURSOR_CAS = "a cursor moves only from the value it holds"
 MATCHES_MODEL = "every answer matches the reference model"
 LINEARIZABLE = "concurrent calls act as the same calls in some sequential order"
-KEY_LIMIT_HELD = "a claim never leaves a key more live leases than its limit"
+KEY_LIMIT_HELD = "a claim never leaves a key (or a capped queue) more live leases than its limit"
 
 PROPERTIES = (
     SINGLE_LIVE_LEASE,
@@ -183,6 +183,7 @@ class ReferenceModel:
         self.cursors: dict[str, float] = {}
         self.paused: set[str] = set()
         self.limits: dict[str, int] = {}  # concurrency key -> its limit
+        self.caps: dict[str, int] = {}  # queue -> its cluster-wide cap (global_concurrency)
 
     def clone(self) -> ReferenceModel:
         """An independent copy (to try one order of concurrent calls)."""
@@ -276,7 +277,27 @@ class ReferenceModel:
                     continue
                 free[key] -= 1
             taken.append(job)
+        if queue in self.caps:
+            taken = taken[: max(0, self.caps[queue] - self.live_in(queue, now))]
         return taken
+
+    def live_in(self, queue: str, now: float) -> int:
+        """Jobs of ``queue`` holding an unexpired lease at ``now``."""
+        return sum(
+            1
+            for job in self.jobs.values()
+            if job.running
+            and job.queue == queue
+            and job.lease_expires_at is not None
+            and job.lease_expires_at > now
+        )
+
+    def apply_queue_config(self, queue: str, paused: bool, cap: int | None) -> None:
+        self.apply_pause(queue, paused)
+        if cap is None:
+            self.caps.pop(queue, None)
+        else:
+            self.caps[queue] = cap
 
     def apply_set_limit(self, key: str, concurrency: int | None) -> None:
         if concurrency is None:
@@ -495,10 +516,12 @@ class ReferenceModel:
         )
 
     def apply_pause(self, queue: str, paused: bool) -> None:
+        """A config of the queue with only ``paused`` set: it also clears the queue's cap."""
         if paused:
             self.paused.add(queue)
         else:
             self.paused.discard(queue)
+        self.caps.pop(queue, None)
 
     # --- leadership and cursors ---------------------------------------------------------
 
@@ -629,6 +652,8 @@ class Ledger:
         self.grants: dict[str, list[_Grant]] = {}
         self.limits: dict[str, int] = {}  # concurrency key -> its limit, as last set
         self.keys: dict[int, str] = {}  # job id -> its concurrency key, as claims showed it
+        self.caps: dict[str, int] = {}  # queue -> its cluster-wide cap, as last set
+        self.queues: dict[int, str] = {}  # job id -> its queue, as claims showed it
 
     def clone(self) -> Ledger:
         """An independent copy (to try one order of concurrent calls)."""
@@ -677,6 +702,20 @@ class Ledger:
             self.counted[lease.job_id] += 1
             if lease.job.concurrency_key is not None:
                 self.keys[lease.job_id] = lease.job.concurrency_key
+            self.queues[lease.job_id] = lease.job.queue
+        for queue in sorted({lease.job.queue for lease in leases} & set(self.caps)):
+            live = sum(
+                1
+                for record in self.latest.values()
+                if record.open
+                and record.expires_at > now
+                and self.queues.get(record.job_id) == queue
+            )
+            _expect(
+                live <= self.caps[queue],
+                KEY_LIMIT_HELD,
+                f"a claim left queue {queue!r} {live} live leases; its cap is {self.caps[queue]}",
+            )
         started = {lease.job.concurrency_key for lease in leases} & set(self.limits)
         for limited in sorted(k for k in started if k is not None):
             live = self.live(limited, now)
@@ -694,6 +733,12 @@ class Ledger:
             for record in self.latest.values()
             if record.open and record.expires_at > now and self.keys.get(record.job_id) == key
         )
+
+    def queue_configured(self, queue: str, cap: int | None) -> None:
+        if cap is None:
+            self.caps.pop(queue, None)
+        else:
+            self.caps[queue] = cap
 
     def limit_set(self, key: str, concurrency: int | None) -> None:
         if concurrency is None:
