@@ -517,12 +517,15 @@ def status(url: str, loop: str) -> None:
         for state in JobState:
             table.add_column(state.value, justify="right")
         table.add_column("paused")
+        table.add_column("cluster cap", justify="right")
         for c in counts:
             config = configs.get(c.queue)
+            cap = config.global_concurrency if config else None
             table.add_row(
                 c.queue,
                 *(str(c[state]) for state in JobState),
                 "yes" if config and config.paused else "",
+                "" if cap is None else str(cap),
             )
         console = Console()
         console.print(table)
@@ -619,6 +622,13 @@ def cancel(job_id: int, url: str, loop: str) -> None:
     default=None,
     help="How long finished jobs are kept (3600, 1h, 7d).",
 )
+@click.option(
+    "--global-concurrency",
+    type=click.IntRange(0, INT32_MAX),
+    default=None,
+    help="Most jobs of this queue running at once, cluster-wide.",
+)
+@click.option("--no-global-concurrency", is_flag=True, help="Remove the cluster-wide cap.")
 @_loop_option
 def queue(
     queue: str,
@@ -626,6 +636,8 @@ def queue(
     pause: bool | None,
     concurrency: int | None,
     retention: float | None,
+    global_concurrency: int | None,
+    no_global_concurrency: bool,
     loop: str,
 ) -> None:
     """Show or change a QUEUE's settings (running nodes follow within seconds).
@@ -639,6 +651,10 @@ def queue(
         changes["concurrency"] = concurrency
     if retention is not None:
         changes["retention"] = retention
+    if global_concurrency is not None and no_global_concurrency:
+        raise click.UsageError("give --global-concurrency N or --no-global-concurrency, not both")
+    if global_concurrency is not None or no_global_concurrency:
+        changes["global_concurrency"] = global_concurrency
     if changes:
         QueueConfig(name=queue, **changes)  # refuse a value no node could honour before connecting
 
@@ -650,11 +666,12 @@ def queue(
                 paused=changes.get("paused", config.paused),
                 concurrency=changes.get("concurrency", config.concurrency),
                 retention=changes.get("retention", config.retention),
+                global_concurrency=changes.get("global_concurrency", config.global_concurrency),
             )
             await transport.set_queue_config(config)
         click.echo(
             f"{config.name}: paused={config.paused} concurrency={config.concurrency} "
-            f"retention={config.retention}"
+            f"retention={config.retention} global_concurrency={config.global_concurrency}"
         )
 
     _run(loop, lambda: _with_transport(url, run, create=bool(changes)))

@@ -148,6 +148,10 @@ def test_queue_settings(url: str) -> None:
         "queue", "mail", "-t", url, "--pause", "--concurrency", "3"
     )
     assert "paused=False" in run("queue", "mail", "-t", url, "--resume")
+    assert "global_concurrency=4" in run("queue", "mail", "-t", url, "--global-concurrency", "4")
+    assert "concurrency=3" in run("queue", "mail", "-t", url)  # a cap change keeps the rest
+    shown = run("queue", "mail", "-t", url, "--no-global-concurrency")
+    assert "global_concurrency=None" in shown
 
 
 def test_migrate(url: str) -> None:
