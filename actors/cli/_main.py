@@ -517,15 +517,12 @@ def status(url: str, loop: str) -> None:
         for state in JobState:
             table.add_column(state.value, justify="right")
         table.add_column("paused")
-        table.add_column("cluster cap", justify="right")
         for c in counts:
             config = configs.get(c.queue)
-            cap = config.global_concurrency if config else None
             table.add_row(
                 c.queue,
                 *(str(c[state]) for state in JobState),
                 "yes" if config and config.paused else "",
-                "" if cap is None else str(cap),
             )
         console = Console()
         console.print(table)
