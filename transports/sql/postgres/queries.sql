@@ -164,13 +164,18 @@ SELECT EXISTS (SELECT 1 FROM {schema}.limits)
 WITH now AS (
     SELECT coalesce($3::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
+-- The live leases are counted by key from the running jobs (few), not per limit (many).
+live AS (
+    SELECT concurrency_key AS key, count(*) AS n FROM {schema}.jobs
+    WHERE state = 'running' AND concurrency_key IS NOT NULL
+      AND lease_expires_at > (SELECT t FROM now)
+    GROUP BY concurrency_key
+),
 full_keys AS (
-    SELECT l.key FROM {schema}.limits AS l
-    WHERE l.concurrency <= (
-        SELECT count(*) FROM {schema}.jobs AS r
-        WHERE r.state = 'running' AND r.concurrency_key = l.key
-          AND r.lease_expires_at > (SELECT t FROM now)
-    )
+    SELECT l.key FROM {schema}.limits AS l JOIN live ON live.key = l.key
+    WHERE l.concurrency <= live.n
+    UNION ALL
+    SELECT key FROM {schema}.limits WHERE concurrency <= 0
 ),
 -- A queue with a cluster-wide cap: its row is locked first, before any key's (candidates
 -- reads this), so every claimer takes its locks in one order.

@@ -52,13 +52,17 @@ RETURNING id
 -- One statement under the write lock, so the live leases counted per key stay true until the
 -- update: a key at its limit is passed over (full_keys), and of the candidates taken no more
 -- per key than its free slots start (ranked); the rest stay due, their attempt unspent.
-WITH full_keys AS (
-    SELECT l.key
-    FROM limits AS l
-    WHERE l.concurrency <= (
-        SELECT count(*) FROM jobs AS r
-        WHERE r.state = 'running' AND r.concurrency_key = l.key AND r.lease_expires_at > :now
-    )
+-- The live leases are counted by key from the running jobs (few), not per limit (many).
+WITH live AS (
+    SELECT concurrency_key AS key, count(*) AS n
+    FROM jobs
+    WHERE state = 'running' AND concurrency_key IS NOT NULL AND lease_expires_at > :now
+    GROUP BY concurrency_key
+),
+full_keys AS (
+    SELECT l.key FROM limits AS l JOIN live ON live.key = l.key WHERE l.concurrency <= live.n
+    UNION ALL
+    SELECT key FROM limits WHERE concurrency <= 0
 ),
 candidates AS (
     SELECT id, concurrency_key, priority, run_at
