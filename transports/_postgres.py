@@ -626,7 +626,7 @@ class PostgresTransport(Transport):
         woken: set[str] = set()
         for position, state, queue, _ in rows:
             results[sent[position - 1]] = FinalizeResult.APPLIED
-            if state == "available":
+            if state == "available" or self._limited:  # with limits, a slot may be free now
                 woken.add(queue)
         self._wake(woken)
         return results

@@ -232,6 +232,8 @@ class SQLiteTransport(Transport):
         self._closed = False
         self._lock = anyio.Lock()
         self._waiters = Waiters()
+        # Queues whose finalizes may free a slot of a limit: a freed slot wakes their claimers.
+        self._flow_queues: set[str] = set()
         self._pending: set[anyio.Event] = set()  # every waiter, woken by aclose
         # Watches other connections' commits while anyone waits (file databases only).
         self._watcher: asyncio.Task[None] | None = None
@@ -558,6 +560,8 @@ class SQLiteTransport(Transport):
         )
         # RETURNING yields rows in no particular order; hand them out in claim order.
         rows.sort(key=lambda row: (row[5], row[6], row[0]))
+        if any(row[17] is not None for row in rows):
+            self._flow_queues.add(queue)
         return [
             Lease(job=_job(row), token=row[18], owner=owner, expires_at=expires_at) for row in rows
         ]
@@ -633,7 +637,13 @@ class SQLiteTransport(Transport):
             request = requests[index]
             if (request.job_id, request.token) in owned:
                 results[index] = FinalizeResult.APPLIED
-        self._wake({queue for _id, _token, queue, state in applied if state == "available"})
+        self._wake(
+            {
+                queue
+                for _id, _token, queue, state in applied
+                if state == "available" or queue in self._flow_queues
+            }
+        )
         return results
 
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
@@ -796,6 +806,8 @@ class SQLiteTransport(Transport):
                 "global_concurrency": config.global_concurrency,
             },
         )
+        if config.global_concurrency is not None:
+            self._flow_queues.add(config.name)
         if not config.paused:
             self._wake({config.name})
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from .._base import Transport
@@ -247,3 +248,29 @@ class TransportFlowControl:
                 tg.start_soon(claimer, n)
         assert len(got) == 5
         assert len({lease.job_id for lease in got}) == 5
+
+    async def test_a_freed_slot_wakes_the_claimers(self, transport: Transport) -> None:
+        """Completing a job of a full key wakes this transport's ``wait_for_work`` callers of
+        its queue, so the next job of the key starts without waiting for a poll."""
+        await transport.set_limit("k", concurrency=1)
+        await _keyed(transport, "k", 2)
+        (lease,) = await _claim(transport)
+        started = anyio.Event()
+        returned = anyio.Event()
+
+        async def waiter() -> None:
+            started.set()
+            await transport.wait_for_work(["q"])
+            returned.set()
+
+        with anyio.fail_after(5):  # real seconds: a safety net, never a wait
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waiter)
+                await started.wait()
+                for _ in range(20):
+                    await anyio.lowlevel.checkpoint()
+                await transport.finalize(
+                    [FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=Complete())]
+                )
+                await returned.wait()
+        assert len(await _claim(transport)) == 1
