@@ -26,6 +26,7 @@ from ._errors import (
     UnsupportedURL,
 )
 from ._memory import MemoryStore, MemoryTransport
+from ._observed import BUCKET_BOUNDS, COUNTERS, MINUTE, Histogram, NodeInfo, QueueStats, minute_of
 from ._records import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -46,13 +47,17 @@ if TYPE_CHECKING:
     from ._sqlite import SQLiteTransport
 
 __all__ = [
+    "BUCKET_BOUNDS",
+    "COUNTERS",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "MINUTE",
     "CancelResult",
     "ConnectionLost",
     "Counts",
     "EnqueueRequest",
     "EnqueueResult",
+    "Histogram",
     "InvalidQueueName",
     "InvalidRequest",
     "Job",
@@ -62,10 +67,12 @@ __all__ = [
     "KeyLimit",
     "MemoryStore",
     "MemoryTransport",
+    "NodeInfo",
     "PayloadNotSerializable",
     "PayloadTooLarge",
     "PostgresTransport",
     "QueueConfig",
+    "QueueStats",
     "SQLiteTransport",
     "SchemaVersionMismatch",
     "StoreNotFound",
@@ -75,6 +82,7 @@ __all__ = [
     "TransportError",
     "UnsupportedURL",
     "connect",
+    "minute_of",
     "redact_url",
 ]
 

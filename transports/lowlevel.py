@@ -9,6 +9,7 @@ from ._bridge import AsyncioLoopThread, BridgedTransport
 from ._clock import WallClock
 from ._errors import map_exceptions
 from ._forward import ForwardingTransport
+from ._observed import MAX_NODE_QUEUES, bucket_of, rows_of_cells, sum_cells
 from ._plumbing import Waiters, distinct_pairs, encode_outcome, fold_batch, unfold_results
 from ._records import (
     Cancel,
@@ -50,10 +51,12 @@ from ._validate import (
     check_leader,
     check_limit,
     check_name,
+    check_node_id,
     check_optional_name,
     check_queues,
     check_release,
     check_set_limit,
+    check_stats_range,
     check_time,
     clean_text,
     validate_name,
@@ -67,6 +70,7 @@ __all__ = [
     "MAX_CONCURRENCY",
     "MAX_LABEL_LENGTH",
     "MAX_NAME_LENGTH",
+    "MAX_NODE_QUEUES",
     "AsyncioLoopThread",
     "BridgedTransport",
     "Cancel",
@@ -87,6 +91,7 @@ __all__ = [
     "TimeSource",
     "Waiters",
     "WallClock",
+    "bucket_of",
     "check_advance",
     "check_claim",
     "check_cleanup",
@@ -100,11 +105,13 @@ __all__ = [
     "check_leader",
     "check_limit",
     "check_name",
+    "check_node_id",
     "check_optional_name",
     "check_queues",
     "check_release",
     "check_set_limit",
     "check_state",
+    "check_stats_range",
     "check_time",
     "clean_text",
     "distinct_pairs",
@@ -112,6 +119,8 @@ __all__ = [
     "encode_payload",
     "fold_batch",
     "map_exceptions",
+    "rows_of_cells",
+    "sum_cells",
     "unfold_results",
     "validate_name",
 ]

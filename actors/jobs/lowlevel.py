@@ -13,6 +13,7 @@ from ._cron import Cron
 from ._decide import event_of, failure_of, may_start, outcome_of
 from ._events import EventBus
 from ._execute import Execution, execute, lose, request_cancel
+from ._history import History, HistoryMessage, StatsRecorder
 from ._leases import (
     Beat,
     CancelsRequested,
@@ -27,6 +28,7 @@ from ._leases import (
 from ._periodic import PeriodicActor, PeriodicMessage, RunNow, Tick
 from ._queue import DrainWorkers, QueueSupervisor, Reconfigure, WorkerCount
 from ._reaper import Reaper
+from ._registry import NodeRegistry
 from ._topology import default_node_id
 from ._worker import Drain, Worker, WorkerMessage
 
@@ -45,11 +47,14 @@ __all__ = [
     "Flush",
     "Forget",
     "Handler",
+    "History",
+    "HistoryMessage",
     "Hold",
     "LeaseKeeper",
     "LeaseKeeperMessage",
     "LeaseLink",
     "LeasesLost",
+    "NodeRegistry",
     "PeriodicActor",
     "PeriodicMessage",
     "Poll",
@@ -60,6 +65,7 @@ __all__ = [
     "RenewNow",
     "Run",
     "RunNow",
+    "StatsRecorder",
     "StopClaiming",
     "Tick",
     "Worker",

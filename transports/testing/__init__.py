@@ -11,6 +11,7 @@ from ._conformance import TransportConformance, TransportFactory
 from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
 from ._flow import TransportFlowControl
+from ._observing import TransportObserving
 from ._sql_mutants import SQLMutant, rewrite_query
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "TransportFactory",
     "TransportFinePrint",
     "TransportFlowControl",
+    "TransportObserving",
     "rewrite_query",
 ]

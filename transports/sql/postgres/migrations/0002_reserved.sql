@@ -1,2 +1,2 @@
--- 0002: reserved (another change of the schema takes this number).
+-- Reserved for the migration of another branch (error history, operator actions): a no-op.
 SELECT 1;
