@@ -45,6 +45,7 @@ __all__ = [
     "EXPIRED_RECLAIMABLE",
     "FRESH_TOKEN",
     "JOBS_CONSERVED",
+    "KEY_LIMIT_HELD",
     "LINEARIZABLE",
     "MATCHES_MODEL",
     "ONE_CLAIMANT",
@@ -74,6 +75,7 @@ ONE_LEADER = "at most one leader at a time, and the epoch grows on every hand-ov
 CURSOR_CAS = "a cursor moves only from the value it holds"
 MATCHES_MODEL = "every answer matches the reference model"
 LINEARIZABLE = "concurrent calls act as the same calls in some sequential order"
+KEY_LIMIT_HELD = "a claim never leaves a key (or a capped queue) more live leases than its limit"
 
 PROPERTIES = (
     SINGLE_LIVE_LEASE,
@@ -89,6 +91,7 @@ PROPERTIES = (
     CURSOR_CAS,
     MATCHES_MODEL,
     LINEARIZABLE,
+    KEY_LIMIT_HELD,
 )
 
 
@@ -129,6 +132,7 @@ class ModelJob:
     max_attempts: int
     dedupe_key: str | None
     created_at: float
+    concurrency_key: str | None = None
     waiting: bool = True  # scheduled or available; which one is decided by run_at and now
     state: JobState = JobState.SCHEDULED  # meaningful only when not waiting
     attempt: int = 0
@@ -178,6 +182,8 @@ class ReferenceModel:
         self.leaders: dict[str, _ModelLeader] = {}
         self.cursors: dict[str, float] = {}
         self.paused: set[str] = set()
+        self.limits: dict[str, int] = {}  # concurrency key -> its limit
+        self.caps: dict[str, int] = {}  # queue -> its cluster-wide cap (global_concurrency)
 
     def clone(self) -> ReferenceModel:
         """An independent copy (to try one order of concurrent calls)."""
@@ -231,6 +237,7 @@ class ReferenceModel:
                 max_attempts=request.max_attempts,
                 dedupe_key=request.dedupe_key,
                 created_at=now,
+                concurrency_key=request.concurrency_key,
             )
 
     # --- working ------------------------------------------------------------------------
@@ -241,6 +248,62 @@ class ReferenceModel:
             return []
         due = [job for job in self.jobs.values() if job.queue == queue and job.due(now)]
         return sorted(due, key=lambda job: (job.priority, job.run_at, job.id))
+
+    def live(self, key: str, now: float) -> int:
+        """Jobs of concurrency key ``key`` holding an unexpired lease at ``now``."""
+        return sum(
+            1
+            for job in self.jobs.values()
+            if job.running
+            and job.concurrency_key == key
+            and job.lease_expires_at is not None
+            and job.lease_expires_at > now
+        )
+
+    def claimable_in_order(self, queue: str, limit: int, now: float) -> list[ModelJob]:
+        """What a claim of ``limit`` jobs of ``queue`` takes at ``now`` (see Transport.claim):
+        the first ``limit`` due jobs of keys with room, each key within its free slots."""
+        free = {key: n - self.live(key, now) for key, n in self.limits.items()}
+        candidates = [
+            job
+            for job in self.due_in_order(queue, now)
+            if job.concurrency_key not in free or free[job.concurrency_key] > 0
+        ][:limit]
+        taken = []
+        for job in candidates:
+            key = job.concurrency_key
+            if key in free:
+                if free[key] <= 0:
+                    continue
+                free[key] -= 1
+            taken.append(job)
+        if queue in self.caps:
+            taken = taken[: max(0, self.caps[queue] - self.live_in(queue, now))]
+        return taken
+
+    def live_in(self, queue: str, now: float) -> int:
+        """Jobs of ``queue`` holding an unexpired lease at ``now``."""
+        return sum(
+            1
+            for job in self.jobs.values()
+            if job.running
+            and job.queue == queue
+            and job.lease_expires_at is not None
+            and job.lease_expires_at > now
+        )
+
+    def apply_queue_config(self, queue: str, paused: bool, cap: int | None) -> None:
+        self.apply_pause(queue, paused)
+        if cap is None:
+            self.caps.pop(queue, None)
+        else:
+            self.caps[queue] = cap
+
+    def apply_set_limit(self, key: str, concurrency: int | None) -> None:
+        if concurrency is None:
+            self.limits.pop(key, None)
+        else:
+            self.limits[key] = concurrency
 
     def apply_claim(
         self,
@@ -265,7 +328,7 @@ class ReferenceModel:
                 f"racing claim({queue!r}, limit={limit}) gave jobs {got}; due: {due}",
             )
         else:
-            expected = due[:limit]
+            expected = [job.id for job in self.claimable_in_order(queue, limit, now)]
             _expect(
                 got == expected,
                 MATCHES_MODEL,
@@ -453,10 +516,12 @@ class ReferenceModel:
         )
 
     def apply_pause(self, queue: str, paused: bool) -> None:
+        """A config of the queue with only ``paused`` set: it also clears the queue's cap."""
         if paused:
             self.paused.add(queue)
         else:
             self.paused.discard(queue)
+        self.caps.pop(queue, None)
 
     # --- leadership and cursors ---------------------------------------------------------
 
@@ -530,6 +595,7 @@ class ReferenceModel:
             "attempt": job.attempt,
             "max_attempts": job.max_attempts,
             "dedupe_key": job.dedupe_key,
+            "concurrency_key": job.concurrency_key,
             "lease_owner": job.lease_owner,
             "lease_expires_at": job.lease_expires_at,
             "cancel_requested": job.cancel_requested,
@@ -584,6 +650,10 @@ class Ledger:
         self.enqueued: set[int] = set()
         self.cancelling: set[int] = set()  # jobs whose cancel the transport said it requested
         self.grants: dict[str, list[_Grant]] = {}
+        self.limits: dict[str, int] = {}  # concurrency key -> its limit, as last set
+        self.keys: dict[int, str] = {}  # job id -> its concurrency key, as claims showed it
+        self.caps: dict[str, int] = {}  # queue -> its cluster-wide cap, as last set
+        self.queues: dict[int, str] = {}  # job id -> its queue, as claims showed it
 
     def clone(self) -> Ledger:
         """An independent copy (to try one order of concurrent calls)."""
@@ -630,6 +700,51 @@ class Ledger:
             self.leases[key] = record
             self.latest[lease.job_id] = record
             self.counted[lease.job_id] += 1
+            if lease.job.concurrency_key is not None:
+                self.keys[lease.job_id] = lease.job.concurrency_key
+            self.queues[lease.job_id] = lease.job.queue
+        for queue in sorted({lease.job.queue for lease in leases} & set(self.caps)):
+            live = sum(
+                1
+                for record in self.latest.values()
+                if record.open
+                and record.expires_at > now
+                and self.queues.get(record.job_id) == queue
+            )
+            _expect(
+                live <= self.caps[queue],
+                KEY_LIMIT_HELD,
+                f"a claim left queue {queue!r} {live} live leases; its cap is {self.caps[queue]}",
+            )
+        started = {lease.job.concurrency_key for lease in leases} & set(self.limits)
+        for limited in sorted(k for k in started if k is not None):
+            live = self.live(limited, now)
+            _expect(
+                live <= self.limits[limited],
+                KEY_LIMIT_HELD,
+                f"a claim left key {limited!r} {live} live leases; "
+                f"its limit is {self.limits[limited]}",
+            )
+
+    def live(self, key: str, now: float) -> int:
+        """The open, unexpired leases the transport granted for jobs of ``key``."""
+        return sum(
+            1
+            for record in self.latest.values()
+            if record.open and record.expires_at > now and self.keys.get(record.job_id) == key
+        )
+
+    def queue_configured(self, queue: str, cap: int | None) -> None:
+        if cap is None:
+            self.caps.pop(queue, None)
+        else:
+            self.caps[queue] = cap
+
+    def limit_set(self, key: str, concurrency: int | None) -> None:
+        if concurrency is None:
+            self.limits.pop(key, None)
+        else:
+            self.limits[key] = concurrency
 
     def renewed(self, request: RenewRequest, result: RenewResult, ttl: float, now: float) -> None:
         if result is RenewResult.LOST:

@@ -35,6 +35,7 @@ from transports.lowlevel import (
 )
 
 __all__ = [
+    "FLOW_MUTANTS",
     "MEMORY_MUTANTS",
     "SQLITE_MUTANTS",
     "ClaimWithoutLock",
@@ -43,6 +44,8 @@ __all__ = [
     "FinalizeIgnoresToken",
     "LeaderIgnoresTTL",
     "LeaderNeverExpires",
+    "LimitCountsExpiredLeases",
+    "LimitIgnoresRunning",
     "ReapGivesAttemptBack",
     "ReapIgnoresExpiry",
     "ReapMissesTheBoundary",
@@ -50,6 +53,7 @@ __all__ = [
     "RenewRevivesExpired",
     "SQLiteClaimWithoutLock",
     "SQLiteFinalizeIgnoresToken",
+    "SQLiteLimitPerCandidateIgnored",
     "SQLiteReapIgnoresExpiry",
     "SQLiteRenewIgnoresToken",
 ]
@@ -224,6 +228,22 @@ class LeaderNeverExpires(MemoryTransport):
         return await super().acquire_leader(name, holder=holder, ttl=ttl)
 
 
+class LimitIgnoresRunning(MemoryTransport):
+    """The limiter counts only the jobs of its own claim, not the ones already running: each
+    claim alone keeps within the limit, claims one after another do not."""
+
+    def _live(self, key: str, now: float) -> int:
+        return 0
+
+
+class LimitCountsExpiredLeases(MemoryTransport):
+    """The limiter counts every running job, expired leases too: a key whose holders died
+    waits for the reaper, though its slots are free."""
+
+    def _live(self, key: str, now: float) -> int:
+        return len(self._store.keyed.get(key, {}))
+
+
 MEMORY_MUTANTS: tuple[type[MemoryTransport], ...] = (
     ClaimWithoutLock,
     RenewIgnoresToken,
@@ -310,7 +330,7 @@ WHERE id IN (SELECT value FROM json_each(:ids))
 RETURNING
     id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
     dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at,
-    cancel_requested, lease_token
+    cancel_requested, concurrency_key, lease_token
 """
 
 
@@ -332,9 +352,20 @@ class SQLiteClaimWithoutLock(SQLiteTransport):
         )
         rows.sort(key=lambda row: (row[5], row[6], row[0]))
         return [
-            Lease(job=_sqlite_job(row), token=row[17], owner=owner, expires_at=now + ttl)
+            Lease(job=_sqlite_job(row), token=row[18], owner=owner, expires_at=now + ttl)
             for row in rows
         ]
+
+
+_CLAIM_GREEDY = _without("claim", "WHERE l.key IS NULL", "WHERE 1 = 1")
+
+
+class SQLiteLimitPerCandidateIgnored(SQLiteTransport):
+    """The claim passes over full keys but starts every candidate of a key with room: one
+    claim of several jobs of that key overshoots its free slots."""
+
+    async def _fetch(self, sql: str, params: Any = ()) -> list[Any]:
+        return await super()._fetch(_CLAIM_GREEDY if sql == _Q["claim"] else sql, params)
 
 
 SQLITE_MUTANTS: tuple[type[SQLiteTransport], ...] = (
@@ -343,3 +374,10 @@ SQLITE_MUTANTS: tuple[type[SQLiteTransport], ...] = (
     SQLiteFinalizeIgnoresToken,
     SQLiteReapIgnoresExpiry,
 )
+
+FLOW_MUTANTS: tuple[type[MemoryTransport] | type[SQLiteTransport], ...] = (
+    LimitIgnoresRunning,
+    LimitCountsExpiredLeases,
+    SQLiteLimitPerCandidateIgnored,
+)
+"""The broken limiters: hunted by the flow machine (the lease machine sets no limits)."""

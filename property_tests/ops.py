@@ -32,6 +32,7 @@ __all__ = [
     "AcquireLeader",
     "AdvanceCursor",
     "CancelJob",
+    "CapQueue",
     "Claim",
     "Enqueue",
     "Finalize",
@@ -41,6 +42,7 @@ __all__ = [
     "Reap",
     "ReleaseLeader",
     "Renew",
+    "SetLimit",
     "settle",
 ]
 
@@ -176,8 +178,45 @@ class Pause(Op):
     async def run(self, transport: Transport) -> Any:
         await transport.set_queue_config(QueueConfig(name=self.queue, paused=self.paused))
 
+    def record(self, ledger: Ledger, result: Any, now: float) -> None:
+        ledger.queue_configured(self.queue, None)
+
     def apply(self, model: ReferenceModel, result: Any, now: float) -> None:
         model.apply_pause(self.queue, self.paused)
+
+
+@attrs.frozen
+class CapQueue(Op):
+    """Set a queue's cluster-wide cap (``global_concurrency``), keeping its pause."""
+
+    queue: str
+    paused: bool
+    cap: int | None
+
+    async def run(self, transport: Transport) -> Any:
+        config = QueueConfig(name=self.queue, paused=self.paused, global_concurrency=self.cap)
+        await transport.set_queue_config(config)
+
+    def record(self, ledger: Ledger, result: Any, now: float) -> None:
+        ledger.queue_configured(self.queue, self.cap)
+
+    def apply(self, model: ReferenceModel, result: Any, now: float) -> None:
+        model.apply_queue_config(self.queue, self.paused, self.cap)
+
+
+@attrs.frozen
+class SetLimit(Op):
+    key: str
+    concurrency: int | None
+
+    async def run(self, transport: Transport) -> Any:
+        await transport.set_limit(self.key, concurrency=self.concurrency)
+
+    def record(self, ledger: Ledger, result: Any, now: float) -> None:
+        ledger.limit_set(self.key, self.concurrency)
+
+    def apply(self, model: ReferenceModel, result: Any, now: float) -> None:
+        model.apply_set_limit(self.key, self.concurrency)
 
 
 @attrs.frozen
@@ -283,7 +322,9 @@ def settle(
         except Violation as violation:
             failures.append(violation)
             continue
-        if claim_race:
+        if claim_race and not model.limits and not model.caps:
+            # With limits each claim's candidates depend on the ones before it; the ledger
+            # holds every key within its limit whatever the order.
             _took_the_first_due(done, model, now)
         return trial_model, trial_ledger
     props = {failure.prop for failure in failures}

@@ -18,6 +18,7 @@ from transports import EnqueueRequest
 from transports.lowlevel import Cancel, Complete, Discard, Outcome, Release, Retry, Snooze
 
 __all__ = [
+    "CONCURRENCY_KEYS",
     "CURSOR_NAMES",
     "HOLDERS",
     "LEADER_NAMES",
@@ -31,6 +32,9 @@ __all__ = [
     "cursor_values",
     "enqueue_batches",
     "enqueue_specs",
+    "key_limits",
+    "keyed_enqueue_batches",
+    "keyed_enqueue_specs",
     "limits",
     "outcome_specs",
     "picks",
@@ -45,6 +49,7 @@ WORKERS = ("w0", "w1", "w2")
 HOLDERS = ("n0", "n1", "n2")
 LEADER_NAMES = ("cron", "cleanup")
 CURSOR_NAMES = ("tick.a", "tick.b")
+CONCURRENCY_KEYS = ("k1", "k2")
 
 RUNTIME_RNG = random.Random(0)
 """The seeded RNG the runtime tests hand to their nodes; hypothesis reseeds it every example."""
@@ -67,6 +72,9 @@ picks = st.integers(min_value=0, max_value=1 << 16)
 
 cursor_values = st.sampled_from([1.0, 2.0, 3.0, 60.0])
 
+key_limits = st.sampled_from([None, 0, 1, 1, 2])
+"""A concurrency key's limit (None removes it): small, so keys fill up."""
+
 
 @attrs.frozen
 class EnqueueSpec:
@@ -79,6 +87,7 @@ class EnqueueSpec:
     max_attempts: int
     dedupe_key: str | None
     payload: int
+    concurrency_key: str | None = None
 
     def request(self, now: float) -> EnqueueRequest:
         """The request, as sent at ``now``."""
@@ -96,6 +105,7 @@ class EnqueueSpec:
             priority=self.priority,
             max_attempts=self.max_attempts,
             dedupe_key=self.dedupe_key,
+            concurrency_key=self.concurrency_key,
             **timing,  # type: ignore[arg-type]
         )
 
@@ -113,6 +123,14 @@ enqueue_specs = st.builds(
 """One job; keyed jobs are common enough to collide."""
 
 enqueue_batches = st.lists(enqueue_specs, min_size=1, max_size=3)
+
+keyed_enqueue_specs = st.tuples(
+    enqueue_specs,
+    st.sampled_from([None, CONCURRENCY_KEYS[0], CONCURRENCY_KEYS[0], CONCURRENCY_KEYS[1]]),
+).map(lambda pair: attrs.evolve(pair[0], concurrency_key=pair[1]))
+"""One job, most often with a concurrency key of the few the flow machine limits."""
+
+keyed_enqueue_batches = st.lists(keyed_enqueue_specs, min_size=1, max_size=3)
 
 
 @attrs.frozen

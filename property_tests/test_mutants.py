@@ -21,9 +21,10 @@ from transports import MemoryTransport, SQLiteTransport
 from .conftest import FINDINGS, examples
 from .harness import Harness, MemoryBackend, SQLiteBackend
 from .interleavings import run_schedules
-from .machine import LeaseMachine
+from .machine import FlowMachine, LeaseMachine
 from .model import Violation
 from .mutants import (
+    FLOW_MUTANTS,
     MEMORY_MUTANTS,
     SQLITE_MUTANTS,
     ClaimWithoutLock,
@@ -89,6 +90,22 @@ def test_stateful_suite_catches_sqlite_mutant(
         mutant,
         harness,
         lambda: run_state_machine_as_test(lambda: LeaseMachine(harness), settings=_hunting()),
+    )
+
+
+@pytest.mark.parametrize("mutant", FLOW_MUTANTS, ids=lambda m: m.__name__)
+def test_flow_suite_catches_broken_limiter(mutant: type, tmp_path: Path) -> None:
+    """The flow machine finds a counterexample against each broken limiter."""
+    if issubclass(mutant, SQLiteTransport):
+        backend: MemoryBackend | SQLiteBackend = SQLiteBackend(str(tmp_path / "jobs.db"), mutant)
+    else:
+        backend = MemoryBackend(mutant)
+    harness = Harness("asyncio", backend)
+    _hunt(
+        "flow",
+        mutant,
+        harness,
+        lambda: run_state_machine_as_test(lambda: FlowMachine(harness), settings=_hunting()),
     )
 
 

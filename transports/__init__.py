@@ -37,6 +37,7 @@ from ._records import (
     Job,
     JobState,
     JsonValue,
+    KeyLimit,
     QueueConfig,
 )
 from ._url import redact_url
@@ -63,6 +64,7 @@ __all__ = [
     "JobNotFound",
     "JobState",
     "JsonValue",
+    "KeyLimit",
     "MemoryStore",
     "MemoryTransport",
     "NodeInfo",

@@ -44,10 +44,23 @@ Rules that hold for every method:
     (:class:`~transports.PayloadNotSerializable`) and at most ``max_payload_bytes`` encoded
     (:class:`~transports.PayloadTooLarge`);
   - *queue configs* (:class:`~transports.QueueConfig`, checked when built): ``concurrency``
-    None or 0-10,000, ``retention`` None or finite >= 0; a stored value out of range (written
+    None or 0-10,000, ``global_concurrency`` None or 0 to 2**31 - 1, ``retention`` None or
+    finite >= 0; a stored value out of range (written
     by another tool) reads back as None, the node default, so no stored value crashes a node;
   - *error texts* (``Retry.error``, ``Discard.error``, ``Cancel.reason``) are stored as given,
     with NUL and lone surrogates replaced by U+FFFD.
+* **Flow control.** A job may name a *concurrency key* at enqueue (``EnqueueRequest.
+  concurrency_key``); ``set_limit(key, concurrency=n)`` caps the key cluster-wide: at most
+  ``n`` jobs with that key hold a *live* lease (running, ``now < lease_expires_at``) at any
+  moment. The claim enforces it inside its own atomic step (the claim's transaction on the SQL
+  backends, serialized per key on PostgreSQL by locking the key's ``limits`` row), so no
+  interleaving of claimers on any number of nodes exceeds it. A job whose key is at its limit
+  is skipped by the claim: it stays waiting with its attempt unspent, and the jobs behind it
+  of other keys are claimed. A lease that expired no longer counts, reaped or not (an expired
+  lease can never be renewed, so its holder can only finalize, never run on as a holder). A
+  key with no limit is not limited. A limit binds every claim that starts after
+  ``set_limit`` returned; lowering it below the current use stops nothing, the key just
+  starts nothing until it is under. ``list_limits`` reports each limited key's use.
 * **Checkpoints.** Every method is a checkpoint (it yields to the event loop at least once).
 
 What operators watch (the "observing" operations, at the end of the class):
@@ -87,6 +100,7 @@ from ._records import (
     FinalizeResult,
     Job,
     JobState,
+    KeyLimit,
     LeaderLease,
     Lease,
     QueueConfig,
@@ -181,6 +195,16 @@ class Transport(abc.ABC):
         one claimant per attempt, however many claim at once. Claimed jobs become ``running``
         with ``attempt + 1``, ``lease_owner = owner``, expiry ``now + ttl`` and a fresh token.
         A paused queue yields nothing. Does not wait for work: returns ``[]`` when none is due.
+
+        With limits (see *Flow control* above), the candidates are the first ``limit`` due
+        jobs whose key was not at its limit when the claim began, and of those each key
+        starts at most its free slots; every job passed over stays due, its attempt unspent.
+        So a claim may return fewer than ``limit`` leases while other due jobs remain (the
+        next claim, which no longer sees the full key's jobs as candidates, takes those).
+        A queue whose config sets ``global_concurrency`` starts, of those, only as many as
+        its free cluster-wide slots (``global_concurrency`` minus the queue's live leases),
+        first in claim order; it is enforced as atomically as a key's limit (the claim
+        locks the queue's config row on PostgreSQL).
 
         Raises:
             InvalidQueueName: ``queue`` is not a valid name.
@@ -302,6 +326,24 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def list_queue_configs(self) -> list[QueueConfig]:
         """Every queue that has stored settings, by name."""
+
+    @abc.abstractmethod
+    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
+        """Cap the jobs with concurrency key ``key`` that may run at once, cluster-wide.
+
+        ``concurrency`` is the most jobs with that key holding a live lease at any moment
+        (0 holds them all); None removes the limit. Takes effect for every claim that starts
+        after this returns (see *Flow control* above). Removing or raising a limit wakes the
+        waiters of every queue.
+
+        Raises:
+            InvalidRequest: ``key`` is not a label, or ``concurrency`` is not None or an
+                integer from 0 to 2**31 - 1.
+        """
+
+    @abc.abstractmethod
+    async def list_limits(self) -> list[KeyLimit]:
+        """Every key that has a limit, by key, with its live running and waiting jobs."""
 
     @abc.abstractmethod
     async def cleanup(

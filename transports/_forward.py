@@ -25,6 +25,7 @@ from ._records import (
     FinalizeResult,
     Job,
     JobState,
+    KeyLimit,
     LeaderLease,
     Lease,
     QueueConfig,
@@ -152,6 +153,12 @@ class ForwardingTransport(Transport):
 
     async def list_queue_configs(self) -> list[QueueConfig]:
         return await self._forward("list_queue_configs", lambda t: t.list_queue_configs())
+
+    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
+        await self._forward("set_limit", lambda t: t.set_limit(key, concurrency=concurrency))
+
+    async def list_limits(self) -> list[KeyLimit]:
+        return await self._forward("list_limits", lambda t: t.list_limits())
 
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000

@@ -10,6 +10,8 @@ Indexes (all kept in step with the job table, stale entries skipped lazily):
 * ``ready[queue]``: a heap of ``(priority, run_at, id, seq)`` for available jobs.
 * ``scheduled``: a heap of ``(run_at, id, seq)`` for jobs waiting for their time.
 * ``expiry``: a heap of ``(expires_at, id, seq)`` for running leases.
+* ``keyed[key]``: the running jobs of each concurrency key (live or expired leases; the
+  claim counts the live ones).
 
 A heap entry is live only while its ``seq`` equals the row's; every move between indexes
 bumps the row's ``seq``, so nothing is ever searched for and removed.
@@ -44,6 +46,7 @@ from ._records import (
     FinalizeResult,
     Job,
     JobState,
+    KeyLimit,
     LeaderLease,
     Lease,
     QueueConfig,
@@ -72,6 +75,7 @@ from ._validate import (
     check_optional_name,
     check_queues,
     check_release,
+    check_set_limit,
     check_stats_range,
     check_time,
 )
@@ -100,6 +104,7 @@ class _Row:
     lease_owner: str | None = None
     lease_expires_at: float | None = None
     cancel_requested: bool = False
+    concurrency_key: str | None = None
     token: int | None = None
     seq: int = 0
 
@@ -133,6 +138,8 @@ class MemoryStore:
         self.configs: dict[str, QueueConfig] = {}
         self.leaders: dict[str, _Leader] = {}
         self.cursors: dict[str, float] = {}
+        self.limits: dict[str, int] = {}  # concurrency key -> most live leases at once
+        self.keyed: dict[str, dict[int, _Row]] = {}  # concurrency key -> its running jobs
         self.nodes: dict[str, NodeInfo] = {}
         self.stats: dict[tuple[str, float], dict[str, int]] = {}  # (queue, minute) -> cells
         self.waiters = Waiters()
@@ -215,6 +222,7 @@ class MemoryTransport(Transport):
                 dedupe_key=request.dedupe_key,
                 created_at=now,
                 updated_at=now,
+                concurrency_key=request.concurrency_key,
             )
             store.next_id += 1
             store.jobs[row.id] = row
@@ -249,11 +257,40 @@ class MemoryTransport(Transport):
         heap = store.ready.get(queue)
         leases: list[Lease] = []
         jobs = store.jobs
-        while heap and len(leases) < limit:
-            _, _, job_id, seq = heapq.heappop(heap)
+        # As on the SQL backends: the candidates are the first `limit` due jobs whose key was
+        # not at its limit when the claim began; of those, each key starts at most its free
+        # slots. Every job passed over keeps its place, its attempt unspent.
+        free: dict[str, int] = {}  # free slots left of each limited key met so far
+        full: set[str] = set()  # the keys at their limit when the claim began
+        passed: list[tuple[int, float, int, int]] = []
+        candidates = 0
+        room = limit  # the queue's free cluster-wide slots, when it has a global cap
+        if config is not None and config.global_concurrency is not None:
+            room = config.global_concurrency - self._live_in(queue, now)
+        while heap and candidates < limit and len(leases) < room:
+            entry = heapq.heappop(heap)
+            job_id, seq = entry[2], entry[3]
             row = jobs.get(job_id)
             if row is None or row.seq != seq:
                 continue
+            key = row.concurrency_key
+            if key is not None and key in store.limits:
+                if key not in free:
+                    free[key] = store.limits[key] - self._live(key, now)
+                    if free[key] <= 0:
+                        full.add(key)
+                if key in full:
+                    passed.append(entry)
+                    continue
+                candidates += 1
+                if free[key] <= 0:
+                    passed.append(entry)
+                    continue
+                free[key] -= 1
+            else:
+                candidates += 1
+            if key is not None:  # counted whether limited now or later
+                store.keyed.setdefault(key, {})[job_id] = row
             self._set_state(row, JobState.RUNNING)
             row.attempt += 1
             row.lease_owner = owner
@@ -265,6 +302,9 @@ class MemoryTransport(Transport):
             store.running[job_id] = row
             heapq.heappush(store.expiry, (expires_at, job_id, row.seq))
             leases.append(Lease(job=_job(row), token=token, owner=owner, expires_at=expires_at))
+        if heap is not None:
+            for entry in passed:  # still due, attempt unspent: back in the queue as they were
+                heapq.heappush(heap, entry)
         return leases
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
@@ -312,6 +352,8 @@ class MemoryTransport(Transport):
                 results.append(FinalizeResult.STALE)
                 continue
             self._end_lease(row, now)
+            if row.concurrency_key in store.limits or self._capped(row.queue):
+                woken.add(row.queue)  # a slot of its key (or its queue) came free
             outcome = request.outcome
             if isinstance(outcome, Complete):
                 self._finish(row, JobState.SUCCEEDED, now)
@@ -360,6 +402,8 @@ class MemoryTransport(Transport):
                 continue
             lost_by = row.lease_owner or ""
             self._end_lease(row, now)
+            if row.concurrency_key in store.limits or self._capped(row.queue):
+                woken.add(row.queue)  # a slot of its key (or its queue) came free
             if row.cancel_requested:
                 self._finish(row, JobState.CANCELLED, now)
             elif row.attempt >= row.max_attempts:
@@ -464,6 +508,37 @@ class MemoryTransport(Transport):
     async def list_queue_configs(self) -> list[QueueConfig]:
         await self._enter()
         return [self._store.configs[name] for name in sorted(self._store.configs)]
+
+    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
+        await self._enter()
+        check_set_limit(key, concurrency)
+        store = self._store
+        before = store.limits.get(key)
+        if concurrency is None:
+            store.limits.pop(key, None)
+        else:
+            store.limits[key] = concurrency
+        if before is not None and (concurrency is None or concurrency > before):
+            store.waiters.wake(store.waiters.queues())
+
+    async def list_limits(self) -> list[KeyLimit]:
+        now = await self._enter()
+        store = self._store
+        self._promote(now)
+        waiting = dict.fromkeys(store.limits, 0)
+        for row in store.jobs.values():
+            key = row.concurrency_key
+            if key in waiting and row.state in (JobState.SCHEDULED, JobState.AVAILABLE):
+                waiting[key] += 1
+        return [
+            KeyLimit(
+                key=key,
+                concurrency=store.limits[key],
+                running=self._live(key, now),
+                waiting=waiting[key],
+            )
+            for key in sorted(store.limits)
+        ]
 
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
@@ -665,8 +740,39 @@ class MemoryTransport(Transport):
         self._make_available(row)
         return True
 
+    def _live(self, key: str, now: float) -> int:
+        """How many jobs with concurrency key ``key`` hold a live lease at ``now``."""
+        running = self._store.keyed.get(key)
+        if not running:
+            return 0
+        return sum(
+            1
+            for row in running.values()
+            if row.lease_expires_at is not None and row.lease_expires_at > now
+        )
+
+    def _capped(self, queue: str) -> bool:
+        config = self._store.configs.get(queue)
+        return config is not None and config.global_concurrency is not None
+
+    def _live_in(self, queue: str, now: float) -> int:
+        """How many jobs of ``queue`` hold a live lease at ``now``."""
+        return sum(
+            1
+            for row in self._store.running.values()
+            if row.queue == queue
+            and row.lease_expires_at is not None
+            and row.lease_expires_at > now
+        )
+
     def _end_lease(self, row: _Row, now: float) -> None:
         del self._store.running[row.id]
+        if row.concurrency_key is not None:
+            keyed = self._store.keyed.get(row.concurrency_key)
+            if keyed is not None:
+                keyed.pop(row.id, None)
+                if not keyed:
+                    del self._store.keyed[row.concurrency_key]
         row.token = None
         row.lease_expires_at = None
         row.updated_at = now
@@ -706,4 +812,5 @@ def _job(row: _Row) -> Job:
         lease_owner=row.lease_owner,
         lease_expires_at=row.lease_expires_at,
         cancel_requested=row.cancel_requested,
+        concurrency_key=row.concurrency_key,
     )

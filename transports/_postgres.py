@@ -60,6 +60,7 @@ from ._records import (
     FinalizeResult,
     Job,
     JobState,
+    KeyLimit,
     LeaderLease,
     Lease,
     QueueConfig,
@@ -89,6 +90,7 @@ from ._validate import (
     check_optional_name,
     check_queues,
     check_release,
+    check_set_limit,
     check_stats_range,
     check_time,
 )
@@ -203,6 +205,7 @@ def _job(row: asyncpg.Record) -> Job:
         lease_owner=row[14],
         lease_expires_at=row[15],
         cancel_requested=row[16],
+        concurrency_key=row[17],
     )
 
 
@@ -284,6 +287,7 @@ class PostgresTransport(Transport):
         self._listener: asyncpg.Connection | None = None
         self._listener_task: asyncio.Task[None] | None = None
         self._waiters = Waiters()
+        self._limited = False  # a limit was seen: claims take the limited path (see claim)
         self._pending: set[anyio.Event] = set()
 
     def __repr__(self) -> str:
@@ -469,6 +473,7 @@ class PostgresTransport(Transport):
             [r.max_attempts for r in chosen],
             _nulls_as_none([r.dedupe_key for r in chosen]),
             self._now(),
+            _nulls_as_none([r.concurrency_key for r in chosen]),
         )
         batch_folds = [requests[i].queue for i in folded]
         if connection is not None:
@@ -502,7 +507,7 @@ class PostgresTransport(Transport):
         if not dedupe:
             # No key can conflict: a plain insert (its dedupe-key column, args[7], is all
             # NULL) is the whole, atomic write.
-            plain = (*args[:7], args[8])
+            plain = (*args[:7], args[8], args[9])
             rows: list[asyncpg.Record] = await conn.fetch(self._sql["enqueue_plain"], *plain)
             return rows
         # A key's active job committed by another transaction after this statement's
@@ -563,16 +568,47 @@ class PostgresTransport(Transport):
     async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
         check_claim(queue, owner, limit, ttl)
         pool = self._db
-        rows = await self._run(
-            lambda: pool.fetch(self._sql["claim"], queue, limit, owner, ttl, self._now())
-        )
+        now = self._now()
+        rows: list[asyncpg.Record] = []
+        if not self._limited:
+            # No limit seen yet: the one-statement claim, which claims nothing once one exists.
+            rows = await self._run(
+                lambda: pool.fetch(self._sql["claim"], queue, limit, owner, ttl, now)
+            )
+            if not rows:
+                self._limited = await self._run(
+                    lambda: pool.fetchval(self._sql["any_limits"]), idempotent=True
+                )
+        if self._limited:
+            rows = await self._run(lambda: self._claim_limited(pool, queue, limit, owner, ttl))
         leases = [
-            Lease(job=_job(row), token=row[17], owner=owner, expires_at=row[15]) for row in rows
+            Lease(job=_job(row), token=row[18], owner=owner, expires_at=row[15]) for row in rows
         ]
         leases.sort(key=lambda lease: (lease.job.priority, lease.job.run_at, lease.job.id))
         if limit > 1 and len(leases) == limit:
             self._wake({queue})  # there is likely more: pass the wake-up on (see _wake)
         return leases
+
+    async def _claim_limited(
+        self, pool: asyncpg.Pool, queue: str, limit: int, owner: str, ttl: float
+    ) -> list[asyncpg.Record]:
+        """The claim while limits exist: two statements of one transaction (see
+        ``claim_candidates`` in queries.sql for why this serializes each key's count)."""
+        async with pool.acquire() as conn, conn.transaction():
+            candidates = await conn.fetch(self._sql["claim_candidates"], queue, limit, self._now())
+            if not candidates:
+                return []
+            self._limited = bool(candidates[0][3])
+            rows: list[asyncpg.Record] = await conn.fetch(
+                self._sql["claim_chosen"],
+                [row[0] for row in candidates],
+                [row[1] for row in candidates],
+                owner,
+                ttl,
+                self._now(),
+                queue,
+            )
+            return rows
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
         check_duration(ttl)
@@ -613,7 +649,7 @@ class PostgresTransport(Transport):
         woken: set[str] = set()
         for position, state, queue, _ in rows:
             results[sent[position - 1]] = FinalizeResult.APPLIED
-            if state == "available":
+            if state == "available" or self._limited:  # with limits, a slot may be free now
                 woken.add(queue)
         self._wake(woken)
         return results
@@ -774,9 +810,12 @@ class PostgresTransport(Transport):
                 config.paused,
                 config.concurrency,
                 config.retention,
+                config.global_concurrency,
             ),
             idempotent=True,
         )
+        if config.global_concurrency is not None:
+            self._limited = True
         if not config.paused:
             self._waiters.wake({config.name})
 
@@ -785,6 +824,28 @@ class PostgresTransport(Transport):
         rows = await self._run(lambda: pool.fetch(self._sql["list_queue_configs"]), idempotent=True)
         configs = [_queue_config(row) for row in rows]
         return [config for config in configs if config is not None]
+
+    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
+        check_set_limit(key, concurrency)
+        pool = self._db
+        if concurrency is None:
+            await self._run(lambda: pool.execute(self._sql["delete_limit"], key), idempotent=True)
+        else:
+            self._limited = True
+            await self._run(
+                lambda: pool.execute(self._sql["set_limit"], key, concurrency), idempotent=True
+            )
+        self._waiters.wake(set(self._waiters.queues()))  # a key may have room now
+
+    async def list_limits(self) -> list[KeyLimit]:
+        pool = self._db
+        rows = await self._run(
+            lambda: pool.fetch(self._sql["list_limits"], self._now()), idempotent=True
+        )
+        return [
+            KeyLimit(key=key, concurrency=concurrency, running=running, waiting=waiting)
+            for key, concurrency, running, waiting in rows
+        ]
 
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
@@ -952,4 +1013,4 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
 
 
 def _queue_config(row: asyncpg.Record) -> QueueConfig | None:
-    return QueueConfig.from_stored(row[0], row[1], row[2], row[3])
+    return QueueConfig.from_stored(row[0], row[1], row[2], row[3], row[4])

@@ -46,6 +46,7 @@ __all__ = [
     "Job",
     "JobState",
     "JsonValue",
+    "KeyLimit",
     "LeaderLease",
     "Lease",
     "Outcome",
@@ -197,6 +198,9 @@ class EnqueueRequest:
     max_attempts: int = attrs.field(default=DEFAULT_MAX_ATTEMPTS, validator=_int32(1))
     # folds into an active job of the same queue and key; a label (see transports._validate)
     dedupe_key: str | None = attrs.field(default=None, validator=_label)
+    # flow-control key, e.g. "stripe" or "tenant:42": a limit set on it (``set_limit``) caps
+    # how many jobs with that key run at once cluster-wide; a label; None: no key
+    concurrency_key: str | None = attrs.field(default=None, validator=_label)
 
 
 @attrs.frozen(kw_only=True)
@@ -228,6 +232,7 @@ class Job:
     lease_owner: str | None  # worker that holds (or last held) the lease
     lease_expires_at: float | None
     cancel_requested: bool
+    concurrency_key: str | None = None  # the flow-control key given at enqueue, if any
 
 
 @attrs.frozen(kw_only=True)
@@ -368,6 +373,11 @@ def _concurrency(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
         check_int(value, attr.name, 0, MAX_CONCURRENCY)
 
 
+def _global_concurrency(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        check_int(value, attr.name, 0, INT32_MAX)
+
+
 @attrs.frozen(kw_only=True)
 class QueueConfig:
     """Per-queue settings operators change at run time; validated when built.
@@ -382,10 +392,18 @@ class QueueConfig:
     concurrency: int | None = attrs.field(default=None, validator=_concurrency)
     # seconds finished jobs are kept (finite, >= 0); None: the node default
     retention: float | None = attrs.field(default=None, validator=_optional_time)
+    # most jobs of the queue holding a live lease at once, cluster-wide, 0 .. 2**31 - 1
+    # (enforced by the claim, see Transport.claim); None: no cluster-wide cap
+    global_concurrency: int | None = attrs.field(default=None, validator=_global_concurrency)
 
     @classmethod
     def from_stored(
-        cls, name: str, paused: object, concurrency: object, retention: object
+        cls,
+        name: str,
+        paused: object,
+        concurrency: object,
+        retention: object,
+        global_concurrency: object = None,
     ) -> QueueConfig | None:
         """A config read back from a store: a field another tool stored out of range reads
         as unset (the node default), and a row whose name is not valid as None (skipped).
@@ -406,7 +424,21 @@ class QueueConfig:
             config = attrs.evolve(config, retention=retention)  # type: ignore[arg-type]
         except InvalidRequest:
             pass
+        try:
+            config = attrs.evolve(config, global_concurrency=global_concurrency)  # type: ignore[arg-type]
+        except InvalidRequest:
+            pass
         return config
+
+
+@attrs.frozen(kw_only=True)
+class KeyLimit:
+    """A flow-control key's limit and its current use. Returned by ``list_limits``."""
+
+    key: str  # the concurrency key jobs name at enqueue
+    concurrency: int  # most jobs with this key holding a live lease at once, cluster-wide
+    running: int  # jobs with this key holding a live (unexpired) lease now
+    waiting: int  # jobs with this key scheduled or available now
 
 
 @attrs.frozen(kw_only=True)

@@ -67,6 +67,7 @@ from ._records import (
     FinalizeResult,
     Job,
     JobState,
+    KeyLimit,
     LeaderLease,
     Lease,
     QueueConfig,
@@ -94,6 +95,7 @@ from ._validate import (
     check_optional_name,
     check_queues,
     check_release,
+    check_set_limit,
     check_stats_range,
     check_time,
 )
@@ -105,7 +107,7 @@ _Q = load_queries(_DIALECT)  # read once at import: no file I/O on the event loo
 _MIGRATIONS = load_migrations(_DIALECT)
 # Rows per statement for batched writes: well under SQLite's limit of bound parameters.
 _CHUNK = 500
-_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # The watcher of other connections' commits (see the module docstring): seconds between looks.
 _WATCH_FASTEST = 0.002
 _WATCH_SLOWEST = 0.025
@@ -165,11 +167,12 @@ def _job(row: Sequence[Any]) -> Job:
         lease_owner=row[14],
         lease_expires_at=None if row[15] is None else float(row[15]),
         cancel_requested=bool(row[16]),
+        concurrency_key=row[17],
     )
 
 
 def _queue_config(row: Sequence[Any]) -> QueueConfig | None:
-    return QueueConfig.from_stored(row[0], row[1], row[2], row[3])
+    return QueueConfig.from_stored(row[0], row[1], row[2], row[3], row[4])
 
 
 def _finalize_row(request: FinalizeRequest) -> tuple[int, int, str, float | None, str | None]:
@@ -234,6 +237,8 @@ class SQLiteTransport(Transport):
         self._closed = False
         self._lock = anyio.Lock()
         self._waiters = Waiters()
+        # Queues whose finalizes may free a slot of a limit: a freed slot wakes their claimers.
+        self._flow_queues: set[str] = set()
         self._pending: set[anyio.Event] = set()  # every waiter, woken by aclose
         # Watches other connections' commits while anyone waits (file databases only).
         self._watcher: asyncio.Task[None] | None = None
@@ -484,6 +489,7 @@ class SQLiteTransport(Transport):
                     request.dedupe_key,
                     now,
                     now,
+                    request.concurrency_key,
                 )
             )
         if not rows:
@@ -574,8 +580,10 @@ class SQLiteTransport(Transport):
         )
         # RETURNING yields rows in no particular order; hand them out in claim order.
         rows.sort(key=lambda row: (row[5], row[6], row[0]))
+        if any(row[17] is not None for row in rows):
+            self._flow_queues.add(queue)
         return [
-            Lease(job=_job(row), token=row[17], owner=owner, expires_at=expires_at) for row in rows
+            Lease(job=_job(row), token=row[18], owner=owner, expires_at=expires_at) for row in rows
         ]
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
@@ -649,7 +657,13 @@ class SQLiteTransport(Transport):
             request = requests[index]
             if (request.job_id, request.token) in owned:
                 results[index] = FinalizeResult.APPLIED
-        self._wake({queue for _id, _token, queue, state in applied if state == "available"})
+        self._wake(
+            {
+                queue
+                for _id, _token, queue, state in applied
+                if state == "available" or queue in self._flow_queues
+            }
+        )
         return results
 
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
@@ -809,14 +823,32 @@ class SQLiteTransport(Transport):
                 "paused": int(config.paused),
                 "concurrency": config.concurrency,
                 "retention": config.retention,
+                "global_concurrency": config.global_concurrency,
             },
         )
+        if config.global_concurrency is not None:
+            self._flow_queues.add(config.name)
         if not config.paused:
             self._wake({config.name})
 
     async def list_queue_configs(self) -> list[QueueConfig]:
         configs = [_queue_config(row) for row in await self._fetch(_Q["list_queue_configs"])]
         return [config for config in configs if config is not None]
+
+    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
+        check_set_limit(key, concurrency)
+        if concurrency is None:
+            await self._fetch(_Q["delete_limit"], {"key": key})
+        else:
+            await self._fetch(_Q["set_limit"], {"key": key, "concurrency": concurrency})
+        self._wake(set(self._waiters.queues()))  # a key may have room now: claim again
+
+    async def list_limits(self) -> list[KeyLimit]:
+        rows = await self._fetch(_Q["list_limits"], {"now": self._time.now()})
+        return [
+            KeyLimit(key=key, concurrency=concurrency, running=running, waiting=waiting)
+            for key, concurrency, running, waiting in rows
+        ]
 
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000

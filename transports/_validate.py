@@ -56,6 +56,7 @@ __all__ = [
     "check_optional_name",
     "check_queues",
     "check_release",
+    "check_set_limit",
     "check_stats_range",
     "check_time",
     "clean_text",
@@ -265,6 +266,18 @@ def check_cleanup(finished_before: object, queue: object, limit: object) -> None
     check_time(finished_before, "finished_before", minimum=None)
     check_optional_name(queue)
     check_limit(limit)
+
+
+def check_set_limit(key: object, concurrency: object) -> None:
+    """Check the arguments of ``Transport.set_limit``.
+
+    Raises:
+        InvalidRequest: ``key`` is not a label, or ``concurrency`` is neither None nor an
+            integer from 0 to the largest signed 32-bit integer.
+    """
+    check_label(key, "key")
+    if concurrency is not None:
+        check_int(concurrency, "concurrency", 0, INT32_MAX)
 
 
 def check_filters(queue: object, kind: object, after_id: object, limit: object) -> None:

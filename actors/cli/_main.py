@@ -37,19 +37,20 @@ from transports import (
     MINUTE,
     EnqueueRequest,
     JobState,
+    KeyLimit,
     QueueConfig,
     QueueStats,
     Transport,
     minute_of,
 )
-from transports.lowlevel import INT64_MAX, encode_payload
+from transports.lowlevel import INT32_MAX, INT64_MAX, encode_payload
 
 from ..core import RealClock
 from ..jobs import App, Topology, WorkerConfig
 from ..telemetry import LOG_FORMATS, JsonFormatter, TelemetryUnavailable
 from ._errors import USAGE, CliFailure, _one_line, describe, redact_url
 from ._load import load_app
-from ._types import URL_META, Duration, QueueName, StoreURL
+from ._types import URL_META, Duration, LimitKey, QueueName, StoreURL
 
 __all__ = ["main"]
 
@@ -636,7 +637,41 @@ def status(url: str, loop: str) -> None:
                 *(str(c[state]) for state in JobState),
                 "yes" if config and config.paused else "",
             )
-        Console().print(table)
+        console = Console()
+        console.print(table)
+        limits = await transport.list_limits()
+        if limits:
+            console.print(_limits_table(limits))
+
+    _run(loop, lambda: _with_transport(url, run, create=False))
+
+
+def _limits_table(limits: Sequence[KeyLimit]) -> Table:
+    table = Table(title="concurrency limits (cluster-wide)")
+    table.add_column("key")
+    for column in ("limit", "running", "waiting"):
+        table.add_column(column, justify="right")
+    for limit in limits:
+        table.add_row(limit.key, str(limit.concurrency), str(limit.running), str(limit.waiting))
+    return table
+
+
+@main.group(invoke_without_command=True)
+@_transport_option("there is nothing to show")
+@_loop_option
+@click.pass_context
+def limits(ctx: click.Context, url: str, loop: str) -> None:
+    """Show each concurrency key's limit, live leases and waiting jobs (never creates a
+    store); ``limits set`` changes one."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    async def run(transport: Transport) -> None:
+        found = await transport.list_limits()
+        if found:
+            Console().print(_limits_table(found))
+        else:
+            click.echo("no concurrency limits are set")
 
     _run(loop, lambda: _with_transport(url, run, create=False))
 
@@ -699,6 +734,32 @@ def nodes(url: str, loop: str) -> None:
             click.echo(f"leader of {lead.name}: {lead.holder} (not a registered node)")
 
     _run(loop, lambda: _with_transport(url, run, create=False))
+
+
+@limits.command("set")
+@click.argument("key", type=LimitKey())
+@click.option(
+    "--concurrency",
+    type=click.IntRange(0, INT32_MAX),
+    default=None,
+    help="Most jobs with KEY running at once, cluster-wide (0 holds them all).",
+)
+@click.option("--remove", is_flag=True, help="Remove KEY's limit: its jobs run freely.")
+@_transport_option("a limit set there is lost when this command exits")
+@_loop_option
+def limits_set(key: str, concurrency: int | None, remove: bool, url: str, loop: str) -> None:
+    """Set (or remove) the concurrency limit of KEY; running nodes follow at their next claim."""
+    if remove == (concurrency is not None):
+        raise click.UsageError("give either --concurrency N or --remove")
+
+    async def run(transport: Transport) -> None:
+        await transport.set_limit(key, concurrency=concurrency)
+        if concurrency is None:
+            click.echo(f"{key}: no limit")
+        else:
+            click.echo(f"{key}: concurrency={concurrency}")
+
+    _run(loop, lambda: _with_transport(url, run))
 
 
 @main.command()
@@ -822,6 +883,13 @@ def cancel(job_id: int, url: str, loop: str) -> None:
     default=None,
     help="How long finished jobs are kept (3600, 1h, 7d).",
 )
+@click.option(
+    "--global-concurrency",
+    type=click.IntRange(0, INT32_MAX),
+    default=None,
+    help="Most jobs of this queue running at once, cluster-wide.",
+)
+@click.option("--no-global-concurrency", is_flag=True, help="Remove the cluster-wide cap.")
 @_loop_option
 def queue(
     queue: str,
@@ -829,6 +897,8 @@ def queue(
     pause: bool | None,
     concurrency: int | None,
     retention: float | None,
+    global_concurrency: int | None,
+    no_global_concurrency: bool,
     loop: str,
 ) -> None:
     """Show or change a QUEUE's settings (running nodes follow within seconds).
@@ -842,6 +912,10 @@ def queue(
         changes["concurrency"] = concurrency
     if retention is not None:
         changes["retention"] = retention
+    if global_concurrency is not None and no_global_concurrency:
+        raise click.UsageError("give --global-concurrency N or --no-global-concurrency, not both")
+    if global_concurrency is not None or no_global_concurrency:
+        changes["global_concurrency"] = global_concurrency
     if changes:
         QueueConfig(name=queue, **changes)  # refuse a value no node could honour before connecting
 
@@ -853,11 +927,12 @@ def queue(
                 paused=changes.get("paused", config.paused),
                 concurrency=changes.get("concurrency", config.concurrency),
                 retention=changes.get("retention", config.retention),
+                global_concurrency=changes.get("global_concurrency", config.global_concurrency),
             )
             await transport.set_queue_config(config)
         click.echo(
             f"{config.name}: paused={config.paused} concurrency={config.concurrency} "
-            f"retention={config.retention}"
+            f"retention={config.retention} global_concurrency={config.global_concurrency}"
         )
 
     _run(loop, lambda: _with_transport(url, run, create=bool(changes)))

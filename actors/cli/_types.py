@@ -14,12 +14,13 @@ from urllib.parse import urlsplit
 
 import click
 
-from transports import InvalidQueueName, redact_url
-from transports.lowlevel import validate_name
+from transports import InvalidQueueName, InvalidRequest, redact_url
+from transports.lowlevel import check_label, validate_name
 
 __all__ = [
     "URL_META",
     "Duration",
+    "LimitKey",
     "QueueName",
     "StoreURL",
     "format_duration",
@@ -131,4 +132,16 @@ class QueueName(click.ParamType[str]):
         try:
             return validate_name(str(value))
         except InvalidQueueName as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class LimitKey(click.ParamType[str]):
+    """A concurrency key, checked by the transports' one label rule."""
+
+    name = "key"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return check_label(str(value), "key")
+        except InvalidRequest as exc:
             self.fail(str(exc), param, ctx)

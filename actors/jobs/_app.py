@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import string
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
@@ -10,8 +11,15 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import attrs
 import cattrs
 
-from transports import DEFAULT_MAX_ATTEMPTS, EnqueueRequest, EnqueueResult, JsonValue, Transport
-from transports.lowlevel import validate_name
+from transports import (
+    DEFAULT_MAX_ATTEMPTS,
+    EnqueueRequest,
+    EnqueueResult,
+    InvalidRequest,
+    JsonValue,
+    Transport,
+)
+from transports.lowlevel import check_label, validate_name
 
 from ._backoff import Backoff, Exponential
 from ._config import integer, number
@@ -53,6 +61,34 @@ def _seconds(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
         number(f"task option {attr.name}", value)
 
 
+def _key_fields(template: str) -> list[tuple[str, str | None]]:
+    """A concurrency key template as (literal text, payload field or None) pairs.
+
+    Raises:
+        ConfigInvalid: a replacement field is not a plain name (``{tenant_id}``), or the
+            template is not a label.
+    """
+    try:
+        check_label(template, "task option concurrency_key")
+        parts = list(string.Formatter().parse(template))
+    except (InvalidRequest, ValueError) as exc:
+        raise ConfigInvalid(f"task option concurrency_key: {exc}") from exc
+    found: list[tuple[str, str | None]] = []
+    for literal, field, spec, conversion in parts:
+        if field is not None and (not field.isidentifier() or spec or conversion):
+            raise ConfigInvalid(
+                f"task option concurrency_key {template!r}: {{{field}}} must name a payload "
+                "field, like {tenant_id}"
+            )
+        found.append((literal, field))
+    return found
+
+
+def _key_template(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _key_fields(value)  # type: ignore[arg-type]  # it checks the type too
+
+
 def _backoff(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
     if not callable(getattr(value, "delay", None)):
         raise ConfigInvalid(f"task option backoff must be a Backoff, got {value!r}")
@@ -79,6 +115,32 @@ class TaskOptions:
     lease_ttl: float | None = attrs.field(default=None, validator=_seconds)
     #: Lower runs first.
     priority: int = attrs.field(default=0, validator=_int32(_INT32_MIN))
+    #: The jobs' concurrency key (see ``Transport.set_limit``): a name (``"stripe"``) or a
+    #: template of payload fields (``"tenant:{tenant_id}"``), filled in at enqueue.
+    concurrency_key: str | None = attrs.field(default=None, validator=_key_template)
+
+    def key_for(self, kind: str, payload: JsonValue) -> str | None:
+        """The concurrency key of a job with this JSON ``payload``, or None.
+
+        Raises:
+            PayloadInvalid: the template names a field the payload lacks, or whose value is
+                neither a string nor an integer.
+        """
+        if self.concurrency_key is None:
+            return None
+        parts: list[str] = []
+        for literal, field in _key_fields(self.concurrency_key):
+            parts.append(literal)
+            if field is None:
+                continue
+            value = payload.get(field) if isinstance(payload, dict) else None
+            if type(value) is not str and type(value) is not int:
+                raise PayloadInvalid(
+                    f"the concurrency key {self.concurrency_key!r} of {kind!r} needs payload "
+                    f"field {field!r} as a string or an integer"
+                )
+            parts.append(str(value))
+        return "".join(parts)
 
 
 def _task_options(**given: object) -> TaskOptions:
@@ -161,17 +223,23 @@ class Task(Generic[P]):
         run_at: float | None = None,
         max_attempts: int | None = None,
         dedupe_key: str | None = None,
+        concurrency_key: str | None = None,
     ) -> EnqueueRequest:
-        """The ``EnqueueRequest`` for one job of this kind (options default to the task's)."""
+        """The ``EnqueueRequest`` for one job of this kind (options default to the task's;
+        the task's concurrency key template is filled in from the payload)."""
+        raw = self.unstructure(payload)
+        if concurrency_key is None:
+            concurrency_key = self.options.key_for(self.kind, raw)
         return EnqueueRequest(
             kind=self.kind,
-            payload=self.unstructure(payload),
+            payload=raw,
             queue=self.options.queue if queue is None else queue,
             priority=self.options.priority if priority is None else priority,
             delay=delay,
             run_at=run_at,
             max_attempts=self.options.max_attempts if max_attempts is None else max_attempts,
             dedupe_key=dedupe_key,
+            concurrency_key=concurrency_key,
         )
 
 
@@ -265,6 +333,7 @@ class App:
         backoff: Backoff | None = None,
         timeout: float | None = None,
         lease_ttl: float | None = None,
+        concurrency_key: str | None = None,
     ) -> Callable[[Handler[P]], Task[P]]:
         """Decorator registering ``async def fn(ctx, payload)`` as the handler of ``kind``.
 
@@ -282,6 +351,9 @@ class App:
             backoff: the wait after a failed run.
             timeout: seconds a run may take before the handler is cancelled.
             lease_ttl: seconds a lease lives unrenewed, when not the Worker's.
+            concurrency_key: the jobs' concurrency key, a name or a template of payload
+                fields (``"tenant:{tenant_id}"``); a limit set on a key
+                (``Transport.set_limit``) caps its running jobs cluster-wide.
 
         Raises:
             DuplicateJobKind: ``kind`` is already registered (when decorating).
@@ -297,6 +369,7 @@ class App:
             backoff=backoff,
             timeout=timeout,
             lease_ttl=lease_ttl,
+            concurrency_key=concurrency_key,
         )
 
         def decorate(fn: Handler[P]) -> Task[P]:
@@ -316,6 +389,7 @@ class App:
         backoff: Backoff | None = None,
         timeout: float | None = None,
         lease_ttl: float | None = None,
+        concurrency_key: str | None = None,
     ) -> Task[P]:
         """Register ``fn`` as the handler of ``kind`` (the plain-call form of :meth:`task`,
         with the same options and errors)."""
@@ -326,6 +400,7 @@ class App:
             backoff=backoff,
             timeout=timeout,
             lease_ttl=lease_ttl,
+            concurrency_key=concurrency_key,
         )
         return self._register(kind, fn, payload_type, options)
 
@@ -430,6 +505,7 @@ class App:
         run_at: float | None = None,
         max_attempts: int | None = None,
         dedupe_key: str | None = None,
+        concurrency_key: str | None = None,
     ) -> EnqueueRequest:
         """Build the ``EnqueueRequest`` for a job (see :meth:`enqueue` for the options).
 
@@ -446,6 +522,7 @@ class App:
             run_at=run_at,
             max_attempts=max_attempts,
             dedupe_key=dedupe_key,
+            concurrency_key=concurrency_key,
         )
 
     def _transport(self, transport: Transport | None) -> Transport:
@@ -467,6 +544,7 @@ class App:
         run_at: float | None = ...,
         max_attempts: int | None = ...,
         dedupe_key: str | None = ...,
+        concurrency_key: str | None = ...,
         connection: object | None = ...,
     ) -> EnqueueResult: ...
 
@@ -483,6 +561,7 @@ class App:
         run_at: float | None = ...,
         max_attempts: int | None = ...,
         dedupe_key: str | None = ...,
+        concurrency_key: str | None = ...,
         connection: object | None = ...,
     ) -> EnqueueResult: ...
 
@@ -498,6 +577,7 @@ class App:
         run_at: float | None = None,
         max_attempts: int | None = None,
         dedupe_key: str | None = None,
+        concurrency_key: str | None = None,
         connection: object | None = None,
     ) -> EnqueueResult:
         """Enqueue one job.
@@ -512,6 +592,8 @@ class App:
             run_at: the time the job may run (instead of ``delay``).
             max_attempts: runs before the job ends dead (default: the task's).
             dedupe_key: fold into an active job of the same queue with this key.
+            concurrency_key: the job's concurrency key (default: the task's, filled in from
+                the payload).
             connection: PostgreSQL only: an asyncpg connection whose transaction the job
                 joins (it commits or rolls back with the caller's work).
 
@@ -529,6 +611,7 @@ class App:
             run_at=run_at,
             max_attempts=max_attempts,
             dedupe_key=dedupe_key,
+            concurrency_key=concurrency_key,
         )
         target = self._transport(transport)
         if self.tracer is not None:

@@ -135,6 +135,12 @@ def _duration(name: str, default: float, text: str) -> Callable[[_F], _F]:
 @_defaulted(
     "--cron", click.STRING, _DEFAULT.cron, "Cron expression of the built-in schedule, or none."
 )
+@click.option(
+    "--key-limit",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Give the built-in jobs concurrency keys, each limited to this many running.",
+)
 @_defaulted("--backend", click.Choice(["asyncio", "trio"]), _DEFAULT.backend, "Event loop.")
 @click.option(
     "--keep-faults",
@@ -228,6 +234,7 @@ def config_from_options(
     poll_interval: float | str = _DEFAULT.poll_interval,
     tail: float | str = _DEFAULT.tail,
     cron: str | None = _DEFAULT.cron,
+    key_limit: int | None = None,
     backend: str = _DEFAULT.backend,
     keep_faults: Sequence[int] | str | None = None,
 ) -> SimConfig:
@@ -261,6 +268,7 @@ def config_from_options(
         poll_interval=seconds(poll_interval),
         tail=seconds(tail),
         cron=cron,
+        key_limit=key_limit,
         backend=backend,
         keep_faults=keep_faults,
     )

@@ -115,6 +115,11 @@ class SimConfig:
     poll_interval: float = attrs.field(default=10.0, validator=_positive)  # Workers' idle poll
     tail: float = attrs.field(default=3600.0, validator=_positive)  # longest quiet tail
     cron: str | None = "* * * * *"  # the built-in workload's cron schedule; None: no cron
+    # the built-in workload's jobs take one of KEYS concurrency keys, each limited to this
+    # many live leases cluster-wide; None: no keys, no limits
+    key_limit: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
     backend: str = attrs.field(default="asyncio", validator=_backend)
     keep_faults: tuple[int, ...] | None = attrs.field(default=None, converter=_keep)
     trace_tail: int = attrs.field(default=30, validator=attrs.validators.ge(0))
@@ -146,6 +151,8 @@ class SimConfig:
                 argv += [option, format_duration(value)]
         if self.cron != default.cron:
             argv += ["--cron", self.cron or "none"]
+        if self.key_limit is not None:
+            argv += ["--key-limit", str(self.key_limit)]
         if self.backend != default.backend:
             argv += ["--backend", self.backend]
         if self.keep_faults is not None:

@@ -22,6 +22,8 @@ Invariants (their names appear in reports):
   that lease is live by the store's clock: a node that stalled between its claim and the
   hand-off gives the job back instead of running it.
 * ``all_final_after_drain``: once faults stop, every job becomes final within the tail.
+* ``key_limit_held``: no claim leaves a concurrency key more live (unexpired) leases than its
+  limit (runs with ``key_limit``).
 * ``node_error``: no node (or the simulator) fails with an unexpected exception.
 """
 
@@ -140,6 +142,7 @@ class _Job:
         "expires_at",
         "extended_at",
         "id",
+        "key",
         "max_attempts",
         "orphaned_at",
         "owner",
@@ -152,6 +155,7 @@ class _Job:
         self.id = job_id
         self.queue = queue
         self.max_attempts = max_attempts
+        self.key: str | None = None  # its concurrency key, as its claims showed it
         self.token: int | None = None  # the live claim's token, None when nobody holds it
         self.owner = ""
         self.expires_at = -math.inf
@@ -196,6 +200,8 @@ class Checker:
         self._leaders: dict[str, tuple[str, float]] = {}
         self._cron_ticks: dict[tuple[str, float], str] = {}
         self._longest_ttl = 0.0  # tasks may hold leases longer than the Workers' default
+        #: The concurrency limits of the run, by key (set before the first claim).
+        self.limits: dict[str, int] = {}
         #: The first violation, once one happened.
         self.violation: Violation | None = None
         #: Called once, at the first violation (the run stops).
@@ -299,7 +305,22 @@ class Checker:
             job.owner = lease.owner
             job.expires_at = lease.expires_at
             job.extended_at = now
+            job.key = lease.job.concurrency_key
             self._longest_ttl = max(self._longest_ttl, lease.expires_at - now)
+        started = {lease.job.concurrency_key for lease in leases}
+        for key in sorted(k for k in started if k is not None and k in self.limits):
+            live = sum(
+                1
+                for job in self.jobs.values()
+                if job.key == key and job.token is not None and job.expires_at > now
+            )
+            if live > self.limits[key]:
+                self.violate(
+                    "key_limit_held",
+                    f"a claim by {leases[0].owner} left key {key!r} {live} live leases; "
+                    f"its limit is {self.limits[key]}",
+                )
+                return
 
     def renewed(
         self,

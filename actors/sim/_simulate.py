@@ -75,7 +75,17 @@ async def run_simulation(
     )
     schedules: tuple[CronSchedule, ...] = ()
     if app is None:
-        workload = SimWorkload(config.seed, lease_ttl=config.lease_ttl, cron=config.cron)
+        workload = SimWorkload(
+            config.seed,
+            lease_ttl=config.lease_ttl,
+            cron=config.cron,
+            keyed=config.key_limit is not None,
+        )
+        if config.key_limit is not None:
+            limits = MemoryTransport(store=store, clock=base)
+            for key in workload.KEYS:
+                await limits.set_limit(key, concurrency=config.key_limit)
+                checker.limits[key] = config.key_limit
         app = workload.app
         schedules = workload.schedules
         make_job = make_job or workload.make_job

@@ -69,9 +69,15 @@ class SimWorkload:
     CRON_KIND = "sim.cron"
     QUEUE = "sim"
 
-    def __init__(self, seed: int, *, lease_ttl: float, cron: str | None) -> None:
+    #: The concurrency keys of the built-in jobs when the run limits keys (``key_limit``).
+    KEYS = ("sim:a", "sim:b", "sim:c")
+
+    def __init__(
+        self, seed: int, *, lease_ttl: float, cron: str | None, keyed: bool = False
+    ) -> None:
         self.seed = seed
         self.lease_ttl = lease_ttl
+        self.keyed = keyed
         self._runs: dict[int, int] = {}
         self._snoozes: dict[int, int] = {}
         app = App()
@@ -100,6 +106,8 @@ class SimWorkload:
             priority=rng.choice((0, 0, 0, 1, -1)),
             delay=rng.uniform(0.0, 120.0) if roll < 0.1 else 0.0,
             dedupe_key=f"dup-{n // 3}" if roll > 0.97 else None,
+            # From n, not the RNG: a keyed run draws exactly what an unkeyed one does.
+            concurrency_key=self.KEYS[n % len(self.KEYS)] if self.keyed else None,
         )
 
     async def work(self, ctx: JobContext, payload: Work) -> HandlerOutcome | None:

@@ -148,6 +148,10 @@ def test_queue_settings(url: str) -> None:
         "queue", "mail", "-t", url, "--pause", "--concurrency", "3"
     )
     assert "paused=False" in run("queue", "mail", "-t", url, "--resume")
+    assert "global_concurrency=4" in run("queue", "mail", "-t", url, "--global-concurrency", "4")
+    assert "concurrency=3" in run("queue", "mail", "-t", url)  # a cap change keeps the rest
+    shown = run("queue", "mail", "-t", url, "--no-global-concurrency")
+    assert "global_concurrency=None" in shown
 
 
 def test_migrate(url: str) -> None:
@@ -292,3 +296,21 @@ def test_the_readme_flow_against_a_running_worker(tmp_path: Path) -> None:
     assert worker.returncode == 0, err
     assert "shutting down gracefully" in err
     assert f":{worker.pid}:" not in cmd("nodes").stdout  # it left the registry
+
+
+def test_limits(url: str) -> None:
+    """`actorq limits set` sets and removes a key's limit; `limits` and `status` show it."""
+    assert run("limits", "set", "x", "--remove", "-t", url) == "x: no limit\n"
+    assert run("limits", "set", "stripe", "--concurrency", "3", "-t", url) == (
+        "stripe: concurrency=3\n"
+    )
+    assert run("limits", "set", "tenant:42", "--concurrency", "0", "-t", url) == (
+        "tenant:42: concurrency=0\n"
+    )
+    shown = run("limits", "-t", url)
+    assert "stripe" in shown
+    assert "tenant:42" in shown
+    assert "concurrency limits" in run("status", "-t", url)
+    assert run("limits", "set", "stripe", "--remove", "-t", url) == "stripe: no limit\n"
+    assert run("limits", "set", "tenant:42", "--remove", "-t", url) == "tenant:42: no limit\n"
+    assert run("limits", "-t", url) == "no concurrency limits are set\n"

@@ -91,6 +91,7 @@ EXPECTED_OUTPUT = {
         "dead after 1 attempt(s)",
     ],
     "Cron": ["['recent']"],
+    "Concurrency limits per key": ["at most 2 charges at once"],
     "Actors of your own": ["16\n", "crashed with ValueError('unlucky')", "25\n"],
 }
 

@@ -97,6 +97,13 @@ def _sqlite_without_a_watcher(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SQLiteTransport, "_start_watcher", start_watcher)
 
 
+def _limit_ignores_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    from transports import MemoryTransport
+
+    # The limiter counts only what its own claim takes, not the jobs already running.
+    monkeypatch.setattr(MemoryTransport, "_live", lambda self, key, now: 0)
+
+
 _SQLITE = "tests/transports/test_sqlite.py::TestSQLiteConformance"
 _POSTGRES = "tests/transports/test_postgres.py::TestPostgresConformance"
 
@@ -211,6 +218,52 @@ BUGS: tuple[Bug, ...] = (
             "tests/transports/test_sqlite.py::test_a_commit_by_another_process_wakes_a_waiter",
         ),
         patch=_sqlite_without_a_watcher,
+    ),
+)
+
+BUGS += (
+    Bug(
+        name="memory-limit-ignores-running",
+        story="A key's limit counted only the jobs of the claim at hand, so claims one after "
+        "another (or two nodes) ran more of the key at once than its limit.",
+        tests=(
+            "tests/transports/test_memory.py::TestMemoryConformance::test_finishing_or_expiring_frees_a_slot",
+            "tests/transports/test_memory.py::TestMemoryConformance::test_a_limit_counts_jobs_started_before_it_was_set",
+            "tests/jobs/test_flow.py::test_two_nodes_hold_a_key_limit_and_finish_every_job[asyncio-memory]",
+            "tests/jobs/test_flow.py::test_two_nodes_hold_a_key_limit_and_finish_every_job[trio-memory]",
+        ),
+        patch=_limit_ignores_running,
+    ),
+    Bug(
+        name="sqlite-limit-per-candidate-ignored",
+        story="SQLite's claim passed over full keys but started every candidate of a key with "
+        "room, so one claim of many jobs overshot the key's free slots.",
+        tests=(f"{_SQLITE}::test_the_claim_starts_no_more_of_a_key_than_its_free_slots",),
+        sql=SQLMutant(
+            dialect="sqlite", query="claim", old="WHERE l.key IS NULL", new="WHERE 1 = 1"
+        ),
+    ),
+    Bug(
+        name="postgres-queue-cap-without-queue-lock",
+        story="PostgreSQL's claim counted a queue's live leases against its cluster-wide cap "
+        "without locking the queue's row, so racing nodes together ran more than the cap.",
+        tests=("tests/transports/test_postgres.py::test_racing_nodes_never_exceed_a_queue_cap",),
+        sql=SQLMutant(
+            dialect="postgres",
+            query="claim_candidates",
+            old="WHERE name = $1::text AND global_concurrency IS NOT NULL\n    FOR UPDATE\n",
+            new="WHERE name = $1::text AND global_concurrency IS NOT NULL\n",
+        ),
+    ),
+    Bug(
+        name="postgres-limit-without-key-lock",
+        story="PostgreSQL's claim counted a key's live leases without locking the key's limits "
+        "row: claimers racing on several nodes each saw room and together ran more than the "
+        "limit (FOR UPDATE SKIP LOCKED on the jobs does not serialize a count).",
+        tests=("tests/transports/test_postgres.py::test_racing_nodes_never_exceed_a_key_limit",),
+        sql=SQLMutant(
+            dialect="postgres", query="claim_candidates", old="    ORDER BY l.key\n    FOR UPDATE\n"
+        ),
     ),
 )
 

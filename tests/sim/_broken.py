@@ -64,3 +64,15 @@ class EagerReaperTransport(MemoryTransport):
 def eager_reaper(store: MemoryStore, clock: VirtualClock) -> Transport:
     """A factory of transports whose reaper ignores lease expiry."""
     return EagerReaperTransport(store=store, clock=clock)
+
+
+class LimitBlindTransport(MemoryTransport):
+    """The limiter counts only the jobs of its own claim, never the ones already running."""
+
+    def _live(self, key: str, now: float) -> int:
+        return 0
+
+
+def limit_blind(store: MemoryStore, clock: VirtualClock) -> Transport:
+    """A transport whose claims ignore the jobs of a key already running on other claims."""
+    return LimitBlindTransport(store=store, clock=clock)

@@ -12,7 +12,7 @@ import attrs
 from actors.sim import FaultRates, SimConfig, SimReport, TransportFactory, shrink, simulate, sweep
 from actors.sim.lowlevel import parse_faults, plan_faults
 
-from ._broken import eager_reaper, token_blind
+from ._broken import eager_reaper, limit_blind, token_blind
 
 #: Small and fast, busy enough that leases are often lost while their jobs run.
 SMALL = SimConfig(
@@ -51,6 +51,25 @@ def test_a_reaper_ignoring_expiry_is_caught() -> None:
     report = _first_failure(SMALL, eager_reaper, range(1, 201))
     assert report.violation is not None
     assert report.violation.invariant == "reap_only_expired"
+
+
+def test_a_limiter_ignoring_running_jobs_is_caught() -> None:
+    """A claim that counts only its own jobs against a key's limit is caught as
+    key_limit_held within 200 seeds of a keyed workload."""
+    report = _first_failure(attrs.evolve(SMALL, key_limit=1), limit_blind, range(1, 201))
+    assert report.violation is not None
+    assert report.violation.invariant == "key_limit_held"
+    assert "--key-limit 1" in report.violation.command
+
+
+def test_key_limits_hold_under_every_fault() -> None:
+    """With keyed jobs limited to one or two at once, a sweep under every fault passes: no
+    key ever has more live leases than its limit, and every job still ends final."""
+    for limit in (1, 2):
+        summary = sweep(attrs.evolve(SMALL, key_limit=limit), range(1, 21))
+        failed = [run.violation for run in summary.runs if run.violation is not None]
+        assert not failed, failed[0]
+        assert len(summary.runs) == 20
 
 
 def test_a_violation_report_replays() -> None:

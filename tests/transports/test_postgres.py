@@ -23,7 +23,7 @@ from transports import (
 )
 from transports._postgres import _channel
 from transports._sql import load_migrations
-from transports.lowlevel import BridgedTransport, Complete, FinalizeRequest
+from transports.lowlevel import BridgedTransport, Complete, FinalizeRequest, Lease
 from transports.testing import ManualClock, TransportConformance, TransportFactory
 
 pytestmark = pytest.mark.anyio
@@ -389,3 +389,80 @@ async def test_stored_config_out_of_range_reads_as_the_default(
         )
         assert await transport.get_queue_config("bad") == QueueConfig(name="bad")
         assert await transport.list_queue_configs() == [QueueConfig(name="bad")]
+
+
+async def _race_a_limited_key(
+    make: Callable[[ManualClock | None], Transport], *, rounds: int, limit: int
+) -> list[int]:
+    """Claim a limited key from 24 claimers on 4 nodes at once, ``rounds`` times; the most
+    jobs of the key that held a lease together in each round."""
+    async with (
+        make(None) as a,
+        make(None) as b,
+        make(None) as c,
+        make(None) as d,
+    ):
+        nodes = [a, b, c, d]
+        await a.set_limit("hot", concurrency=limit)
+        await a.enqueue_many(
+            [EnqueueRequest(kind="k", queue="q", concurrency_key="hot") for _ in range(200)]
+        )
+        await a.enqueue_many([EnqueueRequest(kind="k", queue="q") for _ in range(200)])
+        held: list[int] = []
+
+        async def claimer(node: Transport, n: int, got: list[Lease]) -> None:
+            got.extend(await node.claim("q", owner=f"w{n}", limit=2, ttl=60.0))
+
+        for _ in range(rounds):
+            got: list[Lease] = []
+            async with anyio.create_task_group() as tg:
+                for n in range(24):
+                    tg.start_soon(claimer, nodes[n % 4], n, got)
+            held.append(sum(1 for lease in got if lease.job.concurrency_key == "hot"))
+            await a.finalize(
+                [
+                    FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=Complete())
+                    for lease in got
+                ]
+            )
+        return held
+
+
+async def test_racing_nodes_never_exceed_a_key_limit(
+    anyio_backend: str, postgres_dsn: str, postgres_schema: str
+) -> None:
+    """24 claimers on 4 nodes (separate pools) racing for one key never hold more of its jobs
+    than its limit, round after round, and each round fills the limit."""
+    make = _factory(anyio_backend, postgres_dsn, postgres_schema)
+    held = await _race_a_limited_key(make, rounds=8, limit=2)
+    assert held == [2] * 8
+
+
+async def test_racing_nodes_never_exceed_a_queue_cap(
+    anyio_backend: str, postgres_dsn: str, postgres_schema: str
+) -> None:
+    """24 claimers on 4 nodes racing for a queue with a cluster-wide cap of 3 never hold more
+    of its jobs than that, round after round, and each round fills the cap."""
+    make = _factory(anyio_backend, postgres_dsn, postgres_schema)
+    async with make(None) as a, make(None) as b, make(None) as c, make(None) as d:
+        nodes = [a, b, c, d]
+        await a.set_queue_config(QueueConfig(name="q", global_concurrency=3))
+        await a.enqueue_many([EnqueueRequest(kind="k", queue="q") for _ in range(200)])
+        held: list[int] = []
+
+        async def claimer(node: Transport, n: int, got: list[Lease]) -> None:
+            got.extend(await node.claim("q", owner=f"w{n}", limit=2, ttl=60.0))
+
+        for _ in range(8):
+            got: list[Lease] = []
+            async with anyio.create_task_group() as tg:
+                for n in range(24):
+                    tg.start_soon(claimer, nodes[n % 4], n, got)
+            held.append(len(got))
+            await a.finalize(
+                [
+                    FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=Complete())
+                    for lease in got
+                ]
+            )
+    assert held == [3] * 8

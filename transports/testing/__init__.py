@@ -10,6 +10,7 @@ from ._clock import ManualClock
 from ._conformance import TransportConformance, TransportFactory
 from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
+from ._flow import TransportFlowControl
 from ._observing import TransportObserving
 from ._sql_mutants import SQLMutant, rewrite_query
 
@@ -20,6 +21,7 @@ __all__ = [
     "TransportEdges",
     "TransportFactory",
     "TransportFinePrint",
+    "TransportFlowControl",
     "TransportObserving",
     "rewrite_query",
 ]

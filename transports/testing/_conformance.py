@@ -63,6 +63,7 @@ from .._records import (
 from ._clock import ManualClock
 from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
+from ._flow import TransportFlowControl
 from ._observing import TransportObserving
 
 __all__ = ["TransportConformance", "TransportFactory"]
@@ -136,7 +137,9 @@ async def _wakes(transport: Transport, queues: list[str], action: Any) -> None:
             await returned.wait()
 
 
-class TransportConformance(TransportFinePrint, TransportEdges, TransportObserving):
+class TransportConformance(
+    TransportFinePrint, TransportEdges, TransportObserving, TransportFlowControl
+):
     """The behaviour every :class:`~transports.Transport` must show; subclass to run it.
 
     Subclasses provide the ``transport_factory`` fixture (see the module docstring) and may set

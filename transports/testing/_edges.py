@@ -157,6 +157,13 @@ def _enqueue_rows(max_payload_bytes: int) -> list[Row]:
             rows.append(enqueue(f"dedupe_key={value!r}", InvalidRequest, dedupe_key=value))
     for value in GOOD_LABELS:
         rows.append(enqueue(f"dedupe_key={value!r}", None, dedupe_key=value))
+    for value in BAD_LABELS:
+        if value is not None:
+            rows.append(
+                enqueue(f"concurrency_key={value!r}", InvalidRequest, concurrency_key=value)
+            )
+    for value in GOOD_LABELS:
+        rows.append(enqueue(f"concurrency_key={value!r}", None, concurrency_key=value))
     for payload in [*NOT_JSON, _circular()]:
         shown = type(payload).__name__ if isinstance(payload, _Circular) else repr(payload)
         rows.append(enqueue(f"payload={shown}", PayloadNotSerializable, payload=payload))
@@ -397,13 +404,39 @@ def _queue_config_rows() -> list[Row]:
         for v in [-1.0, math.nan, math.inf, "7d", True]
     ]
     rows += [set_config(f"paused={v!r}", InvalidRequest, paused=v) for v in ["yes", 1, None]]
+    rows += [
+        set_config(f"global_concurrency={v!r}", InvalidRequest, global_concurrency=v)
+        for v in [-1, INT32_MAX + 1, 10**30, 1.5, "2", True]
+    ]
     rows += [get_config(name) for name in BAD_IDENTIFIERS]
     rows.append(Row("set_queue_config('edges')", not_a_config, InvalidRequest))
     rows += [
         set_config("concurrency=0 (no workers)", None, concurrency=0),
         set_config(f"concurrency={MAX_CONCURRENCY}", None, concurrency=MAX_CONCURRENCY),
         set_config("retention=0", None, retention=0),
+        set_config("global_concurrency=0 (hold every job)", None, global_concurrency=0),
+        set_config("global_concurrency=2**31-1", None, global_concurrency=INT32_MAX),
         set_config("name of 128 characters", None, name="x" * 128),
+    ]
+    return rows
+
+
+def _limit_rows() -> list[Row]:
+    def set_limit(what: str, error: type[TransportError] | None, key: Any, value: Any) -> Row:
+        return Row(f"set_limit {what}", _op("set_limit", key, concurrency=value), error)
+
+    rows = [set_limit(f"key={v!r}", InvalidRequest, v, 1) for v in BAD_LABELS if v is not None]
+    rows.append(set_limit("key=None", InvalidRequest, None, 1))
+    rows += [
+        set_limit(f"concurrency={v!r}", InvalidRequest, "edge-key", v)
+        for v in [-1, INT32_MAX + 1, 10**30, 1.5, "2", True, math.nan]
+    ]
+    rows += [set_limit(f"key={v!r}", None, v, 1) for v in GOOD_LABELS]
+    rows += [
+        set_limit("concurrency=0 (hold every job)", None, "edge-key", 0),
+        set_limit("concurrency=2**31-1", None, "edge-key", INT32_MAX),
+        set_limit("concurrency=None (remove)", None, "edge-key", None),
+        set_limit("concurrency=None of a key never limited", None, "never-limited", None),
     ]
     return rows
 
@@ -573,6 +606,7 @@ TABLES: dict[str, Callable[[Transport, Seed], list[Row]]] = {
     "cursor": lambda _t, _s: _cursor_rows(),
     "wait_for_work": lambda _t, _s: _wait_rows(),
     "queue_config": lambda _t, _s: _queue_config_rows(),
+    "limits": lambda _t, _s: _limit_rows(),
     "reading": lambda _t, _s: _reading_rows(),
     "nodes": lambda _t, _s: _node_rows(),
     "stats": lambda _t, _s: _stats_rows(),
@@ -589,6 +623,7 @@ async def _snapshot(transport: Transport) -> Any:
         await transport.list_nodes(),
         await transport.list_stats(),
         await transport.list_leaders(),
+        await transport.list_limits(),
     )
 
 

@@ -31,29 +31,29 @@ VALUES ($1::integer, extract(epoch FROM clock_timestamp())::float8);
 -- name: enqueue
 -- Ids are drawn before the insert so each request finds its own row again; a request whose
 -- dedupe key matches an active job inserts nothing and reports that job instead. A NULL
--- run_at or dedupe_key array stands for all NULLs.
+-- run_at, dedupe_key or concurrency_key array stands for all NULLs.
 WITH now AS (
     SELECT coalesce($9::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
 req AS MATERIALIZED (
     SELECT r.ord, r.kind, r.queue, r.payload, r.priority, r.max_attempts, r.dedupe_key,
-           coalesce(r.run_at, now.t + r.delay) AS run_at, now.t AS now,
+           r.concurrency_key, coalesce(r.run_at, now.t + r.delay) AS run_at, now.t AS now,
            nextval('{schema}.jobs_id_seq') AS id
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::integer[], $5::float8[], $6::float8[],
-        $7::integer[], $8::text[]
+        $7::integer[], $8::text[], $10::text[]
     ) WITH ORDINALITY AS r(kind, queue, payload, priority, run_at, delay, max_attempts,
-                           dedupe_key, ord),
+                           dedupe_key, concurrency_key, ord),
     now
 ),
 ins AS (
     INSERT INTO {schema}.jobs AS j (
         id, kind, queue, payload, state, priority, run_at, max_attempts, dedupe_key,
-        created_at, updated_at
+        created_at, updated_at, concurrency_key
     )
     SELECT id, kind, queue, payload::jsonb,
            CASE WHEN run_at > now THEN 'scheduled' ELSE 'available' END,
-           priority, run_at, max_attempts, dedupe_key, now, now
+           priority, run_at, max_attempts, dedupe_key, now, now, concurrency_key
     FROM req
     ORDER BY ord
     ON CONFLICT (queue, dedupe_key)
@@ -80,22 +80,26 @@ ORDER BY req.ord;
 -- name: enqueue_plain
 -- enqueue for a batch without dedupe keys: nothing can conflict, so a plain INSERT (no
 -- conflict arbiter, no lookup of existing jobs). The identity default draws each id as the
--- rows arrive in request order, so the ids sorted are the requests in order.
+-- rows arrive in request order, so the ids sorted are the requests in order. A NULL
+-- concurrency_key array stands for all NULLs.
 WITH now AS (
     SELECT coalesce($8::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
 ins AS (
     INSERT INTO {schema}.jobs (
-        kind, queue, payload, state, priority, run_at, max_attempts, created_at, updated_at
+        kind, queue, payload, state, priority, run_at, max_attempts, created_at, updated_at,
+        concurrency_key
     )
     SELECT r.kind, r.queue, r.payload::jsonb,
            CASE WHEN coalesce(r.run_at, now.t + r.delay) > now.t THEN 'scheduled'
                 ELSE 'available' END,
-           r.priority, coalesce(r.run_at, now.t + r.delay), r.max_attempts, now.t, now.t
+           r.priority, coalesce(r.run_at, now.t + r.delay), r.max_attempts, now.t, now.t,
+           r.concurrency_key
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::integer[], $5::float8[], $6::float8[],
-        $7::integer[]
-    ) WITH ORDINALITY AS r(kind, queue, payload, priority, run_at, delay, max_attempts, ord),
+        $7::integer[], $9::text[]
+    ) WITH ORDINALITY AS r(kind, queue, payload, priority, run_at, delay, max_attempts,
+                           concurrency_key, ord),
     now
     ORDER BY r.ord
     RETURNING id, queue, state
@@ -110,6 +114,8 @@ FROM ins
 ORDER BY ins.id;
 
 -- name: claim
+-- The claim of a store without limits: one statement. While any limit exists it claims
+-- nothing (see claim_candidates), and the transport takes the limited path.
 WITH now AS (
     SELECT coalesce($5::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
@@ -119,6 +125,11 @@ due AS (
       AND state IN ('available', 'scheduled')
       AND run_at <= (SELECT t FROM now)
       AND NOT EXISTS (SELECT 1 FROM {schema}.queues WHERE name = $1::text AND paused)
+      AND NOT EXISTS (SELECT 1 FROM {schema}.limits)
+      AND NOT EXISTS (
+          SELECT 1 FROM {schema}.queues
+          WHERE name = $1::text AND global_concurrency IS NOT NULL
+      )
     ORDER BY priority, run_at, id
     LIMIT $2::integer
     FOR UPDATE SKIP LOCKED
@@ -135,7 +146,115 @@ SET state = 'running',
 WHERE j.id = ANY (ARRAY(SELECT id FROM due))
 RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
           j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
-          j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested, j.lease_token;
+          j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested,
+          j.concurrency_key, j.lease_token;
+
+-- name: any_limits
+SELECT EXISTS (SELECT 1 FROM {schema}.limits)
+    OR EXISTS (SELECT 1 FROM {schema}.queues WHERE global_concurrency IS NOT NULL);
+
+-- name: claim_candidates
+-- The limited claim, first of two statements of one transaction: lock up to $2 due jobs,
+-- passing over the keys at their limit as this statement's snapshot sees them, then lock the
+-- limits row of every key among them, in key order (claimers never wait on each other's
+-- jobs: SKIP LOCKED). A claimer that holds a key's row is the only one counting and starting
+-- that key's jobs until it commits, and the next statement, with a snapshot taken after the
+-- lock was granted, counts every lease committed before. The last column says whether any
+-- limit exists at all.
+WITH now AS (
+    SELECT coalesce($3::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+-- The live leases are counted by key from the running jobs (few), not per limit (many).
+live AS (
+    SELECT concurrency_key AS key, count(*) AS n FROM {schema}.jobs
+    WHERE state = 'running' AND concurrency_key IS NOT NULL
+      AND lease_expires_at > (SELECT t FROM now)
+    GROUP BY concurrency_key
+),
+full_keys AS (
+    SELECT l.key FROM {schema}.limits AS l JOIN live ON live.key = l.key
+    WHERE l.concurrency <= live.n
+    UNION ALL
+    SELECT key FROM {schema}.limits WHERE concurrency <= 0
+),
+-- A queue with a cluster-wide cap: its row is locked first, before any key's (candidates
+-- reads this), so every claimer takes its locks in one order.
+queue_lock AS (
+    SELECT name FROM {schema}.queues
+    WHERE name = $1::text AND global_concurrency IS NOT NULL
+    FOR UPDATE
+),
+candidates AS (
+    SELECT id, concurrency_key, priority, run_at FROM {schema}.jobs
+    WHERE queue = $1::text
+      AND (SELECT count(*) FROM queue_lock) >= 0
+      AND state IN ('available', 'scheduled')
+      AND run_at <= (SELECT t FROM now)
+      AND NOT EXISTS (SELECT 1 FROM {schema}.queues WHERE name = $1::text AND paused)
+      AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT key FROM full_keys))
+    ORDER BY priority, run_at, id
+    LIMIT $2::integer
+    FOR UPDATE SKIP LOCKED
+),
+locked AS (
+    SELECT l.key FROM {schema}.limits AS l
+    WHERE l.key IN (SELECT concurrency_key FROM candidates)
+    ORDER BY l.key
+    FOR UPDATE
+)
+SELECT c.id, c.concurrency_key, (SELECT count(*) FROM locked) AS locked,
+       EXISTS (SELECT 1 FROM {schema}.limits)
+           OR EXISTS (SELECT 1 FROM {schema}.queues WHERE global_concurrency IS NOT NULL)
+           AS limited
+FROM candidates AS c
+ORDER BY c.priority, c.run_at, c.id;
+
+-- name: claim_chosen
+-- The limited claim, second statement: of the locked candidates ($1 ids, $2 keys, in claim
+-- order) start those within their key's free slots and their queue's ($6), counted now.
+WITH now AS (
+    SELECT coalesce($5::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+cand AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS c(id, key, ord)
+),
+ranked AS (
+    SELECT id, key, ord, row_number() OVER (PARTITION BY key ORDER BY ord) AS n FROM cand
+),
+chosen AS (
+    SELECT ranked.id
+    FROM ranked LEFT JOIN {schema}.limits AS l ON l.key = ranked.key
+    WHERE l.key IS NULL
+       OR ranked.n <= l.concurrency - (
+           SELECT count(*) FROM {schema}.jobs AS r
+           WHERE r.state = 'running' AND r.concurrency_key = l.key
+             AND r.lease_expires_at > (SELECT t FROM now)
+       )
+    ORDER BY ranked.ord
+    -- A queue's cluster-wide cap ($6), its row locked by claim_candidates: its free slots
+    -- (NULL, no cap, is no LIMIT).
+    LIMIT (
+        SELECT greatest(0, q.global_concurrency - (
+            SELECT count(*) FROM {schema}.jobs AS r
+            WHERE r.state = 'running' AND r.queue = $6::text
+              AND r.lease_expires_at > (SELECT t FROM now)
+        ))
+        FROM {schema}.queues AS q
+        WHERE q.name = $6::text AND q.global_concurrency IS NOT NULL
+    )
+)
+UPDATE {schema}.jobs AS j
+SET state = 'running',
+    attempt = j.attempt + 1,
+    lease_token = nextval('{schema}.lease_tokens'),
+    lease_owner = $3::text,
+    lease_expires_at = (SELECT t FROM now) + $4::float8,
+    updated_at = (SELECT t FROM now)
+WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
+RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
+          j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
+          j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested,
+          j.concurrency_key, j.lease_token;
 
 -- name: renew
 -- Only a live lease is extended: an expired one stays expired even if nobody reaped it yet.
@@ -311,16 +430,39 @@ WHERE l.name = $1::text AND l.holder = $2::text AND l.expires_at > now.t
 RETURNING l.name;
 
 -- name: get_queue_config
-SELECT name, paused, concurrency, retention FROM {schema}.queues WHERE name = $1::text;
+SELECT name, paused, concurrency, retention, global_concurrency
+FROM {schema}.queues WHERE name = $1::text;
+
+-- name: set_limit
+INSERT INTO {schema}.limits (key, concurrency)
+VALUES ($1::text, $2::integer)
+ON CONFLICT (key) DO UPDATE SET concurrency = excluded.concurrency;
+
+-- name: delete_limit
+DELETE FROM {schema}.limits WHERE key = $1::text;
+
+-- name: list_limits
+WITH now AS (
+    SELECT coalesce($1::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+)
+SELECT l.key, l.concurrency,
+       (SELECT count(*) FROM {schema}.jobs AS r
+        WHERE r.state = 'running' AND r.concurrency_key = l.key
+          AND r.lease_expires_at > (SELECT t FROM now)),
+       (SELECT count(*) FROM {schema}.jobs AS w
+        WHERE w.state IN ('available', 'scheduled') AND w.concurrency_key = l.key)
+FROM {schema}.limits AS l
+ORDER BY l.key;
 
 -- name: set_queue_config
 WITH up AS (
-    INSERT INTO {schema}.queues AS q (name, paused, concurrency, retention)
-    VALUES ($1::text, $2::boolean, $3::integer, $4::float8)
+    INSERT INTO {schema}.queues AS q (name, paused, concurrency, retention, global_concurrency)
+    VALUES ($1::text, $2::boolean, $3::integer, $4::float8, $5::integer)
     ON CONFLICT (name) DO UPDATE
     SET paused = excluded.paused,
         concurrency = excluded.concurrency,
-        retention = excluded.retention
+        retention = excluded.retention,
+        global_concurrency = excluded.global_concurrency
     RETURNING q.name, q.paused
 ),
 woken AS (
@@ -329,7 +471,8 @@ woken AS (
 SELECT count(*) FROM woken;
 
 -- name: list_queue_configs
-SELECT name, paused, concurrency, retention FROM {schema}.queues ORDER BY name;
+SELECT name, paused, concurrency, retention, global_concurrency
+FROM {schema}.queues ORDER BY name;
 
 -- name: cleanup
 WITH doomed AS (
@@ -371,7 +514,7 @@ SELECT id, kind, queue, payload,
            ELSE state
        END,
        priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
-       finished_at, lease_owner, lease_expires_at, cancel_requested
+       finished_at, lease_owner, lease_expires_at, cancel_requested, concurrency_key
 FROM {schema}.jobs
 WHERE id = $1::bigint;
 
@@ -386,7 +529,8 @@ listed AS (
                ELSE state
            END AS state,
            priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at,
-           updated_at, finished_at, lease_owner, lease_expires_at, cancel_requested
+           updated_at, finished_at, lease_owner, lease_expires_at, cancel_requested,
+           concurrency_key
     FROM {schema}.jobs
     WHERE id > $4::bigint
       AND ($1::text IS NULL OR queue = $1::text)

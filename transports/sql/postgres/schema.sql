@@ -30,7 +30,8 @@ CREATE TABLE {schema}.jobs (
     lease_token bigint,
     lease_owner text,
     lease_expires_at double precision,
-    cancel_requested boolean NOT NULL DEFAULT false
+    cancel_requested boolean NOT NULL DEFAULT false,
+    concurrency_key text  -- flow-control key; its limit (if any) is in limits
 );
 
 -- Claim: due jobs of one queue in claim order; only waiting jobs are in it, so its size follows
@@ -50,11 +51,17 @@ CREATE UNIQUE INDEX jobs_dedupe_idx ON {schema}.jobs (queue, dedupe_key)
 CREATE INDEX jobs_finished_idx ON {schema}.jobs (finished_at)
     WHERE state IN ('succeeded', 'cancelled', 'dead');
 
+-- Claim: the live leases of one key, counted against its limit.
+CREATE INDEX jobs_key_running_idx ON {schema}.jobs (concurrency_key, lease_expires_at)
+    WHERE state = 'running' AND concurrency_key IS NOT NULL;
+
 CREATE TABLE {schema}.queues (
     name text PRIMARY KEY,
     paused boolean NOT NULL DEFAULT false,
     concurrency integer,
-    retention double precision
+    retention double precision,
+    -- cluster-wide cap on the queue's live leases; NULL: none
+    global_concurrency integer CHECK (global_concurrency >= 0)
 );
 
 CREATE TABLE {schema}.leaders (
@@ -96,3 +103,10 @@ CREATE TABLE {schema}.stats (
 
 -- list_stats and prune_stats: rows by minute.
 CREATE INDEX stats_minute_idx ON {schema}.stats (minute);
+
+-- Flow control: most jobs of one concurrency key holding a live lease at once, cluster-wide.
+-- The claim locks a key's row (FOR UPDATE) while it counts and starts that key's jobs.
+CREATE TABLE {schema}.limits (
+    key text PRIMARY KEY,
+    concurrency integer NOT NULL CHECK (concurrency >= 0)
+);

@@ -40,15 +40,46 @@ WHERE (queue, dedupe_key) IN (
     AND state IN ('scheduled', 'available', 'running')
 
 -- name: insert_jobs
--- VALUES gets one "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" per job, in the order of these columns.
+-- VALUES gets one "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" per job, in the order of these columns.
 INSERT INTO jobs (
     kind, queue, payload, state, priority, run_at, max_attempts, dedupe_key, created_at,
-    updated_at
+    updated_at, concurrency_key
 )
 VALUES {rows}
 RETURNING id
 
 -- name: claim
+-- One statement under the write lock, so the live leases counted per key stay true until the
+-- update: a key at its limit is passed over (full_keys), and of the candidates taken no more
+-- per key than its free slots start (ranked); the rest stay due, their attempt unspent.
+-- The live leases are counted by key from the running jobs (few), not per limit (many).
+WITH live AS (
+    SELECT concurrency_key AS key, count(*) AS n
+    FROM jobs
+    WHERE state = 'running' AND concurrency_key IS NOT NULL AND lease_expires_at > :now
+    GROUP BY concurrency_key
+),
+full_keys AS (
+    SELECT l.key FROM limits AS l JOIN live ON live.key = l.key WHERE l.concurrency <= live.n
+    UNION ALL
+    SELECT key FROM limits WHERE concurrency <= 0
+),
+candidates AS (
+    SELECT id, concurrency_key, priority, run_at
+    FROM jobs
+    WHERE queue = :queue
+        AND state IN ('available', 'scheduled')
+        AND run_at <= :now
+        AND NOT EXISTS (SELECT 1 FROM queue_configs WHERE name = :queue AND paused)
+        AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT key FROM full_keys))
+    ORDER BY priority, run_at, id
+    LIMIT :limit
+),
+ranked AS (
+    SELECT id, concurrency_key AS key, priority, run_at,
+        row_number() OVER (PARTITION BY concurrency_key ORDER BY priority, run_at, id) AS n
+    FROM candidates
+)
 UPDATE jobs
 SET state = 'running',
     attempt = attempt + 1,
@@ -57,19 +88,27 @@ SET state = 'running',
     lease_expires_at = :expires_at,
     updated_at = :now
 WHERE id IN (
-    SELECT id
-    FROM jobs
-    WHERE queue = :queue
-        AND state IN ('available', 'scheduled')
-        AND run_at <= :now
-        AND NOT EXISTS (SELECT 1 FROM queue_configs WHERE name = :queue AND paused)
-    ORDER BY priority, run_at, id
-    LIMIT :limit
+    SELECT ranked.id
+    FROM ranked LEFT JOIN limits AS l ON l.key = ranked.key
+    WHERE l.key IS NULL
+        OR ranked.n <= l.concurrency - (
+            SELECT count(*) FROM jobs AS r
+            WHERE r.state = 'running' AND r.concurrency_key = l.key
+                AND r.lease_expires_at > :now
+        )
+    ORDER BY ranked.priority, ranked.run_at, ranked.id
+    -- A queue's cluster-wide cap: its free slots (never negative: a negative LIMIT is none).
+    LIMIT max(0, coalesce(
+        (SELECT global_concurrency FROM queue_configs WHERE name = :queue)
+            - (SELECT count(*) FROM jobs AS q
+               WHERE q.state = 'running' AND q.queue = :queue AND q.lease_expires_at > :now),
+        :limit
+    ))
 )
 RETURNING
     id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
     dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at,
-    cancel_requested, lease_token
+    cancel_requested, concurrency_key, lease_token
 
 -- name: renew
 -- :requests is a JSON array of [job_id, token] pairs.
@@ -214,18 +253,45 @@ WHERE name = :name AND value = :expected
 RETURNING 1
 
 -- name: get_queue_config
-SELECT name, paused, concurrency, retention FROM queue_configs WHERE name = :name
+SELECT name, paused, concurrency, retention, global_concurrency
+FROM queue_configs WHERE name = :name
 
 -- name: set_queue_config
-INSERT INTO queue_configs (name, paused, concurrency, retention)
-VALUES (:name, :paused, :concurrency, :retention)
+INSERT INTO queue_configs (name, paused, concurrency, retention, global_concurrency)
+VALUES (:name, :paused, :concurrency, :retention, :global_concurrency)
 ON CONFLICT (name) DO UPDATE
 SET paused = excluded.paused,
     concurrency = excluded.concurrency,
-    retention = excluded.retention
+    retention = excluded.retention,
+    global_concurrency = excluded.global_concurrency
 
 -- name: list_queue_configs
-SELECT name, paused, concurrency, retention FROM queue_configs ORDER BY name
+SELECT name, paused, concurrency, retention, global_concurrency
+FROM queue_configs ORDER BY name
+
+-- name: set_limit
+INSERT INTO limits (key, concurrency)
+VALUES (:key, :concurrency)
+ON CONFLICT (key) DO UPDATE
+SET concurrency = excluded.concurrency
+
+-- name: delete_limit
+DELETE FROM limits WHERE key = :key
+
+-- name: list_limits
+SELECT
+    l.key,
+    l.concurrency,
+    (
+        SELECT count(*) FROM jobs AS r
+        WHERE r.state = 'running' AND r.concurrency_key = l.key AND r.lease_expires_at > :now
+    ),
+    (
+        SELECT count(*) FROM jobs AS w
+        WHERE w.state IN ('available', 'scheduled') AND w.concurrency_key = l.key
+    )
+FROM limits AS l
+ORDER BY l.key
 
 -- name: cleanup
 DELETE FROM jobs
@@ -255,7 +321,7 @@ SELECT
     id, kind, queue, payload,
     CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END,
     priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
-    finished_at, lease_owner, lease_expires_at, cancel_requested
+    finished_at, lease_owner, lease_expires_at, cancel_requested, concurrency_key
 FROM jobs
 WHERE id = :id
 
@@ -265,7 +331,7 @@ SELECT * FROM (
         id, kind, queue, payload,
         CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END AS shown,
         priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
-        finished_at, lease_owner, lease_expires_at, cancel_requested
+        finished_at, lease_owner, lease_expires_at, cancel_requested, concurrency_key
     FROM jobs
     WHERE id > :after_id
         AND (:queue IS NULL OR queue = :queue)

@@ -25,7 +25,8 @@ CREATE TABLE jobs (
     -- Claims of this job so far: each claim mints lease_token + 1, the fencing token.
     lease_token INTEGER NOT NULL DEFAULT 0,
     lease_expires_at REAL,  -- set exactly while running
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    concurrency_key TEXT  -- flow-control key; its limit (if any) is in limits
 );
 
 -- claim: the due jobs of a queue in claim order.
@@ -44,6 +45,10 @@ CREATE UNIQUE INDEX jobs_dedupe ON jobs (queue, dedupe_key)
 CREATE INDEX jobs_finished ON jobs (finished_at)
     WHERE finished_at IS NOT NULL;
 
+-- claim: the live leases of one key, counted against its limit.
+CREATE INDEX jobs_key_running ON jobs (concurrency_key, lease_expires_at)
+    WHERE state = 'running' AND concurrency_key IS NOT NULL;
+
 CREATE TABLE leaders (
     name TEXT PRIMARY KEY,
     holder TEXT,  -- NULL once released
@@ -55,7 +60,8 @@ CREATE TABLE queue_configs (
     name TEXT PRIMARY KEY,
     paused INTEGER NOT NULL DEFAULT 0,
     concurrency INTEGER,
-    retention REAL
+    retention REAL,
+    global_concurrency INTEGER  -- cluster-wide cap on the queue's live leases; NULL: none
 ) WITHOUT ROWID;
 
 CREATE TABLE cursors (
@@ -89,3 +95,9 @@ CREATE TABLE stats (
 
 -- list_stats and prune_stats: rows by minute.
 CREATE INDEX stats_minute ON stats (minute);
+
+-- Flow control: most jobs of one concurrency key holding a live lease at once, cluster-wide.
+CREATE TABLE limits (
+    key TEXT PRIMARY KEY,
+    concurrency INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -1,0 +1,121 @@
+"""The cost of flow control: claim throughput with limits against the same claims without.
+
+Run with ``python -m bench._flow`` (or ``make bench``). For SQLite (a temporary file) and
+PostgreSQL (``ACTORQ_TEST_POSTGRES_DSN``, its own ``bench_flow_...`` schema, dropped after;
+skipped when no server answers), it enqueues the same backlog three ways and drains it with
+one claimer taking 50 at a time and completing each batch at once:
+
+* **no limits**: plain jobs, the baseline;
+* **1,000 keys**: each job one of 1,000 concurrency keys, each limited to 5;
+* **one hot key**: every job of one key limited to 50 (each claim fills the key exactly).
+
+It prints jobs per second and the ratio of each to the baseline (the issue's bar: >= 0.5).
+Figures, not assertions.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+
+import anyio
+
+from transports import EnqueueRequest, Transport
+from transports.lowlevel import Complete, FinalizeRequest
+
+Report = Callable[[str], object]
+
+JOBS = 4000
+BATCH = 50
+DSN = os.environ.get("ACTORQ_TEST_POSTGRES_DSN", "postgresql://root@127.0.0.1:5432/test")
+
+
+def _key(mode: str, n: int) -> str | None:
+    if mode == "1,000 keys":
+        return f"tenant:{n % 1000}"
+    if mode == "one hot key":
+        return "hot"
+    return None
+
+
+async def _drain(transport: Transport, mode: str) -> float:
+    """Enqueue the backlog for ``mode``, then claim and complete it all; jobs per second."""
+    if mode == "1,000 keys":
+        for n in range(1000):
+            await transport.set_limit(f"tenant:{n}", concurrency=5)
+    elif mode == "one hot key":
+        await transport.set_limit("hot", concurrency=BATCH)
+    queue = {"no limits": "plain", "1,000 keys": "keys", "one hot key": "hot"}[mode]
+    requests = [
+        EnqueueRequest(kind="b", queue=queue, concurrency_key=_key(mode, n)) for n in range(JOBS)
+    ]
+    for start in range(0, JOBS, 500):
+        await transport.enqueue_many(requests[start : start + 500])
+    done = 0
+    started = time.perf_counter()
+    while done < JOBS:
+        leases = await transport.claim(queue, owner="bench", limit=BATCH, ttl=60.0)
+        if not leases:
+            raise RuntimeError(f"{mode}: a claim found nothing with {JOBS - done} jobs left")
+        await transport.finalize(
+            [FinalizeRequest(job_id=x.job_id, token=x.token, outcome=Complete()) for x in leases]
+        )
+        done += len(leases)
+    return JOBS / (time.perf_counter() - started)
+
+
+async def _section(report: Report, name: str, make: Callable[[], Transport]) -> None:
+    report(
+        f"\n== flow control: claim + complete throughput on {name} ({JOBS} jobs, batch {BATCH}) =="
+    )
+    rates: dict[str, float] = {}
+    for mode in ("no limits", "1,000 keys", "one hot key"):
+        async with make() as transport:
+            rates[mode] = await _drain(transport, mode)
+        # A fresh store per mode: the limits of one must not slow the next.
+    base = rates["no limits"]
+    for mode, rate in rates.items():
+        report(f"   {mode:12} {rate:9.0f} jobs/s   {rate / base:5.2f} x no limits")
+
+
+async def run(report: Report = print) -> None:
+    """Measure and print every figure."""
+    from transports import PostgresTransport, SQLiteTransport
+
+    with tempfile.TemporaryDirectory() as folder:
+        paths = iter(range(10))
+        await _section(
+            report,
+            "SQLite",
+            lambda: SQLiteTransport(os.path.join(folder, f"flow-{next(paths)}.db")),
+        )
+    schemas: list[str] = []
+
+    def postgres() -> Transport:
+        schemas.append(f"bench_flow_{uuid.uuid4().hex[:8]}")
+        return PostgresTransport(DSN, schema=schemas[-1])
+
+    try:
+        await _section(report, "PostgreSQL", postgres)
+    except OSError as exc:
+        report(f"   skipped: {exc}")
+    finally:
+        if schemas:
+            import asyncpg
+
+            try:
+                conn = await asyncpg.connect(DSN)
+            except OSError:
+                return
+            try:
+                for schema in schemas:
+                    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            finally:
+                await conn.close()
+
+
+if __name__ == "__main__":
+    anyio.run(run)
