@@ -44,7 +44,6 @@ __all__ = [
     "check_cleanup",
     "check_cursor",
     "check_duration",
-    "check_filters",
     "check_id",
     "check_int",
     "check_items",
@@ -262,14 +261,6 @@ def check_cleanup(finished_before: object, queue: object, limit: object) -> None
     """The arguments of ``Transport.cleanup``."""
     check_time(finished_before, "finished_before", minimum=None)
     check_optional_name(queue)
-    check_limit(limit)
-
-
-def check_filters(queue: object, kind: object, after_id: object, limit: object) -> None:
-    """The filters of ``Transport.list_jobs`` (its ``state`` is checked by ``check_state``)."""
-    check_optional_name(queue)
-    check_optional_name(kind, "kind")
-    check_id(after_id, "after_id")
     check_limit(limit)
 
 
