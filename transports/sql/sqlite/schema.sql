@@ -25,7 +25,12 @@ CREATE TABLE jobs (
     -- Claims of this job so far: each claim mints lease_token + 1, the fencing token.
     lease_token INTEGER NOT NULL DEFAULT 0,
     lease_expires_at REAL,  -- set exactly while running
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    started_at REAL,  -- when the latest claim took it
+    -- JSON array of the failed attempts' errors, oldest first (the newest MAX_ERRORS):
+    -- {"attempt", "at", "owner", "type", "message", "traceback"}
+    errors TEXT NOT NULL DEFAULT '[]',
+    headers TEXT NOT NULL DEFAULT '{}'  -- JSON object of labels, as given to enqueue
 );
 
 -- claim: the due jobs of a queue in claim order.
@@ -43,6 +48,11 @@ CREATE UNIQUE INDEX jobs_dedupe ON jobs (queue, dedupe_key)
 -- cleanup: final jobs by finish time.
 CREATE INDEX jobs_finished ON jobs (finished_at)
     WHERE finished_at IS NOT NULL;
+
+-- operators' listings (newest first) by queue, by state and by kind.
+CREATE INDEX jobs_queue_id ON jobs (queue, id);
+CREATE INDEX jobs_state_id ON jobs (state, id);
+CREATE INDEX jobs_kind_id ON jobs (kind, id);
 
 CREATE TABLE leaders (
     name TEXT PRIMARY KEY,
