@@ -30,7 +30,12 @@ CREATE TABLE {schema}.jobs (
     lease_token bigint,
     lease_owner text,
     lease_expires_at double precision,
-    cancel_requested boolean NOT NULL DEFAULT false
+    cancel_requested boolean NOT NULL DEFAULT false,
+    started_at double precision,  -- when the latest claim took it
+    -- The failed attempts' errors, oldest first (the newest MAX_ERRORS): objects of
+    -- attempt, at, owner, type, message, traceback.
+    errors jsonb NOT NULL DEFAULT '[]',
+    headers jsonb NOT NULL DEFAULT '{}'  -- labels to labels, as given to enqueue
 );
 
 -- Claim: due jobs of one queue in claim order; only waiting jobs are in it, so its size follows
@@ -48,6 +53,15 @@ CREATE UNIQUE INDEX jobs_dedupe_idx ON {schema}.jobs (queue, dedupe_key)
 
 -- Cleanup: finished jobs by finish time.
 CREATE INDEX jobs_finished_idx ON {schema}.jobs (finished_at)
+    WHERE state IN ('succeeded', 'cancelled', 'dead');
+
+-- Listings of final jobs newest first, by state, by queue and state, by kind and state (see
+-- migration 0002); active jobs are listed through jobs_due_idx and jobs_lease_idx.
+CREATE INDEX jobs_final_state_idx ON {schema}.jobs (state, id)
+    WHERE state IN ('succeeded', 'cancelled', 'dead');
+CREATE INDEX jobs_final_queue_idx ON {schema}.jobs (queue, state, id)
+    WHERE state IN ('succeeded', 'cancelled', 'dead');
+CREATE INDEX jobs_final_kind_idx ON {schema}.jobs (kind, state, id)
     WHERE state IN ('succeeded', 'cancelled', 'dead');
 
 CREATE TABLE {schema}.queues (
