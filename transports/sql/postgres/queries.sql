@@ -464,7 +464,8 @@ LIMIT $14::integer;
 
 -- name: retry_jobs
 -- The operator actions share one shape: up to $14 jobs matching the filter (job_filter, the
--- cursors NULL) whose state as jobs read is one of $15, lowest id first, locked (a job a
+-- cursors NULL) whose state, stored and as jobs read, is one of $15 (which holds scheduled
+-- whenever it holds available), lowest id first, locked (a job a
 -- concurrent call holds is skipped), then changed in the same statement. Retry: a fresh
 -- budget, and a final job gives up its dedupe key (a newer active job may hold it).
 WITH now AS (
@@ -473,6 +474,7 @@ WITH now AS (
 chosen AS (
     SELECT id FROM {schema}.jobs
     WHERE {filter}
+      AND state = ANY ($15::text[])
       AND CASE WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
                ELSE state END = ANY ($15::text[])
     ORDER BY id
@@ -506,6 +508,7 @@ WITH now AS (
 chosen AS (
     SELECT id FROM {schema}.jobs
     WHERE {filter}
+      AND state = ANY ($15::text[])
       AND CASE WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
                ELSE state END = ANY ($15::text[])
     ORDER BY id
@@ -541,6 +544,7 @@ WITH now AS (
 chosen AS (
     SELECT id FROM {schema}.jobs
     WHERE {filter}
+      AND state = ANY ($15::text[])
       AND CASE WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
                ELSE state END = ANY ($15::text[])
     ORDER BY id
@@ -560,6 +564,7 @@ WITH now AS (
 chosen AS (
     SELECT id FROM {schema}.jobs
     WHERE {filter}
+      AND state = ANY ($15::text[])
       AND CASE WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
                ELSE state END = ANY ($15::text[])
       AND NOT cancel_requested
