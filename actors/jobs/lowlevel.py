@@ -10,7 +10,19 @@ from ._app import Handler
 from ._claimer import Claimer, ClaimerMessage, Finished, Flush, Poll, Ready, Run, StopClaiming
 from ._cleanup import Cleanup
 from ._cron import Cron
-from ._decide import event_of, failure_of, may_start, outcome_of
+from ._decide import (
+    DROP,
+    INVALID_OUTCOME,
+    PAYLOAD_INVALID,
+    RETRY_LATER,
+    TIMEOUT,
+    UNKNOWN_KIND,
+    error_type_of,
+    event_of,
+    failure_of,
+    may_start,
+    outcome_of,
+)
 from ._events import EventBus
 from ._execute import Execution, execute, lose, request_cancel
 from ._leases import (
@@ -31,6 +43,12 @@ from ._topology import default_node_id
 from ._worker import Drain, Worker, WorkerMessage
 
 __all__ = [
+    "DROP",
+    "INVALID_OUTCOME",
+    "PAYLOAD_INVALID",
+    "RETRY_LATER",
+    "TIMEOUT",
+    "UNKNOWN_KIND",
     "Beat",
     "CancelsRequested",
     "Claimer",
@@ -66,6 +84,7 @@ __all__ = [
     "WorkerCount",
     "WorkerMessage",
     "default_node_id",
+    "error_type_of",
     "event_of",
     "execute",
     "failure_of",
