@@ -1,4 +1,6 @@
-"""The ``actorq`` command: run workers, enqueue, inspect, cancel, migrate, demo, simulate.
+"""The ``actorq`` command: run workers, enqueue, inspect, migrate, demo, simulate.
+
+The ``actorq jobs`` group (list, show, retry, discard, delete, cancel) is in :mod:`._jobs`.
 
 Every mistake is one line on stderr, ``actorq: error: <what is wrong> (<what to do>)``, with
 exit status 2 for a malformed command line and 1 for a request that failed (see
@@ -34,7 +36,7 @@ from transports import (
     QueueConfig,
     Transport,
 )
-from transports.lowlevel import INT64_MAX, encode_payload
+from transports.lowlevel import encode_payload
 
 from ..jobs import App, Topology, WorkerConfig
 from ._errors import USAGE, CliFailure, _one_line, describe, redact_url
@@ -524,20 +526,6 @@ def status(url: str, loop: str) -> None:
                 "yes" if config and config.paused else "",
             )
         Console().print(table)
-
-    _run(loop, lambda: _with_transport(url, run, create=False))
-
-
-@main.command()
-@click.argument("job_id", type=click.IntRange(1, INT64_MAX))
-@_transport_option("there is no job there to cancel")
-@_loop_option
-def cancel(job_id: int, url: str, loop: str) -> None:
-    """Cancel JOB_ID: a waiting job ends at once, a running one is asked to stop."""
-
-    async def run(transport: Transport) -> None:
-        result = await transport.cancel(job_id)
-        click.echo(f"job {job_id}: {result.value}")
 
     _run(loop, lambda: _with_transport(url, run, create=False))
 
