@@ -91,6 +91,11 @@ EXPECTED_OUTPUT = {
         "dead after 1 attempt(s)",
     ],
     "Cron": ["['recent']"],
+    "Operating: errors, retry, discard": [
+        "newest [5, 4] then [3, 2, 1]",
+        "why smtplib.SMTPError relay denied",
+        "retried [1, 2, 3, 4, 5]",
+    ],
     "Actors of your own": ["16\n", "crashed with ValueError('unlucky')", "25\n"],
 }
 
