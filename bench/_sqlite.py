@@ -131,7 +131,8 @@ async def _raw_work(path: str, batch: int) -> float:
                 )
                 if not rows:
                     return
-                params: list[object] = [time.time(), MAX_ERRORS, MAX_ERROR_MESSAGE]
+                now = time.time()
+                params: list[object] = [now, MAX_ERRORS, MAX_ERROR_MESSAGE, repr(now)]
                 for row in rows:
                     params.extend((row[0], row[20], "complete", None, None, None, None))
                 await conn.execute_fetchall(_expand("finalize", _FINALIZE_ROW, len(rows)), params)

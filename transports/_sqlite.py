@@ -666,7 +666,13 @@ class SQLiteTransport(Transport):
         if len(chunks) == 1:
             applied = await self._fetch(
                 _expand("finalize", _FINALIZE_ROW, len(params)),
-                [now, MAX_ERRORS, MAX_ERROR_MESSAGE, *(value for row in params for value in row)],
+                [
+                    now,
+                    MAX_ERRORS,
+                    MAX_ERROR_MESSAGE,
+                    repr(now),
+                    *(v for row in params for v in row),
+                ],
             )
         else:
             async with self._transaction() as conn:
@@ -678,6 +684,7 @@ class SQLiteTransport(Transport):
                                 now,
                                 MAX_ERRORS,
                                 MAX_ERROR_MESSAGE,
+                                repr(now),
                                 *(value for row in chunk for value in row),
                             ],
                         )
@@ -702,7 +709,8 @@ class SQLiteTransport(Transport):
             if expired:
                 ids = json.dumps([row[0] for row in expired])
                 rows = await conn.execute_fetchall(
-                    _Q["reclaim"], {"now": now, "ids": ids, "max_errors": MAX_ERRORS}
+                    _Q["reclaim"],
+                    {"now": now, "at": repr(now), "ids": ids, "max_errors": MAX_ERRORS},
                 )
                 states = {row[0]: row[1] for row in rows}
         reclaimed = [
@@ -922,6 +930,7 @@ class SQLiteTransport(Transport):
                 {
                     "ids": json.dumps(ids),
                     "now": now,
+                    "at": repr(now),
                     "reason": text,
                     "max_errors": MAX_ERRORS,
                     "max_message": MAX_ERROR_MESSAGE,

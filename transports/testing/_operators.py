@@ -83,7 +83,8 @@ class TransportOperators:
         claimed_at = clock.now()
         lease = await _claim(transport, owner="node-a/w1")
         assert lease.job.started_at == claimed_at
-        clock.advance(2.0)
+        # A time of 16 significant digits is kept exactly (not rounded by a JSON encoder).
+        clock.advance(2.966796875)
         retry = Retry(
             run_at=clock.now(), error="boom", error_type="ValueError", traceback="Traceback: x"
         )
@@ -92,7 +93,7 @@ class TransportOperators:
         assert job.errors == (
             AttemptError(
                 attempt=1,
-                at=claimed_at + 2.0,
+                at=claimed_at + 2.966796875,
                 owner="node-a/w1",
                 type="ValueError",
                 message="boom",
@@ -176,13 +177,13 @@ class TransportOperators:
         (reclaimed,) = await transport.reap()
         assert reclaimed.state is JobState.AVAILABLE
         await _claim(transport, owner="node-y/w3")
-        clock.advance(_TTL)
+        clock.advance(_TTL + 0.123456789)
         (reclaimed,) = await transport.reap()
         assert reclaimed.state is JobState.DEAD
         job = await transport.get(job_id)
         assert [(e.attempt, e.owner, e.type, e.at) for e in job.errors] == [
             (1, "node-x/w1", "LeaseExpired", start + _TTL),
-            (2, "node-y/w3", "LeaseExpired", start + 2 * _TTL),
+            (2, "node-y/w3", "LeaseExpired", start + 2 * _TTL + 0.123456789),
         ]
         assert "node-x/w1" in job.errors[0].message
         assert job.errors[1].message == job.last_error
@@ -342,7 +343,7 @@ class TransportOperators:
         without an owner; others are left alone."""
         ids = await self._every_state(transport, clock)
         before = {name: await transport.get(job_id) for name, job_id in ids.items()}
-        clock.advance(2.0)
+        clock.advance(2.000000123)
         discarded = await transport.discard_jobs(JobFilter(), reason="bad\x00batch")
         assert discarded == sorted([ids["available"], ids["scheduled"]])
         for name in ["available", "scheduled"]:

@@ -88,14 +88,15 @@ WHERE jobs.id = requests.id
 RETURNING jobs.id, jobs.lease_token, jobs.cancel_requested
 
 -- name: finalize
--- ?1 is now, ?2 the most errors a job keeps, ?3 the longest message kept in one. VALUES gets
+-- ?1 is now, ?2 the most errors a job keeps, ?3 the longest message kept in one, ?4 now as
+-- JSON text (Python's repr: SQLite's own JSON rendering of a REAL keeps only 15 digits). VALUES gets
 -- one "(?, ?, ?, ?, ?, ?, ?)" per request: job id, token, outcome (complete, retry, snooze,
 -- discard, cancel, release), its run_at, its error (or cancel reason), error type, traceback.
 -- "decided" works out each owned job's next state from the row as it stands: cancel wins
 -- over retry, snooze and release; a retry without attempts left is dead. A retry or discard
 -- carrying an error appends it to the history, dropping the oldest beyond ?2.
 WITH
-    params (now, max_errors, max_message) AS (SELECT ?1, ?2, ?3),
+    params (now, max_errors, max_message, at) AS (SELECT ?1, ?2, ?3, json(?4)),
     requests (id, token, outcome, run_at, error, error_type, traceback) AS (VALUES {rows}),
     decided AS (
         SELECT
@@ -116,7 +117,7 @@ WITH
                     '$[#]',
                     json_object(
                         'attempt', jobs.attempt,
-                        'at', params.now,
+                        'at', params.at,
                         'owner', jobs.lease_owner,
                         'type', coalesce(requests.error_type, 'Error'),
                         'message', substr(requests.error, 1, params.max_message),
@@ -173,7 +174,7 @@ LIMIT :limit
 
 -- name: reclaim
 -- :ids is a JSON array of job ids, all running with an expired lease (read in this transaction).
--- Each lost lease is recorded in the error history (see finalize for its bound).
+-- Each lost lease is recorded in the error history (see finalize for its bound and :at).
 UPDATE jobs
 SET errors = json_insert(
         CASE
@@ -183,7 +184,7 @@ SET errors = json_insert(
         '$[#]',
         json_object(
             'attempt', attempt,
-            'at', :now,
+            'at', json(:at),
             'owner', lease_owner,
             'type', 'LeaseExpired',
             'message', 'lease lost by ' || coalesce(lease_owner, '') || CASE
@@ -375,7 +376,7 @@ SET state = 'dead',
         '$[#]',
         json_object(
             'attempt', attempt,
-            'at', :now,
+            'at', json(:at),
             'owner', NULL,
             'type', 'Discarded',
             'message', substr(:reason, 1, :max_message),
