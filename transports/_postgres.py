@@ -95,24 +95,25 @@ from ._validate import (
     clean_text,
 )
 
-# Read once at import: file I/O does not belong on the event loop.
-_QUERIES = dict(load_queries("postgres"))
+# Read once at import: file I/O does not belong on the event loop. The dict is the one
+# load_queries caches, so a query rewritten in it (an SQLMutant) reaches transports built
+# afterwards: each transport expands its own copy when built (see _with_filters).
+_QUERIES = load_queries("postgres")
 # The listings (oldest and newest first) and the operator actions share job_filter's clause.
-_QUERIES["list_jobs_newest"] = _QUERIES["list_jobs"]
-for _name in (
-    "list_jobs",
-    "list_jobs_newest",
-    "retry_jobs",
-    "discard_jobs",
-    "delete_jobs",
-    "cancel_jobs",
-):
-    _QUERIES[_name] = (
-        _QUERIES[_name]
-        .replace("{filter}", _QUERIES["job_filter"])
-        .replace("{order}", "DESC" if _name == "list_jobs_newest" else "ASC")
-    )
-del _QUERIES["job_filter"]
+_FILTERED = ("list_jobs", "retry_jobs", "discard_jobs", "delete_jobs", "cancel_jobs")
+
+
+def _with_filters(queries: dict[str, str]) -> dict[str, str]:
+    """The named queries with job_filter's clause and the listing order filled in, plus
+    ``list_jobs_newest``; a new dict (``queries`` is left as it is)."""
+    clause = queries["job_filter"]
+    expanded = {name: sql for name, sql in queries.items() if name != "job_filter"}
+    expanded["list_jobs_newest"] = queries["list_jobs"].replace("{order}", "DESC")
+    for name in (*_FILTERED, "list_jobs_newest"):
+        expanded[name] = expanded[name].replace("{filter}", clause).replace("{order}", "ASC")
+    return expanded
+
+
 _MIGRATIONS = load_migrations("postgres")
 
 __all__ = ["PostgresTransport"]
@@ -357,7 +358,8 @@ class PostgresTransport(Transport):
         self.create = create
         self._connect_args = postgres_connect_args(dsn)
         self._sql = {
-            name: _render(sql, self.schema, notify=notify) for name, sql in _QUERIES.items()
+            name: _render(sql, self.schema, notify=notify)
+            for name, sql in _with_filters(_QUERIES).items()
         }
         self._pool: asyncpg.Pool | None = None
         self._opened = False

@@ -114,15 +114,6 @@ _WATCH_FASTEST = 0.002
 _WATCH_SLOWEST = 0.025
 _WATCH_PATIENCE = 0.1  # seconds without a change before looking less often
 _FINALIZE_ROW = "(?, ?, ?, ?, ?, ?, ?)"
-# The listings, oldest and newest first, and the choice of an operator action's jobs, each
-# with the one JobFilter clause.
-_LISTINGS = {
-    newest: _Q["list_jobs"]
-    .replace("{filter}", _Q["job_filter"])
-    .replace("{order}", "DESC" if newest else "ASC")
-    for newest in (False, True)
-}
-_MATCH = _Q["match_jobs"].replace("{filter}", _Q["job_filter"])
 
 
 def _connection_lost(exc: BaseException) -> TransportError:
@@ -152,6 +143,17 @@ def _expand_text(sql: str, row: str, count: int) -> str:
     # Cached by the query's text, not its name: a query rewritten at run time (an SQLMutant)
     # is expanded afresh, never served from an expansion of the original.
     return sql.replace("{rows}", ", ".join([row] * count))
+
+
+def _filtered(name: str, order: str = "ASC") -> str:
+    """The query ``name`` with the one JobFilter clause (job_filter) and its order filled in."""
+    return _fill_filter(_Q[name], _Q["job_filter"], order)
+
+
+@functools.cache
+def _fill_filter(sql: str, clause: str, order: str) -> str:
+    # Cached by text, as _expand_text is, so a rewritten query (an SQLMutant) is honoured.
+    return sql.replace("{filter}", clause).replace("{order}", order)
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> list[Sequence[Any]]:
@@ -903,7 +905,7 @@ class SQLiteTransport(Transport):
         where = check_listing(where, after_id, before_id, newest_first, limit)
         params = _filter_params(where, self._time.now())
         params.update(after_id=after_id, before_id=before_id, limit=limit)
-        rows = await self._fetch(_LISTINGS[newest_first], params)
+        rows = await self._fetch(_filtered("list_jobs", "DESC" if newest_first else "ASC"), params)
         return [_job(row) for row in rows]
 
     async def retry_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
@@ -969,7 +971,9 @@ class SQLiteTransport(Transport):
         """The ids of the jobs an operator action takes (see match_jobs)."""
         params = _filter_params(where, now)
         params.update(limit=limit, eligible=eligible, uncancelled=int(uncancelled))
-        return [job_id for (job_id,) in await conn.execute_fetchall(_MATCH, params)]
+        return [
+            job_id for (job_id,) in await conn.execute_fetchall(_filtered("match_jobs"), params)
+        ]
 
 
 # The states (as jobs read) each operator action takes, as JSON arrays for match_jobs.
