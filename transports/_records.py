@@ -281,6 +281,8 @@ def decode_errors(stored: object) -> tuple[AttemptError, ...]:
 
     An entry another tool stored malformed is skipped, so no stored value crashes a reader.
     """
+    if stored == "[]":
+        return ()  # most jobs never failed: no decoding on the claim path
     if isinstance(stored, str | bytes):
         try:
             stored = json.loads(stored)

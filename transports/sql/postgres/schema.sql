@@ -55,13 +55,9 @@ CREATE UNIQUE INDEX jobs_dedupe_idx ON {schema}.jobs (queue, dedupe_key)
 CREATE INDEX jobs_finished_idx ON {schema}.jobs (finished_at)
     WHERE state IN ('succeeded', 'cancelled', 'dead');
 
--- Listings of final jobs newest first, by state, by queue and state, by kind and state (see
--- migration 0002); active jobs are listed through jobs_due_idx and jobs_lease_idx.
+-- Listings of final jobs newest first by state (see migration 0002); waiting and running jobs
+-- are listed through jobs_due_idx and jobs_lease_idx, a listing without a state by the key.
 CREATE INDEX jobs_final_state_idx ON {schema}.jobs (state, id)
-    WHERE state IN ('succeeded', 'cancelled', 'dead');
-CREATE INDEX jobs_final_queue_idx ON {schema}.jobs (queue, state, id)
-    WHERE state IN ('succeeded', 'cancelled', 'dead');
-CREATE INDEX jobs_final_kind_idx ON {schema}.jobs (kind, state, id)
     WHERE state IN ('succeeded', 'cancelled', 'dead');
 
 CREATE TABLE {schema}.queues (

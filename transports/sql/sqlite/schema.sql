@@ -49,14 +49,11 @@ CREATE UNIQUE INDEX jobs_dedupe ON jobs (queue, dedupe_key)
 CREATE INDEX jobs_finished ON jobs (finished_at)
     WHERE finished_at IS NOT NULL;
 
--- operators' listings of final jobs (newest first) by state, queue and state, kind and state;
--- only final rows are in them, so enqueue and claim never write them.
+-- operators' listings of final jobs (newest first) by state; only final rows are in it, so
+-- enqueue and claim never write it.
 CREATE INDEX jobs_final_state ON jobs (state, id)
     WHERE state IN ('succeeded', 'cancelled', 'dead');
-CREATE INDEX jobs_final_queue ON jobs (queue, state, id)
-    WHERE state IN ('succeeded', 'cancelled', 'dead');
-CREATE INDEX jobs_final_kind ON jobs (kind, state, id)
-    WHERE state IN ('succeeded', 'cancelled', 'dead');
+
 
 CREATE TABLE leaders (
     name TEXT PRIMARY KEY,
