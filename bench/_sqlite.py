@@ -23,10 +23,10 @@ from pathlib import Path
 
 import aiosqlite
 
-from transports import MAX_ERROR_MESSAGE, MAX_ERRORS, EnqueueRequest, SQLiteTransport
+from transports import EnqueueRequest, SQLiteTransport
 from transports._sql import load_queries
 from transports._sqlite import _FINALIZE_ROW, _INSERT_ROW, _expand
-from transports.lowlevel import Complete, FinalizeRequest
+from transports.lowlevel import MAX_ERROR_MESSAGE, MAX_ERRORS, Complete, FinalizeRequest
 
 Report = Callable[[str], object]
 _Q = load_queries("sqlite")

@@ -37,10 +37,10 @@ __all__ = ["Backend", "Harness", "MemoryBackend", "PostgresBackend", "SQLiteBack
 
 T = TypeVar("T")
 
-SQLITE_TABLES = ("jobs", "leaders", "cursors", "queue_configs")
+SQLITE_TABLES = ("jobs", "leaders", "cursors", "queue_configs", "nodes", "stats")
 """Every SQLite table of the store (``transports/sql/sqlite/schema.sql``), emptied per example."""
 
-POSTGRES_TABLES = ("jobs", "leaders", "cursors", "queues")
+POSTGRES_TABLES = ("jobs", "leaders", "cursors", "queues", "nodes", "stats")
 """Every PostgreSQL table of the store but ``schema_version``, emptied per example."""
 
 

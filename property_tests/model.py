@@ -21,8 +21,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from transports import (
-    MAX_ERROR_MESSAGE,
-    MAX_ERRORS,
     AttemptError,
     CancelResult,
     Counts,
@@ -32,6 +30,8 @@ from transports import (
     JobState,
 )
 from transports.lowlevel import (
+    MAX_ERROR_MESSAGE,
+    MAX_ERRORS,
     Cancel,
     Complete,
     Discard,

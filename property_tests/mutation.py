@@ -63,6 +63,10 @@ GROUPS = (
     Group(
         "runtime",
         (
+            "actors/jobs/_claimer.py",
+            "actors/jobs/_leases.py",
+            "actors/jobs/_decide.py",
+            "actors/jobs/_execute.py",
             "actors/jobs/_worker.py",
             "actors/jobs/_reaper.py",
             "actors/jobs/_cron.py",
@@ -70,10 +74,13 @@ GROUPS = (
             "actors/jobs/_periodic.py",
         ),
         (
+            "tests/jobs/test_decide.py",
             "tests/jobs/test_leases.py",
             "tests/jobs/test_outcomes.py",
             "tests/jobs/test_reaper.py",
             "tests/jobs/test_cron.py",
+            "tests/jobs/test_shutdown.py",
+            "tests/jobs/test_supervisor.py",
         ),
         # The runtime's logic does not depend on the backend: judge it on memory alone.
         args=("-k", "not sqlite and not postgres"),

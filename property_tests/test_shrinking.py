@@ -24,6 +24,8 @@ lease token reports the violation itself, shrunk to a few steps.
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -110,8 +112,16 @@ def test_a_broken_postgres_finalize_shrinks_to_a_few_steps(
 def test_a_broken_sqlite_finalize_shrinks_to_a_few_steps(tmp_path: Path) -> None:
     """Against an SQLite finalize that ignores the lease token, hypothesis reports the
     stale-token violation with a minimal example of at most ten steps, never a flaky one."""
-    backend = SQLiteBackend(str(tmp_path / "jobs.db"), SQLiteFinalizeIgnoresToken)
-    _shrinks(Harness("asyncio", backend))
+    # Shrinking replays about two thousand examples, each wiped and committed: in memory-backed
+    # files (where the machine has them) that takes half the time; durability is not on trial.
+    shm = Path("/dev/shm")
+    folder = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() else tmp_path
+    try:
+        backend = SQLiteBackend(str(folder / "jobs.db"), SQLiteFinalizeIgnoresToken)
+        _shrinks(Harness("asyncio", backend))
+    finally:
+        if folder != tmp_path:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_two_runs_of_the_same_examples_see_the_same_answers(harness: Harness) -> None:

@@ -26,14 +26,10 @@ from ._errors import (
     UnsupportedURL,
 )
 from ._memory import MemoryStore, MemoryTransport
+from ._observed import BUCKET_BOUNDS, COUNTERS, MINUTE, Histogram, NodeInfo, QueueStats, minute_of
 from ._records import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_PAYLOAD_BYTES,
-    MAX_ERROR_MESSAGE,
-    MAX_ERRORS,
-    MAX_FILTER_IDS,
-    MAX_HEADERS,
-    MAX_TRACEBACK,
     AttemptError,
     CancelResult,
     Counts,
@@ -52,19 +48,18 @@ if TYPE_CHECKING:
     from ._sqlite import SQLiteTransport
 
 __all__ = [
+    "BUCKET_BOUNDS",
+    "COUNTERS",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_MAX_PAYLOAD_BYTES",
-    "MAX_ERRORS",
-    "MAX_ERROR_MESSAGE",
-    "MAX_FILTER_IDS",
-    "MAX_HEADERS",
-    "MAX_TRACEBACK",
+    "MINUTE",
     "AttemptError",
     "CancelResult",
     "ConnectionLost",
     "Counts",
     "EnqueueRequest",
     "EnqueueResult",
+    "Histogram",
     "InvalidQueueName",
     "InvalidRequest",
     "Job",
@@ -74,10 +69,12 @@ __all__ = [
     "JsonValue",
     "MemoryStore",
     "MemoryTransport",
+    "NodeInfo",
     "PayloadNotSerializable",
     "PayloadTooLarge",
     "PostgresTransport",
     "QueueConfig",
+    "QueueStats",
     "SQLiteTransport",
     "SchemaVersionMismatch",
     "StoreNotFound",
@@ -87,6 +84,7 @@ __all__ = [
     "TransportError",
     "UnsupportedURL",
     "connect",
+    "minute_of",
     "redact_url",
 ]
 

@@ -65,6 +65,22 @@ Rules that hold for every method:
   ``running`` job is never changed except by ``cancel_jobs``, through the cancel request its
   heartbeat sees: a live lease is never overridden.
 * **Checkpoints.** Every method is a checkpoint (it yields to the event loop at least once).
+
+What operators watch (the "observing" operations, at the end of the class):
+
+* **Nodes.** Each running node registers a :class:`~transports.NodeInfo` (id, host, pid,
+  queues, slots, version, start, heartbeat interval) and heartbeats; the store stamps
+  ``last_seen`` with its own now at each. A node is *alive* while fewer than three heartbeats
+  are overdue (:meth:`~transports.NodeInfo.is_alive`) and *gone* after; a clean shutdown
+  forgets it, and the maintenance leader prunes nodes not seen for a day.
+* **Leaders.** ``list_leaders`` shows who holds each leader lease (``cron``, ``maintenance``).
+* **History.** One :class:`~transports.QueueStats` row per queue and minute: counters
+  (succeeded, failed, dead, cancelled, stale finalizes refused, leases lost mid-run, jobs
+  reclaimed, dedupe folds) and the wait and run-time histograms. Every figure is a sum:
+  each node adds its own increments (``add_stats``, an additive upsert), the store itself adds
+  the dedupe folds of each enqueue, and percentiles come from the merged fixed-bucket
+  histograms (so no leader has to compute them, and no increment is lost when nodes come and
+  go). The maintenance leader prunes rows past their retention (``prune_stats``).
 """
 
 from __future__ import annotations
@@ -76,6 +92,7 @@ from typing import Self
 
 import anyio.lowlevel
 
+from ._observed import NodeInfo, QueueStats
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     CancelResult,
@@ -158,7 +175,8 @@ class Transport(abc.ABC):
         available or running) of the same queue adds nothing and returns that job's id with
         ``deduplicated=True``; once that job is final the key is free again. Two requests of one
         batch with the same key fold into the first. Wakes ``wait_for_work`` callers of the
-        queues that got an available job.
+        queues that got an available job. Each fold adds one to the ``deduplicated`` figure of
+        its queue's history row for the current minute, in the same atomic write.
 
         Raises:
             PayloadNotSerializable: a payload is not JSON.
@@ -394,4 +412,89 @@ class Transport(abc.ABC):
         Raises:
             InvalidRequest: ``where`` is not a :class:`~transports.JobFilter`, or a bad
                 ``limit``.
+        """
+
+    # --- observing ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def register_node(self, info: NodeInfo) -> NodeInfo:
+        """Store (insert or replace) a node's registration; returns it as stored.
+
+        Every field is replaced by ``info``'s except ``last_seen``, which becomes now.
+
+        Raises:
+            InvalidRequest: ``info`` is not a :class:`~transports.NodeInfo` (whose fields
+                were checked when it was built).
+        """
+
+    @abc.abstractmethod
+    async def node_heartbeat(self, node_id: str) -> bool:
+        """Set the node's ``last_seen`` to now; False (nothing changed) when it is not
+        registered (forgotten or pruned: the node registers again).
+
+        Raises:
+            InvalidRequest: ``node_id`` is not a label.
+        """
+
+    @abc.abstractmethod
+    async def forget_node(self, node_id: str) -> bool:
+        """Remove a node's registration (its clean shutdown); True when there was one.
+
+        Raises:
+            InvalidRequest: ``node_id`` is not a label.
+        """
+
+    @abc.abstractmethod
+    async def list_nodes(self) -> list[NodeInfo]:
+        """Every registered node, alive or gone, by id. A stored row no
+        :class:`~transports.NodeInfo` can hold (written by another tool) is skipped."""
+
+    @abc.abstractmethod
+    async def prune_nodes(self, *, seen_before: float) -> int:
+        """Forget every node whose ``last_seen`` is before ``seen_before``; how many.
+
+        Raises:
+            InvalidRequest: ``seen_before`` is not a finite number.
+        """
+
+    @abc.abstractmethod
+    async def list_leaders(self) -> list[LeaderLease]:
+        """Every leader lease that is live now (held and not expired), by name."""
+
+    @abc.abstractmethod
+    async def add_stats(self, rows: Sequence[QueueStats]) -> None:
+        """Add each row's figures to the stored row of its ``(queue, minute)``, all or none.
+
+        Additive: a row that does not exist yet starts at zero; rows of one batch naming the
+        same queue and minute add up; a row of zeros writes nothing. Figures only ever grow
+        (until pruned), whatever the order of the calls that add them.
+
+        Raises:
+            InvalidRequest: ``rows`` is not a sequence of :class:`~transports.QueueStats`.
+        """
+
+    @abc.abstractmethod
+    async def list_stats(
+        self,
+        *,
+        queue: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[QueueStats]:
+        """Stored history rows with ``since <= minute < until`` (a bound left None is open),
+        of every queue or just ``queue``, by minute then queue. A stored metric this code
+        does not know, or a value out of range, is skipped.
+
+        Raises:
+            InvalidQueueName: ``queue`` is not a valid name.
+            InvalidRequest: ``since`` or ``until`` is not a finite number.
+        """
+
+    @abc.abstractmethod
+    async def prune_stats(self, *, before: float) -> int:
+        """Delete every history row whose minute is before ``before``; how many
+        ``(queue, minute)`` rows went.
+
+        Raises:
+            InvalidRequest: ``before`` is not a finite number.
         """

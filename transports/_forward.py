@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from ._base import Transport
 from ._errors import TransportClosed
+from ._observed import NodeInfo, QueueStats
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     CancelResult,
@@ -199,3 +200,38 @@ class ForwardingTransport(Transport):
 
     async def cancel_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
         return await self._forward("cancel_jobs", lambda t: t.cancel_jobs(where, limit=limit))
+
+    async def register_node(self, info: NodeInfo) -> NodeInfo:
+        return await self._forward("register_node", lambda t: t.register_node(info))
+
+    async def node_heartbeat(self, node_id: str) -> bool:
+        return await self._forward("node_heartbeat", lambda t: t.node_heartbeat(node_id))
+
+    async def forget_node(self, node_id: str) -> bool:
+        return await self._forward("forget_node", lambda t: t.forget_node(node_id))
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        return await self._forward("list_nodes", lambda t: t.list_nodes())
+
+    async def prune_nodes(self, *, seen_before: float) -> int:
+        return await self._forward("prune_nodes", lambda t: t.prune_nodes(seen_before=seen_before))
+
+    async def list_leaders(self) -> list[LeaderLease]:
+        return await self._forward("list_leaders", lambda t: t.list_leaders())
+
+    async def add_stats(self, rows: Sequence[QueueStats]) -> None:
+        await self._forward("add_stats", lambda t: t.add_stats(rows))
+
+    async def list_stats(
+        self,
+        *,
+        queue: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[QueueStats]:
+        return await self._forward(
+            "list_stats", lambda t: t.list_stats(queue=queue, since=since, until=until)
+        )
+
+    async def prune_stats(self, *, before: float) -> int:
+        return await self._forward("prune_stats", lambda t: t.prune_stats(before=before))

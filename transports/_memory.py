@@ -25,10 +25,12 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import anyio
 import anyio.lowlevel
+import attrs
 
 from ._base import Transport
 from ._clock import WallClock
 from ._errors import InvalidRequest, JobNotFound, TransportClosed
+from ._observed import NodeInfo, QueueStats, minute_of
 from ._plumbing import Waiters
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -71,9 +73,12 @@ from ._validate import (
     check_leader,
     check_limit,
     check_name,
+    check_node_id,
     check_optional_name,
     check_queues,
     check_release,
+    check_stats_range,
+    check_time,
     clean_text,
 )
 
@@ -137,6 +142,8 @@ class MemoryStore:
         self.configs: dict[str, QueueConfig] = {}
         self.leaders: dict[str, _Leader] = {}
         self.cursors: dict[str, float] = {}
+        self.nodes: dict[str, NodeInfo] = {}
+        self.stats: dict[tuple[str, float], dict[str, int]] = {}  # (queue, minute) -> cells
         self.waiters = Waiters()
 
 
@@ -194,11 +201,13 @@ class MemoryTransport(Transport):
         store = self._store
         results: list[EnqueueResult] = []
         woken: set[str] = set()
+        folds: dict[str, int] = {}
         for request, text in zip(requests, texts, strict=True):
             if request.dedupe_key is not None:
                 existing = store.dedupe.get((request.queue, request.dedupe_key))
                 if existing is not None:
                     results.append(EnqueueResult(job_id=existing, deduplicated=True))
+                    folds[request.queue] = folds.get(request.queue, 0) + 1
                     continue
                 store.dedupe[(request.queue, request.dedupe_key)] = store.next_id
             run_at = request.run_at if request.run_at is not None else now + request.delay
@@ -229,6 +238,10 @@ class MemoryTransport(Transport):
                 self._make_available(row)
                 woken.add(row.queue)
             results.append(EnqueueResult(job_id=row.id, deduplicated=False))
+        minute = minute_of(now)
+        for queue, folded in folds.items():
+            cells = store.stats.setdefault((queue, minute), {})
+            cells["deduplicated"] = cells.get("deduplicated", 0) + folded
         for queue in woken:
             self._wake(queue)
         return results
@@ -600,6 +613,93 @@ class MemoryTransport(Transport):
             if row.state is not JobState.RUNNING:
                 self._finish(row, JobState.CANCELLED, now)
         return [row.id for row in chosen]
+
+    # --- observing ------------------------------------------------------------------------
+
+    async def register_node(self, info: NodeInfo) -> NodeInfo:
+        now = await self._enter()
+        check_items([info], NodeInfo, "info")
+        stored = self._store.nodes[info.id] = attrs.evolve(info, last_seen=now)
+        return stored
+
+    async def node_heartbeat(self, node_id: str) -> bool:
+        now = await self._enter()
+        check_node_id(node_id)
+        info = self._store.nodes.get(node_id)
+        if info is None:
+            return False
+        self._store.nodes[node_id] = attrs.evolve(info, last_seen=now)
+        return True
+
+    async def forget_node(self, node_id: str) -> bool:
+        await self._enter()
+        check_node_id(node_id)
+        return self._store.nodes.pop(node_id, None) is not None
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        await self._enter()
+        nodes = self._store.nodes
+        return [nodes[node_id] for node_id in sorted(nodes)]
+
+    async def prune_nodes(self, *, seen_before: float) -> int:
+        await self._enter()
+        check_time(seen_before, "seen_before", minimum=None)
+        nodes = self._store.nodes
+        doomed = [node_id for node_id, info in nodes.items() if info.last_seen < seen_before]
+        for node_id in doomed:
+            del nodes[node_id]
+        return len(doomed)
+
+    async def list_leaders(self) -> list[LeaderLease]:
+        now = await self._enter()
+        leaders = self._store.leaders
+        return [
+            LeaderLease(name=name, holder=lead.holder, epoch=lead.epoch, expires_at=lead.expires_at)
+            for name, lead in sorted(leaders.items())
+            if lead.holder is not None and lead.expires_at > now
+        ]
+
+    async def add_stats(self, rows: Sequence[QueueStats]) -> None:
+        await self._enter()
+        check_items(rows, QueueStats, "rows")
+        stats = self._store.stats
+        for row in rows:
+            increments = row.cells()
+            if not increments:
+                continue
+            cells = stats.setdefault((row.queue, row.minute), {})
+            for metric, value in increments.items():
+                cells[metric] = cells.get(metric, 0) + value
+
+    async def list_stats(
+        self,
+        *,
+        queue: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[QueueStats]:
+        await self._enter()
+        check_stats_range(queue, since, until)
+        found = []
+        for (name, minute), cells in sorted(self._store.stats.items(), key=lambda i: i[0][::-1]):
+            if (
+                (queue is None or name == queue)
+                and (since is None or minute >= since)
+                and (until is None or minute < until)
+            ):
+                row = QueueStats.from_cells(name, minute, cells)
+                if row is not None:
+                    found.append(row)
+        return found
+
+    async def prune_stats(self, *, before: float) -> int:
+        await self._enter()
+        check_time(before, "before", minimum=None)
+        stats = self._store.stats
+        doomed = [key for key in stats if key[1] < before]
+        for key in doomed:
+            del stats[key]
+        return len(doomed)
 
     # --- internals ------------------------------------------------------------------------
 

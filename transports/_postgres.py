@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import anyio.lowlevel
 import asyncpg  # type: ignore[import-untyped]
 import asyncpg.exceptions  # type: ignore[import-untyped]
+import attrs
 
 from ._base import Transport
 from ._errors import (
@@ -47,6 +48,7 @@ from ._errors import (
     TransportError,
     map_exceptions,
 )
+from ._observed import NodeInfo, QueueStats, rows_of_cells, sum_cells
 from ._plumbing import Waiters, distinct_pairs, encode_outcome, fold_batch, unfold_results
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -89,9 +91,12 @@ from ._validate import (
     check_leader,
     check_limit,
     check_name,
+    check_node_id,
     check_optional_name,
     check_queues,
     check_release,
+    check_stats_range,
+    check_time,
     clean_text,
 )
 
@@ -558,24 +563,34 @@ class PostgresTransport(Transport):
             ),
             self._now(),
         )
+        batch_folds = [requests[i].queue for i in folded]
         if connection is not None:
             with _mapped():  # the caller's connection: theirs to renew
-                rows = await self._enqueue_on(connection, args, dedupe=dedupe)
+                rows = await self._enqueue_on(connection, args, dedupe=dedupe, folds=batch_folds)
         else:
-            rows = await self._run(lambda: self._enqueue_pooled(pool, args, dedupe=dedupe))
+            rows = await self._run(
+                lambda: self._enqueue_pooled(pool, args, dedupe=dedupe, folds=batch_folds)
+            )
         written = [EnqueueResult(job_id=row[0], deduplicated=row[1]) for row in rows]
         self._wake({request.queue for request in requests})
         return unfold_results(len(requests), sent, written, folded)
 
     async def _enqueue_pooled(
-        self, pool: asyncpg.Pool, args: tuple[Any, ...], *, dedupe: bool
+        self, pool: asyncpg.Pool, args: tuple[Any, ...], *, dedupe: bool, folds: list[str]
     ) -> list[asyncpg.Record]:
         async with pool.acquire() as conn:
-            return await self._enqueue_on(conn, args, dedupe=dedupe)
+            return await self._enqueue_on(conn, args, dedupe=dedupe, folds=folds)
 
     async def _enqueue_on(
-        self, conn: asyncpg.Connection, args: tuple[Any, ...], *, dedupe: bool
+        self,
+        conn: asyncpg.Connection,
+        args: tuple[Any, ...],
+        *,
+        dedupe: bool,
+        folds: list[str],
     ) -> list[asyncpg.Record]:
+        """Write the batch; ``folds`` are the queues of requests folded within it, counted
+        with the folds into active jobs in the same transaction."""
         sql = self._sql["enqueue"]
         if not dedupe:
             # No key can conflict: a plain insert (its dedupe-key column, args[7], is all
@@ -593,6 +608,14 @@ class PostgresTransport(Transport):
                     rows = await conn.fetch(sql, *args)
                     if any(row[0] is None for row in rows):
                         raise _DedupeRace
+                    counts: dict[str, int] = {}
+                    for queue in [*folds, *(q for q, r in zip(args[1], rows, strict=True) if r[1])]:
+                        counts[queue] = counts.get(queue, 0) + 1
+                    if counts:
+                        names = sorted(counts)
+                        await conn.execute(
+                            self._sql["add_folds"], names, [counts[q] for q in names], args[-1]
+                        )
                     return rows
             except _DedupeRace:
                 continue
@@ -940,6 +963,109 @@ class PostgresTransport(Transport):
         args = _filter_args(where, None, None, self._now())
         rows = await self._run(lambda: pool.fetch(self._sql["cancel_jobs"], *args, limit, _ACTIVE))
         return sorted(row[0] for row in rows)
+
+    # --- observing ------------------------------------------------------------------------
+
+    async def register_node(self, info: NodeInfo) -> NodeInfo:
+        check_items([info], NodeInfo, "info")
+        pool = self._db
+        last_seen: float = await self._run(
+            lambda: pool.fetchval(
+                self._sql["register_node"],
+                info.id,
+                info.host,
+                info.pid,
+                list(info.queues),
+                info.slots,
+                info.version,
+                info.started_at,
+                info.heartbeat,
+                self._now(),
+            ),
+            idempotent=True,
+        )
+        return attrs.evolve(info, last_seen=last_seen)
+
+    async def node_heartbeat(self, node_id: str) -> bool:
+        check_node_id(node_id)
+        pool = self._db
+        found = await self._run(
+            lambda: pool.fetchval(self._sql["node_heartbeat"], node_id, self._now()),
+            idempotent=True,
+        )
+        return found is not None
+
+    async def forget_node(self, node_id: str) -> bool:
+        check_node_id(node_id)
+        pool = self._db
+        found = await self._run(lambda: pool.fetchval(self._sql["forget_node"], node_id))
+        return found is not None
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        pool = self._db
+        rows = await self._run(lambda: pool.fetch(self._sql["list_nodes"]), idempotent=True)
+        nodes = [
+            NodeInfo.from_stored(
+                id=row[0],
+                host=row[1],
+                pid=row[2],
+                queues=row[3],
+                slots=row[4],
+                version=row[5],
+                started_at=row[6],
+                heartbeat=row[7],
+                last_seen=row[8],
+            )
+            for row in rows
+        ]
+        return [node for node in nodes if node is not None]
+
+    async def prune_nodes(self, *, seen_before: float) -> int:
+        check_time(seen_before, "seen_before", minimum=None)
+        pool = self._db
+        pruned: int = await self._run(lambda: pool.fetchval(self._sql["prune_nodes"], seen_before))
+        return pruned
+
+    async def list_leaders(self) -> list[LeaderLease]:
+        pool = self._db
+        rows = await self._run(
+            lambda: pool.fetch(self._sql["list_leaders"], self._now()), idempotent=True
+        )
+        return [
+            LeaderLease(name=row[0], holder=row[1], epoch=row[2], expires_at=row[3]) for row in rows
+        ]
+
+    async def add_stats(self, rows: Sequence[QueueStats]) -> None:
+        check_items(rows, QueueStats, "rows")
+        cells = sum_cells(rows)
+        if not cells:
+            await anyio.lowlevel.checkpoint()
+            return
+        columns = [list(column) for column in zip(*cells, strict=True)]
+        pool = self._db
+        await self._run(lambda: pool.execute(self._sql["add_stats"], *columns))
+
+    async def list_stats(
+        self,
+        *,
+        queue: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[QueueStats]:
+        check_stats_range(queue, since, until)
+        pool = self._db
+        rows = await self._run(
+            lambda: pool.fetch(self._sql["list_stats"], queue, since, until), idempotent=True
+        )
+        return rows_of_cells((row[0], row[1], row[2], row[3]) for row in rows)
+
+    async def prune_stats(self, *, before: float) -> int:
+        check_time(before, "before", minimum=None)
+        pool = self._db
+        pruned: int = await self._run(
+            lambda: pool.fetchval(self._sql["prune_stats"], before), idempotent=True
+        )
+        return pruned
 
 
 async def _keep_session(_conn: asyncpg.Connection) -> None:

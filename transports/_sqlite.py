@@ -41,6 +41,7 @@ import aiosqlite
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
+import attrs
 
 from ._base import Transport
 from ._clock import WallClock, poll_pause
@@ -55,6 +56,7 @@ from ._errors import (
     TransportError,
     map_exceptions,
 )
+from ._observed import NodeInfo, QueueStats, minute_of, rows_of_cells, sum_cells
 from ._plumbing import Waiters, distinct_pairs, encode_outcome, fold_batch, unfold_results
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -95,9 +97,12 @@ from ._validate import (
     check_leader,
     check_limit,
     check_name,
+    check_node_id,
     check_optional_name,
     check_queues,
     check_release,
+    check_stats_range,
+    check_time,
     clean_text,
 )
 
@@ -556,7 +561,9 @@ class SQLiteTransport(Transport):
                 EnqueueResult(job_id=job_id, deduplicated=False) for (job_id,) in sorted(ids)
             ]
         else:
-            written = await self._enqueue_in_transaction(chosen, [rows[i] for i in sent], keys)
+            written = await self._enqueue_in_transaction(
+                chosen, [rows[i] for i in sent], keys, [requests[i].queue for i in folded], now
+            )
         self._wake({row[1] for row in rows if row[3] == "available"})
         return unfold_results(len(requests), sent, written, folded)
 
@@ -565,8 +572,11 @@ class SQLiteTransport(Transport):
         requests: Sequence[EnqueueRequest],
         rows: list[tuple[Any, ...]],
         keys: list[tuple[str, str]],
+        batch_folds: list[str],
+        now: float,
     ) -> list[EnqueueResult]:
-        """Write a batch whose dedupe keys are distinct, folding into active jobs."""
+        """Write a batch whose dedupe keys are distinct, folding into active jobs, and count
+        every fold (``batch_folds``: the queues of requests folded within the batch)."""
         async with self._transaction() as conn:
             # Under the write lock, the active keys read here stay true until commit.
             active: dict[tuple[str, str], int] = {}
@@ -592,6 +602,16 @@ class SQLiteTransport(Transport):
                 )
                 # Ids grow in insertion order (AUTOINCREMENT under the write lock).
                 ids.extend(sorted(job_id for (job_id,) in found))
+            folds: dict[str, int] = {}
+            for request, job_id in zip(requests, existing, strict=True):
+                if job_id is not None:
+                    folds[request.queue] = folds.get(request.queue, 0) + 1
+            for queue in batch_folds:
+                folds[queue] = folds.get(queue, 0) + 1
+            if folds:
+                minute = minute_of(now)
+                cells = [[queue, minute, "deduplicated", n] for queue, n in sorted(folds.items())]
+                await conn.execute_fetchall(_Q["add_stats"], {"cells": json.dumps(cells)})
         new = iter(ids)
         return [
             EnqueueResult(job_id=next(new), deduplicated=False)
@@ -976,6 +996,95 @@ class SQLiteTransport(Transport):
         return [
             job_id for (job_id,) in await conn.execute_fetchall(_filtered("match_jobs"), params)
         ]
+
+    # --- observing ------------------------------------------------------------------------
+
+    async def register_node(self, info: NodeInfo) -> NodeInfo:
+        check_items([info], NodeInfo, "info")
+        now = self._time.now()
+        await self._fetch(
+            _Q["register_node"],
+            {
+                "id": info.id,
+                "host": info.host,
+                "pid": info.pid,
+                "queues": json.dumps(info.queues),
+                "slots": info.slots,
+                "version": info.version,
+                "started_at": info.started_at,
+                "heartbeat": info.heartbeat,
+                "now": now,
+            },
+        )
+        return attrs.evolve(info, last_seen=now)
+
+    async def node_heartbeat(self, node_id: str) -> bool:
+        check_node_id(node_id)
+        rows = await self._fetch(_Q["node_heartbeat"], {"id": node_id, "now": self._time.now()})
+        return bool(rows)
+
+    async def forget_node(self, node_id: str) -> bool:
+        check_node_id(node_id)
+        return bool(await self._fetch(_Q["forget_node"], {"id": node_id}))
+
+    async def list_nodes(self) -> list[NodeInfo]:
+        nodes = [_node(row) for row in await self._fetch(_Q["list_nodes"])]
+        return [node for node in nodes if node is not None]
+
+    async def prune_nodes(self, *, seen_before: float) -> int:
+        check_time(seen_before, "seen_before", minimum=None)
+        return len(await self._fetch(_Q["prune_nodes"], {"seen_before": seen_before}))
+
+    async def list_leaders(self) -> list[LeaderLease]:
+        rows = await self._fetch(_Q["list_leaders"], {"now": self._time.now()})
+        return [
+            LeaderLease(name=name, holder=holder, epoch=epoch, expires_at=float(expires_at))
+            for name, holder, epoch, expires_at in rows
+        ]
+
+    async def add_stats(self, rows: Sequence[QueueStats]) -> None:
+        check_items(rows, QueueStats, "rows")
+        cells = sum_cells(rows)
+        if not cells:
+            await anyio.lowlevel.checkpoint()
+            return
+        await self._fetch(_Q["add_stats"], {"cells": json.dumps(cells)})
+
+    async def list_stats(
+        self,
+        *,
+        queue: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[QueueStats]:
+        check_stats_range(queue, since, until)
+        rows = await self._fetch(_Q["list_stats"], {"queue": queue, "since": since, "until": until})
+        return rows_of_cells(
+            (name, float(minute), metric, value) for name, minute, metric, value in rows
+        )
+
+    async def prune_stats(self, *, before: float) -> int:
+        check_time(before, "before", minimum=None)
+        rows = await self._fetch(_Q["prune_stats"], {"before": before})
+        return len({(queue, minute) for queue, minute in rows})
+
+
+def _node(row: Sequence[Any]) -> NodeInfo | None:
+    try:
+        queues = json.loads(row[3])
+    except (TypeError, ValueError):
+        return None
+    return NodeInfo.from_stored(
+        id=row[0],
+        host=row[1],
+        pid=row[2],
+        queues=queues,
+        slots=row[4],
+        version=row[5],
+        started_at=row[6],
+        heartbeat=row[7],
+        last_seen=row[8],
+    )
 
 
 # The states (as jobs read) each operator action takes, as JSON arrays for match_jobs.

@@ -51,9 +51,11 @@ __all__ = [
     "check_leader",
     "check_limit",
     "check_name",
+    "check_node_id",
     "check_optional_name",
     "check_queues",
     "check_release",
+    "check_stats_range",
     "check_time",
     "clean_text",
     "validate_name",
@@ -271,3 +273,17 @@ def check_items(items: Any, cls: type, what: str) -> None:
     for item in items:
         if not isinstance(item, cls):
             raise InvalidRequest(f"{what} must hold {cls.__name__} records, got {_shown(item)}")
+
+
+def check_node_id(node_id: object) -> str:
+    """A node id given to ``node_heartbeat`` or ``forget_node``: a label."""
+    return check_label(node_id, "node_id")
+
+
+def check_stats_range(queue: object, since: object, until: object) -> None:
+    """The filters of ``Transport.list_stats``: an optional queue, optional finite bounds."""
+    check_optional_name(queue)
+    if since is not None:
+        check_time(since, "since", minimum=None)
+    if until is not None:
+        check_time(until, "until", minimum=None)

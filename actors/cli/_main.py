@@ -13,6 +13,7 @@ with ``create=False``, so a typo in a URL never creates a file or a schema.
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import logging
 import signal
@@ -31,13 +32,17 @@ from rich.table import Table
 import transports
 from transports import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    MINUTE,
     EnqueueRequest,
     JobState,
     QueueConfig,
+    QueueStats,
     Transport,
+    minute_of,
 )
 from transports.lowlevel import encode_payload
 
+from ..core import RealClock
 from ..jobs import App, Topology, WorkerConfig
 from ._errors import USAGE, CliFailure, _one_line, describe, redact_url
 from ._load import load_app
@@ -285,6 +290,20 @@ main.params.append(_verbose_param())
     show_default=True,
     help="Shutdown grace for running jobs.",
 )
+@click.option(
+    "--node-heartbeat",
+    type=Duration(),
+    default=_worker_default("node_heartbeat"),
+    show_default=True,
+    help="Time between the node's heartbeats in the node registry (gone after 3 missed).",
+)
+@click.option(
+    "--stats-interval",
+    type=Duration(),
+    default=_worker_default("stats_interval"),
+    show_default=True,
+    help="Time between flushes of the node's per-minute history to the store.",
+)
 @click.option("--node-id", default=None, help="Name in leases and events (default host:pid:tag).")
 @_loop_option
 def worker(
@@ -298,6 +317,8 @@ def worker(
     reaper_interval: float,
     leader_ttl: float,
     drain_timeout: float,
+    node_heartbeat: float,
+    stats_interval: float,
     node_id: str | None,
     loop: str,
 ) -> None:
@@ -311,6 +332,8 @@ def worker(
         reaper_interval=reaper_interval,
         leader_ttl=leader_ttl,
         drain_timeout=drain_timeout,
+        node_heartbeat=node_heartbeat,
+        stats_interval=stats_interval,
     )
     log = logging.getLogger("actorq.node")
 
@@ -528,6 +551,157 @@ def status(url: str, loop: str) -> None:
         Console().print(table)
 
     _run(loop, lambda: _with_transport(url, run, create=False))
+
+
+def _when(t: float | None) -> str:
+    """A stored time for a table: UTC, to the second."""
+    if t is None:
+        return "never"
+    try:
+        return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return repr(t)
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 0:
+        return "in the future"
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+@main.command()
+@_transport_option("there are no nodes there to show")
+@_loop_option
+def nodes(url: str, loop: str) -> None:
+    """Show the registered nodes: alive or gone (3 heartbeats missed), what each leads."""
+
+    async def run(transport: Transport) -> None:
+        registered = await transport.list_nodes()
+        leaders = await transport.list_leaders()
+        now = RealClock().now()
+        table = Table(title=f"actorq nodes on {redact_url(url)}")
+        for column in ["id", "host", "pid", "queues", "slots", "version", "started"]:
+            # Ids and queue names fold rather than end in "...": they are copied from here.
+            table.add_column(
+                column, justify="right" if column in ("pid", "slots") else "left", overflow="fold"
+            )
+        for column in ["last seen", "state", "leader of"]:
+            table.add_column(column)
+        for node in registered:
+            leads = [lead.name for lead in leaders if lead.holder == node.id]
+            table.add_row(
+                node.id,
+                node.host,
+                str(node.pid),
+                ", ".join(node.queues) or "-",
+                str(node.slots),
+                node.version,
+                _when(node.started_at),
+                _ago(now - node.last_seen),
+                "alive" if node.is_alive(now) else "gone",
+                ", ".join(leads),
+            )
+        Console().print(table)
+        unheld = [lead for lead in leaders if lead.holder not in {n.id for n in registered}]
+        for lead in unheld:
+            click.echo(f"leader of {lead.name}: {lead.holder} (not a registered node)")
+
+    _run(loop, lambda: _with_transport(url, run, create=False))
+
+
+@main.command()
+@click.argument("app_path")
+@_transport_option("there is no cron cursor there")
+@_loop_option
+def schedules(app_path: str, url: str, loop: str) -> None:
+    """Show the cron schedules of the App at APP_PATH: last fired tick (the cursor) and next."""
+    app = load_app(app_path)
+
+    async def run(transport: Transport) -> None:
+        now = RealClock().now()
+        leaders = {lead.name: lead.holder for lead in await transport.list_leaders()}
+        table = Table(title=f"cron schedules of {app_path} on {redact_url(url)}")
+        for column in ["schedule", "expression", "kind", "queue", "last fired", "next fire"]:
+            table.add_column(column)
+        for schedule in app.schedules:
+            cursor = await transport.get_cursor(schedule.cursor)
+            task = app.get(schedule.kind)
+            queue = schedule.queue or (task.options.queue if task is not None else "-")
+            table.add_row(
+                schedule.name,
+                schedule.expression,
+                schedule.kind,
+                queue,
+                _when(cursor),
+                _when(schedule.next_after(now)),
+            )
+        Console().print(table)
+        click.echo(f"cron leader: {leaders.get('cron', 'none')}")
+
+    _run(loop, lambda: _with_transport(url, run, create=False))
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.0f}ms"
+    return f"{value:.3g}s"
+
+
+@main.command()
+@_transport_option("there is no history there")
+@click.option("--queue", "-q", type=QueueName(), default=None, help="Only this queue.")
+@click.option(
+    "--minutes",
+    "-m",
+    type=click.IntRange(1, 7 * 24 * 60),
+    default=15,
+    show_default=True,
+    help="How many minutes back to show (up to a week).",
+)
+@_loop_option
+def stats(url: str, queue: str | None, minutes: int, loop: str) -> None:
+    """Show each queue's history per minute: outcomes, wait and run p50/p99, and the
+    correctness counters (stale finalizes refused, leases lost, reclaimed, dedupe folds)."""
+
+    async def run(transport: Transport) -> None:
+        since = minute_of(RealClock().now()) - (minutes - 1) * MINUTE
+        rows = await transport.list_stats(queue=queue, since=since)
+        table = Table(title=f"actorq history on {redact_url(url)} (last {minutes} min, UTC)")
+        columns = ["minute", "queue", "ok", "failed", "dead", "cancelled"]
+        columns += ["wait p50", "wait p99", "run p50", "run p99"]
+        columns += ["refused", "lost", "reclaimed", "folded"]
+        for column in columns:
+            table.add_column(column, justify="left" if column in ("minute", "queue") else "right")
+        for row in rows:
+            table.add_row(*_stats_cells(row))
+        Console().print(table)
+
+    _run(loop, lambda: _with_transport(url, run, create=False))
+
+
+def _stats_cells(row: QueueStats) -> list[str]:
+    return [
+        _when(row.minute)[:-3],
+        row.queue,
+        str(row.succeeded),
+        str(row.failed),
+        str(row.dead),
+        str(row.cancelled),
+        _seconds(row.wait.quantile(0.5)),
+        _seconds(row.wait.quantile(0.99)),
+        _seconds(row.run.quantile(0.5)),
+        _seconds(row.run.quantile(0.99)),
+        str(row.finalize_refused),
+        str(row.leases_lost),
+        str(row.reclaimed),
+        str(row.deduplicated),
+    ]
 
 
 @main.command()

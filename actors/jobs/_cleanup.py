@@ -18,6 +18,10 @@ _log = logging.getLogger("actorq.cleanup")
 
 #: Seconds finished jobs are kept when their queue's config does not say: a week.
 DEFAULT_RETENTION = 7 * 24 * 3600.0
+#: Seconds history rows are kept: a week.
+DEFAULT_STATS_RETENTION = 7 * 24 * 3600.0
+#: Seconds a node not seen stays listed (as gone) before it is forgotten: a day.
+DEFAULT_NODE_RETENTION = 24 * 3600.0
 #: Seconds between cleanups.
 DEFAULT_INTERVAL = 60.0
 
@@ -36,7 +40,9 @@ def _sane(retention: object) -> bool:
 class Cleanup(PeriodicActor):
     """Every ``interval`` seconds, the holder of the ``maintenance`` leader lease deletes
     succeeded, cancelled and dead jobs finished longer ago than their queue's ``retention``
-    (``QueueConfig.retention``, else ``default_retention``; a None default keeps them forever).
+    (``QueueConfig.retention``, else ``default_retention``; a None default keeps them forever),
+    history rows older than ``stats_retention`` and registered nodes not seen for
+    ``node_retention`` seconds (None keeps them).
     """
 
     def __init__(
@@ -45,6 +51,8 @@ class Cleanup(PeriodicActor):
         transport: Transport,
         node_id: str,
         default_retention: float | None = DEFAULT_RETENTION,
+        stats_retention: float | None = DEFAULT_STATS_RETENTION,
+        node_retention: float | None = DEFAULT_NODE_RETENTION,
         interval: float = DEFAULT_INTERVAL,
         batch: int = 10_000,
         release_timeout: float = _DEFAULTS.release_timeout,
@@ -53,12 +61,22 @@ class Cleanup(PeriodicActor):
         self._release_timeout = number("Cleanup release_timeout", release_timeout, strict=False)
         if default_retention is not None:
             number("Cleanup default_retention", default_retention, strict=False)
+        for what, value in [
+            ("stats_retention", stats_retention),
+            ("node_retention", node_retention),
+        ]:
+            if value is not None:
+                number(f"Cleanup {what}", value, strict=False)
         integer("Cleanup batch", batch, minimum=1, maximum=1_000_000)
+        self._stats_retention = stats_retention
+        self._node_retention = node_retention
         self._transport = transport
         self._node_id = node_id
         self._default = default_retention
         self._batch = batch
         self.deleted = 0
+        self.pruned_stats = 0  # history rows deleted
+        self.pruned_nodes = 0  # registered nodes forgotten
         self.leading = False
         self._refused: dict[str, str] = {}  # queue -> the stored retention warned about
 
@@ -73,6 +91,15 @@ class Cleanup(PeriodicActor):
         configured = {c.name: c.retention for c in await transport.list_queue_configs()}
         queues = {c.queue for c in await transport.counts()} | set(configured)
         now = self.context.clock.now()
+        if self._stats_retention is not None:
+            self.pruned_stats += await transport.prune_stats(before=now - self._stats_retention)
+        if self._node_retention is not None:
+            pruned = await transport.prune_nodes(seen_before=now - self._node_retention)
+            if pruned:
+                _log.info(
+                    "cleanup: forgot %d node(s) not seen for %gs", pruned, self._node_retention
+                )
+            self.pruned_nodes += pruned
         for queue in sorted(queues):
             retention = configured.get(queue)
             if retention is None:

@@ -116,6 +116,11 @@ class WorkerConfig:
     reaper_interval: float = attrs.field(default=1.0, validator=_positive)
     #: Seconds the cron leader lease lives unrenewed; a new leader takes over within that.
     leader_ttl: float = attrs.field(default=10.0, validator=_positive)
+    #: Seconds between the node's heartbeats in the node registry; readers take it for gone
+    #: after three missed ones.
+    node_heartbeat: float = attrs.field(default=10.0, validator=_positive)
+    #: Seconds between flushes of the node's history increments (``Transport.add_stats``).
+    stats_interval: float = attrs.field(default=10.0, validator=_positive)
     # --- shutdown
     #: Seconds running jobs may take to finish before they are cancelled and released.
     drain_timeout: float = attrs.field(default=10.0, validator=_non_negative)

@@ -119,7 +119,7 @@ class Cron(PeriodicActor):
     async def _fire_due(self, schedule: CronSchedule) -> None:
         transport = self._transport
         clock = self.context.clock
-        cursor_name = f"cron:{schedule.name}"
+        cursor_name = schedule.cursor
         now = clock.now()
         cursor = await transport.get_cursor(cursor_name)
         if cursor is None:

@@ -15,8 +15,8 @@ from random import Random  # allowed: type of the injected, seeded RNG only
 
 import anyio
 
-from transports import MAX_TRACEBACK, Job
-from transports.lowlevel import Cancel, Discard, Lease, Outcome, Release, RenewResult
+from transports import Job
+from transports.lowlevel import MAX_TRACEBACK, Cancel, Discard, Lease, Outcome, Release, RenewResult
 
 from ..core import Clock
 from ._app import App

@@ -106,6 +106,11 @@ class CronSchedule:
     #: Up to this many seconds of delay per tick, from the seeded RNG.
     jitter: float = attrs.field(default=0.0, validator=_check_jitter)
 
+    @property
+    def cursor(self) -> str:
+        """The name of the transport cursor holding the schedule's last fired tick."""
+        return f"cron:{self.name}"
+
     def next_after(self, t: float) -> float:
         """The first tick strictly after ``t``."""
         start = datetime.fromtimestamp(t, UTC)

@@ -37,14 +37,22 @@ from ..core import (
     open_actor_system,
 )
 from ._app import App
-from ._cleanup import DEFAULT_INTERVAL, DEFAULT_RETENTION, Cleanup
+from ._cleanup import (
+    DEFAULT_INTERVAL,
+    DEFAULT_NODE_RETENTION,
+    DEFAULT_RETENTION,
+    DEFAULT_STATS_RETENTION,
+    Cleanup,
+)
 from ._config import MAX_CONCURRENCY, WorkerConfig, integer, number
 from ._cron import Cron
 from ._errors import ConfigInvalid, UnknownJobKind
 from ._events import EventBus, ShutdownPhase
+from ._history import History
 from ._leases import LeaseKeeper, LeaseLink
 from ._queue import DrainWorkers, QueueSupervisor
 from ._reaper import Reaper
+from ._registry import NodeRegistry
 from ._schedule import CronSchedule
 
 __all__ = ["Node", "NodeContext", "Topology", "default_node_id"]
@@ -52,7 +60,7 @@ __all__ = ["Node", "NodeContext", "Topology", "default_node_id"]
 _log = logging.getLogger("actorq.node")
 
 #: Child ids of the runtime's own actors (queue supervisors are ``queue:NAME``).
-_RUNTIME_IDS = frozenset({"leases", "reaper", "cron", "cleanup"})
+_RUNTIME_IDS = frozenset({"leases", "reaper", "cron", "cleanup", "nodes", "history"})
 
 
 def default_node_id() -> str:
@@ -144,7 +152,9 @@ class Topology:
         self._queues: list[_QueuePlan] = []
         self._reaper: float | None = None
         self._cron: tuple[Sequence[CronSchedule], float] | None = None
-        self._cleanup: tuple[float | None, float] | None = None
+        self._cleanup: tuple[float | None, float, float | None, float | None] | None = None
+        self._registry: float | None = None
+        self._history: float | None = None
         self._actors: list[_ActorPlan] = []
         self._leases = LeaseLink()  # the node's LeaseKeeper, once it runs
 
@@ -165,8 +175,8 @@ class Topology:
         rng: Random | None = None,
     ) -> Topology:
         """Every queue of the App (or ``queues``), one Reaper, Cron for the App's schedules
-        (or ``schedules``) if any, with a cron leader lease of ``leader_ttl`` seconds, and
-        Cleanup. Settings left out come from ``worker`` (default ``WorkerConfig()``).
+        (or ``schedules``) if any, with a cron leader lease of ``leader_ttl`` seconds,
+        Cleanup, the node's registration (NodeRegistry) and its History. Settings left out come from ``worker`` (default ``WorkerConfig()``).
 
         Raises:
             ConfigInvalid: a setting is out of range, or a queue is named twice.
@@ -181,6 +191,8 @@ class Topology:
         if schedules:
             topology.cron(schedules, leader_ttl=leader_ttl)
         topology.cleanup()
+        topology.registry()
+        topology.history()
         return topology
 
     # --- builder --------------------------------------------------------------------------
@@ -256,15 +268,53 @@ class Topology:
         *,
         default_retention: float | None = DEFAULT_RETENTION,
         interval: float = DEFAULT_INTERVAL,
+        stats_retention: float | None = DEFAULT_STATS_RETENTION,
+        node_retention: float | None = DEFAULT_NODE_RETENTION,
     ) -> Topology:
-        """Run Cleanup (leader only), deleting finished jobs past their retention.
+        """Run Cleanup (leader only), deleting finished jobs past their retention, history
+        rows older than ``stats_retention`` seconds and registered nodes not seen for
+        ``node_retention`` seconds (None keeps them).
 
         Raises:
-            ConfigInvalid: ``interval`` is not > 0, or ``default_retention`` is negative.
+            ConfigInvalid: ``interval`` is not > 0, or a retention is negative.
         """
-        if default_retention is not None:
-            number("cleanup default_retention", default_retention, strict=False)
-        self._cleanup = (default_retention, number("cleanup interval", interval))
+        for what, retention in [
+            ("default_retention", default_retention),
+            ("stats_retention", stats_retention),
+            ("node_retention", node_retention),
+        ]:
+            if retention is not None:
+                number(f"cleanup {what}", retention, strict=False)
+        self._cleanup = (
+            default_retention,
+            number("cleanup interval", interval),
+            stats_retention,
+            node_retention,
+        )
+        return self
+
+    def registry(self, *, heartbeat: float | None = None) -> Topology:
+        """Register the node in the store's node registry and heartbeat every ``heartbeat``
+        seconds (default ``config.node_heartbeat``); it is forgotten when it stops.
+
+        Raises:
+            ConfigInvalid: ``heartbeat`` is not a finite number > 0.
+        """
+        self._registry = number(
+            "node heartbeat", self.config.node_heartbeat if heartbeat is None else heartbeat
+        )
+        return self
+
+    def history(self, *, interval: float | None = None) -> Topology:
+        """Record the node's per-queue, per-minute figures and add them to the store every
+        ``interval`` seconds (default ``config.stats_interval``).
+
+        Raises:
+            ConfigInvalid: ``interval`` is not a finite number > 0.
+        """
+        self._history = number(
+            "history interval", self.config.stats_interval if interval is None else interval
+        )
         return self
 
     def actor(
@@ -334,6 +384,39 @@ class Topology:
             )
             for p in self._actors
         ]
+        if self._history is not None:
+            # Right after the user actors: it sees every event, and flushes the last ones
+            # once the queue supervisors have stopped.
+            every = self._history
+            specs.append(
+                ChildSpec(
+                    id="history",
+                    factory=lambda: History(
+                        transport=self.transport,
+                        events=events,
+                        interval=every,
+                        release_timeout=self.config.release_timeout,
+                    ),
+                    shutdown=margin,
+                    mailbox_size=10_000,
+                )
+            )
+        if self._registry is not None:
+            heartbeat = self._registry
+            specs.append(
+                ChildSpec(
+                    id="nodes",
+                    factory=lambda: NodeRegistry(
+                        transport=self.transport,
+                        node_id=self.node_id,
+                        queues=[plan.queue for plan in self._queues],
+                        slots=sum(plan.concurrency for plan in self._queues),
+                        heartbeat=heartbeat,
+                        release_timeout=self.config.release_timeout,
+                    ),
+                    shutdown=margin,
+                )
+            )
         if self._queues:
             # Before the queue supervisors (it holds their leases), stopped after them.
             specs.append(
@@ -375,7 +458,7 @@ class Topology:
                 )
             )
         if self._cleanup is not None:
-            retention, every = self._cleanup
+            retention, cleanup_every, stats_retention, node_retention = self._cleanup
             specs.append(
                 ChildSpec(
                     id="cleanup",
@@ -383,7 +466,9 @@ class Topology:
                         transport=self.transport,
                         node_id=self.node_id,
                         default_retention=retention,
-                        interval=every,
+                        stats_retention=stats_retention,
+                        node_retention=node_retention,
+                        interval=cleanup_every,
                         release_timeout=self.config.release_timeout,
                     ),
                     shutdown=margin,

@@ -25,6 +25,7 @@ from ._decide import (
 )
 from ._events import EventBus
 from ._execute import Execution, execute, lose, request_cancel
+from ._history import History, HistoryMessage, StatsRecorder
 from ._leases import (
     Beat,
     CancelsRequested,
@@ -39,6 +40,7 @@ from ._leases import (
 from ._periodic import PeriodicActor, PeriodicMessage, RunNow, Tick
 from ._queue import DrainWorkers, QueueSupervisor, Reconfigure, WorkerCount
 from ._reaper import Reaper
+from ._registry import NodeRegistry
 from ._topology import default_node_id
 from ._worker import Drain, Worker, WorkerMessage
 
@@ -63,11 +65,14 @@ __all__ = [
     "Flush",
     "Forget",
     "Handler",
+    "History",
+    "HistoryMessage",
     "Hold",
     "LeaseKeeper",
     "LeaseKeeperMessage",
     "LeaseLink",
     "LeasesLost",
+    "NodeRegistry",
     "PeriodicActor",
     "PeriodicMessage",
     "Poll",
@@ -78,6 +83,7 @@ __all__ = [
     "RenewNow",
     "Run",
     "RunNow",
+    "StatsRecorder",
     "StopClaiming",
     "Tick",
     "Worker",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import click
@@ -86,6 +86,20 @@ class SimHooks:
 
 _RUN_OPTIONS = ("seeds", "shrink", "stop_at_first", "trace")
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _defaulted(
+    name: str, kind: click.ParamType[Any], default: Any, text: str
+) -> Callable[[_F], _F]:
+    """An option with a default that ``--help`` shows."""
+    return click.option(name, type=kind, default=default, show_default=True, help=text)
+
+
+def _duration(name: str, default: float, text: str) -> Callable[[_F], _F]:
+    """A duration option (90s, 15m, 6h) defaulting to ``default`` seconds."""
+    return _defaulted(name, Duration(), format_duration(default), text)
+
 
 @click.command(
     "sim",
@@ -98,34 +112,15 @@ _RUN_OPTIONS = ("seeds", "shrink", "stop_at_first", "trace")
     default=None,
     help="Sweep these seeds instead: 1..1000 or 1,5,9..12.",
 )
-@click.option("--nodes", type=click.IntRange(min=1), default=_DEFAULT.nodes, show_default=True)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=_DEFAULT.workers,
-    show_default=True,
-    help="Workers per node and queue.",
-)
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=0),
-    default=_DEFAULT.jobs,
-    show_default=True,
-    help="Jobs the producer enqueues.",
-)
-@click.option(
-    "--duration",
-    type=Duration(),
-    default=format_duration(_DEFAULT.duration),
-    show_default=True,
-    help="The faulty phase: 90s, 15m, 6h.",
-)
-@click.option(
+@_defaulted("--nodes", click.IntRange(min=1), _DEFAULT.nodes, "Nodes of the cluster.")
+@_defaulted("--workers", click.IntRange(min=1), _DEFAULT.workers, "Workers per node and queue.")
+@_defaulted("--jobs", click.IntRange(min=0), _DEFAULT.jobs, "Jobs the producer enqueues.")
+@_duration("--duration", _DEFAULT.duration, "The faulty phase: 90s, 15m, 6h.")
+@_defaulted(
     "--faults",
-    type=_Parsed("faults", parse_faults),
-    default="all",
-    show_default=True,
-    help="crash,pause,storage,partition,skew,hang, all or none.",
+    _Parsed("faults", parse_faults),
+    "all",
+    "crash,pause,storage,partition,skew,hang, all or none.",
 )
 @click.option(
     "--rates",
@@ -133,47 +128,14 @@ _RUN_OPTIONS = ("seeds", "shrink", "stop_at_first", "trace")
     default=None,
     help="Fault rates per node per hour (hang: per run), e.g. crash=2,pause=0.5.",
 )
-@click.option(
-    "--lease-ttl",
-    type=Duration(),
-    default=format_duration(_DEFAULT.lease_ttl),
-    show_default=True,
-    help="The Workers' lease TTL.",
+@_duration("--lease-ttl", _DEFAULT.lease_ttl, "The Workers' lease TTL.")
+@_duration("--reaper-interval", _DEFAULT.reaper_interval, "Time between reaps.")
+@_duration("--poll-interval", _DEFAULT.poll_interval, "Idle workers' longest wait between claims.")
+@_duration("--tail", _DEFAULT.tail, "Longest quiet tail.")
+@_defaulted(
+    "--cron", click.STRING, _DEFAULT.cron, "Cron expression of the built-in schedule, or none."
 )
-@click.option(
-    "--reaper-interval",
-    type=Duration(),
-    default=format_duration(_DEFAULT.reaper_interval),
-    show_default=True,
-    help="Time between reaps.",
-)
-@click.option(
-    "--poll-interval",
-    type=Duration(),
-    default=format_duration(_DEFAULT.poll_interval),
-    show_default=True,
-    help="Idle workers' longest wait between claims.",
-)
-@click.option(
-    "--tail",
-    type=Duration(),
-    default=format_duration(_DEFAULT.tail),
-    show_default=True,
-    help="Longest quiet tail.",
-)
-@click.option(
-    "--cron",
-    default=_DEFAULT.cron,
-    show_default=True,
-    help="Cron expression of the built-in schedule, or none.",
-)
-@click.option(
-    "--backend",
-    type=click.Choice(["asyncio", "trio"]),
-    default=_DEFAULT.backend,
-    show_default=True,
-    help="Event loop.",
-)
+@_defaulted("--backend", click.Choice(["asyncio", "trio"]), _DEFAULT.backend, "Event loop.")
 @click.option(
     "--keep-faults",
     type=_Parsed("faults", _keep),

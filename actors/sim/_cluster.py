@@ -21,7 +21,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from actors.core import ActorCrashed, Clock, VirtualClock
 from actors.jobs import App, CronSchedule, RuntimeEvent, Topology, WorkerConfig, WorkerCrashed
 from actors.jobs.lowlevel import EventBus
-from transports import JobFilter, JobState, MemoryStore, MemoryTransport, Transport
+from transports import JobFilter, JobState, MemoryStore, MemoryTransport, QueueStats, Transport
 
 from ._clock import NodeClock
 from ._config import FaultKind, SimConfig
@@ -93,7 +93,8 @@ TransportFactory = Callable[[MemoryStore, VirtualClock], Transport]
 
 
 def default_topology(ctx: SimNodeContext) -> Topology:
-    """Every queue of the App with ``config.workers`` Workers, a Reaper, Cron, Cleanup.
+    """Every queue of the App with ``config.workers`` Workers, a Reaper, Cron, Cleanup, the
+    node's registration and its History.
 
     Cleanup keeps finished jobs (no default retention), so the end of the run can check that
     no job was lost.
@@ -105,6 +106,8 @@ def default_topology(ctx: SimNodeContext) -> Topology:
     if ctx.schedules:
         topology.cron(ctx.schedules)
     topology.cleanup(default_retention=None)
+    topology.registry()
+    topology.history()
     return topology
 
 
@@ -191,6 +194,7 @@ class Cluster:
         self.worker_crashes = 0
         self.storage_errors = 0
         self.final_states: dict[str, int] = {}
+        self.history: QueueStats | None = None  # the store's history, every queue and minute
         trace.listeners.append(self._follow)
 
     # --- the run --------------------------------------------------------------------------
@@ -227,6 +231,7 @@ class Cluster:
             for state, number in counts.by_state.items():
                 states[state.value] += number
         self.final_states = dict(sorted(states.items()))
+        self.history = _total(await self._oracle.list_stats())
 
     def _stop_all(self) -> None:
         """The end: every node dies at once, and nothing it says any more is recorded."""
@@ -536,3 +541,14 @@ class Cluster:
                     f"job {job.id} ended at attempt {job.attempt} of {job.max_attempts}",
                 )
                 return
+
+
+def _total(rows: list[QueueStats]) -> QueueStats | None:
+    """Every history row added up into one (of the first row's queue and minute)."""
+    if not rows:
+        return None
+    first = rows[0]
+    total = first
+    for row in rows[1:]:
+        total = total + attrs.evolve(row, queue=first.queue, minute=first.minute)
+    return total

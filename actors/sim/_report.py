@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
+from transports import QueueStats
+
 from ._config import SimConfig, format_duration
 from ._invariants import Violation
 from ._trace import Trace
@@ -78,11 +80,29 @@ class SimReport:
     restarts: int  # node incarnations started after the first
     cron_fires: int
     worker_crashes: int
+    # the store's history as the nodes flushed it (a node killed loses what it had not flushed)
+    history: QueueStats | None = None
 
     @property
     def passed(self) -> bool:
         """True when no invariant broke."""
         return self.violation is None
+
+    def _history_line(self) -> str:
+        h = self.history
+        if h is None:
+            return "  history (as the nodes flushed it): none"
+
+        def ms(value: float | None) -> str:
+            return "-" if value is None else f"{value * 1000:.0f}ms"
+
+        return (
+            f"  history (as the nodes flushed it): {h.succeeded} succeeded, {h.failed} failed, "
+            f"{h.dead} dead, {h.cancelled} cancelled; {h.finalize_refused} refused, "
+            f"{h.leases_lost} lost, {h.reclaimed} reclaimed, {h.deduplicated} folded; wait p50 "
+            f"{ms(h.wait.quantile(0.5))} p99 {ms(h.wait.quantile(0.99))}, run p50 "
+            f"{ms(h.run.quantile(0.5))} p99 {ms(h.run.quantile(0.99))}"
+        )
 
     @property
     def speed(self) -> float:
@@ -116,6 +136,7 @@ class SimReport:
             f"  orphan restart (last renewal -> handler running again, bound "
             f"{self.restart_bound:g}s): {self.restart.render()}; {self.restart_late} past it",
             f"  cron: {self.cron_fires} ticks fired",
+            self._history_line(),
             f"  trace: {len(self.trace)} events, sha256 {self.trace_hash}",
         ]
         if self.violation is not None:

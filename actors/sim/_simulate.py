@@ -123,6 +123,7 @@ async def run_simulation(
         wall_seconds=wall,
         jobs=len(checker.jobs),
         final_states=cluster.final_states,
+        history=cluster.history,
         claims=checker.claims,
         renewals=checker.renewals,
         finalizes_applied=checker.finalizes_applied,

@@ -223,7 +223,8 @@ def test_worker_defaults_are_worker_configs() -> None:
     fields = attrs.fields_dict(WorkerConfig)
     options = {p.name: p.default for p in main.commands["worker"].params if p.name in fields}
     assert set(options) >= {"lease_ttl", "batch_size", "poll_interval", "concurrency",
-                            "reaper_interval", "leader_ttl", "drain_timeout"}  # fmt: skip
+                            "reaper_interval", "leader_ttl", "drain_timeout",
+                            "node_heartbeat", "stats_interval"}  # fmt: skip
     for name, default in options.items():
         assert default == fields[name].default, name
 
@@ -280,8 +281,14 @@ def test_the_readme_flow_against_a_running_worker(tmp_path: Path) -> None:
             time.sleep(0.1)
         else:
             raise AssertionError(f"the job did not run:\n{status}")
+        env["COLUMNS"] = "250"
+        nodes = cmd("nodes").stdout
+        (row,) = [line for line in nodes.splitlines() if f":{worker.pid}:" in line]
+        assert "emails" in row
+        assert "alive" in row
     finally:
         worker.send_signal(signal.SIGINT)
         _, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err
     assert "shutting down gracefully" in err
+    assert f":{worker.pid}:" not in cmd("nodes").stdout  # it left the registry

@@ -94,6 +94,16 @@ STORE_CASES = [
     case("bad-option", "value-missing", f"{E} --delay", 2, '"actorq enqueue -h"'),
     case("bad-option", "concurrency-missing", "queue default -t {url} --concurrency",
          2, "requires an argument"),
+    case("bad-option", "node-heartbeat-zero", f"{W} --node-heartbeat 0", 2, "'--node-heartbeat'"),
+    case("bad-option", "stats-interval-word", f"{W} --stats-interval often", 2,
+         "invalid duration"),
+    case("non-finite", "node-heartbeat-inf", f"{W} --node-heartbeat inf", 2, "heartbeat"),
+    case("bad-option", "stats-minutes-zero", "stats -t {url} --minutes 0", 2, "'--minutes'"),
+    case("bad-option", "stats-minutes-huge", f"stats -t {{url}} -m {BIG}", 2, "'-m'"),
+    case("bad-option", "stats-minutes-word", "stats -t {url} -m ten", 2, "'-m'"),
+    case("bad-option", "nodes-extra-argument", "nodes extra -t {url}", 2, "unexpected extra"),
+    case("bad-option", "schedules-missing-app", "schedules -t {url}", 2,
+         "missing argument 'APP_PATH'"),
     # --- non-finite numbers
     case("non-finite", "lease-ttl-inf", f"{W} --lease-ttl inf", 2, "'--lease-ttl'"),
     case("non-finite", "lease-ttl-nan", f"{W} --lease-ttl nan", 2, "'--lease-ttl'"),
@@ -139,6 +149,8 @@ STORE_CASES = [
     case("bad-name", "worker-queue", ["worker", "{good}:app", "-q", "a b", "-t", "{url}"], 2,
          "invalid queue name"),
     case("bad-name", "queue-command", ["queue", "a b", "-t", "{url}"], 2, "invalid queue name"),
+    case("bad-name", "stats-queue", ["stats", "-q", "a b", "-t", "{url}"], 2,
+         "invalid queue name"),
     case("bad-name", "dedupe-key-nul", ["enqueue", "k", "--dedupe-key", "a\x00b", "-t",
                                         "{url}"], 2, "dedupe"),
     case("bad-name", "dedupe-key-too-long", ["enqueue", "k", "--dedupe-key", "d" * 300, "-t",
@@ -199,6 +211,12 @@ STORE_CASES = [
     case("bad-module", "module-exits", "worker {exits}:app -t {url}", 1, "SystemExit"),
     case("bad-module", "missing-file", "worker {tmp}/nope.py:app -t {url}", 2, "no file"),
     case("bad-module", "empty-module", "worker :app -t {url}", 2, "no module in APP_PATH"),
+    case("bad-module", "schedules-no-attribute", "schedules {good}:missing -t {url}", 2,
+         "has no attribute 'missing'"),
+    case("bad-module", "schedules-not-an-app", "schedules {good}:not_an_app -t {url}", 2,
+         "not an actorq App"),
+    case("bad-cron", "seven-fields-schedules", "schedules {badcron}:app -t {url}", 1,
+         "InvalidCronExpression"),
     case("bad-module", "enqueue-syntax-error", "enqueue --app {syntax}:app k -t {url}", 1,
          "SyntaxError"),
     # --- bad cron expressions, raised while the App module is imported
@@ -213,6 +231,9 @@ STORE_CASES = [
     case("memory-refused", "queue", "queue default -t memory://", 2, "memory://"),
     case("memory-refused", "cancel", "jobs cancel 1 -t memory://", 2, "no jobs there"),
     case("memory-refused", "jobs-list", "jobs list -t memory://", 2, "no jobs there"),
+    case("memory-refused", "nodes", "nodes -t memory://", 2, "no nodes there"),
+    case("memory-refused", "schedules", "schedules {good}:app -t memory://", 2, "no cron"),
+    case("memory-refused", "stats", "stats -t memory://", 2, "no history there"),
     # --- well-formed requests that fail
     case("missing-job", "cancel", "jobs cancel 999 -t {url}", 1, "no job has id 999"),
     case("missing-job", "show", "jobs show 999 -t {url}", 1, "no job has id 999"),
@@ -269,6 +290,9 @@ READ_ONLY_COMMANDS = [
     ("jobs", "show", "1"),
     ("jobs", "retry", "--state", "dead"),
     ("jobs", "delete", "--all"),
+    ("nodes",),
+    ("stats",),
+    ("stats", "-q", "emails", "-m", "60"),
 ]
 
 

@@ -130,6 +130,8 @@ def test_every_actor_of_the_tree_stops_within_the_margins() -> None:
     bounds = {spec.id: spec.shutdown for spec in topology.child_specs(EventBus())}
     assert bounds == {
         "audit": 3.0,
+        "history": 3.0,
+        "nodes": 3.0,
         "leases": 3.0,
         "reaper": 3.0,
         "cron": 3.0,

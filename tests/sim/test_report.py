@@ -32,6 +32,13 @@ def test_a_passing_report_says_what_happened() -> None:
     assert set(report.final_states) <= {"succeeded", "dead", "cancelled"}
     assert report.sim_seconds >= 300.0
     assert report.speed > 1.0
+    # The store's history as the nodes flushed it: an approximation under faults (a crashed
+    # node loses what it had not flushed; a flush whose reply was lost may count twice).
+    history = report.history
+    assert history is not None
+    assert history.succeeded > report.final_states["succeeded"] // 2
+    assert history.run.count >= history.succeeded
+    assert f"history (as the nodes flushed it): {history.succeeded} succeeded" in text
 
 
 def test_a_failing_report_ends_with_the_replay_command() -> None:

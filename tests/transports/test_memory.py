@@ -93,6 +93,8 @@ async def test_without_a_clock_time_is_the_wall_clock() -> None:
         job_id = (await transport.enqueue(_request())).job_id
         created = (await transport.get(job_id)).created_at
     assert before <= created <= time.time()
+    clock = ManualClock()
+    assert MemoryTransport(clock=clock).clock is clock  # and with one, it is that clock
 
 
 async def test_wait_for_work_blocks_until_its_queue_gets_work() -> None:
@@ -189,14 +191,25 @@ async def test_limits_below_one_are_rejected() -> None:
 
 
 async def test_renewals_do_not_grow_the_expiry_index_without_bound() -> None:
-    """Thousands of renewals of a few leases keep the expiry heap small."""
-    async with MemoryTransport(clock=ManualClock()) as transport:
+    """Thousands of renewals of a few leases keep the expiry heap small, and the rebuilt
+    heap still knows every lease: each is reaped once it lapses, and not before."""
+    clock = ManualClock()
+    async with MemoryTransport(clock=clock) as transport:
         await transport.enqueue_many([_request() for _ in range(10)])
         leases = await transport.claim("q", owner="w", limit=10, ttl=30)
         renewals = [RenewRequest(job_id=lease.job_id, token=lease.token) for lease in leases]
         for _ in range(1_000):
+            before = len(transport.store.expiry)
             assert set(await transport.renew(renewals, ttl=30)) == {RenewResult.RENEWED}
-        assert len(transport.store.expiry) <= 4 * 10 + 1024 + 10
+            assert len(transport.store.expiry) <= 4 * 10 + 1024 + 10
+            if len(transport.store.expiry) < before:
+                break  # rebuilt just now: what follows checks the rebuilt heap alone
+        else:
+            pytest.fail("the expiry heap was never rebuilt")
+        clock.advance(29)
+        assert await transport.reap() == []
+        clock.advance(1)
+        assert {r.job_id for r in await transport.reap()} == {lease.job_id for lease in leases}
 
 
 async def test_cancelled_waiting_jobs_leave_no_claimable_trace() -> None:

@@ -387,7 +387,7 @@ async def test_stored_config_out_of_range_reads_as_the_default(db_path: str) -> 
 
 # --- wake-ups across connections and processes ---------------------------------------------
 
-WAKE_SAFETY = 10.0  # real seconds: a safety net, never a wait (the wake-up takes milliseconds)
+WAKE_SAFETY = 4.0  # real seconds: a safety net, never a wait (the wake-up takes milliseconds)
 
 
 async def _waits_until(transport: Transport, queues: list[str], action: object) -> None:

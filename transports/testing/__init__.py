@@ -11,6 +11,7 @@ from ._clock import ManualClock
 from ._conformance import TransportConformance, TransportFactory
 from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
+from ._observing import TransportObserving
 from ._operators import TransportOperators
 from ._sql_mutants import SQLMutant, rewrite_query
 
@@ -21,6 +22,7 @@ __all__ = [
     "TransportEdges",
     "TransportFactory",
     "TransportFinePrint",
+    "TransportObserving",
     "TransportOperators",
     "rewrite_query",
 ]

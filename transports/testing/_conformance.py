@@ -64,6 +64,7 @@ from .._records import (
 from ._clock import ManualClock
 from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
+from ._observing import TransportObserving
 from ._operators import TransportOperators
 
 __all__ = ["TransportConformance", "TransportFactory"]
@@ -137,7 +138,9 @@ async def _wakes(transport: Transport, queues: list[str], action: Any) -> None:
             await returned.wait()
 
 
-class TransportConformance(TransportOperators, TransportFinePrint, TransportEdges):
+class TransportConformance(
+    TransportOperators, TransportFinePrint, TransportEdges, TransportObserving
+):
     """The behaviour every :class:`~transports.Transport` must show; subclass to run it.
 
     Subclasses provide the ``transport_factory`` fixture (see the module docstring) and may set
@@ -1050,6 +1053,19 @@ class TransportConformance(TransportOperators, TransportFinePrint, TransportEdge
             await _finalize(transport, lease, Release())
 
         await _wakes(transport, ["q"], release)
+
+    async def test_wait_for_work_wakes_on_a_retry_due_now(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A retry due at once makes the job available (not scheduled) and wakes a waiter."""
+        await _enqueue(transport)
+        lease = await _claim_one(transport)
+
+        async def retry() -> None:
+            await _finalize(transport, lease, Retry(run_at=clock.now(), error="again"))
+
+        await _wakes(transport, ["q"], retry)
+        assert (await transport.get(lease.job_id)).state is JobState.AVAILABLE
 
     async def test_wait_for_work_wakes_on_reap(
         self, transport: Transport, clock: ManualClock

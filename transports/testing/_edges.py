@@ -27,6 +27,7 @@ from .._errors import (
     PayloadTooLarge,
     TransportError,
 )
+from .._observed import MINUTE, NodeInfo, QueueStats
 from .._records import (
     MAX_FILTER_IDS,
     MAX_HEADERS,
@@ -577,6 +578,115 @@ def _operator_rows() -> list[Row]:
     return rows
 
 
+_NODE: dict[str, Any] = {
+    "id": "edge-node",
+    "host": "host",
+    "pid": 1,
+    "queues": ["edges"],
+    "slots": 1,
+    "version": "1",
+    "started_at": 0.0,
+    "heartbeat": 1.0,
+}
+
+
+def _node_rows() -> list[Row]:
+    def register(what: str, error: type[TransportError] | None, **fields: Any) -> Row:
+        async def call(t: Transport) -> Any:
+            return await t.register_node(NodeInfo(**{**_NODE, **fields}))
+
+        return Row(f"register_node {what}", call, error)
+
+    rows = [register(f"id={v!r}", InvalidRequest, id=v) for v in BAD_LABELS]
+    rows += [register(f"host={v!r}", InvalidRequest, host=v) for v in BAD_LABELS]
+    rows += [register(f"version={v!r}", InvalidRequest, version=v) for v in BAD_LABELS]
+    for value in [-1, INT32_MAX + 1, 1.5, "1", True, None]:
+        rows.append(register(f"pid={value!r}", InvalidRequest, pid=value))
+        rows.append(register(f"slots={value!r}", InvalidRequest, slots=value))
+    rows += [register(f"queues=[{v!r}]", InvalidQueueName, queues=[v]) for v in BAD_IDENTIFIERS]
+    rows += [
+        register("queues='edges' (a string)", InvalidRequest, queues="edges"),
+        register("queues=None", InvalidRequest, queues=None),
+        register("1001 queues", InvalidRequest, queues=[f"q{n}" for n in range(1001)]),
+    ]
+    rows += [register(f"started_at={v!r}", InvalidRequest, started_at=v) for v in BAD_TIMES]
+    rows += [register(f"heartbeat={v!r}", InvalidRequest, heartbeat=v) for v in BAD_TTLS]
+    rows += [register(f"last_seen={v!r}", InvalidRequest, last_seen=v) for v in BAD_TIMES]
+    rows += [
+        Row("register_node('edge-node')", _op("register_node", "edge-node"), InvalidRequest),
+        Row("register_node(None)", _op("register_node", None), InvalidRequest),
+    ]
+    for value in BAD_LABELS:
+        rows += [
+            Row(f"node_heartbeat({value!r})", _op("node_heartbeat", value), InvalidRequest),
+            Row(f"forget_node({value!r})", _op("forget_node", value), InvalidRequest),
+        ]
+    for value in [*BAD_FINITE, None]:
+        rows.append(
+            Row(
+                f"prune_nodes(seen_before={value!r})",
+                _op("prune_nodes", seen_before=value),
+                InvalidRequest,
+            )
+        )
+    rows += [
+        register("queues=[] slots=0 (a node that only reaps)", None, queues=[], slots=0),
+        register(f"pid={INT32_MAX}", None, pid=INT32_MAX, id="edge-max"),
+        register("an id of 255 characters", None, id="x" * 255),
+    ]
+    return rows
+
+
+def _stats_rows() -> list[Row]:
+    def add(what: str, error: type[TransportError] | None, **fields: Any) -> Row:
+        async def call(t: Transport) -> Any:
+            fields.setdefault("queue", "edges")
+            fields.setdefault("minute", 0.0)
+            return await t.add_stats([QueueStats(**fields)])
+
+        return Row(f"add_stats {what}", call, error)
+
+    rows = [add(f"queue={v!r}", InvalidQueueName, queue=v) for v in BAD_IDENTIFIERS]
+    rows += [add(f"minute={v!r}", InvalidRequest, minute=v) for v in BAD_TIMES]
+    rows += [add(f"minute={v!r}", InvalidRequest, minute=v) for v in [30.0, 61.0, 0.5]]
+    for value in [-1, INT64_MAX + 1, 1.5, "1", True, None]:
+        rows.append(add(f"succeeded={value!r}", InvalidRequest, succeeded=value))
+        rows.append(add(f"finalize_refused={value!r}", InvalidRequest, finalize_refused=value))
+    rows += [add(f"wait={v!r}", InvalidRequest, wait=v) for v in [None, [0, 1], "h"]]
+
+    async def one_bad_in_a_batch(t: Transport) -> Any:
+        good = QueueStats(queue="edges", minute=0.0, succeeded=1)
+        return await t.add_stats([good, "not a row"])  # type: ignore[list-item]
+
+    async def not_a_sequence(t: Transport) -> Any:
+        return await t.add_stats(QueueStats(queue="edges", minute=0.0))  # type: ignore[arg-type]
+
+    rows += [
+        Row("add_stats with one bad row in a batch", one_bad_in_a_batch, InvalidRequest),
+        Row("add_stats(one row, not a list)", not_a_sequence, InvalidRequest),
+    ]
+    for name in BAD_IDENTIFIERS:
+        if name is not None:
+            rows.append(
+                Row(f"list_stats(queue={name!r})", _op("list_stats", queue=name), InvalidQueueName)
+            )
+    for value in BAD_FINITE:
+        rows += [
+            Row(f"list_stats(since={value!r})", _op("list_stats", since=value), InvalidRequest),
+            Row(f"list_stats(until={value!r})", _op("list_stats", until=value), InvalidRequest),
+        ]
+    for value in [*BAD_FINITE, None]:
+        rows.append(
+            Row(f"prune_stats(before={value!r})", _op("prune_stats", before=value), InvalidRequest)
+        )
+    rows += [
+        add("minute=0 with a figure of 2**63 - 1", None, minute=0.0, dead=INT64_MAX),
+        add(f"minute={MINUTE * 10**9:g}", None, minute=MINUTE * 10**9, dead=1),
+        Row("list_stats(since=-1e300)", _op("list_stats", since=-1e300, until=1e300), None),
+    ]
+    return rows
+
+
 TABLES: dict[str, Callable[[Transport, Seed], list[Row]]] = {
     "enqueue": lambda t, _s: _enqueue_rows(t.max_payload_bytes),
     "claim": lambda _t, _s: _claim_rows(),
@@ -591,6 +701,8 @@ TABLES: dict[str, Callable[[Transport, Seed], list[Row]]] = {
     "queue_config": lambda _t, _s: _queue_config_rows(),
     "reading": lambda _t, _s: _reading_rows(),
     "operators": lambda _t, _s: _operator_rows(),
+    "nodes": lambda _t, _s: _node_rows(),
+    "stats": lambda _t, _s: _stats_rows(),
 }
 
 
@@ -601,6 +713,9 @@ async def _snapshot(transport: Transport) -> Any:
         await transport.list_jobs(limit=10_000),
         await transport.list_queue_configs(),
         await transport.get_cursor("tick"),
+        await transport.list_nodes(),
+        await transport.list_stats(),
+        await transport.list_leaders(),
     )
 
 
@@ -621,6 +736,8 @@ class TransportEdges:
         await transport.set_queue_config(QueueConfig(name="q", concurrency=2, retention=60.0))
         assert await transport.advance_cursor("tick", expected=None, new=1.0)
         assert await transport.acquire_leader("cron", holder="a", ttl=TTL) is not None
+        await transport.register_node(NodeInfo(**_NODE))
+        await transport.add_stats([QueueStats(queue="q", minute=0.0, succeeded=1)])
         seed = Seed(waiting=waiting.job_id, lease=lease)
         rows = TABLES[operation](transport, seed)
         assert rows, f"the {operation} table is empty"

@@ -157,6 +157,101 @@ class TransportFinePrint:
         assert job.finished_at is None
         assert job.updated_at == clock.now()
 
+    async def test_a_new_job_reads_back_as_enqueued(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """Every field of a fresh job is what the request said, stamped with the enqueue's
+        time, and nothing of a run yet."""
+        clock.advance(3)
+        request = EnqueueRequest(
+            kind="k", queue="q", payload={"a": [1]}, priority=-2, max_attempts=4, dedupe_key="d"
+        )
+        (result,) = await transport.enqueue_many([request])
+        job = await transport.get(result.job_id)
+        assert (job.kind, job.queue, job.payload, job.priority) == ("k", "q", {"a": [1]}, -2)
+        assert (job.state, job.attempt, job.max_attempts) == (JobState.AVAILABLE, 0, 4)
+        assert job.dedupe_key == "d"
+        assert job.created_at == job.updated_at == job.run_at == clock.now()
+        assert job.finished_at is None
+        assert (job.lease_owner, job.lease_expires_at, job.last_error) == (None, None, None)
+        assert job.cancel_requested is False
+
+    async def test_a_folded_request_does_not_stop_the_rest_of_its_batch(
+        self, transport: Transport
+    ) -> None:
+        """Requests after one that folded into an active job are still added."""
+        (first,) = await transport.enqueue_many(
+            [EnqueueRequest(kind="k", queue="q", dedupe_key="d")]
+        )
+        again, other = await transport.enqueue_many(
+            [
+                EnqueueRequest(kind="k", queue="q", dedupe_key="d"),
+                EnqueueRequest(kind="k", queue="q"),
+            ]
+        )
+        assert (again.job_id, again.deduplicated) == (first.job_id, True)
+        assert not other.deduplicated
+        assert (await transport.get(other.job_id)).state is JobState.AVAILABLE
+
+    async def test_reap_ignores_the_expiry_of_an_earlier_claim(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """Once a job was retried and claimed again, only the new lease's expiry counts: the
+        first claim's expiry passing takes nothing back."""
+        await transport.enqueue(EnqueueRequest(kind="k", queue="q"))
+        first = await _claim(transport, ttl=10)
+        await transport.finalize(
+            [FinalizeRequest(job_id=first.job_id, token=first.token, outcome=Retry(run_at=0.0))]
+        )
+        second = await _claim(transport, ttl=30)
+        clock.advance(15)
+        assert await transport.reap() == []
+        job = await transport.get(second.job_id)
+        assert (job.state, job.lease_expires_at) == (JobState.RUNNING, second.expires_at)
+
+    async def test_reap_ignores_an_expiry_a_renewal_replaced_and_takes_the_next(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A renewed lease is not reaped at its old expiry, and a lease renewed twice not at
+        either earlier one; a reap passing over those still takes a lease that did expire."""
+        await transport.enqueue_many([EnqueueRequest(kind="k", queue="q") for _ in range(2)])
+        renewed = await _claim(transport, ttl=5)
+        clock.advance(1)
+        lapsing = await _claim(transport, ttl=10)
+        for ttl in (5, 20):  # expiring at 7, then at 23
+            clock.advance(1)
+            request = RenewRequest(job_id=renewed.job_id, token=renewed.token)
+            assert await transport.renew([request], ttl=ttl) == [RenewResult.RENEWED]
+        clock.advance(10)  # past the renewed lease's first two expiries and the other's
+        (reclaimed,) = await transport.reap()
+        assert reclaimed.job_id == lapsing.job_id
+        assert (await transport.get(renewed.job_id)).state is JobState.RUNNING
+
+    async def test_cancel_wins_and_the_job_is_stamped_finished(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A job whose cancel was requested ends cancelled at the time its holder retried it
+        or its lease was reaped, and a cancel request stamps the running row."""
+        await transport.enqueue_many([EnqueueRequest(kind="k", queue="q") for _ in range(2)])
+        retried = await _claim(transport, ttl=10)
+        lapsed = await _claim(transport, ttl=10)
+        clock.advance(1)
+        for lease in (retried, lapsed):
+            await transport.cancel(lease.job_id)
+            assert (await transport.get(lease.job_id)).updated_at == clock.now()
+        clock.advance(1)
+        retry = Retry(run_at=clock.now(), error="flaky")
+        await transport.finalize(
+            [FinalizeRequest(job_id=retried.job_id, token=retried.token, outcome=retry)]
+        )
+        job = await transport.get(retried.job_id)
+        assert (job.state, job.finished_at) == (JobState.CANCELLED, clock.now())
+        clock.advance(10)
+        (reclaimed,) = await transport.reap()
+        assert reclaimed.state is JobState.CANCELLED
+        job = await transport.get(lapsed.job_id)
+        assert (job.state, job.finished_at) == (JobState.CANCELLED, clock.now())
+
     async def test_reap_and_claim_take_a_limit_of_one(
         self, transport: Transport, clock: ManualClock
     ) -> None:

@@ -592,3 +592,87 @@ RETURNING name;
 UPDATE {schema}.cursors SET value = $3::float8
 WHERE name = $1::text AND value = $2::float8
 RETURNING name;
+
+-- name: add_folds
+-- Counts dedupe folds of an enqueue, in its transaction: $1 queues, $2 folds per queue.
+WITH now AS (
+    SELECT coalesce($3::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+)
+INSERT INTO {schema}.stats AS s (queue, minute, metric, value)
+SELECT f.queue, floor(now.t / 60) * 60, 'deduplicated', f.n
+FROM unnest($1::text[], $2::bigint[]) AS f(queue, n), now
+ORDER BY f.queue
+ON CONFLICT (queue, minute, metric) DO UPDATE
+SET value = s.value + excluded.value;
+
+-- name: register_node
+WITH now AS (
+    SELECT coalesce($9::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+)
+INSERT INTO {schema}.nodes AS n (
+    id, host, pid, queues, slots, version, started_at, heartbeat, last_seen
+)
+SELECT $1::text, $2::text, $3::integer, $4::text[], $5::integer, $6::text, $7::float8,
+       $8::float8, now.t
+FROM now
+ON CONFLICT (id) DO UPDATE
+SET host = excluded.host,
+    pid = excluded.pid,
+    queues = excluded.queues,
+    slots = excluded.slots,
+    version = excluded.version,
+    started_at = excluded.started_at,
+    heartbeat = excluded.heartbeat,
+    last_seen = excluded.last_seen
+RETURNING n.last_seen;
+
+-- name: node_heartbeat
+UPDATE {schema}.nodes
+SET last_seen = coalesce($2::float8, extract(epoch FROM statement_timestamp())::float8)
+WHERE id = $1::text
+RETURNING id;
+
+-- name: forget_node
+DELETE FROM {schema}.nodes WHERE id = $1::text RETURNING id;
+
+-- name: list_nodes
+SELECT id, host, pid, queues, slots, version, started_at, heartbeat, last_seen
+FROM {schema}.nodes
+ORDER BY id;
+
+-- name: prune_nodes
+WITH gone AS (
+    DELETE FROM {schema}.nodes WHERE last_seen < $1::float8 RETURNING 1
+)
+SELECT count(*) FROM gone;
+
+-- name: list_leaders
+-- A released lease keeps its row, expired at -Infinity: only live leases are listed.
+SELECT name, holder, epoch, expires_at
+FROM {schema}.leaders
+WHERE expires_at > coalesce($1::float8, extract(epoch FROM statement_timestamp())::float8)
+ORDER BY name;
+
+-- name: add_stats
+-- Cells come distinct and sorted, so concurrent adds lock rows in one order (no deadlock).
+INSERT INTO {schema}.stats AS s (queue, minute, metric, value)
+SELECT c.queue, c.minute, c.metric, c.value
+FROM unnest($1::text[], $2::float8[], $3::text[], $4::bigint[])
+    WITH ORDINALITY AS c(queue, minute, metric, value, ord)
+ORDER BY c.ord
+ON CONFLICT (queue, minute, metric) DO UPDATE
+SET value = s.value + excluded.value;
+
+-- name: list_stats
+SELECT queue, minute, metric, value
+FROM {schema}.stats
+WHERE ($1::text IS NULL OR queue = $1::text)
+    AND ($2::float8 IS NULL OR minute >= $2::float8)
+    AND ($3::float8 IS NULL OR minute < $3::float8)
+ORDER BY minute, queue;
+
+-- name: prune_stats
+WITH gone AS (
+    DELETE FROM {schema}.stats WHERE minute < $1::float8 RETURNING queue, minute
+)
+SELECT count(*) FROM (SELECT DISTINCT queue, minute FROM gone) AS rows;

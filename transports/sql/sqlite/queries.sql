@@ -401,3 +401,58 @@ SET cancel_requested = 1,
     updated_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids))
 RETURNING id
+
+-- name: register_node
+INSERT INTO nodes (id, host, pid, queues, slots, version, started_at, heartbeat, last_seen)
+VALUES (:id, :host, :pid, :queues, :slots, :version, :started_at, :heartbeat, :now)
+ON CONFLICT (id) DO UPDATE
+SET host = excluded.host,
+    pid = excluded.pid,
+    queues = excluded.queues,
+    slots = excluded.slots,
+    version = excluded.version,
+    started_at = excluded.started_at,
+    heartbeat = excluded.heartbeat,
+    last_seen = excluded.last_seen
+
+-- name: node_heartbeat
+UPDATE nodes SET last_seen = :now WHERE id = :id RETURNING 1
+
+-- name: forget_node
+DELETE FROM nodes WHERE id = :id RETURNING 1
+
+-- name: list_nodes
+SELECT id, host, pid, queues, slots, version, started_at, heartbeat, last_seen
+FROM nodes
+ORDER BY id
+
+-- name: prune_nodes
+DELETE FROM nodes WHERE last_seen < :seen_before RETURNING 1
+
+-- name: list_leaders
+-- Released leases keep their row with a NULL holder; expired ones are not live either.
+SELECT name, holder, epoch, expires_at
+FROM leaders
+WHERE holder IS NOT NULL AND expires_at > :now
+ORDER BY name
+
+-- name: add_stats
+-- :cells is a JSON array of [queue, minute, metric, value], distinct (queue, minute, metric).
+INSERT INTO stats (queue, minute, metric, value)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]')
+FROM json_each(:cells)
+WHERE true
+ON CONFLICT (queue, minute, metric) DO UPDATE
+SET value = stats.value + excluded.value
+
+-- name: list_stats
+SELECT queue, minute, metric, value
+FROM stats
+WHERE (:queue IS NULL OR queue = :queue)
+    AND (:since IS NULL OR minute >= :since)
+    AND (:until IS NULL OR minute < :until)
+ORDER BY minute, queue
+
+-- name: prune_stats
+DELETE FROM stats WHERE minute < :before RETURNING queue, minute

@@ -1,0 +1,314 @@
+"""Nodes register and heartbeat; each node's history adds up per queue and minute."""
+
+from __future__ import annotations
+
+from random import Random
+from typing import Any
+
+import anyio
+import pytest
+
+from actors import __version__
+from actors.core import VirtualClock
+from actors.jobs import (
+    App,
+    FinalizeRefused,
+    JobCancelled,
+    JobClaimed,
+    JobContext,
+    JobDead,
+    JobLeaseLost,
+    JobReclaimed,
+    JobRetried,
+    JobSnoozed,
+    JobSucceeded,
+    RetryLater,
+    Topology,
+    WorkerConfig,
+)
+from actors.jobs.lowlevel import RunNow, StatsRecorder
+from transports import (
+    MINUTE,
+    EnqueueRequest,
+    Histogram,
+    InvalidRequest,
+    JobState,
+    MemoryStore,
+    MemoryTransport,
+    NodeInfo,
+    QueueStats,
+    Transport,
+    minute_of,
+)
+
+from ._support import START, FaultyTransport, start_node, topology, wait_final, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+async def _ids(transport: Transport) -> list[str]:
+    return [node.id for node in await transport.list_nodes()]
+
+
+async def test_a_node_registers_heartbeats_and_leaves(
+    transport: Transport, clock: VirtualClock
+) -> None:
+    """A running node is registered with its queues and slots, heartbeats at its interval,
+    holds the maintenance lease, and is forgotten when it stops cleanly."""
+    app = App(transport)
+    worker = WorkerConfig(node_heartbeat=5.0)
+    node = topology(app, transport, clock, queues=["a", "b"], concurrency=3, worker=worker)
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        running = await start_node(tg, node)
+        await wait_until(clock, lambda: _ids(transport), what="registration")
+        (info,) = await transport.list_nodes()
+        assert (info.id, info.queues, info.slots) == ("n1", ("a", "b"), 6)
+        assert (info.version, info.heartbeat) == (__version__, 5.0)
+        assert info.started_at == pytest.approx(START, abs=1.0)
+        first_seen = info.last_seen
+        await clock.sleep(12.0)
+        (info,) = await transport.list_nodes()
+        assert info.last_seen >= first_seen + 10.0
+        assert info.is_alive(clock.now())
+        await wait_until(clock, transport.list_leaders, what="the maintenance lease")
+        leaders = await transport.list_leaders()
+        assert [(lead.name, lead.holder) for lead in leaders] == [("maintenance", "n1")]
+        await running.stop()
+    assert await transport.list_nodes() == []
+
+
+async def test_a_forgotten_node_registers_again(clock: VirtualClock) -> None:
+    """A heartbeat that finds the node pruned (it was cut off a long while) registers it
+    again, with its first start time."""
+    memory = MemoryTransport(clock=clock)
+    node = Topology(App(), memory, node_id="n1", clock=clock, rng=Random(0)).registry(heartbeat=2.0)
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        running = await start_node(tg, node)
+        await wait_until(clock, lambda: _ids(memory), what="registration")
+        (first,) = await memory.list_nodes()
+        assert await memory.forget_node("n1")
+        await clock.sleep(3.0)
+        (again,) = await memory.list_nodes()
+        assert again.started_at == first.started_at
+        assert again.last_seen > first.last_seen
+        await running.stop()
+
+
+async def test_a_node_whose_store_is_down_retries_at_its_heartbeat(clock: VirtualClock) -> None:
+    """Registration that meets a storage error is tried again a heartbeat later (never in a
+    loop that stops time), and succeeds once the store is back."""
+    faulty = FaultyTransport(MemoryTransport(clock=clock))
+    faulty.down = True
+    node = Topology(App(), faulty, node_id="n1", clock=clock, rng=Random(0)).registry(heartbeat=2.0)
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        running = await start_node(tg, node)
+        await clock.sleep(5.0)
+        assert 2 <= faulty.calls["register_node"] <= 4
+        faulty.down = False
+        await clock.sleep(2.0)
+        assert await _ids(faulty) == ["n1"]
+        await running.stop()
+
+
+async def test_a_dead_node_shows_gone_then_is_pruned_by_the_leader(clock: VirtualClock) -> None:
+    """A node that stops heartbeating (its store cut off) reads as gone after three missed
+    heartbeats; the maintenance leader forgets it after the node retention."""
+    store = MemoryStore()
+    cut = FaultyTransport(MemoryTransport(clock=clock, store=store))
+    check = MemoryTransport(clock=clock, store=store)
+    doomed = Topology(App(), cut, node_id="doomed", clock=clock, rng=Random(0)).registry(
+        heartbeat=1.0
+    )
+    keeper = Topology(App(), check, node_id="keeper", clock=clock, rng=Random(1))
+    keeper.registry(heartbeat=1.0).cleanup(interval=5.0, node_retention=60.0)
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        lost = await start_node(tg, doomed)
+        kept = await start_node(tg, keeper)
+        await wait_until(clock, lambda: len(check.store.nodes) == 2, what="registrations")
+        cut.down = True
+        await clock.sleep(2.0)
+        alive = {n.id: n.is_alive(clock.now()) for n in await check.list_nodes()}
+        assert alive == {"doomed": True, "keeper": True}
+        await clock.sleep(2.0)
+        alive = {n.id: n.is_alive(clock.now()) for n in await check.list_nodes()}
+        assert alive == {"doomed": False, "keeper": True}
+        await clock.sleep(65.0)
+        assert await _ids(check) == ["keeper"]
+        await lost.stop()
+        await kept.stop()
+
+
+async def test_the_history_of_a_minute_adds_up(transport: Transport, clock: VirtualClock) -> None:
+    """Jobs that succeed, fail and die, a reclaimed lease and a dedupe fold show in the
+    queue's history, with a wait and a run time for every attempt."""
+    app = App(transport)
+
+    @app.task("work", queue="q", max_attempts=2)
+    async def work(ctx: JobContext, payload: str) -> Any:
+        await ctx.clock.sleep(0.5)
+        if payload == "fail":
+            return RetryLater(delay=1.0)
+        return None
+
+    # A lease held by a worker that vanished: the node's Reaper takes it back, then it runs.
+    orphan = await transport.enqueue(EnqueueRequest(kind="work", queue="q", payload="orphan"))
+    (lease,) = await transport.claim("q", owner="gone", limit=1, ttl=2.0)
+    assert lease.job_id == orphan.job_id
+    ok = await app.enqueue(work, "ok")
+    failing = await app.enqueue(work, "fail")
+    folded = await transport.enqueue_many(
+        [EnqueueRequest(kind="work", queue="q", payload="once", dedupe_key="k")] * 2
+    )
+    node = topology(app, transport, clock, queues=["q"])
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        running = await start_node(tg, node)
+        ids = [ok.job_id, failing.job_id, folded[0].job_id, orphan.job_id]
+        jobs = await wait_final(transport, clock, ids)
+        await running.stop()  # flushes what is left
+    assert jobs[ok.job_id].state is JobState.SUCCEEDED
+    assert jobs[failing.job_id].state is JobState.DEAD
+    rows = await transport.list_stats(queue="q")
+    assert {row.minute for row in rows} <= {minute_of(START) + MINUTE * n for n in range(3)}
+    total = rows[0]
+    for row in rows[1:]:
+        total = total + QueueStats(queue="q", minute=total.minute, **_figures(row))
+    assert total.deduplicated == 1
+    assert total.failed == 1  # the first attempt of "fail"; its second ends dead
+    assert total.dead == 1
+    assert total.reclaimed == 1
+    assert total.succeeded == 3  # ok, once, and the orphan run again
+    assert total.wait.count == total.run.count == 5
+    assert total.run.quantile(0.5) == pytest.approx(0.5, rel=0.19)
+
+
+def _figures(row: QueueStats) -> dict[str, Any]:
+    fields = {name: getattr(row, name) for name in row.cells() if ":" not in name}
+    return {**fields, "wait": row.wait, "run": row.run}
+
+
+async def test_history_survives_a_store_outage(clock: VirtualClock) -> None:
+    """A flush that fails keeps its increments; the next one adds them."""
+    memory = MemoryTransport(clock=clock)
+    faulty = FaultyTransport(memory)
+    app = App(faulty)
+
+    @app.task("work", queue="q")
+    async def work(ctx: JobContext, payload: int) -> None:
+        return None
+
+    node = Topology(app, faulty, node_id="n1", clock=clock, rng=Random(0))
+    node.history(interval=1.0).queue("q", concurrency=1)
+    ids = [(await app.enqueue(work, n)).job_id for n in range(3)]
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        faulty.failing.add("add_stats")
+        running = await start_node(tg, node)
+        await wait_final(memory, clock, ids)
+        await clock.sleep(3.0)
+        assert await memory.list_stats() == []
+        assert faulty.calls["add_stats"] >= 1
+        faulty.failing.clear()
+        history = await running.node.child("history")
+        await history.ask(lambda r: RunNow(reply_to=r), timeout=10.0)
+        (row,) = await memory.list_stats()
+        assert row.succeeded == 3
+        await running.stop()
+
+
+# --- the recorder, without actors ---------------------------------------------------------
+
+
+def _claimed(job_id: int, at: float, queue: str = "q", due: float = 0.0) -> JobClaimed:
+    return JobClaimed(
+        at=at,
+        job_id=job_id,
+        kind="k",
+        queue=queue,
+        attempt=1,
+        worker="w",
+        token=1,
+        enqueued_at=due,
+        run_at=due,
+    )
+
+
+def test_the_recorder_attributes_every_ending_to_its_claims_queue() -> None:
+    """Each ending counts on the queue and in the minute of its event, with its run time;
+    the wait is from when the job was due to its start."""
+    recorder = StatsRecorder()
+    for job_id in range(1, 7):
+        recorder.record(_claimed(job_id, 100.0, queue="a" if job_id < 6 else "b", due=99.0))
+    recorder.record(
+        JobSucceeded(at=101.0, job_id=1, kind="k", queue="a", attempt=1, worker="w", duration=1.0)
+    )
+    recorder.record(
+        JobRetried(at=102.0, job_id=2, kind="k", attempt=1, worker="w", run_at=0.0, error="x")
+    )
+    recorder.record(JobDead(at=103.0, job_id=3, kind="k", attempt=1, worker="w", reason="x"))
+    recorder.record(JobCancelled(at=104.0, job_id=4, kind="k", worker="w"))
+    recorder.record(JobLeaseLost(at=105.0, job_id=5, worker="w", token=1))
+    recorder.record(FinalizeRefused(at=130.0, job_id=6, worker="w", token=1))
+    recorder.record(
+        JobReclaimed(
+            at=106.0,
+            job_id=9,
+            kind="k",
+            queue="c",
+            attempt=1,
+            lost_by="x",
+            expired_at=100.0,
+            state=JobState.AVAILABLE,
+        )
+    )
+    recorder.record(FinalizeRefused(at=107.0, job_id=99, worker="w", token=1))  # never claimed
+    rows = {(row.queue, row.minute): row for row in recorder.take()}
+    assert recorder.take() == []
+    assert recorder.unattributed == 1
+    a = rows[("a", 60.0)]
+    assert (a.succeeded, a.failed, a.dead, a.cancelled, a.leases_lost) == (1, 1, 1, 1, 1)
+    assert a.wait == Histogram.of([1.0] * 5)
+    assert a.run == Histogram.of([1.0, 2.0, 3.0, 4.0])
+    assert rows[("b", 120.0)].finalize_refused == 1
+    assert rows[("b", 60.0)].wait.count == 1
+    assert rows[("c", 60.0)].reclaimed == 1
+
+
+def test_the_recorder_forgets_the_oldest_claims_beyond_its_bound() -> None:
+    """A bounded number of claims is tracked: the oldest untracked ending is unattributed."""
+    recorder = StatsRecorder(max_tracked=2)
+    for job_id in (1, 2, 3):
+        recorder.record(_claimed(job_id, 10.0))
+    recorder.record(JobSnoozed(at=11.0, job_id=3, kind="k", worker="w", run_at=20.0))
+    for job_id in (1, 2, 3):
+        recorder.record(
+            JobDead(at=12.0, job_id=job_id, kind="k", attempt=1, worker="w", reason="x")
+        )
+    (row,) = recorder.take()
+    assert row.dead == 1
+    assert recorder.unattributed == 2
+
+
+def test_given_back_rows_are_flushed_with_the_next() -> None:
+    """Rows a failed flush gives back add to what is recorded after."""
+    recorder = StatsRecorder()
+    recorder.record(_claimed(1, 10.0))
+    taken = recorder.take()
+    recorder.record(_claimed(2, 20.0))
+    recorder.give_back(taken)
+    (row,) = recorder.take()
+    assert row.wait.count == 2
+
+
+def test_a_negative_clock_time_is_not_counted() -> None:
+    """An event dated before the epoch (a skewed clock) is unattributed, not a crash."""
+    recorder = StatsRecorder()
+    recorder.record(_claimed(1, -5.0))
+    assert recorder.take() == []
+    assert recorder.unattributed == 1
+
+
+def test_node_info_refuses_bad_values() -> None:
+    """A registration is checked when built."""
+    with pytest.raises(InvalidRequest):
+        NodeInfo(id="n", host="h", pid=1, version="v", started_at=0.0, heartbeat=0.0)
+    with pytest.raises(InvalidRequest):
+        NodeInfo(id="", host="h", pid=1, version="v", started_at=0.0, heartbeat=1.0)
