@@ -26,7 +26,7 @@ import aiosqlite
 from transports import EnqueueRequest, SQLiteTransport
 from transports._sql import load_queries
 from transports._sqlite import _FINALIZE_ROW, _INSERT_ROW, _expand
-from transports.lowlevel import Complete, FinalizeRequest
+from transports.lowlevel import MAX_ERROR_MESSAGE, MAX_ERRORS, Complete, FinalizeRequest
 
 Report = Callable[[str], object]
 _Q = load_queries("sqlite")
@@ -40,7 +40,7 @@ async def _timed(jobs: int, body: Callable[[], Awaitable[object]]) -> float:
 
 
 def _row(now: float, i: int) -> tuple[object, ...]:
-    return ("bench.job", "q", json.dumps({"i": i}), "available", 0, now, 20, None, now, now)
+    return ("bench.job", "q", json.dumps({"i": i}), "available", 0, now, 20, None, now, now, "{}")
 
 
 # --- the transport ---------------------------------------------------------------------------
@@ -131,9 +131,10 @@ async def _raw_work(path: str, batch: int) -> float:
                 )
                 if not rows:
                     return
-                params: list[object] = [time.time()]
+                now = time.time()
+                params: list[object] = [now, MAX_ERRORS, MAX_ERROR_MESSAGE, repr(now)]
                 for row in rows:
-                    params.extend((row[0], row[17], "complete", None, None))
+                    params.extend((row[0], row[20], "complete", None, None, None, None))
                 await conn.execute_fetchall(_expand("finalize", _FINALIZE_ROW, len(rows)), params)
 
         return await _timed(JOBS, body)

@@ -40,6 +40,7 @@ from .ops import (
     Finalize,
     GetCursor,
     Op,
+    Operate,
     Pause,
     Reap,
     ReleaseLeader,
@@ -354,6 +355,18 @@ class LeaseMachine(RuleBasedStateMachine):
         else:
             job_id = self._pick(self.job_ids, pick)
         self._run(CancelJob(job_id))
+
+    @rule(
+        action=st.sampled_from(["retry", "discard", "cancel"]),
+        which=st.lists(picks, min_size=1, max_size=3),
+        limit=st.integers(min_value=1, max_value=3),
+    )
+    def operate(self, action: str, which: list[int], limit: int) -> None:
+        """An operator retries, discards or cancels some jobs by id, at most ``limit``."""
+        if not self.job_ids:
+            return
+        ids = tuple(sorted({self._pick(self.job_ids, pick) for pick in which}))
+        self._run(Operate(action, ids, limit))
 
     @rule(queue=st.sampled_from(QUEUES), paused=st.sampled_from([False, False, False, True]))
     def pause(self, queue: str, paused: bool) -> None:

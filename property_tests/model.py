@@ -20,8 +20,18 @@ import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from transports import CancelResult, Counts, EnqueueRequest, EnqueueResult, Job, JobState
+from transports import (
+    AttemptError,
+    CancelResult,
+    Counts,
+    EnqueueRequest,
+    EnqueueResult,
+    Job,
+    JobState,
+)
 from transports.lowlevel import (
+    MAX_ERROR_MESSAGE,
+    MAX_ERRORS,
     Cancel,
     Complete,
     Discard,
@@ -143,6 +153,24 @@ class ModelJob:
     last_error: str | None = None
     finished_at: float | None = None
     tokens: set[int] = dataclasses.field(default_factory=set)  # every token ever minted
+    started_at: float | None = None  # the latest claim's time
+    errors: list[AttemptError] = dataclasses.field(default_factory=list)  # oldest first
+
+    def record(
+        self, kind: str, message: str, traceback: str | None, owner: str | None, now: float
+    ) -> None:
+        """Append an error to the history, keeping the newest MAX_ERRORS."""
+        self.errors.append(
+            AttemptError(
+                attempt=self.attempt,
+                at=now,
+                owner=owner,
+                type=kind,
+                message=message[:MAX_ERROR_MESSAGE],
+                traceback=traceback,
+            )
+        )
+        del self.errors[:-MAX_ERRORS]
 
     def shown(self, now: float) -> JobState:
         """The state a reader sees at ``now`` (a due scheduled job reads as available)."""
@@ -348,6 +376,7 @@ class ReferenceModel:
             job.tokens.add(lease.token)
             job.lease_owner = owner
             job.lease_expires_at = now + ttl
+            job.started_at = now
             _expect(
                 lease.owner == owner and lease.expires_at == now + ttl,
                 MATCHES_MODEL,
@@ -412,6 +441,9 @@ class ReferenceModel:
                 self._finalize(job, request.outcome, now)
 
     def _finalize(self, job: ModelJob, outcome: Outcome, now: float) -> None:
+        if isinstance(outcome, Retry | Discard) and outcome.error is not None:
+            kind = outcome.error_type or "Error"
+            job.record(kind, outcome.error, outcome.traceback, job.lease_owner, now)
         job.token = None
         job.lease_expires_at = None
         if isinstance(outcome, Complete):
@@ -471,10 +503,13 @@ class ReferenceModel:
             assert expired_at is not None
             job.token = None
             job.lease_expires_at = None
+            last = not job.cancel_requested and job.attempt >= job.max_attempts
+            message = f"lease lost by {lost_by}" + (" on the last attempt" if last else "")
+            job.record("LeaseExpired", message, None, job.lease_owner, now)
             if job.cancel_requested:
                 self._finish(job, JobState.CANCELLED, now)
-            elif job.attempt >= job.max_attempts:
-                job.last_error = f"lease lost by {lost_by} on the last attempt"
+            elif last:
+                job.last_error = message
                 self._finish(job, JobState.DEAD, now)
             else:
                 job.waiting = True
@@ -514,6 +549,53 @@ class ReferenceModel:
             MATCHES_MODEL,
             f"cancel({job_id}) gave {result}, expected {expected}",
         )
+
+    def apply_operator(
+        self,
+        action: str,
+        ids: Sequence[int],
+        limit: int,
+        reason: str,
+        now: float,
+        result: Sequence[int],
+    ) -> None:
+        """An operator's retry, discard or cancel of the jobs ``ids`` (see Transport)."""
+
+        def takes(job: ModelJob) -> bool:
+            state = job.shown(now)
+            if action == "retry":
+                return state in (JobState.DEAD, JobState.CANCELLED, JobState.SCHEDULED)
+            if action == "discard":
+                return job.waiting
+            return job.active and not job.cancel_requested  # cancel
+
+        chosen = [
+            self.jobs[job_id]
+            for job_id in sorted(set(ids))
+            if job_id in self.jobs and takes(self.jobs[job_id])
+        ][:limit]
+        expected = [job.id for job in chosen]
+        _expect(
+            list(result) == expected,
+            MATCHES_MODEL,
+            f"{action}_jobs(ids={list(ids)}, limit={limit}) gave {list(result)}, expected {expected}",
+        )
+        for job in chosen:
+            if action == "retry":
+                if not job.waiting:
+                    job.dedupe_key = None  # a final job gives up its key
+                job.waiting, job.run_at = True, now
+                job.attempt = 0
+                job.cancel_requested = False
+                job.finished_at = None
+            elif action == "discard":
+                job.record("Discarded", reason, None, None, now)
+                job.last_error = reason
+                self._finish(job, JobState.DEAD, now)
+            else:
+                job.cancel_requested = True
+                if not job.running:
+                    self._finish(job, JobState.CANCELLED, now)
 
     def apply_pause(self, queue: str, paused: bool) -> None:
         """A config of the queue with only ``paused`` set: it also clears the queue's cap."""
@@ -602,6 +684,8 @@ class ReferenceModel:
             "last_error": job.last_error,
             "finished_at": job.finished_at,
             "created_at": job.created_at,
+            "started_at": job.started_at,
+            "errors": tuple(job.errors),
         }
         got = {name: getattr(seen, name) for name in wanted}
         diff = {name: (got[name], wanted[name]) for name in wanted if got[name] != wanted[name]}
@@ -780,6 +864,25 @@ class Ledger:
     def cancel_requested(self, job_id: int, result: CancelResult | None) -> None:
         if result is CancelResult.REQUESTED:
             self.cancelling.add(job_id)
+
+    def operated(self, action: str, changed: Sequence[int]) -> None:
+        """An operator's action changed these jobs; none of them may be under a live lease
+        except for a cancel, which only asks."""
+        for job_id in changed:
+            record = self.latest.get(job_id)
+            running = record is not None and record.open
+            if action == "cancel":
+                if running:
+                    self.cancelling.add(job_id)
+                continue
+            _expect(
+                not running,
+                SINGLE_LIVE_LEASE,
+                f"{action}_jobs changed job {job_id}, held by {record.owner!r}" if record else "",
+            )
+            if action == "retry":
+                self.counted[job_id] = 0  # a fresh budget
+                self.cancelling.discard(job_id)
 
     def reaped(
         self, reclaimed: Sequence[Reclaimed], limit: int, now: float, *, complete: bool = True

@@ -325,12 +325,13 @@ LIMIT :limit
 _LEASE_IDS = """
 UPDATE jobs
 SET state = 'running', attempt = attempt + 1, lease_owner = :owner,
-    lease_token = lease_token + 1, lease_expires_at = :expires_at, updated_at = :now
+    lease_token = lease_token + 1, lease_expires_at = :expires_at, started_at = :now,
+    updated_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids))
 RETURNING
     id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
     dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at,
-    cancel_requested, concurrency_key, lease_token
+    cancel_requested, started_at, errors, headers, concurrency_key, lease_token
 """
 
 
@@ -352,7 +353,7 @@ class SQLiteClaimWithoutLock(SQLiteTransport):
         )
         rows.sort(key=lambda row: (row[5], row[6], row[0]))
         return [
-            Lease(job=_sqlite_job(row), token=row[18], owner=owner, expires_at=now + ttl)
+            Lease(job=_sqlite_job(row), token=row[21], owner=owner, expires_at=now + ttl)
             for row in rows
         ]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from transports import EnqueueRequest, Job, JobNotFound, QueueConfig, Transport
+from transports import EnqueueRequest, Job, JobFilter, JobNotFound, QueueConfig, Transport
 from transports.lowlevel import FinalizeRequest, Lease, RenewRequest
 
 from .model import (
@@ -38,6 +38,7 @@ __all__ = [
     "Finalize",
     "GetCursor",
     "Op",
+    "Operate",
     "Pause",
     "Reap",
     "ReleaseLeader",
@@ -168,6 +169,30 @@ class CancelJob(Op):
 
     def apply(self, model: ReferenceModel, result: Any, now: float) -> None:
         model.apply_cancel(self.job_id, now, result)
+
+
+@attrs.frozen
+class Operate(Op):
+    """An operator's ``retry_jobs`` / ``discard_jobs`` / ``cancel_jobs`` of some jobs by id."""
+
+    action: str  # "retry", "discard" or "cancel"
+    ids: tuple[int, ...]
+    limit: int
+    reason: str = "by an operator"
+
+    async def run(self, transport: Transport) -> Any:
+        where = JobFilter(ids=self.ids)
+        if self.action == "retry":
+            return await transport.retry_jobs(where, limit=self.limit)
+        if self.action == "discard":
+            return await transport.discard_jobs(where, reason=self.reason, limit=self.limit)
+        return await transport.cancel_jobs(where, limit=self.limit)
+
+    def record(self, ledger: Ledger, result: Any, now: float) -> None:
+        ledger.operated(self.action, result)
+
+    def apply(self, model: ReferenceModel, result: Any, now: float) -> None:
+        model.apply_operator(self.action, self.ids, self.limit, self.reason, now, result)
 
 
 @attrs.frozen

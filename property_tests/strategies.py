@@ -146,7 +146,11 @@ class OutcomeSpec:
         if self.kind == "complete":
             return Complete()
         if self.kind == "retry":
-            return Retry(run_at=now + self.offset, error=self.error)
+            # An error carries its type and a traceback, as the runtime sends them.
+            kind, trace = (None, None) if self.error is None else ("ValueError", "Traceback: tb")
+            return Retry(
+                run_at=now + self.offset, error=self.error, error_type=kind, traceback=trace
+            )
         if self.kind == "snooze":
             return Snooze(run_at=now + self.offset)
         if self.kind == "discard":

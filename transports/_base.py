@@ -47,8 +47,24 @@ Rules that hold for every method:
     None or 0-10,000, ``global_concurrency`` None or 0 to 2**31 - 1, ``retention`` None or
     finite >= 0; a stored value out of range (written
     by another tool) reads back as None, the node default, so no stored value crashes a node;
-  - *error texts* (``Retry.error``, ``Discard.error``, ``Cancel.reason``) are stored as given,
-    with NUL and lone surrogates replaced by U+FFFD.
+  - *error texts* (``Retry.error``, ``Discard.error``, ``Cancel.reason``, tracebacks, an
+    operator's discard reason) are stored as given, with NUL and lone surrogates replaced by
+    U+FFFD; an error type (``Retry.error_type``, ``Discard.error_type``) is a label;
+  - *headers* (``EnqueueRequest.headers``): a mapping of at most ``MAX_HEADERS`` labels to
+    labels; *filters* (:class:`~transports.JobFilter`, checked when built): names as above,
+    states job states, at most ``MAX_FILTER_IDS`` ids, finite time bounds, a label of error text.
+* **Error history.** Each job keeps the errors of its failed attempts (``Job.errors``, oldest
+  first, the newest ``MAX_ERRORS``; an entry's message is cut to ``MAX_ERROR_MESSAGE``
+  characters and its traceback to its last ``MAX_TRACEBACK``). ``finalize`` appends one for an
+  applied Retry carrying an error and for every applied Discard (a ``STALE`` finalize records
+  nothing); ``reap`` appends one of type ``LeaseExpired`` for every lease it takes back;
+  ``discard_jobs`` one of type ``Discarded``. ``last_error`` stays the newest error text.
+* **Operator actions** (``retry_jobs``, ``discard_jobs``, ``delete_jobs``, ``cancel_jobs``)
+  act on the jobs a :class:`~transports.JobFilter` matches, at most ``limit`` per call, lowest
+  id first, in one atomic step, and return the ids they changed; a job they may not change
+  (see each) is skipped, so calling again until ``[]`` comes back exhausts a filter. A
+  ``running`` job is never changed except by ``cancel_jobs``, through the cancel request its
+  heartbeat sees: a live lease is never overridden.
 * **Flow control.** A job may name a *concurrency key* at enqueue (``EnqueueRequest.
   concurrency_key``); ``set_limit(key, concurrency=n)`` caps the key cluster-wide: at most
   ``n`` jobs with that key hold a *live* lease (running, ``now < lease_expires_at``) at any
@@ -99,7 +115,7 @@ from ._records import (
     FinalizeRequest,
     FinalizeResult,
     Job,
-    JobState,
+    JobFilter,
     KeyLimit,
     LeaderLease,
     Lease,
@@ -369,14 +385,76 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def list_jobs(
         self,
+        where: JobFilter | None = None,
         *,
-        queue: str | None = None,
-        state: JobState | None = None,
-        kind: str | None = None,
-        after_id: int = 0,
+        after_id: int | None = None,
+        before_id: int | None = None,
+        newest_first: bool = False,
         limit: int = 100,
     ) -> list[Job]:
-        """Jobs matching every given filter with ``id > after_id``, by id, at most ``limit``."""
+        """Up to ``limit`` jobs matching ``where`` (None: every job), by id.
+
+        Keyset pagination: only ids ``> after_id`` and ``< before_id`` (each None: no bound).
+        Oldest first, or newest first with ``newest_first``; the next page of a newest-first
+        listing is ``before_id=`` the last id seen, of an oldest-first one ``after_id=``.
+
+        Raises:
+            InvalidRequest: ``where`` is not a :class:`~transports.JobFilter`, or a bad cursor,
+                ``newest_first`` or ``limit``.
+        """
+
+    @abc.abstractmethod
+    async def retry_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
+        """Run matching ``dead``, ``cancelled`` and ``scheduled`` jobs again, now.
+
+        Each becomes ``available`` at once with a fresh budget: ``attempt`` back to 0 (so it
+        gets ``max_attempts`` more runs), its cancel request, ``finished_at`` and its dedupe
+        key cleared (the key may belong to a newer job by now), its error history and
+        ``last_error`` kept. Other states (available, running, succeeded) are skipped. Wakes
+        the waiters of the queues that got jobs. Returns the ids retried, lowest first.
+
+        Raises:
+            InvalidRequest: ``where`` is not a :class:`~transports.JobFilter`, or a bad
+                ``limit``.
+        """
+
+    @abc.abstractmethod
+    async def discard_jobs(self, where: JobFilter, *, reason: str, limit: int = 1000) -> list[int]:
+        """End matching waiting (``scheduled`` or ``available``) jobs as ``dead``.
+
+        Each gets ``finished_at`` now, ``last_error = reason`` and an
+        :class:`~transports.AttemptError` of type ``Discarded`` (owner None) with that reason.
+        Other states are skipped. Returns the ids discarded, lowest first.
+
+        Raises:
+            InvalidRequest: ``where`` is not a :class:`~transports.JobFilter`, ``reason`` is
+                not a string, or a bad ``limit``.
+        """
+
+    @abc.abstractmethod
+    async def delete_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
+        """Delete matching jobs that are final or waiting; ``running`` ones are skipped.
+
+        A deleted job is gone (``get`` raises ``JobNotFound``); its dedupe key is free.
+        Returns the ids deleted, lowest first.
+
+        Raises:
+            InvalidRequest: ``where`` is not a :class:`~transports.JobFilter`, or a bad
+                ``limit``.
+        """
+
+    @abc.abstractmethod
+    async def cancel_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
+        """Cancel matching active jobs, as :meth:`cancel` does each one.
+
+        A waiting job ends ``cancelled`` now; a running one gets its cancel request (its
+        heartbeat sees it and the worker ends it). A running job already asked to cancel, and
+        every final job, is skipped. Returns the ids changed, lowest first.
+
+        Raises:
+            InvalidRequest: ``where`` is not a :class:`~transports.JobFilter`, or a bad
+                ``limit``.
+        """
 
     # --- observing ------------------------------------------------------------------------
 

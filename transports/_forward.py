@@ -24,7 +24,7 @@ from ._records import (
     FinalizeRequest,
     FinalizeResult,
     Job,
-    JobState,
+    JobFilter,
     KeyLimit,
     LeaderLease,
     Lease,
@@ -176,19 +176,37 @@ class ForwardingTransport(Transport):
 
     async def list_jobs(
         self,
+        where: JobFilter | None = None,
         *,
-        queue: str | None = None,
-        state: JobState | None = None,
-        kind: str | None = None,
-        after_id: int = 0,
+        after_id: int | None = None,
+        before_id: int | None = None,
+        newest_first: bool = False,
         limit: int = 100,
     ) -> list[Job]:
         return await self._forward(
             "list_jobs",
             lambda t: t.list_jobs(
-                queue=queue, state=state, kind=kind, after_id=after_id, limit=limit
+                where,
+                after_id=after_id,
+                before_id=before_id,
+                newest_first=newest_first,
+                limit=limit,
             ),
         )
+
+    async def retry_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
+        return await self._forward("retry_jobs", lambda t: t.retry_jobs(where, limit=limit))
+
+    async def discard_jobs(self, where: JobFilter, *, reason: str, limit: int = 1000) -> list[int]:
+        return await self._forward(
+            "discard_jobs", lambda t: t.discard_jobs(where, reason=reason, limit=limit)
+        )
+
+    async def delete_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
+        return await self._forward("delete_jobs", lambda t: t.delete_jobs(where, limit=limit))
+
+    async def cancel_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
+        return await self._forward("cancel_jobs", lambda t: t.cancel_jobs(where, limit=limit))
 
     async def register_node(self, info: NodeInfo) -> NodeInfo:
         return await self._forward("register_node", lambda t: t.register_node(info))

@@ -22,7 +22,8 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import json
-from collections.abc import Sequence
+import string
+from collections.abc import Iterable, Iterator, Sequence
 
 import anyio
 import anyio.lowlevel
@@ -30,11 +31,14 @@ import attrs
 
 from ._base import Transport
 from ._clock import WallClock
-from ._errors import JobNotFound, TransportClosed
+from ._errors import InvalidRequest, JobNotFound, TransportClosed
 from ._observed import NodeInfo, QueueStats, minute_of
 from ._plumbing import Waiters
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    MAX_ERROR_MESSAGE,
+    MAX_ERRORS,
+    AttemptError,
     Cancel,
     CancelResult,
     Complete,
@@ -45,6 +49,7 @@ from ._records import (
     FinalizeRequest,
     FinalizeResult,
     Job,
+    JobFilter,
     JobState,
     KeyLimit,
     LeaderLease,
@@ -56,7 +61,8 @@ from ._records import (
     Retry,
     Snooze,
     TimeSource,
-    check_state,
+    check_action,
+    check_listing,
     encode_payload,
 )
 from ._validate import (
@@ -65,7 +71,6 @@ from ._validate import (
     check_cleanup,
     check_cursor,
     check_duration,
-    check_filters,
     check_id,
     check_items,
     check_leader,
@@ -78,6 +83,7 @@ from ._validate import (
     check_set_limit,
     check_stats_range,
     check_time,
+    clean_text,
 )
 
 __all__ = ["MemoryStore", "MemoryTransport"]
@@ -107,6 +113,9 @@ class _Row:
     concurrency_key: str | None = None
     token: int | None = None
     seq: int = 0
+    started_at: float | None = None
+    errors: tuple[AttemptError, ...] = ()
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(slots=True)
@@ -222,6 +231,7 @@ class MemoryTransport(Transport):
                 dedupe_key=request.dedupe_key,
                 created_at=now,
                 updated_at=now,
+                headers=dict(request.headers),
                 concurrency_key=request.concurrency_key,
             )
             store.next_id += 1
@@ -297,7 +307,7 @@ class MemoryTransport(Transport):
             row.lease_expires_at = expires_at = now + ttl
             row.token = token = store.next_token
             store.next_token += 1
-            row.updated_at = now
+            row.updated_at = row.started_at = now
             row.seq += 1
             store.running[job_id] = row
             heapq.heappush(store.expiry, (expires_at, job_id, row.seq))
@@ -351,10 +361,19 @@ class MemoryTransport(Transport):
             if row is None or row.token != request.token:
                 results.append(FinalizeResult.STALE)
                 continue
+            outcome = request.outcome
+            if isinstance(outcome, Discard | Retry) and outcome.error is not None:
+                _record(
+                    row,
+                    outcome.error_type or "Error",
+                    outcome.error,
+                    outcome.traceback,
+                    now,
+                    row.lease_owner,
+                )
             self._end_lease(row, now)
             if row.concurrency_key in store.limits or self._capped(row.queue):
                 woken.add(row.queue)  # a slot of its key (or its queue) came free
-            outcome = request.outcome
             if isinstance(outcome, Complete):
                 self._finish(row, JobState.SUCCEEDED, now)
             elif isinstance(outcome, Discard):
@@ -401,13 +420,16 @@ class MemoryTransport(Transport):
             if row is None or row.seq != seq:
                 continue
             lost_by = row.lease_owner or ""
+            last = not row.cancel_requested and row.attempt >= row.max_attempts
+            message = f"lease lost by {lost_by}" + (" on the last attempt" if last else "")
+            _record(row, "LeaseExpired", message, None, now, row.lease_owner)
             self._end_lease(row, now)
             if row.concurrency_key in store.limits or self._capped(row.queue):
                 woken.add(row.queue)  # a slot of its key (or its queue) came free
             if row.cancel_requested:
                 self._finish(row, JobState.CANCELLED, now)
-            elif row.attempt >= row.max_attempts:
-                row.last_error = f"lease lost by {lost_by} on the last attempt"
+            elif last:
+                row.last_error = message
                 self._finish(row, JobState.DEAD, now)
             else:
                 self._make_available(row)
@@ -583,29 +605,89 @@ class MemoryTransport(Transport):
 
     async def list_jobs(
         self,
+        where: JobFilter | None = None,
         *,
-        queue: str | None = None,
-        state: JobState | None = None,
-        kind: str | None = None,
-        after_id: int = 0,
+        after_id: int | None = None,
+        before_id: int | None = None,
+        newest_first: bool = False,
         limit: int = 100,
     ) -> list[Job]:
         now = await self._enter()
-        check_filters(queue, kind, after_id, limit)
-        state = check_state(state)
+        where = check_listing(where, after_id, before_id, newest_first, limit)
         self._promote(now)
+        rows = self._matching(where, after_id, before_id, newest_first=newest_first)
         found: list[Job] = []
-        for row in self._store.jobs.values():
-            if (
-                row.id > after_id
-                and (queue is None or row.queue == queue)
-                and (state is None or row.state is state)
-                and (kind is None or row.kind == kind)
-            ):
-                found.append(_job(row))
-                if len(found) >= limit:
-                    break
+        for row in rows:
+            found.append(_job(row))
+            if len(found) >= limit:
+                break
         return found
+
+    async def retry_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
+        now = await self._enter()
+        where = check_action(where, limit)
+        self._promote(now)
+        chosen = self._choose(where, _RETRYABLE, limit)
+        store = self._store
+        for row in chosen:
+            if row.state.is_final:
+                del store.final[row.id]
+                row.dedupe_key = None
+            row.attempt = 0
+            row.cancel_requested = False
+            row.finished_at = None
+            row.run_at = row.updated_at = now
+            self._make_available(row)
+        for queue in {row.queue for row in chosen}:
+            self._wake(queue)
+        return [row.id for row in chosen]
+
+    async def discard_jobs(self, where: JobFilter, *, reason: str, limit: int = 1000) -> list[int]:
+        now = await self._enter()
+        where = check_action(where, limit)
+        text = clean_text(reason)
+        if text is None:
+            raise InvalidRequest("reason must be a string, got None")
+        self._promote(now)
+        chosen = self._choose(where, _WAITING, limit)
+        for row in chosen:
+            _record(row, "Discarded", text, None, now, None)
+            row.last_error = text
+            self._finish(row, JobState.DEAD, now)
+        return [row.id for row in chosen]
+
+    async def delete_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
+        now = await self._enter()
+        where = check_action(where, limit)
+        self._promote(now)
+        chosen = self._choose(where, _DELETABLE, limit)
+        store = self._store
+        for row in chosen:
+            del store.jobs[row.id]
+            store.final.pop(row.id, None)
+            store.counts[row.queue][row.state] -= 1
+            if row.dedupe_key is not None:
+                key = (row.queue, row.dedupe_key)
+                if store.dedupe.get(key) == row.id:
+                    del store.dedupe[key]
+        return [row.id for row in chosen]
+
+    async def cancel_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
+        now = await self._enter()
+        where = check_action(where, limit)
+        self._promote(now)
+        chosen: list[_Row] = []
+        for row in self._matching(where, None, None, newest_first=False):
+            if row.state.is_active and not row.cancel_requested:
+                chosen.append(row)
+                if len(chosen) >= limit:
+                    break
+        for row in chosen:
+            row.cancel_requested = True
+            row.updated_at = now
+            if row.state is not JobState.RUNNING:
+                self._finish(row, JobState.CANCELLED, now)
+        return [row.id for row in chosen]
 
     # --- observing ------------------------------------------------------------------------
 
@@ -702,6 +784,59 @@ class MemoryTransport(Transport):
             raise JobNotFound(f"no job has id {job_id}")
         return row
 
+    def _matching(
+        self,
+        where: JobFilter,
+        after_id: int | None,
+        before_id: int | None,
+        *,
+        newest_first: bool,
+    ) -> Iterator[_Row]:
+        """The rows ``where`` matches within the id bounds, in id order (or reversed)."""
+        jobs = self._store.jobs
+        if where.ids is not None:
+            ordered = sorted(where.ids, reverse=newest_first)
+            candidates: Iterable[_Row] = (jobs[i] for i in ordered if i in jobs)
+        else:
+            candidates = reversed(jobs.values()) if newest_first else jobs.values()
+        needle = None if where.error is None else where.error.translate(_ASCII_LOWER)
+        for row in candidates:
+            if (
+                (after_id is None or row.id > after_id)
+                and (before_id is None or row.id < before_id)
+                and (where.queue is None or row.queue == where.queue)
+                and (where.kind is None or row.kind == where.kind)
+                and (not where.states or row.state in where.states)
+                and (where.created_after is None or row.created_at >= where.created_after)
+                and (where.created_before is None or row.created_at < where.created_before)
+                and (
+                    where.finished_after is None
+                    or (row.finished_at is not None and row.finished_at >= where.finished_after)
+                )
+                and (
+                    where.finished_before is None
+                    or (row.finished_at is not None and row.finished_at < where.finished_before)
+                )
+                and (
+                    needle is None
+                    or (
+                        row.last_error is not None
+                        and needle in row.last_error.translate(_ASCII_LOWER)
+                    )
+                )
+            ):
+                yield row
+
+    def _choose(self, where: JobFilter, states: frozenset[JobState], limit: int) -> list[_Row]:
+        """Up to ``limit`` rows ``where`` matches that are in one of ``states``, by id."""
+        chosen: list[_Row] = []
+        for row in self._matching(where, None, None, newest_first=False):
+            if row.state in states:
+                chosen.append(row)
+                if len(chosen) >= limit:
+                    break
+        return chosen
+
     def _set_state(self, row: _Row, state: JobState) -> None:
         by_state = self._store.counts[row.queue]
         by_state[row.state] -= 1
@@ -793,6 +928,32 @@ class MemoryTransport(Transport):
         self._store.waiters.wake((queue,))
 
 
+_RETRYABLE = frozenset({JobState.DEAD, JobState.CANCELLED, JobState.SCHEDULED})
+_WAITING = frozenset({JobState.SCHEDULED, JobState.AVAILABLE})
+_DELETABLE = frozenset(JobState) - {JobState.RUNNING}
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def _record(
+    row: _Row,
+    kind: str,
+    message: str,
+    traceback: str | None,
+    now: float,
+    owner: str | None,
+) -> None:
+    """Append an error to the row's history, keeping the newest MAX_ERRORS."""
+    error = AttemptError(
+        attempt=row.attempt,
+        at=now,
+        owner=owner,
+        type=kind,
+        message=message[:MAX_ERROR_MESSAGE],
+        traceback=traceback,
+    )
+    row.errors = (*row.errors, error)[-MAX_ERRORS:]
+
+
 def _job(row: _Row) -> Job:
     return Job(
         id=row.id,
@@ -812,5 +973,8 @@ def _job(row: _Row) -> Job:
         lease_owner=row.lease_owner,
         lease_expires_at=row.lease_expires_at,
         cancel_requested=row.cancel_requested,
+        started_at=row.started_at,
+        errors=row.errors,
+        headers=dict(row.headers),
         concurrency_key=row.concurrency_key,
     )

@@ -52,13 +52,17 @@ from ._observed import NodeInfo, QueueStats, rows_of_cells, sum_cells
 from ._plumbing import Waiters, distinct_pairs, encode_outcome, fold_batch, unfold_results
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    MAX_ERROR_MESSAGE,
+    MAX_ERRORS,
     CancelResult,
     Counts,
+    Discard,
     EnqueueRequest,
     EnqueueResult,
     FinalizeRequest,
     FinalizeResult,
     Job,
+    JobFilter,
     JobState,
     KeyLimit,
     LeaderLease,
@@ -67,8 +71,11 @@ from ._records import (
     Reclaimed,
     RenewRequest,
     RenewResult,
+    Retry,
     TimeSource,
-    check_state,
+    check_action,
+    check_listing,
+    decode_errors,
     encode_payload,
 )
 from ._sql import load_migrations, load_queries
@@ -79,7 +86,6 @@ from ._validate import (
     check_cleanup,
     check_cursor,
     check_duration,
-    check_filters,
     check_id,
     check_int,
     check_items,
@@ -93,10 +99,28 @@ from ._validate import (
     check_set_limit,
     check_stats_range,
     check_time,
+    clean_text,
 )
 
-# Read once at import: file I/O does not belong on the event loop.
+# Read once at import: file I/O does not belong on the event loop. The dict is the one
+# load_queries caches, so a query rewritten in it (an SQLMutant) reaches transports built
+# afterwards: each transport expands its own copy when built (see _with_filters).
 _QUERIES = load_queries("postgres")
+# The listings (oldest and newest first) and the operator actions share job_filter's clause.
+_FILTERED = ("list_jobs", "retry_jobs", "discard_jobs", "delete_jobs", "cancel_jobs")
+
+
+def _with_filters(queries: dict[str, str]) -> dict[str, str]:
+    """The named queries with job_filter's clause and the listing order filled in, plus
+    ``list_jobs_newest``; a new dict (``queries`` is left as it is)."""
+    clause = queries["job_filter"]
+    expanded = {name: sql for name, sql in queries.items() if name != "job_filter"}
+    expanded["list_jobs_newest"] = queries["list_jobs"].replace("{order}", "DESC")
+    for name in (*_FILTERED, "list_jobs_newest"):
+        expanded[name] = expanded[name].replace("{filter}", clause).replace("{order}", "ASC")
+    return expanded
+
+
 _MIGRATIONS = load_migrations("postgres")
 
 __all__ = ["PostgresTransport"]
@@ -169,6 +193,8 @@ def _render(sql: str, schema: str, *, notify: bool) -> str:
         sql.replace("{schema}", f'"{schema}"')
         .replace("{channel}", f"'{_channel(schema)}'")
         .replace("{notify}", "true" if notify else "false")
+        .replace("{max_errors}", str(int(MAX_ERRORS)))
+        .replace("{max_message}", str(int(MAX_ERROR_MESSAGE)))
     )
 
 
@@ -205,26 +231,89 @@ def _job(row: asyncpg.Record) -> Job:
         lease_owner=row[14],
         lease_expires_at=row[15],
         cancel_requested=row[16],
-        concurrency_key=row[17],
+        started_at=row[17],
+        errors=decode_errors(row[18]),
+        headers=_headers(row[19]),
+        concurrency_key=row[20],
     )
 
 
-def _finalize_columns(
-    requests: Sequence[FinalizeRequest],
-) -> tuple[list[int], list[int], list[str], list[float | None] | None, list[str | None] | None]:
+def _headers(stored: str) -> dict[str, str]:
+    if stored == "{}":
+        return {}  # most jobs carry none: no decoding on the claim path
+    try:
+        headers = json.loads(stored)
+    except ValueError:
+        return {}
+    if not isinstance(headers, dict):
+        return {}
+    return {str(key): str(value) for key, value in headers.items()}
+
+
+# The states (as jobs read) each operator action takes.
+_RETRYABLE = ["dead", "cancelled", "scheduled"]
+_WAITING = ["scheduled", "available"]
+_DELETABLE = ["scheduled", "available", "succeeded", "cancelled", "dead"]
+_ACTIVE = ["scheduled", "available", "running"]
+
+
+def _filter_args(
+    where: JobFilter, after_id: int | None, before_id: int | None, now: float | None
+) -> tuple[Any, ...]:
+    """The 13 parameters of job_filter (see queries.sql)."""
+    shown = [state.value for state in where.states] if where.states else None
+    stored = None
+    if shown is not None:
+        # A due scheduled job reads as available: "available" is stored as either.
+        stored = sorted({*shown, *(["scheduled"] if "available" in shown else [])})
+    return (
+        where.queue,
+        where.kind,
+        None if where.ids is None else list(where.ids),
+        where.created_after,
+        where.created_before,
+        where.finished_after,
+        where.finished_before,
+        where.error,
+        shown,
+        stored,
+        after_id,
+        before_id,
+        now,
+    )
+
+
+def _finalize_columns(requests: Sequence[FinalizeRequest]) -> tuple[list[Any] | None, ...]:
     ids: list[int] = []
     tokens: list[int] = []
     actions: list[str] = []
     run_ats: list[float | None] = []
     errors: list[str | None] = []
+    types: list[str | None] = []
+    tracebacks: list[str | None] = []
     for request in requests:
-        action, run_at, error = encode_outcome(request.outcome)
+        outcome = request.outcome
+        action, run_at, error = encode_outcome(outcome)
         ids.append(request.job_id)
         tokens.append(request.token)
         actions.append(action)
         run_ats.append(run_at)
         errors.append(error)
-    return ids, tokens, actions, _nulls_as_none(run_ats), _nulls_as_none(errors)
+        if isinstance(outcome, Retry | Discard):
+            types.append(outcome.error_type)
+            tracebacks.append(outcome.traceback)
+        else:
+            types.append(None)
+            tracebacks.append(None)
+    return (
+        ids,
+        tokens,
+        actions,
+        _nulls_as_none(run_ats),
+        _nulls_as_none(errors),
+        _nulls_as_none(types),
+        _nulls_as_none(tracebacks),
+    )
 
 
 class _DedupeRace(Exception):
@@ -279,7 +368,8 @@ class PostgresTransport(Transport):
         self.create = create
         self._connect_args = postgres_connect_args(dsn)
         self._sql = {
-            name: _render(sql, self.schema, notify=notify) for name, sql in _QUERIES.items()
+            name: _render(sql, self.schema, notify=notify)
+            for name, sql in _with_filters(_QUERIES).items()
         }
         self._pool: asyncpg.Pool | None = None
         self._opened = False
@@ -472,6 +562,9 @@ class PostgresTransport(Transport):
             [r.delay for r in chosen],
             [r.max_attempts for r in chosen],
             _nulls_as_none([r.dedupe_key for r in chosen]),
+            _nulls_as_none(
+                [json.dumps(r.headers, ensure_ascii=False) if r.headers else None for r in chosen]
+            ),
             self._now(),
             _nulls_as_none([r.concurrency_key for r in chosen]),
         )
@@ -507,7 +600,7 @@ class PostgresTransport(Transport):
         if not dedupe:
             # No key can conflict: a plain insert (its dedupe-key column, args[7], is all
             # NULL) is the whole, atomic write.
-            plain = (*args[:7], args[8], args[9])
+            plain = (*args[:7], *args[8:])  # headers, now, concurrency keys
             rows: list[asyncpg.Record] = await conn.fetch(self._sql["enqueue_plain"], *plain)
             return rows
         # A key's active job committed by another transaction after this statement's
@@ -526,7 +619,7 @@ class PostgresTransport(Transport):
                     if counts:
                         names = sorted(counts)
                         await conn.execute(
-                            self._sql["add_folds"], names, [counts[q] for q in names], args[8]
+                            self._sql["add_folds"], names, [counts[q] for q in names], args[9]
                         )
                     return rows
             except _DedupeRace:
@@ -582,7 +675,7 @@ class PostgresTransport(Transport):
         if self._limited:
             rows = await self._run(lambda: self._claim_limited(pool, queue, limit, owner, ttl))
         leases = [
-            Lease(job=_job(row), token=row[18], owner=owner, expires_at=row[15]) for row in rows
+            Lease(job=_job(row), token=row[21], owner=owner, expires_at=row[15]) for row in rows
         ]
         leases.sort(key=lambda lease: (lease.job.priority, lease.job.run_at, lease.job.id))
         if limit > 1 and len(leases) == limit:
@@ -642,7 +735,7 @@ class PostgresTransport(Transport):
         if len(sent) < len(requests):
             columns = tuple(
                 None if column is None else [column[i] for i in sent] for column in columns
-            )  # type: ignore[assignment]
+            )
         rows = await self._run(lambda: pool.fetch(self._sql["finalize"], *columns, self._now()))
         # Only the applied requests come back, by their position among those sent.
         results = [FinalizeResult.STALE] * len(requests)
@@ -880,24 +973,57 @@ class PostgresTransport(Transport):
 
     async def list_jobs(
         self,
+        where: JobFilter | None = None,
         *,
-        queue: str | None = None,
-        state: JobState | None = None,
-        kind: str | None = None,
-        after_id: int = 0,
+        after_id: int | None = None,
+        before_id: int | None = None,
+        newest_first: bool = False,
         limit: int = 100,
     ) -> list[Job]:
-        check_filters(queue, kind, after_id, limit)
-        state = check_state(state)
+        where = check_listing(where, after_id, before_id, newest_first, limit)
         pool = self._db
-        state_name = None if state is None else state.value
-        rows = await self._run(
-            lambda: pool.fetch(
-                self._sql["list_jobs"], queue, state_name, kind, after_id, limit, self._now()
-            ),
-            idempotent=True,
-        )
+        sql = self._sql["list_jobs_newest" if newest_first else "list_jobs"]
+        args = _filter_args(where, after_id, before_id, self._now())
+        rows = await self._run(lambda: pool.fetch(sql, *args, limit), idempotent=True)
         return [_job(row) for row in rows]
+
+    async def retry_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
+        where = check_action(where, limit)
+        pool = self._db
+        args = _filter_args(where, None, None, self._now())
+        rows = await self._run(
+            lambda: pool.fetch(self._sql["retry_jobs"], *args, limit, _RETRYABLE)
+        )
+        self._wake({row[1] for row in rows})
+        return [row[0] for row in rows]
+
+    async def discard_jobs(self, where: JobFilter, *, reason: str, limit: int = 1000) -> list[int]:
+        where = check_action(where, limit)
+        text = clean_text(reason)
+        if text is None:
+            raise InvalidRequest("reason must be a string, got None")
+        pool = self._db
+        args = _filter_args(where, None, None, self._now())
+        rows = await self._run(
+            lambda: pool.fetch(self._sql["discard_jobs"], *args, limit, _WAITING, text)
+        )
+        return sorted(row[0] for row in rows)
+
+    async def delete_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
+        where = check_action(where, limit)
+        pool = self._db
+        args = _filter_args(where, None, None, self._now())
+        rows = await self._run(
+            lambda: pool.fetch(self._sql["delete_jobs"], *args, limit, _DELETABLE)
+        )
+        return sorted(row[0] for row in rows)
+
+    async def cancel_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
+        where = check_action(where, limit)
+        pool = self._db
+        args = _filter_args(where, None, None, self._now())
+        rows = await self._run(lambda: pool.fetch(self._sql["cancel_jobs"], *args, limit, _ACTIVE))
+        return sorted(row[0] for row in rows)
 
     # --- observing ------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import enum
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeAlias
 
 import attrs
@@ -24,7 +24,9 @@ from ._validate import (
     MAX_CONCURRENCY,
     check_id,
     check_int,
+    check_items,
     check_label,
+    check_limit,
     check_name,
     check_time,
     clean_text,
@@ -34,6 +36,12 @@ from ._validate import (
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "MAX_ERRORS",
+    "MAX_ERROR_MESSAGE",
+    "MAX_FILTER_IDS",
+    "MAX_HEADERS",
+    "MAX_TRACEBACK",
+    "AttemptError",
     "Cancel",
     "CancelResult",
     "Complete",
@@ -44,6 +52,7 @@ __all__ = [
     "FinalizeRequest",
     "FinalizeResult",
     "Job",
+    "JobFilter",
     "JobState",
     "JsonValue",
     "KeyLimit",
@@ -58,7 +67,10 @@ __all__ = [
     "Retry",
     "Snooze",
     "TimeSource",
+    "check_action",
+    "check_listing",
     "check_state",
+    "decode_errors",
     "encode_payload",
 ]
 
@@ -67,6 +79,22 @@ JsonValue: TypeAlias = Any
 
 DEFAULT_MAX_ATTEMPTS = 20
 DEFAULT_MAX_PAYLOAD_BYTES = 1_048_576
+
+MAX_ERRORS = 20
+"""Errors kept with a job: its newest ``MAX_ERRORS`` attempts' errors (older ones are dropped)."""
+
+MAX_ERROR_MESSAGE = 4_000
+"""Longest error message kept in a job's error history (its first characters)."""
+
+MAX_TRACEBACK = 4_000
+"""Longest traceback kept with an error: its last characters (the innermost frames)."""
+
+MAX_HEADERS = 32
+"""Most headers one job may carry (each key and value a label)."""
+
+MAX_FILTER_IDS = 10_000
+"""Most job ids one :class:`JobFilter` may name."""
+"""Most headers one job may carry (each key and value a label)."""
 
 
 class TimeSource(Protocol):
@@ -181,6 +209,26 @@ def _optional_time(_inst: object, attr: attrs.Attribute[Any], value: Any) -> Non
         check_time(value, attr.name)
 
 
+def _headers(value: Any) -> dict[str, str]:
+    """A job's headers as stored: a fresh ``dict`` of labels to labels, at most MAX_HEADERS."""
+    if not isinstance(value, Mapping):
+        raise InvalidRequest(f"headers must be a mapping of strings, got {type(value).__name__}")
+    if len(value) > MAX_HEADERS:
+        raise InvalidRequest(f"headers hold {len(value)} entries, over the limit of {MAX_HEADERS}")
+    for key, item in value.items():
+        check_label(key, "a header name")
+        check_label(item, f"header {key!r}")
+    return dict(value)
+
+
+def _traceback(value: str | None) -> str | None:
+    """A traceback as stored: cleaned like every error text, and only its last characters."""
+    text = clean_text(value)
+    if text is not None and len(text) > MAX_TRACEBACK:
+        text = text[-MAX_TRACEBACK:]
+    return text
+
+
 @attrs.frozen(kw_only=True)
 class EnqueueRequest:
     """A job to add. Sent by the App (or any producer) to ``Transport.enqueue``."""
@@ -198,6 +246,9 @@ class EnqueueRequest:
     max_attempts: int = attrs.field(default=DEFAULT_MAX_ATTEMPTS, validator=_int32(1))
     # folds into an active job of the same queue and key; a label (see transports._validate)
     dedupe_key: str | None = attrs.field(default=None, validator=_label)
+    # small string map stored with the job and returned as is (e.g. a trace context): at most
+    # MAX_HEADERS entries, each name and value a label
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_headers)
     # flow-control key, e.g. "stripe" or "tenant:42": a limit set on it (``set_limit``) caps
     # how many jobs with that key run at once cluster-wide; a label; None: no key
     concurrency_key: str | None = attrs.field(default=None, validator=_label)
@@ -209,6 +260,56 @@ class EnqueueResult:
 
     job_id: int
     deduplicated: bool  # True: an active job with the same dedupe key already existed
+
+
+@attrs.frozen(kw_only=True)
+class AttemptError:
+    """Why one attempt of a job failed, kept with the job (see ``Job.errors``).
+
+    Written by the transport: by ``finalize`` for a Retry or Discard that carries an error,
+    by ``reap`` for a lost lease, by ``discard_jobs`` for an operator's discard.
+    """
+
+    attempt: int  # the job's attempt count when it failed (0: before any claim)
+    at: float  # when it was recorded (the transport's now)
+    owner: str | None  # the lease owner (worker) that held the attempt; None for an operator
+    # the exception class name ("ValueError"), or a fixed name for a cause the runtime or the
+    # transport records: "Timeout", "LeaseExpired", "Discarded", "Error" when none was given
+    type: str
+    message: str  # the error text, its first MAX_ERROR_MESSAGE characters
+    traceback: str | None  # the last MAX_TRACEBACK characters of the traceback, if one was given
+
+
+def decode_errors(stored: object) -> tuple[AttemptError, ...]:
+    """A job's error history as a backend stored it (a JSON array, text or decoded).
+
+    An entry another tool stored malformed is skipped, so no stored value crashes a reader.
+    """
+    if stored == "[]":
+        return ()  # most jobs never failed: no decoding on the claim path
+    if isinstance(stored, str | bytes):
+        try:
+            stored = json.loads(stored)
+        except ValueError:
+            return ()
+    if not isinstance(stored, list):
+        return ()
+    errors: list[AttemptError] = []
+    for entry in stored:
+        try:
+            errors.append(
+                AttemptError(
+                    attempt=int(entry["attempt"]),
+                    at=float(entry["at"]),
+                    owner=None if entry.get("owner") is None else str(entry["owner"]),
+                    type=str(entry["type"]),
+                    message=str(entry["message"]),
+                    traceback=None if entry.get("traceback") is None else str(entry["traceback"]),
+                )
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return tuple(errors)
 
 
 @attrs.frozen(kw_only=True)
@@ -224,6 +325,8 @@ class Job:
     run_at: float
     attempt: int  # claims so far that counted (a snooze or a release gives one back)
     max_attempts: int
+    # the newest error text (a Retry's or Discard's error, a Cancel's reason, a lease lost on
+    # the last attempt, an operator's discard reason); None after a Retry without one
     last_error: str | None
     dedupe_key: str | None
     created_at: float
@@ -232,6 +335,10 @@ class Job:
     lease_owner: str | None  # worker that holds (or last held) the lease
     lease_expires_at: float | None
     cancel_requested: bool
+    started_at: float | None = None  # when the latest claim took it; None: never claimed
+    # the errors of its failed attempts, oldest first; at most MAX_ERRORS, the newest
+    errors: tuple[AttemptError, ...] = ()
+    headers: Mapping[str, str] = attrs.field(factory=dict)  # as given to enqueue
     concurrency_key: str | None = None  # the flow-control key given at enqueue, if any
 
 
@@ -278,7 +385,12 @@ class Retry:
     """Run again at ``run_at``; becomes ``dead`` when no attempts remain."""
 
     run_at: float = attrs.field(validator=_time)  # finite, >= 0
+    # stored as last_error and, when not None, in the job's error history
     error: str | None = attrs.field(default=None, converter=clean_text)
+    # the exception class name (a label); None: "Error"
+    error_type: str | None = attrs.field(default=None, validator=_label)
+    # the traceback; only its last MAX_TRACEBACK characters are kept
+    traceback: str | None = attrs.field(default=None, converter=_traceback)
 
 
 @attrs.frozen(kw_only=True)
@@ -292,7 +404,11 @@ class Snooze:
 class Discard:
     """End the job as ``dead``: not retryable (or a retry with no attempts left)."""
 
-    error: str = attrs.field(converter=clean_text)
+    error: str = attrs.field(converter=clean_text)  # last_error, and in the error history
+    # the exception class name (a label); None: "Error"
+    error_type: str | None = attrs.field(default=None, validator=_label)
+    # the traceback; only its last MAX_TRACEBACK characters are kept
+    traceback: str | None = attrs.field(default=None, converter=_traceback)
 
 
 @attrs.frozen(kw_only=True)
@@ -431,6 +547,78 @@ class QueueConfig:
         return config
 
 
+def _states(value: Any) -> tuple[JobState, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise InvalidRequest(f"states must be a sequence of job states, got {value!r}")
+    found: list[JobState] = []
+    for item in value:
+        state = check_state(item)
+        if state is None:
+            raise InvalidRequest("states must not hold None")
+        if state not in found:
+            found.append(state)
+    return tuple(sorted(found, key=_STATE_ORDER.index))
+
+
+_STATE_ORDER = tuple(JobState)
+
+
+def _ids(value: Any) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise InvalidRequest(f"ids must be a sequence of job ids, got {value!r}")
+    ids = tuple(dict.fromkeys(check_id(item, "a job id") for item in value))
+    if len(ids) > MAX_FILTER_IDS:
+        raise InvalidRequest(f"ids name {len(ids)} jobs, over the limit of {MAX_FILTER_IDS}")
+    return ids
+
+
+def _optional_name(what: str) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    def check(_inst: object, _attr: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None:
+            check_name(value, what)
+
+    return check
+
+
+def _bound(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        check_time(value, attr.name, minimum=None)
+
+
+@attrs.frozen(kw_only=True)
+class JobFilter:
+    """Which jobs an operator lists or acts on: every given field must match (AND).
+
+    Sent to ``list_jobs``, ``retry_jobs``, ``discard_jobs``, ``delete_jobs`` and
+    ``cancel_jobs``; validated when built, so every backend refuses the same values
+    (:class:`~transports.InvalidQueueName` for a bad queue or kind,
+    :class:`~transports.InvalidRequest` for the rest). ``JobFilter()`` matches every job.
+    """
+
+    queue: str | None = attrs.field(default=None, validator=_optional_name("queue"))
+    kind: str | None = attrs.field(default=None, validator=_optional_name("kind"))
+    # any of these states (as jobs read: a scheduled job whose time has come is available);
+    # empty: any state
+    states: tuple[JobState, ...] = attrs.field(default=(), converter=_states)
+    # only these jobs (at most MAX_FILTER_IDS); None: any id
+    ids: tuple[int, ...] | None = attrs.field(default=None, converter=_ids)
+    created_after: float | None = attrs.field(default=None, validator=_bound)  # >= this time
+    created_before: float | None = attrs.field(default=None, validator=_bound)  # < this time
+    # finished_at >= this time (so only final jobs match)
+    finished_after: float | None = attrs.field(default=None, validator=_bound)
+    # finished_at < this time (so only final jobs match)
+    finished_before: float | None = attrs.field(default=None, validator=_bound)
+    # last_error holds this text, ignoring the case of ASCII letters; a label
+    error: str | None = attrs.field(default=None, validator=_label)
+
+    @classmethod
+    def one(cls, job_id: int) -> JobFilter:
+        """The filter of one job."""
+        return cls(ids=(job_id,))
+
+
 @attrs.frozen(kw_only=True)
 class KeyLimit:
     """A flow-control key's limit and its current use. Returned by ``list_limits``."""
@@ -454,3 +642,38 @@ class Counts:
     @property
     def total(self) -> int:
         return sum(self.by_state.values())
+
+
+def check_listing(
+    where: object, after_id: object, before_id: object, newest_first: object, limit: object
+) -> JobFilter:
+    """The arguments of ``Transport.list_jobs``; returns the filter (``JobFilter()`` for None).
+
+    Raises:
+        InvalidRequest: a bad filter, cursor, ``newest_first`` or ``limit``.
+    """
+    if where is None:
+        where = _EVERY_JOB
+    check_items([where], JobFilter, "where")
+    if after_id is not None:
+        check_id(after_id, "after_id")
+    if before_id is not None:
+        check_id(before_id, "before_id")
+    if not isinstance(newest_first, bool):
+        raise InvalidRequest(f"newest_first must be True or False, got {newest_first!r}")
+    check_limit(limit)
+    return where  # type: ignore[return-value]  # checked just above
+
+
+def check_action(where: object, limit: object) -> JobFilter:
+    """The arguments of an operator action (``retry_jobs`` ...); returns the filter.
+
+    Raises:
+        InvalidRequest: ``where`` is not a :class:`JobFilter`, or a bad ``limit``.
+    """
+    check_items([where], JobFilter, "where")
+    check_limit(limit)
+    return where  # type: ignore[return-value]  # checked just above
+
+
+_EVERY_JOB = JobFilter()

@@ -47,6 +47,7 @@ from ._base import Transport
 from ._clock import WallClock, poll_pause
 from ._errors import (
     ConnectionLost,
+    InvalidRequest,
     JobNotFound,
     SchemaVersionMismatch,
     StoreNotFound,
@@ -59,13 +60,17 @@ from ._observed import NodeInfo, QueueStats, minute_of, rows_of_cells, sum_cells
 from ._plumbing import Waiters, distinct_pairs, encode_outcome, fold_batch, unfold_results
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    MAX_ERROR_MESSAGE,
+    MAX_ERRORS,
     CancelResult,
     Counts,
+    Discard,
     EnqueueRequest,
     EnqueueResult,
     FinalizeRequest,
     FinalizeResult,
     Job,
+    JobFilter,
     JobState,
     KeyLimit,
     LeaderLease,
@@ -74,8 +79,11 @@ from ._records import (
     Reclaimed,
     RenewRequest,
     RenewResult,
+    Retry,
     TimeSource,
-    check_state,
+    check_action,
+    check_listing,
+    decode_errors,
     encode_payload,
 )
 from ._sql import load_migrations, load_queries
@@ -85,7 +93,6 @@ from ._validate import (
     check_cleanup,
     check_cursor,
     check_duration,
-    check_filters,
     check_id,
     check_items,
     check_leader,
@@ -98,6 +105,7 @@ from ._validate import (
     check_set_limit,
     check_stats_range,
     check_time,
+    clean_text,
 )
 
 __all__ = ["SQLiteTransport"]
@@ -112,7 +120,7 @@ _INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _WATCH_FASTEST = 0.002
 _WATCH_SLOWEST = 0.025
 _WATCH_PATIENCE = 0.1  # seconds without a change before looking less often
-_FINALIZE_ROW = "(?, ?, ?, ?, ?)"
+_FINALIZE_ROW = "(?, ?, ?, ?, ?, ?, ?)"
 
 
 def _connection_lost(exc: BaseException) -> TransportError:
@@ -144,6 +152,17 @@ def _expand_text(sql: str, row: str, count: int) -> str:
     return sql.replace("{rows}", ", ".join([row] * count))
 
 
+def _filtered(name: str, order: str = "ASC") -> str:
+    """The query ``name`` with the one JobFilter clause (job_filter) and its order filled in."""
+    return _fill_filter(_Q[name], _Q["job_filter"], order)
+
+
+@functools.cache
+def _fill_filter(sql: str, clause: str, order: str) -> str:
+    # Cached by text, as _expand_text is, so a rewritten query (an SQLMutant) is honoured.
+    return sql.replace("{filter}", clause).replace("{order}", order)
+
+
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> list[Sequence[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
@@ -167,16 +186,54 @@ def _job(row: Sequence[Any]) -> Job:
         lease_owner=row[14],
         lease_expires_at=None if row[15] is None else float(row[15]),
         cancel_requested=bool(row[16]),
-        concurrency_key=row[17],
+        started_at=None if row[17] is None else float(row[17]),
+        errors=decode_errors(row[18]),
+        headers=_headers(row[19]),
+        concurrency_key=row[20],
     )
+
+
+def _headers(stored: str) -> dict[str, str]:
+    if stored == "{}":
+        return {}  # most jobs carry none: no decoding on the claim path
+    try:
+        headers = json.loads(stored)
+    except ValueError:
+        return {}
+    if not isinstance(headers, dict):
+        return {}
+    return {str(key): str(value) for key, value in headers.items()}
+
+
+def _filter_params(where: JobFilter, now: float) -> dict[str, Any]:
+    """The job_filter parameters of ``where`` (the cursors unset)."""
+    return {
+        "queue": where.queue,
+        "kind": where.kind,
+        "ids": None if where.ids is None else json.dumps(where.ids),
+        "created_after": where.created_after,
+        "created_before": where.created_before,
+        "finished_after": where.finished_after,
+        "finished_before": where.finished_before,
+        "error": where.error,
+        "states": json.dumps([str(state) for state in where.states]) if where.states else None,
+        "after_id": None,
+        "before_id": None,
+        "now": now,
+    }
 
 
 def _queue_config(row: Sequence[Any]) -> QueueConfig | None:
     return QueueConfig.from_stored(row[0], row[1], row[2], row[3], row[4])
 
 
-def _finalize_row(request: FinalizeRequest) -> tuple[int, int, str, float | None, str | None]:
-    return (request.job_id, request.token, *encode_outcome(request.outcome))
+def _finalize_row(request: FinalizeRequest) -> tuple[Any, ...]:
+    outcome = request.outcome
+    if isinstance(outcome, Retry | Discard):
+        extra: tuple[str | None, str | None] = (outcome.error_type, outcome.traceback)
+    else:
+        extra = (None, None)
+    return (request.job_id, request.token, *encode_outcome(outcome), *extra)
 
 
 def _split_statements(script: str) -> list[str]:
@@ -489,6 +546,7 @@ class SQLiteTransport(Transport):
                     request.dedupe_key,
                     now,
                     now,
+                    json.dumps(request.headers, ensure_ascii=False),
                     request.concurrency_key,
                 )
             )
@@ -580,10 +638,10 @@ class SQLiteTransport(Transport):
         )
         # RETURNING yields rows in no particular order; hand them out in claim order.
         rows.sort(key=lambda row: (row[5], row[6], row[0]))
-        if any(row[17] is not None for row in rows):
+        if any(row[20] is not None for row in rows):
             self._flow_queues.add(queue)
         return [
-            Lease(job=_job(row), token=row[18], owner=owner, expires_at=expires_at) for row in rows
+            Lease(job=_job(row), token=row[21], owner=owner, expires_at=expires_at) for row in rows
         ]
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
@@ -640,7 +698,13 @@ class SQLiteTransport(Transport):
         if len(chunks) == 1:
             applied = await self._fetch(
                 _expand("finalize", _FINALIZE_ROW, len(params)),
-                [now, *(value for row in params for value in row)],
+                [
+                    now,
+                    MAX_ERRORS,
+                    MAX_ERROR_MESSAGE,
+                    repr(now),
+                    *(v for row in params for v in row),
+                ],
             )
         else:
             async with self._transaction() as conn:
@@ -648,7 +712,13 @@ class SQLiteTransport(Transport):
                     applied.extend(
                         await conn.execute_fetchall(
                             _expand("finalize", _FINALIZE_ROW, len(chunk)),
-                            [now, *(value for row in chunk for value in row)],
+                            [
+                                now,
+                                MAX_ERRORS,
+                                MAX_ERROR_MESSAGE,
+                                repr(now),
+                                *(value for row in chunk for value in row),
+                            ],
                         )
                     )
         owned = {(job_id, token) for job_id, token, _queue, _state in applied}
@@ -676,7 +746,10 @@ class SQLiteTransport(Transport):
             states: dict[int, str] = {}
             if expired:
                 ids = json.dumps([row[0] for row in expired])
-                rows = await conn.execute_fetchall(_Q["reclaim"], {"now": now, "ids": ids})
+                rows = await conn.execute_fetchall(
+                    _Q["reclaim"],
+                    {"now": now, "at": repr(now), "ids": ids, "max_errors": MAX_ERRORS},
+                )
                 states = {row[0]: row[1] for row in rows}
         reclaimed = [
             Reclaimed(
@@ -876,27 +949,85 @@ class SQLiteTransport(Transport):
 
     async def list_jobs(
         self,
+        where: JobFilter | None = None,
         *,
-        queue: str | None = None,
-        state: JobState | None = None,
-        kind: str | None = None,
-        after_id: int = 0,
+        after_id: int | None = None,
+        before_id: int | None = None,
+        newest_first: bool = False,
         limit: int = 100,
     ) -> list[Job]:
-        check_filters(queue, kind, after_id, limit)
-        state = check_state(state)
-        rows = await self._fetch(
-            _Q["list_jobs"],
-            {
-                "queue": queue,
-                "state": None if state is None else str(state),
-                "kind": kind,
-                "after_id": after_id,
-                "limit": limit,
-                "now": self._time.now(),
-            },
-        )
+        where = check_listing(where, after_id, before_id, newest_first, limit)
+        params = _filter_params(where, self._time.now())
+        params.update(after_id=after_id, before_id=before_id, limit=limit)
+        rows = await self._fetch(_filtered("list_jobs", "DESC" if newest_first else "ASC"), params)
         return [_job(row) for row in rows]
+
+    async def retry_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
+        where = check_action(where, limit)
+        now = self._time.now()
+        async with self._transaction() as conn:
+            ids = await self._match(conn, where, now, limit, _RETRYABLE)
+            rows = await conn.execute_fetchall(
+                _Q["retry_jobs"], {"ids": json.dumps(ids), "now": now}
+            )
+        self._wake({queue for _id, queue in rows})
+        return sorted(job_id for job_id, _queue in rows)
+
+    async def discard_jobs(self, where: JobFilter, *, reason: str, limit: int = 1000) -> list[int]:
+        where = check_action(where, limit)
+        text = clean_text(reason)
+        if text is None:
+            raise InvalidRequest("reason must be a string, got None")
+        now = self._time.now()
+        async with self._transaction() as conn:
+            ids = await self._match(conn, where, now, limit, _WAITING)
+            rows = await conn.execute_fetchall(
+                _Q["discard_jobs"],
+                {
+                    "ids": json.dumps(ids),
+                    "now": now,
+                    "at": repr(now),
+                    "reason": text,
+                    "max_errors": MAX_ERRORS,
+                    "max_message": MAX_ERROR_MESSAGE,
+                },
+            )
+        return sorted(job_id for (job_id,) in rows)
+
+    async def delete_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
+        where = check_action(where, limit)
+        now = self._time.now()
+        async with self._transaction() as conn:
+            ids = await self._match(conn, where, now, limit, _DELETABLE)
+            rows = await conn.execute_fetchall(_Q["delete_jobs"], {"ids": json.dumps(ids)})
+        return sorted(job_id for (job_id,) in rows)
+
+    async def cancel_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
+        where = check_action(where, limit)
+        now = self._time.now()
+        async with self._transaction() as conn:
+            ids = await self._match(conn, where, now, limit, _ACTIVE, uncancelled=True)
+            rows = await conn.execute_fetchall(
+                _Q["cancel_jobs"], {"ids": json.dumps(ids), "now": now}
+            )
+        return sorted(job_id for (job_id,) in rows)
+
+    @staticmethod
+    async def _match(
+        conn: aiosqlite.Connection,
+        where: JobFilter,
+        now: float,
+        limit: int,
+        eligible: str,
+        *,
+        uncancelled: bool = False,
+    ) -> list[int]:
+        """The ids of the jobs an operator action takes (see match_jobs)."""
+        params = _filter_params(where, now)
+        params.update(limit=limit, eligible=eligible, uncancelled=int(uncancelled))
+        return [
+            job_id for (job_id,) in await conn.execute_fetchall(_filtered("match_jobs"), params)
+        ]
 
     # --- observing ------------------------------------------------------------------------
 
@@ -986,3 +1117,10 @@ def _node(row: Sequence[Any]) -> NodeInfo | None:
         heartbeat=row[7],
         last_seen=row[8],
     )
+
+
+# The states (as jobs read) each operator action takes, as JSON arrays for match_jobs.
+_RETRYABLE = json.dumps(["dead", "cancelled", "scheduled"])
+_WAITING = json.dumps(["scheduled", "available"])
+_DELETABLE = json.dumps(["scheduled", "available", "succeeded", "cancelled", "dead"])
+_ACTIVE = json.dumps(["scheduled", "available", "running"])

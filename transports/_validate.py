@@ -44,7 +44,6 @@ __all__ = [
     "check_cleanup",
     "check_cursor",
     "check_duration",
-    "check_filters",
     "check_id",
     "check_int",
     "check_items",
@@ -278,14 +277,6 @@ def check_set_limit(key: object, concurrency: object) -> None:
     check_label(key, "key")
     if concurrency is not None:
         check_int(concurrency, "concurrency", 0, INT32_MAX)
-
-
-def check_filters(queue: object, kind: object, after_id: object, limit: object) -> None:
-    """The filters of ``Transport.list_jobs`` (its ``state`` is checked by ``check_state``)."""
-    check_optional_name(queue)
-    check_optional_name(kind, "kind")
-    check_id(after_id, "after_id")
-    check_limit(limit)
 
 
 def check_items(items: Any, cls: type, what: str) -> None:

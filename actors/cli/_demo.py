@@ -211,7 +211,9 @@ async def _run_demo(
                     counts[state] += c[state]
             dead_reasons = [
                 (job.kind, job.last_error or "")
-                for job in await transport.list_jobs(state=JobState.DEAD, limit=5)
+                for job in await transport.list_jobs(
+                    transports.JobFilter(states=(JobState.DEAD,)), limit=5
+                )
             ]
 
         table = Table(title="summary")

@@ -1,5 +1,7 @@
-"""The ``actorq`` command: run workers, enqueue, inspect, cancel, migrate, serve the dashboard,
+"""The ``actorq`` command: run workers, enqueue, inspect, migrate, serve the dashboard,
 demo, simulate.
+
+The ``actorq jobs`` group (list, show, retry, discard, delete, cancel) is in :mod:`._jobs`.
 
 Every mistake is one line on stderr, ``actorq: error: <what is wrong> (<what to do>)``, with
 exit status 2 for a malformed command line and 1 for a request that failed (see
@@ -43,7 +45,7 @@ from transports import (
     Transport,
     minute_of,
 )
-from transports.lowlevel import INT32_MAX, INT64_MAX, encode_payload
+from transports.lowlevel import INT32_MAX, encode_payload
 
 from ..core import RealClock
 from ..jobs import App, Topology, WorkerConfig
@@ -851,20 +853,6 @@ def _stats_cells(row: QueueStats) -> list[str]:
         str(row.reclaimed),
         str(row.deduplicated),
     ]
-
-
-@main.command()
-@click.argument("job_id", type=click.IntRange(1, INT64_MAX))
-@_transport_option("there is no job there to cancel")
-@_loop_option
-def cancel(job_id: int, url: str, loop: str) -> None:
-    """Cancel JOB_ID: a waiting job ends at once, a running one is asked to stop."""
-
-    async def run(transport: Transport) -> None:
-        result = await transport.cancel(job_id)
-        click.echo(f"job {job_id}: {result.value}")
-
-    _run(loop, lambda: _with_transport(url, run, create=False))
 
 
 @main.command()

@@ -21,6 +21,7 @@ from typing import Any
 
 from transports import Job
 from transports.lowlevel import (
+    MAX_LABEL_LENGTH,
     Cancel,
     Complete,
     Discard,
@@ -42,7 +43,40 @@ from ._events import (
 )
 from ._outcomes import Done, Drop, RetryLater, SnoozeUntil
 
-__all__ = ["event_of", "failure_of", "may_start", "outcome_of"]
+__all__ = [
+    "DROP",
+    "INVALID_OUTCOME",
+    "PAYLOAD_INVALID",
+    "RETRY_LATER",
+    "TIMEOUT",
+    "UNKNOWN_KIND",
+    "error_type_of",
+    "event_of",
+    "failure_of",
+    "may_start",
+    "outcome_of",
+]
+
+# The error types the runtime records for causes that are not a handler's exception (see
+# transports.AttemptError.type); an exception is recorded by its class name.
+TIMEOUT = "Timeout"  # the task's timeout stopped the handler
+RETRY_LATER = "RetryLater"  # the handler returned RetryLater
+DROP = "Drop"  # the handler returned Drop
+INVALID_OUTCOME = "InvalidOutcome"  # the handler returned something that is not an outcome
+UNKNOWN_KIND = "UnknownKind"  # no handler is registered for the job's kind
+PAYLOAD_INVALID = "PayloadInvalid"  # the payload does not fit the handler's type
+
+
+def error_type_of(exc: BaseException) -> str:
+    """The error type recorded for an exception: its class's qualified name, prefixed by its
+    module unless builtin, cut to a label's length (see ``transports.AttemptError``)."""
+    cls = type(exc)
+    name = (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+    name = "".join(ch for ch in name if ch.isprintable())[:MAX_LABEL_LENGTH]
+    return name or "Error"
+
 
 #: The outcome of most jobs, shared (outcomes are frozen).
 COMPLETE = Complete()
@@ -59,12 +93,33 @@ def may_start(*, now: float, sent_at: float, ttl: float, margin: float) -> bool:
     return now < sent_at + ttl * (1.0 - margin)
 
 
-def failure_of(job: Job, task: Task[Any], error: str, *, now: float, rng: Random) -> Outcome:
+def failure_of(
+    job: Job,
+    task: Task[Any],
+    error: str,
+    *,
+    now: float,
+    rng: Random,
+    error_type: str | None = None,
+    traceback: str | None = None,
+) -> Outcome:
     """A failed attempt of ``job`` (an exception, a timeout, a ``RetryLater()``): ``Retry`` at
-    ``now`` plus the task's backoff, or ``Discard`` once ``job.attempt`` reaches its maximum."""
+    ``now`` plus the task's backoff, or ``Discard`` once ``job.attempt`` reaches its maximum.
+
+    ``error_type`` (the exception's class name, or ``TIMEOUT`` / ``RETRY_LATER``) and the
+    ``traceback`` go with the error into the job's history."""
     if job.attempt >= job.max_attempts:
-        return Discard(error=f"attempts exhausted ({job.attempt}/{job.max_attempts}): {error}")
-    return Retry(run_at=now + task.options.backoff.delay(job.attempt, rng), error=error)
+        return Discard(
+            error=f"attempts exhausted ({job.attempt}/{job.max_attempts}): {error}",
+            error_type=error_type,
+            traceback=traceback,
+        )
+    return Retry(
+        run_at=now + task.options.backoff.delay(job.attempt, rng),
+        error=error,
+        error_type=error_type,
+        traceback=traceback,
+    )
 
 
 def outcome_of(job: Job, task: Task[Any], result: object, *, now: float, rng: Random) -> Outcome:
@@ -79,19 +134,30 @@ def outcome_of(job: Job, task: Task[Any], result: object, *, now: float, rng: Ra
     if isinstance(result, RetryLater):
         reason = result.reason or "retry requested by the handler"
         if result.delay is None:
-            return failure_of(job, task, reason, now=now, rng=rng)
+            return failure_of(job, task, reason, now=now, rng=rng, error_type=RETRY_LATER)
         if not (result.delay >= 0 and math.isfinite(result.delay)):
-            return Discard(error=f"handler returned {result!r}: the delay must be finite")
+            return Discard(
+                error=f"handler returned {result!r}: the delay must be finite",
+                error_type=INVALID_OUTCOME,
+            )
         if job.attempt >= job.max_attempts:
-            return Discard(error=f"attempts exhausted ({job.attempt}/{job.max_attempts}): {reason}")
-        return Retry(run_at=now + result.delay, error=reason)
+            return Discard(
+                error=f"attempts exhausted ({job.attempt}/{job.max_attempts}): {reason}",
+                error_type=RETRY_LATER,
+            )
+        return Retry(run_at=now + result.delay, error=reason, error_type=RETRY_LATER)
     if isinstance(result, Drop):
-        return Discard(error=result.reason)
+        return Discard(error=result.reason, error_type=DROP)
     if isinstance(result, SnoozeUntil):
         if not math.isfinite(result.at):
-            return Discard(error=f"handler returned {result!r}: the time must be finite")
+            return Discard(
+                error=f"handler returned {result!r}: the time must be finite",
+                error_type=INVALID_OUTCOME,
+            )
         return Snooze(run_at=result.at)
-    return Discard(error=f"handler returned {result!r}, which is not an outcome")
+    return Discard(
+        error=f"handler returned {result!r}, which is not an outcome", error_type=INVALID_OUTCOME
+    )
 
 
 def event_of(

@@ -16,12 +16,20 @@ from random import Random  # allowed: type of the injected, seeded RNG only
 import anyio
 
 from transports import Job
-from transports.lowlevel import Cancel, Discard, Lease, Outcome, Release, RenewResult
+from transports.lowlevel import MAX_TRACEBACK, Cancel, Discard, Lease, Outcome, Release, RenewResult
 
 from ..core import Clock
 from ._app import App
 from ._context import JobContext
-from ._decide import COMPLETE, failure_of, outcome_of
+from ._decide import (
+    COMPLETE,
+    PAYLOAD_INVALID,
+    TIMEOUT,
+    UNKNOWN_KIND,
+    error_type_of,
+    failure_of,
+    outcome_of,
+)
 from ._errors import PayloadInvalid
 from ._events import EventBus, JobClaimed
 from ._tracing import trace_id_of
@@ -147,15 +155,23 @@ async def _execute(
         return Cancel(reason="cancel requested before start"), 0.0
     task = app.get(job.kind)
     if task is None:
-        return Discard(error=f"no handler is registered for job kind {job.kind!r}"), 0.0
+        return (
+            Discard(
+                error=f"no handler is registered for job kind {job.kind!r}",
+                error_type=UNKNOWN_KIND,
+            ),
+            0.0,
+        )
     try:
         payload = task.structure(job.payload)
     except PayloadInvalid as exc:
-        return Discard(error=f"poison payload: {exc}"), 0.0
+        return Discard(error=f"poison payload: {exc}", error_type=PAYLOAD_INVALID), 0.0
     ctx = JobContext(lease, clock, renew)
     run.context = ctx
     started = clock.now() if events.has_subscribers else 0.0  # for JobSucceeded only
     error: str | None = None
+    error_type: str | None = None
+    trace: str | None = None
     result: object = None
     timeout = task.options.timeout
     with anyio.CancelScope() as scope:
@@ -168,9 +184,12 @@ async def _execute(
                     result = await task.fn(ctx, payload)
                 if timer.cancelled_caught:
                     error = f"timed out after {timeout:g}s"
+                    error_type = TIMEOUT
                     log_failure(job, error, None, worker)
         except Exception as exc:
             error = _describe(exc)
+            error_type = error_type_of(exc)
+            trace = _traceback_tail(exc)
             log_failure(job, error, exc, worker)
         finally:
             run.scope = None
@@ -184,7 +203,10 @@ async def _execute(
         return Release(), 0.0  # a shutdown stopped it: give the job back
     duration = clock.now() - started if started else 0.0
     if error is not None:
-        return failure_of(job, task, error, now=clock.now(), rng=rng), duration
+        outcome = failure_of(
+            job, task, error, now=clock.now(), rng=rng, error_type=error_type, traceback=trace
+        )
+        return outcome, duration
     if result is None:
         return COMPLETE, duration
     return outcome_of(job, task, result, now=clock.now(), rng=rng), duration
@@ -236,6 +258,13 @@ def log_fields(job: Job, worker: str) -> dict[str, object]:
     if trace_id is not None:
         fields["trace_id"] = trace_id
     return fields
+
+
+def _traceback_tail(exc: BaseException) -> str:
+    """The last ``MAX_TRACEBACK`` characters of the exception's formatted traceback (the
+    innermost frames and the error itself, which matter most)."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return text[-MAX_TRACEBACK:]
 
 
 def _describe(exc: BaseException) -> str:

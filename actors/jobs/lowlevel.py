@@ -20,7 +20,19 @@ from ._claimer import (
 )
 from ._cleanup import Cleanup
 from ._cron import Cron
-from ._decide import event_of, failure_of, may_start, outcome_of
+from ._decide import (
+    DROP,
+    INVALID_OUTCOME,
+    PAYLOAD_INVALID,
+    RETRY_LATER,
+    TIMEOUT,
+    UNKNOWN_KIND,
+    error_type_of,
+    event_of,
+    failure_of,
+    may_start,
+    outcome_of,
+)
 from ._events import EventBus, LeasesRenewed
 from ._execute import Execution, execute, lose, request_cancel
 from ._history import History, HistoryMessage, StatsRecorder
@@ -44,6 +56,12 @@ from ._tracing import EnqueueTrace, RunTrace, Tracer, trace_id_of
 from ._worker import Drain, Worker, WorkerMessage
 
 __all__ = [
+    "DROP",
+    "INVALID_OUTCOME",
+    "PAYLOAD_INVALID",
+    "RETRY_LATER",
+    "TIMEOUT",
+    "UNKNOWN_KIND",
     "Beat",
     "CancelsRequested",
     "Claimer",
@@ -89,6 +107,7 @@ __all__ = [
     "WorkerMessage",
     "current_node_id",
     "default_node_id",
+    "error_type_of",
     "event_of",
     "execute",
     "failure_of",

@@ -21,7 +21,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from actors.core import ActorCrashed, Clock, VirtualClock
 from actors.jobs import App, CronSchedule, RuntimeEvent, Topology, WorkerConfig, WorkerCrashed
 from actors.jobs.lowlevel import EventBus
-from transports import JobState, MemoryStore, MemoryTransport, QueueStats, Transport
+from transports import JobFilter, JobState, MemoryStore, MemoryTransport, QueueStats, Transport
 
 from ._clock import NodeClock
 from ._config import FaultKind, SimConfig
@@ -480,7 +480,9 @@ class Cluster:
         for state in ACTIVE_STATES:
             after = 0
             while True:
-                page = await self._oracle.list_jobs(state=state, after_id=after, limit=1000)
+                page = await self._oracle.list_jobs(
+                    JobFilter(states=(state,)), after_id=after, limit=1000
+                )
                 found.extend(
                     (j.id, j.state.value, j.attempt, j.lease_owner)
                     for j in page

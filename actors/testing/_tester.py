@@ -21,7 +21,15 @@ import anyio.lowlevel
 from actors.core import VirtualClock
 from actors.jobs import App, CronFired, CronSchedule, Task, WorkerConfig
 from actors.jobs.lowlevel import EventBus, Execution, event_of, execute, lose, request_cancel
-from transports import CancelResult, EnqueueResult, Job, JobState, MemoryTransport, Transport
+from transports import (
+    CancelResult,
+    EnqueueResult,
+    Job,
+    JobFilter,
+    JobState,
+    MemoryTransport,
+    Transport,
+)
 from transports.lowlevel import (
     Cancel,
     Discard,
@@ -158,9 +166,11 @@ class JobTester:
         after = 0
         while True:
             page = await self.transport.list_jobs(
-                queue=queue,
-                state=job_state(state) if state is not None else None,
-                kind=kind,
+                JobFilter(
+                    queue=queue,
+                    states=() if state is None else (job_state(state),),
+                    kind=kind,
+                ),
                 after_id=after,
                 limit=500,
             )

@@ -1,4 +1,4 @@
-"""The ``actorq`` command against a real SQLite file: enqueue, status, queue, cancel, migrate.
+"""The ``actorq`` command against a real SQLite file: enqueue, status, queue, jobs, migrate.
 
 Bad input of every kind, on every backend, is in ``tests/edges``; these are the happy paths
 and the contract of an error (one line, exit status, no traceback unless -v).
@@ -78,7 +78,7 @@ def test_enqueue_status_cancel(url: str) -> None:
     """Enqueued jobs show in status by state; cancel ends a waiting one."""
     out = run("enqueue", "email.send", '{"to": "a@b.c"}', "-t", url, "--count", "3")
     assert out.split() == ["job", "1", "job", "2", "job", "3"]
-    assert "cancelled" in run("cancel", "2", "-t", url)
+    assert "cancelled 1 job: 2" in run("jobs", "cancel", "2", "-t", url)
     # scheduled, available, running, succeeded, cancelled, dead
     assert counts(url)["default"] == ["0", "2", "0", "0", "1", "0"]
 
@@ -162,7 +162,7 @@ def test_migrate(url: str) -> None:
 def test_read_only_commands_create_nothing(url: str) -> None:
     """status, queue (show) and cancel on a missing store say so and create no file."""
     path = Path(url.removeprefix("sqlite:///"))
-    for args in (["status"], ["queue", "default"], ["cancel", "1"]):
+    for args in (["status"], ["queue", "default"], ["jobs", "cancel", "1"], ["jobs", "list"]):
         result = invoke(*args, "-t", url)
         assert result.exit_code == 1
         assert (
@@ -175,12 +175,12 @@ def test_read_only_commands_create_nothing(url: str) -> None:
 def test_an_error_is_one_line_and_v_shows_the_traceback(url: str) -> None:
     """An error is one line on stderr; -v after the subcommand adds the traceback."""
     assert "schema is at version" in run("migrate", "-t", url)
-    plain = invoke("cancel", "999", "-t", url)
+    plain = invoke("jobs", "show", "999", "-t", url)
     assert plain.exit_code == 1
     assert plain.stderr.splitlines() == [
         "actorq: error: no job has id 999 (check the job id; finished jobs are cleaned up)"
     ]
-    verbose = invoke("cancel", "999", "-t", url, "-v")
+    verbose = invoke("jobs", "show", "999", "-t", url, "-v")
     assert verbose.exit_code == 1
     assert "Traceback" in verbose.stderr
     assert verbose.stderr.splitlines()[-1] == plain.stderr.splitlines()[0]

@@ -92,6 +92,11 @@ EXPECTED_OUTPUT = {
     ],
     "Cron": ["['recent']"],
     "Concurrency limits per key": ["at most 2 charges at once"],
+    "Operating: errors, retry, discard": [
+        "newest [5, 4] then [3, 2, 1]",
+        "why smtplib.SMTPError relay denied",
+        "retried [1, 2, 3, 4, 5]",
+    ],
     "Actors of your own": ["16\n", "crashed with ValueError('unlucky')", "25\n"],
 }
 

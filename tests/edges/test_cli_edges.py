@@ -85,8 +85,32 @@ STORE_CASES = [
          2, "key must not"),
     case("bad-name", "limit-key-too-long",
          ["limits", "set", "k" * 256, "--concurrency", "1", "-t", "{url}"], 2, "key must be"),
-    case("bad-option", "cancel-zero", "cancel 0 -t {url}", 2, "JOB_ID"),
-    case("bad-option", "cancel-word", "cancel seven -t {url}", 2, "JOB_ID"),
+    case("bad-option", "cancel-zero", "jobs cancel 0 -t {url}", 2, "IDS"),
+    case("bad-option", "cancel-word", "jobs cancel seven -t {url}", 2, "IDS"),
+    case("bad-option", "jobs-list-limit-zero", "jobs list --limit 0 -t {url}", 2, "'--limit'"),
+    case("bad-option", "jobs-list-limit-huge", "jobs list --limit 10001 -t {url}", 2, "'--limit'"),
+    case("bad-option", "jobs-list-before-zero", "jobs list --before 0 -t {url}", 2, "'--before'"),
+    case("bad-option", "jobs-state-unknown", "jobs list --state nope -t {url}", 2, "'--state'"),
+    case("bad-option", "jobs-since-word", "jobs retry --since soon -t {url}", 2, "'--since'"),
+    case("bad-option", "jobs-until-date", "jobs delete --until 2026-13-45 -t {url}", 2,
+         "'--until'"),
+    case("bad-option", "jobs-since-after-until",
+         "jobs list --since 1h --until 2h -t {url}", 2, "--since is not before --until"),
+    case("bad-option", "jobs-error-empty", ["jobs", "list", "--error", "", "-t", "{url}"], 2,
+         "'--error'"),
+    case("bad-option", "jobs-error-control", ["jobs", "list", "--error", "a\x01b", "-t", "{url}"],
+         2, "control characters"),
+    case("bad-option", "jobs-reason-empty",
+         ["jobs", "discard", "1", "--reason", "", "-t", "{url}"], 2, "'--reason'"),
+    case("bad-option", "jobs-batch-zero", "jobs retry --state dead --batch-size 0 -t {url}", 2,
+         "'--batch-size'"),
+    case("bad-option", "jobs-limit-zero", "jobs cancel --state available --limit 0 -t {url}", 2,
+         "'--limit'"),
+    case("bad-option", "jobs-no-filter", "jobs retry -t {url}", 2, "no job ids and no filter"),
+    case("bad-option", "jobs-delete-no-filter", "jobs delete -t {url}", 2, "add --all"),
+    case("bad-option", "jobs-show-zero", "jobs show 0 -t {url}", 2, "JOB_ID"),
+    case("bad-option", "jobs-show-word", "jobs show seven -t {url}", 2, "JOB_ID"),
+    case("bad-option", "jobs-unknown-command", "jobs requeue 1 -t {url}", 2, "no such command"),
     case("bad-option", "unknown-option", "status -t {url} --colour", 2, "no such option"),
     case("bad-option", "missing-kind", "enqueue -t {url}", 2, "missing argument 'KIND'"),
     case("bad-option", "priority-word", f"{E} --priority high", 2, "'--priority'"),
@@ -118,7 +142,9 @@ STORE_CASES = [
     case("huge-integer", "priority", f"{E} --priority {BIG}", 2, "priority"),
     case("huge-integer", "priority-int32", f"{E} --priority {2**31}", 2, "priority"),
     case("huge-integer", "max-attempts", f"{E} --max-attempts {2**40}", 2, "max_attempts"),
-    case("huge-integer", "cancel-id", f"cancel {2**64} -t {{url}}", 2, "JOB_ID"),
+    case("huge-integer", "cancel-id", f"jobs cancel {2**64} -t {{url}}", 2, "IDS"),
+    case("huge-integer", "jobs-show-id", f"jobs show {2**64} -t {{url}}", 2, "JOB_ID"),
+    case("huge-integer", "jobs-list-id", f"jobs list --id {2**63} -t {{url}}", 2, "'--id'"),
     case("huge-integer", "count", f"{E} --count {BIG}", 2, "'--count'"),
     case("huge-integer", "worker-concurrency", f"{W} -c {BIG}", 2, "concurrency"),
     case("huge-integer", "queue-concurrency",
@@ -226,12 +252,16 @@ STORE_CASES = [
     case("memory-refused", "worker", "worker {good}:app -t memory://", 2, "memory://"),
     case("memory-refused", "status", "status -t memory://", 2, "nothing to show"),
     case("memory-refused", "queue", "queue default -t memory://", 2, "memory://"),
-    case("memory-refused", "cancel", "cancel 1 -t memory://", 2, "no job there"),
+    case("memory-refused", "cancel", "jobs cancel 1 -t memory://", 2, "no jobs there"),
+    case("memory-refused", "jobs-list", "jobs list -t memory://", 2, "no jobs there"),
     case("memory-refused", "nodes", "nodes -t memory://", 2, "no nodes there"),
     case("memory-refused", "schedules", "schedules {good}:app -t memory://", 2, "no cron"),
     case("memory-refused", "stats", "stats -t memory://", 2, "no history there"),
     # --- well-formed requests that fail
-    case("missing-job", "cancel", "cancel 999 -t {url}", 1, "no job has id 999"),
+    case("missing-job", "cancel", "jobs cancel 999 -t {url}", 1, "no job has id 999"),
+    case("missing-job", "show", "jobs show 999 -t {url}", 1, "no job has id 999"),
+    case("missing-job", "retry", "jobs retry 999 -t {url}", 1, "no job has id 999"),
+    case("missing-job", "delete", "jobs delete 998 999 -t {url}", 1, "no job has id 998, 999"),
 ]  # fmt: skip
 
 
@@ -278,7 +308,11 @@ READ_ONLY_COMMANDS = [
     ("status",),
     ("queue", "default"),
     ("queue", "emails"),
-    ("cancel", "1"),
+    ("jobs", "cancel", "1"),
+    ("jobs", "list"),
+    ("jobs", "show", "1"),
+    ("jobs", "retry", "--state", "dead"),
+    ("jobs", "delete", "--all"),
     ("nodes",),
     ("stats",),
     ("stats", "-q", "emails", "-m", "60"),
@@ -312,7 +346,9 @@ BAD_URLS = [
 @pytest.mark.parametrize(
     ("name", "url", "message"), BAD_URLS, ids=[f"bad-url-{u[0]}" for u in BAD_URLS]
 )
-@pytest.mark.parametrize("command", ["status", "enqueue k", "cancel 1", "queue q"])
+@pytest.mark.parametrize(
+    "command", ["status", "enqueue k", "jobs cancel 1", "jobs list", "queue q"]
+)
 def test_bad_url_is_one_line_without_the_password(
     name: str, url: str, message: str, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,7 +25,7 @@ from actors.jobs import (
     UnknownJobKind,
 )
 from actors.jobs.lowlevel import Cron, EventBus
-from transports import MemoryStore, MemoryTransport, Transport
+from transports import JobFilter, MemoryStore, MemoryTransport, Transport
 
 from ._support import START, WORKER, FaultyTransport, Recorder, running, start_node, wait_until
 
@@ -188,7 +188,7 @@ async def test_each_tick_fires_at_most_once_under_a_flapping_leader(clock: Virtu
         await clock.sleep(20.0)
         end = clock.now()
         fired = nodes["a"].events.of(CronFired) + nodes["b"].events.of(CronFired)
-        jobs = await checker.list_jobs(kind="cron.job", limit=10_000)
+        jobs = await checker.list_jobs(JobFilter(kind="cron.job"), limit=10_000)
         for node in nodes.values():
             await node.stop()
     per_tick = Counter(e.tick for e in fired)
@@ -258,7 +258,7 @@ async def test_catch_up_policy_after_downtime(clock: VirtualClock, catch_up: Cat
     else:
         assert after_ticks == [120, 130, 140]
         assert after_events.of(CronFired)[0].at - START == pytest.approx(126.0, abs=1.0)
-    jobs = await checker.list_jobs(kind="cron.job")
+    jobs = await checker.list_jobs(JobFilter(kind="cron.job"))
     assert len(jobs) == len(before_events.of(CronFired)) + len(after_events.of(CronFired))
 
 

@@ -23,7 +23,7 @@ from actors.jobs import (
     SnoozeUntil,
     Task,
 )
-from actors.jobs.lowlevel import event_of, failure_of, may_start, outcome_of
+from actors.jobs.lowlevel import error_type_of, event_of, failure_of, may_start, outcome_of
 from transports import Job, JobState, MemoryTransport
 from transports.lowlevel import (
     Cancel,
@@ -76,25 +76,49 @@ def _job(attempt: int, max_attempts: int = 3) -> Job:
     [
         (None, 1, Complete()),
         (Done(), 3, Complete()),
-        (RetryLater(), 1, Retry(run_at=NOW + 7.0, error="retry requested by the handler")),
-        (RetryLater(delay=2.0, reason="busy"), 2, Retry(run_at=NOW + 2.0, error="busy")),
-        (RetryLater(delay=2.0, reason="busy"), 3, Discard(error="attempts exhausted (3/3): busy")),
+        (
+            RetryLater(),
+            1,
+            Retry(
+                run_at=NOW + 7.0, error="retry requested by the handler", error_type="RetryLater"
+            ),
+        ),
+        (
+            RetryLater(delay=2.0, reason="busy"),
+            2,
+            Retry(run_at=NOW + 2.0, error="busy", error_type="RetryLater"),
+        ),
+        (
+            RetryLater(delay=2.0, reason="busy"),
+            3,
+            Discard(error="attempts exhausted (3/3): busy", error_type="RetryLater"),
+        ),
         (
             RetryLater(delay=math.inf),
             1,
             Discard(
                 error="handler returned RetryLater(delay=inf, "
-                "reason=None): the delay must be finite"
+                "reason=None): the delay must be finite",
+                error_type="InvalidOutcome",
             ),
         ),
-        (Drop(reason="bad input"), 1, Discard(error="bad input")),
+        (Drop(reason="bad input"), 1, Discard(error="bad input", error_type="Drop")),
         (SnoozeUntil(at=NOW + 60), 3, Snooze(run_at=NOW + 60)),
         (
             SnoozeUntil(at=math.nan),
             1,
-            Discard(error="handler returned SnoozeUntil(at=nan): the time must be finite"),
+            Discard(
+                error="handler returned SnoozeUntil(at=nan): the time must be finite",
+                error_type="InvalidOutcome",
+            ),
         ),
-        (42, 1, Discard(error="handler returned 42, which is not an outcome")),
+        (
+            42,
+            1,
+            Discard(
+                error="handler returned 42, which is not an outcome", error_type="InvalidOutcome"
+            ),
+        ),
     ],
 )
 def test_a_handler_result_decides_the_storage_action(
@@ -113,6 +137,23 @@ def test_a_failure_retries_with_the_tasks_backoff_until_no_attempt_is_left() -> 
     assert failure_of(_job(3), task, "boom", now=NOW, rng=Random(0)) == Discard(
         error="attempts exhausted (3/3): boom"
     )
+    assert failure_of(
+        _job(3), task, "boom", now=NOW, rng=Random(0), error_type="ValueError", traceback="tb"
+    ) == Discard(error="attempts exhausted (3/3): boom", error_type="ValueError", traceback="tb")
+
+
+class _Local(Exception):
+    pass
+
+
+def test_an_exception_is_recorded_by_its_qualified_class_name() -> None:
+    """Builtins by their name, others prefixed with their module."""
+    assert error_type_of(ValueError("x")) == "ValueError"
+    assert error_type_of(_Local()) == "tests.jobs.test_decide._Local"
+    weird = type("a\nb" + "x" * 300, (Exception,), {})
+    name = error_type_of(weird())
+    assert "\n" not in name
+    assert len(name) == 255
 
 
 @pytest.mark.parametrize(

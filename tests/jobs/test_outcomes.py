@@ -241,6 +241,18 @@ async def test_an_exception_retries_with_backoff_until_max_attempts_then_dead(
     assert "Boom: kaput on attempt 1" in retried[0].error
     (dead,) = events.of(JobDead)
     assert "attempts exhausted (3/3)" in dead.reason
+    # Each failed attempt is in the job's history: its class, the traceback's innermost frame
+    # (the handler), the worker that ran it and when.
+    assert [(e.attempt, e.type) for e in job.errors] == [
+        (n, "tests.jobs.test_outcomes.Boom") for n in (1, 2, 3)
+    ]
+    assert [e.at for e in job.errors] == pytest.approx(runs, abs=1.0)
+    for error in job.errors:
+        assert error.traceback is not None
+        assert "in explodes" in error.traceback
+        assert error.traceback.rstrip().endswith(f"Boom: kaput on attempt {error.attempt}")
+        assert error.owner is not None
+    assert job.errors[-1].message == job.last_error
 
 
 async def test_a_timeout_cancels_the_handler_and_counts_as_a_failure(
@@ -271,6 +283,10 @@ async def test_a_timeout_cancels_the_handler_and_counts_as_a_failure(
     assert job.last_error is not None
     assert "timed out after 2s" in job.last_error
     assert [e.error for e in events.of(JobRetried)] == ["timed out after 2s"]
+    assert [(e.attempt, e.type, e.traceback) for e in job.errors] == [
+        (1, "Timeout", None),
+        (2, "Timeout", None),
+    ]
 
 
 async def test_a_result_that_is_not_an_outcome_ends_dead(

@@ -17,7 +17,7 @@ from actors.jobs import (
     ShutdownPhase,
     WorkerConfig,
 )
-from transports import JobState, MemoryTransport, Transport
+from transports import JobFilter, JobState, MemoryTransport, Transport
 
 from ._support import running, start_node, topology, wait_state, wait_until
 
@@ -144,7 +144,7 @@ async def test_a_busy_node_holds_no_job_it_has_not_started(
         running(topology(app, memory, clock, worker=CONFIG, concurrency=1)) as (node, _),
     ):
         await wait_until(clock, lambda: 1 in ran, what="the second job")
-        held = [job.id for job in await memory.list_jobs(state=JobState.RUNNING)]
+        held = [job.id for job in await memory.list_jobs(JobFilter(states=(JobState.RUNNING,)))]
         assert held == [ids[0]]  # only the running job is leased
         await node.shutdown()
     assert ran == [0, 1]

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from transports import EnqueueRequest, JobState, SQLiteTransport
+from transports import EnqueueRequest, JobFilter, JobState, SQLiteTransport
 from transports.lowlevel import (
     Complete,
     Discard,
@@ -119,7 +119,7 @@ async def _final_jobs(path: str) -> dict[int, Any]:
     async with SQLiteTransport(path) as transport:
         jobs = {}
         after = 0
-        while page := await transport.list_jobs(queue="q", after_id=after, limit=1000):
+        while page := await transport.list_jobs(JobFilter(queue="q"), after_id=after, limit=1000):
             jobs.update({job.id: job for job in page})
             after = page[-1].id
         return jobs

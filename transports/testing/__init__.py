@@ -2,7 +2,8 @@
 
 Third-party backends reuse them: subclass :class:`TransportConformance` in a test module and
 provide its ``transport_factory`` fixture. It includes :class:`TransportEdges`, the table of bad
-values every operation must refuse with its exact error, writing nothing. :class:`SQLMutant`
+values every operation must refuse with its exact error, writing nothing, and
+:class:`TransportOperators`, the error history, filters and operator actions. :class:`SQLMutant`
 rewrites one named query while a test runs, to prove a suite notices a missing fencing clause.
 """
 
@@ -12,6 +13,7 @@ from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
 from ._flow import TransportFlowControl
 from ._observing import TransportObserving
+from ._operators import TransportOperators
 from ._sql_mutants import SQLMutant, rewrite_query
 
 __all__ = [
@@ -23,5 +25,6 @@ __all__ = [
     "TransportFinePrint",
     "TransportFlowControl",
     "TransportObserving",
+    "TransportOperators",
     "rewrite_query",
 ]

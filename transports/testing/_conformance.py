@@ -50,6 +50,7 @@ from .._records import (
     EnqueueRequest,
     FinalizeRequest,
     FinalizeResult,
+    JobFilter,
     JobState,
     Lease,
     Outcome,
@@ -65,6 +66,7 @@ from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
 from ._flow import TransportFlowControl
 from ._observing import TransportObserving
+from ._operators import TransportOperators
 
 __all__ = ["TransportConformance", "TransportFactory"]
 
@@ -138,7 +140,7 @@ async def _wakes(transport: Transport, queues: list[str], action: Any) -> None:
 
 
 class TransportConformance(
-    TransportFinePrint, TransportEdges, TransportObserving, TransportFlowControl
+    TransportOperators, TransportFinePrint, TransportEdges, TransportObserving, TransportFlowControl
 ):
     """The behaviour every :class:`~transports.Transport` must show; subclass to run it.
 
@@ -1195,13 +1197,15 @@ class TransportConformance(
         other = await _enqueue(transport, queue="other", kind="available")
         everything = await transport.list_jobs()
         assert [job.id for job in everything] == sorted([*ids.values(), other])
-        by_queue = await transport.list_jobs(queue="other")
+        by_queue = await transport.list_jobs(JobFilter(queue="other"))
         assert [job.id for job in by_queue] == [other]
-        by_state = await transport.list_jobs(state=JobState.CANCELLED)
+        by_state = await transport.list_jobs(JobFilter(states=[JobState.CANCELLED]))
         assert [job.id for job in by_state] == sorted([ids["cancelled"], ids["cancelled_waiting"]])
-        by_kind = await transport.list_jobs(kind="available")
+        by_kind = await transport.list_jobs(JobFilter(kind="available"))
         assert [job.id for job in by_kind] == sorted([ids["available"], other])
-        combined = await transport.list_jobs(queue="q", state=JobState.AVAILABLE, kind="available")
+        combined = await transport.list_jobs(
+            JobFilter(queue="q", states=[JobState.AVAILABLE], kind="available")
+        )
         assert [job.id for job in combined] == [ids["available"]]
         pages: list[int] = []
         after = 0
@@ -1210,6 +1214,12 @@ class TransportConformance(
             pages.extend(job.id for job in page)
             after = page[-1].id
         assert pages == [job.id for job in everything]
+        newest: list[int] = []
+        before: int | None = None
+        while page := await transport.list_jobs(newest_first=True, before_id=before, limit=3):
+            newest.extend(job.id for job in page)
+            before = page[-1].id
+        assert newest == pages[::-1]
 
     # --- bad input -------------------------------------------------------------------------
 
@@ -1229,7 +1239,7 @@ class TransportConformance(
         with pytest.raises(InvalidQueueName):
             await transport.cleanup(finished_before=0.0, queue=name)
         with pytest.raises(InvalidQueueName):
-            await transport.list_jobs(queue=name)
+            JobFilter(queue=name)
         assert await transport.counts() == []
         assert await transport.list_queue_configs() == []
 
@@ -1283,6 +1293,10 @@ class TransportConformance(
             lambda: transport.counts(),
             lambda: transport.get(lease.job_id),
             lambda: transport.list_jobs(),
+            lambda: transport.retry_jobs(JobFilter()),
+            lambda: transport.discard_jobs(JobFilter(), reason="r"),
+            lambda: transport.delete_jobs(JobFilter()),
+            lambda: transport.cancel_jobs(JobFilter()),
         ]
         for call in calls:
             with pytest.raises(TransportClosed):

@@ -29,9 +29,13 @@ from .._errors import (
 )
 from .._observed import MINUTE, NodeInfo, QueueStats
 from .._records import (
+    MAX_FILTER_IDS,
+    MAX_HEADERS,
     Complete,
+    Discard,
     EnqueueRequest,
     FinalizeRequest,
+    JobFilter,
     JobState,
     Lease,
     QueueConfig,
@@ -164,6 +168,25 @@ def _enqueue_rows(max_payload_bytes: int) -> list[Row]:
             )
     for value in GOOD_LABELS:
         rows.append(enqueue(f"concurrency_key={value!r}", None, concurrency_key=value))
+    for headers in [
+        "a=b",
+        [("a", "b")],
+        {"": "v"},
+        {"k": ""},
+        {"k": "new\nline"},
+        {"k\x00": "v"},
+        {"k": 5},
+        {5: "v"},
+        {f"h{i}": "v" for i in range(MAX_HEADERS + 1)},
+    ]:
+        rows.append(enqueue(f"headers={headers!r}"[:80], InvalidRequest, headers=headers))
+    rows.append(
+        enqueue(
+            f"headers of {MAX_HEADERS} labels",
+            None,
+            headers={f"h{i}-{'x' * 250}": "v" * 255 for i in range(MAX_HEADERS)},
+        )
+    )
     for payload in [*NOT_JSON, _circular()]:
         shown = type(payload).__name__ if isinstance(payload, _Circular) else repr(payload)
         rows.append(enqueue(f"payload={shown}", PayloadNotSerializable, payload=payload))
@@ -267,6 +290,24 @@ def _finalize_rows(seed: Seed) -> list[Row]:
         rows.append(finalize(f"token={value!r}", _later(_completions, job_id=1, token=value)))
     for outcome in ["complete", None, Complete, {"type": "complete"}]:
         rows.append(finalize(f"outcome={outcome!r}", _later(live, outcome)))
+    for value in BAD_LABELS:
+        if value is not None:
+            rows.append(
+                finalize(
+                    f"Retry(error_type={value!r})",
+                    live_later(Retry, run_at=0.0, error="e", error_type=value),
+                )
+            )
+            rows.append(
+                finalize(
+                    f"Discard(error_type={value!r})",
+                    live_later(Discard, error="e", error_type=value),
+                )
+            )
+    for value in [5, b"tb"]:
+        rows.append(
+            finalize(f"Retry(traceback={value!r})", live_later(Retry, run_at=0.0, traceback=value))
+        )
     for value in BAD_TIMES:
         rows.append(finalize(f"Retry(run_at={value!r})", live_later(Retry, run_at=value)))
         rows.append(finalize(f"Snooze(run_at={value!r})", live_later(Snooze, run_at=value)))
@@ -441,6 +482,15 @@ def _limit_rows() -> list[Row]:
     return rows
 
 
+def _filter(**fields: Any) -> Callable[[Transport], Awaitable[Any]]:
+    """List with ``JobFilter(**fields)``: building the filter is the bad call."""
+
+    async def call(transport: Transport) -> Any:
+        return await transport.list_jobs(JobFilter(**fields))
+
+    return call
+
+
 def _reading_rows() -> list[Row]:
     rows = []
     for name in BAD_IDENTIFIERS:
@@ -448,21 +498,63 @@ def _reading_rows() -> list[Row]:
             continue  # None means "every queue" (or kind) for these
         rows += [
             Row(f"counts({name!r})", _op("counts", name), InvalidQueueName),
-            Row(f"list_jobs(queue={name!r})", _op("list_jobs", queue=name), InvalidQueueName),
-            Row(f"list_jobs(kind={name!r})", _op("list_jobs", kind=name), InvalidQueueName),
+            Row(f"JobFilter(queue={name!r})", _filter(queue=name), InvalidQueueName),
+            Row(f"JobFilter(kind={name!r})", _filter(kind=name), InvalidQueueName),
             Row(
                 f"cleanup(queue={name!r})",
                 _op("cleanup", finished_before=0.0, queue=name),
                 InvalidQueueName,
             ),
         ]
-    for state in ["nope", 3, "RUNNING "]:
-        rows.append(
-            Row(f"list_jobs(state={state!r})", _op("list_jobs", state=state), InvalidRequest)
-        )
+    for states in [["nope"], [3], ["RUNNING "], "running", 7, [None]]:
+        rows.append(Row(f"JobFilter(states={states!r})", _filter(states=states), InvalidRequest))
     for value in BAD_IDS:
+        if value is not None:
+            rows.append(Row(f"JobFilter(ids=[{value!r}])", _filter(ids=[value]), InvalidRequest))
+    rows.append(Row("JobFilter(ids='12')", _filter(ids="12"), InvalidRequest))
+    rows.append(
+        Row(
+            f"JobFilter(ids of {MAX_FILTER_IDS + 1})",
+            _filter(ids=range(1, MAX_FILTER_IDS + 2)),
+            InvalidRequest,
+        )
+    )
+    for field in ["created_after", "created_before", "finished_after", "finished_before"]:
+        for value in BAD_FINITE:
+            rows.append(
+                Row(f"JobFilter({field}={value!r})", _filter(**{field: value}), InvalidRequest)
+            )
+        rows.append(Row(f"JobFilter({field}=-5.0)", _filter(**{field: -5.0}), None))
+    for value in BAD_LABELS:
+        if value is not None:
+            rows.append(Row(f"JobFilter(error={value!r})", _filter(error=value), InvalidRequest))
+    for value in GOOD_LABELS:
+        rows.append(Row(f"JobFilter(error={value!r})", _filter(error=value), None))
+    for where in ["q", {"queue": "q"}, 5]:
+        rows.append(Row(f"list_jobs({where!r})", _op("list_jobs", where), InvalidRequest))
+    for value in BAD_IDS:
+        if value is not None:
+            rows.append(
+                Row(
+                    f"list_jobs(after_id={value!r})",
+                    _op("list_jobs", after_id=value),
+                    InvalidRequest,
+                )
+            )
+            rows.append(
+                Row(
+                    f"list_jobs(before_id={value!r})",
+                    _op("list_jobs", before_id=value),
+                    InvalidRequest,
+                )
+            )
+    for value in [None, 1, "yes"]:
         rows.append(
-            Row(f"list_jobs(after_id={value!r})", _op("list_jobs", after_id=value), InvalidRequest)
+            Row(
+                f"list_jobs(newest_first={value!r})",
+                _op("list_jobs", newest_first=value),
+                InvalidRequest,
+            )
         )
     for value in BAD_LIMITS:
         rows += [
@@ -481,7 +573,41 @@ def _reading_rows() -> list[Row]:
                 InvalidRequest,
             )
         )
-    rows.append(Row("list_jobs(state='running')", _op("list_jobs", state="running"), None))
+    rows.append(Row("JobFilter(states=['running'])", _filter(states=["running"]), None))
+    rows.append(
+        Row("list_jobs(after_id=-1, before_id=0)", _op("list_jobs", after_id=-1, before_id=0), None)
+    )
+    return rows
+
+
+_ACTIONS = ("retry_jobs", "discard_jobs", "delete_jobs", "cancel_jobs")
+
+
+def _operator_rows() -> list[Row]:
+    def act(method: str, where: Any, **kwargs: Any) -> Callable[[Transport], Awaitable[Any]]:
+        if method == "discard_jobs":
+            kwargs.setdefault("reason", "edge")
+        return _op(method, where, **kwargs)
+
+    # A filter that matches nothing, so the accepted rows change nothing either.
+    nothing = JobFilter(queue="nowhere")
+    rows = []
+    for method in _ACTIONS:
+        for where in [None, "q", {"queue": "q"}, JobState.DEAD]:
+            rows.append(Row(f"{method}({where!r})", act(method, where), InvalidRequest))
+        for value in BAD_LIMITS:
+            rows.append(
+                Row(f"{method}(limit={value!r})", act(method, nothing, limit=value), InvalidRequest)
+            )
+        rows.append(Row(f"{method}(limit=2**31-1)", act(method, nothing, limit=INT32_MAX), None))
+    for reason in [None, 5, b"bytes"]:
+        rows.append(
+            Row(
+                f"discard_jobs(reason={reason!r})",
+                act("discard_jobs", nothing, reason=reason),
+                InvalidRequest,
+            )
+        )
     return rows
 
 
@@ -608,6 +734,7 @@ TABLES: dict[str, Callable[[Transport, Seed], list[Row]]] = {
     "queue_config": lambda _t, _s: _queue_config_rows(),
     "limits": lambda _t, _s: _limit_rows(),
     "reading": lambda _t, _s: _reading_rows(),
+    "operators": lambda _t, _s: _operator_rows(),
     "nodes": lambda _t, _s: _node_rows(),
     "stats": lambda _t, _s: _stats_rows(),
 }

@@ -31,29 +31,31 @@ VALUES ($1::integer, extract(epoch FROM clock_timestamp())::float8);
 -- name: enqueue
 -- Ids are drawn before the insert so each request finds its own row again; a request whose
 -- dedupe key matches an active job inserts nothing and reports that job instead. A NULL
--- run_at, dedupe_key or concurrency_key array stands for all NULLs.
+-- run_at, dedupe_key, headers or concurrency_key array stands for all NULLs (a NULL headers
+-- entry: none).
 WITH now AS (
-    SELECT coalesce($9::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+    SELECT coalesce($10::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
 req AS MATERIALIZED (
     SELECT r.ord, r.kind, r.queue, r.payload, r.priority, r.max_attempts, r.dedupe_key,
-           r.concurrency_key, coalesce(r.run_at, now.t + r.delay) AS run_at, now.t AS now,
-           nextval('{schema}.jobs_id_seq') AS id
+           r.headers, r.concurrency_key, coalesce(r.run_at, now.t + r.delay) AS run_at,
+           now.t AS now, nextval('{schema}.jobs_id_seq') AS id
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::integer[], $5::float8[], $6::float8[],
-        $7::integer[], $8::text[], $10::text[]
+        $7::integer[], $8::text[], $9::text[], $11::text[]
     ) WITH ORDINALITY AS r(kind, queue, payload, priority, run_at, delay, max_attempts,
-                           dedupe_key, concurrency_key, ord),
+                           dedupe_key, headers, concurrency_key, ord),
     now
 ),
 ins AS (
     INSERT INTO {schema}.jobs AS j (
         id, kind, queue, payload, state, priority, run_at, max_attempts, dedupe_key,
-        created_at, updated_at, concurrency_key
+        created_at, updated_at, headers, concurrency_key
     )
     SELECT id, kind, queue, payload::jsonb,
            CASE WHEN run_at > now THEN 'scheduled' ELSE 'available' END,
-           priority, run_at, max_attempts, dedupe_key, now, now, concurrency_key
+           priority, run_at, max_attempts, dedupe_key, now, now,
+           coalesce(headers::jsonb, '{}'::jsonb), concurrency_key
     FROM req
     ORDER BY ord
     ON CONFLICT (queue, dedupe_key)
@@ -83,23 +85,23 @@ ORDER BY req.ord;
 -- rows arrive in request order, so the ids sorted are the requests in order. A NULL
 -- concurrency_key array stands for all NULLs.
 WITH now AS (
-    SELECT coalesce($8::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+    SELECT coalesce($9::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
 ins AS (
     INSERT INTO {schema}.jobs (
         kind, queue, payload, state, priority, run_at, max_attempts, created_at, updated_at,
-        concurrency_key
+        headers, concurrency_key
     )
     SELECT r.kind, r.queue, r.payload::jsonb,
            CASE WHEN coalesce(r.run_at, now.t + r.delay) > now.t THEN 'scheduled'
                 ELSE 'available' END,
            r.priority, coalesce(r.run_at, now.t + r.delay), r.max_attempts, now.t, now.t,
-           r.concurrency_key
+           coalesce(r.headers::jsonb, '{}'::jsonb), r.concurrency_key
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::integer[], $5::float8[], $6::float8[],
-        $7::integer[], $9::text[]
+        $7::integer[], $8::text[], $10::text[]
     ) WITH ORDINALITY AS r(kind, queue, payload, priority, run_at, delay, max_attempts,
-                           concurrency_key, ord),
+                           headers, concurrency_key, ord),
     now
     ORDER BY r.ord
     RETURNING id, queue, state
@@ -140,14 +142,15 @@ SET state = 'running',
     lease_token = nextval('{schema}.lease_tokens'),
     lease_owner = $3::text,
     lease_expires_at = (SELECT t FROM now) + $4::float8,
+    started_at = (SELECT t FROM now),
     updated_at = (SELECT t FROM now)
 -- An id array, not a join: the plan stays a primary-key lookup per claimed row whatever
 -- the batch size (a generic plan cannot know the LIMIT and would hash the whole table).
 WHERE j.id = ANY (ARRAY(SELECT id FROM due))
 RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
           j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
-          j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested,
-          j.concurrency_key, j.lease_token;
+          j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested, j.started_at,
+          j.errors, j.headers, j.concurrency_key, j.lease_token;
 
 -- name: any_limits
 SELECT EXISTS (SELECT 1 FROM {schema}.limits)
@@ -249,12 +252,13 @@ SET state = 'running',
     lease_token = nextval('{schema}.lease_tokens'),
     lease_owner = $3::text,
     lease_expires_at = (SELECT t FROM now) + $4::float8,
+    started_at = (SELECT t FROM now),
     updated_at = (SELECT t FROM now)
 WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
 RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
           j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
-          j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested,
-          j.concurrency_key, j.lease_token;
+          j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested, j.started_at,
+          j.errors, j.headers, j.concurrency_key, j.lease_token;
 
 -- name: renew
 -- Only a live lease is extended: an expired one stays expired even if nobody reaped it yet.
@@ -285,13 +289,16 @@ ORDER BY req.ord;
 -- One UPDATE fenced by (id, token): a row changed by a concurrent reap is re-checked and
 -- skipped, and every new value is computed from the row as it then stands. The outcome
 -- rules (see Transport.finalize) are spelled out per column. Requests must be distinct pairs.
--- A NULL run_at or error array stands for all NULLs.
+-- A NULL run_at, error, error type or traceback array stands for all NULLs. A retry or
+-- discard carrying an error appends it to the history ({max_errors} kept, the newest; its
+-- message cut to {max_message} characters).
 WITH now AS (
-    SELECT coalesce($6::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+    SELECT coalesce($8::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
 req AS (
-    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::float8[], $5::text[])
-        WITH ORDINALITY AS r(id, token, action, run_at, error, ord)
+    SELECT * FROM unnest(
+        $1::bigint[], $2::bigint[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::text[]
+    ) WITH ORDINALITY AS r(id, token, action, run_at, error, error_type, traceback, ord)
 ),
 upd AS (
     UPDATE {schema}.jobs AS j
@@ -319,6 +326,22 @@ upd AS (
         last_error = CASE
             WHEN req.action = 'retry' AND NOT j.cancel_requested THEN req.error
             ELSE coalesce(req.error, j.last_error)
+        END,
+        errors = CASE
+            WHEN req.error IS NULL OR req.action NOT IN ('retry', 'discard') THEN j.errors
+            ELSE (
+                CASE
+                    WHEN jsonb_array_length(j.errors) >= {max_errors} THEN j.errors - 0
+                    ELSE j.errors
+                END
+            ) || jsonb_build_array(jsonb_build_object(
+                'attempt', j.attempt,
+                'at', now.t,
+                'owner', j.lease_owner,
+                'type', coalesce(req.error_type, 'Error'),
+                'message', left(req.error, {max_message}),
+                'traceback', req.traceback
+            ))
         END,
         finished_at = CASE
             WHEN req.action IN ('complete', 'discard', 'cancel') OR j.cancel_requested
@@ -367,6 +390,24 @@ upd AS (
                 THEN 'lease lost by ' || j.lease_owner || ' on the last attempt'
             ELSE j.last_error
         END,
+        -- Every lost lease is recorded (bounded as in finalize).
+        errors = (
+            CASE
+                WHEN jsonb_array_length(j.errors) >= {max_errors} THEN j.errors - 0
+                ELSE j.errors
+            END
+        ) || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt,
+            'at', (SELECT t FROM now),
+            'owner', j.lease_owner,
+            'type', 'LeaseExpired',
+            'message', 'lease lost by ' || coalesce(j.lease_owner, '') || CASE
+                WHEN NOT j.cancel_requested AND j.attempt >= j.max_attempts
+                    THEN ' on the last attempt'
+                ELSE ''
+            END,
+            'traceback', NULL
+        )),
         lease_token = NULL,
         lease_expires_at = NULL,
         updated_at = (SELECT t FROM now)
@@ -514,32 +555,173 @@ SELECT id, kind, queue, payload,
            ELSE state
        END,
        priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
-       finished_at, lease_owner, lease_expires_at, cancel_requested, concurrency_key
+       finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
+       concurrency_key
 FROM {schema}.jobs
 WHERE id = $1::bigint;
 
--- name: list_jobs
-WITH now AS (
-    SELECT coalesce($6::float8, extract(epoch FROM statement_timestamp())::float8) AS t
-),
-listed AS (
-    SELECT id, kind, queue, payload,
-           CASE
-               WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
-               ELSE state
-           END AS state,
-           priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at,
-           updated_at, finished_at, lease_owner, lease_expires_at, cancel_requested,
-           concurrency_key
-    FROM {schema}.jobs
-    WHERE id > $4::bigint
-      AND ($1::text IS NULL OR queue = $1::text)
-      AND ($3::text IS NULL OR kind = $3::text)
+-- name: job_filter
+-- The WHERE clause of a JobFilter, shared by the listings and the operator actions; each
+-- parameter NULL means "any". $9 holds the states as jobs read (a due scheduled job is
+-- available), $10 the stored states they come from, so that a listing of final states can
+-- use the jobs_final_* indexes. The error text matches ignoring ASCII case (the "C"
+-- collation's lower()), as on every backend. $11 / $12 are the keyset cursors, $13 now.
+($1::text IS NULL OR queue = $1::text)
+AND ($2::text IS NULL OR kind = $2::text)
+AND ($3::bigint[] IS NULL OR id = ANY ($3::bigint[]))
+AND ($4::float8 IS NULL OR created_at >= $4::float8)
+AND ($5::float8 IS NULL OR created_at < $5::float8)
+AND ($6::float8 IS NULL OR finished_at >= $6::float8)
+AND ($7::float8 IS NULL OR finished_at < $7::float8)
+AND ($8::text IS NULL OR strpos(lower(last_error COLLATE "C"), lower($8::text COLLATE "C")) > 0)
+AND ($10::text[] IS NULL OR state = ANY ($10::text[]))
+AND (
+    $9::text[] IS NULL
+    OR CASE
+           WHEN state = 'scheduled'
+            AND run_at <= coalesce($13::float8, extract(epoch FROM statement_timestamp())::float8)
+               THEN 'available'
+           ELSE state
+       END = ANY ($9::text[])
 )
-SELECT * FROM listed
-WHERE $2::text IS NULL OR state = $2::text
-ORDER BY id
-LIMIT $5::integer;
+AND ($11::bigint IS NULL OR id > $11::bigint)
+AND ($12::bigint IS NULL OR id < $12::bigint)
+
+-- name: list_jobs
+-- The filter placeholder is job_filter; the order one ASC (oldest first) or DESC (newest).
+-- $14 is the limit.
+SELECT id, kind, queue, payload,
+       CASE
+           WHEN state = 'scheduled'
+            AND run_at <= coalesce($13::float8, extract(epoch FROM statement_timestamp())::float8)
+               THEN 'available'
+           ELSE state
+       END,
+       priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
+       finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
+       concurrency_key
+FROM {schema}.jobs
+WHERE {filter}
+ORDER BY id {order}
+LIMIT $14::integer;
+
+-- name: retry_jobs
+-- The operator actions share one shape: up to $14 jobs matching the filter (job_filter, the
+-- cursors NULL) whose state, stored and as jobs read, is one of $15 (which holds scheduled
+-- whenever it holds available), lowest id first, locked (a job a
+-- concurrent call holds is skipped), then changed in the same statement. Retry: a fresh
+-- budget, and a final job gives up its dedupe key (a newer active job may hold it).
+WITH now AS (
+    SELECT coalesce($13::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+chosen AS (
+    SELECT id FROM {schema}.jobs
+    WHERE {filter}
+      AND state = ANY ($15::text[])
+      AND CASE WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
+               ELSE state END = ANY ($15::text[])
+    ORDER BY id
+    LIMIT $14::integer
+    FOR UPDATE SKIP LOCKED
+),
+upd AS (
+    UPDATE {schema}.jobs AS j
+    SET state = 'available',
+        attempt = 0,
+        cancel_requested = false,
+        finished_at = NULL,
+        dedupe_key = CASE WHEN j.state IN ('dead', 'cancelled') THEN NULL ELSE j.dedupe_key END,
+        run_at = (SELECT t FROM now),
+        updated_at = (SELECT t FROM now)
+    WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
+    RETURNING j.id, j.queue
+),
+woken AS (
+    SELECT pg_notify({channel}, q.queue)
+    FROM (SELECT DISTINCT queue FROM upd) AS q
+    WHERE {notify}
+)
+SELECT upd.id, upd.queue, (SELECT count(*) FROM woken) AS woken FROM upd ORDER BY upd.id;
+
+-- name: discard_jobs
+-- See retry_jobs; $16 is the reason, recorded in the error history.
+WITH now AS (
+    SELECT coalesce($13::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+chosen AS (
+    SELECT id FROM {schema}.jobs
+    WHERE {filter}
+      AND state = ANY ($15::text[])
+      AND CASE WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
+               ELSE state END = ANY ($15::text[])
+    ORDER BY id
+    LIMIT $14::integer
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {schema}.jobs AS j
+SET state = 'dead',
+    finished_at = (SELECT t FROM now),
+    last_error = $16::text,
+    errors = (
+        CASE
+            WHEN jsonb_array_length(j.errors) >= {max_errors} THEN j.errors - 0
+            ELSE j.errors
+        END
+    ) || jsonb_build_array(jsonb_build_object(
+        'attempt', j.attempt,
+        'at', (SELECT t FROM now),
+        'owner', NULL,
+        'type', 'Discarded',
+        'message', left($16::text, {max_message}),
+        'traceback', NULL
+    )),
+    updated_at = (SELECT t FROM now)
+WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
+RETURNING j.id;
+
+-- name: delete_jobs
+-- See retry_jobs.
+WITH now AS (
+    SELECT coalesce($13::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+chosen AS (
+    SELECT id FROM {schema}.jobs
+    WHERE {filter}
+      AND state = ANY ($15::text[])
+      AND CASE WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
+               ELSE state END = ANY ($15::text[])
+    ORDER BY id
+    LIMIT $14::integer
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM {schema}.jobs AS j
+WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
+RETURNING j.id;
+
+-- name: cancel_jobs
+-- See retry_jobs; only jobs nobody has asked to cancel yet. As cancel, each: a waiting job
+-- ends cancelled, a running one gets the request its heartbeat sees.
+WITH now AS (
+    SELECT coalesce($13::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+chosen AS (
+    SELECT id FROM {schema}.jobs
+    WHERE {filter}
+      AND state = ANY ($15::text[])
+      AND CASE WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
+               ELSE state END = ANY ($15::text[])
+      AND NOT cancel_requested
+    ORDER BY id
+    LIMIT $14::integer
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {schema}.jobs AS j
+SET state = CASE WHEN j.state = 'running' THEN 'running' ELSE 'cancelled' END,
+    cancel_requested = true,
+    finished_at = CASE WHEN j.state = 'running' THEN NULL ELSE (SELECT t FROM now) END,
+    updated_at = (SELECT t FROM now)
+WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
+RETURNING j.id;
 
 -- name: get_cursor
 SELECT value FROM {schema}.cursors WHERE name = $1::text;

@@ -31,6 +31,11 @@ CREATE TABLE {schema}.jobs (
     lease_owner text,
     lease_expires_at double precision,
     cancel_requested boolean NOT NULL DEFAULT false,
+    started_at double precision,  -- when the latest claim took it
+    -- The failed attempts' errors, oldest first (the newest MAX_ERRORS): objects of
+    -- attempt, at, owner, type, message, traceback.
+    errors jsonb NOT NULL DEFAULT '[]',
+    headers jsonb NOT NULL DEFAULT '{}',  -- labels to labels, as given to enqueue
     concurrency_key text  -- flow-control key; its limit (if any) is in limits
 );
 
@@ -49,6 +54,11 @@ CREATE UNIQUE INDEX jobs_dedupe_idx ON {schema}.jobs (queue, dedupe_key)
 
 -- Cleanup: finished jobs by finish time.
 CREATE INDEX jobs_finished_idx ON {schema}.jobs (finished_at)
+    WHERE state IN ('succeeded', 'cancelled', 'dead');
+
+-- Listings of final jobs newest first by state (see migration 0002); waiting and running jobs
+-- are listed through jobs_due_idx and jobs_lease_idx, a listing without a state by the key.
+CREATE INDEX jobs_final_state_idx ON {schema}.jobs (state, id)
     WHERE state IN ('succeeded', 'cancelled', 'dead');
 
 -- Claim: the live leases of one key, counted against its limit.

@@ -40,10 +40,10 @@ WHERE (queue, dedupe_key) IN (
     AND state IN ('scheduled', 'available', 'running')
 
 -- name: insert_jobs
--- VALUES gets one "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" per job, in the order of these columns.
+-- VALUES gets one "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" per job, in the order of these columns.
 INSERT INTO jobs (
     kind, queue, payload, state, priority, run_at, max_attempts, dedupe_key, created_at,
-    updated_at, concurrency_key
+    updated_at, headers, concurrency_key
 )
 VALUES {rows}
 RETURNING id
@@ -86,6 +86,7 @@ SET state = 'running',
     lease_owner = :owner,
     lease_token = lease_token + 1,
     lease_expires_at = :expires_at,
+    started_at = :now,
     updated_at = :now
 WHERE id IN (
     SELECT ranked.id
@@ -108,7 +109,7 @@ WHERE id IN (
 RETURNING
     id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
     dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at,
-    cancel_requested, concurrency_key, lease_token
+    cancel_requested, started_at, errors, headers, concurrency_key, lease_token
 
 -- name: renew
 -- :requests is a JSON array of [job_id, token] pairs.
@@ -126,13 +127,16 @@ WHERE jobs.id = requests.id
 RETURNING jobs.id, jobs.lease_token, jobs.cancel_requested
 
 -- name: finalize
--- ?1 is now. VALUES gets one "(?, ?, ?, ?, ?)" per request: job id, token, outcome (complete,
--- retry, snooze, discard, cancel, release), its run_at and its error (or cancel reason).
+-- ?1 is now, ?2 the most errors a job keeps, ?3 the longest message kept in one, ?4 now as
+-- JSON text (Python's repr: SQLite's own JSON rendering of a REAL keeps only 15 digits). VALUES gets
+-- one "(?, ?, ?, ?, ?, ?, ?)" per request: job id, token, outcome (complete, retry, snooze,
+-- discard, cancel, release), its run_at, its error (or cancel reason), error type, traceback.
 -- "decided" works out each owned job's next state from the row as it stands: cancel wins
--- over retry, snooze and release; a retry without attempts left is dead.
+-- over retry, snooze and release; a retry without attempts left is dead. A retry or discard
+-- carrying an error appends it to the history, dropping the oldest beyond ?2.
 WITH
-    params (now) AS (SELECT ?1),
-    requests (id, token, outcome, run_at, error) AS (VALUES {rows}),
+    params (now, max_errors, max_message, at) AS (SELECT ?1, ?2, ?3, json(?4)),
+    requests (id, token, outcome, run_at, error, error_type, traceback) AS (VALUES {rows}),
     decided AS (
         SELECT
             jobs.id AS id,
@@ -140,6 +144,26 @@ WITH
             requests.run_at AS run_at,
             requests.error AS error,
             params.now AS now,
+            CASE
+                WHEN requests.error IS NULL OR requests.outcome NOT IN ('retry', 'discard')
+                THEN jobs.errors
+                ELSE json_insert(
+                    CASE
+                        WHEN json_array_length(jobs.errors) >= params.max_errors
+                        THEN json_remove(jobs.errors, '$[0]')
+                        ELSE jobs.errors
+                    END,
+                    '$[#]',
+                    json_object(
+                        'attempt', jobs.attempt,
+                        'at', params.at,
+                        'owner', jobs.lease_owner,
+                        'type', coalesce(requests.error_type, 'Error'),
+                        'message', substr(requests.error, 1, params.max_message),
+                        'traceback', requests.traceback
+                    )
+                )
+            END AS errors,
             CASE
                 WHEN requests.outcome = 'complete' THEN 'succeeded'
                 WHEN requests.outcome = 'discard' THEN 'dead'
@@ -173,6 +197,7 @@ SET state = decided.state,
     finished_at = CASE
         WHEN decided.state IN ('succeeded', 'cancelled', 'dead') THEN decided.now
     END,
+    errors = decided.errors,
     lease_expires_at = NULL,
     updated_at = decided.now
 FROM decided
@@ -188,8 +213,27 @@ LIMIT :limit
 
 -- name: reclaim
 -- :ids is a JSON array of job ids, all running with an expired lease (read in this transaction).
+-- Each lost lease is recorded in the error history (see finalize for its bound and :at).
 UPDATE jobs
-SET state = CASE
+SET errors = json_insert(
+        CASE
+            WHEN json_array_length(errors) >= :max_errors THEN json_remove(errors, '$[0]')
+            ELSE errors
+        END,
+        '$[#]',
+        json_object(
+            'attempt', attempt,
+            'at', json(:at),
+            'owner', lease_owner,
+            'type', 'LeaseExpired',
+            'message', 'lease lost by ' || coalesce(lease_owner, '') || CASE
+                WHEN NOT cancel_requested AND attempt >= max_attempts THEN ' on the last attempt'
+                ELSE ''
+            END,
+            'traceback', NULL
+        )
+    ),
+    state = CASE
         WHEN cancel_requested THEN 'cancelled'
         WHEN attempt >= max_attempts THEN 'dead'
         ELSE 'available'
@@ -321,25 +365,110 @@ SELECT
     id, kind, queue, payload,
     CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END,
     priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
-    finished_at, lease_owner, lease_expires_at, cancel_requested, concurrency_key
+    finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
+    concurrency_key
 FROM jobs
 WHERE id = :id
 
--- name: list_jobs
-SELECT * FROM (
-    SELECT
-        id, kind, queue, payload,
-        CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END AS shown,
-        priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
-        finished_at, lease_owner, lease_expires_at, cancel_requested, concurrency_key
-    FROM jobs
-    WHERE id > :after_id
-        AND (:queue IS NULL OR queue = :queue)
-        AND (:kind IS NULL OR kind = :kind)
+-- name: job_filter
+-- The WHERE clause of a JobFilter, shared by list_jobs and match_jobs: each parameter NULL
+-- means "any". :states and :ids are JSON arrays; "shown" is the state as jobs read (a due
+-- scheduled job is available). The error text matches ignoring ASCII case (SQLite's lower()).
+(:queue IS NULL OR queue = :queue)
+AND (:kind IS NULL OR kind = :kind)
+AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
+AND (:created_after IS NULL OR created_at >= :created_after)
+AND (:created_before IS NULL OR created_at < :created_before)
+AND (:finished_after IS NULL OR finished_at >= :finished_after)
+AND (:finished_before IS NULL OR finished_at < :finished_before)
+AND (:error IS NULL OR instr(lower(last_error), lower(:error)) > 0)
+AND (:after_id IS NULL OR id > :after_id)
+AND (:before_id IS NULL OR id < :before_id)
+AND (
+    :states IS NULL
+    OR CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END
+        IN (SELECT value FROM json_each(:states))
 )
-WHERE :state IS NULL OR shown = :state
+
+-- name: list_jobs
+-- The filter placeholder is job_filter; the order one ASC (oldest first) or DESC (newest).
+SELECT
+    id, kind, queue, payload,
+    CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END,
+    priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
+    finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
+    concurrency_key
+FROM jobs
+WHERE {filter}
+ORDER BY id {order}
+LIMIT :limit
+
+-- name: match_jobs
+-- The ids of up to :limit jobs an operator action takes: they match the filter (job_filter,
+-- with the cursors NULL), and read (as "shown") in one of :eligible (a JSON array);
+-- with :uncancelled, only jobs nobody has asked to cancel yet.
+SELECT id
+FROM jobs
+WHERE {filter}
+    AND CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END
+        IN (SELECT value FROM json_each(:eligible))
+    AND NOT (:uncancelled AND cancel_requested)
 ORDER BY id
 LIMIT :limit
+
+-- name: retry_jobs
+-- :ids (a JSON array) were chosen by match_jobs in this transaction. A fresh budget; a final
+-- job gives up its dedupe key, which a newer active job may hold.
+UPDATE jobs
+SET state = 'available',
+    attempt = 0,
+    cancel_requested = 0,
+    finished_at = NULL,
+    dedupe_key = CASE WHEN state IN ('dead', 'cancelled') THEN NULL ELSE dedupe_key END,
+    run_at = :now,
+    updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids))
+RETURNING id, queue
+
+-- name: discard_jobs
+-- :ids (a JSON array) were chosen by match_jobs in this transaction.
+UPDATE jobs
+SET state = 'dead',
+    finished_at = :now,
+    last_error = :reason,
+    errors = json_insert(
+        CASE
+            WHEN json_array_length(errors) >= :max_errors THEN json_remove(errors, '$[0]')
+            ELSE errors
+        END,
+        '$[#]',
+        json_object(
+            'attempt', attempt,
+            'at', json(:at),
+            'owner', NULL,
+            'type', 'Discarded',
+            'message', substr(:reason, 1, :max_message),
+            'traceback', NULL
+        )
+    ),
+    updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids))
+RETURNING id
+
+-- name: delete_jobs
+DELETE FROM jobs
+WHERE id IN (SELECT value FROM json_each(:ids))
+RETURNING id
+
+-- name: cancel_jobs
+-- :ids (a JSON array) were chosen by match_jobs in this transaction: as cancel_job, each.
+UPDATE jobs
+SET cancel_requested = 1,
+    state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
+    finished_at = CASE WHEN state = 'running' THEN finished_at ELSE :now END,
+    updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids))
+RETURNING id
 
 -- name: register_node
 INSERT INTO nodes (id, host, pid, queues, slots, version, started_at, heartbeat, last_seen)

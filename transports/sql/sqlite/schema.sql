@@ -26,6 +26,11 @@ CREATE TABLE jobs (
     lease_token INTEGER NOT NULL DEFAULT 0,
     lease_expires_at REAL,  -- set exactly while running
     cancel_requested INTEGER NOT NULL DEFAULT 0,
+    started_at REAL,  -- when the latest claim took it
+    -- JSON array of the failed attempts' errors, oldest first (the newest MAX_ERRORS):
+    -- {"attempt", "at", "owner", "type", "message", "traceback"}
+    errors TEXT NOT NULL DEFAULT '[]',
+    headers TEXT NOT NULL DEFAULT '{}',  -- JSON object of labels, as given to enqueue
     concurrency_key TEXT  -- flow-control key; its limit (if any) is in limits
 );
 
@@ -44,6 +49,11 @@ CREATE UNIQUE INDEX jobs_dedupe ON jobs (queue, dedupe_key)
 -- cleanup: final jobs by finish time.
 CREATE INDEX jobs_finished ON jobs (finished_at)
     WHERE finished_at IS NOT NULL;
+
+-- operators' listings of final jobs (newest first) by state; only final rows are in it, so
+-- enqueue and claim never write it.
+CREATE INDEX jobs_final_state ON jobs (state, id)
+    WHERE state IN ('succeeded', 'cancelled', 'dead');
 
 -- claim: the live leases of one key, counted against its limit.
 CREATE INDEX jobs_key_running ON jobs (concurrency_key, lease_expires_at)
