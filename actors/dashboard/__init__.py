@@ -13,7 +13,7 @@ Example:
     app.mount("/jobs", dashboard)
 """
 
-from ._app import QUERY_BOUNDS, Redact, create_dashboard
+from ._app import BULK_LIMIT, QUERY_BOUNDS, Redact, create_dashboard
 from ._security import Authorize
 
-__all__ = ["QUERY_BOUNDS", "Authorize", "Redact", "create_dashboard"]
+__all__ = ["BULK_LIMIT", "QUERY_BOUNDS", "Authorize", "Redact", "create_dashboard"]

@@ -32,6 +32,7 @@ from transports import (
     Histogram,
     InvalidRequest,
     Job,
+    JobFilter,
     JobNotFound,
     JobState,
     JsonValue,
@@ -55,7 +56,7 @@ from ._security import (
     csrf_value,
 )
 
-__all__ = ["QUERY_BOUNDS", "Redact", "create_dashboard"]
+__all__ = ["BULK_LIMIT", "QUERY_BOUNDS", "Redact", "create_dashboard"]
 
 #: Turns a job into the payload a page may show (e.g. masks secrets); the default shows it all.
 Redact = Callable[[Job], JsonValue]
@@ -67,15 +68,20 @@ QUERY_BOUNDS: Mapping[str, int] = {
     "counts_json": 1,  # counts
     "queues": 2,  # counts, list_queue_configs
     "queue_update": 2,  # get_queue_config, set_queue_config
-    "jobs": 1,  # one list_jobs page (keyset: id > after, at most PAGE_SIZE + 1)
+    "jobs": 1,  # one list_jobs page (keyset on id, at most PAGE_SIZE + 1)
+    "jobs_bulk": 1,  # one retry_jobs / discard_jobs / cancel_jobs / delete_jobs of BULK_LIMIT
     "job": 1,  # get
-    "job_cancel": 1,  # cancel
+    "job_action": 1,  # cancel, or one retry_jobs / discard_jobs / delete_jobs of that job
     "schedules": 1,  # list_leaders, plus one get_cursor per cron schedule (the App's)
     "nodes": 2,  # list_nodes, list_leaders
     "correctness": 1,  # list_stats of the window shown (its rows: minutes x queues, not jobs)
 }
 
 PAGE_SIZE = 50  # jobs per page of the job list
+#: Most jobs one action on a filter ("retry all", ...) changes; run it again for the rest.
+BULK_LIMIT = 1000
+_RETRYABLE = frozenset({JobState.DEAD, JobState.CANCELLED, JobState.SCHEDULED})
+_WAITING = frozenset({JobState.SCHEDULED, JobState.AVAILABLE})
 _WALL_CLOCK = RealClock()  # "now" for next cron ticks when neither a clock nor the store has one
 _HERE = Path(__file__).parent
 # Read once, at import: rendering a page then touches no file on the event loop.
@@ -277,11 +283,12 @@ class _Pages:
             ),
             Route("/jobs", self._view(self.jobs), methods=get, name="jobs"),
             Route("/jobs/{job_id:int}", self._view(self.job), methods=get, name="job"),
+            Route("/jobs/bulk", self._action(self.jobs_bulk), methods=post, name="jobs_bulk"),
             Route(
-                "/jobs/{job_id:int}/cancel",
-                self._action(self.job_cancel),
+                "/jobs/{job_id:int}/{action}",
+                self._action(self.job_action),
                 methods=post,
-                name="job_cancel",
+                name="job_action",
             ),
             Route("/schedules", self._view(self.schedules_page), methods=get, name="schedules"),
             Route("/nodes", self._view(self.nodes_page), methods=get, name="nodes"),
@@ -461,37 +468,97 @@ class _Pages:
 
     async def jobs(self, request: Request) -> Response:
         query = request.query_params
-        filters = {
-            "state": query.get("state", ""),
-            "queue": query.get("queue", "").strip(),
-            "kind": query.get("kind", "").strip(),
-        }
+        filters = {name: query.get(name, "").strip() for name in _FILTER_FIELDS}
+        filters["order"] = "oldest" if query.get("order") == "oldest" else "newest"
         error = None
         jobs: list[Job] = []
         more = False
-        after = 0
         try:
-            after = _int_param(query.get("after", "0"), "after")
-            state = _state_param(filters["state"])
+            where = _job_filter(filters)
+            newest = filters["order"] == "newest"
+            cursor = _optional_id(query.get("before" if newest else "after", ""))
             found = await self.store.transport.list_jobs(
-                queue=filters["queue"] or None,
-                state=state,
-                kind=filters["kind"] or None,
-                after_id=after,
+                where,
+                after_id=None if newest else cursor,
+                before_id=cursor if newest else None,
+                newest_first=newest,
                 limit=PAGE_SIZE + 1,
             )
             jobs, more = found[:PAGE_SIZE], len(found) > PAGE_SIZE
         except InvalidRequest as exc:
             error = str(exc)
+            cursor = None
+        next_page = None
+        if more:
+            key = "before" if filters["order"] == "newest" else "after"
+            next_page = {key: jobs[-1].id, **filters}
         context = {
             "jobs": jobs,
             "filters": filters,
-            "after": after,
-            "next_after": jobs[-1].id if more else None,
+            "paged": cursor is not None,
+            "next_page": next_page,
             "error": error,
             "page_size": PAGE_SIZE,
+            "bulk_limit": BULK_LIMIT,
+            "flash": query.get("done", ""),
         }
         return self._render(request, "jobs.html", context, 400 if error else 200)
+
+    async def jobs_bulk(self, request: Request, form: FormData) -> Response:
+        """One batch of an action on every job the list's filter matches."""
+        filters = {name: str(form.get(name, "")).strip() for name in _FILTER_FIELDS}
+        action = str(form.get("action", ""))
+        try:
+            where = _job_filter(filters)
+            if where == JobFilter():
+                raise InvalidRequest(
+                    "an action on every job is refused: filter by state, queue, kind or error"
+                )
+            changed = await self._act(action, where, form, BULK_LIMIT)
+        except InvalidRequest as exc:
+            return self._render(request, "error.html", {"status": 400, "reason": str(exc)}, 400)
+        done = f"{action}: {len(changed)} job{'' if len(changed) == 1 else 's'}"
+        if len(changed) == BULK_LIMIT:
+            done += " (the most one action takes: run it again for the rest)"
+        url = request.url_for("jobs").include_query_params(
+            **{k: v for k, v in filters.items() if v}, done=done
+        )
+        return RedirectResponse(str(url), status_code=303)
+
+    async def job_action(self, request: Request, form: FormData) -> Response:
+        """Retry, discard, delete or cancel one job."""
+        job_id = request.path_params["job_id"]
+        action = request.path_params["action"]
+        try:
+            if action == "cancel":
+                done = f"cancel: {(await self.store.transport.cancel(job_id)).value}"
+            else:
+                changed = await self._act(action, JobFilter.one(job_id), form, 1)
+                done = f"{action}: {'done' if changed else 'nothing changed (see its state)'}"
+        except JobNotFound:
+            return self._render(
+                request, "error.html", {"status": 404, "reason": f"no job {job_id}"}, 404
+            )
+        except InvalidRequest as exc:
+            return self._render(request, "error.html", {"status": 400, "reason": str(exc)}, 400)
+        if action == "delete" and done.endswith("done"):
+            url = request.url_for("jobs").include_query_params(done=f"job {job_id} deleted")
+        else:
+            url = request.url_for("job", job_id=job_id).include_query_params(done=done)
+        return RedirectResponse(str(url), status_code=303)
+
+    async def _act(self, action: str, where: JobFilter, form: FormData, limit: int) -> list[int]:
+        transport = self.store.transport
+        if action == "retry":
+            return await transport.retry_jobs(where, limit=limit)
+        if action == "cancel":
+            return await transport.cancel_jobs(where, limit=limit)
+        if action == "delete":
+            return await transport.delete_jobs(where, limit=limit)
+        if action == "discard":
+            reason = str(form.get("reason", "")).strip() or "discarded from the dashboard"
+            return await transport.discard_jobs(where, reason=reason, limit=limit)
+        raise InvalidRequest(f"unknown action {action!r} (retry, discard, cancel or delete)")
 
     async def job(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]
@@ -505,23 +572,16 @@ class _Pages:
         context = {
             "job": job,
             "payload": json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True),
-            "cancellable": job.state.is_active and not job.cancel_requested,
+            "errors": list(reversed(job.errors)),
+            "can": {
+                "retry": job.state in _RETRYABLE,
+                "discard": job.state in _WAITING,
+                "cancel": job.state.is_active and not job.cancel_requested,
+                "delete": job.state is not JobState.RUNNING,
+            },
             "flash": request.query_params.get("done", ""),
         }
         return self._render(request, "job.html", context)
-
-    async def job_cancel(self, request: Request, _form: FormData) -> Response:
-        job_id = request.path_params["job_id"]
-        try:
-            result = await self.store.transport.cancel(job_id)
-        except (JobNotFound, InvalidRequest):
-            return self._render(
-                request, "error.html", {"status": 404, "reason": f"no job {job_id}"}, 404
-            )
-        url = request.url_for("job", job_id=job_id).include_query_params(
-            done=f"cancel: {result.value}"
-        )
-        return RedirectResponse(str(url), status_code=303)
 
     def _now(self) -> float:
         clock = self.clock or self.store.transport.clock or _WALL_CLOCK
@@ -684,6 +744,23 @@ def _safe_next(target: str) -> str:
 
 def _join(root: str, tail: str) -> str:
     return root.rstrip("/") + "/" + tail if tail else root
+
+
+_FILTER_FIELDS = ("state", "queue", "kind", "error")
+
+
+def _job_filter(filters: Mapping[str, str]) -> JobFilter:
+    state = _state_param(filters["state"])
+    return JobFilter(
+        states=() if state is None else (state,),
+        queue=filters["queue"] or None,
+        kind=filters["kind"] or None,
+        error=filters["error"] or None,
+    )
+
+
+def _optional_id(text: str) -> int | None:
+    return None if not text else _int_param(text, "the page cursor")
 
 
 def _int_param(text: str, name: str) -> int:

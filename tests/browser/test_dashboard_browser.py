@@ -1,7 +1,7 @@
 """The dashboard in a real browser: Debian's headless Chromium, driven by Playwright.
 
 An operator logs in, watches the overview refresh itself, filters the jobs to the dead ones,
-opens one and reads its error, cancels a waiting job, and pauses a queue; each step is
+opens one and reads its error, retries it, cancels a waiting job, and pauses a queue; each step is
 checked in the store itself. Screenshots go to ``artifacts/browser/`` (or
 ``$ACTORQ_ARTIFACTS/browser``); ``python -m tests.browser.take_screenshot`` retakes the
 README's. Without Chromium (``/usr/bin/chromium``, or
@@ -189,11 +189,20 @@ def test_an_operator_finds_a_dead_job_and_acts(
         page.wait_for_url(f"{base}/jobs/{ids['dead']}")
         assert page.locator("#last-error").inner_text() == ERROR
         assert page.locator("#job-state").inner_text() == "dead"
+        assert ERROR in page.locator("#error-history").inner_text()
         _shot(page, backend, "3-dead-job")
+
+        # Retry it: it runs again, with a fresh budget of attempts.
+        page.click("#job-actions >> text=Retry")
+        page.wait_for_selector("text=retry: done")
+        assert page.locator("#job-state").inner_text() == "available"
+        job = _run(store_url, lambda t: t.get(ids["dead"]))
+        assert (job.state, job.attempt) == (JobState.AVAILABLE, 0)
+        _shot(page, backend, "4-retried")
 
         # Cancel a waiting job from its page.
         page.goto(f"{base}/jobs/{ids['waiting']}")
-        page.click("text=Cancel job")
+        page.click("#job-actions >> text=Cancel")
         page.wait_for_selector("text=cancel: cancelled")
         job = _run(store_url, lambda t: t.get(ids["waiting"]))
         assert job.state is JobState.CANCELLED
@@ -202,7 +211,7 @@ def test_an_operator_finds_a_dead_job_and_acts(
         page.click("nav >> text=Queues")
         page.locator("#queue-emails >> text=Pause").click()
         page.locator("#queue-emails >> text=Resume").wait_for()
-        _shot(page, backend, "4-queue-paused")
+        _shot(page, backend, "5-queue-paused")
         config = _run(store_url, lambda t: t.get_queue_config("emails"))
         assert config.paused
         assert problems == []  # no script error, no Content-Security-Policy violation

@@ -62,6 +62,7 @@ async def seed_dead(
     queue: str = "default",
     payload: JsonValue = None,
     error: str = "ValueError: the report has no rows",
+    traceback: str | None = None,
 ) -> int:
     """A job that died with ``error``: enqueued, claimed and discarded."""
     (result,) = await transport.enqueue_many(
@@ -70,7 +71,13 @@ async def seed_dead(
     (lease,) = await transport.claim(queue, owner="worker-1", limit=1, ttl=30)
     assert lease.job.id == result.job_id
     await transport.finalize(
-        [FinalizeRequest(job_id=lease.job.id, token=lease.token, outcome=Discard(error=error))]
+        [
+            FinalizeRequest(
+                job_id=lease.job.id,
+                token=lease.token,
+                outcome=Discard(error=error, traceback=traceback),
+            )
+        ]
     )
     return result.job_id
 

@@ -11,7 +11,7 @@ import pytest
 import transports
 from actors.dashboard import create_dashboard
 from actors.jobs import App, JobContext
-from transports import EnqueueRequest, JobState, MemoryTransport, QueueConfig, Transport
+from transports import EnqueueRequest, JobFilter, JobState, MemoryTransport, QueueConfig, Transport
 
 from ._support import CountingTransport, client, csrf_of, seed_dead, seed_retrying
 
@@ -44,7 +44,14 @@ async def test_every_page_shows_the_store_and_actions_change_it(backend_store: T
         assert "email.send" not in listing.text
         detail = await http.get(f"/jobs/{dead}")
         assert "KeyError: &#39;rows&#39;" in detail.text
-        assert "Cancel job" not in detail.text  # a dead job is not cancellable
+        assert f'action="http://dash.test/jobs/{dead}/retry"' in detail.text
+        assert f"/jobs/{dead}/cancel" not in detail.text  # a dead job is not cancellable
+        assert f"/jobs/{dead}/discard" not in detail.text  # nor discarded again
+        history = re.search(
+            r'<table class="grid" id="error-history">(.*?)</table>', detail.text, re.S
+        )
+        assert history
+        assert "worker-1" in history.group(1)
 
         csrf = await csrf_of(http, "/queues")
         paused = await http.post("/queues/emails", data={"csrf": csrf, "action": "pause"})
@@ -64,12 +71,76 @@ async def test_every_page_shows_the_store_and_actions_change_it(backend_store: T
         await http.post("/queues/emails", data={"csrf": csrf, "action": "resume"})
         assert not (await backend_store.get_queue_config("emails")).paused
 
-        (first, *_rest) = await backend_store.list_jobs(queue="emails")
+        (first, second, third) = await backend_store.list_jobs(JobFilter(queue="emails"))
         cancelled = await http.post(f"/jobs/{first.id}/cancel", data={"csrf": csrf})
         assert cancelled.status_code == 303
         assert (await backend_store.get(first.id)).state is JobState.CANCELLED
         shown = await http.get(cancelled.headers["location"])
         assert "cancel: cancelled" in shown.text
+
+        retried = await http.post(f"/jobs/{dead}/retry", data={"csrf": csrf})
+        assert "retry: done" in (await http.get(retried.headers["location"])).text
+        job = await backend_store.get(dead)
+        assert (job.state, job.attempt) == (JobState.AVAILABLE, 0)
+        again = await http.post(f"/jobs/{dead}/retry", data={"csrf": csrf})
+        assert "nothing changed" in (await http.get(again.headers["location"])).text
+
+        discarded = await http.post(
+            f"/jobs/{second.id}/discard", data={"csrf": csrf, "reason": "bad address"}
+        )
+        assert discarded.status_code == 303
+        job = await backend_store.get(second.id)
+        assert (job.state, job.last_error) == (JobState.DEAD, "bad address")
+        deleted = await http.post(f"/jobs/{third.id}/delete", data={"csrf": csrf})
+        assert deleted.headers["location"].startswith("http://dash.test/jobs?")
+        with pytest.raises(transports.JobNotFound):
+            await backend_store.get(third.id)
+        unknown = await http.post(f"/jobs/{first.id}/explode", data={"csrf": csrf})
+        assert unknown.status_code == 400
+        missing = await http.post("/jobs/99999/retry", data={"csrf": csrf})
+        assert missing.status_code == 303  # nothing matched: nothing changed
+        assert (await http.post("/jobs/99999/cancel", data={"csrf": csrf})).status_code == 404
+
+
+async def test_an_action_on_every_job_a_filter_matches_goes_in_bounded_batches(
+    backend_store: Transport,
+) -> None:
+    """Retry all / cancel all / discard all act on the filter's jobs only, and never on all."""
+    dead = [await seed_dead(backend_store, queue="reports", error=f"E{n}") for n in range(3)]
+    other = await seed_dead(backend_store, queue="emails", error="E9")
+    waiting = await backend_store.enqueue_many([EnqueueRequest(kind="a", queue="reports")] * 2)
+    app = create_dashboard(backend_store, token=TOKEN)
+    async with client(app, headers=AUTH) as http:
+        page = await http.get("/jobs", params={"state": "dead", "queue": "reports"})
+        assert 'id="bulk-actions"' in page.text
+        assert 'id="bulk-actions"' not in (await http.get("/jobs")).text  # no filter: no bulk
+        csrf = await csrf_of(http, "/jobs")
+        done = await http.post(
+            "/jobs/bulk",
+            data={"csrf": csrf, "action": "retry", "state": "dead", "queue": "reports"},
+        )
+        assert done.status_code == 303
+        assert "retry: 3 jobs" in (await http.get(done.headers["location"])).text
+        for job_id in dead:
+            assert (await backend_store.get(job_id)).state is JobState.AVAILABLE
+        assert (await backend_store.get(other)).state is JobState.DEAD
+        everything = await http.post("/jobs/bulk", data={"csrf": csrf, "action": "cancel"})
+        assert everything.status_code == 400
+        assert "every job is refused" in everything.text
+        bad = await http.post(
+            "/jobs/bulk", data={"csrf": csrf, "action": "retry", "state": "zombie"}
+        )
+        assert bad.status_code == 400
+        done = await http.post(
+            "/jobs/bulk",
+            data={"csrf": csrf, "action": "discard", "queue": "reports", "reason": "stop"},
+        )
+        assert "discard: 5 jobs" in (await http.get(done.headers["location"])).text
+        for job in await backend_store.list_jobs(JobFilter(queue="reports")):
+            assert (job.state, job.last_error) == (JobState.DEAD, "stop")
+        assert waiting[0].job_id in [
+            j.id for j in await backend_store.list_jobs(JobFilter(queue="reports", error="stop"))
+        ]
 
 
 async def test_a_bad_queue_setting_is_shown_inline_and_nothing_is_written() -> None:
@@ -108,27 +179,37 @@ async def test_a_bad_queue_setting_is_shown_inline_and_nothing_is_written() -> N
 
 
 async def test_the_job_list_pages_by_id_and_refuses_bad_filters() -> None:
-    """Keyset pages of 50: 'next' continues after the last id shown; bad filters are a 400."""
+    """Keyset pages of 50, newest first or oldest first; bad filters are a 400."""
     async with MemoryTransport() as store:
         await store.enqueue_many([EnqueueRequest(kind="a", queue="q")] * 120)
+        await seed_dead(store, queue="mail", error="Timeout while talking to the mail relay")
         app = create_dashboard(store, read_only=True)
         async with client(app) as http:
-            seen: list[int] = []
-            page = await http.get("/jobs", params={"queue": "q"})
-            while True:
-                ids = [int(i) for i in re.findall(r'href="http://dash.test/jobs/(\d+)"', page.text)]
-                seen.extend(ids)
-                following = re.search(r'id="next-page" href="([^"]+)"', page.text)
-                if following is None:
-                    break
-                page = await http.get(following.group(1).replace("&amp;", "&"))
-            assert seen == list(range(1, 121))
+            for order, expected in [
+                ("oldest", list(range(1, 121))),
+                ("newest", list(range(120, 0, -1))),
+            ]:
+                seen: list[int] = []
+                page = await http.get("/jobs", params={"queue": "q", "order": order})
+                while True:
+                    ids = [
+                        int(i) for i in re.findall(r'href="http://dash.test/jobs/(\d+)"', page.text)
+                    ]
+                    assert len(ids) <= 50
+                    seen.extend(ids)
+                    following = re.search(r'id="next-page" href="([^"]+)"', page.text)
+                    if following is None:
+                        break
+                    page = await http.get(following.group(1).replace("&amp;", "&"))
+                assert seen == expected, order
+            found = await http.get("/jobs", params={"error": "MAIL RELAY"})
+            assert re.findall(r'href="http://dash.test/jobs/(\d+)"', found.text) == ["121"]
             for params, reason in [
                 ({"state": "zombie"}, "unknown state"),
                 ({"queue": "no spaces"}, "invalid queue name"),
                 ({"kind": "x" * 200}, "invalid kind name"),
-                ({"after": "-1"}, "after is between"),
-                ({"after": "ten"}, "after is a whole number"),
+                ({"before": "-1"}, "the page cursor is between"),
+                ({"after": "ten", "order": "oldest"}, "the page cursor is a whole number"),
             ]:
                 answer = await http.get("/jobs", params=params)
                 assert answer.status_code == 400, params

@@ -184,6 +184,7 @@ async def test_stored_text_is_escaped_everywhere_it_is_shown() -> None:
                     queue="hostile",
                     payload={"x": text, text: [text]},
                     error=text,
+                    traceback=f"Traceback (most recent call last):\n{text}",
                 )
             )
         (kept,) = await store.enqueue_many(
@@ -203,6 +204,7 @@ async def test_stored_text_is_escaped_everywhere_it_is_shown() -> None:
                 assert "script-src 'self'" in page.headers["content-security-policy"]
             detail = pages[1].text
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in detail
+            assert "Traceback (most recent call last):\n&lt;script&gt;" in detail  # its history
             assert "&#34;&gt;&lt;img src=x onerror=alert(2)&gt;" in pages[2].text
             assert "{{ 7 * 7 }}" in pages[5].text  # shown as text, never evaluated
 

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 import transports
-from actors.dashboard import QUERY_BOUNDS, create_dashboard
+from actors.dashboard import BULK_LIMIT, QUERY_BOUNDS, create_dashboard
+from transports import JobFilter
 
 from ._support import CountingTransport, client, csrf_of
 
@@ -83,6 +84,7 @@ async def test_every_page_makes_a_bounded_number_of_storage_calls(million: str) 
                 "counts_json": "/api/counts",
                 "queues": "/queues",
                 "jobs": "/jobs?state=dead&queue=queue3",
+                "jobs_newest": "/jobs",
                 "job": "/jobs/500000",
                 "nodes": "/nodes",
                 "correctness": "/correctness?window=24h",
@@ -91,25 +93,50 @@ async def test_every_page_makes_a_bounded_number_of_storage_calls(million: str) 
             for name, path in pages.items():
                 page = await http.get(path)
                 assert page.status_code == 200, (name, page.text)
-                assert counting.take() <= QUERY_BOUNDS[name], (name, counting.calls)
+                assert counting.take() <= QUERY_BOUNDS[name.split("_newest")[0]], (
+                    name,
+                    counting.calls,
+                )
             overview = await http.get("/")
             assert f'<th class="num">{JOBS}</th>' in overview.text
             counting.take()
 
-            listing = await http.get("/jobs", params={"state": "dead", "after": "900000"})
+            listing = await http.get(
+                "/jobs", params={"state": "dead", "after": "900000", "order": "oldest"}
+            )
             rows = re.findall(r'href="http://dash.test/jobs/(\d+)"', listing.text)
             assert len(rows) == 50
             assert all(int(r) > 900000 for r in rows)
             assert 'id="next-page"' in listing.text
             assert counting.take() <= QUERY_BOUNDS["jobs"]
+            newest = await http.get("/jobs", params={"state": "dead", "before": "100000"})
+            rows = [int(r) for r in re.findall(r'href="http://dash.test/jobs/(\d+)"', newest.text)]
+            assert rows == sorted(rows, reverse=True)
+            assert len(rows) == 50
+            assert rows[0] < 100000
+            assert counting.take() <= QUERY_BOUNDS["jobs"]
+            found = await http.get("/jobs", params={"state": "dead", "error": "row 77"})
+            assert found.status_code == 200
+            assert counting.take() <= QUERY_BOUNDS["jobs"]
 
             actions = {
                 "queue_update": ("/queues/queue1", {"action": "pause"}),
-                "job_cancel": ("/jobs/5/cancel", {}),  # 5 % 8 == 5: scheduled
+                "job_action": ("/jobs/5/cancel", {}),  # 5 % 8 == 5: scheduled
+                "jobs_bulk": (
+                    "/jobs/bulk",
+                    {"action": "retry", "state": "dead", "queue": "queue3"},
+                ),
             }
+            # (The schema is the module's: the other loop's run may have retried some already.)
+            dead3 = JobFilter(queue="queue3", states=[transports.JobState.DEAD])
+            batch = await inner.list_jobs(dead3, limit=BULK_LIMIT + 1)
             for name, (path, data) in actions.items():
                 answer = await http.post(path, data={"csrf": csrf, **data})
                 assert answer.status_code == 303, (name, answer.text)
                 assert counting.take() <= QUERY_BOUNDS[name], (name, counting.calls)
         assert (await inner.get_queue_config("queue1")).paused
         assert (await inner.get(5)).state is transports.JobState.CANCELLED
+        # One batch: the lowest BULK_LIMIT dead jobs of queue3 run again, not one more.
+        assert (await inner.get(batch[0].id)).state is transports.JobState.AVAILABLE
+        assert (await inner.get(batch[-2].id)).state is transports.JobState.AVAILABLE
+        assert (await inner.get(batch[-1].id)).state is transports.JobState.DEAD
