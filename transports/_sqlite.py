@@ -115,7 +115,7 @@ _Q = load_queries(_DIALECT)  # read once at import: no file I/O on the event loo
 _MIGRATIONS = load_migrations(_DIALECT)
 # Rows per statement for batched writes: well under SQLite's limit of bound parameters.
 _CHUNK = 500
-_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # The watcher of other connections' commits (see the module docstring): seconds between looks.
 _WATCH_FASTEST = 0.002
 _WATCH_SLOWEST = 0.025
