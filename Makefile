@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/actorq demo
+	$(BIN)/actorq demo $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -22,6 +22,7 @@ import secrets
 import signal
 import socket
 import sys
+import tempfile
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -48,7 +49,7 @@ from transports import (
 from transports.lowlevel import INT32_MAX, encode_payload
 
 from ..core import RealClock
-from ..jobs import App, Topology, WorkerConfig
+from ..jobs import App, CronSchedule, Topology, WorkerConfig
 from ..telemetry import LOG_FORMATS, JsonFormatter, TelemetryUnavailable
 from ._errors import USAGE, CliFailure, _one_line, describe, redact_url
 from ._load import load_app
@@ -956,17 +957,39 @@ def dashboard(
     url: str, host: str, port: int, read_only: bool, token: str | None, app_path: str | None
 ) -> None:
     """Serve the web dashboard of the store at -t (never creates a store)."""
-    try:
-        import uvicorn
+    _need_dashboard()
+    if token is not None and not token.strip():
+        raise CliFailure("--token is empty", "give a secret, or leave it out", USAGE)
+    schedules = load_app(app_path).schedules if app_path is not None else []
+    _serve_dashboard(url, host, port, read_only=read_only, token=token, schedules=schedules)
 
-        from ..dashboard import create_dashboard
+
+def _need_dashboard() -> None:
+    """Refuse, in one line, when the ``dashboard`` extra is not installed."""
+    try:
+        import uvicorn  # noqa: F401
+
+        from ..dashboard import create_dashboard  # noqa: F401
     except ImportError as exc:
         raise CliFailure(
             f"the dashboard needs {exc.name}", "pip install 'actorq[dashboard]'"
         ) from exc
-    if token is not None and not token.strip():
-        raise CliFailure("--token is empty", "give a secret, or leave it out", USAGE)
-    schedules = load_app(app_path).schedules if app_path is not None else []
+
+
+def _serve_dashboard(
+    url: str,
+    host: str,
+    port: int,
+    *,
+    read_only: bool,
+    token: str | None,
+    schedules: Sequence[CronSchedule] = (),
+) -> None:
+    """Serve the dashboard of the store at ``url`` until SIGINT / SIGTERM (then return)."""
+    import uvicorn
+
+    from ..dashboard import create_dashboard
+
     fresh = token is None and not read_only
     if fresh:
         token = secrets.token_urlsafe(18)
@@ -1061,20 +1084,56 @@ def migrate(url: str) -> None:
     show_default=True,
     help="Workers per queue.",
 )
+@click.option(
+    "--dashboard",
+    "serve",
+    is_flag=True,
+    help="Then serve the demo's store in the web dashboard (read-only) until Ctrl-C.",
+)
+@click.option(
+    "--port",
+    "-p",
+    type=click.IntRange(1, 65535),
+    default=8077,
+    show_default=True,
+    help="The dashboard's port (with --dashboard).",
+)
 @_loop_option
-def demo(url: str | None, jobs: int, concurrency: int, loop: str) -> None:
+def demo(url: str | None, jobs: int, concurrency: int, serve: bool, port: int, loop: str) -> None:
     """Run a realistic mix of jobs on embedded SQLite, with live progress and a summary.
 
     The demo's failures are deliberate and counted in its summary, so their WARNING logs are
-    held back; ``-v`` shows them as a worker would.
+    held back; ``-v`` shows them as a worker would. With ``--dashboard`` the jobs it ran stay
+    on view in the web dashboard until Ctrl-C.
     """
     from ._demo import run_demo
 
+    if serve and url is not None and url.startswith("memory:"):
+        raise CliFailure(
+            "--dashboard cannot show a memory store (it ends with the demo)",
+            "leave out -t, or give a SQLite or PostgreSQL URL",
+            USAGE,
+        )
+    if serve:
+        _need_dashboard()  # before any job runs
     quiet = not click.get_current_context().meta.get(_VERBOSE, 0)
-    _run(
-        loop,
-        lambda: run_demo(url, quick_jobs=jobs, concurrency=concurrency, quiet_failures=quiet),
-    )
+    with tempfile.TemporaryDirectory(prefix="actorq-demo-") as folder:
+        store = url or f"sqlite:///{Path(folder) / 'demo.db'}"
+        _run(
+            loop,
+            lambda: run_demo(store, quick_jobs=jobs, concurrency=concurrency, quiet_failures=quiet),
+        )
+        if serve:
+            _serve_dashboard(store, "127.0.0.1", port, read_only=True, token=None)
+        elif url is None:
+            click.echo(
+                "See these jobs in the web dashboard: actorq demo --dashboard "
+                "(make demo ARGS=--dashboard)"
+            )
+        else:
+            click.echo(
+                f"See these jobs in the web dashboard: actorq dashboard -t {redact_url(url)}"
+            )
 
 
 for _command in main.commands.values():

@@ -115,3 +115,45 @@ def test_the_command_serves_the_store_until_interrupted(store: Store, tmp_path: 
     assert "Traceback" not in err
     assert f"at http://127.0.0.1:{port}/" in err
     assert "log in with the token" not in err  # a given token is never printed
+
+
+def test_the_demo_keeps_its_jobs_on_view_in_the_dashboard(tmp_path: Path) -> None:
+    """``actorq demo --dashboard``: the demo runs, then its store is served read-only (no
+    token needed) with the jobs it ran, until SIGINT stops it cleanly."""
+    port = _free_port()
+    command = [sys.executable, "-m", "actors.cli", "demo", "--jobs", "30", "--dashboard"]
+    process = subprocess.Popen(
+        [*command, "--port", str(port)], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                counts = httpx.get(f"http://127.0.0.1:{port}/api/counts")
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.communicate()[1]
+                assert time.monotonic() < deadline, "the dashboard never listened"
+                time.sleep(0.2)
+        assert counts.status_code == 200
+        assert counts.json()["media"]["succeeded"] >= 30
+        overview = httpx.get(f"http://127.0.0.1:{port}/")
+        assert overview.status_code == 200
+        assert "<form" not in overview.text  # read-only: nothing to act with
+    finally:
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert f"at http://127.0.0.1:{port}/" in err
+
+
+def test_the_demo_says_how_to_see_its_jobs_and_refuses_a_memory_dashboard() -> None:
+    """Without ``--dashboard`` the demo ends by naming the command that shows its jobs; a
+    memory store cannot be shown after the demo, which is one line before any job runs."""
+    done = cli(["demo", "--jobs", "5"])
+    assert done.exit_code == 0, done.output
+    assert "actorq demo --dashboard" in done.stdout.splitlines()[-1]
+    assert_one_line_error(
+        cli(["demo", "-t", "memory://", "--dashboard"]), 2, "cannot show a memory store"
+    )
