@@ -141,6 +141,11 @@ def _duration(name: str, default: float, text: str) -> Callable[[_F], _F]:
     default=None,
     help="Give the built-in jobs concurrency keys, each limited to this many running.",
 )
+@click.option(
+    "--operators",
+    is_flag=True,
+    help="An operator retries dead, discards scheduled and cancels available jobs meanwhile.",
+)
 @_defaulted("--backend", click.Choice(["asyncio", "trio"]), _DEFAULT.backend, "Event loop.")
 @click.option(
     "--keep-faults",
@@ -235,6 +240,7 @@ def config_from_options(
     tail: float | str = _DEFAULT.tail,
     cron: str | None = _DEFAULT.cron,
     key_limit: int | None = None,
+    operators: bool = False,
     backend: str = _DEFAULT.backend,
     keep_faults: Sequence[int] | str | None = None,
 ) -> SimConfig:
@@ -269,6 +275,7 @@ def config_from_options(
         tail=seconds(tail),
         cron=cron,
         key_limit=key_limit,
+        operators=operators,
         backend=backend,
         keep_faults=keep_faults,
     )

@@ -120,6 +120,9 @@ class SimConfig:
     key_limit: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
     )
+    # an operator also retries dead jobs, discards scheduled ones and cancels available ones,
+    # by filter, while faults strike (as ``actorq jobs retry --state dead`` would)
+    operators: bool = False
     backend: str = attrs.field(default="asyncio", validator=_backend)
     keep_faults: tuple[int, ...] | None = attrs.field(default=None, converter=_keep)
     trace_tail: int = attrs.field(default=30, validator=attrs.validators.ge(0))
@@ -153,6 +156,8 @@ class SimConfig:
             argv += ["--cron", self.cron or "none"]
         if self.key_limit is not None:
             argv += ["--key-limit", str(self.key_limit)]
+        if self.operators:
+            argv.append("--operators")
         if self.backend != default.backend:
             argv += ["--backend", self.backend]
         if self.keep_faults is not None:

@@ -21,6 +21,8 @@ Invariants (their names appear in reports):
 * ``no_stale_start``: a handler starts (``JobClaimed``) only on its job's current claim, while
   that lease is live by the store's clock: a node that stalled between its claim and the
   hand-off gives the job back instead of running it.
+* ``operators_spare_leases``: an operator's retry or discard (``--operators``) never changes
+  a job that holds a lease; only a cancel reaches one, as a request its heartbeat sees.
 * ``all_final_after_drain``: once faults stop, every job becomes final within the tail.
 * ``key_limit_held``: no claim leaves a concurrency key more live (unexpired) leases than its
   limit (runs with ``key_limit``).
@@ -271,6 +273,20 @@ class Checker:
         for request, result in zip(requests, results, strict=True):
             if not result.deduplicated and result.job_id not in jobs:
                 jobs[result.job_id] = _Job(result.job_id, request.queue, request.max_attempts)
+
+    def operated(self, source: str, action: str, job_ids: Sequence[int], now: float) -> None:
+        """An operator changed jobs by filter: a retry or discard touched no leased job."""
+        if self._trace.closed or action == "cancel":
+            return
+        for job_id in job_ids:
+            job = self.jobs.get(job_id)
+            if job is not None and job.token is not None:
+                self.violate(
+                    "operators_spare_leases",
+                    f"job {job_id}: an operator's {action} changed it while {job.owner} held "
+                    f"its lease (token {job.token})",
+                )
+                return
 
     def claimed(self, source: str, leases: Sequence[Lease], now: float) -> None:
         """Jobs were leased: none may still be held, and the attempt must be in bounds."""

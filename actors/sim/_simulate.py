@@ -104,6 +104,7 @@ async def run_simulation(
         checker=checker,
         hub=hub,
         trace=trace,
+        operators=config.operators,
     )
     cluster = Cluster(
         config,

@@ -28,6 +28,7 @@ __all__ = [
     "NodePaused",
     "NodeResumed",
     "NodeStarted",
+    "OperatorActed",
     "PartitionHealed",
     "PartitionStarted",
     "SimEvent",
@@ -146,6 +147,14 @@ class CancelRequested:
 
 
 @attrs.frozen(kw_only=True)
+class OperatorActed:
+    """An operator retried, discarded or cancelled the jobs a filter matched (``--operators``)."""
+
+    action: str  # "retry" (dead jobs), "discard" (scheduled jobs) or "cancel" (available jobs)
+    job_ids: tuple[int, ...]  # the jobs it changed
+
+
+@attrs.frozen(kw_only=True)
 class HandlerHung:
     """A handler run hangs until something cancels it (its timeout, a lost lease, a crash)."""
 
@@ -182,6 +191,7 @@ SimEvent: TypeAlias = (
     | ClockStepped
     | JobsEnqueued
     | CancelRequested
+    | OperatorActed
     | HandlerHung
     | FaultsStopped
     | ViolationFound

@@ -28,12 +28,12 @@ from actors.jobs import (
     RetryLater,
     SnoozeUntil,
 )
-from transports import EnqueueRequest, Transport
+from transports import EnqueueRequest, JobFilter, JobState, Transport
 
 from ._faults import WakeHub, due_jobs
 from ._invariants import Checker
 from ._rng import derive_rng
-from ._trace import CancelRequested, HandlerHung, JobsEnqueued, Trace
+from ._trace import CancelRequested, HandlerHung, JobsEnqueued, OperatorActed, Trace
 
 __all__ = ["JobFactory", "SimWorkload", "Work", "with_hangs"]
 
@@ -47,6 +47,10 @@ LOAD_SHARE = 0.8
 BATCH_WINDOW = 5.0
 #: Probability that the producer cancels an earlier job with each batch.
 CANCEL_RATE = 0.05
+
+#: Probability that the operator (``operators``) acts with each batch, on at most this many jobs.
+OPERATOR_RATE = 0.1
+OPERATOR_LIMIT = 3
 
 
 @attrs.frozen(kw_only=True)
@@ -195,8 +199,10 @@ class Producer:
         checker: Checker,
         hub: WakeHub,
         trace: Trace,
+        operators: bool = False,
     ) -> None:
         self._seed = seed
+        self._operators = operators
         self._jobs = jobs
         self._span = span
         self._make_job = make_job
@@ -222,6 +228,8 @@ class Producer:
     async def run(self, start: float) -> None:
         """Enqueue every batch at its time."""
         rng = derive_rng(self._seed, "operator")
+        # A stream of its own: runs without the operator's actions draw as they always did.
+        acting = derive_rng(self._seed, "operator-actions")
         known: list[int] = []
         for at, numbers in self.batches(start):
             await self._clock.sleep_until(at)
@@ -240,3 +248,31 @@ class Producer:
                 job_id = rng.choice(known)
                 result = await self._client.cancel(job_id)
                 self._trace.add("client", CancelRequested(job_id=job_id, result=result.value))
+            if self._operators and acting.random() < OPERATOR_RATE:
+                await self._act(acting)
+
+    async def _act(self, rng: Random) -> None:
+        """Retry dead jobs, discard scheduled ones or cancel available ones, by filter."""
+        action, state = rng.choice(_ACTIONS)
+        # Half the time by state, half over every job (as ``actorq jobs discard --all``):
+        # then the store itself must pass over the running ones.
+        where = JobFilter(states=frozenset({state})) if rng.random() < 0.5 else JobFilter()
+        limit = rng.randint(1, OPERATOR_LIMIT)
+        client = self._client
+        if action == "retry":
+            job_ids = await client.retry_jobs(where, limit=limit)
+        elif action == "discard":
+            job_ids = await client.discard_jobs(
+                where, reason="discarded by the operator", limit=limit
+            )
+        else:
+            job_ids = await client.cancel_jobs(where, limit=limit)
+        self._checker.operated("client", action, job_ids, self._clock.now())
+        self._trace.add("client", OperatorActed(action=action, job_ids=tuple(job_ids)))
+
+
+_ACTIONS = (
+    ("retry", JobState.DEAD),
+    ("discard", JobState.SCHEDULED),
+    ("cancel", JobState.AVAILABLE),
+)

@@ -8,9 +8,12 @@ invariant the bug breaks and print the command that replays it.
 from __future__ import annotations
 
 import attrs
+import pytest
 
+import transports._memory
 from actors.sim import FaultRates, SimConfig, SimReport, TransportFactory, shrink, simulate, sweep
-from actors.sim.lowlevel import parse_faults, plan_faults
+from actors.sim.lowlevel import OperatorActed, parse_faults, plan_faults
+from transports import JobState
 
 from ._broken import eager_reaper, limit_blind, token_blind
 
@@ -116,3 +119,36 @@ def test_shrinking_keeps_the_failure_with_fewer_faults() -> None:
     assert "--keep-faults" in report.violation.command
     again = simulate(smaller, transport_factory=token_blind)
     assert again.violation == report.violation
+
+
+def test_operator_actions_under_every_fault_keep_every_invariant() -> None:
+    """An operator retrying, discarding and cancelling jobs by filter while faults strike
+    breaks nothing: every invariant holds, and the actions really changed jobs."""
+    summary = sweep(attrs.evolve(SMALL, operators=True), range(1, 21))
+    failed = [run.violation for run in summary.runs if run.violation is not None]
+    assert not failed, failed[0]
+    acted = simulate(attrs.evolve(SMALL, operators=True, seed=3)).trace
+    changed = [e.event for e in acted.entries if type(e.event) is OperatorActed and e.event.job_ids]
+    assert {e.action for e in changed} == {"retry", "discard", "cancel"}
+
+
+def test_an_operator_discard_that_takes_running_jobs_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store whose discard also takes running jobs (overriding a live lease) is caught as
+    operators_spare_leases within 200 seeds."""
+    monkeypatch.setattr(
+        transports._memory, "_WAITING", frozenset({*transports._memory._WAITING, JobState.RUNNING})
+    )
+    config = attrs.evolve(SMALL, operators=True)
+    failures: list[SimReport] = []
+    sweep(
+        config,
+        range(1, 201),
+        stop_at_first=True,
+        on_report=lambda r: None if r.passed else failures.append(r),
+    )
+    assert failures, "the broken discard was never noticed"
+    assert failures[0].violation is not None
+    assert failures[0].violation.invariant == "operators_spare_leases"
+    assert "--operators" in failures[0].violation.command
