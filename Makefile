@@ -47,11 +47,12 @@ test: lint typecheck pytest docs
 test-thorough: $(STAMP)
 	HYPOTHESIS_PROFILE=thorough $(BIN)/pytest property_tests $(PYTEST_ARGS)
 
-# Not part of `make test` (the memory and runtime groups took 24 min on two cores). Prints the
-# score per family of code and every survivor.
+# Not part of `make test` (on two shared cores the memory group takes ~5 min, the runtime group
+# ~50). Prints the score per family of code and every survivor; `make mutation ARGS=memory` runs
+# one group. Last measured: memory 91.9% (764/831), runtime 71.5% (1023/1431).
 mutation: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,docs,mutation]'
-	$(BIN)/python -m property_tests.mutation
+	$(BIN)/python -m property_tests.mutation $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
