@@ -72,6 +72,14 @@ def _hunting() -> settings:
     )
 
 
+class _FinalizeHunt(LeaseMachine):
+    """The machine without the operator's rule: the bug hunted here is the finalize's, and
+    a rule it never needs only gives the shrinker more to try (on PostgreSQL, past two
+    minutes under coverage)."""
+
+    operate = None  # type: ignore[assignment]  # not a rule here
+
+
 def _steps(report: str) -> list[str]:
     """The rules, in order, of the failing example hypothesis printed."""
     return [name for name in _STEP.findall(report) if name not in _NOT_STEPS]
@@ -81,7 +89,7 @@ def _shrinks(harness: Harness) -> None:
     """Run the machine against a broken backend; check hypothesis reports a short example."""
     with harness:
         try:
-            run_state_machine_as_test(lambda: LeaseMachine(harness), settings=_hunting())
+            run_state_machine_as_test(lambda: _FinalizeHunt(harness), settings=_hunting())
         except Exception as raised:  # whatever hypothesis reports is checked below
             error = raised
         else:
