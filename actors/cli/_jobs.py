@@ -29,11 +29,11 @@ from transports import (
     JobState,
     Transport,
 )
-from transports.lowlevel import INT64_MAX, WallClock, check_label, validate_name
+from transports.lowlevel import INT64_MAX, WallClock
 
 from ._errors import USAGE, CliFailure
 from ._main import DEFAULT_TRANSPORT, _run, _verbose_param, _with_transport
-from ._types import QueueName, StoreURL, parse_duration
+from ._types import KindName, Label, QueueName, StoreURL, parse_duration
 
 __all__ = ["jobs"]
 
@@ -45,30 +45,6 @@ DEFAULT_LIST = 50
 DEFAULT_REASON = "discarded by an operator"
 
 _STATES = [state.value for state in JobState]
-
-
-class KindName(click.ParamType[str]):
-    """A job kind, checked by the transports' one naming rule."""
-
-    name = "kind"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        try:
-            return validate_name(str(value), "kind")
-        except InvalidRequest as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class Label(click.ParamType[str]):
-    """Text stored or matched as a label: 1-255 characters, no control characters."""
-
-    name = "text"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        try:
-            return check_label(str(value), "the text")
-        except InvalidRequest as exc:
-            self.fail(str(exc), param, ctx)
 
 
 class When(click.ParamType[float]):

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import click
 
-from transports import InvalidQueueName, InvalidRequest, redact_url
+from transports import InvalidRequest, redact_url
 from transports.lowlevel import check_label, validate_name
 
 __all__ = [
     "URL_META",
     "Duration",
+    "KindName",
+    "Label",
     "LimitKey",
     "QueueName",
     "StoreURL",
@@ -123,25 +126,36 @@ class StoreURL(click.ParamType[str]):
         return url
 
 
-class QueueName(click.ParamType[str]):
-    """A queue name, checked by the transports' one naming rule."""
+class _Checked(click.ParamType[str]):
+    """Text checked by one of the transports' own rules (which raise ``InvalidRequest``), so
+    the command line refuses exactly what the store would."""
 
-    name = "queue"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        try:
-            return validate_name(str(value))
-        except InvalidQueueName as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class LimitKey(click.ParamType[str]):
-    """A concurrency key, checked by the transports' one label rule."""
-
-    name = "key"
+    def __init__(self, name: str, check: Callable[[str], str]) -> None:
+        self.name = name
+        self._check = check
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         try:
-            return check_label(str(value), "key")
+            return self._check(str(value))
         except InvalidRequest as exc:
             self.fail(str(exc), param, ctx)
+
+
+def QueueName() -> click.ParamType[str]:
+    """A queue name, checked by the transports' one naming rule."""
+    return _Checked("queue", validate_name)
+
+
+def KindName() -> click.ParamType[str]:
+    """A job kind, checked by the transports' one naming rule."""
+    return _Checked("kind", lambda text: validate_name(text, "kind"))
+
+
+def LimitKey() -> click.ParamType[str]:
+    """A concurrency key, checked by the transports' one label rule."""
+    return _Checked("key", lambda text: check_label(text, "key"))
+
+
+def Label() -> click.ParamType[str]:
+    """Text stored or matched as a label: 1-255 characters, no control characters."""
+    return _Checked("text", lambda text: check_label(text, "the text"))

@@ -37,6 +37,18 @@ def busy_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
+def _first_answer(process: subprocess.Popen[str], url: str, *, within: float) -> httpx.Response:
+    """GET ``url`` as soon as the served process listens (it must not exit meanwhile)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return httpx.get(url)
+        except httpx.TransportError:
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "the dashboard never listened"
+            time.sleep(0.1)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -96,15 +108,7 @@ def test_the_command_serves_the_store_until_interrupted(store: Store, tmp_path: 
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                first = httpx.get(f"{base}/api/counts")
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.communicate()[1]
-                assert time.monotonic() < deadline, "the dashboard never listened"
-                time.sleep(0.1)
+        first = _first_answer(process, f"{base}/api/counts", within=30)
         assert first.status_code == 401
         counts = httpx.get(f"{base}/api/counts", headers={"authorization": "Bearer from-env"})
         assert counts.json()["emails"]["available"] == 1
@@ -126,15 +130,7 @@ def test_the_demo_keeps_its_jobs_on_view_in_the_dashboard(tmp_path: Path) -> Non
         [*command, "--port", str(port)], cwd=tmp_path, stderr=subprocess.PIPE, text=True
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                counts = httpx.get(f"http://127.0.0.1:{port}/api/counts")
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.communicate()[1]
-                assert time.monotonic() < deadline, "the dashboard never listened"
-                time.sleep(0.2)
+        counts = _first_answer(process, f"http://127.0.0.1:{port}/api/counts", within=120)
         assert counts.status_code == 200
         assert counts.json()["media"]["succeeded"] >= 30
         overview = httpx.get(f"http://127.0.0.1:{port}/")
