@@ -176,53 +176,27 @@ def event_of(
     publishes nothing (the job simply becomes available again). ``duration`` is the handler's
     running time, reported by ``JobSucceeded``, ``JobRetried`` and ``JobDead``.
     """
+    # Every event names the job, its queue and kind, the worker and the time.
+    about: dict[str, Any] = {
+        "at": now,
+        "job_id": job.id,
+        "kind": job.kind,
+        "queue": job.queue,
+        "worker": worker,
+    }
     if result is FinalizeResult.STALE:
-        return FinalizeRefused(
-            at=now, job_id=job.id, kind=job.kind, queue=job.queue, worker=worker, token=token
-        )
-    kind = type(outcome)
-    if kind is Complete:
-        return JobSucceeded(
-            at=now,
-            job_id=job.id,
-            kind=job.kind,
-            queue=job.queue,
-            attempt=job.attempt,
-            worker=worker,
-            duration=duration,
-        )
+        return FinalizeRefused(**about, token=token)
+    if type(outcome) is Complete:
+        return JobSucceeded(**about, attempt=job.attempt, duration=duration)
     if isinstance(outcome, Retry):
+        error = outcome.error or ""
         return JobRetried(
-            at=now,
-            job_id=job.id,
-            kind=job.kind,
-            queue=job.queue,
-            attempt=job.attempt,
-            worker=worker,
-            run_at=outcome.run_at,
-            error=outcome.error or "",
-            duration=duration,
+            **about, attempt=job.attempt, run_at=outcome.run_at, error=error, duration=duration
         )
     if isinstance(outcome, Discard):
-        return JobDead(
-            at=now,
-            job_id=job.id,
-            kind=job.kind,
-            queue=job.queue,
-            attempt=job.attempt,
-            worker=worker,
-            reason=outcome.error,
-            duration=duration,
-        )
+        return JobDead(**about, attempt=job.attempt, reason=outcome.error, duration=duration)
     if isinstance(outcome, Snooze):
-        return JobSnoozed(
-            at=now,
-            job_id=job.id,
-            kind=job.kind,
-            queue=job.queue,
-            worker=worker,
-            run_at=outcome.run_at,
-        )
+        return JobSnoozed(**about, run_at=outcome.run_at)
     if isinstance(outcome, Cancel):
-        return JobCancelled(at=now, job_id=job.id, kind=job.kind, queue=job.queue, worker=worker)
+        return JobCancelled(**about)
     return None
