@@ -28,9 +28,14 @@ typecheck: $(STAMP)
 browser:
 	.ci/browser
 
+# Two passes under coverage: every test not marked `serial` on one worker per core (pytest-xdist),
+# then the serial ones (chaos: real processes, a server restart) alone. Exit 5 is "nothing
+# collected", when PYTEST_ARGS picks no serial test.
+WORKERS ?= auto
 pytest: $(STAMP) browser
 	$(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(WORKERS) --dist worksteal --cov --cov-report= -m "not serial" $(PYTEST_ARGS)
+	$(BIN)/pytest --cov --cov-append --cov-report= -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(BIN)/coverage report
 
 # The docs site, strict: a broken link or a docstring griffe cannot read fails the build.

@@ -24,7 +24,8 @@ from ._report import publish
 LONG = os.environ.get("ACTORQ_CHAOS") == "long"
 SEED = int(os.environ.get("ACTORQ_CHAOS_SEED", random.SystemRandom().randrange(2**31)))
 
-pytestmark = pytest.mark.postgres
+# serial: chaos times real processes (and its long run restarts the server), so it runs alone.
+pytestmark = [pytest.mark.postgres, pytest.mark.serial]
 
 
 def _plan() -> ChaosPlan:

@@ -27,7 +27,8 @@ from ._processes import Fleet
 from ._report import publish, table
 from .test_chaos import LONG
 
-pytestmark = pytest.mark.postgres
+# serial: chaos times real processes (and its long run restarts the server), so it runs alone.
+pytestmark = [pytest.mark.postgres, pytest.mark.serial]
 
 BURST = 200_000 if LONG else 20_000
 PROCESSES = 3 if LONG else 2

@@ -23,7 +23,8 @@ from ._processes import Fleet, WorkerProcess
 from ._report import publish, spread, table
 from .test_chaos import LONG
 
-pytestmark = pytest.mark.postgres
+# serial: chaos times real processes (and its long run restarts the server), so it runs alone.
+pytestmark = [pytest.mark.postgres, pytest.mark.serial]
 
 JOBS_PER_ROUND = 4
 
