@@ -72,6 +72,7 @@ from ._records import (
     RenewRequest,
     RenewResult,
     Retry,
+    Snooze,
     TimeSource,
     check_action,
     check_listing,
@@ -291,9 +292,11 @@ def _finalize_columns(requests: Sequence[FinalizeRequest]) -> tuple[list[Any] | 
     errors: list[str | None] = []
     types: list[str | None] = []
     tracebacks: list[str | None] = []
+    cools: list[bool] = []
     for request in requests:
         outcome = request.outcome
         action, run_at, error = encode_outcome(outcome)
+        cools.append(isinstance(outcome, Snooze) and outcome.cool_down)
         ids.append(request.job_id)
         tokens.append(request.token)
         actions.append(action)
@@ -313,6 +316,7 @@ def _finalize_columns(requests: Sequence[FinalizeRequest]) -> tuple[list[Any] | 
         _nulls_as_none(errors),
         _nulls_as_none(types),
         _nulls_as_none(tracebacks),
+        cools if any(cools) else None,
     )
 
 
@@ -670,7 +674,7 @@ class PostgresTransport(Transport):
             )
             if not rows:
                 self._limited = await self._run(
-                    lambda: pool.fetchval(self._sql["any_limits"]), idempotent=True
+                    lambda: pool.fetchval(self._sql["any_limits"], now), idempotent=True
                 )
         if self._limited:
             rows = await self._run(lambda: self._claim_limited(pool, queue, limit, owner, ttl))
@@ -736,6 +740,8 @@ class PostgresTransport(Transport):
             columns = tuple(
                 None if column is None else [column[i] for i in sent] for column in columns
             )
+        if columns[-1] is not None:
+            self._limited = True  # a key cools down: claims take the limited path
         rows = await self._run(lambda: pool.fetch(self._sql["finalize"], *columns, self._now()))
         # Only the applied requests come back, by their position among those sent.
         results = [FinalizeResult.STALE] * len(requests)
@@ -918,17 +924,41 @@ class PostgresTransport(Transport):
         configs = [_queue_config(row) for row in rows]
         return [config for config in configs if config is not None]
 
-    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
-        check_set_limit(key, concurrency)
+    async def set_limit(
+        self,
+        key: str,
+        *,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per: float | None = None,
+    ) -> None:
+        check_set_limit(key, concurrency, rate, per)
         pool = self._db
-        if concurrency is None:
-            await self._run(lambda: pool.execute(self._sql["delete_limit"], key), idempotent=True)
-        else:
+        if concurrency is not None or rate is not None:
             self._limited = True
-            await self._run(
-                lambda: pool.execute(self._sql["set_limit"], key, concurrency), idempotent=True
-            )
+
+        async def write() -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                if concurrency is None and rate is None:
+                    await conn.execute(self._sql["delete_limit"], key)
+                else:
+                    await conn.execute(self._sql["set_limit"], key, concurrency, rate, per)
+                if rate is None:
+                    await conn.execute(self._sql["forget_starts"], key)
+
+        await self._run(write, idempotent=True)
         self._waiters.wake(set(self._waiters.queues()))  # a key may have room now
+
+    async def reopens_in(self, queue: str) -> float | None:
+        check_name(queue)
+        if not self._limited:
+            await anyio.lowlevel.checkpoint()  # no limit seen: no key is held
+            return None
+        pool = self._db
+        wait = await self._run(
+            lambda: pool.fetchval(self._sql["reopens_in"], self._now()), idempotent=True
+        )
+        return None if wait is None else float(wait)
 
     async def list_limits(self) -> list[KeyLimit]:
         pool = self._db
@@ -936,8 +966,17 @@ class PostgresTransport(Transport):
             lambda: pool.fetch(self._sql["list_limits"], self._now()), idempotent=True
         )
         return [
-            KeyLimit(key=key, concurrency=concurrency, running=running, waiting=waiting)
-            for key, concurrency, running, waiting in rows
+            KeyLimit(
+                key=key,
+                concurrency=concurrency,
+                running=running,
+                waiting=waiting,
+                rate=rate,
+                per=per,
+                started=started,
+                cooldown_until=until,
+            )
+            for key, concurrency, running, waiting, rate, per, started, until in rows
         ]
 
     async def cleanup(

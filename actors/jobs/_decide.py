@@ -127,7 +127,8 @@ def outcome_of(job: Job, task: Task[Any], result: object, *, now: float, rng: Ra
 
     ``None`` and ``Done()`` complete the job; ``RetryLater`` spends an attempt (the task's
     backoff, or its own finite delay); ``Drop`` ends it dead; ``SnoozeUntil`` waits without
-    spending an attempt; anything else is a handler bug and ends the job dead, naming it.
+    spending an attempt (and, with ``cool_down``, cools the job's key down until then);
+    anything else is a handler bug and ends the job dead, naming it.
     """
     if result is None or type(result) is Done:
         return COMPLETE
@@ -154,7 +155,7 @@ def outcome_of(job: Job, task: Task[Any], result: object, *, now: float, rng: Ra
                 error=f"handler returned {result!r}: the time must be finite",
                 error_type=INVALID_OUTCOME,
             )
-        return Snooze(run_at=result.at)
+        return Snooze(run_at=result.at, cool_down=result.cool_down is True)
     return Discard(
         error=f"handler returned {result!r}, which is not an outcome", error_type=INVALID_OUTCOME
     )

@@ -11,7 +11,7 @@ from ._clock import ManualClock
 from ._conformance import TransportConformance, TransportFactory
 from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
-from ._flow import TransportFlowControl
+from ._flow import TransportFlowControl, TransportRateLimits
 from ._observing import TransportObserving
 from ._operators import TransportOperators
 from ._sql_mutants import SQLMutant, rewrite_query
@@ -26,5 +26,6 @@ __all__ = [
     "TransportFlowControl",
     "TransportObserving",
     "TransportOperators",
+    "TransportRateLimits",
     "rewrite_query",
 ]

@@ -106,8 +106,40 @@ CREATE TABLE stats (
 -- list_stats and prune_stats: rows by minute.
 CREATE INDEX stats_minute ON stats (minute);
 
--- Flow control: most jobs of one concurrency key holding a live lease at once, cluster-wide.
+-- Flow control: the limits of one concurrency key, cluster-wide: most jobs holding a live lease
+-- at once (concurrency), most starts in any window of per seconds (rate); NULL: none.
 CREATE TABLE limits (
     key TEXT PRIMARY KEY,
-    concurrency INTEGER NOT NULL
+    concurrency INTEGER,
+    rate INTEGER,
+    per REAL
 ) WITHOUT ROWID;
+
+-- The starts of each rate-limited key within its window (older ones are forgotten).
+CREATE TABLE key_starts (
+    key TEXT NOT NULL,
+    at REAL NOT NULL
+);
+
+CREATE INDEX key_starts_key_at ON key_starts (key, at);
+
+-- Keys cooled down (a remote asked to back off): no claim starts their jobs before until.
+CREATE TABLE cooldowns (
+    key TEXT PRIMARY KEY,
+    until REAL NOT NULL
+) WITHOUT ROWID;
+
+-- A claim that starts a job of a key with a rate logs the start, and forgets the key's starts
+-- that left its window, in the claim's statement (so under its write lock).
+CREATE TRIGGER jobs_log_start AFTER UPDATE OF state ON jobs
+WHEN NEW.state = 'running' AND OLD.state <> 'running' AND NEW.concurrency_key IS NOT NULL
+BEGIN
+    DELETE FROM key_starts
+    WHERE key = NEW.concurrency_key
+        AND at <= NEW.started_at - (
+            SELECT per FROM limits WHERE key = NEW.concurrency_key AND rate IS NOT NULL
+        );
+    INSERT INTO key_starts (key, at)
+    SELECT NEW.concurrency_key, NEW.started_at
+    FROM limits WHERE key = NEW.concurrency_key AND rate IS NOT NULL;
+END;
