@@ -237,8 +237,9 @@ class Transport(abc.ABC):
         A paused queue yields nothing. Does not wait for work: returns ``[]`` when none is due.
 
         With limits (see *Flow control* above), the candidates are the first ``limit`` due
-        jobs whose key was not at its limit when the claim began, and of those each key
-        starts at most its free slots; every job passed over stays due, its attempt unspent.
+        jobs whose key was not full when the claim began (at its concurrency limit, its rate
+        window full, or cooling down), and of those each key starts at most its free slots
+        (the fewer of its free concurrency slots and the starts left in its window); every job passed over stays due, its attempt unspent.
         So a claim may return fewer than ``limit`` leases while other due jobs remain (the
         next claim, which no longer sees the full key's jobs as candidates, takes those).
         A queue whose config sets ``global_concurrency`` starts, of those, only as many as

@@ -443,7 +443,8 @@ class _Pages:
                     "config": configs.get(name) or QueueConfig(name=name),
                 }
             )
-        return {"rows": rows, "errors": errors}
+        limits = await transport.list_limits()
+        return {"rows": rows, "errors": errors, "limits": limits}
 
     async def queues(self, request: Request) -> Response:
         return self._render(request, "queues.html", await self._queues_context({}))
