@@ -11,6 +11,7 @@ import enum
 import math
 import shlex
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
@@ -93,6 +94,23 @@ def _keep(value: Iterable[int] | None) -> tuple[int, ...] | None:
     return None if value is None else tuple(sorted(set(value)))
 
 
+def _key_rate_field(value: Any) -> tuple[int, float] | None:
+    return _key_rate(value)
+
+
+def _key_rate(value: tuple[int, float] | str | None) -> tuple[int, float] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_key_rate(value)
+    rate, per = value
+    if isinstance(rate, bool) or not isinstance(rate, int) or rate < 1:
+        raise ValueError(f"a key rate needs at least 1 start, got {rate!r}")
+    if not (isinstance(per, int | float) and math.isfinite(per) and per > 0):
+        raise ValueError(f"a key rate needs a window above 0 seconds, got {per!r}")
+    return rate, float(per)
+
+
 @attrs.frozen(kw_only=True)
 class SimConfig:
     """One simulated run: a cluster of nodes over one store, a workload, faults, a seed.
@@ -122,7 +140,7 @@ class SimConfig:
     )
     # the built-in workload's keys also start at most (rate, per): rate starts in any window
     # of per seconds each, cluster-wide (``--key-rate 5/1m``); None: no rate
-    key_rate: tuple[int, float] | None = attrs.field(default=None, converter=lambda v: _key_rate(v))
+    key_rate: tuple[int, float] | None = attrs.field(default=None, converter=_key_rate_field)
     # an operator also retries dead jobs, discards scheduled ones and cancels available ones,
     # by filter, while faults strike (as ``actorq jobs retry --state dead`` would)
     operators: bool = False
@@ -181,19 +199,6 @@ class SimConfig:
             name = option[2:].replace("-", "_")
             args.append(f"{name}={value}" if value.lstrip("-").isdigit() else f"{name}={value!r}")
         return f"{function}, {', '.join(args)})"
-
-
-def _key_rate(value: tuple[int, float] | str | None) -> tuple[int, float] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return parse_key_rate(value)
-    rate, per = value
-    if isinstance(rate, bool) or not isinstance(rate, int) or rate < 1:
-        raise ValueError(f"a key rate needs at least 1 start, got {rate!r}")
-    if not (isinstance(per, int | float) and math.isfinite(per) and per > 0):
-        raise ValueError(f"a key rate needs a window above 0 seconds, got {per!r}")
-    return rate, float(per)
 
 
 def parse_key_rate(text: str) -> tuple[int, float]:

@@ -210,7 +210,7 @@ class Checker:
         self.limits: dict[str, int] = {}
         #: The rates of the run, by key: (rate, per), set before the first claim.
         self.rates: dict[str, tuple[int, float]] = {}
-        self._started: dict[str, list[float]] = {}  # rate-limited key -> its claim times
+        self._rate_log: dict[str, list[float]] = {}  # rate-limited key -> its claim times
         #: Cool-downs applied by finalizes, by key: the time the key may start again.
         self.cooled: dict[str, float] = {}
         #: The first violation, once one happened.
@@ -342,12 +342,13 @@ class Checker:
                 )
                 return
             if key in self.rates:
-                self._started.setdefault(key, []).append(now)
-        for key in sorted({lease.job.concurrency_key for lease in leases} & set(self.rates)):
-            assert key is not None
+                self._rate_log.setdefault(key, []).append(now)
+        for key in sorted(
+            {k for k in (lease.job.concurrency_key for lease in leases) if k} & set(self.rates)
+        ):
             rate, per = self.rates[key]
-            log = [at for at in self._started[key] if at > now - per]
-            self._started[key] = log  # older starts can never count again
+            log = [at for at in self._rate_log[key] if at > now - per]
+            self._rate_log[key] = log  # older starts can never count again
             if len(log) > rate:
                 self.violate(
                     "key_rate_held",
