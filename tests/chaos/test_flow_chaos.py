@@ -87,7 +87,7 @@ async def _run(dsn: str, logs: Path) -> tuple[int, int, int]:
                     fleet.start()
                 await asyncio.sleep(rng.uniform(0.6, 1.2))
             states = await admin.fetch(f"SELECT state, count(*) FROM {s}.jobs GROUP BY state")
-            assert dict((r[0], r[1]) for r in states) == {"succeeded": JOBS}, states
+            assert {r[0]: r[1] for r in states} == {"succeeded": JOBS}, states
             claims = await admin.fetch(
                 f"SELECT new_token, at FROM {s}.transitions "
                 "WHERE new_state = 'running' AND old_state <> 'running' ORDER BY at"
@@ -103,7 +103,7 @@ async def _run(dsn: str, logs: Path) -> tuple[int, int, int]:
     # came first: an expired lease is never revived, so its last expiry is the one that held.
     # Database times throughout; a claim's own rows are stamped a little after its snapshot,
     # so the judge may see a lease end early (it never sees one live that the claim did not).
-    claimed_at = {token: at for token, at in claims}
+    claimed_at = dict(claims)
     until = {token: min(at, expires) for token, at, expires in ends}
     most = 0
     for _token, at in claims:
