@@ -245,6 +245,16 @@ cand AS (
 ranked AS (
     SELECT id, key, ord, row_number() OVER (PARTITION BY key ORDER BY ord) AS n FROM cand
 ),
+-- The starts in the window of each rate-limited key among the candidates: counted once per
+-- key (the log holds up to `rate` rows of each), not once per candidate: MATERIALIZED, or
+-- the planner inlines it into the per-candidate filter.
+started AS MATERIALIZED (
+    SELECT s.key, count(*) AS n
+    FROM {schema}.key_starts AS s JOIN {schema}.limits AS l ON l.key = s.key
+    WHERE s.key IN (SELECT key FROM cand) AND l.rate IS NOT NULL
+      AND s.at > (SELECT t FROM now) - l.per
+    GROUP BY s.key
+),
 chosen AS (
     SELECT ranked.id
     FROM ranked LEFT JOIN {schema}.limits AS l ON l.key = ranked.key
@@ -258,9 +268,8 @@ chosen AS (
                WHERE r.state = 'running' AND r.concurrency_key = l.key
                  AND r.lease_expires_at > (SELECT t FROM now)
            ))
-           AND (l.rate IS NULL OR ranked.n <= l.rate - (
-               SELECT count(*) FROM {schema}.key_starts AS s
-               WHERE s.key = l.key AND s.at > (SELECT t FROM now) - l.per
+           AND (l.rate IS NULL OR ranked.n <= l.rate - coalesce(
+               (SELECT started.n FROM started WHERE started.key = l.key), 0
            ))
        ))
     ORDER BY ranked.ord
