@@ -65,6 +65,10 @@ CREATE INDEX jobs_final_state_idx ON {schema}.jobs (state, id)
 CREATE INDEX jobs_key_running_idx ON {schema}.jobs (concurrency_key, lease_expires_at)
     WHERE state = 'running' AND concurrency_key IS NOT NULL;
 
+-- list_limits: the waiting jobs of one key, counted from an index, whatever the backlog.
+CREATE INDEX jobs_key_waiting_idx ON {schema}.jobs (concurrency_key)
+    WHERE state IN ('available', 'scheduled') AND concurrency_key IS NOT NULL;
+
 CREATE TABLE {schema}.queues (
     name text PRIMARY KEY,
     paused boolean NOT NULL DEFAULT false,

@@ -59,6 +59,10 @@ CREATE INDEX jobs_final_state ON jobs (state, id)
 CREATE INDEX jobs_key_running ON jobs (concurrency_key, lease_expires_at)
     WHERE state = 'running' AND concurrency_key IS NOT NULL;
 
+-- list_limits: the waiting jobs of one key, counted from an index, whatever the backlog.
+CREATE INDEX jobs_key_waiting ON jobs (concurrency_key)
+    WHERE state IN ('available', 'scheduled') AND concurrency_key IS NOT NULL;
+
 CREATE TABLE leaders (
     name TEXT PRIMARY KEY,
     holder TEXT,  -- NULL once released

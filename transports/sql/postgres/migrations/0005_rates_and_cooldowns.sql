@@ -16,3 +16,7 @@ CREATE TABLE {schema}.cooldowns (
     key text PRIMARY KEY,
     until double precision NOT NULL
 );
+
+-- list_limits: the waiting jobs of one key, counted from an index, whatever the backlog.
+CREATE INDEX jobs_key_waiting_idx ON {schema}.jobs (concurrency_key)
+    WHERE state IN ('available', 'scheduled') AND concurrency_key IS NOT NULL;

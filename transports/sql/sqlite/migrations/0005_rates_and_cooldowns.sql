@@ -40,3 +40,7 @@ BEGIN
     SELECT NEW.concurrency_key, NEW.started_at
     FROM limits WHERE key = NEW.concurrency_key AND rate IS NOT NULL;
 END;
+
+-- list_limits: the waiting jobs of one key, counted from an index, whatever the backlog.
+CREATE INDEX jobs_key_waiting ON jobs (concurrency_key)
+    WHERE state IN ('available', 'scheduled') AND concurrency_key IS NOT NULL;
