@@ -1,4 +1,4 @@
--- 0005: flow control, part two. A key's limit may also cap its starts per window (rate, per)
+-- 0007: flow control, part two. A key's limit may also cap its starts per window (rate, per)
 -- and may set no concurrency cap; each start of a rate-limited key is logged (key_starts) in
 -- the claim's own statement, by a trigger; a key may be cooled down until a time (cooldowns).
 ALTER TABLE limits RENAME TO limits_0004;

@@ -1,4 +1,4 @@
--- 0005: flow control, part two. A key's limit may also cap its starts per window (rate, per)
+-- 0007: flow control, part two. A key's limit may also cap its starts per window (rate, per)
 -- and may set no concurrency cap; the claim logs each start of a rate-limited key
 -- (key_starts) under the key's row lock; a key may be cooled down until a time (cooldowns).
 ALTER TABLE {schema}.limits ALTER COLUMN concurrency DROP NOT NULL;
