@@ -56,6 +56,7 @@ from ._records import (
     Lease,
     QueueConfig,
     Reclaimed,
+    Release,
     RenewRequest,
     RenewResult,
     Retry,
@@ -116,6 +117,7 @@ class _Row:
     started_at: float | None = None
     errors: tuple[AttemptError, ...] = ()
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    lost_at: float | None = None  # expiry of the lease reap took back, until a run ends
 
 
 @dataclasses.dataclass(slots=True)
@@ -311,7 +313,15 @@ class MemoryTransport(Transport):
             row.seq += 1
             store.running[job_id] = row
             heapq.heappush(store.expiry, (expires_at, job_id, row.seq))
-            leases.append(Lease(job=_job(row), token=token, owner=owner, expires_at=expires_at))
+            leases.append(
+                Lease(
+                    job=_job(row),
+                    token=token,
+                    owner=owner,
+                    expires_at=expires_at,
+                    lost_at=row.lost_at,
+                )
+            )
         if heap is not None:
             for entry in passed:  # still due, attempt unspent: back in the queue as they were
                 heapq.heappush(heap, entry)
@@ -372,6 +382,8 @@ class MemoryTransport(Transport):
                     row.lease_owner,
                 )
             self._end_lease(row, now)
+            if not isinstance(outcome, Release):
+                row.lost_at = None  # the run that recovered the job has ended
             if row.concurrency_key in store.limits or self._capped(row.queue):
                 woken.add(row.queue)  # a slot of its key (or its queue) came free
             if isinstance(outcome, Complete):
@@ -433,7 +445,10 @@ class MemoryTransport(Transport):
                 self._finish(row, JobState.DEAD, now)
             else:
                 self._make_available(row)
+                row.lost_at = expired_at
                 woken.add(row.queue)
+            if row.state is not JobState.AVAILABLE:
+                row.lost_at = None
             reclaimed.append(
                 Reclaimed(
                     job_id=job_id,
@@ -636,6 +651,7 @@ class MemoryTransport(Transport):
             row.attempt = 0
             row.cancel_requested = False
             row.finished_at = None
+            row.lost_at = None  # an operator's retry is no recovery
             row.run_at = row.updated_at = now
             self._make_available(row)
         for queue in {row.queue for row in chosen}:

@@ -675,7 +675,8 @@ class PostgresTransport(Transport):
         if self._limited:
             rows = await self._run(lambda: self._claim_limited(pool, queue, limit, owner, ttl))
         leases = [
-            Lease(job=_job(row), token=row[21], owner=owner, expires_at=row[15]) for row in rows
+            Lease(job=_job(row), token=row[21], owner=owner, expires_at=row[15], lost_at=row[22])
+            for row in rows
         ]
         leases.sort(key=lambda lease: (lease.job.priority, lease.job.run_at, lease.job.id))
         if limit > 1 and len(leases) == limit:

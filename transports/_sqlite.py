@@ -641,7 +641,14 @@ class SQLiteTransport(Transport):
         if any(row[20] is not None for row in rows):
             self._flow_queues.add(queue)
         return [
-            Lease(job=_job(row), token=row[21], owner=owner, expires_at=expires_at) for row in rows
+            Lease(
+                job=_job(row),
+                token=row[21],
+                owner=owner,
+                expires_at=expires_at,
+                lost_at=None if row[22] is None else float(row[22]),
+            )
+            for row in rows
         ]
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
