@@ -76,8 +76,8 @@ class SimReport:
     restart_bound: float  # lease TTL + reaper interval + poll interval (the wake-up)
     restart_late: int  # orphans that started past that bound (all slots busy, nodes down)
     # reaped lease's expiry -> handler running again: the history's recovery time
-    recovered: Distribution = Distribution.of(())
-    recovered_samples: tuple[float, ...] = attrs.field(default=(), repr=False)
+    recovered: Distribution
+    recovered_samples: tuple[float, ...] = attrs.field(repr=False)
     faults: Mapping[str, int]  # faults injected, by kind
     storage_errors: int  # storage calls that raised ConnectionLost by the simulator's hand
     restarts: int  # node incarnations started after the first
