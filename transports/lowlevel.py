@@ -37,6 +37,7 @@ from ._records import (
     check_state,
     decode_errors,
     encode_payload,
+    encode_result,
 )
 from ._validate import (
     INT32_MAX,
@@ -54,6 +55,7 @@ from ._validate import (
     check_id,
     check_int,
     check_items,
+    check_job_ids,
     check_label,
     check_leader,
     check_limit,
@@ -113,6 +115,7 @@ __all__ = [
     "check_id",
     "check_int",
     "check_items",
+    "check_job_ids",
     "check_label",
     "check_leader",
     "check_limit",
@@ -131,6 +134,7 @@ __all__ = [
     "distinct_pairs",
     "encode_outcome",
     "encode_payload",
+    "encode_result",
     "fold_batch",
     "map_exceptions",
     "rows_of_cells",
