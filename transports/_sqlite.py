@@ -714,7 +714,9 @@ class SQLiteTransport(Transport):
         # A repeated (job, token) pair is stale after its first occurrence applies; each pair
         # is sent once, so the statement never picks an arbitrary duplicate's outcome.
         sent, _ = distinct_pairs(requests)
-        params = [_finalize_row(requests[i], self.max_result_bytes) for i in sent]
+        # Every result is checked, a repeated pair's too: a batch is refused whole or not.
+        rows = [_finalize_row(request, self.max_result_bytes) for request in requests]
+        params = [rows[i] for i in sent]
         self._connection()
         if not params:
             await anyio.lowlevel.checkpoint()

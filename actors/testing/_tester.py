@@ -471,6 +471,7 @@ class JobTester:
                 worker=_OWNER,
                 events=self.events,
                 renew=renew,
+                max_result_bytes=self.transport.max_result_bytes,
             )
 
         if self.autojump:

@@ -349,10 +349,14 @@ def _finalize_rows(seed: Seed) -> list[Row]:
     ]
 
     async def good_then_too_large(t: Transport) -> Any:
-        other = FinalizeRequest(job_id=1, token=1, outcome=Complete(result="x" * t.max_result_bytes))
+        other = FinalizeRequest(
+            job_id=1, token=1, outcome=Complete(result="x" * t.max_result_bytes)
+        )
         return await t.finalize([*live(Complete(result=1)), other])
 
-    rows.append(Row("a good Complete, then a result too large", good_then_too_large, ResultTooLarge))
+    rows.append(
+        Row("a good Complete, then a result too large", good_then_too_large, ResultTooLarge)
+    )
     return rows
 
 
