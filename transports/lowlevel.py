@@ -38,6 +38,7 @@ from ._records import (
     decode_errors,
     encode_payload,
     encode_result,
+    job_waiter_key,
 )
 from ._validate import (
     INT32_MAX,
@@ -136,6 +137,7 @@ __all__ = [
     "encode_payload",
     "encode_result",
     "fold_batch",
+    "job_waiter_key",
     "map_exceptions",
     "rows_of_cells",
     "sum_cells",

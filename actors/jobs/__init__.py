@@ -17,11 +17,9 @@ from ._errors import (
     InvalidCronExpression,
     JobError,
     JobFailed,
-    JobWasCancelled,
     LeaseLost,
     PayloadInvalid,
     ResultTimeout,
-    ResultUnavailable,
     UnknownJobKind,
 )
 from ._events import (
@@ -69,7 +67,6 @@ __all__ = [
     "JobRetried",
     "JobSnoozed",
     "JobSucceeded",
-    "JobWasCancelled",
     "LeaseLost",
     "Linear",
     "Node",
@@ -77,7 +74,6 @@ __all__ = [
     "Overlap",
     "PayloadInvalid",
     "ResultTimeout",
-    "ResultUnavailable",
     "RetryLater",
     "RuntimeEvent",
     "ShutdownPhase",

@@ -30,7 +30,6 @@ from ._errors import (
     ConfigInvalid,
     DuplicateJobKind,
     JobFailed,
-    JobWasCancelled,
     PayloadInvalid,
     ResultTimeout,
     UnknownJobKind,
@@ -688,8 +687,8 @@ class App:
             poll_interval: seconds between reads when no wake-up comes.
 
         Raises:
-            JobFailed: the job is dead; ``last_error`` and ``errors`` say why.
-            JobWasCancelled: the job was cancelled.
+            JobFailed: the job is dead or was cancelled; its ``state``, ``last_error`` and
+                ``errors`` say why.
             ResultTimeout: the job had not ended after ``timeout`` seconds.
             ConfigInvalid: a bad ``timeout``, ``poll_interval`` or job.
             transports.JobNotFound: no job has that id (it never existed or was cleaned up).
@@ -705,10 +704,8 @@ class App:
             found = await target.get(job_id)
             if found.state is JobState.SUCCEEDED:
                 return found.result
-            if found.state is JobState.DEAD:
+            if found.state.is_final:
                 raise JobFailed(found)
-            if found.state is JobState.CANCELLED:
-                raise JobWasCancelled(found)
             now = clock.now()
             if deadline is not None and now >= deadline:
                 raise ResultTimeout(

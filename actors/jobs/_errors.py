@@ -14,9 +14,8 @@ Hierarchy::
     ├── PayloadInvalid (also ValueError)     a payload does not fit its task's payload type
     ├── LeaseLost                            the job belongs to someone else now (raised by
     │                                        ``JobContext.extend_lease``)
-    ├── ResultUnavailable                    ``App.result``: the job ended without a result
-    │   ├── JobFailed                        it is dead (its last error is on the exception)
-    │   └── JobWasCancelled                  it was cancelled
+    ├── JobFailed                            ``App.result``: the job ended dead or cancelled
+    │                                        (its state and last error are on the exception)
     └── ResultTimeout (also TimeoutError)    ``App.result``: the job did not end in time
 
 The API of :mod:`actors.jobs` raises these, or a :class:`transports.TransportError`, which
@@ -32,7 +31,7 @@ at ERROR and restarts it within its restart intensity, past which the node fails
 
 from __future__ import annotations
 
-from transports import AttemptError, ConnectionLost, Job, TransportClosed, TransportError
+from transports import AttemptError, ConnectionLost, Job, JobState, TransportClosed, TransportError
 
 __all__ = [
     "ConfigInvalid",
@@ -40,11 +39,9 @@ __all__ = [
     "InvalidCronExpression",
     "JobError",
     "JobFailed",
-    "JobWasCancelled",
     "LeaseLost",
     "PayloadInvalid",
     "ResultTimeout",
-    "ResultUnavailable",
     "UnknownJobKind",
 ]
 
@@ -81,29 +78,24 @@ class LeaseLost(JobError):
     """The job's lease expired or was taken over; the handler must stop."""
 
 
-class ResultUnavailable(JobError):
-    """The job ended without a result to give (raised by ``App.result``).
+class JobFailed(JobError):
+    """The job ended without a result to give: dead or cancelled (raised by ``App.result``).
 
     Attributes:
         job: the job as last read, final.
+        state: ``JobState.DEAD`` (attempts ran out, dropped, discarded) or
+            ``JobState.CANCELLED``.
         last_error: its newest error text (the reason it died, or its cancel's reason).
         errors: its error history, oldest first.
     """
 
     def __init__(self, job: Job) -> None:
         self.job = job
+        self.state: JobState = job.state
         self.last_error: str | None = job.last_error
         self.errors: tuple[AttemptError, ...] = job.errors
         why = job.last_error if job.last_error is not None else "no error recorded"
         super().__init__(f"job {job.id} ({job.kind}) ended {job.state.value}: {why}")
-
-
-class JobFailed(ResultUnavailable):
-    """The job is dead: its attempts ran out, it was dropped or discarded."""
-
-
-class JobWasCancelled(ResultUnavailable):
-    """The job was cancelled before it succeeded."""
 
 
 class ResultTimeout(JobError, TimeoutError):
