@@ -512,6 +512,7 @@ class JobTester:
             run_at=stored.run_at if waiting and outcome is not RunOutcome.REFUSED else None,
             started_at=started,
             finished_at=self.clock.now(),
+            result=stored.result,
         )
 
 
