@@ -37,7 +37,7 @@ CREATE TABLE {schema}.jobs (
     errors jsonb NOT NULL DEFAULT '[]',
     headers jsonb NOT NULL DEFAULT '{}',  -- labels to labels, as given to enqueue
     concurrency_key text,  -- flow-control key; its limit (if any) is in limits
-    result jsonb  -- what the handler returned, stored by the applied finalize (0006)
+    result jsonb  -- what the handler returned, stored by the applied finalize (0005)
 );
 
 -- Claim: due jobs of one queue in claim order; only waiting jobs are in it, so its size follows

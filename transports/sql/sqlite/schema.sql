@@ -32,7 +32,7 @@ CREATE TABLE jobs (
     errors TEXT NOT NULL DEFAULT '[]',
     headers TEXT NOT NULL DEFAULT '{}',  -- JSON object of labels, as given to enqueue
     concurrency_key TEXT,  -- flow-control key; its limit (if any) is in limits
-    result TEXT  -- compact JSON the handler returned, stored by the applied finalize (0006)
+    result TEXT  -- compact JSON the handler returned, stored by the applied finalize (0005)
 );
 
 -- claim: the due jobs of a queue in claim order.
