@@ -77,6 +77,17 @@ Rules that hold for every method:
   key with no limit is not limited. A limit binds every claim that starts after
   ``set_limit`` returned; lowering it below the current use stops nothing, the key just
   starts nothing until it is under. ``list_limits`` reports each limited key's use.
+* **Results.** A ``Complete`` may carry the handler's return value (``Complete.result``: JSON,
+  at most ``max_result_bytes`` encoded, else :class:`~transports.ResultNotSerializable` /
+  :class:`~transports.ResultTooLarge` for the whole batch, nothing written). Only the
+  *applied* finalize stores it, in the same atomic write that ends the job ``succeeded``: a
+  ``STALE`` finalize stores nothing, so a worker that lost its lease can never overwrite the
+  result of a newer attempt. ``Job.result`` reads it back (None until then, or when there was
+  none). A result lives as long as its job: it goes when the job is cleaned up or deleted.
+  ``wait_for_jobs`` waits for jobs to finish through the backend's own wake-up (memory events;
+  SQLite's own writes at once and other processes' through its ``data_version`` watcher;
+  PostgreSQL ``NOTIFY`` on ``<schema>_done``), so a caller waiting for a result reads the job
+  once per wake-up instead of polling it.
 * **Recovery.** When ``reap`` takes back an expired lease and the job is ``available`` again,
   the store keeps that lease's expiry (``lease_expires_at``, the instant its holder lost it) as
   the job's *lost time*. Every claim reports it as :attr:`~transports.lowlevel.Lease.lost_at`
@@ -117,6 +128,7 @@ import anyio.lowlevel
 from ._observed import NodeInfo, QueueStats
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_RESULT_BYTES,
     CancelResult,
     Counts,
     EnqueueRequest,
@@ -148,10 +160,12 @@ class Transport(abc.ABC):
     Attributes:
         clock: where "now" comes from, or None for the backend's own clock.
         max_payload_bytes: longest accepted JSON payload, in bytes.
+        max_result_bytes: longest accepted JSON result (``Complete.result``), in bytes.
     """
 
     clock: TimeSource | None
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -265,9 +279,14 @@ class Transport(abc.ABC):
         ``dead`` (Discard), ``cancelled`` (Cancel) or ``available`` now with the attempt given
         back (Release). ``STALE`` when the token no longer owns it: nothing changes. A lease
         named twice is applied once, with its first occurrence's outcome; the later ones are
-        ``STALE``.
+        ``STALE``. An applied ``Complete`` stores its ``result`` with the job (see *Results*
+        above); every finalize that ends a job (whatever its state) wakes the
+        ``wait_for_jobs`` callers of that job.
 
         Raises:
+            ResultNotSerializable: a ``Complete.result`` is not JSON (nothing is written).
+            ResultTooLarge: a ``Complete.result`` is over ``max_result_bytes`` (nothing is
+                written).
             InvalidRequest: ``requests`` is not a sequence of
                 :class:`~transports.lowlevel.FinalizeRequest`.
         """
@@ -333,6 +352,21 @@ class Transport(abc.ABC):
         from any process (LISTEN/NOTIFY). Wake-ups can be missed (another process on SQLite, a
         dropped connection), so callers bound the wait with their own clock and poll on
         timeout. Spurious returns are allowed. Returns at once after ``aclose()``.
+        """
+
+    @abc.abstractmethod
+    async def wait_for_jobs(self, job_ids: Sequence[int]) -> None:
+        """Wait until one of ``job_ids`` may have ended (become succeeded, cancelled or dead).
+
+        Returns on a wake-up from this process's finalize, reap, cancel or operator action
+        that ended one of them or, on PostgreSQL, from any process (``NOTIFY``; on SQLite
+        other processes' commits are seen by the watcher). As with :meth:`wait_for_work`,
+        wake-ups can be missed and spurious returns are allowed: callers read the job after
+        each return and bound the wait with their own clock. Returns at once after
+        ``aclose()``.
+
+        Raises:
+            InvalidRequest: ``job_ids`` is not a sequence of job ids.
         """
 
     # --- operating ------------------------------------------------------------------------

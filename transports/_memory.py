@@ -36,6 +36,7 @@ from ._observed import NodeInfo, QueueStats, minute_of
 from ._plumbing import Waiters
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_RESULT_BYTES,
     MAX_ERROR_MESSAGE,
     MAX_ERRORS,
     AttemptError,
@@ -65,6 +66,8 @@ from ._records import (
     check_action,
     check_listing,
     encode_payload,
+    encode_result,
+    job_waiter_key,
 )
 from ._validate import (
     check_advance,
@@ -74,6 +77,7 @@ from ._validate import (
     check_duration,
     check_id,
     check_items,
+    check_job_ids,
     check_leader,
     check_limit,
     check_name,
@@ -117,6 +121,7 @@ class _Row:
     started_at: float | None = None
     errors: tuple[AttemptError, ...] = ()
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    result_text: str | None = None  # the Complete's result, compact JSON; None: none
     lost_at: float | None = None  # expiry of the lease reap took back, until a run ends
 
 
@@ -164,6 +169,7 @@ class MemoryTransport(Transport):
         store: the store to use, shared with other transports (simulated nodes); None for a
             private one.
         max_payload_bytes: longest accepted JSON payload, in bytes.
+        max_result_bytes: longest accepted JSON result, in bytes.
     """
 
     def __init__(
@@ -172,9 +178,11 @@ class MemoryTransport(Transport):
         clock: TimeSource | None = None,
         store: MemoryStore | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
     ) -> None:
         self.clock = clock
         self.max_payload_bytes = max_payload_bytes
+        self.max_result_bytes = max_result_bytes
         self._time: TimeSource = clock if clock is not None else WallClock()
         self._store = store if store is not None else MemoryStore()
         self._closed = False
@@ -363,10 +371,17 @@ class MemoryTransport(Transport):
     async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
         now = await self._enter()
         check_items(requests, FinalizeRequest, "requests")
+        # Encode every result before the first write: a batch is all or nothing.
+        texts = [
+            encode_result(request.outcome.result, self.max_result_bytes)
+            if isinstance(request.outcome, Complete)
+            else None
+            for request in requests
+        ]
         store = self._store
         results: list[FinalizeResult] = []
         woken: set[str] = set()
-        for request in requests:
+        for request, text in zip(requests, texts, strict=True):
             row = store.running.get(request.job_id)
             if row is None or row.token != request.token:
                 results.append(FinalizeResult.STALE)
@@ -387,6 +402,7 @@ class MemoryTransport(Transport):
             if row.concurrency_key in store.limits or self._capped(row.queue):
                 woken.add(row.queue)  # a slot of its key (or its queue) came free
             if isinstance(outcome, Complete):
+                row.result_text = text
                 self._finish(row, JobState.SUCCEEDED, now)
             elif isinstance(outcome, Discard):
                 row.last_error = outcome.error
@@ -526,6 +542,13 @@ class MemoryTransport(Transport):
             return
         check_queues(queues)
         await self._store.waiters.wait(queues, self._pending)
+
+    async def wait_for_jobs(self, job_ids: Sequence[int]) -> None:
+        if self._closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        ids = check_job_ids(job_ids)
+        await self._store.waiters.wait([job_waiter_key(job_id) for job_id in ids], self._pending)
 
     # --- operating ------------------------------------------------------------------------
 
@@ -939,6 +962,7 @@ class MemoryTransport(Transport):
             if store.dedupe.get(key) == row.id:
                 del store.dedupe[key]
         store.final[row.id] = None
+        store.waiters.wake((job_waiter_key(row.id),))
 
     def _wake(self, queue: str) -> None:
         self._store.waiters.wake((queue,))
@@ -993,4 +1017,5 @@ def _job(row: _Row) -> Job:
         errors=row.errors,
         headers=dict(row.headers),
         concurrency_key=row.concurrency_key,
+        result=None if row.result_text is None else json.loads(row.result_text),
     )

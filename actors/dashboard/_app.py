@@ -572,6 +572,11 @@ class _Pages:
         context = {
             "job": job,
             "payload": json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True),
+            # A result may hold what the payload's redaction hides: shown only without a hook.
+            "result": None
+            if job.result is None or self.redact is not None
+            else json.dumps(job.result, indent=2, ensure_ascii=False, sort_keys=True),
+            "result_hidden": job.result is not None and self.redact is not None,
             "errors": list(reversed(job.errors)),
             "can": {
                 "retry": job.state in _RETRYABLE,

@@ -91,7 +91,7 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0
 _RECLAIM_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 _RECOVERY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 #: Operations that wait by design: their latency says nothing about the store.
-_WAITING_OPERATIONS = frozenset({"wait_for_work"})
+_WAITING_OPERATIONS = frozenset({"wait_for_work", "wait_for_jobs"})
 #: The children of a queue supervisor that are not Workers.
 _QUEUE_ACTORS = frozenset({"claimer", "leases"})
 

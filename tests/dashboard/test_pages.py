@@ -12,6 +12,7 @@ import transports
 from actors.dashboard import create_dashboard
 from actors.jobs import App, JobContext
 from transports import EnqueueRequest, JobFilter, JobState, MemoryTransport, QueueConfig, Transport
+from transports.lowlevel import Complete, FinalizeRequest
 
 from ._support import CountingTransport, client, csrf_of, seed_dead, seed_retrying
 
@@ -423,3 +424,23 @@ async def test_the_nodes_page_shows_who_is_alive_gone_and_leading() -> None:
     assert "1 alive of 2 registered" in nodes
     assert "Leader of maintenance: <code>elsewhere:1</code> (not a registered node)" in nodes
     assert "Cron leader: <strong>node-alive</strong>" in schedules
+
+
+async def test_the_job_page_shows_the_result_unless_a_redaction_hook_is_set() -> None:
+    """A succeeded job's result is on its page; with ``redact`` it is hidden, since it may
+    hold what the hook hides of the payload."""
+    async with MemoryTransport() as store:
+        await store.enqueue(EnqueueRequest(kind="charge", queue="q"))
+        (lease,) = await store.claim("q", owner="w1", limit=1, ttl=30.0)
+        outcome = Complete(result={"receipt": "R-77"})
+        await store.finalize(
+            [FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=outcome)]
+        )
+        async with client(create_dashboard(store, read_only=True)) as http:
+            page = await http.get(f"/jobs/{lease.job_id}")
+            assert "R-77" in page.text
+        hidden = create_dashboard(store, read_only=True, redact=lambda job: None)
+        async with client(hidden) as http:
+            page = await http.get(f"/jobs/{lease.job_id}")
+            assert "R-77" not in page.text
+            assert "Hidden: a redaction hook is set." in page.text

@@ -67,6 +67,7 @@ from ._fine_print import TransportFinePrint
 from ._flow import TransportFlowControl
 from ._observing import TransportObserving
 from ._operators import TransportOperators
+from ._results import TransportResults
 
 __all__ = ["TransportConformance", "TransportFactory"]
 
@@ -140,7 +141,12 @@ async def _wakes(transport: Transport, queues: list[str], action: Any) -> None:
 
 
 class TransportConformance(
-    TransportOperators, TransportFinePrint, TransportEdges, TransportObserving, TransportFlowControl
+    TransportOperators,
+    TransportFinePrint,
+    TransportEdges,
+    TransportObserving,
+    TransportFlowControl,
+    TransportResults,
 ):
     """The behaviour every :class:`~transports.Transport` must show; subclass to run it.
 

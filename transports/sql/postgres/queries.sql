@@ -297,8 +297,9 @@ WITH now AS (
 ),
 req AS (
     SELECT * FROM unnest(
-        $1::bigint[], $2::bigint[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::text[]
-    ) WITH ORDINALITY AS r(id, token, action, run_at, error, error_type, traceback, ord)
+        $1::bigint[], $2::bigint[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::text[],
+        $9::text[]
+    ) WITH ORDINALITY AS r(id, token, action, run_at, error, error_type, traceback, result, ord)
 ),
 upd AS (
     UPDATE {schema}.jobs AS j
@@ -348,6 +349,8 @@ upd AS (
               OR (req.action = 'retry' AND j.attempt >= j.max_attempts)
                 THEN now.t
         END,
+        -- Only the applied complete stores its result (a stale token matches no row).
+        result = CASE WHEN req.action = 'complete' THEN req.result::jsonb ELSE j.result END,
         lease_token = NULL,
         lease_expires_at = NULL,
         -- the run that recovered a reaped job has ended (a release hands the recovery on)
@@ -355,15 +358,18 @@ upd AS (
         updated_at = now.t
     FROM req, now
     WHERE j.id = req.id AND j.lease_token = req.token
-    RETURNING req.ord, j.queue, j.state
+    RETURNING req.ord, j.id, j.queue, j.state
 ),
 woken AS (
     SELECT pg_notify({channel}, q.queue)
     FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') AS q
     WHERE {notify}
-)
+),
+-- The jobs that ended, for the wait_for_jobs callers of every process (see done_notify).
+done AS ({done_notify})
 -- Only applied requests come back, by their position in the batch (1-based).
-SELECT upd.ord, upd.state, upd.queue, (SELECT count(*) FROM woken) AS woken
+SELECT upd.ord, upd.state, upd.queue,
+       (SELECT count(*) FROM woken) + (SELECT count(*) FROM done) AS woken
 FROM upd;
 
 -- name: reap
@@ -425,9 +431,10 @@ woken AS (
     SELECT pg_notify({channel}, q.queue)
     FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') AS q
     WHERE {notify}
-)
+),
+done AS ({done_notify})
 SELECT upd.id, upd.kind, upd.queue, upd.attempt, upd.lease_owner, expired.lease_expires_at,
-       upd.state, (SELECT count(*) FROM woken) AS woken
+       upd.state, (SELECT count(*) FROM woken) + (SELECT count(*) FROM done) AS woken
 FROM upd JOIN expired ON expired.id = upd.id
 ORDER BY expired.lease_expires_at, upd.id;
 
@@ -443,10 +450,12 @@ upd AS (
         updated_at = now.t
     FROM now
     WHERE j.id = $1::bigint AND j.state IN ('scheduled', 'available', 'running')
-    RETURNING j.state
-)
+    RETURNING j.id, j.state
+),
+done AS ({done_notify})
 SELECT (SELECT state FROM upd) AS state,
-       EXISTS (SELECT 1 FROM {schema}.jobs WHERE id = $1::bigint) AS found;
+       EXISTS (SELECT 1 FROM {schema}.jobs WHERE id = $1::bigint) AS found,
+       (SELECT count(*) FROM done) AS woken;
 
 -- name: acquire_leader
 -- A live holder keeps its epoch; taking over a released or expired lease bumps it.
@@ -562,7 +571,7 @@ SELECT id, kind, queue, payload,
        END,
        priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
        finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-       concurrency_key
+       concurrency_key, result
 FROM {schema}.jobs
 WHERE id = $1::bigint;
 
@@ -605,7 +614,7 @@ SELECT id, kind, queue, payload,
        END,
        priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
        finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-       concurrency_key
+       concurrency_key, result
 FROM {schema}.jobs
 WHERE {filter}
 ORDER BY id {order}
@@ -664,27 +673,31 @@ chosen AS (
     ORDER BY id
     LIMIT $14::integer
     FOR UPDATE SKIP LOCKED
-)
-UPDATE {schema}.jobs AS j
-SET state = 'dead',
-    finished_at = (SELECT t FROM now),
-    last_error = $16::text,
-    errors = (
-        CASE
-            WHEN jsonb_array_length(j.errors) >= {max_errors} THEN j.errors - 0
-            ELSE j.errors
-        END
-    ) || jsonb_build_array(jsonb_build_object(
-        'attempt', j.attempt,
-        'at', (SELECT t FROM now),
-        'owner', NULL,
-        'type', 'Discarded',
-        'message', left($16::text, {max_message}),
-        'traceback', NULL
-    )),
-    updated_at = (SELECT t FROM now)
-WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
-RETURNING j.id;
+),
+upd AS (
+    UPDATE {schema}.jobs AS j
+    SET state = 'dead',
+        finished_at = (SELECT t FROM now),
+        last_error = $16::text,
+        errors = (
+            CASE
+                WHEN jsonb_array_length(j.errors) >= {max_errors} THEN j.errors - 0
+                ELSE j.errors
+            END
+        ) || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt,
+            'at', (SELECT t FROM now),
+            'owner', NULL,
+            'type', 'Discarded',
+            'message', left($16::text, {max_message}),
+            'traceback', NULL
+        )),
+        updated_at = (SELECT t FROM now)
+    WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
+    RETURNING j.id, j.state
+),
+done AS ({done_notify})
+SELECT upd.id, (SELECT count(*) FROM done) AS woken FROM upd;
 
 -- name: delete_jobs
 -- See retry_jobs.
@@ -721,14 +734,18 @@ chosen AS (
     ORDER BY id
     LIMIT $14::integer
     FOR UPDATE SKIP LOCKED
-)
-UPDATE {schema}.jobs AS j
-SET state = CASE WHEN j.state = 'running' THEN 'running' ELSE 'cancelled' END,
-    cancel_requested = true,
-    finished_at = CASE WHEN j.state = 'running' THEN NULL ELSE (SELECT t FROM now) END,
-    updated_at = (SELECT t FROM now)
-WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
-RETURNING j.id;
+),
+upd AS (
+    UPDATE {schema}.jobs AS j
+    SET state = CASE WHEN j.state = 'running' THEN 'running' ELSE 'cancelled' END,
+        cancel_requested = true,
+        finished_at = CASE WHEN j.state = 'running' THEN NULL ELSE (SELECT t FROM now) END,
+        updated_at = (SELECT t FROM now)
+    WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
+    RETURNING j.id, j.state
+),
+done AS ({done_notify})
+SELECT upd.id, (SELECT count(*) FROM done) AS woken FROM upd;
 
 -- name: get_cursor
 SELECT value FROM {schema}.cursors WHERE name = $1::text;
