@@ -36,7 +36,11 @@ CREATE TABLE {schema}.jobs (
     -- attempt, at, owner, type, message, traceback.
     errors jsonb NOT NULL DEFAULT '[]',
     headers jsonb NOT NULL DEFAULT '{}',  -- labels to labels, as given to enqueue
-    concurrency_key text  -- flow-control key; its limit (if any) is in limits
+    concurrency_key text,  -- flow-control key; its limit (if any) is in limits
+    result jsonb,  -- what the handler returned, stored by the applied finalize (0005)
+    -- the expiry of the lease reap took back while the job waits to run again, kept until a
+    -- run of it ends (finalize, except a release): where its recovery time starts
+    lost_at double precision
 );
 
 -- Claim: due jobs of one queue in claim order; only waiting jobs are in it, so its size follows
