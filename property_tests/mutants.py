@@ -58,7 +58,6 @@ __all__ = [
     "SQLiteCoolDownIgnored",
     "SQLiteFinalizeIgnoresToken",
     "SQLiteLimitPerCandidateIgnored",
-    "SQLiteRateWindowClosed",
     "SQLiteReapIgnoresExpiry",
     "SQLiteRenewIgnoresToken",
 ]
@@ -402,21 +401,6 @@ class SQLiteLimitPerCandidateIgnored(SQLiteTransport):
         return await super()._fetch(_CLAIM_GREEDY if sql == _Q["claim"] else sql, params)
 
 
-_CLAIM_WINDOW_CLOSED = _without(
-    "claim",
-    "WHERE l.rate IS NOT NULL AND s.at > :now - l.per",
-    "WHERE l.rate IS NOT NULL AND s.at >= :now - l.per",
-)
-
-
-class SQLiteRateWindowClosed(SQLiteTransport):
-    """The claim counts a start still at the very end of its window (``>=`` for ``>``): a
-    start at ``t`` holds its slot at ``t + per`` too, so a job waits though its key has room."""
-
-    async def _fetch(self, sql: str, params: Any = ()) -> list[Any]:
-        return await super()._fetch(_CLAIM_WINDOW_CLOSED if sql == _Q["claim"] else sql, params)
-
-
 _CLAIM_NOT_COOLED = _without(
     "claim", "SELECT key FROM cooldowns WHERE until > :now", "SELECT NULL WHERE 0"
 )
@@ -443,7 +427,6 @@ FLOW_MUTANTS: tuple[type[MemoryTransport] | type[SQLiteTransport], ...] = (
     RateOffByOne,
     RateWindowNotSliding,
     CoolDownIgnored,
-    SQLiteRateWindowClosed,
     SQLiteCoolDownIgnored,
 )
 """The broken limiters: hunted by the flow machine (the lease machine sets no limits)."""
