@@ -37,10 +37,30 @@ __all__ = ["Backend", "Harness", "MemoryBackend", "PostgresBackend", "SQLiteBack
 
 T = TypeVar("T")
 
-SQLITE_TABLES = ("jobs", "leaders", "cursors", "queue_configs", "nodes", "stats", "limits")
+SQLITE_TABLES = (
+    "jobs",
+    "leaders",
+    "cursors",
+    "queue_configs",
+    "nodes",
+    "stats",
+    "limits",
+    "key_starts",
+    "cooldowns",
+)
 """Every SQLite table of the store (``transports/sql/sqlite/schema.sql``), emptied per example."""
 
-POSTGRES_TABLES = ("jobs", "leaders", "cursors", "queues", "nodes", "stats", "limits")
+POSTGRES_TABLES = (
+    "jobs",
+    "leaders",
+    "cursors",
+    "queues",
+    "nodes",
+    "stats",
+    "limits",
+    "key_starts",
+    "cooldowns",
+)
 """Every PostgreSQL table of the store but ``schema_version``, emptied per example."""
 
 

@@ -12,6 +12,8 @@ Hierarchy::
     │   ├── InvalidQueueName                   nothing was written (a bug to fix, never
     │   ├── PayloadNotSerializable             worth retrying)
     │   ├── PayloadTooLarge
+    │   ├── ResultNotSerializable              a Complete's result is not JSON
+    │   ├── ResultTooLarge                     ... or longer than max_result_bytes
     │   └── UnsupportedURL                     transports.connect() got a URL it cannot serve
     ├── JobNotFound (also LookupError)
     ├── TransportClosed                         used after aclose()
@@ -37,6 +39,8 @@ __all__ = [
     "JobNotFound",
     "PayloadNotSerializable",
     "PayloadTooLarge",
+    "ResultNotSerializable",
+    "ResultTooLarge",
     "SchemaVersionMismatch",
     "StoreNotFound",
     "StoreReadOnly",
@@ -65,6 +69,14 @@ class PayloadNotSerializable(InvalidRequest):
 
 class PayloadTooLarge(InvalidRequest):
     """A job payload's JSON encoding is longer than the transport's ``max_payload_bytes``."""
+
+
+class ResultNotSerializable(InvalidRequest):
+    """A job's result (``Complete.result``) cannot be encoded as JSON."""
+
+
+class ResultTooLarge(InvalidRequest):
+    """A job's result's JSON encoding is longer than the transport's ``max_result_bytes``."""
 
 
 class JobNotFound(TransportError, LookupError):

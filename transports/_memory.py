@@ -19,6 +19,7 @@ bumps the row's ``seq``, so nothing is ever searched for and removed.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import heapq
 import json
@@ -36,6 +37,7 @@ from ._observed import NodeInfo, QueueStats, minute_of
 from ._plumbing import Waiters
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_RESULT_BYTES,
     MAX_ERROR_MESSAGE,
     MAX_ERRORS,
     AttemptError,
@@ -56,6 +58,7 @@ from ._records import (
     Lease,
     QueueConfig,
     Reclaimed,
+    Release,
     RenewRequest,
     RenewResult,
     Retry,
@@ -64,8 +67,11 @@ from ._records import (
     check_action,
     check_listing,
     encode_payload,
+    encode_result,
+    job_waiter_key,
 )
 from ._validate import (
+    INT64_MAX,
     check_advance,
     check_claim,
     check_cleanup,
@@ -73,6 +79,7 @@ from ._validate import (
     check_duration,
     check_id,
     check_items,
+    check_job_ids,
     check_leader,
     check_limit,
     check_name,
@@ -116,6 +123,8 @@ class _Row:
     started_at: float | None = None
     errors: tuple[AttemptError, ...] = ()
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    result_text: str | None = None  # the Complete's result, compact JSON; None: none
+    lost_at: float | None = None  # expiry of the lease reap took back, until a run ends
 
 
 @dataclasses.dataclass(slots=True)
@@ -149,6 +158,10 @@ class MemoryStore:
         self.cursors: dict[str, float] = {}
         self.limits: dict[str, int] = {}  # concurrency key -> most live leases at once
         self.keyed: dict[str, dict[int, _Row]] = {}  # concurrency key -> its running jobs
+        self.rates: dict[str, tuple[int, float]] = {}  # concurrency key -> (rate, per)
+        # concurrency key -> its start times in its rate window, oldest first
+        self.starts: dict[str, collections.deque[float]] = {}
+        self.cooldowns: dict[str, float] = {}  # concurrency key -> cooled down until then
         self.nodes: dict[str, NodeInfo] = {}
         self.stats: dict[tuple[str, float], dict[str, int]] = {}  # (queue, minute) -> cells
         self.waiters = Waiters()
@@ -162,6 +175,7 @@ class MemoryTransport(Transport):
         store: the store to use, shared with other transports (simulated nodes); None for a
             private one.
         max_payload_bytes: longest accepted JSON payload, in bytes.
+        max_result_bytes: longest accepted JSON result, in bytes.
     """
 
     def __init__(
@@ -170,9 +184,11 @@ class MemoryTransport(Transport):
         clock: TimeSource | None = None,
         store: MemoryStore | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
     ) -> None:
         self.clock = clock
         self.max_payload_bytes = max_payload_bytes
+        self.max_result_bytes = max_result_bytes
         self._time: TimeSource = clock if clock is not None else WallClock()
         self._store = store if store is not None else MemoryStore()
         self._closed = False
@@ -284,9 +300,9 @@ class MemoryTransport(Transport):
             if row is None or row.seq != seq:
                 continue
             key = row.concurrency_key
-            if key is not None and key in store.limits:
+            if key is not None and self._held(key):
                 if key not in free:
-                    free[key] = store.limits[key] - self._live(key, now)
+                    free[key] = self._free(key, now)
                     if free[key] <= 0:
                         full.add(key)
                 if key in full:
@@ -301,6 +317,8 @@ class MemoryTransport(Transport):
                 candidates += 1
             if key is not None:  # counted whether limited now or later
                 store.keyed.setdefault(key, {})[job_id] = row
+                if key in store.rates:
+                    self._log_start(key, now)
             self._set_state(row, JobState.RUNNING)
             row.attempt += 1
             row.lease_owner = owner
@@ -311,7 +329,15 @@ class MemoryTransport(Transport):
             row.seq += 1
             store.running[job_id] = row
             heapq.heappush(store.expiry, (expires_at, job_id, row.seq))
-            leases.append(Lease(job=_job(row), token=token, owner=owner, expires_at=expires_at))
+            leases.append(
+                Lease(
+                    job=_job(row),
+                    token=token,
+                    owner=owner,
+                    expires_at=expires_at,
+                    lost_at=row.lost_at,
+                )
+            )
         if heap is not None:
             for entry in passed:  # still due, attempt unspent: back in the queue as they were
                 heapq.heappush(heap, entry)
@@ -353,10 +379,17 @@ class MemoryTransport(Transport):
     async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
         now = await self._enter()
         check_items(requests, FinalizeRequest, "requests")
+        # Encode every result before the first write: a batch is all or nothing.
+        texts = [
+            encode_result(request.outcome.result, self.max_result_bytes)
+            if isinstance(request.outcome, Complete)
+            else None
+            for request in requests
+        ]
         store = self._store
         results: list[FinalizeResult] = []
         woken: set[str] = set()
-        for request in requests:
+        for request, text in zip(requests, texts, strict=True):
             row = store.running.get(request.job_id)
             if row is None or row.token != request.token:
                 results.append(FinalizeResult.STALE)
@@ -372,9 +405,12 @@ class MemoryTransport(Transport):
                     row.lease_owner,
                 )
             self._end_lease(row, now)
+            if not isinstance(outcome, Release):
+                row.lost_at = None  # the run that recovered the job has ended
             if row.concurrency_key in store.limits or self._capped(row.queue):
                 woken.add(row.queue)  # a slot of its key (or its queue) came free
             if isinstance(outcome, Complete):
+                row.result_text = text
                 self._finish(row, JobState.SUCCEEDED, now)
             elif isinstance(outcome, Discard):
                 row.last_error = outcome.error
@@ -384,7 +420,9 @@ class MemoryTransport(Transport):
                     row.last_error = outcome.reason
                 self._finish(row, JobState.CANCELLED, now)
             elif row.cancel_requested:
-                # Cancel wins over retry, snooze and release.
+                # Cancel wins over retry, snooze and release; a cool-down still applies.
+                if isinstance(outcome, Snooze) and outcome.cool_down:
+                    self._cool(row.concurrency_key, outcome.run_at)
                 if isinstance(outcome, Retry) and outcome.error is not None:
                     row.last_error = outcome.error
                 self._finish(row, JobState.CANCELLED, now)
@@ -396,6 +434,8 @@ class MemoryTransport(Transport):
                     woken.add(row.queue)
             elif isinstance(outcome, Snooze):
                 row.attempt -= 1
+                if outcome.cool_down:
+                    self._cool(row.concurrency_key, outcome.run_at)
                 if self._wait_until(row, outcome.run_at, now):
                     woken.add(row.queue)
             else:  # Release
@@ -433,7 +473,10 @@ class MemoryTransport(Transport):
                 self._finish(row, JobState.DEAD, now)
             else:
                 self._make_available(row)
+                row.lost_at = expired_at
                 woken.add(row.queue)
+            if row.state is not JobState.AVAILABLE:
+                row.lost_at = None
             reclaimed.append(
                 Reclaimed(
                     job_id=job_id,
@@ -512,6 +555,13 @@ class MemoryTransport(Transport):
         check_queues(queues)
         await self._store.waiters.wait(queues, self._pending)
 
+    async def wait_for_jobs(self, job_ids: Sequence[int]) -> None:
+        if self._closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        ids = check_job_ids(job_ids)
+        await self._store.waiters.wait([job_waiter_key(job_id) for job_id in ids], self._pending)
+
     # --- operating ------------------------------------------------------------------------
 
     async def get_queue_config(self, queue: str) -> QueueConfig:
@@ -531,36 +581,71 @@ class MemoryTransport(Transport):
         await self._enter()
         return [self._store.configs[name] for name in sorted(self._store.configs)]
 
-    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
+    async def set_limit(
+        self,
+        key: str,
+        *,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per: float | None = None,
+    ) -> None:
         await self._enter()
-        check_set_limit(key, concurrency)
+        check_set_limit(key, concurrency, rate, per)
         store = self._store
         before = store.limits.get(key)
+        rate_before = store.rates.get(key)
         if concurrency is None:
             store.limits.pop(key, None)
         else:
             store.limits[key] = concurrency
-        if before is not None and (concurrency is None or concurrency > before):
+        if rate is None or per is None:
+            store.rates.pop(key, None)
+            store.starts.pop(key, None)
+        else:
+            store.rates[key] = (rate, per)
+        raised = before is not None and (concurrency is None or concurrency > before)
+        if raised or (rate_before is not None and store.rates.get(key) != rate_before):
             store.waiters.wake(store.waiters.queues())
 
     async def list_limits(self) -> list[KeyLimit]:
         now = await self._enter()
         store = self._store
         self._promote(now)
-        waiting = dict.fromkeys(store.limits, 0)
+        cooled = {key for key, until in store.cooldowns.items() if until > now}
+        waiting = dict.fromkeys({*store.limits, *store.rates, *cooled}, 0)
         for row in store.jobs.values():
             key = row.concurrency_key
             if key in waiting and row.state in (JobState.SCHEDULED, JobState.AVAILABLE):
                 waiting[key] += 1
-        return [
-            KeyLimit(
-                key=key,
-                concurrency=store.limits[key],
-                running=self._live(key, now),
-                waiting=waiting[key],
+        found = []
+        for key in sorted(waiting):
+            rate, per = store.rates.get(key, (None, None))
+            found.append(
+                KeyLimit(
+                    key=key,
+                    concurrency=store.limits.get(key),
+                    running=self._live(key, now),
+                    waiting=waiting[key],
+                    rate=rate,
+                    per=per,
+                    started=self._started(key, now),
+                    cooldown_until=store.cooldowns[key] if key in cooled else None,
+                )
             )
-            for key in sorted(store.limits)
-        ]
+        return found
+
+    async def reopens_in(self, queue: str) -> float | None:
+        now = await self._enter()
+        check_name(queue)
+        store = self._store
+        soonest: float | None = None
+        for key, (rate, per) in store.rates.items():
+            if self._started(key, now) >= rate:
+                soonest = _sooner(soonest, store.starts[key][-rate] + per - now)
+        for until in store.cooldowns.values():
+            if until > now:
+                soonest = _sooner(soonest, until - now)
+        return soonest
 
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
@@ -636,6 +721,7 @@ class MemoryTransport(Transport):
             row.attempt = 0
             row.cancel_requested = False
             row.finished_at = None
+            row.lost_at = None  # an operator's retry is no recovery
             row.run_at = row.updated_at = now
             self._make_available(row)
         for queue in {row.queue for row in chosen}:
@@ -886,6 +972,49 @@ class MemoryTransport(Transport):
             if row.lease_expires_at is not None and row.lease_expires_at > now
         )
 
+    def _held(self, key: str) -> bool:
+        """Whether ``key`` has a limit, a rate or a cool-down (live or not) to check."""
+        store = self._store
+        return key in store.limits or key in store.rates or key in store.cooldowns
+
+    def _free(self, key: str, now: float) -> int:
+        """How many jobs of ``key`` a claim at ``now`` may start (<= 0: none)."""
+        store = self._store
+        until = store.cooldowns.get(key)
+        if until is not None:
+            if until > now:
+                return 0
+            del store.cooldowns[key]  # over: forgotten
+        free = INT64_MAX
+        if key in store.limits:
+            free = store.limits[key] - self._live(key, now)
+        if key in store.rates:
+            free = min(free, store.rates[key][0] - self._started(key, now))
+        return free
+
+    def _started(self, key: str, now: float) -> int:
+        """How many starts of ``key`` fall in its rate window ``(now - per, now]``; the
+        log forgets the older ones."""
+        rate_per = self._store.rates.get(key)
+        log = self._store.starts.get(key)
+        if rate_per is None or not log:
+            return 0
+        since = now - rate_per[1]
+        while log and log[0] <= since:
+            log.popleft()
+        return len(log)
+
+    def _log_start(self, key: str, now: float) -> None:
+        self._store.starts.setdefault(key, collections.deque()).append(now)
+
+    def _cool(self, key: str | None, until: float) -> None:
+        """Cool ``key`` down until ``until`` (never shortening a longer cool-down)."""
+        if key is None:
+            return
+        cooldowns = self._store.cooldowns
+        cooldowns[key] = max(until, cooldowns.get(key, until))
+        # Claimers learn the end of the cool-down from reopens_in; nothing to wake now.
+
     def _capped(self, queue: str) -> bool:
         config = self._store.configs.get(queue)
         return config is not None and config.global_concurrency is not None
@@ -923,9 +1052,14 @@ class MemoryTransport(Transport):
             if store.dedupe.get(key) == row.id:
                 del store.dedupe[key]
         store.final[row.id] = None
+        store.waiters.wake((job_waiter_key(row.id),))
 
     def _wake(self, queue: str) -> None:
         self._store.waiters.wake((queue,))
+
+
+def _sooner(soonest: float | None, wait: float) -> float:
+    return wait if soonest is None else min(soonest, wait)
 
 
 _RETRYABLE = frozenset({JobState.DEAD, JobState.CANCELLED, JobState.SCHEDULED})
@@ -977,4 +1111,5 @@ def _job(row: _Row) -> Job:
         errors=row.errors,
         headers=dict(row.headers),
         concurrency_key=row.concurrency_key,
+        result=None if row.result_text is None else json.loads(row.result_text),
     )

@@ -52,9 +52,11 @@ from ._observed import NodeInfo, QueueStats, rows_of_cells, sum_cells
 from ._plumbing import Waiters, distinct_pairs, encode_outcome, fold_batch, unfold_results
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_RESULT_BYTES,
     MAX_ERROR_MESSAGE,
     MAX_ERRORS,
     CancelResult,
+    Complete,
     Counts,
     Discard,
     EnqueueRequest,
@@ -72,11 +74,14 @@ from ._records import (
     RenewRequest,
     RenewResult,
     Retry,
+    Snooze,
     TimeSource,
     check_action,
     check_listing,
     decode_errors,
     encode_payload,
+    encode_result,
+    job_waiter_key,
 )
 from ._sql import load_migrations, load_queries
 from ._url import postgres_connect_args, redact_url
@@ -89,6 +94,7 @@ from ._validate import (
     check_id,
     check_int,
     check_items,
+    check_job_ids,
     check_leader,
     check_limit,
     check_name,
@@ -187,10 +193,24 @@ def validate_schema(schema: str) -> str:
     return schema
 
 
+# One NOTIFY per statement on <schema>_done naming the jobs of its "upd" CTE that ended, so
+# every process's wait_for_jobs callers wake; a list too long for a payload sends "*" (all).
+_DONE_NOTIFY = """
+    SELECT pg_notify({done_channel}, CASE WHEN length(d.ids) > 7000 THEN '*' ELSE d.ids END)
+    FROM (
+        SELECT string_agg(id::text, ',') AS ids FROM upd
+        WHERE state IN ('succeeded', 'cancelled', 'dead')
+    ) AS d
+    WHERE {notify} AND d.ids IS NOT NULL
+"""
+
+
 def _render(sql: str, schema: str, *, notify: bool) -> str:
     # str.replace, not str.format: SQL is full of braces ('{}'::int[]).
     return (
-        sql.replace("{schema}", f'"{schema}"')
+        sql.replace("{done_notify}", _DONE_NOTIFY)
+        .replace("{schema}", f'"{schema}"')
+        .replace("{done_channel}", f"'{_done_channel(schema)}'")
         .replace("{channel}", f"'{_channel(schema)}'")
         .replace("{notify}", "true" if notify else "false")
         .replace("{max_errors}", str(int(MAX_ERRORS)))
@@ -202,6 +222,10 @@ def _channel(schema: str) -> str:
     return f"{schema}_jobs"
 
 
+def _done_channel(schema: str) -> str:
+    return f"{schema}_done"
+
+
 _STATES = {state.value: state for state in JobState}  # a dict lookup beats JobState(value)
 
 
@@ -211,8 +235,9 @@ def _nulls_as_none(column: list[T]) -> list[T] | None:
     return None if all(value is None for value in column) else column
 
 
-def _job(row: asyncpg.Record) -> Job:
-    # Column order is the one of the claim/get/list_jobs queries.
+def _job(row: asyncpg.Record, result: str | None = None) -> Job:
+    # Column order is the one of the claim/get/list_jobs queries; ``result`` is the stored
+    # result when the query read it (get, list_jobs).
     return Job(
         id=row[0],
         kind=row[1],
@@ -235,7 +260,18 @@ def _job(row: asyncpg.Record) -> Job:
         errors=decode_errors(row[18]),
         headers=_headers(row[19]),
         concurrency_key=row[20],
+        result=_result(result),
     )
+
+
+def _result(stored: str | None) -> Any:
+    """A stored result, decoded; a value another tool stored malformed reads as None."""
+    if stored is None:
+        return None
+    try:
+        return json.loads(stored)
+    except ValueError:
+        return None
 
 
 def _headers(stored: str) -> dict[str, str]:
@@ -255,6 +291,7 @@ _RETRYABLE = ["dead", "cancelled", "scheduled"]
 _WAITING = ["scheduled", "available"]
 _DELETABLE = ["scheduled", "available", "succeeded", "cancelled", "dead"]
 _ACTIVE = ["scheduled", "available", "running"]
+_FINAL = frozenset({"succeeded", "cancelled", "dead"})
 
 
 def _filter_args(
@@ -283,7 +320,9 @@ def _filter_args(
     )
 
 
-def _finalize_columns(requests: Sequence[FinalizeRequest]) -> tuple[list[Any] | None, ...]:
+def _finalize_columns(
+    requests: Sequence[FinalizeRequest], max_result_bytes: int
+) -> tuple[list[Any] | None, ...]:
     ids: list[int] = []
     tokens: list[int] = []
     actions: list[str] = []
@@ -291,9 +330,17 @@ def _finalize_columns(requests: Sequence[FinalizeRequest]) -> tuple[list[Any] | 
     errors: list[str | None] = []
     types: list[str | None] = []
     tracebacks: list[str | None] = []
+    results: list[str | None] = []
+    cools: list[bool] = []
     for request in requests:
         outcome = request.outcome
         action, run_at, error = encode_outcome(outcome)
+        results.append(
+            encode_result(outcome.result, max_result_bytes)
+            if isinstance(outcome, Complete)
+            else None
+        )
+        cools.append(isinstance(outcome, Snooze) and outcome.cool_down)
         ids.append(request.job_id)
         tokens.append(request.token)
         actions.append(action)
@@ -313,6 +360,8 @@ def _finalize_columns(requests: Sequence[FinalizeRequest]) -> tuple[list[Any] | 
         _nulls_as_none(errors),
         _nulls_as_none(types),
         _nulls_as_none(tracebacks),
+        _nulls_as_none(results),
+        cools if any(cools) else None,
     )
 
 
@@ -331,6 +380,7 @@ class PostgresTransport(Transport):
         pool_size: most connections the pool opens (the LISTEN connection is extra).
         clock: where "now" comes from; None for the database clock.
         max_payload_bytes: longest accepted JSON payload, in bytes.
+        max_result_bytes: longest accepted JSON result, in bytes.
         auto_migrate: migrate the schema at ``open()``; when False, a schema of another
             version raises :class:`~transports.SchemaVersionMismatch` instead.
         notify: send and listen for ``NOTIFY`` wake-ups; when False only this process's own
@@ -353,6 +403,7 @@ class PostgresTransport(Transport):
         pool_size: int = 10,
         clock: TimeSource | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         auto_migrate: bool = True,
         notify: bool = True,
         create: bool = True,
@@ -360,6 +411,7 @@ class PostgresTransport(Transport):
         check_int(pool_size, "pool_size", 1, MAX_POOL_SIZE)
         self.clock = clock
         self.max_payload_bytes = max_payload_bytes
+        self.max_result_bytes = max_result_bytes
         self.dsn = dsn
         self.schema = validate_schema(schema)
         self.pool_size = pool_size
@@ -670,12 +722,13 @@ class PostgresTransport(Transport):
             )
             if not rows:
                 self._limited = await self._run(
-                    lambda: pool.fetchval(self._sql["any_limits"]), idempotent=True
+                    lambda: pool.fetchval(self._sql["any_limits"], now), idempotent=True
                 )
         if self._limited:
             rows = await self._run(lambda: self._claim_limited(pool, queue, limit, owner, ttl))
         leases = [
-            Lease(job=_job(row), token=row[21], owner=owner, expires_at=row[15]) for row in rows
+            Lease(job=_job(row), token=row[21], owner=owner, expires_at=row[15], lost_at=row[22])
+            for row in rows
         ]
         leases.sort(key=lambda lease: (lease.job.priority, lease.job.run_at, lease.job.id))
         if limit > 1 and len(leases) == limit:
@@ -725,7 +778,7 @@ class PostgresTransport(Transport):
     async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
         check_items(requests, FinalizeRequest, "requests")
         pool = self._db
-        columns = _finalize_columns(requests)
+        columns = _finalize_columns(requests, self.max_result_bytes)
         if not requests:
             await anyio.lowlevel.checkpoint()
             return []
@@ -736,15 +789,25 @@ class PostgresTransport(Transport):
             columns = tuple(
                 None if column is None else [column[i] for i in sent] for column in columns
             )
-        rows = await self._run(lambda: pool.fetch(self._sql["finalize"], *columns, self._now()))
+        if columns[8] is not None:
+            self._limited = True  # a key cools down: claims take the limited path
+        rows = await self._run(
+            lambda: pool.fetch(
+                self._sql["finalize"], *columns[:7], self._now(), columns[7], columns[8]
+            )
+        )
         # Only the applied requests come back, by their position among those sent.
         results = [FinalizeResult.STALE] * len(requests)
         woken: set[str] = set()
+        ended: list[int] = []
         for position, state, queue, _ in rows:
             results[sent[position - 1]] = FinalizeResult.APPLIED
             if state == "available" or self._limited:  # with limits, a slot may be free now
                 woken.add(queue)
+            if state in _FINAL:
+                ended.append(requests[sent[position - 1]].job_id)
         self._wake(woken)
+        self._wake_jobs(ended)
         return results
 
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
@@ -764,6 +827,7 @@ class PostgresTransport(Transport):
             for row in rows
         ]
         self._wake({r.queue for r in reclaimed if r.state is JobState.AVAILABLE})
+        self._wake_jobs([r.job_id for r in reclaimed if r.state.is_final])
         return reclaimed
 
     async def cancel(self, job_id: int) -> CancelResult:
@@ -771,8 +835,9 @@ class PostgresTransport(Transport):
         pool = self._db
         row = await self._run(lambda: pool.fetchrow(self._sql["cancel"], job_id, self._now()))
         assert row is not None
-        state, found = row
+        state, found, _ = row
         if state == JobState.CANCELLED:
+            self._wake_jobs([job_id])
             return CancelResult.CANCELLED
         if state == JobState.RUNNING:
             return CancelResult.REQUESTED
@@ -838,6 +903,20 @@ class PostgresTransport(Transport):
         # reaches every waiter, one claim after another.
         self._waiters.wake_one(queues)
 
+    def _wake_jobs(self, job_ids: Sequence[int]) -> None:
+        """Wake this process's ``wait_for_jobs`` callers of jobs that ended (all of them)."""
+        if job_ids:
+            self._waiters.wake([job_waiter_key(job_id) for job_id in job_ids])
+
+    async def wait_for_jobs(self, job_ids: Sequence[int]) -> None:
+        if self._closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        ids = check_job_ids(job_ids)
+        if self.notify and self._opened and self._listener is None:
+            self._start_listener_reconnect()
+        await self._waiters.wait([job_waiter_key(job_id) for job_id in ids], self._pending)
+
     def _wake_all(self) -> None:
         Waiters.wake_pending(self._pending)
         self._waiters.clear()
@@ -846,6 +925,7 @@ class PostgresTransport(Transport):
         conn = await asyncpg.connect(self._connect_args.dsn, **self._driver_kwargs())
         try:
             await conn.add_listener(_channel(self.schema), self._on_notify)
+            await conn.add_listener(_done_channel(self.schema), self._on_done)
         except BaseException:
             await conn.close()
             raise
@@ -854,6 +934,14 @@ class PostgresTransport(Transport):
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         self._wake({str(payload)})
+
+    def _on_done(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        text = str(payload)
+        if text == "*":
+            keys = [key for key in self._waiters.queues() if key.startswith("#")]
+        else:
+            keys = [f"#{part}" for part in text.split(",")]
+        self._waiters.wake(keys)
 
     def _on_listener_lost(self, conn: object) -> None:
         if conn is not self._listener:
@@ -918,17 +1006,41 @@ class PostgresTransport(Transport):
         configs = [_queue_config(row) for row in rows]
         return [config for config in configs if config is not None]
 
-    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
-        check_set_limit(key, concurrency)
+    async def set_limit(
+        self,
+        key: str,
+        *,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per: float | None = None,
+    ) -> None:
+        check_set_limit(key, concurrency, rate, per)
         pool = self._db
-        if concurrency is None:
-            await self._run(lambda: pool.execute(self._sql["delete_limit"], key), idempotent=True)
-        else:
+        if concurrency is not None or rate is not None:
             self._limited = True
-            await self._run(
-                lambda: pool.execute(self._sql["set_limit"], key, concurrency), idempotent=True
-            )
+
+        async def write() -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                if concurrency is None and rate is None:
+                    await conn.execute(self._sql["delete_limit"], key)
+                else:
+                    await conn.execute(self._sql["set_limit"], key, concurrency, rate, per)
+                if rate is None:
+                    await conn.execute(self._sql["forget_starts"], key)
+
+        await self._run(write, idempotent=True)
         self._waiters.wake(set(self._waiters.queues()))  # a key may have room now
+
+    async def reopens_in(self, queue: str) -> float | None:
+        check_name(queue)
+        if not self._limited:
+            await anyio.lowlevel.checkpoint()  # no limit seen: no key is held
+            return None
+        pool = self._db
+        wait = await self._run(
+            lambda: pool.fetchval(self._sql["reopens_in"], self._now()), idempotent=True
+        )
+        return None if wait is None else float(wait)
 
     async def list_limits(self) -> list[KeyLimit]:
         pool = self._db
@@ -936,8 +1048,17 @@ class PostgresTransport(Transport):
             lambda: pool.fetch(self._sql["list_limits"], self._now()), idempotent=True
         )
         return [
-            KeyLimit(key=key, concurrency=concurrency, running=running, waiting=waiting)
-            for key, concurrency, running, waiting in rows
+            KeyLimit(
+                key=key,
+                concurrency=concurrency,
+                running=running,
+                waiting=waiting,
+                rate=rate,
+                per=per,
+                started=started,
+                cooldown_until=until,
+            )
+            for key, concurrency, running, waiting, rate, per, started, until in rows
         ]
 
     async def cleanup(
@@ -969,7 +1090,7 @@ class PostgresTransport(Transport):
         )
         if row is None:
             raise JobNotFound(f"no job has id {job_id}")
-        return _job(row)
+        return _job(row, row[21])
 
     async def list_jobs(
         self,
@@ -985,7 +1106,7 @@ class PostgresTransport(Transport):
         sql = self._sql["list_jobs_newest" if newest_first else "list_jobs"]
         args = _filter_args(where, after_id, before_id, self._now())
         rows = await self._run(lambda: pool.fetch(sql, *args, limit), idempotent=True)
-        return [_job(row) for row in rows]
+        return [_job(row, row[21]) for row in rows]
 
     async def retry_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
         where = check_action(where, limit)
@@ -1007,6 +1128,7 @@ class PostgresTransport(Transport):
         rows = await self._run(
             lambda: pool.fetch(self._sql["discard_jobs"], *args, limit, _WAITING, text)
         )
+        self._wake_jobs([row[0] for row in rows])
         return sorted(row[0] for row in rows)
 
     async def delete_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
@@ -1023,6 +1145,7 @@ class PostgresTransport(Transport):
         pool = self._db
         args = _filter_args(where, None, None, self._now())
         rows = await self._run(lambda: pool.fetch(self._sql["cancel_jobs"], *args, limit, _ACTIVE))
+        self._wake_jobs([row[0] for row in rows])
         return sorted(row[0] for row in rows)
 
     # --- observing ------------------------------------------------------------------------

@@ -15,7 +15,13 @@ from typing import Any, Protocol, TypeAlias
 
 import attrs
 
-from ._errors import InvalidRequest, PayloadNotSerializable, PayloadTooLarge
+from ._errors import (
+    InvalidRequest,
+    PayloadNotSerializable,
+    PayloadTooLarge,
+    ResultNotSerializable,
+    ResultTooLarge,
+)
 from ._validate import (
     INT32_MAX,
     INT32_MIN,
@@ -36,6 +42,7 @@ from ._validate import (
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "DEFAULT_MAX_RESULT_BYTES",
     "MAX_ERRORS",
     "MAX_ERROR_MESSAGE",
     "MAX_FILTER_IDS",
@@ -72,6 +79,8 @@ __all__ = [
     "check_state",
     "decode_errors",
     "encode_payload",
+    "encode_result",
+    "job_waiter_key",
 ]
 
 JsonValue: TypeAlias = Any
@@ -79,6 +88,7 @@ JsonValue: TypeAlias = Any
 
 DEFAULT_MAX_ATTEMPTS = 20
 DEFAULT_MAX_PAYLOAD_BYTES = 1_048_576
+DEFAULT_MAX_RESULT_BYTES = 262_144
 
 MAX_ERRORS = 20
 """Errors kept with a job: its newest ``MAX_ERRORS`` attempts' errors (older ones are dropped)."""
@@ -162,6 +172,33 @@ def encode_payload(payload: JsonValue, max_bytes: int) -> str:
     if size > max_bytes:
         raise PayloadTooLarge(f"payload is {size} bytes, over the limit of {max_bytes}")
     return text
+
+
+def encode_result(result: JsonValue, max_bytes: int) -> str | None:
+    """Encode a job's result (``Complete.result``) as compact JSON and check its size.
+
+    None (no result) encodes as None: nothing is stored. Otherwise the rules of
+    :func:`encode_payload` apply, with the result's own errors.
+
+    Raises:
+        ResultNotSerializable: the result is not JSON (or holds NUL or a lone surrogate).
+        ResultTooLarge: the encoding is longer than ``max_bytes`` bytes.
+    """
+    if result is None:
+        return None
+    try:
+        text = encode_payload(result, max_bytes)
+    except PayloadTooLarge as exc:
+        raise ResultTooLarge(str(exc).replace("payload", "result", 1)) from None
+    except PayloadNotSerializable as exc:
+        raise ResultNotSerializable(str(exc).replace("payload", "result", 1)) from None
+    return text
+
+
+def job_waiter_key(job_id: int) -> str:
+    """The key ``wait_for_jobs`` callers of one job wait under in a backend's waiter registry
+    (never a queue name: ``#`` is not a name character)."""
+    return f"#{job_id}"
 
 
 # A JSON-escaped NUL: "\u0000" preceded by an even number of backslashes.
@@ -340,6 +377,9 @@ class Job:
     errors: tuple[AttemptError, ...] = ()
     headers: Mapping[str, str] = attrs.field(factory=dict)  # as given to enqueue
     concurrency_key: str | None = None  # the flow-control key given at enqueue, if any
+    # what the handler returned, stored by the applied finalize of a Complete (see
+    # Complete.result); None until then, and when it returned nothing
+    result: JsonValue = None
 
 
 @attrs.frozen(kw_only=True)
@@ -350,6 +390,9 @@ class Lease:
     token: int  # fencing token, unique per claim of this job; stale once the job is re-claimed
     owner: str
     expires_at: float
+    # when the previous holder's lease on the job expired, if reap took that lease back and
+    # no run has ended since (see Transport.claim): the start of the job's recovery
+    lost_at: float | None = None
 
     @property
     def job_id(self) -> int:
@@ -377,7 +420,10 @@ class RenewResult(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class Complete:
-    """The handler succeeded."""
+    """The handler succeeded; ``result`` (JSON, at most the transport's ``max_result_bytes``
+    encoded; None: nothing) is stored with the job by the applied finalize."""
+
+    result: JsonValue = None
 
 
 @attrs.frozen(kw_only=True)
@@ -395,9 +441,15 @@ class Retry:
 
 @attrs.frozen(kw_only=True)
 class Snooze:
-    """Run again at ``run_at`` without spending an attempt."""
+    """Run again at ``run_at`` without spending an attempt.
+
+    With ``cool_down``, the job's concurrency key also cools down until ``run_at``: no claim
+    on any node starts a job of that key before then (see *Flow control* in
+    :mod:`transports._base`). A job without a key cools nothing.
+    """
 
     run_at: float = attrs.field(validator=_time)  # finite, >= 0
+    cool_down: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
 
 @attrs.frozen(kw_only=True)
@@ -624,9 +676,14 @@ class KeyLimit:
     """A flow-control key's limit and its current use. Returned by ``list_limits``."""
 
     key: str  # the concurrency key jobs name at enqueue
-    concurrency: int  # most jobs with this key holding a live lease at once, cluster-wide
+    # most jobs with this key holding a live lease at once, cluster-wide; None: no cap
+    concurrency: int | None
     running: int  # jobs with this key holding a live (unexpired) lease now
     waiting: int  # jobs with this key scheduled or available now
+    rate: int | None = None  # most starts of the key in any window of ``per`` seconds
+    per: float | None = None  # the rate's window, seconds (set with ``rate``)
+    started: int = 0  # starts of the key in the window ending now (0 without a rate)
+    cooldown_until: float | None = None  # a cool-down holding the key until then, if live
 
 
 @attrs.frozen(kw_only=True)

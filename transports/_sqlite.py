@@ -33,7 +33,7 @@ import functools
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 from urllib.request import pathname2url
 
@@ -60,9 +60,11 @@ from ._observed import NodeInfo, QueueStats, minute_of, rows_of_cells, sum_cells
 from ._plumbing import Waiters, distinct_pairs, encode_outcome, fold_batch, unfold_results
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_RESULT_BYTES,
     MAX_ERROR_MESSAGE,
     MAX_ERRORS,
     CancelResult,
+    Complete,
     Counts,
     Discard,
     EnqueueRequest,
@@ -80,11 +82,14 @@ from ._records import (
     RenewRequest,
     RenewResult,
     Retry,
+    Snooze,
     TimeSource,
     check_action,
     check_listing,
     decode_errors,
     encode_payload,
+    encode_result,
+    job_waiter_key,
 )
 from ._sql import load_migrations, load_queries
 from ._validate import (
@@ -95,6 +100,7 @@ from ._validate import (
     check_duration,
     check_id,
     check_items,
+    check_job_ids,
     check_leader,
     check_limit,
     check_name,
@@ -120,7 +126,7 @@ _INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _WATCH_FASTEST = 0.002
 _WATCH_SLOWEST = 0.025
 _WATCH_PATIENCE = 0.1  # seconds without a change before looking less often
-_FINALIZE_ROW = "(?, ?, ?, ?, ?, ?, ?)"
+_FINALIZE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _connection_lost(exc: BaseException) -> TransportError:
@@ -167,7 +173,8 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> list[Sequence[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def _job(row: Sequence[Any]) -> Job:
+def _job(row: Sequence[Any], result: str | None = None) -> Job:
+    """A job of the claim/get/list_jobs columns; ``result`` is its stored result, if read."""
     return Job(
         id=row[0],
         kind=row[1],
@@ -190,7 +197,18 @@ def _job(row: Sequence[Any]) -> Job:
         errors=decode_errors(row[18]),
         headers=_headers(row[19]),
         concurrency_key=row[20],
+        result=_result(result),
     )
+
+
+def _result(stored: str | None) -> Any:
+    """A stored result, decoded; a value another tool stored malformed reads as None."""
+    if stored is None:
+        return None
+    try:
+        return json.loads(stored)
+    except ValueError:
+        return None
 
 
 def _headers(stored: str) -> dict[str, str]:
@@ -227,13 +245,16 @@ def _queue_config(row: Sequence[Any]) -> QueueConfig | None:
     return QueueConfig.from_stored(row[0], row[1], row[2], row[3], row[4])
 
 
-def _finalize_row(request: FinalizeRequest) -> tuple[Any, ...]:
+def _finalize_row(request: FinalizeRequest, max_result_bytes: int) -> tuple[Any, ...]:
     outcome = request.outcome
+    result: str | None = None
     if isinstance(outcome, Retry | Discard):
         extra: tuple[str | None, str | None] = (outcome.error_type, outcome.traceback)
     else:
         extra = (None, None)
-    return (request.job_id, request.token, *encode_outcome(outcome), *extra)
+        if isinstance(outcome, Complete):
+            result = encode_result(outcome.result, max_result_bytes)
+    return (request.job_id, request.token, *encode_outcome(outcome), *extra, result)
 
 
 def _split_statements(script: str) -> list[str]:
@@ -263,6 +284,7 @@ class SQLiteTransport(Transport):
         path: the database file (created when missing), or ``":memory:"``.
         clock: where "now" comes from; None for the wall clock.
         max_payload_bytes: longest accepted JSON payload, in bytes.
+        max_result_bytes: longest accepted JSON result, in bytes.
         busy_timeout: seconds to wait for another process's write lock before giving up with
             :class:`~transports.ConnectionLost`.
         auto_migrate: bring an older (or empty) database's schema up to date on ``open()``;
@@ -279,6 +301,7 @@ class SQLiteTransport(Transport):
         *,
         clock: TimeSource | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         busy_timeout: float = 5.0,
         auto_migrate: bool = True,
         create: bool = True,
@@ -287,6 +310,7 @@ class SQLiteTransport(Transport):
         self.create = create
         self.clock = clock
         self.max_payload_bytes = max_payload_bytes
+        self.max_result_bytes = max_result_bytes
         self.busy_timeout = busy_timeout
         self.auto_migrate = auto_migrate
         self._time: TimeSource = clock if clock is not None else WallClock()
@@ -522,6 +546,10 @@ class SQLiteTransport(Transport):
     def _wake(self, queues: set[str]) -> None:
         self._waiters.wake(queues)
 
+    def _wake_jobs(self, job_ids: Iterable[int]) -> None:
+        """Wake the ``wait_for_jobs`` callers of jobs this transport just ended."""
+        self._waiters.wake([job_waiter_key(job_id) for job_id in job_ids])
+
     # --- producing ------------------------------------------------------------------------
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:
@@ -641,7 +669,14 @@ class SQLiteTransport(Transport):
         if any(row[20] is not None for row in rows):
             self._flow_queues.add(queue)
         return [
-            Lease(job=_job(row), token=row[21], owner=owner, expires_at=expires_at) for row in rows
+            Lease(
+                job=_job(row),
+                token=row[21],
+                owner=owner,
+                expires_at=expires_at,
+                lost_at=None if row[22] is None else float(row[22]),
+            )
+            for row in rows
         ]
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
@@ -687,7 +722,9 @@ class SQLiteTransport(Transport):
         # A repeated (job, token) pair is stale after its first occurrence applies; each pair
         # is sent once, so the statement never picks an arbitrary duplicate's outcome.
         sent, _ = distinct_pairs(requests)
-        params = [_finalize_row(requests[i]) for i in sent]
+        # Every result is checked, a repeated pair's too: a batch is refused whole or not.
+        rows = [_finalize_row(request, self.max_result_bytes) for request in requests]
+        params = [rows[i] for i in sent]
         self._connection()
         if not params:
             await anyio.lowlevel.checkpoint()
@@ -695,7 +732,13 @@ class SQLiteTransport(Transport):
         now = self._time.now()
         chunks = _chunks(params)
         applied: list[Any] = []
-        if len(chunks) == 1:
+        # Snoozes that cool their key down: written with the finalize, in its transaction.
+        cooling = {
+            (request.job_id, request.token): request.outcome.run_at
+            for request in (requests[i] for i in sent)
+            if isinstance(request.outcome, Snooze) and request.outcome.cool_down
+        }
+        if len(chunks) == 1 and not cooling:
             applied = await self._fetch(
                 _expand("finalize", _FINALIZE_ROW, len(params)),
                 [
@@ -721,6 +764,10 @@ class SQLiteTransport(Transport):
                             ],
                         )
                     )
+                for job_id, token, _queue, _state in applied:
+                    until = cooling.get((job_id, token))
+                    if until is not None:
+                        await conn.execute(_Q["cool_down"], {"id": job_id, "until": until})
         owned = {(job_id, token) for job_id, token, _queue, _state in applied}
         results = [FinalizeResult.STALE] * len(requests)
         for index in sent:
@@ -734,6 +781,7 @@ class SQLiteTransport(Transport):
                 if state == "available" or queue in self._flow_queues
             }
         )
+        self._wake_jobs(job_id for job_id, _token, _queue, state in applied if state in _FINAL)
         return results
 
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
@@ -764,6 +812,7 @@ class SQLiteTransport(Transport):
             for job_id, kind, queue, attempt, owner, expired_at in expired
         ]
         self._wake({r.queue for r in reclaimed if r.state is JobState.AVAILABLE})
+        self._wake_jobs(r.job_id for r in reclaimed if r.state.is_final)
         return reclaimed
 
     async def cancel(self, job_id: int) -> CancelResult:
@@ -771,7 +820,10 @@ class SQLiteTransport(Transport):
         now = self._time.now()
         rows = await self._fetch(_Q["cancel_job"], {"id": job_id, "now": now})
         if rows:
-            return CancelResult.REQUESTED if rows[0][0] == "running" else CancelResult.CANCELLED
+            if rows[0][0] == "running":
+                return CancelResult.REQUESTED
+            self._wake_jobs([job_id])
+            return CancelResult.CANCELLED
         if await self._fetch(_Q["job_exists"], {"id": job_id}):
             return CancelResult.ALREADY_FINAL
         raise JobNotFound(f"no job has id {job_id}")
@@ -820,6 +872,14 @@ class SQLiteTransport(Transport):
         check_queues(queues)
         self._waiting.set()  # the watcher (if any) looks while somebody waits
         await self._waiters.wait(queues, self._pending)
+
+    async def wait_for_jobs(self, job_ids: Sequence[int]) -> None:
+        if self._closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        ids = check_job_ids(job_ids)
+        self._waiting.set()  # other processes' finalizes are seen by the watcher
+        await self._waiters.wait([job_waiter_key(job_id) for job_id in ids], self._pending)
 
     async def _start_watcher(self) -> None:
         """Open the watcher's connection and take its first look, then let it run.
@@ -908,20 +968,48 @@ class SQLiteTransport(Transport):
         configs = [_queue_config(row) for row in await self._fetch(_Q["list_queue_configs"])]
         return [config for config in configs if config is not None]
 
-    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
-        check_set_limit(key, concurrency)
-        if concurrency is None:
-            await self._fetch(_Q["delete_limit"], {"key": key})
-        else:
-            await self._fetch(_Q["set_limit"], {"key": key, "concurrency": concurrency})
+    async def set_limit(
+        self,
+        key: str,
+        *,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per: float | None = None,
+    ) -> None:
+        check_set_limit(key, concurrency, rate, per)
+        async with self._transaction() as conn:
+            if concurrency is None and rate is None:
+                await conn.execute(_Q["delete_limit"], {"key": key})
+            else:
+                await conn.execute(
+                    _Q["set_limit"],
+                    {"key": key, "concurrency": concurrency, "rate": rate, "per": per},
+                )
+            if rate is None:
+                await conn.execute(_Q["forget_starts"], {"key": key})
         self._wake(set(self._waiters.queues()))  # a key may have room now: claim again
 
     async def list_limits(self) -> list[KeyLimit]:
         rows = await self._fetch(_Q["list_limits"], {"now": self._time.now()})
         return [
-            KeyLimit(key=key, concurrency=concurrency, running=running, waiting=waiting)
-            for key, concurrency, running, waiting in rows
+            KeyLimit(
+                key=key,
+                concurrency=concurrency,
+                running=running,
+                waiting=waiting,
+                rate=rate,
+                per=per,
+                started=started,
+                cooldown_until=until,
+            )
+            for key, concurrency, running, waiting, rate, per, started, until in rows
         ]
+
+    async def reopens_in(self, queue: str) -> float | None:
+        check_name(queue)
+        rows = await self._fetch(_Q["reopens_in"], {"now": self._time.now()})
+        wait = rows[0][0] if rows else None
+        return None if wait is None else float(wait)
 
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
@@ -945,7 +1033,7 @@ class SQLiteTransport(Transport):
         rows = await self._fetch(_Q["get_job"], {"id": job_id, "now": self._time.now()})
         if not rows:
             raise JobNotFound(f"no job has id {job_id}")
-        return _job(rows[0])
+        return _job(rows[0], rows[0][21])
 
     async def list_jobs(
         self,
@@ -960,7 +1048,7 @@ class SQLiteTransport(Transport):
         params = _filter_params(where, self._time.now())
         params.update(after_id=after_id, before_id=before_id, limit=limit)
         rows = await self._fetch(_filtered("list_jobs", "DESC" if newest_first else "ASC"), params)
-        return [_job(row) for row in rows]
+        return [_job(row, row[21]) for row in rows]
 
     async def retry_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
         where = check_action(where, limit)
@@ -992,6 +1080,7 @@ class SQLiteTransport(Transport):
                     "max_message": MAX_ERROR_MESSAGE,
                 },
             )
+        self._wake_jobs(job_id for (job_id,) in rows)
         return sorted(job_id for (job_id,) in rows)
 
     async def delete_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
@@ -1010,6 +1099,7 @@ class SQLiteTransport(Transport):
             rows = await conn.execute_fetchall(
                 _Q["cancel_jobs"], {"ids": json.dumps(ids), "now": now}
             )
+        self._wake_jobs(job_id for (job_id,) in rows)
         return sorted(job_id for (job_id,) in rows)
 
     @staticmethod
@@ -1124,3 +1214,4 @@ _RETRYABLE = json.dumps(["dead", "cancelled", "scheduled"])
 _WAITING = json.dumps(["scheduled", "available"])
 _DELETABLE = json.dumps(["scheduled", "available", "succeeded", "cancelled", "dead"])
 _ACTIVE = json.dumps(["scheduled", "available", "running"])
+_FINAL = frozenset({"succeeded", "cancelled", "dead"})

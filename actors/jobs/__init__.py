@@ -16,8 +16,10 @@ from ._errors import (
     DuplicateJobKind,
     InvalidCronExpression,
     JobError,
+    JobFailed,
     LeaseLost,
     PayloadInvalid,
+    ResultTimeout,
     UnknownJobKind,
 )
 from ._events import (
@@ -59,6 +61,7 @@ __all__ = [
     "JobContext",
     "JobDead",
     "JobError",
+    "JobFailed",
     "JobLeaseLost",
     "JobReclaimed",
     "JobRetried",
@@ -70,6 +73,7 @@ __all__ = [
     "NodeContext",
     "Overlap",
     "PayloadInvalid",
+    "ResultTimeout",
     "RetryLater",
     "RuntimeEvent",
     "ShutdownPhase",

@@ -15,7 +15,7 @@ from random import Random  # allowed: type of the injected, seeded RNG only
 
 import anyio
 
-from transports import Job
+from transports import DEFAULT_MAX_RESULT_BYTES, Job
 from transports.lowlevel import MAX_TRACEBACK, Cancel, Discard, Lease, Outcome, Release, RenewResult
 
 from ..core import Clock
@@ -90,6 +90,7 @@ async def execute(
     worker: str,
     events: EventBus,
     renew: Callable[[], Awaitable[RenewResult]],
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
 ) -> tuple[Outcome | None, float]:
     """Run the handler of ``run``'s job and decide what becomes of the job.
 
@@ -105,6 +106,7 @@ async def execute(
         worker: the runner's name, in events and logs.
         events: where ``JobClaimed`` goes.
         renew: what the handler's ``ctx.extend_lease()`` calls.
+        max_result_bytes: the store's limit on a result (a larger one ends the job dead).
 
     Returns:
         The outcome to finalize (``None`` when the lease was lost: nothing may be stored), and
@@ -113,11 +115,25 @@ async def execute(
     tracer = app.tracer
     if tracer is None or run.lost:
         return await _execute(
-            run, app=app, clock=clock, rng=rng, worker=worker, events=events, renew=renew
+            run,
+            app=app,
+            clock=clock,
+            rng=rng,
+            worker=worker,
+            events=events,
+            renew=renew,
+            max_result_bytes=max_result_bytes,
         )
     with tracer.run(run.lease.job, worker=worker) as trace:
         outcome, duration = await _execute(
-            run, app=app, clock=clock, rng=rng, worker=worker, events=events, renew=renew
+            run,
+            app=app,
+            clock=clock,
+            rng=rng,
+            worker=worker,
+            events=events,
+            renew=renew,
+            max_result_bytes=max_result_bytes,
         )
         trace.done(outcome)
     return outcome, duration
@@ -132,6 +148,7 @@ async def _execute(
     worker: str,
     events: EventBus,
     renew: Callable[[], Awaitable[RenewResult]],
+    max_result_bytes: int,
 ) -> tuple[Outcome | None, float]:
     lease = run.lease
     job = lease.job
@@ -149,6 +166,7 @@ async def _execute(
                 token=lease.token,
                 enqueued_at=job.created_at,
                 run_at=job.run_at,
+                lost_at=lease.lost_at,
             )
         )
     if run.cancel:
@@ -209,7 +227,10 @@ async def _execute(
         return outcome, duration
     if result is None:
         return COMPLETE, duration
-    return outcome_of(job, task, result, now=clock.now(), rng=rng), duration
+    outcome = outcome_of(
+        job, task, result, now=clock.now(), rng=rng, max_result_bytes=max_result_bytes
+    )
+    return outcome, duration
 
 
 def log_failure(job: Job, error: str, exc: BaseException | None, worker: str) -> None:

@@ -26,6 +26,9 @@ Invariants (their names appear in reports):
 * ``all_final_after_drain``: once faults stop, every job becomes final within the tail.
 * ``key_limit_held``: no claim leaves a concurrency key more live (unexpired) leases than its
   limit (runs with ``key_limit``).
+* ``key_rate_held``: no window of ``per`` seconds holds more than ``rate`` claims of a key
+  (runs with ``key_rate``); and no key cooled down by an applied finalize starts before its
+  time.
 * ``node_error``: no node (or the simulator) fails with an unexpected exception.
 """
 
@@ -46,6 +49,7 @@ from transports.lowlevel import (
     Reclaimed,
     RenewRequest,
     RenewResult,
+    Snooze,
 )
 
 from ._trace import Trace, TraceEntry, ViolationFound
@@ -145,6 +149,7 @@ class _Job:
         "extended_at",
         "id",
         "key",
+        "lost_at",
         "max_attempts",
         "orphaned_at",
         "owner",
@@ -165,6 +170,8 @@ class _Job:
         self.orphaned_at: float | None = None  # the expiry of a reaped lease, until re-claimed
         # The last renewal of a reaped lease, until the job's handler starts again.
         self.restart_from: float | None = None
+        # The expiry of the newest reaped lease, until the job's handler starts again.
+        self.lost_at: float | None = None
 
 
 class Checker:
@@ -204,6 +211,11 @@ class Checker:
         self._longest_ttl = 0.0  # tasks may hold leases longer than the Workers' default
         #: The concurrency limits of the run, by key (set before the first claim).
         self.limits: dict[str, int] = {}
+        #: The rates of the run, by key: (rate, per), set before the first claim.
+        self.rates: dict[str, tuple[int, float]] = {}
+        self._rate_log: dict[str, list[float]] = {}  # rate-limited key -> its claim times
+        #: Cool-downs applied by finalizes, by key: the time the key may start again.
+        self.cooled: dict[str, float] = {}
         #: The first violation, once one happened.
         self.violation: Violation | None = None
         #: Called once, at the first violation (the run stops).
@@ -226,6 +238,9 @@ class Checker:
         self.rerun: list[float] = []
         #: Seconds from an orphaned lease's last renewal to the job's next handler start.
         self.restart: list[float] = []
+        #: Seconds from a reaped lease's expiry to the job's next handler start: what the
+        #: nodes' history records as recovery time (from ``Lease.lost_at``).
+        self.recovered: list[float] = []
         self.starts = 0  # handlers started (JobClaimed events)
         trace.listeners.append(self._follow)
 
@@ -323,6 +338,30 @@ class Checker:
             job.extended_at = now
             job.key = lease.job.concurrency_key
             self._longest_ttl = max(self._longest_ttl, lease.expires_at - now)
+        for lease in leases:
+            key = lease.job.concurrency_key
+            if key is not None and now < self.cooled.get(key, now):
+                self.violate(
+                    "key_rate_held",
+                    f"a claim by {lease.owner} started job {lease.job_id} of key {key!r}, "
+                    f"cooled down for another {self.cooled[key] - now:.6f}s",
+                )
+                return
+            if key in self.rates:
+                self._rate_log.setdefault(key, []).append(now)
+        for key in sorted(
+            {k for k in (lease.job.concurrency_key for lease in leases) if k} & set(self.rates)
+        ):
+            rate, per = self.rates[key]
+            log = [at for at in self._rate_log[key] if at > now - per]
+            self._rate_log[key] = log  # older starts can never count again
+            if len(log) > rate:
+                self.violate(
+                    "key_rate_held",
+                    f"a claim by {leases[0].owner} made {len(log)} starts of key {key!r} in "
+                    f"the {per:g}s ending now; its rate is {rate} per {per:g}s",
+                )
+                return
         started = {lease.job.concurrency_key for lease in leases}
         for key in sorted(k for k in started if k is not None and k in self.limits):
             live = sum(
@@ -413,6 +452,9 @@ class Checker:
             self.finalizes_applied += 1
             job.token = None
             job.expires_at = -math.inf
+            outcome = request.outcome
+            if isinstance(outcome, Snooze) and outcome.cool_down and job.key is not None:
+                self.cooled[job.key] = max(outcome.run_at, self.cooled.get(job.key, -math.inf))
 
     def reaped(self, source: str, reclaimed: Sequence[Reclaimed], now: float) -> None:
         """Expired leases were taken back: only expired ones, and in time."""
@@ -449,6 +491,7 @@ class Checker:
             job.orphaned_at = job.expires_at if r.state is JobState.AVAILABLE else None
             if r.state is JobState.AVAILABLE and job.restart_from is None:
                 job.restart_from = job.extended_at  # measured from the first holder's death
+            job.lost_at = job.expires_at if r.state is JobState.AVAILABLE else None
             job.expires_at = -math.inf
 
     def leader(
@@ -501,6 +544,9 @@ class Checker:
         if job.restart_from is not None:
             self.restart.append(now - job.restart_from)
             job.restart_from = None
+        if job.lost_at is not None:
+            self.recovered.append(now - job.lost_at)
+            job.lost_at = None
 
     def _follow(self, entry: TraceEntry) -> None:
         event = entry.event

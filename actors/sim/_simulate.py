@@ -79,13 +79,17 @@ async def run_simulation(
             config.seed,
             lease_ttl=config.lease_ttl,
             cron=config.cron,
-            keyed=config.key_limit is not None,
+            keyed=config.key_limit is not None or config.key_rate is not None,
         )
-        if config.key_limit is not None:
+        if config.key_limit is not None or config.key_rate is not None:
             limits = MemoryTransport(store=store, clock=base)
+            rate, per = config.key_rate or (None, None)
             for key in workload.KEYS:
-                await limits.set_limit(key, concurrency=config.key_limit)
-                checker.limits[key] = config.key_limit
+                await limits.set_limit(key, concurrency=config.key_limit, rate=rate, per=per)
+                if config.key_limit is not None:
+                    checker.limits[key] = config.key_limit
+                if config.key_rate is not None:
+                    checker.rates[key] = config.key_rate
         app = workload.app
         schedules = workload.schedules
         make_job = make_job or workload.make_job
@@ -147,6 +151,8 @@ async def run_simulation(
         recovery_late=checker.recovery_late,
         rerun=Distribution.of(checker.rerun),
         restart=Distribution.of(checker.restart),
+        recovered=Distribution.of(checker.recovered),
+        recovered_samples=tuple(checker.recovered),
         restart_bound=checker.recovery_bound + config.poll_interval,
         restart_late=sum(
             1 for d in checker.restart if d > checker.recovery_bound + config.poll_interval + 1e-6

@@ -3,7 +3,8 @@
 Third-party backends reuse them: subclass :class:`TransportConformance` in a test module and
 provide its ``transport_factory`` fixture. It includes :class:`TransportEdges`, the table of bad
 values every operation must refuse with its exact error, writing nothing, and
-:class:`TransportOperators`, the error history, filters and operator actions. :class:`SQLMutant`
+:class:`TransportOperators`, the error history, filters and operator actions, and
+:class:`TransportResults`, results stored under the fence and ``wait_for_jobs``. :class:`SQLMutant`
 rewrites one named query while a test runs, to prove a suite notices a missing fencing clause.
 """
 
@@ -11,9 +12,10 @@ from ._clock import ManualClock
 from ._conformance import TransportConformance, TransportFactory
 from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
-from ._flow import TransportFlowControl
+from ._flow import TransportFlowControl, TransportRateLimits
 from ._observing import TransportObserving
 from ._operators import TransportOperators
+from ._results import TransportResults
 from ._sql_mutants import SQLMutant, rewrite_query
 
 __all__ = [
@@ -26,5 +28,7 @@ __all__ = [
     "TransportFlowControl",
     "TransportObserving",
     "TransportOperators",
+    "TransportRateLimits",
+    "TransportResults",
     "rewrite_query",
 ]

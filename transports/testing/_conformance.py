@@ -64,9 +64,10 @@ from .._records import (
 from ._clock import ManualClock
 from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
-from ._flow import TransportFlowControl
+from ._flow import TransportFlowControl, TransportRateLimits
 from ._observing import TransportObserving
 from ._operators import TransportOperators
+from ._results import TransportResults
 
 __all__ = ["TransportConformance", "TransportFactory"]
 
@@ -140,7 +141,13 @@ async def _wakes(transport: Transport, queues: list[str], action: Any) -> None:
 
 
 class TransportConformance(
-    TransportOperators, TransportFinePrint, TransportEdges, TransportObserving, TransportFlowControl
+    TransportOperators,
+    TransportFinePrint,
+    TransportEdges,
+    TransportObserving,
+    TransportFlowControl,
+    TransportRateLimits,
+    TransportResults,
 ):
     """The behaviour every :class:`~transports.Transport` must show; subclass to run it.
 

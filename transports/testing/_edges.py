@@ -25,6 +25,8 @@ from .._errors import (
     JobNotFound,
     PayloadNotSerializable,
     PayloadTooLarge,
+    ResultNotSerializable,
+    ResultTooLarge,
     TransportError,
 )
 from .._observed import MINUTE, NodeInfo, QueueStats
@@ -43,7 +45,14 @@ from .._records import (
     Retry,
     Snooze,
 )
-from .._validate import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, MAX_CONCURRENCY
+from .._validate import (
+    INT32_MAX,
+    INT32_MIN,
+    INT64_MAX,
+    INT64_MIN,
+    MAX_CONCURRENCY,
+    MAX_RATE_WINDOW,
+)
 from ._clock import ManualClock
 
 __all__ = ["TransportEdges"]
@@ -323,6 +332,54 @@ def _finalize_rows(seed: Seed) -> list[Row]:
 
     rows.append(finalize("the live lease, then a NaN retry", live_then_bad))
     rows.append(finalize("the live lease, then a string", live_then_junk))
+
+    def result(what: str, value: Any, error: type[TransportError]) -> Row:
+        async def call(t: Transport) -> Any:
+            return await t.finalize(live(Complete(result=value)))
+
+        return Row(f"Complete(result={what})", call, error)
+
+    def result_of_size(size: int) -> Callable[[Transport], str]:
+        return lambda t: "x" * (t.max_result_bytes - 2 + size)  # its JSON: two quotes more
+
+    def sized(what: str, extra: int, error: type[TransportError] | None) -> Row:
+        async def call(t: Transport) -> Any:
+            return await t.finalize(live(Complete(result=result_of_size(extra)(t))))
+
+        return Row(f"Complete(result={what})", call, error)
+
+    rows += [result(repr(value), value, ResultNotSerializable) for value in NOT_JSON_VALUES]
+    rows += [
+        result("'a\\x00b' (NUL)", "a\x00b", ResultNotSerializable),
+        result("'\\ud800' (a lone surrogate)", "\ud800", ResultNotSerializable),
+        sized("one byte over max_result_bytes", 1, ResultTooLarge),
+    ]
+
+    async def good_then_too_large(t: Transport) -> Any:
+        other = FinalizeRequest(
+            job_id=1, token=1, outcome=Complete(result="x" * t.max_result_bytes)
+        )
+        return await t.finalize([*live(Complete(result=1)), other])
+
+    rows.append(
+        Row("a good Complete, then a result too large", good_then_too_large, ResultTooLarge)
+    )
+    return rows
+
+
+NOT_JSON_VALUES: list[Any] = [{1, 2}, b"bytes", math.nan, {"k": object()}]
+
+
+def _wait_jobs_rows() -> list[Row]:
+    def wait(what: str, job_ids: Any) -> Row:
+        async def call(t: Transport) -> Any:
+            with anyio.fail_after(5):  # real seconds: a safety net, the call must refuse at once
+                return await t.wait_for_jobs(job_ids)
+
+        return Row(f"wait_for_jobs({what})", call, InvalidRequest)
+
+    rows = [wait(f"[{value!r}]", [value]) for value in BAD_IDS]
+    rows += [wait("7 (not a sequence)", 7), wait("'7' (a string)", "7"), wait("None", None)]
     return rows
 
 
@@ -479,6 +536,31 @@ def _limit_rows() -> list[Row]:
         set_limit("concurrency=None (remove)", None, "edge-key", None),
         set_limit("concurrency=None of a key never limited", None, "never-limited", None),
     ]
+
+    def set_rate(what: str, error: type[TransportError] | None, **limits: Any) -> Row:
+        return Row(f"set_limit {what}", _op("set_limit", "edge-key", **limits), error)
+
+    rows += [
+        set_rate(f"rate={v!r}", InvalidRequest, rate=v, per=60.0)
+        for v in [0, -1, INT32_MAX + 1, 10**30, 1.5, "2", True]
+    ]
+    rows += [
+        set_rate(f"per={v!r}", InvalidRequest, rate=5, per=v)
+        for v in [0, 0.0, -1.0, math.nan, math.inf, "60", True, MAX_RATE_WINDOW * 2]
+    ]
+    rows += [
+        set_rate("rate without per", InvalidRequest, rate=5),
+        set_rate("per without rate", InvalidRequest, per=60.0),
+        set_rate("rate=1 per=1e-3", None, rate=1, per=1e-3),
+        set_rate("rate=2**31-1 per=MAX_RATE_WINDOW", None, rate=INT32_MAX, per=MAX_RATE_WINDOW),
+        set_rate("concurrency=0 with a rate", None, concurrency=0, rate=1, per=1.0),
+        set_rate("no limit at all (remove)", None),
+    ]
+    rows += [
+        Row(f"reopens_in({name!r})", _op("reopens_in", name), InvalidQueueName)
+        for name in BAD_IDENTIFIERS
+    ]
+    rows.append(Row("reopens_in('edges')", _op("reopens_in", "edges"), None))
     return rows
 
 
@@ -731,6 +813,7 @@ TABLES: dict[str, Callable[[Transport, Seed], list[Row]]] = {
     "leader": lambda _t, _s: _leader_rows(),
     "cursor": lambda _t, _s: _cursor_rows(),
     "wait_for_work": lambda _t, _s: _wait_rows(),
+    "wait_for_jobs": lambda _t, _s: _wait_jobs_rows(),
     "queue_config": lambda _t, _s: _queue_config_rows(),
     "limits": lambda _t, _s: _limit_rows(),
     "reading": lambda _t, _s: _reading_rows(),
