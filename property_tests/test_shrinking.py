@@ -73,11 +73,14 @@ def _hunting() -> settings:
 
 
 class _FinalizeHunt(LeaseMachine):
-    """The machine without the operator's rule: the bug hunted here is the finalize's, and
-    a rule it never needs only gives the shrinker more to try (on PostgreSQL, past two
-    minutes under coverage)."""
+    """The machine with only the rules a stale finalize needs (enqueue, claim, time, reap,
+    finalize, a late worker): the bug hunted here is the finalize's, and every rule it never
+    needs only gives the search and the shrinker more to try. On PostgreSQL the whole machine
+    took 1,916 examples (72 s); this one finds it in 40 and is done in 800 (23 s)."""
 
-    operate = None  # type: ignore[assignment]  # not a rule here
+    # not rules here
+    operate = cancel = pause = leader = advance_cursor = race = None  # type: ignore[assignment]
+    mixed_batch = claim_race = stall = heartbeats = renew = None  # type: ignore[assignment]
 
 
 def _steps(report: str) -> list[str]:
