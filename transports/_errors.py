@@ -12,6 +12,8 @@ Hierarchy::
     │   ├── InvalidQueueName                   nothing was written (a bug to fix, never
     │   ├── PayloadNotSerializable             worth retrying)
     │   ├── PayloadTooLarge
+    │   │   └── StepTooLarge                   a step's (or signal's) value is over MAX_STEP_BYTES
+    │   ├── InvalidStepName                    a step name or event key that is not valid
     │   └── UnsupportedURL                     transports.connect() got a URL it cannot serve
     ├── JobNotFound (also LookupError)
     ├── TransportClosed                         used after aclose()
@@ -34,11 +36,13 @@ __all__ = [
     "ConnectionLost",
     "InvalidQueueName",
     "InvalidRequest",
+    "InvalidStepName",
     "JobNotFound",
     "PayloadNotSerializable",
     "PayloadTooLarge",
     "SchemaVersionMismatch",
     "StoreNotFound",
+    "StepTooLarge",
     "StoreReadOnly",
     "TransportClosed",
     "TransportError",
@@ -65,6 +69,15 @@ class PayloadNotSerializable(InvalidRequest):
 
 class PayloadTooLarge(InvalidRequest):
     """A job payload's JSON encoding is longer than the transport's ``max_payload_bytes``."""
+
+
+class StepTooLarge(PayloadTooLarge):
+    """A step's result (or a signal's value) encodes to more than ``MAX_STEP_BYTES`` bytes."""
+
+
+class InvalidStepName(InvalidRequest):
+    """A step name is not a label, or an event key is not 1-128 characters of
+    ``[A-Za-z0-9_.:-]``."""
 
 
 class JobNotFound(TransportError, LookupError):

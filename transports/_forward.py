@@ -30,8 +30,13 @@ from ._records import (
     Lease,
     QueueConfig,
     Reclaimed,
+    JsonValue,
     RenewRequest,
     RenewResult,
+    Signal,
+    SignalResult,
+    Step,
+    StepResult,
     TimeSource,
 )
 
@@ -159,6 +164,22 @@ class ForwardingTransport(Transport):
 
     async def list_limits(self) -> list[KeyLimit]:
         return await self._forward("list_limits", lambda t: t.list_limits())
+
+    async def record_step(
+        self, job_id: int, *, token: int, name: str, value: JsonValue
+    ) -> StepResult:
+        return await self._forward(
+            "record_step", lambda t: t.record_step(job_id, token=token, name=name, value=value)
+        )
+
+    async def list_steps(self, job_id: int) -> list[Step]:
+        return await self._forward("list_steps", lambda t: t.list_steps(job_id))
+
+    async def signal(self, key: str, value: JsonValue = None) -> SignalResult:
+        return await self._forward("signal", lambda t: t.signal(key, value))
+
+    async def get_signal(self, key: str) -> Signal | None:
+        return await self._forward("get_signal", lambda t: t.get_signal(key))
 
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000

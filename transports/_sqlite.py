@@ -72,6 +72,7 @@ from ._records import (
     Job,
     JobFilter,
     JobState,
+    JsonValue,
     KeyLimit,
     LeaderLease,
     Lease,
@@ -80,11 +81,16 @@ from ._records import (
     RenewRequest,
     RenewResult,
     Retry,
+    Signal,
+    SignalResult,
+    Step,
+    StepResult,
     TimeSource,
     check_action,
     check_listing,
     decode_errors,
     encode_payload,
+    encode_step,
 )
 from ._sql import load_migrations, load_queries
 from ._validate import (
@@ -93,6 +99,7 @@ from ._validate import (
     check_cleanup,
     check_cursor,
     check_duration,
+    check_event_key,
     check_id,
     check_items,
     check_leader,
@@ -104,6 +111,7 @@ from ._validate import (
     check_release,
     check_set_limit,
     check_stats_range,
+    check_step_name,
     check_time,
     clean_text,
 )
@@ -190,6 +198,7 @@ def _job(row: Sequence[Any]) -> Job:
         errors=decode_errors(row[18]),
         headers=_headers(row[19]),
         concurrency_key=row[20],
+        wait_key=row[21],
     )
 
 
@@ -641,7 +650,7 @@ class SQLiteTransport(Transport):
         if any(row[20] is not None for row in rows):
             self._flow_queues.add(queue)
         return [
-            Lease(job=_job(row), token=row[21], owner=owner, expires_at=expires_at) for row in rows
+            Lease(job=_job(row), token=row[22], owner=owner, expires_at=expires_at) for row in rows
         ]
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
@@ -775,6 +784,53 @@ class SQLiteTransport(Transport):
         if await self._fetch(_Q["job_exists"], {"id": job_id}):
             return CancelResult.ALREADY_FINAL
         raise JobNotFound(f"no job has id {job_id}")
+
+    # --- steps and signals ----------------------------------------------------------------
+
+    async def record_step(
+        self, job_id: int, *, token: int, name: str, value: JsonValue
+    ) -> StepResult:
+        check_id(job_id)
+        check_id(token, "token")
+        check_step_name(name)
+        text = encode_step(value)
+        params = {"id": job_id, "token": token, "name": name, "value": text}
+        params["now"] = self._time.now()
+        if await self._fetch(_Q["record_step"], params):
+            return StepResult.RECORDED
+        # Nothing inserted: the token is stale, or the step was recorded already.
+        if await self._fetch(_Q["step_owner"], params):
+            return StepResult.RECORDED
+        return StepResult.STALE
+
+    async def list_steps(self, job_id: int) -> list[Step]:
+        check_id(job_id)
+        rows = await self._fetch(_Q["list_steps"], {"id": job_id})
+        return [
+            Step(name=name, value=json.loads(value), attempt=attempt, recorded_at=float(at))
+            for name, value, attempt, at in rows
+        ]
+
+    async def signal(self, key: str, value: JsonValue = None) -> SignalResult:
+        check_event_key(key)
+        text = encode_step(value)
+        now = self._time.now()
+        params = {"key": key, "value": text, "now": now}
+        woken: list[Any] = []
+        async with self._transaction() as conn:
+            stored = bool(await conn.execute_fetchall(_Q["insert_signal"], params))
+            if stored:
+                woken = list(await conn.execute_fetchall(_Q["wake_suspended"], params))
+        self._wake({queue for _id, queue in woken})
+        return SignalResult(stored=stored, woken=tuple(sorted(job_id for job_id, _ in woken)))
+
+    async def get_signal(self, key: str) -> Signal | None:
+        check_event_key(key)
+        rows = await self._fetch(_Q["get_signal"], {"key": key})
+        if not rows:
+            return None
+        value, at = rows[0]
+        return Signal(key=key, value=json.loads(value), signalled_at=float(at))
 
     # --- leadership -----------------------------------------------------------------------
 
@@ -1120,7 +1176,7 @@ def _node(row: Sequence[Any]) -> NodeInfo | None:
 
 
 # The states (as jobs read) each operator action takes, as JSON arrays for match_jobs.
-_RETRYABLE = json.dumps(["dead", "cancelled", "scheduled"])
-_WAITING = json.dumps(["scheduled", "available"])
-_DELETABLE = json.dumps(["scheduled", "available", "succeeded", "cancelled", "dead"])
-_ACTIVE = json.dumps(["scheduled", "available", "running"])
+_RETRYABLE = json.dumps(["dead", "cancelled", "scheduled", "suspended"])
+_WAITING = json.dumps(["scheduled", "available", "suspended"])
+_DELETABLE = json.dumps(["scheduled", "available", "suspended", "succeeded", "cancelled", "dead"])
+_ACTIVE = json.dumps(["scheduled", "available", "running", "suspended"])

@@ -67,6 +67,7 @@ from ._fine_print import TransportFinePrint
 from ._flow import TransportFlowControl
 from ._observing import TransportObserving
 from ._operators import TransportOperators
+from ._steps import TransportSteps
 
 __all__ = ["TransportConformance", "TransportFactory"]
 
@@ -140,7 +141,12 @@ async def _wakes(transport: Transport, queues: list[str], action: Any) -> None:
 
 
 class TransportConformance(
-    TransportOperators, TransportFinePrint, TransportEdges, TransportObserving, TransportFlowControl
+    TransportOperators,
+    TransportFinePrint,
+    TransportEdges,
+    TransportObserving,
+    TransportFlowControl,
+    TransportSteps,
 ):
     """The behaviour every :class:`~transports.Transport` must show; subclass to run it.
 
@@ -1177,6 +1183,7 @@ class TransportConformance(
             JobState.RUNNING: 1,
             JobState.AVAILABLE: 1,
             JobState.SCHEDULED: 1,
+            JobState.SUSPENDED: 0,
         }
         assert {state: q[state] for state in JobState} == expected
         assert q.total == 7

@@ -8,9 +8,12 @@ CREATE TABLE jobs (
     kind TEXT NOT NULL,
     queue TEXT NOT NULL,
     payload TEXT NOT NULL,  -- compact JSON
-    -- A 'scheduled' job whose run_at has passed reads as 'available'; claims take both.
+    -- A 'scheduled' (or 'suspended') job whose run_at has passed reads as 'available'; claims
+    -- take them.
     state TEXT NOT NULL CHECK (
-        state IN ('scheduled', 'available', 'running', 'succeeded', 'cancelled', 'dead')
+        state IN (
+            'scheduled', 'available', 'running', 'suspended', 'succeeded', 'cancelled', 'dead'
+        )
     ),
     priority INTEGER NOT NULL,
     run_at REAL NOT NULL,
@@ -31,12 +34,13 @@ CREATE TABLE jobs (
     -- {"attempt", "at", "owner", "type", "message", "traceback"}
     errors TEXT NOT NULL DEFAULT '[]',
     headers TEXT NOT NULL DEFAULT '{}',  -- JSON object of labels, as given to enqueue
-    concurrency_key TEXT  -- flow-control key; its limit (if any) is in limits
+    concurrency_key TEXT,  -- flow-control key; its limit (if any) is in limits
+    wait_key TEXT  -- the event key a suspended job waits for; set exactly while suspended
 );
 
 -- claim: the due jobs of a queue in claim order.
 CREATE INDEX jobs_claim ON jobs (queue, priority, run_at, id)
-    WHERE state IN ('available', 'scheduled');
+    WHERE state IN ('available', 'scheduled', 'suspended');
 
 -- reap: running jobs by lease expiry.
 CREATE INDEX jobs_lease ON jobs (lease_expires_at)
@@ -44,7 +48,8 @@ CREATE INDEX jobs_lease ON jobs (lease_expires_at)
 
 -- enqueue: at most one active job per (queue, dedupe_key).
 CREATE UNIQUE INDEX jobs_dedupe ON jobs (queue, dedupe_key)
-    WHERE dedupe_key IS NOT NULL AND state IN ('scheduled', 'available', 'running');
+    WHERE dedupe_key IS NOT NULL
+        AND state IN ('scheduled', 'available', 'running', 'suspended');
 
 -- cleanup: final jobs by finish time.
 CREATE INDEX jobs_finished ON jobs (finished_at)
@@ -58,6 +63,10 @@ CREATE INDEX jobs_final_state ON jobs (state, id)
 -- claim: the live leases of one key, counted against its limit.
 CREATE INDEX jobs_key_running ON jobs (concurrency_key, lease_expires_at)
     WHERE state = 'running' AND concurrency_key IS NOT NULL;
+
+-- signal: the jobs suspended on one event key.
+CREATE INDEX jobs_waiting ON jobs (wait_key)
+    WHERE state = 'suspended';
 
 CREATE TABLE leaders (
     name TEXT PRIMARY KEY,
@@ -110,4 +119,28 @@ CREATE INDEX stats_minute ON stats (minute);
 CREATE TABLE limits (
     key TEXT PRIMARY KEY,
     concurrency INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Durable steps and signals (migration 0007).
+
+-- A job's recorded steps, written only under its live lease; deleted with the job.
+CREATE TABLE steps (
+    job_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,  -- compact JSON
+    attempt INTEGER NOT NULL,  -- the job's attempt that recorded it
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (job_id, name)
+) WITHOUT ROWID;
+
+CREATE TRIGGER jobs_delete_steps AFTER DELETE ON jobs
+BEGIN
+    DELETE FROM steps WHERE job_id = old.id;
+END;
+
+-- Events set by signal; the first value wins.
+CREATE TABLE signals (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,  -- compact JSON
+    signalled_at REAL NOT NULL
 ) WITHOUT ROWID;
