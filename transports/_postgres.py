@@ -64,6 +64,7 @@ from ._records import (
     Job,
     JobFilter,
     JobState,
+    JsonValue,
     KeyLimit,
     LeaderLease,
     Lease,
@@ -72,11 +73,17 @@ from ._records import (
     RenewRequest,
     RenewResult,
     Retry,
+    Signal,
+    SignalResult,
+    Step,
+    StepResult,
+    Suspend,
     TimeSource,
     check_action,
     check_listing,
     decode_errors,
     encode_payload,
+    encode_step,
 )
 from ._sql import load_migrations, load_queries
 from ._url import postgres_connect_args, redact_url
@@ -86,6 +93,7 @@ from ._validate import (
     check_cleanup,
     check_cursor,
     check_duration,
+    check_event_key,
     check_id,
     check_int,
     check_items,
@@ -98,6 +106,7 @@ from ._validate import (
     check_release,
     check_set_limit,
     check_stats_range,
+    check_step_name,
     check_time,
     clean_text,
 )
@@ -235,6 +244,7 @@ def _job(row: asyncpg.Record) -> Job:
         errors=decode_errors(row[18]),
         headers=_headers(row[19]),
         concurrency_key=row[20],
+        wait_key=row[21],
     )
 
 
@@ -251,10 +261,10 @@ def _headers(stored: str) -> dict[str, str]:
 
 
 # The states (as jobs read) each operator action takes.
-_RETRYABLE = ["dead", "cancelled", "scheduled"]
-_WAITING = ["scheduled", "available"]
-_DELETABLE = ["scheduled", "available", "succeeded", "cancelled", "dead"]
-_ACTIVE = ["scheduled", "available", "running"]
+_RETRYABLE = ["dead", "cancelled", "scheduled", "suspended"]
+_WAITING = ["scheduled", "available", "suspended"]
+_DELETABLE = ["scheduled", "available", "suspended", "succeeded", "cancelled", "dead"]
+_ACTIVE = ["scheduled", "available", "running", "suspended"]
 
 
 def _filter_args(
@@ -264,8 +274,10 @@ def _filter_args(
     shown = [state.value for state in where.states] if where.states else None
     stored = None
     if shown is not None:
-        # A due scheduled job reads as available: "available" is stored as either.
-        stored = sorted({*shown, *(["scheduled"] if "available" in shown else [])})
+        # A due scheduled (or timed-out suspended) job reads as available: "available" is
+        # stored as any of the three.
+        due = ["scheduled", "suspended"] if "available" in shown else []
+        stored = sorted({*shown, *due})
     return (
         where.queue,
         where.kind,
@@ -675,7 +687,7 @@ class PostgresTransport(Transport):
         if self._limited:
             rows = await self._run(lambda: self._claim_limited(pool, queue, limit, owner, ttl))
         leases = [
-            Lease(job=_job(row), token=row[21], owner=owner, expires_at=row[15]) for row in rows
+            Lease(job=_job(row), token=row[22], owner=owner, expires_at=row[15]) for row in rows
         ]
         leases.sort(key=lambda lease: (lease.job.priority, lease.job.run_at, lease.job.id))
         if limit > 1 and len(leases) == limit:
@@ -736,7 +748,15 @@ class PostgresTransport(Transport):
             columns = tuple(
                 None if column is None else [column[i] for i in sent] for column in columns
             )
-        rows = await self._run(lambda: pool.fetch(self._sql["finalize"], *columns, self._now()))
+        keys = sorted(
+            {r.outcome.event_key for r in requests if isinstance(r.outcome, Suspend)}
+        )
+        if keys:
+            rows = await self._run(lambda: self._finalize_suspending(pool, keys, columns))
+        else:
+            rows = await self._run(
+                lambda: pool.fetch(self._sql["finalize"], *columns, self._now())
+            )
         # Only the applied requests come back, by their position among those sent.
         results = [FinalizeResult.STALE] * len(requests)
         woken: set[str] = set()
@@ -746,6 +766,18 @@ class PostgresTransport(Transport):
                 woken.add(queue)
         self._wake(woken)
         return results
+
+    async def _finalize_suspending(
+        self, pool: asyncpg.Pool, keys: list[str], columns: tuple[list[Any] | None, ...]
+    ) -> list[asyncpg.Record]:
+        """A finalize batch holding suspends: the event keys' locks first (see event_locks),
+        then the finalize, whose snapshot sees every signal committed before."""
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(self._sql["event_locks"], keys)
+            rows: list[asyncpg.Record] = await conn.fetch(
+                self._sql["finalize"], *columns, self._now()
+            )
+            return rows
 
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
         check_limit(limit)
@@ -779,6 +811,60 @@ class PostgresTransport(Transport):
         if not found:
             raise JobNotFound(f"no job has id {job_id}")
         return CancelResult.ALREADY_FINAL
+
+    # --- steps and signals ----------------------------------------------------------------
+
+    async def record_step(
+        self, job_id: int, *, token: int, name: str, value: JsonValue
+    ) -> StepResult:
+        check_id(job_id)
+        check_id(token, "token")
+        check_step_name(name)
+        text = encode_step(value)
+        pool = self._db
+        row = await self._run(
+            lambda: pool.fetchrow(self._sql["record_step"], job_id, token, name, text, self._now()),
+            idempotent=True,  # a name recorded already keeps its first value
+        )
+        assert row is not None
+        return StepResult.RECORDED if row[0] else StepResult.STALE
+
+    async def list_steps(self, job_id: int) -> list[Step]:
+        check_id(job_id)
+        pool = self._db
+        rows = await self._run(
+            lambda: pool.fetch(self._sql["list_steps"], job_id), idempotent=True
+        )
+        return [
+            Step(name=name, value=json.loads(value), attempt=attempt, recorded_at=at)
+            for name, value, attempt, at in rows
+        ]
+
+    async def signal(self, key: str, value: JsonValue = None) -> SignalResult:
+        check_event_key(key)
+        text = encode_step(value)
+        pool = self._db
+        row = await self._run(lambda: self._signal(pool, key, text))
+        stored, ids, queues, _ = row
+        self._wake(set(queues))
+        return SignalResult(stored=stored, woken=tuple(ids))
+
+    async def _signal(self, pool: asyncpg.Pool, key: str, text: str) -> asyncpg.Record:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(self._sql["event_locks"], [key])
+            row = await conn.fetchrow(self._sql["signal"], key, text, self._now())
+            assert row is not None
+            return row
+
+    async def get_signal(self, key: str) -> Signal | None:
+        check_event_key(key)
+        pool = self._db
+        row = await self._run(
+            lambda: pool.fetchrow(self._sql["get_signal"], key), idempotent=True
+        )
+        if row is None:
+            return None
+        return Signal(key=key, value=json.loads(row[0]), signalled_at=row[1])
 
     # --- leadership -----------------------------------------------------------------------
 
