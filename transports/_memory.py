@@ -1047,9 +1047,7 @@ class MemoryTransport(Transport):
         self._store.waiters.wake((queue,))
 
 
-_RETRYABLE = frozenset(
-    {JobState.DEAD, JobState.CANCELLED, JobState.SCHEDULED, JobState.SUSPENDED}
-)
+_RETRYABLE = frozenset({JobState.DEAD, JobState.CANCELLED, JobState.SCHEDULED, JobState.SUSPENDED})
 _WAITING = frozenset({JobState.SCHEDULED, JobState.AVAILABLE, JobState.SUSPENDED})
 _DELETABLE = frozenset(JobState) - {JobState.RUNNING}
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)

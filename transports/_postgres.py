@@ -748,15 +748,11 @@ class PostgresTransport(Transport):
             columns = tuple(
                 None if column is None else [column[i] for i in sent] for column in columns
             )
-        keys = sorted(
-            {r.outcome.event_key for r in requests if isinstance(r.outcome, Suspend)}
-        )
+        keys = sorted({r.outcome.event_key for r in requests if isinstance(r.outcome, Suspend)})
         if keys:
             rows = await self._run(lambda: self._finalize_suspending(pool, keys, columns))
         else:
-            rows = await self._run(
-                lambda: pool.fetch(self._sql["finalize"], *columns, self._now())
-            )
+            rows = await self._run(lambda: pool.fetch(self._sql["finalize"], *columns, self._now()))
         # Only the applied requests come back, by their position among those sent.
         results = [FinalizeResult.STALE] * len(requests)
         woken: set[str] = set()
@@ -832,9 +828,7 @@ class PostgresTransport(Transport):
     async def list_steps(self, job_id: int) -> list[Step]:
         check_id(job_id)
         pool = self._db
-        rows = await self._run(
-            lambda: pool.fetch(self._sql["list_steps"], job_id), idempotent=True
-        )
+        rows = await self._run(lambda: pool.fetch(self._sql["list_steps"], job_id), idempotent=True)
         return [
             Step(name=name, value=json.loads(value), attempt=attempt, recorded_at=at)
             for name, value, attempt, at in rows
@@ -859,9 +853,7 @@ class PostgresTransport(Transport):
     async def get_signal(self, key: str) -> Signal | None:
         check_event_key(key)
         pool = self._db
-        row = await self._run(
-            lambda: pool.fetchrow(self._sql["get_signal"], key), idempotent=True
-        )
+        row = await self._run(lambda: pool.fetchrow(self._sql["get_signal"], key), idempotent=True)
         if row is None:
             return None
         return Signal(key=key, value=json.loads(row[0]), signalled_at=row[1])

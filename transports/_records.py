@@ -22,11 +22,11 @@ from ._validate import (
     INT64_MAX,
     INT64_MIN,
     MAX_CONCURRENCY,
+    check_event_key,
     check_id,
     check_int,
     check_items,
     check_label,
-    check_event_key,
     check_limit,
     check_name,
     check_time,
@@ -135,9 +135,7 @@ class JobState(enum.StrEnum):
         return self not in _ACTIVE
 
 
-_ACTIVE = frozenset(
-    {JobState.SCHEDULED, JobState.AVAILABLE, JobState.RUNNING, JobState.SUSPENDED}
-)
+_ACTIVE = frozenset({JobState.SCHEDULED, JobState.AVAILABLE, JobState.RUNNING, JobState.SUSPENDED})
 
 
 def check_state(state: object) -> JobState | None:

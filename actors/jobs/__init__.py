@@ -19,6 +19,7 @@ from ._errors import (
     LeaseLost,
     PayloadInvalid,
     UnknownJobKind,
+    WaitTimedOut,
 )
 from ._events import (
     CronFired,
@@ -31,6 +32,7 @@ from ._events import (
     JobRetried,
     JobSnoozed,
     JobSucceeded,
+    JobSuspended,
     RuntimeEvent,
     ShutdownPhase,
     WorkerCrashed,
@@ -64,6 +66,7 @@ __all__ = [
     "JobRetried",
     "JobSnoozed",
     "JobSucceeded",
+    "JobSuspended",
     "LeaseLost",
     "Linear",
     "Node",
@@ -78,6 +81,7 @@ __all__ = [
     "TaskOptions",
     "Topology",
     "UnknownJobKind",
+    "WaitTimedOut",
     "WorkerConfig",
     "WorkerCrashed",
 ]

@@ -29,6 +29,7 @@ from transports.lowlevel import (
     Outcome,
     Retry,
     Snooze,
+    Suspend,
 )
 
 from ._app import Task
@@ -39,6 +40,7 @@ from ._events import (
     JobRetried,
     JobSnoozed,
     JobSucceeded,
+    JobSuspended,
     RuntimeEvent,
 )
 from ._outcomes import Done, Drop, RetryLater, SnoozeUntil
@@ -199,4 +201,6 @@ def event_of(
         return JobSnoozed(**about, run_at=outcome.run_at)
     if isinstance(outcome, Cancel):
         return JobCancelled(**about)
+    if isinstance(outcome, Suspend):
+        return JobSuspended(**about, event_key=outcome.event_key, until=outcome.run_at)
     return None

@@ -12,8 +12,10 @@ Hierarchy::
     ├── UnknownJobKind (also LookupError)    enqueue or lookup of a kind with no handler
     ├── DuplicateJobKind (also ValueError)   a kind registered twice
     ├── PayloadInvalid (also ValueError)     a payload does not fit its task's payload type
-    └── LeaseLost                            the job belongs to someone else now (raised by
-                                             ``JobContext.extend_lease``)
+    ├── LeaseLost                            the job belongs to someone else now (raised by
+    │                                        ``JobContext.extend_lease`` and ``ctx.step``)
+    └── WaitTimedOut                         ``ctx.wait_for``'s event was not signalled before
+                                             its timeout
 
 The API of :mod:`actors.jobs` raises these, or a :class:`transports.TransportError`, which
 passes through unchanged (``transports.InvalidQueueName`` for a malformed queue name, for
@@ -38,6 +40,7 @@ __all__ = [
     "LeaseLost",
     "PayloadInvalid",
     "UnknownJobKind",
+    "WaitTimedOut",
 ]
 
 #: Storage errors worth retrying: the call may succeed later unchanged. ``ConnectionLost``
@@ -71,3 +74,20 @@ class InvalidCronExpression(ConfigInvalid):
 
 class LeaseLost(JobError):
     """The job's lease expired or was taken over; the handler must stop."""
+
+
+class WaitTimedOut(JobError):
+    """``ctx.wait_for(key, timeout=...)`` reached its timeout before ``key`` was signalled.
+
+    Raised on every later attempt too (the timeout is recorded like a step), so a handler
+    that catches it decides once what a missing event means.
+
+    Attributes:
+        event_key: the event waited for.
+        deadline: when the wait timed out (clock time).
+    """
+
+    def __init__(self, event_key: str, deadline: float) -> None:
+        super().__init__(f"no signal of {event_key!r} came before its timeout")
+        self.event_key = event_key
+        self.deadline = deadline

@@ -28,6 +28,7 @@ __all__ = [
     "JobRetried",
     "JobSnoozed",
     "JobSucceeded",
+    "JobSuspended",
     "LeasesRenewed",
     "RuntimeEvent",
     "ShutdownPhase",
@@ -90,6 +91,20 @@ class JobSnoozed:
     queue: str
     worker: str
     run_at: float
+
+
+@attrs.frozen(kw_only=True)
+class JobSuspended:
+    """A handler waits for an event (``ctx.wait_for``) without spending an attempt; the job
+    is suspended until ``app.signal(event_key, ...)`` or ``until``. Sent by Worker."""
+
+    at: float
+    job_id: int
+    kind: str
+    queue: str
+    worker: str
+    event_key: str
+    until: float  # the wait's timeout
 
 
 @attrs.frozen(kw_only=True)
@@ -200,6 +215,7 @@ RuntimeEvent: TypeAlias = (
     | JobSucceeded
     | JobRetried
     | JobSnoozed
+    | JobSuspended
     | JobDead
     | JobCancelled
     | JobLeaseLost

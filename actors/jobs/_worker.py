@@ -197,6 +197,7 @@ class Worker(Actor[WorkerMessage]):
                 worker=self.worker_id,
                 events=self._events,
                 renew=lambda: self._renew_now(run),
+                transport=self._transport,
             )
         self._current = None
         await self._claimer.tell(

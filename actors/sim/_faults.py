@@ -40,6 +40,7 @@ from transports.lowlevel import (
     RenewResult,
     Retry,
     Snooze,
+    Suspend,
 )
 
 from ._clock import NodeClock
@@ -442,6 +443,6 @@ def _available_now(request: FinalizeRequest, now: float) -> bool:
     outcome = request.outcome
     if isinstance(outcome, Release):
         return True
-    if isinstance(outcome, Retry | Snooze):
+    if isinstance(outcome, Retry | Snooze | Suspend):
         return outcome.run_at <= now
     return False
