@@ -32,7 +32,6 @@ from ._observed import BUCKET_BOUNDS, COUNTERS, MINUTE, Histogram, NodeInfo, Que
 from ._records import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_PAYLOAD_BYTES,
-    MAX_STEP_BYTES,
     AttemptError,
     CancelResult,
     Counts,
@@ -44,10 +43,6 @@ from ._records import (
     JsonValue,
     KeyLimit,
     QueueConfig,
-    Signal,
-    SignalResult,
-    Step,
-    StepResult,
 )
 from ._url import redact_url
 
@@ -60,7 +55,6 @@ __all__ = [
     "COUNTERS",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_MAX_PAYLOAD_BYTES",
-    "MAX_STEP_BYTES",
     "MINUTE",
     "AttemptError",
     "CancelResult",
@@ -88,10 +82,6 @@ __all__ = [
     "QueueStats",
     "SQLiteTransport",
     "SchemaVersionMismatch",
-    "Signal",
-    "SignalResult",
-    "Step",
-    "StepResult",
     "StepTooLarge",
     "StoreNotFound",
     "StoreReadOnly",

@@ -17,10 +17,9 @@ from transports import (
     EnqueueResult,
     InvalidRequest,
     JsonValue,
-    SignalResult,
     Transport,
 )
-from transports.lowlevel import check_label, validate_name
+from transports.lowlevel import SignalResult, check_label, validate_name
 
 from ._backoff import Backoff, Exponential
 from ._config import integer, number

@@ -40,7 +40,6 @@ from ._events import (
     JobRetried,
     JobSnoozed,
     JobSucceeded,
-    JobSuspended,
     RuntimeEvent,
 )
 from ._outcomes import Done, Drop, RetryLater, SnoozeUntil
@@ -202,5 +201,5 @@ def event_of(
     if isinstance(outcome, Cancel):
         return JobCancelled(**about)
     if isinstance(outcome, Suspend):
-        return JobSuspended(**about, event_key=outcome.event_key, until=outcome.run_at)
+        return JobSnoozed(**about, run_at=outcome.run_at, event_key=outcome.event_key)
     return None

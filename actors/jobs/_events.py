@@ -28,7 +28,6 @@ __all__ = [
     "JobRetried",
     "JobSnoozed",
     "JobSucceeded",
-    "JobSuspended",
     "LeasesRenewed",
     "RuntimeEvent",
     "ShutdownPhase",
@@ -83,7 +82,9 @@ class JobRetried:
 
 @attrs.frozen(kw_only=True)
 class JobSnoozed:
-    """A handler asked to run again later without spending an attempt. Sent by Worker."""
+    """A handler asked to run again later without spending an attempt (``SnoozeUntil``,
+    ``ctx.sleep_until``), or waits for an event (``ctx.wait_for``: the job is suspended until
+    ``app.signal(event_key, ...)``, ``run_at`` being the wait's timeout). Sent by Worker."""
 
     at: float
     job_id: int
@@ -91,20 +92,7 @@ class JobSnoozed:
     queue: str
     worker: str
     run_at: float
-
-
-@attrs.frozen(kw_only=True)
-class JobSuspended:
-    """A handler waits for an event (``ctx.wait_for``) without spending an attempt; the job
-    is suspended until ``app.signal(event_key, ...)`` or ``until``. Sent by Worker."""
-
-    at: float
-    job_id: int
-    kind: str
-    queue: str
-    worker: str
-    event_key: str
-    until: float  # the wait's timeout
+    event_key: str | None = None  # the event a suspended job waits for; None for a snooze
 
 
 @attrs.frozen(kw_only=True)
@@ -215,7 +203,6 @@ RuntimeEvent: TypeAlias = (
     | JobSucceeded
     | JobRetried
     | JobSnoozed
-    | JobSuspended
     | JobDead
     | JobCancelled
     | JobLeaseLost

@@ -18,11 +18,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from transports import InvalidStepName, JsonValue, StepResult, Transport
+from transports import InvalidStepName, JsonValue, Transport
 from transports.lowlevel import (
     Lease,
     Outcome,
     Snooze,
+    StepResult,
     Suspend,
     check_duration,
     check_event_key,

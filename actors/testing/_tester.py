@@ -28,7 +28,6 @@ from transports import (
     JobFilter,
     JobState,
     MemoryTransport,
-    SignalResult,
     Transport,
 )
 from transports.lowlevel import (
@@ -41,6 +40,7 @@ from transports.lowlevel import (
     RenewRequest,
     RenewResult,
     Retry,
+    SignalResult,
     Snooze,
     Suspend,
 )

@@ -12,7 +12,7 @@ from actors.jobs import (
     App,
     Constant,
     JobContext,
-    JobSuspended,
+    JobSnoozed,
     LeaseLost,
     WaitTimedOut,
 )
@@ -242,7 +242,7 @@ async def test_a_node_suspends_and_resumes_on_a_signal(
     transport: Transport, clock: VirtualClock
 ) -> None:
     """On a running node (every backend): the wait suspends the job and publishes
-    JobSuspended; the signal wakes it; the step before the wait ran once."""
+    JobSnoozed with its event key; the signal wakes it; the step before the wait ran once."""
     app = App(transport)
     calls: list[str] = []
 
@@ -259,5 +259,5 @@ async def test_a_node_suspends_and_resumes_on_a_signal(
         job = await wait_state(transport, clock, result.job_id, JobState.SUCCEEDED)
     assert calls == ["first", "got 42"]
     assert job.attempt == 1
-    (suspended,) = events.of(JobSuspended)
-    assert (suspended.event_key, suspended.until) == ("go", pytest.approx(START + 3600.0, abs=5))
+    (suspended,) = events.of(JobSnoozed)
+    assert (suspended.event_key, suspended.run_at) == ("go", pytest.approx(START + 3600.0, abs=5))
