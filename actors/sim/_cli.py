@@ -146,6 +146,11 @@ def _duration(name: str, default: float, text: str) -> Callable[[_F], _F]:
     is_flag=True,
     help="An operator retries dead, discards scheduled and cancels available jobs meanwhile.",
 )
+@click.option(
+    "--steps",
+    is_flag=True,
+    help="The built-in jobs run as durable steps, some waiting for a signal.",
+)
 @_defaulted("--backend", click.Choice(["asyncio", "trio"]), _DEFAULT.backend, "Event loop.")
 @click.option(
     "--keep-faults",
@@ -241,6 +246,7 @@ def config_from_options(
     cron: str | None = _DEFAULT.cron,
     key_limit: int | None = None,
     operators: bool = False,
+    steps: bool = False,
     backend: str = _DEFAULT.backend,
     keep_faults: Sequence[int] | str | None = None,
 ) -> SimConfig:
@@ -276,6 +282,7 @@ def config_from_options(
         cron=cron,
         key_limit=key_limit,
         operators=operators,
+        steps=steps,
         backend=backend,
         keep_faults=keep_faults,
     )
