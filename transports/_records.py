@@ -119,10 +119,11 @@ class JobState(enum.StrEnum):
     SCHEDULED = "scheduled"  # run_at in the future (first run, retry wait or snooze)
     AVAILABLE = "available"  # claimable now
     RUNNING = "running"  # leased to a worker
-    SUSPENDED = "suspended"  # waiting for an event (``Transport.signal``) or its timeout
     SUCCEEDED = "succeeded"
     CANCELLED = "cancelled"
     DEAD = "dead"  # discarded: attempts exhausted or not retryable
+    # waiting for an event (``Transport.signal``) or its timeout; active, like the first three
+    SUSPENDED = "suspended"
 
     @property
     def is_active(self) -> bool:
