@@ -80,9 +80,7 @@ QUERY_BOUNDS: Mapping[str, int] = {
 PAGE_SIZE = 50  # jobs per page of the job list
 #: Most jobs one action on a filter ("retry all", ...) changes; run it again for the rest.
 BULK_LIMIT = 1000
-_RETRYABLE = frozenset(
-    {JobState.DEAD, JobState.CANCELLED, JobState.SCHEDULED, JobState.SUSPENDED}
-)
+_RETRYABLE = frozenset({JobState.DEAD, JobState.CANCELLED, JobState.SCHEDULED, JobState.SUSPENDED})
 _WAITING = frozenset({JobState.SCHEDULED, JobState.AVAILABLE, JobState.SUSPENDED})
 _WALL_CLOCK = RealClock()  # "now" for next cron ticks when neither a clock nor the store has one
 _HERE = Path(__file__).parent
