@@ -155,6 +155,7 @@ class ModelJob:
     tokens: set[int] = dataclasses.field(default_factory=set)  # every token ever minted
     started_at: float | None = None  # the latest claim's time
     errors: list[AttemptError] = dataclasses.field(default_factory=list)  # oldest first
+    result: object = None  # the applied Complete's result
 
     def record(
         self, kind: str, message: str, traceback: str | None, owner: str | None, now: float
@@ -447,6 +448,7 @@ class ReferenceModel:
         job.token = None
         job.lease_expires_at = None
         if isinstance(outcome, Complete):
+            job.result = outcome.result  # only an applied finalize gets here
             self._finish(job, JobState.SUCCEEDED, now)
         elif isinstance(outcome, Discard):
             job.last_error = outcome.error
@@ -686,6 +688,7 @@ class ReferenceModel:
             "created_at": job.created_at,
             "started_at": job.started_at,
             "errors": tuple(job.errors),
+            "result": job.result,
         }
         got = {name: getattr(seen, name) for name in wanted}
         diff = {name: (got[name], wanted[name]) for name in wanted if got[name] != wanted[name]}

@@ -144,7 +144,8 @@ class OutcomeSpec:
     def outcome(self, now: float) -> Outcome:
         """The outcome, as sent at ``now``."""
         if self.kind == "complete":
-            return Complete()
+            # A result of its own moment: a stale finalize that stored it would show.
+            return Complete(result={"sent_at": now} if self.error is None else None)
         if self.kind == "retry":
             # An error carries its type and a traceback, as the runtime sends them.
             kind, trace = (None, None) if self.error is None else ("ValueError", "Traceback: tb")

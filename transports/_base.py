@@ -77,6 +77,26 @@ Rules that hold for every method:
   key with no limit is not limited. A limit binds every claim that starts after
   ``set_limit`` returned; lowering it below the current use stops nothing, the key just
   starts nothing until it is under. ``list_limits`` reports each limited key's use.
+* **Results.** A ``Complete`` may carry the handler's return value (``Complete.result``: JSON,
+  at most ``max_result_bytes`` encoded, else :class:`~transports.ResultNotSerializable` /
+  :class:`~transports.ResultTooLarge` for the whole batch, nothing written). Only the
+  *applied* finalize stores it, in the same atomic write that ends the job ``succeeded``: a
+  ``STALE`` finalize stores nothing, so a worker that lost its lease can never overwrite the
+  result of a newer attempt. ``Job.result`` reads it back (None until then, or when there was
+  none). A result lives as long as its job: it goes when the job is cleaned up or deleted.
+  ``wait_for_jobs`` waits for jobs to finish through the backend's own wake-up (memory events;
+  SQLite's own writes at once and other processes' through its ``data_version`` watcher;
+  PostgreSQL ``NOTIFY`` on ``<schema>_done``), so a caller waiting for a result reads the job
+  once per wake-up instead of polling it.
+* **Recovery.** When ``reap`` takes back an expired lease and the job is ``available`` again,
+  the store keeps that lease's expiry (``lease_expires_at``, the instant its holder lost it) as
+  the job's *lost time*. Every claim reports it as :attr:`~transports.lowlevel.Lease.lost_at`
+  until a run of the job ends: an applied ``finalize`` clears it, except a ``Release`` (a claim
+  given back unstarted hands the recovery on to the next claim); a later ``reap`` replaces it;
+  a reap that ends the job (``dead``, ``cancelled``) and ``retry_jobs`` (an operator's retry is
+  no recovery) clear it. A claim never takes a running job, so an expired lease nobody reaped
+  yet is recovered through ``reap`` like any other. The runtime measures *recovery time* as
+  its handler's start minus ``lost_at`` (the ``recovery`` histogram of the history).
 * **Durable steps.** A running job may record *steps*: named JSON results kept with the job
   (``record_step``, ``list_steps``), so a later attempt finds what an earlier one did instead
   of doing it again (``ctx.step`` in the runtime). A step is written only under a live lease:
@@ -113,7 +133,7 @@ What operators watch (the "observing" operations, at the end of the class):
 * **Leaders.** ``list_leaders`` shows who holds each leader lease (``cron``, ``maintenance``).
 * **History.** One :class:`~transports.QueueStats` row per queue and minute: counters
   (succeeded, failed, dead, cancelled, stale finalizes refused, leases lost mid-run, jobs
-  reclaimed, dedupe folds) and the wait and run-time histograms. Every figure is a sum:
+  reclaimed, dedupe folds) and the wait, run-time and recovery-time histograms. Every figure is a sum:
   each node adds its own increments (``add_stats``, an additive upsert), the store itself adds
   the dedupe folds of each enqueue, and percentiles come from the merged fixed-bucket
   histograms (so no leader has to compute them, and no increment is lost when nodes come and
@@ -132,6 +152,7 @@ import anyio.lowlevel
 from ._observed import NodeInfo, QueueStats
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_RESULT_BYTES,
     CancelResult,
     Counts,
     EnqueueRequest,
@@ -168,10 +189,12 @@ class Transport(abc.ABC):
     Attributes:
         clock: where "now" comes from, or None for the backend's own clock.
         max_payload_bytes: longest accepted JSON payload, in bytes.
+        max_result_bytes: longest accepted JSON result (``Complete.result``), in bytes.
     """
 
     clock: TimeSource | None
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -246,6 +269,9 @@ class Transport(abc.ABC):
         starts at most its free slots; every job passed over stays due, its attempt unspent.
         So a claim may return fewer than ``limit`` leases while other due jobs remain (the
         next claim, which no longer sees the full key's jobs as candidates, takes those).
+
+        Each lease carries ``lost_at``: the expiry of the previous holder's lease when reap
+        took it back and no run has ended since, else None (see *Recovery* above).
         A queue whose config sets ``global_concurrency`` starts, of those, only as many as
         its free cluster-wide slots (``global_concurrency`` minus the queue's live leases),
         first in claim order; it is enforced as atomically as a key's limit (the claim
@@ -284,9 +310,14 @@ class Transport(abc.ABC):
         (Suspend; ``available`` now when the event is set already, due at ``run_at`` when
         that has passed). ``STALE`` when the token no longer owns it: nothing changes. A lease
         named twice is applied once, with its first occurrence's outcome; the later ones are
-        ``STALE``.
+        ``STALE``. An applied ``Complete`` stores its ``result`` with the job (see *Results*
+        above); every finalize that ends a job (whatever its state) wakes the
+        ``wait_for_jobs`` callers of that job.
 
         Raises:
+            ResultNotSerializable: a ``Complete.result`` is not JSON (nothing is written).
+            ResultTooLarge: a ``Complete.result`` is over ``max_result_bytes`` (nothing is
+                written).
             InvalidRequest: ``requests`` is not a sequence of
                 :class:`~transports.lowlevel.FinalizeRequest`.
         """
@@ -295,9 +326,9 @@ class Transport(abc.ABC):
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
         """Take back up to ``limit`` running jobs whose lease expired, oldest expiry first.
 
-        Each becomes ``available`` again while attempts remain, ``dead`` when they are
-        exhausted, or ``cancelled`` when its cancel was requested. Its old token is stale from
-        then on. Returns what was reclaimed and who lost it. Wakes waiters of those queues.
+        Each becomes ``available`` again while attempts remain (keeping the lease's expiry as
+        its lost time, see *Recovery* above), ``dead`` when they are exhausted, or
+        ``cancelled`` when its cancel was requested. Its old token is stale from then on. Returns what was reclaimed and who lost it. Wakes waiters of those queues.
         """
 
     @abc.abstractmethod
@@ -405,6 +436,21 @@ class Transport(abc.ABC):
         from any process (LISTEN/NOTIFY). Wake-ups can be missed (another process on SQLite, a
         dropped connection), so callers bound the wait with their own clock and poll on
         timeout. Spurious returns are allowed. Returns at once after ``aclose()``.
+        """
+
+    @abc.abstractmethod
+    async def wait_for_jobs(self, job_ids: Sequence[int]) -> None:
+        """Wait until one of ``job_ids`` may have ended (become succeeded, cancelled or dead).
+
+        Returns on a wake-up from this process's finalize, reap, cancel or operator action
+        that ended one of them or, on PostgreSQL, from any process (``NOTIFY``; on SQLite
+        other processes' commits are seen by the watcher). As with :meth:`wait_for_work`,
+        wake-ups can be missed and spurious returns are allowed: callers read the job after
+        each return and bound the wait with their own clock. Returns at once after
+        ``aclose()``.
+
+        Raises:
+            InvalidRequest: ``job_ids`` is not a sequence of job ids.
         """
 
     # --- operating ------------------------------------------------------------------------

@@ -161,3 +161,9 @@ class BridgedTransport(ForwardingTransport):
             await anyio.lowlevel.checkpoint()
             return
         await super().wait_for_work(queues)
+
+    async def wait_for_jobs(self, job_ids: Sequence[int]) -> None:
+        if self._closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        await super().wait_for_jobs(job_ids)

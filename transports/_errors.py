@@ -14,6 +14,8 @@ Hierarchy::
     │   ├── PayloadTooLarge
     │   │   └── StepTooLarge                   a step's (or signal's) value is over MAX_STEP_BYTES
     │   ├── InvalidStepName                    a step name or event key that is not valid
+    │   ├── ResultNotSerializable              a Complete's result is not JSON
+    │   ├── ResultTooLarge                     ... or longer than max_result_bytes
     │   └── UnsupportedURL                     transports.connect() got a URL it cannot serve
     ├── JobNotFound (also LookupError)
     ├── TransportClosed                         used after aclose()
@@ -40,6 +42,8 @@ __all__ = [
     "JobNotFound",
     "PayloadNotSerializable",
     "PayloadTooLarge",
+    "ResultNotSerializable",
+    "ResultTooLarge",
     "SchemaVersionMismatch",
     "StepTooLarge",
     "StoreNotFound",
@@ -78,6 +82,14 @@ class StepTooLarge(PayloadTooLarge):
 class InvalidStepName(InvalidRequest):
     """A step name is not a label, or an event key is not 1-128 characters of
     ``[A-Za-z0-9_.:-]``."""
+
+
+class ResultNotSerializable(InvalidRequest):
+    """A job's result (``Complete.result``) cannot be encoded as JSON."""
+
+
+class ResultTooLarge(InvalidRequest):
+    """A job's result's JSON encoding is longer than the transport's ``max_result_bytes``."""
 
 
 class JobNotFound(TransportError, LookupError):

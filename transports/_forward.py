@@ -17,6 +17,7 @@ from ._errors import TransportClosed
 from ._observed import NodeInfo, QueueStats
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_RESULT_BYTES,
     CancelResult,
     Counts,
     EnqueueRequest,
@@ -63,6 +64,7 @@ class ForwardingTransport(Transport):
         self._inner = inner
         self._own_clock: TimeSource | object | None = _INNERS
         self._own_max_payload_bytes: int | None = None
+        self._own_max_result_bytes: int | None = None
 
     @property
     def clock(self) -> TimeSource | None:
@@ -87,6 +89,19 @@ class ForwardingTransport(Transport):
     @max_payload_bytes.setter
     def max_payload_bytes(self, limit: int) -> None:
         self._own_max_payload_bytes = limit
+
+    @property
+    def max_result_bytes(self) -> int:
+        """The inner transport's result limit, unless one was set on this wrapper."""
+        if self._own_max_result_bytes is not None:
+            return self._own_max_result_bytes
+        if self._inner is None:
+            return DEFAULT_MAX_RESULT_BYTES
+        return self._inner.max_result_bytes
+
+    @max_result_bytes.setter
+    def max_result_bytes(self, limit: int) -> None:
+        self._own_max_result_bytes = limit
 
     @property
     def inner(self) -> Transport:
@@ -149,6 +164,9 @@ class ForwardingTransport(Transport):
 
     async def wait_for_work(self, queues: Sequence[str]) -> None:
         await self._forward("wait_for_work", lambda t: t.wait_for_work(queues))
+
+    async def wait_for_jobs(self, job_ids: Sequence[int]) -> None:
+        await self._forward("wait_for_jobs", lambda t: t.wait_for_jobs(job_ids))
 
     async def get_queue_config(self, queue: str) -> QueueConfig:
         return await self._forward("get_queue_config", lambda t: t.get_queue_config(queue))

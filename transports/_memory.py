@@ -38,6 +38,7 @@ from ._observed import NodeInfo, QueueStats, minute_of
 from ._plumbing import Waiters
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_RESULT_BYTES,
     MAX_ERROR_MESSAGE,
     MAX_ERRORS,
     AttemptError,
@@ -59,6 +60,7 @@ from ._records import (
     Lease,
     QueueConfig,
     Reclaimed,
+    Release,
     RenewRequest,
     RenewResult,
     Retry,
@@ -72,7 +74,9 @@ from ._records import (
     check_action,
     check_listing,
     encode_payload,
+    encode_result,
     encode_step,
+    job_waiter_key,
 )
 from ._validate import (
     check_advance,
@@ -83,6 +87,7 @@ from ._validate import (
     check_event_key,
     check_id,
     check_items,
+    check_job_ids,
     check_leader,
     check_limit,
     check_name,
@@ -127,6 +132,8 @@ class _Row:
     started_at: float | None = None
     errors: tuple[AttemptError, ...] = ()
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    result_text: str | None = None  # the Complete's result, compact JSON; None: none
+    lost_at: float | None = None  # expiry of the lease reap took back, until a run ends
     wait_key: str | None = None  # set exactly while suspended
 
 
@@ -184,6 +191,7 @@ class MemoryTransport(Transport):
         store: the store to use, shared with other transports (simulated nodes); None for a
             private one.
         max_payload_bytes: longest accepted JSON payload, in bytes.
+        max_result_bytes: longest accepted JSON result, in bytes.
     """
 
     def __init__(
@@ -192,9 +200,11 @@ class MemoryTransport(Transport):
         clock: TimeSource | None = None,
         store: MemoryStore | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
     ) -> None:
         self.clock = clock
         self.max_payload_bytes = max_payload_bytes
+        self.max_result_bytes = max_result_bytes
         self._time: TimeSource = clock if clock is not None else WallClock()
         self._store = store if store is not None else MemoryStore()
         self._closed = False
@@ -333,7 +343,15 @@ class MemoryTransport(Transport):
             row.seq += 1
             store.running[job_id] = row
             heapq.heappush(store.expiry, (expires_at, job_id, row.seq))
-            leases.append(Lease(job=_job(row), token=token, owner=owner, expires_at=expires_at))
+            leases.append(
+                Lease(
+                    job=_job(row),
+                    token=token,
+                    owner=owner,
+                    expires_at=expires_at,
+                    lost_at=row.lost_at,
+                )
+            )
         if heap is not None:
             for entry in passed:  # still due, attempt unspent: back in the queue as they were
                 heapq.heappush(heap, entry)
@@ -375,10 +393,17 @@ class MemoryTransport(Transport):
     async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
         now = await self._enter()
         check_items(requests, FinalizeRequest, "requests")
+        # Encode every result before the first write: a batch is all or nothing.
+        texts = [
+            encode_result(request.outcome.result, self.max_result_bytes)
+            if isinstance(request.outcome, Complete)
+            else None
+            for request in requests
+        ]
         store = self._store
         results: list[FinalizeResult] = []
         woken: set[str] = set()
-        for request in requests:
+        for request, text in zip(requests, texts, strict=True):
             row = store.running.get(request.job_id)
             if row is None or row.token != request.token:
                 results.append(FinalizeResult.STALE)
@@ -394,9 +419,12 @@ class MemoryTransport(Transport):
                     row.lease_owner,
                 )
             self._end_lease(row, now)
+            if not isinstance(outcome, Release):
+                row.lost_at = None  # the run that recovered the job has ended
             if row.concurrency_key in store.limits or self._capped(row.queue):
                 woken.add(row.queue)  # a slot of its key (or its queue) came free
             if isinstance(outcome, Complete):
+                row.result_text = text
                 self._finish(row, JobState.SUCCEEDED, now)
             elif isinstance(outcome, Discard):
                 row.last_error = outcome.error
@@ -459,7 +487,10 @@ class MemoryTransport(Transport):
                 self._finish(row, JobState.DEAD, now)
             else:
                 self._make_available(row)
+                row.lost_at = expired_at
                 woken.add(row.queue)
+            if row.state is not JobState.AVAILABLE:
+                row.lost_at = None
             reclaimed.append(
                 Reclaimed(
                     job_id=job_id,
@@ -600,6 +631,13 @@ class MemoryTransport(Transport):
         check_queues(queues)
         await self._store.waiters.wait(queues, self._pending)
 
+    async def wait_for_jobs(self, job_ids: Sequence[int]) -> None:
+        if self._closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        ids = check_job_ids(job_ids)
+        await self._store.waiters.wait([job_waiter_key(job_id) for job_id in ids], self._pending)
+
     # --- operating ------------------------------------------------------------------------
 
     async def get_queue_config(self, queue: str) -> QueueConfig:
@@ -725,6 +763,7 @@ class MemoryTransport(Transport):
             row.attempt = 0
             row.cancel_requested = False
             row.finished_at = None
+            row.lost_at = None  # an operator's retry is no recovery
             row.run_at = row.updated_at = now
             self._make_available(row)
         for queue in {row.queue for row in chosen}:
@@ -1042,6 +1081,7 @@ class MemoryTransport(Transport):
             if store.dedupe.get(key) == row.id:
                 del store.dedupe[key]
         store.final[row.id] = None
+        store.waiters.wake((job_waiter_key(row.id),))
 
     def _wake(self, queue: str) -> None:
         self._store.waiters.wake((queue,))
@@ -1096,5 +1136,6 @@ def _job(row: _Row) -> Job:
         errors=row.errors,
         headers=dict(row.headers),
         concurrency_key=row.concurrency_key,
+        result=None if row.result_text is None else json.loads(row.result_text),
         wait_key=row.wait_key,
     )

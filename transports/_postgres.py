@@ -52,9 +52,11 @@ from ._observed import NodeInfo, QueueStats, rows_of_cells, sum_cells
 from ._plumbing import Waiters, distinct_pairs, encode_outcome, fold_batch, unfold_results
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_RESULT_BYTES,
     MAX_ERROR_MESSAGE,
     MAX_ERRORS,
     CancelResult,
+    Complete,
     Counts,
     Discard,
     EnqueueRequest,
@@ -83,7 +85,9 @@ from ._records import (
     check_listing,
     decode_errors,
     encode_payload,
+    encode_result,
     encode_step,
+    job_waiter_key,
 )
 from ._sql import load_migrations, load_queries
 from ._url import postgres_connect_args, redact_url
@@ -97,6 +101,7 @@ from ._validate import (
     check_id,
     check_int,
     check_items,
+    check_job_ids,
     check_leader,
     check_limit,
     check_name,
@@ -196,10 +201,24 @@ def validate_schema(schema: str) -> str:
     return schema
 
 
+# One NOTIFY per statement on <schema>_done naming the jobs of its "upd" CTE that ended, so
+# every process's wait_for_jobs callers wake; a list too long for a payload sends "*" (all).
+_DONE_NOTIFY = """
+    SELECT pg_notify({done_channel}, CASE WHEN length(d.ids) > 7000 THEN '*' ELSE d.ids END)
+    FROM (
+        SELECT string_agg(id::text, ',') AS ids FROM upd
+        WHERE state IN ('succeeded', 'cancelled', 'dead')
+    ) AS d
+    WHERE {notify} AND d.ids IS NOT NULL
+"""
+
+
 def _render(sql: str, schema: str, *, notify: bool) -> str:
     # str.replace, not str.format: SQL is full of braces ('{}'::int[]).
     return (
-        sql.replace("{schema}", f'"{schema}"')
+        sql.replace("{done_notify}", _DONE_NOTIFY)
+        .replace("{schema}", f'"{schema}"')
+        .replace("{done_channel}", f"'{_done_channel(schema)}'")
         .replace("{channel}", f"'{_channel(schema)}'")
         .replace("{notify}", "true" if notify else "false")
         .replace("{max_errors}", str(int(MAX_ERRORS)))
@@ -211,6 +230,10 @@ def _channel(schema: str) -> str:
     return f"{schema}_jobs"
 
 
+def _done_channel(schema: str) -> str:
+    return f"{schema}_done"
+
+
 _STATES = {state.value: state for state in JobState}  # a dict lookup beats JobState(value)
 
 
@@ -220,8 +243,9 @@ def _nulls_as_none(column: list[T]) -> list[T] | None:
     return None if all(value is None for value in column) else column
 
 
-def _job(row: asyncpg.Record) -> Job:
-    # Column order is the one of the claim/get/list_jobs queries.
+def _job(row: asyncpg.Record, result: str | None = None, wait_key: str | None = None) -> Job:
+    # Column order is the one of the claim/get/list_jobs queries; ``result`` is the stored
+    # result when the query read it (get, list_jobs).
     return Job(
         id=row[0],
         kind=row[1],
@@ -244,8 +268,19 @@ def _job(row: asyncpg.Record) -> Job:
         errors=decode_errors(row[18]),
         headers=_headers(row[19]),
         concurrency_key=row[20],
-        wait_key=row[21],
+        result=_result(result),
+        wait_key=wait_key,
     )
+
+
+def _result(stored: str | None) -> Any:
+    """A stored result, decoded; a value another tool stored malformed reads as None."""
+    if stored is None:
+        return None
+    try:
+        return json.loads(stored)
+    except ValueError:
+        return None
 
 
 def _headers(stored: str) -> dict[str, str]:
@@ -265,6 +300,7 @@ _RETRYABLE = ["dead", "cancelled", "scheduled", "suspended"]
 _WAITING = ["scheduled", "available", "suspended"]
 _DELETABLE = ["scheduled", "available", "suspended", "succeeded", "cancelled", "dead"]
 _ACTIVE = ["scheduled", "available", "running", "suspended"]
+_FINAL = frozenset({"succeeded", "cancelled", "dead"})
 
 
 def _filter_args(
@@ -295,7 +331,9 @@ def _filter_args(
     )
 
 
-def _finalize_columns(requests: Sequence[FinalizeRequest]) -> tuple[list[Any] | None, ...]:
+def _finalize_columns(
+    requests: Sequence[FinalizeRequest], max_result_bytes: int
+) -> tuple[list[Any] | None, ...]:
     ids: list[int] = []
     tokens: list[int] = []
     actions: list[str] = []
@@ -303,9 +341,15 @@ def _finalize_columns(requests: Sequence[FinalizeRequest]) -> tuple[list[Any] | 
     errors: list[str | None] = []
     types: list[str | None] = []
     tracebacks: list[str | None] = []
+    results: list[str | None] = []
     for request in requests:
         outcome = request.outcome
         action, run_at, error = encode_outcome(outcome)
+        results.append(
+            encode_result(outcome.result, max_result_bytes)
+            if isinstance(outcome, Complete)
+            else None
+        )
         ids.append(request.job_id)
         tokens.append(request.token)
         actions.append(action)
@@ -325,6 +369,7 @@ def _finalize_columns(requests: Sequence[FinalizeRequest]) -> tuple[list[Any] | 
         _nulls_as_none(errors),
         _nulls_as_none(types),
         _nulls_as_none(tracebacks),
+        _nulls_as_none(results),
     )
 
 
@@ -343,6 +388,7 @@ class PostgresTransport(Transport):
         pool_size: most connections the pool opens (the LISTEN connection is extra).
         clock: where "now" comes from; None for the database clock.
         max_payload_bytes: longest accepted JSON payload, in bytes.
+        max_result_bytes: longest accepted JSON result, in bytes.
         auto_migrate: migrate the schema at ``open()``; when False, a schema of another
             version raises :class:`~transports.SchemaVersionMismatch` instead.
         notify: send and listen for ``NOTIFY`` wake-ups; when False only this process's own
@@ -365,6 +411,7 @@ class PostgresTransport(Transport):
         pool_size: int = 10,
         clock: TimeSource | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         auto_migrate: bool = True,
         notify: bool = True,
         create: bool = True,
@@ -372,6 +419,7 @@ class PostgresTransport(Transport):
         check_int(pool_size, "pool_size", 1, MAX_POOL_SIZE)
         self.clock = clock
         self.max_payload_bytes = max_payload_bytes
+        self.max_result_bytes = max_result_bytes
         self.dsn = dsn
         self.schema = validate_schema(schema)
         self.pool_size = pool_size
@@ -687,7 +735,8 @@ class PostgresTransport(Transport):
         if self._limited:
             rows = await self._run(lambda: self._claim_limited(pool, queue, limit, owner, ttl))
         leases = [
-            Lease(job=_job(row), token=row[22], owner=owner, expires_at=row[15]) for row in rows
+            Lease(job=_job(row), token=row[21], owner=owner, expires_at=row[15], lost_at=row[22])
+            for row in rows
         ]
         leases.sort(key=lambda lease: (lease.job.priority, lease.job.run_at, lease.job.id))
         if limit > 1 and len(leases) == limit:
@@ -737,7 +786,7 @@ class PostgresTransport(Transport):
     async def finalize(self, requests: Sequence[FinalizeRequest]) -> list[FinalizeResult]:
         check_items(requests, FinalizeRequest, "requests")
         pool = self._db
-        columns = _finalize_columns(requests)
+        columns = _finalize_columns(requests, self.max_result_bytes)
         if not requests:
             await anyio.lowlevel.checkpoint()
             return []
@@ -752,15 +801,21 @@ class PostgresTransport(Transport):
         if keys:
             rows = await self._run(lambda: self._finalize_suspending(pool, keys, columns))
         else:
-            rows = await self._run(lambda: pool.fetch(self._sql["finalize"], *columns, self._now()))
+            rows = await self._run(
+                lambda: pool.fetch(self._sql["finalize"], *columns[:7], self._now(), columns[7])
+            )
         # Only the applied requests come back, by their position among those sent.
         results = [FinalizeResult.STALE] * len(requests)
         woken: set[str] = set()
+        ended: list[int] = []
         for position, state, queue, _ in rows:
             results[sent[position - 1]] = FinalizeResult.APPLIED
             if state == "available" or self._limited:  # with limits, a slot may be free now
                 woken.add(queue)
+            if state in _FINAL:
+                ended.append(requests[sent[position - 1]].job_id)
         self._wake(woken)
+        self._wake_jobs(ended)
         return results
 
     async def _finalize_suspending(
@@ -771,7 +826,7 @@ class PostgresTransport(Transport):
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(self._sql["event_locks"], keys)
             rows: list[asyncpg.Record] = await conn.fetch(
-                self._sql["finalize"], *columns, self._now()
+                self._sql["finalize"], *columns[:7], self._now(), columns[7]
             )
             return rows
 
@@ -792,6 +847,7 @@ class PostgresTransport(Transport):
             for row in rows
         ]
         self._wake({r.queue for r in reclaimed if r.state is JobState.AVAILABLE})
+        self._wake_jobs([r.job_id for r in reclaimed if r.state.is_final])
         return reclaimed
 
     async def cancel(self, job_id: int) -> CancelResult:
@@ -799,8 +855,9 @@ class PostgresTransport(Transport):
         pool = self._db
         row = await self._run(lambda: pool.fetchrow(self._sql["cancel"], job_id, self._now()))
         assert row is not None
-        state, found = row
+        state, found, _ = row
         if state == JobState.CANCELLED:
+            self._wake_jobs([job_id])
             return CancelResult.CANCELLED
         if state == JobState.RUNNING:
             return CancelResult.REQUESTED
@@ -916,6 +973,20 @@ class PostgresTransport(Transport):
         # reaches every waiter, one claim after another.
         self._waiters.wake_one(queues)
 
+    def _wake_jobs(self, job_ids: Sequence[int]) -> None:
+        """Wake this process's ``wait_for_jobs`` callers of jobs that ended (all of them)."""
+        if job_ids:
+            self._waiters.wake([job_waiter_key(job_id) for job_id in job_ids])
+
+    async def wait_for_jobs(self, job_ids: Sequence[int]) -> None:
+        if self._closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        ids = check_job_ids(job_ids)
+        if self.notify and self._opened and self._listener is None:
+            self._start_listener_reconnect()
+        await self._waiters.wait([job_waiter_key(job_id) for job_id in ids], self._pending)
+
     def _wake_all(self) -> None:
         Waiters.wake_pending(self._pending)
         self._waiters.clear()
@@ -924,6 +995,7 @@ class PostgresTransport(Transport):
         conn = await asyncpg.connect(self._connect_args.dsn, **self._driver_kwargs())
         try:
             await conn.add_listener(_channel(self.schema), self._on_notify)
+            await conn.add_listener(_done_channel(self.schema), self._on_done)
         except BaseException:
             await conn.close()
             raise
@@ -932,6 +1004,14 @@ class PostgresTransport(Transport):
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         self._wake({str(payload)})
+
+    def _on_done(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        text = str(payload)
+        if text == "*":
+            keys = [key for key in self._waiters.queues() if key.startswith("#")]
+        else:
+            keys = [f"#{part}" for part in text.split(",")]
+        self._waiters.wake(keys)
 
     def _on_listener_lost(self, conn: object) -> None:
         if conn is not self._listener:
@@ -1047,7 +1127,7 @@ class PostgresTransport(Transport):
         )
         if row is None:
             raise JobNotFound(f"no job has id {job_id}")
-        return _job(row)
+        return _job(row, row[21], row[22])
 
     async def list_jobs(
         self,
@@ -1063,7 +1143,7 @@ class PostgresTransport(Transport):
         sql = self._sql["list_jobs_newest" if newest_first else "list_jobs"]
         args = _filter_args(where, after_id, before_id, self._now())
         rows = await self._run(lambda: pool.fetch(sql, *args, limit), idempotent=True)
-        return [_job(row) for row in rows]
+        return [_job(row, row[21], row[22]) for row in rows]
 
     async def retry_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
         where = check_action(where, limit)
@@ -1085,6 +1165,7 @@ class PostgresTransport(Transport):
         rows = await self._run(
             lambda: pool.fetch(self._sql["discard_jobs"], *args, limit, _WAITING, text)
         )
+        self._wake_jobs([row[0] for row in rows])
         return sorted(row[0] for row in rows)
 
     async def delete_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
@@ -1101,6 +1182,7 @@ class PostgresTransport(Transport):
         pool = self._db
         args = _filter_args(where, None, None, self._now())
         rows = await self._run(lambda: pool.fetch(self._sql["cancel_jobs"], *args, limit, _ACTIVE))
+        self._wake_jobs([row[0] for row in rows])
         return sorted(row[0] for row in rows)
 
     # --- observing ------------------------------------------------------------------------

@@ -15,7 +15,14 @@ from typing import Any, Protocol, TypeAlias
 
 import attrs
 
-from ._errors import InvalidRequest, PayloadNotSerializable, PayloadTooLarge, StepTooLarge
+from ._errors import (
+    InvalidRequest,
+    PayloadNotSerializable,
+    PayloadTooLarge,
+    ResultNotSerializable,
+    ResultTooLarge,
+    StepTooLarge,
+)
 from ._validate import (
     INT32_MAX,
     INT32_MIN,
@@ -37,6 +44,7 @@ from ._validate import (
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "DEFAULT_MAX_RESULT_BYTES",
     "MAX_ERRORS",
     "MAX_ERROR_MESSAGE",
     "MAX_FILTER_IDS",
@@ -79,7 +87,9 @@ __all__ = [
     "check_state",
     "decode_errors",
     "encode_payload",
+    "encode_result",
     "encode_step",
+    "job_waiter_key",
 ]
 
 JsonValue: TypeAlias = Any
@@ -87,6 +97,7 @@ JsonValue: TypeAlias = Any
 
 DEFAULT_MAX_ATTEMPTS = 20
 DEFAULT_MAX_PAYLOAD_BYTES = 1_048_576
+DEFAULT_MAX_RESULT_BYTES = 262_144
 
 MAX_ERRORS = 20
 """Errors kept with a job: its newest ``MAX_ERRORS`` attempts' errors (older ones are dropped)."""
@@ -174,6 +185,33 @@ def encode_payload(payload: JsonValue, max_bytes: int) -> str:
     if size > max_bytes:
         raise PayloadTooLarge(f"payload is {size} bytes, over the limit of {max_bytes}")
     return text
+
+
+def encode_result(result: JsonValue, max_bytes: int) -> str | None:
+    """Encode a job's result (``Complete.result``) as compact JSON and check its size.
+
+    None (no result) encodes as None: nothing is stored. Otherwise the rules of
+    :func:`encode_payload` apply, with the result's own errors.
+
+    Raises:
+        ResultNotSerializable: the result is not JSON (or holds NUL or a lone surrogate).
+        ResultTooLarge: the encoding is longer than ``max_bytes`` bytes.
+    """
+    if result is None:
+        return None
+    try:
+        text = encode_payload(result, max_bytes)
+    except PayloadTooLarge as exc:
+        raise ResultTooLarge(str(exc).replace("payload", "result", 1)) from None
+    except PayloadNotSerializable as exc:
+        raise ResultNotSerializable(str(exc).replace("payload", "result", 1)) from None
+    return text
+
+
+def job_waiter_key(job_id: int) -> str:
+    """The key ``wait_for_jobs`` callers of one job wait under in a backend's waiter registry
+    (never a queue name: ``#`` is not a name character)."""
+    return f"#{job_id}"
 
 
 def encode_step(value: JsonValue) -> str:
@@ -365,6 +403,9 @@ class Job:
     errors: tuple[AttemptError, ...] = ()
     headers: Mapping[str, str] = attrs.field(factory=dict)  # as given to enqueue
     concurrency_key: str | None = None  # the flow-control key given at enqueue, if any
+    # what the handler returned, stored by the applied finalize of a Complete (see
+    # Complete.result); None until then, and when it returned nothing
+    result: JsonValue = None
     wait_key: str | None = None  # the event a suspended job waits for; None unless suspended
 
 
@@ -376,6 +417,9 @@ class Lease:
     token: int  # fencing token, unique per claim of this job; stale once the job is re-claimed
     owner: str
     expires_at: float
+    # when the previous holder's lease on the job expired, if reap took that lease back and
+    # no run has ended since (see Transport.claim): the start of the job's recovery
+    lost_at: float | None = None
 
     @property
     def job_id(self) -> int:
@@ -403,7 +447,10 @@ class RenewResult(enum.StrEnum):
 
 @attrs.frozen(kw_only=True)
 class Complete:
-    """The handler succeeded."""
+    """The handler succeeded; ``result`` (JSON, at most the transport's ``max_result_bytes``
+    encoded; None: nothing) is stored with the job by the applied finalize."""
+
+    result: JsonValue = None
 
 
 @attrs.frozen(kw_only=True)

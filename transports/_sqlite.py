@@ -33,7 +33,7 @@ import functools
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 from urllib.request import pathname2url
 
@@ -60,9 +60,11 @@ from ._observed import NodeInfo, QueueStats, minute_of, rows_of_cells, sum_cells
 from ._plumbing import Waiters, distinct_pairs, encode_outcome, fold_batch, unfold_results
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_MAX_RESULT_BYTES,
     MAX_ERROR_MESSAGE,
     MAX_ERRORS,
     CancelResult,
+    Complete,
     Counts,
     Discard,
     EnqueueRequest,
@@ -90,7 +92,9 @@ from ._records import (
     check_listing,
     decode_errors,
     encode_payload,
+    encode_result,
     encode_step,
+    job_waiter_key,
 )
 from ._sql import load_migrations, load_queries
 from ._validate import (
@@ -102,6 +106,7 @@ from ._validate import (
     check_event_key,
     check_id,
     check_items,
+    check_job_ids,
     check_leader,
     check_limit,
     check_name,
@@ -128,7 +133,7 @@ _INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _WATCH_FASTEST = 0.002
 _WATCH_SLOWEST = 0.025
 _WATCH_PATIENCE = 0.1  # seconds without a change before looking less often
-_FINALIZE_ROW = "(?, ?, ?, ?, ?, ?, ?)"
+_FINALIZE_ROW = "(?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _connection_lost(exc: BaseException) -> TransportError:
@@ -175,7 +180,9 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> list[Sequence[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def _job(row: Sequence[Any]) -> Job:
+def _job(row: Sequence[Any], result: str | None = None, wait_key: str | None = None) -> Job:
+    """A job of the claim/get/list_jobs columns; ``result`` is its stored result, if read, and
+    ``wait_key`` the event it is suspended on."""
     return Job(
         id=row[0],
         kind=row[1],
@@ -198,8 +205,19 @@ def _job(row: Sequence[Any]) -> Job:
         errors=decode_errors(row[18]),
         headers=_headers(row[19]),
         concurrency_key=row[20],
-        wait_key=row[21],
+        result=_result(result),
+        wait_key=wait_key,
     )
+
+
+def _result(stored: str | None) -> Any:
+    """A stored result, decoded; a value another tool stored malformed reads as None."""
+    if stored is None:
+        return None
+    try:
+        return json.loads(stored)
+    except ValueError:
+        return None
 
 
 def _headers(stored: str) -> dict[str, str]:
@@ -236,13 +254,16 @@ def _queue_config(row: Sequence[Any]) -> QueueConfig | None:
     return QueueConfig.from_stored(row[0], row[1], row[2], row[3], row[4])
 
 
-def _finalize_row(request: FinalizeRequest) -> tuple[Any, ...]:
+def _finalize_row(request: FinalizeRequest, max_result_bytes: int) -> tuple[Any, ...]:
     outcome = request.outcome
+    result: str | None = None
     if isinstance(outcome, Retry | Discard):
         extra: tuple[str | None, str | None] = (outcome.error_type, outcome.traceback)
     else:
         extra = (None, None)
-    return (request.job_id, request.token, *encode_outcome(outcome), *extra)
+        if isinstance(outcome, Complete):
+            result = encode_result(outcome.result, max_result_bytes)
+    return (request.job_id, request.token, *encode_outcome(outcome), *extra, result)
 
 
 def _split_statements(script: str) -> list[str]:
@@ -272,6 +293,7 @@ class SQLiteTransport(Transport):
         path: the database file (created when missing), or ``":memory:"``.
         clock: where "now" comes from; None for the wall clock.
         max_payload_bytes: longest accepted JSON payload, in bytes.
+        max_result_bytes: longest accepted JSON result, in bytes.
         busy_timeout: seconds to wait for another process's write lock before giving up with
             :class:`~transports.ConnectionLost`.
         auto_migrate: bring an older (or empty) database's schema up to date on ``open()``;
@@ -288,6 +310,7 @@ class SQLiteTransport(Transport):
         *,
         clock: TimeSource | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         busy_timeout: float = 5.0,
         auto_migrate: bool = True,
         create: bool = True,
@@ -296,6 +319,7 @@ class SQLiteTransport(Transport):
         self.create = create
         self.clock = clock
         self.max_payload_bytes = max_payload_bytes
+        self.max_result_bytes = max_result_bytes
         self.busy_timeout = busy_timeout
         self.auto_migrate = auto_migrate
         self._time: TimeSource = clock if clock is not None else WallClock()
@@ -531,6 +555,10 @@ class SQLiteTransport(Transport):
     def _wake(self, queues: set[str]) -> None:
         self._waiters.wake(queues)
 
+    def _wake_jobs(self, job_ids: Iterable[int]) -> None:
+        """Wake the ``wait_for_jobs`` callers of jobs this transport just ended."""
+        self._waiters.wake([job_waiter_key(job_id) for job_id in job_ids])
+
     # --- producing ------------------------------------------------------------------------
 
     async def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:
@@ -650,7 +678,14 @@ class SQLiteTransport(Transport):
         if any(row[20] is not None for row in rows):
             self._flow_queues.add(queue)
         return [
-            Lease(job=_job(row), token=row[22], owner=owner, expires_at=expires_at) for row in rows
+            Lease(
+                job=_job(row),
+                token=row[21],
+                owner=owner,
+                expires_at=expires_at,
+                lost_at=None if row[22] is None else float(row[22]),
+            )
+            for row in rows
         ]
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
@@ -696,7 +731,9 @@ class SQLiteTransport(Transport):
         # A repeated (job, token) pair is stale after its first occurrence applies; each pair
         # is sent once, so the statement never picks an arbitrary duplicate's outcome.
         sent, _ = distinct_pairs(requests)
-        params = [_finalize_row(requests[i]) for i in sent]
+        # Every result is checked, a repeated pair's too: a batch is refused whole or not.
+        rows = [_finalize_row(request, self.max_result_bytes) for request in requests]
+        params = [rows[i] for i in sent]
         self._connection()
         if not params:
             await anyio.lowlevel.checkpoint()
@@ -743,6 +780,7 @@ class SQLiteTransport(Transport):
                 if state == "available" or queue in self._flow_queues
             }
         )
+        self._wake_jobs(job_id for job_id, _token, _queue, state in applied if state in _FINAL)
         return results
 
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
@@ -773,6 +811,7 @@ class SQLiteTransport(Transport):
             for job_id, kind, queue, attempt, owner, expired_at in expired
         ]
         self._wake({r.queue for r in reclaimed if r.state is JobState.AVAILABLE})
+        self._wake_jobs(r.job_id for r in reclaimed if r.state.is_final)
         return reclaimed
 
     async def cancel(self, job_id: int) -> CancelResult:
@@ -780,7 +819,10 @@ class SQLiteTransport(Transport):
         now = self._time.now()
         rows = await self._fetch(_Q["cancel_job"], {"id": job_id, "now": now})
         if rows:
-            return CancelResult.REQUESTED if rows[0][0] == "running" else CancelResult.CANCELLED
+            if rows[0][0] == "running":
+                return CancelResult.REQUESTED
+            self._wake_jobs([job_id])
+            return CancelResult.CANCELLED
         if await self._fetch(_Q["job_exists"], {"id": job_id}):
             return CancelResult.ALREADY_FINAL
         raise JobNotFound(f"no job has id {job_id}")
@@ -876,6 +918,14 @@ class SQLiteTransport(Transport):
         check_queues(queues)
         self._waiting.set()  # the watcher (if any) looks while somebody waits
         await self._waiters.wait(queues, self._pending)
+
+    async def wait_for_jobs(self, job_ids: Sequence[int]) -> None:
+        if self._closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        ids = check_job_ids(job_ids)
+        self._waiting.set()  # other processes' finalizes are seen by the watcher
+        await self._waiters.wait([job_waiter_key(job_id) for job_id in ids], self._pending)
 
     async def _start_watcher(self) -> None:
         """Open the watcher's connection and take its first look, then let it run.
@@ -1001,7 +1051,7 @@ class SQLiteTransport(Transport):
         rows = await self._fetch(_Q["get_job"], {"id": job_id, "now": self._time.now()})
         if not rows:
             raise JobNotFound(f"no job has id {job_id}")
-        return _job(rows[0])
+        return _job(rows[0], rows[0][21], rows[0][22])
 
     async def list_jobs(
         self,
@@ -1016,7 +1066,7 @@ class SQLiteTransport(Transport):
         params = _filter_params(where, self._time.now())
         params.update(after_id=after_id, before_id=before_id, limit=limit)
         rows = await self._fetch(_filtered("list_jobs", "DESC" if newest_first else "ASC"), params)
-        return [_job(row) for row in rows]
+        return [_job(row, row[21], row[22]) for row in rows]
 
     async def retry_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
         where = check_action(where, limit)
@@ -1048,6 +1098,7 @@ class SQLiteTransport(Transport):
                     "max_message": MAX_ERROR_MESSAGE,
                 },
             )
+        self._wake_jobs(job_id for (job_id,) in rows)
         return sorted(job_id for (job_id,) in rows)
 
     async def delete_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
@@ -1066,6 +1117,7 @@ class SQLiteTransport(Transport):
             rows = await conn.execute_fetchall(
                 _Q["cancel_jobs"], {"ids": json.dumps(ids), "now": now}
             )
+        self._wake_jobs(job_id for (job_id,) in rows)
         return sorted(job_id for (job_id,) in rows)
 
     @staticmethod
@@ -1180,3 +1232,4 @@ _RETRYABLE = json.dumps(["dead", "cancelled", "scheduled", "suspended"])
 _WAITING = json.dumps(["scheduled", "available", "suspended"])
 _DELETABLE = json.dumps(["scheduled", "available", "suspended", "succeeded", "cancelled", "dead"])
 _ACTIVE = json.dumps(["scheduled", "available", "running", "suspended"])
+_FINAL = frozenset({"succeeded", "cancelled", "dead"})

@@ -50,6 +50,7 @@ __all__ = [
     "check_id",
     "check_int",
     "check_items",
+    "check_job_ids",
     "check_label",
     "check_leader",
     "check_limit",
@@ -208,6 +209,17 @@ def check_queues(queues: Sequence[str]) -> Sequence[str]:
     for queue in queues:
         validate_name(queue)
     return queues
+
+
+def check_job_ids(job_ids: object) -> list[int]:
+    """Return ``job_ids`` as a list if it is a sequence (not a string) of valid job ids.
+
+    Raises:
+        InvalidRequest: not a sequence, or one of them is not a job id.
+    """
+    if isinstance(job_ids, str | bytes) or not isinstance(job_ids, Sequence):
+        raise InvalidRequest(f"job_ids must be a sequence of job ids, got {job_ids!r}")
+    return [check_id(job_id, "a job id") for job_id in job_ids]
 
 
 @functools.lru_cache(maxsize=4096)

@@ -262,8 +262,8 @@ def list_command(
 @_transport_option
 @_loop_option
 def show(job_id: int, url: str, loop: str) -> None:
-    """Show JOB_ID: its fields, payload, headers, recorded steps and error history (never
-    creates a store)."""
+    """Show JOB_ID: its fields, payload, result, headers, recorded steps and error history
+    (never creates a store)."""
 
     async def run(transport: Transport) -> None:
         job = await transport.get(job_id)
@@ -296,6 +296,7 @@ def _print_job(job: Job, steps: Sequence[Step] = ()) -> None:
         ("last error", job.last_error or ""),
         ("headers", json.dumps(dict(job.headers), ensure_ascii=False) if job.headers else ""),
         ("payload", json.dumps(job.payload, ensure_ascii=False)),
+        ("result", _result_text(job)),
     ]
     for name, value in rows:
         table.add_row(name, escape(value))
@@ -331,6 +332,19 @@ def _print_job(job: Job, steps: Sequence[Step] = ()) -> None:
     if newest.traceback:
         console.print(f"traceback of attempt {newest.attempt}:", markup=False)
         console.print(newest.traceback, markup=False, highlight=False)
+
+
+_MAX_SHOWN_RESULT = 4_000  # characters of a result shown; the rest is cut
+
+
+def _result_text(job: Job) -> str:
+    """The job's result as compact JSON (cut when long); empty when it has none."""
+    if job.result is None:
+        return ""
+    text = json.dumps(job.result, ensure_ascii=False)
+    if len(text) > _MAX_SHOWN_RESULT:
+        return f"{text[:_MAX_SHOWN_RESULT]}... ({len(text)} characters)"
+    return text
 
 
 def _bulk(verb: str, call: Callable[..., Awaitable[list[int]]]) -> Any:

@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import attrs
 import cattrs
 
+from actors.core import Clock, RealClock
 from transports import (
     DEFAULT_MAX_ATTEMPTS,
     EnqueueRequest,
     EnqueueResult,
     InvalidRequest,
+    Job,
+    JobState,
     JsonValue,
     Transport,
 )
@@ -23,7 +26,14 @@ from transports.lowlevel import SignalResult, check_label, validate_name
 
 from ._backoff import Backoff, Exponential
 from ._config import integer, number
-from ._errors import ConfigInvalid, DuplicateJobKind, PayloadInvalid, UnknownJobKind
+from ._errors import (
+    ConfigInvalid,
+    DuplicateJobKind,
+    JobFailed,
+    PayloadInvalid,
+    ResultTimeout,
+    UnknownJobKind,
+)
 from ._outcomes import HandlerOutcome
 from ._schedule import CatchUp, CronSchedule, Overlap
 from ._tracing import Tracer
@@ -297,6 +307,7 @@ class App:
     Args:
         transport: where :meth:`enqueue` writes unless given another; optional, since a
             worker node gets its transport from its Topology.
+        clock: the time :meth:`result` waits by (default: the wall clock).
 
     Example::
 
@@ -313,8 +324,9 @@ class App:
         await app.enqueue(welcome, Welcome(user_id=7), transport=transport)
     """
 
-    def __init__(self, transport: Transport | None = None) -> None:
+    def __init__(self, transport: Transport | None = None, *, clock: Clock | None = None) -> None:
         self.transport = transport
+        self.clock = clock
         #: Traces every enqueue and run when set (``actors.telemetry.instrument_tracing``).
         self.tracer: Tracer | None = None
         self._tasks: dict[str, Task[Any]] = {}
@@ -667,3 +679,69 @@ class App:
             results: list[EnqueueResult] = await target.enqueue_many(trace.requests, **extra)
             trace.done(results)
         return results
+
+    # --- results --------------------------------------------------------------------------
+
+    async def result(
+        self,
+        job: int | EnqueueResult | Job,
+        *,
+        timeout: float | None = None,
+        transport: Transport | None = None,
+        poll_interval: float = 1.0,
+    ) -> JsonValue:
+        """Wait for a job to end and return what its handler returned (None: nothing).
+
+        Waits through the store's wake-up (``Transport.wait_for_jobs``: memory events, the
+        SQLite watcher, PostgreSQL ``NOTIFY``), reading the job once per wake-up; since a
+        wake-up can be missed, it also reads it every ``poll_interval`` seconds. Time is the
+        App's clock.
+
+        Args:
+            job: the job, its id, or the :class:`~transports.EnqueueResult` of its enqueue.
+            timeout: most seconds to wait (None: as long as it takes; 0: look once).
+            transport: where the job is (default: the App's).
+            poll_interval: seconds between reads when no wake-up comes.
+
+        Raises:
+            JobFailed: the job is dead or was cancelled; its ``state``, ``last_error`` and
+                ``errors`` say why.
+            ResultTimeout: the job had not ended after ``timeout`` seconds.
+            ConfigInvalid: a bad ``timeout``, ``poll_interval`` or job.
+            transports.JobNotFound: no job has that id (it never existed or was cleaned up).
+        """
+        job_id = _job_id_of(job)
+        if timeout is not None:
+            number("timeout", timeout, strict=False)
+        pause = number("poll_interval", poll_interval)
+        target = self._transport(transport)
+        clock = self.clock if self.clock is not None else _REAL_CLOCK
+        deadline = None if timeout is None else clock.now() + timeout
+        while True:
+            found = await target.get(job_id)
+            if found.state is JobState.SUCCEEDED:
+                return found.result
+            if found.state.is_final:
+                raise JobFailed(found)
+            now = clock.now()
+            if deadline is not None and now >= deadline:
+                raise ResultTimeout(
+                    f"job {job_id} ({found.kind}) had not ended after {timeout:g}s; it is "
+                    f"{found.state.value}"
+                )
+            wake = now + pause if deadline is None else min(deadline, now + pause)
+            with clock.move_on_at(wake):
+                await target.wait_for_jobs([job_id])
+
+
+_REAL_CLOCK = RealClock()
+
+
+def _job_id_of(job: object) -> int:
+    if isinstance(job, EnqueueResult):
+        return job.job_id
+    if isinstance(job, Job):
+        return job.id
+    if isinstance(job, bool) or not isinstance(job, int):
+        raise ConfigInvalid(f"job must be a job id, a Job or an EnqueueResult, got {job!r}")
+    return job

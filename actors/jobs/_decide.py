@@ -19,7 +19,12 @@ import math
 from random import Random  # allowed: type of the injected, seeded RNG only
 from typing import Any
 
-from transports import Job
+from transports import (
+    DEFAULT_MAX_RESULT_BYTES,
+    Job,
+    ResultNotSerializable,
+    ResultTooLarge,
+)
 from transports.lowlevel import (
     MAX_LABEL_LENGTH,
     Cancel,
@@ -30,6 +35,7 @@ from transports.lowlevel import (
     Retry,
     Snooze,
     Suspend,
+    encode_result,
 )
 
 from ._app import Task
@@ -48,6 +54,7 @@ __all__ = [
     "DROP",
     "INVALID_OUTCOME",
     "PAYLOAD_INVALID",
+    "RESULT_INVALID",
     "RETRY_LATER",
     "TIMEOUT",
     "UNKNOWN_KIND",
@@ -56,6 +63,7 @@ __all__ = [
     "failure_of",
     "may_start",
     "outcome_of",
+    "result_outcome",
 ]
 
 # The error types the runtime records for causes that are not a handler's exception (see
@@ -66,6 +74,7 @@ DROP = "Drop"  # the handler returned Drop
 INVALID_OUTCOME = "InvalidOutcome"  # the handler returned something that is not an outcome
 UNKNOWN_KIND = "UnknownKind"  # no handler is registered for the job's kind
 PAYLOAD_INVALID = "PayloadInvalid"  # the payload does not fit the handler's type
+RESULT_INVALID = "ResultInvalid"  # the handler's result is not JSON or over max_result_bytes
 
 
 def error_type_of(exc: BaseException) -> str:
@@ -123,15 +132,41 @@ def failure_of(
     )
 
 
-def outcome_of(job: Job, task: Task[Any], result: object, *, now: float, rng: Random) -> Outcome:
+def result_outcome(value: object, max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> Outcome:
+    """``Complete`` storing ``value`` as the job's result, or ``Discard`` (type
+    ``RESULT_INVALID``) when it is not JSON or its encoding is over ``max_result_bytes``: a
+    run again would return the same, so it is not retried."""
+    if value is None:
+        return COMPLETE
+    try:
+        encode_result(value, max_result_bytes)
+    except (ResultNotSerializable, ResultTooLarge) as exc:
+        return Discard(
+            error=f"the handler's result cannot be stored: {exc}", error_type=RESULT_INVALID
+        )
+    return Complete(result=value)
+
+
+def outcome_of(
+    job: Job,
+    task: Task[Any],
+    result: object,
+    *,
+    now: float,
+    rng: Random,
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+) -> Outcome:
     """The storage action for a handler of ``job`` that returned ``result``.
 
     ``None`` and ``Done()`` complete the job; ``RetryLater`` spends an attempt (the task's
     backoff, or its own finite delay); ``Drop`` ends it dead; ``SnoozeUntil`` waits without
-    spending an attempt; anything else is a handler bug and ends the job dead, naming it.
+    spending an attempt; ``Done(result=value)`` and any other value complete the job with the
+    value as its result (see :func:`result_outcome`: one that cannot be stored ends it dead).
     """
-    if result is None or type(result) is Done:
+    if result is None:
         return COMPLETE
+    if type(result) is Done:
+        return result_outcome(result.result, max_result_bytes)
     if isinstance(result, RetryLater):
         reason = result.reason or "retry requested by the handler"
         if result.delay is None:
@@ -156,9 +191,7 @@ def outcome_of(job: Job, task: Task[Any], result: object, *, now: float, rng: Ra
                 error_type=INVALID_OUTCOME,
             )
         return Snooze(run_at=result.at)
-    return Discard(
-        error=f"handler returned {result!r}, which is not an outcome", error_type=INVALID_OUTCOME
-    )
+    return result_outcome(result, max_result_bytes)
 
 
 def event_of(

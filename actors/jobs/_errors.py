@@ -14,6 +14,9 @@ Hierarchy::
     ├── PayloadInvalid (also ValueError)     a payload does not fit its task's payload type
     ├── LeaseLost                            the job belongs to someone else now (raised by
     │                                        ``JobContext.extend_lease`` and ``ctx.step``)
+    ├── JobFailed                            ``App.result``: the job ended dead or cancelled
+    │                                        (its state and last error are on the exception)
+    ├── ResultTimeout (also TimeoutError)    ``App.result``: the job did not end in time
     └── WaitTimedOut                         ``ctx.wait_for``'s event was not signalled before
                                              its timeout
 
@@ -30,15 +33,17 @@ at ERROR and restarts it within its restart intensity, past which the node fails
 
 from __future__ import annotations
 
-from transports import ConnectionLost, TransportClosed, TransportError
+from transports import AttemptError, ConnectionLost, Job, JobState, TransportClosed, TransportError
 
 __all__ = [
     "ConfigInvalid",
     "DuplicateJobKind",
     "InvalidCronExpression",
     "JobError",
+    "JobFailed",
     "LeaseLost",
     "PayloadInvalid",
+    "ResultTimeout",
     "UnknownJobKind",
     "WaitTimedOut",
 ]
@@ -74,6 +79,30 @@ class InvalidCronExpression(ConfigInvalid):
 
 class LeaseLost(JobError):
     """The job's lease expired or was taken over; the handler must stop."""
+
+
+class JobFailed(JobError):
+    """The job ended without a result to give: dead or cancelled (raised by ``App.result``).
+
+    Attributes:
+        job: the job as last read, final.
+        state: ``JobState.DEAD`` (attempts ran out, dropped, discarded) or
+            ``JobState.CANCELLED``.
+        last_error: its newest error text (the reason it died, or its cancel's reason).
+        errors: its error history, oldest first.
+    """
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.state: JobState = job.state
+        self.last_error: str | None = job.last_error
+        self.errors: tuple[AttemptError, ...] = job.errors
+        why = job.last_error if job.last_error is not None else "no error recorded"
+        super().__init__(f"job {job.id} ({job.kind}) ended {job.state.value}: {why}")
+
+
+class ResultTimeout(JobError, TimeoutError):
+    """The job did not end within ``App.result``'s timeout (it may still)."""
 
 
 class WaitTimedOut(JobError):

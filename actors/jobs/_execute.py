@@ -15,7 +15,7 @@ from random import Random  # allowed: type of the injected, seeded RNG only
 
 import anyio
 
-from transports import Job, Transport
+from transports import DEFAULT_MAX_RESULT_BYTES, Job, Transport
 from transports.lowlevel import MAX_TRACEBACK, Cancel, Discard, Lease, Outcome, Release, RenewResult
 
 from ..core import Clock
@@ -91,6 +91,7 @@ async def execute(
     worker: str,
     events: EventBus,
     renew: Callable[[], Awaitable[RenewResult]],
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
     transport: Transport | None = None,
 ) -> tuple[Outcome | None, float]:
     """Run the handler of ``run``'s job and decide what becomes of the job.
@@ -107,6 +108,7 @@ async def execute(
         worker: the runner's name, in events and logs.
         events: where ``JobClaimed`` goes.
         renew: what the handler's ``ctx.extend_lease()`` calls.
+        max_result_bytes: the store's limit on a result (a larger one ends the job dead).
         transport: where the handler's ``ctx.step`` records steps (and ``ctx.wait_for``
             reads signals); a record refused as stale loses ``run``.
 
@@ -124,6 +126,7 @@ async def execute(
             worker=worker,
             events=events,
             renew=renew,
+            max_result_bytes=max_result_bytes,
             transport=transport,
         )
     with tracer.run(run.lease.job, worker=worker) as trace:
@@ -135,6 +138,7 @@ async def execute(
             worker=worker,
             events=events,
             renew=renew,
+            max_result_bytes=max_result_bytes,
             transport=transport,
         )
         trace.done(outcome)
@@ -150,6 +154,7 @@ async def _execute(
     worker: str,
     events: EventBus,
     renew: Callable[[], Awaitable[RenewResult]],
+    max_result_bytes: int,
     transport: Transport | None,
 ) -> tuple[Outcome | None, float]:
     lease = run.lease
@@ -168,6 +173,7 @@ async def _execute(
                 token=lease.token,
                 enqueued_at=job.created_at,
                 run_at=job.run_at,
+                lost_at=lease.lost_at,
             )
         )
     if run.cancel:
@@ -234,7 +240,10 @@ async def _execute(
         return outcome, duration
     if result is None:
         return COMPLETE, duration
-    return outcome_of(job, task, result, now=clock.now(), rng=rng), duration
+    outcome = outcome_of(
+        job, task, result, now=clock.now(), rng=rng, max_result_bytes=max_result_bytes
+    )
+    return outcome, duration
 
 
 def log_failure(job: Job, error: str, exc: BaseException | None, worker: str) -> None:

@@ -1,12 +1,15 @@
 """What a handler can tell the Worker about its job, by returning one of these.
 
-Returning ``None`` means :class:`Done`. Raising any exception means "retry with the task's
-backoff until ``max_attempts``, then dead". A timeout counts as such a failure.
+Returning ``None`` means :class:`Done`. Returning any other value that is not one of these
+classes makes it the job's *result*: the job succeeds and the value (JSON, at most the
+transport's ``max_result_bytes`` encoded) is stored with it, as ``Done(result=value)`` does.
+Raising any exception means "retry with the task's backoff until ``max_attempts``, then dead".
+A timeout counts as such a failure.
 """
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import attrs
 
@@ -15,7 +18,9 @@ __all__ = ["Done", "Drop", "HandlerOutcome", "RetryLater", "SnoozeUntil"]
 
 @attrs.frozen(kw_only=True)
 class Done:
-    """The job succeeded."""
+    """The job succeeded; ``result`` (JSON; None: none) is stored with it."""
+
+    result: Any = None
 
 
 @attrs.frozen(kw_only=True)

@@ -197,6 +197,7 @@ class Worker(Actor[WorkerMessage]):
                 worker=self.worker_id,
                 events=self._events,
                 renew=lambda: self._renew_now(run),
+                max_result_bytes=self._transport.max_result_bytes,
                 transport=self._transport,
             )
         self._current = None

@@ -24,6 +24,7 @@ from ._decide import (
     DROP,
     INVALID_OUTCOME,
     PAYLOAD_INVALID,
+    RESULT_INVALID,
     RETRY_LATER,
     TIMEOUT,
     UNKNOWN_KIND,
@@ -32,6 +33,7 @@ from ._decide import (
     failure_of,
     may_start,
     outcome_of,
+    result_outcome,
 )
 from ._events import EventBus, LeasesRenewed
 from ._execute import Execution, execute, lose, request_cancel
@@ -60,6 +62,7 @@ __all__ = [
     "DROP",
     "INVALID_OUTCOME",
     "PAYLOAD_INVALID",
+    "RESULT_INVALID",
     "RETRY_LATER",
     "TIMEOUT",
     "UNKNOWN_KIND",
@@ -118,5 +121,6 @@ __all__ = [
     "may_start",
     "outcome_of",
     "request_cancel",
+    "result_outcome",
     "trace_id_of",
 ]

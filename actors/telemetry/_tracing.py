@@ -215,7 +215,7 @@ class TracedTransport(ForwardingTransport):
         return await self._forward("enqueue_many", lambda t: t.enqueue_many(requests, **extra))
 
     async def _forward(self, name: str, call: Callable[[Transport], Awaitable[T]]) -> T:
-        if name == "wait_for_work":
+        if name in ("wait_for_work", "wait_for_jobs"):
             return await call(self.inner)
         with self._tracer.start_as_current_span(
             f"actorq.storage {name}",

@@ -40,6 +40,7 @@ class JobRun:
     run_at: float | None  # when it runs again (retried or snoozed), else None
     started_at: float  # clock time the run started
     finished_at: float  # clock time its result was stored
+    result: JsonValue = None  # what the handler returned, as stored (succeeded runs only)
 
     def __str__(self) -> str:
         text = f"#{self.job_id} {self.kind} try {self.attempt}: {self.outcome}"

@@ -479,6 +479,7 @@ class JobTester:
                 worker=_OWNER,
                 events=self.events,
                 renew=renew,
+                max_result_bytes=self.transport.max_result_bytes,
                 transport=self.transport,
             )
 
@@ -520,6 +521,7 @@ class JobTester:
             run_at=stored.run_at if waiting and outcome is not RunOutcome.REFUSED else None,
             started_at=started,
             finished_at=self.clock.now(),
+            result=stored.result,
         )
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 import transports
 from actors.cli import main
 from transports import EnqueueRequest, JobFilter, JobState
-from transports.lowlevel import Discard, FinalizeRequest
+from transports.lowlevel import Complete, Discard, FinalizeRequest
 
 
 @pytest.fixture
@@ -104,6 +104,24 @@ def test_show_prints_the_job_and_its_error_history(url: str) -> None:
     assert 'File "mail.py"' in out
     assert '{"n": 0}' in out
     assert "no errors recorded" in run("jobs", "show", str(ids["reports"][0]), "-t", url).stdout
+
+
+def test_show_prints_the_result_of_a_succeeded_job(url: str) -> None:
+    """show prints a succeeded job's result as JSON; a job without one shows none."""
+
+    async def go() -> int:
+        async with transports.connect(url) as store:
+            await store.enqueue(EnqueueRequest(kind="invoice.total"))
+            (lease,) = await store.claim("default", owner="w1", limit=1, ttl=30.0)
+            outcome = Complete(result={"total": 25.0, "lines": ["[red]x[/red]"]})
+            await store.finalize(
+                [FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=outcome)]
+            )
+            return lease.job_id
+
+    job_id = anyio.run(go)
+    out = run("jobs", "show", str(job_id), "-t", url).stdout
+    assert '{"total": 25.0, "lines": ["[red]x[/red]"]}' in out
 
 
 def test_bulk_retry_loops_in_batches_and_sums_up(url: str) -> None:

@@ -12,6 +12,7 @@ import transports
 from actors.dashboard import create_dashboard
 from actors.jobs import App, JobContext
 from transports import EnqueueRequest, JobFilter, JobState, MemoryTransport, QueueConfig, Transport
+from transports.lowlevel import Complete, FinalizeRequest
 
 from ._support import CountingTransport, client, csrf_of, seed_dead, seed_retrying
 
@@ -330,6 +331,7 @@ async def test_history_nodes_and_correctness_come_from_the_nodes_records(
                 reclaimed=4,
                 deduplicated=7,
                 wait=transports.Histogram.of([0.004] * 98 + [2.0, 2.0]),
+                recovery=transports.Histogram.of([1.5] * 9 + [40.0]),
             ),
             transports.QueueStats(queue="emails", minute=minute, succeeded=2, reclaimed=1),
             transports.QueueStats(
@@ -368,7 +370,17 @@ async def test_history_nodes_and_correctness_come_from_the_nodes_records(
         correctness = (await http.get("/correctness")).text
         emails = re.search(r'<tr id="correctness-emails">(.*?)</tr>', correctness, re.S)
         assert emails
-        assert re.findall(r">(\d+)<", emails.group(1)) == ["2", "1", "5", "7"]
+        assert re.findall(r">(\d+)<", emails.group(1)) == ["2", "1", "5", "7", "10"]
+        # Recovery time p50 and p99: the upper bounds of the buckets holding them.
+        assert re.findall(r">(≤[^<]+)<", emails.group(1)) == ["≤1.72 s", "≤46.3 s"]
+        chart = re.search(r'data-recovery="([^"]+)"', correctness)
+        assert chart
+        minutes, p50s, p99s = json.loads(chart.group(1).replace("&#34;", '"'))
+        assert len(minutes) == 60
+        assert minutes[-3] == minute - 120
+        assert p50s[-3] == pytest.approx(1.72, abs=0.01)
+        assert p99s[-3] == pytest.approx(46.3, abs=0.1)
+        assert p50s[-1] is None  # a minute that recovered nothing
         assert "correctness-reports" not in correctness
         wider = (await http.get("/correctness", params={"window": "6h"})).text
         assert "correctness-reports" in wider
@@ -412,6 +424,26 @@ async def test_the_nodes_page_shows_who_is_alive_gone_and_leading() -> None:
     assert "1 alive of 2 registered" in nodes
     assert "Leader of maintenance: <code>elsewhere:1</code> (not a registered node)" in nodes
     assert "Cron leader: <strong>node-alive</strong>" in schedules
+
+
+async def test_the_job_page_shows_the_result_unless_a_redaction_hook_is_set() -> None:
+    """A succeeded job's result is on its page; with ``redact`` it is hidden, since it may
+    hold what the hook hides of the payload."""
+    async with MemoryTransport() as store:
+        await store.enqueue(EnqueueRequest(kind="charge", queue="q"))
+        (lease,) = await store.claim("q", owner="w1", limit=1, ttl=30.0)
+        outcome = Complete(result={"receipt": "R-77"})
+        await store.finalize(
+            [FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=outcome)]
+        )
+        async with client(create_dashboard(store, read_only=True)) as http:
+            page = await http.get(f"/jobs/{lease.job_id}")
+            assert "R-77" in page.text
+        hidden = create_dashboard(store, read_only=True, redact=lambda job: None)
+        async with client(hidden) as http:
+            page = await http.get(f"/jobs/{lease.job_id}")
+            assert "R-77" not in page.text
+            assert "Hidden: a redaction hook is set." in page.text
 
 
 async def test_the_job_page_shows_steps_and_what_it_waits_for() -> None:

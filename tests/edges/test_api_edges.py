@@ -27,6 +27,7 @@ from actors.jobs import (
     WorkerConfig,
 )
 from transports import InvalidQueueName, InvalidRequest, Transport
+from transports.lowlevel import Complete, FinalizeRequest
 
 # Import the SQL backends (they read their .sql files) before any event loop runs.
 _BACKENDS = (transports.SQLiteTransport, transports.PostgresTransport)
@@ -119,6 +120,21 @@ TRANSPORT_CASES: list[tuple[str, Callable[[Transport], Any], type[Exception], st
     ("bad-payload-too-large",
      lambda t: t.enqueue(transports.EnqueueRequest(kind="k", payload="x" * 1_100_000)),
      transports.PayloadTooLarge, "payload"),
+    ("bad-result-not-json",
+     lambda t: t.finalize([FinalizeRequest(job_id=1, token=1, outcome=Complete(result={1}))]),
+     transports.ResultNotSerializable, "result is not JSON"),
+    ("bad-result-too-large",
+     lambda t: t.finalize(
+         [FinalizeRequest(job_id=1, token=1, outcome=Complete(result="x" * 300_000))]
+     ),
+     transports.ResultTooLarge, "result is 300002 bytes"),
+    ("bad-option-wait-for-jobs-string", lambda t: t.wait_for_jobs("12"), InvalidRequest, "job"),
+    ("missing-job-result", lambda t: app.result(10**9, transport=t), transports.JobNotFound, "10"),
+    ("bad-option-result-timeout",
+     lambda t: app.result(1, transport=t, timeout=-1.0), ConfigInvalid, "timeout"),
+    ("non-finite-result-timeout",
+     lambda t: app.result(1, transport=t, timeout=math.nan), ConfigInvalid, "timeout"),
+    ("bad-option-result-job", lambda t: app.result("1", transport=t), ConfigInvalid, "job"),
     ("bad-name-signal-key", lambda t: t.signal("a b", 1), transports.InvalidStepName,
      "invalid event key"),
     ("bad-name-get-signal-key", lambda t: t.get_signal(""), transports.InvalidStepName,

@@ -194,7 +194,7 @@ class FaultyTransport(ForwardingTransport):
         gates: method name -> event; calls wait for it to be set before going through.
         calls: how often each method was called.
         hold_time: a virtual clock held (:meth:`VirtualClock.hold`) while a call other than
-            ``wait_for_work`` is in flight, so autojump does not move time. A SQL backend's
+            ``wait_for_work`` or ``wait_for_jobs`` is in flight, so autojump does not move time. A SQL backend's
             call waits for a thread or a socket, which autojump counts as blocked: without
             this, virtual time races through every pending timer while a query runs.
     """
@@ -234,9 +234,14 @@ class FaultyTransport(ForwardingTransport):
         """The inner transport's payload limit."""
         return self.inner.max_payload_bytes
 
+    @property  # type: ignore[override]
+    def max_result_bytes(self) -> int:
+        """The inner transport's result limit."""
+        return self.inner.max_result_bytes
+
     async def _forward(self, name: str, call: Callable[[Transport], Awaitable[R]]) -> R:
         await self._before(name)
-        if self.hold_time is None or name == "wait_for_work":
+        if self.hold_time is None or name in ("wait_for_work", "wait_for_jobs"):
             return await call(self.inner)
         with self.hold_time.hold():
             return await call(self.inner)

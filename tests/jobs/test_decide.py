@@ -112,11 +112,26 @@ def _job(attempt: int, max_attempts: int = 3) -> Job:
                 error_type="InvalidOutcome",
             ),
         ),
+        (42, 1, Complete(result=42)),
+        ({"total": 3}, 1, Complete(result={"total": 3})),
+        (Done(result=[1, "a"]), 1, Complete(result=[1, "a"])),
+        (Done(result=None), 1, Complete()),
         (
-            42,
+            {1, 2},
             1,
             Discard(
-                error="handler returned 42, which is not an outcome", error_type="InvalidOutcome"
+                error="the handler's result cannot be stored: result is not JSON serialisable: "
+                "Object of type set is not JSON serializable",
+                error_type="ResultInvalid",
+            ),
+        ),
+        (
+            "x" * 300_000,
+            1,
+            Discard(
+                error="the handler's result cannot be stored: result is 300002 bytes, over the "
+                "limit of 262144",
+                error_type="ResultInvalid",
             ),
         ),
     ],

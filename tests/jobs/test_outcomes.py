@@ -289,21 +289,31 @@ async def test_a_timeout_cancels_the_handler_and_counts_as_a_failure(
     ]
 
 
-async def test_a_result_that_is_not_an_outcome_ends_dead(
+async def test_a_value_that_is_not_an_outcome_is_the_result(
     memory: MemoryTransport, clock: VirtualClock
 ) -> None:
-    """Returning something that is not an outcome is a bug in the handler: the job ends dead."""
+    """Returning a JSON value succeeds with it as the result; returning one that cannot be
+    stored (not JSON) ends the job dead, naming why, without a retry."""
     app = App(memory)
+
+    @app.task("answer")
+    async def answer(ctx: JobContext, payload: Any) -> Any:
+        return 42
 
     @app.task("confused")
     async def confused(ctx: JobContext, payload: Any) -> Any:
-        return 42
+        return {1, 2}
 
+    answered = (await app.enqueue(answer, None)).job_id
     job_id = (await app.enqueue(confused, None)).job_id
     async with clock.autojump(), running(topology(app, memory, clock)):
         job = await wait_state(memory, clock, job_id, JobState.DEAD)
+        done = await wait_state(memory, clock, answered, JobState.SUCCEEDED)
+    assert done.result == 42
+    assert job.attempt == 1
     assert job.last_error is not None
-    assert "42" in job.last_error
+    assert "not JSON" in job.last_error
+    assert job.errors[-1].type == "ResultInvalid"
 
 
 # --- jobs the worker cannot run -------------------------------------------------------------

@@ -64,6 +64,21 @@ async def test_a_drain_runs_jobs_enqueued_by_jobs() -> None:
         assert len(await tester.drain()) == 0
 
 
+async def test_a_run_carries_the_result_its_handler_returned() -> None:
+    """A drained run reports the stored result, and ``App.result`` reads it after the drain."""
+    app = App()
+
+    @app.task("total")
+    async def total(ctx: JobContext, payload: list[int]) -> dict[str, int]:
+        return {"total": sum(payload)}
+
+    async with open_tester(app) as tester:
+        job = await app.enqueue(total, [2, 3])
+        (run,) = await tester.drain()
+        assert run.result == {"total": 5}
+        assert await app.result(job, transport=tester.transport, timeout=0) == {"total": 5}
+
+
 async def test_a_failure_is_retried_with_the_tasks_backoff() -> None:
     """A raising handler is retried after its backoff; a drain does not wait for it."""
     app = chain_app()
@@ -124,7 +139,7 @@ async def test_every_handler_outcome_ends_as_in_production() -> None:
 
     @app.task("odd")
     async def odd(ctx: JobContext, payload: Any) -> Any:
-        return 42
+        return object()  # not JSON: it cannot be stored as the job's result
 
     @app.task("typed")
     async def typed(ctx: JobContext, payload: Step) -> None:
@@ -142,7 +157,7 @@ async def test_every_handler_outcome_ends_as_in_production() -> None:
         assert (by_kind["drop"].outcome, by_kind["drop"].error) == (RunOutcome.DEAD, "bad input")
         assert by_kind["snooze"].outcome is RunOutcome.SNOOZED
         assert by_kind["odd"].outcome is RunOutcome.DEAD
-        assert "not an outcome" in (by_kind["odd"].error or "")
+        assert "result cannot be stored" in (by_kind["odd"].error or "")
         assert by_kind["typed"].outcome is RunOutcome.DEAD
         assert (by_kind["typed"].error or "").startswith("poison payload")
         assert result.counts() == {"retried": 1, "dead": 3, "snoozed": 1}

@@ -67,6 +67,7 @@ from ._fine_print import TransportFinePrint
 from ._flow import TransportFlowControl
 from ._observing import TransportObserving
 from ._operators import TransportOperators
+from ._results import TransportResults
 from ._steps import TransportSteps
 
 __all__ = ["TransportConformance", "TransportFactory"]
@@ -146,6 +147,7 @@ class TransportConformance(
     TransportEdges,
     TransportObserving,
     TransportFlowControl,
+    TransportResults,
     TransportSteps,
 ):
     """The behaviour every :class:`~transports.Transport` must show; subclass to run it.

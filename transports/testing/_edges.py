@@ -25,6 +25,8 @@ from .._errors import (
     JobNotFound,
     PayloadNotSerializable,
     PayloadTooLarge,
+    ResultNotSerializable,
+    ResultTooLarge,
     TransportError,
 )
 from .._observed import MINUTE, NodeInfo, QueueStats
@@ -323,6 +325,54 @@ def _finalize_rows(seed: Seed) -> list[Row]:
 
     rows.append(finalize("the live lease, then a NaN retry", live_then_bad))
     rows.append(finalize("the live lease, then a string", live_then_junk))
+
+    def result(what: str, value: Any, error: type[TransportError]) -> Row:
+        async def call(t: Transport) -> Any:
+            return await t.finalize(live(Complete(result=value)))
+
+        return Row(f"Complete(result={what})", call, error)
+
+    def result_of_size(size: int) -> Callable[[Transport], str]:
+        return lambda t: "x" * (t.max_result_bytes - 2 + size)  # its JSON: two quotes more
+
+    def sized(what: str, extra: int, error: type[TransportError] | None) -> Row:
+        async def call(t: Transport) -> Any:
+            return await t.finalize(live(Complete(result=result_of_size(extra)(t))))
+
+        return Row(f"Complete(result={what})", call, error)
+
+    rows += [result(repr(value), value, ResultNotSerializable) for value in NOT_JSON_VALUES]
+    rows += [
+        result("'a\\x00b' (NUL)", "a\x00b", ResultNotSerializable),
+        result("'\\ud800' (a lone surrogate)", "\ud800", ResultNotSerializable),
+        sized("one byte over max_result_bytes", 1, ResultTooLarge),
+    ]
+
+    async def good_then_too_large(t: Transport) -> Any:
+        other = FinalizeRequest(
+            job_id=1, token=1, outcome=Complete(result="x" * t.max_result_bytes)
+        )
+        return await t.finalize([*live(Complete(result=1)), other])
+
+    rows.append(
+        Row("a good Complete, then a result too large", good_then_too_large, ResultTooLarge)
+    )
+    return rows
+
+
+NOT_JSON_VALUES: list[Any] = [{1, 2}, b"bytes", math.nan, {"k": object()}]
+
+
+def _wait_jobs_rows() -> list[Row]:
+    def wait(what: str, job_ids: Any) -> Row:
+        async def call(t: Transport) -> Any:
+            with anyio.fail_after(5):  # real seconds: a safety net, the call must refuse at once
+                return await t.wait_for_jobs(job_ids)
+
+        return Row(f"wait_for_jobs({what})", call, InvalidRequest)
+
+    rows = [wait(f"[{value!r}]", [value]) for value in BAD_IDS]
+    rows += [wait("7 (not a sequence)", 7), wait("'7' (a string)", "7"), wait("None", None)]
     return rows
 
 
@@ -731,6 +781,7 @@ TABLES: dict[str, Callable[[Transport, Seed], list[Row]]] = {
     "leader": lambda _t, _s: _leader_rows(),
     "cursor": lambda _t, _s: _cursor_rows(),
     "wait_for_work": lambda _t, _s: _wait_rows(),
+    "wait_for_jobs": lambda _t, _s: _wait_jobs_rows(),
     "queue_config": lambda _t, _s: _queue_config_rows(),
     "limits": lambda _t, _s: _limit_rows(),
     "reading": lambda _t, _s: _reading_rows(),

@@ -151,7 +151,7 @@ WHERE j.id = ANY (ARRAY(SELECT id FROM due))
 RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
           j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
           j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested, j.started_at,
-          j.errors, j.headers, j.concurrency_key, j.wait_key, j.lease_token;
+          j.errors, j.headers, j.concurrency_key, j.lease_token, j.lost_at;
 
 -- name: any_limits
 SELECT EXISTS (SELECT 1 FROM {schema}.limits)
@@ -260,7 +260,7 @@ WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
 RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
           j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
           j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested, j.started_at,
-          j.errors, j.headers, j.concurrency_key, j.wait_key, j.lease_token;
+          j.errors, j.headers, j.concurrency_key, j.lease_token, j.lost_at;
 
 -- name: renew
 -- Only a live lease is extended: an expired one stays expired even if nobody reaped it yet.
@@ -299,8 +299,9 @@ WITH now AS (
 ),
 req AS (
     SELECT * FROM unnest(
-        $1::bigint[], $2::bigint[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::text[]
-    ) WITH ORDINALITY AS r(id, token, action, run_at, error, error_type, traceback, ord)
+        $1::bigint[], $2::bigint[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::text[],
+        $9::text[]
+    ) WITH ORDINALITY AS r(id, token, action, run_at, error, error_type, traceback, result, ord)
 ),
 upd AS (
     UPDATE {schema}.jobs AS j
@@ -365,20 +366,27 @@ upd AS (
               OR (req.action = 'retry' AND j.attempt >= j.max_attempts)
                 THEN now.t
         END,
+        -- Only the applied complete stores its result (a stale token matches no row).
+        result = CASE WHEN req.action = 'complete' THEN req.result::jsonb ELSE j.result END,
         lease_token = NULL,
         lease_expires_at = NULL,
+        -- the run that recovered a reaped job has ended (a release hands the recovery on)
+        lost_at = CASE WHEN req.action = 'release' THEN j.lost_at END,
         updated_at = now.t
     FROM req, now
     WHERE j.id = req.id AND j.lease_token = req.token
-    RETURNING req.ord, j.queue, j.state
+    RETURNING req.ord, j.id, j.queue, j.state
 ),
 woken AS (
     SELECT pg_notify({channel}, q.queue)
     FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') AS q
     WHERE {notify}
-)
+),
+-- The jobs that ended, for the wait_for_jobs callers of every process (see done_notify).
+done AS ({done_notify})
 -- Only applied requests come back, by their position in the batch (1-based).
-SELECT upd.ord, upd.state, upd.queue, (SELECT count(*) FROM woken) AS woken
+SELECT upd.ord, upd.state, upd.queue,
+       (SELECT count(*) FROM woken) + (SELECT count(*) FROM done) AS woken
 FROM upd;
 
 -- name: reap
@@ -426,6 +434,10 @@ upd AS (
             'traceback', NULL
         )),
         lease_token = NULL,
+        -- the lost lease's expiry, for the recovery time of the job's next run
+        lost_at = CASE
+            WHEN NOT j.cancel_requested AND j.attempt < j.max_attempts THEN j.lease_expires_at
+        END,
         lease_expires_at = NULL,
         updated_at = (SELECT t FROM now)
     -- An id array keeps the plan a primary-key lookup per row (see claim).
@@ -436,9 +448,10 @@ woken AS (
     SELECT pg_notify({channel}, q.queue)
     FROM (SELECT DISTINCT queue FROM upd WHERE state = 'available') AS q
     WHERE {notify}
-)
+),
+done AS ({done_notify})
 SELECT upd.id, upd.kind, upd.queue, upd.attempt, upd.lease_owner, expired.lease_expires_at,
-       upd.state, (SELECT count(*) FROM woken) AS woken
+       upd.state, (SELECT count(*) FROM woken) + (SELECT count(*) FROM done) AS woken
 FROM upd JOIN expired ON expired.id = upd.id
 ORDER BY expired.lease_expires_at, upd.id;
 
@@ -455,10 +468,12 @@ upd AS (
         updated_at = now.t
     FROM now
     WHERE j.id = $1::bigint AND j.state IN ('scheduled', 'available', 'running', 'suspended')
-    RETURNING j.state
-)
+    RETURNING j.id, j.state
+),
+done AS ({done_notify})
 SELECT (SELECT state FROM upd) AS state,
-       EXISTS (SELECT 1 FROM {schema}.jobs WHERE id = $1::bigint) AS found;
+       EXISTS (SELECT 1 FROM {schema}.jobs WHERE id = $1::bigint) AS found,
+       (SELECT count(*) FROM done) AS woken;
 
 -- name: record_step
 -- Fenced: only under the live lease of $2 (the job's row locked, so no reap or finalize
@@ -639,7 +654,7 @@ SELECT id, kind, queue, payload,
        END,
        priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
        finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-       concurrency_key, wait_key
+       concurrency_key, result, wait_key
 FROM {schema}.jobs
 WHERE id = $1::bigint;
 
@@ -682,7 +697,7 @@ SELECT id, kind, queue, payload,
        END,
        priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
        finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-       concurrency_key, wait_key
+       concurrency_key, result, wait_key
 FROM {schema}.jobs
 WHERE {filter}
 ORDER BY id {order}
@@ -713,6 +728,7 @@ upd AS (
         attempt = 0,
         cancel_requested = false,
         finished_at = NULL,
+        lost_at = NULL,
         dedupe_key = CASE WHEN j.state IN ('dead', 'cancelled') THEN NULL ELSE j.dedupe_key END,
         wait_key = NULL,
         run_at = (SELECT t FROM now),
@@ -741,28 +757,32 @@ chosen AS (
     ORDER BY id
     LIMIT $14::integer
     FOR UPDATE SKIP LOCKED
-)
-UPDATE {schema}.jobs AS j
-SET state = 'dead',
-    finished_at = (SELECT t FROM now),
-    last_error = $16::text,
-    wait_key = NULL,
-    errors = (
-        CASE
-            WHEN jsonb_array_length(j.errors) >= {max_errors} THEN j.errors - 0
-            ELSE j.errors
-        END
-    ) || jsonb_build_array(jsonb_build_object(
-        'attempt', j.attempt,
-        'at', (SELECT t FROM now),
-        'owner', NULL,
-        'type', 'Discarded',
-        'message', left($16::text, {max_message}),
-        'traceback', NULL
-    )),
-    updated_at = (SELECT t FROM now)
-WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
-RETURNING j.id;
+),
+upd AS (
+    UPDATE {schema}.jobs AS j
+    SET state = 'dead',
+        finished_at = (SELECT t FROM now),
+        last_error = $16::text,
+        wait_key = NULL,
+        errors = (
+            CASE
+                WHEN jsonb_array_length(j.errors) >= {max_errors} THEN j.errors - 0
+                ELSE j.errors
+            END
+        ) || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt,
+            'at', (SELECT t FROM now),
+            'owner', NULL,
+            'type', 'Discarded',
+            'message', left($16::text, {max_message}),
+            'traceback', NULL
+        )),
+        updated_at = (SELECT t FROM now)
+    WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
+    RETURNING j.id, j.state
+),
+done AS ({done_notify})
+SELECT upd.id, (SELECT count(*) FROM done) AS woken FROM upd;
 
 -- name: delete_jobs
 -- See retry_jobs.
@@ -799,15 +819,19 @@ chosen AS (
     ORDER BY id
     LIMIT $14::integer
     FOR UPDATE SKIP LOCKED
-)
-UPDATE {schema}.jobs AS j
-SET state = CASE WHEN j.state = 'running' THEN 'running' ELSE 'cancelled' END,
-    cancel_requested = true,
-    finished_at = CASE WHEN j.state = 'running' THEN NULL ELSE (SELECT t FROM now) END,
-    wait_key = NULL,
-    updated_at = (SELECT t FROM now)
-WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
-RETURNING j.id;
+),
+upd AS (
+    UPDATE {schema}.jobs AS j
+    SET state = CASE WHEN j.state = 'running' THEN 'running' ELSE 'cancelled' END,
+        cancel_requested = true,
+        finished_at = CASE WHEN j.state = 'running' THEN NULL ELSE (SELECT t FROM now) END,
+        wait_key = NULL,
+        updated_at = (SELECT t FROM now)
+    WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
+    RETURNING j.id, j.state
+),
+done AS ({done_notify})
+SELECT upd.id, (SELECT count(*) FROM done) AS woken FROM upd;
 
 -- name: get_cursor
 SELECT value FROM {schema}.cursors WHERE name = $1::text;

@@ -39,6 +39,10 @@ CREATE TABLE {schema}.jobs (
     errors jsonb NOT NULL DEFAULT '[]',
     headers jsonb NOT NULL DEFAULT '{}',  -- labels to labels, as given to enqueue
     concurrency_key text,  -- flow-control key; its limit (if any) is in limits
+    result jsonb,  -- what the handler returned, stored by the applied finalize (0005)
+    -- the expiry of the lease reap took back while the job waits to run again, kept until a
+    -- run of it ends (finalize, except a release): where its recovery time starts
+    lost_at double precision,
     wait_key text  -- the event key a suspended job waits for; set exactly while suspended
 );
 

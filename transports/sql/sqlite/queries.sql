@@ -111,7 +111,7 @@ WHERE id IN (
 RETURNING
     id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
     dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at,
-    cancel_requested, started_at, errors, headers, concurrency_key, wait_key, lease_token
+    cancel_requested, started_at, errors, headers, concurrency_key, lease_token, lost_at
 
 -- name: renew
 -- :requests is a JSON array of [job_id, token] pairs.
@@ -131,21 +131,25 @@ RETURNING jobs.id, jobs.lease_token, jobs.cancel_requested
 -- name: finalize
 -- ?1 is now, ?2 the most errors a job keeps, ?3 the longest message kept in one, ?4 now as
 -- JSON text (Python's repr: SQLite's own JSON rendering of a REAL keeps only 15 digits). VALUES gets
--- one "(?, ?, ?, ?, ?, ?, ?)" per request: job id, token, outcome (complete, retry, snooze,
+-- one "(?, ?, ?, ?, ?, ?, ?, ?)" per request: job id, token, outcome (complete, retry, snooze,
 -- discard, cancel, release, suspend), its run_at, its error (or cancel reason, or a suspend's
--- event key), error type, traceback. A suspend whose event is set already is available now.
+-- event key), error type, traceback, and a complete's result (compact JSON, or NULL). A
+-- suspend whose event is set already is available now.
 -- "decided" works out each owned job's next state from the row as it stands: cancel wins
 -- over retry, snooze and release; a retry without attempts left is dead. A retry or discard
 -- carrying an error appends it to the history, dropping the oldest beyond ?2.
 WITH
     params (now, max_errors, max_message, at) AS (SELECT ?1, ?2, ?3, json(?4)),
-    requests (id, token, outcome, run_at, error, error_type, traceback) AS (VALUES {rows}),
+    requests (id, token, outcome, run_at, error, error_type, traceback, result) AS (
+        VALUES {rows}
+    ),
     decided AS (
         SELECT
             jobs.id AS id,
             requests.outcome AS outcome,
             requests.run_at AS run_at,
             requests.error AS error,
+            requests.result AS result,
             params.now AS now,
             CASE
                 WHEN requests.error IS NULL OR requests.outcome NOT IN ('retry', 'discard')
@@ -210,7 +214,10 @@ SET state = decided.state,
         WHEN decided.state IN ('succeeded', 'cancelled', 'dead') THEN decided.now
     END,
     errors = decided.errors,
+    result = CASE WHEN decided.outcome = 'complete' THEN decided.result ELSE jobs.result END,
     lease_expires_at = NULL,
+    -- the run that recovered a reaped job has ended (a release hands the recovery on)
+    lost_at = CASE WHEN decided.outcome = 'release' THEN jobs.lost_at END,
     updated_at = decided.now
 FROM decided
 WHERE jobs.id = decided.id
@@ -256,6 +263,8 @@ SET errors = json_insert(
         ELSE last_error
     END,
     finished_at = CASE WHEN cancel_requested OR attempt >= max_attempts THEN :now END,
+    -- the lost lease's expiry, for the recovery time of the job's next run
+    lost_at = CASE WHEN NOT cancel_requested AND attempt < max_attempts THEN lease_expires_at END,
     lease_expires_at = NULL,
     updated_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids))
@@ -421,7 +430,7 @@ SELECT
     CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= :now THEN 'available' ELSE state END,
     priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
     finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-    concurrency_key, wait_key
+    concurrency_key, result, wait_key
 FROM jobs
 WHERE id = :id
 
@@ -452,7 +461,7 @@ SELECT
     CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= :now THEN 'available' ELSE state END,
     priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
     finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-    concurrency_key, wait_key
+    concurrency_key, result, wait_key
 FROM jobs
 WHERE {filter}
 ORDER BY id {order}
@@ -479,6 +488,7 @@ SET state = 'available',
     attempt = 0,
     cancel_requested = 0,
     finished_at = NULL,
+    lost_at = NULL,
     dedupe_key = CASE WHEN state IN ('dead', 'cancelled') THEN NULL ELSE dedupe_key END,
     wait_key = NULL,
     run_at = :now,

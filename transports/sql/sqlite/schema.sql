@@ -35,6 +35,10 @@ CREATE TABLE jobs (
     errors TEXT NOT NULL DEFAULT '[]',
     headers TEXT NOT NULL DEFAULT '{}',  -- JSON object of labels, as given to enqueue
     concurrency_key TEXT,  -- flow-control key; its limit (if any) is in limits
+    result TEXT,  -- compact JSON the handler returned, stored by the applied finalize (0005)
+    -- the expiry of the lease reap took back while the job waits to run again, kept until a
+    -- run of it ends (finalize, except a release): where its recovery time starts
+    lost_at REAL,
     wait_key TEXT  -- the event key a suspended job waits for; set exactly while suspended
 );
 

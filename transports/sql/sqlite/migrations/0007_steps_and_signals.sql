@@ -37,18 +37,22 @@ CREATE TABLE jobs (
     errors TEXT NOT NULL DEFAULT '[]',
     headers TEXT NOT NULL DEFAULT '{}',  -- JSON object of labels, as given to enqueue
     concurrency_key TEXT,  -- flow-control key; its limit (if any) is in limits
+    result TEXT,  -- compact JSON the handler returned, stored by the applied finalize (0005)
+    -- the expiry of the lease reap took back while the job waits to run again, kept until a
+    -- run of it ends (finalize, except a release): where its recovery time starts
+    lost_at REAL,
     wait_key TEXT  -- the event key a suspended job waits for; set exactly while suspended
 );
 
 INSERT INTO jobs (
     id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
     dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_token, lease_expires_at,
-    cancel_requested, started_at, errors, headers, concurrency_key
+    cancel_requested, started_at, errors, headers, concurrency_key, result, lost_at
 )
 SELECT
     id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
     dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_token, lease_expires_at,
-    cancel_requested, started_at, errors, headers, concurrency_key
+    cancel_requested, started_at, errors, headers, concurrency_key, result, lost_at
 FROM jobs_old;
 
 DELETE FROM sqlite_sequence WHERE name = 'jobs';

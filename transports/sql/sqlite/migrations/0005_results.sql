@@ -1,0 +1,3 @@
+-- 0005: results. A handler's return value, stored with its job by the applied (fenced)
+-- finalize of a Complete; NULL until then, and when it returned nothing.
+ALTER TABLE jobs ADD COLUMN result TEXT;
