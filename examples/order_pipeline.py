@@ -20,7 +20,7 @@ import anyio
 import attrs
 
 import transports
-from actors.jobs import App, Constant, JobContext, Topology
+from actors.jobs import App, Constant, Done, JobContext, Topology
 
 app = App()
 charges: list[str] = []  # what the payment provider saw
@@ -58,7 +58,7 @@ def sent_event(order_id: int, index: int) -> str:
 
 
 @app.task("order.place", backoff=Constant(seconds=0.2))
-async def place(ctx: JobContext, order: Order) -> dict[str, Any]:
+async def place(ctx: JobContext, order: Order) -> Done:
     charge = await ctx.step("charge", charge_card, order.id, order.cents)
     reservation = await ctx.step("reserve", reserve_stock, order.id, order.sku)
     if order.id not in crashed:  # the node dies here, after the charge, on the first attempt
@@ -76,12 +76,8 @@ async def place(ctx: JobContext, order: Order) -> dict[str, Any]:
     sent = [  # fan in: one wait per e-mail, each suspending the order until it is sent
         await ctx.wait_for(sent_event(order.id, i), timeout=60.0) for i in range(len(email_jobs))
     ]
-    return {
-        "order": order.id,
-        "charge": charge["charge"],
-        "reservation": reservation,
-        "emails": sent,
-    }
+    receipt = {"order": order.id, "charge": charge["charge"], "reservation": reservation}
+    return Done(result={**receipt, "emails": sent})
 
 
 @app.task("order.email", queue="emails")
