@@ -145,13 +145,14 @@ class TransportSteps:
         assert await transport.cleanup(finished_before=clock.now()) == 1
         assert await transport.list_steps(other) == []
 
-    @pytest.mark.parametrize("name", ["", "x" * 256, "tab\there", "nul\x00", 7, None])
-    async def test_a_bad_step_name_is_refused(self, transport: Transport, name: Any) -> None:
+    async def test_a_bad_step_name_is_refused(self, transport: Transport) -> None:
         """A step name that is not a label is InvalidStepName; nothing is stored."""
         await _job(transport)
         lease = await _claim(transport)
-        with pytest.raises(InvalidStepName):
-            await _record(transport, lease, name, 1)
+        names: list[Any] = ["", "x" * 256, "tab\there", "nul\x00", 7, None]
+        for name in names:
+            with pytest.raises(InvalidStepName):
+                await _record(transport, lease, name, 1)
         assert await transport.list_steps(lease.job_id) == []
 
     async def test_a_bad_step_value_is_refused(self, transport: Transport) -> None:
@@ -275,14 +276,15 @@ class TransportSteps:
         )
         assert (folded.job_id, folded.deduplicated) == (first, True)
 
-    @pytest.mark.parametrize("key", ["", "has space", "k" * 129, 3])
-    async def test_a_bad_event_key_is_refused(self, transport: Transport, key: Any) -> None:
+    async def test_a_bad_event_key_is_refused(self, transport: Transport) -> None:
         """An event key that is not an identifier is InvalidStepName for signal and
         get_signal; a value over MAX_STEP_BYTES is StepTooLarge. Nothing is stored."""
-        with pytest.raises(InvalidStepName):
-            await transport.signal(key, 1)
-        with pytest.raises(InvalidStepName):
-            await transport.get_signal(key)
+        keys: list[Any] = ["", "has space", "k" * 129, 3]
+        for key in keys:
+            with pytest.raises(InvalidStepName):
+                await transport.signal(key, 1)
+            with pytest.raises(InvalidStepName):
+                await transport.get_signal(key)
         with pytest.raises(StepTooLarge):
             await transport.signal("ok", "x" * MAX_STEP_BYTES)
         assert await transport.get_signal("ok") is None
