@@ -45,6 +45,8 @@ SQLITE_TABLES = (
     "nodes",
     "stats",
     "limits",
+    "key_starts",
+    "cooldowns",
     "steps",
     "signals",
 )
@@ -59,6 +61,8 @@ POSTGRES_TABLES = (
     "nodes",
     "stats",
     "limits",
+    "key_starts",
+    "cooldowns",
     "signals",
 )
 """Every PostgreSQL table of the store but ``schema_version``, emptied per example."""

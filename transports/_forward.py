@@ -177,11 +177,23 @@ class ForwardingTransport(Transport):
     async def list_queue_configs(self) -> list[QueueConfig]:
         return await self._forward("list_queue_configs", lambda t: t.list_queue_configs())
 
-    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
-        await self._forward("set_limit", lambda t: t.set_limit(key, concurrency=concurrency))
+    async def set_limit(
+        self,
+        key: str,
+        *,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per: float | None = None,
+    ) -> None:
+        await self._forward(
+            "set_limit", lambda t: t.set_limit(key, concurrency=concurrency, rate=rate, per=per)
+        )
 
     async def list_limits(self) -> list[KeyLimit]:
         return await self._forward("list_limits", lambda t: t.list_limits())
+
+    async def reopens_in(self, queue: str) -> float | None:
+        return await self._forward("reopens_in", lambda t: t.reopens_in(queue))
 
     async def record_step(
         self, job_id: int, *, token: int, name: str, value: JsonValue

@@ -21,6 +21,7 @@ bumps the row's ``seq``, so nothing is ever searched for and removed.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import heapq
 import json
@@ -79,6 +80,7 @@ from ._records import (
     job_waiter_key,
 )
 from ._validate import (
+    INT64_MAX,
     check_advance,
     check_claim,
     check_cleanup,
@@ -175,6 +177,10 @@ class MemoryStore:
         self.cursors: dict[str, float] = {}
         self.limits: dict[str, int] = {}  # concurrency key -> most live leases at once
         self.keyed: dict[str, dict[int, _Row]] = {}  # concurrency key -> its running jobs
+        self.rates: dict[str, tuple[int, float]] = {}  # concurrency key -> (rate, per)
+        # concurrency key -> its start times in its rate window, oldest first
+        self.starts: dict[str, collections.deque[float]] = {}
+        self.cooldowns: dict[str, float] = {}  # concurrency key -> cooled down until then
         self.nodes: dict[str, NodeInfo] = {}
         self.stats: dict[tuple[str, float], dict[str, int]] = {}  # (queue, minute) -> cells
         self.steps: dict[int, dict[str, _Step]] = {}  # job id -> its steps by name
@@ -316,9 +322,9 @@ class MemoryTransport(Transport):
             if row is None or row.seq != seq:
                 continue
             key = row.concurrency_key
-            if key is not None and key in store.limits:
+            if key is not None and self._held(key):
                 if key not in free:
-                    free[key] = store.limits[key] - self._live(key, now)
+                    free[key] = self._free(key, now)
                     if free[key] <= 0:
                         full.add(key)
                 if key in full:
@@ -333,6 +339,8 @@ class MemoryTransport(Transport):
                 candidates += 1
             if key is not None:  # counted whether limited now or later
                 store.keyed.setdefault(key, {})[job_id] = row
+                if key in store.rates:
+                    self._log_start(key, now)
             self._set_state(row, JobState.RUNNING)
             row.attempt += 1
             row.lease_owner = owner
@@ -434,7 +442,9 @@ class MemoryTransport(Transport):
                     row.last_error = outcome.reason
                 self._finish(row, JobState.CANCELLED, now)
             elif row.cancel_requested:
-                # Cancel wins over retry, snooze and release.
+                # Cancel wins over retry, snooze and release; a cool-down still applies.
+                if isinstance(outcome, Snooze) and outcome.cool_down:
+                    self._cool(row.concurrency_key, outcome.run_at)
                 if isinstance(outcome, Retry) and outcome.error is not None:
                     row.last_error = outcome.error
                 self._finish(row, JobState.CANCELLED, now)
@@ -446,6 +456,8 @@ class MemoryTransport(Transport):
                     woken.add(row.queue)
             elif isinstance(outcome, Snooze):
                 row.attempt -= 1
+                if outcome.cool_down:
+                    self._cool(row.concurrency_key, outcome.run_at)
                 if self._wait_until(row, outcome.run_at, now):
                     woken.add(row.queue)
             elif isinstance(outcome, Suspend):
@@ -657,36 +669,71 @@ class MemoryTransport(Transport):
         await self._enter()
         return [self._store.configs[name] for name in sorted(self._store.configs)]
 
-    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
+    async def set_limit(
+        self,
+        key: str,
+        *,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per: float | None = None,
+    ) -> None:
         await self._enter()
-        check_set_limit(key, concurrency)
+        check_set_limit(key, concurrency, rate, per)
         store = self._store
         before = store.limits.get(key)
+        rate_before = store.rates.get(key)
         if concurrency is None:
             store.limits.pop(key, None)
         else:
             store.limits[key] = concurrency
-        if before is not None and (concurrency is None or concurrency > before):
+        if rate is None or per is None:
+            store.rates.pop(key, None)
+            store.starts.pop(key, None)
+        else:
+            store.rates[key] = (rate, per)
+        raised = before is not None and (concurrency is None or concurrency > before)
+        if raised or (rate_before is not None and store.rates.get(key) != rate_before):
             store.waiters.wake(store.waiters.queues())
 
     async def list_limits(self) -> list[KeyLimit]:
         now = await self._enter()
         store = self._store
         self._promote(now)
-        waiting = dict.fromkeys(store.limits, 0)
+        cooled = {key for key, until in store.cooldowns.items() if until > now}
+        waiting = dict.fromkeys({*store.limits, *store.rates, *cooled}, 0)
         for row in store.jobs.values():
             key = row.concurrency_key
             if key in waiting and row.state in (JobState.SCHEDULED, JobState.AVAILABLE):
                 waiting[key] += 1
-        return [
-            KeyLimit(
-                key=key,
-                concurrency=store.limits[key],
-                running=self._live(key, now),
-                waiting=waiting[key],
+        found = []
+        for key in sorted(waiting):
+            rate, per = store.rates.get(key, (None, None))
+            found.append(
+                KeyLimit(
+                    key=key,
+                    concurrency=store.limits.get(key),
+                    running=self._live(key, now),
+                    waiting=waiting[key],
+                    rate=rate,
+                    per=per,
+                    started=self._started(key, now),
+                    cooldown_until=store.cooldowns[key] if key in cooled else None,
+                )
             )
-            for key in sorted(store.limits)
-        ]
+        return found
+
+    async def reopens_in(self, queue: str) -> float | None:
+        now = await self._enter()
+        check_name(queue)
+        store = self._store
+        soonest: float | None = None
+        for key, (rate, per) in store.rates.items():
+            if self._started(key, now) >= rate:
+                soonest = _sooner(soonest, store.starts[key][-rate] + per - now)
+        for until in store.cooldowns.values():
+            if until > now:
+                soonest = _sooner(soonest, until - now)
+        return soonest
 
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
@@ -1044,6 +1091,49 @@ class MemoryTransport(Transport):
             if row.lease_expires_at is not None and row.lease_expires_at > now
         )
 
+    def _held(self, key: str) -> bool:
+        """Whether ``key`` has a limit, a rate or a cool-down (live or not) to check."""
+        store = self._store
+        return key in store.limits or key in store.rates or key in store.cooldowns
+
+    def _free(self, key: str, now: float) -> int:
+        """How many jobs of ``key`` a claim at ``now`` may start (<= 0: none)."""
+        store = self._store
+        until = store.cooldowns.get(key)
+        if until is not None:
+            if until > now:
+                return 0
+            del store.cooldowns[key]  # over: forgotten
+        free = INT64_MAX
+        if key in store.limits:
+            free = store.limits[key] - self._live(key, now)
+        if key in store.rates:
+            free = min(free, store.rates[key][0] - self._started(key, now))
+        return free
+
+    def _started(self, key: str, now: float) -> int:
+        """How many starts of ``key`` fall in its rate window ``(now - per, now]``; the
+        log forgets the older ones."""
+        rate_per = self._store.rates.get(key)
+        log = self._store.starts.get(key)
+        if rate_per is None or not log:
+            return 0
+        since = now - rate_per[1]
+        while log and log[0] <= since:
+            log.popleft()
+        return len(log)
+
+    def _log_start(self, key: str, now: float) -> None:
+        self._store.starts.setdefault(key, collections.deque()).append(now)
+
+    def _cool(self, key: str | None, until: float) -> None:
+        """Cool ``key`` down until ``until`` (never shortening a longer cool-down)."""
+        if key is None:
+            return
+        cooldowns = self._store.cooldowns
+        cooldowns[key] = max(until, cooldowns.get(key, until))
+        # Claimers learn the end of the cool-down from reopens_in; nothing to wake now.
+
     def _capped(self, queue: str) -> bool:
         config = self._store.configs.get(queue)
         return config is not None and config.global_concurrency is not None
@@ -1085,6 +1175,10 @@ class MemoryTransport(Transport):
 
     def _wake(self, queue: str) -> None:
         self._store.waiters.wake((queue,))
+
+
+def _sooner(soonest: float | None, wait: float) -> float:
+    return wait if soonest is None else min(soonest, wait)
 
 
 _RETRYABLE = frozenset({JobState.DEAD, JobState.CANCELLED, JobState.SCHEDULED, JobState.SUSPENDED})

@@ -77,6 +77,7 @@ from ._records import (
     Retry,
     Signal,
     SignalResult,
+    Snooze,
     Step,
     StepResult,
     Suspend,
@@ -342,6 +343,7 @@ def _finalize_columns(
     types: list[str | None] = []
     tracebacks: list[str | None] = []
     results: list[str | None] = []
+    cools: list[bool] = []
     for request in requests:
         outcome = request.outcome
         action, run_at, error = encode_outcome(outcome)
@@ -350,6 +352,7 @@ def _finalize_columns(
             if isinstance(outcome, Complete)
             else None
         )
+        cools.append(isinstance(outcome, Snooze) and outcome.cool_down)
         ids.append(request.job_id)
         tokens.append(request.token)
         actions.append(action)
@@ -370,6 +373,7 @@ def _finalize_columns(
         _nulls_as_none(types),
         _nulls_as_none(tracebacks),
         _nulls_as_none(results),
+        cools if any(cools) else None,
     )
 
 
@@ -730,7 +734,7 @@ class PostgresTransport(Transport):
             )
             if not rows:
                 self._limited = await self._run(
-                    lambda: pool.fetchval(self._sql["any_limits"]), idempotent=True
+                    lambda: pool.fetchval(self._sql["any_limits"], now), idempotent=True
                 )
         if self._limited:
             rows = await self._run(lambda: self._claim_limited(pool, queue, limit, owner, ttl))
@@ -797,12 +801,16 @@ class PostgresTransport(Transport):
             columns = tuple(
                 None if column is None else [column[i] for i in sent] for column in columns
             )
+        if columns[8] is not None:
+            self._limited = True  # a key cools down: claims take the limited path
         keys = sorted({r.outcome.event_key for r in requests if isinstance(r.outcome, Suspend)})
         if keys:
             rows = await self._run(lambda: self._finalize_suspending(pool, keys, columns))
         else:
             rows = await self._run(
-                lambda: pool.fetch(self._sql["finalize"], *columns[:7], self._now(), columns[7])
+                lambda: pool.fetch(
+                    self._sql["finalize"], *columns[:7], self._now(), columns[7], columns[8]
+                )
             )
         # Only the applied requests come back, by their position among those sent.
         results = [FinalizeResult.STALE] * len(requests)
@@ -826,7 +834,7 @@ class PostgresTransport(Transport):
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(self._sql["event_locks"], keys)
             rows: list[asyncpg.Record] = await conn.fetch(
-                self._sql["finalize"], *columns[:7], self._now(), columns[7]
+                self._sql["finalize"], *columns[:7], self._now(), columns[7], columns[8]
             )
             return rows
 
@@ -1076,17 +1084,41 @@ class PostgresTransport(Transport):
         configs = [_queue_config(row) for row in rows]
         return [config for config in configs if config is not None]
 
-    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
-        check_set_limit(key, concurrency)
+    async def set_limit(
+        self,
+        key: str,
+        *,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per: float | None = None,
+    ) -> None:
+        check_set_limit(key, concurrency, rate, per)
         pool = self._db
-        if concurrency is None:
-            await self._run(lambda: pool.execute(self._sql["delete_limit"], key), idempotent=True)
-        else:
+        if concurrency is not None or rate is not None:
             self._limited = True
-            await self._run(
-                lambda: pool.execute(self._sql["set_limit"], key, concurrency), idempotent=True
-            )
+
+        async def write() -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                if concurrency is None and rate is None:
+                    await conn.execute(self._sql["delete_limit"], key)
+                else:
+                    await conn.execute(self._sql["set_limit"], key, concurrency, rate, per)
+                if rate is None:
+                    await conn.execute(self._sql["forget_starts"], key)
+
+        await self._run(write, idempotent=True)
         self._waiters.wake(set(self._waiters.queues()))  # a key may have room now
+
+    async def reopens_in(self, queue: str) -> float | None:
+        check_name(queue)
+        if not self._limited:
+            await anyio.lowlevel.checkpoint()  # no limit seen: no key is held
+            return None
+        pool = self._db
+        wait = await self._run(
+            lambda: pool.fetchval(self._sql["reopens_in"], self._now()), idempotent=True
+        )
+        return None if wait is None else float(wait)
 
     async def list_limits(self) -> list[KeyLimit]:
         pool = self._db
@@ -1094,8 +1126,17 @@ class PostgresTransport(Transport):
             lambda: pool.fetch(self._sql["list_limits"], self._now()), idempotent=True
         )
         return [
-            KeyLimit(key=key, concurrency=concurrency, running=running, waiting=waiting)
-            for key, concurrency, running, waiting in rows
+            KeyLimit(
+                key=key,
+                concurrency=concurrency,
+                running=running,
+                waiting=waiting,
+                rate=rate,
+                per=per,
+                started=started,
+                cooldown_until=until,
+            )
+            for key, concurrency, running, waiting, rate, per, started, until in rows
         ]
 
     async def cleanup(

@@ -468,9 +468,15 @@ class Retry:
 
 @attrs.frozen(kw_only=True)
 class Snooze:
-    """Run again at ``run_at`` without spending an attempt."""
+    """Run again at ``run_at`` without spending an attempt.
+
+    With ``cool_down``, the job's concurrency key also cools down until ``run_at``: no claim
+    on any node starts a job of that key before then (see *Flow control* in
+    :mod:`transports._base`). A job without a key cools nothing.
+    """
 
     run_at: float = attrs.field(validator=_time)  # finite, >= 0
+    cool_down: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
 
 def _event_key(_inst: object, _attr: attrs.Attribute[Any], value: Any) -> None:
@@ -748,9 +754,14 @@ class KeyLimit:
     """A flow-control key's limit and its current use. Returned by ``list_limits``."""
 
     key: str  # the concurrency key jobs name at enqueue
-    concurrency: int  # most jobs with this key holding a live lease at once, cluster-wide
+    # most jobs with this key holding a live lease at once, cluster-wide; None: no cap
+    concurrency: int | None
     running: int  # jobs with this key holding a live (unexpired) lease now
     waiting: int  # jobs with this key scheduled or available now
+    rate: int | None = None  # most starts of the key in any window of ``per`` seconds
+    per: float | None = None  # the rate's window, seconds (set with ``rate``)
+    started: int = 0  # starts of the key in the window ending now (0 without a rate)
+    cooldown_until: float | None = None  # a cool-down holding the key until then, if live
 
 
 @attrs.frozen(kw_only=True)

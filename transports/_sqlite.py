@@ -85,6 +85,7 @@ from ._records import (
     Retry,
     Signal,
     SignalResult,
+    Snooze,
     Step,
     StepResult,
     TimeSource,
@@ -741,7 +742,13 @@ class SQLiteTransport(Transport):
         now = self._time.now()
         chunks = _chunks(params)
         applied: list[Any] = []
-        if len(chunks) == 1:
+        # Snoozes that cool their key down: written with the finalize, in its transaction.
+        cooling = {
+            (request.job_id, request.token): request.outcome.run_at
+            for request in (requests[i] for i in sent)
+            if isinstance(request.outcome, Snooze) and request.outcome.cool_down
+        }
+        if len(chunks) == 1 and not cooling:
             applied = await self._fetch(
                 _expand("finalize", _FINALIZE_ROW, len(params)),
                 [
@@ -767,6 +774,10 @@ class SQLiteTransport(Transport):
                             ],
                         )
                     )
+                for job_id, token, _queue, _state in applied:
+                    until = cooling.get((job_id, token))
+                    if until is not None:
+                        await conn.execute(_Q["cool_down"], {"id": job_id, "until": until})
         owned = {(job_id, token) for job_id, token, _queue, _state in applied}
         results = [FinalizeResult.STALE] * len(requests)
         for index in sent:
@@ -1014,20 +1025,48 @@ class SQLiteTransport(Transport):
         configs = [_queue_config(row) for row in await self._fetch(_Q["list_queue_configs"])]
         return [config for config in configs if config is not None]
 
-    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
-        check_set_limit(key, concurrency)
-        if concurrency is None:
-            await self._fetch(_Q["delete_limit"], {"key": key})
-        else:
-            await self._fetch(_Q["set_limit"], {"key": key, "concurrency": concurrency})
+    async def set_limit(
+        self,
+        key: str,
+        *,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per: float | None = None,
+    ) -> None:
+        check_set_limit(key, concurrency, rate, per)
+        async with self._transaction() as conn:
+            if concurrency is None and rate is None:
+                await conn.execute(_Q["delete_limit"], {"key": key})
+            else:
+                await conn.execute(
+                    _Q["set_limit"],
+                    {"key": key, "concurrency": concurrency, "rate": rate, "per": per},
+                )
+            if rate is None:
+                await conn.execute(_Q["forget_starts"], {"key": key})
         self._wake(set(self._waiters.queues()))  # a key may have room now: claim again
 
     async def list_limits(self) -> list[KeyLimit]:
         rows = await self._fetch(_Q["list_limits"], {"now": self._time.now()})
         return [
-            KeyLimit(key=key, concurrency=concurrency, running=running, waiting=waiting)
-            for key, concurrency, running, waiting in rows
+            KeyLimit(
+                key=key,
+                concurrency=concurrency,
+                running=running,
+                waiting=waiting,
+                rate=rate,
+                per=per,
+                started=started,
+                cooldown_until=until,
+            )
+            for key, concurrency, running, waiting, rate, per, started, until in rows
         ]
+
+    async def reopens_in(self, queue: str) -> float | None:
+        check_name(queue)
+        rows = await self._fetch(_Q["reopens_in"], {"now": self._time.now()})
+        wait = rows[0][0] if rows else None
+        return None if wait is None else float(wait)
 
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000

@@ -41,6 +41,7 @@ __all__ = [
     "MAX_CONCURRENCY",
     "MAX_LABEL_LENGTH",
     "MAX_NAME_LENGTH",
+    "MAX_RATE_WINDOW",
     "check_advance",
     "check_claim",
     "check_cleanup",
@@ -283,16 +284,31 @@ def check_cleanup(finished_before: object, queue: object, limit: object) -> None
     check_limit(limit)
 
 
-def check_set_limit(key: object, concurrency: object) -> None:
+MAX_RATE_WINDOW = 86_400.0 * 366
+"""Longest rate window (``per``) a limit may name, seconds: a year."""
+
+
+def check_set_limit(
+    key: object, concurrency: object, rate: object = None, per: object = None
+) -> None:
     """Check the arguments of ``Transport.set_limit``.
 
     Raises:
-        InvalidRequest: ``key`` is not a label, or ``concurrency`` is neither None nor an
-            integer from 0 to the largest signed 32-bit integer.
+        InvalidRequest: ``key`` is not a label; ``concurrency`` is neither None nor an
+            integer from 0 to the largest signed 32-bit integer; ``rate`` is neither None nor
+            an integer from 1 to that; ``per`` is not a finite number of seconds above 0 and
+            at most ``MAX_RATE_WINDOW``; or only one of ``rate`` and ``per`` is given.
     """
     check_label(key, "key")
     if concurrency is not None:
         check_int(concurrency, "concurrency", 0, INT32_MAX)
+    if (rate is None) != (per is None):
+        raise InvalidRequest("rate and per go together: give both, or neither")
+    if rate is not None:
+        check_int(rate, "rate", 1, INT32_MAX)
+        window = check_duration(per, "per")
+        if window > MAX_RATE_WINDOW:
+            raise InvalidRequest(f"per must be at most {MAX_RATE_WINDOW:g} seconds, got {window}")
 
 
 def check_items(items: Any, cls: type, what: str) -> None:

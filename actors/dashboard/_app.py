@@ -66,7 +66,7 @@ QUERY_BOUNDS: Mapping[str, int] = {
     "overview": 3,  # counts, list_queue_configs, list_stats of the last hour
     "overview_partial": 3,  # the same, for the live refresh
     "counts_json": 1,  # counts
-    "queues": 2,  # counts, list_queue_configs
+    "queues": 3,  # counts, list_queue_configs, list_limits (by key: an index per count)
     "queue_update": 2,  # get_queue_config, set_queue_config
     "jobs": 1,  # one list_jobs page (keyset on id, at most PAGE_SIZE + 1)
     "jobs_bulk": 1,  # one retry_jobs / discard_jobs / cancel_jobs / delete_jobs of BULK_LIMIT
@@ -443,7 +443,8 @@ class _Pages:
                     "config": configs.get(name) or QueueConfig(name=name),
                 }
             )
-        return {"rows": rows, "errors": errors}
+        limits = await transport.list_limits()
+        return {"rows": rows, "errors": errors, "limits": limits}
 
     async def queues(self, request: Request) -> Response:
         return self._render(request, "queues.html", await self._queues_context({}))

@@ -160,8 +160,9 @@ def outcome_of(
 
     ``None`` and ``Done()`` complete the job; ``RetryLater`` spends an attempt (the task's
     backoff, or its own finite delay); ``Drop`` ends it dead; ``SnoozeUntil`` waits without
-    spending an attempt; ``Done(result=value)`` and any other value complete the job with the
-    value as its result (see :func:`result_outcome`: one that cannot be stored ends it dead).
+    spending an attempt (and, with ``cool_down``, cools the job's key down until then);
+    ``Done(result=value)`` and any other value complete the job with the value as its result
+    (see :func:`result_outcome`: one that cannot be stored ends it dead).
     """
     if result is None:
         return COMPLETE
@@ -190,7 +191,7 @@ def outcome_of(
                 error=f"handler returned {result!r}: the time must be finite",
                 error_type=INVALID_OUTCOME,
             )
-        return Snooze(run_at=result.at)
+        return Snooze(run_at=result.at, cool_down=result.cool_down is True)
     return result_outcome(result, max_result_bytes)
 
 

@@ -142,6 +142,12 @@ def _duration(name: str, default: float, text: str) -> Callable[[_F], _F]:
     help="Give the built-in jobs concurrency keys, each limited to this many running.",
 )
 @click.option(
+    "--key-rate",
+    type=click.STRING,
+    default=None,
+    help="Give the built-in jobs concurrency keys, each starting at most N per window (5/1m).",
+)
+@click.option(
     "--operators",
     is_flag=True,
     help="An operator retries dead, discards scheduled and cancels available jobs meanwhile.",
@@ -245,6 +251,7 @@ def config_from_options(
     tail: float | str = _DEFAULT.tail,
     cron: str | None = _DEFAULT.cron,
     key_limit: int | None = None,
+    key_rate: str | tuple[int, float] | None = None,
     operators: bool = False,
     steps: bool = False,
     backend: str = _DEFAULT.backend,
@@ -281,6 +288,7 @@ def config_from_options(
         tail=seconds(tail),
         cron=cron,
         key_limit=key_limit,
+        key_rate=key_rate,
         operators=operators,
         steps=steps,
         backend=backend,

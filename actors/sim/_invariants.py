@@ -26,6 +26,9 @@ Invariants (their names appear in reports):
 * ``all_final_after_drain``: once faults stop, every job becomes final within the tail.
 * ``key_limit_held``: no claim leaves a concurrency key more live (unexpired) leases than its
   limit (runs with ``key_limit``).
+* ``key_rate_held``: no window of ``per`` seconds holds more than ``rate`` claims of a key
+  (runs with ``key_rate``); and no key cooled down by an applied finalize starts before its
+  time.
 * ``fenced_step``: a step is recorded only under the job's current, live lease, and a record
   under the current live lease is never refused (runs with ``steps``).
 * ``step_once``: no attempt claimed after a step's record committed runs that step again
@@ -51,6 +54,7 @@ from transports.lowlevel import (
     Reclaimed,
     RenewRequest,
     RenewResult,
+    Snooze,
     StepResult,
 )
 
@@ -213,6 +217,11 @@ class Checker:
         self._longest_ttl = 0.0  # tasks may hold leases longer than the Workers' default
         #: The concurrency limits of the run, by key (set before the first claim).
         self.limits: dict[str, int] = {}
+        #: The rates of the run, by key: (rate, per), set before the first claim.
+        self.rates: dict[str, tuple[int, float]] = {}
+        self._rate_log: dict[str, list[float]] = {}  # rate-limited key -> its claim times
+        #: Cool-downs applied by finalizes, by key: the time the key may start again.
+        self.cooled: dict[str, float] = {}
         #: The first violation, once one happened.
         self.violation: Violation | None = None
         #: Called once, at the first violation (the run stops).
@@ -339,6 +348,30 @@ class Checker:
             job.extended_at = now
             job.key = lease.job.concurrency_key
             self._longest_ttl = max(self._longest_ttl, lease.expires_at - now)
+        for lease in leases:
+            key = lease.job.concurrency_key
+            if key is not None and now < self.cooled.get(key, now):
+                self.violate(
+                    "key_rate_held",
+                    f"a claim by {lease.owner} started job {lease.job_id} of key {key!r}, "
+                    f"cooled down for another {self.cooled[key] - now:.6f}s",
+                )
+                return
+            if key in self.rates:
+                self._rate_log.setdefault(key, []).append(now)
+        for key in sorted(
+            {k for k in (lease.job.concurrency_key for lease in leases) if k} & set(self.rates)
+        ):
+            rate, per = self.rates[key]
+            log = [at for at in self._rate_log[key] if at > now - per]
+            self._rate_log[key] = log  # older starts can never count again
+            if len(log) > rate:
+                self.violate(
+                    "key_rate_held",
+                    f"a claim by {leases[0].owner} made {len(log)} starts of key {key!r} in "
+                    f"the {per:g}s ending now; its rate is {rate} per {per:g}s",
+                )
+                return
         started = {lease.job.concurrency_key for lease in leases}
         for key in sorted(k for k in started if k is not None and k in self.limits):
             live = sum(
@@ -469,6 +502,9 @@ class Checker:
             self.finalizes_applied += 1
             job.token = None
             job.expires_at = -math.inf
+            outcome = request.outcome
+            if isinstance(outcome, Snooze) and outcome.cool_down and job.key is not None:
+                self.cooled[job.key] = max(outcome.run_at, self.cooled.get(job.key, -math.inf))
 
     def reaped(self, source: str, reclaimed: Sequence[Reclaimed], now: float) -> None:
         """Expired leases were taken back: only expired ones, and in time."""

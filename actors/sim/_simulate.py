@@ -80,16 +80,20 @@ async def run_simulation(
             config.seed,
             lease_ttl=config.lease_ttl,
             cron=config.cron,
-            keyed=config.key_limit is not None,
+            keyed=config.key_limit is not None or config.key_rate is not None,
             steps=config.steps,
         )
         if config.steps:
             workload.ran = checker.step_ran
-        if config.key_limit is not None:
+        if config.key_limit is not None or config.key_rate is not None:
             limits = MemoryTransport(store=store, clock=base)
+            rate, per = config.key_rate or (None, None)
             for key in workload.KEYS:
-                await limits.set_limit(key, concurrency=config.key_limit)
-                checker.limits[key] = config.key_limit
+                await limits.set_limit(key, concurrency=config.key_limit, rate=rate, per=per)
+                if config.key_limit is not None:
+                    checker.limits[key] = config.key_limit
+                if config.key_rate is not None:
+                    checker.rates[key] = config.key_rate
         app = workload.app
         schedules = workload.schedules
         make_job = make_job or workload.make_job

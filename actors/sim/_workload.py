@@ -182,7 +182,8 @@ class SimWorkload:
             return Drop(reason="simulated drop")
         if outcome < 0.13 and self._snoozes.get(n, 0) < 2:
             self._snoozes[n] = self._snoozes.get(n, 0) + 1
-            return SnoozeUntil(at=ctx.clock.now() + rng.uniform(1.0, 15.0))
+            # A keyed job's remote asks the whole key to back off ("429, retry after").
+            return SnoozeUntil(at=ctx.clock.now() + rng.uniform(1.0, 15.0), cool_down=self.keyed)
         return None
 
     async def _stepped(self, ctx: JobContext, payload: Work) -> HandlerOutcome | None:

@@ -311,6 +311,15 @@ def test_limits(url: str) -> None:
     assert "stripe" in shown
     assert "tenant:42" in shown
     assert "concurrency limits" in run("status", "-t", url)
+    # A rate joins the concurrency limit; what is not named is kept, and removed one by one.
+    assert run("limits", "set", "stripe", "--rate", "100", "--per", "1m", "-t", url) == (
+        "stripe: concurrency=3 rate=100/60s\n"
+    )
+    assert "100/60s" in run("limits", "-t", url)
+    assert run("limits", "set", "stripe", "--no-concurrency", "-t", url) == (
+        "stripe: rate=100/60s\n"
+    )
+    assert run("limits", "set", "stripe", "--no-rate", "-t", url) == "stripe: no limit\n"
     assert run("limits", "set", "stripe", "--remove", "-t", url) == "stripe: no limit\n"
     assert run("limits", "set", "tenant:42", "--remove", "-t", url) == "tenant:42: no limit\n"
     assert run("limits", "-t", url) == "no concurrency limits are set\n"

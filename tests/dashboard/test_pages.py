@@ -426,6 +426,33 @@ async def test_the_nodes_page_shows_who_is_alive_gone_and_leading() -> None:
     assert "Cron leader: <strong>node-alive</strong>" in schedules
 
 
+async def test_the_queues_page_shows_each_keys_limits(backend_store: Transport) -> None:
+    """Each key with a limit or a cool-down: its concurrency, rate, use and waiting jobs."""
+    await backend_store.set_limit("stripe", concurrency=5, rate=100, per=60.0)
+    await backend_store.set_limit("tenant:42", concurrency=0)
+    await backend_store.enqueue_many(
+        [EnqueueRequest(kind="charge", queue="billing", concurrency_key="stripe")] * 2
+    )
+    app = create_dashboard(backend_store, token=TOKEN)
+    async with client(app, headers=AUTH) as http:
+        page = await http.get("/queues")
+    table = re.search(r'<table class="grid" id="limits">(.*?)</table>', page.text, re.S)
+    assert table
+    rows = re.findall(r"<tr>(.*?)</tr>", table.group(1), re.S)
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in rows[1:]]
+    assert [c[:6] for c in cells] == [
+        ["stripe", "5", "0", "100/1m", "0", "2"],
+        ["tenant:42", "0", "0", "-", "-", "0"],
+    ]
+
+
+async def test_the_queues_page_says_when_no_key_is_limited(backend_store: Transport) -> None:
+    app = create_dashboard(backend_store, token=TOKEN)
+    async with client(app, headers=AUTH) as http:
+        page = await http.get("/queues")
+    assert "No key has a limit or a cool-down" in page.text
+
+
 async def test_the_job_page_shows_the_result_unless_a_redaction_hook_is_set() -> None:
     """A succeeded job's result is on its page; with ``redact`` it is hidden, since it may
     hold what the hook hides of the payload."""

@@ -85,6 +85,35 @@ def limit_blind(store: MemoryStore, clock: VirtualClock) -> Transport:
     return LimitBlindTransport(store=store, clock=clock)
 
 
+class FixedWindowTransport(MemoryTransport):
+    """The rate counts the starts of fixed windows (a counter reset every ``per`` seconds)."""
+
+    def _started(self, key: str, now: float) -> int:
+        super()._started(key, now)
+        rate_per = self._store.rates.get(key)
+        if rate_per is None:
+            return 0
+        opened = now - now % rate_per[1]
+        return sum(1 for at in self._store.starts.get(key, ()) if at >= opened)
+
+
+def fixed_window(store: MemoryStore, clock: VirtualClock) -> Transport:
+    """A transport whose rate windows do not slide."""
+    return FixedWindowTransport(store=store, clock=clock)
+
+
+class CoolBlindTransport(MemoryTransport):
+    """A snooze that asks for a cool-down snoozes its job, but never cools its key."""
+
+    def _cool(self, key: str | None, until: float) -> None:
+        return None
+
+
+def cool_blind(store: MemoryStore, clock: VirtualClock) -> Transport:
+    """A transport that ignores cool-downs."""
+    return CoolBlindTransport(store=store, clock=clock)
+
+
 class StepTokenBlindTransport(MemoryTransport):
     """record_step ignores lease tokens and expiry: a stale worker's step lands on the job."""
 

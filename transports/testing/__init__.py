@@ -13,7 +13,7 @@ from ._clock import ManualClock
 from ._conformance import TransportConformance, TransportFactory
 from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
-from ._flow import TransportFlowControl
+from ._flow import TransportFlowControl, TransportRateLimits
 from ._observing import TransportObserving
 from ._operators import TransportOperators
 from ._results import TransportResults
@@ -30,6 +30,7 @@ __all__ = [
     "TransportFlowControl",
     "TransportObserving",
     "TransportOperators",
+    "TransportRateLimits",
     "TransportResults",
     "TransportSteps",
     "rewrite_query",

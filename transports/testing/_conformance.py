@@ -64,7 +64,7 @@ from .._records import (
 from ._clock import ManualClock
 from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
-from ._flow import TransportFlowControl
+from ._flow import TransportFlowControl, TransportRateLimits
 from ._observing import TransportObserving
 from ._operators import TransportOperators
 from ._results import TransportResults
@@ -147,6 +147,7 @@ class TransportConformance(
     TransportEdges,
     TransportObserving,
     TransportFlowControl,
+    TransportRateLimits,
     TransportResults,
     TransportSteps,
 ):

@@ -128,6 +128,7 @@ due AS (
       AND run_at <= (SELECT t FROM now)
       AND NOT EXISTS (SELECT 1 FROM {schema}.queues WHERE name = $1::text AND paused)
       AND NOT EXISTS (SELECT 1 FROM {schema}.limits)
+      AND NOT EXISTS (SELECT 1 FROM {schema}.cooldowns WHERE until > (SELECT t FROM now))
       AND NOT EXISTS (
           SELECT 1 FROM {schema}.queues
           WHERE name = $1::text AND global_concurrency IS NOT NULL
@@ -155,7 +156,11 @@ RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.att
 
 -- name: any_limits
 SELECT EXISTS (SELECT 1 FROM {schema}.limits)
-    OR EXISTS (SELECT 1 FROM {schema}.queues WHERE global_concurrency IS NOT NULL);
+    OR EXISTS (SELECT 1 FROM {schema}.queues WHERE global_concurrency IS NOT NULL)
+    OR EXISTS (
+        SELECT 1 FROM {schema}.cooldowns
+        WHERE until > coalesce($1::float8, extract(epoch FROM statement_timestamp())::float8)
+    );
 
 -- name: claim_candidates
 -- The limited claim, first of two statements of one transaction: lock up to $2 due jobs,
@@ -175,11 +180,24 @@ live AS (
       AND lease_expires_at > (SELECT t FROM now)
     GROUP BY concurrency_key
 ),
+-- The starts in each key's rate window, from the log (which keeps about those only).
+started AS (
+    SELECT s.key, count(*) AS n
+    FROM {schema}.key_starts AS s JOIN {schema}.limits AS l ON l.key = s.key
+    WHERE l.rate IS NOT NULL AND s.at > (SELECT t FROM now) - l.per
+    GROUP BY s.key
+),
+-- Full: at its concurrency limit, its rate window full, or cooling down.
 full_keys AS (
     SELECT l.key FROM {schema}.limits AS l JOIN live ON live.key = l.key
     WHERE l.concurrency <= live.n
     UNION ALL
     SELECT key FROM {schema}.limits WHERE concurrency <= 0
+    UNION ALL
+    SELECT l.key FROM {schema}.limits AS l JOIN started ON started.key = l.key
+    WHERE l.rate <= started.n
+    UNION ALL
+    SELECT key FROM {schema}.cooldowns WHERE until > (SELECT t FROM now)
 ),
 -- A queue with a cluster-wide cap: its row is locked first, before any key's (candidates
 -- reads this), so every claimer takes its locks in one order.
@@ -209,13 +227,16 @@ locked AS (
 SELECT c.id, c.concurrency_key, (SELECT count(*) FROM locked) AS locked,
        EXISTS (SELECT 1 FROM {schema}.limits)
            OR EXISTS (SELECT 1 FROM {schema}.queues WHERE global_concurrency IS NOT NULL)
+           OR EXISTS (SELECT 1 FROM {schema}.cooldowns WHERE until > (SELECT t FROM now))
            AS limited
 FROM candidates AS c
 ORDER BY c.priority, c.run_at, c.id;
 
 -- name: claim_chosen
 -- The limited claim, second statement: of the locked candidates ($1 ids, $2 keys, in claim
--- order) start those within their key's free slots and their queue's ($6), counted now.
+-- order) start those within their key's free slots (live leases and starts in its rate
+-- window, counted now, under the key's row lock) and their queue's ($6), unless the key
+-- cools down; then log the starts of each rate-limited key and forget those out of its window.
 WITH now AS (
     SELECT coalesce($5::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
@@ -225,15 +246,33 @@ cand AS (
 ranked AS (
     SELECT id, key, ord, row_number() OVER (PARTITION BY key ORDER BY ord) AS n FROM cand
 ),
+-- The starts in the window of each rate-limited key among the candidates: counted once per
+-- key (the log holds up to `rate` rows of each), not once per candidate: MATERIALIZED, or
+-- the planner inlines it into the per-candidate filter.
+started AS MATERIALIZED (
+    SELECT s.key, count(*) AS n
+    FROM {schema}.key_starts AS s JOIN {schema}.limits AS l ON l.key = s.key
+    WHERE s.key IN (SELECT key FROM cand) AND l.rate IS NOT NULL
+      AND s.at > (SELECT t FROM now) - l.per
+    GROUP BY s.key
+),
 chosen AS (
     SELECT ranked.id
     FROM ranked LEFT JOIN {schema}.limits AS l ON l.key = ranked.key
-    WHERE l.key IS NULL
-       OR ranked.n <= l.concurrency - (
-           SELECT count(*) FROM {schema}.jobs AS r
-           WHERE r.state = 'running' AND r.concurrency_key = l.key
-             AND r.lease_expires_at > (SELECT t FROM now)
+    WHERE NOT EXISTS (
+           SELECT 1 FROM {schema}.cooldowns AS c
+           WHERE c.key = ranked.key AND c.until > (SELECT t FROM now)
        )
+      AND (l.key IS NULL OR (
+           (l.concurrency IS NULL OR ranked.n <= l.concurrency - (
+               SELECT count(*) FROM {schema}.jobs AS r
+               WHERE r.state = 'running' AND r.concurrency_key = l.key
+                 AND r.lease_expires_at > (SELECT t FROM now)
+           ))
+           AND (l.rate IS NULL OR ranked.n <= l.rate - coalesce(
+               (SELECT started.n FROM started WHERE started.key = l.key), 0
+           ))
+       ))
     ORDER BY ranked.ord
     -- A queue's cluster-wide cap ($6), its row locked by claim_candidates: its free slots
     -- (NULL, no cap, is no LIMIT).
@@ -246,21 +285,38 @@ chosen AS (
         FROM {schema}.queues AS q
         WHERE q.name = $6::text AND q.global_concurrency IS NOT NULL
     )
+),
+upd AS (
+    UPDATE {schema}.jobs AS j
+    SET state = 'running',
+        attempt = j.attempt + 1,
+        lease_token = nextval('{schema}.lease_tokens'),
+        lease_owner = $3::text,
+        lease_expires_at = (SELECT t FROM now) + $4::float8,
+        started_at = (SELECT t FROM now),
+        updated_at = (SELECT t FROM now),
+        wait_key = NULL
+    WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
+    RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
+              j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
+              j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested,
+              j.started_at, j.errors, j.headers, j.concurrency_key, j.lease_token, j.lost_at
+),
+-- Every data-modifying WITH runs to completion, read or not, on the statement's snapshot.
+forgotten AS (
+    DELETE FROM {schema}.key_starts AS s
+    USING {schema}.limits AS l
+    WHERE l.key = s.key AND l.rate IS NOT NULL
+      AND s.key IN (SELECT concurrency_key FROM upd)
+      AND s.at <= (SELECT t FROM now) - l.per
+),
+logged AS (
+    INSERT INTO {schema}.key_starts (key, at)
+    SELECT upd.concurrency_key, (SELECT t FROM now)
+    FROM upd JOIN {schema}.limits AS l ON l.key = upd.concurrency_key
+    WHERE l.rate IS NOT NULL
 )
-UPDATE {schema}.jobs AS j
-SET state = 'running',
-    attempt = j.attempt + 1,
-    lease_token = nextval('{schema}.lease_tokens'),
-    lease_owner = $3::text,
-    lease_expires_at = (SELECT t FROM now) + $4::float8,
-    started_at = (SELECT t FROM now),
-    updated_at = (SELECT t FROM now),
-    wait_key = NULL
-WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
-RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
-          j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
-          j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested, j.started_at,
-          j.errors, j.headers, j.concurrency_key, j.lease_token, j.lost_at;
+SELECT * FROM upd;
 
 -- name: renew
 -- Only a live lease is extended: an expired one stays expired even if nobody reaped it yet.
@@ -300,8 +356,10 @@ WITH now AS (
 req AS (
     SELECT * FROM unnest(
         $1::bigint[], $2::bigint[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::text[],
-        $9::text[]
-    ) WITH ORDINALITY AS r(id, token, action, run_at, error, error_type, traceback, result, ord)
+        $9::text[], $10::boolean[]
+    ) WITH ORDINALITY AS r(
+        id, token, action, run_at, error, error_type, traceback, result, cool, ord
+    )
 ),
 upd AS (
     UPDATE {schema}.jobs AS j
@@ -375,7 +433,15 @@ upd AS (
         updated_at = now.t
     FROM req, now
     WHERE j.id = req.id AND j.lease_token = req.token
-    RETURNING req.ord, j.id, j.queue, j.state
+    RETURNING req.ord, j.id, j.queue, j.state, j.concurrency_key, req.cool, req.run_at
+),
+-- An applied snooze that cools its key down ($10): the key's cool-down grows to its run_at.
+cooled AS (
+    INSERT INTO {schema}.cooldowns AS c (key, until)
+    SELECT concurrency_key, max(run_at) FROM upd
+    WHERE cool AND concurrency_key IS NOT NULL
+    GROUP BY concurrency_key
+    ON CONFLICT (key) DO UPDATE SET until = greatest(c.until, excluded.until)
 ),
 woken AS (
     SELECT pg_notify({channel}, q.queue)
@@ -573,25 +639,61 @@ SELECT name, paused, concurrency, retention, global_concurrency
 FROM {schema}.queues WHERE name = $1::text;
 
 -- name: set_limit
-INSERT INTO {schema}.limits (key, concurrency)
-VALUES ($1::text, $2::integer)
-ON CONFLICT (key) DO UPDATE SET concurrency = excluded.concurrency;
+INSERT INTO {schema}.limits (key, concurrency, rate, per)
+VALUES ($1::text, $2::integer, $3::integer, $4::float8)
+ON CONFLICT (key) DO UPDATE
+SET concurrency = excluded.concurrency, rate = excluded.rate, per = excluded.per;
 
 -- name: delete_limit
 DELETE FROM {schema}.limits WHERE key = $1::text;
 
--- name: list_limits
+-- name: forget_starts
+-- A key without a rate keeps no log.
+DELETE FROM {schema}.key_starts WHERE key = $1::text;
+
+-- name: reopens_in
+-- The rate-th newest start in a key's window leaves it at (that start + per); a cool-down
+-- ends at its until. Only keys held now count.
 WITH now AS (
     SELECT coalesce($1::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 )
-SELECT l.key, l.concurrency,
+SELECT min(wait) FROM (
+    SELECT at + per - (SELECT t FROM now) AS wait FROM (
+        SELECT s.at, l.per, l.rate,
+            row_number() OVER (PARTITION BY s.key ORDER BY s.at DESC) AS newest
+        FROM {schema}.key_starts AS s JOIN {schema}.limits AS l ON l.key = s.key
+        WHERE l.rate IS NOT NULL AND s.at > (SELECT t FROM now) - l.per
+    ) AS window_log
+    WHERE newest = rate
+    UNION ALL
+    SELECT until - (SELECT t FROM now) FROM {schema}.cooldowns
+    WHERE until > (SELECT t FROM now)
+) AS held;
+
+-- name: list_limits
+WITH now AS (
+    SELECT coalesce($1::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+keys AS (
+    SELECT key FROM {schema}.limits
+    UNION
+    SELECT key FROM {schema}.cooldowns WHERE until > (SELECT t FROM now)
+)
+SELECT k.key, l.concurrency,
        (SELECT count(*) FROM {schema}.jobs AS r
-        WHERE r.state = 'running' AND r.concurrency_key = l.key
+        WHERE r.state = 'running' AND r.concurrency_key = k.key
           AND r.lease_expires_at > (SELECT t FROM now)),
        (SELECT count(*) FROM {schema}.jobs AS w
-        WHERE w.state IN ('available', 'scheduled') AND w.concurrency_key = l.key)
-FROM {schema}.limits AS l
-ORDER BY l.key;
+        WHERE w.state IN ('available', 'scheduled') AND w.concurrency_key = k.key),
+       l.rate, l.per,
+       CASE WHEN l.rate IS NULL THEN 0 ELSE (
+           SELECT count(*) FROM {schema}.key_starts AS s
+           WHERE s.key = k.key AND s.at > (SELECT t FROM now) - l.per
+       ) END,
+       (SELECT until FROM {schema}.cooldowns AS c
+        WHERE c.key = k.key AND c.until > (SELECT t FROM now))
+FROM keys AS k LEFT JOIN {schema}.limits AS l ON l.key = k.key
+ORDER BY k.key;
 
 -- name: set_queue_config
 WITH up AS (

@@ -73,6 +73,10 @@ CREATE INDEX jobs_final_state_idx ON {schema}.jobs (state, id)
 CREATE INDEX jobs_key_running_idx ON {schema}.jobs (concurrency_key, lease_expires_at)
     WHERE state = 'running' AND concurrency_key IS NOT NULL;
 
+-- list_limits: the waiting jobs of one key, counted from an index, whatever the backlog.
+CREATE INDEX jobs_key_waiting_idx ON {schema}.jobs (concurrency_key)
+    WHERE state IN ('available', 'scheduled') AND concurrency_key IS NOT NULL;
+
 -- Signal: the jobs suspended on one event key.
 CREATE INDEX jobs_waiting_idx ON {schema}.jobs (wait_key)
     WHERE state = 'suspended';
@@ -127,13 +131,31 @@ CREATE TABLE {schema}.stats (
 CREATE INDEX stats_minute_idx ON {schema}.stats (minute);
 
 -- Flow control: most jobs of one concurrency key holding a live lease at once, cluster-wide.
+-- Most starts in any window of per seconds (rate, per; migration 0005); NULL: no such limit.
 -- The claim locks a key's row (FOR UPDATE) while it counts and starts that key's jobs.
 CREATE TABLE {schema}.limits (
     key text PRIMARY KEY,
-    concurrency integer NOT NULL CHECK (concurrency >= 0)
+    concurrency integer CHECK (concurrency >= 0),
+    rate integer CHECK (rate >= 1),
+    per double precision CHECK (per > 0)
 );
 
--- Durable steps and signals (migration 0007).
+-- The starts of each rate-limited key within its window, written by the claim under the key's
+-- row lock (older ones are forgotten there).
+CREATE TABLE {schema}.key_starts (
+    key text NOT NULL,
+    at double precision NOT NULL
+);
+
+CREATE INDEX key_starts_key_at_idx ON {schema}.key_starts (key, at);
+
+-- Keys cooled down (a remote asked to back off): no claim starts their jobs before until.
+CREATE TABLE {schema}.cooldowns (
+    key text PRIMARY KEY,
+    until double precision NOT NULL
+);
+
+-- Durable steps and signals (migration 0008).
 
 -- A job's recorded steps, written only under its live lease; deleted with the job.
 CREATE TABLE {schema}.steps (

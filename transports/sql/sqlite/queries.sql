@@ -53,17 +53,29 @@ RETURNING id
 -- One statement under the write lock, so the live leases counted per key stay true until the
 -- update: a key at its limit is passed over (full_keys), and of the candidates taken no more
 -- per key than its free slots start (ranked); the rest stay due, their attempt unspent.
--- The live leases are counted by key from the running jobs (few), not per limit (many).
+-- The live leases are counted by key from the running jobs (few), not per limit (many); the
+-- starts in each rate window from the log, which keeps only (about) those. A key is full at
+-- its concurrency limit, with its rate window full, or while it cools down.
 WITH live AS (
     SELECT concurrency_key AS key, count(*) AS n
     FROM jobs
     WHERE state = 'running' AND concurrency_key IS NOT NULL AND lease_expires_at > :now
     GROUP BY concurrency_key
 ),
+started AS (
+    SELECT s.key, count(*) AS n
+    FROM key_starts AS s JOIN limits AS l ON l.key = s.key
+    WHERE l.rate IS NOT NULL AND s.at > :now - l.per
+    GROUP BY s.key
+),
 full_keys AS (
     SELECT l.key FROM limits AS l JOIN live ON live.key = l.key WHERE l.concurrency <= live.n
     UNION ALL
     SELECT key FROM limits WHERE concurrency <= 0
+    UNION ALL
+    SELECT l.key FROM limits AS l JOIN started ON started.key = l.key WHERE l.rate <= started.n
+    UNION ALL
+    SELECT key FROM cooldowns WHERE until > :now
 ),
 candidates AS (
     SELECT id, concurrency_key, priority, run_at
@@ -94,10 +106,15 @@ WHERE id IN (
     SELECT ranked.id
     FROM ranked LEFT JOIN limits AS l ON l.key = ranked.key
     WHERE l.key IS NULL
-        OR ranked.n <= l.concurrency - (
-            SELECT count(*) FROM jobs AS r
-            WHERE r.state = 'running' AND r.concurrency_key = l.key
-                AND r.lease_expires_at > :now
+        OR (
+            (l.concurrency IS NULL OR ranked.n <= l.concurrency - (
+                SELECT count(*) FROM jobs AS r
+                WHERE r.state = 'running' AND r.concurrency_key = l.key
+                    AND r.lease_expires_at > :now
+            ))
+            AND (l.rate IS NULL OR ranked.n <= l.rate - coalesce(
+                (SELECT n FROM started WHERE started.key = l.key), 0
+            ))
         )
     ORDER BY ranked.priority, ranked.run_at, ranked.id
     -- A queue's cluster-wide cap: its free slots (never negative: a negative LIMIT is none).
@@ -378,28 +395,65 @@ SELECT name, paused, concurrency, retention, global_concurrency
 FROM queue_configs ORDER BY name
 
 -- name: set_limit
-INSERT INTO limits (key, concurrency)
-VALUES (:key, :concurrency)
+INSERT INTO limits (key, concurrency, rate, per)
+VALUES (:key, :concurrency, :rate, :per)
 ON CONFLICT (key) DO UPDATE
-SET concurrency = excluded.concurrency
+SET concurrency = excluded.concurrency, rate = excluded.rate, per = excluded.per
 
 -- name: delete_limit
 DELETE FROM limits WHERE key = :key
 
+-- name: forget_starts
+-- A key without a rate keeps no log.
+DELETE FROM key_starts WHERE key = :key
+
+-- name: cool_down
+-- A cool-down only ever grows; :id is the job whose applied finalize asked for it.
+INSERT INTO cooldowns (key, until)
+SELECT concurrency_key, :until FROM jobs WHERE id = :id AND concurrency_key IS NOT NULL
+ON CONFLICT (key) DO UPDATE SET until = max(until, excluded.until)
+
+-- name: reopens_in
+-- The rate-th newest start in a key's window leaves it at (that start + per); a cool-down
+-- ends at its until. Only keys held now count.
+SELECT min(wait) FROM (
+    SELECT at + per - :now AS wait FROM (
+        SELECT s.at, l.per, l.rate,
+            row_number() OVER (PARTITION BY s.key ORDER BY s.at DESC) AS newest
+        FROM key_starts AS s JOIN limits AS l ON l.key = s.key
+        WHERE l.rate IS NOT NULL AND s.at > :now - l.per
+    ) AS window_log
+    WHERE newest = rate
+    UNION ALL
+    SELECT until - :now FROM cooldowns WHERE until > :now
+)
+
 -- name: list_limits
+-- Every key with a limit or a live cool-down.
+WITH keys AS (
+    SELECT key FROM limits
+    UNION
+    SELECT key FROM cooldowns WHERE until > :now
+)
 SELECT
-    l.key,
+    k.key,
     l.concurrency,
     (
         SELECT count(*) FROM jobs AS r
-        WHERE r.state = 'running' AND r.concurrency_key = l.key AND r.lease_expires_at > :now
+        WHERE r.state = 'running' AND r.concurrency_key = k.key AND r.lease_expires_at > :now
     ),
     (
         SELECT count(*) FROM jobs AS w
-        WHERE w.state IN ('available', 'scheduled') AND w.concurrency_key = l.key
-    )
-FROM limits AS l
-ORDER BY l.key
+        WHERE w.state IN ('available', 'scheduled') AND w.concurrency_key = k.key
+    ),
+    l.rate,
+    l.per,
+    CASE WHEN l.rate IS NULL THEN 0 ELSE (
+        SELECT count(*) FROM key_starts AS s WHERE s.key = k.key AND s.at > :now - l.per
+    ) END,
+    (SELECT until FROM cooldowns AS c WHERE c.key = k.key AND c.until > :now)
+FROM keys AS k LEFT JOIN limits AS l ON l.key = k.key
+ORDER BY k.key
 
 -- name: cleanup
 DELETE FROM jobs

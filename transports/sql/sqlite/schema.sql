@@ -68,6 +68,10 @@ CREATE INDEX jobs_final_state ON jobs (state, id)
 CREATE INDEX jobs_key_running ON jobs (concurrency_key, lease_expires_at)
     WHERE state = 'running' AND concurrency_key IS NOT NULL;
 
+-- list_limits: the waiting jobs of one key, counted from an index, whatever the backlog.
+CREATE INDEX jobs_key_waiting ON jobs (concurrency_key)
+    WHERE state IN ('available', 'scheduled') AND concurrency_key IS NOT NULL;
+
 -- signal: the jobs suspended on one event key.
 CREATE INDEX jobs_waiting ON jobs (wait_key)
     WHERE state = 'suspended';
@@ -119,13 +123,45 @@ CREATE TABLE stats (
 -- list_stats and prune_stats: rows by minute.
 CREATE INDEX stats_minute ON stats (minute);
 
--- Flow control: most jobs of one concurrency key holding a live lease at once, cluster-wide.
+-- Flow control: the limits of one concurrency key, cluster-wide: most jobs holding a live lease
+-- at once (concurrency), most starts in any window of per seconds (rate); NULL: none.
 CREATE TABLE limits (
     key TEXT PRIMARY KEY,
-    concurrency INTEGER NOT NULL
+    concurrency INTEGER,
+    rate INTEGER,
+    per REAL
 ) WITHOUT ROWID;
 
--- Durable steps and signals (migration 0007).
+-- The starts of each rate-limited key within its window (older ones are forgotten).
+CREATE TABLE key_starts (
+    key TEXT NOT NULL,
+    at REAL NOT NULL
+);
+
+CREATE INDEX key_starts_key_at ON key_starts (key, at);
+
+-- Keys cooled down (a remote asked to back off): no claim starts their jobs before until.
+CREATE TABLE cooldowns (
+    key TEXT PRIMARY KEY,
+    until REAL NOT NULL
+) WITHOUT ROWID;
+
+-- A claim that starts a job of a key with a rate logs the start, and forgets the key's starts
+-- that left its window, in the claim's statement (so under its write lock).
+CREATE TRIGGER jobs_log_start AFTER UPDATE OF state ON jobs
+WHEN NEW.state = 'running' AND OLD.state <> 'running' AND NEW.concurrency_key IS NOT NULL
+BEGIN
+    DELETE FROM key_starts
+    WHERE key = NEW.concurrency_key
+        AND at <= NEW.started_at - (
+            SELECT per FROM limits WHERE key = NEW.concurrency_key AND rate IS NOT NULL
+        );
+    INSERT INTO key_starts (key, at)
+    SELECT NEW.concurrency_key, NEW.started_at
+    FROM limits WHERE key = NEW.concurrency_key AND rate IS NOT NULL;
+END;
+
+-- Durable steps and signals (migration 0008).
 
 -- A job's recorded steps, written only under its live lease; deleted with the job.
 CREATE TABLE steps (

@@ -1,4 +1,4 @@
--- 0007: durable steps and signals. A job may be 'suspended' on an event key until a signal
+-- 0008: durable steps and signals. A job may be 'suspended' on an event key until a signal
 -- sets it (or its timeout passes, its run_at); its steps are kept with it and deleted with it.
 ALTER TABLE {schema}.jobs DROP CONSTRAINT jobs_state_check;
 ALTER TABLE {schema}.jobs ADD CONSTRAINT jobs_state_check CHECK (

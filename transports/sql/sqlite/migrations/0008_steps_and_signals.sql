@@ -1,7 +1,8 @@
--- 0007: durable steps and signals. A job may be 'suspended' on an event key until a signal
+-- 0008: durable steps and signals. A job may be 'suspended' on an event key until a signal
 -- sets it (or its timeout passes); its steps are kept with it. SQLite cannot widen a CHECK in
 -- place, so the jobs table is rebuilt: renamed, created anew, copied, and its indexes made
--- again. The AUTOINCREMENT counter is carried over, so ids are never reused.
+-- again, and its trigger (0007's). The AUTOINCREMENT counter is carried over, so ids are
+-- never reused.
 ALTER TABLE jobs RENAME TO jobs_old;
 
 CREATE TABLE jobs (
@@ -87,9 +88,28 @@ CREATE INDEX jobs_final_state ON jobs (state, id)
 CREATE INDEX jobs_key_running ON jobs (concurrency_key, lease_expires_at)
     WHERE state = 'running' AND concurrency_key IS NOT NULL;
 
+-- list_limits: the waiting jobs of one key, counted from an index, whatever the backlog.
+CREATE INDEX jobs_key_waiting ON jobs (concurrency_key)
+    WHERE state IN ('available', 'scheduled') AND concurrency_key IS NOT NULL;
+
 -- signal: the jobs suspended on one event key.
 CREATE INDEX jobs_waiting ON jobs (wait_key)
     WHERE state = 'suspended';
+
+-- A claim that starts a job of a key with a rate logs the start, and forgets the key's starts
+-- that left its window, in the claim's statement (so under its write lock).
+CREATE TRIGGER jobs_log_start AFTER UPDATE OF state ON jobs
+WHEN NEW.state = 'running' AND OLD.state <> 'running' AND NEW.concurrency_key IS NOT NULL
+BEGIN
+    DELETE FROM key_starts
+    WHERE key = NEW.concurrency_key
+        AND at <= NEW.started_at - (
+            SELECT per FROM limits WHERE key = NEW.concurrency_key AND rate IS NOT NULL
+        );
+    INSERT INTO key_starts (key, at)
+    SELECT NEW.concurrency_key, NEW.started_at
+    FROM limits WHERE key = NEW.concurrency_key AND rate IS NOT NULL;
+END;
 
 -- A job's recorded steps, written only under its live lease; deleted with the job.
 CREATE TABLE steps (
