@@ -121,6 +121,30 @@ Rules that hold for every method:
   no recovery) clear it. A claim never takes a running job, so an expired lease nobody reaped
   yet is recovered through ``reap`` like any other. The runtime measures *recovery time* as
   its handler's start minus ``lost_at`` (the ``recovery`` histogram of the history).
+* **Durable steps.** A running job may record *steps*: named JSON results kept with the job
+  (``record_step``, ``list_steps``), so a later attempt finds what an earlier one did instead
+  of doing it again (``ctx.step`` in the runtime). A step is written only under a live lease:
+  the token must own the running job and ``now < lease_expires_at`` (stricter than
+  ``finalize``, which also accepts an expired lease nobody reaped: a step records work about
+  to be built on, and a lease that expired may already be someone else's in the next
+  instant). Otherwise ``record_step`` is ``STALE`` and stores nothing, so a worker that lost
+  its lease can never record a step, and the next owner runs it again. A name is recorded
+  once per job: recording it again (a retried call whose reply was lost) keeps the first
+  value. Step names are labels, values JSON of at most ``MAX_STEP_BYTES`` encoded
+  (:class:`~transports.InvalidStepName`, :class:`~transports.StepTooLarge`). Steps live as
+  long as their job: deleted with it (``cleanup``, ``delete_jobs``), never otherwise, and a
+  retry of the job (``retry_jobs``) keeps them.
+* **Suspension and signals.** A finalize with :class:`~transports.lowlevel.Suspend` ends the
+  attempt without spending it and parks the job ``suspended`` on an *event key* (an
+  identifier) until ``signal(key, value)`` sets that event, or until the suspension's
+  ``run_at`` (its timeout): then it is due, as a scheduled job is (and reads ``available``).
+  ``signal`` stores the event and makes every job suspended on it ``available`` now, in one
+  atomic step; it needs no lease (anyone may signal). Events are kept: a signal that comes
+  before the wait is not lost, since a ``Suspend`` finalized after its event was set makes
+  the job ``available`` at once. The *first value wins*: a second signal of a key stores
+  nothing and wakes nobody (no job can be suspended on a key already set). ``get_signal``
+  reads an event. A suspended job is waiting: ``cancel`` and ``cancel_jobs`` cancel it,
+  ``discard_jobs`` and ``delete_jobs`` take it, ``retry_jobs`` makes it available now.
 * **Checkpoints.** Every method is a checkpoint (it yields to the event loop at least once).
 
 What operators watch (the "observing" operations, at the end of the class):
@@ -161,6 +185,7 @@ from ._records import (
     FinalizeResult,
     Job,
     JobFilter,
+    JsonValue,
     KeyLimit,
     LeaderLease,
     Lease,
@@ -168,6 +193,10 @@ from ._records import (
     Reclaimed,
     RenewRequest,
     RenewResult,
+    Signal,
+    SignalResult,
+    Step,
+    StepResult,
     TimeSource,
 )
 
@@ -301,8 +330,10 @@ class Transport(abc.ABC):
         was not yet reaped: nobody else holds it); the job then becomes ``succeeded``
         (Complete), ``scheduled``/``available`` at ``run_at`` (Retry, or ``dead`` when
         ``attempt >= max_attempts``), the same without spending an attempt (Snooze),
-        ``dead`` (Discard), ``cancelled`` (Cancel) or ``available`` now with the attempt given
-        back (Release). ``STALE`` when the token no longer owns it: nothing changes. A lease
+        ``dead`` (Discard), ``cancelled`` (Cancel), ``available`` now with the attempt given
+        back (Release), or ``suspended`` on its event key with the attempt given back
+        (Suspend; ``available`` now when the event is set already, due at ``run_at`` when
+        that has passed). ``STALE`` when the token no longer owns it: nothing changes. A lease
         named twice is applied once, with its first occurrence's outcome; the later ones are
         ``STALE``. An applied ``Complete`` stores its ``result`` with the job (see *Results*
         above); every finalize that ends a job (whatever its state) wakes the
@@ -331,6 +362,59 @@ class Transport(abc.ABC):
 
         Raises:
             JobNotFound: no job has that id.
+        """
+
+    # --- steps and signals ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def record_step(
+        self, job_id: int, *, token: int, name: str, value: JsonValue
+    ) -> StepResult:
+        """Record step ``name`` of a running job with result ``value``, fenced by ``token``.
+
+        ``RECORDED`` when the token owns the running job and its lease is live
+        (``now < lease_expires_at``): the step is stored with the job's attempt and now, or,
+        when the job already has a step of that name, the stored one is kept (first value
+        wins; a call repeated after a lost reply is harmless). ``STALE`` otherwise (expired,
+        reaped, finished, re-claimed, unknown job): nothing is stored.
+
+        Raises:
+            InvalidRequest: a bad ``job_id`` or ``token``.
+            InvalidStepName: ``name`` is not a label.
+            PayloadNotSerializable: ``value`` is not JSON.
+            StepTooLarge: ``value`` encodes to more than ``MAX_STEP_BYTES`` bytes.
+        """
+
+    @abc.abstractmethod
+    async def list_steps(self, job_id: int) -> list[Step]:
+        """The recorded steps of a job, by ``recorded_at`` then name; ``[]`` when it has none
+        or does not exist.
+
+        Raises:
+            InvalidRequest: a bad ``job_id``.
+        """
+
+    @abc.abstractmethod
+    async def signal(self, key: str, value: JsonValue = None) -> SignalResult:
+        """Set the event ``key`` to ``value`` and wake the jobs suspended on it, atomically.
+
+        When the event is not set yet it is stored (``stored=True``) and every job
+        ``suspended`` on ``key`` becomes ``available`` now (``woken``, their ids) and their
+        queues' waiters are woken. When it is set already nothing changes (``stored=False``,
+        nobody woken): the first value wins.
+
+        Raises:
+            InvalidStepName: ``key`` is not an identifier.
+            PayloadNotSerializable: ``value`` is not JSON.
+            StepTooLarge: ``value`` encodes to more than ``MAX_STEP_BYTES`` bytes.
+        """
+
+    @abc.abstractmethod
+    async def get_signal(self, key: str) -> Signal | None:
+        """The event ``key`` as set by its first ``signal``, or None while it is not set.
+
+        Raises:
+            InvalidStepName: ``key`` is not an identifier.
         """
 
     # --- leadership -----------------------------------------------------------------------

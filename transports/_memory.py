@@ -12,6 +12,8 @@ Indexes (all kept in step with the job table, stale entries skipped lazily):
 * ``expiry``: a heap of ``(expires_at, id, seq)`` for running leases.
 * ``keyed[key]``: the running jobs of each concurrency key (live or expired leases; the
   claim counts the live ones).
+* ``suspended[key]``: the jobs suspended on each event key (a suspended job is in
+  ``scheduled`` too, for its timeout).
 
 A heap entry is live only while its ``seq`` equals the row's; every move between indexes
 bumps the row's ``seq``, so nothing is ever searched for and removed.
@@ -53,6 +55,7 @@ from ._records import (
     Job,
     JobFilter,
     JobState,
+    JsonValue,
     KeyLimit,
     LeaderLease,
     Lease,
@@ -62,12 +65,18 @@ from ._records import (
     RenewRequest,
     RenewResult,
     Retry,
+    Signal,
+    SignalResult,
     Snooze,
+    Step,
+    StepResult,
+    Suspend,
     TimeSource,
     check_action,
     check_listing,
     encode_payload,
     encode_result,
+    encode_step,
     job_waiter_key,
 )
 from ._validate import (
@@ -77,6 +86,7 @@ from ._validate import (
     check_cleanup,
     check_cursor,
     check_duration,
+    check_event_key,
     check_id,
     check_items,
     check_job_ids,
@@ -89,6 +99,7 @@ from ._validate import (
     check_release,
     check_set_limit,
     check_stats_range,
+    check_step_name,
     check_time,
     clean_text,
 )
@@ -125,6 +136,14 @@ class _Row:
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     result_text: str | None = None  # the Complete's result, compact JSON; None: none
     lost_at: float | None = None  # expiry of the lease reap took back, until a run ends
+    wait_key: str | None = None  # set exactly while suspended
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class _Step:
+    value_text: str  # decoded afresh for every reader
+    attempt: int
+    recorded_at: float
 
 
 @dataclasses.dataclass(slots=True)
@@ -164,6 +183,9 @@ class MemoryStore:
         self.cooldowns: dict[str, float] = {}  # concurrency key -> cooled down until then
         self.nodes: dict[str, NodeInfo] = {}
         self.stats: dict[tuple[str, float], dict[str, int]] = {}  # (queue, minute) -> cells
+        self.steps: dict[int, dict[str, _Step]] = {}  # job id -> its steps by name
+        self.signals: dict[str, tuple[str, float]] = {}  # event key -> (value text, set at)
+        self.suspended: dict[str, dict[int, _Row]] = {}  # event key -> jobs suspended on it
         self.waiters = Waiters()
 
 
@@ -438,6 +460,10 @@ class MemoryTransport(Transport):
                     self._cool(row.concurrency_key, outcome.run_at)
                 if self._wait_until(row, outcome.run_at, now):
                     woken.add(row.queue)
+            elif isinstance(outcome, Suspend):
+                row.attempt -= 1
+                if self._suspend(row, outcome, now):
+                    woken.add(row.queue)
             else:  # Release
                 row.attempt -= 1
                 self._make_available(row)
@@ -504,6 +530,68 @@ class MemoryTransport(Transport):
         row.cancel_requested = True
         self._finish(row, JobState.CANCELLED, now)
         return CancelResult.CANCELLED
+
+    # --- steps and signals ----------------------------------------------------------------
+
+    async def record_step(
+        self, job_id: int, *, token: int, name: str, value: JsonValue
+    ) -> StepResult:
+        now = await self._enter()
+        check_id(job_id)
+        check_id(token, "token")
+        check_step_name(name)
+        text = encode_step(value)
+        store = self._store
+        row = store.running.get(job_id)
+        if (
+            row is None
+            or row.token != token
+            or row.lease_expires_at is None
+            or row.lease_expires_at <= now
+        ):
+            return StepResult.STALE
+        steps = store.steps.setdefault(job_id, {})
+        if name not in steps:
+            steps[name] = _Step(value_text=text, attempt=row.attempt, recorded_at=now)
+        return StepResult.RECORDED
+
+    async def list_steps(self, job_id: int) -> list[Step]:
+        await self._enter()
+        check_id(job_id)
+        steps = self._store.steps.get(job_id, {})
+        return [
+            Step(
+                name=name,
+                value=json.loads(step.value_text),
+                attempt=step.attempt,
+                recorded_at=step.recorded_at,
+            )
+            for name, step in sorted(steps.items(), key=lambda item: (item[1].recorded_at, item[0]))
+        ]
+
+    async def signal(self, key: str, value: JsonValue = None) -> SignalResult:
+        now = await self._enter()
+        check_event_key(key)
+        text = encode_step(value)
+        store = self._store
+        if key in store.signals:
+            return SignalResult(stored=False)
+        store.signals[key] = (text, now)
+        rows = sorted(store.suspended.get(key, {}).values(), key=lambda row: row.id)
+        for row in rows:
+            row.run_at = row.updated_at = now
+            self._make_available(row)
+        for queue in {row.queue for row in rows}:
+            self._wake(queue)
+        return SignalResult(stored=True, woken=tuple(row.id for row in rows))
+
+    async def get_signal(self, key: str) -> Signal | None:
+        await self._enter()
+        check_event_key(key)
+        found = self._store.signals.get(key)
+        if found is None:
+            return None
+        return Signal(key=key, value=json.loads(found[0]), signalled_at=found[1])
 
     # --- leadership -----------------------------------------------------------------------
 
@@ -667,6 +755,7 @@ class MemoryTransport(Transport):
         for row in doomed:
             del store.jobs[row.id]
             del store.final[row.id]
+            store.steps.pop(row.id, None)
             store.counts[row.queue][row.state] -= 1
         return len(doomed)
 
@@ -751,6 +840,8 @@ class MemoryTransport(Transport):
         for row in chosen:
             del store.jobs[row.id]
             store.final.pop(row.id, None)
+            store.steps.pop(row.id, None)
+            self._unsuspend(row)
             store.counts[row.queue][row.state] -= 1
             if row.dedupe_key is not None:
                 key = (row.queue, row.dedupe_key)
@@ -924,6 +1015,8 @@ class MemoryTransport(Transport):
         return chosen
 
     def _set_state(self, row: _Row, state: JobState) -> None:
+        if row.wait_key is not None:
+            self._unsuspend(row)
         by_state = self._store.counts[row.queue]
         by_state[row.state] -= 1
         by_state[state] += 1
@@ -960,6 +1053,32 @@ class MemoryTransport(Transport):
             return False
         self._make_available(row)
         return True
+
+    def _suspend(self, row: _Row, outcome: Suspend, now: float) -> bool:
+        """Suspend ``row`` on its event until its timeout; True when it is available at once
+        (the event is set already, or the timeout has passed)."""
+        if outcome.event_key in self._store.signals:
+            row.run_at = min(outcome.run_at, now)
+            self._make_available(row)
+            return True
+        if self._wait_until(row, outcome.run_at, now):
+            return True
+        self._set_state(row, JobState.SUSPENDED)  # in `scheduled` until its timeout
+        row.wait_key = outcome.event_key
+        self._store.suspended.setdefault(outcome.event_key, {})[row.id] = row
+        return False
+
+    def _unsuspend(self, row: _Row) -> None:
+        """Take ``row`` out of the index of its event key (it stops being suspended)."""
+        key = row.wait_key
+        if key is None:
+            return
+        row.wait_key = None
+        waiting = self._store.suspended.get(key)
+        if waiting is not None:
+            waiting.pop(row.id, None)
+            if not waiting:
+                del self._store.suspended[key]
 
     def _live(self, key: str, now: float) -> int:
         """How many jobs with concurrency key ``key`` hold a live lease at ``now``."""
@@ -1062,8 +1181,8 @@ def _sooner(soonest: float | None, wait: float) -> float:
     return wait if soonest is None else min(soonest, wait)
 
 
-_RETRYABLE = frozenset({JobState.DEAD, JobState.CANCELLED, JobState.SCHEDULED})
-_WAITING = frozenset({JobState.SCHEDULED, JobState.AVAILABLE})
+_RETRYABLE = frozenset({JobState.DEAD, JobState.CANCELLED, JobState.SCHEDULED, JobState.SUSPENDED})
+_WAITING = frozenset({JobState.SCHEDULED, JobState.AVAILABLE, JobState.SUSPENDED})
 _DELETABLE = frozenset(JobState) - {JobState.RUNNING}
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
@@ -1112,4 +1231,5 @@ def _job(row: _Row) -> Job:
         headers=dict(row.headers),
         concurrency_key=row.concurrency_key,
         result=None if row.result_text is None else json.loads(row.result_text),
+        wait_key=row.wait_key,
     )

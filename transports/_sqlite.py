@@ -74,6 +74,7 @@ from ._records import (
     Job,
     JobFilter,
     JobState,
+    JsonValue,
     KeyLimit,
     LeaderLease,
     Lease,
@@ -82,13 +83,18 @@ from ._records import (
     RenewRequest,
     RenewResult,
     Retry,
+    Signal,
+    SignalResult,
     Snooze,
+    Step,
+    StepResult,
     TimeSource,
     check_action,
     check_listing,
     decode_errors,
     encode_payload,
     encode_result,
+    encode_step,
     job_waiter_key,
 )
 from ._sql import load_migrations, load_queries
@@ -98,6 +104,7 @@ from ._validate import (
     check_cleanup,
     check_cursor,
     check_duration,
+    check_event_key,
     check_id,
     check_items,
     check_job_ids,
@@ -110,6 +117,7 @@ from ._validate import (
     check_release,
     check_set_limit,
     check_stats_range,
+    check_step_name,
     check_time,
     clean_text,
 )
@@ -173,8 +181,9 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> list[Sequence[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def _job(row: Sequence[Any], result: str | None = None) -> Job:
-    """A job of the claim/get/list_jobs columns; ``result`` is its stored result, if read."""
+def _job(row: Sequence[Any], result: str | None = None, wait_key: str | None = None) -> Job:
+    """A job of the claim/get/list_jobs columns; ``result`` is its stored result, if read, and
+    ``wait_key`` the event it is suspended on."""
     return Job(
         id=row[0],
         kind=row[1],
@@ -198,6 +207,7 @@ def _job(row: Sequence[Any], result: str | None = None) -> Job:
         headers=_headers(row[19]),
         concurrency_key=row[20],
         result=_result(result),
+        wait_key=wait_key,
     )
 
 
@@ -828,6 +838,53 @@ class SQLiteTransport(Transport):
             return CancelResult.ALREADY_FINAL
         raise JobNotFound(f"no job has id {job_id}")
 
+    # --- steps and signals ----------------------------------------------------------------
+
+    async def record_step(
+        self, job_id: int, *, token: int, name: str, value: JsonValue
+    ) -> StepResult:
+        check_id(job_id)
+        check_id(token, "token")
+        check_step_name(name)
+        text = encode_step(value)
+        params = {"id": job_id, "token": token, "name": name, "value": text}
+        params["now"] = self._time.now()
+        if await self._fetch(_Q["record_step"], params):
+            return StepResult.RECORDED
+        # Nothing inserted: the token is stale, or the step was recorded already.
+        if await self._fetch(_Q["step_owner"], params):
+            return StepResult.RECORDED
+        return StepResult.STALE
+
+    async def list_steps(self, job_id: int) -> list[Step]:
+        check_id(job_id)
+        rows = await self._fetch(_Q["list_steps"], {"id": job_id})
+        return [
+            Step(name=name, value=json.loads(value), attempt=attempt, recorded_at=float(at))
+            for name, value, attempt, at in rows
+        ]
+
+    async def signal(self, key: str, value: JsonValue = None) -> SignalResult:
+        check_event_key(key)
+        text = encode_step(value)
+        now = self._time.now()
+        params = {"key": key, "value": text, "now": now}
+        woken: list[Any] = []
+        async with self._transaction() as conn:
+            stored = bool(await conn.execute_fetchall(_Q["insert_signal"], params))
+            if stored:
+                woken = list(await conn.execute_fetchall(_Q["wake_suspended"], params))
+        self._wake({queue for _id, queue in woken})
+        return SignalResult(stored=stored, woken=tuple(sorted(job_id for job_id, _ in woken)))
+
+    async def get_signal(self, key: str) -> Signal | None:
+        check_event_key(key)
+        rows = await self._fetch(_Q["get_signal"], {"key": key})
+        if not rows:
+            return None
+        value, at = rows[0]
+        return Signal(key=key, value=json.loads(value), signalled_at=float(at))
+
     # --- leadership -----------------------------------------------------------------------
 
     async def acquire_leader(self, name: str, *, holder: str, ttl: float) -> LeaderLease | None:
@@ -1033,7 +1090,7 @@ class SQLiteTransport(Transport):
         rows = await self._fetch(_Q["get_job"], {"id": job_id, "now": self._time.now()})
         if not rows:
             raise JobNotFound(f"no job has id {job_id}")
-        return _job(rows[0], rows[0][21])
+        return _job(rows[0], rows[0][21], rows[0][22])
 
     async def list_jobs(
         self,
@@ -1048,7 +1105,7 @@ class SQLiteTransport(Transport):
         params = _filter_params(where, self._time.now())
         params.update(after_id=after_id, before_id=before_id, limit=limit)
         rows = await self._fetch(_filtered("list_jobs", "DESC" if newest_first else "ASC"), params)
-        return [_job(row, row[21]) for row in rows]
+        return [_job(row, row[21], row[22]) for row in rows]
 
     async def retry_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
         where = check_action(where, limit)
@@ -1210,8 +1267,8 @@ def _node(row: Sequence[Any]) -> NodeInfo | None:
 
 
 # The states (as jobs read) each operator action takes, as JSON arrays for match_jobs.
-_RETRYABLE = json.dumps(["dead", "cancelled", "scheduled"])
-_WAITING = json.dumps(["scheduled", "available"])
-_DELETABLE = json.dumps(["scheduled", "available", "succeeded", "cancelled", "dead"])
-_ACTIVE = json.dumps(["scheduled", "available", "running"])
+_RETRYABLE = json.dumps(["dead", "cancelled", "scheduled", "suspended"])
+_WAITING = json.dumps(["scheduled", "available", "suspended"])
+_DELETABLE = json.dumps(["scheduled", "available", "suspended", "succeeded", "cancelled", "dead"])
+_ACTIVE = json.dumps(["scheduled", "available", "running", "suspended"])
 _FINAL = frozenset({"succeeded", "cancelled", "dead"})

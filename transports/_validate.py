@@ -17,6 +17,8 @@ before anything is written. The policy (also stated on :class:`~transports.Trans
 * **Times and durations**: ``int`` or ``float``, finite (no NaN, no infinity). Delays,
   ``run_at`` and retention are ``>= 0``; TTLs ``> 0``; cursor values and ``finished_before``
   any finite number.
+* **Steps and signals**: a step name is a label and an event key an identifier, else
+  :class:`~transports.InvalidStepName`.
 * **Queue settings**: ``concurrency`` ``None`` or ``0 ..`` :data:`MAX_CONCURRENCY`,
   ``retention`` ``None`` or finite ``>= 0``.
 """
@@ -29,7 +31,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, TypeGuard
 
-from ._errors import InvalidQueueName, InvalidRequest
+from ._errors import InvalidQueueName, InvalidRequest, InvalidStepName
 
 __all__ = [
     "INT32_MAX",
@@ -45,6 +47,7 @@ __all__ = [
     "check_cleanup",
     "check_cursor",
     "check_duration",
+    "check_event_key",
     "check_id",
     "check_int",
     "check_items",
@@ -59,6 +62,7 @@ __all__ = [
     "check_release",
     "check_set_limit",
     "check_stats_range",
+    "check_step_name",
     "check_time",
     "clean_text",
     "validate_name",
@@ -328,3 +332,29 @@ def check_stats_range(queue: object, since: object, until: object) -> None:
         check_time(since, "since", minimum=None)
     if until is not None:
         check_time(until, "until", minimum=None)
+
+
+def check_step_name(name: object) -> str:
+    """Return ``name`` if it is a valid step name (a label).
+
+    Raises:
+        InvalidStepName: not a string of 1 to 255 characters, or it holds a control character
+            or a lone surrogate.
+    """
+    try:
+        return check_label(name, "a step name")
+    except InvalidRequest as exc:
+        raise InvalidStepName(str(exc)) from None
+
+
+def check_event_key(key: object) -> str:
+    """Return ``key`` if it is a valid event key (an identifier, e.g. ``order:42:paid``).
+
+    Raises:
+        InvalidStepName: not a string of 1 to 128 characters of ``[A-Za-z0-9_.:-]``.
+    """
+    if type(key) is not str or _NAME_RE.fullmatch(key) is None:
+        raise InvalidStepName(
+            f"invalid event key {_shown(key)}: use 1-{MAX_NAME_LENGTH} of [A-Za-z0-9_.:-]"
+        )
+    return key

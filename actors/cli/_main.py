@@ -46,14 +46,14 @@ from transports import (
     Transport,
     minute_of,
 )
-from transports.lowlevel import INT32_MAX, MAX_RATE_WINDOW, encode_payload
+from transports.lowlevel import INT32_MAX, MAX_RATE_WINDOW, encode_payload, encode_step
 
 from ..core import RealClock
 from ..jobs import App, CronSchedule, Topology, WorkerConfig
 from ..telemetry import LOG_FORMATS, JsonFormatter, TelemetryUnavailable
 from ._errors import USAGE, CliFailure, _one_line, describe, redact_url
 from ._load import load_app
-from ._types import URL_META, Duration, LimitKey, QueueName, StoreURL
+from ._types import URL_META, Duration, EventKey, LimitKey, QueueName, StoreURL
 
 __all__ = ["main"]
 
@@ -623,21 +623,27 @@ def _app_request(
 @_transport_option("there is nothing to show")
 @_loop_option
 def status(url: str, loop: str) -> None:
-    """Show a table of queues by job state (never creates a store)."""
+    """Show a table of queues by job state (never creates a store); a column for suspended
+    jobs only when some queue has any."""
 
     async def run(transport: Transport) -> None:
         counts = await transport.counts()
         configs = {c.name: c for c in await transport.list_queue_configs()}
         table = Table(title=f"actorq queues on {redact_url(url)}")
         table.add_column("queue")
-        for state in JobState:
+        states = [
+            state
+            for state in JobState
+            if state is not JobState.SUSPENDED or any(c[state] for c in counts)
+        ]
+        for state in states:
             table.add_column(state.value, justify="right")
         table.add_column("paused")
         for c in counts:
             config = configs.get(c.queue)
             table.add_row(
                 c.queue,
-                *(str(c[state]) for state in JobState),
+                *(str(c[state]) for state in states),
                 "yes" if config and config.paused else "",
             )
         console = Console()
@@ -821,6 +827,32 @@ def limits_set(
         if new_rate is not None:
             shown.append(f"rate={_rate_of(new_rate, new_per)}")
         click.echo(f"{key}: {' '.join(shown) or 'no limit'}")
+
+    _run(loop, lambda: _with_transport(url, run))
+
+
+@main.command("signal")
+@click.argument("key", type=EventKey())
+@click.argument("value", required=False)
+@_transport_option("a signal sent there is lost when this command exits")
+@_loop_option
+def signal_command(key: str, value: str | None, url: str, loop: str) -> None:
+    """Set the event KEY to the JSON VALUE (default null) and wake the jobs waiting for it.
+
+    The jobs suspended in ctx.wait_for(KEY) become available at once and their wait returns
+    VALUE; a job that reaches the wait later gets it too. The first value wins: signalling
+    KEY again changes nothing.
+    """
+    data = None if value is None else _parse_payload(value)
+    encode_step(data)  # refused before connecting: nothing is written
+
+    async def run(transport: Transport) -> None:
+        result = await transport.signal(key, data)
+        if not result.stored:
+            click.echo(f"{key}: already signalled (the first value stays); nothing changed")
+            return
+        woken = len(result.woken)
+        click.echo(f"{key}: signalled; {woken} waiting job{'' if woken == 1 else 's'} woken")
 
     _run(loop, lambda: _with_transport(url, run))
 

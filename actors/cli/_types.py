@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import click
 
 from transports import InvalidRequest, redact_url
-from transports.lowlevel import check_label, validate_name
+from transports.lowlevel import check_event_key, check_label, validate_name
 
 __all__ = [
     "URL_META",
@@ -159,6 +159,11 @@ def KindName() -> click.ParamType[str]:
 def LimitKey() -> click.ParamType[str]:
     """A concurrency key, checked by the transports' one label rule."""
     return _Checked("key", lambda text: check_label(text, "key"))
+
+
+def EventKey() -> click.ParamType[str]:
+    """An event key (``actorq signal``), checked by the transports' own rule."""
+    return _Checked("key", check_event_key)
 
 
 def Label() -> click.ParamType[str]:

@@ -34,6 +34,7 @@ from transports.lowlevel import (
     Outcome,
     Retry,
     Snooze,
+    Suspend,
     encode_result,
 )
 
@@ -233,4 +234,6 @@ def event_of(
         return JobSnoozed(**about, run_at=outcome.run_at)
     if isinstance(outcome, Cancel):
         return JobCancelled(**about)
+    if isinstance(outcome, Suspend):
+        return JobSnoozed(**about, run_at=outcome.run_at, event_key=outcome.event_key)
     return None

@@ -152,6 +152,11 @@ def _duration(name: str, default: float, text: str) -> Callable[[_F], _F]:
     is_flag=True,
     help="An operator retries dead, discards scheduled and cancels available jobs meanwhile.",
 )
+@click.option(
+    "--steps",
+    is_flag=True,
+    help="The built-in jobs run as durable steps, some waiting for a signal.",
+)
 @_defaulted("--backend", click.Choice(["asyncio", "trio"]), _DEFAULT.backend, "Event loop.")
 @click.option(
     "--keep-faults",
@@ -248,6 +253,7 @@ def config_from_options(
     key_limit: int | None = None,
     key_rate: str | tuple[int, float] | None = None,
     operators: bool = False,
+    steps: bool = False,
     backend: str = _DEFAULT.backend,
     keep_faults: Sequence[int] | str | None = None,
 ) -> SimConfig:
@@ -284,6 +290,7 @@ def config_from_options(
         key_limit=key_limit,
         key_rate=key_rate,
         operators=operators,
+        steps=steps,
         backend=backend,
         keep_faults=keep_faults,
     )

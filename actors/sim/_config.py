@@ -144,6 +144,9 @@ class SimConfig:
     # an operator also retries dead jobs, discards scheduled ones and cancels available ones,
     # by filter, while faults strike (as ``actorq jobs retry --state dead`` would)
     operators: bool = False
+    # the built-in workload's handlers run as durable steps (ctx.step), some wait for a signal
+    # the producer sends (ctx.wait_for); the report counts the steps run again
+    steps: bool = False
     backend: str = attrs.field(default="asyncio", validator=_backend)
     keep_faults: tuple[int, ...] | None = attrs.field(default=None, converter=_keep)
     trace_tail: int = attrs.field(default=30, validator=attrs.validators.ge(0))
@@ -181,6 +184,8 @@ class SimConfig:
             argv += ["--key-rate", format_key_rate(self.key_rate)]
         if self.operators:
             argv.append("--operators")
+        if self.steps:
+            argv.append("--steps")
         if self.backend != default.backend:
             argv += ["--backend", self.backend]
         if self.keep_faults is not None:

@@ -29,6 +29,11 @@ Invariants (their names appear in reports):
 * ``key_rate_held``: no window of ``per`` seconds holds more than ``rate`` claims of a key
   (runs with ``key_rate``); and no key cooled down by an applied finalize starts before its
   time.
+* ``fenced_step``: a step is recorded only under the job's current, live lease, and a record
+  under the current live lease is never refused (runs with ``steps``).
+* ``step_once``: no attempt claimed after a step's record committed runs that step again
+  (only the attempt that had it in hand when its lease was lost may: a zombie, fenced off).
+* ``none_left_suspended``: at the end, no job is suspended on an event that was signalled.
 * ``node_error``: no node (or the simulator) fails with an unexpected exception.
 """
 
@@ -50,6 +55,7 @@ from transports.lowlevel import (
     RenewRequest,
     RenewResult,
     Snooze,
+    StepResult,
 )
 
 from ._trace import Trace, TraceEntry, ViolationFound
@@ -242,6 +248,10 @@ class Checker:
         #: nodes' history records as recovery time (from ``Lease.lost_at``).
         self.recovered: list[float] = []
         self.starts = 0  # handlers started (JobClaimed events)
+        #: When each (job, step) record first committed (the store's now).
+        self.step_records: dict[tuple[int, str], float] = {}
+        self.steps_recorded = 0
+        self.steps_refused = 0
         trace.listeners.append(self._follow)
 
     # --- violations -----------------------------------------------------------------------
@@ -413,6 +423,46 @@ class Checker:
             self._longest_ttl = max(self._longest_ttl, ttl)
             job.expires_at = now + ttl
             job.extended_at = now
+
+    def stepped(
+        self, source: str, job_id: int, token: int, name: str, result: StepResult, now: float
+    ) -> None:
+        """A step record was asked for: taken exactly when its token holds a live lease."""
+        if self._trace.closed:
+            return  # the run is over
+        job = self.jobs.get(job_id)
+        live = job is not None and job.token == token and job.expires_at > now
+        if result is StepResult.STALE:
+            self.steps_refused += 1
+            if live:
+                self.violate(
+                    "fenced_step",
+                    f"job {job_id}: step {name!r} under the live token {token} was refused",
+                )
+            return
+        if not live:
+            current = None if job is None else job.token
+            self.violate(
+                "fenced_step",
+                f"job {job_id}: {source} recorded step {name!r} with token {token}, which holds "
+                f"no live lease (current token {current})",
+            )
+            return
+        self.steps_recorded += 1
+        self.step_records.setdefault((job_id, name), now)
+
+    def step_ran(self, job_id: int, name: str, started_at: float) -> None:
+        """A step's function ran in an attempt claimed at ``started_at``: never after its
+        record had committed."""
+        if self._trace.closed:
+            return
+        committed = self.step_records.get((job_id, name))
+        if committed is not None and committed < started_at:
+            self.violate(
+                "step_once",
+                f"job {job_id}: step {name!r} ran again in an attempt claimed "
+                f"{started_at - committed:.6f}s after its record committed",
+            )
 
     def finalized(
         self,

@@ -471,3 +471,33 @@ async def test_the_job_page_shows_the_result_unless_a_redaction_hook_is_set() ->
             page = await http.get(f"/jobs/{lease.job_id}")
             assert "R-77" not in page.text
             assert "Hidden: a redaction hook is set." in page.text
+
+
+async def test_the_job_page_shows_steps_and_what_it_waits_for() -> None:
+    """A suspended job's page lists its recorded steps and the event it waits for; with a
+    redaction hook the steps' results are hidden (they may hold what the payload does)."""
+    from transports.lowlevel import FinalizeRequest, Suspend
+
+    async with MemoryTransport() as store:
+        (job,) = await store.enqueue_many([EnqueueRequest(kind="order", payload={"card": "4111"})])
+        (lease,) = await store.claim("default", owner="w", limit=1, ttl=30.0)
+        await store.record_step(
+            lease.job_id, token=lease.token, name="charge", value={"charge": "ch_4111"}
+        )
+        outcome = Suspend(event_key="order:1:paid", run_at=lease.expires_at + 60.0)
+        await store.finalize(
+            [FinalizeRequest(job_id=job.job_id, token=lease.token, outcome=outcome)]
+        )
+        async with client(create_dashboard(store, read_only=True)) as http:
+            page = await http.get(f"/jobs/{job.job_id}")
+        steps = re.search(r'<table class="grid" id="steps">(.*?)</table>', page.text, re.S)
+        assert steps
+        assert "charge" in steps.group(1)
+        assert "ch_4111" in steps.group(1)
+        assert 'id="wait-key">order:1:paid' in page.text
+        assert "state-suspended" in page.text
+        redacted = create_dashboard(store, read_only=True, redact=lambda job: "****")
+        async with client(redacted) as http:
+            hidden = await http.get(f"/jobs/{job.job_id}")
+        assert "4111" not in hidden.text
+        assert "charge" in hidden.text

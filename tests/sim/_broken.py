@@ -8,8 +8,15 @@ from collections.abc import Sequence
 import attrs
 
 from actors.core import VirtualClock
-from transports import MemoryStore, MemoryTransport, Transport
-from transports.lowlevel import FinalizeRequest, FinalizeResult, Lease, Reclaimed
+from transports import JsonValue, MemoryStore, MemoryTransport, Transport
+from transports.lowlevel import (
+    FinalizeRequest,
+    FinalizeResult,
+    Lease,
+    Reclaimed,
+    Step,
+    StepResult,
+)
 
 
 class TokenBlindTransport(MemoryTransport):
@@ -105,3 +112,34 @@ class CoolBlindTransport(MemoryTransport):
 def cool_blind(store: MemoryStore, clock: VirtualClock) -> Transport:
     """A transport that ignores cool-downs."""
     return CoolBlindTransport(store=store, clock=clock)
+
+
+class StepTokenBlindTransport(MemoryTransport):
+    """record_step ignores lease tokens and expiry: a stale worker's step lands on the job."""
+
+    async def record_step(
+        self, job_id: int, *, token: int, name: str, value: JsonValue
+    ) -> StepResult:
+        row = self.store.running.get(job_id)
+        if row is not None and row.token is not None and row.lease_expires_at is not None:
+            row.lease_expires_at = max(row.lease_expires_at, self._time.now() + 1e-9)
+            token = row.token
+        return await super().record_step(job_id, token=token, name=name, value=value)
+
+
+def step_token_blind(store: MemoryStore, clock: VirtualClock) -> Transport:
+    """A transport recording steps under any token, as long as the job runs."""
+    return StepTokenBlindTransport(store=store, clock=clock)
+
+
+class StepsForgottenTransport(MemoryTransport):
+    """list_steps forgets what was recorded: every attempt runs every step again."""
+
+    async def list_steps(self, job_id: int) -> list[Step]:
+        await super().list_steps(job_id)
+        return []
+
+
+def steps_forgotten(store: MemoryStore, clock: VirtualClock) -> Transport:
+    """A transport whose steps are never read back."""
+    return StepsForgottenTransport(store=store, clock=clock)

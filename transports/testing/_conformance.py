@@ -68,6 +68,7 @@ from ._flow import TransportFlowControl, TransportRateLimits
 from ._observing import TransportObserving
 from ._operators import TransportOperators
 from ._results import TransportResults
+from ._steps import TransportSteps
 
 __all__ = ["TransportConformance", "TransportFactory"]
 
@@ -148,6 +149,7 @@ class TransportConformance(
     TransportFlowControl,
     TransportRateLimits,
     TransportResults,
+    TransportSteps,
 ):
     """The behaviour every :class:`~transports.Transport` must show; subclass to run it.
 
@@ -1184,6 +1186,7 @@ class TransportConformance(
             JobState.RUNNING: 1,
             JobState.AVAILABLE: 1,
             JobState.SCHEDULED: 1,
+            JobState.SUSPENDED: 0,
         }
         assert {state: q[state] for state in JobState} == expected
         assert q.total == 7

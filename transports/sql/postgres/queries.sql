@@ -59,7 +59,7 @@ ins AS (
     FROM req
     ORDER BY ord
     ON CONFLICT (queue, dedupe_key)
-        WHERE dedupe_key IS NOT NULL AND state IN ('scheduled', 'available', 'running')
+        WHERE dedupe_key IS NOT NULL AND state IN ('scheduled', 'available', 'running', 'suspended')
         DO NOTHING
     RETURNING j.id, j.queue, j.state
 ),
@@ -72,7 +72,7 @@ SELECT coalesce(
            ins.id,
            (SELECT e.id FROM {schema}.jobs AS e
             WHERE e.queue = req.queue AND e.dedupe_key = req.dedupe_key
-              AND e.state IN ('scheduled', 'available', 'running'))
+              AND e.state IN ('scheduled', 'available', 'running', 'suspended'))
        ) AS job_id,
        ins.id IS NULL AS deduplicated,
        (SELECT count(*) FROM woken) AS woken
@@ -124,7 +124,7 @@ WITH now AS (
 due AS (
     SELECT id FROM {schema}.jobs
     WHERE queue = $1::text
-      AND state IN ('available', 'scheduled')
+      AND state IN ('available', 'scheduled', 'suspended')
       AND run_at <= (SELECT t FROM now)
       AND NOT EXISTS (SELECT 1 FROM {schema}.queues WHERE name = $1::text AND paused)
       AND NOT EXISTS (SELECT 1 FROM {schema}.limits)
@@ -144,7 +144,8 @@ SET state = 'running',
     lease_owner = $3::text,
     lease_expires_at = (SELECT t FROM now) + $4::float8,
     started_at = (SELECT t FROM now),
-    updated_at = (SELECT t FROM now)
+    updated_at = (SELECT t FROM now),
+    wait_key = NULL
 -- An id array, not a join: the plan stays a primary-key lookup per claimed row whatever
 -- the batch size (a generic plan cannot know the LIMIT and would hash the whole table).
 WHERE j.id = ANY (ARRAY(SELECT id FROM due))
@@ -209,7 +210,7 @@ candidates AS (
     SELECT id, concurrency_key, priority, run_at FROM {schema}.jobs
     WHERE queue = $1::text
       AND (SELECT count(*) FROM queue_lock) >= 0
-      AND state IN ('available', 'scheduled')
+      AND state IN ('available', 'scheduled', 'suspended')
       AND run_at <= (SELECT t FROM now)
       AND NOT EXISTS (SELECT 1 FROM {schema}.queues WHERE name = $1::text AND paused)
       AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT key FROM full_keys))
@@ -293,7 +294,8 @@ upd AS (
         lease_owner = $3::text,
         lease_expires_at = (SELECT t FROM now) + $4::float8,
         started_at = (SELECT t FROM now),
-        updated_at = (SELECT t FROM now)
+        updated_at = (SELECT t FROM now),
+        wait_key = NULL
     WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
     RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
               j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
@@ -367,22 +369,37 @@ upd AS (
             WHEN req.action = 'cancel' OR j.cancel_requested THEN 'cancelled'
             WHEN req.action = 'retry' AND j.attempt >= j.max_attempts THEN 'dead'
             WHEN req.action = 'release' OR req.run_at <= now.t THEN 'available'
+            -- A suspend whose event is set already is available now.
+            WHEN req.action = 'suspend'
+             AND EXISTS (SELECT 1 FROM {schema}.signals AS s WHERE s.key = req.error)
+                THEN 'available'
+            WHEN req.action = 'suspend' THEN 'suspended'
             ELSE 'scheduled'
         END,
-        -- Snooze and release give the attempt back (unless a cancel ends the job).
+        -- Snooze, release and suspend give the attempt back (unless a cancel ends the job).
         attempt = CASE
-            WHEN req.action IN ('snooze', 'release') AND NOT j.cancel_requested
+            WHEN req.action IN ('snooze', 'release', 'suspend') AND NOT j.cancel_requested
                 THEN j.attempt - 1
             ELSE j.attempt
         END,
         run_at = CASE
             WHEN j.cancel_requested THEN j.run_at
-            WHEN req.action = 'snooze' THEN req.run_at
+            WHEN req.action = 'suspend'
+             AND EXISTS (SELECT 1 FROM {schema}.signals AS s WHERE s.key = req.error)
+                THEN least(req.run_at, now.t)
+            WHEN req.action IN ('snooze', 'suspend') THEN req.run_at
             WHEN req.action = 'retry' AND j.attempt < j.max_attempts THEN req.run_at
             ELSE j.run_at
         END,
+        -- The event key a suspended job waits for (a suspend carries it as its error).
+        wait_key = CASE
+            WHEN req.action = 'suspend' AND NOT j.cancel_requested AND req.run_at > now.t
+             AND NOT EXISTS (SELECT 1 FROM {schema}.signals AS s WHERE s.key = req.error)
+                THEN req.error
+        END,
         -- A retry records its error, even none; other outcomes only add one they carry.
         last_error = CASE
+            WHEN req.action = 'suspend' THEN j.last_error
             WHEN req.action = 'retry' AND NOT j.cancel_requested THEN req.error
             ELSE coalesce(req.error, j.last_error)
         END,
@@ -513,15 +530,81 @@ upd AS (
     SET state = CASE WHEN j.state = 'running' THEN 'running' ELSE 'cancelled' END,
         cancel_requested = true,
         finished_at = CASE WHEN j.state = 'running' THEN NULL ELSE now.t END,
+        wait_key = NULL,
         updated_at = now.t
     FROM now
-    WHERE j.id = $1::bigint AND j.state IN ('scheduled', 'available', 'running')
+    WHERE j.id = $1::bigint AND j.state IN ('scheduled', 'available', 'running', 'suspended')
     RETURNING j.id, j.state
 ),
 done AS ({done_notify})
 SELECT (SELECT state FROM upd) AS state,
        EXISTS (SELECT 1 FROM {schema}.jobs WHERE id = $1::bigint) AS found,
        (SELECT count(*) FROM done) AS woken;
+
+-- name: record_step
+-- Fenced: only under the live lease of $2 (the job's row locked, so no reap or finalize
+-- slips in between the check and the insert). A name recorded already keeps its first value.
+-- Returns whether the lease is live (the step is then stored, now or before).
+WITH now AS (
+    SELECT coalesce($5::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+owner AS (
+    SELECT j.id, j.attempt FROM {schema}.jobs AS j
+    WHERE j.id = $1::bigint AND j.lease_token = $2::bigint AND j.state = 'running'
+      AND j.lease_expires_at > (SELECT t FROM now)
+    FOR UPDATE
+),
+ins AS (
+    INSERT INTO {schema}.steps (job_id, name, value, attempt, recorded_at)
+    SELECT owner.id, $3::text, $4::jsonb, owner.attempt, (SELECT t FROM now) FROM owner
+    ON CONFLICT (job_id, name) DO NOTHING
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM owner), (SELECT count(*) FROM ins);
+
+-- name: list_steps
+SELECT name, value, attempt, recorded_at
+FROM {schema}.steps
+WHERE job_id = $1::bigint
+ORDER BY recorded_at, name;
+
+-- name: signal
+-- Stores the event unless it is set (first value wins) and, only when it stored it, makes
+-- every job suspended on it available now, in one statement.
+WITH now AS (
+    SELECT coalesce($3::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+ins AS (
+    INSERT INTO {schema}.signals (key, value, signalled_at)
+    SELECT $1::text, $2::jsonb, now.t FROM now
+    ON CONFLICT (key) DO NOTHING
+    RETURNING key
+),
+upd AS (
+    UPDATE {schema}.jobs AS j
+    SET state = 'available', run_at = now.t, wait_key = NULL, updated_at = now.t
+    FROM now
+    WHERE j.state = 'suspended' AND j.wait_key = $1::text AND EXISTS (SELECT 1 FROM ins)
+    RETURNING j.id, j.queue
+),
+woken AS (
+    SELECT pg_notify({channel}, q.queue)
+    FROM (SELECT DISTINCT queue FROM upd) AS q
+    WHERE {notify}
+)
+SELECT EXISTS (SELECT 1 FROM ins) AS stored,
+       coalesce((SELECT array_agg(id ORDER BY id) FROM upd), '{}') AS ids,
+       coalesce((SELECT array_agg(DISTINCT queue) FROM upd), '{}') AS queues,
+       (SELECT count(*) FROM woken) AS woken;
+
+-- name: event_locks
+-- Serializes signal and the finalize of a suspend on one event key (each takes this lock
+-- first, in its own transaction): whichever commits second sees the other's write, so a
+-- job is never left suspended on an event set meanwhile. Keys in sorted order.
+SELECT pg_advisory_xact_lock(7007, hashtext(key)) FROM unnest($1::text[]) AS k(key) ORDER BY key;
+
+-- name: get_signal
+SELECT value, signalled_at FROM {schema}.signals WHERE key = $1::text;
 
 -- name: acquire_leader
 -- A live holder keeps its epoch; taking over a released or expired lease bumps it.
@@ -653,7 +736,7 @@ WITH now AS (
 )
 SELECT queue,
        CASE
-           WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
+           WHEN state IN ('scheduled', 'suspended') AND run_at <= (SELECT t FROM now) THEN 'available'
            ELSE state
        END AS shown,
        count(*)
@@ -666,14 +749,14 @@ ORDER BY queue, shown;
 -- A scheduled job whose time has come reads as available (it is claimable).
 SELECT id, kind, queue, payload,
        CASE
-           WHEN state = 'scheduled'
+           WHEN state IN ('scheduled', 'suspended')
             AND run_at <= coalesce($2::float8, extract(epoch FROM statement_timestamp())::float8)
                THEN 'available'
            ELSE state
        END,
        priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
        finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-       concurrency_key, result
+       concurrency_key, result, wait_key
 FROM {schema}.jobs
 WHERE id = $1::bigint;
 
@@ -695,7 +778,7 @@ AND ($10::text[] IS NULL OR state = ANY ($10::text[]))
 AND (
     $9::text[] IS NULL
     OR CASE
-           WHEN state = 'scheduled'
+           WHEN state IN ('scheduled', 'suspended')
             AND run_at <= coalesce($13::float8, extract(epoch FROM statement_timestamp())::float8)
                THEN 'available'
            ELSE state
@@ -709,14 +792,14 @@ AND ($12::bigint IS NULL OR id < $12::bigint)
 -- $14 is the limit.
 SELECT id, kind, queue, payload,
        CASE
-           WHEN state = 'scheduled'
+           WHEN state IN ('scheduled', 'suspended')
             AND run_at <= coalesce($13::float8, extract(epoch FROM statement_timestamp())::float8)
                THEN 'available'
            ELSE state
        END,
        priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
        finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-       concurrency_key, result
+       concurrency_key, result, wait_key
 FROM {schema}.jobs
 WHERE {filter}
 ORDER BY id {order}
@@ -735,7 +818,7 @@ chosen AS (
     SELECT id FROM {schema}.jobs
     WHERE {filter}
       AND state = ANY ($15::text[])
-      AND CASE WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
+      AND CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= (SELECT t FROM now) THEN 'available'
                ELSE state END = ANY ($15::text[])
     ORDER BY id
     LIMIT $14::integer
@@ -749,6 +832,7 @@ upd AS (
         finished_at = NULL,
         lost_at = NULL,
         dedupe_key = CASE WHEN j.state IN ('dead', 'cancelled') THEN NULL ELSE j.dedupe_key END,
+        wait_key = NULL,
         run_at = (SELECT t FROM now),
         updated_at = (SELECT t FROM now)
     WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
@@ -770,7 +854,7 @@ chosen AS (
     SELECT id FROM {schema}.jobs
     WHERE {filter}
       AND state = ANY ($15::text[])
-      AND CASE WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
+      AND CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= (SELECT t FROM now) THEN 'available'
                ELSE state END = ANY ($15::text[])
     ORDER BY id
     LIMIT $14::integer
@@ -781,6 +865,7 @@ upd AS (
     SET state = 'dead',
         finished_at = (SELECT t FROM now),
         last_error = $16::text,
+        wait_key = NULL,
         errors = (
             CASE
                 WHEN jsonb_array_length(j.errors) >= {max_errors} THEN j.errors - 0
@@ -810,7 +895,7 @@ chosen AS (
     SELECT id FROM {schema}.jobs
     WHERE {filter}
       AND state = ANY ($15::text[])
-      AND CASE WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
+      AND CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= (SELECT t FROM now) THEN 'available'
                ELSE state END = ANY ($15::text[])
     ORDER BY id
     LIMIT $14::integer
@@ -830,7 +915,7 @@ chosen AS (
     SELECT id FROM {schema}.jobs
     WHERE {filter}
       AND state = ANY ($15::text[])
-      AND CASE WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
+      AND CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= (SELECT t FROM now) THEN 'available'
                ELSE state END = ANY ($15::text[])
       AND NOT cancel_requested
     ORDER BY id
@@ -842,6 +927,7 @@ upd AS (
     SET state = CASE WHEN j.state = 'running' THEN 'running' ELSE 'cancelled' END,
         cancel_requested = true,
         finished_at = CASE WHEN j.state = 'running' THEN NULL ELSE (SELECT t FROM now) END,
+        wait_key = NULL,
         updated_at = (SELECT t FROM now)
     WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
     RETURNING j.id, j.state

@@ -8,9 +8,12 @@ CREATE TABLE jobs (
     kind TEXT NOT NULL,
     queue TEXT NOT NULL,
     payload TEXT NOT NULL,  -- compact JSON
-    -- A 'scheduled' job whose run_at has passed reads as 'available'; claims take both.
+    -- A 'scheduled' (or 'suspended') job whose run_at has passed reads as 'available'; claims
+    -- take them.
     state TEXT NOT NULL CHECK (
-        state IN ('scheduled', 'available', 'running', 'succeeded', 'cancelled', 'dead')
+        state IN (
+            'scheduled', 'available', 'running', 'suspended', 'succeeded', 'cancelled', 'dead'
+        )
     ),
     priority INTEGER NOT NULL,
     run_at REAL NOT NULL,
@@ -35,12 +38,13 @@ CREATE TABLE jobs (
     result TEXT,  -- compact JSON the handler returned, stored by the applied finalize (0005)
     -- the expiry of the lease reap took back while the job waits to run again, kept until a
     -- run of it ends (finalize, except a release): where its recovery time starts
-    lost_at REAL
+    lost_at REAL,
+    wait_key TEXT  -- the event key a suspended job waits for; set exactly while suspended
 );
 
 -- claim: the due jobs of a queue in claim order.
 CREATE INDEX jobs_claim ON jobs (queue, priority, run_at, id)
-    WHERE state IN ('available', 'scheduled');
+    WHERE state IN ('available', 'scheduled', 'suspended');
 
 -- reap: running jobs by lease expiry.
 CREATE INDEX jobs_lease ON jobs (lease_expires_at)
@@ -48,7 +52,8 @@ CREATE INDEX jobs_lease ON jobs (lease_expires_at)
 
 -- enqueue: at most one active job per (queue, dedupe_key).
 CREATE UNIQUE INDEX jobs_dedupe ON jobs (queue, dedupe_key)
-    WHERE dedupe_key IS NOT NULL AND state IN ('scheduled', 'available', 'running');
+    WHERE dedupe_key IS NOT NULL
+        AND state IN ('scheduled', 'available', 'running', 'suspended');
 
 -- cleanup: final jobs by finish time.
 CREATE INDEX jobs_finished ON jobs (finished_at)
@@ -66,6 +71,10 @@ CREATE INDEX jobs_key_running ON jobs (concurrency_key, lease_expires_at)
 -- list_limits: the waiting jobs of one key, counted from an index, whatever the backlog.
 CREATE INDEX jobs_key_waiting ON jobs (concurrency_key)
     WHERE state IN ('available', 'scheduled') AND concurrency_key IS NOT NULL;
+
+-- signal: the jobs suspended on one event key.
+CREATE INDEX jobs_waiting ON jobs (wait_key)
+    WHERE state = 'suspended';
 
 CREATE TABLE leaders (
     name TEXT PRIMARY KEY,
@@ -151,3 +160,27 @@ BEGIN
     SELECT NEW.concurrency_key, NEW.started_at
     FROM limits WHERE key = NEW.concurrency_key AND rate IS NOT NULL;
 END;
+
+-- Durable steps and signals (migration 0008).
+
+-- A job's recorded steps, written only under its live lease; deleted with the job.
+CREATE TABLE steps (
+    job_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,  -- compact JSON
+    attempt INTEGER NOT NULL,  -- the job's attempt that recorded it
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (job_id, name)
+) WITHOUT ROWID;
+
+CREATE TRIGGER jobs_delete_steps AFTER DELETE ON jobs
+BEGIN
+    DELETE FROM steps WHERE job_id = old.id;
+END;
+
+-- Events set by signal; the first value wins.
+CREATE TABLE signals (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,  -- compact JSON
+    signalled_at REAL NOT NULL
+) WITHOUT ROWID;
