@@ -200,8 +200,12 @@ class SimConfig:
         """The Python call replaying this run with your own App: ``simulate_app(..., seed=N)``."""
         argv = self.to_argv()
         args = []
-        for option, value in zip(argv[::2], argv[1::2], strict=True):
-            name = option[2:].replace("-", "_")
+        while argv:
+            name = argv.pop(0)[2:].replace("-", "_")
+            if not argv or argv[0].startswith("--"):  # a flag (--operators, --steps)
+                args.append(f"{name}=True")
+                continue
+            value = argv.pop(0)
             args.append(f"{name}={value}" if value.lstrip("-").isdigit() else f"{name}={value!r}")
         return f"{function}, {', '.join(args)})"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shlex
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from actors.sim import ALL_FAULTS, FaultKind, FaultRates, SimConfig
 from actors.sim.lowlevel import (
     config_from_argv,
+    config_from_options,
     format_duration,
     parse_duration,
     parse_faults,
@@ -120,3 +122,19 @@ def test_python_call_names_every_option() -> None:
         "simulate_app(app, make_job, seed=7, nodes=3, workers=4, jobs=200, duration='10m', "
         "faults='crash,pause', lease_ttl='10s')"
     )
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        SimConfig(seed=3, operators=True),
+        SimConfig(seed=4, steps=True, key_limit=2),
+        SimConfig(seed=5, operators=True, steps=True, key_rate=(5, 60.0), lease_ttl=2.0),
+    ],
+)
+def test_python_call_rebuilds_the_config_flags_included(config: SimConfig) -> None:
+    """The replay call's keyword arguments, flags such as ``--operators`` among them, build
+    exactly the same config again."""
+    call = ast.parse(config.call()).body[0].value  # type: ignore[attr-defined]
+    options = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+    assert config_from_options(**options) == config
