@@ -13,6 +13,8 @@ from ._base import Transport
 from ._connect import connect
 from ._errors import (
     ConnectionLost,
+    DependencyCycle,
+    DependencyInvalid,
     InvalidQueueName,
     InvalidRequest,
     JobNotFound,
@@ -25,6 +27,7 @@ from ._errors import (
     StoreReadOnly,
     TransportClosed,
     TransportError,
+    UnknownDependency,
     UnsupportedURL,
 )
 from ._memory import MemoryStore, MemoryTransport
@@ -33,9 +36,11 @@ from ._records import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_MAX_RESULT_BYTES,
+    After,
     AttemptError,
     CancelResult,
     Counts,
+    Edge,
     EnqueueRequest,
     EnqueueResult,
     Job,
@@ -43,7 +48,9 @@ from ._records import (
     JobState,
     JsonValue,
     KeyLimit,
+    OnFailure,
     QueueConfig,
+    WorkflowSummary,
 )
 from ._url import redact_url
 
@@ -58,10 +65,14 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_MAX_RESULT_BYTES",
     "MINUTE",
+    "After",
     "AttemptError",
     "CancelResult",
     "ConnectionLost",
     "Counts",
+    "DependencyCycle",
+    "DependencyInvalid",
+    "Edge",
     "EnqueueRequest",
     "EnqueueResult",
     "Histogram",
@@ -76,6 +87,7 @@ __all__ = [
     "MemoryStore",
     "MemoryTransport",
     "NodeInfo",
+    "OnFailure",
     "PayloadNotSerializable",
     "PayloadTooLarge",
     "PostgresTransport",
@@ -90,7 +102,9 @@ __all__ = [
     "Transport",
     "TransportClosed",
     "TransportError",
+    "UnknownDependency",
     "UnsupportedURL",
+    "WorkflowSummary",
     "connect",
     "minute_of",
     "redact_url",

@@ -62,6 +62,7 @@ from .._records import (
     Snooze,
 )
 from ._clock import ManualClock
+from ._dependencies import TransportDependencies
 from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
 from ._flow import TransportFlowControl
@@ -147,6 +148,7 @@ class TransportConformance(
     TransportObserving,
     TransportFlowControl,
     TransportResults,
+    TransportDependencies,
 ):
     """The behaviour every :class:`~transports.Transport` must show; subclass to run it.
 
