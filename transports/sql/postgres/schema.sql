@@ -16,7 +16,9 @@ CREATE TABLE {schema}.jobs (
     queue text NOT NULL,
     payload jsonb NOT NULL,
     state text NOT NULL CHECK (
-        state IN ('scheduled', 'available', 'running', 'succeeded', 'cancelled', 'dead')
+        state IN (
+            'pending', 'scheduled', 'available', 'running', 'succeeded', 'cancelled', 'dead'
+        )
     ),
     priority integer NOT NULL DEFAULT 0,
     run_at double precision NOT NULL,
@@ -37,7 +39,10 @@ CREATE TABLE {schema}.jobs (
     errors jsonb NOT NULL DEFAULT '[]',
     headers jsonb NOT NULL DEFAULT '{}',  -- labels to labels, as given to enqueue
     concurrency_key text,  -- flow-control key; its limit (if any) is in limits
-    result jsonb  -- what the handler returned, stored by the applied finalize (0005)
+    result jsonb,  -- what the handler returned, stored by the applied finalize (0005)
+    workflow text,  -- the workflow it belongs to, a label (0006)
+    -- true once a job waits for it (job_edges): its end settles its dependents (jobs_settle)
+    has_dependents boolean NOT NULL DEFAULT false
 );
 
 -- Claim: due jobs of one queue in claim order; only waiting jobs are in it, so its size follows
@@ -121,3 +126,144 @@ CREATE TABLE {schema}.limits (
     key text PRIMARY KEY,
     concurrency integer NOT NULL CHECK (concurrency >= 0)
 );
+
+-- Dependencies (0006): child waits for parent; parent_state is the parent's final state once
+-- it ended, NULL while it may still run (see transports.lowlevel.verdict).
+CREATE TABLE {schema}.job_edges (
+    child bigint NOT NULL REFERENCES {schema}.jobs (id) ON DELETE CASCADE,
+    parent bigint NOT NULL,
+    on_failure text NOT NULL CHECK (on_failure IN ('cancel', 'run')),
+    parent_state text,
+    PRIMARY KEY (child, parent)
+);
+
+-- A parent's dependents.
+CREATE INDEX job_edges_parent_idx ON {schema}.job_edges (parent, child);
+
+-- A workflow's jobs (listings, cleanup).
+CREATE INDEX jobs_workflow_idx ON {schema}.jobs (workflow, id) WHERE workflow IS NOT NULL;
+
+-- A job with dependents ended (in the statement that ended it): record its state on its
+-- edges; cancel every pending job that is doomed (a child of it, or of a job doomed in turn,
+-- with a failed 'cancel' parent), naming the parent; make due every pending child of it or
+-- of a doomed job that no edge holds back any more, waking its queue. Two parents of one
+-- child ending at once in two transactions: each first locks the pending children, so the
+-- second waits and then (read committed: a fresh snapshot per statement) sees the first's
+-- edge; a new dependent's enqueue holds its parents FOR SHARE until it commits.
+CREATE FUNCTION {schema}.jobs_settle() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    doomed bigint[];
+    queues text[];
+BEGIN
+    PERFORM 1 FROM {schema}.jobs
+    WHERE id IN (SELECT child FROM {schema}.job_edges WHERE parent = NEW.id)
+      AND state = 'pending'
+    ORDER BY id
+    FOR UPDATE;
+    UPDATE {schema}.job_edges SET parent_state = NEW.state WHERE parent = NEW.id;
+    WITH RECURSIVE d (id) AS (
+        SELECT c.id FROM {schema}.job_edges AS e JOIN {schema}.jobs AS c ON c.id = e.child
+        WHERE e.parent = NEW.id AND c.state = 'pending'
+          AND EXISTS (
+              SELECT 1 FROM {schema}.job_edges AS f
+              WHERE f.child = c.id AND f.on_failure = 'cancel'
+                AND f.parent_state IN ('cancelled', 'dead')
+          )
+        UNION
+        SELECT c.id FROM d JOIN {schema}.job_edges AS e ON e.parent = d.id
+            JOIN {schema}.jobs AS c ON c.id = e.child
+        WHERE c.state = 'pending'
+          AND (
+              e.on_failure = 'cancel'
+              OR EXISTS (
+                  SELECT 1 FROM {schema}.job_edges AS f
+                  WHERE f.child = c.id AND f.on_failure = 'cancel'
+                    AND f.parent_state IN ('cancelled', 'dead')
+              )
+          )
+    )
+    SELECT coalesce(array_agg(id ORDER BY id), '{}') INTO doomed FROM d;
+    IF cardinality(doomed) > 0 THEN
+        PERFORM 1 FROM {schema}.jobs WHERE id = ANY (doomed) ORDER BY id FOR UPDATE;
+        UPDATE {schema}.job_edges SET parent_state = 'cancelled' WHERE parent = ANY (doomed);
+        UPDATE {schema}.jobs AS j
+        SET state = 'cancelled',
+            finished_at = NEW.updated_at,
+            updated_at = NEW.updated_at,
+            last_error = (
+                SELECT 'parent ' || f.parent || ' ended ' || f.parent_state
+                FROM {schema}.job_edges AS f
+                WHERE f.child = j.id AND f.on_failure = 'cancel'
+                  AND f.parent_state IN ('cancelled', 'dead')
+                ORDER BY f.parent
+                LIMIT 1
+            )
+        WHERE j.id = ANY (doomed) AND j.state = 'pending';
+        PERFORM pg_notify({done_channel}, CASE
+            WHEN length(array_to_string(doomed, ',')) > 7000 THEN '*'
+            ELSE array_to_string(doomed, ',')
+        END);
+    END IF;
+    WITH released AS (
+        UPDATE {schema}.jobs AS j
+        SET state = CASE WHEN j.run_at > NEW.updated_at THEN 'scheduled' ELSE 'available' END,
+            updated_at = NEW.updated_at
+        WHERE j.state = 'pending'
+          AND j.id IN (
+              SELECT child FROM {schema}.job_edges
+              WHERE parent = NEW.id OR parent = ANY (doomed)
+          )
+          AND NOT EXISTS (
+              SELECT 1 FROM {schema}.job_edges AS f
+              WHERE f.child = j.id
+                AND (
+                    f.parent_state IS NULL
+                    OR (f.parent_state <> 'succeeded' AND f.on_failure = 'cancel')
+                )
+          )
+        RETURNING j.queue, j.state
+    )
+    SELECT array_agg(DISTINCT queue) FILTER (WHERE state = 'available') INTO queues
+    FROM released;
+    IF queues IS NOT NULL THEN
+        PERFORM pg_notify({channel}, q) FROM unnest(queues) AS q;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER jobs_settle AFTER UPDATE OF state ON {schema}.jobs
+FOR EACH ROW
+WHEN (
+    NEW.has_dependents
+    AND NEW.state IN ('succeeded', 'cancelled', 'dead')
+    AND OLD.state NOT IN ('succeeded', 'cancelled', 'dead')
+)
+EXECUTE FUNCTION {schema}.jobs_settle();
+
+-- A final job runs again (retry_jobs): its edges as a parent are open again, and it waits for
+-- its own parents while any edge holds it back.
+CREATE FUNCTION {schema}.jobs_reopen() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE {schema}.job_edges SET parent_state = NULL WHERE parent = NEW.id;
+    UPDATE {schema}.jobs SET state = 'pending'
+    WHERE id = NEW.id
+      AND EXISTS (
+          SELECT 1 FROM {schema}.job_edges AS f
+          WHERE f.child = NEW.id
+            AND (
+                f.parent_state IS NULL
+                OR (f.parent_state <> 'succeeded' AND f.on_failure = 'cancel')
+            )
+      );
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER jobs_reopen AFTER UPDATE OF state ON {schema}.jobs
+FOR EACH ROW
+WHEN (
+    OLD.state IN ('succeeded', 'cancelled', 'dead')
+    AND NEW.state NOT IN ('succeeded', 'cancelled', 'dead')
+)
+EXECUTE FUNCTION {schema}.jobs_reopen();
