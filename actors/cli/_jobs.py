@@ -267,12 +267,13 @@ def show(job_id: int, url: str, loop: str) -> None:
 
     async def run(transport: Transport) -> None:
         job = await transport.get(job_id)
-        _print_job(job)
+        edges = await transport.list_edges([job_id])
+        _print_job(job, [e.parent for e in edges if e.child == job_id])
 
     _connected(url, loop, run)
 
 
-def _print_job(job: Job) -> None:
+def _print_job(job: Job, parents: list[int] | None = None) -> None:
     console = Console()
     table = Table(title=f"job {job.id}", show_header=False)
     table.add_column("field")
@@ -296,6 +297,8 @@ def _print_job(job: Job) -> None:
         ("headers", json.dumps(dict(job.headers), ensure_ascii=False) if job.headers else ""),
         ("payload", json.dumps(job.payload, ensure_ascii=False)),
         ("result", _result_text(job)),
+        ("workflow", job.workflow or ""),
+        ("after", ", ".join(str(parent) for parent in parents or [])),
     ]
     for name, value in rows:
         table.add_row(name, escape(value))

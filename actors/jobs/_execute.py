@@ -15,7 +15,7 @@ from random import Random  # allowed: type of the injected, seeded RNG only
 
 import anyio
 
-from transports import DEFAULT_MAX_RESULT_BYTES, Job
+from transports import DEFAULT_MAX_RESULT_BYTES, Job, Transport
 from transports.lowlevel import MAX_TRACEBACK, Cancel, Discard, Lease, Outcome, Release, RenewResult
 
 from ..core import Clock
@@ -91,6 +91,7 @@ async def execute(
     events: EventBus,
     renew: Callable[[], Awaitable[RenewResult]],
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+    transport: Transport | None = None,
 ) -> tuple[Outcome | None, float]:
     """Run the handler of ``run``'s job and decide what becomes of the job.
 
@@ -107,6 +108,7 @@ async def execute(
         events: where ``JobClaimed`` goes.
         renew: what the handler's ``ctx.extend_lease()`` calls.
         max_result_bytes: the store's limit on a result (a larger one ends the job dead).
+        transport: the store, for what the handler reads through ``ctx`` (its parents).
 
     Returns:
         The outcome to finalize (``None`` when the lease was lost: nothing may be stored), and
@@ -123,6 +125,7 @@ async def execute(
             events=events,
             renew=renew,
             max_result_bytes=max_result_bytes,
+            transport=transport,
         )
     with tracer.run(run.lease.job, worker=worker) as trace:
         outcome, duration = await _execute(
@@ -134,6 +137,7 @@ async def execute(
             events=events,
             renew=renew,
             max_result_bytes=max_result_bytes,
+            transport=transport,
         )
         trace.done(outcome)
     return outcome, duration
@@ -149,6 +153,7 @@ async def _execute(
     events: EventBus,
     renew: Callable[[], Awaitable[RenewResult]],
     max_result_bytes: int,
+    transport: Transport | None,
 ) -> tuple[Outcome | None, float]:
     lease = run.lease
     job = lease.job
@@ -183,7 +188,7 @@ async def _execute(
         payload = task.structure(job.payload)
     except PayloadInvalid as exc:
         return Discard(error=f"poison payload: {exc}", error_type=PAYLOAD_INVALID), 0.0
-    ctx = JobContext(lease, clock, renew)
+    ctx = JobContext(lease, clock, renew, transport)
     run.context = ctx
     started = clock.now() if events.has_subscribers else 0.0  # for JobSucceeded only
     error: str | None = None

@@ -472,6 +472,7 @@ class JobTester:
                 events=self.events,
                 renew=renew,
                 max_result_bytes=self.transport.max_result_bytes,
+                transport=self.transport,
             )
 
         if self.autojump:

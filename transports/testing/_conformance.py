@@ -1186,7 +1186,7 @@ class TransportConformance(
             JobState.AVAILABLE: 1,
             JobState.SCHEDULED: 1,
         }
-        assert {state: q[state] for state in JobState} == expected
+        assert {state: q[state] for state in JobState if q[state]} == expected
         assert q.total == 7
         (only,) = await transport.counts("other")
         assert only.queue == "other"
