@@ -37,10 +37,19 @@ __all__ = ["Backend", "Harness", "MemoryBackend", "PostgresBackend", "SQLiteBack
 
 T = TypeVar("T")
 
-SQLITE_TABLES = ("jobs", "leaders", "cursors", "queue_configs", "nodes", "stats", "limits")
+SQLITE_TABLES = (
+    "jobs",
+    "job_edges",
+    "leaders",
+    "cursors",
+    "queue_configs",
+    "nodes",
+    "stats",
+    "limits",
+)
 """Every SQLite table of the store (``transports/sql/sqlite/schema.sql``), emptied per example."""
 
-POSTGRES_TABLES = ("jobs", "leaders", "cursors", "queues", "nodes", "stats", "limits")
+POSTGRES_TABLES = ("jobs", "job_edges", "leaders", "cursors", "queues", "nodes", "stats", "limits")
 """Every PostgreSQL table of the store but ``schema_version``, emptied per example."""
 
 
@@ -196,10 +205,13 @@ class PostgresBackend(_SQLBackend):
         # small tables are DELETEd: much cheaper per example, and their order is by key.
         schema = f'"{self.schema}"'
         deletes = " ".join(
-            f"DELETE FROM {schema}.{table};" for table in POSTGRES_TABLES if table != "jobs"
+            f"DELETE FROM {schema}.{table};"
+            for table in POSTGRES_TABLES
+            if table not in ("jobs", "job_edges")
         )
+        # job_edges refers to jobs: both are truncated together.
         return (
-            f"BEGIN; TRUNCATE {schema}.jobs RESTART IDENTITY; {deletes}"
+            f"BEGIN; TRUNCATE {schema}.jobs, {schema}.job_edges RESTART IDENTITY; {deletes}"
             f" SELECT setval('{schema}.lease_tokens', 1, false); COMMIT"
         )
 

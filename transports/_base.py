@@ -102,11 +102,12 @@ Rules that hold for every method:
   later one (:class:`~transports.DependencyCycle`): a job can only wait for jobs that exist
   before it, so no cycle can be built. A job with parents cannot have a dedupe key. A job
   whose parents already decided starts as they say (due, or cancelled at once). Operators:
-  ``cancel``/``cancel_jobs``/``discard_jobs`` of a ``pending`` job end it (and settle its
-  dependents); ``retry_jobs`` of a final parent opens its edges again (its still-pending
+  ``cancel``/``cancel_jobs`` of a ``pending`` job end it (and settle its dependents), and
+  ``discard_jobs`` does not take one (it never ran to fail); ``retry_jobs`` of a final parent opens its edges again (its still-pending
   dependents wait for it again; dependents already cancelled stay so until retried
-  themselves), and a retried dependent whose parents have not all decided for it goes back
-  to ``pending``; ``retry_jobs`` never takes a ``pending`` job; ``delete_jobs`` of an active
+  themselves), a retried dependent waits (``pending``) for its parents still active, and
+  ``retry_jobs`` skips a dependent a failed parent cancels (retry the parent first: calling
+  again until ``[]`` takes the chain in order) and never takes a ``pending`` job; ``delete_jobs`` of an active
   parent counts as its cancellation for its dependents (a deleted final parent's state stays
   on its edges). ``list_edges`` reads the graph.
 * **Workflows.** ``EnqueueRequest.workflow`` (a label) groups jobs: ``JobFilter(workflow=)``

@@ -689,7 +689,7 @@ class MemoryTransport(Transport):
         now = await self._enter()
         where = check_action(where, limit)
         self._promote(now)
-        chosen = self._choose(where, _RETRYABLE, limit)
+        chosen = self._choose(where, _RETRYABLE, limit, undoomed=True)
         store = self._store
         for row in chosen:
             if row.state.is_final:
@@ -952,10 +952,18 @@ class MemoryTransport(Transport):
             ):
                 yield row
 
-    def _choose(self, where: JobFilter, states: frozenset[JobState], limit: int) -> list[_Row]:
-        """Up to ``limit`` rows ``where`` matches that are in one of ``states``, by id."""
+    def _choose(
+        self, where: JobFilter, states: frozenset[JobState], limit: int, *, undoomed: bool = False
+    ) -> list[_Row]:
+        """Up to ``limit`` rows ``where`` matches that are in one of ``states``, by id; with
+        ``undoomed``, none whose failed parent cancels it (it would be cancelled at once)."""
         chosen: list[_Row] = []
+        edges = self._store.edges
         for row in self._matching(where, None, None, newest_first=False):
+            if undoomed and row.id in edges:
+                mine = edges[row.id].values()
+                if verdict((e[0], e[1]) for e in mine) is JobState.CANCELLED:
+                    continue
             if row.state in states:
                 chosen.append(row)
                 if len(chosen) >= limit:
@@ -1133,7 +1141,7 @@ class MemoryTransport(Transport):
 
 
 _RETRYABLE = frozenset({JobState.DEAD, JobState.CANCELLED, JobState.SCHEDULED})
-_WAITING = frozenset({JobState.PENDING, JobState.SCHEDULED, JobState.AVAILABLE})
+_WAITING = frozenset({JobState.SCHEDULED, JobState.AVAILABLE})
 _DELETABLE = frozenset(JobState) - {JobState.RUNNING}
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 

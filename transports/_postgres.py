@@ -309,7 +309,7 @@ def _headers(stored: str) -> dict[str, str]:
 
 # The states (as jobs read) each operator action takes.
 _RETRYABLE = ["dead", "cancelled", "scheduled"]
-_WAITING = ["pending", "scheduled", "available"]
+_WAITING = ["scheduled", "available"]
 _DELETABLE = ["pending", "scheduled", "available", "succeeded", "cancelled", "dead"]
 _ACTIVE = ["pending", "scheduled", "available", "running"]
 _FINAL = frozenset({"succeeded", "cancelled", "dead"})

@@ -1103,7 +1103,7 @@ class SQLiteTransport(Transport):
         where = check_action(where, limit)
         now = self._time.now()
         async with self._transaction() as conn:
-            ids = await self._match(conn, where, now, limit, _RETRYABLE)
+            ids = await self._match(conn, where, now, limit, _RETRYABLE, undoomed=True)
             rows = await conn.execute_fetchall(
                 _Q["retry_jobs"], {"ids": json.dumps(ids), "now": now}
             )
@@ -1162,10 +1162,13 @@ class SQLiteTransport(Transport):
         eligible: str,
         *,
         uncancelled: bool = False,
+        undoomed: bool = False,
     ) -> list[int]:
         """The ids of the jobs an operator action takes (see match_jobs)."""
         params = _filter_params(where, now)
-        params.update(limit=limit, eligible=eligible, uncancelled=int(uncancelled))
+        params.update(
+            limit=limit, eligible=eligible, uncancelled=int(uncancelled), undoomed=int(undoomed)
+        )
         return [
             job_id for (job_id,) in await conn.execute_fetchall(_filtered("match_jobs"), params)
         ]
@@ -1289,7 +1292,7 @@ def _node(row: Sequence[Any]) -> NodeInfo | None:
 
 # The states (as jobs read) each operator action takes, as JSON arrays for match_jobs.
 _RETRYABLE = json.dumps(["dead", "cancelled", "scheduled"])
-_WAITING = json.dumps(["pending", "scheduled", "available"])
+_WAITING = json.dumps(["scheduled", "available"])
 _DELETABLE = json.dumps(["pending", "scheduled", "available", "succeeded", "cancelled", "dead"])
 _ACTIVE = json.dumps(["pending", "scheduled", "available", "running"])
 _FINAL = frozenset({"succeeded", "cancelled", "dead"})

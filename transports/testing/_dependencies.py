@@ -191,8 +191,14 @@ class TransportDependencies:
         ]
         (lease,) = await _claim(transport)
         await _end(transport, lease, Discard(error="boom"))
-        # Retry the dead parent and its cancelled dependents: the dependents wait again.
-        assert await transport.retry_jobs(JobFilter(ids=[a, b, c])) == [a, b, c]
+        # Retry the dead parent and its cancelled dependents: a dependent a failed parent
+        # cancels is skipped until that parent is retried, then waits for it again.
+        assert await transport.retry_jobs(JobFilter(ids=[b, c])) == []
+        everyone = JobFilter(ids=[a, b, c])
+        assert await transport.retry_jobs(everyone) == [a]
+        assert await transport.retry_jobs(everyone) == [b]
+        assert await transport.retry_jobs(everyone) == [c]
+        assert await transport.retry_jobs(everyone) == []
         assert await _states(transport, [a, b, c]) == [
             JobState.AVAILABLE,
             JobState.PENDING,
@@ -208,11 +214,18 @@ class TransportDependencies:
         (e,) = await _ids(transport, _job(after=[d]))
         assert await transport.delete_jobs(JobFilter(ids=[d])) == [d]
         assert (await transport.get(e)).state is JobState.CANCELLED
-        # Discarding a pending job ends it dead and cancels its dependents.
+        # A pending job is not discarded (it never ran to fail): it is cancelled.
         (f,) = await _ids(transport, _job(queue="other"))
         g, h = await _ids(transport, _job(after=[f]), _job(after=[After(index=0)]))
-        assert await transport.discard_jobs(JobFilter(ids=[g]), reason="operator") == [g]
-        assert await _states(transport, [g, h]) == [JobState.DEAD, JobState.CANCELLED]
+        assert await transport.discard_jobs(JobFilter(ids=[g]), reason="operator") == []
+        assert await _states(transport, [g, h]) == [JobState.PENDING, JobState.PENDING]
+        # Discarding a waiting parent ends it dead and cancels its dependents.
+        assert await transport.discard_jobs(JobFilter(ids=[f]), reason="operator") == [f]
+        assert await _states(transport, [f, g, h]) == [
+            JobState.DEAD,
+            JobState.CANCELLED,
+            JobState.CANCELLED,
+        ]
 
     async def test_a_reaped_parent_releases_nothing(
         self, transport: Transport, clock: ManualClock

@@ -639,6 +639,12 @@ chosen AS (
       AND state = ANY ($16::text[])
       AND CASE WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
                ELSE state END = ANY ($16::text[])
+      -- none a failed parent cancels: it would be cancelled again at once
+      AND NOT EXISTS (
+          SELECT 1 FROM {schema}.job_edges AS f
+          WHERE f.child = jobs.id AND f.on_failure = 'cancel'
+            AND f.parent_state IN ('cancelled', 'dead')
+      )
     ORDER BY id
     LIMIT $15::integer
     FOR UPDATE SKIP LOCKED

@@ -422,13 +422,22 @@ LIMIT :limit
 -- name: match_jobs
 -- The ids of up to :limit jobs an operator action takes: they match the filter (job_filter,
 -- with the cursors NULL), and read (as "shown") in one of :eligible (a JSON array);
--- with :uncancelled, only jobs nobody has asked to cancel yet.
+-- with :uncancelled, only jobs nobody has asked to cancel yet; with :undoomed, none a failed
+-- parent cancels (retry_jobs: it would be cancelled again at once).
 SELECT id
 FROM jobs
 WHERE {filter}
     AND CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END
         IN (SELECT value FROM json_each(:eligible))
     AND NOT (:uncancelled AND cancel_requested)
+    AND NOT (
+        :undoomed
+        AND EXISTS (
+            SELECT 1 FROM job_edges AS f
+            WHERE f.child = jobs.id AND f.on_failure = 'cancel'
+                AND f.parent_state IN ('cancelled', 'dead')
+        )
+    )
 ORDER BY id
 LIMIT :limit
 
