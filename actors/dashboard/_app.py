@@ -79,6 +79,8 @@ QUERY_BOUNDS: Mapping[str, int] = {
     "schedules": 1,  # list_leaders, plus one get_cursor per cron schedule (the App's)
     "nodes": 2,  # list_nodes, list_leaders
     "correctness": 1,  # list_stats of the window shown (its rows: minutes x queues, not jobs)
+    "workflows": 1,  # list_workflows (at most 100 of them)
+    "workflow": 3,  # list_workflows of it, one list_jobs (at most 1,000), its list_edges
 }
 
 PAGE_SIZE = 50  # jobs per page of the job list
