@@ -271,6 +271,8 @@ def summaries_of(rows: Iterable[Sequence[Any]]) -> list[WorkflowSummary]:
     finished: float | None = None
     open_jobs = 0
     for workflow, state, count, first, last, unfinished in [*rows, (None, None, 0, 0, 0, 0)]:
+        if workflow is None and current is None:
+            break  # no workflow at all
         if workflow != current:
             if current is not None:
                 found.append(

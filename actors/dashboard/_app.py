@@ -657,8 +657,10 @@ class _Pages:
             level[job.id] = 1 + max(
                 (level.get(e.parent, 0) for e in parents.get(job.id, [])), default=-1
             )
+        counts = ", ".join(f"{n} {state.value}" for state, n in sorted(found[0].by_state.items()))
         context = {
             "summary": found[0],
+            "counts": counts,
             "jobs": jobs,
             "parents": parents,
             "levels": [

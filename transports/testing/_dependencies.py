@@ -247,6 +247,7 @@ class TransportDependencies:
     ) -> None:
         """list_workflows counts a workflow's jobs; cancel_jobs ends it whole; cleanup takes
         it only once every job is final and old enough."""
+        assert await transport.list_workflows() == []
         a, b = await _ids(
             transport, _job(workflow="order-1"), _job(workflow="order-1", after=[After(index=0)])
         )
