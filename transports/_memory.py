@@ -1097,12 +1097,17 @@ class MemoryTransport(Transport):
                         self._wake(child.queue)
 
     def _reopen(self, row: _Row) -> None:
-        """A final job runs again (retry_jobs): its edges as a parent are open again."""
+        """A final job runs again (retry_jobs): its edges as a parent are open again, and its
+        dependents that have not started yet wait for it again."""
         store = self._store
         for cid in store.children.get(row.id, ()):
             edges = store.edges.get(cid)
             if edges is not None and row.id in edges:
                 edges[row.id][1] = None
+            child = store.jobs.get(cid)
+            if child is not None and child.state in _WAITING:
+                self._set_state(child, JobState.PENDING)  # not started yet: it waits again
+                child.seq += 1
 
     def _forget(self, row: _Row, now: float) -> None:
         """A job is deleted: drop its edges as a child; as an active parent it counts as

@@ -275,3 +275,19 @@ class TransportDependencies:
         assert await transport.cleanup(finished_before=clock.now()) == 2
         assert [job.id for job in await transport.list_jobs()] == [other]
         assert await transport.list_edges([a, b]) == []
+
+    async def test_retrying_a_parent_holds_back_its_unstarted_dependents(
+        self, transport: Transport
+    ) -> None:
+        """A dependent that runs anyway was due after its parent was cancelled; retrying the
+        parent makes it wait again, and the parent's success releases it."""
+        (parent,) = await _ids(transport, _job(queue="other"))
+        await transport.cancel(parent)
+        (child,) = await _ids(transport, _job(after=[After(job_id=parent, on_failure="run")]))
+        assert (await transport.get(child)).state is JobState.AVAILABLE
+        assert await transport.retry_jobs(JobFilter(ids=[parent])) == [parent]
+        assert (await transport.get(child)).state is JobState.PENDING
+        assert await _claim(transport) == []
+        (lease,) = await transport.claim("other", owner="w1", limit=1, ttl=_TTL)
+        await _end(transport, lease)
+        assert (await transport.get(child)).state is JobState.AVAILABLE

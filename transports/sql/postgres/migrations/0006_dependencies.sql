@@ -131,11 +131,15 @@ WHEN (
 )
 EXECUTE FUNCTION {schema}.jobs_settle();
 
--- A final job runs again (retry_jobs): its edges as a parent are open again, and it waits for
--- its own parents while any edge holds it back.
+-- A final job runs again (retry_jobs): its edges as a parent are open again (its dependents
+-- not started yet wait for it again), and it waits for its own parents while any edge holds
+-- it back.
 CREATE FUNCTION {schema}.jobs_reopen() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE {schema}.job_edges SET parent_state = NULL WHERE parent = NEW.id;
+    UPDATE {schema}.jobs SET state = 'pending'
+    WHERE state IN ('scheduled', 'available')
+      AND id IN (SELECT child FROM {schema}.job_edges WHERE parent = NEW.id);
     UPDATE {schema}.jobs SET state = 'pending'
     WHERE id = NEW.id
       AND EXISTS (

@@ -177,13 +177,17 @@ BEGIN
     DELETE FROM job_settling;
 END;
 
--- A final job runs again (retry_jobs): its edges as a parent are open again, and it waits
--- for its own parents while any edge holds it back.
+-- A final job runs again (retry_jobs): its edges as a parent are open again (its dependents
+-- not started yet wait for it again), and it waits for its own parents while any edge holds
+-- it back.
 CREATE TRIGGER jobs_reopen AFTER UPDATE OF state ON jobs
 WHEN OLD.state IN ('succeeded', 'cancelled', 'dead')
     AND NEW.state NOT IN ('succeeded', 'cancelled', 'dead')
 BEGIN
     UPDATE job_edges SET parent_state = NULL WHERE parent = NEW.id;
+    UPDATE jobs SET state = 'pending'
+    WHERE state IN ('scheduled', 'available')
+        AND id IN (SELECT child FROM job_edges WHERE parent = NEW.id);
     UPDATE jobs SET state = 'pending'
     WHERE id = NEW.id
         AND EXISTS (
