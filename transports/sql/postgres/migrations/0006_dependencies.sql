@@ -99,8 +99,9 @@ BEGIN
             updated_at = NEW.updated_at
         WHERE j.state = 'pending'
           AND j.id IN (
-              SELECT child FROM {schema}.job_edges
-              WHERE parent = NEW.id OR parent = ANY (doomed)
+              SELECT child FROM {schema}.job_edges WHERE parent = NEW.id
+              UNION ALL
+              SELECT child FROM {schema}.job_edges WHERE parent = ANY (doomed)
           )
           AND NOT EXISTS (
               SELECT 1 FROM {schema}.job_edges AS f

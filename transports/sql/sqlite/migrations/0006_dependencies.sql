@@ -129,7 +129,7 @@ BEGIN
         SELECT c.id FROM job_edges AS e JOIN jobs AS c ON c.id = e.child
         WHERE e.parent = NEW.id AND c.state = 'pending'
             AND EXISTS (
-            SELECT 1 FROM job_edges AS f
+            SELECT 1 FROM job_edges AS f INDEXED BY job_edges_failed
             WHERE f.child = c.id AND f.on_failure = 'cancel'
                 AND f.parent_state IN ('cancelled', 'dead')
         )
@@ -138,7 +138,7 @@ BEGIN
             JOIN jobs AS c ON c.id = e.child
         WHERE c.state = 'pending'
             AND (e.on_failure = 'cancel' OR EXISTS (
-            SELECT 1 FROM job_edges AS f
+            SELECT 1 FROM job_edges AS f INDEXED BY job_edges_failed
             WHERE f.child = c.id AND f.on_failure = 'cancel'
                 AND f.parent_state IN ('cancelled', 'dead')
         ))
@@ -163,14 +163,16 @@ BEGIN
         updated_at = NEW.updated_at
     WHERE state = 'pending'
         AND id IN (
-            SELECT child FROM job_edges
-            WHERE parent = NEW.id OR parent IN (SELECT id FROM job_settling)
+            SELECT child FROM job_edges WHERE parent = NEW.id
+            UNION ALL
+            SELECT child FROM job_edges WHERE parent IN (SELECT id FROM job_settling)
         )
         AND NOT EXISTS (
-            SELECT 1 FROM job_edges AS f WHERE f.child = jobs.id AND f.parent_state IS NULL
+            SELECT 1 FROM job_edges AS f INDEXED BY job_edges_open
+            WHERE f.child = jobs.id AND f.parent_state IS NULL
         )
         AND NOT EXISTS (
-            SELECT 1 FROM job_edges AS f
+            SELECT 1 FROM job_edges AS f INDEXED BY job_edges_failed
             WHERE f.child = jobs.id AND f.parent_state IN ('cancelled', 'dead')
                 AND f.on_failure = 'cancel'
         );
