@@ -88,6 +88,15 @@ Rules that hold for every method:
   SQLite's own writes at once and other processes' through its ``data_version`` watcher;
   PostgreSQL ``NOTIFY`` on ``<schema>_done``), so a caller waiting for a result reads the job
   once per wake-up instead of polling it.
+* **Recovery.** When ``reap`` takes back an expired lease and the job is ``available`` again,
+  the store keeps that lease's expiry (``lease_expires_at``, the instant its holder lost it) as
+  the job's *lost time*. Every claim reports it as :attr:`~transports.lowlevel.Lease.lost_at`
+  until a run of the job ends: an applied ``finalize`` clears it, except a ``Release`` (a claim
+  given back unstarted hands the recovery on to the next claim); a later ``reap`` replaces it;
+  a reap that ends the job (``dead``, ``cancelled``) and ``retry_jobs`` (an operator's retry is
+  no recovery) clear it. A claim never takes a running job, so an expired lease nobody reaped
+  yet is recovered through ``reap`` like any other. The runtime measures *recovery time* as
+  its handler's start minus ``lost_at`` (the ``recovery`` histogram of the history).
 * **Dependencies.** A job may wait for others (``EnqueueRequest.after``: existing job ids,
   or ``After(index=i)`` for an earlier request of the same batch). It starts ``pending``
   (active, never claimed) and becomes due (``available``, or ``scheduled`` until its
@@ -103,11 +112,12 @@ Rules that hold for every method:
   before it, so no cycle can be built. A job with parents cannot have a dedupe key. A job
   whose parents already decided starts as they say (due, or cancelled at once). Operators:
   ``cancel``/``cancel_jobs`` of a ``pending`` job end it (and settle its dependents), and
-  ``discard_jobs`` does not take one (it never ran to fail); ``retry_jobs`` of a final parent opens its edges again (its dependents that
-  have not started yet, pending or due, wait for it again; dependents already cancelled stay so until retried
-  themselves), a retried dependent waits (``pending``) for its parents still active, and
-  ``retry_jobs`` skips a dependent a failed parent cancels (retry the parent first: calling
-  again until ``[]`` takes the chain in order) and never takes a ``pending`` job; ``delete_jobs`` of an active
+  ``discard_jobs`` does not take one (it never ran to fail); ``retry_jobs`` of a final parent
+  opens its edges again (its dependents that have not started yet, pending or due, wait for
+  it again; dependents already cancelled stay so until retried themselves), a retried
+  dependent waits (``pending``) for its parents still active, and ``retry_jobs`` skips a
+  dependent a failed parent cancels (retry the parent first: calling again until ``[]``
+  takes the chain in order) and never takes a ``pending`` job; ``delete_jobs`` of an active
   parent counts as its cancellation for its dependents (a deleted final parent's state stays
   on its edges). ``list_edges`` reads the graph.
 * **Workflows.** ``EnqueueRequest.workflow`` (a label) groups jobs: ``JobFilter(workflow=)``
@@ -127,7 +137,7 @@ What operators watch (the "observing" operations, at the end of the class):
 * **Leaders.** ``list_leaders`` shows who holds each leader lease (``cron``, ``maintenance``).
 * **History.** One :class:`~transports.QueueStats` row per queue and minute: counters
   (succeeded, failed, dead, cancelled, stale finalizes refused, leases lost mid-run, jobs
-  reclaimed, dedupe folds) and the wait and run-time histograms. Every figure is a sum:
+  reclaimed, dedupe folds) and the wait, run-time and recovery-time histograms. Every figure is a sum:
   each node adds its own increments (``add_stats``, an additive upsert), the store itself adds
   the dedupe folds of each enqueue, and percentiles come from the merged fixed-bucket
   histograms (so no leader has to compute them, and no increment is lost when nodes come and
@@ -261,6 +271,9 @@ class Transport(abc.ABC):
         starts at most its free slots; every job passed over stays due, its attempt unspent.
         So a claim may return fewer than ``limit`` leases while other due jobs remain (the
         next claim, which no longer sees the full key's jobs as candidates, takes those).
+
+        Each lease carries ``lost_at``: the expiry of the previous holder's lease when reap
+        took it back and no run has ended since, else None (see *Recovery* above).
         A queue whose config sets ``global_concurrency`` starts, of those, only as many as
         its free cluster-wide slots (``global_concurrency`` minus the queue's live leases),
         first in claim order; it is enforced as atomically as a key's limit (the claim
@@ -313,9 +326,9 @@ class Transport(abc.ABC):
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
         """Take back up to ``limit`` running jobs whose lease expired, oldest expiry first.
 
-        Each becomes ``available`` again while attempts remain, ``dead`` when they are
-        exhausted, or ``cancelled`` when its cancel was requested. Its old token is stale from
-        then on. Returns what was reclaimed and who lost it. Wakes waiters of those queues.
+        Each becomes ``available`` again while attempts remain (keeping the lease's expiry as
+        its lost time, see *Recovery* above), ``dead`` when they are exhausted, or
+        ``cancelled`` when its cancel was requested. Its old token is stale from then on. Returns what was reclaimed and who lost it. Wakes waiters of those queues.
         """
 
     @abc.abstractmethod

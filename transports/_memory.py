@@ -59,6 +59,7 @@ from ._records import (
     Lease,
     QueueConfig,
     Reclaimed,
+    Release,
     RenewRequest,
     RenewResult,
     Retry,
@@ -127,6 +128,7 @@ class _Row:
     errors: tuple[AttemptError, ...] = ()
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     result_text: str | None = None  # the Complete's result, compact JSON; None: none
+    lost_at: float | None = None  # expiry of the lease reap took back, until a run ends
     workflow: str | None = None
 
 
@@ -347,7 +349,15 @@ class MemoryTransport(Transport):
             row.seq += 1
             store.running[job_id] = row
             heapq.heappush(store.expiry, (expires_at, job_id, row.seq))
-            leases.append(Lease(job=_job(row), token=token, owner=owner, expires_at=expires_at))
+            leases.append(
+                Lease(
+                    job=_job(row),
+                    token=token,
+                    owner=owner,
+                    expires_at=expires_at,
+                    lost_at=row.lost_at,
+                )
+            )
         if heap is not None:
             for entry in passed:  # still due, attempt unspent: back in the queue as they were
                 heapq.heappush(heap, entry)
@@ -415,6 +425,8 @@ class MemoryTransport(Transport):
                     row.lease_owner,
                 )
             self._end_lease(row, now)
+            if not isinstance(outcome, Release):
+                row.lost_at = None  # the run that recovered the job has ended
             if row.concurrency_key in store.limits or self._capped(row.queue):
                 woken.add(row.queue)  # a slot of its key (or its queue) came free
             if isinstance(outcome, Complete):
@@ -477,7 +489,10 @@ class MemoryTransport(Transport):
                 self._finish(row, JobState.DEAD, now)
             else:
                 self._make_available(row)
+                row.lost_at = expired_at
                 woken.add(row.queue)
+            if row.state is not JobState.AVAILABLE:
+                row.lost_at = None
             reclaimed.append(
                 Reclaimed(
                     job_id=job_id,
@@ -699,6 +714,7 @@ class MemoryTransport(Transport):
             row.attempt = 0
             row.cancel_requested = False
             row.finished_at = None
+            row.lost_at = None  # an operator's retry is no recovery
             row.run_at = row.updated_at = now
             edges = store.edges.get(row.id)
             if edges and verdict((e[0], e[1]) for e in edges.values()) is not JobState.AVAILABLE:

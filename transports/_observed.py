@@ -71,7 +71,7 @@ COUNTERS: tuple[str, ...] = (
 )
 """The counter fields of :class:`QueueStats`, in their documented order."""
 
-_HISTOGRAMS = ("wait", "run")
+_HISTOGRAMS = ("wait", "run", "recovery")
 
 
 def minute_of(at: float) -> float:
@@ -207,6 +207,9 @@ class QueueStats:
     wait: Histogram = attrs.field(factory=Histogram, converter=_histogram)
     # handler running time of every finished attempt (succeeded, failed, dead, cancelled)
     run: Histogram = attrs.field(factory=Histogram, converter=_histogram)
+    # recovery time: from when a holder lost a job (its lease expired and reap took it back)
+    # to the job's handler starting again, per recovered start (``Lease.lost_at``)
+    recovery: Histogram = attrs.field(factory=Histogram, converter=_histogram)
 
     @property
     def is_empty(self) -> bool:
@@ -214,7 +217,8 @@ class QueueStats:
         return not self.cells()
 
     def cells(self) -> dict[str, int]:
-        """The non-zero figures by metric name (``succeeded``, ..., ``wait:17``, ``run:3``)."""
+        """The non-zero figures by metric name (``succeeded``, ..., ``wait:17``, ``run:3``,
+        ``recovery:40``)."""
         cells = {name: getattr(self, name) for name in COUNTERS if getattr(self, name)}
         for name in _HISTOGRAMS:
             histogram: Histogram = getattr(self, name)
@@ -247,6 +251,7 @@ class QueueStats:
                 minute=minute,
                 wait=Histogram(buckets=tuple(buckets["wait"])),
                 run=Histogram(buckets=tuple(buckets["run"])),
+                recovery=Histogram(buckets=tuple(buckets["recovery"])),
                 **counters,
             )
         except InvalidRequest:
@@ -258,7 +263,13 @@ class QueueStats:
         if (self.queue, self.minute) != (other.queue, other.minute):
             raise InvalidRequest("only rows of the same queue and minute add up")
         sums = {name: getattr(self, name) + getattr(other, name) for name in COUNTERS}
-        return attrs.evolve(self, wait=self.wait + other.wait, run=self.run + other.run, **sums)
+        return attrs.evolve(
+            self,
+            wait=self.wait + other.wait,
+            run=self.run + other.run,
+            recovery=self.recovery + other.recovery,
+            **sums,
+        )
 
 
 def _queues(value: object) -> tuple[str, ...]:

@@ -834,7 +834,13 @@ class PostgresTransport(Transport):
         if self._limited:
             rows = await self._run(lambda: self._claim_limited(pool, queue, limit, owner, ttl))
         leases = [
-            Lease(job=_job(row, None, row[22]), token=row[21], owner=owner, expires_at=row[15])
+            Lease(
+                job=_job(row, None, row[23]),
+                token=row[21],
+                owner=owner,
+                expires_at=row[15],
+                lost_at=row[22],
+            )
             for row in rows
         ]
         leases.sort(key=lambda lease: (lease.job.priority, lease.job.run_at, lease.job.id))

@@ -507,6 +507,9 @@ class Lease:
     token: int  # fencing token, unique per claim of this job; stale once the job is re-claimed
     owner: str
     expires_at: float
+    # when the previous holder's lease on the job expired, if reap took that lease back and
+    # no run has ended since (see Transport.claim): the start of the job's recovery
+    lost_at: float | None = None
 
     @property
     def job_id(self) -> int:

@@ -756,7 +756,13 @@ class SQLiteTransport(Transport):
         if any(row[20] is not None for row in rows):
             self._flow_queues.add(queue)
         return [
-            Lease(job=_job(row, None, row[22]), token=row[21], owner=owner, expires_at=expires_at)
+            Lease(
+                job=_job(row, None, row[23]),
+                token=row[21],
+                owner=owner,
+                expires_at=expires_at,
+                lost_at=None if row[22] is None else float(row[22]),
+            )
             for row in rows
         ]
 

@@ -827,8 +827,9 @@ def _seconds(value: float | None) -> str:
 )
 @_loop_option
 def stats(url: str, queue: str | None, minutes: int, loop: str) -> None:
-    """Show each queue's history per minute: outcomes, wait and run p50/p99, and the
-    correctness counters (stale finalizes refused, leases lost, reclaimed, dedupe folds)."""
+    """Show each queue's history per minute: outcomes, wait and run p50/p99, the
+    correctness counters (stale finalizes refused, leases lost, reclaimed, dedupe folds) and
+    the recovery time p50/p99 (a holder lost a job: its lease's expiry to running again)."""
 
     async def run(transport: Transport) -> None:
         since = minute_of(RealClock().now()) - (minutes - 1) * MINUTE
@@ -836,7 +837,7 @@ def stats(url: str, queue: str | None, minutes: int, loop: str) -> None:
         table = Table(title=f"actorq history on {redact_url(url)} (last {minutes} min, UTC)")
         columns = ["minute", "queue", "ok", "failed", "dead", "cancelled"]
         columns += ["wait p50", "wait p99", "run p50", "run p99"]
-        columns += ["refused", "lost", "reclaimed", "folded"]
+        columns += ["refused", "lost", "reclaimed", "folded", "recovery p50", "recovery p99"]
         for column in columns:
             table.add_column(column, justify="left" if column in ("minute", "queue") else "right")
         for row in rows:
@@ -862,6 +863,8 @@ def _stats_cells(row: QueueStats) -> list[str]:
         str(row.leases_lost),
         str(row.reclaimed),
         str(row.deduplicated),
+        _seconds(row.recovery.quantile(0.5)),
+        _seconds(row.recovery.quantile(0.99)),
     ]
 
 

@@ -699,16 +699,25 @@ class _Pages:
         if minutes is None:
             minutes, window = _WINDOWS["1h"], "1h"
         last = minute_of(self._now())
-        rows = await self.store.transport.list_stats(since=last - (minutes - 1) * MINUTE)
+        since = last - (minutes - 1) * MINUTE
+        rows = await self.store.transport.list_stats(since=since)
         queues: dict[str, dict[str, int]] = {}
+        recoveries: dict[str, Histogram] = {}
         for row in rows:
             sums = queues.setdefault(row.queue, dict.fromkeys(_CORRECTNESS, 0))
             for name in _CORRECTNESS:
                 sums[name] += getattr(row, name)
+            recoveries[row.queue] = recoveries.get(row.queue, Histogram.empty()) + row.recovery
         totals = {name: sum(q[name] for q in queues.values()) for name in _CORRECTNESS}
+        every = Histogram.empty()
+        for histogram in recoveries.values():
+            every = every + histogram
         context = {
             "queues": dict(sorted(queues.items())),
             "totals": totals,
+            "recovery": {queue: _percentiles(h) for queue, h in recoveries.items()},
+            "recovery_all": _percentiles(every),
+            "recovery_chart": _recovery_chart(rows, since, last),
             "window": window,
             "windows": list(_WINDOWS),
         }
@@ -795,6 +804,24 @@ def _chart(rows: Sequence[QueueStats], since: float, last: float) -> str:
             for name, values in series.items():
                 values[index] += getattr(row, name)
     return json.dumps([minutes, series["succeeded"], series["failed"], series["dead"]])
+
+
+def _recovery_chart(rows: Sequence[QueueStats], since: float, last: float) -> str:
+    """The correctness chart's series as JSON: minutes, then the recovery time's p50 and p99
+    of each minute over every queue (None in a minute that recovered nothing)."""
+    steps = round((last - since) / MINUTE) + 1
+    merged = [Histogram.empty() for _ in range(steps)]
+    for row in rows:
+        index = round((row.minute - since) / MINUTE)
+        if 0 <= index < steps and row.recovery.count:
+            merged[index] = merged[index] + row.recovery
+    return json.dumps(
+        [
+            [since + i * MINUTE for i in range(steps)],
+            [h.quantile(0.5) for h in merged],
+            [h.quantile(0.99) for h in merged],
+        ]
+    )
 
 
 def _cookie_path(request: Request) -> str:

@@ -50,6 +50,9 @@ class JobClaimed:
     token: int  # the lease token of this claim
     enqueued_at: float  # when the job was created, for enqueue-to-start latency
     run_at: float  # when it was due
+    # when the job's previous holder lost it (its lease expired and was reaped), if this
+    # start recovers it (``Lease.lost_at``): recovery time is ``at - lost_at``
+    lost_at: float | None = None
 
 
 @attrs.frozen(kw_only=True)

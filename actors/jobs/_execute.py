@@ -171,6 +171,7 @@ async def _execute(
                 token=lease.token,
                 enqueued_at=job.created_at,
                 run_at=job.run_at,
+                lost_at=lease.lost_at,
             )
         )
     if run.cancel:

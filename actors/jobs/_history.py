@@ -53,12 +53,13 @@ _BUCKETS = len(BUCKET_BOUNDS) + 1
 class _Minute:
     """The mutable figures of one (queue, minute) while they add up."""
 
-    __slots__ = ("counters", "run", "wait")
+    __slots__ = ("counters", "recovery", "run", "wait")
 
     def __init__(self) -> None:
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.wait = [0] * _BUCKETS
         self.run = [0] * _BUCKETS
+        self.recovery = [0] * _BUCKETS
 
 
 class StatsRecorder:
@@ -67,7 +68,8 @@ class StatsRecorder:
     Each figure is counted in the minute (of the node's clock) of the event that ends it:
 
     * ``JobClaimed``: one start; ``wait`` gets the time from when the job was due (its
-      ``run_at``, or its enqueue if later) to the start.
+      ``run_at``, or its enqueue if later) to the start, and ``recovery``, for a start that
+      recovers a job whose holder lost it (``lost_at`` set), the time from that loss.
     * ``JobSucceeded``, ``JobRetried`` (``failed``), ``JobDead``, ``JobCancelled``: one each;
       ``run`` gets the handler's running time.
     * ``JobLeaseLost`` (``leases_lost``), ``FinalizeRefused`` (``finalize_refused``),
@@ -124,6 +126,8 @@ class StatsRecorder:
         if figures is not None:
             due = max(event.run_at, event.enqueued_at)
             figures.wait[bucket_of(max(0.0, event.at - due))] += 1
+            if event.lost_at is not None:
+                figures.recovery[bucket_of(max(0.0, event.at - event.lost_at))] += 1
 
     def _ended(
         self,
@@ -166,6 +170,7 @@ class StatsRecorder:
                 minute=minute,
                 wait=Histogram(buckets=tuple(figures.wait)),
                 run=Histogram(buckets=tuple(figures.run)),
+                recovery=Histogram(buckets=tuple(figures.recovery)),
                 **figures.counters,
             )
             for (queue, minute), figures in sorted(minutes.items(), key=lambda i: i[0][::-1])
@@ -183,6 +188,8 @@ class StatsRecorder:
                 figures.wait[index] += count
             for index, count in enumerate(row.run.buckets):
                 figures.run[index] += count
+            for index, count in enumerate(row.recovery.buckets):
+                figures.recovery[index] += count
 
 
 _ENDINGS: dict[type, str] = {

@@ -145,6 +145,7 @@ class _Job:
         "extended_at",
         "id",
         "key",
+        "lost_at",
         "max_attempts",
         "orphaned_at",
         "owner",
@@ -165,6 +166,8 @@ class _Job:
         self.orphaned_at: float | None = None  # the expiry of a reaped lease, until re-claimed
         # The last renewal of a reaped lease, until the job's handler starts again.
         self.restart_from: float | None = None
+        # The expiry of the newest reaped lease, until the job's handler starts again.
+        self.lost_at: float | None = None
 
 
 class Checker:
@@ -226,6 +229,9 @@ class Checker:
         self.rerun: list[float] = []
         #: Seconds from an orphaned lease's last renewal to the job's next handler start.
         self.restart: list[float] = []
+        #: Seconds from a reaped lease's expiry to the job's next handler start: what the
+        #: nodes' history records as recovery time (from ``Lease.lost_at``).
+        self.recovered: list[float] = []
         self.starts = 0  # handlers started (JobClaimed events)
         trace.listeners.append(self._follow)
 
@@ -449,6 +455,7 @@ class Checker:
             job.orphaned_at = job.expires_at if r.state is JobState.AVAILABLE else None
             if r.state is JobState.AVAILABLE and job.restart_from is None:
                 job.restart_from = job.extended_at  # measured from the first holder's death
+            job.lost_at = job.expires_at if r.state is JobState.AVAILABLE else None
             job.expires_at = -math.inf
 
     def leader(
@@ -501,6 +508,9 @@ class Checker:
         if job.restart_from is not None:
             self.restart.append(now - job.restart_from)
             job.restart_from = None
+        if job.lost_at is not None:
+            self.recovered.append(now - job.lost_at)
+            job.lost_at = None
 
     def _follow(self, entry: TraceEntry) -> None:
         event = entry.event

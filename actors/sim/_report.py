@@ -75,6 +75,9 @@ class SimReport:
     restart: Distribution  # orphan: holder's last renewal -> its handler running again
     restart_bound: float  # lease TTL + reaper interval + poll interval (the wake-up)
     restart_late: int  # orphans that started past that bound (all slots busy, nodes down)
+    # reaped lease's expiry -> handler running again: the history's recovery time
+    recovered: Distribution
+    recovered_samples: tuple[float, ...] = attrs.field(repr=False)
     faults: Mapping[str, int]  # faults injected, by kind
     storage_errors: int  # storage calls that raised ConnectionLost by the simulator's hand
     restarts: int  # node incarnations started after the first
@@ -101,7 +104,8 @@ class SimReport:
             f"{h.dead} dead, {h.cancelled} cancelled; {h.finalize_refused} refused, "
             f"{h.leases_lost} lost, {h.reclaimed} reclaimed, {h.deduplicated} folded; wait p50 "
             f"{ms(h.wait.quantile(0.5))} p99 {ms(h.wait.quantile(0.99))}, run p50 "
-            f"{ms(h.run.quantile(0.5))} p99 {ms(h.run.quantile(0.99))}"
+            f"{ms(h.run.quantile(0.5))} p99 {ms(h.run.quantile(0.99))}, recovery p50 "
+            f"{ms(h.recovery.quantile(0.5))} p99 {ms(h.recovery.quantile(0.99))}"
         )
 
     @property
@@ -135,6 +139,7 @@ class SimReport:
             f"  orphan re-run (lease expiry -> claimed again): {self.rerun.render()}",
             f"  orphan restart (last renewal -> handler running again, bound "
             f"{self.restart_bound:g}s): {self.restart.render()}; {self.restart_late} past it",
+            f"  recovery time (lease expiry -> handler running again): {self.recovered.render()}",
             f"  cron: {self.cron_fires} ticks fired",
             self._history_line(),
             f"  trace: {len(self.trace)} events, sha256 {self.trace_hash}",

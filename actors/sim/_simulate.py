@@ -147,6 +147,8 @@ async def run_simulation(
         recovery_late=checker.recovery_late,
         rerun=Distribution.of(checker.rerun),
         restart=Distribution.of(checker.restart),
+        recovered=Distribution.of(checker.recovered),
+        recovered_samples=tuple(checker.recovered),
         restart_bound=checker.recovery_bound + config.poll_interval,
         restart_late=sum(
             1 for d in checker.restart if d > checker.recovery_bound + config.poll_interval + 1e-6

@@ -209,7 +209,7 @@ class TraceEntry:
 
 #: Field names holding clock times, rendered relative to the run's start.
 _TIME_FIELDS = frozenset(
-    {"at", "until", "restart_at", "run_at", "enqueued_at", "expired_at", "tick"}
+    {"at", "until", "restart_at", "run_at", "enqueued_at", "expired_at", "tick", "lost_at"}
 )
 
 

@@ -89,6 +89,7 @@ _STORAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 _RUN_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _RECLAIM_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
+_RECOVERY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 #: Operations that wait by design: their latency says nothing about the store.
 _WAITING_OPERATIONS = frozenset({"wait_for_work", "wait_for_jobs"})
 #: The children of a queue supervisor that are not Workers.
@@ -230,6 +231,13 @@ class NodeMetrics:
             ("queue",),
             _RECLAIM_BUCKETS,
         )
+        self.recovery = histogram(
+            "recovery_seconds",
+            "From when a holder lost a job (its lease expired and was reaped) to the job's "
+            "handler running again, on the node that runs it.",
+            job,
+            _RECOVERY_BUCKETS,
+        )
         self.lease_renewals = counter(
             "lease_renewals", "Job leases extended by the node's LeaseKeeper.", ()
         )
@@ -322,6 +330,8 @@ class NodeMetrics:
             due = event.enqueued_at if event.enqueued_at > event.run_at else event.run_at
             latency = event.at - due
             self.start_latency.observe(key, latency if latency > 0.0 else 0.0)
+            if event.lost_at is not None:
+                self.recovery.observe(key, max(0.0, event.at - event.lost_at))
         elif kind is JobSucceeded:
             assert isinstance(event, JobSucceeded)
             key = (event.queue, event.kind)

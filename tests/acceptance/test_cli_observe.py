@@ -129,6 +129,7 @@ def test_stats_shows_the_last_minutes(url: str) -> None:
                     deduplicated=5,
                     wait=Histogram.of([0.02] * 99 + [4.0]),
                     run=Histogram.of([1.5]),
+                    recovery=Histogram.of([0.9, 1.5, 40.0]),
                 ),
                 QueueStats(queue="legacy", minute=now - 60 * MINUTE, dead=1),
             ]
@@ -140,7 +141,8 @@ def test_stats_shows_the_last_minutes(url: str) -> None:
     cells = line.replace("│", " ").split()
     assert cells[3:7] == ["41", "3", "0", "0"]
     assert cells[7:11] == ["23ms", "23ms", "1.72s", "1.72s"]  # bucket upper bounds
-    assert cells[11:] == ["2", "0", "0", "5"]
+    assert cells[11:15] == ["2", "0", "0", "5"]
+    assert cells[15:] == ["1.72s", "46.3s"]  # recovery time p50, p99
     assert "legacy" not in out
     assert "legacy" in run("stats", "-t", url, "--minutes", "61")
     assert "emails" not in run("stats", "-t", url, "-q", "legacy", "-m", "61")

@@ -214,6 +214,11 @@ def test_an_operator_finds_a_dead_job_and_acts(
         _shot(page, backend, "5-queue-paused")
         config = _run(store_url, lambda t: t.get_queue_config("emails"))
         assert config.paused
+
+        # The correctness panel charts recovery time (uPlot draws even an empty hour).
+        page.click("nav >> text=Correctness")
+        page.locator("#recovery-chart canvas").wait_for(timeout=10_000)
+        _shot(page, backend, "6-correctness")
         assert problems == []  # no script error, no Content-Security-Policy violation
     finally:
         context.close()

@@ -339,6 +339,7 @@ async def test_history_nodes_and_correctness_come_from_the_nodes_records(
                 reclaimed=4,
                 deduplicated=7,
                 wait=transports.Histogram.of([0.004] * 98 + [2.0, 2.0]),
+                recovery=transports.Histogram.of([1.5] * 9 + [40.0]),
             ),
             transports.QueueStats(queue="emails", minute=minute, succeeded=2, reclaimed=1),
             transports.QueueStats(
@@ -377,7 +378,17 @@ async def test_history_nodes_and_correctness_come_from_the_nodes_records(
         correctness = (await http.get("/correctness")).text
         emails = re.search(r'<tr id="correctness-emails">(.*?)</tr>', correctness, re.S)
         assert emails
-        assert re.findall(r">(\d+)<", emails.group(1)) == ["2", "1", "5", "7"]
+        assert re.findall(r">(\d+)<", emails.group(1)) == ["2", "1", "5", "7", "10"]
+        # Recovery time p50 and p99: the upper bounds of the buckets holding them.
+        assert re.findall(r">(≤[^<]+)<", emails.group(1)) == ["≤1.72 s", "≤46.3 s"]
+        chart = re.search(r'data-recovery="([^"]+)"', correctness)
+        assert chart
+        minutes, p50s, p99s = json.loads(chart.group(1).replace("&#34;", '"'))
+        assert len(minutes) == 60
+        assert minutes[-3] == minute - 120
+        assert p50s[-3] == pytest.approx(1.72, abs=0.01)
+        assert p99s[-3] == pytest.approx(46.3, abs=0.1)
+        assert p50s[-1] is None  # a minute that recovered nothing
         assert "correctness-reports" not in correctness
         wider = (await http.get("/correctness", params={"window": "6h"})).text
         assert "correctness-reports" in wider

@@ -179,11 +179,14 @@ async def test_the_history_of_a_minute_adds_up(transport: Transport, clock: Virt
     assert total.succeeded == 3  # ok, once, and the orphan run again
     assert total.wait.count == total.run.count == 5
     assert total.run.quantile(0.5) == pytest.approx(0.5, rel=0.19)
+    # The orphan's start recovered it: once, from its lease's expiry (a reaper tick later).
+    assert total.recovery.count == 1
+    assert 0 < (total.recovery.quantile(1.0) or 0) <= 2 * WorkerConfig().reaper_interval
 
 
 def _figures(row: QueueStats) -> dict[str, Any]:
     fields = {name: getattr(row, name) for name in row.cells() if ":" not in name}
-    return {**fields, "wait": row.wait, "run": row.run}
+    return {**fields, "wait": row.wait, "run": row.run, "recovery": row.recovery}
 
 
 async def test_history_survives_a_store_outage(clock: VirtualClock) -> None:
@@ -217,8 +220,11 @@ async def test_history_survives_a_store_outage(clock: VirtualClock) -> None:
 # --- the recorder, without actors ---------------------------------------------------------
 
 
-def _claimed(job_id: int, at: float, queue: str = "q", due: float = 0.0) -> JobClaimed:
+def _claimed(
+    job_id: int, at: float, queue: str = "q", due: float = 0.0, lost_at: float | None = None
+) -> JobClaimed:
     return JobClaimed(
+        lost_at=lost_at,
         at=at,
         job_id=job_id,
         kind="k",
@@ -308,12 +314,24 @@ def test_the_recorder_forgets_the_oldest_claims_beyond_its_bound() -> None:
 def test_given_back_rows_are_flushed_with_the_next() -> None:
     """Rows a failed flush gives back add to what is recorded after."""
     recorder = StatsRecorder()
-    recorder.record(_claimed(1, 10.0))
+    recorder.record(_claimed(1, 10.0, lost_at=4.0))
     taken = recorder.take()
     recorder.record(_claimed(2, 20.0))
     recorder.give_back(taken)
     (row,) = recorder.take()
     assert row.wait.count == 2
+    assert row.recovery == Histogram.of([6.0])
+
+
+def test_a_start_that_recovers_a_lost_job_counts_its_recovery_time() -> None:
+    """Only starts with a lost time count, from it; a store clock ahead counts as 0."""
+    recorder = StatsRecorder()
+    recorder.record(_claimed(1, 70.0, lost_at=40.0))
+    recorder.record(_claimed(2, 80.0, lost_at=80.5))
+    recorder.record(_claimed(3, 90.0))
+    (row,) = recorder.take()
+    assert row.recovery == Histogram.of([30.0, 0.0])
+    assert row.wait.count == 3
 
 
 def test_a_negative_clock_time_is_not_counted() -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import attrs
 
-from actors.sim import Distribution, SimConfig, SweepRun, SweepSummary, simulate
+from actors.jobs import JobClaimed
+from actors.jobs.lowlevel import StatsRecorder
+from actors.sim import Distribution, FaultRates, SimConfig, SweepRun, SweepSummary, simulate
+from transports import Histogram
 
 from ._broken import eager_reaper
 
@@ -65,3 +68,31 @@ def test_a_sweep_summary_lists_failing_seeds_with_their_commands() -> None:
     assert "n=3 p50=2.000s" in text
     assert bad.config.command() in text
     assert attrs.evolve(summary, runs=(SweepRun.of(good),)).passed
+
+
+def test_the_history_measures_recovery_as_the_simulator_does() -> None:
+    """Recovery time as the nodes record it (their starts' ``lost_at``, from the store)
+    equals the simulator's own measure, lease expiry to handler start, bucket for bucket;
+    the store's history holds what the nodes flushed of it."""
+    config = SimConfig(
+        seed=3,
+        nodes=3,
+        workers=2,
+        jobs=60,
+        duration=300.0,
+        faults={"crash", "pause"},
+        rates=FaultRates(crash=20.0, pause=40.0),
+        cron=None,
+    )
+    report = simulate(config)
+    assert report.passed, report.render()
+    recorder = StatsRecorder()
+    for entry in report.trace.entries:
+        if isinstance(entry.event, JobClaimed):
+            recorder.record(entry.event)
+    recorded = sum((row.recovery for row in recorder.take()), Histogram.empty())
+    assert report.recovered.count >= 3  # the faults made the nodes lose jobs
+    assert recorded == Histogram.of(report.recovered_samples)
+    assert report.history is not None
+    assert 0 < report.history.recovery.count <= recorded.count
+    assert "recovery time (lease expiry -> handler running again): n=" in report.render()

@@ -131,6 +131,9 @@ async def test_a_scrape_shows_every_outcome_with_its_numbers(
     # The cancel reached the running job through a renewal of its lease.
     assert value(s, "actorq_lease_renewals_total") >= 1
     assert value(s, "actorq_job_reclaim_delay_seconds_count", queue="default") == 1
+    # The orphan ran again: one recovery, from its lease's expiry to its start.
+    assert value(s, "actorq_recovery_seconds_count", **job) == 1
+    assert value(s, "actorq_recovery_seconds_bucket", le="10.0", **job) == 1
     # Durations of succeeded, retried and dead runs that ran a handler (all but the cancel).
     assert value(s, "actorq_job_run_duration_seconds_count", **job) == 8
     assert value(s, "actorq_job_start_latency_seconds_count", **job) == 10

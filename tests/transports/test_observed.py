@@ -51,9 +51,15 @@ def test_bucket_edges() -> None:
 def test_cells_round_trip_and_unknown_metrics_are_skipped() -> None:
     """A row survives its cells; a metric or value another version wrote is skipped, and a
     row whose queue or minute is invalid reads as None."""
-    row = QueueStats(queue="q", minute=MINUTE, dead=2, run=Histogram.of([0.5, 7.0]))
+    row = QueueStats(
+        queue="q",
+        minute=MINUTE,
+        dead=2,
+        run=Histogram.of([0.5, 7.0]),
+        recovery=Histogram.of([40.0]),
+    )
     assert QueueStats.from_cells("q", MINUTE, row.cells()) == row
-    odd = {**row.cells(), "recovery:3": 9, "wait:999": 1, "wait:x": 1, "dead:1": 4}
+    odd = {**row.cells(), "backlog:3": 9, "recovery:97": 2, "wait:999": 1, "wait:x": 1, "dead:1": 4}
     odd |= {"succeeded": -1, "failed": 1.5, "cancelled": True}
     assert QueueStats.from_cells("q", MINUTE, odd) == row
     assert QueueStats.from_cells("bad name", MINUTE, row.cells()) is None

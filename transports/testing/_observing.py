@@ -13,7 +13,16 @@ import pytest
 
 from .._base import Transport
 from .._observed import MINUTE, Histogram, NodeInfo, QueueStats, minute_of
-from .._records import EnqueueRequest
+from .._records import (
+    EnqueueRequest,
+    FinalizeRequest,
+    JobFilter,
+    Lease,
+    Outcome,
+    Release,
+    Retry,
+    Snooze,
+)
 from ._clock import ManualClock
 
 __all__ = ["TransportObserving"]
@@ -36,6 +45,17 @@ def _node(node_id: str = "n1", **fields: Any) -> NodeInfo:
 
 def _stats(queue: str = "q", minute: float = 0.0, **fields: Any) -> QueueStats:
     return QueueStats(queue=queue, minute=minute, **fields)
+
+
+async def _claim(transport: Transport, queue: str = "q", *, ttl: float = 30.0) -> Lease:
+    (lease,) = await transport.claim(queue, owner="w", limit=1, ttl=ttl)
+    return lease
+
+
+async def _end(transport: Transport, lease: Lease, outcome: Outcome) -> None:
+    await transport.finalize(
+        [FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=outcome)]
+    )
 
 
 class TransportObserving:
@@ -152,6 +172,63 @@ class TransportObserving:
         clock.advance(10)  # cron's lease expires at exactly now
         assert await transport.list_leaders() == [maintenance]
 
+    # --- recovery --------------------------------------------------------------------------
+
+    async def test_a_claim_reports_when_the_previous_holder_lost_the_job(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A reaped lease's expiry comes with every claim until a run ends; a release hands it
+        on, any other applied finalize clears it."""
+        await transport.enqueue(EnqueueRequest(kind="k", queue="q", max_attempts=5))
+        first = await _claim(transport, ttl=10)
+        assert first.lost_at is None  # never lost
+        lost_at = first.expires_at
+        clock.advance(12)
+        await transport.reap()
+        clock.advance(3)
+        second = await _claim(transport)
+        assert second.lost_at == lost_at
+        await _end(transport, second, Release())
+        third = await _claim(transport)
+        assert third.lost_at == lost_at  # the released claim never ran: still recovering
+        await _end(transport, third, Snooze(run_at=clock.now()))
+        assert (await _claim(transport)).lost_at is None  # the recovered run ended
+
+    async def test_each_reap_replaces_the_lost_time(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A job lost again is recovering from its newest loss; a retried run clears it."""
+        await transport.enqueue(EnqueueRequest(kind="k", queue="q", max_attempts=5))
+        await _claim(transport, ttl=10)
+        clock.advance(11)
+        await transport.reap()
+        again = await _claim(transport, ttl=5)
+        clock.advance(6)
+        await transport.reap()
+        recovered = await _claim(transport)
+        assert recovered.lost_at == again.expires_at
+        await _end(transport, recovered, Retry(run_at=clock.now(), error="boom"))
+        assert (await _claim(transport)).lost_at is None
+
+    async def test_a_job_ended_or_retried_by_an_operator_is_no_recovery(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A reap that ends the job, and an operator's retry, leave no lost time."""
+        last = await transport.enqueue(EnqueueRequest(kind="k", queue="q", max_attempts=1))
+        await _claim(transport, ttl=10)
+        clock.advance(11)
+        await transport.reap()  # dead: its last attempt
+        assert await transport.retry_jobs(JobFilter.one(last.job_id)) == [last.job_id]
+        assert (await _claim(transport)).lost_at is None
+        other = await transport.enqueue(EnqueueRequest(kind="k", queue="r", max_attempts=5))
+        await _claim(transport, "r", ttl=10)
+        clock.advance(11)
+        await transport.reap()  # available, recovering
+        only = JobFilter.one(other.job_id)
+        assert await transport.discard_jobs(only, reason="not now") == [other.job_id]
+        assert await transport.retry_jobs(only) == [other.job_id]
+        assert (await _claim(transport, "r")).lost_at is None
+
     # --- history ---------------------------------------------------------------------------
 
     async def test_add_stats_adds_up(self, transport: Transport) -> None:
@@ -195,6 +272,7 @@ class TransportObserving:
             deduplicated=big,
             wait=Histogram(buckets=tuple(range(97))),
             run=Histogram(buckets=(big,) + (0,) * 95 + (1,)),
+            recovery=Histogram(buckets=(0,) * 40 + (3,) + (0,) * 55 + (big,)),
         )
         await transport.add_stats([row])
         assert await transport.list_stats() == [row]

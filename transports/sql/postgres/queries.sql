@@ -150,7 +150,7 @@ WHERE j.id = ANY (ARRAY(SELECT id FROM due))
 RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
           j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
           j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested, j.started_at,
-          j.errors, j.headers, j.concurrency_key, j.lease_token, j.workflow;
+          j.errors, j.headers, j.concurrency_key, j.lease_token, j.lost_at, j.workflow;
 
 -- name: any_limits
 SELECT EXISTS (SELECT 1 FROM {schema}.limits)
@@ -258,7 +258,7 @@ WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
 RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
           j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
           j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested, j.started_at,
-          j.errors, j.headers, j.concurrency_key, j.lease_token, j.workflow;
+          j.errors, j.headers, j.concurrency_key, j.lease_token, j.lost_at, j.workflow;
 
 -- name: renew
 -- Only a live lease is extended: an expired one stays expired even if nobody reaped it yet.
@@ -353,6 +353,8 @@ upd AS (
         result = CASE WHEN req.action = 'complete' THEN req.result::jsonb ELSE j.result END,
         lease_token = NULL,
         lease_expires_at = NULL,
+        -- the run that recovered a reaped job has ended (a release hands the recovery on)
+        lost_at = CASE WHEN req.action = 'release' THEN j.lost_at END,
         updated_at = now.t
     FROM req, now
     WHERE j.id = req.id AND j.lease_token = req.token
@@ -415,6 +417,10 @@ upd AS (
             'traceback', NULL
         )),
         lease_token = NULL,
+        -- the lost lease's expiry, for the recovery time of the job's next run
+        lost_at = CASE
+            WHEN NOT j.cancel_requested AND j.attempt < j.max_attempts THEN j.lease_expires_at
+        END,
         lease_expires_at = NULL,
         updated_at = (SELECT t FROM now)
     -- An id array keeps the plan a primary-key lookup per row (see claim).
@@ -655,6 +661,7 @@ upd AS (
         attempt = 0,
         cancel_requested = false,
         finished_at = NULL,
+        lost_at = NULL,
         dedupe_key = CASE WHEN j.state IN ('dead', 'cancelled') THEN NULL ELSE j.dedupe_key END,
         run_at = (SELECT t FROM now),
         updated_at = (SELECT t FROM now)

@@ -40,7 +40,10 @@ CREATE TABLE {schema}.jobs (
     headers jsonb NOT NULL DEFAULT '{}',  -- labels to labels, as given to enqueue
     concurrency_key text,  -- flow-control key; its limit (if any) is in limits
     result jsonb,  -- what the handler returned, stored by the applied finalize (0005)
-    workflow text,  -- the workflow it belongs to, a label (0006)
+    -- the expiry of the lease reap took back while the job waits to run again, kept until a
+    -- run of it ends (finalize, except a release): where its recovery time starts
+    lost_at double precision,
+    workflow text,  -- the workflow it belongs to, a label (0007)
     -- true once a job waits for it (job_edges): its end settles its dependents (jobs_settle)
     has_dependents boolean NOT NULL DEFAULT false
 );
@@ -127,7 +130,7 @@ CREATE TABLE {schema}.limits (
     concurrency integer NOT NULL CHECK (concurrency >= 0)
 );
 
--- Dependencies (0006): child waits for parent; parent_state is the parent's final state once
+-- Dependencies (0007): child waits for parent; parent_state is the parent's final state once
 -- it ended, NULL while it may still run (see transports.lowlevel.verdict).
 CREATE TABLE {schema}.job_edges (
     child bigint NOT NULL REFERENCES {schema}.jobs (id) ON DELETE CASCADE,

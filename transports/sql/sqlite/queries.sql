@@ -110,7 +110,7 @@ WHERE id IN (
 RETURNING
     id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
     dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at,
-    cancel_requested, started_at, errors, headers, concurrency_key, lease_token, workflow
+    cancel_requested, started_at, errors, headers, concurrency_key, lease_token, lost_at, workflow
 
 -- name: renew
 -- :requests is a JSON array of [job_id, token] pairs.
@@ -205,6 +205,8 @@ SET state = decided.state,
     errors = decided.errors,
     result = CASE WHEN decided.outcome = 'complete' THEN decided.result ELSE jobs.result END,
     lease_expires_at = NULL,
+    -- the run that recovered a reaped job has ended (a release hands the recovery on)
+    lost_at = CASE WHEN decided.outcome = 'release' THEN jobs.lost_at END,
     updated_at = decided.now
 FROM decided
 WHERE jobs.id = decided.id
@@ -250,6 +252,8 @@ SET errors = json_insert(
         ELSE last_error
     END,
     finished_at = CASE WHEN cancel_requested OR attempt >= max_attempts THEN :now END,
+    -- the lost lease's expiry, for the recovery time of the job's next run
+    lost_at = CASE WHEN NOT cancel_requested AND attempt < max_attempts THEN lease_expires_at END,
     lease_expires_at = NULL,
     updated_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids))
@@ -449,6 +453,7 @@ SET state = 'available',
     attempt = 0,
     cancel_requested = 0,
     finished_at = NULL,
+    lost_at = NULL,
     dedupe_key = CASE WHEN state IN ('dead', 'cancelled') THEN NULL ELSE dedupe_key END,
     run_at = :now,
     updated_at = :now

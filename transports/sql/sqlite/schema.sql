@@ -35,7 +35,10 @@ CREATE TABLE jobs (
     headers TEXT NOT NULL DEFAULT '{}',  -- JSON object of labels, as given to enqueue
     concurrency_key TEXT,  -- flow-control key; its limit (if any) is in limits
     result TEXT,  -- compact JSON the handler returned, stored by the applied finalize (0005)
-    workflow TEXT,  -- the workflow it belongs to, a label (0006)
+    -- the expiry of the lease reap took back while the job waits to run again, kept until a
+    -- run of it ends (finalize, except a release): where its recovery time starts
+    lost_at REAL,
+    workflow TEXT,  -- the workflow it belongs to, a label (0007)
     -- 1 once a job waits for it (job_edges): its end settles its dependents (jobs_settle)
     has_dependents INTEGER NOT NULL DEFAULT 0
 );
@@ -118,7 +121,7 @@ CREATE TABLE limits (
     concurrency INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- Dependencies (0006): child waits for parent. parent_state is the parent's final state once
+-- Dependencies (0007): child waits for parent. parent_state is the parent's final state once
 -- it ended, NULL while it may still run. transports.lowlevel.verdict decides a pending child:
 -- a 'cancel' edge whose parent ended dead or cancelled cancels it; else it is due once no
 -- edge is open. The triggers below apply it in the very statement that ends a parent.

@@ -1,4 +1,4 @@
--- 0006: dependencies and workflows. A job may wait for others ('pending' until they
+-- 0007: dependencies and workflows. A job may wait for others ('pending' until they
 -- succeeded, see Transport's *Dependencies*) and belong to a workflow. SQLite cannot widen a
 -- CHECK in place, so the jobs table is rebuilt: renamed, created anew, copied, and its
 -- indexes made again; the AUTOINCREMENT counter is carried over, so ids are never reused.
@@ -37,7 +37,10 @@ CREATE TABLE jobs (
     headers TEXT NOT NULL DEFAULT '{}',  -- JSON object of labels, as given to enqueue
     concurrency_key TEXT,  -- flow-control key; its limit (if any) is in limits
     result TEXT,  -- compact JSON the handler returned, stored by the applied finalize (0005)
-    workflow TEXT,  -- the workflow it belongs to, a label (0006)
+    -- the expiry of the lease reap took back while the job waits to run again, kept until a
+    -- run of it ends (finalize, except a release): where its recovery time starts
+    lost_at REAL,
+    workflow TEXT,  -- the workflow it belongs to, a label (0007)
     -- 1 once a job waits for it (job_edges): its end settles its dependents (jobs_settle)
     has_dependents INTEGER NOT NULL DEFAULT 0
 );
@@ -45,12 +48,12 @@ CREATE TABLE jobs (
 INSERT INTO jobs (
     id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
     dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_token, lease_expires_at,
-    cancel_requested, started_at, errors, headers, concurrency_key, result
+    cancel_requested, started_at, errors, headers, concurrency_key, result, lost_at
 )
 SELECT
     id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
     dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_token, lease_expires_at,
-    cancel_requested, started_at, errors, headers, concurrency_key, result
+    cancel_requested, started_at, errors, headers, concurrency_key, result, lost_at
 FROM jobs_old;
 
 DELETE FROM sqlite_sequence WHERE name = 'jobs';
@@ -84,7 +87,7 @@ CREATE INDEX jobs_final_state ON jobs (state, id)
 CREATE INDEX jobs_key_running ON jobs (concurrency_key, lease_expires_at)
     WHERE state = 'running' AND concurrency_key IS NOT NULL;
 
--- Dependencies (0006): child waits for parent. parent_state is the parent's final state once
+-- Dependencies (0007): child waits for parent. parent_state is the parent's final state once
 -- it ended, NULL while it may still run. transports.lowlevel.verdict decides a pending child:
 -- a 'cancel' edge whose parent ended dead or cancelled cancels it; else it is due once no
 -- edge is open. The triggers below apply it in the very statement that ends a parent.
