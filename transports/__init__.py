@@ -14,7 +14,6 @@ from ._connect import connect
 from ._errors import (
     ConnectionLost,
     DependencyCycle,
-    DependencyInvalid,
     InvalidQueueName,
     InvalidRequest,
     JobNotFound,
@@ -40,7 +39,6 @@ from ._records import (
     AttemptError,
     CancelResult,
     Counts,
-    Edge,
     EnqueueRequest,
     EnqueueResult,
     Job,
@@ -50,7 +48,6 @@ from ._records import (
     KeyLimit,
     OnFailure,
     QueueConfig,
-    WorkflowSummary,
 )
 from ._url import redact_url
 
@@ -71,8 +68,6 @@ __all__ = [
     "ConnectionLost",
     "Counts",
     "DependencyCycle",
-    "DependencyInvalid",
-    "Edge",
     "EnqueueRequest",
     "EnqueueResult",
     "Histogram",
@@ -104,7 +99,6 @@ __all__ = [
     "TransportError",
     "UnknownDependency",
     "UnsupportedURL",
-    "WorkflowSummary",
     "connect",
     "minute_of",
     "redact_url",

@@ -101,7 +101,7 @@ Rules that hold for every method:
   or ``After(index=i)`` for an earlier request of the same batch). It starts ``pending``
   (active, never claimed) and becomes due (``available``, or ``scheduled`` until its
   ``run_at``) in the same atomic write that ends its last parent ``succeeded``. A parent that
-  ends ``dead`` or ``cancelled`` decides by the edge's :class:`~transports.lowlevel.OnFailure`:
+  ends ``dead`` or ``cancelled`` decides by the edge's :class:`~transports.OnFailure`:
   ``CANCEL`` (the default) ends the dependent ``cancelled`` in that same write (its
   ``last_error`` names the parent; its own dependents follow, as if it had been cancelled),
   ``RUN`` lets it run once every parent ended. The rule is :func:`~transports.lowlevel.verdict`,

@@ -29,7 +29,6 @@ from starlette.templating import Jinja2Templates
 import transports
 from transports import (
     MINUTE,
-    Edge,
     Histogram,
     InvalidRequest,
     Job,
@@ -43,7 +42,7 @@ from transports import (
     TransportError,
     minute_of,
 )
-from transports.lowlevel import TimeSource
+from transports.lowlevel import Edge, TimeSource
 
 from ..core import RealClock
 from ..jobs import CronSchedule
