@@ -20,6 +20,7 @@ SECTIONS = [
     "_sqlite",
     "_postgres",
     "_flow",
+    "_steps",
     "_workflows",
     "_sim",
 ]

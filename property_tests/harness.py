@@ -46,10 +46,28 @@ SQLITE_TABLES = (
     "nodes",
     "stats",
     "limits",
+    "key_starts",
+    "cooldowns",
+    "steps",
+    "signals",
+    "job_edges",
 )
 """Every SQLite table of the store (``transports/sql/sqlite/schema.sql``), emptied per example."""
 
-POSTGRES_TABLES = ("jobs", "job_edges", "leaders", "cursors", "queues", "nodes", "stats", "limits")
+POSTGRES_TABLES = (
+    "jobs",
+    "steps",
+    "leaders",
+    "cursors",
+    "queues",
+    "nodes",
+    "stats",
+    "limits",
+    "key_starts",
+    "cooldowns",
+    "signals",
+    "job_edges",
+)
 """Every PostgreSQL table of the store but ``schema_version``, emptied per example."""
 
 
@@ -207,11 +225,11 @@ class PostgresBackend(_SQLBackend):
         deletes = " ".join(
             f"DELETE FROM {schema}.{table};"
             for table in POSTGRES_TABLES
-            if table not in ("jobs", "job_edges")
+            if table not in ("jobs", "steps", "job_edges")
         )
-        # job_edges refers to jobs: both are truncated together.
+        # The steps and the edges reference the jobs: truncated with them.
         return (
-            f"BEGIN; TRUNCATE {schema}.jobs, {schema}.job_edges RESTART IDENTITY; {deletes}"
+            f"BEGIN; TRUNCATE {schema}.jobs, {schema}.steps, {schema}.job_edges RESTART IDENTITY; {deletes}"
             f" SELECT setval('{schema}.lease_tokens', 1, false); COMMIT"
         )
 

@@ -12,6 +12,8 @@ Hierarchy::
     │   ├── InvalidQueueName                   nothing was written (a bug to fix, never
     │   ├── PayloadNotSerializable             worth retrying)
     │   ├── PayloadTooLarge
+    │   │   └── StepTooLarge                   a step's (or signal's) value is over MAX_STEP_BYTES
+    │   ├── InvalidStepName                    a step name or event key that is not valid
     │   ├── ResultNotSerializable              a Complete's result is not JSON
     │   ├── ResultTooLarge                     ... or longer than max_result_bytes
     │   └── DependencyInvalid                  an enqueue's ``after`` names no job it may wait
@@ -41,12 +43,14 @@ __all__ = [
     "DependencyInvalid",
     "InvalidQueueName",
     "InvalidRequest",
+    "InvalidStepName",
     "JobNotFound",
     "PayloadNotSerializable",
     "PayloadTooLarge",
     "ResultNotSerializable",
     "ResultTooLarge",
     "SchemaVersionMismatch",
+    "StepTooLarge",
     "StoreNotFound",
     "StoreReadOnly",
     "TransportClosed",
@@ -75,6 +79,15 @@ class PayloadNotSerializable(InvalidRequest):
 
 class PayloadTooLarge(InvalidRequest):
     """A job payload's JSON encoding is longer than the transport's ``max_payload_bytes``."""
+
+
+class StepTooLarge(PayloadTooLarge):
+    """A step's result (or a signal's value) encodes to more than ``MAX_STEP_BYTES`` bytes."""
+
+
+class InvalidStepName(InvalidRequest):
+    """A step name is not a label, or an event key is not 1-128 characters of
+    ``[A-Za-z0-9_.:-]``."""
 
 
 class ResultNotSerializable(InvalidRequest):

@@ -32,6 +32,7 @@ from ._decide import (
 )
 from ._errors import PayloadInvalid
 from ._events import EventBus, JobClaimed
+from ._steps import AttemptEnded
 from ._tracing import trace_id_of
 
 __all__ = ["Execution", "execute", "lose", "request_cancel"]
@@ -108,7 +109,9 @@ async def execute(
         events: where ``JobClaimed`` goes.
         renew: what the handler's ``ctx.extend_lease()`` calls.
         max_result_bytes: the store's limit on a result (a larger one ends the job dead).
-        transport: the store, for what the handler reads through ``ctx`` (its parents).
+        transport: where the handler's ``ctx.step`` records steps (and ``ctx.wait_for``
+            reads signals; ``ctx.parent_results`` its parents' results); a record refused as
+            stale loses ``run``.
 
     Returns:
         The outcome to finalize (``None`` when the lease was lost: nothing may be stored), and
@@ -189,13 +192,14 @@ async def _execute(
         payload = task.structure(job.payload)
     except PayloadInvalid as exc:
         return Discard(error=f"poison payload: {exc}", error_type=PAYLOAD_INVALID), 0.0
-    ctx = JobContext(lease, clock, renew, transport)
+    ctx = JobContext(lease, clock, renew, transport=transport, lost=lambda: lose(run))
     run.context = ctx
     started = clock.now() if events.has_subscribers else 0.0  # for JobSucceeded only
     error: str | None = None
     error_type: str | None = None
     trace: str | None = None
     result: object = None
+    ended: Outcome | None = None  # a sleep or a wait ended the attempt
     timeout = task.options.timeout
     with anyio.CancelScope() as scope:
         run.scope = scope
@@ -209,11 +213,14 @@ async def _execute(
                     error = f"timed out after {timeout:g}s"
                     error_type = TIMEOUT
                     log_failure(job, error, None, worker)
+        except AttemptEnded as end:
+            ended = end.outcome
         except Exception as exc:
             error = _describe(exc)
             error_type = error_type_of(exc)
             trace = _traceback_tail(exc)
-            log_failure(job, error, exc, worker)
+            if not run.is_lost():  # a lost lease (a refused step record) is no failure
+                log_failure(job, error, exc, worker)
         finally:
             run.scope = None
     if run.is_lost():
@@ -225,6 +232,8 @@ async def _execute(
     if scope.cancel_called:
         return Release(), 0.0  # a shutdown stopped it: give the job back
     duration = clock.now() - started if started else 0.0
+    if ended is not None:
+        return ended, duration
     if error is not None:
         outcome = failure_of(
             job, task, error, now=clock.now(), rng=rng, error_type=error_type, traceback=trace

@@ -65,10 +65,11 @@ from ._clock import ManualClock
 from ._dependencies import TransportDependencies
 from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
-from ._flow import TransportFlowControl
+from ._flow import TransportFlowControl, TransportRateLimits
 from ._observing import TransportObserving
 from ._operators import TransportOperators
 from ._results import TransportResults
+from ._steps import TransportSteps
 
 __all__ = ["TransportConformance", "TransportFactory"]
 
@@ -147,8 +148,10 @@ class TransportConformance(
     TransportEdges,
     TransportObserving,
     TransportFlowControl,
+    TransportRateLimits,
     TransportResults,
     TransportDependencies,
+    TransportSteps,
 ):
     """The behaviour every :class:`~transports.Transport` must show; subclass to run it.
 

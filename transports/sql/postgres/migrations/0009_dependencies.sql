@@ -1,16 +1,17 @@
--- 0007: dependencies and workflows. A job may wait for others ('pending' until they
+-- 0009: dependencies and workflows. A job may wait for others ('pending' until they
 -- succeeded, see Transport's *Dependencies*) and belong to a workflow.
 ALTER TABLE {schema}.jobs DROP CONSTRAINT jobs_state_check;
 ALTER TABLE {schema}.jobs ADD CONSTRAINT jobs_state_check CHECK (
     state IN (
-        'pending', 'scheduled', 'available', 'running', 'succeeded', 'cancelled', 'dead'
+        'pending', 'scheduled', 'available', 'running', 'suspended', 'succeeded', 'cancelled',
+        'dead'
     )
 );
 ALTER TABLE {schema}.jobs ADD COLUMN workflow text;
 -- true once a job waits for it (job_edges): its end settles its dependents (jobs_settle)
 ALTER TABLE {schema}.jobs ADD COLUMN has_dependents boolean NOT NULL DEFAULT false;
 
--- Dependencies (0007): child waits for parent; parent_state is the parent's final state once
+-- Dependencies (0009): child waits for parent; parent_state is the parent's final state once
 -- it ended, NULL while it may still run (see transports.lowlevel.verdict).
 CREATE TABLE {schema}.job_edges (
     child bigint NOT NULL REFERENCES {schema}.jobs (id) ON DELETE CASCADE,

@@ -1,7 +1,8 @@
--- 0007: dependencies and workflows. A job may wait for others ('pending' until they
+-- 0009: dependencies and workflows. A job may wait for others ('pending' until they
 -- succeeded, see Transport's *Dependencies*) and belong to a workflow. SQLite cannot widen a
 -- CHECK in place, so the jobs table is rebuilt: renamed, created anew, copied, and its
--- indexes made again; the AUTOINCREMENT counter is carried over, so ids are never reused.
+-- indexes and triggers made again; the AUTOINCREMENT counter is carried over, so ids are
+-- never reused.
 ALTER TABLE jobs RENAME TO jobs_old;
 
 CREATE TABLE jobs (
@@ -10,10 +11,12 @@ CREATE TABLE jobs (
     kind TEXT NOT NULL,
     queue TEXT NOT NULL,
     payload TEXT NOT NULL,  -- compact JSON
-    -- A 'scheduled' job whose run_at has passed reads as 'available'; claims take both.
+    -- A 'scheduled' (or 'suspended') job whose run_at has passed reads as 'available'; claims
+    -- take them.
     state TEXT NOT NULL CHECK (
         state IN (
-            'pending', 'scheduled', 'available', 'running', 'succeeded', 'cancelled', 'dead'
+            'pending', 'scheduled', 'available', 'running', 'suspended', 'succeeded', 'cancelled',
+            'dead'
         )
     ),
     priority INTEGER NOT NULL,
@@ -40,7 +43,8 @@ CREATE TABLE jobs (
     -- the expiry of the lease reap took back while the job waits to run again, kept until a
     -- run of it ends (finalize, except a release): where its recovery time starts
     lost_at REAL,
-    workflow TEXT,  -- the workflow it belongs to, a label (0007)
+    wait_key TEXT,  -- the event key a suspended job waits for; set exactly while suspended
+    workflow TEXT,  -- the workflow it belongs to, a label (0009)
     -- 1 once a job waits for it (job_edges): its end settles its dependents (jobs_settle)
     has_dependents INTEGER NOT NULL DEFAULT 0
 );
@@ -48,12 +52,12 @@ CREATE TABLE jobs (
 INSERT INTO jobs (
     id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
     dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_token, lease_expires_at,
-    cancel_requested, started_at, errors, headers, concurrency_key, result, lost_at
+    cancel_requested, started_at, errors, headers, concurrency_key, result, lost_at, wait_key
 )
 SELECT
     id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
     dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_token, lease_expires_at,
-    cancel_requested, started_at, errors, headers, concurrency_key, result, lost_at
+    cancel_requested, started_at, errors, headers, concurrency_key, result, lost_at, wait_key
 FROM jobs_old;
 
 DELETE FROM sqlite_sequence WHERE name = 'jobs';
@@ -64,7 +68,7 @@ DROP TABLE jobs_old;
 
 -- claim: the due jobs of a queue in claim order.
 CREATE INDEX jobs_claim ON jobs (queue, priority, run_at, id)
-    WHERE state IN ('available', 'scheduled');
+    WHERE state IN ('available', 'scheduled', 'suspended');
 
 -- reap: running jobs by lease expiry.
 CREATE INDEX jobs_lease ON jobs (lease_expires_at)
@@ -72,7 +76,8 @@ CREATE INDEX jobs_lease ON jobs (lease_expires_at)
 
 -- enqueue: at most one active job per (queue, dedupe_key).
 CREATE UNIQUE INDEX jobs_dedupe ON jobs (queue, dedupe_key)
-    WHERE dedupe_key IS NOT NULL AND state IN ('scheduled', 'available', 'running');
+    WHERE dedupe_key IS NOT NULL
+        AND state IN ('scheduled', 'available', 'running', 'suspended');
 
 -- cleanup: final jobs by finish time.
 CREATE INDEX jobs_finished ON jobs (finished_at)
@@ -87,7 +92,35 @@ CREATE INDEX jobs_final_state ON jobs (state, id)
 CREATE INDEX jobs_key_running ON jobs (concurrency_key, lease_expires_at)
     WHERE state = 'running' AND concurrency_key IS NOT NULL;
 
--- Dependencies (0007): child waits for parent. parent_state is the parent's final state once
+-- list_limits: the waiting jobs of one key, counted from an index, whatever the backlog.
+CREATE INDEX jobs_key_waiting ON jobs (concurrency_key)
+    WHERE state IN ('available', 'scheduled') AND concurrency_key IS NOT NULL;
+
+-- signal: the jobs suspended on one event key.
+CREATE INDEX jobs_waiting ON jobs (wait_key)
+    WHERE state = 'suspended';
+
+-- A claim that starts a job of a key with a rate logs the start, and forgets the key's starts
+-- that left its window, in the claim's statement (so under its write lock).
+CREATE TRIGGER jobs_log_start AFTER UPDATE OF state ON jobs
+WHEN NEW.state = 'running' AND OLD.state <> 'running' AND NEW.concurrency_key IS NOT NULL
+BEGIN
+    DELETE FROM key_starts
+    WHERE key = NEW.concurrency_key
+        AND at <= NEW.started_at - (
+            SELECT per FROM limits WHERE key = NEW.concurrency_key AND rate IS NOT NULL
+        );
+    INSERT INTO key_starts (key, at)
+    SELECT NEW.concurrency_key, NEW.started_at
+    FROM limits WHERE key = NEW.concurrency_key AND rate IS NOT NULL;
+END;
+
+CREATE TRIGGER jobs_delete_steps AFTER DELETE ON jobs
+BEGIN
+    DELETE FROM steps WHERE job_id = old.id;
+END;
+
+-- Dependencies (0009): child waits for parent. parent_state is the parent's final state once
 -- it ended, NULL while it may still run. transports.lowlevel.verdict decides a pending child:
 -- a 'cancel' edge whose parent ended dead or cancelled cancels it; else it is due once no
 -- edge is open. The triggers below apply it in the very statement that ends a parent.
