@@ -162,7 +162,8 @@ Rules that hold for every method:
   ``cancel``/``cancel_jobs`` of a ``pending`` job end it (and settle its dependents), and
   ``discard_jobs`` does not take one (it never ran to fail); ``retry_jobs`` of a final parent
   opens its edges again (its dependents that have not started yet, pending or due, wait for
-  it again; dependents already cancelled stay so until retried themselves), a retried
+  it again; one that already started is not held back, its own retries run as usual;
+  dependents already cancelled stay so until retried themselves), a retried
   dependent waits (``pending``) for its parents still active, and ``retry_jobs`` skips a
   dependent a failed parent cancels (retry the parent first: calling again until ``[]``
   takes the chain in order) and never takes a ``pending`` job; ``delete_jobs`` of an active
