@@ -109,6 +109,12 @@ def _shrinks(harness: Harness) -> None:
     assert harness.examples > harness.found_in, "the failure was never replayed"
 
 
+# Shrinking replays hundreds of examples, each on a wiped store: on a busy machine under
+# coverage that can pass the suite's 120 s hang guard without hanging.
+SHRINK_TIMEOUT = pytest.mark.timeout(300)
+
+
+@SHRINK_TIMEOUT
 @pytest.mark.postgres
 def test_a_broken_postgres_finalize_shrinks_to_a_few_steps(
     postgres_dsn: str, postgres_schema: str
@@ -120,6 +126,7 @@ def test_a_broken_postgres_finalize_shrinks_to_a_few_steps(
         _shrinks(Harness("asyncio", PostgresBackend(postgres_dsn, postgres_schema)))
 
 
+@SHRINK_TIMEOUT
 def test_a_broken_sqlite_finalize_shrinks_to_a_few_steps(tmp_path: Path) -> None:
     """Against an SQLite finalize that ignores the lease token, hypothesis reports the
     stale-token violation with a minimal example of at most ten steps, never a flaky one."""

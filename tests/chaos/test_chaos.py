@@ -24,8 +24,7 @@ from ._report import publish
 LONG = os.environ.get("ACTORQ_CHAOS") == "long"
 SEED = int(os.environ.get("ACTORQ_CHAOS_SEED", random.SystemRandom().randrange(2**31)))
 
-# serial: chaos times real processes (and its long run restarts the server), so it runs alone.
-pytestmark = [pytest.mark.postgres, pytest.mark.serial]
+pytestmark = pytest.mark.postgres
 
 
 def _plan() -> ChaosPlan:

@@ -27,8 +27,7 @@ from ._processes import Fleet
 from ._report import publish, table
 from .test_chaos import LONG
 
-# serial: chaos times real processes (and its long run restarts the server), so it runs alone.
-pytestmark = [pytest.mark.postgres, pytest.mark.serial]
+pytestmark = pytest.mark.postgres
 
 BURST = 200_000 if LONG else 20_000
 PROCESSES = 3 if LONG else 2

@@ -23,8 +23,7 @@ from ._processes import Fleet, WorkerProcess
 from ._report import publish, spread, table
 from .test_chaos import LONG
 
-# serial: chaos times real processes (and its long run restarts the server), so it runs alone.
-pytestmark = [pytest.mark.postgres, pytest.mark.serial]
+pytestmark = pytest.mark.postgres
 
 JOBS_PER_ROUND = 4
 
