@@ -13,7 +13,7 @@ import time
 
 import anyio
 
-SECTIONS = ["_core", "_runtime", "_telemetry", "_sqlite", "_postgres", "_flow", "_sim"]
+SECTIONS = ["_core", "_runtime", "_telemetry", "_sqlite", "_postgres", "_flow", "_steps", "_sim"]
 
 
 def main(argv: list[str]) -> None:

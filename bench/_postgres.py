@@ -97,7 +97,7 @@ class _Bench:
         return template.replace("{schema}", self.quoted)
 
     async def reset(self, conn: asyncpg.Connection) -> None:
-        await conn.execute(f"TRUNCATE {self.quoted}.jobs")
+        await conn.execute(f"TRUNCATE {self.quoted}.jobs, {self.quoted}.steps")
         await conn.execute(f"VACUUM ANALYZE {self.quoted}.jobs")
 
     # --- enqueue ---------------------------------------------------------------------------

@@ -37,10 +37,34 @@ __all__ = ["Backend", "Harness", "MemoryBackend", "PostgresBackend", "SQLiteBack
 
 T = TypeVar("T")
 
-SQLITE_TABLES = ("jobs", "leaders", "cursors", "queue_configs", "nodes", "stats", "limits")
+SQLITE_TABLES = (
+    "jobs",
+    "leaders",
+    "cursors",
+    "queue_configs",
+    "nodes",
+    "stats",
+    "limits",
+    "key_starts",
+    "cooldowns",
+    "steps",
+    "signals",
+)
 """Every SQLite table of the store (``transports/sql/sqlite/schema.sql``), emptied per example."""
 
-POSTGRES_TABLES = ("jobs", "leaders", "cursors", "queues", "nodes", "stats", "limits")
+POSTGRES_TABLES = (
+    "jobs",
+    "steps",
+    "leaders",
+    "cursors",
+    "queues",
+    "nodes",
+    "stats",
+    "limits",
+    "key_starts",
+    "cooldowns",
+    "signals",
+)
 """Every PostgreSQL table of the store but ``schema_version``, emptied per example."""
 
 
@@ -196,10 +220,13 @@ class PostgresBackend(_SQLBackend):
         # small tables are DELETEd: much cheaper per example, and their order is by key.
         schema = f'"{self.schema}"'
         deletes = " ".join(
-            f"DELETE FROM {schema}.{table};" for table in POSTGRES_TABLES if table != "jobs"
+            f"DELETE FROM {schema}.{table};"
+            for table in POSTGRES_TABLES
+            if table not in ("jobs", "steps")
         )
+        # The steps reference the jobs: truncated with them.
         return (
-            f"BEGIN; TRUNCATE {schema}.jobs RESTART IDENTITY; {deletes}"
+            f"BEGIN; TRUNCATE {schema}.jobs, {schema}.steps RESTART IDENTITY; {deletes}"
             f" SELECT setval('{schema}.lease_tokens', 1, false); COMMIT"
         )
 

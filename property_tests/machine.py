@@ -54,14 +54,17 @@ from .strategies import (
     HOLDERS,
     LEADER_NAMES,
     QUEUES,
+    RATE_WINDOWS,
     WORKERS,
     EnqueueSpec,
     OutcomeSpec,
     advances,
+    cool_outcome_specs,
     cursor_values,
     enqueue_batches,
     enqueue_specs,
     key_limits,
+    key_rates,
     keyed_enqueue_batches,
     keyed_enqueue_specs,
     limits,
@@ -527,9 +530,12 @@ class FlowMachine(LeaseMachine):
         specs=st.lists(keyed_enqueue_specs, min_size=2, max_size=8),
     )
     def limited_backlog(self, first: int, second: int, specs: list[EnqueueSpec]) -> None:
-        """Start with both keys limited and a backlog of their jobs, so claims meet limits."""
+        """Start with both keys limited (one by concurrency, one by rate) and a backlog of
+        their jobs, so claims meet limits."""
         self._run(SetLimit(CONCURRENCY_KEYS[0], first))
-        self._run(SetLimit(CONCURRENCY_KEYS[1], second))
+        # The second key starts with a rate only, so its jobs finish (and free nothing) while
+        # its window fills and slides.
+        self._run(SetLimit(CONCURRENCY_KEYS[1], None, second, RATE_WINDOWS[1]))
         # Initializers run in any order, and invariants not between them: read the table on
         # both sides, so each backlog's dedupe is checked against the jobs before it.
         self.table_holds()
@@ -543,8 +549,43 @@ class FlowMachine(LeaseMachine):
 
     @rule(key=st.sampled_from(CONCURRENCY_KEYS), concurrency=key_limits)
     def set_limit(self, key: str, concurrency: int | None) -> None:
-        """An operator sets, changes or removes a concurrency key's limit."""
-        self._run(SetLimit(key, concurrency))
+        """An operator sets, changes or removes a concurrency key's limit (its rate kept)."""
+        rate, per = self.model.rates.get(key, (None, None))
+        self._run(SetLimit(key, concurrency, rate, per))
+
+    @rule(index=st.integers(min_value=0, max_value=len(CONCURRENCY_KEYS) - 1), rate=key_rates)
+    def set_rate(self, index: int, rate: int | None) -> None:
+        """An operator sets, changes or removes a key's rate (its concurrency limit kept).
+        Each key keeps one window, so the log the store keeps is the one the ledger counts
+        (a window grown later counts only the starts its log still holds)."""
+        key = CONCURRENCY_KEYS[index]
+        per = None if rate is None else RATE_WINDOWS[index]
+        self._run(SetLimit(key, self.model.limits.get(key), rate, per))
+
+    @rule(seconds=st.sampled_from([1.0, 2.0, 2.5, 4.0]), worker=worker_indexes, ttl=ttls)
+    def work_within_a_window(self, seconds: float, worker: int, ttl: float) -> None:
+        """A little time passes (less than a rate window), a worker completes what it holds
+        and claims again: starts spread over a window and across its edges."""
+        self.clock.advance(seconds)
+        name = WORKERS[worker]
+        held = self.held[name]
+        if held:
+            self._finalize(worker, list(held), [OutcomeSpec("complete", 0.0, None)] * len(held))
+            self._forget(name, list(held))
+        if name not in self.crashed:
+            held.extend(self._run(Claim(QUEUES[0], name, 2, ttl), worker))
+
+    @rule(pick=picks, which=picks, outcome=cool_outcome_specs)
+    def cool_down(self, pick: int, which: int, outcome: OutcomeSpec) -> None:
+        """A worker's remote said "retry after": its job snoozes and its key cools down."""
+        worker = self._chosen(self.held, pick)
+        if worker is None:
+            return
+        name = WORKERS[worker]
+        held = self.held[name]
+        lease = held[which % len(held)]
+        self._finalize(worker, [lease], [outcome])
+        self._forget(name, [lease])
 
     @rule(queue=st.sampled_from(QUEUES), cap=st.sampled_from([None, 1, 2, 3]))
     def cap_queue(self, queue: str, cap: int | None) -> None:

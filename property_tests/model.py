@@ -50,6 +50,7 @@ from transports.lowlevel import (
 
 __all__ = [
     "ATTEMPTS_BOUNDED",
+    "COOL_DOWN_HELD",
     "CURSOR_CAS",
     "DEDUPE_EXACT",
     "EXPIRED_RECLAIMABLE",
@@ -61,6 +62,7 @@ __all__ = [
     "ONE_CLAIMANT",
     "ONE_LEADER",
     "PROPERTIES",
+    "RATE_HELD",
     "REAP_ONLY_EXPIRED",
     "SINGLE_LIVE_LEASE",
     "STALE_TOKEN_INERT",
@@ -86,6 +88,8 @@ CURSOR_CAS = "a cursor moves only from the value it holds"
 MATCHES_MODEL = "every answer matches the reference model"
 LINEARIZABLE = "concurrent calls act as the same calls in some sequential order"
 KEY_LIMIT_HELD = "a claim never leaves a key (or a capped queue) more live leases than its limit"
+RATE_HELD = "no window of a key's rate (per seconds) holds more starts of the key than its rate"
+COOL_DOWN_HELD = "a key cooled down by an applied finalize starts nothing before its time"
 
 PROPERTIES = (
     SINGLE_LIVE_LEASE,
@@ -102,6 +106,8 @@ PROPERTIES = (
     MATCHES_MODEL,
     LINEARIZABLE,
     KEY_LIMIT_HELD,
+    RATE_HELD,
+    COOL_DOWN_HELD,
 )
 
 
@@ -213,6 +219,9 @@ class ReferenceModel:
         self.paused: set[str] = set()
         self.limits: dict[str, int] = {}  # concurrency key -> its limit
         self.caps: dict[str, int] = {}  # queue -> its cluster-wide cap (global_concurrency)
+        self.rates: dict[str, tuple[int, float]] = {}  # concurrency key -> (rate, per)
+        self.starts: dict[str, list[float]] = {}  # rate-limited key -> its logged starts
+        self.cooldowns: dict[str, float] = {}  # concurrency key -> cooled down until then
 
     def clone(self) -> ReferenceModel:
         """An independent copy (to try one order of concurrent calls)."""
@@ -293,6 +302,11 @@ class ReferenceModel:
         """What a claim of ``limit`` jobs of ``queue`` takes at ``now`` (see Transport.claim):
         the first ``limit`` due jobs of keys with room, each key within its free slots."""
         free = {key: n - self.live(key, now) for key, n in self.limits.items()}
+        for key, (rate, _per) in self.rates.items():
+            free[key] = min(free.get(key, rate), rate - self.started(key, now))
+        for key, until in self.cooldowns.items():
+            if until > now:
+                free[key] = 0
         candidates = [
             job
             for job in self.due_in_order(queue, now)
@@ -309,6 +323,13 @@ class ReferenceModel:
         if queue in self.caps:
             taken = taken[: max(0, self.caps[queue] - self.live_in(queue, now))]
         return taken
+
+    def started(self, key: str, now: float) -> int:
+        """Logged starts of rate-limited ``key`` in its window ``(now - per, now]``."""
+        if key not in self.rates:
+            return 0
+        per = self.rates[key][1]
+        return sum(1 for at in self.starts.get(key, ()) if at > now - per)
 
     def live_in(self, queue: str, now: float) -> int:
         """Jobs of ``queue`` holding an unexpired lease at ``now``."""
@@ -328,11 +349,18 @@ class ReferenceModel:
         else:
             self.caps[queue] = cap
 
-    def apply_set_limit(self, key: str, concurrency: int | None) -> None:
+    def apply_set_limit(
+        self, key: str, concurrency: int | None, rate: int | None = None, per: float | None = None
+    ) -> None:
         if concurrency is None:
             self.limits.pop(key, None)
         else:
             self.limits[key] = concurrency
+        if rate is None or per is None:
+            self.rates.pop(key, None)
+            self.starts.pop(key, None)  # a key without a rate keeps no log
+        else:
+            self.rates[key] = (rate, per)
 
     def apply_claim(
         self,
@@ -378,6 +406,8 @@ class ReferenceModel:
             job.lease_owner = owner
             job.lease_expires_at = now + ttl
             job.started_at = now
+            if job.concurrency_key in self.rates:
+                self.starts.setdefault(job.concurrency_key, []).append(now)
             _expect(
                 lease.owner == owner and lease.expires_at == now + ttl,
                 MATCHES_MODEL,
@@ -447,6 +477,10 @@ class ReferenceModel:
             job.record(kind, outcome.error, outcome.traceback, job.lease_owner, now)
         job.token = None
         job.lease_expires_at = None
+        if isinstance(outcome, Snooze) and outcome.cool_down and job.concurrency_key is not None:
+            # Applied, so the key cools down, even when a cancel ends the job.
+            key = job.concurrency_key
+            self.cooldowns[key] = max(outcome.run_at, self.cooldowns.get(key, outcome.run_at))
         if isinstance(outcome, Complete):
             job.result = outcome.result  # only an applied finalize gets here
             self._finish(job, JobState.SUCCEEDED, now)
@@ -741,6 +775,9 @@ class Ledger:
         self.keys: dict[int, str] = {}  # job id -> its concurrency key, as claims showed it
         self.caps: dict[str, int] = {}  # queue -> its cluster-wide cap, as last set
         self.queues: dict[int, str] = {}  # job id -> its queue, as claims showed it
+        self.rates: dict[str, tuple[int, float]] = {}  # key -> (rate, per), as last set
+        self.starts: dict[str, list[float]] = {}  # rate-limited key -> every start granted
+        self.cooled: dict[str, float] = {}  # key -> the latest end of an applied cool-down
 
     def clone(self) -> Ledger:
         """An independent copy (to try one order of concurrent calls)."""
@@ -803,6 +840,30 @@ class Ledger:
                 KEY_LIMIT_HELD,
                 f"a claim left queue {queue!r} {live} live leases; its cap is {self.caps[queue]}",
             )
+        for lease in leases:
+            key = lease.job.concurrency_key
+            if key is None:
+                continue
+            _expect(
+                self.cooled.get(key, now) <= now,
+                COOL_DOWN_HELD,
+                f"job {lease.job_id} of key {key!r} started at {now}; the key cools down "
+                f"until {self.cooled.get(key)}",
+            )
+            if key in self.rates:
+                self.starts.setdefault(key, []).append(now)
+        # Every start of this claim is at now, so checking the window that ends now checks
+        # every window: one holding more than the rate would end at one of its starts.
+        for key in sorted({lease.job.concurrency_key for lease in leases} & set(self.rates)):
+            assert key is not None
+            rate, per = self.rates[key]
+            window = [at for at in self.starts[key] if at > now - per]
+            _expect(
+                len(window) <= rate,
+                RATE_HELD,
+                f"key {key!r} started {len(window)} jobs in ({now - per}, {now}]: "
+                f"its rate is {rate} per {per}s",
+            )
         started = {lease.job.concurrency_key for lease in leases} & set(self.limits)
         for limited in sorted(k for k in started if k is not None):
             live = self.live(limited, now)
@@ -827,11 +888,18 @@ class Ledger:
         else:
             self.caps[queue] = cap
 
-    def limit_set(self, key: str, concurrency: int | None) -> None:
+    def limit_set(
+        self, key: str, concurrency: int | None, rate: int | None = None, per: float | None = None
+    ) -> None:
         if concurrency is None:
             self.limits.pop(key, None)
         else:
             self.limits[key] = concurrency
+        if rate is None or per is None:
+            self.rates.pop(key, None)
+            self.starts.pop(key, None)  # the store forgets the log of a key without a rate
+        else:
+            self.rates[key] = (rate, per)
 
     def renewed(self, request: RenewRequest, result: RenewResult, ttl: float, now: float) -> None:
         if result is RenewResult.LOST:
@@ -861,6 +929,10 @@ class Ledger:
         )
         assert record is not None
         record.open = False
+        outcome = request.outcome
+        key = self.keys.get(request.job_id)
+        if isinstance(outcome, Snooze) and outcome.cool_down and key is not None:
+            self.cooled[key] = max(outcome.run_at, self.cooled.get(key, outcome.run_at))
         if isinstance(request.outcome, _GIVE_BACK) and request.job_id not in self.cancelling:
             self.counted[request.job_id] -= 1  # a cancel request turns a give-back into cancel
 

@@ -39,6 +39,7 @@ __all__ = [
     "MEMORY_MUTANTS",
     "SQLITE_MUTANTS",
     "ClaimWithoutLock",
+    "CoolDownIgnored",
     "DedupeForgetsRunning",
     "DedupeOutlivesJob",
     "FinalizeIgnoresToken",
@@ -46,12 +47,15 @@ __all__ = [
     "LeaderNeverExpires",
     "LimitCountsExpiredLeases",
     "LimitIgnoresRunning",
+    "RateOffByOne",
+    "RateWindowNotSliding",
     "ReapGivesAttemptBack",
     "ReapIgnoresExpiry",
     "ReapMissesTheBoundary",
     "RenewIgnoresToken",
     "RenewRevivesExpired",
     "SQLiteClaimWithoutLock",
+    "SQLiteCoolDownIgnored",
     "SQLiteFinalizeIgnoresToken",
     "SQLiteLimitPerCandidateIgnored",
     "SQLiteReapIgnoresExpiry",
@@ -244,6 +248,34 @@ class LimitCountsExpiredLeases(MemoryTransport):
         return len(self._store.keyed.get(key, {}))
 
 
+class RateOffByOne(MemoryTransport):
+    """The rate check forgets the newest start (``<=`` for ``<``): each window takes one
+    start more than the rate."""
+
+    def _started(self, key: str, now: float) -> int:
+        return max(0, super()._started(key, now) - 1)
+
+
+class RateWindowNotSliding(MemoryTransport):
+    """Fixed windows (a counter reset every ``per`` seconds, as a refilled bucket): the end of
+    one window and the start of the next admit up to twice the rate within ``per``."""
+
+    def _started(self, key: str, now: float) -> int:
+        super()._started(key, now)  # forget the starts out of the sliding window, as before
+        rate_per = self._store.rates.get(key)
+        if rate_per is None:
+            return 0
+        opened = now - now % rate_per[1]
+        return sum(1 for at in self._store.starts.get(key, ()) if at >= opened)
+
+
+class CoolDownIgnored(MemoryTransport):
+    """A snooze that asks for a cool-down snoozes its job, but its key is never cooled."""
+
+    def _cool(self, key: str | None, until: float) -> None:
+        return None
+
+
 MEMORY_MUTANTS: tuple[type[MemoryTransport], ...] = (
     ClaimWithoutLock,
     RenewIgnoresToken,
@@ -369,6 +401,18 @@ class SQLiteLimitPerCandidateIgnored(SQLiteTransport):
         return await super()._fetch(_CLAIM_GREEDY if sql == _Q["claim"] else sql, params)
 
 
+_CLAIM_NOT_COOLED = _without(
+    "claim", "SELECT key FROM cooldowns WHERE until > :now", "SELECT NULL WHERE 0"
+)
+
+
+class SQLiteCoolDownIgnored(SQLiteTransport):
+    """The claim forgets the cool-downs: a key a remote asked to rest starts at once."""
+
+    async def _fetch(self, sql: str, params: Any = ()) -> list[Any]:
+        return await super()._fetch(_CLAIM_NOT_COOLED if sql == _Q["claim"] else sql, params)
+
+
 SQLITE_MUTANTS: tuple[type[SQLiteTransport], ...] = (
     SQLiteClaimWithoutLock,
     SQLiteRenewIgnoresToken,
@@ -380,5 +424,9 @@ FLOW_MUTANTS: tuple[type[MemoryTransport] | type[SQLiteTransport], ...] = (
     LimitIgnoresRunning,
     LimitCountsExpiredLeases,
     SQLiteLimitPerCandidateIgnored,
+    RateOffByOne,
+    RateWindowNotSliding,
+    CoolDownIgnored,
+    SQLiteCoolDownIgnored,
 )
 """The broken limiters: hunted by the flow machine (the lease machine sets no limits)."""

@@ -233,15 +233,19 @@ class CapQueue(Op):
 class SetLimit(Op):
     key: str
     concurrency: int | None
+    rate: int | None = None
+    per: float | None = None
 
     async def run(self, transport: Transport) -> Any:
-        await transport.set_limit(self.key, concurrency=self.concurrency)
+        await transport.set_limit(
+            self.key, concurrency=self.concurrency, rate=self.rate, per=self.per
+        )
 
     def record(self, ledger: Ledger, result: Any, now: float) -> None:
-        ledger.limit_set(self.key, self.concurrency)
+        ledger.limit_set(self.key, self.concurrency, self.rate, self.per)
 
     def apply(self, model: ReferenceModel, result: Any, now: float) -> None:
-        model.apply_set_limit(self.key, self.concurrency)
+        model.apply_set_limit(self.key, self.concurrency, self.rate, self.per)
 
 
 @attrs.frozen
@@ -347,7 +351,7 @@ def settle(
         except Violation as violation:
             failures.append(violation)
             continue
-        if claim_race and not model.limits and not model.caps:
+        if claim_race and not (model.limits or model.caps or model.rates or model.cooldowns):
             # With limits each claim's candidates depend on the ones before it; the ledger
             # holds every key within its limit whatever the order.
             _took_the_first_due(done, model, now)

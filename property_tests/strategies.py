@@ -23,16 +23,19 @@ __all__ = [
     "HOLDERS",
     "LEADER_NAMES",
     "QUEUES",
+    "RATE_WINDOWS",
     "RUNTIME_RNG",
     "START",
     "WORKERS",
     "EnqueueSpec",
     "OutcomeSpec",
     "advances",
+    "cool_outcome_specs",
     "cursor_values",
     "enqueue_batches",
     "enqueue_specs",
     "key_limits",
+    "key_rates",
     "keyed_enqueue_batches",
     "keyed_enqueue_specs",
     "limits",
@@ -74,6 +77,12 @@ cursor_values = st.sampled_from([1.0, 2.0, 3.0, 60.0])
 
 key_limits = st.sampled_from([None, 0, 1, 1, 2])
 """A concurrency key's limit (None removes it): small, so keys fill up."""
+
+key_rates = st.sampled_from([None, 1, 2, 2, 3])
+"""A key's rate (None removes it): small, so windows fill up."""
+
+RATE_WINDOWS = (10.0, 5.0)
+"""The rate window of each of the flow machine's keys (fixed: see FlowMachine.set_rate)."""
 
 
 @attrs.frozen
@@ -137,7 +146,7 @@ keyed_enqueue_batches = st.lists(keyed_enqueue_specs, min_size=1, max_size=3)
 class OutcomeSpec:
     """A finalize outcome, with its time relative to the moment it is sent."""
 
-    kind: Literal["complete", "retry", "snooze", "discard", "cancel", "release"]
+    kind: Literal["complete", "retry", "snooze", "cool", "discard", "cancel", "release"]
     offset: float
     error: str | None
 
@@ -154,6 +163,8 @@ class OutcomeSpec:
             )
         if self.kind == "snooze":
             return Snooze(run_at=now + self.offset)
+        if self.kind == "cool":  # a remote said "retry after": the key cools down too
+            return Snooze(run_at=now + self.offset, cool_down=True)
         if self.kind == "discard":
             return Discard(error=self.error or "bad input")
         if self.kind == "cancel":
@@ -168,3 +179,11 @@ outcome_specs = st.builds(
     error=st.sampled_from([None, "boom"]),
 )
 """Every finalize outcome, each as likely as the others."""
+
+cool_outcome_specs = st.builds(
+    OutcomeSpec,
+    kind=st.just("cool"),
+    offset=st.sampled_from([0.0, 1.0, 5.0, 20.0]),
+    error=st.none(),
+)
+"""A snooze that cools its key down."""

@@ -77,6 +77,30 @@ Rules that hold for every method:
   key with no limit is not limited. A limit binds every claim that starts after
   ``set_limit`` returned; lowering it below the current use stops nothing, the key just
   starts nothing until it is under. ``list_limits`` reports each limited key's use.
+
+  *Rates.* ``set_limit(key, rate=n, per=w)`` also caps the key's *starts*: in any window of
+  ``w`` seconds, at most ``n`` claims start a job of the key, cluster-wide. It is an exact
+  sliding-window log, not a token bucket: the store keeps the key's latest start times and
+  a claim at ``now`` may start a job only while fewer than ``n`` starts fall in
+  ``(now - w, now]``; so every half-open interval of length ``w`` holds at most ``n`` starts,
+  the promise an API's quota makes. (A token bucket or GCRA of the same ``n`` and ``w``
+  admits a full bucket at the end of one window and a refill at the start of the next: up
+  to ``2n`` starts in one window's length. The log costs ``n`` stored times per key, written
+  in the claim's atomic step, under the same per-key serialization as the concurrency
+  count.) A start counts whatever becomes of its job (a released, failed or expired run
+  spent its slot of the window); a start at ``t`` leaves the window at ``t + w``. Jobs held
+  by a rate stay waiting, attempt unspent, like jobs of a full key. Changing a key's rate
+  keeps its log: the starts already logged count against the new rate and window.
+  :meth:`reopens_in` tells a claimer when the first held key reopens, so it can wait for
+  exactly that long: the runtime's Claimer bounds its wait for work by it.
+
+  *Cool-downs.* A finalize with ``Snooze(run_at, cool_down=True)`` (the runtime's answer to
+  a handler returning ``SnoozeUntil(at, cool_down=True)`` on a remote's "retry after") snoozes the job, attempt given
+  back, and cools the job's key down until ``run_at``: no claim on any node that starts
+  after the finalize returned starts a job of the key before ``run_at`` (a later cool-down
+  of the key only ever extends it). It is fenced like the rest of the finalize: a ``STALE``
+  finalize cools nothing; an applied one cools the key even when a cancel ends the job. A
+  key needs no limit to be cooled; ``list_limits`` shows a live cool-down.
 * **Results.** A ``Complete`` may carry the handler's return value (``Complete.result``: JSON,
   at most ``max_result_bytes`` encoded, else :class:`~transports.ResultNotSerializable` /
   :class:`~transports.ResultTooLarge` for the whole batch, nothing written). Only the
@@ -97,6 +121,30 @@ Rules that hold for every method:
   no recovery) clear it. A claim never takes a running job, so an expired lease nobody reaped
   yet is recovered through ``reap`` like any other. The runtime measures *recovery time* as
   its handler's start minus ``lost_at`` (the ``recovery`` histogram of the history).
+* **Durable steps.** A running job may record *steps*: named JSON results kept with the job
+  (``record_step``, ``list_steps``), so a later attempt finds what an earlier one did instead
+  of doing it again (``ctx.step`` in the runtime). A step is written only under a live lease:
+  the token must own the running job and ``now < lease_expires_at`` (stricter than
+  ``finalize``, which also accepts an expired lease nobody reaped: a step records work about
+  to be built on, and a lease that expired may already be someone else's in the next
+  instant). Otherwise ``record_step`` is ``STALE`` and stores nothing, so a worker that lost
+  its lease can never record a step, and the next owner runs it again. A name is recorded
+  once per job: recording it again (a retried call whose reply was lost) keeps the first
+  value. Step names are labels, values JSON of at most ``MAX_STEP_BYTES`` encoded
+  (:class:`~transports.InvalidStepName`, :class:`~transports.StepTooLarge`). Steps live as
+  long as their job: deleted with it (``cleanup``, ``delete_jobs``), never otherwise, and a
+  retry of the job (``retry_jobs``) keeps them.
+* **Suspension and signals.** A finalize with :class:`~transports.lowlevel.Suspend` ends the
+  attempt without spending it and parks the job ``suspended`` on an *event key* (an
+  identifier) until ``signal(key, value)`` sets that event, or until the suspension's
+  ``run_at`` (its timeout): then it is due, as a scheduled job is (and reads ``available``).
+  ``signal`` stores the event and makes every job suspended on it ``available`` now, in one
+  atomic step; it needs no lease (anyone may signal). Events are kept: a signal that comes
+  before the wait is not lost, since a ``Suspend`` finalized after its event was set makes
+  the job ``available`` at once. The *first value wins*: a second signal of a key stores
+  nothing and wakes nobody (no job can be suspended on a key already set). ``get_signal``
+  reads an event. A suspended job is waiting: ``cancel`` and ``cancel_jobs`` cancel it,
+  ``discard_jobs`` and ``delete_jobs`` take it, ``retry_jobs`` makes it available now.
 * **Checkpoints.** Every method is a checkpoint (it yields to the event loop at least once).
 
 What operators watch (the "observing" operations, at the end of the class):
@@ -137,6 +185,7 @@ from ._records import (
     FinalizeResult,
     Job,
     JobFilter,
+    JsonValue,
     KeyLimit,
     LeaderLease,
     Lease,
@@ -144,6 +193,10 @@ from ._records import (
     Reclaimed,
     RenewRequest,
     RenewResult,
+    Signal,
+    SignalResult,
+    Step,
+    StepResult,
     TimeSource,
 )
 
@@ -236,8 +289,9 @@ class Transport(abc.ABC):
         A paused queue yields nothing. Does not wait for work: returns ``[]`` when none is due.
 
         With limits (see *Flow control* above), the candidates are the first ``limit`` due
-        jobs whose key was not at its limit when the claim began, and of those each key
-        starts at most its free slots; every job passed over stays due, its attempt unspent.
+        jobs whose key was not full when the claim began (at its concurrency limit, its rate
+        window full, or cooling down), and of those each key starts at most its free slots
+        (the fewer of its free concurrency slots and the starts left in its window); every job passed over stays due, its attempt unspent.
         So a claim may return fewer than ``limit`` leases while other due jobs remain (the
         next claim, which no longer sees the full key's jobs as candidates, takes those).
 
@@ -276,8 +330,10 @@ class Transport(abc.ABC):
         was not yet reaped: nobody else holds it); the job then becomes ``succeeded``
         (Complete), ``scheduled``/``available`` at ``run_at`` (Retry, or ``dead`` when
         ``attempt >= max_attempts``), the same without spending an attempt (Snooze),
-        ``dead`` (Discard), ``cancelled`` (Cancel) or ``available`` now with the attempt given
-        back (Release). ``STALE`` when the token no longer owns it: nothing changes. A lease
+        ``dead`` (Discard), ``cancelled`` (Cancel), ``available`` now with the attempt given
+        back (Release), or ``suspended`` on its event key with the attempt given back
+        (Suspend; ``available`` now when the event is set already, due at ``run_at`` when
+        that has passed). ``STALE`` when the token no longer owns it: nothing changes. A lease
         named twice is applied once, with its first occurrence's outcome; the later ones are
         ``STALE``. An applied ``Complete`` stores its ``result`` with the job (see *Results*
         above); every finalize that ends a job (whatever its state) wakes the
@@ -306,6 +362,59 @@ class Transport(abc.ABC):
 
         Raises:
             JobNotFound: no job has that id.
+        """
+
+    # --- steps and signals ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def record_step(
+        self, job_id: int, *, token: int, name: str, value: JsonValue
+    ) -> StepResult:
+        """Record step ``name`` of a running job with result ``value``, fenced by ``token``.
+
+        ``RECORDED`` when the token owns the running job and its lease is live
+        (``now < lease_expires_at``): the step is stored with the job's attempt and now, or,
+        when the job already has a step of that name, the stored one is kept (first value
+        wins; a call repeated after a lost reply is harmless). ``STALE`` otherwise (expired,
+        reaped, finished, re-claimed, unknown job): nothing is stored.
+
+        Raises:
+            InvalidRequest: a bad ``job_id`` or ``token``.
+            InvalidStepName: ``name`` is not a label.
+            PayloadNotSerializable: ``value`` is not JSON.
+            StepTooLarge: ``value`` encodes to more than ``MAX_STEP_BYTES`` bytes.
+        """
+
+    @abc.abstractmethod
+    async def list_steps(self, job_id: int) -> list[Step]:
+        """The recorded steps of a job, by ``recorded_at`` then name; ``[]`` when it has none
+        or does not exist.
+
+        Raises:
+            InvalidRequest: a bad ``job_id``.
+        """
+
+    @abc.abstractmethod
+    async def signal(self, key: str, value: JsonValue = None) -> SignalResult:
+        """Set the event ``key`` to ``value`` and wake the jobs suspended on it, atomically.
+
+        When the event is not set yet it is stored (``stored=True``) and every job
+        ``suspended`` on ``key`` becomes ``available`` now (``woken``, their ids) and their
+        queues' waiters are woken. When it is set already nothing changes (``stored=False``,
+        nobody woken): the first value wins.
+
+        Raises:
+            InvalidStepName: ``key`` is not an identifier.
+            PayloadNotSerializable: ``value`` is not JSON.
+            StepTooLarge: ``value`` encodes to more than ``MAX_STEP_BYTES`` bytes.
+        """
+
+    @abc.abstractmethod
+    async def get_signal(self, key: str) -> Signal | None:
+        """The event ``key`` as set by its first ``signal``, or None while it is not set.
+
+        Raises:
+            InvalidStepName: ``key`` is not an identifier.
         """
 
     # --- leadership -----------------------------------------------------------------------
@@ -390,22 +499,50 @@ class Transport(abc.ABC):
         """Every queue that has stored settings, by name."""
 
     @abc.abstractmethod
-    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
-        """Cap the jobs with concurrency key ``key`` that may run at once, cluster-wide.
+    async def set_limit(
+        self,
+        key: str,
+        *,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per: float | None = None,
+    ) -> None:
+        """Set the limits of concurrency key ``key``, cluster-wide, replacing its old ones.
 
         ``concurrency`` is the most jobs with that key holding a live lease at any moment
-        (0 holds them all); None removes the limit. Takes effect for every claim that starts
-        after this returns (see *Flow control* above). Removing or raising a limit wakes the
-        waiters of every queue.
+        (0 holds them all); ``rate`` the most starts of its jobs in any window of ``per``
+        seconds (see *Flow control* above). A limit left None is none; with both None the
+        key is no longer limited (a live cool-down stays). Takes effect for every claim that
+        starts after this returns. Removing or raising a limit wakes the waiters of every
+        queue.
 
         Raises:
-            InvalidRequest: ``key`` is not a label, or ``concurrency`` is not None or an
-                integer from 0 to 2**31 - 1.
+            InvalidRequest: ``key`` is not a label; ``concurrency`` is not None or an
+                integer from 0 to 2**31 - 1; ``rate`` is not None or an integer from 1 to
+                2**31 - 1; ``per`` is not a number of seconds above 0 and at most
+                ``MAX_RATE_WINDOW``; or only one of ``rate`` and ``per`` is given.
         """
 
     @abc.abstractmethod
     async def list_limits(self) -> list[KeyLimit]:
-        """Every key that has a limit, by key, with its live running and waiting jobs."""
+        """Every key that has a limit or a live cool-down, by key, with its live running
+        jobs, its waiting jobs and its starts in the current window."""
+
+    @abc.abstractmethod
+    async def reopens_in(self, queue: str) -> float | None:
+        """Seconds from now until a key held by its rate or a cool-down reopens, or None.
+
+        The least wait, over every key whose rate window is full now or that is cooling
+        down, until a claim could start one more of its jobs (the window slides past a
+        start, the cool-down ends). None when no key is so held: a key held by its
+        concurrency reopens by a finalize or an expiry, which the claimers learn from
+        ``wait_for_work`` and their own lease clock. Keys of any queue may count (a
+        shorter answer is allowed, never a longer one), so a claimer of ``queue`` that
+        waits at most this long for work never sleeps past a start it could have made.
+
+        Raises:
+            InvalidQueueName: ``queue`` is not a valid name.
+        """
 
     @abc.abstractmethod
     async def cleanup(

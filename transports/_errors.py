@@ -12,6 +12,8 @@ Hierarchy::
     │   ├── InvalidQueueName                   nothing was written (a bug to fix, never
     │   ├── PayloadNotSerializable             worth retrying)
     │   ├── PayloadTooLarge
+    │   │   └── StepTooLarge                   a step's (or signal's) value is over MAX_STEP_BYTES
+    │   ├── InvalidStepName                    a step name or event key that is not valid
     │   ├── ResultNotSerializable              a Complete's result is not JSON
     │   ├── ResultTooLarge                     ... or longer than max_result_bytes
     │   └── UnsupportedURL                     transports.connect() got a URL it cannot serve
@@ -36,12 +38,14 @@ __all__ = [
     "ConnectionLost",
     "InvalidQueueName",
     "InvalidRequest",
+    "InvalidStepName",
     "JobNotFound",
     "PayloadNotSerializable",
     "PayloadTooLarge",
     "ResultNotSerializable",
     "ResultTooLarge",
     "SchemaVersionMismatch",
+    "StepTooLarge",
     "StoreNotFound",
     "StoreReadOnly",
     "TransportClosed",
@@ -69,6 +73,15 @@ class PayloadNotSerializable(InvalidRequest):
 
 class PayloadTooLarge(InvalidRequest):
     """A job payload's JSON encoding is longer than the transport's ``max_payload_bytes``."""
+
+
+class StepTooLarge(PayloadTooLarge):
+    """A step's result (or a signal's value) encodes to more than ``MAX_STEP_BYTES`` bytes."""
+
+
+class InvalidStepName(InvalidRequest):
+    """A step name is not a label, or an event key is not 1-128 characters of
+    ``[A-Za-z0-9_.:-]``."""
 
 
 class ResultNotSerializable(InvalidRequest):

@@ -26,6 +26,7 @@ from ._records import (
     FinalizeResult,
     Job,
     JobFilter,
+    JsonValue,
     KeyLimit,
     LeaderLease,
     Lease,
@@ -33,6 +34,10 @@ from ._records import (
     Reclaimed,
     RenewRequest,
     RenewResult,
+    Signal,
+    SignalResult,
+    Step,
+    StepResult,
     TimeSource,
 )
 
@@ -172,11 +177,39 @@ class ForwardingTransport(Transport):
     async def list_queue_configs(self) -> list[QueueConfig]:
         return await self._forward("list_queue_configs", lambda t: t.list_queue_configs())
 
-    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
-        await self._forward("set_limit", lambda t: t.set_limit(key, concurrency=concurrency))
+    async def set_limit(
+        self,
+        key: str,
+        *,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per: float | None = None,
+    ) -> None:
+        await self._forward(
+            "set_limit", lambda t: t.set_limit(key, concurrency=concurrency, rate=rate, per=per)
+        )
 
     async def list_limits(self) -> list[KeyLimit]:
         return await self._forward("list_limits", lambda t: t.list_limits())
+
+    async def reopens_in(self, queue: str) -> float | None:
+        return await self._forward("reopens_in", lambda t: t.reopens_in(queue))
+
+    async def record_step(
+        self, job_id: int, *, token: int, name: str, value: JsonValue
+    ) -> StepResult:
+        return await self._forward(
+            "record_step", lambda t: t.record_step(job_id, token=token, name=name, value=value)
+        )
+
+    async def list_steps(self, job_id: int) -> list[Step]:
+        return await self._forward("list_steps", lambda t: t.list_steps(job_id))
+
+    async def signal(self, key: str, value: JsonValue = None) -> SignalResult:
+        return await self._forward("signal", lambda t: t.signal(key, value))
+
+    async def get_signal(self, key: str) -> Signal | None:
+        return await self._forward("get_signal", lambda t: t.get_signal(key))
 
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000

@@ -12,6 +12,8 @@ Indexes (all kept in step with the job table, stale entries skipped lazily):
 * ``expiry``: a heap of ``(expires_at, id, seq)`` for running leases.
 * ``keyed[key]``: the running jobs of each concurrency key (live or expired leases; the
   claim counts the live ones).
+* ``suspended[key]``: the jobs suspended on each event key (a suspended job is in
+  ``scheduled`` too, for its timeout).
 
 A heap entry is live only while its ``seq`` equals the row's; every move between indexes
 bumps the row's ``seq``, so nothing is ever searched for and removed.
@@ -19,6 +21,7 @@ bumps the row's ``seq``, so nothing is ever searched for and removed.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import heapq
 import json
@@ -52,6 +55,7 @@ from ._records import (
     Job,
     JobFilter,
     JobState,
+    JsonValue,
     KeyLimit,
     LeaderLease,
     Lease,
@@ -61,20 +65,28 @@ from ._records import (
     RenewRequest,
     RenewResult,
     Retry,
+    Signal,
+    SignalResult,
     Snooze,
+    Step,
+    StepResult,
+    Suspend,
     TimeSource,
     check_action,
     check_listing,
     encode_payload,
     encode_result,
+    encode_step,
     job_waiter_key,
 )
 from ._validate import (
+    INT64_MAX,
     check_advance,
     check_claim,
     check_cleanup,
     check_cursor,
     check_duration,
+    check_event_key,
     check_id,
     check_items,
     check_job_ids,
@@ -87,6 +99,7 @@ from ._validate import (
     check_release,
     check_set_limit,
     check_stats_range,
+    check_step_name,
     check_time,
     clean_text,
 )
@@ -123,6 +136,14 @@ class _Row:
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     result_text: str | None = None  # the Complete's result, compact JSON; None: none
     lost_at: float | None = None  # expiry of the lease reap took back, until a run ends
+    wait_key: str | None = None  # set exactly while suspended
+
+
+@dataclasses.dataclass(slots=True, frozen=True)
+class _Step:
+    value_text: str  # decoded afresh for every reader
+    attempt: int
+    recorded_at: float
 
 
 @dataclasses.dataclass(slots=True)
@@ -156,8 +177,15 @@ class MemoryStore:
         self.cursors: dict[str, float] = {}
         self.limits: dict[str, int] = {}  # concurrency key -> most live leases at once
         self.keyed: dict[str, dict[int, _Row]] = {}  # concurrency key -> its running jobs
+        self.rates: dict[str, tuple[int, float]] = {}  # concurrency key -> (rate, per)
+        # concurrency key -> its start times in its rate window, oldest first
+        self.starts: dict[str, collections.deque[float]] = {}
+        self.cooldowns: dict[str, float] = {}  # concurrency key -> cooled down until then
         self.nodes: dict[str, NodeInfo] = {}
         self.stats: dict[tuple[str, float], dict[str, int]] = {}  # (queue, minute) -> cells
+        self.steps: dict[int, dict[str, _Step]] = {}  # job id -> its steps by name
+        self.signals: dict[str, tuple[str, float]] = {}  # event key -> (value text, set at)
+        self.suspended: dict[str, dict[int, _Row]] = {}  # event key -> jobs suspended on it
         self.waiters = Waiters()
 
 
@@ -294,9 +322,9 @@ class MemoryTransport(Transport):
             if row is None or row.seq != seq:
                 continue
             key = row.concurrency_key
-            if key is not None and key in store.limits:
+            if key is not None and self._held(key):
                 if key not in free:
-                    free[key] = store.limits[key] - self._live(key, now)
+                    free[key] = self._free(key, now)
                     if free[key] <= 0:
                         full.add(key)
                 if key in full:
@@ -311,6 +339,8 @@ class MemoryTransport(Transport):
                 candidates += 1
             if key is not None:  # counted whether limited now or later
                 store.keyed.setdefault(key, {})[job_id] = row
+                if key in store.rates:
+                    self._log_start(key, now)
             self._set_state(row, JobState.RUNNING)
             row.attempt += 1
             row.lease_owner = owner
@@ -412,7 +442,9 @@ class MemoryTransport(Transport):
                     row.last_error = outcome.reason
                 self._finish(row, JobState.CANCELLED, now)
             elif row.cancel_requested:
-                # Cancel wins over retry, snooze and release.
+                # Cancel wins over retry, snooze and release; a cool-down still applies.
+                if isinstance(outcome, Snooze) and outcome.cool_down:
+                    self._cool(row.concurrency_key, outcome.run_at)
                 if isinstance(outcome, Retry) and outcome.error is not None:
                     row.last_error = outcome.error
                 self._finish(row, JobState.CANCELLED, now)
@@ -424,7 +456,13 @@ class MemoryTransport(Transport):
                     woken.add(row.queue)
             elif isinstance(outcome, Snooze):
                 row.attempt -= 1
+                if outcome.cool_down:
+                    self._cool(row.concurrency_key, outcome.run_at)
                 if self._wait_until(row, outcome.run_at, now):
+                    woken.add(row.queue)
+            elif isinstance(outcome, Suspend):
+                row.attempt -= 1
+                if self._suspend(row, outcome, now):
                     woken.add(row.queue)
             else:  # Release
                 row.attempt -= 1
@@ -492,6 +530,68 @@ class MemoryTransport(Transport):
         row.cancel_requested = True
         self._finish(row, JobState.CANCELLED, now)
         return CancelResult.CANCELLED
+
+    # --- steps and signals ----------------------------------------------------------------
+
+    async def record_step(
+        self, job_id: int, *, token: int, name: str, value: JsonValue
+    ) -> StepResult:
+        now = await self._enter()
+        check_id(job_id)
+        check_id(token, "token")
+        check_step_name(name)
+        text = encode_step(value)
+        store = self._store
+        row = store.running.get(job_id)
+        if (
+            row is None
+            or row.token != token
+            or row.lease_expires_at is None
+            or row.lease_expires_at <= now
+        ):
+            return StepResult.STALE
+        steps = store.steps.setdefault(job_id, {})
+        if name not in steps:
+            steps[name] = _Step(value_text=text, attempt=row.attempt, recorded_at=now)
+        return StepResult.RECORDED
+
+    async def list_steps(self, job_id: int) -> list[Step]:
+        await self._enter()
+        check_id(job_id)
+        steps = self._store.steps.get(job_id, {})
+        return [
+            Step(
+                name=name,
+                value=json.loads(step.value_text),
+                attempt=step.attempt,
+                recorded_at=step.recorded_at,
+            )
+            for name, step in sorted(steps.items(), key=lambda item: (item[1].recorded_at, item[0]))
+        ]
+
+    async def signal(self, key: str, value: JsonValue = None) -> SignalResult:
+        now = await self._enter()
+        check_event_key(key)
+        text = encode_step(value)
+        store = self._store
+        if key in store.signals:
+            return SignalResult(stored=False)
+        store.signals[key] = (text, now)
+        rows = sorted(store.suspended.get(key, {}).values(), key=lambda row: row.id)
+        for row in rows:
+            row.run_at = row.updated_at = now
+            self._make_available(row)
+        for queue in {row.queue for row in rows}:
+            self._wake(queue)
+        return SignalResult(stored=True, woken=tuple(row.id for row in rows))
+
+    async def get_signal(self, key: str) -> Signal | None:
+        await self._enter()
+        check_event_key(key)
+        found = self._store.signals.get(key)
+        if found is None:
+            return None
+        return Signal(key=key, value=json.loads(found[0]), signalled_at=found[1])
 
     # --- leadership -----------------------------------------------------------------------
 
@@ -569,36 +669,71 @@ class MemoryTransport(Transport):
         await self._enter()
         return [self._store.configs[name] for name in sorted(self._store.configs)]
 
-    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
+    async def set_limit(
+        self,
+        key: str,
+        *,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per: float | None = None,
+    ) -> None:
         await self._enter()
-        check_set_limit(key, concurrency)
+        check_set_limit(key, concurrency, rate, per)
         store = self._store
         before = store.limits.get(key)
+        rate_before = store.rates.get(key)
         if concurrency is None:
             store.limits.pop(key, None)
         else:
             store.limits[key] = concurrency
-        if before is not None and (concurrency is None or concurrency > before):
+        if rate is None or per is None:
+            store.rates.pop(key, None)
+            store.starts.pop(key, None)
+        else:
+            store.rates[key] = (rate, per)
+        raised = before is not None and (concurrency is None or concurrency > before)
+        if raised or (rate_before is not None and store.rates.get(key) != rate_before):
             store.waiters.wake(store.waiters.queues())
 
     async def list_limits(self) -> list[KeyLimit]:
         now = await self._enter()
         store = self._store
         self._promote(now)
-        waiting = dict.fromkeys(store.limits, 0)
+        cooled = {key for key, until in store.cooldowns.items() if until > now}
+        waiting = dict.fromkeys({*store.limits, *store.rates, *cooled}, 0)
         for row in store.jobs.values():
             key = row.concurrency_key
             if key in waiting and row.state in (JobState.SCHEDULED, JobState.AVAILABLE):
                 waiting[key] += 1
-        return [
-            KeyLimit(
-                key=key,
-                concurrency=store.limits[key],
-                running=self._live(key, now),
-                waiting=waiting[key],
+        found = []
+        for key in sorted(waiting):
+            rate, per = store.rates.get(key, (None, None))
+            found.append(
+                KeyLimit(
+                    key=key,
+                    concurrency=store.limits.get(key),
+                    running=self._live(key, now),
+                    waiting=waiting[key],
+                    rate=rate,
+                    per=per,
+                    started=self._started(key, now),
+                    cooldown_until=store.cooldowns[key] if key in cooled else None,
+                )
             )
-            for key in sorted(store.limits)
-        ]
+        return found
+
+    async def reopens_in(self, queue: str) -> float | None:
+        now = await self._enter()
+        check_name(queue)
+        store = self._store
+        soonest: float | None = None
+        for key, (rate, per) in store.rates.items():
+            if self._started(key, now) >= rate:
+                soonest = _sooner(soonest, store.starts[key][-rate] + per - now)
+        for until in store.cooldowns.values():
+            if until > now:
+                soonest = _sooner(soonest, until - now)
+        return soonest
 
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
@@ -620,6 +755,7 @@ class MemoryTransport(Transport):
         for row in doomed:
             del store.jobs[row.id]
             del store.final[row.id]
+            store.steps.pop(row.id, None)
             store.counts[row.queue][row.state] -= 1
         return len(doomed)
 
@@ -704,6 +840,8 @@ class MemoryTransport(Transport):
         for row in chosen:
             del store.jobs[row.id]
             store.final.pop(row.id, None)
+            store.steps.pop(row.id, None)
+            self._unsuspend(row)
             store.counts[row.queue][row.state] -= 1
             if row.dedupe_key is not None:
                 key = (row.queue, row.dedupe_key)
@@ -877,6 +1015,8 @@ class MemoryTransport(Transport):
         return chosen
 
     def _set_state(self, row: _Row, state: JobState) -> None:
+        if row.wait_key is not None:
+            self._unsuspend(row)
         by_state = self._store.counts[row.queue]
         by_state[row.state] -= 1
         by_state[state] += 1
@@ -914,6 +1054,32 @@ class MemoryTransport(Transport):
         self._make_available(row)
         return True
 
+    def _suspend(self, row: _Row, outcome: Suspend, now: float) -> bool:
+        """Suspend ``row`` on its event until its timeout; True when it is available at once
+        (the event is set already, or the timeout has passed)."""
+        if outcome.event_key in self._store.signals:
+            row.run_at = min(outcome.run_at, now)
+            self._make_available(row)
+            return True
+        if self._wait_until(row, outcome.run_at, now):
+            return True
+        self._set_state(row, JobState.SUSPENDED)  # in `scheduled` until its timeout
+        row.wait_key = outcome.event_key
+        self._store.suspended.setdefault(outcome.event_key, {})[row.id] = row
+        return False
+
+    def _unsuspend(self, row: _Row) -> None:
+        """Take ``row`` out of the index of its event key (it stops being suspended)."""
+        key = row.wait_key
+        if key is None:
+            return
+        row.wait_key = None
+        waiting = self._store.suspended.get(key)
+        if waiting is not None:
+            waiting.pop(row.id, None)
+            if not waiting:
+                del self._store.suspended[key]
+
     def _live(self, key: str, now: float) -> int:
         """How many jobs with concurrency key ``key`` hold a live lease at ``now``."""
         running = self._store.keyed.get(key)
@@ -924,6 +1090,49 @@ class MemoryTransport(Transport):
             for row in running.values()
             if row.lease_expires_at is not None and row.lease_expires_at > now
         )
+
+    def _held(self, key: str) -> bool:
+        """Whether ``key`` has a limit, a rate or a cool-down (live or not) to check."""
+        store = self._store
+        return key in store.limits or key in store.rates or key in store.cooldowns
+
+    def _free(self, key: str, now: float) -> int:
+        """How many jobs of ``key`` a claim at ``now`` may start (<= 0: none)."""
+        store = self._store
+        until = store.cooldowns.get(key)
+        if until is not None:
+            if until > now:
+                return 0
+            del store.cooldowns[key]  # over: forgotten
+        free = INT64_MAX
+        if key in store.limits:
+            free = store.limits[key] - self._live(key, now)
+        if key in store.rates:
+            free = min(free, store.rates[key][0] - self._started(key, now))
+        return free
+
+    def _started(self, key: str, now: float) -> int:
+        """How many starts of ``key`` fall in its rate window ``(now - per, now]``; the
+        log forgets the older ones."""
+        rate_per = self._store.rates.get(key)
+        log = self._store.starts.get(key)
+        if rate_per is None or not log:
+            return 0
+        since = now - rate_per[1]
+        while log and log[0] <= since:
+            log.popleft()
+        return len(log)
+
+    def _log_start(self, key: str, now: float) -> None:
+        self._store.starts.setdefault(key, collections.deque()).append(now)
+
+    def _cool(self, key: str | None, until: float) -> None:
+        """Cool ``key`` down until ``until`` (never shortening a longer cool-down)."""
+        if key is None:
+            return
+        cooldowns = self._store.cooldowns
+        cooldowns[key] = max(until, cooldowns.get(key, until))
+        # Claimers learn the end of the cool-down from reopens_in; nothing to wake now.
 
     def _capped(self, queue: str) -> bool:
         config = self._store.configs.get(queue)
@@ -968,8 +1177,12 @@ class MemoryTransport(Transport):
         self._store.waiters.wake((queue,))
 
 
-_RETRYABLE = frozenset({JobState.DEAD, JobState.CANCELLED, JobState.SCHEDULED})
-_WAITING = frozenset({JobState.SCHEDULED, JobState.AVAILABLE})
+def _sooner(soonest: float | None, wait: float) -> float:
+    return wait if soonest is None else min(soonest, wait)
+
+
+_RETRYABLE = frozenset({JobState.DEAD, JobState.CANCELLED, JobState.SCHEDULED, JobState.SUSPENDED})
+_WAITING = frozenset({JobState.SCHEDULED, JobState.AVAILABLE, JobState.SUSPENDED})
 _DELETABLE = frozenset(JobState) - {JobState.RUNNING}
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
@@ -1018,4 +1231,5 @@ def _job(row: _Row) -> Job:
         headers=dict(row.headers),
         concurrency_key=row.concurrency_key,
         result=None if row.result_text is None else json.loads(row.result_text),
+        wait_key=row.wait_key,
     )

@@ -23,6 +23,7 @@ from ._records import (
     RenewRequest,
     Retry,
     Snooze,
+    Suspend,
 )
 
 __all__ = ["Waiters", "distinct_pairs", "encode_outcome", "fold_batch", "unfold_results"]
@@ -156,7 +157,8 @@ def distinct_pairs(
 
 
 def encode_outcome(outcome: Outcome) -> tuple[str, float | None, str | None]:
-    """An outcome as the SQL backends store it: ``(action, run_at, error)``."""
+    """An outcome as the SQL backends store it: ``(action, run_at, error)`` (a suspend's
+    event key goes where an error would)."""
     if isinstance(outcome, Complete):
         return ("complete", None, None)
     if isinstance(outcome, Retry):
@@ -169,4 +171,6 @@ def encode_outcome(outcome: Outcome) -> tuple[str, float | None, str | None]:
         return ("cancel", None, outcome.reason)
     if isinstance(outcome, Release):
         return ("release", None, None)
+    if isinstance(outcome, Suspend):
+        return ("suspend", outcome.run_at, outcome.event_key)
     raise InvalidRequest(f"unknown outcome {outcome!r}")

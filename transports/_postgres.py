@@ -66,6 +66,7 @@ from ._records import (
     Job,
     JobFilter,
     JobState,
+    JsonValue,
     KeyLimit,
     LeaderLease,
     Lease,
@@ -74,12 +75,19 @@ from ._records import (
     RenewRequest,
     RenewResult,
     Retry,
+    Signal,
+    SignalResult,
+    Snooze,
+    Step,
+    StepResult,
+    Suspend,
     TimeSource,
     check_action,
     check_listing,
     decode_errors,
     encode_payload,
     encode_result,
+    encode_step,
     job_waiter_key,
 )
 from ._sql import load_migrations, load_queries
@@ -90,6 +98,7 @@ from ._validate import (
     check_cleanup,
     check_cursor,
     check_duration,
+    check_event_key,
     check_id,
     check_int,
     check_items,
@@ -103,6 +112,7 @@ from ._validate import (
     check_release,
     check_set_limit,
     check_stats_range,
+    check_step_name,
     check_time,
     clean_text,
 )
@@ -234,7 +244,7 @@ def _nulls_as_none(column: list[T]) -> list[T] | None:
     return None if all(value is None for value in column) else column
 
 
-def _job(row: asyncpg.Record, result: str | None = None) -> Job:
+def _job(row: asyncpg.Record, result: str | None = None, wait_key: str | None = None) -> Job:
     # Column order is the one of the claim/get/list_jobs queries; ``result`` is the stored
     # result when the query read it (get, list_jobs).
     return Job(
@@ -260,6 +270,7 @@ def _job(row: asyncpg.Record, result: str | None = None) -> Job:
         headers=_headers(row[19]),
         concurrency_key=row[20],
         result=_result(result),
+        wait_key=wait_key,
     )
 
 
@@ -286,10 +297,10 @@ def _headers(stored: str) -> dict[str, str]:
 
 
 # The states (as jobs read) each operator action takes.
-_RETRYABLE = ["dead", "cancelled", "scheduled"]
-_WAITING = ["scheduled", "available"]
-_DELETABLE = ["scheduled", "available", "succeeded", "cancelled", "dead"]
-_ACTIVE = ["scheduled", "available", "running"]
+_RETRYABLE = ["dead", "cancelled", "scheduled", "suspended"]
+_WAITING = ["scheduled", "available", "suspended"]
+_DELETABLE = ["scheduled", "available", "suspended", "succeeded", "cancelled", "dead"]
+_ACTIVE = ["scheduled", "available", "running", "suspended"]
 _FINAL = frozenset({"succeeded", "cancelled", "dead"})
 
 
@@ -300,8 +311,10 @@ def _filter_args(
     shown = [state.value for state in where.states] if where.states else None
     stored = None
     if shown is not None:
-        # A due scheduled job reads as available: "available" is stored as either.
-        stored = sorted({*shown, *(["scheduled"] if "available" in shown else [])})
+        # A due scheduled (or timed-out suspended) job reads as available: "available" is
+        # stored as any of the three.
+        due = ["scheduled", "suspended"] if "available" in shown else []
+        stored = sorted({*shown, *due})
     return (
         where.queue,
         where.kind,
@@ -330,6 +343,7 @@ def _finalize_columns(
     types: list[str | None] = []
     tracebacks: list[str | None] = []
     results: list[str | None] = []
+    cools: list[bool] = []
     for request in requests:
         outcome = request.outcome
         action, run_at, error = encode_outcome(outcome)
@@ -338,6 +352,7 @@ def _finalize_columns(
             if isinstance(outcome, Complete)
             else None
         )
+        cools.append(isinstance(outcome, Snooze) and outcome.cool_down)
         ids.append(request.job_id)
         tokens.append(request.token)
         actions.append(action)
@@ -358,6 +373,7 @@ def _finalize_columns(
         _nulls_as_none(types),
         _nulls_as_none(tracebacks),
         _nulls_as_none(results),
+        cools if any(cools) else None,
     )
 
 
@@ -718,7 +734,7 @@ class PostgresTransport(Transport):
             )
             if not rows:
                 self._limited = await self._run(
-                    lambda: pool.fetchval(self._sql["any_limits"]), idempotent=True
+                    lambda: pool.fetchval(self._sql["any_limits"], now), idempotent=True
                 )
         if self._limited:
             rows = await self._run(lambda: self._claim_limited(pool, queue, limit, owner, ttl))
@@ -785,9 +801,17 @@ class PostgresTransport(Transport):
             columns = tuple(
                 None if column is None else [column[i] for i in sent] for column in columns
             )
-        rows = await self._run(
-            lambda: pool.fetch(self._sql["finalize"], *columns[:7], self._now(), columns[7])
-        )
+        if columns[8] is not None:
+            self._limited = True  # a key cools down: claims take the limited path
+        keys = sorted({r.outcome.event_key for r in requests if isinstance(r.outcome, Suspend)})
+        if keys:
+            rows = await self._run(lambda: self._finalize_suspending(pool, keys, columns))
+        else:
+            rows = await self._run(
+                lambda: pool.fetch(
+                    self._sql["finalize"], *columns[:7], self._now(), columns[7], columns[8]
+                )
+            )
         # Only the applied requests come back, by their position among those sent.
         results = [FinalizeResult.STALE] * len(requests)
         woken: set[str] = set()
@@ -801,6 +825,18 @@ class PostgresTransport(Transport):
         self._wake(woken)
         self._wake_jobs(ended)
         return results
+
+    async def _finalize_suspending(
+        self, pool: asyncpg.Pool, keys: list[str], columns: tuple[list[Any] | None, ...]
+    ) -> list[asyncpg.Record]:
+        """A finalize batch holding suspends: the event keys' locks first (see event_locks),
+        then the finalize, whose snapshot sees every signal committed before."""
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(self._sql["event_locks"], keys)
+            rows: list[asyncpg.Record] = await conn.fetch(
+                self._sql["finalize"], *columns[:7], self._now(), columns[7], columns[8]
+            )
+            return rows
 
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
         check_limit(limit)
@@ -836,6 +872,56 @@ class PostgresTransport(Transport):
         if not found:
             raise JobNotFound(f"no job has id {job_id}")
         return CancelResult.ALREADY_FINAL
+
+    # --- steps and signals ----------------------------------------------------------------
+
+    async def record_step(
+        self, job_id: int, *, token: int, name: str, value: JsonValue
+    ) -> StepResult:
+        check_id(job_id)
+        check_id(token, "token")
+        check_step_name(name)
+        text = encode_step(value)
+        pool = self._db
+        row = await self._run(
+            lambda: pool.fetchrow(self._sql["record_step"], job_id, token, name, text, self._now()),
+            idempotent=True,  # a name recorded already keeps its first value
+        )
+        assert row is not None
+        return StepResult.RECORDED if row[0] else StepResult.STALE
+
+    async def list_steps(self, job_id: int) -> list[Step]:
+        check_id(job_id)
+        pool = self._db
+        rows = await self._run(lambda: pool.fetch(self._sql["list_steps"], job_id), idempotent=True)
+        return [
+            Step(name=name, value=json.loads(value), attempt=attempt, recorded_at=at)
+            for name, value, attempt, at in rows
+        ]
+
+    async def signal(self, key: str, value: JsonValue = None) -> SignalResult:
+        check_event_key(key)
+        text = encode_step(value)
+        pool = self._db
+        row = await self._run(lambda: self._signal(pool, key, text))
+        stored, ids, queues, _ = row
+        self._wake(set(queues))
+        return SignalResult(stored=stored, woken=tuple(ids))
+
+    async def _signal(self, pool: asyncpg.Pool, key: str, text: str) -> asyncpg.Record:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(self._sql["event_locks"], [key])
+            row = await conn.fetchrow(self._sql["signal"], key, text, self._now())
+            assert row is not None
+            return row
+
+    async def get_signal(self, key: str) -> Signal | None:
+        check_event_key(key)
+        pool = self._db
+        row = await self._run(lambda: pool.fetchrow(self._sql["get_signal"], key), idempotent=True)
+        if row is None:
+            return None
+        return Signal(key=key, value=json.loads(row[0]), signalled_at=row[1])
 
     # --- leadership -----------------------------------------------------------------------
 
@@ -998,17 +1084,41 @@ class PostgresTransport(Transport):
         configs = [_queue_config(row) for row in rows]
         return [config for config in configs if config is not None]
 
-    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
-        check_set_limit(key, concurrency)
+    async def set_limit(
+        self,
+        key: str,
+        *,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per: float | None = None,
+    ) -> None:
+        check_set_limit(key, concurrency, rate, per)
         pool = self._db
-        if concurrency is None:
-            await self._run(lambda: pool.execute(self._sql["delete_limit"], key), idempotent=True)
-        else:
+        if concurrency is not None or rate is not None:
             self._limited = True
-            await self._run(
-                lambda: pool.execute(self._sql["set_limit"], key, concurrency), idempotent=True
-            )
+
+        async def write() -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                if concurrency is None and rate is None:
+                    await conn.execute(self._sql["delete_limit"], key)
+                else:
+                    await conn.execute(self._sql["set_limit"], key, concurrency, rate, per)
+                if rate is None:
+                    await conn.execute(self._sql["forget_starts"], key)
+
+        await self._run(write, idempotent=True)
         self._waiters.wake(set(self._waiters.queues()))  # a key may have room now
+
+    async def reopens_in(self, queue: str) -> float | None:
+        check_name(queue)
+        if not self._limited:
+            await anyio.lowlevel.checkpoint()  # no limit seen: no key is held
+            return None
+        pool = self._db
+        wait = await self._run(
+            lambda: pool.fetchval(self._sql["reopens_in"], self._now()), idempotent=True
+        )
+        return None if wait is None else float(wait)
 
     async def list_limits(self) -> list[KeyLimit]:
         pool = self._db
@@ -1016,8 +1126,17 @@ class PostgresTransport(Transport):
             lambda: pool.fetch(self._sql["list_limits"], self._now()), idempotent=True
         )
         return [
-            KeyLimit(key=key, concurrency=concurrency, running=running, waiting=waiting)
-            for key, concurrency, running, waiting in rows
+            KeyLimit(
+                key=key,
+                concurrency=concurrency,
+                running=running,
+                waiting=waiting,
+                rate=rate,
+                per=per,
+                started=started,
+                cooldown_until=until,
+            )
+            for key, concurrency, running, waiting, rate, per, started, until in rows
         ]
 
     async def cleanup(
@@ -1049,7 +1168,7 @@ class PostgresTransport(Transport):
         )
         if row is None:
             raise JobNotFound(f"no job has id {job_id}")
-        return _job(row, row[21])
+        return _job(row, row[21], row[22])
 
     async def list_jobs(
         self,
@@ -1065,7 +1184,7 @@ class PostgresTransport(Transport):
         sql = self._sql["list_jobs_newest" if newest_first else "list_jobs"]
         args = _filter_args(where, after_id, before_id, self._now())
         rows = await self._run(lambda: pool.fetch(sql, *args, limit), idempotent=True)
-        return [_job(row, row[21]) for row in rows]
+        return [_job(row, row[21], row[22]) for row in rows]
 
     async def retry_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
         where = check_action(where, limit)

@@ -21,6 +21,7 @@ from ._errors import (
     PayloadTooLarge,
     ResultNotSerializable,
     ResultTooLarge,
+    StepTooLarge,
 )
 from ._validate import (
     INT32_MAX,
@@ -28,6 +29,7 @@ from ._validate import (
     INT64_MAX,
     INT64_MIN,
     MAX_CONCURRENCY,
+    check_event_key,
     check_id,
     check_int,
     check_items,
@@ -47,6 +49,7 @@ __all__ = [
     "MAX_ERROR_MESSAGE",
     "MAX_FILTER_IDS",
     "MAX_HEADERS",
+    "MAX_STEP_BYTES",
     "MAX_TRACEBACK",
     "AttemptError",
     "Cancel",
@@ -72,7 +75,12 @@ __all__ = [
     "RenewRequest",
     "RenewResult",
     "Retry",
+    "Signal",
+    "SignalResult",
     "Snooze",
+    "Step",
+    "StepResult",
+    "Suspend",
     "TimeSource",
     "check_action",
     "check_listing",
@@ -80,6 +88,7 @@ __all__ = [
     "decode_errors",
     "encode_payload",
     "encode_result",
+    "encode_step",
     "job_waiter_key",
 ]
 
@@ -104,7 +113,9 @@ MAX_HEADERS = 32
 
 MAX_FILTER_IDS = 10_000
 """Most job ids one :class:`JobFilter` may name."""
-"""Most headers one job may carry (each key and value a label)."""
+
+MAX_STEP_BYTES = 65_536
+"""Longest JSON encoding of a step's result or a signal's value, in bytes."""
 
 
 class TimeSource(Protocol):
@@ -122,10 +133,12 @@ class JobState(enum.StrEnum):
     SUCCEEDED = "succeeded"
     CANCELLED = "cancelled"
     DEAD = "dead"  # discarded: attempts exhausted or not retryable
+    # waiting for an event (``Transport.signal``) or its timeout; active, like the first three
+    SUSPENDED = "suspended"
 
     @property
     def is_active(self) -> bool:
-        """True while the job may still run (scheduled, available or running)."""
+        """True while the job may still run (scheduled, available, running or suspended)."""
         return self in _ACTIVE
 
     @property
@@ -134,7 +147,7 @@ class JobState(enum.StrEnum):
         return self not in _ACTIVE
 
 
-_ACTIVE = frozenset({JobState.SCHEDULED, JobState.AVAILABLE, JobState.RUNNING})
+_ACTIVE = frozenset({JobState.SCHEDULED, JobState.AVAILABLE, JobState.RUNNING, JobState.SUSPENDED})
 
 
 def check_state(state: object) -> JobState | None:
@@ -199,6 +212,19 @@ def job_waiter_key(job_id: int) -> str:
     """The key ``wait_for_jobs`` callers of one job wait under in a backend's waiter registry
     (never a queue name: ``#`` is not a name character)."""
     return f"#{job_id}"
+
+
+def encode_step(value: JsonValue) -> str:
+    """Encode a step's result or a signal's value as compact JSON and check its size.
+
+    Raises:
+        PayloadNotSerializable: the value is not JSON (see :func:`encode_payload`).
+        StepTooLarge: the encoding is longer than :data:`MAX_STEP_BYTES` bytes.
+    """
+    try:
+        return encode_payload(value, MAX_STEP_BYTES)
+    except PayloadTooLarge as exc:
+        raise StepTooLarge(str(exc).replace("payload", "value", 1)) from None
 
 
 # A JSON-escaped NUL: "\u0000" preceded by an even number of backslashes.
@@ -380,6 +406,7 @@ class Job:
     # what the handler returned, stored by the applied finalize of a Complete (see
     # Complete.result); None until then, and when it returned nothing
     result: JsonValue = None
+    wait_key: str | None = None  # the event a suspended job waits for; None unless suspended
 
 
 @attrs.frozen(kw_only=True)
@@ -441,9 +468,32 @@ class Retry:
 
 @attrs.frozen(kw_only=True)
 class Snooze:
-    """Run again at ``run_at`` without spending an attempt."""
+    """Run again at ``run_at`` without spending an attempt.
+
+    With ``cool_down``, the job's concurrency key also cools down until ``run_at``: no claim
+    on any node starts a job of that key before then (see *Flow control* in
+    :mod:`transports._base`). A job without a key cools nothing.
+    """
 
     run_at: float = attrs.field(validator=_time)  # finite, >= 0
+    cool_down: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+
+
+def _event_key(_inst: object, _attr: attrs.Attribute[Any], value: Any) -> None:
+    check_event_key(value)
+
+
+@attrs.frozen(kw_only=True)
+class Suspend:
+    """Wait for the event ``event_key`` (see ``Transport.signal``) without spending an attempt.
+
+    The job becomes ``suspended`` until the event is signalled (then ``available`` at once)
+    or until ``run_at``, its timeout (then it is due like a scheduled job). When the event was
+    signalled already, it is ``available`` at once.
+    """
+
+    event_key: str = attrs.field(validator=_event_key)  # an identifier, e.g. "order:42:paid"
+    run_at: float = attrs.field(validator=_time)  # the wait's timeout: finite, >= 0
 
 
 @attrs.frozen(kw_only=True)
@@ -469,8 +519,8 @@ class Release:
     """Give the lease back unfinished: available now, the attempt is not spent (shutdown)."""
 
 
-Outcome: TypeAlias = Complete | Retry | Snooze | Discard | Cancel | Release
-_OUTCOMES = (Complete, Retry, Snooze, Discard, Cancel, Release)
+Outcome: TypeAlias = Complete | Retry | Snooze | Discard | Cancel | Release | Suspend
+_OUTCOMES = (Complete, Retry, Snooze, Discard, Cancel, Release, Suspend)
 
 
 def _check_outcome(value: object) -> None:
@@ -492,6 +542,40 @@ class FinalizeResult(enum.StrEnum):
 
     APPLIED = "applied"
     STALE = "stale"  # the token no longer owns the job: nothing changed
+
+
+@attrs.frozen(kw_only=True)
+class Step:
+    """One recorded step of a job (see ``Transport.record_step``). Returned by ``list_steps``."""
+
+    name: str  # the step's name, unique within its job
+    value: JsonValue  # the step's result, as recorded (decoded afresh for every reader)
+    attempt: int  # the job's attempt that recorded it
+    recorded_at: float  # the store's now when it was recorded
+
+
+class StepResult(enum.StrEnum):
+    """Whether ``record_step`` recorded the step."""
+
+    RECORDED = "recorded"  # stored (or it was stored already: the first value stays)
+    STALE = "stale"  # the token no longer holds a live lease on the job: nothing stored
+
+
+@attrs.frozen(kw_only=True)
+class Signal:
+    """An event set by ``Transport.signal``. Returned by ``get_signal``."""
+
+    key: str  # the event key
+    value: JsonValue  # the first value signalled (decoded afresh for every reader)
+    signalled_at: float  # when it was first signalled (the store's now)
+
+
+@attrs.frozen(kw_only=True)
+class SignalResult:
+    """What ``Transport.signal`` did."""
+
+    stored: bool  # True: this call set the event; False: it was set already (first value wins)
+    woken: tuple[int, ...] = ()  # the suspended jobs it made available, lowest id first
 
 
 class CancelResult(enum.StrEnum):
@@ -670,9 +754,14 @@ class KeyLimit:
     """A flow-control key's limit and its current use. Returned by ``list_limits``."""
 
     key: str  # the concurrency key jobs name at enqueue
-    concurrency: int  # most jobs with this key holding a live lease at once, cluster-wide
+    # most jobs with this key holding a live lease at once, cluster-wide; None: no cap
+    concurrency: int | None
     running: int  # jobs with this key holding a live (unexpired) lease now
     waiting: int  # jobs with this key scheduled or available now
+    rate: int | None = None  # most starts of the key in any window of ``per`` seconds
+    per: float | None = None  # the rate's window, seconds (set with ``rate``)
+    started: int = 0  # starts of the key in the window ending now (0 without a rate)
+    cooldown_until: float | None = None  # a cool-down holding the key until then, if live
 
 
 @attrs.frozen(kw_only=True)

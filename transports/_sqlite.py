@@ -74,6 +74,7 @@ from ._records import (
     Job,
     JobFilter,
     JobState,
+    JsonValue,
     KeyLimit,
     LeaderLease,
     Lease,
@@ -82,12 +83,18 @@ from ._records import (
     RenewRequest,
     RenewResult,
     Retry,
+    Signal,
+    SignalResult,
+    Snooze,
+    Step,
+    StepResult,
     TimeSource,
     check_action,
     check_listing,
     decode_errors,
     encode_payload,
     encode_result,
+    encode_step,
     job_waiter_key,
 )
 from ._sql import load_migrations, load_queries
@@ -97,6 +104,7 @@ from ._validate import (
     check_cleanup,
     check_cursor,
     check_duration,
+    check_event_key,
     check_id,
     check_items,
     check_job_ids,
@@ -109,6 +117,7 @@ from ._validate import (
     check_release,
     check_set_limit,
     check_stats_range,
+    check_step_name,
     check_time,
     clean_text,
 )
@@ -172,8 +181,9 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> list[Sequence[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def _job(row: Sequence[Any], result: str | None = None) -> Job:
-    """A job of the claim/get/list_jobs columns; ``result`` is its stored result, if read."""
+def _job(row: Sequence[Any], result: str | None = None, wait_key: str | None = None) -> Job:
+    """A job of the claim/get/list_jobs columns; ``result`` is its stored result, if read, and
+    ``wait_key`` the event it is suspended on."""
     return Job(
         id=row[0],
         kind=row[1],
@@ -197,6 +207,7 @@ def _job(row: Sequence[Any], result: str | None = None) -> Job:
         headers=_headers(row[19]),
         concurrency_key=row[20],
         result=_result(result),
+        wait_key=wait_key,
     )
 
 
@@ -731,7 +742,13 @@ class SQLiteTransport(Transport):
         now = self._time.now()
         chunks = _chunks(params)
         applied: list[Any] = []
-        if len(chunks) == 1:
+        # Snoozes that cool their key down: written with the finalize, in its transaction.
+        cooling = {
+            (request.job_id, request.token): request.outcome.run_at
+            for request in (requests[i] for i in sent)
+            if isinstance(request.outcome, Snooze) and request.outcome.cool_down
+        }
+        if len(chunks) == 1 and not cooling:
             applied = await self._fetch(
                 _expand("finalize", _FINALIZE_ROW, len(params)),
                 [
@@ -757,6 +774,10 @@ class SQLiteTransport(Transport):
                             ],
                         )
                     )
+                for job_id, token, _queue, _state in applied:
+                    until = cooling.get((job_id, token))
+                    if until is not None:
+                        await conn.execute(_Q["cool_down"], {"id": job_id, "until": until})
         owned = {(job_id, token) for job_id, token, _queue, _state in applied}
         results = [FinalizeResult.STALE] * len(requests)
         for index in sent:
@@ -816,6 +837,53 @@ class SQLiteTransport(Transport):
         if await self._fetch(_Q["job_exists"], {"id": job_id}):
             return CancelResult.ALREADY_FINAL
         raise JobNotFound(f"no job has id {job_id}")
+
+    # --- steps and signals ----------------------------------------------------------------
+
+    async def record_step(
+        self, job_id: int, *, token: int, name: str, value: JsonValue
+    ) -> StepResult:
+        check_id(job_id)
+        check_id(token, "token")
+        check_step_name(name)
+        text = encode_step(value)
+        params = {"id": job_id, "token": token, "name": name, "value": text}
+        params["now"] = self._time.now()
+        if await self._fetch(_Q["record_step"], params):
+            return StepResult.RECORDED
+        # Nothing inserted: the token is stale, or the step was recorded already.
+        if await self._fetch(_Q["step_owner"], params):
+            return StepResult.RECORDED
+        return StepResult.STALE
+
+    async def list_steps(self, job_id: int) -> list[Step]:
+        check_id(job_id)
+        rows = await self._fetch(_Q["list_steps"], {"id": job_id})
+        return [
+            Step(name=name, value=json.loads(value), attempt=attempt, recorded_at=float(at))
+            for name, value, attempt, at in rows
+        ]
+
+    async def signal(self, key: str, value: JsonValue = None) -> SignalResult:
+        check_event_key(key)
+        text = encode_step(value)
+        now = self._time.now()
+        params = {"key": key, "value": text, "now": now}
+        woken: list[Any] = []
+        async with self._transaction() as conn:
+            stored = bool(await conn.execute_fetchall(_Q["insert_signal"], params))
+            if stored:
+                woken = list(await conn.execute_fetchall(_Q["wake_suspended"], params))
+        self._wake({queue for _id, queue in woken})
+        return SignalResult(stored=stored, woken=tuple(sorted(job_id for job_id, _ in woken)))
+
+    async def get_signal(self, key: str) -> Signal | None:
+        check_event_key(key)
+        rows = await self._fetch(_Q["get_signal"], {"key": key})
+        if not rows:
+            return None
+        value, at = rows[0]
+        return Signal(key=key, value=json.loads(value), signalled_at=float(at))
 
     # --- leadership -----------------------------------------------------------------------
 
@@ -957,20 +1025,48 @@ class SQLiteTransport(Transport):
         configs = [_queue_config(row) for row in await self._fetch(_Q["list_queue_configs"])]
         return [config for config in configs if config is not None]
 
-    async def set_limit(self, key: str, *, concurrency: int | None) -> None:
-        check_set_limit(key, concurrency)
-        if concurrency is None:
-            await self._fetch(_Q["delete_limit"], {"key": key})
-        else:
-            await self._fetch(_Q["set_limit"], {"key": key, "concurrency": concurrency})
+    async def set_limit(
+        self,
+        key: str,
+        *,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per: float | None = None,
+    ) -> None:
+        check_set_limit(key, concurrency, rate, per)
+        async with self._transaction() as conn:
+            if concurrency is None and rate is None:
+                await conn.execute(_Q["delete_limit"], {"key": key})
+            else:
+                await conn.execute(
+                    _Q["set_limit"],
+                    {"key": key, "concurrency": concurrency, "rate": rate, "per": per},
+                )
+            if rate is None:
+                await conn.execute(_Q["forget_starts"], {"key": key})
         self._wake(set(self._waiters.queues()))  # a key may have room now: claim again
 
     async def list_limits(self) -> list[KeyLimit]:
         rows = await self._fetch(_Q["list_limits"], {"now": self._time.now()})
         return [
-            KeyLimit(key=key, concurrency=concurrency, running=running, waiting=waiting)
-            for key, concurrency, running, waiting in rows
+            KeyLimit(
+                key=key,
+                concurrency=concurrency,
+                running=running,
+                waiting=waiting,
+                rate=rate,
+                per=per,
+                started=started,
+                cooldown_until=until,
+            )
+            for key, concurrency, running, waiting, rate, per, started, until in rows
         ]
+
+    async def reopens_in(self, queue: str) -> float | None:
+        check_name(queue)
+        rows = await self._fetch(_Q["reopens_in"], {"now": self._time.now()})
+        wait = rows[0][0] if rows else None
+        return None if wait is None else float(wait)
 
     async def cleanup(
         self, *, finished_before: float, queue: str | None = None, limit: int = 10_000
@@ -994,7 +1090,7 @@ class SQLiteTransport(Transport):
         rows = await self._fetch(_Q["get_job"], {"id": job_id, "now": self._time.now()})
         if not rows:
             raise JobNotFound(f"no job has id {job_id}")
-        return _job(rows[0], rows[0][21])
+        return _job(rows[0], rows[0][21], rows[0][22])
 
     async def list_jobs(
         self,
@@ -1009,7 +1105,7 @@ class SQLiteTransport(Transport):
         params = _filter_params(where, self._time.now())
         params.update(after_id=after_id, before_id=before_id, limit=limit)
         rows = await self._fetch(_filtered("list_jobs", "DESC" if newest_first else "ASC"), params)
-        return [_job(row, row[21]) for row in rows]
+        return [_job(row, row[21], row[22]) for row in rows]
 
     async def retry_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
         where = check_action(where, limit)
@@ -1171,8 +1267,8 @@ def _node(row: Sequence[Any]) -> NodeInfo | None:
 
 
 # The states (as jobs read) each operator action takes, as JSON arrays for match_jobs.
-_RETRYABLE = json.dumps(["dead", "cancelled", "scheduled"])
-_WAITING = json.dumps(["scheduled", "available"])
-_DELETABLE = json.dumps(["scheduled", "available", "succeeded", "cancelled", "dead"])
-_ACTIVE = json.dumps(["scheduled", "available", "running"])
+_RETRYABLE = json.dumps(["dead", "cancelled", "scheduled", "suspended"])
+_WAITING = json.dumps(["scheduled", "available", "suspended"])
+_DELETABLE = json.dumps(["scheduled", "available", "suspended", "succeeded", "cancelled", "dead"])
+_ACTIVE = json.dumps(["scheduled", "available", "running", "suspended"])
 _FINAL = frozenset({"succeeded", "cancelled", "dead"})

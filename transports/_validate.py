@@ -17,6 +17,8 @@ before anything is written. The policy (also stated on :class:`~transports.Trans
 * **Times and durations**: ``int`` or ``float``, finite (no NaN, no infinity). Delays,
   ``run_at`` and retention are ``>= 0``; TTLs ``> 0``; cursor values and ``finished_before``
   any finite number.
+* **Steps and signals**: a step name is a label and an event key an identifier, else
+  :class:`~transports.InvalidStepName`.
 * **Queue settings**: ``concurrency`` ``None`` or ``0 ..`` :data:`MAX_CONCURRENCY`,
   ``retention`` ``None`` or finite ``>= 0``.
 """
@@ -29,7 +31,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, TypeGuard
 
-from ._errors import InvalidQueueName, InvalidRequest
+from ._errors import InvalidQueueName, InvalidRequest, InvalidStepName
 
 __all__ = [
     "INT32_MAX",
@@ -39,11 +41,13 @@ __all__ = [
     "MAX_CONCURRENCY",
     "MAX_LABEL_LENGTH",
     "MAX_NAME_LENGTH",
+    "MAX_RATE_WINDOW",
     "check_advance",
     "check_claim",
     "check_cleanup",
     "check_cursor",
     "check_duration",
+    "check_event_key",
     "check_id",
     "check_int",
     "check_items",
@@ -58,6 +62,7 @@ __all__ = [
     "check_release",
     "check_set_limit",
     "check_stats_range",
+    "check_step_name",
     "check_time",
     "clean_text",
     "validate_name",
@@ -279,16 +284,31 @@ def check_cleanup(finished_before: object, queue: object, limit: object) -> None
     check_limit(limit)
 
 
-def check_set_limit(key: object, concurrency: object) -> None:
+MAX_RATE_WINDOW = 86_400.0 * 366
+"""Longest rate window (``per``) a limit may name, seconds: a year."""
+
+
+def check_set_limit(
+    key: object, concurrency: object, rate: object = None, per: object = None
+) -> None:
     """Check the arguments of ``Transport.set_limit``.
 
     Raises:
-        InvalidRequest: ``key`` is not a label, or ``concurrency`` is neither None nor an
-            integer from 0 to the largest signed 32-bit integer.
+        InvalidRequest: ``key`` is not a label; ``concurrency`` is neither None nor an
+            integer from 0 to the largest signed 32-bit integer; ``rate`` is neither None nor
+            an integer from 1 to that; ``per`` is not a finite number of seconds above 0 and
+            at most ``MAX_RATE_WINDOW``; or only one of ``rate`` and ``per`` is given.
     """
     check_label(key, "key")
     if concurrency is not None:
         check_int(concurrency, "concurrency", 0, INT32_MAX)
+    if (rate is None) != (per is None):
+        raise InvalidRequest("rate and per go together: give both, or neither")
+    if rate is not None:
+        check_int(rate, "rate", 1, INT32_MAX)
+        window = check_duration(per, "per")
+        if window > MAX_RATE_WINDOW:
+            raise InvalidRequest(f"per must be at most {MAX_RATE_WINDOW:g} seconds, got {window}")
 
 
 def check_items(items: Any, cls: type, what: str) -> None:
@@ -312,3 +332,29 @@ def check_stats_range(queue: object, since: object, until: object) -> None:
         check_time(since, "since", minimum=None)
     if until is not None:
         check_time(until, "until", minimum=None)
+
+
+def check_step_name(name: object) -> str:
+    """Return ``name`` if it is a valid step name (a label).
+
+    Raises:
+        InvalidStepName: not a string of 1 to 255 characters, or it holds a control character
+            or a lone surrogate.
+    """
+    try:
+        return check_label(name, "a step name")
+    except InvalidRequest as exc:
+        raise InvalidStepName(str(exc)) from None
+
+
+def check_event_key(key: object) -> str:
+    """Return ``key`` if it is a valid event key (an identifier, e.g. ``order:42:paid``).
+
+    Raises:
+        InvalidStepName: not a string of 1 to 128 characters of ``[A-Za-z0-9_.:-]``.
+    """
+    if type(key) is not str or _NAME_RE.fullmatch(key) is None:
+        raise InvalidStepName(
+            f"invalid event key {_shown(key)}: use 1-{MAX_NAME_LENGTH} of [A-Za-z0-9_.:-]"
+        )
+    return key

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import click
@@ -29,7 +29,7 @@ from transports import (
     JobState,
     Transport,
 )
-from transports.lowlevel import INT64_MAX, WallClock
+from transports.lowlevel import INT64_MAX, Step, WallClock
 
 from ._errors import USAGE, CliFailure
 from ._main import DEFAULT_TRANSPORT, _run, _verbose_param, _with_transport
@@ -262,17 +262,17 @@ def list_command(
 @_transport_option
 @_loop_option
 def show(job_id: int, url: str, loop: str) -> None:
-    """Show JOB_ID: its fields, payload, result, headers and error history (never creates a
-    store)."""
+    """Show JOB_ID: its fields, payload, result, headers, recorded steps and error history
+    (never creates a store)."""
 
     async def run(transport: Transport) -> None:
         job = await transport.get(job_id)
-        _print_job(job)
+        _print_job(job, await transport.list_steps(job_id))
 
     _connected(url, loop, run)
 
 
-def _print_job(job: Job) -> None:
+def _print_job(job: Job, steps: Sequence[Step] = ()) -> None:
     console = Console()
     table = Table(title=f"job {job.id}", show_header=False)
     table.add_column("field")
@@ -292,6 +292,7 @@ def _print_job(job: Job) -> None:
         ("lease expires", _when(job.lease_expires_at)),
         ("cancel requested", "yes" if job.cancel_requested else "no"),
         ("dedupe key", job.dedupe_key or ""),
+        ("waiting for", job.wait_key or ""),
         ("last error", job.last_error or ""),
         ("headers", json.dumps(dict(job.headers), ensure_ascii=False) if job.headers else ""),
         ("payload", json.dumps(job.payload, ensure_ascii=False)),
@@ -300,6 +301,18 @@ def _print_job(job: Job) -> None:
     for name, value in rows:
         table.add_row(name, escape(value))
     console.print(table)
+    if steps:
+        recorded = Table(title=f"steps ({len(steps)}, as recorded)")
+        for column in ["step", "attempt", "at", "result"]:
+            recorded.add_column(column)
+        for step in steps:
+            text = json.dumps(step.value, ensure_ascii=False)
+            recorded.add_row(
+                escape(step.name), str(step.attempt), _when(step.recorded_at), escape(_short(text))
+            )
+        console.print(recorded)
+    else:
+        console.print("no steps recorded")
     if not job.errors:
         console.print("no errors recorded")
         return

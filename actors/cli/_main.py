@@ -46,14 +46,14 @@ from transports import (
     Transport,
     minute_of,
 )
-from transports.lowlevel import INT32_MAX, encode_payload
+from transports.lowlevel import INT32_MAX, MAX_RATE_WINDOW, encode_payload, encode_step
 
 from ..core import RealClock
 from ..jobs import App, CronSchedule, Topology, WorkerConfig
 from ..telemetry import LOG_FORMATS, JsonFormatter, TelemetryUnavailable
 from ._errors import USAGE, CliFailure, _one_line, describe, redact_url
 from ._load import load_app
-from ._types import URL_META, Duration, LimitKey, QueueName, StoreURL
+from ._types import URL_META, Duration, EventKey, LimitKey, QueueName, StoreURL
 
 __all__ = ["main"]
 
@@ -623,21 +623,27 @@ def _app_request(
 @_transport_option("there is nothing to show")
 @_loop_option
 def status(url: str, loop: str) -> None:
-    """Show a table of queues by job state (never creates a store)."""
+    """Show a table of queues by job state (never creates a store); a column for suspended
+    jobs only when some queue has any."""
 
     async def run(transport: Transport) -> None:
         counts = await transport.counts()
         configs = {c.name: c for c in await transport.list_queue_configs()}
         table = Table(title=f"actorq queues on {redact_url(url)}")
         table.add_column("queue")
-        for state in JobState:
+        states = [
+            state
+            for state in JobState
+            if state is not JobState.SUSPENDED or any(c[state] for c in counts)
+        ]
+        for state in states:
             table.add_column(state.value, justify="right")
         table.add_column("paused")
         for c in counts:
             config = configs.get(c.queue)
             table.add_row(
                 c.queue,
-                *(str(c[state]) for state in JobState),
+                *(str(c[state]) for state in states),
                 "yes" if config and config.paused else "",
             )
         console = Console()
@@ -651,12 +657,26 @@ def status(url: str, loop: str) -> None:
 
 def _limits_table(limits: Sequence[KeyLimit]) -> Table:
     table = Table(title="concurrency limits (cluster-wide)")
-    table.add_column("key")
-    for column in ("limit", "running", "waiting"):
+    table.add_column("key", overflow="fold")
+    for column in ("limit", "running", "rate", "started", "waiting"):
         table.add_column(column, justify="right")
+    table.add_column("cooling down until")
     for limit in limits:
-        table.add_row(limit.key, str(limit.concurrency), str(limit.running), str(limit.waiting))
+        table.add_row(
+            limit.key,
+            "-" if limit.concurrency is None else str(limit.concurrency),
+            str(limit.running),
+            _rate_of(limit.rate, limit.per),
+            "-" if limit.rate is None else str(limit.started),
+            str(limit.waiting),
+            "" if limit.cooldown_until is None else _when(limit.cooldown_until),
+        )
     return table
+
+
+def _rate_of(rate: int | None, per: float | None) -> str:
+    """A rate as ``100/60s``, or ``-`` for none."""
+    return "-" if rate is None or per is None else f"{rate}/{per:g}s"
 
 
 @main.group(invoke_without_command=True)
@@ -664,8 +684,9 @@ def _limits_table(limits: Sequence[KeyLimit]) -> Table:
 @_loop_option
 @click.pass_context
 def limits(ctx: click.Context, url: str, loop: str) -> None:
-    """Show each concurrency key's limit, live leases and waiting jobs (never creates a
-    store); ``limits set`` changes one."""
+    """Show each concurrency key's limits and use: its live leases, its rate and the starts
+    in its current window, its waiting jobs and any cool-down (never creates a store);
+    ``limits set`` changes one."""
     if ctx.invoked_subcommand is not None:
         return
 
@@ -674,7 +695,7 @@ def limits(ctx: click.Context, url: str, loop: str) -> None:
         if found:
             Console().print(_limits_table(found))
         else:
-            click.echo("no concurrency limits are set")
+            click.echo("no concurrency limits are set")  # nor rates, nor cool-downs
 
     _run(loop, lambda: _with_transport(url, run, create=False))
 
@@ -747,20 +768,91 @@ def nodes(url: str, loop: str) -> None:
     default=None,
     help="Most jobs with KEY running at once, cluster-wide (0 holds them all).",
 )
-@click.option("--remove", is_flag=True, help="Remove KEY's limit: its jobs run freely.")
+@click.option("--no-concurrency", is_flag=True, help="Remove KEY's concurrency limit.")
+@click.option(
+    "--rate",
+    type=click.IntRange(1, INT32_MAX),
+    default=None,
+    help="Most starts of KEY's jobs in any window of --per, cluster-wide.",
+)
+@click.option(
+    "--per",
+    type=Duration(maximum=MAX_RATE_WINDOW),
+    default=None,
+    help="The window of --rate (60, 1m, 1h).",
+)
+@click.option("--no-rate", is_flag=True, help="Remove KEY's rate.")
+@click.option("--remove", is_flag=True, help="Remove every limit of KEY: its jobs run freely.")
 @_transport_option("a limit set there is lost when this command exits")
 @_loop_option
-def limits_set(key: str, concurrency: int | None, remove: bool, url: str, loop: str) -> None:
-    """Set (or remove) the concurrency limit of KEY; running nodes follow at their next claim."""
-    if remove == (concurrency is not None):
-        raise click.UsageError("give either --concurrency N or --remove")
+def limits_set(
+    key: str,
+    concurrency: int | None,
+    no_concurrency: bool,
+    rate: int | None,
+    per: float | None,
+    no_rate: bool,
+    remove: bool,
+    url: str,
+    loop: str,
+) -> None:
+    """Set (or remove) the limits of KEY; what is not named is kept. Running nodes follow at
+    their next claim."""
+    changes = concurrency is not None or no_concurrency or rate is not None or per is not None
+    if remove == (changes or no_rate):
+        raise click.UsageError(
+            "give --concurrency N, --rate N --per W, --no-concurrency or --no-rate, or --remove "
+            "alone"
+        )
+    if concurrency is not None and no_concurrency:
+        raise click.UsageError("give --concurrency or --no-concurrency, not both")
+    if (rate is not None or per is not None) and no_rate:
+        raise click.UsageError("give --rate and --per, or --no-rate, not both")
+    if (rate is None) != (per is None):
+        raise click.UsageError("--rate and --per go together: give both")
 
     async def run(transport: Transport) -> None:
-        await transport.set_limit(key, concurrency=concurrency)
-        if concurrency is None:
-            click.echo(f"{key}: no limit")
-        else:
-            click.echo(f"{key}: concurrency={concurrency}")
+        current = {limit.key: limit for limit in await transport.list_limits()}.get(key)
+        new_concurrency = None if remove or no_concurrency else concurrency
+        new_rate, new_per = (None, None) if remove or no_rate else (rate, per)
+        if current is not None and not remove:
+            if concurrency is None and not no_concurrency:
+                new_concurrency = current.concurrency
+            if rate is None and not no_rate:
+                new_rate, new_per = current.rate, current.per
+        await transport.set_limit(key, concurrency=new_concurrency, rate=new_rate, per=new_per)
+        shown = []
+        if new_concurrency is not None:
+            shown.append(f"concurrency={new_concurrency}")
+        if new_rate is not None:
+            shown.append(f"rate={_rate_of(new_rate, new_per)}")
+        click.echo(f"{key}: {' '.join(shown) or 'no limit'}")
+
+    _run(loop, lambda: _with_transport(url, run))
+
+
+@main.command("signal")
+@click.argument("key", type=EventKey())
+@click.argument("value", required=False)
+@_transport_option("a signal sent there is lost when this command exits")
+@_loop_option
+def signal_command(key: str, value: str | None, url: str, loop: str) -> None:
+    """Set the event KEY to the JSON VALUE (default null) and wake the jobs waiting for it.
+
+    The jobs suspended in ctx.wait_for(KEY) become available at once and their wait returns
+    VALUE; a job that reaches the wait later gets it too. The first value wins: signalling
+    KEY again changes nothing.
+    """
+    data = None if value is None else _parse_payload(value)
+    encode_step(data)  # refused before connecting: nothing is written
+
+    async def run(transport: Transport) -> None:
+        result = await transport.signal(key, data)
+        if not result.stored:
+            click.echo(f"{key}: already signalled (the first value stays); nothing changed")
+            return
+        woken = len(result.woken)
+        click.echo(f"{key}: signalled; {woken} waiting job{'' if woken == 1 else 's'} woken")
 
     _run(loop, lambda: _with_transport(url, run))
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import click
 
 from transports import InvalidRequest, redact_url
-from transports.lowlevel import check_label, validate_name
+from transports.lowlevel import check_event_key, check_label, validate_name
 
 __all__ = [
     "URL_META",
@@ -76,9 +76,12 @@ class Duration(click.ParamType[float]):
 
     name = "duration"
 
-    def __init__(self, minimum: float = 0.0, *, open: bool = True) -> None:
+    def __init__(
+        self, minimum: float = 0.0, *, open: bool = True, maximum: float | None = None
+    ) -> None:
         self.minimum = minimum
         self.open = open
+        self.maximum = maximum
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -93,6 +96,8 @@ class Duration(click.ParamType[float]):
         if seconds < self.minimum or (self.open and seconds == self.minimum):
             bound = "more than" if self.open else "at least"
             self.fail(f"{value} is not a duration {bound} {self.minimum:g} seconds", param, ctx)
+        if self.maximum is not None and seconds > self.maximum:
+            self.fail(f"{value} is longer than {self.maximum:g} seconds", param, ctx)
         return seconds
 
 
@@ -154,6 +159,11 @@ def KindName() -> click.ParamType[str]:
 def LimitKey() -> click.ParamType[str]:
     """A concurrency key, checked by the transports' one label rule."""
     return _Checked("key", lambda text: check_label(text, "key"))
+
+
+def EventKey() -> click.ParamType[str]:
+    """An event key (``actorq signal``), checked by the transports' own rule."""
+    return _Checked("key", check_event_key)
 
 
 def Label() -> click.ParamType[str]:

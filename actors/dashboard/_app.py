@@ -66,11 +66,11 @@ QUERY_BOUNDS: Mapping[str, int] = {
     "overview": 3,  # counts, list_queue_configs, list_stats of the last hour
     "overview_partial": 3,  # the same, for the live refresh
     "counts_json": 1,  # counts
-    "queues": 2,  # counts, list_queue_configs
+    "queues": 3,  # counts, list_queue_configs, list_limits (by key: an index per count)
     "queue_update": 2,  # get_queue_config, set_queue_config
     "jobs": 1,  # one list_jobs page (keyset on id, at most PAGE_SIZE + 1)
     "jobs_bulk": 1,  # one retry_jobs / discard_jobs / cancel_jobs / delete_jobs of BULK_LIMIT
-    "job": 1,  # get
+    "job": 2,  # get, list_steps (that one job's steps)
     "job_action": 1,  # cancel, or one retry_jobs / discard_jobs / delete_jobs of that job
     "schedules": 1,  # list_leaders, plus one get_cursor per cron schedule (the App's)
     "nodes": 2,  # list_nodes, list_leaders
@@ -80,8 +80,8 @@ QUERY_BOUNDS: Mapping[str, int] = {
 PAGE_SIZE = 50  # jobs per page of the job list
 #: Most jobs one action on a filter ("retry all", ...) changes; run it again for the rest.
 BULK_LIMIT = 1000
-_RETRYABLE = frozenset({JobState.DEAD, JobState.CANCELLED, JobState.SCHEDULED})
-_WAITING = frozenset({JobState.SCHEDULED, JobState.AVAILABLE})
+_RETRYABLE = frozenset({JobState.DEAD, JobState.CANCELLED, JobState.SCHEDULED, JobState.SUSPENDED})
+_WAITING = frozenset({JobState.SCHEDULED, JobState.AVAILABLE, JobState.SUSPENDED})
 _WALL_CLOCK = RealClock()  # "now" for next cron ticks when neither a clock nor the store has one
 _HERE = Path(__file__).parent
 # Read once, at import: rendering a page then touches no file on the event loop.
@@ -443,7 +443,8 @@ class _Pages:
                     "config": configs.get(name) or QueueConfig(name=name),
                 }
             )
-        return {"rows": rows, "errors": errors}
+        limits = await transport.list_limits()
+        return {"rows": rows, "errors": errors, "limits": limits}
 
     async def queues(self, request: Request) -> Response:
         return self._render(request, "queues.html", await self._queues_context({}))
@@ -569,6 +570,18 @@ class _Pages:
                 request, "error.html", {"status": 404, "reason": f"no job {job_id}"}, 404
             )
         payload = job.payload if self.redact is None else self.redact(job)
+        # A step's result may hold what the payload does: hidden whenever payloads are.
+        steps = [
+            {
+                "name": step.name,
+                "attempt": step.attempt,
+                "at": step.recorded_at,
+                "value": None
+                if self.redact is not None
+                else json.dumps(step.value, ensure_ascii=False, sort_keys=True),
+            }
+            for step in await self.store.transport.list_steps(job.id)
+        ]
         context = {
             "job": job,
             "payload": json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True),
@@ -578,6 +591,7 @@ class _Pages:
             else json.dumps(job.result, indent=2, ensure_ascii=False, sort_keys=True),
             "result_hidden": job.result is not None and self.redact is not None,
             "errors": list(reversed(job.errors)),
+            "steps": steps,
             "can": {
                 "retry": job.state in _RETRYABLE,
                 "discard": job.state in _WAITING,

@@ -21,6 +21,7 @@ from ._errors import (
     PayloadInvalid,
     ResultTimeout,
     UnknownJobKind,
+    WaitTimedOut,
 )
 from ._events import (
     CronFired,
@@ -82,6 +83,7 @@ __all__ = [
     "TaskOptions",
     "Topology",
     "UnknownJobKind",
+    "WaitTimedOut",
     "WorkerConfig",
     "WorkerCrashed",
 ]

@@ -22,7 +22,7 @@ from transports import (
     JsonValue,
     Transport,
 )
-from transports.lowlevel import check_label, validate_name
+from transports.lowlevel import SignalResult, check_label, validate_name
 
 from ._backoff import Backoff, Exponential
 from ._config import integer, number
@@ -634,6 +634,23 @@ class App:
             results: list[EnqueueResult] = await target.enqueue_many([request], **extra)
             return results[0]
         return await target.enqueue(request)
+
+    async def signal(
+        self, event_key: str, value: Any = None, *, transport: Transport | None = None
+    ) -> SignalResult:
+        """Set the event ``event_key`` to ``value`` and wake the jobs waiting for it.
+
+        Every job suspended in ``ctx.wait_for(event_key, ...)`` becomes available at once and
+        its wait returns ``value``. The event is kept, so a job that reaches the wait later
+        gets ``value`` without suspending. The first value wins: signalling a key again
+        changes nothing (``stored`` is False then). Needs no lease: any producer may signal.
+
+        Raises:
+            transports.InvalidStepName: ``event_key`` is not an identifier.
+            transports.PayloadNotSerializable, transports.StepTooLarge: a bad ``value``.
+            ConfigInvalid: no transport is given and the App has none.
+        """
+        return await self._transport(transport).signal(event_key, value)
 
     async def enqueue_many(
         self,

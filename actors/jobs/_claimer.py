@@ -4,8 +4,9 @@ It knows which of its queue's Workers are idle (each says so: ``Ready`` when it 
 ``Finished`` with each job's outcome), claims ``min(free Workers, batch_size)`` jobs in one
 storage call, and hands each lease at once to an idle Worker (``Run``), so no job waits
 unstarted under a lease and every free slot of the node fills from one call. It waits for
-work (``wait_for_work``, at most ``poll_interval``) only while slots are free and nothing was
-claimable, and never claims while every Worker is busy.
+work (``wait_for_work``, at most ``poll_interval``, and no longer than the store's
+``reopens_in``: a key held by its rate or a cool-down sends no wake-up when it reopens) only
+while slots are free and nothing was claimable, and never claims while every Worker is busy.
 
 It also finalizes for the whole queue: the outcomes its Workers hand back are flushed in one
 ``finalize`` call, at most ``finalize_delay`` old (sooner when no Worker is busy or nothing is
@@ -361,7 +362,16 @@ class Claimer(Actor[ClaimerMessage]):
         clock = self._clock
         self._changed = anyio.Event()
         changed = self._changed
-        with clock.move_on_after(self._config.poll_interval):
+        # A job held by a key's rate or cool-down gives no wake-up when its key reopens:
+        # wait no longer than the store says the first held key needs.
+        timeout = self._config.poll_interval
+        try:
+            reopens = await self._transport.reopens_in(self.queue)
+        except RETRYABLE:
+            reopens = None
+        if reopens is not None:
+            timeout = min(timeout, max(reopens, 0.0))
+        with clock.move_on_after(timeout):
             async with anyio.create_task_group() as tg:
 
                 async def stop_on_change() -> None:

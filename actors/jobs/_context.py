@@ -9,11 +9,12 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from transports import Job
+from transports import Job, JsonValue, Transport
 from transports.lowlevel import Lease, RenewResult
 
 from ..core import Clock
-from ._errors import LeaseLost
+from ._errors import ConfigInvalid, LeaseLost
+from ._steps import StepLog
 from ._tracing import trace_id_of
 
 __all__ = ["JobContext"]
@@ -47,13 +48,27 @@ class JobContext:
 
     # The logger and the cancel event are made on first use: most handlers never touch them,
     # and a worker builds one context per job.
-    __slots__ = ("_cancel_event", "_cancelled", "_log", "_renew", "clock", "job", "lease")
+    __slots__ = (
+        "_cancel_event",
+        "_cancelled",
+        "_log",
+        "_lost",
+        "_renew",
+        "_steps",
+        "_transport",
+        "clock",
+        "job",
+        "lease",
+    )
 
     def __init__(
         self,
         lease: Lease,
         clock: Clock,
         renew: Callable[[], Awaitable[RenewResult]],
+        *,
+        transport: Transport | None = None,
+        lost: Callable[[], object] | None = None,
     ) -> None:
         self.lease = lease
         self.job: Job = lease.job
@@ -62,6 +77,9 @@ class JobContext:
         self._cancelled = False
         self._cancel_event: anyio.Event | None = None
         self._log: _JobLogger | None = None
+        self._transport = transport
+        self._lost = lost
+        self._steps: StepLog | None = None
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -109,6 +127,94 @@ class JobContext:
         if result is RenewResult.CANCEL_REQUESTED:
             self._request_cancel()
 
+    # --- durable steps ----------------------------------------------------------------------
+
+    def _step_log(self) -> StepLog:
+        if self._steps is None:
+            if self._transport is None:
+                raise ConfigInvalid("this job context has no transport to record steps in")
+            lost = self._lost if self._lost is not None else _nothing
+            self._steps = StepLog(self.lease, self._transport, self.clock, lost)
+        return self._steps
+
+    async def step(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` once for this job and return its result, stored under ``name``.
+
+        The first attempt that reaches the step runs ``fn`` (a function or a coroutine
+        function), records its JSON result with the job, fenced by this attempt's lease, and
+        returns it as stored (its JSON round trip: a tuple comes back a list). Every later
+        attempt gets the stored result without running ``fn`` again. So a crash after the
+        record re-runs nothing; a crash (or a lost lease) before it runs ``fn`` again on the
+        next attempt: make ``fn`` safe to repeat until its result is recorded (an idempotency
+        key with a payment provider, say). A name is one step per job: the second call with
+        a name returns the first one's result.
+
+        Args:
+            name: the step's name, unique within the job: a label (1-255 characters, no
+                control character) not starting with ``~``.
+            fn: what the step does; its result must be JSON of at most
+                ``transports.MAX_STEP_BYTES`` bytes.
+            args: passed to ``fn``.
+
+        Raises:
+            transports.InvalidStepName: a bad name.
+            transports.StepTooLarge, transports.PayloadNotSerializable: ``fn``'s result
+                cannot be recorded (the attempt fails as any exception makes it; ``fn`` runs
+                again on the next).
+            LeaseLost: the lease is gone, so the result was not recorded; the attempt ends
+                as lost and the job's next owner runs the step again.
+        """
+        return await self._step_log().step(name, fn, *args)
+
+    async def steps(self) -> dict[str, JsonValue]:
+        """The results recorded so far for this job (earlier attempts' too), by name."""
+        return dict(await self._step_log().load())
+
+    async def sleep_until(self, t: float) -> None:
+        """Pause the job until clock time ``t`` without holding a worker or an attempt.
+
+        When ``t`` has not come, this ends the attempt without spending it (the job is
+        snoozed until ``t``) and the job runs again then, from the start of its handler: the
+        steps it recorded return their results, and this call now returns at once. Each
+        sleep is recorded like a step (the N-th sleep of the handler), so its wake-up time
+        stays what the first attempt computed. Call it from the handler's own task.
+
+        Raises:
+            transports.InvalidRequest: ``t`` is not a finite number >= 0.
+            LeaseLost: the lease is gone.
+        """
+        await self._step_log().sleep_until(t)
+
+    async def sleep_for(self, seconds: float) -> None:
+        """:meth:`sleep_until` ``now + seconds``, ``now`` taken when the job first got here."""
+        await self._step_log().sleep_for(seconds)
+
+    async def wait_for(self, event_key: str, *, timeout: float) -> JsonValue:
+        """Wait for ``app.signal(event_key, value)`` without holding a worker or an attempt;
+        return ``value``.
+
+        When the event is set (before this call or since), its value is recorded like a step
+        and returned, on this attempt and every later one. When it is not, this ends the
+        attempt without spending it: the job is ``suspended`` until the signal comes (then it
+        runs again from the start of its handler, its steps returning their results, and
+        this call returns the value) or until ``timeout`` seconds after the job first got
+        here (then this call raises :class:`WaitTimedOut`, on that attempt and every later
+        one). Signals are kept, so one sent before the wait is not lost; the first value
+        signalled wins. Call it from the handler's own task.
+
+        Args:
+            event_key: the event, an identifier (1-128 of ``[A-Za-z0-9_.:-]``), such as
+                ``"order:42:paid"``; one wait per key and job.
+            timeout: seconds (finite, > 0) after which the wait gives up.
+
+        Raises:
+            WaitTimedOut: the timeout passed before the signal came.
+            transports.InvalidStepName: a bad key.
+            transports.InvalidRequest: a bad timeout.
+            LeaseLost: the lease is gone.
+        """
+        return await self._step_log().wait_for(event_key, timeout)
+
     @property
     def cancel_requested(self) -> bool:
         """True once an operator asked to cancel this job (the handler is cancelled soon)."""
@@ -127,3 +233,7 @@ class JobContext:
         self._cancelled = True
         if self._cancel_event is not None:
             self._cancel_event.set()
+
+
+def _nothing() -> None:
+    """The lost-lease notice of a context nobody supervises."""

@@ -34,6 +34,7 @@ from transports.lowlevel import (
     Outcome,
     Retry,
     Snooze,
+    Suspend,
     encode_result,
 )
 
@@ -159,8 +160,9 @@ def outcome_of(
 
     ``None`` and ``Done()`` complete the job; ``RetryLater`` spends an attempt (the task's
     backoff, or its own finite delay); ``Drop`` ends it dead; ``SnoozeUntil`` waits without
-    spending an attempt; ``Done(result=value)`` and any other value complete the job with the
-    value as its result (see :func:`result_outcome`: one that cannot be stored ends it dead).
+    spending an attempt (and, with ``cool_down``, cools the job's key down until then);
+    ``Done(result=value)`` and any other value complete the job with the value as its result
+    (see :func:`result_outcome`: one that cannot be stored ends it dead).
     """
     if result is None:
         return COMPLETE
@@ -189,7 +191,7 @@ def outcome_of(
                 error=f"handler returned {result!r}: the time must be finite",
                 error_type=INVALID_OUTCOME,
             )
-        return Snooze(run_at=result.at)
+        return Snooze(run_at=result.at, cool_down=result.cool_down is True)
     return result_outcome(result, max_result_bytes)
 
 
@@ -243,4 +245,6 @@ def event_of(
         return JobSnoozed(**about, run_at=outcome.run_at)
     if isinstance(outcome, Cancel):
         return JobCancelled(**about)
+    if isinstance(outcome, Suspend):
+        return JobSnoozed(**about, run_at=outcome.run_at, event_key=outcome.event_key)
     return None

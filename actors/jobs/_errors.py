@@ -13,10 +13,12 @@ Hierarchy::
     ├── DuplicateJobKind (also ValueError)   a kind registered twice
     ├── PayloadInvalid (also ValueError)     a payload does not fit its task's payload type
     ├── LeaseLost                            the job belongs to someone else now (raised by
-    │                                        ``JobContext.extend_lease``)
+    │                                        ``JobContext.extend_lease`` and ``ctx.step``)
     ├── JobFailed                            ``App.result``: the job ended dead or cancelled
     │                                        (its state and last error are on the exception)
-    └── ResultTimeout (also TimeoutError)    ``App.result``: the job did not end in time
+    ├── ResultTimeout (also TimeoutError)    ``App.result``: the job did not end in time
+    └── WaitTimedOut                         ``ctx.wait_for``'s event was not signalled before
+                                             its timeout
 
 The API of :mod:`actors.jobs` raises these, or a :class:`transports.TransportError`, which
 passes through unchanged (``transports.InvalidQueueName`` for a malformed queue name, for
@@ -43,6 +45,7 @@ __all__ = [
     "PayloadInvalid",
     "ResultTimeout",
     "UnknownJobKind",
+    "WaitTimedOut",
 ]
 
 #: Storage errors worth retrying: the call may succeed later unchanged. ``ConnectionLost``
@@ -100,3 +103,20 @@ class JobFailed(JobError):
 
 class ResultTimeout(JobError, TimeoutError):
     """The job did not end within ``App.result``'s timeout (it may still)."""
+
+
+class WaitTimedOut(JobError):
+    """``ctx.wait_for(key, timeout=...)`` reached its timeout before ``key`` was signalled.
+
+    Raised on every later attempt too (the timeout is recorded like a step), so a handler
+    that catches it decides once what a missing event means.
+
+    Attributes:
+        event_key: the event waited for.
+        deadline: when the wait timed out (clock time).
+    """
+
+    def __init__(self, event_key: str, deadline: float) -> None:
+        super().__init__(f"no signal of {event_key!r} came before its timeout")
+        self.event_key = event_key
+        self.deadline = deadline

@@ -85,7 +85,9 @@ class JobRetried:
 
 @attrs.frozen(kw_only=True)
 class JobSnoozed:
-    """A handler asked to run again later without spending an attempt. Sent by Worker."""
+    """A handler asked to run again later without spending an attempt (``SnoozeUntil``,
+    ``ctx.sleep_until``), or waits for an event (``ctx.wait_for``: the job is suspended until
+    ``app.signal(event_key, ...)``, ``run_at`` being the wait's timeout). Sent by Worker."""
 
     at: float
     job_id: int
@@ -93,6 +95,7 @@ class JobSnoozed:
     queue: str
     worker: str
     run_at: float
+    event_key: str | None = None  # the event a suspended job waits for; None for a snooze
 
 
 @attrs.frozen(kw_only=True)

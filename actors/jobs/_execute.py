@@ -15,7 +15,7 @@ from random import Random  # allowed: type of the injected, seeded RNG only
 
 import anyio
 
-from transports import DEFAULT_MAX_RESULT_BYTES, Job
+from transports import DEFAULT_MAX_RESULT_BYTES, Job, Transport
 from transports.lowlevel import MAX_TRACEBACK, Cancel, Discard, Lease, Outcome, Release, RenewResult
 
 from ..core import Clock
@@ -32,6 +32,7 @@ from ._decide import (
 )
 from ._errors import PayloadInvalid
 from ._events import EventBus, JobClaimed
+from ._steps import AttemptEnded
 from ._tracing import trace_id_of
 
 __all__ = ["Execution", "execute", "lose", "request_cancel"]
@@ -91,6 +92,7 @@ async def execute(
     events: EventBus,
     renew: Callable[[], Awaitable[RenewResult]],
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+    transport: Transport | None = None,
 ) -> tuple[Outcome | None, float]:
     """Run the handler of ``run``'s job and decide what becomes of the job.
 
@@ -107,6 +109,8 @@ async def execute(
         events: where ``JobClaimed`` goes.
         renew: what the handler's ``ctx.extend_lease()`` calls.
         max_result_bytes: the store's limit on a result (a larger one ends the job dead).
+        transport: where the handler's ``ctx.step`` records steps (and ``ctx.wait_for``
+            reads signals); a record refused as stale loses ``run``.
 
     Returns:
         The outcome to finalize (``None`` when the lease was lost: nothing may be stored), and
@@ -123,6 +127,7 @@ async def execute(
             events=events,
             renew=renew,
             max_result_bytes=max_result_bytes,
+            transport=transport,
         )
     with tracer.run(run.lease.job, worker=worker) as trace:
         outcome, duration = await _execute(
@@ -134,6 +139,7 @@ async def execute(
             events=events,
             renew=renew,
             max_result_bytes=max_result_bytes,
+            transport=transport,
         )
         trace.done(outcome)
     return outcome, duration
@@ -149,6 +155,7 @@ async def _execute(
     events: EventBus,
     renew: Callable[[], Awaitable[RenewResult]],
     max_result_bytes: int,
+    transport: Transport | None,
 ) -> tuple[Outcome | None, float]:
     lease = run.lease
     job = lease.job
@@ -184,13 +191,14 @@ async def _execute(
         payload = task.structure(job.payload)
     except PayloadInvalid as exc:
         return Discard(error=f"poison payload: {exc}", error_type=PAYLOAD_INVALID), 0.0
-    ctx = JobContext(lease, clock, renew)
+    ctx = JobContext(lease, clock, renew, transport=transport, lost=lambda: lose(run))
     run.context = ctx
     started = clock.now() if events.has_subscribers else 0.0  # for JobSucceeded only
     error: str | None = None
     error_type: str | None = None
     trace: str | None = None
     result: object = None
+    ended: Outcome | None = None  # a sleep or a wait ended the attempt
     timeout = task.options.timeout
     with anyio.CancelScope() as scope:
         run.scope = scope
@@ -204,11 +212,14 @@ async def _execute(
                     error = f"timed out after {timeout:g}s"
                     error_type = TIMEOUT
                     log_failure(job, error, None, worker)
+        except AttemptEnded as end:
+            ended = end.outcome
         except Exception as exc:
             error = _describe(exc)
             error_type = error_type_of(exc)
             trace = _traceback_tail(exc)
-            log_failure(job, error, exc, worker)
+            if not run.is_lost():  # a lost lease (a refused step record) is no failure
+                log_failure(job, error, exc, worker)
         finally:
             run.scope = None
     if run.is_lost():
@@ -220,6 +231,8 @@ async def _execute(
     if scope.cancel_called:
         return Release(), 0.0  # a shutdown stopped it: give the job back
     duration = clock.now() - started if started else 0.0
+    if ended is not None:
+        return ended, duration
     if error is not None:
         outcome = failure_of(
             job, task, error, now=clock.now(), rng=rng, error_type=error_type, traceback=trace

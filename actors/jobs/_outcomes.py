@@ -40,9 +40,15 @@ class Drop:
 
 @attrs.frozen(kw_only=True)
 class SnoozeUntil:
-    """Run again at ``at`` (clock time) without spending an attempt (waiting on something)."""
+    """Run again at ``at`` (clock time) without spending an attempt (waiting on something).
+
+    With ``cool_down=True`` (the remote said "429, retry after 30 s"), the job's concurrency
+    key also cools down until ``at`` for the whole cluster: no node starts a job of that key
+    before then. A job without a key only snoozes.
+    """
 
     at: float
+    cool_down: bool = False
 
 
 HandlerOutcome: TypeAlias = Done | RetryLater | Drop | SnoozeUntil

@@ -198,6 +198,7 @@ class Worker(Actor[WorkerMessage]):
                 events=self._events,
                 renew=lambda: self._renew_now(run),
                 max_result_bytes=self._transport.max_result_bytes,
+                transport=self._transport,
             )
         self._current = None
         await self._claimer.tell(

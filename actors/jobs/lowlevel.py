@@ -53,6 +53,7 @@ from ._periodic import PeriodicActor, PeriodicMessage, RunNow, Tick
 from ._queue import DrainWorkers, QueueSupervisor, Reconfigure, WorkerCount
 from ._reaper import Reaper
 from ._registry import NodeRegistry
+from ._steps import AttemptEnded, StepLog
 from ._topology import current_node_id, default_node_id
 from ._tracing import EnqueueTrace, RunTrace, Tracer, trace_id_of
 from ._worker import Drain, Worker, WorkerMessage
@@ -65,6 +66,7 @@ __all__ = [
     "RETRY_LATER",
     "TIMEOUT",
     "UNKNOWN_KIND",
+    "AttemptEnded",
     "Beat",
     "CancelsRequested",
     "Claimer",
@@ -102,6 +104,7 @@ __all__ = [
     "RunTrace",
     "SlotStatistics",
     "StatsRecorder",
+    "StepLog",
     "StopClaiming",
     "Tick",
     "Tracer",

@@ -142,9 +142,20 @@ def _duration(name: str, default: float, text: str) -> Callable[[_F], _F]:
     help="Give the built-in jobs concurrency keys, each limited to this many running.",
 )
 @click.option(
+    "--key-rate",
+    type=click.STRING,
+    default=None,
+    help="Give the built-in jobs concurrency keys, each starting at most N per window (5/1m).",
+)
+@click.option(
     "--operators",
     is_flag=True,
     help="An operator retries dead, discards scheduled and cancels available jobs meanwhile.",
+)
+@click.option(
+    "--steps",
+    is_flag=True,
+    help="The built-in jobs run as durable steps, some waiting for a signal.",
 )
 @_defaulted("--backend", click.Choice(["asyncio", "trio"]), _DEFAULT.backend, "Event loop.")
 @click.option(
@@ -240,7 +251,9 @@ def config_from_options(
     tail: float | str = _DEFAULT.tail,
     cron: str | None = _DEFAULT.cron,
     key_limit: int | None = None,
+    key_rate: str | tuple[int, float] | None = None,
     operators: bool = False,
+    steps: bool = False,
     backend: str = _DEFAULT.backend,
     keep_faults: Sequence[int] | str | None = None,
 ) -> SimConfig:
@@ -275,7 +288,9 @@ def config_from_options(
         tail=seconds(tail),
         cron=cron,
         key_limit=key_limit,
+        key_rate=key_rate,
         operators=operators,
+        steps=steps,
         backend=backend,
         keep_faults=keep_faults,
     )

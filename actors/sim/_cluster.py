@@ -66,7 +66,7 @@ FAILED_RESTART = (1.0, 10.0)
 #: Initial clock offsets are uniform in +-this many seconds, when skew is on.
 INITIAL_SKEW = 5.0
 #: States in which a job is not final.
-ACTIVE_STATES = (JobState.SCHEDULED, JobState.AVAILABLE, JobState.RUNNING)
+ACTIVE_STATES = (JobState.SCHEDULED, JobState.AVAILABLE, JobState.RUNNING, JobState.SUSPENDED)
 
 
 @attrs.frozen(kw_only=True)
@@ -532,6 +532,13 @@ class Cluster:
             if missing:
                 self.checker.violate(
                     "no_job_lost", f"{len(missing)} job(s) are gone from the store: {missing[:10]}"
+                )
+                return
+        waited_on = {j.wait_key for j in jobs if j.wait_key is not None}
+        for key in sorted(waited_on):
+            if await self._oracle.get_signal(key) is not None:
+                self.checker.violate(
+                    "none_left_suspended", f"a job is still suspended on {key!r}, signalled"
                 )
                 return
         for job in jobs:

@@ -11,6 +11,7 @@ import enum
 import math
 import shlex
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
@@ -93,6 +94,23 @@ def _keep(value: Iterable[int] | None) -> tuple[int, ...] | None:
     return None if value is None else tuple(sorted(set(value)))
 
 
+def _key_rate_field(value: Any) -> tuple[int, float] | None:
+    return _key_rate(value)
+
+
+def _key_rate(value: tuple[int, float] | str | None) -> tuple[int, float] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return parse_key_rate(value)
+    rate, per = value
+    if isinstance(rate, bool) or not isinstance(rate, int) or rate < 1:
+        raise ValueError(f"a key rate needs at least 1 start, got {rate!r}")
+    if not (isinstance(per, int | float) and math.isfinite(per) and per > 0):
+        raise ValueError(f"a key rate needs a window above 0 seconds, got {per!r}")
+    return rate, float(per)
+
+
 @attrs.frozen(kw_only=True)
 class SimConfig:
     """One simulated run: a cluster of nodes over one store, a workload, faults, a seed.
@@ -120,9 +138,15 @@ class SimConfig:
     key_limit: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
     )
+    # the built-in workload's keys also start at most (rate, per): rate starts in any window
+    # of per seconds each, cluster-wide (``--key-rate 5/1m``); None: no rate
+    key_rate: tuple[int, float] | None = attrs.field(default=None, converter=_key_rate_field)
     # an operator also retries dead jobs, discards scheduled ones and cancels available ones,
     # by filter, while faults strike (as ``actorq jobs retry --state dead`` would)
     operators: bool = False
+    # the built-in workload's handlers run as durable steps (ctx.step), some wait for a signal
+    # the producer sends (ctx.wait_for); the report counts the steps run again
+    steps: bool = False
     backend: str = attrs.field(default="asyncio", validator=_backend)
     keep_faults: tuple[int, ...] | None = attrs.field(default=None, converter=_keep)
     trace_tail: int = attrs.field(default=30, validator=attrs.validators.ge(0))
@@ -156,8 +180,12 @@ class SimConfig:
             argv += ["--cron", self.cron or "none"]
         if self.key_limit is not None:
             argv += ["--key-limit", str(self.key_limit)]
+        if self.key_rate is not None:
+            argv += ["--key-rate", format_key_rate(self.key_rate)]
         if self.operators:
             argv.append("--operators")
+        if self.steps:
+            argv.append("--steps")
         if self.backend != default.backend:
             argv += ["--backend", self.backend]
         if self.keep_faults is not None:
@@ -176,6 +204,23 @@ class SimConfig:
             name = option[2:].replace("-", "_")
             args.append(f"{name}={value}" if value.lstrip("-").isdigit() else f"{name}={value!r}")
         return f"{function}, {', '.join(args)})"
+
+
+def parse_key_rate(text: str) -> tuple[int, float]:
+    """``"5/1m"``: at most 5 starts per key in any minute.
+
+    Raises:
+        ValueError: the text is not ``N/DURATION`` with N >= 1 and a duration above 0.
+    """
+    count, sep, window = text.partition("/")
+    if not sep or not count.strip().isdigit():
+        raise ValueError(f"a key rate is N/DURATION, like 5/1m; got {text!r}")
+    return _key_rate((int(count), parse_duration(window.strip())))  # type: ignore[return-value]
+
+
+def format_key_rate(rate: tuple[int, float]) -> str:
+    """The ``--key-rate`` text of a rate: ``5/1m``."""
+    return f"{rate[0]}/{format_duration(rate[1])}"
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -24,6 +24,7 @@ from transports import (
     EnqueueRequest,
     EnqueueResult,
     JobState,
+    JsonValue,
     QueueConfig,
     Transport,
     TransportClosed,
@@ -40,6 +41,8 @@ from transports.lowlevel import (
     RenewResult,
     Retry,
     Snooze,
+    StepResult,
+    Suspend,
 )
 
 from ._clock import NodeClock
@@ -353,6 +356,16 @@ class FaultyTransport(ForwardingTransport):
 
         return await self._forward("finalize", observed)
 
+    async def record_step(
+        self, job_id: int, *, token: int, name: str, value: JsonValue
+    ) -> StepResult:
+        async def observed(inner: Transport) -> StepResult:
+            result = await inner.record_step(job_id, token=token, name=name, value=value)
+            self._checker.stepped(self.node, job_id, token, name, result, self._base.now())
+            return result
+
+        return await self._forward("record_step", observed)
+
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
         async def observed(inner: Transport) -> list[Reclaimed]:
             reclaimed = await inner.reap(limit=limit)
@@ -442,6 +455,6 @@ def _available_now(request: FinalizeRequest, now: float) -> bool:
     outcome = request.outcome
     if isinstance(outcome, Release):
         return True
-    if isinstance(outcome, Retry | Snooze):
+    if isinstance(outcome, Retry | Snooze | Suspend):
         return outcome.run_at <= now
     return False

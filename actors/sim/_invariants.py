@@ -26,6 +26,14 @@ Invariants (their names appear in reports):
 * ``all_final_after_drain``: once faults stop, every job becomes final within the tail.
 * ``key_limit_held``: no claim leaves a concurrency key more live (unexpired) leases than its
   limit (runs with ``key_limit``).
+* ``key_rate_held``: no window of ``per`` seconds holds more than ``rate`` claims of a key
+  (runs with ``key_rate``); and no key cooled down by an applied finalize starts before its
+  time.
+* ``fenced_step``: a step is recorded only under the job's current, live lease, and a record
+  under the current live lease is never refused (runs with ``steps``).
+* ``step_once``: no attempt claimed after a step's record committed runs that step again
+  (only the attempt that had it in hand when its lease was lost may: a zombie, fenced off).
+* ``none_left_suspended``: at the end, no job is suspended on an event that was signalled.
 * ``node_error``: no node (or the simulator) fails with an unexpected exception.
 """
 
@@ -46,6 +54,8 @@ from transports.lowlevel import (
     Reclaimed,
     RenewRequest,
     RenewResult,
+    Snooze,
+    StepResult,
 )
 
 from ._trace import Trace, TraceEntry, ViolationFound
@@ -207,6 +217,11 @@ class Checker:
         self._longest_ttl = 0.0  # tasks may hold leases longer than the Workers' default
         #: The concurrency limits of the run, by key (set before the first claim).
         self.limits: dict[str, int] = {}
+        #: The rates of the run, by key: (rate, per), set before the first claim.
+        self.rates: dict[str, tuple[int, float]] = {}
+        self._rate_log: dict[str, list[float]] = {}  # rate-limited key -> its claim times
+        #: Cool-downs applied by finalizes, by key: the time the key may start again.
+        self.cooled: dict[str, float] = {}
         #: The first violation, once one happened.
         self.violation: Violation | None = None
         #: Called once, at the first violation (the run stops).
@@ -233,6 +248,10 @@ class Checker:
         #: nodes' history records as recovery time (from ``Lease.lost_at``).
         self.recovered: list[float] = []
         self.starts = 0  # handlers started (JobClaimed events)
+        #: When each (job, step) record first committed (the store's now).
+        self.step_records: dict[tuple[int, str], float] = {}
+        self.steps_recorded = 0
+        self.steps_refused = 0
         trace.listeners.append(self._follow)
 
     # --- violations -----------------------------------------------------------------------
@@ -329,6 +348,30 @@ class Checker:
             job.extended_at = now
             job.key = lease.job.concurrency_key
             self._longest_ttl = max(self._longest_ttl, lease.expires_at - now)
+        for lease in leases:
+            key = lease.job.concurrency_key
+            if key is not None and now < self.cooled.get(key, now):
+                self.violate(
+                    "key_rate_held",
+                    f"a claim by {lease.owner} started job {lease.job_id} of key {key!r}, "
+                    f"cooled down for another {self.cooled[key] - now:.6f}s",
+                )
+                return
+            if key in self.rates:
+                self._rate_log.setdefault(key, []).append(now)
+        for key in sorted(
+            {k for k in (lease.job.concurrency_key for lease in leases) if k} & set(self.rates)
+        ):
+            rate, per = self.rates[key]
+            log = [at for at in self._rate_log[key] if at > now - per]
+            self._rate_log[key] = log  # older starts can never count again
+            if len(log) > rate:
+                self.violate(
+                    "key_rate_held",
+                    f"a claim by {leases[0].owner} made {len(log)} starts of key {key!r} in "
+                    f"the {per:g}s ending now; its rate is {rate} per {per:g}s",
+                )
+                return
         started = {lease.job.concurrency_key for lease in leases}
         for key in sorted(k for k in started if k is not None and k in self.limits):
             live = sum(
@@ -381,6 +424,46 @@ class Checker:
             job.expires_at = now + ttl
             job.extended_at = now
 
+    def stepped(
+        self, source: str, job_id: int, token: int, name: str, result: StepResult, now: float
+    ) -> None:
+        """A step record was asked for: taken exactly when its token holds a live lease."""
+        if self._trace.closed:
+            return  # the run is over
+        job = self.jobs.get(job_id)
+        live = job is not None and job.token == token and job.expires_at > now
+        if result is StepResult.STALE:
+            self.steps_refused += 1
+            if live:
+                self.violate(
+                    "fenced_step",
+                    f"job {job_id}: step {name!r} under the live token {token} was refused",
+                )
+            return
+        if not live:
+            current = None if job is None else job.token
+            self.violate(
+                "fenced_step",
+                f"job {job_id}: {source} recorded step {name!r} with token {token}, which holds "
+                f"no live lease (current token {current})",
+            )
+            return
+        self.steps_recorded += 1
+        self.step_records.setdefault((job_id, name), now)
+
+    def step_ran(self, job_id: int, name: str, started_at: float) -> None:
+        """A step's function ran in an attempt claimed at ``started_at``: never after its
+        record had committed."""
+        if self._trace.closed:
+            return
+        committed = self.step_records.get((job_id, name))
+        if committed is not None and committed < started_at:
+            self.violate(
+                "step_once",
+                f"job {job_id}: step {name!r} ran again in an attempt claimed "
+                f"{started_at - committed:.6f}s after its record committed",
+            )
+
     def finalized(
         self,
         source: str,
@@ -419,6 +502,9 @@ class Checker:
             self.finalizes_applied += 1
             job.token = None
             job.expires_at = -math.inf
+            outcome = request.outcome
+            if isinstance(outcome, Snooze) and outcome.cool_down and job.key is not None:
+                self.cooled[job.key] = max(outcome.run_at, self.cooled.get(job.key, -math.inf))
 
     def reaped(self, source: str, reclaimed: Sequence[Reclaimed], now: float) -> None:
         """Expired leases were taken back: only expired ones, and in time."""

@@ -85,6 +85,16 @@ class SimReport:
     worker_crashes: int
     # the store's history as the nodes flushed it (a node killed loses what it had not flushed)
     history: QueueStats | None = None
+    # durable steps (runs with ``steps``): step functions run, of which runs again of a step
+    # already run (each because its record had not committed: a lost lease, a lost reply, a
+    # crash), records the store took and refused for a stale lease, signals sent, waits
+    # timed out
+    steps_run: int = 0
+    steps_rerun: int = 0
+    steps_recorded: int = 0
+    steps_refused: int = 0
+    signals: int = 0
+    waits_timed_out: int = 0
 
     @property
     def passed(self) -> bool:
@@ -141,6 +151,14 @@ class SimReport:
             f"{self.restart_bound:g}s): {self.restart.render()}; {self.restart_late} past it",
             f"  recovery time (lease expiry -> handler running again): {self.recovered.render()}",
             f"  cron: {self.cron_fires} ticks fired",
+            (
+                f"  steps: {self.steps_run} run, {self.steps_rerun} run again (only steps whose "
+                f"record had not committed), {self.steps_recorded} recorded, "
+                f"{self.steps_refused} refused for a stale lease; {self.signals} signals, "
+                f"{self.waits_timed_out} waits timed out"
+                if c.steps
+                else ""
+            ),
             self._history_line(),
             f"  trace: {len(self.trace)} events, sha256 {self.trace_hash}",
         ]

@@ -74,18 +74,26 @@ async def run_simulation(
         trace_tail=config.trace_tail,
     )
     schedules: tuple[CronSchedule, ...] = ()
+    workload: SimWorkload | None = None
     if app is None:
         workload = SimWorkload(
             config.seed,
             lease_ttl=config.lease_ttl,
             cron=config.cron,
-            keyed=config.key_limit is not None,
+            keyed=config.key_limit is not None or config.key_rate is not None,
+            steps=config.steps,
         )
-        if config.key_limit is not None:
+        if config.steps:
+            workload.ran = checker.step_ran
+        if config.key_limit is not None or config.key_rate is not None:
             limits = MemoryTransport(store=store, clock=base)
+            rate, per = config.key_rate or (None, None)
             for key in workload.KEYS:
-                await limits.set_limit(key, concurrency=config.key_limit)
-                checker.limits[key] = config.key_limit
+                await limits.set_limit(key, concurrency=config.key_limit, rate=rate, per=per)
+                if config.key_limit is not None:
+                    checker.limits[key] = config.key_limit
+                if config.key_rate is not None:
+                    checker.rates[key] = config.key_rate
         app = workload.app
         schedules = workload.schedules
         make_job = make_job or workload.make_job
@@ -105,6 +113,8 @@ async def run_simulation(
         hub=hub,
         trace=trace,
         operators=config.operators,
+        signal_delay=workload.signal_delay if workload is not None and config.steps else None,
+        event_key=workload.event_key if workload is not None else None,
     )
     cluster = Cluster(
         config,
@@ -158,6 +168,12 @@ async def run_simulation(
         restarts=cluster.restarts,
         cron_fires=checker.cron_fires,
         worker_crashes=cluster.worker_crashes,
+        steps_run=0 if workload is None else workload.steps_run,
+        steps_rerun=0 if workload is None else workload.steps_rerun,
+        steps_recorded=checker.steps_recorded,
+        steps_refused=checker.steps_refused,
+        signals=producer.signals,
+        waits_timed_out=0 if workload is None else len(workload.timed_out),
     )
 
 

@@ -155,6 +155,14 @@ class OperatorActed:
 
 
 @attrs.frozen(kw_only=True)
+class Signalled:
+    """The producer signalled an event the workload's jobs wait for (``steps`` runs)."""
+
+    key: str
+    woken: tuple[int, ...]  # the suspended jobs it made available
+
+
+@attrs.frozen(kw_only=True)
 class HandlerHung:
     """A handler run hangs until something cancels it (its timeout, a lost lease, a crash)."""
 
@@ -192,6 +200,7 @@ SimEvent: TypeAlias = (
     | JobsEnqueued
     | CancelRequested
     | OperatorActed
+    | Signalled
     | HandlerHung
     | FaultsStopped
     | ViolationFound

@@ -27,13 +27,14 @@ from actors.jobs import (
     JobContext,
     RetryLater,
     SnoozeUntil,
+    WaitTimedOut,
 )
 from transports import EnqueueRequest, JobFilter, JobState, Transport
 
 from ._faults import WakeHub, due_jobs
 from ._invariants import Checker
 from ._rng import derive_rng
-from ._trace import CancelRequested, HandlerHung, JobsEnqueued, OperatorActed, Trace
+from ._trace import CancelRequested, HandlerHung, JobsEnqueued, OperatorActed, Signalled, Trace
 
 __all__ = ["JobFactory", "SimWorkload", "Work", "with_hangs"]
 
@@ -51,6 +52,12 @@ CANCEL_RATE = 0.05
 #: Probability that the operator (``operators``) acts with each batch, on at most this many jobs.
 OPERATOR_RATE = 0.1
 OPERATOR_LIMIT = 3
+
+#: In ``steps`` runs: the share of jobs that wait for a signal, how long they wait at most,
+#: and the share of those whose signal never comes (they time out).
+WAIT_RATE = 0.3
+WAIT_TIMEOUT = 300.0
+NEVER_SIGNALLED = 0.1
 
 
 @attrs.frozen(kw_only=True)
@@ -77,13 +84,27 @@ class SimWorkload:
     KEYS = ("sim:a", "sim:b", "sim:c")
 
     def __init__(
-        self, seed: int, *, lease_ttl: float, cron: str | None, keyed: bool = False
+        self,
+        seed: int,
+        *,
+        lease_ttl: float,
+        cron: str | None,
+        keyed: bool = False,
+        steps: bool = False,
     ) -> None:
         self.seed = seed
         self.lease_ttl = lease_ttl
         self.keyed = keyed
+        self.steps = steps
         self._runs: dict[int, int] = {}
         self._snoozes: dict[int, int] = {}
+        #: In ``steps`` runs, told of every step function run: ``ran(job_id, name, started_at)``
+        #: (the Checker's, which knows what the store recorded).
+        self.ran: Callable[[int, str, float], None] | None = None
+        self.steps_run = 0
+        self.steps_rerun = 0
+        self.timed_out: set[int] = set()
+        self._ran_steps: set[tuple[int, str]] = set()
         app = App()
         options: dict[str, Any] = {
             "queue": self.QUEUE,
@@ -114,8 +135,27 @@ class SimWorkload:
             concurrency_key=self.KEYS[n % len(self.KEYS)] if self.keyed else None,
         )
 
+    @staticmethod
+    def event_key(n: int) -> str:
+        """The event job ``n`` waits for in ``steps`` runs."""
+        return f"sim:{n}"
+
+    def signal_delay(self, n: int) -> float | None:
+        """In ``steps`` runs: seconds after job ``n`` arrives that its event is signalled
+        (sometimes before the job gets to its wait), or None (no wait, or never signalled)."""
+        plan = derive_rng(self.seed, "steps", n)
+        plan.randint(2, 4)
+        if plan.random() >= WAIT_RATE:
+            return None
+        plan.random()  # where the wait is
+        if plan.random() < NEVER_SIGNALLED:
+            return None
+        return plan.uniform(0.0, 150.0)
+
     async def work(self, ctx: JobContext, payload: Work) -> HandlerOutcome | None:
         """Run job ``payload.n`` as the seed says."""
+        if self.steps:
+            return await self._stepped(ctx, payload)
         n = payload.n
         runs = self._runs[n] = self._runs.get(n, 0) + 1
         rng = derive_rng(self.seed, "run", n, ctx.attempt, runs)
@@ -142,8 +182,50 @@ class SimWorkload:
             return Drop(reason="simulated drop")
         if outcome < 0.13 and self._snoozes.get(n, 0) < 2:
             self._snoozes[n] = self._snoozes.get(n, 0) + 1
-            return SnoozeUntil(at=ctx.clock.now() + rng.uniform(1.0, 15.0))
+            # A keyed job's remote asks the whole key to back off ("429, retry after").
+            return SnoozeUntil(at=ctx.clock.now() + rng.uniform(1.0, 15.0), cool_down=self.keyed)
         return None
+
+    async def _stepped(self, ctx: JobContext, payload: Work) -> HandlerOutcome | None:
+        """Job ``payload.n`` as durable steps: two to four, each after a while (some longer
+        than a lease), one of them after a wait for its signal; then it may fail, so the next
+        attempt goes through the recorded steps again."""
+        n = payload.n
+        plan = derive_rng(self.seed, "steps", n)  # the job's shape: the same every attempt
+        count = plan.randint(2, 4)
+        waits = plan.random() < WAIT_RATE
+        wait_at = int(plan.random() * count)
+        runs = self._runs[n] = self._runs.get(n, 0) + 1
+        rng = derive_rng(self.seed, "step-run", n, ctx.attempt, runs)
+        ttl = self.lease_ttl
+        for i in range(count):
+            if waits and i == wait_at:
+                try:
+                    await ctx.wait_for(self.event_key(n), timeout=WAIT_TIMEOUT)
+                except WaitTimedOut:
+                    self.timed_out.add(n)
+            roll = rng.random()
+            duration = (
+                rng.uniform(0.5 * ttl, 1.5 * ttl) if roll < 0.03 else rng.expovariate(1 / 1.5)
+            )
+            await ctx.clock.sleep(duration)
+            name = f"s{i}"
+            started = ctx.job.started_at or 0.0
+            await ctx.step(name, self._run_step, ctx.job_id, name, started)
+        if rng.random() < 0.08:
+            raise RuntimeError(f"simulated failure of job {n} after its steps")
+        return None
+
+    def _run_step(self, job_id: int, name: str, started_at: float) -> dict[str, Any]:
+        """A step's work: counted, and reported to whoever checks that it had to run."""
+        self.steps_run += 1
+        key = (job_id, name)
+        if key in self._ran_steps:
+            self.steps_rerun += 1
+        self._ran_steps.add(key)
+        if self.ran is not None:
+            self.ran(job_id, name, started_at)
+        return {"job": job_id, "step": name}
 
     async def tick(self, ctx: JobContext, payload: Any) -> None:
         """The cron job: short."""
@@ -200,9 +282,14 @@ class Producer:
         hub: WakeHub,
         trace: Trace,
         operators: bool = False,
+        signal_delay: Callable[[int], float | None] | None = None,
+        event_key: Callable[[int], str] | None = None,
     ) -> None:
         self._seed = seed
         self._operators = operators
+        self._signal_delay = signal_delay
+        self._event_key = event_key
+        self.signals = 0
         self._jobs = jobs
         self._span = span
         self._make_job = make_job
@@ -226,7 +313,34 @@ class Producer:
         return [(start + t, ns) for t, ns in batches]
 
     async def run(self, start: float) -> None:
-        """Enqueue every batch at its time."""
+        """Enqueue every batch at its time (and, in ``steps`` runs, signal the events)."""
+        if self._signal_delay is None:
+            await self._enqueue_all(start)
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._signal_all, start)
+            await self._enqueue_all(start)
+
+    async def _signal_all(self, start: float) -> None:
+        """Signal each job's event at its time, relative to the job's arrival."""
+        assert self._signal_delay is not None
+        assert self._event_key is not None
+        times: list[tuple[float, int]] = []
+        for at, numbers in self.batches(start):
+            for n in numbers:
+                delay = self._signal_delay(n)
+                if delay is not None:
+                    times.append((at + delay, n))
+        for at, n in sorted(times):
+            await self._clock.sleep_until(at)
+            key = self._event_key(n)
+            result = await self._client.signal(key, n)
+            self.signals += 1
+            self._trace.add("client", Signalled(key=key, woken=result.woken))
+            if result.woken:
+                self._hub.notify({SimWorkload.QUEUE: len(result.woken)})
+
+    async def _enqueue_all(self, start: float) -> None:
         rng = derive_rng(self._seed, "operator")
         # A stream of its own: runs without the operator's actions draw as they always did.
         acting = derive_rng(self._seed, "operator-actions")

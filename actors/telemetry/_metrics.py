@@ -266,6 +266,18 @@ class NodeMetrics:
             "Jobs by queue and state (sampled by the metrics leader only).",
             ("queue", "state"),
         )
+        self.key_jobs = gauge(
+            "key_jobs",
+            "Jobs of each limited (or cooling) concurrency key: running (live leases), waiting, "
+            "started (in its rate window) (sampled by the metrics leader only).",
+            ("key", "use"),
+        )
+        self.key_limit = gauge(
+            "key_limit",
+            "Each concurrency key's limits: concurrency, rate and rate_window_seconds (an "
+            "unset one has no series); cooling_down is 1 while it cools down (metrics leader).",
+            ("key", "limit"),
+        )
         self.leader = gauge(
             "metrics_leader", "1 while this node samples the queue depth for the cluster.", ()
         )
@@ -598,8 +610,23 @@ class MetricsActor(Actor[MetricsMessage]):
             for counts in await transport.counts():
                 for state in JobState:
                     counted[counts.queue, state.value] = counts.by_state.get(state, 0)
+        used: dict[Labels, float] = {}
+        limited: dict[Labels, float] = {}
+        if self._leading:
+            for found in await transport.list_limits():
+                used[found.key, "running"] = found.running
+                used[found.key, "waiting"] = found.waiting
+                if found.rate is not None and found.per is not None:
+                    used[found.key, "started"] = found.started
+                    limited[found.key, "rate"] = found.rate
+                    limited[found.key, "rate_window_seconds"] = found.per
+                if found.concurrency is not None:
+                    limited[found.key, "concurrency"] = found.concurrency
+                limited[found.key, "cooling_down"] = float(found.cooldown_until is not None)
         # Not the leader: no series at all (another node counts them).
         metrics.set_gauges(metrics.queue_jobs, counted)
+        metrics.set_gauges(metrics.key_jobs, used)
+        metrics.set_gauges(metrics.key_limit, limited)
 
 
 def _role(name: str, prefix: str) -> str:

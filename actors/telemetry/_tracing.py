@@ -35,6 +35,7 @@ from transports.lowlevel import (
     Release,
     Retry,
     Snooze,
+    Suspend,
 )
 
 from ..jobs import App
@@ -142,6 +143,8 @@ class _Run:
             span.set_attribute("actorq.job.outcome", "cancelled")
         elif isinstance(outcome, Release):
             span.set_attribute("actorq.job.outcome", "released")
+        elif isinstance(outcome, Suspend):
+            span.set_attribute("actorq.job.outcome", "suspended")
 
 
 class OpenTelemetryTracer:

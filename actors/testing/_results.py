@@ -17,7 +17,8 @@ class RunOutcome(enum.StrEnum):
 
     SUCCEEDED = "succeeded"  # returned None or Done
     RETRIED = "retried"  # raised, timed out or returned RetryLater, with attempts left
-    SNOOZED = "snoozed"  # returned SnoozeUntil: runs again later, the attempt given back
+    SNOOZED = "snoozed"  # returned SnoozeUntil or slept (ctx.sleep_until): runs again later
+    SUSPENDED = "suspended"  # waits for a signal (ctx.wait_for), the attempt given back
     DEAD = "dead"  # returned Drop, failed its last attempt, or could not run (poison payload)
     CANCELLED = "cancelled"  # a cancel was requested while it ran
     RELEASED = "released"  # given back unfinished (the runtime's shutdown path)
@@ -86,6 +87,11 @@ class DrainResult:
     def snoozed(self) -> int:
         """Runs that snoozed."""
         return self._count(RunOutcome.SNOOZED)
+
+    @property
+    def suspended(self) -> int:
+        """Runs that ended waiting for a signal (``ctx.wait_for``)."""
+        return self._count(RunOutcome.SUSPENDED)
 
     @property
     def dead(self) -> int:

@@ -40,7 +40,9 @@ from transports.lowlevel import (
     RenewRequest,
     RenewResult,
     Retry,
+    SignalResult,
     Snooze,
+    Suspend,
 )
 
 from ._errors import ClockMovedBackwards, DrainDidNotSettle, NotEnqueued, UnexpectedlyEnqueued
@@ -193,6 +195,11 @@ class JobTester:
 
     # --- assertions -------------------------------------------------------------------------
 
+    async def signal(self, event_key: str, value: Any = None) -> SignalResult:
+        """``app.signal(event_key, value)`` on the tester's store: the jobs waiting for it
+        are due at once (the next :meth:`drain` runs them)."""
+        return await self.transport.signal(event_key, value)
+
     async def all_enqueued(
         self,
         kind_or_task: str | Task[Any] | None = None,
@@ -338,6 +345,7 @@ class JobTester:
         """When the next waiting job of an unpaused queue becomes due, or None."""
         paused = {c.name for c in await self.transport.list_queue_configs() if c.paused}
         waiting = await self.jobs(queue=queue, state=JobState.SCHEDULED)
+        waiting += await self.jobs(queue=queue, state=JobState.SUSPENDED)  # their timeouts
         return min((job.run_at for job in waiting if job.queue not in paused), default=None)
 
     # --- running ----------------------------------------------------------------------------
@@ -472,6 +480,7 @@ class JobTester:
                 events=self.events,
                 renew=renew,
                 max_result_bytes=self.transport.max_result_bytes,
+                transport=self.transport,
             )
 
         if self.autojump:
@@ -499,7 +508,7 @@ class JobTester:
         self, lease: Lease, outcome: RunOutcome, stored: Job, error: str | None, started: float
     ) -> JobRun:
         job = lease.job
-        waiting = stored.state in (JobState.SCHEDULED, JobState.AVAILABLE)
+        waiting = stored.state in (JobState.SCHEDULED, JobState.AVAILABLE, JobState.SUSPENDED)
         return JobRun(
             job_id=job.id,
             kind=job.kind,
@@ -524,6 +533,8 @@ def _run_outcome(outcome: Outcome, stored: Job) -> RunOutcome:
         return RunOutcome.RETRIED
     if isinstance(outcome, Snooze):
         return RunOutcome.SNOOZED
+    if isinstance(outcome, Suspend):
+        return RunOutcome.SUSPENDED
     return RunOutcome.RELEASED
 
 

@@ -311,6 +311,48 @@ def test_limits(url: str) -> None:
     assert "stripe" in shown
     assert "tenant:42" in shown
     assert "concurrency limits" in run("status", "-t", url)
+    # A rate joins the concurrency limit; what is not named is kept, and removed one by one.
+    assert run("limits", "set", "stripe", "--rate", "100", "--per", "1m", "-t", url) == (
+        "stripe: concurrency=3 rate=100/60s\n"
+    )
+    assert "100/60s" in run("limits", "-t", url)
+    assert run("limits", "set", "stripe", "--no-concurrency", "-t", url) == (
+        "stripe: rate=100/60s\n"
+    )
+    assert run("limits", "set", "stripe", "--no-rate", "-t", url) == "stripe: no limit\n"
     assert run("limits", "set", "stripe", "--remove", "-t", url) == "stripe: no limit\n"
     assert run("limits", "set", "tenant:42", "--remove", "-t", url) == "tenant:42: no limit\n"
     assert run("limits", "-t", url) == "no concurrency limits are set\n"
+
+
+def test_signal_and_steps_in_jobs_show(url: str, tmp_path: Path) -> None:
+    """`jobs show` lists a suspended job's steps and what it waits for; `actorq signal`
+    wakes it, and says so when the key was signalled already."""
+    from transports.lowlevel import FinalizeRequest, Suspend
+
+    async def suspend() -> int:
+        async with transports.connect(url) as transport:
+            (result,) = await transport.enqueue_many([transports.EnqueueRequest(kind="order")])
+            (lease,) = await transport.claim("default", owner="w", limit=1, ttl=30.0)
+            await transport.record_step(
+                lease.job_id, token=lease.token, name="charge", value={"id": "ch_1"}
+            )
+            outcome = Suspend(event_key="order:1:paid", run_at=lease.expires_at + 3600)
+            await transport.finalize(
+                [FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=outcome)]
+            )
+            return result.job_id
+
+    job_id = anyio.run(suspend)
+    shown = run("jobs", "show", str(job_id), "-t", url)
+    assert "suspended" in shown
+    assert "order:1:paid" in shown
+    assert "charge" in shown
+    assert '{"id": "ch_1"}' in shown
+    assert run("signal", "order:1:paid", '{"by": "ada"}', "-t", url) == (
+        "order:1:paid: signalled; 1 waiting job woken\n"
+    )
+    assert "available" in run("jobs", "show", str(job_id), "-t", url)
+    assert run("signal", "order:1:paid", "-t", url) == (
+        "order:1:paid: already signalled (the first value stays); nothing changed\n"
+    )

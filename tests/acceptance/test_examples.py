@@ -104,3 +104,23 @@ def test_demo_runs() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "jobs succeeded" in result.stdout
     assert "poison payload" in result.stdout
+
+
+def test_the_order_pipeline_resumes_without_charging_twice(tmp_path: Path) -> None:
+    """The order pipeline's first attempt dies after the charge; the job resumes from its
+    recorded steps, fans its e-mails out and back in, and the card was charged once."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACTORQ_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, str(FOLDER / "order_pipeline.py")],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the node running the order went away" in result.stderr  # the crash happened
+    assert "charged 1 time(s), stock reserved 1 time(s)" in result.stdout
+    assert "'emails': ['ada@example.com', 'ops@example.com']" in result.stdout
+    assert "steps recorded: charge, reserve, emails" in result.stdout

@@ -92,6 +92,7 @@ EXPECTED_OUTPUT = {
     ],
     "Cron": ["['recent']"],
     "Concurrency limits per key": ["at most 2 charges at once"],
+    "Durable steps, sleeps and signals": ["receipt for ch_7, sent by DHL", "charged 1 time(s)"],
     "Operating: errors, retry, discard": [
         "newest [5, 4] then [3, 2, 1]",
         "why smtplib.SMTPError relay denied",

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 import transports
@@ -134,6 +135,21 @@ TRANSPORT_CASES: list[tuple[str, Callable[[Transport], Any], type[Exception], st
     ("non-finite-result-timeout",
      lambda t: app.result(1, transport=t, timeout=math.nan), ConfigInvalid, "timeout"),
     ("bad-option-result-job", lambda t: app.result("1", transport=t), ConfigInvalid, "job"),
+    ("bad-name-signal-key", lambda t: t.signal("a b", 1), transports.InvalidStepName,
+     "invalid event key"),
+    ("bad-name-get-signal-key", lambda t: t.get_signal(""), transports.InvalidStepName,
+     "invalid event key"),
+    ("bad-payload-signal-too-large", lambda t: t.signal("k", "x" * 70_000),
+     transports.StepTooLarge, "over the limit of 65536"),
+    ("bad-payload-signal-not-json", lambda t: t.signal("k", {"x": {1}}),
+     transports.PayloadNotSerializable, "JSON"),
+    ("bad-name-step", lambda t: t.record_step(1, token=1, name="", value=1),
+     transports.InvalidStepName, "step name"),
+    ("bad-payload-step-too-large", lambda t: t.record_step(1, token=1, name="s", value="x" * 70_000),
+     transports.StepTooLarge, "over the limit"),
+    ("huge-integer-step-token", lambda t: t.record_step(1, token=2**70, name="s", value=1),
+     InvalidRequest, "token"),
+    ("huge-integer-list-steps", lambda t: t.list_steps(2**70), InvalidRequest, "job_id"),
 ]  # fmt: skip
 
 
@@ -168,7 +184,14 @@ def _schedule(expression: str = "* * * * *", payload: Any = 1, **options: Any) -
 
 
 W = WorkerConfig
+
+
+def _signal_without_transport() -> None:
+    anyio.run(App().signal, "k")
+
+
 CONFIG_CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
+    ("bad-option-signal-no-transport", _signal_without_transport, ConfigInvalid, "no transport"),
     ("bad-option-lease-ttl-zero", lambda: W(lease_ttl=0), ConfigInvalid, "lease_ttl"),
     ("bad-option-lease-ttl-negative", lambda: W(lease_ttl=-1), ConfigInvalid, "lease_ttl"),
     ("non-finite-lease-ttl", lambda: W(lease_ttl=math.nan), ConfigInvalid, "lease_ttl"),

@@ -104,11 +104,13 @@ def _job(attempt: int, max_attempts: int = 3) -> Job:
         ),
         (Drop(reason="bad input"), 1, Discard(error="bad input", error_type="Drop")),
         (SnoozeUntil(at=NOW + 60), 3, Snooze(run_at=NOW + 60)),
+        (SnoozeUntil(at=NOW + 30, cool_down=True), 3, Snooze(run_at=NOW + 30, cool_down=True)),
         (
             SnoozeUntil(at=math.nan),
             1,
             Discard(
-                error="handler returned SnoozeUntil(at=nan): the time must be finite",
+                error="handler returned SnoozeUntil(at=nan, cool_down=False): the time must be "
+                "finite",
                 error_type="InvalidOutcome",
             ),
         ),

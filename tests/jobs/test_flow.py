@@ -8,7 +8,14 @@ import anyio
 import pytest
 
 from actors.core import VirtualClock
-from actors.jobs import App, ConfigInvalid, JobContext, PayloadInvalid
+from actors.jobs import (
+    App,
+    ConfigInvalid,
+    JobContext,
+    PayloadInvalid,
+    SnoozeUntil,
+    WorkerConfig,
+)
 from transports import InvalidRequest, JobState, Transport
 
 from ._support import START, start_node, topology, wait_final
@@ -104,3 +111,68 @@ async def test_two_nodes_hold_a_key_limit_and_finish_every_job(
     assert all(job.attempt == 1 for job in jobs.values())  # passing over spends no attempt
     # Ten 5 s jobs two at a time take 25 s, give or take the polls of the claimers.
     assert max(job.finished_at or 0.0 for job in jobs.values()) - START < 60.0
+
+
+async def test_a_node_starts_a_rate_limited_key_as_its_window_reopens(
+    transport: Transport, clock: VirtualClock
+) -> None:
+    """A key of 2 starts per 10 s: the jobs start in pairs 10 s apart, each as the window
+    reopens, though the claimers poll only every 1000 s: they wait for ``reopens_in``."""
+    app = App(transport)
+    started: list[float] = []
+
+    async def work(ctx: JobContext, payload: Any) -> None:
+        started.append(clock.now())
+
+    app.register("call", work, concurrency_key="api")
+    await transport.set_limit("api", rate=2, per=10.0)
+    ids = [(await app.enqueue("call", {})).job_id for _ in range(6)]
+    slow_polls = WorkerConfig(lease_ttl=30.0, batch_size=10, poll_interval=1000.0)
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        node = await start_node(tg, topology(app, transport, clock, worker=slow_polls))
+        jobs = await wait_final(transport, clock, ids, timeout=600.0)
+        await node.stop()
+    assert {job.state for job in jobs.values()} == {JobState.SUCCEEDED}
+    offsets = sorted(round(at - started[0], 3) for at in started)
+    assert offsets == [0.0, 0.0, 10.0, 10.0, 20.0, 20.0]
+    assert all(job.attempt == 1 for job in jobs.values())
+
+
+async def test_cool_down_snoozes_the_job_and_holds_its_key(
+    transport: Transport, clock: VirtualClock
+) -> None:
+    """A handler answering ``SnoozeUntil(now + 30, cool_down=True)`` gets its job snoozed (attempt given back) and no
+    job of its key starts for 30 s, on any node; jobs of other keys run meanwhile."""
+    app = App(transport)
+    started: dict[str, list[float]] = {}
+    told = False
+
+    async def work(ctx: JobContext, payload: Any) -> SnoozeUntil | None:
+        nonlocal told
+        started.setdefault(payload["api"], []).append(clock.now())
+        if payload["api"] == "busy" and not told:
+            told = True  # "429 Too Many Requests, Retry-After: 30"
+            return SnoozeUntil(at=ctx.clock.now() + 30.0, cool_down=True)
+        return None
+
+    app.register("call", work, concurrency_key="api:{api}")
+    await transport.set_limit("api:busy", concurrency=1)  # one at a time: the first is told
+    ids = [(await app.enqueue("call", {"api": "busy"})).job_id for _ in range(3)]
+    ids += [(await app.enqueue("call", {"api": "calm"})).job_id for _ in range(2)]
+    slow_polls = WorkerConfig(lease_ttl=30.0, batch_size=10, poll_interval=1000.0)
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        nodes = [
+            await start_node(
+                tg, topology(app, transport, clock, node_id=f"n{n}", worker=slow_polls)
+            )
+            for n in (1, 2)
+        ]
+        jobs = await wait_final(transport, clock, ids, timeout=600.0)
+        for node in nodes:
+            await node.stop()
+    assert {job.state for job in jobs.values()} == {JobState.SUCCEEDED}
+    first, *rest = started["busy"]
+    assert len(rest) == 3  # the told job ran again, and the two others
+    assert min(rest) - first == pytest.approx(30.0, abs=0.01)
+    assert max(started["calm"]) - first < 1.0  # not held
+    assert sorted(job.attempt for job in jobs.values()) == [1] * 5  # the snooze spent none

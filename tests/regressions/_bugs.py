@@ -272,6 +272,36 @@ BUGS += (
             dialect="postgres", query="claim_candidates", old="    ORDER BY l.key\n    FOR UPDATE\n"
         ),
     ),
+    Bug(
+        name="sqlite-rate-window-closed",
+        story="SQLite's claim counted a start still at the very end of its key's rate window "
+        "(>= for >): a start at t held its slot at t + per too, so jobs waited with room.",
+        tests=(
+            f"{_SQLITE}::test_the_window_slides_start_by_start",
+            f"{_SQLITE}::test_a_rate_caps_the_starts_of_a_window",
+        ),
+        sql=SQLMutant(
+            dialect="sqlite",
+            query="claim",
+            old="s.at > :now - l.per",
+            new="s.at >= :now - l.per",
+        ),
+    ),
+    Bug(
+        name="postgres-rate-window-closed",
+        story="PostgreSQL's claim, counting under the key's lock, kept a start at the very end "
+        "of the rate window (>= for >): jobs of the key waited though it had room.",
+        tests=(
+            f"{_POSTGRES}::test_the_window_slides_start_by_start",
+            f"{_POSTGRES}::test_a_rate_caps_the_starts_of_a_window",
+        ),
+        sql=SQLMutant(
+            dialect="postgres",
+            query="claim_chosen",
+            old="AND s.at > (SELECT t FROM now) - l.per",
+            new="AND s.at >= (SELECT t FROM now) - l.per",
+        ),
+    ),
 )
 
 BY_NAME = {bug.name: bug for bug in BUGS}

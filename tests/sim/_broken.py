@@ -8,8 +8,15 @@ from collections.abc import Sequence
 import attrs
 
 from actors.core import VirtualClock
-from transports import MemoryStore, MemoryTransport, Transport
-from transports.lowlevel import FinalizeRequest, FinalizeResult, Lease, Reclaimed
+from transports import JsonValue, MemoryStore, MemoryTransport, Transport
+from transports.lowlevel import (
+    FinalizeRequest,
+    FinalizeResult,
+    Lease,
+    Reclaimed,
+    Step,
+    StepResult,
+)
 
 
 class TokenBlindTransport(MemoryTransport):
@@ -76,3 +83,63 @@ class LimitBlindTransport(MemoryTransport):
 def limit_blind(store: MemoryStore, clock: VirtualClock) -> Transport:
     """A transport whose claims ignore the jobs of a key already running on other claims."""
     return LimitBlindTransport(store=store, clock=clock)
+
+
+class FixedWindowTransport(MemoryTransport):
+    """The rate counts the starts of fixed windows (a counter reset every ``per`` seconds)."""
+
+    def _started(self, key: str, now: float) -> int:
+        super()._started(key, now)
+        rate_per = self._store.rates.get(key)
+        if rate_per is None:
+            return 0
+        opened = now - now % rate_per[1]
+        return sum(1 for at in self._store.starts.get(key, ()) if at >= opened)
+
+
+def fixed_window(store: MemoryStore, clock: VirtualClock) -> Transport:
+    """A transport whose rate windows do not slide."""
+    return FixedWindowTransport(store=store, clock=clock)
+
+
+class CoolBlindTransport(MemoryTransport):
+    """A snooze that asks for a cool-down snoozes its job, but never cools its key."""
+
+    def _cool(self, key: str | None, until: float) -> None:
+        return None
+
+
+def cool_blind(store: MemoryStore, clock: VirtualClock) -> Transport:
+    """A transport that ignores cool-downs."""
+    return CoolBlindTransport(store=store, clock=clock)
+
+
+class StepTokenBlindTransport(MemoryTransport):
+    """record_step ignores lease tokens and expiry: a stale worker's step lands on the job."""
+
+    async def record_step(
+        self, job_id: int, *, token: int, name: str, value: JsonValue
+    ) -> StepResult:
+        row = self.store.running.get(job_id)
+        if row is not None and row.token is not None and row.lease_expires_at is not None:
+            row.lease_expires_at = max(row.lease_expires_at, self._time.now() + 1e-9)
+            token = row.token
+        return await super().record_step(job_id, token=token, name=name, value=value)
+
+
+def step_token_blind(store: MemoryStore, clock: VirtualClock) -> Transport:
+    """A transport recording steps under any token, as long as the job runs."""
+    return StepTokenBlindTransport(store=store, clock=clock)
+
+
+class StepsForgottenTransport(MemoryTransport):
+    """list_steps forgets what was recorded: every attempt runs every step again."""
+
+    async def list_steps(self, job_id: int) -> list[Step]:
+        await super().list_steps(job_id)
+        return []
+
+
+def steps_forgotten(store: MemoryStore, clock: VirtualClock) -> Transport:
+    """A transport whose steps are never read back."""
+    return StepsForgottenTransport(store=store, clock=clock)

@@ -15,7 +15,7 @@ from actors.sim import FaultRates, SimConfig, SimReport, TransportFactory, shrin
 from actors.sim.lowlevel import OperatorActed, parse_faults, plan_faults
 from transports import JobState
 
-from ._broken import eager_reaper, limit_blind, token_blind
+from ._broken import cool_blind, eager_reaper, fixed_window, limit_blind, token_blind
 
 #: Small and fast, busy enough that leases are often lost while their jobs run.
 SMALL = SimConfig(
@@ -152,3 +152,30 @@ def test_an_operator_discard_that_takes_running_jobs_is_caught(
     assert failures[0].violation is not None
     assert failures[0].violation.invariant == "operators_spare_leases"
     assert "--operators" in failures[0].violation.command
+
+
+def test_key_rates_and_cool_downs_hold_under_every_fault() -> None:
+    """Keyed jobs started at most 3 per 20 s per key, their snoozes cooling their key down:
+    a sweep under every fault passes (no window holds more starts than the rate, no cooled
+    key starts early) and every job still ends final."""
+    summary = sweep(attrs.evolve(SMALL, key_rate=(3, 20.0)), range(1, 11))
+    failed = [run.violation for run in summary.runs if run.violation is not None]
+    assert not failed, failed[0]
+    assert len(summary.runs) == 10
+
+
+def test_a_rate_window_that_does_not_slide_is_caught() -> None:
+    """A limiter counting starts in fixed windows (a refilled bucket) lets one window's end
+    and the next one's start exceed the rate: caught as key_rate_held."""
+    report = _first_failure(attrs.evolve(SMALL, key_rate=(3, 20.0)), fixed_window, range(1, 101))
+    assert report.violation is not None
+    assert report.violation.invariant == "key_rate_held"
+    assert "--key-rate 3/20s" in report.violation.command
+
+
+def test_a_limiter_ignoring_cool_downs_is_caught() -> None:
+    """A store that snoozes but never cools the key down is caught as key_rate_held."""
+    report = _first_failure(attrs.evolve(SMALL, key_rate=(50, 1.0)), cool_blind, range(1, 101))
+    assert report.violation is not None
+    assert report.violation.invariant == "key_rate_held"
+    assert "cooled down" in report.violation.detail

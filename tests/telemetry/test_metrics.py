@@ -185,6 +185,33 @@ async def test_only_the_metrics_leader_counts_the_queues(
     assert await memory.acquire_leader(METRICS_LEADER, holder="next", ttl=5.0) is not None
 
 
+async def test_the_metrics_leader_exports_each_limited_keys_use(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """Keys with a limit (or a cool-down) get their use and their limits as gauges; a key
+    without any has no series, nor does a limit left unset."""
+    app = mixed_app(memory)
+    await memory.set_limit("stripe", concurrency=3, rate=10, per=60.0)
+    await memory.set_limit("held", concurrency=0)
+    for key in ("stripe", "held", "free"):
+        await app.enqueue("mixed", "ok", delay=3600.0, concurrency_key=key)
+    metrics = NodeMetrics()
+    node_topology = metrics.install(topology(app, memory, clock), interval=1.0)
+    async with clock.autojump(), running(node_topology) as (node, _):
+        await sample(node)
+        s = parse(metrics.text())
+    assert value(s, "actorq_key_jobs", key="stripe", use="waiting") == 1
+    assert value(s, "actorq_key_jobs", key="stripe", use="running") == 0
+    assert value(s, "actorq_key_jobs", key="stripe", use="started") == 0
+    assert value(s, "actorq_key_limit", key="stripe", limit="concurrency") == 3
+    assert value(s, "actorq_key_limit", key="stripe", limit="rate") == 10
+    assert value(s, "actorq_key_limit", key="stripe", limit="rate_window_seconds") == 60
+    assert value(s, "actorq_key_limit", key="held", limit="cooling_down") == 0
+    keys = {dict(labels)["key"] for name, labels in s if name == "actorq_key_jobs"}
+    assert keys == {"stripe", "held"}
+    assert ("actorq_key_limit", frozenset({"key": "held", "limit": "rate"}.items())) not in s
+
+
 def test_the_correctness_counters_count_their_events() -> None:
     """Lost leases, refused finalizes and crashed Workers, which a scrape of a healthy run
     never shows, count by queue (and kind), never by job id."""

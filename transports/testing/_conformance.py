@@ -64,10 +64,11 @@ from .._records import (
 from ._clock import ManualClock
 from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
-from ._flow import TransportFlowControl
+from ._flow import TransportFlowControl, TransportRateLimits
 from ._observing import TransportObserving
 from ._operators import TransportOperators
 from ._results import TransportResults
+from ._steps import TransportSteps
 
 __all__ = ["TransportConformance", "TransportFactory"]
 
@@ -146,7 +147,9 @@ class TransportConformance(
     TransportEdges,
     TransportObserving,
     TransportFlowControl,
+    TransportRateLimits,
     TransportResults,
+    TransportSteps,
 ):
     """The behaviour every :class:`~transports.Transport` must show; subclass to run it.
 
@@ -1183,6 +1186,7 @@ class TransportConformance(
             JobState.RUNNING: 1,
             JobState.AVAILABLE: 1,
             JobState.SCHEDULED: 1,
+            JobState.SUSPENDED: 0,
         }
         assert {state: q[state] for state in JobState} == expected
         assert q.total == 7

@@ -45,7 +45,14 @@ from .._records import (
     Retry,
     Snooze,
 )
-from .._validate import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, MAX_CONCURRENCY
+from .._validate import (
+    INT32_MAX,
+    INT32_MIN,
+    INT64_MAX,
+    INT64_MIN,
+    MAX_CONCURRENCY,
+    MAX_RATE_WINDOW,
+)
 from ._clock import ManualClock
 
 __all__ = ["TransportEdges"]
@@ -529,6 +536,31 @@ def _limit_rows() -> list[Row]:
         set_limit("concurrency=None (remove)", None, "edge-key", None),
         set_limit("concurrency=None of a key never limited", None, "never-limited", None),
     ]
+
+    def set_rate(what: str, error: type[TransportError] | None, **limits: Any) -> Row:
+        return Row(f"set_limit {what}", _op("set_limit", "edge-key", **limits), error)
+
+    rows += [
+        set_rate(f"rate={v!r}", InvalidRequest, rate=v, per=60.0)
+        for v in [0, -1, INT32_MAX + 1, 10**30, 1.5, "2", True]
+    ]
+    rows += [
+        set_rate(f"per={v!r}", InvalidRequest, rate=5, per=v)
+        for v in [0, 0.0, -1.0, math.nan, math.inf, "60", True, MAX_RATE_WINDOW * 2]
+    ]
+    rows += [
+        set_rate("rate without per", InvalidRequest, rate=5),
+        set_rate("per without rate", InvalidRequest, per=60.0),
+        set_rate("rate=1 per=1e-3", None, rate=1, per=1e-3),
+        set_rate("rate=2**31-1 per=MAX_RATE_WINDOW", None, rate=INT32_MAX, per=MAX_RATE_WINDOW),
+        set_rate("concurrency=0 with a rate", None, concurrency=0, rate=1, per=1.0),
+        set_rate("no limit at all (remove)", None),
+    ]
+    rows += [
+        Row(f"reopens_in({name!r})", _op("reopens_in", name), InvalidQueueName)
+        for name in BAD_IDENTIFIERS
+    ]
+    rows.append(Row("reopens_in('edges')", _op("reopens_in", "edges"), None))
     return rows
 
 

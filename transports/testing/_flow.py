@@ -20,14 +20,16 @@ from .._records import (
     Complete,
     EnqueueRequest,
     FinalizeRequest,
+    FinalizeResult,
     JobState,
     KeyLimit,
     Lease,
     QueueConfig,
+    Snooze,
 )
 from ._clock import ManualClock
 
-__all__ = ["TransportFlowControl"]
+__all__ = ["TransportFlowControl", "TransportRateLimits"]
 
 _TTL = 30.0
 
@@ -274,3 +276,221 @@ class TransportFlowControl:
                 )
                 await returned.wait()
         assert len(await _claim(transport)) == 1
+
+
+def _done(lease: Lease) -> FinalizeRequest:
+    return FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=Complete())
+
+
+def _cool(lease: Lease, until: float) -> FinalizeRequest:
+    return FinalizeRequest(
+        job_id=lease.job_id, token=lease.token, outcome=Snooze(run_at=until, cool_down=True)
+    )
+
+
+class TransportRateLimits:
+    """Per-key rates (an exact sliding-window log) and cool-downs, enforced in the claim."""
+
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.anyio]
+
+    async def test_a_rate_caps_the_starts_of_a_window(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """At most ``rate`` starts in a window, however soon they finish; the jobs held
+        stay available with their attempt unspent, and start once the window slides."""
+        await transport.set_limit("api", rate=3, per=10.0)
+        held = await _keyed(transport, "api", 5)
+        (plain,) = await _keyed(transport, None)
+        first = await _claim(transport)
+        assert [lease.job_id for lease in first] == [*held[:3], plain]
+        await transport.finalize([_done(lease) for lease in first])
+        assert await _claim(transport) == []  # nothing runs, but the window is full
+        for job_id in held[3:]:
+            job = await transport.get(job_id)
+            assert (job.state, job.attempt) == (JobState.AVAILABLE, 0)
+        assert await transport.reopens_in("q") == pytest.approx(10.0)
+        clock.advance(9.5)
+        assert await _claim(transport) == []
+        assert await transport.reopens_in("q") == pytest.approx(0.5)
+        clock.advance(0.5)  # the first starts leave the window: (now - per, now]
+        assert [lease.job_id for lease in await _claim(transport)] == held[3:]
+        assert await transport.reopens_in("q") is None  # two starts of three: not held
+
+    async def test_the_window_slides_start_by_start(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """The window is a log, not a bucket: each start leaves it ``per`` after it was made,
+        so no interval of length ``per`` ever holds more than ``rate`` starts."""
+        await transport.set_limit("api", rate=2, per=10.0)
+        await _keyed(transport, "api", 6)
+        assert len(await _claim(transport, limit=1)) == 1  # t=0
+        clock.advance(6.0)
+        assert len(await _claim(transport)) == 1  # t=6: the second of the window
+        clock.advance(3.0)
+        assert await _claim(transport) == []  # t=9
+        assert await transport.reopens_in("q") == pytest.approx(1.0)
+        clock.advance(1.0)
+        assert len(await _claim(transport)) == 1  # t=10: the start of t=0 has left
+        assert await _claim(transport) == []
+        assert await transport.reopens_in("q") == pytest.approx(6.0)  # t=6 leaves at 16
+        clock.advance(6.0)
+        assert len(await _claim(transport)) == 1
+
+    async def test_a_rate_and_a_concurrency_limit_hold_together(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A key with both starts no more than either allows; its waiting jobs start as
+        each comes free; a claim with both full still takes other keys' jobs."""
+        await transport.set_limit("api", concurrency=1, rate=2, per=60.0)
+        await _keyed(transport, "api", 4)
+        (a,) = await _keyed(transport, "a")
+        first = await _claim(transport)
+        assert [lease.job.concurrency_key for lease in first] == ["api", "a"]
+        assert await _claim(transport) == []  # concurrency 1 holds it
+        assert await transport.reopens_in("q") is None  # held by concurrency only
+        await transport.finalize([_done(first[0])])
+        (second,) = await _claim(transport)
+        await transport.finalize([_done(second)])
+        assert await _claim(transport) == []  # the rate holds it: two in the window
+        assert await transport.reopens_in("q") == pytest.approx(60.0)
+        clock.advance(60.0)
+        assert len(await _claim(transport)) == 1
+        assert a in {lease.job_id for lease in first}
+
+    async def test_changing_a_rate_keeps_its_log(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """The starts logged count against a new rate; removing the rate frees the key and
+        forgets its log; a concurrency limit set alone removes a rate."""
+        await transport.set_limit("api", rate=3, per=60.0)
+        await _keyed(transport, "api", 8)
+        assert len(await _claim(transport, limit=2)) == 2
+        await transport.set_limit("api", rate=2, per=60.0)
+        assert await _claim(transport) == []
+        await transport.set_limit("api", rate=4, per=60.0)
+        assert len(await _claim(transport)) == 2
+        await transport.set_limit("api", concurrency=10)  # no rate now
+        assert len(await _claim(transport)) == 4
+        await transport.set_limit("api", rate=1, per=60.0)  # a fresh log
+        assert len(await _claim(transport)) == 0  # 8 jobs live: all started, none waiting
+        assert [(limit.rate, limit.started) for limit in await transport.list_limits()] == [(1, 0)]
+
+    async def test_racing_claimers_never_exceed_a_rate(self, transport: Transport) -> None:
+        """However many claims run at once, a window never holds more than the rate."""
+        await transport.set_limit("api", rate=3, per=60.0)
+        await _keyed(transport, "api", 30)
+        got: list[Lease] = []
+
+        async def claimer(n: int) -> None:
+            got.extend(await _claim(transport, limit=2, owner=f"w{n}"))
+
+        async with anyio.create_task_group() as tg:
+            for n in range(16):
+                tg.start_soon(claimer, n)
+        assert len(got) == 3
+        assert len({lease.job_id for lease in got}) == 3
+
+    async def test_two_nodes_share_one_rate(
+        self, transport: Transport, second_transport: Transport, clock: ManualClock
+    ) -> None:
+        """The rate is cluster-wide: what one node started counts on the other."""
+        await transport.set_limit("api", rate=2, per=30.0)
+        await _keyed(transport, "api", 4)
+        assert len(await _claim(transport, limit=1)) == 1
+        assert len(await _claim(second_transport, limit=10, owner="w2")) == 1
+        assert await _claim(transport) == []
+        assert await second_transport.reopens_in("q") == pytest.approx(30.0)
+        (listed,) = await second_transport.list_limits()
+        assert listed == KeyLimit(
+            key="api", concurrency=None, running=2, waiting=2, rate=2, per=30.0, started=2
+        )
+
+    async def test_a_cool_down_holds_the_key_for_every_claimer(
+        self, transport: Transport, second_transport: Transport, clock: ManualClock
+    ) -> None:
+        """A snooze that cools down gives the attempt back and holds every job of its key
+        until its time, on every node, without any limit set; other keys run on."""
+        await _keyed(transport, "api", 3)
+        (other,) = await _keyed(transport, "other")
+        (lease,) = await _claim(transport, limit=1)
+        until = clock.now() + 30.0
+        assert await transport.finalize([_cool(lease, until)]) == [FinalizeResult.APPLIED]
+        job = await transport.get(lease.job_id)
+        assert (job.state, job.attempt, job.run_at) == (JobState.SCHEDULED, 0, until)
+        assert [lease.job_id for lease in await _claim(transport)] == [other]
+        assert await _claim(second_transport, owner="w2") == []
+        assert await second_transport.reopens_in("q") == pytest.approx(30.0)
+        (listed,) = await second_transport.list_limits()
+        assert (listed.key, listed.concurrency, listed.cooldown_until) == ("api", None, until)
+        assert listed.waiting == 3
+        clock.advance(29.0)
+        assert await _claim(transport) == []
+        clock.advance(1.0)
+        assert len(await _claim(second_transport, owner="w2")) == 3
+        assert await transport.list_limits() == []  # the cool-down is over
+        assert await transport.reopens_in("q") is None
+
+    async def test_a_cool_down_only_grows(self, transport: Transport, clock: ManualClock) -> None:
+        """A shorter cool-down of a cooled key leaves the longer one; a limited key cools
+        down too, and keeps its limit."""
+        await transport.set_limit("api", concurrency=5)
+        await _keyed(transport, "api", 4)
+        first, second = await _claim(transport, limit=2)
+        now = clock.now()
+        await transport.finalize([_cool(first, now + 60.0)])
+        await transport.finalize([_cool(second, now + 10.0)])
+        (listed,) = await transport.list_limits()
+        assert (listed.concurrency, listed.cooldown_until) == (5, now + 60.0)
+        clock.advance(30.0)
+        assert await _claim(transport) == []
+        clock.advance(30.0)
+        assert len(await _claim(transport)) == 4
+
+    async def test_a_stale_finalize_cools_nothing(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A finalize whose lease was lost is ``STALE`` and cools no key; a job without a
+        key cools nothing when it snoozes so."""
+        await _keyed(transport, "api", 2)
+        (plain,) = await _keyed(transport, None)
+        (old, _plain) = await _claim(transport, limit=2)
+        clock.advance(_TTL)  # old's lease expires; a new claim takes its job over
+        await transport.reap()
+        taken = await _claim(transport, owner="w2")
+        assert old.job_id in {lease.job_id for lease in taken}
+        result = await transport.finalize([_cool(old, clock.now() + 60.0)])
+        assert result == [FinalizeResult.STALE]
+        plain_lease = next(lease for lease in taken if lease.job_id == plain)
+        await transport.finalize([_cool(plain_lease, clock.now() + 60.0)])
+        assert await transport.list_limits() == []
+        assert await transport.reopens_in("q") is None
+
+    async def test_a_cancel_still_cools_the_key(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """Cancel wins over the snooze (the job ends cancelled), but the remote's answer
+        still cools the key: the finalize applied."""
+        await _keyed(transport, "api", 2)
+        (lease,) = await _claim(transport, limit=1)
+        await transport.cancel(lease.job_id)
+        assert await transport.finalize([_cool(lease, clock.now() + 20.0)]) == [
+            FinalizeResult.APPLIED
+        ]
+        assert (await transport.get(lease.job_id)).state is JobState.CANCELLED
+        assert await _claim(transport) == []
+        clock.advance(20.0)
+        assert len(await _claim(transport)) == 1
+
+    async def test_one_batch_may_cool_one_key_twice(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """Two snoozes of one batch cooling one key: the key cools until the later."""
+        await _keyed(transport, "api", 3)
+        first, second = await _claim(transport, limit=2)
+        now = clock.now()
+        assert (
+            await transport.finalize([_cool(first, now + 5.0), _cool(second, now + 9.0)])
+            == [FinalizeResult.APPLIED] * 2
+        )
+        (listed,) = await transport.list_limits()
+        assert listed.cooldown_until == now + 9.0

@@ -59,7 +59,7 @@ ins AS (
     FROM req
     ORDER BY ord
     ON CONFLICT (queue, dedupe_key)
-        WHERE dedupe_key IS NOT NULL AND state IN ('scheduled', 'available', 'running')
+        WHERE dedupe_key IS NOT NULL AND state IN ('scheduled', 'available', 'running', 'suspended')
         DO NOTHING
     RETURNING j.id, j.queue, j.state
 ),
@@ -72,7 +72,7 @@ SELECT coalesce(
            ins.id,
            (SELECT e.id FROM {schema}.jobs AS e
             WHERE e.queue = req.queue AND e.dedupe_key = req.dedupe_key
-              AND e.state IN ('scheduled', 'available', 'running'))
+              AND e.state IN ('scheduled', 'available', 'running', 'suspended'))
        ) AS job_id,
        ins.id IS NULL AS deduplicated,
        (SELECT count(*) FROM woken) AS woken
@@ -124,10 +124,11 @@ WITH now AS (
 due AS (
     SELECT id FROM {schema}.jobs
     WHERE queue = $1::text
-      AND state IN ('available', 'scheduled')
+      AND state IN ('available', 'scheduled', 'suspended')
       AND run_at <= (SELECT t FROM now)
       AND NOT EXISTS (SELECT 1 FROM {schema}.queues WHERE name = $1::text AND paused)
       AND NOT EXISTS (SELECT 1 FROM {schema}.limits)
+      AND NOT EXISTS (SELECT 1 FROM {schema}.cooldowns WHERE until > (SELECT t FROM now))
       AND NOT EXISTS (
           SELECT 1 FROM {schema}.queues
           WHERE name = $1::text AND global_concurrency IS NOT NULL
@@ -143,7 +144,8 @@ SET state = 'running',
     lease_owner = $3::text,
     lease_expires_at = (SELECT t FROM now) + $4::float8,
     started_at = (SELECT t FROM now),
-    updated_at = (SELECT t FROM now)
+    updated_at = (SELECT t FROM now),
+    wait_key = NULL
 -- An id array, not a join: the plan stays a primary-key lookup per claimed row whatever
 -- the batch size (a generic plan cannot know the LIMIT and would hash the whole table).
 WHERE j.id = ANY (ARRAY(SELECT id FROM due))
@@ -154,7 +156,11 @@ RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.att
 
 -- name: any_limits
 SELECT EXISTS (SELECT 1 FROM {schema}.limits)
-    OR EXISTS (SELECT 1 FROM {schema}.queues WHERE global_concurrency IS NOT NULL);
+    OR EXISTS (SELECT 1 FROM {schema}.queues WHERE global_concurrency IS NOT NULL)
+    OR EXISTS (
+        SELECT 1 FROM {schema}.cooldowns
+        WHERE until > coalesce($1::float8, extract(epoch FROM statement_timestamp())::float8)
+    );
 
 -- name: claim_candidates
 -- The limited claim, first of two statements of one transaction: lock up to $2 due jobs,
@@ -174,11 +180,24 @@ live AS (
       AND lease_expires_at > (SELECT t FROM now)
     GROUP BY concurrency_key
 ),
+-- The starts in each key's rate window, from the log (which keeps about those only).
+started AS (
+    SELECT s.key, count(*) AS n
+    FROM {schema}.key_starts AS s JOIN {schema}.limits AS l ON l.key = s.key
+    WHERE l.rate IS NOT NULL AND s.at > (SELECT t FROM now) - l.per
+    GROUP BY s.key
+),
+-- Full: at its concurrency limit, its rate window full, or cooling down.
 full_keys AS (
     SELECT l.key FROM {schema}.limits AS l JOIN live ON live.key = l.key
     WHERE l.concurrency <= live.n
     UNION ALL
     SELECT key FROM {schema}.limits WHERE concurrency <= 0
+    UNION ALL
+    SELECT l.key FROM {schema}.limits AS l JOIN started ON started.key = l.key
+    WHERE l.rate <= started.n
+    UNION ALL
+    SELECT key FROM {schema}.cooldowns WHERE until > (SELECT t FROM now)
 ),
 -- A queue with a cluster-wide cap: its row is locked first, before any key's (candidates
 -- reads this), so every claimer takes its locks in one order.
@@ -191,7 +210,7 @@ candidates AS (
     SELECT id, concurrency_key, priority, run_at FROM {schema}.jobs
     WHERE queue = $1::text
       AND (SELECT count(*) FROM queue_lock) >= 0
-      AND state IN ('available', 'scheduled')
+      AND state IN ('available', 'scheduled', 'suspended')
       AND run_at <= (SELECT t FROM now)
       AND NOT EXISTS (SELECT 1 FROM {schema}.queues WHERE name = $1::text AND paused)
       AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT key FROM full_keys))
@@ -208,13 +227,16 @@ locked AS (
 SELECT c.id, c.concurrency_key, (SELECT count(*) FROM locked) AS locked,
        EXISTS (SELECT 1 FROM {schema}.limits)
            OR EXISTS (SELECT 1 FROM {schema}.queues WHERE global_concurrency IS NOT NULL)
+           OR EXISTS (SELECT 1 FROM {schema}.cooldowns WHERE until > (SELECT t FROM now))
            AS limited
 FROM candidates AS c
 ORDER BY c.priority, c.run_at, c.id;
 
 -- name: claim_chosen
 -- The limited claim, second statement: of the locked candidates ($1 ids, $2 keys, in claim
--- order) start those within their key's free slots and their queue's ($6), counted now.
+-- order) start those within their key's free slots (live leases and starts in its rate
+-- window, counted now, under the key's row lock) and their queue's ($6), unless the key
+-- cools down; then log the starts of each rate-limited key and forget those out of its window.
 WITH now AS (
     SELECT coalesce($5::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
@@ -224,15 +246,33 @@ cand AS (
 ranked AS (
     SELECT id, key, ord, row_number() OVER (PARTITION BY key ORDER BY ord) AS n FROM cand
 ),
+-- The starts in the window of each rate-limited key among the candidates: counted once per
+-- key (the log holds up to `rate` rows of each), not once per candidate: MATERIALIZED, or
+-- the planner inlines it into the per-candidate filter.
+started AS MATERIALIZED (
+    SELECT s.key, count(*) AS n
+    FROM {schema}.key_starts AS s JOIN {schema}.limits AS l ON l.key = s.key
+    WHERE s.key IN (SELECT key FROM cand) AND l.rate IS NOT NULL
+      AND s.at > (SELECT t FROM now) - l.per
+    GROUP BY s.key
+),
 chosen AS (
     SELECT ranked.id
     FROM ranked LEFT JOIN {schema}.limits AS l ON l.key = ranked.key
-    WHERE l.key IS NULL
-       OR ranked.n <= l.concurrency - (
-           SELECT count(*) FROM {schema}.jobs AS r
-           WHERE r.state = 'running' AND r.concurrency_key = l.key
-             AND r.lease_expires_at > (SELECT t FROM now)
+    WHERE NOT EXISTS (
+           SELECT 1 FROM {schema}.cooldowns AS c
+           WHERE c.key = ranked.key AND c.until > (SELECT t FROM now)
        )
+      AND (l.key IS NULL OR (
+           (l.concurrency IS NULL OR ranked.n <= l.concurrency - (
+               SELECT count(*) FROM {schema}.jobs AS r
+               WHERE r.state = 'running' AND r.concurrency_key = l.key
+                 AND r.lease_expires_at > (SELECT t FROM now)
+           ))
+           AND (l.rate IS NULL OR ranked.n <= l.rate - coalesce(
+               (SELECT started.n FROM started WHERE started.key = l.key), 0
+           ))
+       ))
     ORDER BY ranked.ord
     -- A queue's cluster-wide cap ($6), its row locked by claim_candidates: its free slots
     -- (NULL, no cap, is no LIMIT).
@@ -245,20 +285,38 @@ chosen AS (
         FROM {schema}.queues AS q
         WHERE q.name = $6::text AND q.global_concurrency IS NOT NULL
     )
+),
+upd AS (
+    UPDATE {schema}.jobs AS j
+    SET state = 'running',
+        attempt = j.attempt + 1,
+        lease_token = nextval('{schema}.lease_tokens'),
+        lease_owner = $3::text,
+        lease_expires_at = (SELECT t FROM now) + $4::float8,
+        started_at = (SELECT t FROM now),
+        updated_at = (SELECT t FROM now),
+        wait_key = NULL
+    WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
+    RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
+              j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
+              j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested,
+              j.started_at, j.errors, j.headers, j.concurrency_key, j.lease_token, j.lost_at
+),
+-- Every data-modifying WITH runs to completion, read or not, on the statement's snapshot.
+forgotten AS (
+    DELETE FROM {schema}.key_starts AS s
+    USING {schema}.limits AS l
+    WHERE l.key = s.key AND l.rate IS NOT NULL
+      AND s.key IN (SELECT concurrency_key FROM upd)
+      AND s.at <= (SELECT t FROM now) - l.per
+),
+logged AS (
+    INSERT INTO {schema}.key_starts (key, at)
+    SELECT upd.concurrency_key, (SELECT t FROM now)
+    FROM upd JOIN {schema}.limits AS l ON l.key = upd.concurrency_key
+    WHERE l.rate IS NOT NULL
 )
-UPDATE {schema}.jobs AS j
-SET state = 'running',
-    attempt = j.attempt + 1,
-    lease_token = nextval('{schema}.lease_tokens'),
-    lease_owner = $3::text,
-    lease_expires_at = (SELECT t FROM now) + $4::float8,
-    started_at = (SELECT t FROM now),
-    updated_at = (SELECT t FROM now)
-WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
-RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
-          j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
-          j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested, j.started_at,
-          j.errors, j.headers, j.concurrency_key, j.lease_token, j.lost_at;
+SELECT * FROM upd;
 
 -- name: renew
 -- Only a live lease is extended: an expired one stays expired even if nobody reaped it yet.
@@ -298,8 +356,10 @@ WITH now AS (
 req AS (
     SELECT * FROM unnest(
         $1::bigint[], $2::bigint[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::text[],
-        $9::text[]
-    ) WITH ORDINALITY AS r(id, token, action, run_at, error, error_type, traceback, result, ord)
+        $9::text[], $10::boolean[]
+    ) WITH ORDINALITY AS r(
+        id, token, action, run_at, error, error_type, traceback, result, cool, ord
+    )
 ),
 upd AS (
     UPDATE {schema}.jobs AS j
@@ -309,22 +369,37 @@ upd AS (
             WHEN req.action = 'cancel' OR j.cancel_requested THEN 'cancelled'
             WHEN req.action = 'retry' AND j.attempt >= j.max_attempts THEN 'dead'
             WHEN req.action = 'release' OR req.run_at <= now.t THEN 'available'
+            -- A suspend whose event is set already is available now.
+            WHEN req.action = 'suspend'
+             AND EXISTS (SELECT 1 FROM {schema}.signals AS s WHERE s.key = req.error)
+                THEN 'available'
+            WHEN req.action = 'suspend' THEN 'suspended'
             ELSE 'scheduled'
         END,
-        -- Snooze and release give the attempt back (unless a cancel ends the job).
+        -- Snooze, release and suspend give the attempt back (unless a cancel ends the job).
         attempt = CASE
-            WHEN req.action IN ('snooze', 'release') AND NOT j.cancel_requested
+            WHEN req.action IN ('snooze', 'release', 'suspend') AND NOT j.cancel_requested
                 THEN j.attempt - 1
             ELSE j.attempt
         END,
         run_at = CASE
             WHEN j.cancel_requested THEN j.run_at
-            WHEN req.action = 'snooze' THEN req.run_at
+            WHEN req.action = 'suspend'
+             AND EXISTS (SELECT 1 FROM {schema}.signals AS s WHERE s.key = req.error)
+                THEN least(req.run_at, now.t)
+            WHEN req.action IN ('snooze', 'suspend') THEN req.run_at
             WHEN req.action = 'retry' AND j.attempt < j.max_attempts THEN req.run_at
             ELSE j.run_at
         END,
+        -- The event key a suspended job waits for (a suspend carries it as its error).
+        wait_key = CASE
+            WHEN req.action = 'suspend' AND NOT j.cancel_requested AND req.run_at > now.t
+             AND NOT EXISTS (SELECT 1 FROM {schema}.signals AS s WHERE s.key = req.error)
+                THEN req.error
+        END,
         -- A retry records its error, even none; other outcomes only add one they carry.
         last_error = CASE
+            WHEN req.action = 'suspend' THEN j.last_error
             WHEN req.action = 'retry' AND NOT j.cancel_requested THEN req.error
             ELSE coalesce(req.error, j.last_error)
         END,
@@ -358,7 +433,15 @@ upd AS (
         updated_at = now.t
     FROM req, now
     WHERE j.id = req.id AND j.lease_token = req.token
-    RETURNING req.ord, j.id, j.queue, j.state
+    RETURNING req.ord, j.id, j.queue, j.state, j.concurrency_key, req.cool, req.run_at
+),
+-- An applied snooze that cools its key down ($10): the key's cool-down grows to its run_at.
+cooled AS (
+    INSERT INTO {schema}.cooldowns AS c (key, until)
+    SELECT concurrency_key, max(run_at) FROM upd
+    WHERE cool AND concurrency_key IS NOT NULL
+    GROUP BY concurrency_key
+    ON CONFLICT (key) DO UPDATE SET until = greatest(c.until, excluded.until)
 ),
 woken AS (
     SELECT pg_notify({channel}, q.queue)
@@ -447,15 +530,81 @@ upd AS (
     SET state = CASE WHEN j.state = 'running' THEN 'running' ELSE 'cancelled' END,
         cancel_requested = true,
         finished_at = CASE WHEN j.state = 'running' THEN NULL ELSE now.t END,
+        wait_key = NULL,
         updated_at = now.t
     FROM now
-    WHERE j.id = $1::bigint AND j.state IN ('scheduled', 'available', 'running')
+    WHERE j.id = $1::bigint AND j.state IN ('scheduled', 'available', 'running', 'suspended')
     RETURNING j.id, j.state
 ),
 done AS ({done_notify})
 SELECT (SELECT state FROM upd) AS state,
        EXISTS (SELECT 1 FROM {schema}.jobs WHERE id = $1::bigint) AS found,
        (SELECT count(*) FROM done) AS woken;
+
+-- name: record_step
+-- Fenced: only under the live lease of $2 (the job's row locked, so no reap or finalize
+-- slips in between the check and the insert). A name recorded already keeps its first value.
+-- Returns whether the lease is live (the step is then stored, now or before).
+WITH now AS (
+    SELECT coalesce($5::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+owner AS (
+    SELECT j.id, j.attempt FROM {schema}.jobs AS j
+    WHERE j.id = $1::bigint AND j.lease_token = $2::bigint AND j.state = 'running'
+      AND j.lease_expires_at > (SELECT t FROM now)
+    FOR UPDATE
+),
+ins AS (
+    INSERT INTO {schema}.steps (job_id, name, value, attempt, recorded_at)
+    SELECT owner.id, $3::text, $4::jsonb, owner.attempt, (SELECT t FROM now) FROM owner
+    ON CONFLICT (job_id, name) DO NOTHING
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM owner), (SELECT count(*) FROM ins);
+
+-- name: list_steps
+SELECT name, value, attempt, recorded_at
+FROM {schema}.steps
+WHERE job_id = $1::bigint
+ORDER BY recorded_at, name;
+
+-- name: signal
+-- Stores the event unless it is set (first value wins) and, only when it stored it, makes
+-- every job suspended on it available now, in one statement.
+WITH now AS (
+    SELECT coalesce($3::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+ins AS (
+    INSERT INTO {schema}.signals (key, value, signalled_at)
+    SELECT $1::text, $2::jsonb, now.t FROM now
+    ON CONFLICT (key) DO NOTHING
+    RETURNING key
+),
+upd AS (
+    UPDATE {schema}.jobs AS j
+    SET state = 'available', run_at = now.t, wait_key = NULL, updated_at = now.t
+    FROM now
+    WHERE j.state = 'suspended' AND j.wait_key = $1::text AND EXISTS (SELECT 1 FROM ins)
+    RETURNING j.id, j.queue
+),
+woken AS (
+    SELECT pg_notify({channel}, q.queue)
+    FROM (SELECT DISTINCT queue FROM upd) AS q
+    WHERE {notify}
+)
+SELECT EXISTS (SELECT 1 FROM ins) AS stored,
+       coalesce((SELECT array_agg(id ORDER BY id) FROM upd), '{}') AS ids,
+       coalesce((SELECT array_agg(DISTINCT queue) FROM upd), '{}') AS queues,
+       (SELECT count(*) FROM woken) AS woken;
+
+-- name: event_locks
+-- Serializes signal and the finalize of a suspend on one event key (each takes this lock
+-- first, in its own transaction): whichever commits second sees the other's write, so a
+-- job is never left suspended on an event set meanwhile. Keys in sorted order.
+SELECT pg_advisory_xact_lock(7007, hashtext(key)) FROM unnest($1::text[]) AS k(key) ORDER BY key;
+
+-- name: get_signal
+SELECT value, signalled_at FROM {schema}.signals WHERE key = $1::text;
 
 -- name: acquire_leader
 -- A live holder keeps its epoch; taking over a released or expired lease bumps it.
@@ -490,25 +639,61 @@ SELECT name, paused, concurrency, retention, global_concurrency
 FROM {schema}.queues WHERE name = $1::text;
 
 -- name: set_limit
-INSERT INTO {schema}.limits (key, concurrency)
-VALUES ($1::text, $2::integer)
-ON CONFLICT (key) DO UPDATE SET concurrency = excluded.concurrency;
+INSERT INTO {schema}.limits (key, concurrency, rate, per)
+VALUES ($1::text, $2::integer, $3::integer, $4::float8)
+ON CONFLICT (key) DO UPDATE
+SET concurrency = excluded.concurrency, rate = excluded.rate, per = excluded.per;
 
 -- name: delete_limit
 DELETE FROM {schema}.limits WHERE key = $1::text;
 
--- name: list_limits
+-- name: forget_starts
+-- A key without a rate keeps no log.
+DELETE FROM {schema}.key_starts WHERE key = $1::text;
+
+-- name: reopens_in
+-- The rate-th newest start in a key's window leaves it at (that start + per); a cool-down
+-- ends at its until. Only keys held now count.
 WITH now AS (
     SELECT coalesce($1::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 )
-SELECT l.key, l.concurrency,
+SELECT min(wait) FROM (
+    SELECT at + per - (SELECT t FROM now) AS wait FROM (
+        SELECT s.at, l.per, l.rate,
+            row_number() OVER (PARTITION BY s.key ORDER BY s.at DESC) AS newest
+        FROM {schema}.key_starts AS s JOIN {schema}.limits AS l ON l.key = s.key
+        WHERE l.rate IS NOT NULL AND s.at > (SELECT t FROM now) - l.per
+    ) AS window_log
+    WHERE newest = rate
+    UNION ALL
+    SELECT until - (SELECT t FROM now) FROM {schema}.cooldowns
+    WHERE until > (SELECT t FROM now)
+) AS held;
+
+-- name: list_limits
+WITH now AS (
+    SELECT coalesce($1::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+keys AS (
+    SELECT key FROM {schema}.limits
+    UNION
+    SELECT key FROM {schema}.cooldowns WHERE until > (SELECT t FROM now)
+)
+SELECT k.key, l.concurrency,
        (SELECT count(*) FROM {schema}.jobs AS r
-        WHERE r.state = 'running' AND r.concurrency_key = l.key
+        WHERE r.state = 'running' AND r.concurrency_key = k.key
           AND r.lease_expires_at > (SELECT t FROM now)),
        (SELECT count(*) FROM {schema}.jobs AS w
-        WHERE w.state IN ('available', 'scheduled') AND w.concurrency_key = l.key)
-FROM {schema}.limits AS l
-ORDER BY l.key;
+        WHERE w.state IN ('available', 'scheduled') AND w.concurrency_key = k.key),
+       l.rate, l.per,
+       CASE WHEN l.rate IS NULL THEN 0 ELSE (
+           SELECT count(*) FROM {schema}.key_starts AS s
+           WHERE s.key = k.key AND s.at > (SELECT t FROM now) - l.per
+       ) END,
+       (SELECT until FROM {schema}.cooldowns AS c
+        WHERE c.key = k.key AND c.until > (SELECT t FROM now))
+FROM keys AS k LEFT JOIN {schema}.limits AS l ON l.key = k.key
+ORDER BY k.key;
 
 -- name: set_queue_config
 WITH up AS (
@@ -551,7 +736,7 @@ WITH now AS (
 )
 SELECT queue,
        CASE
-           WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
+           WHEN state IN ('scheduled', 'suspended') AND run_at <= (SELECT t FROM now) THEN 'available'
            ELSE state
        END AS shown,
        count(*)
@@ -564,14 +749,14 @@ ORDER BY queue, shown;
 -- A scheduled job whose time has come reads as available (it is claimable).
 SELECT id, kind, queue, payload,
        CASE
-           WHEN state = 'scheduled'
+           WHEN state IN ('scheduled', 'suspended')
             AND run_at <= coalesce($2::float8, extract(epoch FROM statement_timestamp())::float8)
                THEN 'available'
            ELSE state
        END,
        priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
        finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-       concurrency_key, result
+       concurrency_key, result, wait_key
 FROM {schema}.jobs
 WHERE id = $1::bigint;
 
@@ -593,7 +778,7 @@ AND ($10::text[] IS NULL OR state = ANY ($10::text[]))
 AND (
     $9::text[] IS NULL
     OR CASE
-           WHEN state = 'scheduled'
+           WHEN state IN ('scheduled', 'suspended')
             AND run_at <= coalesce($13::float8, extract(epoch FROM statement_timestamp())::float8)
                THEN 'available'
            ELSE state
@@ -607,14 +792,14 @@ AND ($12::bigint IS NULL OR id < $12::bigint)
 -- $14 is the limit.
 SELECT id, kind, queue, payload,
        CASE
-           WHEN state = 'scheduled'
+           WHEN state IN ('scheduled', 'suspended')
             AND run_at <= coalesce($13::float8, extract(epoch FROM statement_timestamp())::float8)
                THEN 'available'
            ELSE state
        END,
        priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
        finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-       concurrency_key, result
+       concurrency_key, result, wait_key
 FROM {schema}.jobs
 WHERE {filter}
 ORDER BY id {order}
@@ -633,7 +818,7 @@ chosen AS (
     SELECT id FROM {schema}.jobs
     WHERE {filter}
       AND state = ANY ($15::text[])
-      AND CASE WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
+      AND CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= (SELECT t FROM now) THEN 'available'
                ELSE state END = ANY ($15::text[])
     ORDER BY id
     LIMIT $14::integer
@@ -647,6 +832,7 @@ upd AS (
         finished_at = NULL,
         lost_at = NULL,
         dedupe_key = CASE WHEN j.state IN ('dead', 'cancelled') THEN NULL ELSE j.dedupe_key END,
+        wait_key = NULL,
         run_at = (SELECT t FROM now),
         updated_at = (SELECT t FROM now)
     WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
@@ -668,7 +854,7 @@ chosen AS (
     SELECT id FROM {schema}.jobs
     WHERE {filter}
       AND state = ANY ($15::text[])
-      AND CASE WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
+      AND CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= (SELECT t FROM now) THEN 'available'
                ELSE state END = ANY ($15::text[])
     ORDER BY id
     LIMIT $14::integer
@@ -679,6 +865,7 @@ upd AS (
     SET state = 'dead',
         finished_at = (SELECT t FROM now),
         last_error = $16::text,
+        wait_key = NULL,
         errors = (
             CASE
                 WHEN jsonb_array_length(j.errors) >= {max_errors} THEN j.errors - 0
@@ -708,7 +895,7 @@ chosen AS (
     SELECT id FROM {schema}.jobs
     WHERE {filter}
       AND state = ANY ($15::text[])
-      AND CASE WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
+      AND CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= (SELECT t FROM now) THEN 'available'
                ELSE state END = ANY ($15::text[])
     ORDER BY id
     LIMIT $14::integer
@@ -728,7 +915,7 @@ chosen AS (
     SELECT id FROM {schema}.jobs
     WHERE {filter}
       AND state = ANY ($15::text[])
-      AND CASE WHEN state = 'scheduled' AND run_at <= (SELECT t FROM now) THEN 'available'
+      AND CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= (SELECT t FROM now) THEN 'available'
                ELSE state END = ANY ($15::text[])
       AND NOT cancel_requested
     ORDER BY id
@@ -740,6 +927,7 @@ upd AS (
     SET state = CASE WHEN j.state = 'running' THEN 'running' ELSE 'cancelled' END,
         cancel_requested = true,
         finished_at = CASE WHEN j.state = 'running' THEN NULL ELSE (SELECT t FROM now) END,
+        wait_key = NULL,
         updated_at = (SELECT t FROM now)
     WHERE j.id = ANY (ARRAY(SELECT id FROM chosen))
     RETURNING j.id, j.state

@@ -15,8 +15,10 @@ CREATE TABLE {schema}.jobs (
     kind text NOT NULL,
     queue text NOT NULL,
     payload jsonb NOT NULL,
-    state text NOT NULL CHECK (
-        state IN ('scheduled', 'available', 'running', 'succeeded', 'cancelled', 'dead')
+    state text NOT NULL CONSTRAINT jobs_state_check CHECK (
+        state IN (
+            'scheduled', 'available', 'running', 'suspended', 'succeeded', 'cancelled', 'dead'
+        )
     ),
     priority integer NOT NULL DEFAULT 0,
     run_at double precision NOT NULL,
@@ -40,13 +42,14 @@ CREATE TABLE {schema}.jobs (
     result jsonb,  -- what the handler returned, stored by the applied finalize (0005)
     -- the expiry of the lease reap took back while the job waits to run again, kept until a
     -- run of it ends (finalize, except a release): where its recovery time starts
-    lost_at double precision
+    lost_at double precision,
+    wait_key text  -- the event key a suspended job waits for; set exactly while suspended
 );
 
 -- Claim: due jobs of one queue in claim order; only waiting jobs are in it, so its size follows
 -- the backlog, not the history.
 CREATE INDEX jobs_due_idx ON {schema}.jobs (queue, priority, run_at, id)
-    WHERE state IN ('available', 'scheduled');
+    WHERE state IN ('available', 'scheduled', 'suspended');
 
 -- Reap: running jobs by lease expiry.
 CREATE INDEX jobs_lease_idx ON {schema}.jobs (lease_expires_at, id)
@@ -54,7 +57,8 @@ CREATE INDEX jobs_lease_idx ON {schema}.jobs (lease_expires_at, id)
 
 -- Dedupe: one active job per (queue, key).
 CREATE UNIQUE INDEX jobs_dedupe_idx ON {schema}.jobs (queue, dedupe_key)
-    WHERE dedupe_key IS NOT NULL AND state IN ('scheduled', 'available', 'running');
+    WHERE dedupe_key IS NOT NULL
+      AND state IN ('scheduled', 'available', 'running', 'suspended');
 
 -- Cleanup: finished jobs by finish time.
 CREATE INDEX jobs_finished_idx ON {schema}.jobs (finished_at)
@@ -68,6 +72,14 @@ CREATE INDEX jobs_final_state_idx ON {schema}.jobs (state, id)
 -- Claim: the live leases of one key, counted against its limit.
 CREATE INDEX jobs_key_running_idx ON {schema}.jobs (concurrency_key, lease_expires_at)
     WHERE state = 'running' AND concurrency_key IS NOT NULL;
+
+-- list_limits: the waiting jobs of one key, counted from an index, whatever the backlog.
+CREATE INDEX jobs_key_waiting_idx ON {schema}.jobs (concurrency_key)
+    WHERE state IN ('available', 'scheduled') AND concurrency_key IS NOT NULL;
+
+-- Signal: the jobs suspended on one event key.
+CREATE INDEX jobs_waiting_idx ON {schema}.jobs (wait_key)
+    WHERE state = 'suspended';
 
 CREATE TABLE {schema}.queues (
     name text PRIMARY KEY,
@@ -119,8 +131,45 @@ CREATE TABLE {schema}.stats (
 CREATE INDEX stats_minute_idx ON {schema}.stats (minute);
 
 -- Flow control: most jobs of one concurrency key holding a live lease at once, cluster-wide.
+-- Most starts in any window of per seconds (rate, per; migration 0005); NULL: no such limit.
 -- The claim locks a key's row (FOR UPDATE) while it counts and starts that key's jobs.
 CREATE TABLE {schema}.limits (
     key text PRIMARY KEY,
-    concurrency integer NOT NULL CHECK (concurrency >= 0)
+    concurrency integer CHECK (concurrency >= 0),
+    rate integer CHECK (rate >= 1),
+    per double precision CHECK (per > 0)
+);
+
+-- The starts of each rate-limited key within its window, written by the claim under the key's
+-- row lock (older ones are forgotten there).
+CREATE TABLE {schema}.key_starts (
+    key text NOT NULL,
+    at double precision NOT NULL
+);
+
+CREATE INDEX key_starts_key_at_idx ON {schema}.key_starts (key, at);
+
+-- Keys cooled down (a remote asked to back off): no claim starts their jobs before until.
+CREATE TABLE {schema}.cooldowns (
+    key text PRIMARY KEY,
+    until double precision NOT NULL
+);
+
+-- Durable steps and signals (migration 0008).
+
+-- A job's recorded steps, written only under its live lease; deleted with the job.
+CREATE TABLE {schema}.steps (
+    job_id bigint NOT NULL REFERENCES {schema}.jobs (id) ON DELETE CASCADE,
+    name text NOT NULL,
+    value jsonb NOT NULL,
+    attempt integer NOT NULL,  -- the job's attempt that recorded it
+    recorded_at double precision NOT NULL,
+    PRIMARY KEY (job_id, name)
+);
+
+-- Events set by signal; the first value wins.
+CREATE TABLE {schema}.signals (
+    key text PRIMARY KEY,
+    value jsonb NOT NULL,
+    signalled_at double precision NOT NULL
 );

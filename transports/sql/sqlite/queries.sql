@@ -2,7 +2,8 @@
 -- A query holding {rows} is a template: the transport expands it to one placeholder tuple per
 -- row of a batch. Times are REAL POSIX seconds passed in by the transport (its clock's now()).
 -- A 'scheduled' job whose run_at has passed is due: claims take it, and reads show it as
--- 'available', exactly as if it had been promoted.
+-- 'available', exactly as if it had been promoted. So is a 'suspended' one whose timeout
+-- (its run_at) has passed.
 
 -- name: enable_wal
 PRAGMA journal_mode = WAL
@@ -37,7 +38,7 @@ WHERE (queue, dedupe_key) IN (
         FROM json_each(:keys)
     )
     AND dedupe_key IS NOT NULL
-    AND state IN ('scheduled', 'available', 'running')
+    AND state IN ('scheduled', 'available', 'running', 'suspended')
 
 -- name: insert_jobs
 -- VALUES gets one "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" per job, in the order of these columns.
@@ -52,23 +53,35 @@ RETURNING id
 -- One statement under the write lock, so the live leases counted per key stay true until the
 -- update: a key at its limit is passed over (full_keys), and of the candidates taken no more
 -- per key than its free slots start (ranked); the rest stay due, their attempt unspent.
--- The live leases are counted by key from the running jobs (few), not per limit (many).
+-- The live leases are counted by key from the running jobs (few), not per limit (many); the
+-- starts in each rate window from the log, which keeps only (about) those. A key is full at
+-- its concurrency limit, with its rate window full, or while it cools down.
 WITH live AS (
     SELECT concurrency_key AS key, count(*) AS n
     FROM jobs
     WHERE state = 'running' AND concurrency_key IS NOT NULL AND lease_expires_at > :now
     GROUP BY concurrency_key
 ),
+started AS (
+    SELECT s.key, count(*) AS n
+    FROM key_starts AS s JOIN limits AS l ON l.key = s.key
+    WHERE l.rate IS NOT NULL AND s.at > :now - l.per
+    GROUP BY s.key
+),
 full_keys AS (
     SELECT l.key FROM limits AS l JOIN live ON live.key = l.key WHERE l.concurrency <= live.n
     UNION ALL
     SELECT key FROM limits WHERE concurrency <= 0
+    UNION ALL
+    SELECT l.key FROM limits AS l JOIN started ON started.key = l.key WHERE l.rate <= started.n
+    UNION ALL
+    SELECT key FROM cooldowns WHERE until > :now
 ),
 candidates AS (
     SELECT id, concurrency_key, priority, run_at
     FROM jobs
     WHERE queue = :queue
-        AND state IN ('available', 'scheduled')
+        AND state IN ('available', 'scheduled', 'suspended')
         AND run_at <= :now
         AND NOT EXISTS (SELECT 1 FROM queue_configs WHERE name = :queue AND paused)
         AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT key FROM full_keys))
@@ -87,15 +100,21 @@ SET state = 'running',
     lease_token = lease_token + 1,
     lease_expires_at = :expires_at,
     started_at = :now,
-    updated_at = :now
+    updated_at = :now,
+    wait_key = NULL
 WHERE id IN (
     SELECT ranked.id
     FROM ranked LEFT JOIN limits AS l ON l.key = ranked.key
     WHERE l.key IS NULL
-        OR ranked.n <= l.concurrency - (
-            SELECT count(*) FROM jobs AS r
-            WHERE r.state = 'running' AND r.concurrency_key = l.key
-                AND r.lease_expires_at > :now
+        OR (
+            (l.concurrency IS NULL OR ranked.n <= l.concurrency - (
+                SELECT count(*) FROM jobs AS r
+                WHERE r.state = 'running' AND r.concurrency_key = l.key
+                    AND r.lease_expires_at > :now
+            ))
+            AND (l.rate IS NULL OR ranked.n <= l.rate - coalesce(
+                (SELECT n FROM started WHERE started.key = l.key), 0
+            ))
         )
     ORDER BY ranked.priority, ranked.run_at, ranked.id
     -- A queue's cluster-wide cap: its free slots (never negative: a negative LIMIT is none).
@@ -130,8 +149,9 @@ RETURNING jobs.id, jobs.lease_token, jobs.cancel_requested
 -- ?1 is now, ?2 the most errors a job keeps, ?3 the longest message kept in one, ?4 now as
 -- JSON text (Python's repr: SQLite's own JSON rendering of a REAL keeps only 15 digits). VALUES gets
 -- one "(?, ?, ?, ?, ?, ?, ?, ?)" per request: job id, token, outcome (complete, retry, snooze,
--- discard, cancel, release), its run_at, its error (or cancel reason), error type, traceback,
--- and a complete's result (compact JSON, or NULL).
+-- discard, cancel, release, suspend), its run_at, its error (or cancel reason, or a suspend's
+-- event key), error type, traceback, and a complete's result (compact JSON, or NULL). A
+-- suspend whose event is set already is available now.
 -- "decided" works out each owned job's next state from the row as it stands: cancel wins
 -- over retry, snooze and release; a retry without attempts left is dead. A retry or discard
 -- carrying an error appends it to the history, dropping the oldest beyond ?2.
@@ -174,6 +194,11 @@ WITH
                 WHEN requests.outcome = 'cancel' OR jobs.cancel_requested THEN 'cancelled'
                 WHEN requests.outcome = 'retry' AND jobs.attempt >= jobs.max_attempts THEN 'dead'
                 WHEN requests.outcome = 'release' THEN 'available'
+                WHEN requests.outcome = 'suspend'
+                    AND EXISTS (SELECT 1 FROM signals WHERE signals.key = requests.error)
+                THEN 'available'
+                WHEN requests.outcome = 'suspend' AND requests.run_at > params.now
+                THEN 'suspended'
                 WHEN requests.run_at > params.now THEN 'scheduled'
                 ELSE 'available'
             END AS state
@@ -184,16 +209,20 @@ WITH
 UPDATE jobs
 SET state = decided.state,
     attempt = jobs.attempt - (
-        decided.outcome IN ('snooze', 'release')
-        AND decided.state IN ('scheduled', 'available')
+        decided.outcome IN ('snooze', 'release', 'suspend')
+        AND decided.state IN ('scheduled', 'available', 'suspended')
     ),
     run_at = CASE
-        WHEN decided.outcome IN ('retry', 'snooze')
-            AND decided.state IN ('scheduled', 'available')
+        WHEN decided.outcome = 'suspend' AND decided.state = 'available'
+        THEN min(decided.run_at, decided.now)
+        WHEN decided.outcome IN ('retry', 'snooze', 'suspend')
+            AND decided.state IN ('scheduled', 'available', 'suspended')
         THEN decided.run_at
         ELSE jobs.run_at
     END,
+    wait_key = CASE WHEN decided.state = 'suspended' THEN decided.error END,
     last_error = CASE
+        WHEN decided.outcome = 'suspend' THEN jobs.last_error
         WHEN decided.outcome = 'discard' THEN decided.error
         WHEN decided.outcome = 'retry' AND decided.state <> 'cancelled' THEN decided.error
         ELSE coalesce(decided.error, jobs.last_error)
@@ -263,12 +292,55 @@ UPDATE jobs
 SET cancel_requested = 1,
     state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
     finished_at = CASE WHEN state = 'running' THEN finished_at ELSE :now END,
+    wait_key = NULL,
     updated_at = :now
-WHERE id = :id AND state IN ('scheduled', 'available', 'running')
+WHERE id = :id AND state IN ('scheduled', 'available', 'running', 'suspended')
 RETURNING state
 
 -- name: job_exists
 SELECT 1 FROM jobs WHERE id = :id
+
+-- name: record_step
+-- Fenced: only under the live lease of :token. A name recorded already keeps its first value
+-- (nothing returned then: step_owner tells that case from a stale token).
+INSERT INTO steps (job_id, name, value, attempt, recorded_at)
+SELECT id, :name, :value, attempt, :now
+FROM jobs
+WHERE id = :id AND lease_token = :token AND state = 'running' AND lease_expires_at > :now
+ON CONFLICT (job_id, name) DO NOTHING
+RETURNING 1
+
+-- name: step_owner
+SELECT 1
+FROM jobs
+WHERE id = :id AND lease_token = :token AND state = 'running' AND lease_expires_at > :now
+
+-- name: list_steps
+SELECT name, value, attempt, recorded_at
+FROM steps
+WHERE job_id = :id
+ORDER BY recorded_at, name
+
+-- name: insert_signal
+INSERT INTO signals (key, value, signalled_at)
+VALUES (:key, :value, :now)
+ON CONFLICT (key) DO NOTHING
+RETURNING 1
+
+-- name: wake_suspended
+-- In the transaction of insert_signal, once it stored the event: every job suspended on it.
+UPDATE jobs
+SET state = 'available',
+    run_at = :now,
+    wait_key = NULL,
+    updated_at = :now
+WHERE state = 'suspended' AND wait_key = :key
+RETURNING id, queue
+
+-- name: get_signal
+SELECT value, signalled_at
+FROM signals
+WHERE key = :key
 
 -- name: acquire_leader
 -- Keeps the epoch when the holder renews a live lease; any other taking bumps it.
@@ -323,28 +395,65 @@ SELECT name, paused, concurrency, retention, global_concurrency
 FROM queue_configs ORDER BY name
 
 -- name: set_limit
-INSERT INTO limits (key, concurrency)
-VALUES (:key, :concurrency)
+INSERT INTO limits (key, concurrency, rate, per)
+VALUES (:key, :concurrency, :rate, :per)
 ON CONFLICT (key) DO UPDATE
-SET concurrency = excluded.concurrency
+SET concurrency = excluded.concurrency, rate = excluded.rate, per = excluded.per
 
 -- name: delete_limit
 DELETE FROM limits WHERE key = :key
 
+-- name: forget_starts
+-- A key without a rate keeps no log.
+DELETE FROM key_starts WHERE key = :key
+
+-- name: cool_down
+-- A cool-down only ever grows; :id is the job whose applied finalize asked for it.
+INSERT INTO cooldowns (key, until)
+SELECT concurrency_key, :until FROM jobs WHERE id = :id AND concurrency_key IS NOT NULL
+ON CONFLICT (key) DO UPDATE SET until = max(until, excluded.until)
+
+-- name: reopens_in
+-- The rate-th newest start in a key's window leaves it at (that start + per); a cool-down
+-- ends at its until. Only keys held now count.
+SELECT min(wait) FROM (
+    SELECT at + per - :now AS wait FROM (
+        SELECT s.at, l.per, l.rate,
+            row_number() OVER (PARTITION BY s.key ORDER BY s.at DESC) AS newest
+        FROM key_starts AS s JOIN limits AS l ON l.key = s.key
+        WHERE l.rate IS NOT NULL AND s.at > :now - l.per
+    ) AS window_log
+    WHERE newest = rate
+    UNION ALL
+    SELECT until - :now FROM cooldowns WHERE until > :now
+)
+
 -- name: list_limits
+-- Every key with a limit or a live cool-down.
+WITH keys AS (
+    SELECT key FROM limits
+    UNION
+    SELECT key FROM cooldowns WHERE until > :now
+)
 SELECT
-    l.key,
+    k.key,
     l.concurrency,
     (
         SELECT count(*) FROM jobs AS r
-        WHERE r.state = 'running' AND r.concurrency_key = l.key AND r.lease_expires_at > :now
+        WHERE r.state = 'running' AND r.concurrency_key = k.key AND r.lease_expires_at > :now
     ),
     (
         SELECT count(*) FROM jobs AS w
-        WHERE w.state IN ('available', 'scheduled') AND w.concurrency_key = l.key
-    )
-FROM limits AS l
-ORDER BY l.key
+        WHERE w.state IN ('available', 'scheduled') AND w.concurrency_key = k.key
+    ),
+    l.rate,
+    l.per,
+    CASE WHEN l.rate IS NULL THEN 0 ELSE (
+        SELECT count(*) FROM key_starts AS s WHERE s.key = k.key AND s.at > :now - l.per
+    ) END,
+    (SELECT until FROM cooldowns AS c WHERE c.key = k.key AND c.until > :now)
+FROM keys AS k LEFT JOIN limits AS l ON l.key = k.key
+ORDER BY k.key
 
 -- name: cleanup
 DELETE FROM jobs
@@ -362,7 +471,7 @@ RETURNING 1
 -- name: counts
 SELECT
     queue,
-    CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END AS shown,
+    CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= :now THEN 'available' ELSE state END AS shown,
     count(*)
 FROM jobs
 WHERE :queue IS NULL OR queue = :queue
@@ -372,10 +481,10 @@ ORDER BY queue
 -- name: get_job
 SELECT
     id, kind, queue, payload,
-    CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END,
+    CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= :now THEN 'available' ELSE state END,
     priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
     finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-    concurrency_key, result
+    concurrency_key, result, wait_key
 FROM jobs
 WHERE id = :id
 
@@ -395,7 +504,7 @@ AND (:after_id IS NULL OR id > :after_id)
 AND (:before_id IS NULL OR id < :before_id)
 AND (
     :states IS NULL
-    OR CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END
+    OR CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= :now THEN 'available' ELSE state END
         IN (SELECT value FROM json_each(:states))
 )
 
@@ -403,10 +512,10 @@ AND (
 -- The filter placeholder is job_filter; the order one ASC (oldest first) or DESC (newest).
 SELECT
     id, kind, queue, payload,
-    CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END,
+    CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= :now THEN 'available' ELSE state END,
     priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
     finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-    concurrency_key, result
+    concurrency_key, result, wait_key
 FROM jobs
 WHERE {filter}
 ORDER BY id {order}
@@ -419,7 +528,7 @@ LIMIT :limit
 SELECT id
 FROM jobs
 WHERE {filter}
-    AND CASE WHEN state = 'scheduled' AND run_at <= :now THEN 'available' ELSE state END
+    AND CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= :now THEN 'available' ELSE state END
         IN (SELECT value FROM json_each(:eligible))
     AND NOT (:uncancelled AND cancel_requested)
 ORDER BY id
@@ -435,6 +544,7 @@ SET state = 'available',
     finished_at = NULL,
     lost_at = NULL,
     dedupe_key = CASE WHEN state IN ('dead', 'cancelled') THEN NULL ELSE dedupe_key END,
+    wait_key = NULL,
     run_at = :now,
     updated_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids))
@@ -446,6 +556,7 @@ UPDATE jobs
 SET state = 'dead',
     finished_at = :now,
     last_error = :reason,
+    wait_key = NULL,
     errors = json_insert(
         CASE
             WHEN json_array_length(errors) >= :max_errors THEN json_remove(errors, '$[0]')
@@ -476,6 +587,7 @@ UPDATE jobs
 SET cancel_requested = 1,
     state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
     finished_at = CASE WHEN state = 'running' THEN finished_at ELSE :now END,
+    wait_key = NULL,
     updated_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids))
 RETURNING id

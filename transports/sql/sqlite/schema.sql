@@ -8,9 +8,12 @@ CREATE TABLE jobs (
     kind TEXT NOT NULL,
     queue TEXT NOT NULL,
     payload TEXT NOT NULL,  -- compact JSON
-    -- A 'scheduled' job whose run_at has passed reads as 'available'; claims take both.
+    -- A 'scheduled' (or 'suspended') job whose run_at has passed reads as 'available'; claims
+    -- take them.
     state TEXT NOT NULL CHECK (
-        state IN ('scheduled', 'available', 'running', 'succeeded', 'cancelled', 'dead')
+        state IN (
+            'scheduled', 'available', 'running', 'suspended', 'succeeded', 'cancelled', 'dead'
+        )
     ),
     priority INTEGER NOT NULL,
     run_at REAL NOT NULL,
@@ -35,12 +38,13 @@ CREATE TABLE jobs (
     result TEXT,  -- compact JSON the handler returned, stored by the applied finalize (0005)
     -- the expiry of the lease reap took back while the job waits to run again, kept until a
     -- run of it ends (finalize, except a release): where its recovery time starts
-    lost_at REAL
+    lost_at REAL,
+    wait_key TEXT  -- the event key a suspended job waits for; set exactly while suspended
 );
 
 -- claim: the due jobs of a queue in claim order.
 CREATE INDEX jobs_claim ON jobs (queue, priority, run_at, id)
-    WHERE state IN ('available', 'scheduled');
+    WHERE state IN ('available', 'scheduled', 'suspended');
 
 -- reap: running jobs by lease expiry.
 CREATE INDEX jobs_lease ON jobs (lease_expires_at)
@@ -48,7 +52,8 @@ CREATE INDEX jobs_lease ON jobs (lease_expires_at)
 
 -- enqueue: at most one active job per (queue, dedupe_key).
 CREATE UNIQUE INDEX jobs_dedupe ON jobs (queue, dedupe_key)
-    WHERE dedupe_key IS NOT NULL AND state IN ('scheduled', 'available', 'running');
+    WHERE dedupe_key IS NOT NULL
+        AND state IN ('scheduled', 'available', 'running', 'suspended');
 
 -- cleanup: final jobs by finish time.
 CREATE INDEX jobs_finished ON jobs (finished_at)
@@ -62,6 +67,14 @@ CREATE INDEX jobs_final_state ON jobs (state, id)
 -- claim: the live leases of one key, counted against its limit.
 CREATE INDEX jobs_key_running ON jobs (concurrency_key, lease_expires_at)
     WHERE state = 'running' AND concurrency_key IS NOT NULL;
+
+-- list_limits: the waiting jobs of one key, counted from an index, whatever the backlog.
+CREATE INDEX jobs_key_waiting ON jobs (concurrency_key)
+    WHERE state IN ('available', 'scheduled') AND concurrency_key IS NOT NULL;
+
+-- signal: the jobs suspended on one event key.
+CREATE INDEX jobs_waiting ON jobs (wait_key)
+    WHERE state = 'suspended';
 
 CREATE TABLE leaders (
     name TEXT PRIMARY KEY,
@@ -110,8 +123,64 @@ CREATE TABLE stats (
 -- list_stats and prune_stats: rows by minute.
 CREATE INDEX stats_minute ON stats (minute);
 
--- Flow control: most jobs of one concurrency key holding a live lease at once, cluster-wide.
+-- Flow control: the limits of one concurrency key, cluster-wide: most jobs holding a live lease
+-- at once (concurrency), most starts in any window of per seconds (rate); NULL: none.
 CREATE TABLE limits (
     key TEXT PRIMARY KEY,
-    concurrency INTEGER NOT NULL
+    concurrency INTEGER,
+    rate INTEGER,
+    per REAL
+) WITHOUT ROWID;
+
+-- The starts of each rate-limited key within its window (older ones are forgotten).
+CREATE TABLE key_starts (
+    key TEXT NOT NULL,
+    at REAL NOT NULL
+);
+
+CREATE INDEX key_starts_key_at ON key_starts (key, at);
+
+-- Keys cooled down (a remote asked to back off): no claim starts their jobs before until.
+CREATE TABLE cooldowns (
+    key TEXT PRIMARY KEY,
+    until REAL NOT NULL
+) WITHOUT ROWID;
+
+-- A claim that starts a job of a key with a rate logs the start, and forgets the key's starts
+-- that left its window, in the claim's statement (so under its write lock).
+CREATE TRIGGER jobs_log_start AFTER UPDATE OF state ON jobs
+WHEN NEW.state = 'running' AND OLD.state <> 'running' AND NEW.concurrency_key IS NOT NULL
+BEGIN
+    DELETE FROM key_starts
+    WHERE key = NEW.concurrency_key
+        AND at <= NEW.started_at - (
+            SELECT per FROM limits WHERE key = NEW.concurrency_key AND rate IS NOT NULL
+        );
+    INSERT INTO key_starts (key, at)
+    SELECT NEW.concurrency_key, NEW.started_at
+    FROM limits WHERE key = NEW.concurrency_key AND rate IS NOT NULL;
+END;
+
+-- Durable steps and signals (migration 0008).
+
+-- A job's recorded steps, written only under its live lease; deleted with the job.
+CREATE TABLE steps (
+    job_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,  -- compact JSON
+    attempt INTEGER NOT NULL,  -- the job's attempt that recorded it
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (job_id, name)
+) WITHOUT ROWID;
+
+CREATE TRIGGER jobs_delete_steps AFTER DELETE ON jobs
+BEGIN
+    DELETE FROM steps WHERE job_id = old.id;
+END;
+
+-- Events set by signal; the first value wins.
+CREATE TABLE signals (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,  -- compact JSON
+    signalled_at REAL NOT NULL
 ) WITHOUT ROWID;
