@@ -13,7 +13,17 @@ import time
 
 import anyio
 
-SECTIONS = ["_core", "_runtime", "_telemetry", "_sqlite", "_postgres", "_flow", "_steps", "_sim"]
+SECTIONS = [
+    "_core",
+    "_runtime",
+    "_telemetry",
+    "_sqlite",
+    "_postgres",
+    "_flow",
+    "_steps",
+    "_workflows",
+    "_sim",
+]
 
 
 def main(argv: list[str]) -> None:

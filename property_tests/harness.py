@@ -39,6 +39,7 @@ T = TypeVar("T")
 
 SQLITE_TABLES = (
     "jobs",
+    "job_edges",
     "leaders",
     "cursors",
     "queue_configs",
@@ -49,6 +50,7 @@ SQLITE_TABLES = (
     "cooldowns",
     "steps",
     "signals",
+    "job_edges",
 )
 """Every SQLite table of the store (``transports/sql/sqlite/schema.sql``), emptied per example."""
 
@@ -64,6 +66,7 @@ POSTGRES_TABLES = (
     "key_starts",
     "cooldowns",
     "signals",
+    "job_edges",
 )
 """Every PostgreSQL table of the store but ``schema_version``, emptied per example."""
 
@@ -222,11 +225,11 @@ class PostgresBackend(_SQLBackend):
         deletes = " ".join(
             f"DELETE FROM {schema}.{table};"
             for table in POSTGRES_TABLES
-            if table not in ("jobs", "steps")
+            if table not in ("jobs", "steps", "job_edges")
         )
-        # The steps reference the jobs: truncated with them.
+        # The steps and the edges reference the jobs: truncated with them.
         return (
-            f"BEGIN; TRUNCATE {schema}.jobs, {schema}.steps RESTART IDENTITY; {deletes}"
+            f"BEGIN; TRUNCATE {schema}.jobs, {schema}.steps, {schema}.job_edges RESTART IDENTITY; {deletes}"
             f" SELECT setval('{schema}.lease_tokens', 1, false); COMMIT"
         )
 

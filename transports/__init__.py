@@ -13,6 +13,7 @@ from ._base import Transport
 from ._connect import connect
 from ._errors import (
     ConnectionLost,
+    DependencyCycle,
     InvalidQueueName,
     InvalidRequest,
     InvalidStepName,
@@ -27,6 +28,7 @@ from ._errors import (
     StoreReadOnly,
     TransportClosed,
     TransportError,
+    UnknownDependency,
     UnsupportedURL,
 )
 from ._memory import MemoryStore, MemoryTransport
@@ -35,6 +37,7 @@ from ._records import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_MAX_RESULT_BYTES,
+    After,
     AttemptError,
     CancelResult,
     Counts,
@@ -45,6 +48,7 @@ from ._records import (
     JobState,
     JsonValue,
     KeyLimit,
+    OnFailure,
     QueueConfig,
 )
 from ._url import redact_url
@@ -60,10 +64,12 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_MAX_RESULT_BYTES",
     "MINUTE",
+    "After",
     "AttemptError",
     "CancelResult",
     "ConnectionLost",
     "Counts",
+    "DependencyCycle",
     "EnqueueRequest",
     "EnqueueResult",
     "Histogram",
@@ -79,6 +85,7 @@ __all__ = [
     "MemoryStore",
     "MemoryTransport",
     "NodeInfo",
+    "OnFailure",
     "PayloadNotSerializable",
     "PayloadTooLarge",
     "PostgresTransport",
@@ -94,6 +101,7 @@ __all__ = [
     "Transport",
     "TransportClosed",
     "TransportError",
+    "UnknownDependency",
     "UnsupportedURL",
     "connect",
     "minute_of",

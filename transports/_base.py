@@ -145,6 +145,35 @@ Rules that hold for every method:
   nothing and wakes nobody (no job can be suspended on a key already set). ``get_signal``
   reads an event. A suspended job is waiting: ``cancel`` and ``cancel_jobs`` cancel it,
   ``discard_jobs`` and ``delete_jobs`` take it, ``retry_jobs`` makes it available now.
+* **Dependencies.** A job may wait for others (``EnqueueRequest.after``: existing job ids,
+  or ``After(index=i)`` for an earlier request of the same batch). It starts ``pending``
+  (active, never claimed) and becomes due (``available``, or ``scheduled`` until its
+  ``run_at``) in the same atomic write that ends its last parent ``succeeded``. A parent that
+  ends ``dead`` or ``cancelled`` decides by the edge's :class:`~transports.OnFailure`:
+  ``CANCEL`` (the default) ends the dependent ``cancelled`` in that same write (its
+  ``last_error`` names the parent; its own dependents follow, as if it had been cancelled),
+  ``RUN`` lets it run once every parent ended. The rule is :func:`~transports.lowlevel.verdict`,
+  one for every backend. Only a final state decides: a reaped job that is available again
+  releases nothing. Enqueue refuses, before writing anything of the batch, a parent id no job
+  has (:class:`~transports.UnknownDependency`) and an ``index`` naming the request itself or a
+  later one (:class:`~transports.DependencyCycle`): a job can only wait for jobs that exist
+  before it, so no cycle can be built. A job with parents cannot have a dedupe key. A job
+  whose parents already decided starts as they say (due, or cancelled at once). Operators:
+  ``cancel``/``cancel_jobs`` of a ``pending`` job end it (and settle its dependents), and
+  ``discard_jobs`` does not take one (it never ran to fail); ``retry_jobs`` of a final parent
+  opens its edges again (its dependents that have not started yet, pending or due, wait for
+  it again; one that already started is not held back, its own retries run as usual;
+  dependents already cancelled stay so until retried themselves), a retried
+  dependent waits (``pending``) for its parents still active, and ``retry_jobs`` skips a
+  dependent a failed parent cancels (retry the parent first: calling again until ``[]``
+  takes the chain in order) and never takes a ``pending`` job; ``delete_jobs`` of an active
+  parent counts as its cancellation for its dependents (a deleted final parent's state stays
+  on its edges). ``list_edges`` reads the graph.
+* **Workflows.** ``EnqueueRequest.workflow`` (a label) groups jobs: ``JobFilter(workflow=)``
+  lists and acts on them (a whole workflow is cancelled with ``cancel_jobs``), and
+  ``list_workflows`` counts each one's jobs by state. ``cleanup`` deletes a workflow's jobs
+  only once every one of them is final and finished before its cutoff, all in the same call
+  as far as ``limit`` allows.
 * **Checkpoints.** Every method is a checkpoint (it yields to the event loop at least once).
 
 What operators watch (the "observing" operations, at the end of the class):
@@ -179,6 +208,7 @@ from ._records import (
     DEFAULT_MAX_RESULT_BYTES,
     CancelResult,
     Counts,
+    Edge,
     EnqueueRequest,
     EnqueueResult,
     FinalizeRequest,
@@ -198,6 +228,7 @@ from ._records import (
     Step,
     StepResult,
     TimeSource,
+    WorkflowSummary,
 )
 
 __all__ = ["Transport"]
@@ -282,7 +313,8 @@ class Transport(abc.ABC):
     async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
         """Lease up to ``limit`` due jobs of ``queue`` to ``owner`` for ``ttl`` seconds.
 
-        Due jobs are ``available`` ones and ``scheduled`` ones whose ``run_at`` has passed,
+        Due jobs are ``available`` ones and ``scheduled`` ones whose ``run_at`` has passed (a
+        ``pending`` job is never due),
         taken by ``priority`` (lower first), then ``run_at``, then id. Each job goes to exactly
         one claimant per attempt, however many claim at once. Claimed jobs become ``running``
         with ``attempt + 1``, ``lease_owner = owner``, expiry ``now + ttl`` and a fresh token.
@@ -637,6 +669,29 @@ class Transport(abc.ABC):
         Raises:
             InvalidRequest: ``where`` is not a :class:`~transports.JobFilter`, or a bad
                 ``limit``.
+        """
+
+    @abc.abstractmethod
+    async def list_edges(
+        self, job_ids: Sequence[int] | None = None, *, workflow: str | None = None
+    ) -> list[Edge]:
+        """The dependencies of ``job_ids`` (as children or parents) and/or of the jobs of
+        ``workflow`` (as children), by child then parent (see *Dependencies* above).
+
+        Raises:
+            InvalidRequest: neither is given, more than 10,000 ids, a bad id or workflow.
+        """
+
+    @abc.abstractmethod
+    async def list_workflows(
+        self, *, workflow: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[WorkflowSummary]:
+        """Up to ``limit`` workflows that have jobs (just ``workflow``, or every one whose
+        name sorts after ``after``), by name, each with its jobs counted by state (as jobs
+        read: a due scheduled job is available).
+
+        Raises:
+            InvalidRequest: a bad workflow, cursor or limit.
         """
 
     # --- observing ------------------------------------------------------------------------

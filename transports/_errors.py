@@ -16,6 +16,9 @@ Hierarchy::
     │   ├── InvalidStepName                    a step name or event key that is not valid
     │   ├── ResultNotSerializable              a Complete's result is not JSON
     │   ├── ResultTooLarge                     ... or longer than max_result_bytes
+    │   └── DependencyInvalid                  an enqueue's ``after`` names no job it may wait
+    │       ├── UnknownDependency              for: a job that does not exist, or
+    │       └── DependencyCycle                the request itself or a later one of its batch
     │   └── UnsupportedURL                     transports.connect() got a URL it cannot serve
     ├── JobNotFound (also LookupError)
     ├── TransportClosed                         used after aclose()
@@ -36,6 +39,8 @@ from collections.abc import Callable, Iterator
 
 __all__ = [
     "ConnectionLost",
+    "DependencyCycle",
+    "DependencyInvalid",
     "InvalidQueueName",
     "InvalidRequest",
     "InvalidStepName",
@@ -50,6 +55,7 @@ __all__ = [
     "StoreReadOnly",
     "TransportClosed",
     "TransportError",
+    "UnknownDependency",
     "UnsupportedURL",
     "map_exceptions",
 ]
@@ -90,6 +96,19 @@ class ResultNotSerializable(InvalidRequest):
 
 class ResultTooLarge(InvalidRequest):
     """A job's result's JSON encoding is longer than the transport's ``max_result_bytes``."""
+
+
+class DependencyInvalid(InvalidRequest):
+    """An enqueue's ``after`` names a parent no job may wait for; the batch wrote nothing."""
+
+
+class UnknownDependency(DependencyInvalid):
+    """An ``after`` names a job id that does not exist (never enqueued, or deleted)."""
+
+
+class DependencyCycle(DependencyInvalid):
+    """An ``after`` names its own request or a later one of its batch: the edge would close a
+    cycle (a job can only wait for jobs that exist before it)."""
 
 
 class JobNotFound(TransportError, LookupError):

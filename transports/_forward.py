@@ -20,6 +20,7 @@ from ._records import (
     DEFAULT_MAX_RESULT_BYTES,
     CancelResult,
     Counts,
+    Edge,
     EnqueueRequest,
     EnqueueResult,
     FinalizeRequest,
@@ -39,6 +40,7 @@ from ._records import (
     Step,
     StepResult,
     TimeSource,
+    WorkflowSummary,
 )
 
 __all__ = ["ForwardingTransport"]
@@ -167,6 +169,19 @@ class ForwardingTransport(Transport):
 
     async def wait_for_jobs(self, job_ids: Sequence[int]) -> None:
         await self._forward("wait_for_jobs", lambda t: t.wait_for_jobs(job_ids))
+
+    async def list_edges(
+        self, job_ids: Sequence[int] | None = None, *, workflow: str | None = None
+    ) -> list[Edge]:
+        return await self._forward("list_edges", lambda t: t.list_edges(job_ids, workflow=workflow))
+
+    async def list_workflows(
+        self, *, workflow: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[WorkflowSummary]:
+        return await self._forward(
+            "list_workflows",
+            lambda t: t.list_workflows(workflow=workflow, after=after, limit=limit),
+        )
 
     async def get_queue_config(self, queue: str) -> QueueConfig:
         return await self._forward("get_queue_config", lambda t: t.get_queue_config(queue))

@@ -27,6 +27,7 @@ import heapq
 import json
 import string
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -36,7 +37,7 @@ from ._base import Transport
 from ._clock import WallClock
 from ._errors import InvalidRequest, JobNotFound, TransportClosed
 from ._observed import NodeInfo, QueueStats, minute_of
-from ._plumbing import Waiters
+from ._plumbing import Waiters, external_parents, plan_parents
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_MAX_RESULT_BYTES,
@@ -48,6 +49,7 @@ from ._records import (
     Complete,
     Counts,
     Discard,
+    Edge,
     EnqueueRequest,
     EnqueueResult,
     FinalizeRequest,
@@ -72,12 +74,14 @@ from ._records import (
     StepResult,
     Suspend,
     TimeSource,
+    WorkflowSummary,
     check_action,
     check_listing,
     encode_payload,
     encode_result,
     encode_step,
     job_waiter_key,
+    verdict,
 )
 from ._validate import (
     INT64_MAX,
@@ -86,6 +90,7 @@ from ._validate import (
     check_cleanup,
     check_cursor,
     check_duration,
+    check_edges_query,
     check_event_key,
     check_id,
     check_items,
@@ -101,6 +106,7 @@ from ._validate import (
     check_stats_range,
     check_step_name,
     check_time,
+    check_workflows_query,
     clean_text,
 )
 
@@ -136,6 +142,7 @@ class _Row:
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     result_text: str | None = None  # the Complete's result, compact JSON; None: none
     lost_at: float | None = None  # expiry of the lease reap took back, until a run ends
+    workflow: str | None = None
     wait_key: str | None = None  # set exactly while suspended
 
 
@@ -187,6 +194,11 @@ class MemoryStore:
         self.signals: dict[str, tuple[str, float]] = {}  # event key -> (value text, set at)
         self.suspended: dict[str, dict[int, _Row]] = {}  # event key -> jobs suspended on it
         self.waiters = Waiters()
+        # Dependencies: child -> {parent: [on_failure, the parent's final state or None]}, and
+        # parent -> its children (kept after the parent is deleted: ids are never reused).
+        self.edges: dict[int, dict[int, list[Any]]] = {}
+        self.children: dict[int, set[int]] = {}
+        self.workflows: dict[str, dict[int, None]] = {}  # workflow -> its job ids, in order
 
 
 class MemoryTransport(Transport):
@@ -244,10 +256,15 @@ class MemoryTransport(Transport):
         check_items(requests, EnqueueRequest, "requests")
         texts = [encode_payload(request.payload, self.max_payload_bytes) for request in requests]
         store = self._store
+        plans = None
+        if any(request.after for request in requests):
+            external = external_parents(requests)
+            found = {i: store.jobs[i].state for i in external if i in store.jobs}
+            plans = plan_parents(requests, found)
         results: list[EnqueueResult] = []
         woken: set[str] = set()
         folds: dict[str, int] = {}
-        for request, text in zip(requests, texts, strict=True):
+        for position, (request, text) in enumerate(zip(requests, texts, strict=True)):
             if request.dedupe_key is not None:
                 existing = store.dedupe.get((request.queue, request.dedupe_key))
                 if existing is not None:
@@ -271,14 +288,25 @@ class MemoryTransport(Transport):
                 updated_at=now,
                 headers=dict(request.headers),
                 concurrency_key=request.concurrency_key,
+                workflow=request.workflow,
             )
             store.next_id += 1
             store.jobs[row.id] = row
+            if row.workflow is not None:
+                store.workflows.setdefault(row.workflow, {})[row.id] = None
             by_state = store.counts.get(row.queue)
             if by_state is None:
                 by_state = store.counts[row.queue] = dict.fromkeys(_STATES, 0)
             by_state[JobState.SCHEDULED] += 1
-            if run_at > now:
+            start = None
+            if plans is not None and plans[position][0]:
+                start = self._add_edges(row, plans[position], results)
+            if start is JobState.PENDING:
+                self._set_state(row, JobState.PENDING)
+                row.seq += 1
+            elif start is JobState.CANCELLED:
+                self._finish(row, JobState.CANCELLED, now)
+            elif run_at > now:
                 self._push_scheduled(row)
             else:
                 self._make_available(row)
@@ -742,6 +770,7 @@ class MemoryTransport(Transport):
         check_cleanup(finished_before, queue, limit)
         store = self._store
         doomed: list[_Row] = []
+        kept: dict[str, bool] = {}  # workflow -> whether it may go (all final, all old enough)
         for job_id in store.final:
             row = store.jobs[job_id]
             if (
@@ -749,6 +778,15 @@ class MemoryTransport(Transport):
                 and row.finished_at < finished_before
                 and (queue is None or row.queue == queue)
             ):
+                if row.workflow is not None:
+                    if row.workflow not in kept:
+                        kept[row.workflow] = all(
+                            (member := store.jobs[i]).finished_at is not None
+                            and member.finished_at < finished_before
+                            for i in store.workflows.get(row.workflow, {})
+                        )
+                    if not kept[row.workflow]:
+                        continue
                 doomed.append(row)
                 if len(doomed) >= limit:
                     break
@@ -757,6 +795,7 @@ class MemoryTransport(Transport):
             del store.final[row.id]
             store.steps.pop(row.id, None)
             store.counts[row.queue][row.state] -= 1
+            self._forget(row, finished_before)
         return len(doomed)
 
     async def counts(self, queue: str | None = None) -> list[Counts]:
@@ -801,18 +840,24 @@ class MemoryTransport(Transport):
         now = await self._enter()
         where = check_action(where, limit)
         self._promote(now)
-        chosen = self._choose(where, _RETRYABLE, limit)
+        chosen = self._choose(where, _RETRYABLE, limit, undoomed=True)
         store = self._store
         for row in chosen:
             if row.state.is_final:
                 del store.final[row.id]
                 row.dedupe_key = None
+                self._reopen(row)
             row.attempt = 0
             row.cancel_requested = False
             row.finished_at = None
             row.lost_at = None  # an operator's retry is no recovery
             row.run_at = row.updated_at = now
-            self._make_available(row)
+            edges = store.edges.get(row.id)
+            if edges and verdict((e[0], e[1]) for e in edges.values()) is not JobState.AVAILABLE:
+                self._set_state(row, JobState.PENDING)  # it waits for its parents again
+                row.seq += 1
+            else:
+                self._make_available(row)
         for queue in {row.queue for row in chosen}:
             self._wake(queue)
         return [row.id for row in chosen]
@@ -847,6 +892,8 @@ class MemoryTransport(Transport):
                 key = (row.queue, row.dedupe_key)
                 if store.dedupe.get(key) == row.id:
                     del store.dedupe[key]
+            row.seq += 1  # any heap entry of it is stale
+            self._forget(row, now)
         return [row.id for row in chosen]
 
     async def cancel_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
@@ -865,6 +912,60 @@ class MemoryTransport(Transport):
             if row.state is not JobState.RUNNING:
                 self._finish(row, JobState.CANCELLED, now)
         return [row.id for row in chosen]
+
+    async def list_edges(
+        self, job_ids: Sequence[int] | None = None, *, workflow: str | None = None
+    ) -> list[Edge]:
+        await self._enter()
+        ids, workflow = check_edges_query(job_ids, workflow)
+        store = self._store
+        pairs: set[tuple[int, int]] = set()
+        if ids is not None:
+            for job_id in ids:
+                pairs.update((job_id, parent) for parent in store.edges.get(job_id, {}))
+                pairs.update((child, job_id) for child in store.children.get(job_id, ()))
+        if workflow is not None:
+            for child in store.workflows.get(workflow, {}):
+                pairs.update((child, parent) for parent in store.edges.get(child, {}))
+        found = []
+        for child, parent in sorted(pairs):
+            edge = store.edges.get(child, {}).get(parent)
+            if edge is not None:
+                found.append(
+                    Edge(parent=parent, child=child, on_failure=edge[0], parent_state=edge[1])
+                )
+        return found
+
+    async def list_workflows(
+        self, *, workflow: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[WorkflowSummary]:
+        now = await self._enter()
+        check_workflows_query(workflow, after, limit)
+        self._promote(now)
+        store = self._store
+        names = sorted(store.workflows) if workflow is None else [workflow]
+        found: list[WorkflowSummary] = []
+        for name in names:
+            if after is not None and name <= after:
+                continue
+            members = [store.jobs[i] for i in store.workflows.get(name, {})]
+            if not members:
+                continue
+            by_state: dict[JobState, int] = {}
+            for row in members:
+                by_state[row.state] = by_state.get(row.state, 0) + 1
+            finished = [row.finished_at for row in members]
+            found.append(
+                WorkflowSummary(
+                    workflow=name,
+                    by_state=by_state,
+                    created_at=min(row.created_at for row in members),
+                    finished_at=None if None in finished else max(finished),  # type: ignore[type-var]
+                )
+            )
+            if len(found) >= limit:
+                break
+        return found
 
     # --- observing ------------------------------------------------------------------------
 
@@ -983,6 +1084,7 @@ class MemoryTransport(Transport):
                 and (before_id is None or row.id < before_id)
                 and (where.queue is None or row.queue == where.queue)
                 and (where.kind is None or row.kind == where.kind)
+                and (where.workflow is None or row.workflow == where.workflow)
                 and (not where.states or row.state in where.states)
                 and (where.created_after is None or row.created_at >= where.created_after)
                 and (where.created_before is None or row.created_at < where.created_before)
@@ -1004,10 +1106,18 @@ class MemoryTransport(Transport):
             ):
                 yield row
 
-    def _choose(self, where: JobFilter, states: frozenset[JobState], limit: int) -> list[_Row]:
-        """Up to ``limit`` rows ``where`` matches that are in one of ``states``, by id."""
+    def _choose(
+        self, where: JobFilter, states: frozenset[JobState], limit: int, *, undoomed: bool = False
+    ) -> list[_Row]:
+        """Up to ``limit`` rows ``where`` matches that are in one of ``states``, by id; with
+        ``undoomed``, none whose failed parent cancels it (it would be cancelled at once)."""
         chosen: list[_Row] = []
+        edges = self._store.edges
         for row in self._matching(where, None, None, newest_first=False):
+            if undoomed and row.id in edges:
+                mine = edges[row.id].values()
+                if verdict((e[0], e[1]) for e in mine) is JobState.CANCELLED:
+                    continue
             if row.state in states:
                 chosen.append(row)
                 if len(chosen) >= limit:
@@ -1161,6 +1271,89 @@ class MemoryTransport(Transport):
         row.updated_at = now
 
     def _finish(self, row: _Row, state: JobState, now: float) -> None:
+        self._end(row, state, now)
+        if row.id in self._store.children:
+            self._settle(row.id, state, now)
+
+    def _add_edges(self, row: _Row, plan: Any, results: list[EnqueueResult]) -> JobState | None:
+        """Store a new job's edges (``plan``: see ``plan_parents``); returns its start."""
+        store = self._store
+        edges, start = plan
+        mine = store.edges[row.id] = {}
+        for job_id, index, on_failure, state in edges:
+            parent = job_id if job_id is not None else results[index].job_id
+            mine[parent] = [on_failure, state]
+            store.children.setdefault(parent, set()).add(row.id)
+            if (
+                state is not None
+                and state is not JobState.SUCCEEDED
+                and start is JobState.CANCELLED
+                and row.last_error is None
+            ):
+                row.last_error = f"parent {parent} ended {state.value}"
+        return start  # type: ignore[no-any-return]
+
+    def _settle(self, parent_id: int, state: JobState, now: float) -> None:
+        """A parent ended (or an active one was deleted, as cancelled): record its state on
+        its edges and cancel or release each pending child it decides, in turn settling the
+        children cancelled (iteratively: a chain may be long)."""
+        store = self._store
+        todo = [(parent_id, state)]
+        while todo:
+            pid, pstate = todo.pop()
+            for cid in sorted(store.children.get(pid, ())):
+                edges = store.edges.get(cid)
+                if edges is None:
+                    continue
+                if pid in edges:
+                    edges[pid][1] = pstate
+                child = store.jobs.get(cid)
+                if child is None or child.state is not JobState.PENDING:
+                    continue
+                decided = verdict((e[0], e[1]) for e in edges.values())
+                if decided is JobState.CANCELLED:
+                    child.last_error = f"parent {pid} ended {pstate.value}"
+                    self._end(child, JobState.CANCELLED, now)
+                    if cid in store.children:
+                        todo.append((cid, JobState.CANCELLED))
+                elif decided is JobState.AVAILABLE:
+                    child.updated_at = now
+                    if self._wait_until(child, child.run_at, now):
+                        self._wake(child.queue)
+
+    def _reopen(self, row: _Row) -> None:
+        """A final job runs again (retry_jobs): its edges as a parent are open again, and its
+        dependents that have not started yet wait for it again."""
+        store = self._store
+        for cid in store.children.get(row.id, ()):
+            edges = store.edges.get(cid)
+            if edges is not None and row.id in edges:
+                edges[row.id][1] = None
+            child = store.jobs.get(cid)
+            if child is not None and child.state in _UNSTARTED:
+                self._set_state(child, JobState.PENDING)  # not started yet: it waits again
+                child.seq += 1
+
+    def _forget(self, row: _Row, now: float) -> None:
+        """A job is deleted: drop its edges as a child; as an active parent it counts as
+        cancelled for its dependents."""
+        store = self._store
+        edges = store.edges.pop(row.id, None)
+        if edges is not None:
+            for pid in edges:
+                siblings = store.children.get(pid)
+                if siblings is not None:
+                    siblings.discard(row.id)
+        if row.workflow is not None:
+            members = store.workflows.get(row.workflow)
+            if members is not None:
+                members.pop(row.id, None)
+                if not members:
+                    del store.workflows[row.workflow]
+        if row.state.is_active and row.id in store.children:
+            self._settle(row.id, JobState.CANCELLED, now)
+
+    def _end(self, row: _Row, state: JobState, now: float) -> None:
         self._set_state(row, state)
         row.seq += 1
         row.finished_at = now
@@ -1182,6 +1375,7 @@ def _sooner(soonest: float | None, wait: float) -> float:
 
 
 _RETRYABLE = frozenset({JobState.DEAD, JobState.CANCELLED, JobState.SCHEDULED, JobState.SUSPENDED})
+_UNSTARTED = frozenset({JobState.SCHEDULED, JobState.AVAILABLE})
 _WAITING = frozenset({JobState.SCHEDULED, JobState.AVAILABLE, JobState.SUSPENDED})
 _DELETABLE = frozenset(JobState) - {JobState.RUNNING}
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
@@ -1231,5 +1425,6 @@ def _job(row: _Row) -> Job:
         headers=dict(row.headers),
         concurrency_key=row.concurrency_key,
         result=None if row.result_text is None else json.loads(row.result_text),
+        workflow=row.workflow,
         wait_key=row.wait_key,
     )

@@ -6,11 +6,12 @@ One implementation each, so the backends cannot drift apart on them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 
-from ._errors import InvalidRequest
+from ._errors import DependencyCycle, InvalidRequest, UnknownDependency
 from ._records import (
     Cancel,
     Complete,
@@ -18,15 +19,29 @@ from ._records import (
     EnqueueRequest,
     EnqueueResult,
     FinalizeRequest,
+    JobState,
+    OnFailure,
     Outcome,
     Release,
     RenewRequest,
     Retry,
     Snooze,
     Suspend,
+    WorkflowSummary,
+    verdict,
 )
 
-__all__ = ["Waiters", "distinct_pairs", "encode_outcome", "fold_batch", "unfold_results"]
+__all__ = [
+    "ParentPlan",
+    "Waiters",
+    "distinct_pairs",
+    "encode_outcome",
+    "external_parents",
+    "fold_batch",
+    "plan_parents",
+    "summaries_of",
+    "unfold_results",
+]
 
 
 class Waiters:
@@ -174,3 +189,110 @@ def encode_outcome(outcome: Outcome) -> tuple[str, float | None, str | None]:
     if isinstance(outcome, Suspend):
         return ("suspend", outcome.run_at, outcome.event_key)
     raise InvalidRequest(f"unknown outcome {outcome!r}")
+
+
+def external_parents(requests: Sequence[EnqueueRequest]) -> list[int]:
+    """The existing jobs a batch's ``after`` names, sorted, after checking that every
+    in-batch parent is an earlier request of the batch.
+
+    Raises:
+        DependencyCycle: a request names itself or a later request (by ``index``).
+    """
+    ids: set[int] = set()
+    for position, request in enumerate(requests):
+        for after in request.after:
+            if after.index is not None:
+                if after.index >= position:
+                    what = "itself" if after.index == position else f"request {after.index}"
+                    raise DependencyCycle(
+                        f"request {position} of the batch waits for {what}: a job can only "
+                        "wait for jobs enqueued before it"
+                    )
+            else:
+                assert after.job_id is not None
+                ids.add(after.job_id)
+    return sorted(ids)
+
+
+# One request's parents, resolved: (existing job id or None, batch index or None, on_failure,
+# the parent's final state now or None while it may run), and the state the request starts in
+# (PENDING, CANCELLED, or None for the usual scheduled/available).
+ParentPlan = tuple[list[tuple[int | None, int | None, OnFailure, JobState | None]], JobState | None]
+
+
+def plan_parents(
+    requests: Sequence[EnqueueRequest], found: dict[int, JobState]
+) -> list[ParentPlan]:
+    """Each request's parents and starting state, given the states of the existing parents
+    (``found``: id -> state as stored; a final state is the edge's, an active one none).
+
+    Raises:
+        UnknownDependency: a parent id is not in ``found``.
+    """
+    plans: list[ParentPlan] = []
+    for request in requests:
+        edges: list[tuple[int | None, int | None, OnFailure, JobState | None]] = []
+        seen: set[tuple[str, int]] = set()
+        for after in request.after:
+            if after.job_id is not None:
+                if ("id", after.job_id) in seen:
+                    continue
+                seen.add(("id", after.job_id))
+                state = found.get(after.job_id)
+                if state is None:
+                    raise UnknownDependency(f"after names job {after.job_id}, which does not exist")
+                edges.append(
+                    (after.job_id, None, after.on_failure, state if state.is_final else None)
+                )
+            else:
+                assert after.index is not None
+                if ("index", after.index) in seen:
+                    continue
+                seen.add(("index", after.index))
+                start = plans[after.index][1]
+                state = start if start is JobState.CANCELLED else None
+                edges.append((None, after.index, after.on_failure, state))
+        if not edges:
+            plans.append((edges, None))
+            continue
+        decided = verdict((on_failure, state) for _, _, on_failure, state in edges)
+        start = (
+            JobState.PENDING
+            if decided is None
+            else (JobState.CANCELLED if decided is JobState.CANCELLED else None)
+        )
+        plans.append((edges, start))
+    return plans
+
+
+def summaries_of(rows: Iterable[Sequence[Any]]) -> list[WorkflowSummary]:
+    """Workflow summaries from SQL rows of (workflow, state, count, first created_at, last
+    finished_at, jobs not finished), grouped by workflow then state, in workflow order."""
+    found: list[WorkflowSummary] = []
+    current: str | None = None
+    by_state: dict[JobState, int] = {}
+    created = 0.0
+    finished: float | None = None
+    open_jobs = 0
+    for workflow, state, count, first, last, unfinished in [*rows, (None, None, 0, 0, 0, 0)]:
+        if workflow is None and current is None:
+            break  # no workflow at all
+        if workflow != current:
+            if current is not None:
+                found.append(
+                    WorkflowSummary(
+                        workflow=current,
+                        by_state=by_state,
+                        created_at=created,
+                        finished_at=None if open_jobs else finished,
+                    )
+                )
+            if workflow is None:
+                break
+            current, by_state, created, finished, open_jobs = workflow, {}, float(first), None, 0
+        by_state[JobState(state)] = by_state.get(JobState(state), 0) + int(count)
+        created = min(created, float(first))
+        if last is not None:
+            finished = float(last) if finished is None else max(finished, float(last))
+        open_jobs += int(unfinished)
+    return found

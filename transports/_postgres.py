@@ -49,7 +49,16 @@ from ._errors import (
     map_exceptions,
 )
 from ._observed import NodeInfo, QueueStats, rows_of_cells, sum_cells
-from ._plumbing import Waiters, distinct_pairs, encode_outcome, fold_batch, unfold_results
+from ._plumbing import (
+    Waiters,
+    distinct_pairs,
+    encode_outcome,
+    external_parents,
+    fold_batch,
+    plan_parents,
+    summaries_of,
+    unfold_results,
+)
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_MAX_RESULT_BYTES,
@@ -59,6 +68,7 @@ from ._records import (
     Complete,
     Counts,
     Discard,
+    Edge,
     EnqueueRequest,
     EnqueueResult,
     FinalizeRequest,
@@ -70,6 +80,7 @@ from ._records import (
     KeyLimit,
     LeaderLease,
     Lease,
+    OnFailure,
     QueueConfig,
     Reclaimed,
     RenewRequest,
@@ -82,6 +93,7 @@ from ._records import (
     StepResult,
     Suspend,
     TimeSource,
+    WorkflowSummary,
     check_action,
     check_listing,
     decode_errors,
@@ -98,6 +110,7 @@ from ._validate import (
     check_cleanup,
     check_cursor,
     check_duration,
+    check_edges_query,
     check_event_key,
     check_id,
     check_int,
@@ -114,6 +127,7 @@ from ._validate import (
     check_stats_range,
     check_step_name,
     check_time,
+    check_workflows_query,
     clean_text,
 )
 
@@ -122,7 +136,14 @@ from ._validate import (
 # afterwards: each transport expands its own copy when built (see _with_filters).
 _QUERIES = load_queries("postgres")
 # The listings (oldest and newest first) and the operator actions share job_filter's clause.
-_FILTERED = ("list_jobs", "retry_jobs", "discard_jobs", "delete_jobs", "cancel_jobs")
+_FILTERED = (
+    "list_jobs",
+    "retry_jobs",
+    "discard_jobs",
+    "delete_jobs",
+    "cancel_jobs",
+    "choose_deletable",
+)
 
 
 def _with_filters(queries: dict[str, str]) -> dict[str, str]:
@@ -244,7 +265,12 @@ def _nulls_as_none(column: list[T]) -> list[T] | None:
     return None if all(value is None for value in column) else column
 
 
-def _job(row: asyncpg.Record, result: str | None = None, wait_key: str | None = None) -> Job:
+def _job(
+    row: asyncpg.Record,
+    result: str | None = None,
+    wait_key: str | None = None,
+    workflow: str | None = None,
+) -> Job:
     # Column order is the one of the claim/get/list_jobs queries; ``result`` is the stored
     # result when the query read it (get, list_jobs).
     return Job(
@@ -271,6 +297,7 @@ def _job(row: asyncpg.Record, result: str | None = None, wait_key: str | None = 
         concurrency_key=row[20],
         result=_result(result),
         wait_key=wait_key,
+        workflow=workflow,
     )
 
 
@@ -299,15 +326,15 @@ def _headers(stored: str) -> dict[str, str]:
 # The states (as jobs read) each operator action takes.
 _RETRYABLE = ["dead", "cancelled", "scheduled", "suspended"]
 _WAITING = ["scheduled", "available", "suspended"]
-_DELETABLE = ["scheduled", "available", "suspended", "succeeded", "cancelled", "dead"]
-_ACTIVE = ["scheduled", "available", "running", "suspended"]
+_DELETABLE = ["pending", "scheduled", "available", "suspended", "succeeded", "cancelled", "dead"]
+_ACTIVE = ["pending", "scheduled", "available", "running", "suspended"]
 _FINAL = frozenset({"succeeded", "cancelled", "dead"})
 
 
 def _filter_args(
     where: JobFilter, after_id: int | None, before_id: int | None, now: float | None
 ) -> tuple[Any, ...]:
-    """The 13 parameters of job_filter (see queries.sql)."""
+    """The 14 parameters of job_filter (see queries.sql)."""
     shown = [state.value for state in where.states] if where.states else None
     stored = None
     if shown is not None:
@@ -329,6 +356,7 @@ def _filter_args(
         after_id,
         before_id,
         now,
+        where.workflow,
     )
 
 
@@ -375,6 +403,11 @@ def _finalize_columns(
         _nulls_as_none(results),
         cools if any(cools) else None,
     )
+
+
+# An enqueue's graph: the whole batch, its existing parents, and how the batch folded.
+_Graph = tuple[Sequence[EnqueueRequest], list[int], list[int], dict[int, int]]
+_FAILED = frozenset({JobState.CANCELLED, JobState.DEAD})
 
 
 class _DedupeRace(Exception):
@@ -633,24 +666,107 @@ class PostgresTransport(Transport):
             _nulls_as_none([r.concurrency_key for r in chosen]),
         )
         batch_folds = [requests[i].queue for i in folded]
+        graph = None
+        if any(r.after or r.workflow is not None for r in requests):
+            # A dependency on the request itself or a later one is refused before any write.
+            graph = (requests, external_parents(requests), sent, folded)
         if connection is not None:
             with _mapped():  # the caller's connection: theirs to renew
-                rows = await self._enqueue_on(connection, args, dedupe=dedupe, folds=batch_folds)
+                rows = await self._enqueue_on(
+                    connection, args, dedupe=dedupe, folds=batch_folds, graph=graph
+                )
         else:
             rows = await self._run(
-                lambda: self._enqueue_pooled(pool, args, dedupe=dedupe, folds=batch_folds)
+                lambda: self._enqueue_pooled(
+                    pool, args, dedupe=dedupe, folds=batch_folds, graph=graph
+                )
             )
         written = [EnqueueResult(job_id=row[0], deduplicated=row[1]) for row in rows]
         self._wake({request.queue for request in requests})
         return unfold_results(len(requests), sent, written, folded)
 
     async def _enqueue_pooled(
-        self, pool: asyncpg.Pool, args: tuple[Any, ...], *, dedupe: bool, folds: list[str]
+        self,
+        pool: asyncpg.Pool,
+        args: tuple[Any, ...],
+        *,
+        dedupe: bool,
+        folds: list[str],
+        graph: _Graph | None = None,
     ) -> list[asyncpg.Record]:
         async with pool.acquire() as conn:
-            return await self._enqueue_on(conn, args, dedupe=dedupe, folds=folds)
+            return await self._enqueue_on(conn, args, dedupe=dedupe, folds=folds, graph=graph)
 
     async def _enqueue_on(
+        self,
+        conn: asyncpg.Connection,
+        args: tuple[Any, ...],
+        *,
+        dedupe: bool,
+        folds: list[str],
+        graph: _Graph | None = None,
+    ) -> list[asyncpg.Record]:
+        if graph is None:
+            return await self._insert_on(conn, args, dedupe=dedupe, folds=folds)
+        async with conn.transaction():
+            return await self._insert_graph(conn, args, dedupe=dedupe, folds=folds, graph=graph)
+
+    async def _insert_graph(
+        self,
+        conn: asyncpg.Connection,
+        args: tuple[Any, ...],
+        *,
+        dedupe: bool,
+        folds: list[str],
+        graph: _Graph,
+    ) -> list[asyncpg.Record]:
+        """Write a batch with dependencies or workflows, in the caller's transaction: lock
+        the existing parents (FOR SHARE: a parent's finalize waits for this commit, and its
+        trigger then sees the new edges), plan, insert, then store the edges and starts."""
+        requests, parents, sent, folded = graph
+        stored = await conn.fetch(self._sql["lock_parents"], parents) if parents else []
+        plans = plan_parents(requests, {row[0]: _STATES[row[1]] for row in stored})
+        rows = await self._insert_on(conn, args, dedupe=dedupe, folds=folds)
+        written = [EnqueueResult(job_id=row[0], deduplicated=row[1]) for row in rows]
+        results = unfold_results(len(requests), sent, written, folded)
+        named = [
+            (result.job_id, request.workflow)
+            for request, result in zip(requests, results, strict=True)
+            if request.workflow is not None and not result.deduplicated
+        ]
+        if named:
+            await conn.execute(
+                self._sql["set_workflows"], [i for i, _ in named], [w for _, w in named]
+            )
+        children: list[int] = []
+        parent_ids: list[int] = []
+        policies: list[str] = []
+        states: list[str | None] = []
+        pending: list[int] = []
+        for (plan, start), result in zip(plans, results, strict=True):
+            if not plan:
+                continue
+            reason = None
+            for job_id, index, on_failure, state in plan:
+                parent = job_id if job_id is not None else results[index or 0].job_id
+                children.append(result.job_id)
+                parent_ids.append(parent)
+                policies.append(str(on_failure))
+                states.append(None if state is None else str(state))
+                if reason is None and state in _FAILED and on_failure is OnFailure.CANCEL:
+                    reason = f"parent {parent} ended {state}"
+            if start is JobState.PENDING:
+                pending.append(result.job_id)
+            elif start is JobState.CANCELLED:
+                await conn.execute(self._sql["start_cancelled"], result.job_id, reason, self._now())
+        if pending:
+            await conn.execute(self._sql["start_pending"], pending)
+        if children:
+            await conn.execute(self._sql["insert_edges"], children, parent_ids, policies, states)
+            await conn.execute(self._sql["mark_parents"], sorted(set(parent_ids)))
+        return rows
+
+    async def _insert_on(
         self,
         conn: asyncpg.Connection,
         args: tuple[Any, ...],
@@ -739,7 +855,13 @@ class PostgresTransport(Transport):
         if self._limited:
             rows = await self._run(lambda: self._claim_limited(pool, queue, limit, owner, ttl))
         leases = [
-            Lease(job=_job(row), token=row[21], owner=owner, expires_at=row[15], lost_at=row[22])
+            Lease(
+                job=_job(row, None, None, row[23]),
+                token=row[21],
+                owner=owner,
+                expires_at=row[15],
+                lost_at=row[22],
+            )
             for row in rows
         ]
         leases.sort(key=lambda lease: (lease.job.priority, lease.job.run_at, lease.job.id))
@@ -816,7 +938,9 @@ class PostgresTransport(Transport):
         results = [FinalizeResult.STALE] * len(requests)
         woken: set[str] = set()
         ended: list[int] = []
-        for position, state, queue, _ in rows:
+        settled = False
+        for position, state, queue, _, parent in rows:
+            settled = settled or (parent and state in _FINAL)
             results[sent[position - 1]] = FinalizeResult.APPLIED
             if state == "available" or self._limited:  # with limits, a slot may be free now
                 woken.add(queue)
@@ -824,6 +948,8 @@ class PostgresTransport(Transport):
                 ended.append(requests[sent[position - 1]].job_id)
         self._wake(woken)
         self._wake_jobs(ended)
+        if settled:
+            self._wake_everyone()  # dependents were settled: released, or cancelled
         return results
 
     async def _finalize_suspending(
@@ -855,7 +981,8 @@ class PostgresTransport(Transport):
             for row in rows
         ]
         self._wake({r.queue for r in reclaimed if r.state is JobState.AVAILABLE})
-        self._wake_jobs([r.job_id for r in reclaimed if r.state.is_final])
+        if any(r.state.is_final for r in reclaimed):
+            self._wake_everyone()  # the jobs, and any dependents they settled
         return reclaimed
 
     async def cancel(self, job_id: int) -> CancelResult:
@@ -865,7 +992,7 @@ class PostgresTransport(Transport):
         assert row is not None
         state, found, _ = row
         if state == JobState.CANCELLED:
-            self._wake_jobs([job_id])
+            self._wake_everyone()  # the job, and any dependents it settled
             return CancelResult.CANCELLED
         if state == JobState.RUNNING:
             return CancelResult.REQUESTED
@@ -980,6 +1107,11 @@ class PostgresTransport(Transport):
         # claim that comes back full passes the wake-up on (see claim), so a batch still
         # reaches every waiter, one claim after another.
         self._waiters.wake_one(queues)
+
+    def _wake_everyone(self) -> None:
+        """Wake every waiter of this process (after a write that settled dependents, whose
+        queues and ids it did not read back; a spurious wake-up costs one look)."""
+        self._waiters.wake(self._waiters.queues())
 
     def _wake_jobs(self, job_ids: Sequence[int]) -> None:
         """Wake this process's ``wait_for_jobs`` callers of jobs that ended (all of them)."""
@@ -1168,7 +1300,7 @@ class PostgresTransport(Transport):
         )
         if row is None:
             raise JobNotFound(f"no job has id {job_id}")
-        return _job(row, row[21], row[22])
+        return _job(row, row[21], row[22], row[23])
 
     async def list_jobs(
         self,
@@ -1184,7 +1316,7 @@ class PostgresTransport(Transport):
         sql = self._sql["list_jobs_newest" if newest_first else "list_jobs"]
         args = _filter_args(where, after_id, before_id, self._now())
         rows = await self._run(lambda: pool.fetch(sql, *args, limit), idempotent=True)
-        return [_job(row, row[21], row[22]) for row in rows]
+        return [_job(row, row[21], row[22], row[23]) for row in rows]
 
     async def retry_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
         where = check_action(where, limit)
@@ -1206,16 +1338,26 @@ class PostgresTransport(Transport):
         rows = await self._run(
             lambda: pool.fetch(self._sql["discard_jobs"], *args, limit, _WAITING, text)
         )
-        self._wake_jobs([row[0] for row in rows])
+        self._wake_everyone()  # the jobs, and any dependents they settled
         return sorted(row[0] for row in rows)
 
     async def delete_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
         where = check_action(where, limit)
         pool = self._db
-        args = _filter_args(where, None, None, self._now())
-        rows = await self._run(
-            lambda: pool.fetch(self._sql["delete_jobs"], *args, limit, _DELETABLE)
-        )
+        now = self._now()
+        args = _filter_args(where, None, None, now)
+
+        async def delete() -> list[asyncpg.Record]:
+            # An active parent is cancelled first (settling its dependents), then deleted.
+            async with pool.acquire() as conn, conn.transaction():
+                chosen = await conn.fetch(self._sql["choose_deletable"], *args, limit, _DELETABLE)
+                ids = [row[0] for row in chosen]
+                await conn.execute(self._sql["cancel_parents"], ids, now)
+                gone: list[asyncpg.Record] = await conn.fetch(self._sql["delete_chosen"], ids)
+                return gone
+
+        rows = await self._run(delete)
+        self._wake_everyone()
         return sorted(row[0] for row in rows)
 
     async def cancel_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
@@ -1223,8 +1365,37 @@ class PostgresTransport(Transport):
         pool = self._db
         args = _filter_args(where, None, None, self._now())
         rows = await self._run(lambda: pool.fetch(self._sql["cancel_jobs"], *args, limit, _ACTIVE))
-        self._wake_jobs([row[0] for row in rows])
+        self._wake_everyone()  # the jobs, and any dependents they settled
         return sorted(row[0] for row in rows)
+
+    async def list_edges(
+        self, job_ids: Sequence[int] | None = None, *, workflow: str | None = None
+    ) -> list[Edge]:
+        ids, workflow = check_edges_query(job_ids, workflow)
+        pool = self._db
+        rows = await self._run(
+            lambda: pool.fetch(self._sql["list_edges"], ids or [], workflow), idempotent=True
+        )
+        return [
+            Edge(
+                parent=row[1],
+                child=row[0],
+                on_failure=OnFailure(row[2]),
+                parent_state=None if row[3] is None else _STATES[row[3]],
+            )
+            for row in rows
+        ]
+
+    async def list_workflows(
+        self, *, workflow: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[WorkflowSummary]:
+        check_workflows_query(workflow, after, limit)
+        pool = self._db
+        rows = await self._run(
+            lambda: pool.fetch(self._sql["list_workflows"], workflow, after, limit, self._now()),
+            idempotent=True,
+        )
+        return summaries_of(rows)
 
     # --- observing ------------------------------------------------------------------------
 

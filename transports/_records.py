@@ -49,14 +49,17 @@ __all__ = [
     "MAX_ERROR_MESSAGE",
     "MAX_FILTER_IDS",
     "MAX_HEADERS",
+    "MAX_PARENTS",
     "MAX_STEP_BYTES",
     "MAX_TRACEBACK",
+    "After",
     "AttemptError",
     "Cancel",
     "CancelResult",
     "Complete",
     "Counts",
     "Discard",
+    "Edge",
     "EnqueueRequest",
     "EnqueueResult",
     "FinalizeRequest",
@@ -68,6 +71,7 @@ __all__ = [
     "KeyLimit",
     "LeaderLease",
     "Lease",
+    "OnFailure",
     "Outcome",
     "QueueConfig",
     "Reclaimed",
@@ -82,6 +86,7 @@ __all__ = [
     "StepResult",
     "Suspend",
     "TimeSource",
+    "WorkflowSummary",
     "check_action",
     "check_listing",
     "check_state",
@@ -90,6 +95,7 @@ __all__ = [
     "encode_result",
     "encode_step",
     "job_waiter_key",
+    "verdict",
 ]
 
 JsonValue: TypeAlias = Any
@@ -114,6 +120,9 @@ MAX_HEADERS = 32
 MAX_FILTER_IDS = 10_000
 """Most job ids one :class:`JobFilter` may name."""
 
+MAX_PARENTS = 10_000
+"""Most parents one job may wait for (``EnqueueRequest.after``)."""
+
 MAX_STEP_BYTES = 65_536
 """Longest JSON encoding of a step's result or a signal's value, in bytes."""
 
@@ -127,6 +136,7 @@ class TimeSource(Protocol):
 class JobState(enum.StrEnum):
     """Where a job is in its life. Only ``running`` jobs hold a lease."""
 
+    PENDING = "pending"  # waiting for its parents (EnqueueRequest.after); not claimable
     SCHEDULED = "scheduled"  # run_at in the future (first run, retry wait or snooze)
     AVAILABLE = "available"  # claimable now
     RUNNING = "running"  # leased to a worker
@@ -138,7 +148,8 @@ class JobState(enum.StrEnum):
 
     @property
     def is_active(self) -> bool:
-        """True while the job may still run (scheduled, available, running or suspended)."""
+        """True while the job may still run (pending, scheduled, available, running or
+        suspended)."""
         return self in _ACTIVE
 
     @property
@@ -147,7 +158,15 @@ class JobState(enum.StrEnum):
         return self not in _ACTIVE
 
 
-_ACTIVE = frozenset({JobState.SCHEDULED, JobState.AVAILABLE, JobState.RUNNING, JobState.SUSPENDED})
+_ACTIVE = frozenset(
+    {
+        JobState.PENDING,
+        JobState.SCHEDULED,
+        JobState.AVAILABLE,
+        JobState.RUNNING,
+        JobState.SUSPENDED,
+    }
+)
 
 
 def check_state(state: object) -> JobState | None:
@@ -292,6 +311,58 @@ def _traceback(value: str | None) -> str | None:
     return text
 
 
+class OnFailure(enum.StrEnum):
+    """What a dependent job does when a parent ends ``dead`` or ``cancelled``."""
+
+    CANCEL = "cancel"  # the dependent ends cancelled too (and so, in turn, do its dependents)
+    RUN = "run"  # the dependent runs anyway, once every parent ended
+
+
+def _on_failure(value: object) -> OnFailure:
+    try:
+        return OnFailure(value)  # type: ignore[arg-type]  # anything else raises ValueError
+    except ValueError:
+        raise InvalidRequest(f"on_failure must be 'cancel' or 'run', got {value!r}") from None
+
+
+def _optional_id(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        check_id(value, attr.name)
+
+
+def _optional_index(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        check_int(value, attr.name, 0, MAX_PARENTS * 100)
+
+
+@attrs.frozen(kw_only=True)
+class After:
+    """One parent a job waits for: an existing job (``job_id``) or an earlier request of the
+    same ``enqueue_many`` batch (``index``, 0-based); exactly one of the two."""
+
+    job_id: int | None = attrs.field(default=None, validator=_optional_id)
+    index: int | None = attrs.field(default=None, validator=_optional_index)
+    on_failure: OnFailure = attrs.field(default=OnFailure.CANCEL, converter=_on_failure)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.job_id is None) == (self.index is None):
+            raise InvalidRequest("After names exactly one of job_id and index")
+
+
+def _after(value: Any) -> tuple[After, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise InvalidRequest(f"after must be a sequence of job ids or After, got {value!r}")
+    found: list[After] = []
+    for item in value:
+        if isinstance(item, After):
+            found.append(item)
+        else:
+            found.append(After(job_id=check_id(item, "a parent job id")))
+    if len(found) > MAX_PARENTS:
+        raise InvalidRequest(f"after names {len(found)} parents, over the limit of {MAX_PARENTS}")
+    return tuple(found)
+
+
 @attrs.frozen(kw_only=True)
 class EnqueueRequest:
     """A job to add. Sent by the App (or any producer) to ``Transport.enqueue``."""
@@ -315,6 +386,17 @@ class EnqueueRequest:
     # flow-control key, e.g. "stripe" or "tenant:42": a limit set on it (``set_limit``) caps
     # how many jobs with that key run at once cluster-wide; a label; None: no key
     concurrency_key: str | None = attrs.field(default=None, validator=_label)
+    # the jobs this one waits for (job ids or After): it is ``pending`` until every one of
+    # them succeeded, then due in the same atomic write as the last one's finalize (see
+    # *Dependencies* in transports._base); at most MAX_PARENTS; not with a dedupe key
+    after: tuple[After, ...] = attrs.field(factory=tuple, converter=_after)
+    # the workflow the job belongs to, a label: its jobs are listed, cancelled and kept
+    # (cleanup) together; None: none
+    workflow: str | None = attrs.field(default=None, validator=_label)
+
+    def __attrs_post_init__(self) -> None:
+        if self.after and self.dedupe_key is not None:
+            raise InvalidRequest("a job with parents (after) cannot have a dedupe key")
 
 
 @attrs.frozen(kw_only=True)
@@ -407,6 +489,50 @@ class Job:
     # Complete.result); None until then, and when it returned nothing
     result: JsonValue = None
     wait_key: str | None = None  # the event a suspended job waits for; None unless suspended
+    workflow: str | None = None  # the workflow given at enqueue, if any
+
+
+@attrs.frozen(kw_only=True)
+class Edge:
+    """One dependency: ``child`` waits for ``parent``. Returned by ``list_edges``."""
+
+    parent: int
+    child: int
+    on_failure: OnFailure
+    # the parent's final state once it ended (succeeded, cancelled, dead; a deleted active
+    # parent counts as cancelled); None while it may still run
+    parent_state: JobState | None
+
+
+def verdict(edges: Iterable[tuple[OnFailure, JobState | None]]) -> JobState | None:
+    """What a dependent's edges make of it: ``CANCELLED`` when a parent it cancels with
+    ended dead or cancelled, None (still ``pending``) while a parent may still run, else
+    ``AVAILABLE`` (due, at its ``run_at``). Every backend decides with this rule."""
+    waiting = False
+    for on_failure, state in edges:
+        if state is None:
+            waiting = True
+        elif state is not JobState.SUCCEEDED and on_failure is OnFailure.CANCEL:
+            return JobState.CANCELLED
+    return None if waiting else JobState.AVAILABLE
+
+
+@attrs.frozen(kw_only=True)
+class WorkflowSummary:
+    """A workflow's jobs by state. Returned by ``list_workflows``."""
+
+    workflow: str
+    by_state: Mapping[JobState, int]
+    created_at: float  # its first job's
+    finished_at: float | None  # its last job's finish, once every job is final; else None
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_state.values())
+
+    @property
+    def is_final(self) -> bool:
+        return self.finished_at is not None
 
 
 @attrs.frozen(kw_only=True)
@@ -742,6 +868,8 @@ class JobFilter:
     finished_before: float | None = attrs.field(default=None, validator=_bound)
     # last_error holds this text, ignoring the case of ASCII letters; a label
     error: str | None = attrs.field(default=None, validator=_label)
+    # only the jobs of this workflow (a label)
+    workflow: str | None = attrs.field(default=None, validator=_label)
 
     @classmethod
     def one(cls, job_id: int) -> JobFilter:

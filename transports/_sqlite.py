@@ -57,7 +57,17 @@ from ._errors import (
     map_exceptions,
 )
 from ._observed import NodeInfo, QueueStats, minute_of, rows_of_cells, sum_cells
-from ._plumbing import Waiters, distinct_pairs, encode_outcome, fold_batch, unfold_results
+from ._plumbing import (
+    ParentPlan,
+    Waiters,
+    distinct_pairs,
+    encode_outcome,
+    external_parents,
+    fold_batch,
+    plan_parents,
+    summaries_of,
+    unfold_results,
+)
 from ._records import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_MAX_RESULT_BYTES,
@@ -67,6 +77,7 @@ from ._records import (
     Complete,
     Counts,
     Discard,
+    Edge,
     EnqueueRequest,
     EnqueueResult,
     FinalizeRequest,
@@ -78,6 +89,7 @@ from ._records import (
     KeyLimit,
     LeaderLease,
     Lease,
+    OnFailure,
     QueueConfig,
     Reclaimed,
     RenewRequest,
@@ -89,6 +101,7 @@ from ._records import (
     Step,
     StepResult,
     TimeSource,
+    WorkflowSummary,
     check_action,
     check_listing,
     decode_errors,
@@ -104,6 +117,7 @@ from ._validate import (
     check_cleanup,
     check_cursor,
     check_duration,
+    check_edges_query,
     check_event_key,
     check_id,
     check_items,
@@ -119,6 +133,7 @@ from ._validate import (
     check_stats_range,
     check_step_name,
     check_time,
+    check_workflows_query,
     clean_text,
 )
 
@@ -129,7 +144,7 @@ _Q = load_queries(_DIALECT)  # read once at import: no file I/O on the event loo
 _MIGRATIONS = load_migrations(_DIALECT)
 # Rows per statement for batched writes: well under SQLite's limit of bound parameters.
 _CHUNK = 500
-_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # The watcher of other connections' commits (see the module docstring): seconds between looks.
 _WATCH_FASTEST = 0.002
 _WATCH_SLOWEST = 0.025
@@ -181,9 +196,14 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> list[Sequence[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def _job(row: Sequence[Any], result: str | None = None, wait_key: str | None = None) -> Job:
-    """A job of the claim/get/list_jobs columns; ``result`` is its stored result, if read, and
-    ``wait_key`` the event it is suspended on."""
+def _job(
+    row: Sequence[Any],
+    result: str | None = None,
+    wait_key: str | None = None,
+    workflow: str | None = None,
+) -> Job:
+    """A job of the claim/get/list_jobs columns; ``result`` is its stored result, if read,
+    ``wait_key`` the event it is suspended on, ``workflow`` its workflow."""
     return Job(
         id=row[0],
         kind=row[1],
@@ -208,6 +228,7 @@ def _job(row: Sequence[Any], result: str | None = None, wait_key: str | None = N
         concurrency_key=row[20],
         result=_result(result),
         wait_key=wait_key,
+        workflow=workflow,
     )
 
 
@@ -238,6 +259,7 @@ def _filter_params(where: JobFilter, now: float) -> dict[str, Any]:
     return {
         "queue": where.queue,
         "kind": where.kind,
+        "workflow": where.workflow,
         "ids": None if where.ids is None else json.dumps(where.ids),
         "created_after": where.created_after,
         "created_before": where.created_before,
@@ -556,6 +578,11 @@ class SQLiteTransport(Transport):
     def _wake(self, queues: set[str]) -> None:
         self._waiters.wake(queues)
 
+    def _wake_everyone(self) -> None:
+        """Wake every waiter of this transport (after a write that settled dependents,
+        whose queues and ids it did not read back; a spurious wake-up costs one look)."""
+        self._waiters.wake(self._waiters.queues())
+
     def _wake_jobs(self, job_ids: Iterable[int]) -> None:
         """Wake the ``wait_for_jobs`` callers of jobs this transport just ended."""
         self._waiters.wake([job_waiter_key(job_id) for job_id in job_ids])
@@ -586,15 +613,30 @@ class SQLiteTransport(Transport):
                     now,
                     json.dumps(request.headers, ensure_ascii=False),
                     request.concurrency_key,
+                    request.workflow,
                 )
             )
         if not rows:
             await anyio.lowlevel.checkpoint()
             return []
+        # A dependency on the request itself or a later one is refused before any write.
+        parents = external_parents(requests) if any(r.after for r in requests) else None
         # Two requests of the batch with one key fold into the first before reaching SQL.
         sent, folded = fold_batch(requests)
         chosen = [requests[i] for i in sent]
         keys = sorted({(r.queue, r.dedupe_key) for r in chosen if r.dedupe_key is not None})
+        if parents is not None:
+            written = await self._enqueue_in_transaction(
+                chosen,
+                [rows[i] for i in sent],
+                keys,
+                [requests[i].queue for i in folded],
+                now,
+                deps=(requests, parents, sent, folded),
+            )
+            # Jobs a parent's end made due were enqueued due; released ones wake below.
+            self._wake({row[1] for row in rows})
+            return unfold_results(len(requests), sent, written, folded)
         if not keys and len(rows) <= _CHUNK:
             # One statement is atomic by itself: no explicit transaction needed.
             ids = await self._fetch(
@@ -618,10 +660,22 @@ class SQLiteTransport(Transport):
         keys: list[tuple[str, str]],
         batch_folds: list[str],
         now: float,
+        *,
+        deps: tuple[Sequence[EnqueueRequest], list[int], list[int], dict[int, int]] | None = None,
     ) -> list[EnqueueResult]:
         """Write a batch whose dedupe keys are distinct, folding into active jobs, and count
-        every fold (``batch_folds``: the queues of requests folded within the batch)."""
+        every fold (``batch_folds``: the queues of requests folded within the batch).
+
+        With ``deps`` (the whole batch, its existing parents, and how it folded), also write
+        the batch's dependencies, under the same write lock: parents that do not exist raise
+        before anything is written."""
         async with self._transaction() as conn:
+            plans = None
+            if deps is not None:
+                stored = await conn.execute_fetchall(
+                    _Q["parent_states"], {"ids": json.dumps(deps[1])}
+                )
+                plans = plan_parents(deps[0], {i: JobState(state) for i, state in stored})
             # Under the write lock, the active keys read here stay true until commit.
             active: dict[tuple[str, str], int] = {}
             if keys:
@@ -656,13 +710,52 @@ class SQLiteTransport(Transport):
                 minute = minute_of(now)
                 cells = [[queue, minute, "deduplicated", n] for queue, n in sorted(folds.items())]
                 await conn.execute_fetchall(_Q["add_stats"], {"cells": json.dumps(cells)})
-        new = iter(ids)
-        return [
-            EnqueueResult(job_id=next(new), deduplicated=False)
-            if job_id is None
-            else EnqueueResult(job_id=job_id, deduplicated=True)
-            for job_id in existing
-        ]
+            new = iter(ids)
+            written = [
+                EnqueueResult(job_id=next(new), deduplicated=False)
+                if job_id is None
+                else EnqueueResult(job_id=job_id, deduplicated=True)
+                for job_id in existing
+            ]
+            if deps is not None and plans is not None:
+                everything = unfold_results(len(deps[0]), deps[2], written, deps[3])
+                await self._write_edges(conn, plans, everything, now)
+        return written
+
+    @staticmethod
+    async def _write_edges(
+        conn: aiosqlite.Connection,
+        plans: list[ParentPlan],
+        results: list[EnqueueResult],
+        now: float,
+    ) -> None:
+        """Store a batch's edges and start each dependent as its parents say."""
+        edges: list[list[Any]] = []
+        pending: list[int] = []
+        parents: set[int] = set()
+        for (plan, start), result in zip(plans, results, strict=True):
+            if not plan:
+                continue
+            child = result.job_id
+            reason = None
+            for job_id, index, on_failure, state in plan:
+                parent = job_id if job_id is not None else results[index or 0].job_id
+                parents.add(parent)
+                edges.append(
+                    [child, parent, str(on_failure), None if state is None else str(state)]
+                )
+                if reason is None and state in _FAILED and on_failure is OnFailure.CANCEL:
+                    reason = f"parent {parent} ended {state}"
+            if start is JobState.PENDING:
+                pending.append(child)
+            elif start is JobState.CANCELLED:
+                await conn.execute_fetchall(
+                    _Q["start_cancelled"], {"id": child, "now": now, "reason": reason}
+                )
+        if pending:
+            await conn.execute_fetchall(_Q["start_pending"], {"ids": json.dumps(pending)})
+        await conn.execute_fetchall(_Q["insert_edges"], {"edges": json.dumps(edges)})
+        await conn.execute_fetchall(_Q["mark_parents"], {"ids": json.dumps(sorted(parents))})
 
     # --- working --------------------------------------------------------------------------
 
@@ -680,7 +773,7 @@ class SQLiteTransport(Transport):
             self._flow_queues.add(queue)
         return [
             Lease(
-                job=_job(row),
+                job=_job(row, None, None, row[23]),
                 token=row[21],
                 owner=owner,
                 expires_at=expires_at,
@@ -774,11 +867,11 @@ class SQLiteTransport(Transport):
                             ],
                         )
                     )
-                for job_id, token, _queue, _state in applied:
+                for job_id, token, _queue, _state, _parent in applied:
                     until = cooling.get((job_id, token))
                     if until is not None:
                         await conn.execute(_Q["cool_down"], {"id": job_id, "until": until})
-        owned = {(job_id, token) for job_id, token, _queue, _state in applied}
+        owned = {(job_id, token) for job_id, token, _queue, _state, _parent in applied}
         results = [FinalizeResult.STALE] * len(requests)
         for index in sent:
             request = requests[index]
@@ -787,16 +880,19 @@ class SQLiteTransport(Transport):
         self._wake(
             {
                 queue
-                for _id, _token, queue, state in applied
+                for _id, _token, queue, state, _parent in applied
                 if state == "available" or queue in self._flow_queues
             }
         )
-        self._wake_jobs(job_id for job_id, _token, _queue, state in applied if state in _FINAL)
+        self._wake_jobs(job_id for job_id, _token, _queue, state, _ in applied if state in _FINAL)
+        if any(parent and state in _FINAL for _id, _token, _queue, state, parent in applied):
+            self._wake_everyone()  # dependents were settled: released, or cancelled
         return results
 
     async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
         check_limit(limit)
         now = self._time.now()
+        settled = False
         async with self._transaction() as conn:
             expired = list(
                 await conn.execute_fetchall(_Q["expired_leases"], {"now": now, "limit": limit})
@@ -809,6 +905,7 @@ class SQLiteTransport(Transport):
                     {"now": now, "at": repr(now), "ids": ids, "max_errors": MAX_ERRORS},
                 )
                 states = {row[0]: row[1] for row in rows}
+                settled = any(row[2] and row[1] in _FINAL for row in rows)
         reclaimed = [
             Reclaimed(
                 job_id=job_id,
@@ -823,6 +920,8 @@ class SQLiteTransport(Transport):
         ]
         self._wake({r.queue for r in reclaimed if r.state is JobState.AVAILABLE})
         self._wake_jobs(r.job_id for r in reclaimed if r.state.is_final)
+        if settled:
+            self._wake_everyone()
         return reclaimed
 
     async def cancel(self, job_id: int) -> CancelResult:
@@ -832,7 +931,7 @@ class SQLiteTransport(Transport):
         if rows:
             if rows[0][0] == "running":
                 return CancelResult.REQUESTED
-            self._wake_jobs([job_id])
+            self._wake_everyone()  # the job, and any dependents it settled
             return CancelResult.CANCELLED
         if await self._fetch(_Q["job_exists"], {"id": job_id}):
             return CancelResult.ALREADY_FINAL
@@ -1090,7 +1189,7 @@ class SQLiteTransport(Transport):
         rows = await self._fetch(_Q["get_job"], {"id": job_id, "now": self._time.now()})
         if not rows:
             raise JobNotFound(f"no job has id {job_id}")
-        return _job(rows[0], rows[0][21], rows[0][22])
+        return _job(rows[0], rows[0][21], rows[0][22], rows[0][23])
 
     async def list_jobs(
         self,
@@ -1105,13 +1204,13 @@ class SQLiteTransport(Transport):
         params = _filter_params(where, self._time.now())
         params.update(after_id=after_id, before_id=before_id, limit=limit)
         rows = await self._fetch(_filtered("list_jobs", "DESC" if newest_first else "ASC"), params)
-        return [_job(row, row[21], row[22]) for row in rows]
+        return [_job(row, row[21], row[22], row[23]) for row in rows]
 
     async def retry_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
         where = check_action(where, limit)
         now = self._time.now()
         async with self._transaction() as conn:
-            ids = await self._match(conn, where, now, limit, _RETRYABLE)
+            ids = await self._match(conn, where, now, limit, _RETRYABLE, undoomed=True)
             rows = await conn.execute_fetchall(
                 _Q["retry_jobs"], {"ids": json.dumps(ids), "now": now}
             )
@@ -1137,7 +1236,7 @@ class SQLiteTransport(Transport):
                     "max_message": MAX_ERROR_MESSAGE,
                 },
             )
-        self._wake_jobs(job_id for (job_id,) in rows)
+        self._wake_everyone()  # the jobs, and any dependents they settled
         return sorted(job_id for (job_id,) in rows)
 
     async def delete_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
@@ -1145,7 +1244,9 @@ class SQLiteTransport(Transport):
         now = self._time.now()
         async with self._transaction() as conn:
             ids = await self._match(conn, where, now, limit, _DELETABLE)
+            await conn.execute_fetchall(_Q["cancel_parents"], {"ids": json.dumps(ids), "now": now})
             rows = await conn.execute_fetchall(_Q["delete_jobs"], {"ids": json.dumps(ids)})
+        self._wake_everyone()
         return sorted(job_id for (job_id,) in rows)
 
     async def cancel_jobs(self, where: JobFilter, *, limit: int = 1000) -> list[int]:
@@ -1156,7 +1257,7 @@ class SQLiteTransport(Transport):
             rows = await conn.execute_fetchall(
                 _Q["cancel_jobs"], {"ids": json.dumps(ids), "now": now}
             )
-        self._wake_jobs(job_id for (job_id,) in rows)
+        self._wake_everyone()  # the jobs, and any dependents they settled
         return sorted(job_id for (job_id,) in rows)
 
     @staticmethod
@@ -1168,13 +1269,43 @@ class SQLiteTransport(Transport):
         eligible: str,
         *,
         uncancelled: bool = False,
+        undoomed: bool = False,
     ) -> list[int]:
         """The ids of the jobs an operator action takes (see match_jobs)."""
         params = _filter_params(where, now)
-        params.update(limit=limit, eligible=eligible, uncancelled=int(uncancelled))
+        params.update(
+            limit=limit, eligible=eligible, uncancelled=int(uncancelled), undoomed=int(undoomed)
+        )
         return [
             job_id for (job_id,) in await conn.execute_fetchall(_filtered("match_jobs"), params)
         ]
+
+    async def list_edges(
+        self, job_ids: Sequence[int] | None = None, *, workflow: str | None = None
+    ) -> list[Edge]:
+        ids, workflow = check_edges_query(job_ids, workflow)
+        rows = await self._fetch(
+            _Q["list_edges"], {"ids": json.dumps(ids or []), "workflow": workflow}
+        )
+        return [
+            Edge(
+                parent=parent,
+                child=child,
+                on_failure=OnFailure(on_failure),
+                parent_state=None if state is None else JobState(state),
+            )
+            for child, parent, on_failure, state in rows
+        ]
+
+    async def list_workflows(
+        self, *, workflow: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[WorkflowSummary]:
+        check_workflows_query(workflow, after, limit)
+        rows = await self._fetch(
+            _Q["list_workflows"],
+            {"workflow": workflow, "after": after, "limit": limit, "now": self._time.now()},
+        )
+        return summaries_of(rows)
 
     # --- observing ------------------------------------------------------------------------
 
@@ -1269,6 +1400,9 @@ def _node(row: Sequence[Any]) -> NodeInfo | None:
 # The states (as jobs read) each operator action takes, as JSON arrays for match_jobs.
 _RETRYABLE = json.dumps(["dead", "cancelled", "scheduled", "suspended"])
 _WAITING = json.dumps(["scheduled", "available", "suspended"])
-_DELETABLE = json.dumps(["scheduled", "available", "suspended", "succeeded", "cancelled", "dead"])
-_ACTIVE = json.dumps(["scheduled", "available", "running", "suspended"])
+_DELETABLE = json.dumps(
+    ["pending", "scheduled", "available", "suspended", "succeeded", "cancelled", "dead"]
+)
+_ACTIVE = json.dumps(["pending", "scheduled", "available", "running", "suspended"])
 _FINAL = frozenset({"succeeded", "cancelled", "dead"})
+_FAILED = frozenset({JobState.CANCELLED, JobState.DEAD})

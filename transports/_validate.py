@@ -47,6 +47,7 @@ __all__ = [
     "check_cleanup",
     "check_cursor",
     "check_duration",
+    "check_edges_query",
     "check_event_key",
     "check_id",
     "check_int",
@@ -64,6 +65,7 @@ __all__ = [
     "check_stats_range",
     "check_step_name",
     "check_time",
+    "check_workflows_query",
     "clean_text",
     "validate_name",
 ]
@@ -221,6 +223,39 @@ def check_job_ids(job_ids: object) -> list[int]:
     if isinstance(job_ids, str | bytes) or not isinstance(job_ids, Sequence):
         raise InvalidRequest(f"job_ids must be a sequence of job ids, got {job_ids!r}")
     return [check_id(job_id, "a job id") for job_id in job_ids]
+
+
+MAX_EDGE_IDS = 10_000
+"""Most job ids one ``list_edges`` call may name."""
+
+
+def check_edges_query(job_ids: object, workflow: object) -> tuple[list[int] | None, str | None]:
+    """The arguments of ``list_edges``: job ids (at most MAX_EDGE_IDS) and/or a workflow.
+
+    Raises:
+        InvalidRequest: neither is given, the ids are not job ids, or the workflow no label.
+    """
+    if job_ids is None and workflow is None:
+        raise InvalidRequest("list_edges needs job_ids or a workflow")
+    ids = None if job_ids is None else check_job_ids(job_ids)
+    if ids is not None and len(ids) > MAX_EDGE_IDS:
+        raise InvalidRequest(f"job_ids name {len(ids)} jobs, over the limit of {MAX_EDGE_IDS}")
+    if workflow is not None:
+        check_label(workflow, "workflow")
+    return ids, workflow  # type: ignore[return-value]  # checked just above
+
+
+def check_workflows_query(workflow: object, after: object, limit: object) -> None:
+    """The arguments of ``list_workflows``: labels (or None) and a limit.
+
+    Raises:
+        InvalidRequest: a bad workflow, cursor or limit.
+    """
+    if workflow is not None:
+        check_label(workflow, "workflow")
+    if after is not None:
+        check_label(after, "after")
+    check_limit(limit)
 
 
 @functools.lru_cache(maxsize=4096)

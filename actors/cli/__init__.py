@@ -4,7 +4,9 @@ from ._errors import AppLoadError, CliFailure
 from ._jobs import jobs
 from ._load import load_app
 from ._main import main
+from ._workflows import workflows
 
 main.add_command(jobs)
+main.add_command(workflows)
 
 __all__ = ["AppLoadError", "CliFailure", "load_app", "main"]

@@ -267,12 +267,14 @@ def show(job_id: int, url: str, loop: str) -> None:
 
     async def run(transport: Transport) -> None:
         job = await transport.get(job_id)
-        _print_job(job, await transport.list_steps(job_id))
+        edges = await transport.list_edges([job_id])
+        parents = [e.parent for e in edges if e.child == job_id]
+        _print_job(job, await transport.list_steps(job_id), parents)
 
     _connected(url, loop, run)
 
 
-def _print_job(job: Job, steps: Sequence[Step] = ()) -> None:
+def _print_job(job: Job, steps: Sequence[Step] = (), parents: Sequence[int] = ()) -> None:
     console = Console()
     table = Table(title=f"job {job.id}", show_header=False)
     table.add_column("field")
@@ -297,6 +299,8 @@ def _print_job(job: Job, steps: Sequence[Step] = ()) -> None:
         ("headers", json.dumps(dict(job.headers), ensure_ascii=False) if job.headers else ""),
         ("payload", json.dumps(job.payload, ensure_ascii=False)),
         ("result", _result_text(job)),
+        ("workflow", job.workflow or ""),
+        ("after", ", ".join(str(parent) for parent in parents or [])),
     ]
     for name, value in rows:
         table.add_row(name, escape(value))

@@ -619,6 +619,9 @@ def _app_request(
     return task.request(task.structure(data), **given)
 
 
+_OCCASIONAL_STATES = frozenset({JobState.PENDING, JobState.SUSPENDED})
+
+
 @main.command()
 @_transport_option("there is nothing to show")
 @_loop_option
@@ -631,19 +634,21 @@ def status(url: str, loop: str) -> None:
         configs = {c.name: c for c in await transport.list_queue_configs()}
         table = Table(title=f"actorq queues on {redact_url(url)}")
         table.add_column("queue")
-        states = [
+        # States only some stores use (jobs waiting for parents or for an event) get a column
+        # when any job is in them.
+        shown = [
             state
             for state in JobState
-            if state is not JobState.SUSPENDED or any(c[state] for c in counts)
+            if state not in _OCCASIONAL_STATES or any(c[state] for c in counts)
         ]
-        for state in states:
+        for state in shown:
             table.add_column(state.value, justify="right")
         table.add_column("paused")
         for c in counts:
             config = configs.get(c.queue)
             table.add_row(
                 c.queue,
-                *(str(c[state]) for state in states),
+                *(str(c[state]) for state in shown),
                 "yes" if config and config.paused else "",
             )
         console = Console()

@@ -42,7 +42,7 @@ from transports import (
     TransportError,
     minute_of,
 )
-from transports.lowlevel import TimeSource
+from transports.lowlevel import Edge, TimeSource
 
 from ..core import RealClock
 from ..jobs import CronSchedule
@@ -57,6 +57,9 @@ from ._security import (
 )
 
 __all__ = ["BULK_LIMIT", "QUERY_BOUNDS", "Redact", "create_dashboard"]
+
+_WORKFLOWS_SHOWN = 100  # workflows a page of the list shows
+_WORKFLOW_JOBS_SHOWN = 1000  # jobs of one workflow its page shows
 
 #: Turns a job into the payload a page may show (e.g. masks secrets); the default shows it all.
 Redact = Callable[[Job], JsonValue]
@@ -75,6 +78,8 @@ QUERY_BOUNDS: Mapping[str, int] = {
     "schedules": 1,  # list_leaders, plus one get_cursor per cron schedule (the App's)
     "nodes": 2,  # list_nodes, list_leaders
     "correctness": 1,  # list_stats of the window shown (its rows: minutes x queues, not jobs)
+    "workflows": 1,  # list_workflows (at most 100 of them)
+    "workflow": 3,  # list_workflows of it, one list_jobs (at most 1,000), its list_edges
 }
 
 PAGE_SIZE = 50  # jobs per page of the job list
@@ -289,6 +294,13 @@ class _Pages:
                 self._action(self.job_action),
                 methods=post,
                 name="job_action",
+            ),
+            Route("/workflows", self._view(self.workflows_page), methods=get, name="workflows"),
+            Route(
+                "/workflows/{name:str}",
+                self._view(self.workflow_page),
+                methods=get,
+                name="workflow",
             ),
             Route("/schedules", self._view(self.schedules_page), methods=get, name="schedules"),
             Route("/nodes", self._view(self.nodes_page), methods=get, name="nodes"),
@@ -622,6 +634,55 @@ class _Pages:
             )
         context = {"rows": rows, "now": now, "leader": leaders.get("cron")}
         return self._render(request, "schedules.html", context)
+
+    async def workflows_page(self, request: Request) -> Response:
+        after = request.query_params.get("after") or None
+        try:
+            found = await self.store.transport.list_workflows(after=after, limit=_WORKFLOWS_SHOWN)
+        except InvalidRequest as exc:
+            return self._render(request, "error.html", {"status": 400, "reason": str(exc)}, 400)
+        context = {
+            "rows": found,
+            "states": list(JobState),
+            "more": found[-1].workflow if len(found) == _WORKFLOWS_SHOWN else None,
+        }
+        return self._render(request, "workflows.html", context)
+
+    async def workflow_page(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        transport = self.store.transport
+        try:
+            found = await transport.list_workflows(workflow=name)
+        except InvalidRequest:
+            found = []
+        if not found:
+            return self._render(
+                request, "error.html", {"status": 404, "reason": f"no workflow {name}"}, 404
+            )
+        jobs = await transport.list_jobs(JobFilter(workflow=name), limit=_WORKFLOW_JOBS_SHOWN)
+        edges = await transport.list_edges(workflow=name)
+        parents: dict[int, list[Edge]] = {}
+        for edge in edges:
+            parents.setdefault(edge.child, []).append(edge)
+        # The graph as levels: a job's level is one more than its deepest parent's.
+        level: dict[int, int] = {}
+        for job in jobs:  # ids grow along every edge: parents come first
+            level[job.id] = 1 + max(
+                (level.get(e.parent, 0) for e in parents.get(job.id, [])), default=-1
+            )
+        counts = ", ".join(f"{n} {state.value}" for state, n in sorted(found[0].by_state.items()))
+        context = {
+            "summary": found[0],
+            "counts": counts,
+            "jobs": jobs,
+            "parents": parents,
+            "levels": [
+                [job for job in jobs if level[job.id] == depth]
+                for depth in range(max(level.values(), default=-1) + 1)
+            ],
+            "more": found[0].total - len(jobs),
+        }
+        return self._render(request, "workflow.html", context)
 
     async def nodes_page(self, request: Request) -> Response:
         now = self._now()

@@ -14,12 +14,14 @@ import cattrs
 from actors.core import Clock, RealClock
 from transports import (
     DEFAULT_MAX_ATTEMPTS,
+    After,
     EnqueueRequest,
     EnqueueResult,
     InvalidRequest,
     Job,
     JobState,
     JsonValue,
+    OnFailure,
     Transport,
 )
 from transports.lowlevel import SignalResult, check_label, validate_name
@@ -518,6 +520,8 @@ class App:
         max_attempts: int | None = None,
         dedupe_key: str | None = None,
         concurrency_key: str | None = None,
+        after: Iterable[int | EnqueueResult | Job | After] = (),
+        workflow: str | None = None,
     ) -> EnqueueRequest:
         """Build the ``EnqueueRequest`` for a job (see :meth:`enqueue` for the options).
 
@@ -526,7 +530,7 @@ class App:
             PayloadInvalid: ``payload`` is not of the task's payload type.
             transports.InvalidRequest: an option is out of range.
         """
-        return self._task(kind_or_task).request(
+        request = self._task(kind_or_task).request(
             payload,
             queue=queue,
             priority=priority,
@@ -536,6 +540,10 @@ class App:
             dedupe_key=dedupe_key,
             concurrency_key=concurrency_key,
         )
+        parents = _parents_of(after)
+        if parents or workflow is not None:
+            request = attrs.evolve(request, after=parents, workflow=workflow)
+        return request
 
     def _transport(self, transport: Transport | None) -> Transport:
         chosen = transport or self.transport
@@ -557,6 +565,8 @@ class App:
         max_attempts: int | None = ...,
         dedupe_key: str | None = ...,
         concurrency_key: str | None = ...,
+        after: Iterable[int | EnqueueResult | Job | After] = ...,
+        workflow: str | None = ...,
         connection: object | None = ...,
     ) -> EnqueueResult: ...
 
@@ -574,6 +584,8 @@ class App:
         max_attempts: int | None = ...,
         dedupe_key: str | None = ...,
         concurrency_key: str | None = ...,
+        after: Iterable[int | EnqueueResult | Job | After] = ...,
+        workflow: str | None = ...,
         connection: object | None = ...,
     ) -> EnqueueResult: ...
 
@@ -590,6 +602,8 @@ class App:
         max_attempts: int | None = None,
         dedupe_key: str | None = None,
         concurrency_key: str | None = None,
+        after: Iterable[int | EnqueueResult | Job | After] = (),
+        workflow: str | None = None,
         connection: object | None = None,
     ) -> EnqueueResult:
         """Enqueue one job.
@@ -606,6 +620,11 @@ class App:
             dedupe_key: fold into an active job of the same queue with this key.
             concurrency_key: the job's concurrency key (default: the task's, filled in from
                 the payload).
+            after: the jobs this one waits for (ids, enqueue results, jobs, or
+                ``transports.After`` with its ``on_failure``): it stays ``pending`` until every
+                one succeeded (see ``Transport``'s *Dependencies*).
+            workflow: the workflow it belongs to (a label): listed, cancelled and cleaned up
+                with the workflow's other jobs.
             connection: PostgreSQL only: an asyncpg connection whose transaction the job
                 joins (it commits or rolls back with the caller's work).
 
@@ -624,6 +643,8 @@ class App:
             max_attempts=max_attempts,
             dedupe_key=dedupe_key,
             concurrency_key=concurrency_key,
+            after=after,
+            workflow=workflow,
         )
         target = self._transport(transport)
         if self.tracer is not None:
@@ -679,6 +700,60 @@ class App:
             results: list[EnqueueResult] = await target.enqueue_many(trace.requests, **extra)
             trace.done(results)
         return results
+
+    # --- dependencies -----------------------------------------------------------------------
+
+    async def chain(
+        self,
+        *requests: EnqueueRequest,
+        workflow: str | None = None,
+        on_failure: OnFailure | str = OnFailure.CANCEL,
+        transport: Transport | None = None,
+    ) -> list[EnqueueResult]:
+        """Enqueue jobs (built with :meth:`request`) that run one after the other, in one
+        atomic batch: each waits for the one before it (by ``on_failure`` when that one
+        fails: cancelled, the default, and the rest after it; or run anyway).
+
+        Raises:
+            ConfigInvalid: no request, or no transport.
+            transports.TransportError: storage refused or failed; nothing was written.
+        """
+        if not requests:
+            raise ConfigInvalid("a chain needs at least one request")
+        policy = _policy(on_failure)
+        linked = [
+            _joined(request, [After(index=i - 1, on_failure=policy)] if i else [], workflow)
+            for i, request in enumerate(requests)
+        ]
+        return await self.enqueue_many(linked, transport=transport)
+
+    async def group(
+        self,
+        members: Iterable[EnqueueRequest],
+        *,
+        then: EnqueueRequest | None = None,
+        workflow: str | None = None,
+        on_failure: OnFailure | str = OnFailure.CANCEL,
+        transport: Transport | None = None,
+    ) -> list[EnqueueResult]:
+        """Enqueue ``members`` (run in parallel) and, with ``then``, a fan-in callback that
+        runs once after every member succeeded (``on_failure="run"``: once every member
+        ended, whatever the outcome), all in one atomic batch. The callback reads its
+        members' results with ``await ctx.parent_results()``. Returns the members' results,
+        then the callback's.
+
+        Raises:
+            ConfigInvalid: no member, or no transport.
+            transports.TransportError: storage refused or failed; nothing was written.
+        """
+        chosen = [_joined(member, [], workflow) for member in members]
+        if not chosen:
+            raise ConfigInvalid("a group needs at least one member")
+        if then is not None:
+            policy = _policy(on_failure)
+            parents = [After(index=i, on_failure=policy) for i in range(len(chosen))]
+            chosen.append(_joined(then, parents, workflow))
+        return await self.enqueue_many(chosen, transport=transport)
 
     # --- results --------------------------------------------------------------------------
 
@@ -745,3 +820,36 @@ def _job_id_of(job: object) -> int:
     if isinstance(job, bool) or not isinstance(job, int):
         raise ConfigInvalid(f"job must be a job id, a Job or an EnqueueResult, got {job!r}")
     return job
+
+
+def _parents_of(after: Iterable[int | EnqueueResult | Job | After]) -> list[int | After]:
+    if isinstance(after, str | bytes) or not isinstance(after, Iterable):
+        raise ConfigInvalid(f"after must be a sequence of jobs, got {after!r}")
+    parents: list[int | After] = []
+    for item in after:
+        if isinstance(item, EnqueueResult):
+            parents.append(item.job_id)
+        elif isinstance(item, Job):
+            parents.append(item.id)
+        elif isinstance(item, After) or (isinstance(item, int) and not isinstance(item, bool)):
+            parents.append(item)
+        else:
+            raise ConfigInvalid(f"after names {item!r}, which is not a job")
+    return parents
+
+
+def _policy(value: object) -> OnFailure:
+    try:
+        return OnFailure(value)  # type: ignore[arg-type]  # anything else raises ValueError
+    except ValueError:
+        raise ConfigInvalid(f"on_failure must be 'cancel' or 'run', got {value!r}") from None
+
+
+def _joined(request: EnqueueRequest, parents: list[After], workflow: str | None) -> EnqueueRequest:
+    if not isinstance(request, EnqueueRequest):
+        raise ConfigInvalid(f"expected a request built with App.request, got {request!r}")
+    return attrs.evolve(
+        request,
+        after=(*request.after, *parents),
+        workflow=request.workflow if workflow is None else workflow,
+    )

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from transports import Job, JsonValue, Transport
+from transports import Job, JobFilter, JsonValue, Transport
 from transports.lowlevel import Lease, RenewResult
 
 from ..core import Clock
@@ -74,6 +74,7 @@ class JobContext:
         self.job: Job = lease.job
         self.clock = clock
         self._renew = renew
+        self._transport = transport
         self._cancelled = False
         self._cancel_event: anyio.Event | None = None
         self._log: _JobLogger | None = None
@@ -233,6 +234,25 @@ class JobContext:
         self._cancelled = True
         if self._cancel_event is not None:
             self._cancel_event.set()
+
+    async def parent_results(self) -> dict[int, JsonValue]:
+        """The results of the jobs this one waited for (``after=``), by parent id in id
+        order: a fan-in callback's members' results. A parent that did not succeed (the
+        dependent ran anyway, ``on_failure="run"``) has None; a deleted one is left out.
+
+        Raises:
+            RuntimeError: the context has no store to read (built by hand, not by a Worker).
+        """
+        if self._transport is None:
+            raise RuntimeError("this JobContext has no transport to read parents from")
+        edges = await self._transport.list_edges([self.job.id])
+        parents = sorted(edge.parent for edge in edges if edge.child == self.job.id)
+        found: dict[int, JsonValue] = {}
+        for start in range(0, len(parents), 1000):
+            ids = parents[start : start + 1000]
+            for job in await self._transport.list_jobs(JobFilter(ids=ids), limit=len(ids)):
+                found[job.id] = job.result
+        return {parent: found[parent] for parent in parents if parent in found}
 
 
 def _nothing() -> None:

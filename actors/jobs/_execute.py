@@ -110,7 +110,8 @@ async def execute(
         renew: what the handler's ``ctx.extend_lease()`` calls.
         max_result_bytes: the store's limit on a result (a larger one ends the job dead).
         transport: where the handler's ``ctx.step`` records steps (and ``ctx.wait_for``
-            reads signals); a record refused as stale loses ``run``.
+            reads signals; ``ctx.parent_results`` its parents' results); a record refused as
+            stale loses ``run``.
 
     Returns:
         The outcome to finalize (``None`` when the lease was lost: nothing may be stored), and

@@ -11,7 +11,15 @@ import pytest
 import transports
 from actors.dashboard import create_dashboard
 from actors.jobs import App, JobContext
-from transports import EnqueueRequest, JobFilter, JobState, MemoryTransport, QueueConfig, Transport
+from transports import (
+    After,
+    EnqueueRequest,
+    JobFilter,
+    JobState,
+    MemoryTransport,
+    QueueConfig,
+    Transport,
+)
 from transports.lowlevel import Complete, FinalizeRequest
 
 from ._support import CountingTransport, client, csrf_of, seed_dead, seed_retrying
@@ -471,6 +479,36 @@ async def test_the_job_page_shows_the_result_unless_a_redaction_hook_is_set() ->
             page = await http.get(f"/jobs/{lease.job_id}")
             assert "R-77" not in page.text
             assert "Hidden: a redaction hook is set." in page.text
+
+
+async def test_the_workflow_pages_show_counts_and_the_graph() -> None:
+    """/workflows lists each workflow by state; a workflow's page draws its jobs in levels,
+    each naming its parents; an unknown one is a 404."""
+    async with MemoryTransport() as store:
+        results = await store.enqueue_many(
+            [
+                EnqueueRequest(kind="charge", queue="q", workflow="order-7"),
+                EnqueueRequest(kind="email", queue="q", workflow="order-7", after=[After(index=0)]),
+                EnqueueRequest(
+                    kind="receipt",
+                    queue="q",
+                    workflow="order-7",
+                    after=[After(index=0), After(index=1, on_failure="run")],
+                ),
+            ]
+        )
+        ids = [r.job_id for r in results]
+        async with client(create_dashboard(store, read_only=True)) as http:
+            listing = await http.get("/workflows")
+            assert listing.status_code == 200
+            assert "order-7" in listing.text
+            page = await http.get("/workflows/order-7")
+            assert page.status_code == 200
+            assert "3 jobs: 1 available, 2 pending" in page.text
+            assert f"after #{ids[0]}, #{ids[1]} (runs anyway)" in page.text
+            assert page.text.index(f'id="node-{ids[0]}"') < page.text.index(f'id="node-{ids[2]}"')
+            missing = await http.get("/workflows/nope")
+            assert missing.status_code == 404
 
 
 async def test_the_job_page_shows_steps_and_what_it_waits_for() -> None:

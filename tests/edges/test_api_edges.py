@@ -26,7 +26,7 @@ from actors.jobs import (
     UnknownJobKind,
     WorkerConfig,
 )
-from transports import InvalidQueueName, InvalidRequest, Transport
+from transports import After, InvalidQueueName, InvalidRequest, Transport
 from transports.lowlevel import Complete, FinalizeRequest
 
 # Import the SQL backends (they read their .sql files) before any event loop runs.
@@ -135,6 +135,17 @@ TRANSPORT_CASES: list[tuple[str, Callable[[Transport], Any], type[Exception], st
     ("non-finite-result-timeout",
      lambda t: app.result(1, transport=t, timeout=math.nan), ConfigInvalid, "timeout"),
     ("bad-option-result-job", lambda t: app.result("1", transport=t), ConfigInvalid, "job"),
+    ("missing-parent-after",
+     lambda t: app.enqueue(report, 1, transport=t, after=[10**12]),
+     transports.UnknownDependency, "does not exist"),
+    ("bad-dependency-cycle",
+     lambda t: t.enqueue_many([transports.EnqueueRequest(kind="k", after=[After(index=0)])]),
+     transports.DependencyCycle, "waits for itself"),
+    ("bad-option-after-not-a-job",
+     lambda t: app.enqueue(report, 1, transport=t, after=["1"]), ConfigInvalid, "not a job"),
+    ("bad-option-chain-policy",
+     lambda t: app.chain(app.request(report, 1), on_failure="later", transport=t),
+     ConfigInvalid, "on_failure"),
     ("bad-name-signal-key", lambda t: t.signal("a b", 1), transports.InvalidStepName,
      "invalid event key"),
     ("bad-name-get-signal-key", lambda t: t.get_signal(""), transports.InvalidStepName,

@@ -283,6 +283,10 @@ STORE_CASES = [
     case("memory-refused", "queue", "queue default -t memory://", 2, "memory://"),
     case("memory-refused", "cancel", "jobs cancel 1 -t memory://", 2, "no jobs there"),
     case("memory-refused", "jobs-list", "jobs list -t memory://", 2, "no jobs there"),
+    case("memory-refused", "workflows", "workflows list -t memory://", 2, "no jobs there"),
+    case("bad-option", "workflows-limit", "workflows list --limit 0 -t {url}", 2, "limit"),
+    case("bad-option", "workflows-name",
+         ["workflows", "show", "a\x01", "-t", "{url}"], 2, "WORKFLOW"),
     case("memory-refused", "nodes", "nodes -t memory://", 2, "no nodes there"),
     case("memory-refused", "schedules", "schedules {good}:app -t memory://", 2, "no cron"),
     case("memory-refused", "stats", "stats -t memory://", 2, "no history there"),
@@ -292,6 +296,8 @@ STORE_CASES = [
     case("missing-job", "show", "jobs show 999 -t {url}", 1, "no job has id 999"),
     case("missing-job", "retry", "jobs retry 999 -t {url}", 1, "no job has id 999"),
     case("missing-job", "delete", "jobs delete 998 999 -t {url}", 1, "no job has id 998, 999"),
+    case("missing-workflow", "show", "workflows show nope -t {url}", 1, "no workflow is named"),
+    case("missing-workflow", "cancel", "workflows cancel nope -t {url}", 1, "no workflow"),
 ]  # fmt: skip
 
 
@@ -347,6 +353,9 @@ READ_ONLY_COMMANDS = [
     ("stats",),
     ("stats", "-q", "emails", "-m", "60"),
     ("limits",),
+    ("workflows", "list"),
+    ("workflows", "show", "w"),
+    ("workflows", "cancel", "w"),
 ]
 
 

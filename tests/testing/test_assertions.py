@@ -133,5 +133,5 @@ async def test_an_unknown_state_is_a_clear_failure() -> None:
     async with open_tester(app) as tester:
         with pytest.raises(TestingError, match="no job state is named 'sucess'"):
             await tester.assert_enqueued(ship, state="sucess")
-        with pytest.raises(TestingError, match="one of scheduled, available"):
+        with pytest.raises(TestingError, match="one of pending, scheduled, available"):
             await tester.jobs(state="done")

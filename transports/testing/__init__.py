@@ -11,6 +11,7 @@ rewrites one named query while a test runs, to prove a suite notices a missing f
 
 from ._clock import ManualClock
 from ._conformance import TransportConformance, TransportFactory
+from ._dependencies import TransportDependencies
 from ._edges import TransportEdges
 from ._fine_print import TransportFinePrint
 from ._flow import TransportFlowControl, TransportRateLimits
@@ -24,6 +25,7 @@ __all__ = [
     "ManualClock",
     "SQLMutant",
     "TransportConformance",
+    "TransportDependencies",
     "TransportEdges",
     "TransportFactory",
     "TransportFinePrint",

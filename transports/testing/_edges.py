@@ -20,6 +20,7 @@ import pytest
 
 from .._base import Transport
 from .._errors import (
+    DependencyCycle,
     InvalidQueueName,
     InvalidRequest,
     JobNotFound,
@@ -28,11 +29,13 @@ from .._errors import (
     ResultNotSerializable,
     ResultTooLarge,
     TransportError,
+    UnknownDependency,
 )
 from .._observed import MINUTE, NodeInfo, QueueStats
 from .._records import (
     MAX_FILTER_IDS,
     MAX_HEADERS,
+    After,
     Complete,
     Discard,
     EnqueueRequest,
@@ -368,6 +371,60 @@ def _finalize_rows(seed: Seed) -> list[Row]:
 
 
 NOT_JSON_VALUES: list[Any] = [{1, 2}, b"bytes", math.nan, {"k": object()}]
+
+
+def _dependency_rows(seed: Seed) -> list[Row]:
+    def batch(what: str, error: type[TransportError], make: Callable[[], list[Any]]) -> Row:
+        async def call(t: Transport) -> Any:
+            return await t.enqueue_many(make())
+
+        return Row(what, call, error)
+
+    def job(**fields: Any) -> EnqueueRequest:
+        return EnqueueRequest(kind="edge.job", queue="edges", **fields)
+
+    def edges(what: str, error: type[TransportError], *args: Any, **kw: Any) -> Row:
+        async def call(t: Transport) -> Any:
+            return await t.list_edges(*args, **kw)
+
+        return Row(f"list_edges({what})", call, error)
+
+    def workflows(what: str, **kw: Any) -> Row:
+        async def call(t: Transport) -> Any:
+            return await t.list_workflows(**kw)
+
+        return Row(f"list_workflows({what})", call, InvalidRequest)
+
+    rows = [
+        batch("after an unknown job", UnknownDependency, lambda: [job(after=[INT64_MAX])]),
+        batch(
+            "a good job, then one after the waiting job and an unknown one",
+            UnknownDependency,
+            lambda: [job(), job(after=[seed.waiting, 10**12])],
+        ),
+        batch("after itself (index 0)", DependencyCycle, lambda: [job(after=[After(index=0)])]),
+        batch(
+            "after a later request",
+            DependencyCycle,
+            lambda: [job(after=[After(index=1)]), job()],
+        ),
+        batch("after with a dedupe key", InvalidRequest, lambda: [job(after=[1], dedupe_key="k")]),
+        batch("after='12' (a string)", InvalidRequest, lambda: [job(after="12")]),
+        batch("after=[True]", InvalidRequest, lambda: [job(after=[True])]),
+        batch("After(job_id=1, index=0)", InvalidRequest, lambda: [After(job_id=1, index=0)]),
+        batch("After() (neither)", InvalidRequest, lambda: [After()]),
+        batch("After(index=-1)", InvalidRequest, lambda: [After(index=-1)]),
+        batch("on_failure='maybe'", InvalidRequest, lambda: [After(job_id=1, on_failure="maybe")]),
+        batch("workflow='a\\x00b'", InvalidRequest, lambda: [job(workflow="a\x00b")]),
+        edges("no ids and no workflow", InvalidRequest),
+        edges("'12' (a string)", InvalidRequest, "12"),
+        edges(f"[{INT64_MAX + 1}]", InvalidRequest, [INT64_MAX + 1]),
+        edges("workflow=''", InvalidRequest, workflow=""),
+        workflows("workflow='a\\x01'", workflow="a\x01"),
+        workflows("after=''", after=""),
+        workflows("limit=0", limit=0),
+    ]
+    return rows
 
 
 def _wait_jobs_rows() -> list[Row]:
@@ -814,6 +871,7 @@ TABLES: dict[str, Callable[[Transport, Seed], list[Row]]] = {
     "cursor": lambda _t, _s: _cursor_rows(),
     "wait_for_work": lambda _t, _s: _wait_rows(),
     "wait_for_jobs": lambda _t, _s: _wait_jobs_rows(),
+    "dependencies": lambda _t, s: _dependency_rows(s),
     "queue_config": lambda _t, _s: _queue_config_rows(),
     "limits": lambda _t, _s: _limit_rows(),
     "reading": lambda _t, _s: _reading_rows(),

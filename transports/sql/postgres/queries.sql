@@ -152,7 +152,7 @@ WHERE j.id = ANY (ARRAY(SELECT id FROM due))
 RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
           j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
           j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested, j.started_at,
-          j.errors, j.headers, j.concurrency_key, j.lease_token, j.lost_at;
+          j.errors, j.headers, j.concurrency_key, j.lease_token, j.lost_at, j.workflow;
 
 -- name: any_limits
 SELECT EXISTS (SELECT 1 FROM {schema}.limits)
@@ -300,7 +300,8 @@ upd AS (
     RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
               j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
               j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested,
-              j.started_at, j.errors, j.headers, j.concurrency_key, j.lease_token, j.lost_at
+              j.started_at, j.errors, j.headers, j.concurrency_key, j.lease_token, j.lost_at,
+              j.workflow
 ),
 -- Every data-modifying WITH runs to completion, read or not, on the statement's snapshot.
 forgotten AS (
@@ -433,7 +434,8 @@ upd AS (
         updated_at = now.t
     FROM req, now
     WHERE j.id = req.id AND j.lease_token = req.token
-    RETURNING req.ord, j.id, j.queue, j.state, j.concurrency_key, req.cool, req.run_at
+    RETURNING req.ord, j.id, j.queue, j.state, j.concurrency_key, req.cool, req.run_at,
+              j.has_dependents
 ),
 -- An applied snooze that cools its key down ($10): the key's cool-down grows to its run_at.
 cooled AS (
@@ -452,7 +454,7 @@ woken AS (
 done AS ({done_notify})
 -- Only applied requests come back, by their position in the batch (1-based).
 SELECT upd.ord, upd.state, upd.queue,
-       (SELECT count(*) FROM woken) + (SELECT count(*) FROM done) AS woken
+       (SELECT count(*) FROM woken) + (SELECT count(*) FROM done) AS woken, upd.has_dependents
 FROM upd;
 
 -- name: reap
@@ -533,7 +535,8 @@ upd AS (
         wait_key = NULL,
         updated_at = now.t
     FROM now
-    WHERE j.id = $1::bigint AND j.state IN ('scheduled', 'available', 'running', 'suspended')
+    WHERE j.id = $1::bigint
+      AND j.state IN ('pending', 'scheduled', 'available', 'running', 'suspended')
     RETURNING j.id, j.state
 ),
 done AS ({done_notify})
@@ -721,6 +724,15 @@ WITH doomed AS (
     WHERE state IN ('succeeded', 'cancelled', 'dead')
       AND finished_at < $1::float8
       AND ($2::text IS NULL OR queue = $2::text)
+      -- a workflow goes whole: only once every job of it is final and old enough
+      AND (
+          workflow IS NULL
+          OR NOT EXISTS (
+              SELECT 1 FROM {schema}.jobs AS w
+              WHERE w.workflow = jobs.workflow
+                AND (w.finished_at IS NULL OR w.finished_at >= $1::float8)
+          )
+      )
     ORDER BY finished_at
     LIMIT $3::integer
     FOR UPDATE SKIP LOCKED
@@ -756,7 +768,7 @@ SELECT id, kind, queue, payload,
        END,
        priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
        finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-       concurrency_key, result, wait_key
+       concurrency_key, result, wait_key, workflow
 FROM {schema}.jobs
 WHERE id = $1::bigint;
 
@@ -765,7 +777,7 @@ WHERE id = $1::bigint;
 -- parameter NULL means "any". $9 holds the states as jobs read (a due scheduled job is
 -- available), $10 the stored states they come from, so that a listing of final states can
 -- use the jobs_final_* indexes. The error text matches ignoring ASCII case (the "C"
--- collation's lower()), as on every backend. $11 / $12 are the keyset cursors, $13 now.
+-- collation's lower()), as on every backend. $11 / $12 are the keyset cursors, $13 now, $14 the workflow.
 ($1::text IS NULL OR queue = $1::text)
 AND ($2::text IS NULL OR kind = $2::text)
 AND ($3::bigint[] IS NULL OR id = ANY ($3::bigint[]))
@@ -786,10 +798,11 @@ AND (
 )
 AND ($11::bigint IS NULL OR id > $11::bigint)
 AND ($12::bigint IS NULL OR id < $12::bigint)
+AND ($14::text IS NULL OR workflow = $14::text)
 
 -- name: list_jobs
 -- The filter placeholder is job_filter; the order one ASC (oldest first) or DESC (newest).
--- $14 is the limit.
+-- $15 is the limit.
 SELECT id, kind, queue, payload,
        CASE
            WHEN state IN ('scheduled', 'suspended')
@@ -799,15 +812,15 @@ SELECT id, kind, queue, payload,
        END,
        priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
        finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-       concurrency_key, result, wait_key
+       concurrency_key, result, wait_key, workflow
 FROM {schema}.jobs
 WHERE {filter}
 ORDER BY id {order}
-LIMIT $14::integer;
+LIMIT $15::integer;
 
 -- name: retry_jobs
--- The operator actions share one shape: up to $14 jobs matching the filter (job_filter, the
--- cursors NULL) whose state, stored and as jobs read, is one of $15 (which holds scheduled
+-- The operator actions share one shape: up to $15 jobs matching the filter (job_filter, the
+-- cursors NULL) whose state, stored and as jobs read, is one of $16 (which holds scheduled
 -- whenever it holds available), lowest id first, locked (a job a
 -- concurrent call holds is skipped), then changed in the same statement. Retry: a fresh
 -- budget, and a final job gives up its dedupe key (a newer active job may hold it).
@@ -817,11 +830,17 @@ WITH now AS (
 chosen AS (
     SELECT id FROM {schema}.jobs
     WHERE {filter}
-      AND state = ANY ($15::text[])
+      AND state = ANY ($16::text[])
       AND CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= (SELECT t FROM now) THEN 'available'
-               ELSE state END = ANY ($15::text[])
+               ELSE state END = ANY ($16::text[])
+      -- none a failed parent cancels: it would be cancelled again at once
+      AND NOT EXISTS (
+          SELECT 1 FROM {schema}.job_edges AS f
+          WHERE f.child = jobs.id AND f.on_failure = 'cancel'
+            AND f.parent_state IN ('cancelled', 'dead')
+      )
     ORDER BY id
-    LIMIT $14::integer
+    LIMIT $15::integer
     FOR UPDATE SKIP LOCKED
 ),
 upd AS (
@@ -846,25 +865,25 @@ woken AS (
 SELECT upd.id, upd.queue, (SELECT count(*) FROM woken) AS woken FROM upd ORDER BY upd.id;
 
 -- name: discard_jobs
--- See retry_jobs; $16 is the reason, recorded in the error history.
+-- See retry_jobs; $17 is the reason, recorded in the error history.
 WITH now AS (
     SELECT coalesce($13::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
 chosen AS (
     SELECT id FROM {schema}.jobs
     WHERE {filter}
-      AND state = ANY ($15::text[])
+      AND state = ANY ($16::text[])
       AND CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= (SELECT t FROM now) THEN 'available'
-               ELSE state END = ANY ($15::text[])
+               ELSE state END = ANY ($16::text[])
     ORDER BY id
-    LIMIT $14::integer
+    LIMIT $15::integer
     FOR UPDATE SKIP LOCKED
 ),
 upd AS (
     UPDATE {schema}.jobs AS j
     SET state = 'dead',
         finished_at = (SELECT t FROM now),
-        last_error = $16::text,
+        last_error = $17::text,
         wait_key = NULL,
         errors = (
             CASE
@@ -876,7 +895,7 @@ upd AS (
             'at', (SELECT t FROM now),
             'owner', NULL,
             'type', 'Discarded',
-            'message', left($16::text, {max_message}),
+            'message', left($17::text, {max_message}),
             'traceback', NULL
         )),
         updated_at = (SELECT t FROM now)
@@ -894,11 +913,11 @@ WITH now AS (
 chosen AS (
     SELECT id FROM {schema}.jobs
     WHERE {filter}
-      AND state = ANY ($15::text[])
+      AND state = ANY ($16::text[])
       AND CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= (SELECT t FROM now) THEN 'available'
-               ELSE state END = ANY ($15::text[])
+               ELSE state END = ANY ($16::text[])
     ORDER BY id
-    LIMIT $14::integer
+    LIMIT $15::integer
     FOR UPDATE SKIP LOCKED
 )
 DELETE FROM {schema}.jobs AS j
@@ -914,12 +933,12 @@ WITH now AS (
 chosen AS (
     SELECT id FROM {schema}.jobs
     WHERE {filter}
-      AND state = ANY ($15::text[])
+      AND state = ANY ($16::text[])
       AND CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= (SELECT t FROM now) THEN 'available'
-               ELSE state END = ANY ($15::text[])
+               ELSE state END = ANY ($16::text[])
       AND NOT cancel_requested
     ORDER BY id
-    LIMIT $14::integer
+    LIMIT $15::integer
     FOR UPDATE SKIP LOCKED
 ),
 upd AS (
@@ -1031,3 +1050,91 @@ WITH gone AS (
     DELETE FROM {schema}.stats WHERE minute < $1::float8 RETURNING queue, minute
 )
 SELECT count(*) FROM (SELECT DISTINCT queue, minute FROM gone) AS rows;
+
+-- name: lock_parents
+-- The existing parents of an enqueue ($1), locked FOR SHARE in id order: a parent's finalize
+-- waits for the enqueue to commit, so its trigger (jobs_settle) sees the new edges.
+SELECT id, state FROM {schema}.jobs WHERE id = ANY ($1::bigint[]) ORDER BY id FOR SHARE;
+
+-- name: set_workflows
+UPDATE {schema}.jobs AS j SET workflow = w.workflow
+FROM unnest($1::bigint[], $2::text[]) AS w(id, workflow)
+WHERE j.id = w.id;
+
+-- name: start_pending
+-- New jobs whose parents have not all decided: they wait.
+UPDATE {schema}.jobs SET state = 'pending' WHERE id = ANY ($1::bigint[]);
+
+-- name: start_cancelled
+-- A new job a parent's failure dooms: cancelled at once, naming the parent.
+UPDATE {schema}.jobs
+SET state = 'cancelled',
+    last_error = $2::text,
+    finished_at = coalesce($3::float8, extract(epoch FROM statement_timestamp())::float8)
+WHERE id = $1::bigint;
+
+-- name: insert_edges
+INSERT INTO {schema}.job_edges (child, parent, on_failure, parent_state)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])
+ON CONFLICT (child, parent) DO NOTHING;
+
+-- name: mark_parents
+UPDATE {schema}.jobs SET has_dependents = true
+WHERE id = ANY ($1::bigint[]) AND NOT has_dependents;
+
+-- name: choose_deletable
+-- delete_jobs, first statement: the ids it takes (see retry_jobs), locked.
+WITH now AS (
+    SELECT coalesce($13::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+)
+SELECT id FROM {schema}.jobs
+WHERE {filter}
+  AND state = ANY ($16::text[])
+  AND CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= (SELECT t FROM now) THEN 'available'
+           ELSE state END = ANY ($16::text[])
+ORDER BY id
+LIMIT $15::integer
+FOR UPDATE SKIP LOCKED;
+
+-- name: cancel_parents
+-- delete_jobs: an active parent about to be deleted counts as cancelled for its dependents
+-- (jobs_settle runs on this update).
+UPDATE {schema}.jobs
+SET state = 'cancelled',
+    finished_at = coalesce($2::float8, extract(epoch FROM statement_timestamp())::float8),
+    updated_at = coalesce($2::float8, extract(epoch FROM statement_timestamp())::float8)
+WHERE id = ANY ($1::bigint[]) AND has_dependents
+  AND state IN ('pending', 'scheduled', 'available');
+
+-- name: delete_chosen
+DELETE FROM {schema}.jobs WHERE id = ANY ($1::bigint[]) RETURNING id;
+
+-- name: list_edges
+SELECT child, parent, on_failure, parent_state
+FROM {schema}.job_edges
+WHERE child = ANY ($1::bigint[])
+   OR parent = ANY ($1::bigint[])
+   OR child IN (SELECT id FROM {schema}.jobs WHERE $2::text IS NOT NULL AND workflow = $2::text)
+ORDER BY child, parent;
+
+-- name: list_workflows
+WITH chosen AS (
+    SELECT DISTINCT workflow FROM {schema}.jobs
+    WHERE workflow IS NOT NULL
+      AND ($1::text IS NULL OR workflow = $1::text)
+      AND ($2::text IS NULL OR workflow > $2::text)
+    ORDER BY workflow
+    LIMIT $3::integer
+)
+SELECT workflow,
+       CASE
+           WHEN state IN ('scheduled', 'suspended')
+            AND run_at <= coalesce($4::float8, extract(epoch FROM statement_timestamp())::float8)
+               THEN 'available'
+           ELSE state
+       END AS shown,
+       count(*), min(created_at), max(finished_at), count(*) FILTER (WHERE finished_at IS NULL)
+FROM {schema}.jobs
+WHERE workflow IN (SELECT workflow FROM chosen)
+GROUP BY workflow, shown
+ORDER BY workflow;

@@ -41,10 +41,11 @@ WHERE (queue, dedupe_key) IN (
     AND state IN ('scheduled', 'available', 'running', 'suspended')
 
 -- name: insert_jobs
--- VALUES gets one "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" per job, in the order of these columns.
+-- VALUES gets one "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" per job, in the order of these
+-- columns.
 INSERT INTO jobs (
     kind, queue, payload, state, priority, run_at, max_attempts, dedupe_key, created_at,
-    updated_at, headers, concurrency_key
+    updated_at, headers, concurrency_key, workflow
 )
 VALUES {rows}
 RETURNING id
@@ -128,7 +129,7 @@ WHERE id IN (
 RETURNING
     id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
     dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at,
-    cancel_requested, started_at, errors, headers, concurrency_key, lease_token, lost_at
+    cancel_requested, started_at, errors, headers, concurrency_key, lease_token, lost_at, workflow
 
 -- name: renew
 -- :requests is a JSON array of [job_id, token] pairs.
@@ -238,7 +239,7 @@ SET state = decided.state,
     updated_at = decided.now
 FROM decided
 WHERE jobs.id = decided.id
-RETURNING jobs.id, jobs.lease_token, jobs.queue, jobs.state
+RETURNING jobs.id, jobs.lease_token, jobs.queue, jobs.state, jobs.has_dependents
 
 -- name: expired_leases
 SELECT id, kind, queue, attempt, lease_owner, lease_expires_at
@@ -285,7 +286,7 @@ SET errors = json_insert(
     lease_expires_at = NULL,
     updated_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids))
-RETURNING id, state
+RETURNING id, state, has_dependents
 
 -- name: cancel_job
 UPDATE jobs
@@ -294,7 +295,7 @@ SET cancel_requested = 1,
     finished_at = CASE WHEN state = 'running' THEN finished_at ELSE :now END,
     wait_key = NULL,
     updated_at = :now
-WHERE id = :id AND state IN ('scheduled', 'available', 'running', 'suspended')
+WHERE id = :id AND state IN ('pending', 'scheduled', 'available', 'running', 'suspended')
 RETURNING state
 
 -- name: job_exists
@@ -463,6 +464,15 @@ WHERE id IN (
     WHERE finished_at IS NOT NULL
         AND finished_at < :finished_before
         AND (:queue IS NULL OR queue = :queue)
+        -- a workflow goes whole: only once every job of it is final and old enough
+        AND (
+            workflow IS NULL
+            OR NOT EXISTS (
+                SELECT 1 FROM jobs AS w
+                WHERE w.workflow = jobs.workflow
+                    AND (w.finished_at IS NULL OR w.finished_at >= :finished_before)
+            )
+        )
     ORDER BY finished_at, id
     LIMIT :limit
 )
@@ -484,7 +494,7 @@ SELECT
     CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= :now THEN 'available' ELSE state END,
     priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
     finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-    concurrency_key, result, wait_key
+    concurrency_key, result, wait_key, workflow
 FROM jobs
 WHERE id = :id
 
@@ -494,6 +504,7 @@ WHERE id = :id
 -- scheduled job is available). The error text matches ignoring ASCII case (SQLite's lower()).
 (:queue IS NULL OR queue = :queue)
 AND (:kind IS NULL OR kind = :kind)
+AND (:workflow IS NULL OR workflow = :workflow)
 AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
 AND (:created_after IS NULL OR created_at >= :created_after)
 AND (:created_before IS NULL OR created_at < :created_before)
@@ -515,7 +526,7 @@ SELECT
     CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= :now THEN 'available' ELSE state END,
     priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
     finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-    concurrency_key, result, wait_key
+    concurrency_key, result, wait_key, workflow
 FROM jobs
 WHERE {filter}
 ORDER BY id {order}
@@ -524,13 +535,22 @@ LIMIT :limit
 -- name: match_jobs
 -- The ids of up to :limit jobs an operator action takes: they match the filter (job_filter,
 -- with the cursors NULL), and read (as "shown") in one of :eligible (a JSON array);
--- with :uncancelled, only jobs nobody has asked to cancel yet.
+-- with :uncancelled, only jobs nobody has asked to cancel yet; with :undoomed, none a failed
+-- parent cancels (retry_jobs: it would be cancelled again at once).
 SELECT id
 FROM jobs
 WHERE {filter}
     AND CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= :now THEN 'available' ELSE state END
         IN (SELECT value FROM json_each(:eligible))
     AND NOT (:uncancelled AND cancel_requested)
+    AND NOT (
+        :undoomed
+        AND EXISTS (
+            SELECT 1 FROM job_edges AS f
+            WHERE f.child = jobs.id AND f.on_failure = 'cancel'
+                AND f.parent_state IN ('cancelled', 'dead')
+        )
+    )
 ORDER BY id
 LIMIT :limit
 
@@ -646,3 +666,70 @@ ORDER BY minute, queue
 
 -- name: prune_stats
 DELETE FROM stats WHERE minute < :before RETURNING queue, minute
+
+-- name: parent_states
+-- The stored state of each existing job :ids (a JSON array) names as a parent.
+SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: insert_edges
+-- :edges is a JSON array of [child, parent, on_failure, parent_state or null].
+INSERT INTO job_edges (child, parent, on_failure, parent_state)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]')
+FROM json_each(:edges)
+WHERE true
+ON CONFLICT (child, parent) DO NOTHING
+
+-- name: mark_parents
+UPDATE jobs SET has_dependents = 1
+WHERE id IN (SELECT value FROM json_each(:ids)) AND NOT has_dependents
+
+-- name: start_pending
+-- New jobs (:ids, a JSON array) whose parents have not all decided: they wait.
+UPDATE jobs SET state = 'pending' WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: start_cancelled
+-- A new job a parent's failure dooms: cancelled at once, naming the parent.
+UPDATE jobs SET state = 'cancelled', finished_at = :now, last_error = :reason WHERE id = :id
+
+-- name: cancel_parents
+-- delete_jobs: an active parent about to be deleted counts as cancelled for its dependents
+-- (jobs_settle runs on this update); :ids (a JSON array) were chosen in this transaction.
+UPDATE jobs
+SET state = 'cancelled', finished_at = :now, updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids))
+    AND has_dependents
+    AND state IN ('pending', 'scheduled', 'available')
+
+-- name: list_edges
+-- The edges touching :ids (a JSON array; NULL: none) as child or parent, and those of the
+-- jobs of :workflow (NULL: none) as children.
+SELECT child, parent, on_failure, parent_state
+FROM job_edges
+WHERE child IN (SELECT value FROM json_each(:ids))
+    OR parent IN (SELECT value FROM json_each(:ids))
+    OR child IN (SELECT id FROM jobs WHERE :workflow IS NOT NULL AND workflow = :workflow)
+ORDER BY child, parent
+
+-- name: list_workflows
+SELECT
+    workflow,
+    CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= :now THEN 'available' ELSE state END AS shown,
+    count(*),
+    min(created_at),
+    max(finished_at),
+    sum(finished_at IS NULL)
+FROM jobs
+WHERE workflow IS NOT NULL
+    AND (:workflow IS NULL OR workflow = :workflow)
+    AND (:after IS NULL OR workflow > :after)
+    AND workflow IN (
+        SELECT DISTINCT workflow FROM jobs
+        WHERE workflow IS NOT NULL
+            AND (:workflow IS NULL OR workflow = :workflow)
+            AND (:after IS NULL OR workflow > :after)
+        ORDER BY workflow
+        LIMIT :limit
+    )
+GROUP BY workflow, shown
+ORDER BY workflow

@@ -12,7 +12,8 @@ CREATE TABLE jobs (
     -- take them.
     state TEXT NOT NULL CHECK (
         state IN (
-            'scheduled', 'available', 'running', 'suspended', 'succeeded', 'cancelled', 'dead'
+            'pending', 'scheduled', 'available', 'running', 'suspended', 'succeeded', 'cancelled',
+            'dead'
         )
     ),
     priority INTEGER NOT NULL,
@@ -39,7 +40,10 @@ CREATE TABLE jobs (
     -- the expiry of the lease reap took back while the job waits to run again, kept until a
     -- run of it ends (finalize, except a release): where its recovery time starts
     lost_at REAL,
-    wait_key TEXT  -- the event key a suspended job waits for; set exactly while suspended
+    wait_key TEXT,  -- the event key a suspended job waits for; set exactly while suspended
+    workflow TEXT,  -- the workflow it belongs to, a label (0009)
+    -- 1 once a job waits for it (job_edges): its end settles its dependents (jobs_settle)
+    has_dependents INTEGER NOT NULL DEFAULT 0
 );
 
 -- claim: the due jobs of a queue in claim order.
@@ -184,3 +188,127 @@ CREATE TABLE signals (
     value TEXT NOT NULL,  -- compact JSON
     signalled_at REAL NOT NULL
 ) WITHOUT ROWID;
+
+-- Dependencies (0009): child waits for parent. parent_state is the parent's final state once
+-- it ended, NULL while it may still run. transports.lowlevel.verdict decides a pending child:
+-- a 'cancel' edge whose parent ended dead or cancelled cancels it; else it is due once no
+-- edge is open. The triggers below apply it in the very statement that ends a parent.
+CREATE TABLE job_edges (
+    child INTEGER NOT NULL,
+    parent INTEGER NOT NULL,
+    on_failure TEXT NOT NULL CHECK (on_failure IN ('cancel', 'run')),
+    parent_state TEXT,
+    PRIMARY KEY (child, parent)
+) WITHOUT ROWID;
+
+-- a parent's dependents.
+CREATE INDEX job_edges_parent ON job_edges (parent, child);
+
+-- a child's open edges and its failed ones: each parent's end asks both of its children, so
+-- a fan-in of n parents costs n lookups, not n scans of its n edges.
+CREATE INDEX job_edges_open ON job_edges (child) WHERE parent_state IS NULL;
+CREATE INDEX job_edges_failed ON job_edges (child)
+    WHERE parent_state IN ('cancelled', 'dead');
+
+-- jobs_settle's working set: the jobs one settling cancels (empty between statements).
+CREATE TABLE job_settling (
+    id INTEGER PRIMARY KEY
+);
+
+-- a workflow's jobs (listings, cleanup).
+CREATE INDEX jobs_workflow ON jobs (workflow, id)
+    WHERE workflow IS NOT NULL;
+
+-- A job with dependents ended: record its state on its edges; cancel every pending job that
+-- is doomed (a child of it, or of a job doomed in turn, with a failed 'cancel' parent),
+-- naming the parent; make due every pending child of it or of a doomed job that no edge
+-- holds back any more. Recursive triggers are off: the doomed jobs are settled here, at once.
+CREATE TRIGGER jobs_settle AFTER UPDATE OF state ON jobs
+WHEN NEW.has_dependents
+    AND NEW.state IN ('succeeded', 'cancelled', 'dead')
+    AND OLD.state NOT IN ('succeeded', 'cancelled', 'dead')
+BEGIN
+    UPDATE job_edges SET parent_state = NEW.state WHERE parent = NEW.id;
+    INSERT OR IGNORE INTO job_settling (id)
+    WITH RECURSIVE doomed (id) AS (
+        SELECT c.id FROM job_edges AS e JOIN jobs AS c ON c.id = e.child
+        WHERE e.parent = NEW.id AND c.state = 'pending'
+            AND EXISTS (
+            SELECT 1 FROM job_edges AS f INDEXED BY job_edges_failed
+            WHERE f.child = c.id AND f.on_failure = 'cancel'
+                AND f.parent_state IN ('cancelled', 'dead')
+        )
+        UNION
+        SELECT c.id FROM doomed JOIN job_edges AS e ON e.parent = doomed.id
+            JOIN jobs AS c ON c.id = e.child
+        WHERE c.state = 'pending'
+            AND (e.on_failure = 'cancel' OR EXISTS (
+            SELECT 1 FROM job_edges AS f INDEXED BY job_edges_failed
+            WHERE f.child = c.id AND f.on_failure = 'cancel'
+                AND f.parent_state IN ('cancelled', 'dead')
+        ))
+    )
+    SELECT id FROM doomed;
+    UPDATE job_edges SET parent_state = 'cancelled'
+    WHERE parent IN (SELECT id FROM job_settling);
+    UPDATE jobs
+    SET state = 'cancelled',
+        finished_at = NEW.updated_at,
+        updated_at = NEW.updated_at,
+        last_error = (
+            SELECT 'parent ' || f.parent || ' ended ' || f.parent_state FROM job_edges AS f
+            WHERE f.child = jobs.id AND f.on_failure = 'cancel'
+                AND f.parent_state IN ('cancelled', 'dead')
+            ORDER BY f.parent
+            LIMIT 1
+        )
+    WHERE id IN (SELECT id FROM job_settling);
+    UPDATE jobs
+    SET state = CASE WHEN run_at > NEW.updated_at THEN 'scheduled' ELSE 'available' END,
+        updated_at = NEW.updated_at
+    WHERE state = 'pending'
+        AND id IN (
+            SELECT child FROM job_edges WHERE parent = NEW.id
+            UNION ALL
+            SELECT child FROM job_edges WHERE parent IN (SELECT id FROM job_settling)
+        )
+        AND NOT EXISTS (
+            SELECT 1 FROM job_edges AS f INDEXED BY job_edges_open
+            WHERE f.child = jobs.id AND f.parent_state IS NULL
+        )
+        AND NOT EXISTS (
+            SELECT 1 FROM job_edges AS f INDEXED BY job_edges_failed
+            WHERE f.child = jobs.id AND f.parent_state IN ('cancelled', 'dead')
+                AND f.on_failure = 'cancel'
+        );
+    DELETE FROM job_settling;
+END;
+
+-- A final job runs again (retry_jobs): its edges as a parent are open again (its dependents
+-- not started yet wait for it again), and it waits for its own parents while any edge holds
+-- it back.
+CREATE TRIGGER jobs_reopen AFTER UPDATE OF state ON jobs
+WHEN OLD.state IN ('succeeded', 'cancelled', 'dead')
+    AND NEW.state NOT IN ('succeeded', 'cancelled', 'dead')
+BEGIN
+    UPDATE job_edges SET parent_state = NULL WHERE parent = NEW.id;
+    UPDATE jobs SET state = 'pending'
+    WHERE state IN ('scheduled', 'available')
+        AND id IN (SELECT child FROM job_edges WHERE parent = NEW.id);
+    UPDATE jobs SET state = 'pending'
+    WHERE id = NEW.id
+        AND EXISTS (
+            SELECT 1 FROM job_edges AS f
+            WHERE f.child = NEW.id
+                AND (
+                    f.parent_state IS NULL
+                    OR (f.parent_state <> 'succeeded' AND f.on_failure = 'cancel')
+                )
+        );
+END;
+
+-- A deleted job's edges as a child go with it (as a parent, its state stays on them).
+CREATE TRIGGER jobs_forget AFTER DELETE ON jobs
+BEGIN
+    DELETE FROM job_edges WHERE child = OLD.id;
+END;
