@@ -211,6 +211,17 @@ def event_of(
     publishes nothing (the job simply becomes available again). ``duration`` is the handler's
     running time, reported by ``JobSucceeded``, ``JobRetried`` and ``JobDead``.
     """
+    if type(outcome) is Complete and result is FinalizeResult.APPLIED:
+        # The event of nearly every job, so built without the shared fields' dict below.
+        return JobSucceeded(
+            at=now,
+            job_id=job.id,
+            kind=job.kind,
+            queue=job.queue,
+            worker=worker,
+            attempt=job.attempt,
+            duration=duration,
+        )
     # Every event names the job, its queue and kind, the worker and the time.
     about: dict[str, Any] = {
         "at": now,

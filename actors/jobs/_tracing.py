@@ -54,8 +54,7 @@ class Tracer(Protocol):
 
 def trace_id_of(job: Job) -> str | None:
     """The trace id of the W3C ``traceparent`` stored in ``job``'s headers, if any."""
-    headers = getattr(job, "headers", None)
-    parent = headers.get("traceparent") if headers else None
+    parent = job.headers.get("traceparent")
     if not isinstance(parent, str):
         return None
     parts = parent.split("-")

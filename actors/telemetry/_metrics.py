@@ -449,6 +449,12 @@ class MeteredTransport(ForwardingTransport):
         return await self._forward("enqueue_many", lambda t: t.enqueue_many(requests, **extra))
 
     async def _forward(self, name: str, call: Callable[[Transport], Awaitable[T]]) -> T:
+        if name in _WAITING_OPERATIONS:  # not timed (it waits by design): errors only
+            try:
+                return await call(self.inner)
+            except Exception as exc:
+                self._metrics.observe_call(name, 0.0, exc)
+                raise
         now = self._now
         started = now()
         try:

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from types import TracebackType
 from typing import Any, TypeVar
 
 import attrs
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-import transports
 from transports import EnqueueRequest, EnqueueResult, Job, Transport
 from transports.lowlevel import (
+    MAX_HEADERS,
     MAX_LABEL_LENGTH,
     Cancel,
     Complete,
@@ -52,10 +54,11 @@ T = TypeVar("T")
 #: ``messaging.system`` of every span.
 MESSAGING_SYSTEM = "actorq"
 _SCOPE = "actorq"
-#: Whether this version of the store records a job's headers (the trace context lives there).
-_HEADERS = "headers" in attrs.fields_dict(EnqueueRequest)
-#: Most headers a job may carry (``transports.MAX_HEADERS`` where the store defines it).
-_MAX_HEADERS: int = getattr(transports, "MAX_HEADERS", 32)
+# Built once: every span of a run shares them (the SDK copies what it keeps).
+_SEND_LINK = {"messaging.operation.type": "send"}
+_OK = Status(StatusCode.OK)
+_LEASE_LOST = Status(StatusCode.ERROR, "the lease was lost")
+_NO_PARENT = Context()
 
 
 def context_headers(span: trace.Span) -> dict[str, str]:
@@ -67,8 +70,7 @@ def context_headers(span: trace.Span) -> dict[str, str]:
 
 def trace_headers(job: Job) -> Mapping[str, str]:
     """The trace context stored with ``job`` (empty when it was enqueued untraced)."""
-    headers: Mapping[str, str] | None = getattr(job, "headers", None)
-    return headers or {}
+    return job.headers
 
 
 class _Enqueue:
@@ -81,25 +83,54 @@ class _Enqueue:
     def done(self, results: Sequence[EnqueueResult]) -> None:
         for span, result in zip(self._spans, results, strict=True):
             span.set_attribute("messaging.message.id", str(result.job_id))
-            if getattr(result, "deduplicated", False):
+            if result.deduplicated:
                 span.set_attribute("actorq.job.deduplicated", True)
 
 
 class _Run:
-    """The CONSUMER span of one run."""
+    """The CONSUMER span of one run, current while the run lasts (its context manager).
+
+    A plain class rather than ``start_as_current_span``'s generator: it runs for every job,
+    and does the same (the span current inside, an exception recorded and its status ERROR,
+    the span ended on the way out) with less machinery.
+    """
+
+    __slots__ = ("_span", "_token")
 
     def __init__(self, span: trace.Span) -> None:
         self._span = span
+        self._token: object = None
+
+    def __enter__(self) -> _Run:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span = self._span
+        try:
+            if exc is not None and span.is_recording():
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        finally:
+            otel_context.detach(self._token)  # type: ignore[arg-type]  # attach's token
+            span.end()
 
     def done(self, outcome: Outcome | None) -> None:
         span = self._span
+        if not span.is_recording():
+            return  # sampled out: nothing would be kept
         kind = type(outcome)
-        if outcome is None:
-            span.set_attribute("actorq.job.outcome", "lease_lost")
-            span.set_status(Status(StatusCode.ERROR, "the lease was lost"))
-        elif kind is Complete:
+        if kind is Complete:
             span.set_attribute("actorq.job.outcome", "succeeded")
-            span.set_status(Status(StatusCode.OK))
+            span.set_status(_OK)
+        elif outcome is None:
+            span.set_attribute("actorq.job.outcome", "lease_lost")
+            span.set_status(_LEASE_LOST)
         elif isinstance(outcome, Retry):
             span.set_attribute("actorq.job.outcome", "retried")
             span.set_status(Status(StatusCode.ERROR, outcome.error or "retry"))
@@ -156,31 +187,29 @@ class OpenTelemetryTracer:
                 span.end()
 
     def _with_context(self, request: EnqueueRequest, span: trace.Span) -> EnqueueRequest:
-        if not _HEADERS:
-            return request
-        headers: dict[str, str] = dict(getattr(request, "headers", None) or {})
+        if not span.get_span_context().is_valid:
+            return request  # a no-op tracer: there is no context to carry
+        headers: dict[str, str] = dict(request.headers)
         for key, value in context_headers(span).items():
             # A header is a label (at most 255 characters; a W3C tracestate may be longer)
             # and a job holds a bounded number: what does not fit is left out, never refused.
-            if len(value) <= MAX_LABEL_LENGTH and (key in headers or len(headers) < _MAX_HEADERS):
+            if len(value) <= MAX_LABEL_LENGTH and (key in headers or len(headers) < MAX_HEADERS):
                 headers[key] = value
-        changes: dict[str, Any] = {"headers": headers}
-        return attrs.evolve(request, **changes)
+        return attrs.evolve(request, headers=headers)
 
-    @contextlib.contextmanager
-    def run(self, job: Job, *, worker: str) -> Iterator[_Run]:
-        headers = trace_headers(job)
-        parent: Context | None = propagate.extract(dict(headers)) if headers else None
-        links: list[Link] = []
-        if parent is not None:
-            created = trace.get_current_span(parent).get_span_context()
+    def run(self, job: Job, *, worker: str) -> _Run:
+        headers = job.headers
+        parent = _NO_PARENT
+        links: tuple[Link, ...] = ()
+        if headers:
+            extracted = propagate.extract(headers)
+            created = trace.get_current_span(extracted).get_span_context()
             if created.is_valid:
-                links.append(Link(created, {"messaging.operation.type": "send"}))
-            else:
-                parent = None
-        with self._tracer.start_as_current_span(
+                parent = extracted
+                links = (Link(created, _SEND_LINK),)
+        span = self._tracer.start_span(
             f"process {job.queue}",
-            context=parent if parent is not None else Context(),
+            context=parent,
             kind=SpanKind.CONSUMER,
             links=links,
             attributes={
@@ -194,8 +223,8 @@ class OpenTelemetryTracer:
                 "actorq.job.max_attempts": job.max_attempts,
                 "actorq.worker": worker,
             },
-        ) as span:
-            yield _Run(span)
+        )
+        return _Run(span)
 
 
 class TracedTransport(ForwardingTransport):

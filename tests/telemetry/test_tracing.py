@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import types
 from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 
 from actors.core import VirtualClock
@@ -24,6 +25,7 @@ from actors.telemetry import (
     trace_headers,
 )
 from transports import EnqueueRequest, Job, JobState, MemoryTransport, Transport
+from transports.lowlevel import Complete
 
 from ..jobs._support import START, running, topology, wait_final
 
@@ -159,10 +161,8 @@ def test_a_run_continues_the_trace_its_headers_carry(
     with provider.get_tracer("test").start_as_current_span("send default") as producer:
         headers = context_headers(producer)
     assert set(headers) >= {"traceparent"}
-    job = attrs.evolve(_job(), attempt=2)
-    fake = types.SimpleNamespace(**{a.name: getattr(job, a.name) for a in attrs.fields(Job)})
-    fake.headers = headers
-    with tracer.run(fake, worker="w") as run:  # type: ignore[arg-type]
+    job = attrs.evolve(_job(), attempt=2, headers=headers)
+    with tracer.run(job, worker="w") as run:
         run.done(None)
     consumer = exporter.get_finished_spans()[-1]
     assert consumer.context is not None
@@ -173,7 +173,51 @@ def test_a_run_continues_the_trace_its_headers_carry(
         producer.get_span_context().span_id
     ]
     assert consumer.status.status_code is StatusCode.ERROR  # a lost lease
-    assert trace_id_of(fake) == format(producer.get_span_context().trace_id, "032x")  # type: ignore[arg-type]
+    assert trace_id_of(job) == format(producer.get_span_context().trace_id, "032x")
+
+
+def test_a_run_that_raises_ends_its_span_failed_and_restores_the_context(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """The run's span is current inside, and an exception passing through (a shutdown's
+    cancel, say) is recorded, sets the status ERROR and ends the span; the caller's context
+    is back afterwards."""
+    tracer = OpenTelemetryTracer(provider)
+    outside = trace.get_current_span()
+    seen: list[trace.Span] = []
+
+    def fail() -> None:
+        with tracer.run(_job(), worker="w"):
+            seen.append(trace.get_current_span())
+            raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        fail()
+    (inside,) = seen
+    assert inside is not outside
+    assert inside.get_span_context().is_valid
+    assert trace.get_current_span() is outside
+    (span,) = exporter.get_finished_spans()
+    assert span.context is not None
+    assert span.context.span_id == inside.get_span_context().span_id
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "ValueError: boom"
+    assert [event.name for event in span.events] == ["exception"]
+
+
+def test_a_sampled_out_run_records_nothing_and_carries_no_context_at_enqueue(
+    exporter: InMemorySpanExporter,
+) -> None:
+    """With a sampler that keeps nothing, no span is exported; with no SDK at all (a no-op
+    tracer), an enqueue writes no trace headers."""
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with OpenTelemetryTracer(provider).run(_job(), worker="w") as run:
+        run.done(Complete())
+    assert exporter.get_finished_spans() == ()
+    untraced = OpenTelemetryTracer(trace.NoOpTracerProvider())
+    with untraced.enqueue([EnqueueRequest(kind="k")]) as enqueue:
+        assert [dict(r.headers) for r in enqueue.requests] == [{}]
 
 
 def _job() -> Job:
