@@ -145,6 +145,10 @@ Rules that hold for every method:
   nothing and wakes nobody (no job can be suspended on a key already set). ``get_signal``
   reads an event. A suspended job is waiting: ``cancel`` and ``cancel_jobs`` cancel it,
   ``discard_jobs`` and ``delete_jobs`` take it, ``retry_jobs`` makes it available now.
+  Events have a retention: ``prune_signals`` deletes those set before a time (the
+  maintenance leader's Cleanup prunes events older than a week by default). Pruning strands
+  no job (none can be suspended on a key already set); a wait that begins after its event
+  was pruned waits for a new signal, or its timeout.
 * **Dependencies.** A job may wait for others (``EnqueueRequest.after``: existing job ids,
   or ``After(index=i)`` for an earlier request of the same batch). It starts ``pending``
   (active, never claimed) and becomes due (``available``, or ``scheduled`` until its
@@ -447,6 +451,14 @@ class Transport(abc.ABC):
 
         Raises:
             InvalidStepName: ``key`` is not an identifier.
+        """
+
+    @abc.abstractmethod
+    async def prune_signals(self, *, before: float, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` events set before ``before``, oldest first; how many went.
+
+        Raises:
+            InvalidRequest: ``before`` is not a finite number, or ``limit`` is not an int >= 1.
         """
 
     # --- leadership -----------------------------------------------------------------------

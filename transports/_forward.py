@@ -306,5 +306,10 @@ class ForwardingTransport(Transport):
             "list_stats", lambda t: t.list_stats(queue=queue, since=since, until=until)
         )
 
+    async def prune_signals(self, *, before: float, limit: int = 10_000) -> int:
+        return await self._forward(
+            "prune_signals", lambda t: t.prune_signals(before=before, limit=limit)
+        )
+
     async def prune_stats(self, *, before: float) -> int:
         return await self._forward("prune_stats", lambda t: t.prune_stats(before=before))

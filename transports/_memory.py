@@ -613,6 +613,16 @@ class MemoryTransport(Transport):
             self._wake(queue)
         return SignalResult(stored=True, woken=tuple(row.id for row in rows))
 
+    async def prune_signals(self, *, before: float, limit: int = 10_000) -> int:
+        await self._enter()
+        check_time(before, "before", minimum=None)
+        check_limit(limit)
+        signals = self._store.signals
+        doomed = sorted((at, key) for key, (_, at) in signals.items() if at < before)[:limit]
+        for _, key in doomed:
+            del signals[key]
+        return len(doomed)
+
     async def get_signal(self, key: str) -> Signal | None:
         await self._enter()
         check_event_key(key)

@@ -1042,6 +1042,15 @@ class PostgresTransport(Transport):
             assert row is not None
             return row
 
+    async def prune_signals(self, *, before: float, limit: int = 10_000) -> int:
+        check_time(before, "before", minimum=None)
+        check_limit(limit)
+        pool = self._db
+        pruned: int = await self._run(
+            lambda: pool.fetchval(self._sql["prune_signals"], before, limit), idempotent=True
+        )
+        return pruned
+
     async def get_signal(self, key: str) -> Signal | None:
         check_event_key(key)
         pool = self._db

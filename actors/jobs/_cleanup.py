@@ -20,6 +20,8 @@ _log = logging.getLogger("actorq.cleanup")
 DEFAULT_RETENTION = 7 * 24 * 3600.0
 #: Seconds history rows are kept: a week.
 DEFAULT_STATS_RETENTION = 7 * 24 * 3600.0
+#: Seconds a signalled event is kept (for waits that begin after it): a week.
+DEFAULT_SIGNAL_RETENTION = 7 * 24 * 3600.0
 #: Seconds a node not seen stays listed (as gone) before it is forgotten: a day.
 DEFAULT_NODE_RETENTION = 24 * 3600.0
 #: Seconds between cleanups.
@@ -41,8 +43,9 @@ class Cleanup(PeriodicActor):
     """Every ``interval`` seconds, the holder of the ``maintenance`` leader lease deletes
     succeeded, cancelled and dead jobs finished longer ago than their queue's ``retention``
     (``QueueConfig.retention``, else ``default_retention``; a None default keeps them forever),
-    history rows older than ``stats_retention`` and registered nodes not seen for
-    ``node_retention`` seconds (None keeps them).
+    history rows older than ``stats_retention``, signalled events older than
+    ``signal_retention`` and registered nodes not seen for ``node_retention`` seconds (None
+    keeps them).
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class Cleanup(PeriodicActor):
         default_retention: float | None = DEFAULT_RETENTION,
         stats_retention: float | None = DEFAULT_STATS_RETENTION,
         node_retention: float | None = DEFAULT_NODE_RETENTION,
+        signal_retention: float | None = DEFAULT_SIGNAL_RETENTION,
         interval: float = DEFAULT_INTERVAL,
         batch: int = 10_000,
         release_timeout: float = _DEFAULTS.release_timeout,
@@ -64,12 +68,14 @@ class Cleanup(PeriodicActor):
         for what, value in [
             ("stats_retention", stats_retention),
             ("node_retention", node_retention),
+            ("signal_retention", signal_retention),
         ]:
             if value is not None:
                 number(f"Cleanup {what}", value, strict=False)
         integer("Cleanup batch", batch, minimum=1, maximum=1_000_000)
         self._stats_retention = stats_retention
         self._node_retention = node_retention
+        self._signal_retention = signal_retention
         self._transport = transport
         self._node_id = node_id
         self._default = default_retention
@@ -77,6 +83,7 @@ class Cleanup(PeriodicActor):
         self.deleted = 0
         self.pruned_stats = 0  # history rows deleted
         self.pruned_nodes = 0  # registered nodes forgotten
+        self.pruned_signals = 0  # signalled events deleted
         self.leading = False
         self._refused: dict[str, str] = {}  # queue -> the stored retention warned about
 
@@ -93,6 +100,10 @@ class Cleanup(PeriodicActor):
         now = self.context.clock.now()
         if self._stats_retention is not None:
             self.pruned_stats += await transport.prune_stats(before=now - self._stats_retention)
+        if self._signal_retention is not None:
+            self.pruned_signals += await transport.prune_signals(
+                before=now - self._signal_retention, limit=self._batch
+            )
         if self._node_retention is not None:
             pruned = await transport.prune_nodes(seen_before=now - self._node_retention)
             if pruned:

@@ -43,6 +43,7 @@ from ._cleanup import (
     DEFAULT_INTERVAL,
     DEFAULT_NODE_RETENTION,
     DEFAULT_RETENTION,
+    DEFAULT_SIGNAL_RETENTION,
     DEFAULT_STATS_RETENTION,
     Cleanup,
 )
@@ -168,7 +169,9 @@ class Topology:
         self._queues: list[_QueuePlan] = []
         self._reaper: float | None = None
         self._cron: tuple[Sequence[CronSchedule], float] | None = None
-        self._cleanup: tuple[float | None, float, float | None, float | None] | None = None
+        self._cleanup: (
+            tuple[float | None, float, float | None, float | None, float | None] | None
+        ) = None
         self._registry: float | None = None
         self._history: float | None = None
         self._actors: list[_ActorPlan] = []
@@ -287,10 +290,12 @@ class Topology:
         interval: float = DEFAULT_INTERVAL,
         stats_retention: float | None = DEFAULT_STATS_RETENTION,
         node_retention: float | None = DEFAULT_NODE_RETENTION,
+        signal_retention: float | None = DEFAULT_SIGNAL_RETENTION,
     ) -> Topology:
         """Run Cleanup (leader only), deleting finished jobs past their retention, history
-        rows older than ``stats_retention`` seconds and registered nodes not seen for
-        ``node_retention`` seconds (None keeps them).
+        rows older than ``stats_retention`` seconds, signalled events older than
+        ``signal_retention`` seconds and registered nodes not seen for ``node_retention``
+        seconds (None keeps them).
 
         Raises:
             ConfigInvalid: ``interval`` is not > 0, or a retention is negative.
@@ -299,6 +304,7 @@ class Topology:
             ("default_retention", default_retention),
             ("stats_retention", stats_retention),
             ("node_retention", node_retention),
+            ("signal_retention", signal_retention),
         ]:
             if retention is not None:
                 number(f"cleanup {what}", retention, strict=False)
@@ -307,6 +313,7 @@ class Topology:
             number("cleanup interval", interval),
             stats_retention,
             node_retention,
+            signal_retention,
         )
         return self
 
@@ -498,7 +505,9 @@ class Topology:
                 )
             )
         if self._cleanup is not None:
-            retention, cleanup_every, stats_retention, node_retention = self._cleanup
+            retention, cleanup_every, stats_retention, node_retention, signal_retention = (
+                self._cleanup
+            )
             specs.append(
                 ChildSpec(
                     id="cleanup",
@@ -508,6 +517,7 @@ class Topology:
                         default_retention=retention,
                         stats_retention=stats_retention,
                         node_retention=node_retention,
+                        signal_retention=signal_retention,
                         interval=cleanup_every,
                         release_timeout=self.config.release_timeout,
                     ),

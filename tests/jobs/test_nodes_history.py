@@ -138,6 +138,28 @@ async def test_a_dead_node_shows_gone_then_is_pruned_by_the_leader(clock: Virtua
         await kept.stop()
 
 
+async def test_the_leader_prunes_signalled_events_past_their_retention(
+    clock: VirtualClock,
+) -> None:
+    """Cleanup deletes events signalled longer ago than ``signal_retention``, and keeps the
+    newer ones."""
+    async with MemoryTransport(clock=clock) as transport:
+        node = Topology(App(), transport, node_id="n", clock=clock, rng=Random(0))
+        node.cleanup(interval=5.0, signal_retention=60.0)
+        async with clock.autojump(), anyio.create_task_group() as tg:
+            await transport.signal("old", 1)
+            await clock.sleep(100.0)
+            await transport.signal("new", 2)
+            running = await start_node(tg, node)
+            await wait_until(
+                clock, lambda: "old" not in transport.store.signals, what="the old event pruned"
+            )
+            assert await transport.get_signal("new") is not None
+            await clock.sleep(70.0)
+            assert await transport.get_signal("new") is None
+            await running.stop()
+
+
 async def test_the_history_of_a_minute_adds_up(transport: Transport, clock: VirtualClock) -> None:
     """Jobs that succeed, fail and die, a reclaimed lease and a dedupe fold show in the
     queue's history, with a wait and a run time for every attempt."""

@@ -851,6 +851,21 @@ def _stats_rows() -> list[Row]:
         rows.append(
             Row(f"prune_stats(before={value!r})", _op("prune_stats", before=value), InvalidRequest)
         )
+        rows.append(
+            Row(
+                f"prune_signals(before={value!r})",
+                _op("prune_signals", before=value),
+                InvalidRequest,
+            )
+        )
+    rows += [
+        Row(
+            f"prune_signals(limit={value!r})",
+            _op("prune_signals", before=0.0, limit=value),
+            InvalidRequest,
+        )
+        for value in BAD_LIMITS
+    ]
     rows += [
         add("minute=0 with a figure of 2**63 - 1", None, minute=0.0, dead=INT64_MAX),
         add(f"minute={MINUTE * 10**9:g}", None, minute=MINUTE * 10**9, dead=1),

@@ -214,6 +214,27 @@ class TransportSteps:
         assert job.run_at == clock.now()
         assert (await _claim(transport)).job_id == lease.job_id
 
+    async def test_prune_signals_deletes_the_oldest_events_before_a_time(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """prune_signals deletes events set before ``before``, oldest first, at most
+        ``limit``; a later wait on a pruned key suspends again until a new signal."""
+        for key in ["a", "b", "c"]:
+            assert (await transport.signal(key, key)).stored
+            clock.advance(10.0)
+        newest = clock.now() - 10.0  # when "c" was set
+        assert await transport.prune_signals(before=newest, limit=1) == 1
+        assert await transport.get_signal("a") is None  # the oldest went first
+        assert await transport.get_signal("b") is not None
+        assert await transport.prune_signals(before=newest) == 1
+        assert await transport.prune_signals(before=newest) == 0
+        signal = await transport.get_signal("c")  # set at ``newest``: not before it
+        assert signal is not None
+        assert signal.value == "c"
+        lease = await _suspended(transport, clock, "a", 60.0)
+        assert (await transport.get(lease.job_id)).state is JobState.SUSPENDED
+        assert (await transport.signal("a", 2)).woken == (lease.job_id,)
+
     async def test_a_suspension_times_out_like_a_schedule(
         self, transport: Transport, clock: ManualClock
     ) -> None:

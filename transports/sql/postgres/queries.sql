@@ -609,6 +609,17 @@ SELECT pg_advisory_xact_lock(7007, hashtext(key)) FROM unnest($1::text[]) AS k(k
 -- name: get_signal
 SELECT value, signalled_at FROM {schema}.signals WHERE key = $1::text;
 
+-- name: prune_signals
+WITH gone AS (
+    DELETE FROM {schema}.signals
+    WHERE key IN (
+        SELECT key FROM {schema}.signals WHERE signalled_at < $1::float8
+        ORDER BY signalled_at LIMIT $2::int
+    )
+    RETURNING 1
+)
+SELECT count(*) FROM gone;
+
 -- name: acquire_leader
 -- A live holder keeps its epoch; taking over a released or expired lease bumps it.
 WITH now AS (

@@ -178,6 +178,9 @@ CREATE TABLE {schema}.signals (
     signalled_at double precision NOT NULL
 );
 
+-- The maintenance leader prunes events past their retention, oldest first (0010).
+CREATE INDEX signals_by_age ON {schema}.signals (signalled_at);
+
 -- Dependencies (0009): child waits for parent; parent_state is the parent's final state once
 -- it ended, NULL while it may still run (see transports.lowlevel.verdict).
 CREATE TABLE {schema}.job_edges (

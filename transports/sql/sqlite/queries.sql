@@ -343,6 +343,13 @@ SELECT value, signalled_at
 FROM signals
 WHERE key = :key
 
+-- name: prune_signals
+DELETE FROM signals
+WHERE key IN (
+    SELECT key FROM signals WHERE signalled_at < :before ORDER BY signalled_at LIMIT :limit
+)
+RETURNING 1
+
 -- name: acquire_leader
 -- Keeps the epoch when the holder renews a live lease; any other taking bumps it.
 INSERT INTO leaders (name, holder, epoch, expires_at)

@@ -189,6 +189,9 @@ CREATE TABLE signals (
     signalled_at REAL NOT NULL
 ) WITHOUT ROWID;
 
+-- The maintenance leader prunes events past their retention, oldest first (0010).
+CREATE INDEX signals_by_age ON signals (signalled_at);
+
 -- Dependencies (0009): child waits for parent. parent_state is the parent's final state once
 -- it ended, NULL while it may still run. transports.lowlevel.verdict decides a pending child:
 -- a 'cancel' edge whose parent ended dead or cancelled cancels it; else it is due once no

@@ -1,0 +1,3 @@
+-- 0010: signal retention. The maintenance leader prunes events set longer ago than their
+-- retention, oldest first (prune_signals).
+CREATE INDEX signals_by_age ON signals (signalled_at);
