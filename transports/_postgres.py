@@ -235,6 +235,10 @@ _DONE_NOTIFY = """
 """
 
 
+_DEADLOCK_TRIES = 5
+"""Times a call chosen as a deadlock's victim is made before its error goes on."""
+
+
 def _render(sql: str, schema: str, *, notify: bool) -> str:
     # str.replace, not str.format: SQL is full of braces ('{}'::int[]).
     return (
@@ -816,17 +820,31 @@ class PostgresTransport(Transport):
         its leader lease, a queue config write) is then made once more, on a fresh
         connection, before :class:`ConnectionLost` is raised; any other call raises it at
         once, its single statement whole or absent.
+
+        A call the server chose as the victim of a deadlock (two batches updating the same
+        rows in different orders: a node's renewal and its finalize, say) was rolled back
+        whole, so it is made again, up to ``_DEADLOCK_TRIES`` times, whatever it writes.
         """
+
+        async def attempt() -> T:
+            for tries in range(1, _DEADLOCK_TRIES + 1):
+                try:
+                    return await call()
+                except asyncpg.exceptions.DeadlockDetectedError:
+                    if tries == _DEADLOCK_TRIES:
+                        raise
+            raise AssertionError("unreachable")  # pragma: no cover
+
         try:
             with _mapped():
-                return await call()
+                return await attempt()
         except ConnectionLost:
             await self._renew_pool()
             if not idempotent:
                 raise
         try:
             with _mapped():
-                return await call()
+                return await attempt()
         except ConnectionLost:
             await self._renew_pool()
             raise

@@ -256,3 +256,27 @@ async def _finish(
     for request, result in zip(requests, results, strict=True):
         if result is FinalizeResult.APPLIED and isinstance(request.outcome, Complete):
             completed[request.job_id] = completed.get(request.job_id, 0) + 1
+
+
+async def test_a_call_chosen_as_a_deadlock_victim_is_made_again(
+    postgres_dsn: str, postgres_schema: str
+) -> None:
+    """The server rolls a deadlock's victim back whole, so the transport makes the call again
+    (a renewal crossing a finalize of the same rows in another order no longer crashes the
+    node's lease keeper); a call that keeps losing reports a TransportError."""
+    async with PostgresTransport(postgres_dsn, schema=postgres_schema, pool_size=2) as transport:
+        pool = transport._db
+        made: list[int] = []
+
+        async def losing(times: int) -> int:
+            made.append(1)
+            if len(made) <= times:
+                raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+            return int(await pool.fetchval("SELECT 7"))
+
+        assert await transport._run(lambda: losing(2)) == 7
+        assert len(made) == 3
+        made.clear()
+        with pytest.raises(TransportError, match="deadlock"):
+            await transport._run(lambda: losing(100))
+        assert len(made) == 5
