@@ -97,6 +97,8 @@ from ._records import (
     check_action,
     check_listing,
     decode_errors,
+    decode_headers,
+    decode_result,
     encode_payload,
     encode_result,
     encode_step,
@@ -297,34 +299,12 @@ def _job(
         cancel_requested=row[16],
         started_at=row[17],
         errors=decode_errors(row[18]),
-        headers=_headers(row[19]),
+        headers=decode_headers(row[19]),
         concurrency_key=row[20],
-        result=_result(result),
+        result=decode_result(result),
         wait_key=wait_key,
         workflow=workflow,
     )
-
-
-def _result(stored: str | None) -> Any:
-    """A stored result, decoded; a value another tool stored malformed reads as None."""
-    if stored is None:
-        return None
-    try:
-        return json.loads(stored)
-    except ValueError:
-        return None
-
-
-def _headers(stored: str) -> dict[str, str]:
-    if stored == "{}":
-        return {}  # most jobs carry none: no decoding on the claim path
-    try:
-        headers = json.loads(stored)
-    except ValueError:
-        return {}
-    if not isinstance(headers, dict):
-        return {}
-    return {str(key): str(value) for key, value in headers.items()}
 
 
 # The states (as jobs read) each operator action takes.

@@ -425,6 +425,29 @@ class AttemptError:
     traceback: str | None  # the last MAX_TRACEBACK characters of the traceback, if one was given
 
 
+def decode_result(stored: str | None) -> Any:
+    """A stored result, decoded; a value another tool stored malformed reads as None."""
+    if stored is None:
+        return None
+    try:
+        return json.loads(stored)
+    except ValueError:
+        return None
+
+
+def decode_headers(stored: str) -> dict[str, str]:
+    """A job's stored headers (a JSON object); a malformed value reads as no headers."""
+    if stored == "{}":
+        return {}  # most jobs carry none: no decoding on the claim path
+    try:
+        headers = json.loads(stored)
+    except ValueError:
+        return {}
+    if not isinstance(headers, dict):
+        return {}
+    return {str(key): str(value) for key, value in headers.items()}
+
+
 def decode_errors(stored: object) -> tuple[AttemptError, ...]:
     """A job's error history as a backend stored it (a JSON array, text or decoded).
 
