@@ -157,6 +157,11 @@ def _duration(name: str, default: float, text: str) -> Callable[[_F], _F]:
     is_flag=True,
     help="The built-in jobs run as durable steps, some waiting for a signal.",
 )
+@click.option(
+    "--workflows",
+    is_flag=True,
+    help="The producer enqueues workflows: chains and fan-out groups with a fan-in callback.",
+)
 @_defaulted("--backend", click.Choice(["asyncio", "trio"]), _DEFAULT.backend, "Event loop.")
 @click.option(
     "--keep-faults",
@@ -254,6 +259,7 @@ def config_from_options(
     key_rate: str | tuple[int, float] | None = None,
     operators: bool = False,
     steps: bool = False,
+    workflows: bool = False,
     backend: str = _DEFAULT.backend,
     keep_faults: Sequence[int] | str | None = None,
 ) -> SimConfig:
@@ -291,6 +297,7 @@ def config_from_options(
         key_rate=key_rate,
         operators=operators,
         steps=steps,
+        workflows=workflows,
         backend=backend,
         keep_faults=keep_faults,
     )

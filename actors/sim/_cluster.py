@@ -21,7 +21,16 @@ from anyio.abc import TaskGroup, TaskStatus
 from actors.core import ActorCrashed, Clock, VirtualClock
 from actors.jobs import App, CronSchedule, RuntimeEvent, Topology, WorkerConfig, WorkerCrashed
 from actors.jobs.lowlevel import EventBus
-from transports import JobFilter, JobState, MemoryStore, MemoryTransport, QueueStats, Transport
+from transports import (
+    Job,
+    JobFilter,
+    JobState,
+    MemoryStore,
+    MemoryTransport,
+    QueueStats,
+    Transport,
+)
+from transports.lowlevel import WorkflowSummary
 
 from ._clock import NodeClock
 from ._config import FaultKind, SimConfig
@@ -66,7 +75,13 @@ FAILED_RESTART = (1.0, 10.0)
 #: Initial clock offsets are uniform in +-this many seconds, when skew is on.
 INITIAL_SKEW = 5.0
 #: States in which a job is not final.
-ACTIVE_STATES = (JobState.SCHEDULED, JobState.AVAILABLE, JobState.RUNNING, JobState.SUSPENDED)
+ACTIVE_STATES = (
+    JobState.PENDING,
+    JobState.SCHEDULED,
+    JobState.AVAILABLE,
+    JobState.RUNNING,
+    JobState.SUSPENDED,
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -195,6 +210,8 @@ class Cluster:
         self.storage_errors = 0
         self.final_states: dict[str, int] = {}
         self.history: QueueStats | None = None  # the store's history, every queue and minute
+        self.workflows: dict[str, int] = {}  # workflows by "final" / "not final", at the end
+        self.cancelled_by_parent = 0  # jobs a parent that ended dead or cancelled cancelled
         trace.listeners.append(self._follow)
 
     # --- the run --------------------------------------------------------------------------
@@ -232,6 +249,15 @@ class Cluster:
                 states[state.value] += number
         self.final_states = dict(sorted(states.items()))
         self.history = _total(await self._oracle.list_stats())
+        if self.config.workflows:
+            summaries = await self._workflows()
+            final = sum(1 for s in summaries if s.is_final)
+            self.workflows = {"final": final, "not final": len(summaries) - final}
+            self.cancelled_by_parent = sum(
+                1
+                for job in await self._all_jobs(JobFilter(states=(JobState.CANCELLED,)))
+                if (job.last_error or "").startswith("parent ")
+            )
 
     def _stop_all(self) -> None:
         """The end: every node dies at once, and nothing it says any more is recorded."""
@@ -494,15 +520,58 @@ class Cluster:
         found.sort()
         return found
 
+    async def _all_jobs(self, where: JobFilter | None = None) -> list[Job]:
+        """Every job of the store (that ``where`` matches), by id."""
+        jobs: list[Job] = []
+        after = 0
+        while True:
+            page = await self._oracle.list_jobs(where, after_id=after, limit=1000)
+            jobs.extend(page)
+            if len(page) < 1000:
+                return jobs
+            after = page[-1].id
+
+    async def _workflows(self) -> list[WorkflowSummary]:
+        """Every workflow of the store, by name."""
+        found: list[WorkflowSummary] = []
+        after: str | None = None
+        while True:
+            page = await self._oracle.list_workflows(after=after, limit=100)
+            found.extend(page)
+            if len(page) < 100:
+                return found
+            after = page[-1].workflow
+
+    async def _open_workflows(self, before: float) -> list[WorkflowSummary]:
+        """Workflows begun before ``before`` with a job not final (``workflows`` runs)."""
+        if not self.config.workflows:
+            return []
+        return [s for s in await self._workflows() if not s.is_final and s.created_at < before]
+
     async def _drain(self) -> None:
-        """The quiet tail: wait until every job enqueued before it is final."""
+        """The quiet tail: wait until every job (and workflow) begun before it is final."""
         base = self._base
         deadline = self.tail_start + self.config.tail
         while True:
             pending = await self._pending(self.tail_start)
-            if not pending:
+            open_workflows = await self._open_workflows(self.tail_start)
+            if not pending and not open_workflows:
                 return
             now = base.now()
+            if now >= deadline and open_workflows:
+                shown = "; ".join(
+                    f"{s.workflow} "
+                    + ", ".join(
+                        f"{n} {state.value}" for state, n in sorted(s.by_state.items()) if n
+                    )
+                    for s in open_workflows[:5]
+                )
+                self.checker.violate(
+                    "workflows_final",
+                    f"{len(open_workflows)} workflow(s) still not final {self.config.tail:g}s "
+                    f"after faults stopped: {shown}",
+                )
+                return
             if now >= deadline:
                 shown = "; ".join(
                     f"job {i} {state} attempt {attempt} owner {owner}"
@@ -518,14 +587,7 @@ class Cluster:
 
     async def _final_checks(self) -> None:
         """Against the store itself: nothing lost, attempts in bounds; count final states."""
-        jobs = []
-        after = 0
-        while True:
-            page = await self._oracle.list_jobs(after_id=after, limit=1000)
-            jobs.extend(page)
-            if len(page) < 1000:
-                break
-            after = page[-1].id
+        jobs = await self._all_jobs()
         present = {j.id for j in jobs}
         if not self.checker.cleaned:
             missing = [job_id for job_id in self.checker.jobs if job_id not in present]

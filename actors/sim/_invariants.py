@@ -34,6 +34,17 @@ Invariants (their names appear in reports):
 * ``step_once``: no attempt claimed after a step's record committed runs that step again
   (only the attempt that had it in hand when its lease was lost may: a zombie, fenced off).
 * ``none_left_suspended``: at the end, no job is suspended on an event that was signalled.
+* ``parents_first``: a job that waits for others (``after=``) is claimed only once every
+  parent succeeded, or, on an ``on_failure="run"`` edge, ended (runs with ``workflows``; a
+  job whose parent an operator retried is not held back once started, so it is left out).
+* ``workflows_final``: once faults stop, every workflow becomes final within the tail: no
+  job of it is left pending behind a parent that ended.
+* ``fan_in_once``: a fan-in callback's handler completes once per workflow run: no attempt
+  claimed after a completion committed completes it again (an earlier attempt may, if its
+  lease was lost meanwhile: a zombie, fenced off); an operator's retry of the callback
+  starts a new run.
+* ``fan_in_results``: a fan-in callback reads the result of every member that succeeded,
+  and None for the others (``on_failure="run"``).
 * ``node_error``: no node (or the simulator) fails with an unexpected exception.
 """
 
@@ -45,8 +56,9 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from actors.jobs import CronFired, FinalizeRefused, JobClaimed, JobLeaseLost
-from transports import EnqueueRequest, EnqueueResult, JobState
+from transports import EnqueueRequest, EnqueueResult, JobState, JsonValue, OnFailure
 from transports.lowlevel import (
+    Complete,
     FinalizeRequest,
     FinalizeResult,
     LeaderLease,
@@ -151,6 +163,7 @@ class _Job:
     """The checker's model of one job's lease."""
 
     __slots__ = (
+        "claims",
         "expires_at",
         "extended_at",
         "id",
@@ -159,6 +172,7 @@ class _Job:
         "max_attempts",
         "orphaned_at",
         "owner",
+        "parents",
         "queue",
         "restart_from",
         "token",
@@ -178,6 +192,8 @@ class _Job:
         self.restart_from: float | None = None
         # The expiry of the newest reaped lease, until the job's handler starts again.
         self.lost_at: float | None = None
+        self.parents: tuple[tuple[int, OnFailure], ...] = ()  # its edges, as enqueued
+        self.claims = 0
 
 
 class Checker:
@@ -252,6 +268,19 @@ class Checker:
         self.step_records: dict[tuple[int, str], float] = {}
         self.steps_recorded = 0
         self.steps_refused = 0
+        #: A job's state in the store now, or None once it is gone (set by the run, which
+        #: reads its in-process store without yielding; needed by ``parents_first``).
+        self.state_of: Callable[[int], JobState | None] = lambda job_id: None
+        self._retried: set[int] = set()  # jobs an operator retried
+        # fan-in completions not committed yet, (job, token) -> workflow; committed, by
+        # workflow -> the callback job
+        self._fan_in_pending: dict[tuple[int, int], str] = {}
+        self._fan_in_committed: dict[str, tuple[int, float]] = {}
+        self._fan_in_seen: set[str] = set()
+        self.dependents_started = 0  # first claims of jobs with parents
+        self.ran_after_failure = 0  # of which with a parent that did not succeed (run edges)
+        self.fan_ins_completed = 0
+        self.fan_ins_again = 0  # completions of a workflow's fan-in after its first
         trace.listeners.append(self._follow)
 
     # --- violations -----------------------------------------------------------------------
@@ -297,12 +326,24 @@ class Checker:
         jobs = self.jobs
         for request, result in zip(requests, results, strict=True):
             if not result.deduplicated and result.job_id not in jobs:
-                jobs[result.job_id] = _Job(result.job_id, request.queue, request.max_attempts)
+                job = jobs[result.job_id] = _Job(result.job_id, request.queue, request.max_attempts)
+                job.parents = tuple(
+                    (
+                        a.job_id if a.job_id is not None else results[a.index or 0].job_id,
+                        a.on_failure,
+                    )
+                    for a in request.after
+                )
 
     def operated(self, source: str, action: str, job_ids: Sequence[int], now: float) -> None:
         """An operator changed jobs by filter: a retry or discard touched no leased job."""
         if self._trace.closed or action == "cancel":
             return
+        if action == "retry":
+            self._retried.update(job_ids)
+            for workflow, (callback, _) in list(self._fan_in_committed.items()):
+                if callback in job_ids:  # the callback runs again: a new run of its workflow
+                    del self._fan_in_committed[workflow]
         for job_id in job_ids:
             job = self.jobs.get(job_id)
             if job is not None and job.token is not None:
@@ -339,6 +380,9 @@ class Checker:
                     f"job {job.id} claimed for attempt {attempt} of {lease.job.max_attempts}",
                 )
                 return
+            if job.parents and not self._parents_decided(job, lease.owner):
+                return
+            job.claims += 1
             if job.orphaned_at is not None:
                 self.rerun.append(now - job.orphaned_at)
                 job.orphaned_at = None
@@ -386,6 +430,80 @@ class Checker:
                     f"its limit is {self.limits[key]}",
                 )
                 return
+
+    def _parents_decided(self, job: _Job, owner: str) -> bool:
+        """``parents_first`` for a claim of ``job``: every parent succeeded, or ended on a
+        ``run`` edge (unless an operator retried one: a started job is not held back)."""
+        if any(parent in self._retried for parent, _ in job.parents):
+            return True
+        failed = False
+        for parent, on_failure in job.parents:
+            state = self.state_of(parent)
+            if state is None or state is JobState.SUCCEEDED:
+                continue
+            if on_failure is OnFailure.RUN and state.is_final:
+                failed = True
+                continue
+            self.violate(
+                "parents_first",
+                f"job {job.id} claimed by {owner} while its parent {parent} is {state.value} "
+                f"(edge on_failure={on_failure.value})",
+            )
+            return False
+        if not job.claims:
+            self.dependents_started += 1
+            self.ran_after_failure += failed
+        return True
+
+    def fan_in_done(self, workflow: str, job_id: int, token: int, started_at: float) -> None:
+        """A fan-in callback's handler completes (about to return) under ``token``, in an
+        attempt claimed at ``started_at``: never one claimed after a completion of its
+        workflow's run had committed (a zombie claimed before may: its finalize is fenced)."""
+        if self._trace.closed:
+            return
+        committed = self._fan_in_committed.get(workflow)
+        if committed is not None and committed[1] < started_at:
+            self.violate(
+                "fan_in_once",
+                f"the fan-in of {workflow!r} completed again (job {job_id}, token {token}) in "
+                f"an attempt claimed {started_at - committed[1]:.6f}s after the completion of "
+                f"job {committed[0]} had committed",
+            )
+            return
+        self.fan_ins_completed += 1
+        if workflow in self._fan_in_seen:
+            self.fan_ins_again += 1
+        self._fan_in_seen.add(workflow)
+        self._fan_in_pending[job_id, token] = workflow
+
+    def fan_in_read(
+        self, workflow: str, job_id: int, n: int, results: dict[int, JsonValue]
+    ) -> None:
+        """A fan-in callback read its members' results: one per parent, each succeeded
+        member's own (naming workflow ``n`` and a distinct place), None for the others."""
+        if self._trace.closed:
+            return
+        job = self.jobs.get(job_id)
+        if job is None or any(parent in self._retried for parent, _ in job.parents):
+            return
+        seen: set[object] = set()
+        for parent, _ in job.parents:
+            value = results.get(parent)
+            succeeded = self.state_of(parent) is JobState.SUCCEEDED
+            place = value.get("i") if isinstance(value, dict) else None
+            good = (
+                isinstance(value, dict) and value.get("n") == n and place not in seen
+                if succeeded
+                else value is None and parent in results
+            )
+            if not good:
+                self.violate(
+                    "fan_in_results",
+                    f"the fan-in of {workflow!r} (job {job_id}) read {value!r} for its "
+                    f"{'succeeded' if succeeded else 'failed'} member {parent}",
+                )
+                return
+            seen.add(place)
 
     def renewed(
         self,
@@ -500,6 +618,10 @@ class Checker:
                 )
                 return
             self.finalizes_applied += 1
+            if isinstance(request.outcome, Complete):
+                workflow = self._fan_in_pending.pop((request.job_id, request.token), None)
+                if workflow is not None:
+                    self._fan_in_committed.setdefault(workflow, (request.job_id, now))
             job.token = None
             job.expires_at = -math.inf
             outcome = request.outcome

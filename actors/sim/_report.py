@@ -95,6 +95,18 @@ class SimReport:
     steps_refused: int = 0
     signals: int = 0
     waits_timed_out: int = 0
+    # workflows (runs with ``workflows``): by their state at the end (final or not), chains
+    # and groups enqueued, first starts of jobs with parents (of which after a parent that
+    # did not succeed, on a ``run`` edge), jobs a failed parent cancelled, fan-in callbacks
+    # completed (of which again: an earlier run's completion had not committed)
+    workflows: Mapping[str, int] = attrs.field(factory=dict)
+    chains: int = 0
+    groups: int = 0
+    dependents_started: int = 0
+    ran_after_failure: int = 0
+    cancelled_by_parent: int = 0
+    fan_ins_completed: int = 0
+    fan_ins_again: int = 0
 
     @property
     def passed(self) -> bool:
@@ -156,7 +168,17 @@ class SimReport:
                 f"record had not committed), {self.steps_recorded} recorded, "
                 f"{self.steps_refused} refused for a stale lease; {self.signals} signals, "
                 f"{self.waits_timed_out} waits timed out"
-                if c.steps
+                if c.steps or c.workflows
+                else ""
+            ),
+            (
+                f"  workflows: {self.chains} chains, {self.groups} groups with a fan-in; "
+                + ", ".join(f"{n} {s}" for s, n in sorted(self.workflows.items()))
+                + f"; {self.dependents_started} dependents started ({self.ran_after_failure} "
+                f"after a failed parent, on_failure=run), {self.cancelled_by_parent} cancelled "
+                f"by a failed parent; fan-ins: {self.fan_ins_completed} completed, "
+                f"{self.fan_ins_again} again (an earlier run had not committed)"
+                if c.workflows
                 else ""
             ),
             self._history_line(),

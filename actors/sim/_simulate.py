@@ -14,7 +14,7 @@ import attrs
 
 from actors.core import VirtualClock
 from actors.jobs import App, CronSchedule
-from transports import EnqueueRequest, MemoryStore, MemoryTransport
+from transports import EnqueueRequest, JobState, MemoryStore, MemoryTransport
 
 from ._cluster import (
     Cluster,
@@ -29,7 +29,7 @@ from ._invariants import Checker, Health
 from ._report import Distribution, SimReport, SweepRun, SweepSummary
 from ._rng import derive_rng
 from ._trace import HandlerHung, Trace
-from ._workload import JobFactory, Producer, SimWorkload, with_hangs
+from ._workload import WORKFLOW_SIZE, JobFactory, Producer, SimWorkload, with_hangs
 
 __all__ = ["run_simulation", "shrink", "simulate", "sweep"]
 
@@ -82,9 +82,13 @@ async def run_simulation(
             cron=config.cron,
             keyed=config.key_limit is not None or config.key_rate is not None,
             steps=config.steps,
+            workflows=config.workflows,
         )
-        if config.steps:
+        if config.steps or config.workflows:
             workload.ran = checker.step_ran
+        if config.workflows:
+            workload.fan_in_done = checker.fan_in_done
+            workload.fan_in_read = checker.fan_in_read
         if config.key_limit is not None or config.key_rate is not None:
             limits = MemoryTransport(store=store, clock=base)
             rate, per = config.key_rate or (None, None)
@@ -101,10 +105,12 @@ async def run_simulation(
         raise ValueError("simulating your own App needs make_job(rng, n) -> EnqueueRequest")
     if FaultKind.HANG in config.faults:
         app = with_hangs(app, config.seed, config.rates.hang, trace)
+    checker.state_of = functools.partial(_state_of, store)
     hub = WakeHub()
+    workflows = workload is not None and config.workflows
     producer = Producer(
         seed=config.seed,
-        jobs=config.jobs,
+        jobs=-(-config.jobs // WORKFLOW_SIZE) if workflows else config.jobs,
         span=config.duration * 0.8,
         make_job=make_job or _no_jobs,
         client=MemoryTransport(store=store, clock=base),
@@ -115,6 +121,7 @@ async def run_simulation(
         operators=config.operators,
         signal_delay=workload.signal_delay if workload is not None and config.steps else None,
         event_key=workload.event_key if workload is not None else None,
+        make_workflow=workload.make_workflow if workload is not None and workflows else None,
     )
     cluster = Cluster(
         config,
@@ -174,7 +181,21 @@ async def run_simulation(
         steps_refused=checker.steps_refused,
         signals=producer.signals,
         waits_timed_out=0 if workload is None else len(workload.timed_out),
+        workflows=cluster.workflows,
+        chains=0 if workload is None else workload.chains,
+        groups=0 if workload is None else workload.groups,
+        dependents_started=checker.dependents_started,
+        ran_after_failure=checker.ran_after_failure,
+        cancelled_by_parent=cluster.cancelled_by_parent,
+        fan_ins_completed=checker.fan_ins_completed,
+        fan_ins_again=checker.fan_ins_again,
     )
+
+
+def _state_of(store: MemoryStore, job_id: int) -> JobState | None:
+    """A job's state in the run's store, read without yielding (None once it is gone)."""
+    row = store.jobs.get(job_id)
+    return None if row is None else row.state
 
 
 def _fault_counts(cluster: Cluster, trace: Trace, config: SimConfig) -> dict[str, int]:

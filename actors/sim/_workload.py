@@ -5,6 +5,10 @@ longer than a lease, so heartbeats must keep them), succeed, fail, ask for a ret
 job or snooze it. Every choice comes from an RNG derived from the seed, the job's number, its
 attempt and how often it ran before, so it does not depend on which node runs it.
 
+With ``workflows`` the producer enqueues workflows instead: chains, and fan-out groups whose
+fan-in callback waits (``after=``) for every member and reads their results; some of their jobs
+are doomed to end dead, so the ``on_failure`` of the edges after them decides.
+
 Any App (the user's too) gets the ``hang`` fault through :func:`with_hangs`.
 """
 
@@ -29,17 +33,28 @@ from actors.jobs import (
     SnoozeUntil,
     WaitTimedOut,
 )
-from transports import EnqueueRequest, JobFilter, JobState, Transport
+from transports import (
+    After,
+    EnqueueRequest,
+    JobFilter,
+    JobState,
+    JsonValue,
+    OnFailure,
+    Transport,
+)
 
 from ._faults import WakeHub, due_jobs
 from ._invariants import Checker
 from ._rng import derive_rng
 from ._trace import CancelRequested, HandlerHung, JobsEnqueued, OperatorActed, Signalled, Trace
 
-__all__ = ["JobFactory", "SimWorkload", "Work", "with_hangs"]
+__all__ = ["JobFactory", "SimWorkload", "Stage", "Work", "WorkflowFactory", "with_hangs"]
 
 #: ``make_job(rng, n)`` builds the n-th job of the workload from its own seeded RNG.
 JobFactory = Callable[[Random, int], EnqueueRequest]
+#: ``make_workflow(rng, n)`` builds the n-th workflow: its requests, ``After(index=)`` counting
+#: from its first.
+WorkflowFactory = Callable[[Random, int], list[EnqueueRequest]]
 
 #: The producer enqueues its jobs during this share of the faulty phase (the rest lets the
 #: last of them run while faults still strike).
@@ -59,12 +74,29 @@ WAIT_RATE = 0.3
 WAIT_TIMEOUT = 300.0
 NEVER_SIGNALLED = 0.1
 
+#: In ``workflows`` runs: jobs per workflow, about (``jobs`` counts jobs, so about a quarter
+#: as many workflows arrive); the share of chains (the others are fan-out groups with a fan-in
+#: callback); the share of workflows whose edges run anyway after a failed parent
+#: (``on_failure="run"``; the others cancel); the share of jobs doomed to end dead.
+WORKFLOW_SIZE = 4
+CHAIN_SHARE = 0.4
+RUN_ANYWAY = 0.3
+DOOMED = 0.1
+
 
 @attrs.frozen(kw_only=True)
 class Work:
     """The built-in job's payload."""
 
     n: int  # the job's number in the workload
+
+
+@attrs.frozen(kw_only=True)
+class Stage:
+    """A workflow job's payload (``workflows`` runs)."""
+
+    n: int  # the workflow's number in the workload
+    i: int  # the job's place in it; a group's fan-in callback comes after its members
 
 
 class SimWorkload:
@@ -78,7 +110,11 @@ class SimWorkload:
 
     KIND = "sim.work"
     CRON_KIND = "sim.cron"
+    STAGE_KIND = "sim.stage"  # a workflow's job: a chain's link or a group's member
+    FAN_IN_KIND = "sim.fan_in"  # a group's fan-in callback
     QUEUE = "sim"
+    #: Fan-in callbacks enqueued per group: one (a test sets two to see fan_in_once caught).
+    FAN_IN_COPIES = 1
 
     #: The concurrency keys of the built-in jobs when the run limits keys (``key_limit``).
     KEYS = ("sim:a", "sim:b", "sim:c")
@@ -91,11 +127,13 @@ class SimWorkload:
         cron: str | None,
         keyed: bool = False,
         steps: bool = False,
+        workflows: bool = False,
     ) -> None:
         self.seed = seed
         self.lease_ttl = lease_ttl
         self.keyed = keyed
         self.steps = steps
+        self.workflows = workflows
         self._runs: dict[int, int] = {}
         self._snoozes: dict[int, int] = {}
         #: In ``steps`` runs, told of every step function run: ``ran(job_id, name, started_at)``
@@ -105,6 +143,14 @@ class SimWorkload:
         self.steps_rerun = 0
         self.timed_out: set[int] = set()
         self._ran_steps: set[tuple[int, str]] = set()
+        self._stage_runs: dict[tuple[int, int], int] = {}
+        #: In ``workflows`` runs, told when a fan-in callback's handler completes, about to
+        #: return: ``fan_in_done(workflow, job_id, token, started_at)``; and of the results it
+        #: read: ``fan_in_read(workflow, job_id, n, results)`` (the Checker's).
+        self.fan_in_done: Callable[[str, int, int, float], None] | None = None
+        self.fan_in_read: Callable[[str, int, int, dict[int, JsonValue]], None] | None = None
+        self.chains = 0
+        self.groups = 0
         app = App()
         options: dict[str, Any] = {
             "queue": self.QUEUE,
@@ -115,6 +161,9 @@ class SimWorkload:
         }
         app.register(self.KIND, self.work, payload_type=Work, **options)
         app.register(self.CRON_KIND, self.tick, **options)
+        if workflows:
+            app.register(self.STAGE_KIND, self.stage, payload_type=Stage, **options)
+            app.register(self.FAN_IN_KIND, self.fan_in, payload_type=Stage, **options)
         self.app = app
         self.schedules: tuple[CronSchedule, ...] = ()
         if cron is not None:
@@ -227,6 +276,99 @@ class SimWorkload:
             self.ran(job_id, name, started_at)
         return {"job": job_id, "step": name}
 
+    # --- workflows ----------------------------------------------------------------------------
+
+    @staticmethod
+    def workflow_of(n: int) -> str:
+        """The workflow label of workflow ``n``."""
+        return f"wf-{n}"
+
+    def _shape(self, n: int) -> tuple[bool, int, OnFailure]:
+        """Workflow ``n``: a chain or not, how many links or members, its edges' policy."""
+        plan = derive_rng(self.seed, "workflow", n)
+        chain = plan.random() < CHAIN_SHARE
+        size = plan.randint(2, 4) if chain else plan.randint(2, 5)
+        policy = OnFailure.RUN if plan.random() < RUN_ANYWAY else OnFailure.CANCEL
+        return chain, size, policy
+
+    def make_workflow(self, rng: Random, n: int) -> list[EnqueueRequest]:
+        """The n-th workflow: a chain (each link after the one before it), or a group of
+        members run in parallel and its fan-in callback after all of them, as ``app.chain``
+        and ``app.group`` build them; every edge with the workflow's ``on_failure``."""
+        chain, size, policy = self._shape(n)
+        label = self.workflow_of(n)
+        delay = rng.uniform(0.0, 60.0) if rng.random() < 0.1 else 0.0
+        requests: list[EnqueueRequest] = []
+        for i in range(size):
+            requests.append(
+                self.app.request(
+                    self.STAGE_KIND,
+                    Stage(n=n, i=i),
+                    priority=rng.choice((0, 0, 1, -1)),
+                    delay=delay if i == 0 else 0.0,
+                    concurrency_key=self.KEYS[(n + i) % len(self.KEYS)] if self.keyed else None,
+                    after=[After(index=i - 1, on_failure=policy)] if chain and i else [],
+                    workflow=label,
+                )
+            )
+        if chain:
+            self.chains += 1
+            return requests
+        self.groups += 1
+        members = [After(index=i, on_failure=policy) for i in range(size)]
+        for _ in range(self.FAN_IN_COPIES):
+            requests.append(
+                self.app.request(
+                    self.FAN_IN_KIND, Stage(n=n, i=size), after=members, workflow=label
+                )
+            )
+        return requests
+
+    async def _pause(self, ctx: JobContext, rng: Random) -> None:
+        """A while of work: mostly short, a few longer than half a lease."""
+        ttl = self.lease_ttl
+        roll = rng.random()
+        await ctx.clock.sleep(
+            rng.uniform(0.5 * ttl, 1.5 * ttl) if roll < 0.03 else rng.expovariate(1 / 1.5)
+        )
+
+    async def stage(self, ctx: JobContext, payload: Stage) -> JsonValue | HandlerOutcome:
+        """A workflow's job: a durable step or two after a while; then, if the seed doomed it,
+        it drops the job (dead at once: its dependents' policy decides), or sometimes fails
+        (retried); else its result names it."""
+        n, i = payload.n, payload.i
+        runs = self._stage_runs[n, i] = self._stage_runs.get((n, i), 0) + 1
+        rng = derive_rng(self.seed, "stage-run", n, i, ctx.attempt, runs)
+        doomed = derive_rng(self.seed, "stage-fate", n, i).random() < DOOMED
+        started = ctx.job.started_at or 0.0
+        for name in ("s0", "s1")[: 1 + (n + i) % 2]:
+            await self._pause(ctx, rng)
+            await ctx.step(name, self._run_step, ctx.job_id, name, started)
+        if doomed:
+            return Drop(reason=f"simulated doomed stage {i} of workflow {n}")
+        if rng.random() < 0.08:
+            raise RuntimeError(f"simulated failure of stage {i} of workflow {n}")
+        return {"n": n, "i": i}
+
+    async def fan_in(self, ctx: JobContext, payload: Stage) -> JsonValue:
+        """A group's fan-in callback: reads its members' results, records a receipt step,
+        and tells the checker it completes just before it returns."""
+        n, size = payload.n, payload.i
+        label = self.workflow_of(n)
+        runs = self._stage_runs[n, size] = self._stage_runs.get((n, size), 0) + 1
+        rng = derive_rng(self.seed, "fan-in-run", n, ctx.attempt, runs)
+        results = await ctx.parent_results()
+        if self.fan_in_read is not None:
+            self.fan_in_read(label, ctx.job_id, n, results)
+        await self._pause(ctx, rng)
+        started = ctx.job.started_at or 0.0
+        await ctx.step("receipt", self._run_step, ctx.job_id, "receipt", started)
+        if rng.random() < 0.05:
+            raise RuntimeError(f"simulated failure of the fan-in of workflow {n}")
+        if self.fan_in_done is not None:
+            self.fan_in_done(label, ctx.job_id, ctx.lease.token, ctx.job.started_at or 0.0)
+        return {"n": n, "members": sum(1 for value in results.values() if value is not None)}
+
     async def tick(self, ctx: JobContext, payload: Any) -> None:
         """The cron job: short."""
         rng = derive_rng(self.seed, "cron-run", ctx.job_id, ctx.attempt)
@@ -284,8 +426,10 @@ class Producer:
         operators: bool = False,
         signal_delay: Callable[[int], float | None] | None = None,
         event_key: Callable[[int], str] | None = None,
+        make_workflow: WorkflowFactory | None = None,
     ) -> None:
         self._seed = seed
+        self._make_workflow = make_workflow
         self._operators = operators
         self._signal_delay = signal_delay
         self._event_key = event_key
@@ -347,7 +491,7 @@ class Producer:
         known: list[int] = []
         for at, numbers in self.batches(start):
             await self._clock.sleep_until(at)
-            requests = [self._make_job(derive_rng(self._seed, "job", n), n) for n in numbers]
+            requests = self._requests(numbers)
             results = await self._client.enqueue_many(requests)
             now = self._clock.now()
             self._checker.enqueued("client", requests, results, now)
@@ -364,6 +508,22 @@ class Producer:
                 self._trace.add("client", CancelRequested(job_id=job_id, result=result.value))
             if self._operators and acting.random() < OPERATOR_RATE:
                 await self._act(acting)
+
+    def _requests(self, numbers: list[int]) -> list[EnqueueRequest]:
+        """One batch: a job per number, or (``workflows``) a workflow per number, each one's
+        ``After(index=)`` moved to where it starts in the batch."""
+        if self._make_workflow is None:
+            return [self._make_job(derive_rng(self._seed, "job", n), n) for n in numbers]
+        batch: list[EnqueueRequest] = []
+        for n in numbers:
+            start = len(batch)
+            for request in self._make_workflow(derive_rng(self._seed, "job", n), n):
+                after = tuple(
+                    a if a.index is None else attrs.evolve(a, index=a.index + start)
+                    for a in request.after
+                )
+                batch.append(attrs.evolve(request, after=after))
+        return batch
 
     async def _act(self, rng: Random) -> None:
         """Retry dead jobs, discard scheduled ones or cancel available ones, by filter."""

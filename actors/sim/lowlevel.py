@@ -34,6 +34,7 @@ from ._trace import (
     ViolationFound,
     render_entry,
 )
+from ._workload import Stage, WorkflowFactory
 
 __all__ = [
     "CancelRequested",
@@ -57,6 +58,7 @@ __all__ = [
     "PartitionStarted",
     "SimEvent",
     "SimHooks",
+    "Stage",
     "StorageCallFailed",
     "StorageFaultEnded",
     "StorageFaultStarted",
@@ -64,6 +66,7 @@ __all__ = [
     "TraceEntry",
     "ViolationFound",
     "WakeHub",
+    "WorkflowFactory",
     "config_from_argv",
     "config_from_options",
     "derive_rng",

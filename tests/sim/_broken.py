@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
 from actors.core import VirtualClock
-from transports import JsonValue, MemoryStore, MemoryTransport, Transport
+from transports import Job, JobState, JsonValue, MemoryStore, MemoryTransport, Transport
 from transports.lowlevel import (
     FinalizeRequest,
     FinalizeResult,
@@ -143,3 +144,40 @@ class StepsForgottenTransport(MemoryTransport):
 def steps_forgotten(store: MemoryStore, clock: VirtualClock) -> Transport:
     """A transport whose steps are never read back."""
     return StepsForgottenTransport(store=store, clock=clock)
+
+
+class EveryEndReleasesTransport(MemoryTransport):
+    """A parent's end releases its dependents as a success would, whatever the end."""
+
+    def _settle(self, parent_id: int, state: JobState, now: float) -> None:
+        super()._settle(parent_id, JobState.SUCCEEDED, now)
+
+
+def every_end_releases(store: MemoryStore, clock: VirtualClock) -> Transport:
+    """A transport whose dead or cancelled parents release their dependents."""
+    return EveryEndReleasesTransport(store=store, clock=clock)
+
+
+class FailuresForgottenTransport(MemoryTransport):
+    """A parent that ends dead or cancelled settles nothing: its dependents wait forever."""
+
+    def _settle(self, parent_id: int, state: JobState, now: float) -> None:
+        if state is JobState.SUCCEEDED:
+            super()._settle(parent_id, state, now)
+
+
+def failures_forgotten(store: MemoryStore, clock: VirtualClock) -> Transport:
+    """A transport that forgets to settle the dependents of a failed parent."""
+    return FailuresForgottenTransport(store=store, clock=clock)
+
+
+class ResultsLostTransport(MemoryTransport):
+    """Jobs read back by list_jobs have lost their results."""
+
+    async def list_jobs(self, *args: Any, **kwargs: Any) -> list[Job]:
+        return [attrs.evolve(job, result=None) for job in await super().list_jobs(*args, **kwargs)]
+
+
+def results_lost(store: MemoryStore, clock: VirtualClock) -> Transport:
+    """A transport whose listed jobs carry no result."""
+    return ResultsLostTransport(store=store, clock=clock)

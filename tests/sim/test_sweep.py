@@ -1,13 +1,16 @@
 """The CI sweep: 200 seeds of a small, heavily faulted cluster all keep every invariant.
 
 Split in eight blocks of 25 seeds so each test stays well inside the per-test timeout and the
-parallel pass of ``make test`` can spread them over its workers. Each
-block prints its summary (run pytest with -s to see it): seeds passed, the recovery-bound
-distribution, executions refused by fencing, and the simulator's speed.
+parallel pass of ``make test`` can spread them over its workers. Every fifth seed runs the
+workflow workload (``--workflows``: chains and fan-out groups with a fan-in, some parents
+failing) instead of single jobs. Each block prints its summary (run pytest with -s to see
+it): seeds passed, the recovery-bound distribution, executions refused by fencing, and the
+simulator's speed.
 """
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from actors.sim import FaultRates, SimConfig, SimReport, sweep
@@ -24,6 +27,8 @@ SMALL = SimConfig(
 
 
 BLOCK = 25
+#: Seeds divisible by this run workflows.
+WORKFLOW_EVERY = 5
 
 
 @pytest.mark.parametrize(
@@ -41,7 +46,8 @@ def test_sweep_keeps_every_invariant(block: int) -> None:
         faulty += bool(report.faults) and report.storage_errors > 0
 
     seeds = range(BLOCK * block + 1, BLOCK * block + BLOCK + 1)
-    summary = sweep(SMALL, seeds, on_report=check)
+    configs = [attrs.evolve(SMALL, seed=s, workflows=s % WORKFLOW_EVERY == 0) for s in seeds]
+    summary = sweep(configs, on_report=check)
     print(summary.render())
     assert not failures, failures[0].render()
     assert summary.passed
