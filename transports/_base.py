@@ -107,7 +107,12 @@ Rules that hold for every method:
   *applied* finalize stores it, in the same atomic write that ends the job ``succeeded``: a
   ``STALE`` finalize stores nothing, so a worker that lost its lease can never overwrite the
   result of a newer attempt. ``Job.result`` reads it back (None until then, or when there was
-  none). A result lives as long as its job: it goes when the job is cleaned up or deleted.
+  none). A result lives at most as long as its job: it goes when the job is cleaned up or
+  deleted. It also has a retention of its own: ``prune_results`` clears the results of
+  succeeded jobs finished before a time, oldest finish first, keeping the job itself (state,
+  errors, steps); a job with a dependent still active keeps its result, which the dependent
+  may yet read (``ctx.parent_results``). The maintenance leader's Cleanup clears results
+  older than a day by default.
   ``wait_for_jobs`` waits for jobs to finish through the backend's own wake-up (memory events;
   SQLite's own writes at once and other processes' through its ``data_version`` watcher;
   PostgreSQL ``NOTIFY`` on ``<schema>_done``), so a caller waiting for a result reads the job
@@ -459,6 +464,22 @@ class Transport(abc.ABC):
 
         Raises:
             InvalidRequest: ``before`` is not a finite number, or ``limit`` is not an int >= 1.
+        """
+
+    # --- results --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def prune_results(self, *, finished_before: float, limit: int = 10_000) -> int:
+        """Clear the result of up to ``limit`` succeeded jobs finished before
+        ``finished_before``, oldest finish first; how many were cleared.
+
+        The jobs stay as they are but for their result (``Job.result`` reads None after);
+        a job already without one is not counted. A job that some job still active waits for
+        (``after=``) keeps its result (see *Results*).
+
+        Raises:
+            InvalidRequest: ``finished_before`` is not a finite number, or ``limit`` is not an
+                int >= 1.
         """
 
     # --- leadership -----------------------------------------------------------------------

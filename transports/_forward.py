@@ -306,6 +306,12 @@ class ForwardingTransport(Transport):
             "list_stats", lambda t: t.list_stats(queue=queue, since=since, until=until)
         )
 
+    async def prune_results(self, *, finished_before: float, limit: int = 10_000) -> int:
+        return await self._forward(
+            "prune_results",
+            lambda t: t.prune_results(finished_before=finished_before, limit=limit),
+        )
+
     async def prune_signals(self, *, before: float, limit: int = 10_000) -> int:
         return await self._forward(
             "prune_signals", lambda t: t.prune_signals(before=before, limit=limit)

@@ -613,6 +613,28 @@ class MemoryTransport(Transport):
             self._wake(queue)
         return SignalResult(stored=True, woken=tuple(row.id for row in rows))
 
+    async def prune_results(self, *, finished_before: float, limit: int = 10_000) -> int:
+        await self._enter()
+        check_time(finished_before, "finished_before", minimum=None)
+        check_limit(limit)
+        store = self._store
+        jobs = store.jobs
+        found = sorted(
+            (row.finished_at, row.id)
+            for row in (jobs[job_id] for job_id in store.final)
+            if row.result_text is not None
+            and row.state is JobState.SUCCEEDED
+            and row.finished_at is not None
+            and row.finished_at < finished_before
+            and not any(
+                (child := jobs.get(cid)) is not None and child.state.is_active
+                for cid in store.children.get(row.id, ())
+            )
+        )[:limit]
+        for _, job_id in found:
+            jobs[job_id].result_text = None
+        return len(found)
+
     async def prune_signals(self, *, before: float, limit: int = 10_000) -> int:
         await self._enter()
         check_time(before, "before", minimum=None)

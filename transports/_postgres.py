@@ -1040,6 +1040,16 @@ class PostgresTransport(Transport):
             assert row is not None
             return row
 
+    async def prune_results(self, *, finished_before: float, limit: int = 10_000) -> int:
+        check_time(finished_before, "finished_before", minimum=None)
+        check_limit(limit)
+        pool = self._db
+        cleared: int = await self._run(
+            lambda: pool.fetchval(self._sql["prune_results"], finished_before, limit),
+            idempotent=True,
+        )
+        return cleared
+
     async def prune_signals(self, *, before: float, limit: int = 10_000) -> int:
         check_time(before, "before", minimum=None)
         check_limit(limit)

@@ -956,6 +956,12 @@ class SQLiteTransport(Transport):
         self._wake({queue for _id, queue in woken})
         return SignalResult(stored=stored, woken=tuple(sorted(job_id for job_id, _ in woken)))
 
+    async def prune_results(self, *, finished_before: float, limit: int = 10_000) -> int:
+        check_time(finished_before, "finished_before", minimum=None)
+        check_limit(limit)
+        rows = await self._fetch(_Q["prune_results"], {"before": finished_before, "limit": limit})
+        return len(rows)
+
     async def prune_signals(self, *, before: float, limit: int = 10_000) -> int:
         check_time(before, "before", minimum=None)
         check_limit(limit)

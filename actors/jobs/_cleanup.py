@@ -22,6 +22,8 @@ DEFAULT_RETENTION = 7 * 24 * 3600.0
 DEFAULT_STATS_RETENTION = 7 * 24 * 3600.0
 #: Seconds a signalled event is kept (for waits that begin after it): a week.
 DEFAULT_SIGNAL_RETENTION = 7 * 24 * 3600.0
+#: Seconds a succeeded job's result is kept (the job itself stays its retention): a day.
+DEFAULT_RESULT_RETENTION = 24 * 3600.0
 #: Seconds a node not seen stays listed (as gone) before it is forgotten: a day.
 DEFAULT_NODE_RETENTION = 24 * 3600.0
 #: Seconds between cleanups.
@@ -44,8 +46,9 @@ class Cleanup(PeriodicActor):
     succeeded, cancelled and dead jobs finished longer ago than their queue's ``retention``
     (``QueueConfig.retention``, else ``default_retention``; a None default keeps them forever),
     history rows older than ``stats_retention``, signalled events older than
-    ``signal_retention`` and registered nodes not seen for ``node_retention`` seconds (None
-    keeps them).
+    ``signal_retention`` and registered nodes not seen for ``node_retention`` seconds, and
+    clears the results of succeeded jobs finished longer ago than ``result_retention`` (each
+    None keeps them).
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class Cleanup(PeriodicActor):
         stats_retention: float | None = DEFAULT_STATS_RETENTION,
         node_retention: float | None = DEFAULT_NODE_RETENTION,
         signal_retention: float | None = DEFAULT_SIGNAL_RETENTION,
+        result_retention: float | None = DEFAULT_RESULT_RETENTION,
         interval: float = DEFAULT_INTERVAL,
         batch: int = 10_000,
         release_timeout: float = _DEFAULTS.release_timeout,
@@ -69,6 +73,7 @@ class Cleanup(PeriodicActor):
             ("stats_retention", stats_retention),
             ("node_retention", node_retention),
             ("signal_retention", signal_retention),
+            ("result_retention", result_retention),
         ]:
             if value is not None:
                 number(f"Cleanup {what}", value, strict=False)
@@ -76,6 +81,7 @@ class Cleanup(PeriodicActor):
         self._stats_retention = stats_retention
         self._node_retention = node_retention
         self._signal_retention = signal_retention
+        self._result_retention = result_retention
         self._transport = transport
         self._node_id = node_id
         self._default = default_retention
@@ -84,6 +90,7 @@ class Cleanup(PeriodicActor):
         self.pruned_stats = 0  # history rows deleted
         self.pruned_nodes = 0  # registered nodes forgotten
         self.pruned_signals = 0  # signalled events deleted
+        self.pruned_results = 0  # results of succeeded jobs cleared
         self.leading = False
         self._refused: dict[str, str] = {}  # queue -> the stored retention warned about
 
@@ -104,6 +111,14 @@ class Cleanup(PeriodicActor):
             self.pruned_signals += await transport.prune_signals(
                 before=now - self._signal_retention, limit=self._batch
             )
+        if self._result_retention is not None:
+            while True:  # in batches, until the results past their retention are cleared
+                cleared = await transport.prune_results(
+                    finished_before=now - self._result_retention, limit=self._batch
+                )
+                self.pruned_results += cleared
+                if cleared < self._batch:
+                    break
         if self._node_retention is not None:
             pruned = await transport.prune_nodes(seen_before=now - self._node_retention)
             if pruned:

@@ -42,6 +42,7 @@ from ._claimer import Claimer, SlotStatistics
 from ._cleanup import (
     DEFAULT_INTERVAL,
     DEFAULT_NODE_RETENTION,
+    DEFAULT_RESULT_RETENTION,
     DEFAULT_RETENTION,
     DEFAULT_SIGNAL_RETENTION,
     DEFAULT_STATS_RETENTION,
@@ -170,7 +171,8 @@ class Topology:
         self._reaper: float | None = None
         self._cron: tuple[Sequence[CronSchedule], float] | None = None
         self._cleanup: (
-            tuple[float | None, float, float | None, float | None, float | None] | None
+            tuple[float | None, float, float | None, float | None, float | None, float | None]
+            | None
         ) = None
         self._registry: float | None = None
         self._history: float | None = None
@@ -291,11 +293,14 @@ class Topology:
         stats_retention: float | None = DEFAULT_STATS_RETENTION,
         node_retention: float | None = DEFAULT_NODE_RETENTION,
         signal_retention: float | None = DEFAULT_SIGNAL_RETENTION,
+        result_retention: float | None = DEFAULT_RESULT_RETENTION,
     ) -> Topology:
         """Run Cleanup (leader only), deleting finished jobs past their retention, history
         rows older than ``stats_retention`` seconds, signalled events older than
         ``signal_retention`` seconds and registered nodes not seen for ``node_retention``
-        seconds (None keeps them).
+        seconds, and clearing the results of succeeded jobs finished more than
+        ``result_retention`` seconds ago (a day by default; None keeps them as long as their
+        job).
 
         Raises:
             ConfigInvalid: ``interval`` is not > 0, or a retention is negative.
@@ -305,6 +310,7 @@ class Topology:
             ("stats_retention", stats_retention),
             ("node_retention", node_retention),
             ("signal_retention", signal_retention),
+            ("result_retention", result_retention),
         ]:
             if retention is not None:
                 number(f"cleanup {what}", retention, strict=False)
@@ -314,6 +320,7 @@ class Topology:
             stats_retention,
             node_retention,
             signal_retention,
+            result_retention,
         )
         return self
 
@@ -505,9 +512,14 @@ class Topology:
                 )
             )
         if self._cleanup is not None:
-            retention, cleanup_every, stats_retention, node_retention, signal_retention = (
-                self._cleanup
-            )
+            (
+                retention,
+                cleanup_every,
+                stats_retention,
+                node_retention,
+                signal_retention,
+                result_retention,
+            ) = self._cleanup
             specs.append(
                 ChildSpec(
                     id="cleanup",
@@ -518,6 +530,7 @@ class Topology:
                         stats_retention=stats_retention,
                         node_retention=node_retention,
                         signal_retention=signal_retention,
+                        result_retention=result_retention,
                         interval=cleanup_every,
                         release_timeout=self.config.release_timeout,
                     ),

@@ -179,6 +179,8 @@ def test_node_defaults_come_from_worker_config() -> None:
         (lambda t: t.cron([], leader_ttl=0), ConfigInvalid, "leader_ttl"),
         (lambda t: t.cleanup(interval=0), ConfigInvalid, "cleanup interval"),
         (lambda t: t.cleanup(default_retention=-1), ConfigInvalid, "retention"),
+        (lambda t: t.cleanup(result_retention=-1), ConfigInvalid, "result_retention"),
+        (lambda t: t.cleanup(result_retention=math.inf), ConfigInvalid, "result_retention"),
         (lambda t: t.actor("", lambda ctx: None), ConfigInvalid, "actor id"),
         (lambda t: t.actor("reaper", lambda ctx: None), ConfigInvalid, "runtime's own"),
         (lambda t: t.actor("a", lambda ctx: None, shutdown=-1), ConfigInvalid, "shutdown"),

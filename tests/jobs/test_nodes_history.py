@@ -160,6 +160,37 @@ async def test_the_leader_prunes_signalled_events_past_their_retention(
             await running.stop()
 
 
+async def test_the_leader_clears_results_past_their_retention(clock: VirtualClock) -> None:
+    """Cleanup clears the results of jobs that succeeded longer ago than ``result_retention``
+    (the jobs stay) and keeps the newer ones."""
+    async with MemoryTransport(clock=clock) as transport:
+        app = App(transport)
+
+        @app.task("answer", queue="q")
+        async def answer(ctx: JobContext, payload: int) -> int:
+            return payload * 2
+
+        node = Topology(app, transport, node_id="n", clock=clock, rng=Random(0))
+        node.queue("q").cleanup(interval=5.0, result_retention=60.0)
+        async with clock.autojump(), anyio.create_task_group() as tg:
+            running = await start_node(tg, node)
+            old = await app.enqueue(answer, 1)
+            assert await app.result(old, timeout=30) == 2
+            await clock.sleep(100.0)
+            new = await app.enqueue(answer, 2)
+            assert await app.result(new, timeout=30) == 4
+            await wait_until(
+                clock,
+                lambda: transport.store.jobs[old.job_id].result_text is None,
+                what="the old result cleared",
+            )
+            assert (await transport.get(old.job_id)).state is JobState.SUCCEEDED
+            assert (await transport.get(new.job_id)).result == 4
+            await clock.sleep(70.0)
+            assert (await transport.get(new.job_id)).result is None
+            await running.stop()
+
+
 async def test_the_history_of_a_minute_adds_up(transport: Transport, clock: VirtualClock) -> None:
     """Jobs that succeed, fail and die, a reclaimed lease and a dedupe fold show in the
     queue's history, with a wait and a run time for every attempt."""

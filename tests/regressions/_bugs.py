@@ -302,6 +302,30 @@ BUGS += (
             new="AND s.at >= (SELECT t FROM now) - l.per",
         ),
     ),
+    Bug(
+        name="sqlite-results-pruned-under-a-running-dependent",
+        story="SQLite's prune_results spared only a parent whose dependent was still pending: "
+        "a fan-in already running read its members' results cleared.",
+        tests=(f"{_SQLITE}::test_a_result_an_active_dependent_waits_for_is_kept",),
+        sql=SQLMutant(
+            dialect="sqlite",
+            query="prune_results",
+            old="c.state IN ('pending', 'scheduled', 'available', 'running', 'suspended')",
+            new="c.state = 'pending'",
+        ),
+    ),
+    Bug(
+        name="postgres-results-pruned-under-a-running-dependent",
+        story="PostgreSQL's prune_results spared only a parent whose dependent was still "
+        "pending: a fan-in already running read its members' results cleared.",
+        tests=(f"{_POSTGRES}::test_a_result_an_active_dependent_waits_for_is_kept",),
+        sql=SQLMutant(
+            dialect="postgres",
+            query="prune_results",
+            old="c.state IN ('pending', 'scheduled', 'available', 'running', 'suspended')",
+            new="c.state = 'pending'",
+        ),
+    ),
 )
 
 BY_NAME = {bug.name: bug for bug in BUGS}

@@ -143,3 +143,23 @@ async def test_a_seq_scan_is_what_the_check_would_see(seeded: PostgresTransport)
     finally:
         await conn.close()
     assert "Seq Scan on jobs" in "\n".join(row[0] for row in rows)
+
+
+async def test_pruning_results_reads_only_the_results_still_stored(
+    seeded: PostgresTransport,
+) -> None:
+    """prune_results picks its batch, oldest finish first, from the partial index of the
+    results still stored (0011), not from every succeeded job."""
+    conn = await asyncpg.connect(seeded.dsn)
+    try:
+        table = f'"{seeded.schema}".jobs'
+        await conn.execute(
+            f"UPDATE {table} SET result = '1'::jsonb WHERE state = 'succeeded' AND id % 50 = 0;"
+            f"ANALYZE {table};"
+        )
+    finally:
+        await conn.close()
+    plan = await _plan(seeded, "prune_results", 150_000.0, 1000)
+    assert "jobs_results_idx" in plan, plan
+    assert "Seq Scan on jobs" not in plan, plan
+    assert await seeded.prune_results(finished_before=150_000.0, limit=1000) == 1000

@@ -858,10 +858,25 @@ def _stats_rows() -> list[Row]:
                 InvalidRequest,
             )
         )
+        rows.append(
+            Row(
+                f"prune_results(finished_before={value!r})",
+                _op("prune_results", finished_before=value),
+                InvalidRequest,
+            )
+        )
     rows += [
         Row(
             f"prune_signals(limit={value!r})",
             _op("prune_signals", before=0.0, limit=value),
+            InvalidRequest,
+        )
+        for value in BAD_LIMITS
+    ]
+    rows += [
+        Row(
+            f"prune_results(limit={value!r})",
+            _op("prune_results", finished_before=0.0, limit=value),
             InvalidRequest,
         )
         for value in BAD_LIMITS

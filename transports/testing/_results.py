@@ -2,7 +2,8 @@
 
 These tests pin *Results* in :mod:`transports._base`: only an applied ``Complete`` stores its
 result (a stale token never does, so a worker that lost its lease cannot overwrite a newer
-attempt's result), a batch with a result that cannot be stored writes nothing, and
+attempt's result), a batch with a result that cannot be stored writes nothing, results have a
+retention of their own (``prune_results``) that spares those an active dependent may read, and
 ``wait_for_jobs`` returns when a job it names ends, on this node or another.
 """
 
@@ -162,6 +163,60 @@ class TransportResults:
         await _finish(transport, kept, Complete(result="hi"))
         assert await transport.cleanup(finished_before=clock.now() - 5) == 1
         assert [job.result for job in await transport.list_jobs()] == ["hi"]
+
+    async def test_prune_results_clears_the_oldest_results_before_a_time(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """prune_results clears the results of succeeded jobs finished before the time,
+        oldest finish first, at most ``limit``, and keeps the jobs; a job without a result
+        or that did not succeed is not counted."""
+        first, second, last, empty, dead = await _running(transport, 5)
+        await _finish(transport, second, Complete(result={"n": 2}))
+        clock.advance(1)
+        await _finish(transport, first, Complete(result="one"))
+        clock.advance(1)
+        await _finish(transport, empty, Complete())
+        await _finish(transport, dead, Discard(error="gone"))
+        clock.advance(1)
+        await _finish(transport, last, Complete(result=[3]))
+        cutoff = clock.now()  # when ``last`` finished: not before it
+        assert await transport.prune_results(finished_before=cutoff, limit=1) == 1
+        assert (await transport.get(second.job_id)).result is None  # the oldest went first
+        assert (await transport.get(first.job_id)).result == "one"
+        assert await transport.prune_results(finished_before=cutoff) == 1
+        assert await transport.prune_results(finished_before=cutoff) == 0
+        jobs = {job.id: job for job in await transport.list_jobs()}
+        assert len(jobs) == 5  # the jobs stay
+        assert jobs[first.job_id].state is JobState.SUCCEEDED
+        assert jobs[first.job_id].result is None
+        assert jobs[last.job_id].result == [3]
+        assert jobs[dead.job_id].state is JobState.DEAD
+        clock.advance(1)
+        assert await transport.prune_results(finished_before=clock.now()) == 1
+        assert (await transport.get(last.job_id)).result is None
+
+    async def test_a_result_an_active_dependent_waits_for_is_kept(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """prune_results keeps the result of a job while a job that waits for it is active
+        (pending, due or running: it may yet read it), and clears it once that one ended."""
+        (parent,) = await _running(transport)
+        (child,) = await transport.enqueue_many(
+            [EnqueueRequest(kind="r.job", queue="later", after=[parent.job_id])]
+        )
+        assert (await transport.get(child.job_id)).state is JobState.PENDING
+        await _finish(transport, parent, Complete(result="for the child"))
+        clock.advance(10)
+        assert await transport.prune_results(finished_before=clock.now()) == 0
+        (lease,) = await transport.claim("later", owner="w1", limit=1, ttl=_TTL)
+        assert lease.job_id == child.job_id
+        assert await transport.prune_results(finished_before=clock.now()) == 0
+        assert (await transport.get(parent.job_id)).result == "for the child"
+        await _finish(transport, lease, Complete(result="done"))
+        assert await transport.prune_results(finished_before=clock.now()) == 1
+        clock.advance(1)
+        assert await transport.prune_results(finished_before=clock.now()) == 1
+        assert [job.result for job in await transport.list_jobs()] == [None, None]
 
     async def test_wait_for_jobs_wakes_when_the_job_succeeds(self, transport: Transport) -> None:
         """A waiter of a running job returns once its Complete is applied."""

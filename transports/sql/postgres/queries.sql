@@ -609,6 +609,28 @@ SELECT pg_advisory_xact_lock(7007, hashtext(key)) FROM unnest($1::text[]) AS k(k
 -- name: get_signal
 SELECT value, signalled_at FROM {schema}.signals WHERE key = $1::text;
 
+-- name: prune_results
+-- Oldest finish first, by the partial index of the results still stored (0011); a job that an
+-- active job waits for keeps its result (the dependent may yet read it).
+WITH doomed AS (
+    SELECT id FROM {schema}.jobs AS j
+    WHERE state = 'succeeded' AND result IS NOT NULL AND finished_at < $1::float8
+      AND NOT EXISTS (
+          SELECT 1 FROM {schema}.job_edges AS e JOIN {schema}.jobs AS c ON c.id = e.child
+          WHERE e.parent = j.id
+            AND c.state IN ('pending', 'scheduled', 'available', 'running', 'suspended')
+      )
+    ORDER BY finished_at
+    LIMIT $2::integer
+    FOR UPDATE SKIP LOCKED
+),
+cleared AS (
+    UPDATE {schema}.jobs SET result = NULL
+    WHERE id = ANY (ARRAY(SELECT id FROM doomed))
+    RETURNING 1
+)
+SELECT count(*) FROM cleared;
+
 -- name: prune_signals
 WITH gone AS (
     DELETE FROM {schema}.signals

@@ -64,6 +64,10 @@ CREATE UNIQUE INDEX jobs_dedupe_idx ON {schema}.jobs (queue, dedupe_key)
     WHERE dedupe_key IS NOT NULL
       AND state IN ('scheduled', 'available', 'running', 'suspended');
 
+-- prune_results: the results still stored, by finish time (0011).
+CREATE INDEX jobs_results_idx ON {schema}.jobs (finished_at)
+    WHERE state = 'succeeded' AND result IS NOT NULL;
+
 -- Cleanup: finished jobs by finish time.
 CREATE INDEX jobs_finished_idx ON {schema}.jobs (finished_at)
     WHERE state IN ('succeeded', 'cancelled', 'dead');

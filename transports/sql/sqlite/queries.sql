@@ -343,6 +343,23 @@ SELECT value, signalled_at
 FROM signals
 WHERE key = :key
 
+-- name: prune_results
+-- Oldest finish first, by the partial index of the results still stored (0011); a job that an
+-- active job waits for keeps its result (the dependent may yet read it).
+UPDATE jobs SET result = NULL
+WHERE id IN (
+    SELECT j.id FROM jobs AS j
+    WHERE j.state = 'succeeded' AND j.result IS NOT NULL AND j.finished_at < :before
+        AND NOT EXISTS (
+            SELECT 1 FROM job_edges AS e JOIN jobs AS c ON c.id = e.child
+            WHERE e.parent = j.id
+                AND c.state IN ('pending', 'scheduled', 'available', 'running', 'suspended')
+        )
+    ORDER BY j.finished_at
+    LIMIT :limit
+)
+RETURNING 1
+
 -- name: prune_signals
 DELETE FROM signals
 WHERE key IN (

@@ -59,6 +59,10 @@ CREATE UNIQUE INDEX jobs_dedupe ON jobs (queue, dedupe_key)
     WHERE dedupe_key IS NOT NULL
         AND state IN ('scheduled', 'available', 'running', 'suspended');
 
+-- prune_results: the results still stored, by finish time (0011).
+CREATE INDEX jobs_results ON jobs (finished_at)
+    WHERE state = 'succeeded' AND result IS NOT NULL;
+
 -- cleanup: final jobs by finish time.
 CREATE INDEX jobs_finished ON jobs (finished_at)
     WHERE finished_at IS NOT NULL;
