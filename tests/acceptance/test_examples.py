@@ -124,3 +124,24 @@ def test_the_order_pipeline_resumes_without_charging_twice(tmp_path: Path) -> No
     assert "charged 1 time(s), stock reserved 1 time(s)" in result.stdout
     assert "'emails': ['ada@example.com', 'ops@example.com']" in result.stdout
     assert "steps recorded: charge, reserve, emails" in result.stdout
+
+
+def test_the_fan_out_fan_in_example_zips_what_its_members_returned(tmp_path: Path) -> None:
+    """The album export fans out and back in: every thumbnail reaches the zip (one after a
+    retry), a corrupt photo's zip runs anyway with it missing or is cancelled by it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACTORQ_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, str(FOLDER / "fan_out_fan_in.py")],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the image service timed out" in result.stderr  # the retried member
+    assert "'thumbs/summer/beach.jpg', 'thumbs/summer/dunes.jpg'" in result.stdout
+    assert "'missing': 1" in result.stdout
+    assert "strict: cancelled (parent " in result.stdout
+    assert "album-strict: 1 cancelled, 1 dead, 1 succeeded" in result.stdout
