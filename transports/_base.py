@@ -101,6 +101,26 @@ Rules that hold for every method:
   of the key only ever extends it). It is fenced like the rest of the finalize: a ``STALE``
   finalize cools nothing; an applied one cools the key even when a cancel ends the job. A
   key needs no limit to be cooled; ``list_limits`` shows a live cool-down.
+* **Fair share.** A job may name a *partition* at enqueue (``EnqueueRequest.partition_key``,
+  say the tenant); a queue's jobs without one form one partition together. While a queue has
+  a due job with a partition key, its claims share it among partitions instead of taking its
+  jobs in one order. A partition is *eligible* when it has a due job whose key was not full
+  when the claim began. The claim chooses the ``n = min(limit, eligible)`` eligible
+  partitions served least recently (never served first, then by partition key, the
+  unpartitioned first) and takes their eligible jobs round by round until it has ``limit``:
+  every chosen partition's first in served order, then every second, and so on, each
+  partition's in claim order (priority, run_at, id: priorities order the jobs of one
+  partition, never one partition over another). Limits then apply as above. Each partition
+  the claim started a job of goes to the back of the rotation, in the order the
+  claim served it. *Bound:* a claim that no limit holds back serves the ``min(limit, P)``
+  eligible partitions that waited longest, ``P`` the eligible partitions; so a partition with
+  a due job starts one within ``ceil(P / limit)`` claims of its queue, whatever the backlogs
+  of the others (a partition of 10 jobs beside one of a million waits as long as beside one
+  of 10). Claims that run at the same moment (several nodes on PostgreSQL) may read the same
+  rotation: each still takes only jobs no other took, so the bound counts rounds of such
+  claims. Cost: a fair claim probes each partition with waiting jobs once (one index seek
+  each on the SQL backends); a queue's unpartitioned jobs are found through its claim order,
+  so in a queue with a large partitioned backlog give every job a partition key.
 * **Results.** A ``Complete`` may carry the handler's return value (``Complete.result``: JSON,
   at most ``max_result_bytes`` encoded, else :class:`~transports.ResultNotSerializable` /
   :class:`~transports.ResultTooLarge` for the whole batch, nothing written). Only the
@@ -335,6 +355,9 @@ class Transport(abc.ABC):
         (the fewer of its free concurrency slots and the starts left in its window); every job passed over stays due, its attempt unspent.
         So a claim may return fewer than ``limit`` leases while other due jobs remain (the
         next claim, which no longer sees the full key's jobs as candidates, takes those).
+
+        A queue with due partitioned jobs is claimed in fair-share order (see *Fair share*
+        above), and its leases come back in that order; otherwise in claim order.
 
         Each lease carries ``lost_at``: the expiry of the previous holder's lease when reap
         took it back and no run has ended since, else None (see *Recovery* above).

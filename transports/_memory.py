@@ -7,7 +7,8 @@ single checkpoint, which makes each call atomic with respect to other tasks.
 
 Indexes (all kept in step with the job table, stale entries skipped lazily):
 
-* ``ready[queue]``: a heap of ``(priority, run_at, id, seq)`` for available jobs.
+* ``ready[queue]``: a heap of ``(priority, run_at, id, seq)`` for available jobs without a
+  partition key; ``parts[queue][partition]``: one such heap per fair-share partition.
 * ``scheduled``: a heap of ``(run_at, id, seq)`` for jobs waiting for their time.
 * ``expiry``: a heap of ``(expires_at, id, seq)`` for running leases.
 * ``keyed[key]``: the running jobs of each concurrency key (live or expired leases; the
@@ -114,6 +115,8 @@ __all__ = ["MemoryStore", "MemoryTransport"]
 
 _STATES = tuple(JobState)
 
+_Entry = tuple[int, float, int, int]  # a ready heap's entry: (priority, run_at, id, seq)
+
 
 @dataclasses.dataclass(slots=True, eq=False)
 class _Row:
@@ -135,6 +138,7 @@ class _Row:
     lease_expires_at: float | None = None
     cancel_requested: bool = False
     concurrency_key: str | None = None
+    partition_key: str | None = None
     token: int | None = None
     seq: int = 0
     started_at: float | None = None
@@ -172,7 +176,12 @@ class MemoryStore:
         self.jobs: dict[int, _Row] = {}  # by id; insertion order is id order
         self.next_id = 1
         self.next_token = 1
-        self.ready: dict[str, list[tuple[int, float, int, int]]] = {}
+        self.ready: dict[str, list[_Entry]] = {}  # queue -> its unpartitioned available jobs
+        self.parts: dict[str, dict[str, list[_Entry]]] = {}  # queue -> partition -> likewise
+        # (queue, partition or "" for the unpartitioned) -> (tick, position) of the claim that
+        # last started one of its jobs: the fair-share rotation, least recently served first
+        self.served: dict[tuple[str, str], tuple[int, int]] = {}
+        self.next_tick = 1
         self.scheduled: list[tuple[float, int, int]] = []
         self.expiry: list[tuple[float, int, int]] = []
         self.running: dict[int, _Row] = {}
@@ -288,6 +297,7 @@ class MemoryTransport(Transport):
                 updated_at=now,
                 headers=dict(request.headers),
                 concurrency_key=request.concurrency_key,
+                partition_key=request.partition_key,
                 workflow=request.workflow,
             )
             store.next_id += 1
@@ -334,33 +344,40 @@ class MemoryTransport(Transport):
         leases: list[Lease] = []
         jobs = store.jobs
         # As on the SQL backends: the candidates are the first `limit` due jobs whose key was
-        # not at its limit when the claim began; of those, each key starts at most its free
-        # slots. Every job passed over keeps its place, its attempt unspent.
+        # not at its limit when the claim began (in fair-share order when the queue has
+        # partitioned jobs); of those, each key starts at most its free slots. Every job
+        # passed over keeps its place, its attempt unspent.
         free: dict[str, int] = {}  # free slots left of each limited key met so far
         full: set[str] = set()  # the keys at their limit when the claim began
-        passed: list[tuple[int, float, int, int]] = []
+        passed: list[tuple[list[_Entry], _Entry]] = []
         candidates = 0
         room = limit  # the queue's free cluster-wide slots, when it has a global cap
         if config is not None and config.global_concurrency is not None:
             room = config.global_concurrency - self._live_in(queue, now)
-        while heap and candidates < limit and len(leases) < room:
-            entry = heapq.heappop(heap)
+        parts = store.parts.get(queue)
+        fair = self._fair_order(queue, heap, parts, limit, now, free, full) if parts else None
+        served: dict[str, None] = {}  # the partitions this claim starts, in claim order
+        while candidates < limit and len(leases) < room:
+            if fair is not None:
+                if not fair:
+                    break
+                source, entry = fair.pop()
+            elif heap:
+                source, entry = heap, heapq.heappop(heap)
+            else:
+                break
             job_id, seq = entry[2], entry[3]
             row = jobs.get(job_id)
             if row is None or row.seq != seq:
                 continue
             key = row.concurrency_key
             if key is not None and self._held(key):
-                if key not in free:
-                    free[key] = self._free(key, now)
-                    if free[key] <= 0:
-                        full.add(key)
-                if key in full:
-                    passed.append(entry)
+                if self._key_full(key, now, free, full):
+                    passed.append((source, entry))
                     continue
                 candidates += 1
                 if free[key] <= 0:
-                    passed.append(entry)
+                    passed.append((source, entry))
                     continue
                 free[key] -= 1
             else:
@@ -369,6 +386,8 @@ class MemoryTransport(Transport):
                 store.keyed.setdefault(key, {})[job_id] = row
                 if key in store.rates:
                     self._log_start(key, now)
+            if fair is not None:
+                served[row.partition_key or ""] = None
             self._set_state(row, JobState.RUNNING)
             row.attempt += 1
             row.lease_owner = owner
@@ -388,10 +407,82 @@ class MemoryTransport(Transport):
                     lost_at=row.lost_at,
                 )
             )
-        if heap is not None:
-            for entry in passed:  # still due, attempt unspent: back in the queue as they were
-                heapq.heappush(heap, entry)
+        # Still due, attempt unspent: back in their partition as they were.
+        for source, entry in passed:
+            heapq.heappush(source, entry)
+        for source, entry in fair or ():
+            heapq.heappush(source, entry)
+        if served:  # to the back of the rotation, in the order this claim served them
+            tick = store.next_tick
+            store.next_tick += 1
+            for pos, name in enumerate(served):
+                store.served[(queue, name)] = (tick, pos)
         return leases
+
+    def _key_full(self, key: str, now: float, free: dict[str, int], full: set[str]) -> bool:
+        """Whether limited ``key`` was full when the claim began (first met: counted now)."""
+        if key not in free:
+            free[key] = self._free(key, now)
+            if free[key] <= 0:
+                full.add(key)
+        return key in full
+
+    def _fair_order(
+        self,
+        queue: str,
+        heap: list[_Entry] | None,
+        parts: dict[str, list[_Entry]],
+        limit: int,
+        now: float,
+        free: dict[str, int],
+        full: set[str],
+    ) -> list[tuple[list[_Entry], _Entry]]:
+        """The fair-share candidates of a claim, popped off their heaps, last first (see
+        *Fair share* in transports._base): of the partitions with a due job of a key with
+        room, the ``limit`` least recently served give their jobs round by round, in served
+        order, until there are ``limit`` (n partitions chosen, each has at least one, so none
+        gives more than ``limit - n + 1``)."""
+        jobs = self._store.jobs
+        served = self._store.served
+        held: list[tuple[list[_Entry], _Entry]] = []  # jobs of full keys, put back after
+
+        def usable(source: list[_Entry]) -> bool:
+            """Drop stale entries and set aside full keys' jobs: is a candidate on top?"""
+            while source:
+                entry = source[0]
+                row = jobs.get(entry[2])
+                if row is None or row.seq != entry[3]:
+                    heapq.heappop(source)
+                    continue
+                key = row.concurrency_key
+                if key is not None and self._held(key) and self._key_full(key, now, free, full):
+                    held.append((source, heapq.heappop(source)))
+                    continue
+                return True
+            return False
+
+        named: list[tuple[str, list[_Entry]]] = [("", heap)] if heap is not None else []
+        for name in list(parts):
+            if parts[name]:
+                named.append((name, parts[name]))
+            else:
+                del parts[name]  # emptied: forgotten until it has a job again
+        active = [(name, source) for name, source in named if usable(source)]
+        active.sort(key=lambda item: (served.get((queue, item[0]), (0, -1)), item[0]))
+        chosen = active[:limit]
+        each = limit - len(chosen) + 1
+        rounds: list[tuple[int, int, list[_Entry], _Entry]] = []
+        for index, (_name, source) in enumerate(chosen):
+            for rank in range(each):
+                if not usable(source):
+                    break
+                rounds.append((rank, index, source, heapq.heappop(source)))
+        rounds.sort(key=lambda item: (item[0], item[1]))
+        for _rank, _index, source, entry in rounds[limit:]:
+            heapq.heappush(source, entry)
+        for source, entry in held:
+            heapq.heappush(source, entry)
+        return [(source, entry) for _rank, _index, source, entry in reversed(rounds[:limit])]
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
         now = await self._enter()
@@ -1177,9 +1268,13 @@ class MemoryTransport(Transport):
     def _make_available(self, row: _Row) -> None:
         self._set_state(row, JobState.AVAILABLE)
         row.seq += 1
-        heap = self._store.ready.get(row.queue)
-        if heap is None:
-            heap = self._store.ready[row.queue] = []
+        store = self._store
+        if row.partition_key is None:
+            heap = store.ready.get(row.queue)
+            if heap is None:
+                heap = store.ready[row.queue] = []
+        else:
+            heap = store.parts.setdefault(row.queue, {}).setdefault(row.partition_key, [])
         heapq.heappush(heap, (row.priority, row.run_at, row.id, row.seq))
 
     def _push_scheduled(self, row: _Row) -> None:
@@ -1459,4 +1554,5 @@ def _job(row: _Row) -> Job:
         result=None if row.result_text is None else json.loads(row.result_text),
         workflow=row.workflow,
         wait_key=row.wait_key,
+        partition_key=row.partition_key,
     )

@@ -304,7 +304,13 @@ def _job(
         result=decode_result(result),
         wait_key=wait_key,
         workflow=workflow,
+        partition_key=row[24],
     )
+
+
+def _claim_order(row: asyncpg.Record) -> tuple[int, float, int]:
+    """A claimed row's place in claim order: priority, run_at, id."""
+    return (row[5], row[6], row[0])
 
 
 # The states (as jobs read) each operator action takes.
@@ -648,6 +654,7 @@ class PostgresTransport(Transport):
             ),
             self._now(),
             _nulls_as_none([r.concurrency_key for r in chosen]),
+            _nulls_as_none([r.partition_key for r in chosen]),
         )
         batch_folds = [requests[i].queue for i in folded]
         graph = None
@@ -764,7 +771,7 @@ class PostgresTransport(Transport):
         if not dedupe:
             # No key can conflict: a plain insert (its dedupe-key column, args[7], is all
             # NULL) is the whole, atomic write.
-            plain = (*args[:7], *args[8:])  # headers, now, concurrency keys
+            plain = (*args[:7], *args[8:])  # headers, now, concurrency and partition keys
             rows: list[asyncpg.Record] = await conn.fetch(self._sql["enqueue_plain"], *plain)
             return rows
         # A key's active job committed by another transaction after this statement's
@@ -846,6 +853,7 @@ class PostgresTransport(Transport):
             rows = await self._run(
                 lambda: pool.fetch(self._sql["claim"], queue, limit, owner, ttl, now)
             )
+            rows.sort(key=_claim_order)
             if not rows:
                 self._limited = await self._run(
                     lambda: pool.fetchval(self._sql["any_limits"], now), idempotent=True
@@ -862,7 +870,6 @@ class PostgresTransport(Transport):
             )
             for row in rows
         ]
-        leases.sort(key=lambda lease: (lease.job.priority, lease.job.run_at, lease.job.id))
         if limit > 1 and len(leases) == limit:
             self._wake({queue})  # there is likely more: pass the wake-up on (see _wake)
         return leases
@@ -877,6 +884,7 @@ class PostgresTransport(Transport):
             if not candidates:
                 return []
             self._limited = bool(candidates[0][3])
+            fair = bool(candidates[0][5])
             rows: list[asyncpg.Record] = await conn.fetch(
                 self._sql["claim_chosen"],
                 [row[0] for row in candidates],
@@ -885,7 +893,14 @@ class PostgresTransport(Transport):
                 ttl,
                 self._now(),
                 queue,
+                [row[4] for row in candidates],
+                fair,
             )
+            if fair:  # the leases in fair-share order, the candidates'
+                order = {row[0]: i for i, row in enumerate(candidates)}
+                rows.sort(key=lambda row: order[row[0]])
+            else:
+                rows.sort(key=_claim_order)
             return rows
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:

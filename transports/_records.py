@@ -386,6 +386,10 @@ class EnqueueRequest:
     # flow-control key, e.g. "stripe" or "tenant:42": a limit set on it (``set_limit``) caps
     # how many jobs with that key run at once cluster-wide; a label; None: no key
     concurrency_key: str | None = attrs.field(default=None, validator=_label)
+    # fair-share partition, e.g. "tenant:42": a claim shares its queue among the partitions
+    # of its due jobs, least recently served first (see *Fair share* in transports._base);
+    # a label; None: the queue's unpartitioned jobs, one partition together
+    partition_key: str | None = attrs.field(default=None, validator=_label)
     # the jobs this one waits for (job ids or After): it is ``pending`` until every one of
     # them succeeded, then due in the same atomic write as the last one's finalize (see
     # *Dependencies* in transports._base); at most MAX_PARENTS; not with a dedupe key
@@ -513,6 +517,7 @@ class Job:
     result: JsonValue = None
     wait_key: str | None = None  # the event a suspended job waits for; None unless suspended
     workflow: str | None = None  # the workflow given at enqueue, if any
+    partition_key: str | None = None  # the fair-share partition given at enqueue, if any
 
 
 @attrs.frozen(kw_only=True)

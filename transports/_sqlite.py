@@ -146,7 +146,7 @@ _Q = load_queries(_DIALECT)  # read once at import: no file I/O on the event loo
 _MIGRATIONS = load_migrations(_DIALECT)
 # Rows per statement for batched writes: well under SQLite's limit of bound parameters.
 _CHUNK = 500
-_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # The watcher of other connections' commits (see the module docstring): seconds between looks.
 _WATCH_FASTEST = 0.002
 _WATCH_SLOWEST = 0.025
@@ -231,6 +231,7 @@ def _job(
         result=decode_result(result),
         wait_key=wait_key,
         workflow=workflow,
+        partition_key=row[24],
     )
 
 
@@ -332,6 +333,7 @@ class SQLiteTransport(Transport):
         self._waiters = Waiters()
         # Queues whose finalizes may free a slot of a limit: a freed slot wakes their claimers.
         self._flow_queues: set[str] = set()
+        self._fair_queues: set[str] = set()  # queues seen with waiting partitioned jobs
         self._pending: set[anyio.Event] = set()  # every waiter, woken by aclose
         # Watches other connections' commits while anyone waits (file databases only).
         self._watcher: asyncio.Task[None] | None = None
@@ -594,6 +596,7 @@ class SQLiteTransport(Transport):
                     json.dumps(request.headers, ensure_ascii=False),
                     request.concurrency_key,
                     request.workflow,
+                    request.partition_key,
                 )
             )
         if not rows:
@@ -743,12 +746,23 @@ class SQLiteTransport(Transport):
         check_claim(queue, owner, limit, ttl)
         now = self._time.now()
         expires_at = now + ttl
-        rows = await self._fetch(
-            _Q["claim"],
-            {"queue": queue, "owner": owner, "now": now, "expires_at": expires_at, "limit": limit},
-        )
-        # RETURNING yields rows in no particular order; hand them out in claim order.
-        rows.sort(key=lambda row: (row[5], row[6], row[0]))
+        params = {
+            "queue": queue,
+            "owner": owner,
+            "now": now,
+            "expires_at": expires_at,
+            "limit": limit,
+        }
+        rows: list[Any] = []
+        if queue not in self._fair_queues:
+            # The one-statement claim, which claims nothing while partitioned jobs wait.
+            rows = await self._fetch(_Q["claim"], params)
+            # RETURNING yields rows in no particular order; hand them out in claim order.
+            rows.sort(key=lambda row: (row[5], row[6], row[0]))
+            if not rows and (await self._fetch(_Q["partitioned"], params))[0][0]:
+                self._fair_queues.add(queue)
+        if queue in self._fair_queues:
+            rows = await self._claim_fair(params)
         if any(row[20] is not None for row in rows):
             self._flow_queues.add(queue)
         return [
@@ -761,6 +775,30 @@ class SQLiteTransport(Transport):
             )
             for row in rows
         ]
+
+    async def _claim_fair(self, params: dict[str, Any]) -> list[Any]:
+        """The fair-share claim: three statements under one write lock (see fair_candidates
+        in queries.sql), its leases in fair-share order."""
+        async with self._transaction() as conn:
+            candidates = list(await conn.execute_fetchall(_Q["fair_candidates"], params))
+            if not candidates:
+                (left,) = list(await conn.execute_fetchall(_Q["partitioned"], params))
+                if not left[0]:
+                    self._fair_queues.discard(params["queue"])  # none left: plain claims
+                return []
+            chosen = json.dumps([[job_id, key] for job_id, key, _ in candidates])
+            rows = list(
+                await conn.execute_fetchall(_Q["claim_chosen"], {**params, "candidates": chosen})
+            )
+            order = {job_id: (i, part) for i, (job_id, _, part) in enumerate(candidates)}
+            rows.sort(key=lambda row: order[row[0]][0])
+            served = list(dict.fromkeys(order[row[0]][1] for row in rows))
+            if served:
+                await conn.execute_fetchall(
+                    _Q["serve_partitions"],
+                    {"queue": params["queue"], "served": json.dumps(served), "now": params["now"]},
+                )
+        return rows
 
     async def renew(self, requests: Sequence[RenewRequest], *, ttl: float) -> list[RenewResult]:
         check_duration(ttl)

@@ -73,32 +73,32 @@ def _seconds(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
         number(f"task option {attr.name}", value)
 
 
-def _key_fields(template: str) -> list[tuple[str, str | None]]:
-    """A concurrency key template as (literal text, payload field or None) pairs.
+def _key_fields(template: str, option: str = "concurrency_key") -> list[tuple[str, str | None]]:
+    """A key template (task ``option``) as (literal text, payload field or None) pairs.
 
     Raises:
         ConfigInvalid: a replacement field is not a plain name (``{tenant_id}``), or the
             template is not a label.
     """
     try:
-        check_label(template, "task option concurrency_key")
+        check_label(template, f"task option {option}")
         parts = list(string.Formatter().parse(template))
     except (InvalidRequest, ValueError) as exc:
-        raise ConfigInvalid(f"task option concurrency_key: {exc}") from exc
+        raise ConfigInvalid(f"task option {option}: {exc}") from exc
     found: list[tuple[str, str | None]] = []
     for literal, field, spec, conversion in parts:
         if field is not None and (not field.isidentifier() or spec or conversion):
             raise ConfigInvalid(
-                f"task option concurrency_key {template!r}: {{{field}}} must name a payload "
+                f"task option {option} {template!r}: {{{field}}} must name a payload "
                 "field, like {tenant_id}"
             )
         found.append((literal, field))
     return found
 
 
-def _key_template(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
+def _key_template(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
     if value is not None:
-        _key_fields(value)  # type: ignore[arg-type]  # it checks the type too
+        _key_fields(value, attr.name)  # type: ignore[arg-type]  # it checks the type too
 
 
 def _backoff(_inst: object, _attr: attrs.Attribute[Any], value: object) -> None:
@@ -130,6 +130,9 @@ class TaskOptions:
     #: The jobs' concurrency key (see ``Transport.set_limit``): a name (``"stripe"``) or a
     #: template of payload fields (``"tenant:{tenant_id}"``), filled in at enqueue.
     concurrency_key: str | None = attrs.field(default=None, validator=_key_template)
+    #: The jobs' fair-share partition (see *Fair share* in ``transports.Transport``): a name
+    #: or a template of payload fields (``"tenant:{tenant_id}"``), filled in at enqueue.
+    partition_key: str | None = attrs.field(default=None, validator=_key_template)
 
     def key_for(self, kind: str, payload: JsonValue) -> str | None:
         """The concurrency key of a job with this JSON ``payload``, or None.
@@ -138,21 +141,34 @@ class TaskOptions:
             PayloadInvalid: the template names a field the payload lacks, or whose value is
                 neither a string nor an integer.
         """
-        if self.concurrency_key is None:
-            return None
-        parts: list[str] = []
-        for literal, field in _key_fields(self.concurrency_key):
-            parts.append(literal)
-            if field is None:
-                continue
-            value = payload.get(field) if isinstance(payload, dict) else None
-            if type(value) is not str and type(value) is not int:
-                raise PayloadInvalid(
-                    f"the concurrency key {self.concurrency_key!r} of {kind!r} needs payload "
-                    f"field {field!r} as a string or an integer"
-                )
-            parts.append(str(value))
-        return "".join(parts)
+        return _filled(self.concurrency_key, "concurrency key", kind, payload)
+
+    def partition_for(self, kind: str, payload: JsonValue) -> str | None:
+        """The fair-share partition of a job with this JSON ``payload``, or None.
+
+        Raises:
+            PayloadInvalid: as :meth:`key_for`.
+        """
+        return _filled(self.partition_key, "partition key", kind, payload)
+
+
+def _filled(template: str | None, what: str, kind: str, payload: JsonValue) -> str | None:
+    """A key template filled in from a job's JSON payload (None: no template)."""
+    if template is None:
+        return None
+    parts: list[str] = []
+    for literal, field in _key_fields(template, what.replace(" ", "_")):
+        parts.append(literal)
+        if field is None:
+            continue
+        value = payload.get(field) if isinstance(payload, dict) else None
+        if type(value) is not str and type(value) is not int:
+            raise PayloadInvalid(
+                f"the {what} {template!r} of {kind!r} needs payload "
+                f"field {field!r} as a string or an integer"
+            )
+        parts.append(str(value))
+    return "".join(parts)
 
 
 def _task_options(**given: object) -> TaskOptions:
@@ -236,12 +252,15 @@ class Task(Generic[P]):
         max_attempts: int | None = None,
         dedupe_key: str | None = None,
         concurrency_key: str | None = None,
+        partition_key: str | None = None,
     ) -> EnqueueRequest:
         """The ``EnqueueRequest`` for one job of this kind (options default to the task's;
         the task's concurrency key template is filled in from the payload)."""
         raw = self.unstructure(payload)
         if concurrency_key is None:
             concurrency_key = self.options.key_for(self.kind, raw)
+        if partition_key is None:
+            partition_key = self.options.partition_for(self.kind, raw)
         return EnqueueRequest(
             kind=self.kind,
             payload=raw,
@@ -252,6 +271,7 @@ class Task(Generic[P]):
             max_attempts=self.options.max_attempts if max_attempts is None else max_attempts,
             dedupe_key=dedupe_key,
             concurrency_key=concurrency_key,
+            partition_key=partition_key,
         )
 
 
@@ -348,6 +368,7 @@ class App:
         timeout: float | None = None,
         lease_ttl: float | None = None,
         concurrency_key: str | None = None,
+        partition_key: str | None = None,
     ) -> Callable[[Handler[P]], Task[P]]:
         """Decorator registering ``async def fn(ctx, payload)`` as the handler of ``kind``.
 
@@ -368,6 +389,9 @@ class App:
             concurrency_key: the jobs' concurrency key, a name or a template of payload
                 fields (``"tenant:{tenant_id}"``); a limit set on a key
                 (``Transport.set_limit``) caps its running jobs cluster-wide.
+            partition_key: the jobs' fair-share partition, a name or a template of payload
+                fields (``"tenant:{tenant_id}"``): claims share the queue among partitions,
+                so a tenant's backlog cannot starve another's jobs.
 
         Raises:
             DuplicateJobKind: ``kind`` is already registered (when decorating).
@@ -384,6 +408,7 @@ class App:
             timeout=timeout,
             lease_ttl=lease_ttl,
             concurrency_key=concurrency_key,
+            partition_key=partition_key,
         )
 
         def decorate(fn: Handler[P]) -> Task[P]:
@@ -404,6 +429,7 @@ class App:
         timeout: float | None = None,
         lease_ttl: float | None = None,
         concurrency_key: str | None = None,
+        partition_key: str | None = None,
     ) -> Task[P]:
         """Register ``fn`` as the handler of ``kind`` (the plain-call form of :meth:`task`,
         with the same options and errors)."""
@@ -415,6 +441,7 @@ class App:
             timeout=timeout,
             lease_ttl=lease_ttl,
             concurrency_key=concurrency_key,
+            partition_key=partition_key,
         )
         return self._register(kind, fn, payload_type, options)
 
@@ -520,6 +547,7 @@ class App:
         max_attempts: int | None = None,
         dedupe_key: str | None = None,
         concurrency_key: str | None = None,
+        partition_key: str | None = None,
         after: Iterable[int | EnqueueResult | Job | After] = (),
         workflow: str | None = None,
     ) -> EnqueueRequest:
@@ -539,6 +567,7 @@ class App:
             max_attempts=max_attempts,
             dedupe_key=dedupe_key,
             concurrency_key=concurrency_key,
+            partition_key=partition_key,
         )
         parents = _parents_of(after)
         if parents or workflow is not None:
@@ -565,6 +594,7 @@ class App:
         max_attempts: int | None = ...,
         dedupe_key: str | None = ...,
         concurrency_key: str | None = ...,
+        partition_key: str | None = ...,
         after: Iterable[int | EnqueueResult | Job | After] = ...,
         workflow: str | None = ...,
         connection: object | None = ...,
@@ -584,6 +614,7 @@ class App:
         max_attempts: int | None = ...,
         dedupe_key: str | None = ...,
         concurrency_key: str | None = ...,
+        partition_key: str | None = ...,
         after: Iterable[int | EnqueueResult | Job | After] = ...,
         workflow: str | None = ...,
         connection: object | None = ...,
@@ -602,6 +633,7 @@ class App:
         max_attempts: int | None = None,
         dedupe_key: str | None = None,
         concurrency_key: str | None = None,
+        partition_key: str | None = None,
         after: Iterable[int | EnqueueResult | Job | After] = (),
         workflow: str | None = None,
         connection: object | None = None,
@@ -620,6 +652,8 @@ class App:
             dedupe_key: fold into an active job of the same queue with this key.
             concurrency_key: the job's concurrency key (default: the task's, filled in from
                 the payload).
+            partition_key: the job's fair-share partition (default: the task's, filled in
+                from the payload).
             after: the jobs this one waits for (ids, enqueue results, jobs, or
                 ``transports.After`` with its ``on_failure``): it stays ``pending`` until every
                 one succeeded (see ``Transport``'s *Dependencies*).
@@ -643,6 +677,7 @@ class App:
             max_attempts=max_attempts,
             dedupe_key=dedupe_key,
             concurrency_key=concurrency_key,
+            partition_key=partition_key,
             after=after,
             workflow=workflow,
         )

@@ -13,6 +13,7 @@ from ._clock import ManualClock
 from ._conformance import TransportConformance, TransportFactory
 from ._dependencies import TransportDependencies
 from ._edges import TransportEdges
+from ._fair import TransportFairShare
 from ._fine_print import TransportFinePrint
 from ._flow import TransportFlowControl, TransportRateLimits
 from ._observing import TransportObserving
@@ -28,6 +29,7 @@ __all__ = [
     "TransportDependencies",
     "TransportEdges",
     "TransportFactory",
+    "TransportFairShare",
     "TransportFinePrint",
     "TransportFlowControl",
     "TransportObserving",

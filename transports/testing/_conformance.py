@@ -64,6 +64,7 @@ from .._records import (
 from ._clock import ManualClock
 from ._dependencies import TransportDependencies
 from ._edges import TransportEdges
+from ._fair import TransportFairShare
 from ._fine_print import TransportFinePrint
 from ._flow import TransportFlowControl, TransportRateLimits
 from ._observing import TransportObserving
@@ -149,6 +150,7 @@ class TransportConformance(
     TransportObserving,
     TransportFlowControl,
     TransportRateLimits,
+    TransportFairShare,
     TransportResults,
     TransportDependencies,
     TransportSteps,

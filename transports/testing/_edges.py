@@ -180,6 +180,11 @@ def _enqueue_rows(max_payload_bytes: int) -> list[Row]:
             )
     for value in GOOD_LABELS:
         rows.append(enqueue(f"concurrency_key={value!r}", None, concurrency_key=value))
+    for value in BAD_LABELS:
+        if value is not None:
+            rows.append(enqueue(f"partition_key={value!r}", InvalidRequest, partition_key=value))
+    for value in GOOD_LABELS:
+        rows.append(enqueue(f"partition_key={value!r}", None, partition_key=value))
     for headers in [
         "a=b",
         [("a", "b")],

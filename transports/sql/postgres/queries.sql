@@ -31,31 +31,32 @@ VALUES ($1::integer, extract(epoch FROM clock_timestamp())::float8);
 -- name: enqueue
 -- Ids are drawn before the insert so each request finds its own row again; a request whose
 -- dedupe key matches an active job inserts nothing and reports that job instead. A NULL
--- run_at, dedupe_key, headers or concurrency_key array stands for all NULLs (a NULL headers
--- entry: none).
+-- run_at, dedupe_key, headers, concurrency_key or partition_key array stands for all NULLs (a
+-- NULL headers entry: none).
 WITH now AS (
     SELECT coalesce($10::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
 req AS MATERIALIZED (
     SELECT r.ord, r.kind, r.queue, r.payload, r.priority, r.max_attempts, r.dedupe_key,
-           r.headers, r.concurrency_key, coalesce(r.run_at, now.t + r.delay) AS run_at,
+           r.headers, r.concurrency_key, r.partition_key,
+           coalesce(r.run_at, now.t + r.delay) AS run_at,
            now.t AS now, nextval('{schema}.jobs_id_seq') AS id
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::integer[], $5::float8[], $6::float8[],
-        $7::integer[], $8::text[], $9::text[], $11::text[]
+        $7::integer[], $8::text[], $9::text[], $11::text[], $12::text[]
     ) WITH ORDINALITY AS r(kind, queue, payload, priority, run_at, delay, max_attempts,
-                           dedupe_key, headers, concurrency_key, ord),
+                           dedupe_key, headers, concurrency_key, partition_key, ord),
     now
 ),
 ins AS (
     INSERT INTO {schema}.jobs AS j (
         id, kind, queue, payload, state, priority, run_at, max_attempts, dedupe_key,
-        created_at, updated_at, headers, concurrency_key
+        created_at, updated_at, headers, concurrency_key, partition_key
     )
     SELECT id, kind, queue, payload::jsonb,
            CASE WHEN run_at > now THEN 'scheduled' ELSE 'available' END,
            priority, run_at, max_attempts, dedupe_key, now, now,
-           coalesce(headers::jsonb, '{}'::jsonb), concurrency_key
+           coalesce(headers::jsonb, '{}'::jsonb), concurrency_key, partition_key
     FROM req
     ORDER BY ord
     ON CONFLICT (queue, dedupe_key)
@@ -83,25 +84,25 @@ ORDER BY req.ord;
 -- enqueue for a batch without dedupe keys: nothing can conflict, so a plain INSERT (no
 -- conflict arbiter, no lookup of existing jobs). The identity default draws each id as the
 -- rows arrive in request order, so the ids sorted are the requests in order. A NULL
--- concurrency_key array stands for all NULLs.
+-- concurrency_key or partition_key array stands for all NULLs.
 WITH now AS (
     SELECT coalesce($9::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
 ins AS (
     INSERT INTO {schema}.jobs (
         kind, queue, payload, state, priority, run_at, max_attempts, created_at, updated_at,
-        headers, concurrency_key
+        headers, concurrency_key, partition_key
     )
     SELECT r.kind, r.queue, r.payload::jsonb,
            CASE WHEN coalesce(r.run_at, now.t + r.delay) > now.t THEN 'scheduled'
                 ELSE 'available' END,
            r.priority, coalesce(r.run_at, now.t + r.delay), r.max_attempts, now.t, now.t,
-           coalesce(r.headers::jsonb, '{}'::jsonb), r.concurrency_key
+           coalesce(r.headers::jsonb, '{}'::jsonb), r.concurrency_key, r.partition_key
     FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::integer[], $5::float8[], $6::float8[],
-        $7::integer[], $8::text[], $10::text[]
+        $7::integer[], $8::text[], $10::text[], $11::text[]
     ) WITH ORDINALITY AS r(kind, queue, payload, priority, run_at, delay, max_attempts,
-                           headers, concurrency_key, ord),
+                           headers, concurrency_key, partition_key, ord),
     now
     ORDER BY r.ord
     RETURNING id, queue, state
@@ -116,8 +117,9 @@ FROM ins
 ORDER BY ins.id;
 
 -- name: claim
--- The claim of a store without limits: one statement. While any limit exists it claims
--- nothing (see claim_candidates), and the transport takes the limited path.
+-- The claim of a store without limits: one statement. While any limit exists, or the queue
+-- has waiting partitioned jobs, it claims nothing (see claim_candidates), and the transport
+-- takes the limited path.
 WITH now AS (
     SELECT coalesce($5::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
@@ -132,6 +134,11 @@ due AS (
       AND NOT EXISTS (
           SELECT 1 FROM {schema}.queues
           WHERE name = $1::text AND global_concurrency IS NOT NULL
+      )
+      AND NOT EXISTS (
+          SELECT 1 FROM {schema}.jobs AS f
+          WHERE f.queue = $1::text AND f.partition_key IS NOT NULL
+            AND f.state IN ('available', 'scheduled', 'suspended')
       )
     ORDER BY priority, run_at, id
     LIMIT $2::integer
@@ -152,7 +159,8 @@ WHERE j.id = ANY (ARRAY(SELECT id FROM due))
 RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.attempt,
           j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
           j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested, j.started_at,
-          j.errors, j.headers, j.concurrency_key, j.lease_token, j.lost_at, j.workflow;
+          j.errors, j.headers, j.concurrency_key, j.lease_token, j.lost_at, j.workflow,
+          j.partition_key;
 
 -- name: any_limits
 SELECT EXISTS (SELECT 1 FROM {schema}.limits)
@@ -160,6 +168,10 @@ SELECT EXISTS (SELECT 1 FROM {schema}.limits)
     OR EXISTS (
         SELECT 1 FROM {schema}.cooldowns
         WHERE until > coalesce($1::float8, extract(epoch FROM statement_timestamp())::float8)
+    )
+    OR EXISTS (
+        SELECT 1 FROM {schema}.jobs
+        WHERE partition_key IS NOT NULL AND state IN ('available', 'scheduled', 'suspended')
     );
 
 -- name: claim_candidates
@@ -168,9 +180,16 @@ SELECT EXISTS (SELECT 1 FROM {schema}.limits)
 -- limits row of every key among them, in key order (claimers never wait on each other's
 -- jobs: SKIP LOCKED). A claimer that holds a key's row is the only one counting and starting
 -- that key's jobs until it commits, and the next statement, with a snapshot taken after the
--- lock was granted, counts every lease committed before. The last column says whether any
--- limit exists at all.
-WITH now AS (
+-- lock was granted, counts every lease committed before. The limited column says whether any
+-- limit (or waiting partitioned job) exists at all.
+-- A queue with waiting partitioned jobs takes its candidates in fair-share order instead (see
+-- *Fair share* in transports/_base.py): parts walks the partitions of its waiting jobs, one
+-- index seek each; eligible keeps those with a due job of a key not full; chosen takes the $2
+-- served least recently (never first, then by key); each gives at most $2 - n + 1 jobs (n
+-- chosen), all that a round-by-round take of $2 can use, skipping jobs other claimers hold
+-- locked; the take is by (rank in partition, turn), and part names each one's partition ('':
+-- the unpartitioned).
+WITH RECURSIVE now AS (
     SELECT coalesce($3::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
 -- The live leases are counted by key from the running jobs (few), not per limit (many).
@@ -206,9 +225,17 @@ queue_lock AS (
     WHERE name = $1::text AND global_concurrency IS NOT NULL
     FOR UPDATE
 ),
-candidates AS (
+fair AS (
+    SELECT EXISTS (
+        SELECT 1 FROM {schema}.jobs
+        WHERE queue = $1::text AND partition_key IS NOT NULL
+          AND state IN ('available', 'scheduled', 'suspended')
+    ) AS fair
+),
+plain AS (
     SELECT id, concurrency_key, priority, run_at FROM {schema}.jobs
     WHERE queue = $1::text
+      AND NOT (SELECT fair FROM fair)
       AND (SELECT count(*) FROM queue_lock) >= 0
       AND state IN ('available', 'scheduled', 'suspended')
       AND run_at <= (SELECT t FROM now)
@@ -217,6 +244,90 @@ candidates AS (
     ORDER BY priority, run_at, id
     LIMIT $2::integer
     FOR UPDATE SKIP LOCKED
+),
+parts (key) AS (
+    SELECT (
+        SELECT min(partition_key) FROM {schema}.jobs
+        WHERE queue = $1::text AND partition_key IS NOT NULL
+          AND state IN ('available', 'scheduled', 'suspended')
+    )
+    WHERE (SELECT fair FROM fair)
+    UNION ALL
+    SELECT (
+        SELECT min(partition_key) FROM {schema}.jobs
+        WHERE queue = $1::text AND partition_key > parts.key
+          AND state IN ('available', 'scheduled', 'suspended')
+    )
+    FROM parts
+    WHERE parts.key IS NOT NULL
+),
+eligible (key) AS (
+    SELECT parts.key FROM parts
+    WHERE parts.key IS NOT NULL
+      AND EXISTS (
+          SELECT 1 FROM {schema}.jobs
+          WHERE queue = $1::text AND partition_key = parts.key
+            AND state IN ('available', 'scheduled', 'suspended')
+            AND run_at <= (SELECT t FROM now)
+            AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT key FROM full_keys))
+      )
+    UNION ALL
+    SELECT '' WHERE (SELECT fair FROM fair) AND EXISTS (
+        SELECT 1 FROM {schema}.jobs
+        WHERE queue = $1::text AND partition_key IS NULL
+          AND state IN ('available', 'scheduled', 'suspended')
+          AND run_at <= (SELECT t FROM now)
+          AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT key FROM full_keys))
+    )
+),
+chosen AS (
+    SELECT e.key, row_number() OVER (ORDER BY p.tick NULLS FIRST, p.pos, e.key) AS turn
+    FROM eligible AS e
+    LEFT JOIN {schema}.partitions AS p ON p.queue = $1::text AND p.key = e.key
+    WHERE (SELECT count(*) FROM queue_lock) >= 0
+      AND NOT EXISTS (SELECT 1 FROM {schema}.queues WHERE name = $1::text AND paused)
+    ORDER BY turn
+    LIMIT $2::integer
+),
+room AS (SELECT $2::integer - count(*) + 1 AS each FROM chosen),
+named AS (
+    SELECT t.id, t.concurrency_key, t.priority, t.run_at, c.key AS part, c.turn
+    FROM chosen AS c CROSS JOIN LATERAL (
+        SELECT id, concurrency_key, priority, run_at FROM {schema}.jobs
+        WHERE c.key <> '' AND queue = $1::text AND partition_key = c.key
+          AND state IN ('available', 'scheduled', 'suspended')
+          AND run_at <= (SELECT t FROM now)
+          AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT key FROM full_keys))
+        ORDER BY priority, run_at, id
+        LIMIT (SELECT each FROM room)
+        FOR UPDATE SKIP LOCKED
+    ) AS t
+),
+unnamed AS (
+    SELECT t.id, t.concurrency_key, t.priority, t.run_at, c.key AS part, c.turn
+    FROM chosen AS c CROSS JOIN LATERAL (
+        SELECT id, concurrency_key, priority, run_at FROM {schema}.jobs
+        WHERE c.key = '' AND queue = $1::text AND partition_key IS NULL
+          AND state IN ('available', 'scheduled', 'suspended')
+          AND run_at <= (SELECT t FROM now)
+          AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT key FROM full_keys))
+        ORDER BY priority, run_at, id
+        LIMIT (SELECT each FROM room)
+        FOR UPDATE SKIP LOCKED
+    ) AS t
+),
+taken AS (
+    SELECT id, concurrency_key, priority, run_at, part, turn,
+           row_number() OVER (PARTITION BY part ORDER BY priority, run_at, id) AS rank
+    FROM (SELECT * FROM named UNION ALL SELECT * FROM unnamed) AS both_kinds
+    ORDER BY rank, turn
+    LIMIT $2::integer
+),
+candidates AS (
+    SELECT id, concurrency_key, priority, run_at, '' AS part, 0::bigint AS rank, 0::bigint AS turn
+    FROM plain
+    UNION ALL
+    SELECT id, concurrency_key, priority, run_at, part, rank, turn FROM taken
 ),
 locked AS (
     SELECT l.key FROM {schema}.limits AS l
@@ -228,20 +339,31 @@ SELECT c.id, c.concurrency_key, (SELECT count(*) FROM locked) AS locked,
        EXISTS (SELECT 1 FROM {schema}.limits)
            OR EXISTS (SELECT 1 FROM {schema}.queues WHERE global_concurrency IS NOT NULL)
            OR EXISTS (SELECT 1 FROM {schema}.cooldowns WHERE until > (SELECT t FROM now))
-           AS limited
+           OR (SELECT fair FROM fair)
+           OR EXISTS (
+               SELECT 1 FROM {schema}.jobs
+               WHERE partition_key IS NOT NULL
+                 AND state IN ('available', 'scheduled', 'suspended')
+           )
+           AS limited,
+       c.part, (SELECT fair FROM fair) AS fair
 FROM candidates AS c
-ORDER BY c.priority, c.run_at, c.id;
+ORDER BY c.rank, c.turn, c.priority, c.run_at, c.id;
 
 -- name: claim_chosen
 -- The limited claim, second statement: of the locked candidates ($1 ids, $2 keys, in claim
 -- order) start those within their key's free slots (live leases and starts in its rate
 -- window, counted now, under the key's row lock) and their queue's ($6), unless the key
 -- cools down; then log the starts of each rate-limited key and forget those out of its window.
+-- A fair claim ($8) also sends the partitions it started jobs of ($7, each candidate's; '':
+-- the unpartitioned) to the back of the rotation, in the order it served them (rows upserted
+-- in key order, so two claimers lock them in one order).
 WITH now AS (
     SELECT coalesce($5::float8, extract(epoch FROM statement_timestamp())::float8) AS t
 ),
 cand AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS c(id, key, ord)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $7::text[]) WITH ORDINALITY
+        AS c(id, key, part, ord)
 ),
 ranked AS (
     SELECT id, key, ord, row_number() OVER (PARTITION BY key ORDER BY ord) AS n FROM cand
@@ -301,7 +423,7 @@ upd AS (
               j.max_attempts, j.last_error, j.dedupe_key, j.created_at, j.updated_at,
               j.finished_at, j.lease_owner, j.lease_expires_at, j.cancel_requested,
               j.started_at, j.errors, j.headers, j.concurrency_key, j.lease_token, j.lost_at,
-              j.workflow
+              j.workflow, j.partition_key
 ),
 -- Every data-modifying WITH runs to completion, read or not, on the statement's snapshot.
 forgotten AS (
@@ -316,6 +438,20 @@ logged AS (
     SELECT upd.concurrency_key, (SELECT t FROM now)
     FROM upd JOIN {schema}.limits AS l ON l.key = upd.concurrency_key
     WHERE l.rate IS NOT NULL
+),
+tick AS MATERIALIZED (SELECT nextval('{schema}.partition_ticks') AS t),
+served AS (
+    INSERT INTO {schema}.partitions AS p (queue, key, tick, pos, served_at)
+    SELECT $6::text, s.part, (SELECT t FROM tick), s.pos, (SELECT t FROM now)
+    FROM (
+        SELECT cand.part, row_number() OVER (ORDER BY min(cand.ord)) AS pos
+        FROM upd JOIN cand ON cand.id = upd.id
+        GROUP BY cand.part
+    ) AS s
+    WHERE $8::boolean
+    ORDER BY s.part
+    ON CONFLICT (queue, key) DO UPDATE
+    SET tick = excluded.tick, pos = excluded.pos, served_at = excluded.served_at
 )
 SELECT * FROM upd;
 
@@ -801,7 +937,7 @@ SELECT id, kind, queue, payload,
        END,
        priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
        finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-       concurrency_key, result, wait_key, workflow
+       concurrency_key, result, wait_key, workflow, partition_key
 FROM {schema}.jobs
 WHERE id = $1::bigint;
 
@@ -845,7 +981,7 @@ SELECT id, kind, queue, payload,
        END,
        priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
        finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-       concurrency_key, result, wait_key, workflow
+       concurrency_key, result, wait_key, workflow, partition_key
 FROM {schema}.jobs
 WHERE {filter}
 ORDER BY id {order}

@@ -47,7 +47,8 @@ CREATE TABLE {schema}.jobs (
     wait_key text,  -- the event key a suspended job waits for; set exactly while suspended
     workflow text,  -- the workflow it belongs to, a label (0009)
     -- true once a job waits for it (job_edges): its end settles its dependents (jobs_settle)
-    has_dependents boolean NOT NULL DEFAULT false
+    has_dependents boolean NOT NULL DEFAULT false,
+    partition_key text  -- fair-share partition, a label (0011); NULL: the unpartitioned
 );
 
 -- Claim: due jobs of one queue in claim order; only waiting jobs are in it, so its size follows
@@ -337,3 +338,22 @@ WHEN (
     AND NEW.state NOT IN ('succeeded', 'cancelled', 'dead')
 )
 EXECUTE FUNCTION {schema}.jobs_reopen();
+
+-- The fair claim (0011): the partitions of a queue's waiting jobs (a seek per partition) and
+-- the first due jobs of each, in claim order.
+CREATE INDEX jobs_partition_idx ON {schema}.jobs (queue, partition_key, priority, run_at, id)
+    WHERE partition_key IS NOT NULL AND state IN ('available', 'scheduled', 'suspended');
+
+-- One value per fair claim that started jobs: the order of the partitions' turns.
+CREATE SEQUENCE {schema}.partition_ticks;
+
+-- Each partition's last turn: the claim (tick) that last started one of its jobs and its
+-- place in that claim (pos). key '' is the queue's unpartitioned jobs.
+CREATE TABLE {schema}.partitions (
+    queue text NOT NULL,
+    key text NOT NULL,
+    tick bigint NOT NULL,
+    pos integer NOT NULL,
+    served_at double precision NOT NULL,
+    PRIMARY KEY (queue, key)
+);

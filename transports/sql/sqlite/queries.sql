@@ -41,11 +41,11 @@ WHERE (queue, dedupe_key) IN (
     AND state IN ('scheduled', 'available', 'running', 'suspended')
 
 -- name: insert_jobs
--- VALUES gets one "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" per job, in the order of these
+-- VALUES gets one "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" per job, in the order of these
 -- columns.
 INSERT INTO jobs (
     kind, queue, payload, state, priority, run_at, max_attempts, dedupe_key, created_at,
-    updated_at, headers, concurrency_key, workflow
+    updated_at, headers, concurrency_key, workflow, partition_key
 )
 VALUES {rows}
 RETURNING id
@@ -86,6 +86,12 @@ candidates AS (
         AND run_at <= :now
         AND NOT EXISTS (SELECT 1 FROM queue_configs WHERE name = :queue AND paused)
         AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT key FROM full_keys))
+        -- a queue with waiting partitioned jobs is claimed fairly (fair_candidates)
+        AND NOT EXISTS (
+            SELECT 1 FROM jobs AS f
+            WHERE f.queue = :queue AND f.partition_key IS NOT NULL
+                AND f.state IN ('available', 'scheduled', 'suspended')
+        )
     ORDER BY priority, run_at, id
     LIMIT :limit
 ),
@@ -129,7 +135,177 @@ WHERE id IN (
 RETURNING
     id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
     dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at,
-    cancel_requested, started_at, errors, headers, concurrency_key, lease_token, lost_at, workflow
+    cancel_requested, started_at, errors, headers, concurrency_key, lease_token, lost_at, workflow,
+    partition_key
+
+-- name: partitioned
+-- Whether a queue has waiting partitioned jobs: then its claims are fair (fair_candidates).
+SELECT EXISTS (
+    SELECT 1 FROM jobs
+    WHERE queue = :queue AND partition_key IS NOT NULL
+        AND state IN ('available', 'scheduled', 'suspended')
+)
+
+-- name: fair_candidates
+-- The fair claim, first of three statements of one write transaction: the candidates in
+-- fair-share order (see *Fair share* in transports/_base.py), as (id, concurrency_key,
+-- partition: '' for the unpartitioned). parts walks the partitions of the queue's waiting
+-- jobs, one index seek each; eligible keeps those with a due job of a key not full (keys as
+-- in claim); chosen takes the :limit served least recently (never first, then by key); each
+-- gives at most :limit - n + 1 jobs (n chosen), which is all a round-by-round take of :limit
+-- can use, and the take is by (rank in partition, turn).
+WITH RECURSIVE
+live AS (
+    SELECT concurrency_key AS key, count(*) AS n
+    FROM jobs
+    WHERE state = 'running' AND concurrency_key IS NOT NULL AND lease_expires_at > :now
+    GROUP BY concurrency_key
+),
+started AS (
+    SELECT s.key, count(*) AS n
+    FROM key_starts AS s JOIN limits AS l ON l.key = s.key
+    WHERE l.rate IS NOT NULL AND s.at > :now - l.per
+    GROUP BY s.key
+),
+full_keys AS (
+    SELECT l.key FROM limits AS l JOIN live ON live.key = l.key WHERE l.concurrency <= live.n
+    UNION ALL
+    SELECT key FROM limits WHERE concurrency <= 0
+    UNION ALL
+    SELECT l.key FROM limits AS l JOIN started ON started.key = l.key WHERE l.rate <= started.n
+    UNION ALL
+    SELECT key FROM cooldowns WHERE until > :now
+),
+parts (key) AS (
+    SELECT (
+        SELECT min(partition_key) FROM jobs
+        WHERE queue = :queue AND partition_key IS NOT NULL
+            AND state IN ('available', 'scheduled', 'suspended')
+    )
+    UNION ALL
+    SELECT (
+        SELECT min(partition_key) FROM jobs
+        WHERE queue = :queue AND partition_key > parts.key
+            AND state IN ('available', 'scheduled', 'suspended')
+    )
+    FROM parts
+    WHERE parts.key IS NOT NULL
+),
+eligible (key) AS (
+    SELECT parts.key FROM parts
+    WHERE parts.key IS NOT NULL
+        AND EXISTS (
+            SELECT 1 FROM jobs
+            WHERE queue = :queue AND partition_key = parts.key
+                AND state IN ('available', 'scheduled', 'suspended') AND run_at <= :now
+                AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT key FROM full_keys))
+        )
+    UNION ALL
+    SELECT '' WHERE EXISTS (
+        SELECT 1 FROM jobs
+        WHERE queue = :queue AND partition_key IS NULL
+            AND state IN ('available', 'scheduled', 'suspended') AND run_at <= :now
+            AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT key FROM full_keys))
+    )
+),
+chosen AS (
+    SELECT eligible.key,
+        row_number() OVER (
+            ORDER BY p.tick IS NOT NULL, p.tick, p.pos, eligible.key
+        ) AS turn
+    FROM eligible LEFT JOIN partitions AS p ON p.queue = :queue AND p.key = eligible.key
+    WHERE NOT EXISTS (SELECT 1 FROM queue_configs WHERE name = :queue AND paused)
+    ORDER BY turn
+    LIMIT :limit
+),
+room AS (SELECT :limit - count(*) + 1 AS each FROM chosen),
+taken AS (
+    SELECT jobs.id, jobs.concurrency_key, chosen.key AS part, chosen.turn,
+        row_number() OVER (
+            PARTITION BY chosen.key ORDER BY jobs.priority, jobs.run_at, jobs.id
+        ) AS rank
+    FROM chosen JOIN jobs ON jobs.id IN (
+        SELECT id FROM jobs
+        WHERE chosen.key <> '' AND queue = :queue AND partition_key = chosen.key
+            AND state IN ('available', 'scheduled', 'suspended') AND run_at <= :now
+            AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT key FROM full_keys))
+        ORDER BY priority, run_at, id
+        LIMIT (SELECT each FROM room)
+    ) OR jobs.id IN (
+        SELECT id FROM jobs
+        WHERE chosen.key = '' AND queue = :queue AND partition_key IS NULL
+            AND state IN ('available', 'scheduled', 'suspended') AND run_at <= :now
+            AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT key FROM full_keys))
+        ORDER BY priority, run_at, id
+        LIMIT (SELECT each FROM room)
+    )
+)
+SELECT id, concurrency_key, part FROM taken ORDER BY rank, turn LIMIT :limit
+
+-- name: claim_chosen
+-- The fair claim, second statement: of the candidates (:candidates, a JSON array of
+-- [id, concurrency_key] in claim order) start those within their key's free slots and their
+-- queue's, as claim does.
+WITH started AS (
+    SELECT s.key, count(*) AS n
+    FROM key_starts AS s JOIN limits AS l ON l.key = s.key
+    WHERE l.rate IS NOT NULL AND s.at > :now - l.per
+    GROUP BY s.key
+),
+cand AS (
+    SELECT c.key AS ord, json_extract(c.value, '$[0]') AS id,
+        json_extract(c.value, '$[1]') AS key
+    FROM json_each(:candidates) AS c
+),
+ranked AS (
+    SELECT id, key, ord, row_number() OVER (PARTITION BY key ORDER BY ord) AS n FROM cand
+)
+UPDATE jobs
+SET state = 'running',
+    attempt = attempt + 1,
+    lease_owner = :owner,
+    lease_token = lease_token + 1,
+    lease_expires_at = :expires_at,
+    started_at = :now,
+    updated_at = :now,
+    wait_key = NULL
+WHERE id IN (
+    SELECT ranked.id
+    FROM ranked LEFT JOIN limits AS l ON l.key = ranked.key
+    WHERE l.key IS NULL
+        OR (
+            (l.concurrency IS NULL OR ranked.n <= l.concurrency - (
+                SELECT count(*) FROM jobs AS r
+                WHERE r.state = 'running' AND r.concurrency_key = l.key
+                    AND r.lease_expires_at > :now
+            ))
+            AND (l.rate IS NULL OR ranked.n <= l.rate - coalesce(
+                (SELECT n FROM started WHERE started.key = l.key), 0
+            ))
+        )
+    ORDER BY ranked.ord
+    LIMIT max(0, coalesce(
+        (SELECT global_concurrency FROM queue_configs WHERE name = :queue)
+            - (SELECT count(*) FROM jobs AS q
+               WHERE q.state = 'running' AND q.queue = :queue AND q.lease_expires_at > :now),
+        :limit
+    ))
+)
+RETURNING
+    id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
+    dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at,
+    cancel_requested, started_at, errors, headers, concurrency_key, lease_token, lost_at, workflow,
+    partition_key
+
+-- name: serve_partitions
+-- The fair claim, third statement: the partitions it started jobs of (:served, a JSON array
+-- of partitions in the order it served them) go to the back of the rotation.
+INSERT INTO partitions (queue, key, tick, pos, served_at)
+SELECT :queue, s.value, (SELECT coalesce(max(tick), 0) + 1 FROM partitions), s.key, :now
+FROM json_each(:served) AS s
+WHERE true
+ON CONFLICT (queue, key) DO UPDATE
+SET tick = excluded.tick, pos = excluded.pos, served_at = excluded.served_at
 
 -- name: renew
 -- :requests is a JSON array of [job_id, token] pairs.
@@ -518,7 +694,7 @@ SELECT
     CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= :now THEN 'available' ELSE state END,
     priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
     finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-    concurrency_key, result, wait_key, workflow
+    concurrency_key, result, wait_key, workflow, partition_key
 FROM jobs
 WHERE id = :id
 
@@ -550,7 +726,7 @@ SELECT
     CASE WHEN state IN ('scheduled', 'suspended') AND run_at <= :now THEN 'available' ELSE state END,
     priority, run_at, attempt, max_attempts, last_error, dedupe_key, created_at, updated_at,
     finished_at, lease_owner, lease_expires_at, cancel_requested, started_at, errors, headers,
-    concurrency_key, result, wait_key, workflow
+    concurrency_key, result, wait_key, workflow, partition_key
 FROM jobs
 WHERE {filter}
 ORDER BY id {order}

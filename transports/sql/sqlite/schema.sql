@@ -43,7 +43,8 @@ CREATE TABLE jobs (
     wait_key TEXT,  -- the event key a suspended job waits for; set exactly while suspended
     workflow TEXT,  -- the workflow it belongs to, a label (0009)
     -- 1 once a job waits for it (job_edges): its end settles its dependents (jobs_settle)
-    has_dependents INTEGER NOT NULL DEFAULT 0
+    has_dependents INTEGER NOT NULL DEFAULT 0,
+    partition_key TEXT  -- fair-share partition, a label (0011); NULL: the unpartitioned
 );
 
 -- claim: the due jobs of a queue in claim order.
@@ -319,3 +320,21 @@ CREATE TRIGGER jobs_forget AFTER DELETE ON jobs
 BEGIN
     DELETE FROM job_edges WHERE child = OLD.id;
 END;
+
+-- The fair claim (0011): the partitions of a queue's waiting jobs (a seek per partition) and
+-- the first due jobs of each, in claim order.
+CREATE INDEX jobs_partition ON jobs (queue, partition_key, priority, run_at, id)
+    WHERE partition_key IS NOT NULL AND state IN ('available', 'scheduled', 'suspended');
+
+-- Each partition's last turn: the claim (tick) that last started one of its jobs and its
+-- place in that claim (pos). key '' is the queue's unpartitioned jobs.
+CREATE TABLE partitions (
+    queue TEXT NOT NULL,
+    key TEXT NOT NULL,
+    tick INTEGER NOT NULL,
+    pos INTEGER NOT NULL,
+    served_at REAL NOT NULL,
+    PRIMARY KEY (queue, key)
+) WITHOUT ROWID;
+
+CREATE INDEX partitions_tick ON partitions (tick);
