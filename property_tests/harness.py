@@ -51,6 +51,7 @@ SQLITE_TABLES = (
     "steps",
     "signals",
     "job_edges",
+    "partitions",
 )
 """Every SQLite table of the store (``transports/sql/sqlite/schema.sql``), emptied per example."""
 
@@ -67,6 +68,7 @@ POSTGRES_TABLES = (
     "cooldowns",
     "signals",
     "job_edges",
+    "partitions",
 )
 """Every PostgreSQL table of the store but ``schema_version``, emptied per example."""
 

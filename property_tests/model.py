@@ -149,6 +149,7 @@ class ModelJob:
     dedupe_key: str | None
     created_at: float
     concurrency_key: str | None = None
+    partition_key: str | None = None
     waiting: bool = True  # scheduled or available; which one is decided by run_at and now
     state: JobState = JobState.SCHEDULED  # meaningful only when not waiting
     attempt: int = 0
@@ -222,6 +223,12 @@ class ReferenceModel:
         self.rates: dict[str, tuple[int, float]] = {}  # concurrency key -> (rate, per)
         self.starts: dict[str, list[float]] = {}  # rate-limited key -> its logged starts
         self.cooldowns: dict[str, float] = {}  # concurrency key -> cooled down until then
+        # fair share: (queue, partition or "") -> (tick, position) of its last turn, and the
+        # queues whose rotation a race made unknown (racing claims commit in an order the
+        # model cannot see): their claims are checked without the rotation
+        self.served: dict[tuple[str, str], tuple[int, int]] = {}
+        self.tick = 0
+        self.fuzzy: set[str] = set()
 
     def clone(self) -> ReferenceModel:
         """An independent copy (to try one order of concurrent calls)."""
@@ -276,6 +283,7 @@ class ReferenceModel:
                 dedupe_key=request.dedupe_key,
                 created_at=now,
                 concurrency_key=request.concurrency_key,
+                partition_key=request.partition_key,
             )
 
     # --- working ------------------------------------------------------------------------
@@ -298,20 +306,42 @@ class ReferenceModel:
             and job.lease_expires_at > now
         )
 
-    def claimable_in_order(self, queue: str, limit: int, now: float) -> list[ModelJob]:
-        """What a claim of ``limit`` jobs of ``queue`` takes at ``now`` (see Transport.claim):
-        the first ``limit`` due jobs of keys with room, each key within its free slots."""
+    def fair(self, queue: str) -> bool:
+        """Whether claims of ``queue`` share it among partitions: a partitioned job waits."""
+        return any(
+            job.queue == queue and job.waiting and job.partition_key is not None
+            for job in self.jobs.values()
+        )
+
+    def _free(self, now: float) -> dict[str, int]:
+        """The starts each held key may make at ``now`` (<= 0: full)."""
         free = {key: n - self.live(key, now) for key, n in self.limits.items()}
         for key, (rate, _per) in self.rates.items():
             free[key] = min(free.get(key, rate), rate - self.started(key, now))
         for key, until in self.cooldowns.items():
             if until > now:
                 free[key] = 0
-        candidates = [
+        return free
+
+    def eligible_in_order(self, queue: str, now: float) -> list[ModelJob]:
+        """The due jobs of ``queue`` whose key is not full at ``now``, in claim order."""
+        free = self._free(now)
+        return [
             job
             for job in self.due_in_order(queue, now)
             if job.concurrency_key not in free or free[job.concurrency_key] > 0
-        ][:limit]
+        ]
+
+    def claimable_in_order(self, queue: str, limit: int, now: float) -> list[ModelJob]:
+        """What a claim of ``limit`` jobs of ``queue`` takes at ``now`` (see Transport.claim):
+        the first ``limit`` due jobs of keys with room (in fair-share order when partitioned
+        jobs wait), each key within its free slots."""
+        free = self._free(now)
+        eligible = self.eligible_in_order(queue, now)
+        if self.fair(queue):
+            candidates = self._fair_order(queue, eligible, limit)
+        else:
+            candidates = eligible[:limit]
         taken = []
         for job in candidates:
             key = job.concurrency_key
@@ -323,6 +353,21 @@ class ReferenceModel:
         if queue in self.caps:
             taken = taken[: max(0, self.caps[queue] - self.live_in(queue, now))]
         return taken
+
+    def _fair_order(self, queue: str, eligible: list[ModelJob], limit: int) -> list[ModelJob]:
+        """The fair-share candidates: the ``limit`` partitions served least recently, their
+        jobs round by round, the first ``limit``."""
+        parts: dict[str, list[ModelJob]] = {}
+        for job in eligible:
+            parts.setdefault(job.partition_key or "", []).append(job)
+        turns = sorted(parts, key=lambda name: (self.served.get((queue, name), (0, -1)), name))
+        rounds = [
+            (rank, turn, job)
+            for turn, name in enumerate(turns[:limit])
+            for rank, job in enumerate(parts[name])
+        ]
+        rounds.sort(key=lambda item: (item[0], item[1]))
+        return [job for _rank, _turn, job in rounds[:limit]]
 
     def started(self, key: str, now: float) -> int:
         """Logged starts of rate-limited ``key`` in its window ``(now - per, now]``."""
@@ -377,7 +422,19 @@ class ReferenceModel:
         they held locked; it must still take only due jobs, in claim order, within its limit."""
         due = [job.id for job in self.due_in_order(queue, now)]
         got = [lease.job_id for lease in leases]
-        if subset:
+        fair = self.fair(queue)
+        if subset and fair:
+            # Racing fair claims read one rotation and commit in an order the model cannot
+            # see: each took due jobs only, and the rotation is unknown from here on.
+            self.fuzzy.add(queue)
+        if fair and queue in self.fuzzy:
+            eligible = {job.id for job in self.eligible_in_order(queue, now)}
+            _expect(
+                set(got) <= eligible and len(got) == len(set(got)) <= limit,
+                MATCHES_MODEL,
+                f"fair claim({queue!r}, limit={limit}) gave jobs {got}; eligible: {sorted(eligible)}",
+            )
+        elif subset:
             in_order = [job_id for job_id in due if job_id in set(got)]
             _expect(
                 got == in_order and len(got) == len(set(got)) <= limit,
@@ -409,11 +466,22 @@ class ReferenceModel:
             if job.concurrency_key in self.rates:
                 self.starts.setdefault(job.concurrency_key, []).append(now)
             _expect(
+                lease.job.partition_key == job.partition_key,
+                MATCHES_MODEL,
+                f"lease of job {job.id} in partition {lease.job.partition_key!r}, "
+                f"expected {job.partition_key!r}",
+            )
+            _expect(
                 lease.owner == owner and lease.expires_at == now + ttl,
                 MATCHES_MODEL,
                 f"lease {lease.owner!r} until {lease.expires_at}, expected {owner!r} until {now + ttl}",
             )
             self.check_job(lease.job, now, "the claimed job")
+        if fair and leases:  # to the back of the rotation, in the order the claim served them
+            self.tick += 1
+            served = dict.fromkeys(lease.job.partition_key or "" for lease in leases)
+            for pos, name in enumerate(served):
+                self.served[(queue, name)] = (self.tick, pos)
 
     def apply_renew(
         self,
@@ -714,6 +782,7 @@ class ReferenceModel:
             "max_attempts": job.max_attempts,
             "dedupe_key": job.dedupe_key,
             "concurrency_key": job.concurrency_key,
+            "partition_key": job.partition_key,
             "lease_owner": job.lease_owner,
             "lease_expires_at": job.lease_expires_at,
             "cancel_requested": job.cancel_requested,

@@ -42,6 +42,8 @@ __all__ = [
     "CoolDownIgnored",
     "DedupeForgetsRunning",
     "DedupeOutlivesJob",
+    "FairShareByBacklog",
+    "FairShareForgetsTurns",
     "FinalizeIgnoresToken",
     "LeaderIgnoresTTL",
     "LeaderNeverExpires",
@@ -56,6 +58,7 @@ __all__ = [
     "RenewRevivesExpired",
     "SQLiteClaimWithoutLock",
     "SQLiteCoolDownIgnored",
+    "SQLiteFairShareForgetsTurns",
     "SQLiteFinalizeIgnoresToken",
     "SQLiteLimitPerCandidateIgnored",
     "SQLiteReapIgnoresExpiry",
@@ -276,6 +279,28 @@ class CoolDownIgnored(MemoryTransport):
         return None
 
 
+class FairShareForgetsTurns(MemoryTransport):
+    """The fair claim never remembers whom it served: partitions always go in key order, so
+    the first ones take every claim of one job and a later one starves."""
+
+    async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
+        self._store.served.clear()
+        return await super().claim(queue, owner=owner, limit=limit, ttl=ttl)
+
+
+class FairShareByBacklog(MemoryTransport):
+    """The fair claim takes the partitions with the most waiting jobs first, the "busiest
+    tenant first" rule that lets a big backlog starve a small one."""
+
+    def _fair_order(self, queue: str, heap: Any, parts: Any, *args: Any) -> Any:
+        store = self._store
+        for name, source in list(parts.items()):
+            store.served[(queue, name)] = (-len(source), 0)
+        if heap is not None:
+            store.served[(queue, "")] = (-len(heap), 0)
+        return super()._fair_order(queue, heap, parts, *args)
+
+
 MEMORY_MUTANTS: tuple[type[MemoryTransport], ...] = (
     ClaimWithoutLock,
     RenewIgnoresToken,
@@ -336,6 +361,9 @@ class _RewritingConnection:
 
     async def execute_fetchall(self, sql: str, params: Any = ()) -> Any:
         return await self._conn.execute_fetchall(self._new if sql == self._old else sql, params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)  # every other call of the connection, as it is
 
 
 class SQLiteReapIgnoresExpiry(SQLiteTransport):
@@ -413,6 +441,22 @@ class SQLiteCoolDownIgnored(SQLiteTransport):
         return await super()._fetch(_CLAIM_NOT_COOLED if sql == _Q["claim"] else sql, params)
 
 
+_FAIR_FORGETFUL = _without(
+    "fair_candidates",
+    "ORDER BY p.tick IS NOT NULL, p.tick, p.pos, eligible.key",
+    "ORDER BY eligible.key",
+)
+
+
+class SQLiteFairShareForgetsTurns(SQLiteTransport):
+    """The fair claim orders partitions by key alone, as if none was ever served."""
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
+        async with super()._transaction() as conn:
+            yield _RewritingConnection(conn, _Q["fair_candidates"], _FAIR_FORGETFUL)
+
+
 SQLITE_MUTANTS: tuple[type[SQLiteTransport], ...] = (
     SQLiteClaimWithoutLock,
     SQLiteRenewIgnoresToken,
@@ -428,5 +472,8 @@ FLOW_MUTANTS: tuple[type[MemoryTransport] | type[SQLiteTransport], ...] = (
     RateWindowNotSliding,
     CoolDownIgnored,
     SQLiteCoolDownIgnored,
+    FairShareForgetsTurns,
+    FairShareByBacklog,
+    SQLiteFairShareForgetsTurns,
 )
-"""The broken limiters: hunted by the flow machine (the lease machine sets no limits)."""
+"""The broken limiters and fair claims: hunted by the flow machine (the lease machine sets no limits)."""

@@ -351,7 +351,10 @@ def settle(
         except Violation as violation:
             failures.append(violation)
             continue
-        if claim_race and not (model.limits or model.caps or model.rates or model.cooldowns):
+        fair = claim_race and model.fair(done[0][0].queue)  # type: ignore[attr-defined]
+        if claim_race and not (
+            fair or model.limits or model.caps or model.rates or model.cooldowns
+        ):
             # With limits each claim's candidates depend on the ones before it; the ledger
             # holds every key within its limit whatever the order.
             _took_the_first_due(done, model, now)

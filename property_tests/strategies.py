@@ -22,6 +22,7 @@ __all__ = [
     "CURSOR_NAMES",
     "HOLDERS",
     "LEADER_NAMES",
+    "PARTITIONS",
     "QUEUES",
     "RATE_WINDOWS",
     "RUNTIME_RNG",
@@ -81,6 +82,9 @@ key_limits = st.sampled_from([None, 0, 1, 1, 2])
 key_rates = st.sampled_from([None, 1, 2, 2, 3])
 """A key's rate (None removes it): small, so windows fill up."""
 
+PARTITIONS = ("t0", "t1", "t2")
+"""The flow machine's fair-share partitions (tenants)."""
+
 RATE_WINDOWS = (10.0, 5.0)
 """The rate window of each of the flow machine's keys (fixed: see FlowMachine.set_rate)."""
 
@@ -97,6 +101,7 @@ class EnqueueSpec:
     dedupe_key: str | None
     payload: int
     concurrency_key: str | None = None
+    partition_key: str | None = None
 
     def request(self, now: float) -> EnqueueRequest:
         """The request, as sent at ``now``."""
@@ -115,6 +120,7 @@ class EnqueueSpec:
             max_attempts=self.max_attempts,
             dedupe_key=self.dedupe_key,
             concurrency_key=self.concurrency_key,
+            partition_key=self.partition_key,
             **timing,  # type: ignore[arg-type]
         )
 
@@ -136,8 +142,10 @@ enqueue_batches = st.lists(enqueue_specs, min_size=1, max_size=3)
 keyed_enqueue_specs = st.tuples(
     enqueue_specs,
     st.sampled_from([None, CONCURRENCY_KEYS[0], CONCURRENCY_KEYS[0], CONCURRENCY_KEYS[1]]),
-).map(lambda pair: attrs.evolve(pair[0], concurrency_key=pair[1]))
-"""One job, most often with a concurrency key of the few the flow machine limits."""
+    st.sampled_from([None, None, *PARTITIONS, PARTITIONS[0]]),
+).map(lambda t: attrs.evolve(t[0], concurrency_key=t[1], partition_key=t[2]))
+"""One job, most often with a concurrency key of the few the flow machine limits, often in a
+fair-share partition (tenant) of the few it knows, the first one the busiest."""
 
 keyed_enqueue_batches = st.lists(keyed_enqueue_specs, min_size=1, max_size=3)
 

@@ -182,6 +182,9 @@ class MemoryStore:
         # last started one of its jobs: the fair-share rotation, least recently served first
         self.served: dict[tuple[str, str], tuple[int, int]] = {}
         self.next_tick = 1
+        # queue -> its waiting (scheduled, available, suspended) partitioned jobs: claims of a
+        # queue with any are fair
+        self.partitioned: dict[str, int] = {}
         self.scheduled: list[tuple[float, int, int]] = []
         self.expiry: list[tuple[float, int, int]] = []
         self.running: dict[int, _Row] = {}
@@ -308,6 +311,8 @@ class MemoryTransport(Transport):
             if by_state is None:
                 by_state = store.counts[row.queue] = dict.fromkeys(_STATES, 0)
             by_state[JobState.SCHEDULED] += 1
+            if row.partition_key is not None:
+                store.partitioned[row.queue] = store.partitioned.get(row.queue, 0) + 1
             start = None
             if plans is not None and plans[position][0]:
                 start = self._add_edges(row, plans[position], results)
@@ -354,8 +359,10 @@ class MemoryTransport(Transport):
         room = limit  # the queue's free cluster-wide slots, when it has a global cap
         if config is not None and config.global_concurrency is not None:
             room = config.global_concurrency - self._live_in(queue, now)
-        parts = store.parts.get(queue)
-        fair = self._fair_order(queue, heap, parts, limit, now, free, full) if parts else None
+        fair = None
+        if store.partitioned.get(queue):  # partitioned jobs wait: share the queue
+            parts = store.parts.setdefault(queue, {})
+            fair = self._fair_order(queue, heap, parts, limit, now, free, full)
         served: dict[str, None] = {}  # the partitions this claim starts, in claim order
         while candidates < limit and len(leases) < room:
             if fair is not None:
@@ -1011,6 +1018,8 @@ class MemoryTransport(Transport):
             store.steps.pop(row.id, None)
             self._unsuspend(row)
             store.counts[row.queue][row.state] -= 1
+            if row.partition_key is not None and row.state in _WAITING:
+                store.partitioned[row.queue] -= 1
             if row.dedupe_key is not None:
                 key = (row.queue, row.dedupe_key)
                 if store.dedupe.get(key) == row.id:
@@ -1253,6 +1262,9 @@ class MemoryTransport(Transport):
         by_state = self._store.counts[row.queue]
         by_state[row.state] -= 1
         by_state[state] += 1
+        if row.partition_key is not None and (row.state in _WAITING) != (state in _WAITING):
+            partitioned = self._store.partitioned
+            partitioned[row.queue] += 1 if state in _WAITING else -1
         row.state = state
 
     def _promote(self, now: float) -> None:

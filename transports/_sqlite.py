@@ -780,11 +780,14 @@ class SQLiteTransport(Transport):
         """The fair-share claim: three statements under one write lock (see fair_candidates
         in queries.sql), its leases in fair-share order."""
         async with self._transaction() as conn:
+            (fair,) = list(await conn.execute_fetchall(_Q["partitioned"], params))
+            if not fair[0]:
+                self._fair_queues.discard(params["queue"])  # none left: plain claims
+                rows = list(await conn.execute_fetchall(_Q["claim"], params))
+                rows.sort(key=lambda row: (row[5], row[6], row[0]))
+                return rows
             candidates = list(await conn.execute_fetchall(_Q["fair_candidates"], params))
             if not candidates:
-                (left,) = list(await conn.execute_fetchall(_Q["partitioned"], params))
-                if not left[0]:
-                    self._fair_queues.discard(params["queue"])  # none left: plain claims
                 return []
             chosen = json.dumps([[job_id, key] for job_id, key, _ in candidates])
             rows = list(
