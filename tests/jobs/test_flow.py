@@ -176,3 +176,46 @@ async def test_cool_down_snoozes_the_job_and_holds_its_key(
     assert min(rest) - first == pytest.approx(30.0, abs=0.01)
     assert max(started["calm"]) - first < 1.0  # not held
     assert sorted(job.attempt for job in jobs.values()) == [1] * 5  # the snooze spent none
+
+
+async def test_the_partition_is_the_tasks_filled_in_or_the_callers(transport: Transport) -> None:
+    """A partition template is filled in from the payload like a concurrency key; a per-call
+    partition replaces it; a bad template is refused at registration."""
+    app = App(transport)
+    app.register("sync", _noop, partition_key="tenant:{tenant_id}")
+    sync = await app.enqueue("sync", {"tenant_id": 7})
+    override = await app.enqueue("sync", {"tenant_id": 7}, partition_key="vip")
+    assert [(await transport.get(r.job_id)).partition_key for r in (sync, override)] == [
+        "tenant:7",
+        "vip",
+    ]
+    with pytest.raises(PayloadInvalid, match="partition key"):
+        await app.enqueue("sync", {"other": 1})
+    with pytest.raises(ConfigInvalid, match="partition_key"):
+        app.register("bad", _noop, partition_key="{a.b}")
+
+
+async def test_a_small_tenant_runs_beside_a_big_backlog(
+    transport: Transport, clock: VirtualClock
+) -> None:
+    """One slot, a tenant with 30 jobs waiting and then one with 3: the small tenant's jobs run
+    every other job, not after the big backlog."""
+    app = App(transport)
+    ran: list[str] = []
+
+    async def work(ctx: JobContext, payload: Any) -> None:
+        ran.append(payload["tenant"])
+        await clock.sleep(1.0)
+
+    app.register("report", work, partition_key="{tenant}")
+    ids = [(await app.enqueue("report", {"tenant": "big"})).job_id for _ in range(30)]
+    ids += [(await app.enqueue("report", {"tenant": "small"})).job_id for _ in range(3)]
+    one_slot = WorkerConfig(lease_ttl=30.0, batch_size=1)
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        node = await start_node(
+            tg, topology(app, transport, clock, worker=one_slot, concurrency=1)
+        )
+        jobs = await wait_final(transport, clock, ids, timeout=600.0)
+        await node.stop()
+    assert {job.state for job in jobs.values()} == {JobState.SUCCEEDED}
+    assert ran[:6] == ["big", "small"] * 3
