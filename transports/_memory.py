@@ -426,6 +426,13 @@ class MemoryTransport(Transport):
                 store.served[(queue, name)] = (tick, pos)
         return leases
 
+    def _eligible(
+        self, queue: str, active: list[tuple[str, list[_Entry]]]
+    ) -> list[tuple[str, list[_Entry]]]:
+        """The eligible partitions of a fair claim of ``queue``, as found (a hook for the
+        simulator, which checks the rotation against them)."""
+        return active
+
     def _key_full(self, key: str, now: float, free: dict[str, int], full: set[str]) -> bool:
         """Whether limited ``key`` was full when the claim began (first met: counted now)."""
         if key not in free:
@@ -474,7 +481,7 @@ class MemoryTransport(Transport):
                 named.append((name, parts[name]))
             else:
                 del parts[name]  # emptied: forgotten until it has a job again
-        active = [(name, source) for name, source in named if usable(source)]
+        active = self._eligible(queue, [(name, source) for name, source in named if usable(source)])
         active.sort(key=lambda item: (served.get((queue, item[0]), (0, -1)), item[0]))
         chosen = active[:limit]
         each = limit - len(chosen) + 1

@@ -161,6 +161,9 @@ def _duration(name: str, default: float, text: str) -> Callable[[_F], _F]:
     "--workflows",
     is_flag=True,
     help="The producer enqueues workflows: chains and fan-out groups with a fan-in callback.",
+    "--partitions",
+    is_flag=True,
+    help="The built-in jobs belong to tenants (fair-share partitions): one big, a few small.",
 )
 @_defaulted("--backend", click.Choice(["asyncio", "trio"]), _DEFAULT.backend, "Event loop.")
 @click.option(
@@ -260,6 +263,7 @@ def config_from_options(
     operators: bool = False,
     steps: bool = False,
     workflows: bool = False,
+    partitions: bool = False,
     backend: str = _DEFAULT.backend,
     keep_faults: Sequence[int] | str | None = None,
 ) -> SimConfig:
@@ -298,6 +302,7 @@ def config_from_options(
         operators=operators,
         steps=steps,
         workflows=workflows,
+        partitions=partitions,
         backend=backend,
         keep_faults=keep_faults,
     )

@@ -40,6 +40,7 @@ from ._faults import (
     Fault,
     FaultyTransport,
     NodeLink,
+    Observed,
     StorageFault,
     WakeHub,
 )
@@ -127,8 +128,9 @@ def default_topology(ctx: SimNodeContext) -> Topology:
 
 
 def default_transport(store: MemoryStore, clock: VirtualClock) -> Transport:
-    """A plain memory transport over the shared store."""
-    return MemoryTransport(store=store, clock=clock)
+    """A memory transport over the shared store (which shows the fair-share check what each
+    fair claim found)."""
+    return Observed(store=store, clock=clock)
 
 
 class _Node:

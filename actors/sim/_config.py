@@ -152,6 +152,9 @@ class SimConfig:
     # ``on_failure`` decides; each job runs durable steps. ``jobs`` still counts jobs: about a
     # quarter as many workflows are enqueued
     workflows: bool = False
+    # the built-in workload's jobs belong to fair-share partitions: one big tenant with most of
+    # the jobs, a few small ones; the report measures each one's wait (``fair_share_held``)
+    partitions: bool = False
     backend: str = attrs.field(default="asyncio", validator=_backend)
     keep_faults: tuple[int, ...] | None = attrs.field(default=None, converter=_keep)
     trace_tail: int = attrs.field(default=30, validator=attrs.validators.ge(0))
@@ -193,6 +196,8 @@ class SimConfig:
             argv.append("--steps")
         if self.workflows:
             argv.append("--workflows")
+        if self.partitions:
+            argv.append("--partitions")
         if self.backend != default.backend:
             argv += ["--backend", self.backend]
         if self.keep_faults is not None:

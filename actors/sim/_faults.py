@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from random import Random  # allowed: type of the injected, seeded RNG only
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -25,6 +25,7 @@ from transports import (
     EnqueueResult,
     JobState,
     JsonValue,
+    MemoryTransport,
     QueueConfig,
     Transport,
     TransportClosed,
@@ -75,6 +76,19 @@ PARTITION_TIMEOUT = 2.0
 #: Probability that a storage call yields once more before reaching the store: a scheduling
 #: choice the seed makes at every storage await.
 SCHEDULING_JITTER = 0.15
+
+
+class Observed(MemoryTransport):
+    """The simulator's memory transport: tells the fair-share check which partitions each
+    fair claim found eligible (``eligible[queue]``, taken by the caller after the claim)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.eligible: dict[str, list[str]] = {}
+
+    def _eligible(self, queue: str, active: list[Any]) -> list[Any]:
+        self.eligible[queue] = [name for name, _ in active]
+        return active
 
 
 @attrs.frozen(kw_only=True)
@@ -327,8 +341,11 @@ class FaultyTransport(ForwardingTransport):
     async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
         async def observed(inner: Transport) -> list[Lease]:
             leases = await inner.claim(queue, owner=owner, limit=limit, ttl=ttl)
+            now = self._base.now()
             if leases:
-                self._checker.claimed(self.node, leases, self._base.now())
+                self._checker.claimed(self.node, leases, now)
+            eligible = inner.eligible.pop(queue, None) if isinstance(inner, Observed) else None
+            self._checker.fair_claimed(queue, eligible, leases, now)
             return leases
 
         return await self._forward("claim", observed)

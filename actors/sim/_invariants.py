@@ -45,6 +45,10 @@ Invariants (their names appear in reports):
   starts a new run.
 * ``fan_in_results``: a fan-in callback reads the result of every member that succeeded,
   and None for the others (``on_failure="run"``).
+* ``fair_share_held``: while a fair-share partition waits with a job a claim could start, no
+  other partition starts jobs in two claims before it starts one (runs with ``partitions``
+  and no key limit: each claim serves the partitions that waited longest and sends them to
+  the back of the rotation).
 * ``node_error``: no node (or the simulator) fails with an unexpected exception.
 """
 
@@ -281,6 +285,15 @@ class Checker:
         self.ran_after_failure = 0  # of which with a parent that did not succeed (run edges)
         self.fan_ins_completed = 0
         self.fan_ins_again = 0  # completions of a workflow's fan-in after its first
+        #: Runs with fair-share partitions and no key limit check ``fair_share_held``.
+        self.fair = False
+        # (queue, waiting partition) -> the partitions that started jobs since its wait began
+        self._bypassed: dict[tuple[str, str], set[str]] = {}
+        #: The most partitions that started jobs while one partition waited its turn.
+        self.most_bypassed = 0
+        self._due_at: dict[int, tuple[str, float]] = {}  # new job -> (partition, due time)
+        #: Seconds from a job's due time to its first start, by partition ("": none).
+        self.partition_waits: dict[str, list[float]] = {}
         trace.listeners.append(self._follow)
 
     # --- violations -----------------------------------------------------------------------
@@ -334,6 +347,40 @@ class Checker:
                     )
                     for a in request.after
                 )
+                if request.partition_key is not None and not request.after:
+                    due = request.run_at if request.run_at is not None else now + request.delay
+                    self._due_at[result.job_id] = (request.partition_key, due)
+
+    def fair_claimed(
+        self, queue: str, eligible: Sequence[str] | None, leases: Sequence[Lease], now: float
+    ) -> None:
+        """A claim of ``queue`` found the partitions ``eligible`` (None: it was no fair-share
+        claim) and started ``leases``: no partition may pass a waiting one twice."""
+        for lease in leases:
+            waited = self._due_at.pop(lease.job_id, None)
+            if waited is not None:
+                self.partition_waits.setdefault(waited[0], []).append(max(0.0, now - waited[1]))
+        if not self.fair or self._trace.closed:
+            return
+        waiting = set(eligible or ())
+        for key in [key for key in self._bypassed if key[0] == queue and key[1] not in waiting]:
+            del self._bypassed[key]  # it has nothing to start: its wait is over
+        served = {lease.job.partition_key or "" for lease in leases}
+        for name in sorted(waiting):
+            if name in served:
+                self._bypassed[(queue, name)] = set()
+                continue
+            passed = self._bypassed.setdefault((queue, name), set())
+            for other in sorted(served):
+                if other in passed:
+                    self.violate(
+                        "fair_share_held",
+                        f"partition {other!r} of queue {queue!r} started jobs in two claims "
+                        f"while partition {name!r} waited through both with a job to start",
+                    )
+                    return
+                passed.add(other)
+            self.most_bypassed = max(self.most_bypassed, len(passed))
 
     def operated(self, source: str, action: str, job_ids: Sequence[int], now: float) -> None:
         """An operator changed jobs by filter: a retry or discard touched no leased job."""

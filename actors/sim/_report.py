@@ -107,6 +107,10 @@ class SimReport:
     cancelled_by_parent: int = 0
     fan_ins_completed: int = 0
     fan_ins_again: int = 0
+    # fair share (runs with ``partitions``): each partition's wait from a job's due time to its
+    # first start, and the most partitions that started jobs while one waited its turn
+    partition_waits: Mapping[str, Distribution] = attrs.field(factory=dict)
+    most_bypassed: int = 0
 
     @property
     def passed(self) -> bool:
@@ -179,6 +183,13 @@ class SimReport:
                 f"by a failed parent; fan-ins: {self.fan_ins_completed} completed, "
                 f"{self.fan_ins_again} again (an earlier run had not committed)"
                 if c.workflows
+                else ""
+            ),
+            (
+                "  fair share (due -> first start, by partition): "
+                + "; ".join(f"{name} {d.render()}" for name, d in self.partition_waits.items())
+                + f"; at most {self.most_bypassed} partitions started ahead of a waiting one"
+                if c.partitions
                 else ""
             ),
             self._history_line(),

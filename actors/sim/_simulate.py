@@ -83,7 +83,9 @@ async def run_simulation(
             keyed=config.key_limit is not None or config.key_rate is not None,
             steps=config.steps,
             workflows=config.workflows,
+            partitioned=config.partitions,
         )
+        checker.fair = config.partitions and config.key_limit is None and config.key_rate is None
         if config.steps or config.workflows:
             workload.ran = checker.step_ran
         if config.workflows:
@@ -189,6 +191,10 @@ async def run_simulation(
         cancelled_by_parent=cluster.cancelled_by_parent,
         fan_ins_completed=checker.fan_ins_completed,
         fan_ins_again=checker.fan_ins_again,
+        partition_waits={
+            name: Distribution.of(waits) for name, waits in sorted(checker.partition_waits.items())
+        },
+        most_bypassed=checker.most_bypassed,
     )
 
 

@@ -118,6 +118,9 @@ class SimWorkload:
 
     #: The concurrency keys of the built-in jobs when the run limits keys (``key_limit``).
     KEYS = ("sim:a", "sim:b", "sim:c")
+    #: The fair-share partitions (tenants) of the built-in jobs in ``partitions`` runs: the
+    #: first has seven jobs in ten, the others one each.
+    PARTITIONS = ("sim:big", "sim:t1", "sim:t2", "sim:t3")
 
     def __init__(
         self,
@@ -128,10 +131,12 @@ class SimWorkload:
         keyed: bool = False,
         steps: bool = False,
         workflows: bool = False,
+        partitioned: bool = False,
     ) -> None:
         self.seed = seed
         self.lease_ttl = lease_ttl
         self.keyed = keyed
+        self.partitioned = partitioned
         self.steps = steps
         self.workflows = workflows
         self._runs: dict[int, int] = {}
@@ -182,7 +187,12 @@ class SimWorkload:
             dedupe_key=f"dup-{n // 3}" if roll > 0.97 else None,
             # From n, not the RNG: a keyed run draws exactly what an unkeyed one does.
             concurrency_key=self.KEYS[n % len(self.KEYS)] if self.keyed else None,
+            partition_key=self.partition_of(n) if self.partitioned else None,
         )
+
+    def partition_of(self, n: int) -> str:
+        """The tenant of job ``n`` in ``partitions`` runs (from n, so draws stay the same)."""
+        return self.PARTITIONS[max(0, n % 10 - 6)]
 
     @staticmethod
     def event_key(n: int) -> str:

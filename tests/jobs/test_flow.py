@@ -212,9 +212,7 @@ async def test_a_small_tenant_runs_beside_a_big_backlog(
     ids += [(await app.enqueue("report", {"tenant": "small"})).job_id for _ in range(3)]
     one_slot = WorkerConfig(lease_ttl=30.0, batch_size=1)
     async with clock.autojump(), anyio.create_task_group() as tg:
-        node = await start_node(
-            tg, topology(app, transport, clock, worker=one_slot, concurrency=1)
-        )
+        node = await start_node(tg, topology(app, transport, clock, worker=one_slot, concurrency=1))
         jobs = await wait_final(transport, clock, ids, timeout=600.0)
         await node.stop()
     assert {job.state for job in jobs.values()} == {JobState.SUCCEEDED}

@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from actors.core import VirtualClock
+from actors.sim._faults import Observed  # the simulator's own memory transport
 from transports import Job, JobState, JsonValue, MemoryStore, MemoryTransport, Transport
 from transports.lowlevel import (
     FinalizeRequest,
@@ -181,3 +182,15 @@ class ResultsLostTransport(MemoryTransport):
 def results_lost(store: MemoryStore, clock: VirtualClock) -> Transport:
     """A transport whose listed jobs carry no result."""
     return ResultsLostTransport(store=store, clock=clock)
+class TurnsForgottenTransport(Observed):
+    """The fair claim never remembers whom it served: partitions go in key order every
+    claim, so the first ones pass a waiting later one again and again."""
+
+    async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
+        self.store.served.clear()
+        return await super().claim(queue, owner=owner, limit=limit, ttl=ttl)
+
+
+def turns_forgotten(store: MemoryStore, clock: VirtualClock) -> Transport:
+    """A transport whose fair-share rotation forgets every turn."""
+    return TurnsForgottenTransport(store=store, clock=clock)

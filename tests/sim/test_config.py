@@ -131,6 +131,7 @@ def test_python_call_names_every_option() -> None:
         SimConfig(seed=4, steps=True, key_limit=2),
         SimConfig(seed=5, operators=True, steps=True, key_rate=(5, 60.0), lease_ttl=2.0),
         SimConfig(seed=6, workflows=True, operators=True),
+        SimConfig(seed=6, partitions=True, steps=True),
     ],
 )
 def test_python_call_rebuilds_the_config_flags_included(config: SimConfig) -> None:

@@ -15,7 +15,14 @@ from actors.sim import FaultRates, SimConfig, SimReport, TransportFactory, shrin
 from actors.sim.lowlevel import OperatorActed, parse_faults, plan_faults
 from transports import JobState
 
-from ._broken import cool_blind, eager_reaper, fixed_window, limit_blind, token_blind
+from ._broken import (
+    cool_blind,
+    eager_reaper,
+    fixed_window,
+    limit_blind,
+    token_blind,
+    turns_forgotten,
+)
 
 #: Small and fast, busy enough that leases are often lost while their jobs run.
 SMALL = SimConfig(
@@ -179,3 +186,29 @@ def test_a_limiter_ignoring_cool_downs_is_caught() -> None:
     assert report.violation is not None
     assert report.violation.invariant == "key_rate_held"
     assert "cooled down" in report.violation.detail
+
+
+#: Busy enough that the tenants' backlogs wait: two nodes of two slots, 400 jobs.
+CROWDED = attrs.evolve(SMALL, nodes=2, jobs=400, partitions=True)
+
+
+def test_fair_share_holds_under_every_fault() -> None:
+    """Jobs of a big tenant and three small ones, under every fault: no partition passes a
+    waiting one twice, and the small tenants' jobs wait far less than the big one's."""
+    reports: list[SimReport] = []
+    sweep(CROWDED, range(1, 6), on_report=reports.append)
+    failed = [report.violation for report in reports if report.violation is not None]
+    assert not failed, failed[0].render()
+    assert len(reports) == 5
+    big = [report.partition_waits["sim:big"].p50 for report in reports]
+    small = [report.partition_waits["sim:t1"].p50 for report in reports]
+    assert sum(small) < sum(big) / 4, (small, big)
+
+
+def test_a_rotation_that_forgets_its_turns_is_caught() -> None:
+    """A fair claim that forgets whom it served lets the first partitions pass a waiting one
+    again and again: caught as fair_share_held."""
+    report = _first_failure(CROWDED, turns_forgotten, range(1, 51))
+    assert report.violation is not None
+    assert report.violation.invariant == "fair_share_held"
+    assert "--partitions" in report.violation.command
