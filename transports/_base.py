@@ -248,6 +248,7 @@ from ._records import (
     KeyLimit,
     LeaderLease,
     Lease,
+    PartitionInfo,
     QueueConfig,
     Reclaimed,
     RenewRequest,
@@ -615,6 +616,20 @@ class Transport(abc.ABC):
     async def list_limits(self) -> list[KeyLimit]:
         """Every key that has a limit or a live cool-down, by key, with its live running
         jobs, its waiting jobs and its starts in the current window."""
+
+    @abc.abstractmethod
+    async def list_partitions(
+        self, queue: str, *, after: str | None = None, limit: int = 100
+    ) -> list[PartitionInfo]:
+        """Up to ``limit`` fair-share partitions of ``queue`` that have waiting jobs (the
+        named ones: a queue's unpartitioned jobs are not listed), by key, those after
+        ``after`` when given: a keyset over every partition. Each counts its waiting jobs up
+        to ``MAX_PARTITION_COUNT`` and its running ones, and tells its last turn.
+
+        Raises:
+            InvalidQueueName: ``queue`` is not a valid name.
+            InvalidRequest: a bad cursor or limit.
+        """
 
     @abc.abstractmethod
     async def reopens_in(self, queue: str) -> float | None:

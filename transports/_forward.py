@@ -31,6 +31,7 @@ from ._records import (
     KeyLimit,
     LeaderLease,
     Lease,
+    PartitionInfo,
     QueueConfig,
     Reclaimed,
     RenewRequest,
@@ -206,6 +207,13 @@ class ForwardingTransport(Transport):
 
     async def list_limits(self) -> list[KeyLimit]:
         return await self._forward("list_limits", lambda t: t.list_limits())
+
+    async def list_partitions(
+        self, queue: str, *, after: str | None = None, limit: int = 100
+    ) -> list[PartitionInfo]:
+        return await self._forward(
+            "list_partitions", lambda t: t.list_partitions(queue, after=after, limit=limit)
+        )
 
     async def reopens_in(self, queue: str) -> float | None:
         return await self._forward("reopens_in", lambda t: t.reopens_in(queue))

@@ -44,6 +44,7 @@ from ._records import (
     DEFAULT_MAX_RESULT_BYTES,
     MAX_ERROR_MESSAGE,
     MAX_ERRORS,
+    MAX_PARTITION_COUNT,
     AttemptError,
     Cancel,
     CancelResult,
@@ -62,6 +63,7 @@ from ._records import (
     KeyLimit,
     LeaderLease,
     Lease,
+    PartitionInfo,
     QueueConfig,
     Reclaimed,
     Release,
@@ -101,6 +103,7 @@ from ._validate import (
     check_name,
     check_node_id,
     check_optional_name,
+    check_partitions_query,
     check_queues,
     check_release,
     check_set_limit,
@@ -182,6 +185,7 @@ class MemoryStore:
         # last started one of its jobs: the fair-share rotation, least recently served first
         self.served: dict[tuple[str, str], tuple[int, int]] = {}
         self.next_tick = 1
+        self.served_at: dict[tuple[str, str], float] = {}  # ... and that claim's time
         # queue -> its waiting (scheduled, available, suspended) partitioned jobs: claims of a
         # queue with any are fair
         self.partitioned: dict[str, int] = {}
@@ -424,6 +428,7 @@ class MemoryTransport(Transport):
             store.next_tick += 1
             for pos, name in enumerate(served):
                 store.served[(queue, name)] = (tick, pos)
+                store.served_at[(queue, name)] = now
         return leases
 
     def _eligible(
@@ -886,6 +891,35 @@ class MemoryTransport(Transport):
                 )
             )
         return found
+
+    async def list_partitions(
+        self, queue: str, *, after: str | None = None, limit: int = 100
+    ) -> list[PartitionInfo]:
+        now = await self._enter()
+        check_partitions_query(queue, after, limit)
+        store = self._store
+        self._promote(now)
+        waiting: dict[str, int] = {}
+        running: dict[str, int] = {}
+        for row in store.jobs.values():
+            key = row.partition_key
+            if key is None or row.queue != queue:
+                continue
+            if row.state in _WAITING:
+                waiting[key] = waiting.get(key, 0) + 1
+            elif row.state is JobState.RUNNING:
+                running[key] = running.get(key, 0) + 1
+        keys = sorted(key for key in waiting if after is None or key > after)[:limit]
+        return [
+            PartitionInfo(
+                queue=queue,
+                key=key,
+                waiting=min(waiting[key], MAX_PARTITION_COUNT),
+                running=running.get(key, 0),
+                served_at=store.served_at.get((queue, key)),
+            )
+            for key in keys
+        ]
 
     async def reopens_in(self, queue: str) -> float | None:
         now = await self._enter()

@@ -64,6 +64,7 @@ from ._records import (
     DEFAULT_MAX_RESULT_BYTES,
     MAX_ERROR_MESSAGE,
     MAX_ERRORS,
+    MAX_PARTITION_COUNT,
     CancelResult,
     Complete,
     Counts,
@@ -81,6 +82,7 @@ from ._records import (
     LeaderLease,
     Lease,
     OnFailure,
+    PartitionInfo,
     QueueConfig,
     Reclaimed,
     RenewRequest,
@@ -123,6 +125,7 @@ from ._validate import (
     check_name,
     check_node_id,
     check_optional_name,
+    check_partitions_query,
     check_queues,
     check_release,
     check_set_limit,
@@ -1301,6 +1304,24 @@ class PostgresTransport(Transport):
                 cooldown_until=until,
             )
             for key, concurrency, running, waiting, rate, per, started, until in rows
+        ]
+
+    async def list_partitions(
+        self, queue: str, *, after: str | None = None, limit: int = 100
+    ) -> list[PartitionInfo]:
+        check_partitions_query(queue, after, limit)
+        pool = self._db
+        rows = await self._run(
+            lambda: pool.fetch(
+                self._sql["list_partitions"], queue, after, limit, MAX_PARTITION_COUNT
+            ),
+            idempotent=True,
+        )
+        return [
+            PartitionInfo(
+                queue=queue, key=key, waiting=waiting, running=running, served_at=served_at
+            )
+            for key, waiting, running, served_at in rows
         ]
 
     async def cleanup(

@@ -920,6 +920,23 @@ class KeyLimit:
     cooldown_until: float | None = None  # a cool-down holding the key until then, if live
 
 
+#: The most waiting jobs ``list_partitions`` counts in one partition (more read as this).
+MAX_PARTITION_COUNT = 10_000
+
+
+@attrs.frozen(kw_only=True)
+class PartitionInfo:
+    """A fair-share partition of a queue with waiting jobs. Returned by ``list_partitions``."""
+
+    queue: str
+    key: str  # the partition key its jobs name at enqueue
+    # its jobs scheduled, available or suspended, counted up to MAX_PARTITION_COUNT
+    waiting: int
+    running: int  # its jobs holding a lease (live or expired, not yet reaped)
+    # when a claim last started one of its jobs (its last turn); None: never, or forgotten
+    served_at: float | None = None
+
+
 @attrs.frozen(kw_only=True)
 class Counts:
     """Number of jobs of one queue in each state."""

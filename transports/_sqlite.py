@@ -73,6 +73,7 @@ from ._records import (
     DEFAULT_MAX_RESULT_BYTES,
     MAX_ERROR_MESSAGE,
     MAX_ERRORS,
+    MAX_PARTITION_COUNT,
     CancelResult,
     Complete,
     Counts,
@@ -90,6 +91,7 @@ from ._records import (
     LeaderLease,
     Lease,
     OnFailure,
+    PartitionInfo,
     QueueConfig,
     Reclaimed,
     RenewRequest,
@@ -129,6 +131,7 @@ from ._validate import (
     check_name,
     check_node_id,
     check_optional_name,
+    check_partitions_query,
     check_queues,
     check_release,
     check_set_limit,
@@ -1192,6 +1195,25 @@ class SQLiteTransport(Transport):
                 cooldown_until=until,
             )
             for key, concurrency, running, waiting, rate, per, started, until in rows
+        ]
+
+    async def list_partitions(
+        self, queue: str, *, after: str | None = None, limit: int = 100
+    ) -> list[PartitionInfo]:
+        check_partitions_query(queue, after, limit)
+        rows = await self._fetch(
+            _Q["list_partitions"],
+            {"queue": queue, "after": after, "limit": limit, "most": MAX_PARTITION_COUNT},
+        )
+        return [
+            PartitionInfo(
+                queue=queue,
+                key=key,
+                waiting=waiting,
+                running=running,
+                served_at=None if served_at is None else float(served_at),
+            )
+            for key, waiting, running, served_at in rows
         ]
 
     async def reopens_in(self, queue: str) -> float | None:

@@ -59,6 +59,7 @@ __all__ = [
     "check_name",
     "check_node_id",
     "check_optional_name",
+    "check_partitions_query",
     "check_queues",
     "check_release",
     "check_set_limit",
@@ -243,6 +244,19 @@ def check_edges_query(job_ids: object, workflow: object) -> tuple[list[int] | No
     if workflow is not None:
         check_label(workflow, "workflow")
     return ids, workflow  # type: ignore[return-value]  # checked just above
+
+
+def check_partitions_query(queue: object, after: object, limit: object) -> None:
+    """The arguments of ``list_partitions``: a queue name, a label cursor (or None), a limit.
+
+    Raises:
+        InvalidQueueName: a bad queue name.
+        InvalidRequest: a bad cursor or limit.
+    """
+    check_name(queue)
+    if after is not None:
+        check_label(after, "after")
+    check_limit(limit)
 
 
 def check_workflows_query(workflow: object, after: object, limit: object) -> None:

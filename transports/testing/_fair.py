@@ -16,13 +16,16 @@ import anyio
 import pytest
 
 from .._base import Transport
+from .._errors import InvalidQueueName, InvalidRequest
 from .._records import (
+    MAX_PARTITION_COUNT,
     Complete,
     EnqueueRequest,
     FinalizeRequest,
     FinalizeResult,
     JobState,
     Lease,
+    PartitionInfo,
     QueueConfig,
     Retry,
 )
@@ -192,3 +195,57 @@ class TransportFairShare:
             lease.job.partition_key for lease in await _claim(second_transport, owner="w2")
         ] == ["b"]
         assert await _partitions(transport) == ["a"]
+
+    async def test_list_partitions_shows_each_partitions_jobs_and_turn(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """Each partition with waiting jobs, by key, with its waiting and running jobs and its
+        last turn; the unpartitioned jobs and other queues' partitions are not listed; a
+        keyset pages through them."""
+        await _jobs(transport, "b", 2)
+        await _jobs(transport, "a", 3)
+        await _jobs(transport, None, 2)
+        await transport.enqueue(EnqueueRequest(kind="fair.job", queue="other", partition_key="c"))
+        assert await transport.list_partitions("q") == [
+            PartitionInfo(queue="q", key="a", waiting=3, running=0),
+            PartitionInfo(queue="q", key="b", waiting=2, running=0),
+        ]
+        at = clock.now()
+        assert await _partitions(transport, limit=2) == [None, "a"]
+        assert await transport.list_partitions("q") == [
+            PartitionInfo(queue="q", key="a", waiting=2, running=1, served_at=at),
+            PartitionInfo(queue="q", key="b", waiting=2, running=0),
+        ]
+        assert await transport.list_partitions("q", after="a") == [
+            PartitionInfo(queue="q", key="b", waiting=2, running=0),
+        ]
+        assert [p.key for p in await transport.list_partitions("q", limit=1)] == ["a"]
+        assert await transport.list_partitions("q", after="b") == []
+        assert await transport.list_partitions("none") == []
+
+    async def test_list_partitions_counts_a_big_backlog_up_to_its_cap(
+        self, transport: Transport
+    ) -> None:
+        """A partition's waiting jobs are counted up to MAX_PARTITION_COUNT."""
+        for _ in range(2):
+            await _jobs(transport, "big", MAX_PARTITION_COUNT // 2 + 1)
+        (info,) = await transport.list_partitions("q")
+        assert info.waiting == MAX_PARTITION_COUNT
+
+    @pytest.mark.parametrize(
+        ("args", "error"),
+        [
+            ({"queue": "bad queue"}, InvalidQueueName),
+            ({"queue": "q", "limit": 0}, InvalidRequest),
+            ({"queue": "q", "limit": True}, InvalidRequest),
+            ({"queue": "q", "after": ""}, InvalidRequest),
+            ({"queue": "q", "after": 5}, InvalidRequest),
+        ],
+    )
+    async def test_list_partitions_refuses_bad_arguments(
+        self, transport: Transport, args: dict[str, object], error: type[Exception]
+    ) -> None:
+        rest = dict(args)  # the parameters are shared by every loop's run
+        queue = rest.pop("queue")
+        with pytest.raises(error):
+            await transport.list_partitions(queue, **rest)  # type: ignore[arg-type]

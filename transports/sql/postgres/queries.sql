@@ -281,7 +281,8 @@ eligible (key) AS (
     )
 ),
 chosen AS (
-    SELECT e.key, row_number() OVER (ORDER BY p.tick NULLS FIRST, p.pos, e.key) AS turn
+    SELECT e.key,
+           row_number() OVER (ORDER BY p.tick NULLS FIRST, p.pos, e.key COLLATE "C") AS turn
     FROM eligible AS e
     LEFT JOIN {schema}.partitions AS p ON p.queue = $1::text AND p.key = e.key
     WHERE (SELECT count(*) FROM queue_lock) >= 0
@@ -882,6 +883,48 @@ woken AS (
     SELECT pg_notify({channel}, up.name) FROM up WHERE NOT up.paused AND {notify}
 )
 SELECT count(*) FROM woken;
+
+-- name: list_partitions
+-- The partitions of queue $1 with waiting jobs after cursor $2 (NULL: from the first), by key,
+-- at most $3: a walk of the partial index, one seek per partition; each one's waiting jobs
+-- counted up to $4, its running ones, and its last turn.
+WITH RECURSIVE parts (key) AS (
+    SELECT (
+        SELECT min(partition_key) FROM {schema}.jobs
+        WHERE queue = $1::text AND partition_key > coalesce($2::text, '')
+          AND state IN ('available', 'scheduled', 'suspended')
+    )
+    UNION ALL
+    SELECT (
+        SELECT min(partition_key) FROM {schema}.jobs
+        WHERE queue = $1::text AND partition_key > parts.key
+          AND state IN ('available', 'scheduled', 'suspended')
+    )
+    FROM parts
+    WHERE parts.key IS NOT NULL
+),
+chosen AS (SELECT key FROM parts WHERE key IS NOT NULL LIMIT $3::integer),
+busy AS (
+    SELECT partition_key AS key, count(*) AS n FROM {schema}.jobs
+    WHERE state = 'running' AND queue = $1::text
+      AND partition_key IN (SELECT key FROM chosen)
+    GROUP BY partition_key
+)
+SELECT c.key,
+       (
+           SELECT count(*) FROM (
+               SELECT 1 FROM {schema}.jobs
+               WHERE queue = $1::text AND partition_key = c.key
+                 AND state IN ('available', 'scheduled', 'suspended')
+               LIMIT $4::integer
+           ) AS w
+       ) AS waiting,
+       coalesce(busy.n, 0) AS running,
+       p.served_at
+FROM chosen AS c
+LEFT JOIN busy ON busy.key = c.key
+LEFT JOIN {schema}.partitions AS p ON p.queue = $1::text AND p.key = c.key
+ORDER BY c.key;
 
 -- name: list_queue_configs
 SELECT name, paused, concurrency, retention, global_concurrency

@@ -307,6 +307,47 @@ WHERE true
 ON CONFLICT (queue, key) DO UPDATE
 SET tick = excluded.tick, pos = excluded.pos, served_at = excluded.served_at
 
+-- name: list_partitions
+-- The partitions of :queue with waiting jobs after :after (NULL: from the first), by key, at
+-- most :limit: a walk of the partial index, one seek per partition; each one's waiting jobs
+-- counted up to :most, its running ones, and its last turn.
+WITH RECURSIVE parts (key) AS (
+    SELECT (
+        SELECT min(partition_key) FROM jobs
+        WHERE queue = :queue AND partition_key > coalesce(:after, '')
+            AND state IN ('available', 'scheduled', 'suspended')
+    )
+    UNION ALL
+    SELECT (
+        SELECT min(partition_key) FROM jobs
+        WHERE queue = :queue AND partition_key > parts.key
+            AND state IN ('available', 'scheduled', 'suspended')
+    )
+    FROM parts
+    WHERE parts.key IS NOT NULL
+),
+chosen AS (SELECT key FROM parts WHERE key IS NOT NULL LIMIT :limit),
+busy AS (
+    SELECT partition_key AS key, count(*) AS n FROM jobs
+    WHERE state = 'running' AND queue = :queue AND partition_key IN (SELECT key FROM chosen)
+    GROUP BY partition_key
+)
+SELECT chosen.key,
+    (
+        SELECT count(*) FROM (
+            SELECT 1 FROM jobs
+            WHERE queue = :queue AND partition_key = chosen.key
+                AND state IN ('available', 'scheduled', 'suspended')
+            LIMIT :most
+        )
+    ),
+    coalesce(busy.n, 0),
+    p.served_at
+FROM chosen
+LEFT JOIN busy ON busy.key = chosen.key
+LEFT JOIN partitions AS p ON p.queue = :queue AND p.key = chosen.key
+ORDER BY chosen.key
+
 -- name: renew
 -- :requests is a JSON array of [job_id, token] pairs.
 UPDATE jobs
