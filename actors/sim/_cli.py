@@ -161,6 +161,8 @@ def _duration(name: str, default: float, text: str) -> Callable[[_F], _F]:
     "--workflows",
     is_flag=True,
     help="The producer enqueues workflows: chains and fan-out groups with a fan-in callback.",
+)
+@click.option(
     "--partitions",
     is_flag=True,
     help="The built-in jobs belong to tenants (fair-share partitions): one big, a few small.",

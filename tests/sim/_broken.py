@@ -182,6 +182,8 @@ class ResultsLostTransport(MemoryTransport):
 def results_lost(store: MemoryStore, clock: VirtualClock) -> Transport:
     """A transport whose listed jobs carry no result."""
     return ResultsLostTransport(store=store, clock=clock)
+
+
 class TurnsForgottenTransport(Observed):
     """The fair claim never remembers whom it served: partitions go in key order every
     claim, so the first ones pass a waiting later one again and again."""

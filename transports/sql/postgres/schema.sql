@@ -48,7 +48,7 @@ CREATE TABLE {schema}.jobs (
     workflow text,  -- the workflow it belongs to, a label (0009)
     -- true once a job waits for it (job_edges): its end settles its dependents (jobs_settle)
     has_dependents boolean NOT NULL DEFAULT false,
-    partition_key text  -- fair-share partition, a label (0011); NULL: the unpartitioned
+    partition_key text  -- fair-share partition, a label (0012); NULL: the unpartitioned
 );
 
 -- Claim: due jobs of one queue in claim order; only waiting jobs are in it, so its size follows
@@ -339,7 +339,7 @@ WHEN (
 )
 EXECUTE FUNCTION {schema}.jobs_reopen();
 
--- The fair claim (0011): the partitions of a queue's waiting jobs (a seek per partition) and
+-- The fair claim (0012): the partitions of a queue's waiting jobs (a seek per partition) and
 -- the first due jobs of each, in claim order.
 CREATE INDEX jobs_partition_idx ON {schema}.jobs (queue, partition_key, priority, run_at, id)
     WHERE partition_key IS NOT NULL AND state IN ('available', 'scheduled', 'suspended');

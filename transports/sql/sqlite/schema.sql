@@ -44,7 +44,7 @@ CREATE TABLE jobs (
     workflow TEXT,  -- the workflow it belongs to, a label (0009)
     -- 1 once a job waits for it (job_edges): its end settles its dependents (jobs_settle)
     has_dependents INTEGER NOT NULL DEFAULT 0,
-    partition_key TEXT  -- fair-share partition, a label (0011); NULL: the unpartitioned
+    partition_key TEXT  -- fair-share partition, a label (0012); NULL: the unpartitioned
 );
 
 -- claim: the due jobs of a queue in claim order.
@@ -321,7 +321,7 @@ BEGIN
     DELETE FROM job_edges WHERE child = OLD.id;
 END;
 
--- The fair claim (0011): the partitions of a queue's waiting jobs (a seek per partition) and
+-- The fair claim (0012): the partitions of a queue's waiting jobs (a seek per partition) and
 -- the first due jobs of each, in claim order.
 CREATE INDEX jobs_partition ON jobs (queue, partition_key, priority, run_at, id)
     WHERE partition_key IS NOT NULL AND state IN ('available', 'scheduled', 'suspended');

@@ -1,22 +1,23 @@
--- 0011: fair share. A job may name a partition (partition_key, the tenant say); a claim of a
+-- 0012: fair share. A job may name a partition (partition_key, the tenant say); a claim of a
 -- queue with waiting partitioned jobs shares it among partitions, least recently served
 -- first, and records each partition's turn (partitions).
-ALTER TABLE jobs ADD COLUMN partition_key TEXT;
+ALTER TABLE {schema}.jobs ADD COLUMN partition_key text;
 
 -- The fair claim: the partitions of a queue's waiting jobs (a seek per partition) and the
 -- first due jobs of each, in claim order.
-CREATE INDEX jobs_partition ON jobs (queue, partition_key, priority, run_at, id)
+CREATE INDEX jobs_partition_idx ON {schema}.jobs (queue, partition_key, priority, run_at, id)
     WHERE partition_key IS NOT NULL AND state IN ('available', 'scheduled', 'suspended');
+
+-- One value per fair claim that started jobs: the order of the partitions' turns.
+CREATE SEQUENCE {schema}.partition_ticks;
 
 -- Each partition's last turn: the claim (tick) that last started one of its jobs and its
 -- place in that claim (pos). key '' is the queue's unpartitioned jobs.
-CREATE TABLE partitions (
-    queue TEXT NOT NULL,
-    key TEXT NOT NULL,
-    tick INTEGER NOT NULL,
-    pos INTEGER NOT NULL,
-    served_at REAL NOT NULL,
+CREATE TABLE {schema}.partitions (
+    queue text NOT NULL,
+    key text NOT NULL,
+    tick bigint NOT NULL,
+    pos integer NOT NULL,
+    served_at double precision NOT NULL,
     PRIMARY KEY (queue, key)
-) WITHOUT ROWID;
-
-CREATE INDEX partitions_tick ON partitions (tick);
+);
