@@ -119,8 +119,7 @@ Rules that hold for every method:
   of 10). Claims that run at the same moment (several nodes on PostgreSQL) may read the same
   rotation: each still takes only jobs no other took, so the bound counts rounds of such
   claims. Cost: a fair claim probes each partition with waiting jobs once (one index seek
-  each on the SQL backends); a queue's unpartitioned jobs are found through its claim order,
-  so in a queue with a large partitioned backlog give every job a partition key.
+  each on the SQL backends, the unpartitioned jobs included), whatever the backlog.
 * **Results.** A ``Complete`` may carry the handler's return value (``Complete.result``: JSON,
   at most ``max_result_bytes`` encoded, else :class:`~transports.ResultNotSerializable` /
   :class:`~transports.ResultTooLarge` for the whole batch, nothing written). Only the

@@ -19,6 +19,7 @@ import datetime
 import json
 import logging
 import secrets
+import shlex
 import signal
 import socket
 import sys
@@ -46,7 +47,13 @@ from transports import (
     Transport,
     minute_of,
 )
-from transports.lowlevel import INT32_MAX, MAX_RATE_WINDOW, encode_payload, encode_step
+from transports.lowlevel import (
+    INT32_MAX,
+    MAX_PARTITION_COUNT,
+    MAX_RATE_WINDOW,
+    encode_payload,
+    encode_step,
+)
 
 from ..core import RealClock
 from ..jobs import App, CronSchedule, Topology, WorkerConfig
@@ -761,6 +768,44 @@ def nodes(url: str, loop: str) -> None:
         unheld = [lead for lead in leaders if lead.holder not in {n.id for n in registered}]
         for lead in unheld:
             click.echo(f"leader of {lead.name}: {lead.holder} (not a registered node)")
+
+    _run(loop, lambda: _with_transport(url, run, create=False))
+
+
+@main.command()
+@click.argument("queue", type=QueueName())
+@click.option("--after", default=None, help="Start after this partition key (paging).")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help="Most partitions to show.",
+)
+@_transport_option("there is nothing to show")
+@_loop_option
+def partitions(queue: str, after: str | None, limit: int, url: str, loop: str) -> None:
+    """Show the fair-share partitions of QUEUE that have waiting jobs, by key: each one's
+    waiting and running jobs and its last turn (never creates a store)."""
+
+    async def run(transport: Transport) -> None:
+        found = await transport.list_partitions(queue, after=after, limit=limit)
+        if not found:
+            click.echo(f"no partition of {queue!r} has waiting jobs")
+            return
+        table = Table(title=f"fair-share partitions of {queue!r} with waiting jobs")
+        table.add_column("partition", overflow="fold")
+        table.add_column("waiting", justify="right")
+        table.add_column("running", justify="right")
+        table.add_column("last turn")
+        for info in found:
+            waiting = str(info.waiting)
+            if info.waiting >= MAX_PARTITION_COUNT:
+                waiting = f"{MAX_PARTITION_COUNT:,}+"
+            table.add_row(info.key, waiting, str(info.running), _when(info.served_at))
+        Console().print(table)
+        if len(found) == limit:
+            click.echo(f"more may follow: --after {shlex.quote(found[-1].key)}")
 
     _run(loop, lambda: _with_transport(url, run, create=False))
 

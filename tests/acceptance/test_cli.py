@@ -325,6 +325,32 @@ def test_limits(url: str) -> None:
     assert run("limits", "-t", url) == "no concurrency limits are set\n"
 
 
+def test_partitions(url: str) -> None:
+    """`actorq partitions QUEUE` lists the queue's partitions with waiting jobs and pages
+    through them; a queue without any says so."""
+
+    async def seed() -> None:
+        async with transports.connect(url) as transport:
+            await transport.enqueue_many(
+                [
+                    transports.EnqueueRequest(kind="report", partition_key=f"tenant:{i % 3}")
+                    for i in range(7)
+                ]
+            )
+            await transport.claim("default", owner="w", limit=1, ttl=30.0)
+
+    anyio.run(seed)
+    shown = run("partitions", "default", "-t", url)
+    for key in ("tenant:0", "tenant:1", "tenant:2"):
+        assert key in shown
+    assert "never" in shown  # tenant:1 and tenant:2 had no turn yet
+    paged = run("partitions", "default", "--limit", "2", "-t", url)
+    assert "tenant:2" not in paged
+    assert "more may follow: --after tenant:1" in paged
+    assert "tenant:2" in run("partitions", "default", "--after", "tenant:1", "-t", url)
+    assert run("partitions", "other", "-t", url) == "no partition of 'other' has waiting jobs\n"
+
+
 def test_signal_and_steps_in_jobs_show(url: str, tmp_path: Path) -> None:
     """`jobs show` lists a suspended job's steps and what it waits for; `actorq signal`
     wakes it, and says so when the key was signalled already."""

@@ -261,16 +261,17 @@ parts (key) AS (
     FROM parts
     WHERE parts.key IS NOT NULL
 ),
+-- (LATERAL ... LIMIT 1: one seek per partition, whatever the planner believes of the sizes)
 eligible (key) AS (
-    SELECT parts.key FROM parts
+    SELECT parts.key FROM parts CROSS JOIN LATERAL (
+        SELECT 1 FROM {schema}.jobs
+        WHERE queue = $1::text AND partition_key = parts.key
+          AND state IN ('available', 'scheduled', 'suspended')
+          AND run_at <= (SELECT t FROM now)
+          AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT key FROM full_keys))
+        LIMIT 1
+    ) AS head
     WHERE parts.key IS NOT NULL
-      AND EXISTS (
-          SELECT 1 FROM {schema}.jobs
-          WHERE queue = $1::text AND partition_key = parts.key
-            AND state IN ('available', 'scheduled', 'suspended')
-            AND run_at <= (SELECT t FROM now)
-            AND (concurrency_key IS NULL OR concurrency_key NOT IN (SELECT key FROM full_keys))
-      )
     UNION ALL
     SELECT '' WHERE (SELECT fair FROM fair) AND EXISTS (
         SELECT 1 FROM {schema}.jobs

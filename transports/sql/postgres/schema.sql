@@ -344,6 +344,11 @@ EXECUTE FUNCTION {schema}.jobs_reopen();
 CREATE INDEX jobs_partition_idx ON {schema}.jobs (queue, partition_key, priority, run_at, id)
     WHERE partition_key IS NOT NULL AND state IN ('available', 'scheduled', 'suspended');
 
+-- ... and the due jobs of a queue without a partition, in claim order: a fair claim finds the
+-- unpartitioned ones (one partition together) without reading past the partitioned ones.
+CREATE INDEX jobs_unpartitioned_idx ON {schema}.jobs (queue, priority, run_at, id)
+    WHERE partition_key IS NULL AND state IN ('available', 'scheduled', 'suspended');
+
 -- One value per fair claim that started jobs: the order of the partitions' turns.
 CREATE SEQUENCE {schema}.partition_ticks;
 

@@ -8,6 +8,11 @@ ALTER TABLE jobs ADD COLUMN partition_key TEXT;
 CREATE INDEX jobs_partition ON jobs (queue, partition_key, priority, run_at, id)
     WHERE partition_key IS NOT NULL AND state IN ('available', 'scheduled', 'suspended');
 
+-- ... and the due jobs of a queue without a partition, in claim order: a fair claim finds the
+-- unpartitioned ones (one partition together) without reading past the partitioned ones.
+CREATE INDEX jobs_unpartitioned ON jobs (queue, priority, run_at, id)
+    WHERE partition_key IS NULL AND state IN ('available', 'scheduled', 'suspended');
+
 -- Each partition's last turn: the claim (tick) that last started one of its jobs and its
 -- place in that claim (pos). key '' is the queue's unpartitioned jobs.
 CREATE TABLE partitions (
