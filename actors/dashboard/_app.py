@@ -42,7 +42,7 @@ from transports import (
     TransportError,
     minute_of,
 )
-from transports.lowlevel import Edge, TimeSource
+from transports.lowlevel import MAX_PARTITION_COUNT, Edge, TimeSource
 
 from ..core import RealClock
 from ..jobs import CronSchedule
@@ -59,6 +59,7 @@ from ._security import (
 __all__ = ["BULK_LIMIT", "QUERY_BOUNDS", "Redact", "create_dashboard"]
 
 _WORKFLOWS_SHOWN = 100  # workflows a page of the list shows
+_PARTITIONS_SHOWN = 100  # fair-share partitions a page shows
 _WORKFLOW_JOBS_SHOWN = 1000  # jobs of one workflow its page shows
 
 #: Turns a job into the payload a page may show (e.g. masks secrets); the default shows it all.
@@ -71,6 +72,7 @@ QUERY_BOUNDS: Mapping[str, int] = {
     "counts_json": 1,  # counts
     "queues": 3,  # counts, list_queue_configs, list_limits (by key: an index per count)
     "queue_update": 2,  # get_queue_config, set_queue_config
+    "partitions": 1,  # list_partitions (at most 100, a seek each)
     "jobs": 1,  # one list_jobs page (keyset on id, at most PAGE_SIZE + 1)
     "jobs_bulk": 1,  # one retry_jobs / discard_jobs / cancel_jobs / delete_jobs of BULK_LIMIT
     "job": 2,  # get, list_steps (that one job's steps)
@@ -285,6 +287,12 @@ class _Pages:
             Route("/queues", self._view(self.queues), methods=get, name="queues"),
             Route(
                 "/queues/{name}", self._action(self.queue_update), methods=post, name="queue_update"
+            ),
+            Route(
+                "/queues/{name}/partitions",
+                self._view(self.partitions_page),
+                methods=get,
+                name="partitions",
             ),
             Route("/jobs", self._view(self.jobs), methods=get, name="jobs"),
             Route("/jobs/{job_id:int}", self._view(self.job), methods=get, name="job"),
@@ -634,6 +642,23 @@ class _Pages:
             )
         context = {"rows": rows, "now": now, "leader": leaders.get("cron")}
         return self._render(request, "schedules.html", context)
+
+    async def partitions_page(self, request: Request) -> Response:
+        queue = request.path_params["name"]
+        after = request.query_params.get("after") or None
+        try:
+            found = await self.store.transport.list_partitions(
+                queue, after=after, limit=_PARTITIONS_SHOWN
+            )
+        except InvalidRequest as exc:  # InvalidQueueName too
+            return self._render(request, "error.html", {"status": 400, "reason": str(exc)}, 400)
+        context = {
+            "queue": queue,
+            "rows": found,
+            "cap": MAX_PARTITION_COUNT,
+            "more": found[-1].key if len(found) == _PARTITIONS_SHOWN else None,
+        }
+        return self._render(request, "partitions.html", context)
 
     async def workflows_page(self, request: Request) -> Response:
         after = request.query_params.get("after") or None

@@ -454,6 +454,33 @@ async def test_the_queues_page_shows_each_keys_limits(backend_store: Transport) 
     ]
 
 
+async def test_the_partitions_page_shows_each_partitions_jobs_and_turn(
+    backend_store: Transport,
+) -> None:
+    """A queue's fair-share partitions with waiting jobs, by key: waiting, running, last
+    turn; the queues page links to it; a bad queue name is a 400."""
+    await backend_store.enqueue_many(
+        [EnqueueRequest(kind="report", queue="reports", partition_key="tenant:1")] * 3
+        + [EnqueueRequest(kind="report", queue="reports", partition_key="tenant:2")]
+    )
+    await backend_store.claim("reports", owner="w1", limit=1, ttl=30.0)
+    app = create_dashboard(backend_store, token=TOKEN)
+    async with client(app, headers=AUTH) as http:
+        queues = await http.get("/queues")
+        assert 'href="http://dash.test/queues/reports/partitions"' in queues.text
+        page = await http.get("/queues/reports/partitions")
+        empty = await http.get("/queues/other/partitions")
+        bad = await http.get("/queues/bad%20name/partitions")
+    table = re.search(r'<table class="grid" id="partitions">(.*?)</table>', page.text, re.S)
+    assert table
+    rows = re.findall(r"<tr>(.*?)</tr>", table.group(1), re.S)
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in rows[1:]]
+    assert [c[:3] for c in cells] == [["tenant:1", "2", "1"], ["tenant:2", "1", "0"]]
+    assert cells[1][3] == "never"
+    assert "No partition of other has waiting jobs" in empty.text
+    assert bad.status_code == 400
+
+
 async def test_the_queues_page_says_when_no_key_is_limited(backend_store: Transport) -> None:
     app = create_dashboard(backend_store, token=TOKEN)
     async with client(app, headers=AUTH) as http:

@@ -90,6 +90,7 @@ async def test_every_page_makes_a_bounded_number_of_storage_calls(million: str) 
                 "correctness": "/correctness?window=24h",
                 "schedules": "/schedules",
                 "workflows": "/workflows",
+                "partitions": "/queues/queue1/partitions",
             }
             for name, path in pages.items():
                 page = await http.get(path)
