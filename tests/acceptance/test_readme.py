@@ -92,6 +92,9 @@ EXPECTED_OUTPUT = {
     ],
     "Cron": ["['recent']"],
     "Concurrency limits per key": ["at most 2 charges at once"],
+    "Fair share between tenants": [
+        "tiny's jobs ran 3 of the first 6: ['acme', 'tiny', 'acme', 'tiny', 'acme', 'tiny']"
+    ],
     "Durable steps, sleeps and signals": ["receipt for ch_7, sent by DHL", "charged 1 time(s)"],
     "Operating: errors, retry, discard": [
         "newest [5, 4] then [3, 2, 1]",
