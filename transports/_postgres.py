@@ -468,6 +468,7 @@ class PostgresTransport(Transport):
         self._listener_task: asyncio.Task[None] | None = None
         self._waiters = Waiters()
         self._limited = False  # a limit was seen: claims take the limited path (see claim)
+        self._fair: set[str] = set()  # queues seen with waiting partitioned jobs (see claim)
         self._pending: set[anyio.Event] = set()
 
     def __repr__(self) -> str:
@@ -851,17 +852,22 @@ class PostgresTransport(Transport):
         pool = self._db
         now = self._now()
         rows: list[asyncpg.Record] = []
-        if not self._limited:
-            # No limit seen yet: the one-statement claim, which claims nothing once one exists.
+        if not self._limited and queue not in self._fair:
+            # No limit seen yet: the one-statement claim, which claims nothing once one exists
+            # (or while the queue has partitioned jobs waiting).
             rows = await self._run(
                 lambda: pool.fetch(self._sql["claim"], queue, limit, owner, ttl, now)
             )
             rows.sort(key=_claim_order)
             if not rows:
-                self._limited = await self._run(
-                    lambda: pool.fetchval(self._sql["any_limits"], now), idempotent=True
+                found = await self._run(
+                    lambda: pool.fetchrow(self._sql["any_limits"], now, queue), idempotent=True
                 )
-        if self._limited:
+                assert found is not None
+                self._limited = found[0]
+                if found[1]:
+                    self._fair.add(queue)
+        if self._limited or queue in self._fair:
             rows = await self._run(lambda: self._claim_limited(pool, queue, limit, owner, ttl))
         leases = [
             Lease(
@@ -888,6 +894,8 @@ class PostgresTransport(Transport):
                 return []
             self._limited = bool(candidates[0][3])
             fair = bool(candidates[0][5])
+            if not fair:
+                self._fair.discard(queue)  # none left: plain claims again
             rows: list[asyncpg.Record] = await conn.fetch(
                 self._sql["claim_chosen"],
                 [row[0] for row in candidates],

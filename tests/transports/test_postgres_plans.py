@@ -163,3 +163,32 @@ async def test_pruning_results_reads_only_the_results_still_stored(
     assert "jobs_results_idx" in plan, plan
     assert "Seq Scan on jobs" not in plan, plan
     assert await seeded.prune_results(finished_before=150_000.0, limit=1000) == 1000
+
+
+async def test_fair_claims_and_partition_listings_read_indexes(seeded: PostgresTransport) -> None:
+    """With partitioned jobs waiting (a fair queue beside plain ones), the claims (fast,
+    limited and fair) and list_partitions seek the partial indexes of the partitioned and
+    unpartitioned due jobs (0012), not the table."""
+    conn = await asyncpg.connect(seeded.dsn)
+    try:
+        table = f'"{seeded.schema}".jobs'
+        await conn.execute(
+            f"UPDATE {table} SET partition_key = 'tenant:' || (id / 200 % 5)"
+            f" WHERE state = 'available' AND queue = 'q1' AND id / 200 % 6 <> 5; ANALYZE {table};"
+        )
+    finally:
+        await conn.close()
+    plans = {
+        "fast claim, plain queue": await _plan(seeded, "claim", "q2", 50, "w", 30.0, None),
+        "fast claim, fair queue": await _plan(seeded, "claim", "q1", 50, "w", 30.0, None),
+        "limited or fair claim": await _plan(seeded, "claim_candidates", "q1", 50, None),
+        "any limits": await _plan(seeded, "any_limits", None, "q1"),
+        "list_partitions": await _plan(seeded, "list_partitions", "q1", None, 100, 10_000),
+    }
+    scanned = {name: plan for name, plan in plans.items() if "Seq Scan on jobs" in plan}
+    assert not scanned, "\n\n".join(f"{name}:\n{plan}" for name, plan in scanned.items())
+    assert "jobs_partition_idx" in plans["limited or fair claim"]
+    assert "jobs_unpartitioned_idx" in plans["limited or fair claim"]
+    # And the fair claim takes both kinds of job, round by round, by turn.
+    leases = await seeded.claim("q1", owner="w", limit=12, ttl=30.0)
+    assert len({lease.job.partition_key for lease in leases}) == 6  # 5 tenants and the rest

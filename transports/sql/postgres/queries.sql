@@ -163,15 +163,17 @@ RETURNING j.id, j.kind, j.queue, j.payload, j.state, j.priority, j.run_at, j.att
           j.partition_key;
 
 -- name: any_limits
+-- Whether any limit exists (the store's), and whether queue $2 has waiting partitioned jobs.
 SELECT EXISTS (SELECT 1 FROM {schema}.limits)
     OR EXISTS (SELECT 1 FROM {schema}.queues WHERE global_concurrency IS NOT NULL)
     OR EXISTS (
         SELECT 1 FROM {schema}.cooldowns
         WHERE until > coalesce($1::float8, extract(epoch FROM statement_timestamp())::float8)
-    )
-    OR EXISTS (
+    ),
+    EXISTS (
         SELECT 1 FROM {schema}.jobs
-        WHERE partition_key IS NOT NULL AND state IN ('available', 'scheduled', 'suspended')
+        WHERE queue = $2::text AND partition_key IS NOT NULL
+          AND state IN ('available', 'scheduled', 'suspended')
     );
 
 -- name: claim_candidates
@@ -181,7 +183,7 @@ SELECT EXISTS (SELECT 1 FROM {schema}.limits)
 -- jobs: SKIP LOCKED). A claimer that holds a key's row is the only one counting and starting
 -- that key's jobs until it commits, and the next statement, with a snapshot taken after the
 -- lock was granted, counts every lease committed before. The limited column says whether any
--- limit (or waiting partitioned job) exists at all.
+-- limit exists at all, the fair one whether the queue has waiting partitioned jobs.
 -- A queue with waiting partitioned jobs takes its candidates in fair-share order instead (see
 -- *Fair share* in transports/_base.py): parts walks the partitions of its waiting jobs, one
 -- index seek each; eligible keeps those with a due job of a key not full; chosen takes the $2
@@ -341,12 +343,6 @@ SELECT c.id, c.concurrency_key, (SELECT count(*) FROM locked) AS locked,
        EXISTS (SELECT 1 FROM {schema}.limits)
            OR EXISTS (SELECT 1 FROM {schema}.queues WHERE global_concurrency IS NOT NULL)
            OR EXISTS (SELECT 1 FROM {schema}.cooldowns WHERE until > (SELECT t FROM now))
-           OR (SELECT fair FROM fair)
-           OR EXISTS (
-               SELECT 1 FROM {schema}.jobs
-               WHERE partition_key IS NOT NULL
-                 AND state IN ('available', 'scheduled', 'suspended')
-           )
            AS limited,
        c.part, (SELECT fair FROM fair) AS fair
 FROM candidates AS c
