@@ -391,7 +391,8 @@ WHERE id IN (SELECT value FROM json_each(:ids))
 RETURNING
     id, kind, queue, payload, state, priority, run_at, attempt, max_attempts, last_error,
     dedupe_key, created_at, updated_at, finished_at, lease_owner, lease_expires_at,
-    cancel_requested, started_at, errors, headers, concurrency_key, lease_token
+    cancel_requested, started_at, errors, headers, concurrency_key, lease_token, lost_at,
+    workflow, partition_key
 """
 
 
