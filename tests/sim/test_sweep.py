@@ -3,7 +3,9 @@
 Split in eight blocks of 25 seeds so each test stays well inside the per-test timeout and the
 parallel pass of ``make test`` can spread them over its workers. Every fifth seed runs the
 workflow workload (``--workflows``: chains and fan-out groups with a fan-in, some parents
-failing) instead of single jobs. Each block prints its summary (run pytest with -s to see
+failing) instead of single jobs; of the others, one in four gives the jobs fair-share
+partitions (``--partitions``), one concurrency keys with a limit (``--key-limit 2``), one keys
+with a rate and cool-downs (``--key-rate 3/20s``). Each block prints its summary (run pytest with -s to see
 it): seeds passed, the recovery-bound distribution, executions refused by fencing, and the
 simulator's speed.
 """
@@ -27,8 +29,22 @@ SMALL = SimConfig(
 
 
 BLOCK = 25
-#: Seeds divisible by this run workflows.
+#: Seeds divisible by this run workflows; those one above a multiple of it give the jobs
+#: fair-share partitions (``fair_share_held``), two above concurrency keys limited to 2
+#: (``key_limit_held``), three above keys with a rate and cool-downs (``key_rate_held``).
 WORKFLOW_EVERY = 5
+
+
+def _config(seed: int) -> SimConfig:
+    kind = seed % WORKFLOW_EVERY
+    return attrs.evolve(
+        SMALL,
+        seed=seed,
+        workflows=kind == 0,
+        partitions=kind == 1,
+        key_limit=2 if kind == 2 else None,
+        key_rate=(3, 20.0) if kind == 3 else None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -46,7 +62,7 @@ def test_sweep_keeps_every_invariant(block: int) -> None:
         faulty += bool(report.faults) and report.storage_errors > 0
 
     seeds = range(BLOCK * block + 1, BLOCK * block + BLOCK + 1)
-    configs = [attrs.evolve(SMALL, seed=s, workflows=s % WORKFLOW_EVERY == 0) for s in seeds]
+    configs = [_config(s) for s in seeds]
     summary = sweep(configs, on_report=check)
     print(summary.render())
     assert not failures, failures[0].render()
