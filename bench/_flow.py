@@ -24,6 +24,7 @@ claim reads an index, not the backlog. Figures, not assertions.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import time
@@ -154,7 +155,7 @@ async def run(report: Report = print) -> None:
     from transports import PostgresTransport, SQLiteTransport
 
     with tempfile.TemporaryDirectory() as folder:
-        paths = iter(range(10))
+        paths = itertools.count()
         await _section(
             report,
             "SQLite",
