@@ -13,6 +13,7 @@ span (``actorq.storage <operation>``) under whatever is current.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -20,8 +21,12 @@ from typing import Any, TypeVar
 import attrs
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from transports import EnqueueRequest, EnqueueResult, Job, Transport
 from transports.lowlevel import (
@@ -59,6 +64,50 @@ _SEND_LINK = {"messaging.operation.type": "send"}
 _OK = Status(StatusCode.OK)
 _LEASE_LOST = Status(StatusCode.ERROR, "the lease was lost")
 _NO_PARENT = Context()
+#: A ``traceparent`` as ``context_headers`` writes it (version 00, lowercase hex, no tail).
+_TRACEPARENT = re.compile("00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_W3C_PROPAGATORS = (TraceContextTextMapPropagator, W3CBaggagePropagator)
+#: The global propagator last looked at, and whether it reads W3C trace context alone.
+_known_textmap: list[Any] = [None, False]
+
+
+def _reads_w3c_only(textmap: TextMapPropagator) -> bool:
+    """Whether ``textmap`` extracts W3C trace context and nothing else a job's headers hold
+    (the default ``tracecontext,baggage``, or ``tracecontext`` alone)."""
+    if type(textmap) is TraceContextTextMapPropagator:
+        return True
+    parts = getattr(textmap, "_propagators", None) if type(textmap) is CompositePropagator else None
+    if not isinstance(parts, list | tuple):
+        return False
+    kinds = {type(part) for part in parts}
+    return TraceContextTextMapPropagator in kinds and kinds <= set(_W3C_PROPAGATORS)
+
+
+def _remote_parent(headers: Mapping[str, str]) -> tuple[Context, SpanContext] | None:
+    """The context a job's headers carry, and its span's, if valid: what
+    ``propagate.extract(headers)`` gives, read straight from a canonical ``traceparent`` when
+    the global propagator is the W3C one (the general path costs a few microseconds a job)."""
+    textmap = propagate.get_global_textmap()
+    if textmap is not _known_textmap[0]:
+        _known_textmap[:] = [textmap, _reads_w3c_only(textmap)]
+    if _known_textmap[1] and "tracestate" not in headers and "baggage" not in headers:
+        value = headers.get("traceparent")
+        if value is None:
+            return None
+        match = _TRACEPARENT.fullmatch(value) if type(value) is str else None
+        if match is not None:
+            trace_id = int(match[1], 16)
+            span_id = int(match[2], 16)
+            if not trace_id or not span_id:
+                return None  # an invalid parent, which the propagator ignores too
+            span_context = SpanContext(
+                trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(int(match[3], 16))
+            )
+            parent = trace.set_span_in_context(NonRecordingSpan(span_context), Context())
+            return parent, span_context
+    extracted = propagate.extract(headers)
+    created = trace.get_current_span(extracted).get_span_context()
+    return (extracted, created) if created.is_valid else None
 
 
 def context_headers(span: trace.Span) -> dict[str, str]:
@@ -202,10 +251,9 @@ class OpenTelemetryTracer:
         parent = _NO_PARENT
         links: tuple[Link, ...] = ()
         if headers:
-            extracted = propagate.extract(headers)
-            created = trace.get_current_span(extracted).get_span_context()
-            if created.is_valid:
-                parent = extracted
+            found = _remote_parent(headers)
+            if found is not None:
+                parent, created = found
                 links = (Link(created, _SEND_LINK),)
         span = self._tracer.start_span(
             f"process {job.queue}",

@@ -298,3 +298,61 @@ async def test_a_trace_state_too_long_for_a_header_is_left_out(
     headers = trace_headers(await memory.get(job.job_id))
     assert headers["traceparent"].split("-")[1] == format(0x1234, "032x")
     assert "tracestate" not in headers
+
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+PARENTS = [
+    {"traceparent": f"00-{TRACE}-b7ad6b7169203331-01"},
+    {"traceparent": f"00-{TRACE}-b7ad6b7169203331-00"},  # not sampled
+    {"traceparent": f"00-{TRACE}-b7ad6b7169203331-03", "other": "x"},
+    {"traceparent": f"00-{TRACE.upper()}-b7ad6b7169203331-01"},  # not W3C: ignored
+    {"traceparent": f"00-{'0' * 32}-b7ad6b7169203331-01"},  # invalid trace id
+    {"traceparent": f"00-{TRACE}-{'0' * 16}-01"},  # invalid span id
+    {"traceparent": f"00-{TRACE}-b7ad6b7169203331-01-tail"},  # version 00 has no tail
+    {"traceparent": f"01-{TRACE}-b7ad6b7169203331-01-tail"},  # a later version may
+    {"traceparent": f"  00-{TRACE}-b7ad6b7169203331-01"},
+    {"traceparent": f"00-{TRACE}-b7ad6b7169203331-01", "tracestate": "vendor=v1,other=o"},
+    {"traceparent": f"00-{TRACE}-b7ad6b7169203331-01", "baggage": "user=alice"},
+    {"tracestate": "vendor=v1"},
+    {"other": "x"},
+]
+
+
+@pytest.mark.parametrize("headers", PARENTS)
+def test_a_run_reads_its_parent_as_the_global_propagator_does(headers: dict[str, str]) -> None:
+    """The run's parent, read straight from a canonical traceparent when the propagator is the
+    default W3C one, is the context ``propagate.extract`` gives, whatever the headers hold."""
+    from opentelemetry import baggage, propagate
+
+    from actors.telemetry._tracing import _remote_parent
+
+    extracted = propagate.extract(headers)
+    expected = trace.get_current_span(extracted).get_span_context()
+    found = _remote_parent(headers)
+    if not expected.is_valid:
+        assert found is None
+        return
+    assert found is not None
+    context, span_context = found
+    assert span_context == expected
+    assert trace.get_current_span(context).get_span_context() == expected
+    assert baggage.get_all(context) == baggage.get_all(extracted)
+
+
+def test_a_run_reads_no_parent_when_propagation_is_off() -> None:
+    """With another global propagator (here none at all, as ``OTEL_PROPAGATORS=none``), the
+    headers are read through it: a traceparent it ignores gives no parent."""
+    from opentelemetry import propagate
+    from opentelemetry.propagators.composite import CompositePropagator
+
+    from actors.telemetry._tracing import _remote_parent
+
+    headers = PARENTS[0]
+    default = propagate.get_global_textmap()
+    assert _remote_parent(headers) is not None
+    propagate.set_global_textmap(CompositePropagator([]))
+    try:
+        assert _remote_parent(headers) is None
+    finally:
+        propagate.set_global_textmap(default)
+    assert _remote_parent(headers) is not None
