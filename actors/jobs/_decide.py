@@ -47,6 +47,7 @@ from ._events import (
     JobSnoozed,
     JobSucceeded,
     RuntimeEvent,
+    new_job_succeeded,
 )
 from ._outcomes import Done, Drop, RetryLater, SnoozeUntil
 
@@ -212,16 +213,8 @@ def event_of(
     running time, reported by ``JobSucceeded``, ``JobRetried`` and ``JobDead``.
     """
     if type(outcome) is Complete and result is FinalizeResult.APPLIED:
-        # The event of nearly every job, so built without the shared fields' dict below.
-        return JobSucceeded(
-            at=now,
-            job_id=job.id,
-            kind=job.kind,
-            queue=job.queue,
-            worker=worker,
-            attempt=job.attempt,
-            duration=duration,
-        )
+        # The event of nearly every job, so built positionally (no shared fields' dict).
+        return new_job_succeeded(now, job.id, job.kind, job.queue, job.attempt, worker, duration)
     # Every event names the job, its queue and kind, the worker and the time.
     about: dict[str, Any] = {
         "at": now,

@@ -31,7 +31,7 @@ from ._decide import (
     outcome_of,
 )
 from ._errors import PayloadInvalid
-from ._events import EventBus, JobClaimed
+from ._events import EventBus, new_job_claimed
 from ._steps import AttemptEnded
 from ._tracing import trace_id_of
 
@@ -164,17 +164,17 @@ async def _execute(
         return None, 0.0
     if events.has_subscribers:
         events.publish(
-            JobClaimed(
-                at=clock.now(),
-                job_id=job.id,
-                kind=job.kind,
-                queue=job.queue,
-                attempt=job.attempt,
-                worker=worker,
-                token=lease.token,
-                enqueued_at=job.created_at,
-                run_at=job.run_at,
-                lost_at=lease.lost_at,
+            new_job_claimed(
+                clock.now(),  # at
+                job.id,
+                job.kind,
+                job.queue,
+                job.attempt,
+                worker,
+                lease.token,
+                job.created_at,  # enqueued_at
+                job.run_at,
+                lease.lost_at,
             )
         )
     if run.cancel:

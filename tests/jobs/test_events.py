@@ -181,3 +181,34 @@ def test_unsubscribing_stops_delivery_even_from_inside_a_delivery() -> None:
     bus.publish(event)
     assert got == ["once", "always", "always"]
     assert not bus.has_subscribers
+
+
+def test_the_positional_constructors_build_the_same_frozen_events() -> None:
+    """The per-job events built positionally (the runtime's hot path) are the events the
+    classes build from keywords: equal, hashing alike, frozen."""
+    import attrs
+
+    from actors.jobs._events import new_job_claimed, new_job_succeeded
+
+    claimed = new_job_claimed(1.5, 7, "mail", "default", 2, "w1", 3, 0.5, 1.0, 0.25)
+    assert claimed == JobClaimed(
+        at=1.5,
+        job_id=7,
+        kind="mail",
+        queue="default",
+        attempt=2,
+        worker="w1",
+        token=3,
+        enqueued_at=0.5,
+        run_at=1.0,
+        lost_at=0.25,
+    )
+    succeeded = new_job_succeeded(2.0, 7, "mail", "default", 2, "w1", 0.5)
+    same = JobSucceeded(
+        at=2.0, job_id=7, kind="mail", queue="default", attempt=2, worker="w1", duration=0.5
+    )
+    assert succeeded == same
+    assert hash(succeeded) == hash(same)
+    assert repr(succeeded) == repr(same)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        succeeded.duration = 1.0  # type: ignore[misc]
