@@ -11,7 +11,8 @@ while slots are free and nothing was claimable, and never claims while every Wor
 It also finalizes for the whole queue: the outcomes its Workers hand back are flushed in one
 ``finalize`` call, at most ``finalize_delay`` old (sooner when no Worker is busy or nothing is
 claimable), fenced by each claim's token. Then it tells the LeaseKeeper to forget those
-claims, logs jobs that ended dead and publishes each job's event (:func:`event_of`).
+claims, logs jobs that ended dead and publishes each job's event (:func:`event_of`), the flush's
+events together (``EventBus.publish_many``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ._app import App
 from ._config import WorkerConfig
 from ._decide import event_of
 from ._errors import RETRYABLE
-from ._events import EventBus
+from ._events import EventBus, RuntimeEvent
 from ._execute import log_dead
 from ._leases import Forget, Hold, LeaseLink
 
@@ -445,6 +446,7 @@ class Claimer(Actor[ClaimerMessage]):
             if not events.has_subscribers:
                 return
             now = self._clock.now()
+            published: list[RuntimeEvent] = []
             for (worker, lease, outcome, duration), result in zip(pending, results, strict=True):
                 event = event_of(
                     lease.job,
@@ -456,7 +458,8 @@ class Claimer(Actor[ClaimerMessage]):
                     duration=duration,
                 )
                 if event is not None:
-                    events.publish(event)
+                    published.append(event)
+            events.publish_many(published)  # one call for a subscriber of batches
 
     async def _finalize(self, requests: list[FinalizeRequest]) -> list[FinalizeResult] | None:
         clock = self._clock

@@ -8,7 +8,7 @@ which is counted in ``EventBus.dropped`` (mailboxes stay bounded under any burst
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 import anyio
@@ -259,12 +259,13 @@ class EventBus:
         errors: deliveries that raised (a bug in the subscriber).
     """
 
-    __slots__ = ("_subscribers", "dropped", "errors", "has_subscribers")
+    __slots__ = ("_batch_subscribers", "_subscribers", "dropped", "errors", "has_subscribers")
 
     def __init__(self) -> None:
         # Replaced, never mutated: publish iterates a snapshot, so subscribing or
         # unsubscribing from inside a subscriber is safe.
         self._subscribers: tuple[Callable[[RuntimeEvent], Any], ...] = ()
+        self._batch_subscribers: tuple[Callable[[Sequence[RuntimeEvent]], Any], ...] = ()
         self.dropped = 0
         self.errors = 0
         #: Whether anyone listens (publishers skip building events nobody would get); an
@@ -285,9 +286,34 @@ class EventBus:
             if subscriber in remaining:
                 remaining.remove(subscriber)
                 self._subscribers = tuple(remaining)
-                self.has_subscribers = bool(remaining)
+                self._listened()
 
         return unsubscribe
+
+    def subscribe_batches(
+        self, subscriber: Callable[[Sequence[RuntimeEvent]], Any]
+    ) -> Callable[[], None]:
+        """Call ``subscriber(events)`` with every event, in order, several at a time when a
+        publisher has several at once (the outcomes of one finalize call), else one at a
+        time (a sequence of one); returns an unsubscribe function.
+
+        For a subscriber that buffers (``buffer.extend``): one call instead of one per event.
+        Raising ``anyio.WouldBlock`` drops the whole batch (counted in ``dropped``).
+        """
+        self._batch_subscribers = (*self._batch_subscribers, subscriber)
+        self.has_subscribers = True
+
+        def unsubscribe() -> None:
+            remaining = list(self._batch_subscribers)
+            if subscriber in remaining:
+                remaining.remove(subscriber)
+                self._batch_subscribers = tuple(remaining)
+                self._listened()
+
+        return unsubscribe
+
+    def _listened(self) -> None:
+        self.has_subscribers = bool(self._subscribers or self._batch_subscribers)
 
     def publish(self, event: RuntimeEvent) -> None:
         """Deliver ``event`` to every subscriber, counting those that could not take it."""
@@ -299,3 +325,32 @@ class EventBus:
             except Exception:
                 self.errors += 1
                 _log.exception("event subscriber %r failed on %s", subscriber, event)
+        if self._batch_subscribers:
+            self._deliver((event,))
+
+    def publish_many(self, events: Sequence[RuntimeEvent]) -> None:
+        """Deliver ``events``, in order, to every subscriber: one call per batch subscriber,
+        one per event and subscriber for the others."""
+        if not events:
+            return
+        for subscriber in self._subscribers:
+            for event in events:
+                try:
+                    subscriber(event)
+                except anyio.WouldBlock:
+                    self.dropped += 1
+                except Exception:
+                    self.errors += 1
+                    _log.exception("event subscriber %r failed on %s", subscriber, event)
+        if self._batch_subscribers:
+            self._deliver(events)
+
+    def _deliver(self, events: Sequence[RuntimeEvent]) -> None:
+        for subscriber in self._batch_subscribers:
+            try:
+                subscriber(events)
+            except anyio.WouldBlock:
+                self.dropped += len(events)
+            except Exception:
+                self.errors += 1
+                _log.exception("event subscriber %r failed on %d event(s)", subscriber, len(events))

@@ -4,13 +4,14 @@
 default one, so several nodes in one process, and tests, don't clash). ``install`` wires it
 into a :class:`~actors.jobs.Topology`: every transport of the node is wrapped in a
 :class:`MeteredTransport` (storage calls by operation) and a :class:`MetricsActor` runs beside
-the runtime's actors. The actor subscribes to the node's events with a plain list append, so a
-Worker publishing an event pays for one append; it folds the events into the counters and
-histograms in batches, every quarter second (so a scrape is at most that stale), and every
-``interval`` samples the gauges: slots busy and free per
-queue, the mailbox depth of the runtime's actors and, on the node holding the ``metrics``
-leader lease only, the jobs of every queue by state (one count per cluster, not one per node).
-A scrape reads the registry in the HTTP server's thread and never waits on a Worker.
+the runtime's actors. The actor subscribes to the node's events with a plain list extend, so a
+publisher pays for one extend (a Worker for each job's start, the Claimer for the events of a
+finalize call); it folds the events into the counters and histograms in batches, every
+quarter second (so a scrape is at most that stale), and every ``interval`` samples the
+gauges: slots busy and free per queue, the mailbox depth of the runtime's actors and, on the
+node holding the ``metrics`` leader lease only, the jobs of every queue by state (one count
+per cluster, not one per node). A scrape reads the registry in the HTTP server's thread and
+never waits on a Worker.
 """
 
 from __future__ import annotations
@@ -528,7 +529,7 @@ class MetricsActor(Actor[MetricsMessage]):
         self._leading = False
 
     async def on_start(self) -> None:
-        self._unsubscribe = self._node.events.subscribe(self._take)
+        self._unsubscribe = self._node.events.subscribe_batches(self._take)
         self.context.start_soon(self._ticker)
         self.context.start_soon(self._folder)
 
@@ -547,13 +548,16 @@ class MetricsActor(Actor[MetricsMessage]):
                 except (ConnectionLost, TransportClosed) as exc:
                     _log.info("could not release the metrics lease: %s", exc)
 
-    def _take(self, event: RuntimeEvent) -> None:
-        # The publisher's whole cost: an append (the folder picks the batch up).
+    def _take(self, events: Sequence[RuntimeEvent]) -> None:
+        # The publisher's whole cost: an extend (the folder picks the buffer up), one per
+        # event or per finalize call's events.
         buffer = self._buffer
-        if len(buffer) < _MAX_BUFFERED:
-            buffer.append(event)
+        room = _MAX_BUFFERED - len(buffer)
+        if len(events) <= room:
+            buffer.extend(events)
         else:
-            self._dropped += 1
+            buffer.extend(events[: max(room, 0)])
+            self._dropped += len(events) - max(room, 0)
 
     async def _folder(self) -> None:
         clock = self.context.clock

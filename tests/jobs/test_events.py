@@ -212,3 +212,35 @@ def test_the_positional_constructors_build_the_same_frozen_events() -> None:
     assert repr(succeeded) == repr(same)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         succeeded.duration = 1.0  # type: ignore[misc]
+
+
+def test_a_batch_subscriber_gets_every_event_in_order_one_call_per_batch() -> None:
+    """A subscriber of batches gets each ``publish`` as a batch of one and each
+    ``publish_many`` as one call, in order; an event subscriber gets the same events one at a
+    time; a batch it cannot take is dropped whole (counted), one that raises is counted."""
+    bus = EventBus()
+    batches: list[list[RuntimeEvent]] = []
+    single: list[RuntimeEvent] = []
+    stop_batches = bus.subscribe_batches(lambda events: batches.append(list(events)))
+    assert bus.has_subscribers
+    bus.subscribe(single.append)
+    first, second, third = (ShutdownPhase(at=float(i), phase="stopped") for i in range(3))
+    bus.publish(first)
+    bus.publish_many([second, third])
+    bus.publish_many([])
+    assert batches == [[first], [second, third]]
+    assert single == [first, second, third]
+
+    def full(events: object) -> None:
+        raise anyio.WouldBlock
+
+    def broken(events: object) -> None:
+        raise RuntimeError("a bug in the subscriber")
+
+    stop_batches()
+    bus.subscribe_batches(full)
+    bus.subscribe_batches(broken)
+    bus.publish_many([first, second])
+    assert (bus.dropped, bus.errors) == (2, 1)
+    assert batches == [[first], [second, third]]
+    assert single == [first, second, third, first, second]

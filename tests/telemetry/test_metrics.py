@@ -18,17 +18,20 @@ from actors.jobs import (
     JobLeaseLost,
     Node,
     RetryLater,
+    ShutdownPhase,
     SnoozeUntil,
     WorkerCrashed,
 )
 from actors.telemetry import (
     METRICS_LEADER,
     MeteredTransport,
+    MetricsActor,
     MetricsServerFailed,
     NodeMetrics,
     Sample,
     serve_metrics,
 )
+from actors.telemetry._metrics import _MAX_BUFFERED
 from transports import JobNotFound, JobState, MemoryTransport, Transport
 
 from ..jobs._support import START, running, topology, wait_final, wait_state
@@ -303,3 +306,20 @@ def test_every_transport_of_the_node_is_wrapped_once(clock: VirtualClock) -> Non
     assert isinstance(by_queue["b"], MeteredTransport)
     assert by_queue["b"].inner is local
     assert by_queue["c"] is plan.transport
+
+
+def test_the_metrics_actor_drops_what_its_buffer_cannot_hold() -> None:
+    """The metrics actor buffers events up to its bound; a batch past it is cut, and what is
+    cut is counted as dropped."""
+    actor = MetricsActor.__new__(MetricsActor)
+    actor._buffer = []
+    actor._dropped = 0
+    events = [ShutdownPhase(at=float(i), phase="stopped") for i in range(5)]
+    bound = _MAX_BUFFERED
+    actor._buffer = [events[0]] * (bound - 2)
+    actor._take(events)
+    assert len(actor._buffer) == bound
+    assert actor._buffer[-2:] == events[:2]
+    assert actor._dropped == 3
+    actor._take(events[:1])
+    assert actor._dropped == 4
