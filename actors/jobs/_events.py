@@ -333,8 +333,10 @@ class EventBus:
         one per event and subscriber for the others."""
         if not events:
             return
-        for subscriber in self._subscribers:
-            for event in events:
+        # Event by event, as that many publish calls would: a subscriber that unsubscribes
+        # meanwhile gets no more of them.
+        for event in events:
+            for subscriber in self._subscribers:
                 try:
                     subscriber(event)
                 except anyio.WouldBlock:
