@@ -148,11 +148,16 @@ class _Histogram:
         self.values: dict[Labels, list[float]] = {}  # [bucket counts..., +Inf count, sum]
 
     def observe(self, key: Labels, value: float) -> None:
+        row = self.values.get(key) or self.row(key)
+        row[_bisect_left(self.bounds, value)] += 1
+        row[-1] += value
+
+    def row(self, key: Labels) -> list[float]:
+        """The counts of ``key``'s series, a new (zero) one if it has none yet."""
         row = self.values.get(key)
         if row is None:
             row = self.values[key] = [0.0] * (len(self.bounds) + 2)
-        row[_bisect_left(self.bounds, value)] += 1
-        row[-1] += value
+        return row
 
     def family(self) -> Metric:
         family = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
@@ -334,18 +339,27 @@ class NodeMetrics:
         # calls (they are most of what the actor folds).
         claimed, succeeded = self.claimed.values, self.succeeded.values
         latency_of, duration_of = self.start_latency, self.run_duration
+        latencies, latency_bounds = latency_of.values, latency_of.bounds
+        durations, duration_bounds = duration_of.values, duration_of.bounds
         with self.lock:
             for event in events:
                 if type(event) is JobSucceeded:
                     key = (event.queue, event.kind)
                     succeeded[key] = succeeded.get(key, 0.0) + 1.0
-                    duration_of.observe(key, event.duration)
+                    value = event.duration
+                    row = durations.get(key) or duration_of.row(key)
+                    row[_bisect_left(duration_bounds, value)] += 1
+                    row[-1] += value
                 elif type(event) is JobClaimed and event.lost_at is None:
                     key = (event.queue, event.kind)
                     claimed[key] = claimed.get(key, 0.0) + 1.0
                     due = event.enqueued_at if event.enqueued_at > event.run_at else event.run_at
-                    latency = event.at - due
-                    latency_of.observe(key, latency if latency > 0.0 else 0.0)
+                    value = event.at - due
+                    if value < 0.0:
+                        value = 0.0
+                    row = latencies.get(key) or latency_of.row(key)
+                    row[_bisect_left(latency_bounds, value)] += 1
+                    row[-1] += value
                 else:
                     observe(event)
 
