@@ -68,7 +68,7 @@ _NO_PARENT = Context()
 _TRACEPARENT = re.compile("00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _W3C_PROPAGATORS = (TraceContextTextMapPropagator, W3CBaggagePropagator)
 #: The global propagator last looked at, and whether it reads W3C trace context alone.
-_known_textmap: list[Any] = [None, False]
+_known_textmap: tuple[Any, bool] = (None, False)
 
 
 def _reads_w3c_only(textmap: TextMapPropagator) -> bool:
@@ -88,9 +88,12 @@ def _remote_parent(headers: Mapping[str, str]) -> tuple[Context, SpanContext] | 
     ``propagate.extract(headers)`` gives, read straight from a canonical ``traceparent`` when
     the global propagator is the W3C one (the general path costs a few microseconds a job)."""
     textmap = propagate.get_global_textmap()
-    if textmap is not _known_textmap[0]:
-        _known_textmap[:] = [textmap, _reads_w3c_only(textmap)]
-    if _known_textmap[1] and "tracestate" not in headers and "baggage" not in headers:
+    global _known_textmap
+    known, w3c = _known_textmap  # one tuple, replaced whole: threads see a consistent pair
+    if textmap is not known:
+        w3c = _reads_w3c_only(textmap)
+        _known_textmap = (textmap, w3c)
+    if w3c and "tracestate" not in headers and "baggage" not in headers:
         value = headers.get("traceparent")
         if value is None:
             return None
