@@ -151,23 +151,23 @@ def unfold_results(
 def distinct_pairs(
     requests: Sequence[RenewRequest | FinalizeRequest],
 ) -> tuple[list[int], list[int]]:
-    """The indexes of the first request of each (job, token) pair, and each request's position
-    among those firsts.
+    """The indexes of the first request of each (job, token) pair, in job id order, and each
+    request's position among those firsts.
 
     A batch may name one lease twice (a retried flush, a heartbeat racing a finalize). The SQL
     backends send each pair once, so that one statement never updates one row twice (which
     SQL would resolve by picking an arbitrary duplicate): a repeated renewal gets the answer of
     its first occurrence, and a repeated finalize is stale once its first occurrence applied.
+    They send them in job id order, so that every renewal and finalize locks its rows in one
+    order: a node's renewal of many leases crossing its own finalize of some of them (two
+    statements over the same rows) cannot deadlock on PostgreSQL.
     """
-    position: dict[tuple[int, int], int] = {}
-    sent: list[int] = []
-    first: list[int] = []
+    firsts: dict[tuple[int, int], int] = {}
     for index, request in enumerate(requests):
-        pair = (request.job_id, request.token)
-        if pair not in position:
-            position[pair] = len(sent)
-            sent.append(index)
-        first.append(position[pair])
+        firsts.setdefault((request.job_id, request.token), index)
+    sent = sorted(firsts.values(), key=lambda i: (requests[i].job_id, requests[i].token))
+    position = {(requests[i].job_id, requests[i].token): n for n, i in enumerate(sent)}
+    first = [position[(request.job_id, request.token)] for request in requests]
     return sent, first
 
 

@@ -943,7 +943,7 @@ class PostgresTransport(Transport):
         # A repeated (job, token) pair is stale after its first occurrence applies; each pair
         # is sent once so that one statement never updates one row twice.
         sent, _ = distinct_pairs(requests)
-        if len(sent) < len(requests):
+        if sent != list(range(len(requests))):
             columns = tuple(
                 None if column is None else [column[i] for i in sent] for column in columns
             )
