@@ -34,7 +34,7 @@ browser:
 WORKERS ?= auto
 pytest: $(STAMP) browser
 	$(BIN)/coverage erase
-	$(BIN)/pytest -n $(WORKERS) --dist worksteal --cov --cov-report= -m "not serial" $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(WORKERS) --dist worksteal --cov --cov-report= --durations=25 -m "not serial" $(PYTEST_ARGS)
 	$(BIN)/pytest --cov --cov-append --cov-report= -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(BIN)/coverage report
 

@@ -352,15 +352,14 @@ class SQLiteFinalizeIgnoresToken(SQLiteTransport):
 
 
 class _RewritingConnection:
-    """A connection that swaps one statement for another (the rest passes through)."""
+    """A connection that swaps statements for others (the rest passes through)."""
 
-    def __init__(self, conn: Any, old: str, new: str) -> None:
+    def __init__(self, conn: Any, old: str, new: str, *more: tuple[str, str]) -> None:
         self._conn = conn
-        self._old = old
-        self._new = new
+        self._swaps = dict([(old, new), *more])
 
     async def execute_fetchall(self, sql: str, params: Any = ()) -> Any:
-        return await self._conn.execute_fetchall(self._new if sql == self._old else sql, params)
+        return await self._conn.execute_fetchall(self._swaps.get(sql, sql), params)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)  # every other call of the connection, as it is
@@ -422,12 +421,22 @@ class SQLiteClaimWithoutLock(SQLiteTransport):
 _CLAIM_GREEDY = _without("claim", "WHERE l.key IS NULL", "WHERE 1 = 1")
 
 
+_CHOSEN_GREEDY = _without("claim_chosen", "WHERE l.key IS NULL", "WHERE 1 = 1")
+
+
 class SQLiteLimitPerCandidateIgnored(SQLiteTransport):
     """The claim passes over full keys but starts every candidate of a key with room: one
-    claim of several jobs of that key overshoots its free slots."""
+    claim of several jobs of that key overshoots its free slots (the fair claim's too)."""
 
     async def _fetch(self, sql: str, params: Any = ()) -> list[Any]:
         return await super()._fetch(_CLAIM_GREEDY if sql == _Q["claim"] else sql, params)
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
+        async with super()._transaction() as conn:
+            yield _RewritingConnection(
+                conn, _Q["claim"], _CLAIM_GREEDY, (_Q["claim_chosen"], _CHOSEN_GREEDY)
+            )
 
 
 _CLAIM_NOT_COOLED = _without(
@@ -435,11 +444,24 @@ _CLAIM_NOT_COOLED = _without(
 )
 
 
+_FAIR_NOT_COOLED = _without(
+    "fair_candidates", "SELECT key FROM cooldowns WHERE until > :now", "SELECT NULL WHERE 0"
+)
+
+
 class SQLiteCoolDownIgnored(SQLiteTransport):
-    """The claim forgets the cool-downs: a key a remote asked to rest starts at once."""
+    """The claim forgets the cool-downs: a key a remote asked to rest starts at once (on the
+    fair claim too)."""
 
     async def _fetch(self, sql: str, params: Any = ()) -> list[Any]:
         return await super()._fetch(_CLAIM_NOT_COOLED if sql == _Q["claim"] else sql, params)
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
+        async with super()._transaction() as conn:
+            yield _RewritingConnection(
+                conn, _Q["claim"], _CLAIM_NOT_COOLED, (_Q["fair_candidates"], _FAIR_NOT_COOLED)
+            )
 
 
 _FAIR_FORGETFUL = _without(
