@@ -3,9 +3,8 @@
 Split in eight blocks of 25 seeds so each test stays well inside the per-test timeout and the
 parallel pass of ``make test`` can spread them over its workers. Every fifth seed runs the
 workflow workload (``--workflows``: chains and fan-out groups with a fan-in, some parents
-failing) instead of single jobs; of the others, one in four gives the jobs fair-share
-partitions (``--partitions``), one concurrency keys with a limit (``--key-limit 2``), one keys
-with a rate and cool-downs (``--key-rate 3/20s``). Each block prints its summary (run pytest with -s to see
+failing) instead of single jobs, and as many give the jobs fair-share partitions
+(``--partitions``). Each block prints its summary (run pytest with -s to see
 it): seeds passed, the recovery-bound distribution, executions refused by fencing, and the
 simulator's speed.
 """
@@ -30,21 +29,14 @@ SMALL = SimConfig(
 
 BLOCK = 25
 #: Seeds divisible by this run workflows; those one above a multiple of it give the jobs
-#: fair-share partitions (``fair_share_held``), two above concurrency keys limited to 2
-#: (``key_limit_held``), three above keys with a rate and cool-downs (``key_rate_held``).
+#: fair-share partitions (``fair_share_held``). Key limits and rates have sweeps of their own
+#: in test_teeth.py.
 WORKFLOW_EVERY = 5
 
 
 def _config(seed: int) -> SimConfig:
     kind = seed % WORKFLOW_EVERY
-    return attrs.evolve(
-        SMALL,
-        seed=seed,
-        workflows=kind == 0,
-        partitions=kind == 1,
-        key_limit=2 if kind == 2 else None,
-        key_rate=(3, 20.0) if kind == 3 else None,
-    )
+    return attrs.evolve(SMALL, seed=seed, workflows=kind == 0, partitions=kind == 1)
 
 
 @pytest.mark.parametrize(
