@@ -30,26 +30,22 @@ from .._records import (
     Retry,
 )
 from ._clock import ManualClock
+from ._flow import _claim as _flow_claim
+from ._flow import _keyed
 
 __all__ = ["TransportFairShare"]
-
-_TTL = 30.0
 
 
 async def _jobs(
     transport: Transport, partition: str | None, n: int = 1, **fields: object
 ) -> list[int]:
-    results = await transport.enqueue_many(
-        [
-            EnqueueRequest(kind="fair.job", queue="q", partition_key=partition, **fields)  # type: ignore[arg-type]
-            for _ in range(n)
-        ]
-    )
-    return [result.job_id for result in results]
+    key = fields.pop("concurrency_key", None)
+    return await _keyed(transport, key, n, partition_key=partition, **fields)  # type: ignore[arg-type]
 
 
 async def _claim(transport: Transport, limit: int = 1, owner: str = "w1") -> list[Lease]:
-    return await transport.claim("q", owner=owner, limit=limit, ttl=_TTL)
+    """A claim of queue ``q``, of one job unless told."""
+    return await _flow_claim(transport, limit, owner)
 
 
 async def _partitions(transport: Transport, limit: int = 1) -> list[str | None]:
