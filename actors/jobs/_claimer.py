@@ -3,7 +3,15 @@
 It knows which of its queue's Workers are idle (each says so: ``Ready`` when it starts,
 ``Finished`` with each job's outcome), claims ``min(free Workers, batch_size)`` jobs in one
 storage call, and hands each lease at once to an idle Worker (``Run``), so no job waits
-unstarted under a lease and every free slot of the node fills from one call. It waits for
+unstarted under a lease and every free slot of the node fills from one call.
+
+Control goes through mailboxes; the jobs themselves do not. ``Ready`` (over the Claimer's
+mailbox) gives the Claimer the Worker's :class:`Handoff`, a one-job channel its ``Run`` goes
+into, and each ``Run`` names the Claimer's :class:`Reports`, where the Worker leaves its
+``Finished``. A mailbox hop costs a task switch of the receiving actor's loop per message; on
+this path, one per job each way, it was most of the runtime's cost per job. The channels wake
+the Worker's serving task directly, and the Claimer once for however many reports arrived
+together. It waits for
 work (``wait_for_work``, at most ``poll_interval``, and no longer than the store's
 ``reopens_in``: a key held by its rate or a cool-down sends no wake-up when it reopens) only
 while slots are free and nothing was claimable, and never claims while every Worker is busy.
@@ -18,7 +26,8 @@ events together (``EventBus.publish_many``).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, TypeAlias
+from collections import deque
+from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -52,8 +61,10 @@ __all__ = [
     "ClaimerMessage",
     "Finished",
     "Flush",
+    "Handoff",
     "Poll",
     "Ready",
+    "Reports",
     "Run",
     "SlotStatistics",
     "StopClaiming",
@@ -66,27 +77,109 @@ _DEFAULT_CONFIG = WorkerConfig()
 #: Event-loop turns a claim waits for more slots to come free when some are still busy.
 _GATHER_TURNS = 3
 
+_T = TypeVar("_T")
+
+
+class Handoff(Generic[_T]):
+    """A one-item channel into one task of the node: a Worker's next job.
+
+    ``put`` never waits (it refuses when an item is waiting or the channel is closed), ``get``
+    waits for the item, and ``close`` ends it, handing back the item nobody took.
+    """
+
+    __slots__ = ("_arrived", "_closed", "_item")
+
+    def __init__(self) -> None:
+        self._item: _T | None = None
+        self._arrived = anyio.Event()
+        self._closed = False
+
+    def put(self, item: _T) -> bool:
+        """Leave ``item`` for the reader; False when one waits already or it is closed."""
+        if self._closed or self._item is not None:
+            return False
+        self._item = item
+        self._arrived.set()
+        return True
+
+    def peek(self) -> _T | None:
+        """The item waiting to be taken, if any."""
+        return self._item
+
+    async def get(self) -> _T:
+        """Wait for the next item and take it.
+
+        Raises:
+            anyio.EndOfStream: the channel was closed.
+        """
+        while self._item is None:
+            if self._closed:
+                raise anyio.EndOfStream
+            await self._arrived.wait()
+            self._arrived = anyio.Event()
+        item, self._item = self._item, None
+        return item
+
+    def close(self) -> _T | None:
+        """Take no more; the item left untaken, if any."""
+        self._closed = True
+        item, self._item = self._item, None
+        self._arrived.set()
+        return item
+
+
+class Reports:
+    """Where a Claimer's Workers leave what became of their jobs (``Finished``), read in
+    batches: a report wakes the reader once for every report that arrives before it runs."""
+
+    __slots__ = ("_arrived", "_items")
+
+    def __init__(self) -> None:
+        self._items: deque[Finished] = deque()
+        self._arrived = anyio.Event()
+
+    def put(self, report: Finished) -> None:
+        """Leave a report (never waits)."""
+        self._items.append(report)
+        self._arrived.set()
+
+    def take_all(self) -> list[Finished]:
+        """Every report left so far, oldest first."""
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    async def wait(self) -> None:
+        """Until a report is waiting."""
+        while not self._items:
+            await self._arrived.wait()
+            self._arrived = anyio.Event()
+
 
 @attrs.frozen(kw_only=True)
 class Run:
-    """Run this job now. Sent by the Claimer to an idle Worker right after the claim."""
+    """Run this job now. Put by the Claimer into an idle Worker's Handoff right after the
+    claim."""
 
     lease: Lease
     sent_at: float  # node clock time the claim was sent: the lease is measured from there
     ttl: float  # the TTL it was claimed with
+    report_to: Reports  # where its Finished goes
 
 
 @attrs.frozen(kw_only=True)
 class Ready:
-    """This Worker is free. Sent by a Worker when it starts."""
+    """This Worker is free; its jobs go into ``inbox``. Sent by a Worker when it starts."""
 
     worker: ActorRef[WorkerMessage]
     runs: int  # jobs it was handed so far: an answer about an older hand-off is ignored
+    inbox: Handoff[Run]
 
 
 @attrs.frozen(kw_only=True)
 class Finished:
-    """A job of this Worker ended; store its outcome. Sent by a Worker after each job."""
+    """A job of this Worker ended; store its outcome. Left by a Worker in its Run's
+    ``report_to`` after each job."""
 
     worker: ActorRef[WorkerMessage]
     worker_id: str  # the Worker's name, in events and logs
@@ -119,7 +212,7 @@ class Flush:
     reply_to: Reply[None]
 
 
-ClaimerMessage: TypeAlias = Ready | Finished | Poll | StopClaiming | Flush
+ClaimerMessage: TypeAlias = Ready | Poll | StopClaiming | Flush
 
 
 @attrs.frozen(kw_only=True)
@@ -164,6 +257,8 @@ class Claimer(Actor[ClaimerMessage]):
         self._leases = leases
         self._config = config
         self._handed: dict[ActorRef[WorkerMessage], int] = {}  # Run messages sent, by Worker
+        self._inboxes: dict[ActorRef[WorkerMessage], Handoff[Run]] = {}
+        self._reports = Reports()
         self._idle: dict[ActorRef[WorkerMessage], None] = {}  # free Workers, in arrival order
         self._busy = 0
         self._changed = anyio.Event()  # set when a Worker became free, or on Poll / stop
@@ -181,6 +276,7 @@ class Claimer(Actor[ClaimerMessage]):
     async def on_start(self) -> None:
         self._clock = self.context.clock
         self.context.start_soon(self._claim_loop)
+        self.context.start_soon(self._read_reports)
 
     def statistics(self) -> SlotStatistics:
         """The queue's slots now: busy Workers, and live ones waiting for a job."""
@@ -190,6 +286,7 @@ class Claimer(Actor[ClaimerMessage]):
 
     async def on_stop(self, reason: ExitReason) -> None:
         self._stopping = True
+        self._take_reports()
         if reason.is_normal:
             with (
                 anyio.CancelScope(shield=True),
@@ -205,19 +302,10 @@ class Claimer(Actor[ClaimerMessage]):
 
     async def receive(self, msg: ClaimerMessage) -> None:
         kind = type(msg)
-        if kind is Finished:
-            assert isinstance(msg, Finished)
-            if self._handed.get(msg.worker) == msg.runs:
-                self._busy -= 1
-                if msg.again:
-                    self._free(msg.worker)
-            if msg.outcome is None:
-                self._forget([msg.lease])
-            else:
-                self._add(msg.worker_id, msg.lease, msg.outcome, msg.duration)
-        elif kind is Ready:
+        if kind is Ready:
             assert isinstance(msg, Ready)
             known = self._handed.setdefault(msg.worker, msg.runs)
+            self._inboxes[msg.worker] = msg.inbox
             if known == msg.runs:
                 self._free(msg.worker)
         elif kind is Poll:
@@ -231,6 +319,24 @@ class Claimer(Actor[ClaimerMessage]):
             assert isinstance(msg, Flush)
             self.context.start_soon(self._answer_flush, msg.reply_to)
 
+    async def _read_reports(self) -> None:
+        reports = self._reports
+        while True:
+            await reports.wait()
+            self._take_reports()
+
+    def _take_reports(self) -> None:
+        """Take in what the Workers reported: free their slots, keep the outcomes to store."""
+        for msg in self._reports.take_all():
+            if self._handed.get(msg.worker) == msg.runs:
+                self._busy -= 1
+                if msg.again:
+                    self._free(msg.worker)
+            if msg.outcome is None:
+                self._forget([msg.lease])
+            else:
+                self._add(msg.worker_id, msg.lease, msg.outcome, msg.duration)
+
     def _free(self, worker: ActorRef[WorkerMessage]) -> None:
         self._idle[worker] = None
         self._changed.set()
@@ -242,6 +348,7 @@ class Claimer(Actor[ClaimerMessage]):
         reply_to.send(None)
 
     async def _answer_flush(self, reply_to: Reply[None]) -> None:
+        self._take_reports()
         await self._flush()
         reply_to.send(None)
 
@@ -329,6 +436,7 @@ class Claimer(Actor[ClaimerMessage]):
         handed = self._handed
         for worker in [w for w in handed if not w.is_alive]:
             del handed[worker]
+            self._inboxes.pop(worker, None)
         return list(idle)
 
     async def _hand_out(
@@ -357,13 +465,16 @@ class Claimer(Actor[ClaimerMessage]):
                     claimed_ttl=ttl,
                 )
             )
+        reports = self._reports
         for lease, worker in zip(given, holders, strict=True):
-            if not worker.is_alive:  # stopped while the Hold was on its way
+            inbox = self._inboxes.get(worker)
+            run = Run(lease=lease, sent_at=sent_at, ttl=ttl, report_to=reports)
+            if not worker.is_alive or inbox is None or not inbox.put(run):
+                # Stopped while the Hold was on its way: not started, given back.
                 self._add(self.owner, lease, Release(), 0.0)
                 continue
             self._handed[worker] = self._handed.get(worker, 0) + 1
             self._busy += 1
-            worker.tell_nowait(Run(lease=lease, sent_at=sent_at, ttl=ttl))
         if self._stopping:
             self._flush_soon()
 

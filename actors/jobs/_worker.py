@@ -1,7 +1,8 @@
 """The Worker: one slot of a queue, running the handler of the job its Claimer hands it.
 
 A Worker never claims. It tells its Claimer when it is free (``Ready`` on start, ``Finished``
-with each job's outcome), gets one job at a time (``Run``), and runs it at once — unless the
+with each job's outcome), gets one job at a time (``Run``, through its one-job inbox, a
+:class:`~actors.jobs.lowlevel.Handoff` it gave the Claimer in ``Ready``), and runs it at once — unless the
 node's clock says the lease is expired or about to expire (less than
 ``WorkerConfig.start_margin`` of its TTL left, measured from when the claim was sent), in which
 case the job is given back (``Release``, which refunds the attempt) without running.
@@ -9,7 +10,8 @@ case the job is given back (``Release``, which refunds the attempt) without runn
 Lease notices come from the node's LeaseKeeper: ``LeasesLost`` cancels the handler at once (the
 job belongs to someone else now, and nothing is finalized), ``CancelsRequested`` cancels it
 and the job ends ``cancelled``. Each notice names the claim's token, and a notice about an
-older claim of the same job is ignored.
+older claim of the same job is ignored. A notice about the job waiting in the inbox, handed
+over but not started yet, holds for it too: it never starts on a lost lease.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from transports.lowlevel import Lease, Outcome, Release, RenewResult
 from ..core import Actor, ActorRef, Clock, ExitReason, Reply
 from . import _decide
 from ._app import App
-from ._claimer import ClaimerMessage, Finished, Ready, Run
+from ._claimer import ClaimerMessage, Finished, Handoff, Ready, Run
 from ._config import WorkerConfig
 from ._events import EventBus, JobLeaseLost, ShutdownPhase
 from ._execute import Execution, execute, lose, request_cancel
@@ -49,7 +51,7 @@ class Drain:
     reply_to: Reply[None]  # answered once nothing is held any more
 
 
-WorkerMessage: TypeAlias = Run | Drain | LeasesLost | CancelsRequested
+WorkerMessage: TypeAlias = Drain | LeasesLost | CancelsRequested
 
 
 class Worker(Actor[WorkerMessage]):
@@ -89,10 +91,12 @@ class Worker(Actor[WorkerMessage]):
         self._claimer = claimer
         self._leases = leases
         self._config = config
-        self._runs = 0  # Run messages received
+        self._runs = 0  # Run messages taken
+        self._inbox: Handoff[Run] = Handoff()
         self._current: Execution | None = None
-        self._next: Run | None = None  # handed over, for the serving task to start
-        self._arrived = anyio.Event()  # set when _next is
+        # Notices about the Run waiting in the inbox, applied as it is taken.
+        self._lost_early = False
+        self._cancel_early = False
         self._done = anyio.Event()  # set when the current job's outcome was handed over
         self._draining = False
         self._clock: Clock  # the system's, set in on_start
@@ -102,12 +106,16 @@ class Worker(Actor[WorkerMessage]):
         # One task runs every job in turn (a task per job would cost more than the quickest
         # handlers); the mailbox meanwhile takes lease notices and Drain.
         self.context.start_soon(self._serve)
-        await self._claimer.tell(Ready(worker=self.context.self_ref, runs=0))
+        await self._claimer.tell(Ready(worker=self.context.self_ref, runs=0, inbox=self._inbox))
 
     async def on_stop(self, reason: ExitReason) -> None:
         # Normally Drain came first and nothing runs. After a crash, or a stop without Drain,
         # stop the running handler so its job is given back rather than waiting out its TTL.
         self._draining = True
+        waiting = self._inbox.close()
+        if waiting is not None:  # handed over, never started: given back at once
+            self._runs += 1
+            self._report(waiting, Release() if not self._lost_early else None, 0.0)
         if self._current is not None:
             await self._stop_current(grace=0.0)
 
@@ -115,14 +123,7 @@ class Worker(Actor[WorkerMessage]):
 
     async def receive(self, msg: WorkerMessage) -> None:
         kind = type(msg)
-        if kind is Run:
-            assert isinstance(msg, Run)
-            self._runs += 1
-            self._current = Execution(msg.lease)
-            self._done = anyio.Event()
-            self._next = msg
-            self._arrived.set()
-        elif kind is LeasesLost:
+        if kind is LeasesLost:
             assert isinstance(msg, LeasesLost)
             self._on_lost(msg.job_ids, msg.tokens)
         elif kind is CancelsRequested:
@@ -130,12 +131,18 @@ class Worker(Actor[WorkerMessage]):
             current = self._current
             if current is not None and current.lease.job_id in msg.job_ids:
                 request_cancel(current)
+            waiting = self._inbox.peek()
+            if waiting is not None and waiting.lease.job_id in msg.job_ids:
+                self._cancel_early = True
         else:
             assert isinstance(msg, Drain)
             self._draining = True  # at once: a Run arriving now is given back unstarted
             self.context.start_soon(self._drain, msg.reply_to)
 
     def _on_lost(self, job_ids: tuple[int, ...], tokens: tuple[int, ...] = ()) -> None:
+        waiting = self._inbox.peek()
+        if waiting is not None and _names(job_ids, tokens, waiting.lease):
+            self._lost_early = True  # lost before it started: it never will
         run = self._current
         if run is None:
             return
@@ -158,13 +165,21 @@ class Worker(Actor[WorkerMessage]):
     # --- running a job (in a task of this actor) -------------------------------------------
 
     async def _serve(self) -> None:
+        inbox = self._inbox
         while True:
-            await self._arrived.wait()
-            self._arrived = anyio.Event()
-            msg, self._next = self._next, None
-            run = self._current
-            assert msg is not None, "one Run at a time, from the Claimer"
-            assert run is not None
+            try:
+                msg = await inbox.get()
+            except anyio.EndOfStream:
+                return  # stopping
+            self._runs += 1
+            run = self._current = Execution(msg.lease)
+            self._done = anyio.Event()
+            if self._lost_early:
+                self._lost_early = False
+                self._on_lost((msg.lease.job_id,), (msg.lease.token,))
+            if self._cancel_early:
+                self._cancel_early = False
+                request_cancel(run)
             await self._run(run, msg)
 
     async def _run(self, run: Execution, msg: Run) -> None:
@@ -201,18 +216,21 @@ class Worker(Actor[WorkerMessage]):
                 transport=self._transport,
             )
         self._current = None
-        await self._claimer.tell(
+        self._report(msg, outcome, duration)
+        self._done.set()
+
+    def _report(self, msg: Run, outcome: Outcome | None, duration: float) -> None:
+        msg.report_to.put(
             Finished(
                 worker=self.context.self_ref,
                 worker_id=self.worker_id,
                 runs=self._runs,
-                lease=lease,
+                lease=msg.lease,
                 outcome=outcome,
                 duration=duration,
                 again=not self._draining,
             )
         )
-        self._done.set()
 
     async def _renew_now(self, run: Execution) -> RenewResult:
         lease = run.lease
@@ -267,3 +285,12 @@ class Worker(Actor[WorkerMessage]):
     def _publish_phase(self, phase: str, detail: str) -> None:
         self._events.publish(ShutdownPhase(at=self._clock.now(), phase=phase, detail=detail))
         _log.info("%s: %s (%s)", self.worker_id, phase, detail)
+
+
+def _names(job_ids: tuple[int, ...], tokens: tuple[int, ...], lease: Lease) -> bool:
+    """Whether a notice about ``job_ids`` (and ``tokens``, pair by pair; none: any claim) is
+    about ``lease``."""
+    for i, job_id in enumerate(job_ids):
+        if job_id == lease.job_id and (not tokens or tokens[i] == lease.token):
+            return True
+    return False
