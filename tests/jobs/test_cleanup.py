@@ -11,8 +11,8 @@ import attrs
 import pytest
 
 from actors.core import VirtualClock
-from actors.jobs import App, Topology
-from actors.jobs.lowlevel import RunNow
+from actors.jobs import App, ConfigInvalid, Topology
+from actors.jobs.lowlevel import Cleanup, RunNow
 from transports import (
     EnqueueRequest,
     JobState,
@@ -103,6 +103,21 @@ async def test_only_the_leader_deletes_finished_jobs_past_retention(clock: Virtu
     assert states == {JobState.SCHEDULED, JobState.AVAILABLE, JobState.RUNNING}
 
 
+async def test_the_maintenance_lease_is_held_by_the_node_and_handed_back_when_it_stops(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """The leader lease is named ``maintenance`` and held by the node id; a stopping leader
+    releases it at once, rather than leave it live for its TTL (two intervals)."""
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        node = await start_node(tg, _cleanup_node(memory, clock, "n1", 100.0))
+        await clock.sleep(11.0)
+        (lease,) = await memory.list_leaders()
+        assert (lease.name, lease.holder) == ("maintenance", "n1")
+        assert lease.expires_at == START + 30.0  # taken at the first tick, for two intervals
+        await node.stop()
+        assert await memory.list_leaders() == []
+
+
 async def test_each_queue_keeps_finished_jobs_for_its_own_retention(
     memory: MemoryTransport, clock: VirtualClock
 ) -> None:
@@ -110,6 +125,8 @@ async def test_each_queue_keeps_finished_jobs_for_its_own_retention(
     without one keep their jobs."""
     await memory.set_queue_config(QueueConfig(name="short", retention=10.0))
     await memory.set_queue_config(QueueConfig(name="long", retention=1000.0))
+    await memory.set_queue_config(QueueConfig(name="zero", retention=0.0))
+    zero = await _finished(memory, "zero")
     short = await _finished(memory, "short")
     long = await _finished(memory, "long")
     forever = await _finished(memory, "forever")
@@ -118,7 +135,7 @@ async def test_each_queue_keeps_finished_jobs_for_its_own_retention(
         running_node = await start_node(tg, node)
         cleanup = await running_node.node.child("cleanup")
         await clock.sleep(60.0)
-        assert await _exists(memory, short) == [False] * 3
+        assert await _exists(memory, short + zero) == [False] * 6
         assert await _exists(memory, long + forever) == [True] * 6
         await clock.sleep_until(START + 1001.0)
         await cleanup.ask(lambda r: RunNow(reply_to=r), timeout=10.0)
@@ -150,5 +167,43 @@ async def test_a_bad_stored_retention_keeps_the_queues_jobs(
         assert (await running_node.node.child("cleanup")) is cleanup  # never crashed
         await running_node.stop()
     (warning,) = [r for r in caplog.records if r.name == "actorq.cleanup" and "odd" in r.message]
-    assert repr(bad) in warning.getMessage()
+    assert warning.getMessage() == (
+        f"queue 'odd': ignoring the stored retention {bad!r} (must be a finite number >= 0), "
+        "keeping its finished jobs"
+    )
     assert warning.levelno == logging.WARNING
+    assert (warning.queue, repr(warning.retention)) == ("odd", repr(bad))  # type: ignore[attr-defined]
+
+
+def test_cleanup_settings_are_refused_by_name() -> None:
+    """Each duration is named in its error (retentions and the release timeout may be 0, the
+    interval may not); the batch is an integer from 1 to 1 000 000."""
+    transport = MemoryTransport()
+    for what, value, bound in [
+        ("interval", 0, "> 0"),
+        ("release_timeout", -1, ">= 0"),
+        ("default_retention", -1, ">= 0"),
+        ("stats_retention", -1, ">= 0"),
+        ("node_retention", -1, ">= 0"),
+        ("signal_retention", -1, ">= 0"),
+        ("result_retention", -1, ">= 0"),
+    ]:
+        with pytest.raises(ConfigInvalid, match=rf"^Cleanup {what} must be {bound}, got"):
+            Cleanup(transport=transport, node_id="n", **{what: value})
+    for batch in (0, 1_000_001):
+        with pytest.raises(
+            ConfigInvalid, match=r"^Cleanup batch must be between 1 and 1000000, got"
+        ):
+            Cleanup(transport=transport, node_id="n", batch=batch)
+    Cleanup(
+        transport=transport,
+        node_id="n",
+        batch=1,
+        release_timeout=0,
+        default_retention=0,
+        stats_retention=0,
+        node_retention=0,
+        signal_retention=0,
+        result_retention=0,
+    )
+    Cleanup(transport=transport, node_id="n", batch=1_000_000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import Counter
 from random import Random
 from typing import Any
@@ -12,10 +13,11 @@ from typing import Any
 import anyio
 import pytest
 
-from actors.core import VirtualClock
+from actors.core import VirtualClock, open_actor_system
 from actors.jobs import (
     App,
     CatchUp,
+    ConfigInvalid,
     CronFired,
     CronSchedule,
     InvalidCronExpression,
@@ -25,7 +27,7 @@ from actors.jobs import (
     UnknownJobKind,
 )
 from actors.jobs.lowlevel import Cron, EventBus
-from transports import JobFilter, MemoryStore, MemoryTransport, Transport
+from transports import InvalidQueueName, JobFilter, MemoryStore, MemoryTransport, Transport
 
 from ._support import START, WORKER, FaultyTransport, Recorder, running, start_node, wait_until
 
@@ -44,12 +46,13 @@ def _cron_node(
     node_id: str,
     concurrency: int = 2,
     seed: int = 0,
+    leader_ttl: float = LEADER_TTL,
 ) -> Topology:
     return (
         Topology(app, transport, node_id=node_id, clock=clock, rng=Random(seed))
         .queue("default", concurrency=concurrency, worker=WORKER)
         .reaper()
-        .cron(schedules, leader_ttl=LEADER_TTL)
+        .cron(schedules, leader_ttl=leader_ttl)
     )
 
 
@@ -113,6 +116,78 @@ def test_six_field_expressions_tick_on_seconds() -> None:
     assert every_second.latest_until(START + 10 * 24 * 3600 + 0.5) == START + 10 * 24 * 3600
 
 
+def test_a_schedules_names_and_policies_are_refused_by_name() -> None:
+    """A bad kind, queue, jitter or policy is refused at construction with an error that says
+    which field is wrong and, for a policy, what it may be."""
+    with pytest.raises(InvalidQueueName, match=r"^invalid kind name 'no kind'"):
+        CronSchedule(name="s", expression=EVERY_5S, kind="no kind")
+    with pytest.raises(InvalidQueueName, match=r"^invalid queue name 'no queue'"):
+        CronSchedule(name="s", expression=EVERY_5S, kind="cron.job", queue="no queue")
+    assert CronSchedule(name="s", expression=EVERY_5S, kind="k", queue="reports").queue == "reports"
+    with pytest.raises(ConfigInvalid, match=r"^schedule jitter must be >= 0, got -1\.0$"):
+        CronSchedule(name="s", expression=EVERY_5S, kind="cron.job", jitter=-1.0)
+    assert CronSchedule(name="s", expression=EVERY_5S, kind="cron.job", jitter=0).jitter == 0
+    with pytest.raises(ConfigInvalid) as refused:
+        CronSchedule(name="s", expression=EVERY_5S, kind="cron.job", overlap="sometimes")
+    assert str(refused.value) == "Overlap must be one of 'skip', 'allow', got 'sometimes'"
+
+
+def test_cron_durations_are_refused_by_name() -> None:
+    """Cron's leader TTL must be > 0; its grace and release timeout may be 0, not less."""
+    app = _app()
+    schedule = CronSchedule(name="beat", expression=EVERY_5S, kind="cron.job")
+
+    def cron(**durations: float) -> Cron:
+        return Cron(
+            app=app,
+            transport=MemoryTransport(),
+            events=EventBus(),
+            node_id="n",
+            rng=Random(0),
+            schedules=[schedule],
+            **durations,
+        )
+
+    with pytest.raises(ConfigInvalid, match=r"^Cron leader_ttl must be > 0, got 0"):
+        cron(leader_ttl=0)
+    with pytest.raises(ConfigInvalid, match=r"^Cron release_timeout must be >= 0, got -1"):
+        cron(release_timeout=-1)
+    with pytest.raises(ConfigInvalid, match=r"^Cron grace must be >= 0, got -1"):
+        cron(grace=-1)
+    cron(release_timeout=0, grace=0)
+
+
+def test_schedules_tick_in_utc_whatever_the_local_time_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``0 3 * * *`` is 03:00 UTC on a machine set to another zone (India, no DST)."""
+    schedule = CronSchedule(name="nightly", expression="0 3 * * *", kind="cron.job")
+    midnight = 1_700_006_400.0  # 2023-11-15 00:00 UTC
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        assert schedule.next_after(midnight) == midnight + 3 * 3600
+        assert schedule.latest_until(midnight + 5 * 3600) == midnight + 3 * 3600
+        assert schedule.ticks_between(midnight, midnight + 86_400) == [midnight + 3 * 3600]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_ticks_between_keeps_the_latest_up_to_its_limit() -> None:
+    """Over more ticks than ``limit`` (10 000 by default), the latest ``limit`` are kept."""
+    schedule = CronSchedule(name="fast", expression=EVERY_5S, kind="cron.job")
+    assert schedule.ticks_between(START, START + 50, limit=3) == [
+        START + 40,
+        START + 45,
+        START + 50,
+    ]
+    ticks = schedule.ticks_between(START, START + 5 * 10_001)
+    assert len(ticks) == 10_000
+    assert ticks[0] == START + 10
+    assert ticks[-1] == START + 5 * 10_001
+
+
 # --- firing ----------------------------------------------------------------------------------
 
 
@@ -144,6 +219,139 @@ async def test_only_the_leader_fires_and_a_successor_takes_over_at_once(
     assert [round(t - START, 3) for t in runs] == [5, 10, 15, 20, 25, 30, 35, 40, 45]
     fired = first.events.of(CronFired) + second.events.of(CronFired)
     assert not any(e.deduplicated for e in fired)
+
+
+async def test_the_leader_holds_the_cron_lease_and_hands_it_back_when_it_stops(
+    clock: VirtualClock,
+) -> None:
+    """The leader lease is named ``cron`` and held by the node id; a stopping leader releases
+    it, so the next node fires the very next tick although the lease had a minute to live."""
+    store = MemoryStore()
+    checker = MemoryTransport(clock=clock, store=store)
+    app = _app()
+    schedule = CronSchedule(name="beat", expression=EVERY_5S, kind="cron.job")
+    nodes = [
+        _cron_node(
+            app,
+            MemoryTransport(clock=clock, store=store),
+            clock,
+            [schedule],
+            node_id=n,
+            leader_ttl=60.0,
+        )
+        for n in ("a", "b")
+    ]
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        first = await start_node(tg, nodes[0])
+        await clock.sleep(1.5)
+        second = await start_node(tg, nodes[1])
+        await clock.sleep_until(START + 31)
+        (lease,) = await checker.list_leaders()
+        assert (lease.name, lease.holder) == ("cron", "a")
+        assert lease.expires_at > START + 80
+        await first.stop()
+        assert await checker.list_leaders() == []
+        await clock.sleep_until(START + 41)
+        await second.stop()
+    assert _ticks(first.events) == [10, 15, 20, 25, 30]  # its first look, at 5 s, set the cursor
+    assert _ticks(second.events) == [35, 40]
+
+
+async def test_leadership_is_logged_when_it_changes_only(
+    clock: VirtualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A node logs taking the cron lease (with its epoch) and losing it, once each; a node
+    that never leads logs nothing about it."""
+    store = MemoryStore()
+    checker = MemoryTransport(clock=clock, store=store)
+    app = _app()
+    schedule = CronSchedule(name="beat", expression=EVERY_5S, kind="cron.job")
+    caplog.set_level(logging.INFO, logger="actorq.cron")
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        nodes = []
+        for name in ("a", "b"):
+            transport = MemoryTransport(clock=clock, store=store)
+            nodes.append(
+                await start_node(tg, _cron_node(app, transport, clock, [schedule], node_id=name))
+            )
+            await clock.sleep(1.5)
+        await clock.sleep_until(START + 12)
+        assert await checker.release_leader("cron", holder="a")
+        assert await checker.acquire_leader("cron", holder="intruder", ttl=1000.0) is not None
+        await clock.sleep_until(START + 22)
+        for node in nodes:
+            await node.stop()
+    said = [r.getMessage() for r in caplog.records if r.name == "actorq.cron"]
+    assert said == ["a: cron leader (epoch 1)", "a: no longer the cron leader"]
+
+
+@pytest.mark.parametrize(("grace", "fires"), [(4.0, True), (3.5, False)])
+async def test_a_late_tick_fires_within_the_grace_and_is_missed_after_it(
+    memory: MemoryTransport, clock: VirtualClock, grace: float, fires: bool
+) -> None:
+    """Under ``CatchUp.SKIP`` a tick seen ``grace`` seconds late still fires; later, it counts
+    as missed. (The node starts at 23 s: its first look, at 24 s, finds tick 20 4 s late.)"""
+    app = _app()
+    schedule = CronSchedule(name="beat", expression=EVERY_5S, kind="cron.job")
+    memory.store.cursors[schedule.cursor] = START
+    events = EventBus()
+    recorder = Recorder()
+    events.subscribe(recorder)
+    cron = Cron(
+        app=app,
+        transport=memory,
+        events=events,
+        node_id="n",
+        rng=Random(0),
+        schedules=[schedule],
+        leader_ttl=3.0,
+        grace=grace,
+    )
+    async with clock.autojump():
+        await clock.sleep_until(START + 23)
+        async with open_actor_system(clock=clock) as system:
+            await system.spawn(cron)
+            await clock.sleep_until(START + 24.5)
+    assert _ticks(recorder) == ([20] if fires else [])
+
+
+async def test_a_tick_enqueues_the_schedules_payload_on_its_queue(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """Each tick's job carries the schedule's payload, on the schedule's queue."""
+    app = _app()
+    schedule = CronSchedule(
+        name="report", expression=EVERY_5S, kind="cron.job", payload={"n": 7}, queue="reports"
+    )
+    node = _cron_node(app, memory, clock, [schedule], node_id="n")
+    async with clock.autojump(), running(node) as (_, events):
+        await clock.sleep_until(START + 11)
+    assert _ticks(events) == [5, 10]
+    jobs = await memory.list_jobs(JobFilter(kind="cron.job"))
+    assert [(job.queue, job.payload) for job in jobs] == [("reports", {"n": 7})] * 2
+
+
+async def test_a_cron_without_schedules_still_keeps_its_lease(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """With nothing to fire, Cron still wakes every ``leader_ttl / 3`` and keeps leading."""
+    faulty = FaultyTransport(memory)
+    cron = Cron(
+        app=_app(),
+        transport=faulty,
+        events=EventBus(),
+        node_id="n",
+        rng=Random(0),
+        schedules=[],
+        leader_ttl=3.0,
+    )
+    async with clock.autojump(), open_actor_system(clock=clock) as system:
+        ref = await system.spawn(cron)
+        await clock.sleep(30.5)
+        assert ref.is_alive
+        (lease,) = await memory.list_leaders()
+        assert lease.holder == "n"
+        assert 29 <= faulty.calls["acquire_leader"] <= 31
 
 
 async def test_each_tick_fires_at_most_once_under_a_flapping_leader(clock: VirtualClock) -> None:
@@ -230,9 +438,12 @@ async def test_overlap_policy(
 
 
 @pytest.mark.parametrize("catch_up", [CatchUp.SKIP, CatchUp.FIRE_ONCE])
-async def test_catch_up_policy_after_downtime(clock: VirtualClock, catch_up: CatchUp) -> None:
+async def test_catch_up_policy_after_downtime(
+    clock: VirtualClock, caplog: pytest.LogCaptureFixture, catch_up: CatchUp
+) -> None:
     """Ticks missed while no node ran: SKIP forgets them all; FIRE_ONCE fires exactly one job
-    for the latest of them. Then the schedule goes on as usual."""
+    for the latest of them. Either says so in one line. Then the schedule goes on as usual."""
+    caplog.set_level(logging.INFO, logger="actorq.cron")
     store = MemoryStore()
     app = _app()
     schedule = CronSchedule(
@@ -260,6 +471,12 @@ async def test_catch_up_policy_after_downtime(clock: VirtualClock, catch_up: Cat
         assert after_events.of(CronFired)[0].at - START == pytest.approx(126.0, abs=1.0)
     jobs = await checker.list_jobs(JobFilter(kind="cron.job"))
     assert len(jobs) == len(before_events.of(CronFired)) + len(after_events.of(CronFired))
+    missed = [r.getMessage() for r in caplog.records if "missed" in r.getMessage()]
+    skipped = f"cron 'ten': missed tick(s) after {START + 20} skipped"
+    if catch_up is CatchUp.SKIP:
+        assert missed == [f"{skipped}, including the latest ({START + 120})"]
+    else:
+        assert missed == [skipped]
 
 
 async def test_jitter_delays_each_run_within_its_bound(
@@ -269,7 +486,7 @@ async def test_jitter_delays_each_run_within_its_bound(
     runs: list[float] = []
     app = _app(runs)
     schedule = CronSchedule(name="spread", expression=EVERY_5S, kind="cron.job", jitter=4.0)
-    node = _cron_node(app, memory, clock, [schedule], node_id="n")
+    node = _cron_node(app, memory, clock, [schedule], node_id="n", seed=1)
     async with clock.autojump(), running(node) as (_, events):
         await clock.sleep_until(START + 61)
         fired = events.of(CronFired)
@@ -280,6 +497,7 @@ async def test_jitter_delays_each_run_within_its_bound(
         delays.append(job.run_at - event.tick)
     assert all(0.0 <= d <= 4.0 for d in delays)
     assert len({round(d, 6) for d in delays}) == len(delays)  # drawn, not constant
+    assert min(delays) < 1.0 < 3.0 < max(delays)  # over the whole bound (seed 1's draws)
     assert len(runs) >= 11
     assert all(
         run >= tick for run, tick in zip(sorted(runs), sorted(e.tick for e in fired), strict=False)
@@ -327,4 +545,9 @@ async def test_a_bad_stored_cursor_stops_its_schedule_loudly_not_the_node(
     fired = {e.schedule for e in events.of(CronFired)}
     assert fired == {"fine"}
     (warning,) = [r for r in caplog.records if "broken" in r.getMessage()]
-    assert repr(bad) in warning.getMessage()
+    assert warning.getMessage() == (
+        f"cron 'broken': ignoring the stored cursor {bad!r} (not a finite time); the schedule "
+        "does not fire until it is reset"
+    )
+    assert warning.levelno == logging.WARNING
+    assert warning.schedule == "broken"  # type: ignore[attr-defined]  # an extra= field

@@ -222,7 +222,12 @@ async def test_an_invalid_request_crashes_a_periodic_actor(
         await clock.sleep(3.0)
         assert after.is_alive  # the store's weather is only logged
         faulty.failing.clear()
-    assert any("storage error, retrying" in r.getMessage() for r in caplog.records)
+    retried = [r for r in caplog.records if "storage error" in r.getMessage()]
+    assert retried
+    assert {r.levelno for r in retried} == {logging.WARNING}
+    assert {r.getMessage() for r in retried} == {
+        f"{after.name}: storage error, retrying at the next tick: injected outage in reap"
+    }
 
 
 async def _noop(ctx: JobContext, payload: Any) -> None:

@@ -8,8 +8,17 @@ from typing import Any
 import anyio
 import pytest
 
-from actors.core import VirtualClock
-from actors.jobs import App, JobClaimed, JobContext, JobReclaimed, JobSucceeded, Topology
+from actors.core import VirtualClock, open_actor_system
+from actors.jobs import (
+    App,
+    ConfigInvalid,
+    JobClaimed,
+    JobContext,
+    JobReclaimed,
+    JobSucceeded,
+    Topology,
+)
+from actors.jobs.lowlevel import EventBus, Reaper, RunNow
 from transports import (
     CancelResult,
     EnqueueRequest,
@@ -18,7 +27,15 @@ from transports import (
     MemoryTransport,
 )
 
-from ._support import START, FaultyTransport, running, topology, wait_state, wait_until
+from ._support import (
+    START,
+    FaultyTransport,
+    Recorder,
+    running,
+    topology,
+    wait_state,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -51,6 +68,7 @@ async def test_an_abandoned_lease_is_reclaimed_and_run_again(
     assert (reclaimed.kind, reclaimed.queue) == ("orphan", "default")
     assert reclaimed.state is JobState.AVAILABLE
     assert reclaimed.expired_at == lease.expires_at
+    assert lease.expires_at <= reclaimed.at <= lease.expires_at + REAPER_INTERVAL
 
 
 async def test_a_job_of_a_dead_node_is_finished_by_a_live_one(clock: VirtualClock) -> None:
@@ -194,3 +212,34 @@ async def test_a_node_of_reaper_alone_reclaims_for_the_others(clock: VirtualCloc
     }
     assert {(await transport.get(i)).state for i in (a.job_id, b.job_id)} == {JobState.AVAILABLE}
     assert clock.now() <= START + 4.0 + 0.5 + 0.01
+
+
+async def test_one_tick_reclaims_every_expired_lease_batch_after_batch(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """A tick keeps reaping while a batch comes back full: with ``batch=1``, one tick takes
+    back all three expired leases, publishing one JobReclaimed each."""
+    await memory.enqueue_many([EnqueueRequest(kind="k") for _ in range(3)])
+    await memory.claim("default", owner="ghost/worker", limit=3, ttl=10.0)
+    events = EventBus()
+    recorder = Recorder()
+    events.subscribe(recorder)
+    reaper = Reaper(transport=memory, events=events, interval=1_000.0, batch=1)
+    async with clock.autojump(), open_actor_system(clock=clock) as system:
+        ref = await system.spawn(reaper)
+        await clock.sleep(11.0)
+        await ref.ask(lambda r: RunNow(reply_to=r), timeout=10.0)
+        assert len(recorder.of(JobReclaimed)) == 3
+    assert {job.state for job in await memory.list_jobs()} == {JobState.AVAILABLE}
+
+
+def test_reaper_settings_are_refused_by_name() -> None:
+    """The interval must be > 0 and the batch an integer from 1 to 1 000 000."""
+    with pytest.raises(ConfigInvalid, match=r"^Reaper interval must be > 0, got 0"):
+        Reaper(transport=MemoryTransport(), events=EventBus(), interval=0)
+    for batch in (0, 1_000_001):
+        with pytest.raises(
+            ConfigInvalid, match=r"^Reaper batch must be between 1 and 1000000, got"
+        ):
+            Reaper(transport=MemoryTransport(), events=EventBus(), batch=batch)
+    Reaper(transport=MemoryTransport(), events=EventBus(), batch=1_000_000)
