@@ -942,7 +942,15 @@ class SQLiteTransport(Transport):
             )
             for job_id, kind, queue, attempt, owner, expired_at in expired
         ]
-        self._wake({r.queue for r in reclaimed if r.state is JobState.AVAILABLE})
+        # A job taken back, or one that ended here holding a slot of a limit: both may make
+        # a job of its queue claimable (as in finalize).
+        self._wake(
+            {
+                r.queue
+                for r in reclaimed
+                if r.state is JobState.AVAILABLE or r.queue in self._flow_queues
+            }
+        )
         self._wake_jobs(r.job_id for r in reclaimed if r.state.is_final)
         if settled:
             self._wake_everyone()
