@@ -516,6 +516,45 @@ class TransportConformance(
         ]
         assert await transport.renew([], ttl=TTL) == []
 
+    async def test_renew_with_nothing_running_reports_lost(self, transport: Transport) -> None:
+        """A renewal that arrives after the store's last lease ended is LOST, not an error."""
+        await _enqueue(transport)
+        done = await _claim_one(transport)
+        assert await _finalize(transport, done, Complete()) is FinalizeResult.APPLIED
+        assert await _renew(transport, done) is RenewResult.LOST
+
+    async def test_renewals_of_an_earlier_lease_never_cut_a_later_one_short(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A job renewed a few times, retried and claimed again is not reaped when its earlier
+        lease's expiries pass: only the live lease's expiry counts."""
+        await _enqueue(transport, max_attempts=5)
+        first = await _claim_one(transport, ttl=10)
+        for _ in range(4):
+            clock.advance(1)
+            assert await _renew(transport, first, ttl=10) is RenewResult.RENEWED
+        assert await _finalize(transport, first, Retry(run_at=clock.now())) is FinalizeResult.APPLIED
+        second = await _claim_one(transport, ttl=100)
+        assert second.job_id == first.job_id
+        clock.advance(30)  # past every expiry of the first lease, well within the second
+        assert await transport.reap() == []
+        assert await _renew(transport, second, ttl=100) is RenewResult.RENEWED
+
+    async def test_a_rescheduled_job_waits_for_its_new_time_not_its_first(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A scheduled job run early by retry_jobs, then snoozed, waits for the snooze: the
+        time it was first scheduled for no longer makes it claimable."""
+        job_id = await _enqueue(transport, delay=100)
+        assert await transport.retry_jobs(JobFilter(ids=(job_id,))) == [job_id]
+        lease = await _claim_one(transport)
+        snooze = Snooze(run_at=clock.now() + 200)
+        assert await _finalize(transport, lease, snooze) is FinalizeResult.APPLIED
+        clock.advance(150)
+        assert await transport.claim("q", owner="w", limit=1, ttl=TTL) == []
+        clock.advance(51)
+        assert (await _claim_one(transport)).job_id == job_id
+
     async def test_renew_never_revives_an_expired_lease(
         self, transport: Transport, clock: ManualClock
     ) -> None:
@@ -549,6 +588,25 @@ class TransportConformance(
         clock.advance(5)
         assert await _renew(transport, lease, ttl=10) is RenewResult.CANCEL_REQUESTED
         assert (await transport.get(lease.job_id)).lease_expires_at == clock.now() + 10
+
+    async def test_batches_of_the_wrong_records_are_refused_by_name(
+        self, transport: Transport
+    ) -> None:
+        """enqueue_many, renew and finalize refuse a batch that is not a sequence of their own
+        request records with InvalidRequest naming ``requests`` and the record class."""
+        calls: list[tuple[str, Any]] = [
+            ("EnqueueRequest", lambda items: transport.enqueue_many(items)),
+            ("RenewRequest", lambda items: transport.renew(items, ttl=TTL)),
+            ("FinalizeRequest", lambda items: transport.finalize(items)),
+        ]
+        for record, call in calls:
+            with pytest.raises(InvalidRequest, match=rf"^requests must hold {record} records"):
+                await call([object()])
+            with pytest.raises(
+                InvalidRequest, match=rf"^requests must be a sequence of {record}, got"
+            ):
+                await call("not a batch")
+        assert await _total(transport) == 0
 
     async def test_renew_rejects_bad_ttl(self, transport: Transport) -> None:
         """Renew with ttl <= 0 raises InvalidRequest."""
@@ -873,7 +931,13 @@ class TransportConformance(
             assert reclaimed.attempt == attempt
             states.append(reclaimed.state)
         assert states == [JobState.AVAILABLE, JobState.AVAILABLE, JobState.DEAD]
-        assert (await transport.get(job_id)).state is JobState.DEAD
+        job = await transport.get(job_id)
+        assert job.state is JobState.DEAD
+        assert [(e.attempt, e.type, e.message) for e in job.errors] == [
+            (1, "LeaseExpired", "lease lost by w1"),
+            (2, "LeaseExpired", "lease lost by w1"),
+            (3, "LeaseExpired", "lease lost by w1 on the last attempt"),
+        ]
         assert await transport.claim("q", owner="w", limit=1, ttl=TTL) == []
 
     async def test_reap_of_cancel_requested_job_is_cancelled(
@@ -1093,6 +1157,25 @@ class TransportConformance(
             assert len(await transport.reap()) == 1
 
         await _wakes(transport, ["q"], reap)
+
+    async def test_wait_for_work_wakes_when_a_reap_frees_a_concurrency_slot(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A lease lost on its last attempt ends the job dead, and frees its key's slot: a
+        waiter returns, since the job the key held back is claimable now."""
+        await transport.set_limit("k", concurrency=1)
+        await _enqueue(transport, concurrency_key="k", max_attempts=1)
+        waiting = await _enqueue(transport, concurrency_key="k")
+        await _claim_one(transport, ttl=10)
+        assert await transport.claim("q", owner="w2", limit=1, ttl=TTL) == []
+        clock.advance(11)
+
+        async def reap() -> None:
+            (reclaimed,) = await transport.reap()
+            assert reclaimed.state is JobState.DEAD
+
+        await _wakes(transport, ["q"], reap)
+        assert (await _claim_one(transport, owner="w2")).job_id == waiting
 
     async def test_wait_for_work_returns_after_aclose(self, transport: Transport) -> None:
         """A waiter returns when the transport closes, and later waits return at once."""
