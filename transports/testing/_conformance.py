@@ -533,7 +533,8 @@ class TransportConformance(
         for _ in range(4):
             clock.advance(1)
             assert await _renew(transport, first, ttl=10) is RenewResult.RENEWED
-        assert await _finalize(transport, first, Retry(run_at=clock.now())) is FinalizeResult.APPLIED
+        retry = Retry(run_at=clock.now())
+        assert await _finalize(transport, first, retry) is FinalizeResult.APPLIED
         second = await _claim_one(transport, ttl=100)
         assert second.job_id == first.job_id
         clock.advance(30)  # past every expiry of the first lease, well within the second
