@@ -271,6 +271,7 @@ class Claimer(Actor[ClaimerMessage]):
         self._pending_since = 0.0
         self._flush_timer = False
         self._flushing = anyio.Lock()  # one finalize call at a time, in order
+        self._ttls: dict[str, float] = {}  # each kind's renewal TTL (see _ttl_of)
         self._clock: Clock
 
     async def on_start(self) -> None:
@@ -507,9 +508,15 @@ class Claimer(Actor[ClaimerMessage]):
 
     def _ttl_of(self, lease: Lease) -> float:
         """The TTL a lease is renewed with: its task's ``lease_ttl``, else the queue's."""
-        task = self._app.get(lease.job.kind)
-        ttl = None if task is None else task.options.lease_ttl
-        return self._config.lease_ttl if ttl is None else ttl
+        kind = lease.job.kind
+        ttl = self._ttls.get(kind)
+        if ttl is None:
+            task = self._app.get(kind)
+            own = None if task is None else task.options.lease_ttl
+            ttl = self._config.lease_ttl if own is None else own
+            if task is not None:  # a kind registered later is looked up again
+                self._ttls[kind] = ttl
+        return ttl
 
     # --- finalizing ------------------------------------------------------------------------
 

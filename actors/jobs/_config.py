@@ -98,8 +98,9 @@ class WorkerConfig:
     lease_ttl: float = attrs.field(default=10.0, validator=_positive)
     #: The part of a TTL after which a lease is renewed, in (0, 0.5].
     renew_fraction: float = attrs.field(default=1 / 3, validator=_fraction)
-    #: Most jobs one claim takes: a queue claims for its free slots, at most this many a call.
-    batch_size: int = attrs.field(default=10, validator=_between(1, MAX_BATCH_SIZE))
+    #: Most jobs one claim takes: a queue claims for its free slots, at most this many a call
+    #: (so a node with up to this many slots free fills them all from one call).
+    batch_size: int = attrs.field(default=100, validator=_between(1, MAX_BATCH_SIZE))
     #: The part of its lease's TTL that must remain, by the node's clock from when the claim
     #: was sent, for a handler to start; a job with less left is given back unstarted.
     start_margin: float = attrs.field(default=0.1, validator=_margin)

@@ -97,7 +97,9 @@ class Worker(Actor[WorkerMessage]):
         # Notices about the Run waiting in the inbox, applied as it is taken.
         self._lost_early = False
         self._cancel_early = False
-        self._done = anyio.Event()  # set when the current job's outcome was handed over
+        # Set when the current job's outcome was handed over; made only when someone waits
+        # for it (a drain, a stop), not for every job.
+        self._done: anyio.Event | None = None
         self._draining = False
         self._clock: Clock  # the system's, set in on_start
 
@@ -173,7 +175,6 @@ class Worker(Actor[WorkerMessage]):
                 return  # stopping
             self._runs += 1
             run = self._current = Execution(msg.lease)
-            self._done = anyio.Event()
             if self._lost_early:
                 self._lost_early = False
                 self._on_lost((msg.lease.job_id,), (msg.lease.token,))
@@ -217,7 +218,9 @@ class Worker(Actor[WorkerMessage]):
             )
         self._current = None
         self._report(msg, outcome, duration)
-        self._done.set()
+        done, self._done = self._done, None
+        if done is not None:
+            done.set()
 
     def _report(self, msg: Run, outcome: Outcome | None, duration: float) -> None:
         msg.report_to.put(
@@ -266,6 +269,10 @@ class Worker(Actor[WorkerMessage]):
 
     async def _stop_current(self, *, grace: float) -> None:
         clock = self._clock
+        if self._current is None:
+            return
+        if self._done is None:
+            self._done = anyio.Event()
         done = self._done
         with clock.move_on_after(grace):
             await done.wait()
