@@ -25,7 +25,7 @@ import socket
 import sys
 import tempfile
 import traceback
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -105,6 +105,26 @@ def _worker_default(name: str) -> Any:
 # --- verbosity and errors -----------------------------------------------------------------
 
 
+class _DriverInOneLine(logging.Filter):
+    """A database driver's warning (asyncpg's pool retrying while the server is away) in one
+    line, its exception's type and text after the message; the traceback only with -v."""
+
+    verbose = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not self.verbose and record.name.startswith("asyncpg"):
+            exc = record.exc_info[1]
+            if exc is not None:
+                record.msg = f"{record.getMessage()}: {type(exc).__name__}: {_one_line(str(exc))}"
+                record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_DRIVER_FILTER = _DriverInOneLine()
+
+
 def _count_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
     count = ctx.meta.get(_VERBOSE, 0) + (value or 0)
     ctx.meta[_VERBOSE] = count
@@ -112,9 +132,12 @@ def _count_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> N
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        for handler in root.handlers:
+            handler.addFilter(_DRIVER_FILTER)
         ctx.meta[_LOGGING] = True
     elif ctx.meta.get(_LOGGING):  # ours: -v after the subcommand raises it further
         root.setLevel(level)
+    _DRIVER_FILTER.verbose = count
     # Otherwise the host program (a test run, an embedding app) configured logging: keep it.
 
 
@@ -345,6 +368,14 @@ main.params.append(_verbose_param())
     help="OpenTelemetry spans for every run (needs actorq[tracing] and an SDK set up, "
     "e.g. by opentelemetry-instrument).",
 )
+@click.option(
+    "--connect-timeout",
+    type=Duration(open=False),
+    default=30.0,
+    show_default=True,
+    help="How long to keep trying to reach the store at start (a server restarting or not "
+    "up yet) before giving up; 0: give up at once.",
+)
 @_loop_option
 def worker(
     app_path: str,
@@ -364,6 +395,7 @@ def worker(
     metrics_host: str,
     log_format: str,
     tracing: bool,
+    connect_timeout: float,
     loop: str,
 ) -> None:
     """Run a worker node for the App at APP_PATH (module:attribute) until SIGINT/SIGTERM."""
@@ -388,7 +420,7 @@ def worker(
     async def run() -> None:
         # No clock for the store: lease expiry is decided by the database's clock, one clock
         # for every machine, so a worker whose clock runs ahead cannot reap live leases.
-        async with transports.connect(url) as transport:
+        async with _reached(url, connect_timeout, log) as transport:
             app.transport = app.transport or transport
             topology = Topology.default(
                 app, transport, queues=list(queues) or None, worker=config, node_id=node_id
@@ -408,6 +440,44 @@ def worker(
                 await _run_node(topology, queues, app, url, log)
 
     _run(loop, run)
+
+
+@contextlib.asynccontextmanager
+async def _reached(url: str, timeout: float, log: logging.Logger) -> AsyncIterator[Transport]:
+    """The open store, trying again while it cannot be reached, for up to ``timeout`` seconds.
+
+    A worker started while its server restarts, fails over or is still starting (a container
+    beside it) waits for it instead of exiting; a store that stays away past the timeout, and
+    any other error (a schema mismatch, a read-only file), ends the command as before.
+    """
+    clock = RealClock()
+    give_up = clock.now() + timeout
+    pause = 0.25
+    while True:
+        transport = transports.connect(url)
+        try:
+            await transport.open()
+            break
+        except transports.ConnectionLost as exc:
+            with anyio.CancelScope(shield=True):
+                await transport.aclose()
+            left = give_up - clock.now()
+            if left <= 0:
+                raise
+            log.warning(
+                "cannot reach the store at %s (%s); trying again for up to %.0fs",
+                redact_url(url),
+                _one_line(str(exc)),
+                left,
+            )
+            await clock.sleep(min(pause, left))
+            pause = min(pause * 2, 5.0)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await transport.aclose()
+            raise
+    async with transport:
+        yield transport
 
 
 async def _run_node(
