@@ -10,7 +10,9 @@
 ``chaos.work`` records every execution through the process's own asyncpg pool, not through
 actorq: one row per lease token, written when the handler starts (job id, attempt, token,
 lease owner, pid, start time) and completed when it ends (end time, ``ok`` or ``cancelled``).
-Times come from the database clock, the clock the lease expiries are decided by. A write that
+The start time is the node's clock as the handler starts (the recorder's write may come much
+later: it waits out a server restart), the end time the database's; on one host the two are
+one clock, the one the lease expiries are decided by. A write that
 fails because the server is restarting is retried, so a handler never fails for the recorder's
 sake: an execution is only ever cut short by the runtime (lease lost) or by a signal.
 """
@@ -42,7 +44,7 @@ CREATE TABLE IF NOT EXISTS {schema}.executions (
 """
 _START = """
 INSERT INTO {schema}.executions (token, job_id, attempt, owner, pid, started_at)
-VALUES ($1, $2, $3, $4, $5, extract(epoch FROM clock_timestamp()))
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (token) DO NOTHING
 """
 _END = """
@@ -104,8 +106,9 @@ class Recorder:
 
     async def started(self, ctx: JobContext) -> None:
         lease = ctx.lease
+        at = ctx.clock.now()  # before any await: when the handler really started
         await self._execute(
-            self._start, lease.token, ctx.job_id, ctx.attempt, lease.owner, os.getpid()
+            self._start, lease.token, ctx.job_id, ctx.attempt, lease.owner, os.getpid(), at
         )
 
     async def ended(self, ctx: JobContext, status: str) -> None:
