@@ -76,12 +76,12 @@ async def drain(
 
 
 async def _drain_once(url: str, jobs: int, concurrency: int) -> float:
-    return await drain(url, jobs=jobs, concurrency=concurrency)
+    return await drain(url, jobs=jobs, concurrency=concurrency, config=WorkerConfig())
 
 
 def run(print_fn: Callable[[str], object] = print) -> None:
-    """Print end-to-end drain throughput on memory and SQLite (median of 3)."""
-    print_fn("\n== runtime: end-to-end drain through the real actors (no-op jobs) ==")
+    """Print end-to-end drain throughput on memory and SQLite (median of 3), defaults."""
+    print_fn("\n== runtime: end-to-end drain through the real actors (no-op jobs, defaults) ==")
     with tempfile.TemporaryDirectory() as folder:
         for label, make_url, jobs in (
             ("memory", lambda i: "memory://", JOBS),
