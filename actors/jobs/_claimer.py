@@ -3,18 +3,17 @@
 It knows which of its queue's Workers are idle (each says so: ``Ready`` when it starts,
 ``Finished`` with each job's outcome), claims ``min(free Workers, batch_size)`` jobs in one
 storage call, and hands each lease at once to an idle Worker (``Run``), so no job waits
-unstarted under a lease and every free slot of the node fills from one call.
+unstarted under a lease and every free slot of the node fills from one call. It waits for
+work (``wait_for_work``, at most ``poll_interval``, and no longer than the store's
+``reopens_in``: a key held by its rate or a cool-down sends no wake-up when it reopens) only
+while slots are free and nothing was claimable, and never claims while every Worker is busy.
 
 Control goes through mailboxes; the jobs themselves do not. ``Ready`` (over the Claimer's
 mailbox) gives the Claimer the Worker's :class:`Handoff`, a one-job channel its ``Run`` goes
 into, and each ``Run`` names the Claimer's :class:`Reports`, where the Worker leaves its
-``Finished``. A mailbox hop costs a task switch of the receiving actor's loop per message; on
-this path, one per job each way, it was most of the runtime's cost per job. The channels wake
-the Worker's serving task directly, and the Claimer once for however many reports arrived
-together. It waits for
-work (``wait_for_work``, at most ``poll_interval``, and no longer than the store's
-``reopens_in``: a key held by its rate or a cool-down sends no wake-up when it reopens) only
-while slots are free and nothing was claimable, and never claims while every Worker is busy.
+``Finished``. A mailbox hop costs a task switch of the receiving actor's loop per message, one
+per job each way on this path; the channels wake the Worker's serving task directly, and the
+Claimer once for however many reports arrived together.
 
 It also finalizes for the whole queue: the outcomes its Workers hand back are flushed in one
 ``finalize`` call, at most ``finalize_delay`` old (sooner when no Worker is busy or nothing is

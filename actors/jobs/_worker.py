@@ -1,9 +1,9 @@
 """The Worker: one slot of a queue, running the handler of the job its Claimer hands it.
 
 A Worker never claims. It tells its Claimer when it is free (``Ready`` on start, ``Finished``
-with each job's outcome), gets one job at a time (``Run``, through its one-job inbox, a
-:class:`~actors.jobs.lowlevel.Handoff` it gave the Claimer in ``Ready``), and runs it at once — unless the
-node's clock says the lease is expired or about to expire (less than
+with each job's outcome), gets one job at a time (``Run``, through the one-job inbox, a
+:class:`~actors.jobs.lowlevel.Handoff`, it gave the Claimer in ``Ready``), and runs it at once
+— unless the node's clock says the lease is expired or about to expire (less than
 ``WorkerConfig.start_margin`` of its TTL left, measured from when the claim was sent), in which
 case the job is given back (``Release``, which refunds the attempt) without running.
 
