@@ -155,9 +155,47 @@ async def latency(
     return {"latencies": latencies}
 
 
+#: The steady offered load: this many jobs in one insert every STEADY_EVERY seconds (600/s).
+STEADY_BATCH = 6
+STEADY_EVERY = 0.010
+
+
+async def steady(
+    dsn: str, schema: str, jobs: int, concurrency: int, batch: int
+) -> dict[str, list[float]]:
+    """Enqueue-to-start latency under a steady load: ``STEADY_BATCH`` jobs in one insert
+    every ``STEADY_EVERY`` s from another client, ``concurrency`` slots in one process."""
+    latencies: list[float] = []
+    all_seen = anyio.Event()
+    app = _app(latencies=latencies, ran=all_seen, expected=jobs)
+    clock = RealClock()
+    url = f"{dsn}?schema={schema}"
+    async with transports.connect(url, clock=clock) as worker_side:
+        topology = Topology(app, worker_side, clock=clock).queue(
+            "default", concurrency=concurrency, worker=WorkerConfig()
+        )
+        async with transports.connect(url, clock=clock) as producer, topology.run():
+            await anyio.sleep(1.0)  # the Workers are up and idle
+            begin = time.perf_counter()
+            for i in range(0, jobs, STEADY_BATCH):
+                await anyio.sleep(
+                    max(0.0, begin + i // STEADY_BATCH * STEADY_EVERY - time.perf_counter())
+                )
+                count = min(STEADY_BATCH, jobs - i)
+                await app.enqueue_many(
+                    [app.request("noop", {"t": time.time()}) for _ in range(count)],
+                    transport=producer,
+                )
+            with anyio.fail_after(60):
+                await all_seen.wait()
+    return {"latencies": latencies}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["drain", "enqueue", "latency", "memory", "sqlite"])
+    parser.add_argument(
+        "mode", choices=["drain", "enqueue", "latency", "steady", "memory", "sqlite"]
+    )
     parser.add_argument("--dsn", required=True)
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=10)

@@ -117,9 +117,43 @@ async def latency(dsn: str, jobs: int, concurrency: int, batch: int) -> dict[str
     return {"latencies": latencies}
 
 
+async def steady(dsn: str, jobs: int, concurrency: int, batch: int) -> dict[str, list[float]]:
+    """The same steady load as actorq's (6 jobs in one insert every 10 ms), taken by one
+    LISTEN-woken consumer claiming up to 32 at a time."""
+    producer = await asyncpg.connect(dsn)
+    consumer = await asyncpg.connect(dsn)
+    listener = await asyncpg.connect(dsn)
+    wake = asyncio.Event()
+    latencies: list[float] = []
+    await listener.add_listener(SCHEMA, lambda *_: wake.set())
+
+    async def consume() -> None:
+        while len(latencies) < jobs:
+            wake.clear()
+            rows = await consumer.fetch(CLAIM, 32, time.time())
+            if not rows:
+                await wake.wait()
+                continue
+            now = time.time()
+            latencies.extend(now - json.loads(row[1]) for row in rows)
+            await consumer.execute(COMPLETE, [row[0] for row in rows], time.time())
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(1.0)
+    begin = time.perf_counter()
+    for i in range(0, jobs, 6):
+        await asyncio.sleep(max(0.0, begin + i // 6 * 0.010 - time.perf_counter()))
+        t = time.time()
+        await producer.execute(INSERT_NOTIFY, [json.dumps(t)] * min(6, jobs - i), t)
+    await asyncio.wait_for(task, 60)
+    for conn in (producer, consumer, listener):
+        await conn.close()
+    return {"latencies": latencies}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["drain", "latency"])
+    parser.add_argument("mode", choices=["drain", "latency", "steady"])
     parser.add_argument("--dsn", required=True)
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=1)

@@ -546,9 +546,11 @@ class Transport(abc.ABC):
         """Wait until a job of one of ``queues`` may have become claimable.
 
         Returns on a wake-up from this process's enqueue/finalize/reap or, on PostgreSQL,
-        from any process (LISTEN/NOTIFY). Wake-ups can be missed (another process on SQLite, a
-        dropped connection), so callers bound the wait with their own clock and poll on
-        timeout. Spurious returns are allowed. Returns at once after ``aclose()``.
+        from any process (LISTEN/NOTIFY). A queue's wake-up that came while nobody waited on
+        it is kept: the next wait on that queue returns at once (a claimer busy claiming when
+        work arrived does not sleep past it). Wake-ups can still be missed (another process on
+        SQLite, a dropped connection), so callers bound the wait with their own clock and poll
+        on timeout. Spurious returns are allowed. Returns at once after ``aclose()``.
         """
 
     @abc.abstractmethod

@@ -1547,7 +1547,7 @@ class MemoryTransport(Transport):
         store.waiters.wake((job_waiter_key(row.id),))
 
     def _wake(self, queue: str) -> None:
-        self._store.waiters.wake((queue,))
+        self._store.waiters.wake((queue,), keep=True)
 
 
 def _sooner(soonest: float | None, wait: float) -> float:

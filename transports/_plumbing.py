@@ -50,10 +50,15 @@ class Waiters:
     One registry may be shared by several transports (the memory backend's nodes share their
     store's); each transport passes its own ``pending`` set, which :meth:`wake_pending` empties
     when that transport closes. Waiters are kept in arrival order.
+
+    A queue's wake-up that finds nobody waiting is kept, and the next wait on that queue
+    returns at once: a claimer between its claim and its next wait (claiming, finalizing)
+    would otherwise sleep past work that arrived meanwhile, until the next wake-up or its poll.
     """
 
     def __init__(self) -> None:
         self._by_queue: dict[str, dict[anyio.Event, None]] = {}
+        self._kept: set[str] = set()  # queues woken while nobody waited for them
 
     def queues(self) -> list[str]:
         """The queues somebody waits for, by name."""
@@ -63,6 +68,11 @@ class Waiters:
         """Wait until one of ``queues`` is woken (or ``pending`` is, by a close)."""
         # Registered before the first yield, so a wake-up sent right after this call started
         # is never missed; ``Event.wait`` is the checkpoint.
+        kept = self._kept
+        if kept and not kept.isdisjoint(queues):
+            kept.difference_update(queues)
+            await anyio.lowlevel.checkpoint()
+            return
         event = anyio.Event()
         by_queue = self._by_queue
         for queue in queues:
@@ -79,30 +89,40 @@ class Waiters:
                     if not registered:
                         del by_queue[queue]
 
-    def wake(self, queues: Iterable[str]) -> None:
-        """Wake every waiter of each of ``queues``."""
+    def wake(self, queues: Iterable[str], *, keep: bool = False) -> None:
+        """Wake every waiter of each of ``queues``; with ``keep``, a queue nobody waits for
+        keeps its wake-up for the next wait (queues of new work, not job keys)."""
         for queue in queues:
             registered = self._by_queue.pop(queue, None)
             if registered:
                 for event in registered:
                     event.set()
+            elif keep:
+                self._kept.add(queue)
 
     def wake_one(self, queues: Iterable[str]) -> None:
-        """Wake the longest-waiting waiter of each of ``queues`` (one wake-up, one claimer)."""
+        """Wake the longest-waiting waiter of each of ``queues`` (one wake-up, one claimer); a
+        queue nobody waits for keeps its wake-up for the next wait."""
         for queue in queues:
             registered = self._by_queue.get(queue)
+            woken = False
             while registered:
                 event = next(iter(registered))
                 del registered[event]
                 if not event.is_set():
                     event.set()
+                    woken = True
                     break
             if not registered:
                 self._by_queue.pop(queue, None)
+            if not woken:
+                self._kept.add(queue)
 
     def clear(self) -> None:
-        """Forget every registration (the events themselves are woken by ``wake_pending``)."""
+        """Forget every registration and kept wake-up (the events themselves are woken by
+        ``wake_pending``)."""
         self._by_queue.clear()
+        self._kept.clear()
 
     @staticmethod
     def wake_pending(pending: set[anyio.Event]) -> None:

@@ -561,7 +561,7 @@ class SQLiteTransport(Transport):
             await conn.rollback()
 
     def _wake(self, queues: set[str]) -> None:
-        self._waiters.wake(queues)
+        self._waiters.wake(queues, keep=True)  # a claimer between claims finds it kept
 
     def _wake_everyone(self) -> None:
         """Wake every waiter of this transport (after a write that settled dependents,

@@ -1,8 +1,11 @@
-"""The SQL backends' shared helpers for batches of renewals and finalizes."""
+"""The backends' shared helpers: batches of renewals and finalizes, and the waiters."""
 
 from __future__ import annotations
 
-from transports.lowlevel import RenewRequest, distinct_pairs
+import anyio
+import pytest
+
+from transports.lowlevel import RenewRequest, Waiters, distinct_pairs
 
 
 def _renew(job_id: int, token: int) -> RenewRequest:
@@ -27,3 +30,26 @@ def test_each_pair_is_sent_once_in_job_id_order() -> None:
 
 def test_an_empty_batch_sends_nothing() -> None:
     assert distinct_pairs([]) == ([], [])
+
+
+@pytest.mark.anyio
+async def test_a_kept_wake_up_serves_one_wait_of_its_queue_only() -> None:
+    """A queue woken while nobody waited keeps it for one wait; other queues and job keys
+    (``wake`` without ``keep``) keep nothing."""
+    waiters = Waiters()
+    pending: set[anyio.Event] = set()
+    waiters.wake_one(["a"])
+    waiters.wake(["job:1"])  # a job key: nobody will ever wait for an ended job again
+    waiters.wake(["b"], keep=True)
+    with anyio.fail_after(1):
+        await waiters.wait(["a"], pending)
+        await waiters.wait(["b", "c"], pending)
+    for queues in (["a"], ["b"], ["job:1"]):
+        with anyio.move_on_after(0.05) as blocked:
+            await waiters.wait(queues, pending)
+        assert blocked.cancelled_caught, queues
+    waiters.wake_one(["a"])
+    waiters.clear()
+    with anyio.move_on_after(0.05) as blocked:
+        await waiters.wait(["a"], pending)
+    assert blocked.cancelled_caught

@@ -1123,6 +1123,16 @@ class TransportConformance(
 
         await _wakes(transport, ["a", "b"], enqueue)
 
+    async def test_a_wake_up_nobody_waited_for_is_kept_for_the_next_wait(
+        self, transport: Transport
+    ) -> None:
+        """Work that arrives while nobody waits (a claimer busy claiming or finalizing) makes
+        the next wait on its queue return at once, instead of sleeping until the next
+        wake-up or the caller's poll."""
+        await _enqueue(transport, queue="kept")
+        with anyio.fail_after(WAKE_TIMEOUT):
+            await transport.wait_for_work(["kept"])
+
     async def test_wait_for_work_wakes_on_release(self, transport: Transport) -> None:
         """A waiter returns after a running job is released back to its queue."""
         await _enqueue(transport)
