@@ -556,6 +556,45 @@ class TransportConformance(
         clock.advance(51)
         assert (await _claim_one(transport)).job_id == job_id
 
+    async def test_a_finished_job_is_not_revived_by_the_schedule_it_once_had(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A scheduled job cancelled, run again by retry_jobs and completed stays succeeded
+        when the time it was first scheduled for comes."""
+        job_id = await _enqueue(transport, delay=100)
+        assert await transport.cancel(job_id) is CancelResult.CANCELLED
+        assert await transport.retry_jobs(JobFilter(ids=(job_id,))) == [job_id]
+        lease = await _claim_one(transport)
+        assert await _finalize(transport, lease, Complete()) is FinalizeResult.APPLIED
+        clock.advance(101)
+        assert await transport.claim("q", owner="w", limit=1, ttl=TTL) == []
+        assert (await transport.get(job_id)).state is JobState.SUCCEEDED
+
+    async def test_a_retry_with_an_error_of_a_job_asked_to_cancel_keeps_the_error(
+        self, transport: Transport
+    ) -> None:
+        """Cancel wins over a retry, and the retry's error becomes the job's last error."""
+        await _enqueue(transport, max_attempts=5)
+        lease = await _claim_one(transport)
+        assert await transport.cancel(lease.job_id) is CancelResult.REQUESTED
+        retry = Retry(run_at=0.0, error="boom")
+        assert await _finalize(transport, lease, retry) is FinalizeResult.APPLIED
+        job = await transport.get(lease.job_id)
+        assert (job.state, job.last_error) == (JobState.CANCELLED, "boom")
+
+    async def test_every_fold_is_counted_in_the_queues_stats(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """Each enqueue folded by its dedupe key counts once in the minute's ``deduplicated``,
+        however many one batch holds."""
+        clock.advance(120.0 - clock.now() % 60.0)  # at the start of a minute
+        await _enqueue(transport, dedupe_key="k")
+        await transport.enqueue_many([_request(dedupe_key="k") for _ in range(3)])
+        await transport.enqueue(_request(queue="other", dedupe_key="k"))
+        await transport.enqueue(_request(queue="other", dedupe_key="k"))
+        stats = {s.queue: s.deduplicated for s in await transport.list_stats()}
+        assert stats == {"q": 3, "other": 1}
+
     async def test_renew_never_revives_an_expired_lease(
         self, transport: Transport, clock: ManualClock
     ) -> None:
@@ -1025,6 +1064,7 @@ class TransportConformance(
         first = await transport.acquire_leader("cron", holder="a", ttl=10)
         assert first is not None
         assert (first.name, first.holder, first.expires_at) == ("cron", "a", clock.now() + 10)
+        assert first.epoch == 1  # the first holder of a name
         assert await transport.acquire_leader("cron", holder="b", ttl=10) is None
         clock.advance(5)
         renewed = await transport.acquire_leader("cron", holder="a", ttl=10)
@@ -1187,6 +1227,35 @@ class TransportConformance(
 
         await _wakes(transport, ["q"], reap)
         assert (await _claim_one(transport, owner="w2")).job_id == waiting
+
+    async def test_wait_for_work_wakes_when_a_finalize_frees_a_capped_queues_slot(
+        self, transport: Transport
+    ) -> None:
+        """A job of a queue at its global cap that ends frees a slot: a waiter returns, since
+        the job the cap held back is claimable now."""
+        await transport.set_queue_config(QueueConfig(name="q", global_concurrency=1))
+        await transport.enqueue_many([_request(), _request()])
+        lease = await _claim_one(transport)
+        assert await transport.claim("q", owner="w2", limit=1, ttl=TTL) == []
+
+        async def complete() -> None:
+            assert await _finalize(transport, lease, Complete()) is FinalizeResult.APPLIED
+
+        await _wakes(transport, ["q"], complete)
+        assert len(await transport.claim("q", owner="w2", limit=1, ttl=TTL)) == 1
+
+    async def test_wait_for_work_wakes_on_a_snooze_due_now(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A snooze due at once makes the job available and wakes a waiter."""
+        await _enqueue(transport)
+        lease = await _claim_one(transport)
+
+        async def snooze() -> None:
+            await _finalize(transport, lease, Snooze(run_at=clock.now()))
+
+        await _wakes(transport, ["q"], snooze)
+        assert (await transport.get(lease.job_id)).state is JobState.AVAILABLE
 
     async def test_wait_for_work_returns_after_aclose(self, transport: Transport) -> None:
         """A waiter returns when the transport closes, and later waits return at once."""

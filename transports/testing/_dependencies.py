@@ -64,6 +64,21 @@ class TransportDependencies:
 
     pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.anyio]
 
+    async def test_a_job_after_a_dead_parent_is_cancelled_when_enqueued(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A job enqueued after a parent that already died is cancelled at once: finished at
+        the enqueue's time, its error naming the parent."""
+        (parent,) = await _ids(transport, _job())
+        (lease,) = await _claim(transport)
+        await _end(transport, lease, Discard(error="broken"))
+        clock.advance(5)
+        (child,) = await _ids(transport, _job(after=[parent]))
+        job = await transport.get(child)
+        assert job.state is JobState.CANCELLED
+        assert job.finished_at == clock.now()
+        assert job.last_error == f"parent {parent} ended dead"
+
     async def test_a_chain_runs_one_link_after_the_other(self, transport: Transport) -> None:
         """Each link is pending until the one before it succeeded, then due at once."""
         a, b, c = await _ids(

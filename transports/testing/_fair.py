@@ -23,6 +23,7 @@ from .._records import (
     EnqueueRequest,
     FinalizeRequest,
     FinalizeResult,
+    JobFilter,
     JobState,
     Lease,
     PartitionInfo,
@@ -108,6 +109,34 @@ class TransportFairShare:
         leases = await _claim(transport, limit=3)
         assert [lease.job_id for lease in leases] == [plain[1], tenant[1], plain[2]]
 
+    async def test_the_unpartitioned_jobs_take_turns_with_the_partitions(
+        self, transport: Transport
+    ) -> None:
+        """Claims of one job alternate between the unpartitioned jobs and a partition: the
+        unpartitioned turn goes to the back of the rotation like any other."""
+        plain = await _jobs(transport, None, 2)
+        tenant = await _jobs(transport, "t", 2)
+        claimed = [(await _claim(transport))[0].job_id for _ in range(4)]
+        assert claimed == [plain[0], tenant[0], plain[1], tenant[1]]
+
+    async def test_a_partitions_job_behind_one_of_a_full_key_still_gets_its_turn(
+        self, transport: Transport
+    ) -> None:
+        """A partition whose first due job is of a full key is still eligible through the
+        job behind it, which starts while the first keeps its place."""
+        await transport.set_limit("k", concurrency=0)
+        held = await _jobs(transport, "a", 1, concurrency_key="k")
+        free = await _jobs(transport, "a", 1)
+        assert [lease.job_id for lease in await _claim(transport)] == free
+        assert (await transport.get(held[0])).attempt == 0
+
+    async def test_a_deleted_jobs_partition_is_passed_over(self, transport: Transport) -> None:
+        """A partition whose only job was deleted has no turn: the claim serves the next."""
+        gone = await _jobs(transport, "a", 1)
+        kept = await _jobs(transport, "b", 1)
+        assert await transport.delete_jobs(JobFilter(ids=tuple(gone))) == gone
+        assert [lease.job_id for lease in await _claim(transport)] == kept
+
     async def test_a_partition_held_by_its_key_keeps_its_turn(self, transport: Transport) -> None:
         """A partition whose due jobs are all of a full key is not eligible: the others are
         served meanwhile, its attempts unspent, and once its key has room it goes first, as
@@ -121,6 +150,20 @@ class TransportFairShare:
         await transport.set_limit("k", concurrency=None)
         assert [lease.job_id for lease in await _claim(transport)] == [held[0]]
         assert [lease.job_id for lease in await _claim(transport)] == [other[2]]
+
+    async def test_a_key_limit_holds_across_fair_claims(self, transport: Transport) -> None:
+        """Two partitions' jobs of one key with one slot: the first claim starts one, the next
+        finds the key full while that job runs, and once it ends the other starts."""
+        await transport.set_limit("k", concurrency=1)
+        first = await _jobs(transport, "a", 1, concurrency_key="k")
+        second = await _jobs(transport, "b", 1, concurrency_key="k")
+        (lease,) = await _claim(transport)
+        assert lease.job_id == first[0]
+        assert await _claim(transport) == []
+        await transport.finalize(
+            [FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=Complete())]
+        )
+        assert [lease.job_id for lease in await _claim(transport)] == second
 
     async def test_a_partition_with_only_future_jobs_is_not_eligible(
         self, transport: Transport, clock: ManualClock

@@ -205,6 +205,30 @@ class TransportFlowControl:
         assert [lease.job_id for lease in await _claim(transport, limit=2)] == [a]
         assert (await transport.get(k2)).attempt == 0
 
+    async def test_a_claim_stops_at_its_limit_of_candidates_past_a_full_key(
+        self, transport: Transport
+    ) -> None:
+        """Jobs of a key past its free slots count among the claim's ``limit`` candidates even
+        when unkeyed jobs follow them: of k1, k2 (key k, one slot), a and b, a claim of three
+        starts k1 and a, and b waits for the next claim."""
+        await transport.set_limit("k", concurrency=1)
+        (k1, _k2) = await _keyed(transport, "k", 2)
+        (a, b) = await _keyed(transport, None, 2)
+        assert [lease.job_id for lease in await _claim(transport, limit=3)] == [k1, a]
+        assert [lease.job_id for lease in await _claim(transport, limit=3)] == [b]
+
+    async def test_a_key_keeps_counting_its_other_running_jobs_when_one_ends(
+        self, transport: Transport
+    ) -> None:
+        """Of a key with two slots and two jobs running, one that ends frees one slot only."""
+        await transport.set_limit("k", concurrency=2)
+        await _keyed(transport, "k", 4)
+        first, _second = await _claim(transport)
+        await transport.finalize(
+            [FinalizeRequest(job_id=first.job_id, token=first.token, outcome=Complete())]
+        )
+        assert len(await _claim(transport)) == 1
+
     async def test_a_queue_cap_holds_cluster_wide(
         self, transport: Transport, clock: ManualClock
     ) -> None:
