@@ -295,6 +295,18 @@ class TransportConformance(
             assert result.job_id == job_id
         assert await _total(transport) == 2
 
+    async def test_a_claimed_job_carries_its_workflow(self, transport: Transport) -> None:
+        """The job of a lease is the stored job: its workflow too."""
+        job_id = await _enqueue(transport, workflow="order-7")
+        lease = await _claim_one(transport)
+        assert (lease.job.id, lease.job.workflow) == (job_id, "order-7")
+
+    async def test_a_batch_without_dedupe_keys_folds_nothing(self, transport: Transport) -> None:
+        """Each result of a plain batch says ``deduplicated=False``, not just something falsy."""
+        results = await transport.enqueue_many([_request(), _request()])
+        assert [r.deduplicated for r in results] == [False, False]
+        assert all(r.deduplicated is False for r in results)
+
     async def test_dedupe_within_one_batch(self, transport: Transport) -> None:
         """Two requests of one batch with the same key fold into the first."""
         results = await transport.enqueue_many(
@@ -361,21 +373,25 @@ class TransportConformance(
     async def test_claim_order_is_priority_then_run_at_then_id(
         self, transport: Transport, clock: ManualClock
     ) -> None:
-        """Due jobs are claimed by priority (lower first), then run_at, then id."""
+        """Due jobs are claimed by priority (lower first), then run_at, then id, one claim at
+        a time or together (one claim's leases come back in that order)."""
         now = clock.now()
-        ids = {}
-        for name, priority, run_at in [
+        jobs = [
             ("late_normal", 0, now - 1),
             ("urgent", -5, now),
-            ("early_normal_1", 0, now - 10),
+            ("early_normal_b", 0, now - 10),
             ("low", 9, now - 100),
-            ("early_normal_2", 0, now - 10),
-        ]:
-            ids[name] = await _enqueue(transport, kind=name, priority=priority, run_at=run_at)
-        order = []
-        for _ in ids:
-            order.append((await _claim_one(transport)).job.kind)
-        assert order == ["urgent", "early_normal_1", "early_normal_2", "late_normal", "low"]
+            ("early_normal_a", 0, now - 10),
+        ]
+        expected = ["urgent", "early_normal_b", "early_normal_a", "late_normal", "low"]
+        for name, priority, run_at in jobs:
+            await _enqueue(transport, kind=name, priority=priority, run_at=run_at)
+        order = [(await _claim_one(transport)).job.kind for _ in jobs]
+        assert order == expected
+        for name, priority, run_at in jobs:
+            await _enqueue(transport, kind=name, priority=priority, run_at=run_at)
+        leases = await transport.claim("q", owner="w", limit=10, ttl=TTL)
+        assert [lease.job.kind for lease in leases] == expected
 
     async def test_delayed_job_is_scheduled_until_due(
         self, transport: Transport, clock: ManualClock

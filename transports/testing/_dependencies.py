@@ -79,6 +79,20 @@ class TransportDependencies:
         assert job.finished_at == clock.now()
         assert job.last_error == f"parent {parent} ended dead"
 
+    async def test_a_batch_with_parents_still_folds_its_keyed_jobs(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """In a batch that also holds a job with parents, a keyed job folds into the active job
+        of its key, and the fold counts in the minute's ``deduplicated``."""
+        clock.advance(120.0 - clock.now() % 60.0)  # at the start of a minute
+        (parent,) = await _ids(transport, _job())
+        keyed = (await transport.enqueue(_job(dedupe_key="k"))).job_id
+        child, folded = await transport.enqueue_many([_job(after=[parent]), _job(dedupe_key="k")])
+        assert (child.deduplicated, folded.deduplicated) == (False, True)
+        assert folded.job_id == keyed
+        assert await _states(transport, [child.job_id]) == [JobState.PENDING]
+        assert [s.deduplicated for s in await transport.list_stats()] == [1]
+
     async def test_a_chain_runs_one_link_after_the_other(self, transport: Transport) -> None:
         """Each link is pending until the one before it succeeded, then due at once."""
         a, b, c = await _ids(
