@@ -168,6 +168,7 @@ def test_schedules_tick_in_utc_whatever_the_local_time_zone(
     try:
         assert schedule.next_after(midnight) == midnight + 3 * 3600
         assert schedule.latest_until(midnight + 5 * 3600) == midnight + 3 * 3600
+        assert schedule.latest_until(midnight + 23 * 3600) == midnight + 3 * 3600  # 04:30 local
         assert schedule.ticks_between(midnight, midnight + 86_400) == [midnight + 3 * 3600]
     finally:
         monkeypatch.undo()
