@@ -43,6 +43,7 @@ from .._errors import (
     TransportClosed,
 )
 from .._records import (
+    After,
     Cancel,
     CancelResult,
     Complete,
@@ -53,6 +54,7 @@ from .._records import (
     JobFilter,
     JobState,
     Lease,
+    OnFailure,
     Outcome,
     QueueConfig,
     Release,
@@ -1272,6 +1274,57 @@ class TransportConformance(
 
         await _wakes(transport, ["q"], snooze)
         assert (await transport.get(lease.job_id)).state is JobState.AVAILABLE
+
+    async def test_wait_for_work_wakes_when_a_parents_end_makes_a_job_due(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A job of another queue made due by its parent's end wakes that queue's waiters,
+        whether the parent completed or lost its last lease (the job runs anyway)."""
+        parents = await transport.enqueue_many(
+            [_request(queue="p"), _request(queue="p", max_attempts=1)]
+        )
+        done, lost = (r.job_id for r in parents)
+        await transport.enqueue_many(
+            [
+                _request(after=[done]),
+                _request(after=[After(job_id=lost, on_failure=OnFailure.RUN)]),
+            ]
+        )
+        first = await _claim_one(transport, "p")
+        await _claim_one(transport, "p", ttl=10)
+
+        async def enqueue() -> None:
+            await transport.enqueue(_request())
+
+        # A wake-up nobody waited for is kept for the next wait: this one takes those.
+        await _wakes(transport, ["q"], enqueue)
+
+        async def complete() -> None:
+            assert await _finalize(transport, first, Complete()) is FinalizeResult.APPLIED
+
+        await _wakes(transport, ["q"], complete)
+        clock.advance(11)
+
+        async def reap() -> None:
+            (reclaimed,) = await transport.reap()
+            assert reclaimed.state is JobState.DEAD
+
+        await _wakes(transport, ["q"], reap)
+        assert len(await transport.claim("q", owner="w", limit=10, ttl=TTL)) == 3
+
+    async def test_wait_for_work_wakes_on_enqueue_of_a_job_whose_parent_succeeded(
+        self, transport: Transport
+    ) -> None:
+        """A job enqueued after a parent that already succeeded is due at once: it wakes."""
+        parent = await _enqueue(transport, queue="p")
+        lease = await _claim_one(transport, "p")
+        assert await _finalize(transport, lease, Complete()) is FinalizeResult.APPLIED
+
+        async def enqueue() -> None:
+            await transport.enqueue(_request(after=[parent]))
+
+        await _wakes(transport, ["q"], enqueue)
+        assert len(await transport.claim("q", owner="w", limit=10, ttl=TTL)) == 1
 
     async def test_wait_for_work_returns_after_aclose(self, transport: Transport) -> None:
         """A waiter returns when the transport closes, and later waits return at once."""
