@@ -146,7 +146,6 @@ GROUPS = (
                 ],
                 "an unlimited key is never full: the keyed path takes it like the plain one": [
                     "claim__mutmut_78",
-                    "_fair_order__mutmut_14",
                 ],
                 "a count kept above 0 only sends claims down the fair path, which over the "
                 "unpartitioned jobs alone claims in the same order": [
@@ -179,27 +178,27 @@ GROUPS = (
                     "_end_lease__mutmut_9",
                 ],
                 "a heap of None is not usable either: no turn, as without the entry": [
-                    "_fair_order__mutmut_33",
+                    "_fair_order__mutmut_35",
                 ],
                 "the hook's queue argument is read only by the simulator's override": [
-                    "_fair_order__mutmut_39",
+                    "_fair_order__mutmut_41",
                 ],
                 "never-served partitions still sort before every served one (ticks start at 1)": [
-                    "_fair_order__mutmut_51",
-                    "_fair_order__mutmut_52",
                     "_fair_order__mutmut_53",
+                    "_fair_order__mutmut_54",
+                    "_fair_order__mutmut_55",
                 ],
                 "popping more per round only pushes more back: the first `limit` by (rank, "
-                "index) are the same": ["_fair_order__mutmut_58", "_fair_order__mutmut_59"],
+                "index) are the same": ["_fair_order__mutmut_60", "_fair_order__mutmut_61"],
                 "(rank, index) pairs are unique, so the whole tuples sort the same": [
-                    "_fair_order__mutmut_68",
+                    "_fair_order__mutmut_70",
                 ],
                 "the default only sizes one call; the Reaper passes its batch": [
                     "reap__mutmut_1",
                 ],
                 "a running row always has an owner": ["reap__mutmut_24"],
                 "lost_at is read only by a claim, and a final row is claimed only after "
-                "retry_jobs clears it": ["reap__mutmut_74"],
+                "retry_jobs clears it": ["reap__mutmut_75"],
                 "the compaction threshold: the index is rebuilt a little sooner or later, "
                 "never lets stale entries grow without bound": [
                     "renew__mutmut_37",
