@@ -73,6 +73,7 @@ from ._observing import TransportObserving
 from ._operators import TransportOperators
 from ._results import TransportResults
 from ._steps import TransportSteps
+from ._waking import spend_wake_ups
 
 __all__ = ["TransportConformance", "TransportFactory"]
 
@@ -124,7 +125,9 @@ async def _total(transport: Transport) -> int:
 
 
 async def _wakes(transport: Transport, queues: list[str], action: Any) -> None:
-    """Assert a ``wait_for_work(queues)`` started before ``action()`` returns after it."""
+    """Assert a ``wait_for_work(queues)`` started before ``action()`` returns after it (and
+    not on a wake-up kept from before: those are spent first)."""
+    await spend_wake_ups(transport, queues)
     started = anyio.Event()
     returned = anyio.Event()
 

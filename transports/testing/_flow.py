@@ -28,6 +28,7 @@ from .._records import (
     Snooze,
 )
 from ._clock import ManualClock
+from ._waking import spend_wake_ups
 
 __all__ = ["TransportFlowControl", "TransportRateLimits"]
 
@@ -281,6 +282,7 @@ class TransportFlowControl:
         await transport.set_limit("k", concurrency=1)
         await _keyed(transport, "k", 2)
         (lease,) = await _claim(transport)
+        await spend_wake_ups(transport, ["q"])
         started = anyio.Event()
         returned = anyio.Event()
 

@@ -36,6 +36,7 @@ from .._records import (
     Retry,
 )
 from ._clock import ManualClock
+from ._waking import spend_wake_ups
 
 __all__ = ["TransportOperators"]
 
@@ -319,6 +320,7 @@ class TransportOperators:
         job_id = await _add(transport, queue="woken")
         lease = await _claim(transport, "woken")
         await _end(transport, lease, Discard(error="x"))
+        await spend_wake_ups(transport, ["woken"])
         started = anyio.Event()
         returned = anyio.Event()
 

@@ -35,6 +35,7 @@ from .._records import (
     Suspend,
 )
 from ._clock import ManualClock
+from ._waking import spend_wake_ups
 
 __all__ = ["TransportSteps"]
 
@@ -315,6 +316,7 @@ class TransportSteps:
     ) -> None:
         """A waiter of the suspended job's queue returns once a signal wakes the job."""
         await _suspended(transport, clock, "k", 60.0)
+        await spend_wake_ups(transport, ["q"])
         started = anyio.Event()
 
         async def waiter() -> None:
