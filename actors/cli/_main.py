@@ -58,7 +58,7 @@ from transports.lowlevel import (
 from ..core import RealClock
 from ..jobs import App, CronSchedule, Topology, WorkerConfig
 from ..telemetry import LOG_FORMATS, JsonFormatter, TelemetryUnavailable
-from ._errors import USAGE, CliFailure, _one_line, describe, redact_url
+from ._errors import USAGE, CliFailure, _one_line, describe, redact_url, scrub
 from ._load import load_app
 from ._types import URL_META, Duration, EventKey, LimitKey, QueueName, StoreURL
 
@@ -467,7 +467,7 @@ async def _reached(url: str, timeout: float, log: logging.Logger) -> AsyncIterat
             log.warning(
                 "cannot reach the store at %s (%s); trying again for up to %.0fs",
                 redact_url(url),
-                _one_line(str(exc)),
+                scrub(_one_line(str(exc)), url),
                 left,
             )
             await clock.sleep(min(pause, left))

@@ -135,7 +135,7 @@ def test_a_worker_waits_for_a_server_that_comes_up_and_then_runs_jobs(
 def test_a_worker_gives_up_on_an_unreachable_server_with_one_line(
     app_dir: Path, postgres_dsn: str, schema: str
 ) -> None:
-    url = _relayed_url(postgres_dsn, _free_port(), schema)
+    url = _relayed_url(postgres_dsn, _free_port(), schema).replace("@", ":hunter2@", 1)
     started = time.monotonic()
     done = subprocess.run(
         [str(ACTORQ), "worker", "helloapp:app", "-t", url, "--connect-timeout", "1s"],
@@ -149,6 +149,7 @@ def test_a_worker_gives_up_on_an_unreachable_server_with_one_line(
     assert "lost the store" in errors[0]
     assert "trying again" in done.stderr  # it did try more than once
     assert "Traceback" not in done.stderr
+    assert "hunter2" not in done.stderr
 
 
 def test_connect_timeout_zero_gives_up_at_once(
