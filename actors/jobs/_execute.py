@@ -117,64 +117,39 @@ async def execute(
         The outcome to finalize (``None`` when the lease was lost: nothing may be stored), and
         the handler's running time in seconds (0 when nobody listens for events).
     """
+    tracer = app.tracer
     try:
-        return await _traced(
-            run,
-            app=app,
-            clock=clock,
-            rng=rng,
-            worker=worker,
-            events=events,
-            renew=renew,
-            max_result_bytes=max_result_bytes,
-            transport=transport,
-        )
+        if tracer is None or run.lost:
+            return await _execute(
+                run,
+                app=app,
+                clock=clock,
+                rng=rng,
+                worker=worker,
+                events=events,
+                renew=renew,
+                max_result_bytes=max_result_bytes,
+                transport=transport,
+            )
+        with tracer.run(run.lease.job, worker=worker) as trace:
+            outcome, duration = await _execute(
+                run,
+                app=app,
+                clock=clock,
+                rng=rng,
+                worker=worker,
+                events=events,
+                renew=renew,
+                max_result_bytes=max_result_bytes,
+                transport=transport,
+            )
+            trace.done(outcome)
+        return outcome, duration
     finally:
         # The context's callbacks refer back to ``run``: drop the cycle now, so the job's
         # objects go by reference counting, not by the cyclic collector (which, run for
         # every few jobs over a large heap, was a third of a no-op job's cost).
         run.context = None
-
-
-async def _traced(
-    run: Execution,
-    *,
-    app: App,
-    clock: Clock,
-    rng: Random,
-    worker: str,
-    events: EventBus,
-    renew: Callable[[], Awaitable[RenewResult]],
-    max_result_bytes: int,
-    transport: Transport | None,
-) -> tuple[Outcome | None, float]:
-    tracer = app.tracer
-    if tracer is None or run.lost:
-        return await _execute(
-            run,
-            app=app,
-            clock=clock,
-            rng=rng,
-            worker=worker,
-            events=events,
-            renew=renew,
-            max_result_bytes=max_result_bytes,
-            transport=transport,
-        )
-    with tracer.run(run.lease.job, worker=worker) as trace:
-        outcome, duration = await _execute(
-            run,
-            app=app,
-            clock=clock,
-            rng=rng,
-            worker=worker,
-            events=events,
-            renew=renew,
-            max_result_bytes=max_result_bytes,
-            transport=transport,
-        )
-        trace.done(outcome)
-    return outcome, duration
 
 
 async def _execute(
