@@ -15,8 +15,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -78,29 +76,12 @@ async def _relay(port: int, target: tuple[str, int]) -> asyncio.Server:
     return await asyncio.start_server(serve, "127.0.0.1", port)
 
 
-@pytest.fixture
-def schema(postgres_dsn: str) -> Iterator[str]:
-    name = f"connect_{uuid.uuid4().hex[:8]}"
-    yield name
-
-    async def drop() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(postgres_dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
-
-
 def test_a_worker_waits_for_a_server_that_comes_up_and_then_runs_jobs(
-    app_dir: Path, postgres_dsn: str, schema: str
+    app_dir: Path, postgres_dsn: str, postgres_schema: str
 ) -> None:
     port = _free_port()
     target = urlsplit(postgres_dsn)
-    url = _relayed_url(postgres_dsn, port, schema)
+    url = _relayed_url(postgres_dsn, port, postgres_schema)
     worker = subprocess.Popen(
         [str(ACTORQ), "worker", "helloapp:app", "-t", url, "--connect-timeout", "60",
          "--poll-interval", "100ms"],
@@ -111,7 +92,7 @@ def test_a_worker_waits_for_a_server_that_comes_up_and_then_runs_jobs(
         await asyncio.sleep(1.5)  # a few refused attempts
         assert worker.poll() is None, "the worker gave up while the server was away"
         relay = await _relay(port, (target.hostname or "127.0.0.1", target.port or 5432))
-        async with relay, PostgresTransport(postgres_dsn, schema=schema) as store:
+        async with relay, PostgresTransport(postgres_dsn, schema=postgres_schema) as store:
             (result,) = await store.enqueue_many([EnqueueRequest(kind="hello", payload=None)])
             for _ in range(600):
                 job = await store.get(result.job_id)
@@ -133,9 +114,9 @@ def test_a_worker_waits_for_a_server_that_comes_up_and_then_runs_jobs(
 
 
 def test_a_worker_gives_up_on_an_unreachable_server_with_one_line(
-    app_dir: Path, postgres_dsn: str, schema: str
+    app_dir: Path, postgres_dsn: str, postgres_schema: str
 ) -> None:
-    url = _relayed_url(postgres_dsn, _free_port(), schema).replace("@", ":hunter2@", 1)
+    url = _relayed_url(postgres_dsn, _free_port(), postgres_schema).replace("@", ":hunter2@", 1)
     started = time.monotonic()
     done = subprocess.run(
         [str(ACTORQ), "worker", "helloapp:app", "-t", url, "--connect-timeout", "1s"],
@@ -153,9 +134,9 @@ def test_a_worker_gives_up_on_an_unreachable_server_with_one_line(
 
 
 def test_connect_timeout_zero_gives_up_at_once(
-    app_dir: Path, postgres_dsn: str, schema: str
+    app_dir: Path, postgres_dsn: str, postgres_schema: str
 ) -> None:
-    url = _relayed_url(postgres_dsn, _free_port(), schema)
+    url = _relayed_url(postgres_dsn, _free_port(), postgres_schema)
     done = subprocess.run(
         [str(ACTORQ), "worker", "helloapp:app", "-t", url, "--connect-timeout", "0"],
         cwd=app_dir, capture_output=True, text=True, timeout=60,

@@ -29,7 +29,7 @@ from actors.jobs.lowlevel import (
     Worker,
 )
 from transports import JobState, MemoryTransport
-from transports.lowlevel import Cancel, Release
+from transports.lowlevel import Cancel, Lease, Release
 
 from ._support import running, topology, wait_until
 
@@ -104,6 +104,16 @@ async def _claimed(app: App, transport: MemoryTransport) -> Any:
     return lease
 
 
+async def _handed(
+    transport: MemoryTransport, clock: VirtualClock
+) -> tuple[list[int], App, Lease, Run]:
+    """A claimed job's Run, as a Claimer hands it over; ``ran`` lists the jobs that ran."""
+    ran: list[int] = []
+    app = _app(ran)
+    lease = await _claimed(app, transport)
+    return ran, app, lease, Run(lease=lease, sent_at=clock.now(), ttl=30.0, report_to=Reports())
+
+
 def test_a_handoff_takes_one_item_and_gives_back_the_untaken_one_when_closed() -> None:
     inbox: Handoff[int] = Handoff()
     assert inbox.put(1)
@@ -147,11 +157,8 @@ def _finished() -> Finished:
 async def test_a_lease_lost_while_its_job_waits_in_the_inbox_never_starts(
     memory: MemoryTransport, clock: VirtualClock, tokens: bool
 ) -> None:
-    ran: list[int] = []
-    app = _app(ran)
-    lease = await _claimed(app, memory)
-    reports = Reports()
-    run = Run(lease=lease, sent_at=clock.now(), ttl=30.0, report_to=reports)
+    ran, app, lease, run = await _handed(memory, clock)
+    reports = run.report_to
     async with _worker(app, memory, clock) as (_, worker, claimer):
         inbox = claimer.ready[0].inbox
         # The notice is handled while the job waits, before the serving task takes it.
@@ -166,11 +173,8 @@ async def test_a_lease_lost_while_its_job_waits_in_the_inbox_never_starts(
 async def test_a_notice_about_an_older_claim_spares_the_waiting_job(
     memory: MemoryTransport, clock: VirtualClock
 ) -> None:
-    ran: list[int] = []
-    app = _app(ran)
-    lease = await _claimed(app, memory)
-    reports = Reports()
-    run = Run(lease=lease, sent_at=clock.now(), ttl=30.0, report_to=reports)
+    ran, app, lease, run = await _handed(memory, clock)
+    reports = run.report_to
     async with _worker(app, memory, clock) as (_, worker, claimer):
         assert claimer.ready[0].inbox.put(run)
         worker._on_lost((lease.job_id,), (lease.token - 1,))
@@ -183,11 +187,8 @@ async def test_a_notice_about_an_older_claim_spares_the_waiting_job(
 async def test_a_cancel_asked_for_while_its_job_waits_ends_it_cancelled_unstarted(
     memory: MemoryTransport, clock: VirtualClock
 ) -> None:
-    ran: list[int] = []
-    app = _app(ran)
-    lease = await _claimed(app, memory)
-    reports = Reports()
-    run = Run(lease=lease, sent_at=clock.now(), ttl=30.0, report_to=reports)
+    ran, app, lease, run = await _handed(memory, clock)
+    reports = run.report_to
     async with _worker(app, memory, clock) as (ref, worker, claimer):
         inbox = claimer.ready[0].inbox
         with _unread(inbox):
@@ -203,11 +204,8 @@ async def test_a_cancel_asked_for_while_its_job_waits_ends_it_cancelled_unstarte
 async def test_a_worker_that_stops_gives_its_waiting_job_back_at_once(
     memory: MemoryTransport, clock: VirtualClock
 ) -> None:
-    ran: list[int] = []
-    app = _app(ran)
-    lease = await _claimed(app, memory)
-    reports = Reports()
-    run = Run(lease=lease, sent_at=clock.now(), ttl=30.0, report_to=reports)
+    ran, app, _lease, run = await _handed(memory, clock)
+    reports = run.report_to
     async with _worker(app, memory, clock) as (_, _, claimer):
         inbox = claimer.ready[0].inbox
         inbox._arrived = anyio.Event()  # the serving task sleeps until the Worker stops
@@ -221,10 +219,8 @@ async def test_a_worker_that_stops_gives_its_waiting_job_back_at_once(
 async def test_a_lost_notice_then_a_stop_stores_nothing_for_the_waiting_job(
     memory: MemoryTransport, clock: VirtualClock
 ) -> None:
-    app = _app([])
-    lease = await _claimed(app, memory)
-    reports = Reports()
-    run = Run(lease=lease, sent_at=clock.now(), ttl=30.0, report_to=reports)
+    _ran, app, lease, run = await _handed(memory, clock)
+    reports = run.report_to
     async with _worker(app, memory, clock) as (ref, worker, claimer):
         inbox = claimer.ready[0].inbox
         inbox._arrived = anyio.Event()  # the serving task sleeps until the Worker stops
