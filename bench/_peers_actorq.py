@@ -131,40 +131,12 @@ async def enqueue(
     return {"single_per_s": single, "batch_per_s": batched}
 
 
-async def latency(
-    dsn: str, schema: str, jobs: int, concurrency: int, batch: int
+async def _offered(
+    dsn: str, schema: str, jobs: int, concurrency: int, *, per: int, every: float
 ) -> dict[str, list[float]]:
-    latencies: list[float] = []
-    all_seen = anyio.Event()
-    app = _app(latencies=latencies, ran=all_seen, expected=jobs)
-    clock = RealClock()
-    url = f"{dsn}?schema={schema}"
-    async with transports.connect(url, clock=clock) as worker_side:
-        topology = Topology(app, worker_side, clock=clock).queue(
-            "default", concurrency=concurrency, worker=WorkerConfig()
-        )
-        # The producer is another client: its own transport (pool and NOTIFY listener).
-        async with transports.connect(url, clock=clock) as producer, topology.run():
-            await anyio.sleep(1.0)  # the Workers are up and idle
-            begin = time.perf_counter()
-            for i in range(jobs):
-                await anyio.sleep(max(0.0, begin + i * 0.005 - time.perf_counter()))
-                await app.enqueue("noop", {"t": time.time()}, transport=producer)
-            with anyio.fail_after(60):
-                await all_seen.wait()
-    return {"latencies": latencies}
-
-
-#: The steady offered load: this many jobs in one insert every STEADY_EVERY seconds (600/s).
-STEADY_BATCH = 6
-STEADY_EVERY = 0.010
-
-
-async def steady(
-    dsn: str, schema: str, jobs: int, concurrency: int, batch: int
-) -> dict[str, list[float]]:
-    """Enqueue-to-start latency under a steady load: ``STEADY_BATCH`` jobs in one insert
-    every ``STEADY_EVERY`` s from another client, ``concurrency`` slots in one process."""
+    """Enqueue-to-start latency of ``jobs`` no-op jobs offered ``per`` in one enqueue every
+    ``every`` s by another client (its own transport: pool and NOTIFY listener), to one
+    process with ``concurrency`` slots and the default settings."""
     latencies: list[float] = []
     all_seen = anyio.Event()
     app = _app(latencies=latencies, ran=all_seen, expected=jobs)
@@ -177,18 +149,29 @@ async def steady(
         async with transports.connect(url, clock=clock) as producer, topology.run():
             await anyio.sleep(1.0)  # the Workers are up and idle
             begin = time.perf_counter()
-            for i in range(0, jobs, STEADY_BATCH):
-                await anyio.sleep(
-                    max(0.0, begin + i // STEADY_BATCH * STEADY_EVERY - time.perf_counter())
-                )
-                count = min(STEADY_BATCH, jobs - i)
+            for i in range(0, jobs, per):
+                await anyio.sleep(max(0.0, begin + i // per * every - time.perf_counter()))
                 await app.enqueue_many(
-                    [app.request("noop", {"t": time.time()}) for _ in range(count)],
+                    [app.request("noop", {"t": time.time()}) for _ in range(min(per, jobs - i))],
                     transport=producer,
                 )
             with anyio.fail_after(60):
                 await all_seen.wait()
     return {"latencies": latencies}
+
+
+async def latency(
+    dsn: str, schema: str, jobs: int, concurrency: int, batch: int
+) -> dict[str, list[float]]:
+    """Idle workers: one job every 5 ms."""
+    return await _offered(dsn, schema, jobs, concurrency, per=1, every=0.005)
+
+
+async def steady(
+    dsn: str, schema: str, jobs: int, concurrency: int, batch: int
+) -> dict[str, list[float]]:
+    """A steady load of 600 jobs/s: 6 in one enqueue every 10 ms."""
+    return await _offered(dsn, schema, jobs, concurrency, per=6, every=0.010)
 
 
 async def main() -> None:

@@ -85,7 +85,11 @@ async def drain(dsn: str, jobs: int, concurrency: int, batch: int) -> dict[str, 
     return {"jobs_per_s": jobs / elapsed}
 
 
-async def latency(dsn: str, jobs: int, concurrency: int, batch: int) -> dict[str, list[float]]:
+async def _offered(
+    jobs: int, dsn: str, *, per: int, every: float, claim: int
+) -> dict[str, list[float]]:
+    """Enqueue-to-start latency of ``jobs`` offered ``per`` in one insert every ``every`` s,
+    taken by one LISTEN-woken consumer claiming up to ``claim`` at a time."""
     producer = await asyncpg.connect(dsn)
     consumer = await asyncpg.connect(dsn)
     listener = await asyncpg.connect(dsn)
@@ -95,10 +99,10 @@ async def latency(dsn: str, jobs: int, concurrency: int, batch: int) -> dict[str
 
     async def consume() -> None:
         while len(latencies) < jobs:
-            rows = await consumer.fetch(CLAIM, 10, time.time())
+            wake.clear()  # before the claim: a NOTIFY during it is not lost
+            rows = await consumer.fetch(CLAIM, claim, time.time())
             if not rows:
                 await wake.wait()
-                wake.clear()
                 continue
             now = time.time()
             latencies.extend(now - json.loads(row[1]) for row in rows)
@@ -107,48 +111,24 @@ async def latency(dsn: str, jobs: int, concurrency: int, batch: int) -> dict[str
     task = asyncio.create_task(consume())
     await asyncio.sleep(1.0)
     begin = time.perf_counter()
-    for i in range(jobs):
-        await asyncio.sleep(max(0.0, begin + i * 0.005 - time.perf_counter()))
+    for i in range(0, jobs, per):
+        await asyncio.sleep(max(0.0, begin + i // per * every - time.perf_counter()))
         t = time.time()
-        await producer.execute(INSERT_NOTIFY, [json.dumps(t)], t)
+        await producer.execute(INSERT_NOTIFY, [json.dumps(t)] * min(per, jobs - i), t)
     await asyncio.wait_for(task, 60)
     for conn in (producer, consumer, listener):
         await conn.close()
     return {"latencies": latencies}
+
+
+async def latency(dsn: str, jobs: int, concurrency: int, batch: int) -> dict[str, list[float]]:
+    """One job every 5 ms, claims of up to 10."""
+    return await _offered(jobs, dsn, per=1, every=0.005, claim=10)
 
 
 async def steady(dsn: str, jobs: int, concurrency: int, batch: int) -> dict[str, list[float]]:
-    """The same steady load as actorq's (6 jobs in one insert every 10 ms), taken by one
-    LISTEN-woken consumer claiming up to 32 at a time."""
-    producer = await asyncpg.connect(dsn)
-    consumer = await asyncpg.connect(dsn)
-    listener = await asyncpg.connect(dsn)
-    wake = asyncio.Event()
-    latencies: list[float] = []
-    await listener.add_listener(SCHEMA, lambda *_: wake.set())
-
-    async def consume() -> None:
-        while len(latencies) < jobs:
-            wake.clear()
-            rows = await consumer.fetch(CLAIM, 32, time.time())
-            if not rows:
-                await wake.wait()
-                continue
-            now = time.time()
-            latencies.extend(now - json.loads(row[1]) for row in rows)
-            await consumer.execute(COMPLETE, [row[0] for row in rows], time.time())
-
-    task = asyncio.create_task(consume())
-    await asyncio.sleep(1.0)
-    begin = time.perf_counter()
-    for i in range(0, jobs, 6):
-        await asyncio.sleep(max(0.0, begin + i // 6 * 0.010 - time.perf_counter()))
-        t = time.time()
-        await producer.execute(INSERT_NOTIFY, [json.dumps(t)] * min(6, jobs - i), t)
-    await asyncio.wait_for(task, 60)
-    for conn in (producer, consumer, listener):
-        await conn.close()
-    return {"latencies": latencies}
+    """The same steady load as actorq's (6 jobs in one insert every 10 ms), claims of 32."""
+    return await _offered(jobs, dsn, per=6, every=0.010, claim=32)
 
 
 async def main() -> None:
