@@ -20,6 +20,7 @@ Usage: ``python -m property_tests.mutation [GROUP ...] [--children N] [--survivo
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -48,8 +49,12 @@ class Group:
     # Families by where a mutant lives, checked before its function's name: (regex searched
     # in the mutant's name, family). ``Reaper.tick`` is reap code, not cron code.
     families: tuple[tuple[str, str], ...] = ()
-    # Survivors that change nothing a user could observe: mutant name -> why. They leave the
-    # score's denominator; one that is killed or gone (the code moved) is reported as stale.
+    # Survivors that change nothing a user could observe: mutant -> why, the mutant named
+    # ``name@fingerprint`` (see :func:`fingerprint`; a bare name is matched by name alone).
+    # They leave the score's denominator. mutmut numbers a function's mutants afresh when its
+    # code or coverage changes: a listed mutant whose diff now has another fingerprint is
+    # looked for among its function's survivors by its fingerprint and reported as renumbered;
+    # one that is killed or gone is reported as stale.
     equivalent: Mapping[str, str] = field(default_factory=dict)
     # Globs of the mutants to run (empty: all): a slow group may run its aim families only;
     # the rest are reported as not checked.
@@ -59,6 +64,23 @@ class Group:
 def _equivalents(prefix: str, reasons: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """``{reason: [mutant, ...]}`` (names after ``prefix``) as ``{mutant: reason}``."""
     return {prefix + mutant: why for why, mutants in reasons.items() for mutant in mutants}
+
+
+def fingerprint(diff: str) -> str:
+    """A short hash of the lines a mutant's diff removes and adds (whitespace aside): the
+    same edit keeps it when mutmut renumbers the mutant or other lines of its function change."""
+    changed = [
+        line[0] + " ".join(line[1:].split())
+        for line in diff.splitlines()
+        if line.startswith(("-", "+")) and not line.startswith(("---", "+++"))
+    ]
+    return hashlib.sha256("\n".join(changed).encode()).hexdigest()[:8]
+
+
+def split_listed(listed: str) -> tuple[str, str | None]:
+    """A listed equivalent's mutant name and fingerprint (None when it has none)."""
+    name, _, print_ = listed.partition("@")
+    return name, print_ or None
 
 
 _UNREAD = "a counter nothing reads (no statistics, metric, page or log shows it)"
@@ -408,22 +430,53 @@ class Result:
     def counts(self, families: Sequence[str] | None = None) -> Counter[str]:
         """Statuses of the mutants in ``families`` (all when None); listed equivalents that
         survived count as ``equivalent``."""
+        equivalent = self.equivalents()
         counts: Counter[str] = Counter()
         for mutant, status in self.statuses.items():
             if families is not None and self.family(mutant) not in families:
                 continue
-            if status in _SURVIVED and mutant in self.group.equivalent:
+            if status in _SURVIVED and mutant in equivalent:
                 status = "equivalent"
             counts[status] += 1
         return counts
 
+    def equivalents(self) -> dict[str, str]:
+        """This run's survivors that the group lists as equivalent: mutant -> why."""
+        return self._resolve()[0]
+
     def stale(self) -> dict[str, str]:
-        """Listed equivalents that did not survive this run: mutant -> what happened."""
-        return {
-            mutant: self.statuses.get(mutant, "no such mutant")
-            for mutant in self.group.equivalent
-            if self.statuses.get(mutant) not in _SURVIVED
-        }
+        """Listed equivalents not found as listed in this run: listed -> what happened
+        (killed, no such mutant, or renumbered)."""
+        return self._resolve()[1]
+
+    def _resolve(self) -> tuple[dict[str, str], dict[str, str]]:
+        survivors = {m for m, s in self.statuses.items() if s in _SURVIVED}
+        prints = {m: fingerprint(self.diffs[m]) for m in survivors if m in self.diffs}
+        found: dict[str, str] = {}
+        astray: dict[str, tuple[str, str | None, str]] = {}  # listed -> its name, print, why
+        for listed, why in self.group.equivalent.items():
+            name, print_ = split_listed(listed)
+            if name in survivors and print_ in (None, prints.get(name)):
+                found[name] = why
+            else:
+                astray[listed] = (name, print_, why)
+        stale: dict[str, str] = {}
+        for listed, (name, print_, why) in astray.items():
+            function = name.rpartition("__mutmut_")[0] + "__mutmut_"
+            moved = sorted(
+                m
+                for m in survivors - found.keys()
+                if print_ is not None and m.startswith(function) and prints.get(m) == print_
+            )
+            if moved:
+                found[moved[0]] = why
+                stale[listed] = f"renumbered: now {moved[0]}@{print_}"
+            elif name in survivors:
+                now = prints.get(name, "?")
+                stale[listed] = f"renumbered: {name} is another edit now (@{now}), its own is gone"
+            else:
+                stale[listed] = self.statuses.get(name, "no such mutant")
+        return found, stale
 
 
 _SURVIVED = ("survived", "suspicious")
@@ -545,9 +598,8 @@ def collect(group: Group) -> Result:
         name, _, status = line.strip().rpartition(": ")
         if name:
             result.statuses[name] = status
-    survivors = [
-        n for n, s in result.statuses.items() if s in _SURVIVED and n not in group.equivalent
-    ]
+    # Every survivor's diff: the listed equivalents' too, matched by their fingerprints.
+    survivors = [n for n, s in result.statuses.items() if s in _SURVIVED]
     result.diffs = _diffs(dest, survivors)
     return result
 
@@ -638,18 +690,22 @@ def render(results: Sequence[Result]) -> str:
         for name, what in sorted(result.stale().items()):
             lines.append(f"stale equivalent [{result.group.name}] {name}: {what}")
     for result in results:
-        equivalents = sorted(
-            (result.family(m), m)
-            for m, s in result.statuses.items()
-            if s in _SURVIVED and m in result.group.equivalent
-        )
+        listed = result.equivalents()
+        equivalents = sorted((result.family(m), m) for m in listed)
         if equivalents:
-            lines += ["", f"equivalent survivors of {result.group.name}:"]
-            lines += [f"  [{f}] {m}: {result.group.equivalent[m]}" for f, m in equivalents]
+            lines += ["", f"equivalent survivors of {result.group.name} (as name@fingerprint):"]
+            lines += [
+                f"  [{f}] {m}@{fingerprint(result.diffs.get(m, ''))}: {listed[m]}"
+                for f, m in equivalents
+            ]
     for result in results:
+        listed = result.equivalents()
         for name, diff in sorted(result.diffs.items()):
+            if name in listed:
+                continue
             family = result.family(name)
-            lines += ["", f"--- survived [{result.group.name}/{family}] {name}", diff.rstrip()]
+            head = f"--- survived [{result.group.name}/{family}] {name}@{fingerprint(diff)}"
+            lines += ["", head, diff.rstrip()]
     return "\n".join(lines)
 
 
