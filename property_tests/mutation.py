@@ -300,14 +300,47 @@ GROUPS = (
         (
             "tests/jobs/test_decide.py",
             "tests/jobs/test_leases.py",
+            "tests/jobs/test_handoff.py",
             "tests/jobs/test_outcomes.py",
             "tests/jobs/test_shutdown.py",
             "tests/jobs/test_supervisor.py",
+            "tests/jobs/test_outage.py",
             "tests/jobs/test_events.py",
             "tests/jobs/test_logging.py",
+            # Whole nodes running jobs: results, steps, flows, workflows, a mixed workload.
+            "tests/jobs/test_app.py",
+            "tests/jobs/test_results.py",
+            "tests/jobs/test_steps.py",
+            "tests/jobs/test_flow.py",
+            "tests/jobs/test_workflows.py",
+            "tests/jobs/test_backends.py",
+            "tests/jobs/test_config.py",
         ),
         # The runtime's logic does not depend on the backend: judge it on memory alone.
         args=("-k", "not sqlite and not postgres"),
+        families=(
+            # Log records, shutdown-phase events and slot statistics: no lease logic.
+            (r"\._claimer\.xǁClaimerǁstatistics__", "other"),
+            (r"\._execute\.x_(log_\w+|_describe|_traceback_tail)__", "other"),
+            (r"\._worker\.xǁWorkerǁ_publish_phase__", "other"),
+            # Claiming for the free Workers, handing each lease over, the start guard.
+            (r"\._claimer\.xǁHandoffǁ", "claim"),
+            (
+                r"\._claimer\.xǁClaimerǁ(__init__|on_start|receive|_free|_free_workers"
+                r"|_claim_\w+|_wait_changed|_hand_out|_wait_for_work|_ttl_of|_answer_stopped)__",
+                "claim",
+            ),
+            (r"\._decide\.x_may_start__", "claim"),
+            (r"\._worker\.xǁWorkerǁ(__init__|on_start|_serve)__", "claim"),
+            # Keeping leases: the LeaseKeeper, extend_lease, lost-lease and cancel notices.
+            (r"\._leases\.", "renew"),
+            (r"\._worker\.(xǁWorkerǁ(receive|_on_lost|_renew_now|_ttl_of)|x__names)__", "renew"),
+            (r"\._execute\.x_(lose|request_cancel)__", "renew"),
+            # What becomes of a job: its outcome decided, reported, stored (and its event),
+            # or given back on a drain or stop.
+            (r"\._claimer\.", "finalize"),
+            (r"\._(decide|execute|worker)\.", "finalize"),
+        ),
     ),
     Group(
         "schedule",
@@ -506,6 +539,9 @@ def _copy_tree(dest: Path) -> None:
     _copy(_tree(), dest)
 
 
+#: mutmut's timeout, in multiples of the tests' own time (plus a second) on the unmutated code.
+_TIMEOUT_MULTIPLIER = 2.0
+
 _ALSO_COPY = ("actors", "transports", "tests", "property_tests", "examples")
 
 
@@ -518,6 +554,10 @@ def _configure(dest: Path, group: Group) -> None:
         f"pytest_add_cli_args_test_selection = {json.dumps(selection)}\n"
         'pytest_add_cli_args = ["-p", "no:randomly", "-q", "-x"]\n'
         "mutate_only_covered_lines = true\n"
+        # A mutant that makes the runtime spin (a claim loop that never blocks, so virtual
+        # time never moves) runs until mutmut's timeout: at 15 times the tests' own time (the
+        # default) each such mutant of the runtime cost over a minute.
+        f"timeout_multiplier = {_TIMEOUT_MULTIPLIER}\n"
     )
     with (dest / "pyproject.toml").open("a") as f:
         f.write(config)
