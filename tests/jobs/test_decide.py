@@ -13,6 +13,7 @@ from actors.jobs import (
     Constant,
     Done,
     Drop,
+    Exponential,
     FinalizeRefused,
     JobCancelled,
     JobDead,
@@ -34,6 +35,7 @@ from transports.lowlevel import (
     Release,
     Retry,
     Snooze,
+    Suspend,
 )
 
 NOW = 1_000.0
@@ -222,3 +224,81 @@ def test_a_handler_starts_only_with_more_than_the_margin_of_its_lease_left(
     """With a 10 s lease and a 10% margin, a job may start up to 9 s after its claim was sent
     (by the node's clock), never later."""
     assert may_start(now=NOW + elapsed, sent_at=NOW, ttl=10.0, margin=0.1) is allowed
+
+
+_ABOUT: dict[str, Any] = {"at": NOW, "job_id": 1, "kind": "decided", "queue": "default"}
+
+
+@pytest.mark.parametrize(
+    ("outcome", "event"),
+    [
+        (Complete(), JobSucceeded(**_ABOUT, attempt=2, worker="w", duration=0.5)),
+        (
+            Retry(run_at=NOW + 1, error="e"),
+            JobRetried(**_ABOUT, attempt=2, worker="w", run_at=NOW + 1, error="e", duration=0.5),
+        ),
+        (
+            Retry(run_at=NOW + 1),
+            JobRetried(**_ABOUT, attempt=2, worker="w", run_at=NOW + 1, error="", duration=0.5),
+        ),
+        (
+            Discard(error="e"),
+            JobDead(**_ABOUT, attempt=2, worker="w", reason="e", duration=0.5),
+        ),
+        (Snooze(run_at=NOW + 1), JobSnoozed(**_ABOUT, worker="w", run_at=NOW + 1)),
+        (
+            Suspend(event_key="order:1:paid", run_at=NOW + 5),
+            JobSnoozed(**_ABOUT, worker="w", run_at=NOW + 5, event_key="order:1:paid"),
+        ),
+        (Cancel(reason="asked"), JobCancelled(**_ABOUT, worker="w")),
+    ],
+)
+def test_an_applied_finalizes_event_carries_the_jobs_attempt_and_running_time(
+    outcome: Outcome, event: object
+) -> None:
+    """Every field of the event an applied finalize publishes, a retry without an error
+    message reporting an empty one."""
+    got = event_of(_job(2), 9, outcome, FinalizeResult.APPLIED, worker="w", now=NOW, duration=0.5)
+    assert got == event
+
+
+def test_an_event_without_a_running_time_reports_none_spent() -> None:
+    """``duration`` defaults to 0: the handler never ran (a poison payload, say)."""
+    got = event_of(_job(1), 9, Discard(error="e"), FinalizeResult.APPLIED, worker="w", now=NOW)
+    assert got == JobDead(**_ABOUT, attempt=1, worker="w", reason="e", duration=0.0)
+
+
+def test_an_exception_class_without_a_printable_name_is_recorded_as_error() -> None:
+    nameless = type("\n", (Exception,), {"__module__": "builtins"})
+    assert error_type_of(nameless()) == "Error"
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.5])
+def test_retry_later_with_a_delay_under_a_second_retries_then(delay: float) -> None:
+    """Any finite delay from 0 up is the handler's to choose."""
+    outcome = outcome_of(_job(1), _task(), RetryLater(delay=delay), now=NOW, rng=Random(0))
+    assert outcome == Retry(
+        run_at=NOW + delay, error="retry requested by the handler", error_type="RetryLater"
+    )
+
+
+def test_retry_later_without_a_delay_draws_the_backoffs_jitter_from_the_nodes_rng() -> None:
+    app = App(MemoryTransport())
+
+    @app.task("jittered", backoff=Exponential(base=10.0))
+    async def jittered(ctx: Any, payload: Any) -> None:
+        return None
+
+    outcome = outcome_of(_job(2), jittered, RetryLater(), now=NOW, rng=Random(3))
+    assert isinstance(outcome, Retry)
+    assert outcome.run_at == NOW + Exponential(base=10.0).delay(2, Random(3))
+
+
+@pytest.mark.parametrize("result", ["x" * 100, Done(result="x" * 100)])
+def test_a_result_over_the_stores_limit_ends_the_job_dead(result: object) -> None:
+    """The limit is the store's (``max_result_bytes``), not the default."""
+    outcome = outcome_of(_job(1), _task(), result, now=NOW, rng=Random(0), max_result_bytes=50)
+    assert outcome == Discard(
+        error="the handler's result cannot be stored: result is 102 bytes, over the limit of 50",
+        error_type="ResultInvalid",
+    )

@@ -24,10 +24,12 @@ from actors.jobs import (
     RuntimeEvent,
     ShutdownPhase,
     SnoozeUntil,
+    WorkerConfig,
     WorkerCrashed,
 )
-from actors.jobs.lowlevel import EventBus
-from transports import JobState, MemoryTransport
+from actors.jobs.lowlevel import EventBus, LeasesRenewed
+from transports import CancelResult, JobState, MemoryTransport
+from transports.lowlevel import Complete, FinalizeRequest, FinalizeResult
 
 from ._support import START, Recorder, running, topology, wait_final, wait_until
 
@@ -244,3 +246,43 @@ def test_a_batch_subscriber_gets_every_event_in_order_one_call_per_batch() -> No
     assert (bus.dropped, bus.errors) == (2, 1)
     assert batches == [[first], [second, third]]
     assert single == [first, second, third, first, second]
+
+
+async def test_each_renewal_call_reports_its_renewed_lost_and_cancelled_leases(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """``LeasesRenewed`` counts one renewal call's answers: the leases extended (a cancelled
+    job's among them), the cancels asked for, and the leases the store no longer held."""
+    app = App(memory)
+    config = WorkerConfig(lease_ttl=6.0, poll_interval=1.0, drain_timeout=1.0)
+
+    @app.task("held")
+    async def held(ctx: JobContext, payload: int) -> None:
+        await ctx.clock.sleep(100.0)
+
+    # The lost lease first in the keeper's table: the leases after it are renewed as usual.
+    lost, cancelled, kept = [(await app.enqueue(held, n)).job_id for n in range(3)]
+    async with (
+        clock.autojump(),
+        running(topology(app, memory, clock, concurrency=3, worker=config)) as (_, ev),
+    ):
+        await wait_until(clock, lambda: len(ev.of(JobClaimed)) == 3, what="three claims")
+        await wait_until(clock, lambda: ev.of(LeasesRenewed), what="a first renewal")
+        first = ev.of(LeasesRenewed)[0]
+        tokens = {e.job_id: e.token for e in ev.of(JobClaimed)}
+        assert await memory.cancel(cancelled) is CancelResult.REQUESTED
+        done = FinalizeRequest(job_id=lost, token=tokens[lost], outcome=Complete())
+        assert await memory.finalize([done]) == [FinalizeResult.APPLIED]  # now not ours
+        before = len(ev.of(LeasesRenewed))
+        changed_at = clock.now()
+        await wait_until(clock, lambda: len(ev.of(LeasesRenewed)) > before, what="a renewal")
+        renewal = ev.of(LeasesRenewed)[before]
+        await wait_until(clock, lambda: len(ev.of(LeasesRenewed)) > before + 1, what="another")
+        after = ev.of(LeasesRenewed)[before + 1]
+        assert (await memory.get(kept)).state is JobState.RUNNING
+    assert (first.renewed, first.lost, first.cancels) == (3, 0, 0)
+    assert START <= first.at <= changed_at
+    assert (renewal.renewed, renewal.lost, renewal.cancels) == (2, 1, 1)
+    assert changed_at <= renewal.at <= changed_at + 2.0
+    assert (after.renewed, after.lost, after.cancels) == (1, 0, 0)  # the kept job alone
+    assert renewal.at < after.at

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from actors.core import VirtualClock
+from actors.core import Actor, VirtualClock, open_actor_system
 from actors.jobs import (
     App,
     FinalizeRefused,
@@ -23,7 +23,9 @@ from actors.jobs import (
     Topology,
     WorkerConfig,
 )
-from transports import CancelResult, JobState, MemoryStore, MemoryTransport
+from actors.jobs.lowlevel import Beat, Hold, LeaseKeeper, LeaseLink, LeasesLost, RenewNow
+from transports import CancelResult, EnqueueRequest, JobState, MemoryStore, MemoryTransport
+from transports.lowlevel import FinalizeRequest, FinalizeResult, Lease, Release, RenewResult
 
 from ._support import FaultyTransport, running, topology, wait_state, wait_until
 
@@ -501,6 +503,10 @@ async def test_one_node_renews_the_same_job_id_in_two_stores(clock: VirtualClock
         a = (await first.enqueue_many([app.request("long.a")]))[0].job_id
         b = (await second.enqueue_many([app.request("long.b")]))[0].job_id
         assert a == b  # the same id in both stores
+        # ... under different tokens: a claim given back spends the second store's first.
+        (given,) = await second.claim("b", owner="x", limit=1, ttl=30.0)
+        release = FinalizeRequest(job_id=b, token=given.token, outcome=Release())
+        assert await second.finalize([release]) == [FinalizeResult.APPLIED]
         node = (
             Topology(app, first, node_id="n1", clock=clock, rng=Random(0), config=SHORT)
             .queue("a")
@@ -511,3 +517,223 @@ async def test_one_node_renews_the_same_job_id_in_two_stores(clock: VirtualClock
             done_b = await wait_state(second, clock, b, JobState.SUCCEEDED, timeout=300.0)
     assert (done_a.attempt, done_b.attempt) == (1, 1)
     assert ev.of(JobLeaseLost) == []
+
+
+# --- extend_lease and the LeaseKeeper's table ---------------------------------------------------
+
+
+async def test_an_extended_lease_is_next_renewed_a_period_after_the_extension(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """``extend_lease()`` restarts its lease's renewal period in the LeaseKeeper: while a
+    shorter-lived lease makes the keeper beat every second, the extended lease is renewed
+    ``ttl * renew_fraction`` after the extension (not when it was due from its last renewal,
+    nor at once), and from then on goes on being renewed."""
+    app = App(memory)
+    config = WorkerConfig(lease_ttl=30.0, poll_interval=1.0, drain_timeout=5.0)
+    seen: dict[str, float] = {}
+
+    @app.task("brief", lease_ttl=3.0)
+    async def brief(ctx: JobContext, payload: Any) -> None:
+        await ctx.clock.sleep(40.0)  # its 1 s renewal period sets the keeper's beat
+
+    @app.task("extends.late")
+    async def extends_late(ctx: JobContext, payload: Any) -> None:
+        await ctx.clock.sleep(12.0)  # renewed once, at 10 s: due again at 20 s
+        await ctx.extend_lease()  # now due at 22 s
+        extended = (await memory.get(ctx.job_id)).lease_expires_at
+        assert extended is not None
+        seen["extended"] = extended - ctx.clock.now()
+        await ctx.clock.sleep(8.5)  # the beat at 19 s or so leaves it alone
+        seen["unchanged"] = (await memory.get(ctx.job_id)).lease_expires_at - extended  # type: ignore[operator]
+        await ctx.clock.sleep(3.5)  # renewed at 21 s or so
+        seen["renewed"] = (await memory.get(ctx.job_id)).lease_expires_at - extended  # type: ignore[operator]
+        await ctx.clock.sleep(60.0)
+
+    brief_id = (await app.enqueue(brief, None)).job_id
+    late_id = (await app.enqueue(extends_late, None)).job_id
+    node = topology(app, memory, clock, worker=config, concurrency=2)
+    async with clock.autojump(), running(node) as (_, ev):
+        await wait_state(memory, clock, brief_id, JobState.SUCCEEDED, timeout=120.0)
+        job = await wait_state(memory, clock, late_id, JobState.SUCCEEDED, timeout=120.0)
+    assert seen["extended"] == pytest.approx(30.0)
+    assert seen["unchanged"] == 0.0
+    assert 8.0 < seen["renewed"] < 11.0
+    assert job.attempt == 1
+    assert ev.of(JobLeaseLost) == []
+
+
+async def test_extend_lease_renews_with_the_tasks_own_lease_ttl(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """A task's ``lease_ttl`` is the TTL of its ``extend_lease()`` too, not the Worker's."""
+    app = App(memory)
+    left: list[float] = []
+
+    @app.task("extends.own", lease_ttl=300.0)
+    async def extends_own(ctx: JobContext, payload: Any) -> None:
+        await ctx.clock.sleep(1.0)
+        await ctx.extend_lease()
+        expires = (await memory.get(ctx.job_id)).lease_expires_at
+        assert expires is not None
+        left.append(expires - ctx.clock.now())
+
+    job_id = (await app.enqueue(extends_own, None)).job_id
+    async with clock.autojump(), running(topology(app, memory, clock, worker=SHORT)):
+        await wait_state(memory, clock, job_id, JobState.SUCCEEDED)
+    assert left == [pytest.approx(300.0)]
+
+
+class _Holder(Actor[Any]):
+    """Stands in for the Worker holding a lease: keeps the notices it is sent."""
+
+    def __init__(self) -> None:
+        self.notices: list[Any] = []
+        self.told = anyio.Event()
+
+    async def receive(self, msg: Any) -> None:
+        self.notices.append(msg)
+        self.told.set()
+
+
+async def test_a_renewal_of_an_older_claim_leaves_the_newer_one_held(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """A ``RenewNow`` about a claim the store has since given to a newer one (of the same
+    job, held by the same keeper) is answered LOST, and the keeper goes on holding the newer
+    claim; one about the claim it holds keeps it held too (a keeper with no event bus
+    publishes nothing)."""
+    await memory.enqueue(EnqueueRequest(kind="k", queue="q"))
+    (old,) = await memory.claim("q", owner="n/q", limit=1, ttl=1.0)
+    clock.advance(2.0)
+    assert len(await memory.reap()) == 1
+    (new,) = await memory.claim("q", owner="n/q", limit=1, ttl=30.0)
+    assert new.job_id == old.job_id
+    assert new.token != old.token
+    link = LeaseLink()
+    async with open_actor_system(clock=clock) as system:
+        holder = await system.spawn(_Holder())
+        await system.spawn(LeaseKeeper(link=link))
+        keeper = link.get()
+        await keeper.tell(
+            Hold(
+                transport=memory,
+                leases=(new,),
+                holders=(holder,),
+                ttls=(30.0,),
+                sent_at=clock.now(),
+                claimed_ttl=30.0,
+            )
+        )
+
+        def renew_now(lease: Lease) -> Any:
+            return lambda reply: RenewNow(
+                transport=memory, job_id=lease.job_id, token=lease.token, ttl=30.0, reply_to=reply
+            )
+
+        assert await keeper.ask(renew_now(old), timeout=5.0) is RenewResult.LOST
+        assert await keeper.ask(renew_now(new), timeout=5.0) is RenewResult.RENEWED
+        assert [h.token for h in link.held.values()] == [new.token]
+
+
+async def test_a_lost_notice_names_the_lost_claims_token(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """When a renewal finds a lease lost, its holder is told with the claim's token (so a
+    newer claim of the same job that it may run by then is spared), and the keeper stops
+    renewing it."""
+    await memory.enqueue(EnqueueRequest(kind="k", queue="q"))
+    (old,) = await memory.claim("q", owner="n/q", limit=1, ttl=1.0)
+    clock.advance(2.0)
+    assert len(await memory.reap()) == 1
+    link = LeaseLink()
+    holder = _Holder()
+    async with open_actor_system(clock=clock) as system:
+        holder_ref = await system.spawn(holder)
+        keeper = LeaseKeeper(link=link)
+        await system.spawn(keeper)
+        hold = Hold(
+            transport=memory,
+            leases=(old,),
+            holders=(holder_ref,),
+            ttls=(30.0,),
+            sent_at=clock.now() - 30.0,  # due now
+            claimed_ttl=30.0,
+        )
+        await link.get().tell(hold)
+        await link.get().tell(Beat())
+        with anyio.fail_after(5):
+            await holder.told.wait()
+    assert holder.notices == [LeasesLost(job_ids=(old.job_id,), tokens=(old.token,))]
+    assert keeper.statistics() == 0
+
+
+@pytest.mark.parametrize("down", ["a", "b"])
+async def test_a_store_that_cannot_renew_spares_another_stores_leases(
+    clock: VirtualClock, down: str
+) -> None:
+    """While one store refuses every renewal, the node's leases in the other store go on
+    being renewed: each handler there sees its lease alive to the end."""
+    stores = {"a": FaultyTransport(MemoryTransport(clock=clock)), "b": MemoryTransport(clock=clock)}
+    if down == "b":
+        stores = {"a": stores["b"], "b": stores["a"]}
+    faulty = stores[down]
+    assert isinstance(faulty, FaultyTransport)
+    faulty.failing.add("renew")
+    healthy = "b" if down == "a" else "a"
+    app = App(stores["a"])
+    left: list[float] = []
+
+    @app.task("long.a", queue="a")
+    async def long_a(ctx: JobContext, payload: Any) -> None:
+        await watch(ctx, "a")
+
+    @app.task("long.b", queue="b")
+    async def long_b(ctx: JobContext, payload: Any) -> None:
+        await watch(ctx, "b")
+
+    async def watch(ctx: JobContext, queue: str) -> None:
+        for _ in range(10):
+            await ctx.clock.sleep(TTL / 2)
+            if queue == healthy:
+                job = await stores[queue].get(ctx.job_id)
+                assert job.lease_expires_at is not None
+                left.append(job.lease_expires_at - ctx.clock.now())
+
+    async with stores["a"], stores["b"]:
+        await stores["a"].enqueue_many([app.request("long.a")])
+        await stores["b"].enqueue_many([app.request("long.b")])
+        node = (
+            Topology(app, stores["a"], node_id="n1", clock=clock, rng=Random(0), config=SHORT)
+            .queue("a")
+            .queue("b", transport=stores["b"])
+        )
+        async with clock.autojump(), running(node):
+            await wait_until(clock, lambda: len(left) == 10, timeout=300.0, what="ten looks")
+    assert all(x > 0 for x in left), left
+
+
+async def test_a_failed_renewal_warns_and_the_next_beat_renews(
+    clock: VirtualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A renewal call the store does not answer is a WARNING naming how many leases and the
+    error; the leases stay due and a later beat renews them in time."""
+    caplog.set_level(logging.WARNING, logger="actorq.leases")
+    inner = MemoryTransport(clock=clock)
+    faulty = FaultyTransport(inner)
+    app = App(inner)
+
+    @app.task("long")
+    async def long(ctx: JobContext, payload: Any) -> None:
+        await ctx.clock.sleep(3 * TTL)
+
+    job_id = (await app.enqueue(long, None)).job_id
+    faulty.failing.add("renew")
+    async with clock.autojump(), running(topology(app, faulty, clock, worker=SHORT)) as (_, ev):
+        await wait_until(clock, lambda: faulty.calls["renew"] >= 1, what="a renewal")
+        faulty.failing.clear()
+        job = await wait_state(inner, clock, job_id, JobState.SUCCEEDED)
+    assert job.attempt == 1
+    assert ev.of(JobLeaseLost) == []
+    warnings = [r.getMessage() for r in caplog.records if r.name == "actorq.leases"]
+    assert warnings[0] == "could not renew 1 lease(s): injected outage in renew"

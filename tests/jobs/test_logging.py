@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import attrs
 import pytest
 
 from actors.core import VirtualClock
@@ -63,14 +64,34 @@ async def test_a_failed_attempt_warns_with_its_traceback_and_a_dead_job_errs(
         assert record.exc_text is None or "Traceback" in record.exc_text
         fields = (record.job_id, record.job_kind, record.queue, record.attempt)  # type: ignore[attr-defined]
         assert fields == (job_id, "flaky", "mail", attempt)
+        assert record.max_attempts == 2  # type: ignore[attr-defined]
+        assert record.worker.startswith("n1/mail")  # type: ignore[attr-defined]
+        assert not hasattr(record, "trace_id")  # enqueued under no trace
     (dead,) = _records(caplog, logging.ERROR)
     assert dead.getMessage() == (
         f"job {job_id} (flaky) on queue 'mail' is dead after attempt 2/2: "
         f"attempts exhausted (2/2): {Boom.__module__}.Boom: smtp said no"
     )
     assert (dead.job_id, dead.attempt, dead.queue) == (job_id, 2, "mail")  # type: ignore[attr-defined]
+    assert dead.worker == second.worker  # type: ignore[attr-defined]
     assert SECRET not in caplog.text
     assert "Traceback" in caplog.text  # the handler's traceback is printed, by default
+
+
+async def test_the_records_of_a_job_enqueued_under_a_trace_carry_its_trace_id(
+    memory: MemoryTransport, clock: VirtualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    app = _app(memory)
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    headers = {"traceparent": f"00-{trace}-b7ad6b7169203331-01"}
+    (enqueued,) = await memory.enqueue_many(
+        [attrs.evolve(app.request("flaky", None), headers=headers)]
+    )
+    async with clock.autojump(), running(topology(app, memory, clock)):
+        await wait_final(memory, clock, [enqueued.job_id])
+    records = [*_records(caplog, logging.WARNING), *_records(caplog, logging.ERROR)]
+    assert [r.trace_id for r in records] == [trace] * 3  # type: ignore[attr-defined]
 
 
 async def test_a_poison_payload_is_logged_dead_without_the_payload(

@@ -249,10 +249,35 @@ async def test_an_exception_retries_with_backoff_until_max_attempts_then_dead(
     assert [e.at for e in job.errors] == pytest.approx(runs, abs=1.0)
     for error in job.errors:
         assert error.traceback is not None
+        assert error.traceback.startswith("Traceback (most recent call last):\n  File ")
         assert "in explodes" in error.traceback
         assert error.traceback.rstrip().endswith(f"Boom: kaput on attempt {error.attempt}")
         assert error.owner is not None
     assert job.errors[-1].message == job.last_error
+
+
+async def test_a_failures_message_is_its_exception_with_its_notes_cut_to_2000_characters(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """The error recorded for a raised exception is its class and message as Python prints
+    them, notes included, at most 2000 characters."""
+    app = App(memory)
+
+    @app.task("noted", max_attempts=2, backoff=Constant(seconds=1.0))
+    async def noted(ctx: JobContext, payload: Any) -> None:
+        if ctx.attempt == 1:
+            error = Boom("kaput")
+            error.add_note("see the runbook")
+            raise error
+        raise Boom("x" * 3000)
+
+    job_id = (await app.enqueue(noted, None)).job_id
+    async with clock.autojump(), running(topology(app, memory, clock)):
+        job = await wait_state(memory, clock, job_id, JobState.DEAD)
+    first, second = job.errors
+    assert first.message == f"{Boom.__module__}.Boom: kaput\nsee the runbook"
+    prefix = f"{Boom.__module__}.Boom: "
+    assert second.message.endswith(prefix + "x" * (2000 - len(prefix)))
 
 
 async def test_a_timeout_cancels_the_handler_and_counts_as_a_failure(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import anyio
@@ -28,10 +29,12 @@ CONFIG = WorkerConfig(lease_ttl=30.0, poll_interval=1.0, drain_timeout=DRAIN)
 
 
 async def test_a_running_job_finishes_within_the_drain_timeout(
-    memory: MemoryTransport, clock: VirtualClock
+    memory: MemoryTransport, clock: VirtualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``node.shutdown()`` waits for a running job shorter than the drain timeout: it
-    succeeds on its first attempt and nothing new is claimed meanwhile."""
+    succeeds on its first attempt and nothing new is claimed meanwhile. The Worker says it
+    drains, in an event and an INFO record naming its job."""
+    caplog.set_level(logging.INFO, logger="actorq.worker")
     app = App(memory)
     started = anyio.Event()
 
@@ -59,6 +62,10 @@ async def test_a_running_job_finishes_within_the_drain_timeout(
     assert [e.job_id for e in events.of(JobClaimed)] == [first]
     phases = [e.phase for e in events.of(ShutdownPhase)]
     assert phases == ["draining", "draining", "stopping", "stopped"]
+    assert all(began <= e.at <= began + took for e in events.of(ShutdownPhase))
+    worker = events.of(JobClaimed)[0].worker
+    draining = [r.getMessage() for r in caplog.records if r.name == "actorq.worker"]
+    assert f"{worker}: draining (job {first} running)" in draining
 
 
 async def test_a_job_outliving_the_drain_timeout_is_released_for_another_node(
