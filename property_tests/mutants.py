@@ -191,6 +191,20 @@ class ReapGivesAttemptBack(MemoryTransport):
         return reclaimed
 
 
+class ReapBacksOff(MemoryTransport):
+    """A reclaimed job waits a minute before it can run again (a lost lease treated as a failed
+    attempt with a backoff), though the reap reports it available: free slots sit idle."""
+
+    async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
+        reclaimed = await super().reap(limit=limit)
+        now = self._time.now()
+        for item in reclaimed:
+            row = self._store.jobs[item.job_id]
+            if row.state is JobState.AVAILABLE:
+                self._wait_until(row, now + 60.0, now)
+        return reclaimed
+
+
 class DedupeForgetsRunning(MemoryTransport):
     """Dedupe looks only at waiting jobs (an index on available/scheduled): once the first job
     runs, the same key enqueues a second active job."""

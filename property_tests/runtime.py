@@ -12,8 +12,10 @@ faults hypothesis chose and writes every answer of the store into a :class:`Jour
 :func:`check` then holds the run to the runtime's promises: no job is lost; a job runs on two
 workers at once only when the first lease truly expired before the second claim; a late
 finalize is refused; no handler starts on a lease that expired before it started (a node
-paused between its claim and the hand-off gives the job back instead); and every event of the
-stream is backed by what the store said.
+paused between its claim and the hand-off gives the job back instead); a claimed job starts at
+once, and a reaped job runs again within the poll interval of its reap while a node with a free
+slot stays unfaulted (unless that node's claims found older jobs for every slot); and every
+event of the stream is backed by what the store said.
 """
 
 from __future__ import annotations
@@ -76,6 +78,11 @@ from .strategies import RUNTIME_RNG, START
 
 #: The promise a resumed node breaks if it runs what it claimed before its pause.
 NO_STALE_START = "no handler starts on a lease that has already expired"
+#: The promise a Claimer that hoards, or one that sleeps past its poll with a slot free, breaks.
+RUNNING_AGAIN = (
+    "a claimed job starts at once, and a reaped job runs again within the poll interval while "
+    "a node has a slot free for it"
+)
 
 __all__ = [
     "TTL",
@@ -232,12 +239,15 @@ class NodeLink(ForwardingTransport):
 
     async def claim(self, queue: str, *, owner: str, limit: int, ttl: float) -> list[Lease]:
         leases = self._log(
-            "claim", (owner, ttl), await super().claim(queue, owner=owner, limit=limit, ttl=ttl)
+            "claim",
+            (owner, ttl, limit),
+            await super().claim(queue, owner=owner, limit=limit, ttl=ttl),
         )
         if leases and self.freeze:
             # The process froze with the reply unread: the node sees its claims only after the
             # pause, perhaps after their leases expired.
             self.paused_until = max(self.paused_until, self._virtual.now() + self.freeze)
+            self._log("freeze", self.freeze, None)
             self.freeze = 0.0
         if self._virtual.now() < self.paused_until:
             await self._virtual.sleep_until(self.paused_until)
@@ -268,6 +278,7 @@ class Run:
     ]  # (job, token, worker, start, end) per handler run
     journal: Journal
     trace: list[str]
+    scenario: Scenario
 
 
 async def run(scenario: Scenario, transport_cls: type[MemoryTransport] = MemoryTransport) -> Run:
@@ -342,7 +353,7 @@ async def run(scenario: Scenario, transport_cls: type[MemoryTransport] = MemoryT
                 await clock.sleep(1.0)
             tg.cancel_scope.cancel()
     jobs = {job_id: await store_view.get(job_id) for job_id in job_ids}
-    return Run(job_ids, jobs, events, runs, journal, trace)
+    return Run(job_ids, jobs, events, runs, journal, trace, scenario)
 
 
 @contextlib.contextmanager
@@ -387,7 +398,7 @@ def check(result: Run) -> None:
     for entry in result.journal.entries:
         now = entry.at
         if entry.call == "claim":
-            owner, ttl = entry.args
+            owner, ttl, _ = entry.args
             for lease in entry.result:
                 previous = latest.get(lease.job_id)
                 if previous is not None and previous.ended_at is None:
@@ -465,6 +476,8 @@ def check(result: Run) -> None:
                 f"{lease.claim_expires_at}",
             )
 
+    _check_running_again(result)
+
     # Two runs of one job overlap only when the first lease truly expired before the second claim.
     by_job: dict[int, list[tuple[int, int, str, float, float]]] = defaultdict(list)
     for handler_run in result.runs:
@@ -513,3 +526,99 @@ def check(result: Run) -> None:
             raise Violation(
                 JOBS_CONSERVED, f"{event} but the job ended {result.jobs[event.job_id].state}"
             )
+
+
+#: Virtual seconds a claimed job may take to start, and a reaped one beyond its node's claim
+#: gap: a claim, its hand-out and a handler's first line take no virtual time.
+START_SLACK = 0.25
+#: The longest a Claimer with a free slot goes without claiming while its store answers.
+CLAIM_GAP = max(WORKER.poll_interval, WORKER.error_backoff)
+
+
+def _faulted(result: Run, nodes: int) -> list[list[tuple[float, float]]]:
+    """When each node was paused, frozen or crashed: (start, end) windows."""
+    windows: list[list[tuple[float, float]]] = [[] for _ in range(nodes)]
+    for fault in result.scenario.faults:
+        at = START + fault.at
+        if fault.kind == "pause":
+            windows[fault.node].append((at, at + fault.length))
+        elif fault.kind == "crash":
+            windows[fault.node].append((at, float("inf")))
+    for entry in result.journal.entries:
+        if entry.call == "freeze":
+            windows[entry.node].append((entry.at, entry.at + entry.args))
+    return windows
+
+
+def _check_running_again(result: Run) -> None:
+    """A claimed job's handler starts at once on a node that stays up; a job reaped back to
+    available is claimed within the claim gap while some node had a free slot at the reap and
+    stayed unfaulted, unless every such node's claims filled their requests meanwhile."""
+    nodes = result.scenario.nodes
+    faulted = _faulted(result, nodes)
+
+    def steady(node: int, start: float, end: float) -> bool:
+        return not any(s <= end and e >= start for s, e in faulted[node])
+
+    def free(node: int, at: float) -> int:
+        """The node's slots not running a handler at ``at``."""
+        prefix = f"n{node}/"
+        busy = sum(
+            1
+            for _, _, worker, started, ended in result.runs
+            if worker.startswith(prefix) and started <= at < ended
+        )
+        return max(0, result.scenario.concurrency - busy)
+
+    starts: dict[int, float] = {token: started for _, token, _, started, _ in result.runs}
+    claims: list[tuple[float, int, int, list[Lease]]] = []  # (at, node, limit, leases)
+    for entry in result.journal.entries:
+        if entry.call == "claim":
+            claims.append((entry.at, entry.node, entry.args[2], entry.result))
+    for at, node, _, leases in claims:
+        for lease in leases:
+            started = starts.get(lease.token)
+            if (started is None or started > at + START_SLACK) and steady(
+                node, at, at + START_SLACK
+            ):
+                raise Violation(
+                    RUNNING_AGAIN,
+                    f"job {lease.job_id} claimed by node {node} at {at} (token {lease.token}) "
+                    f"started {'never' if started is None else f'at {started}'}",
+                )
+    for entry in result.journal.entries:
+        if entry.call != "reap":
+            continue
+        reaped_at = entry.at
+        deadline = reaped_at + CLAIM_GAP + START_SLACK
+        for item in entry.result:
+            if item.state is not JobState.AVAILABLE:
+                continue
+            again = next(
+                (
+                    at
+                    for at, _, _, leases in claims
+                    if at >= reaped_at and any(lease.job_id == item.job_id for lease in leases)
+                ),
+                None,
+            )
+            if again is not None and again <= deadline:
+                continue
+            for node in range(nodes):
+                if not free(node, reaped_at):
+                    continue  # no slot free: the job waits its turn
+                if not steady(node, reaped_at - CLAIM_GAP, deadline):
+                    continue
+                if any(
+                    n == node
+                    and reaped_at <= at <= deadline
+                    and len(leases) >= max(limit, free(node, at))
+                    for at, n, limit, leases in claims
+                ):
+                    continue  # its slots found older jobs
+                raise Violation(
+                    RUNNING_AGAIN,
+                    f"job {item.job_id} reaped at {reaped_at} was claimed again "
+                    f"{'never' if again is None else f'at {again}'} while node {node} had a "
+                    f"slot free",
+                )

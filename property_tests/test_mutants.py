@@ -29,6 +29,7 @@ from .mutants import (
     SQLITE_MUTANTS,
     ClaimWithoutLock,
     FinalizeIgnoresToken,
+    ReapBacksOff,
     ReapIgnoresExpiry,
     RenewIgnoresToken,
     SQLiteClaimWithoutLock,
@@ -109,7 +110,13 @@ def test_flow_suite_catches_broken_limiter(mutant: type, tmp_path: Path) -> None
     )
 
 
-RUNTIME_MUTANTS = (ClaimWithoutLock, RenewIgnoresToken, FinalizeIgnoresToken, ReapIgnoresExpiry)
+RUNTIME_MUTANTS = (
+    ClaimWithoutLock,
+    RenewIgnoresToken,
+    FinalizeIgnoresToken,
+    ReapIgnoresExpiry,
+    ReapBacksOff,
+)
 """The mutants a running cluster exposes on its own. (RenewRevivesExpired needs a renewal
 between a lease's expiry and the next reap, which the Reapers' one-second rhythm rarely leaves
 open: the stateful suite is the one that catches it.)"""

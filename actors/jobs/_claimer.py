@@ -221,6 +221,10 @@ class SlotStatistics:
     queue: str
     busy: int  # Workers running (or about to run) a job
     free: int  # Workers alive and waiting for one
+    #: The longest the Claimer goes without a claim while it has a free slot and its store
+    #: answers: the longer of its poll interval (a wake-up or a slot coming free cuts that
+    #: short) and its backoff after a failed call.
+    claim_gap: float
 
 
 class Claimer(Actor[ClaimerMessage]):
@@ -282,7 +286,12 @@ class Claimer(Actor[ClaimerMessage]):
         """The queue's slots now: busy Workers, and live ones waiting for a job."""
         live = sum(1 for worker in self._handed if worker.is_alive)
         busy = self._busy
-        return SlotStatistics(queue=self.queue, busy=busy, free=max(0, live - busy))
+        return SlotStatistics(
+            queue=self.queue,
+            busy=busy,
+            free=max(0, live - busy),
+            claim_gap=max(self._config.poll_interval, self._config.error_backoff),
+        )
 
     async def on_stop(self, reason: ExitReason) -> None:
         self._stopping = True

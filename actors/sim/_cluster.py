@@ -44,7 +44,7 @@ from ._faults import (
     StorageFault,
     WakeHub,
 )
-from ._invariants import Checker, Health
+from ._invariants import Checker, Health, NodeSlots
 from ._rng import derive_rng
 from ._trace import (
     ClockStepped,
@@ -145,6 +145,7 @@ class _Node:
         self.clock: NodeClock | None = None
         self.scope: anyio.CancelScope | None = None
         self.transport: FaultyTransport | None = None
+        self.topology: Topology | None = None  # the current incarnation's
         self.up = False
         self.pauses = 0  # active pauses of the current incarnation
 
@@ -187,6 +188,7 @@ class Cluster:
         self.trace = trace
         self.checker = checker
         self._health = health
+        checker.slots = self._slots
         self._hub = hub
         self._producer = producer
         self._worker = WorkerConfig(lease_ttl=config.lease_ttl, poll_interval=config.poll_interval)
@@ -310,10 +312,20 @@ class Cluster:
         bus.subscribe(lambda event: self._runtime_event(node, incarnation, event))
         node.clock = clock
         node.transport = transport
+        node.topology = topology
         node.up = True
         node.pauses = 0
         self.trace.add(node_id, NodeStarted(node=node_id, skew=node.offset))
         await self._tg.start(self._run_node, node, incarnation, topology, bus)
+
+    def _slots(self) -> list[NodeSlots]:
+        """Every live node's slots, per queue whose Claimer runs (for ``running_again``)."""
+        return [
+            (node.index, node.node_id, stats)
+            for node in self.nodes
+            if node.up and node.topology is not None
+            for stats in node.topology.slots()
+        ]
 
     def _runtime_event(self, node: _Node, incarnation: int, event: RuntimeEvent) -> None:
         # A dead incarnation's last twitches are not part of the story.
@@ -452,6 +464,7 @@ class Cluster:
         else:  # SKEW: a step of the node's clock
             self.faults[kind.value] += 1
             node.offset = max(-MAX_SKEW, min(MAX_SKEW, node.offset + fault.level))
+            health.stepped(node.index, now)
             if node.clock is not None:
                 node.clock.offset = node.offset
             self.trace.add(node.name, ClockStepped(node=node.name, offset=node.offset))

@@ -342,6 +342,7 @@ class FaultyTransport(ForwardingTransport):
         async def observed(inner: Transport) -> list[Lease]:
             leases = await inner.claim(queue, owner=owner, limit=limit, ttl=ttl)
             now = self._base.now()
+            self._checker.claim_made(self.node, queue, limit, len(leases), now)
             if leases:
                 self._checker.claimed(self.node, leases, now)
             eligible = inner.eligible.pop(queue, None) if isinstance(inner, Observed) else None
@@ -417,6 +418,7 @@ class FaultyTransport(ForwardingTransport):
     async def set_queue_config(self, config: QueueConfig) -> None:
         async def observed(inner: Transport) -> None:
             await inner.set_queue_config(config)
+            self._checker.configured(config.name)
             if not config.paused:
                 self._hub.notify({config.name: None})
 

@@ -18,6 +18,13 @@ Invariants (their names appear in reports):
 * ``single_leader``: a leader lease has at most one live holder.
 * ``recovery_bound``: an orphaned job is re-runnable within ``lease_ttl + reaper_interval`` of
   its holder's last renewal, whenever some node with a reaper was healthy meanwhile.
+* ``running_again``: a job reaped back to available starts again within the claim gap (the
+  poll interval, or the error backoff if longer) of its reap, plus ``RESTART_SLACK``, while a
+  node with a free slot of its queue stayed healthy and made no claim that filled its request
+  (so with ``recovery_bound``, a holder's death to its job running again is at most
+  ``lease_ttl + reaper_interval`` + that gap); a job claimed meanwhile starts at once. Jobs
+  under flow control (a concurrency key or a fair-share partition) and queues whose config was
+  set are left out: they may wait by design.
 * ``no_stale_start``: a handler starts (``JobClaimed``) only on its job's current claim, while
   that lease is live by the store's clock: a node that stalled between its claim and the
   hand-off gives the job back instead of running it.
@@ -54,12 +61,14 @@ Invariants (their names appear in reports):
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Sequence
 
 import attrs
 
 from actors.jobs import CronFired, FinalizeRefused, JobClaimed, JobLeaseLost
+from actors.jobs.lowlevel import SlotStatistics
 from transports import EnqueueRequest, EnqueueResult, JobState, JsonValue, OnFailure
 from transports.lowlevel import (
     Complete,
@@ -76,10 +85,16 @@ from transports.lowlevel import (
 
 from ._trace import Trace, TraceEntry, ViolationFound
 
-__all__ = ["Checker", "Health", "Violation"]
+__all__ = ["RESTART_SLACK", "Checker", "Health", "NodeSlots", "Violation"]
 
 #: Slack for comparing virtual times that went through an offset and back.
 EPSILON = 1e-6
+#: Virtual seconds a reaped job may take beyond its node's claim gap to start (``running_again``):
+#: a claim, its hand-out and the handler's first line take no virtual time on a healthy node.
+RESTART_SLACK = 0.25
+
+#: One live node's slots of one queue: (node slot, node id, the Claimer's statistics).
+NodeSlots = tuple[int, str, SlotStatistics]
 
 
 @attrs.frozen(kw_only=True)
@@ -117,6 +132,11 @@ class Health:
         self._since = [0.0] * nodes
         self._windows: list[list[tuple[float, float]]] = [[] for _ in range(nodes)]
         self._reaper = [False] * nodes
+        self._steps: list[list[float]] = [[] for _ in range(nodes)]
+
+    def stepped(self, node: int, now: float) -> None:
+        """The node's clock was stepped (a timer it had set may fire that much later)."""
+        self._steps[node].append(now)
 
     def down(self, node: int, now: float) -> None:
         """A reason to be unhealthy starts."""
@@ -152,8 +172,16 @@ class Health:
 
     def healthy(self, node: int, start: float, end: float) -> bool:
         """True when ``node`` ran a reaper and was healthy during all of ``[start, end]``."""
-        if not self._reaper[node]:
-            return False
+        return self._reaper[node] and self._unhurt(node, start, end)
+
+    def steady(self, node: int, start: float, end: float) -> bool:
+        """True when ``node`` was healthy during all of ``[start, end]`` and its clock was not
+        stepped then (its timers fired when they were due)."""
+        return self._unhurt(node, start, end) and not any(
+            start <= at <= end for at in self._steps[node]
+        )
+
+    def _unhurt(self, node: int, start: float, end: float) -> bool:
         if self._depth[node] and self._since[node] <= end:
             return False
         return not any(since <= end and until >= start for since, until in self._windows[node])
@@ -167,9 +195,12 @@ class _Job:
     """The checker's model of one job's lease."""
 
     __slots__ = (
+        "claimed_at",
+        "claimed_by",
         "claims",
         "expires_at",
         "extended_at",
+        "flow",
         "id",
         "key",
         "lost_at",
@@ -198,6 +229,22 @@ class _Job:
         self.lost_at: float | None = None
         self.parents: tuple[tuple[int, OnFailure], ...] = ()  # its edges, as enqueued
         self.claims = 0
+        self.flow = False  # under flow control (a concurrency key or a partition): may wait
+        self.claimed_by = ""  # the node of its last claim, and when
+        self.claimed_at = -math.inf
+
+
+@attrs.define
+class _Rerun:
+    """A reaped job that must start again soon (``running_again``)."""
+
+    job_id: int
+    queue: str
+    reaped_at: float
+    deadline: float
+    #: Nodes that had a free slot of the queue at the reap, by id -> (slot, claim gap); a
+    #: node leaves it when a claim of its filled its request (all its slots found work).
+    free: dict[str, tuple[int, float]]
 
 
 class Checker:
@@ -294,6 +341,13 @@ class Checker:
         self._due_at: dict[int, tuple[str, float]] = {}  # new job -> (partition, due time)
         #: Seconds from a job's due time to its first start, by partition ("": none).
         self.partition_waits: dict[str, list[float]] = {}
+        #: The live nodes' slots now, per queue (set by the run; read without yielding).
+        self.slots: Callable[[], Sequence[NodeSlots]] = lambda: ()
+        self._reruns: dict[int, _Rerun] = {}  # reaped job -> its pending start
+        self._rerun_due: list[tuple[float, int]] = []  # (deadline, job) heap
+        self._configured: set[str] = set()  # queues whose config was set: may be held
+        #: Reaped jobs checked by ``running_again`` (a node had a free slot at the reap).
+        self.reruns_checked = 0
         trace.listeners.append(self._follow)
 
     # --- violations -----------------------------------------------------------------------
@@ -340,6 +394,7 @@ class Checker:
         for request, result in zip(requests, results, strict=True):
             if not result.deduplicated and result.job_id not in jobs:
                 job = jobs[result.job_id] = _Job(result.job_id, request.queue, request.max_attempts)
+                job.flow = request.concurrency_key is not None or request.partition_key is not None
                 job.parents = tuple(
                     (
                         a.job_id if a.job_id is not None else results[a.index or 0].job_id,
@@ -350,6 +405,70 @@ class Checker:
                 if request.partition_key is not None and not request.after:
                     due = request.run_at if request.run_at is not None else now + request.delay
                     self._due_at[result.job_id] = (request.partition_key, due)
+
+    def claim_made(self, source: str, queue: str, limit: int, got: int, now: float) -> None:
+        """A claim of ``queue`` by node ``source`` asked for ``limit`` jobs and got ``got``:
+        one that filled its request, and every free slot of the node, excuses the node from
+        ``running_again`` (its slots found older work; the reaped jobs wait behind it)."""
+        self.check_reruns(now)
+        if not self._reruns:
+            return
+        free = max(
+            (s.free for _, node_id, s in self.slots() if node_id == source and s.queue == queue),
+            default=0,
+        )
+        if got < max(limit, free):
+            return
+        for rerun in self._reruns.values():
+            if rerun.queue == queue and rerun.reaped_at <= now + EPSILON:
+                rerun.free.pop(source, None)
+
+    def configured(self, queue: str) -> None:
+        """A queue's config was set (it may be paused, or capped): its jobs may wait."""
+        self._configured.add(queue)
+
+    def check_reruns(self, now: float) -> None:
+        """``running_again``: every reaped job whose time is up has started, or is excused."""
+        due = self._rerun_due
+        while due and due[0][0] < now - EPSILON and not self._trace.closed:
+            _, job_id = heapq.heappop(due)
+            rerun = self._reruns.pop(job_id, None)
+            if rerun is not None:
+                self._judge_rerun(rerun, now)
+
+    def _judge_rerun(self, rerun: _Rerun, now: float) -> None:
+        job = self.jobs[rerun.job_id]
+        waited = f"{now - rerun.reaped_at:.6f}s"
+        if job.token is not None:
+            # Claimed since the reap: its handler should have started on the spot.
+            if job.claimed_at >= rerun.reaped_at and self._steady(
+                job.claimed_by, job.claimed_at, min(now, rerun.deadline)
+            ):
+                self.violate(
+                    "running_again",
+                    f"job {job.id} was claimed by {job.claimed_by} "
+                    f"{job.claimed_at - rerun.reaped_at:.6f}s after its reap, but its handler "
+                    f"had not started {waited} after the reap",
+                )
+            return
+        state = self.state_of(job.id)
+        if rerun.queue in self._configured or state is None or state.is_final:
+            return  # held by its queue's config, or ended unclaimed (an operator's cancel)
+        for node_id, (index, gap) in sorted(rerun.free.items()):
+            if self.health.steady(index, rerun.reaped_at - gap, rerun.deadline):
+                self.violate(
+                    "running_again",
+                    f"job {job.id} waited {waited} unstarted after its reap (bound "
+                    f"{gap + RESTART_SLACK:g}s) while {node_id} had a free slot of queue "
+                    f"{rerun.queue!r} and no claim of its filled its request",
+                )
+                return
+
+    def _steady(self, node_id: str, start: float, end: float) -> bool:
+        for index, live_id, _ in self.slots():
+            if live_id == node_id:
+                return self.health.steady(index, start, end)
+        return False  # that incarnation is gone
 
     def fair_claimed(
         self, queue: str, eligible: Sequence[str] | None, leases: Sequence[Lease], now: float
@@ -438,6 +557,8 @@ class Checker:
             job.expires_at = lease.expires_at
             job.extended_at = now
             job.key = lease.job.concurrency_key
+            job.claimed_by = source
+            job.claimed_at = now
             self._longest_ttl = max(self._longest_ttl, lease.expires_at - now)
         for lease in leases:
             key = lease.job.concurrency_key
@@ -679,6 +800,7 @@ class Checker:
         """Expired leases were taken back: only expired ones, and in time."""
         if self._trace.closed:
             return  # the run is over
+        self.check_reruns(now)
         for r in reclaimed:
             self.reclaims += 1
             job = self.jobs.get(r.job_id)
@@ -712,6 +834,23 @@ class Checker:
                 job.restart_from = job.extended_at  # measured from the first holder's death
             job.lost_at = job.expires_at if r.state is JobState.AVAILABLE else None
             job.expires_at = -math.inf
+            if r.state is JobState.AVAILABLE and not job.flow:
+                self._expect_rerun(job, now)
+
+    def _expect_rerun(self, job: _Job, now: float) -> None:
+        free = {
+            node_id: (index, stats.claim_gap)
+            for index, node_id, stats in self.slots()
+            if stats.queue == job.queue and stats.free > 0
+        }
+        if not free:
+            return  # every slot of its queue is busy: it waits its turn
+        self.reruns_checked += 1
+        deadline = now + max(gap for _, gap in free.values()) + RESTART_SLACK
+        self._reruns[job.id] = _Rerun(
+            job_id=job.id, queue=job.queue, reaped_at=now, deadline=deadline, free=free
+        )
+        heapq.heappush(self._rerun_due, (deadline, job.id))
 
     def leader(
         self, source: str, name: str, holder: str, lease: LeaderLease | None, now: float
@@ -760,6 +899,7 @@ class Checker:
                 f"{why}",
             )
             return
+        self._reruns.pop(job.id, None)
         if job.restart_from is not None:
             self.restart.append(now - job.restart_from)
             job.restart_from = None
@@ -768,6 +908,7 @@ class Checker:
             job.lost_at = None
 
     def _follow(self, entry: TraceEntry) -> None:
+        self.check_reruns(entry.at)
         event = entry.event
         kind = type(event)
         if kind is JobClaimed:

@@ -75,6 +75,8 @@ class SimReport:
     restart: Distribution  # orphan: holder's last renewal -> its handler running again
     restart_bound: float  # lease TTL + reaper interval + poll interval (the wake-up)
     restart_late: int  # orphans that started past that bound (all slots busy, nodes down)
+    # reaped jobs ``running_again`` held to their bound (a node had a free slot at the reap)
+    reruns_checked: int
     # reaped lease's expiry -> handler running again: the history's recovery time
     recovered: Distribution
     recovered_samples: tuple[float, ...] = attrs.field(repr=False)
@@ -164,7 +166,8 @@ class SimReport:
             "had a healthy reaper",
             f"  orphan re-run (lease expiry -> claimed again): {self.rerun.render()}",
             f"  orphan restart (last renewal -> handler running again, bound "
-            f"{self.restart_bound:g}s): {self.restart.render()}; {self.restart_late} past it",
+            f"{self.restart_bound:g}s): {self.restart.render()}; {self.restart_late} past it; "
+            f"{self.reruns_checked} reaped with a slot free, each held to it (running_again)",
             f"  recovery time (lease expiry -> handler running again): {self.recovered.render()}",
             f"  cron: {self.cron_fires} ticks fired",
             (
@@ -212,6 +215,7 @@ class SweepRun:
     finalizes_refused: int
     recovery_bound: float
     recovery_late: int
+    reruns_checked: int
 
     @classmethod
     def of(cls, report: SimReport) -> SweepRun:
@@ -225,6 +229,7 @@ class SweepRun:
             finalizes_refused=report.finalizes_refused,
             recovery_bound=report.recovery_bound,
             recovery_late=report.recovery_late,
+            reruns_checked=report.reruns_checked,
         )
 
 
@@ -236,6 +241,7 @@ class SweepSummary:
     recovery: Distribution  # over every orphan of every run
     recovery_bound: float
     recovery_late: int
+    reruns_checked: int  # reaped jobs held to the running-again bound, over every run
     finalizes_refused: int
     sim_seconds: float
     wall_seconds: float
@@ -249,6 +255,7 @@ class SweepSummary:
             recovery=Distribution.of(recovery),
             recovery_bound=max((r.recovery_bound for r in runs), default=0.0),
             recovery_late=sum(r.recovery_late for r in runs),
+            reruns_checked=sum(r.reruns_checked for r in runs),
             finalizes_refused=sum(r.finalizes_refused for r in runs),
             sim_seconds=sum(r.sim_seconds for r in runs),
             wall_seconds=sum(r.wall_seconds for r in runs),
@@ -274,6 +281,8 @@ class SweepSummary:
             f"  orphan recovery (last renewal -> re-runnable, bound {self.recovery_bound:g}s): "
             f"{self.recovery.render()}; {self.recovery_late} past the bound, each while no node "
             "had a healthy reaper",
+            f"  running again: {self.reruns_checked} reaped jobs with a slot free, each started "
+            "within its node's claim gap of the reap",
             f"  finalizes refused for a stale token (late or repeated executions fenced off): "
             f"{self.finalizes_refused}",
             f"  speed: {self.sim_seconds:.0f} simulated s in {self.wall_seconds:.1f} wall s = "

@@ -174,6 +174,7 @@ async def run_simulation(
         ),
         faults=_fault_counts(cluster, trace, config),
         storage_errors=cluster.storage_errors,
+        reruns_checked=checker.reruns_checked,
         restarts=cluster.restarts,
         cron_fires=checker.cron_fires,
         worker_crashes=cluster.worker_crashes,

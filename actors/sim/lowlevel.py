@@ -8,7 +8,7 @@ from ._cli import SimHooks, config_from_argv, config_from_options, run_cli, sim_
 from ._clock import NodeClock
 from ._config import format_duration, parse_duration, parse_faults, parse_rates, parse_seeds
 from ._faults import Fault, FaultyTransport, NodeLink, WakeHub, plan_faults
-from ._invariants import Checker, Health
+from ._invariants import RESTART_SLACK, Checker, Health, NodeSlots
 from ._rng import derive_rng
 from ._simulate import run_simulation
 from ._trace import (
@@ -37,6 +37,7 @@ from ._trace import (
 from ._workload import Stage, WorkflowFactory
 
 __all__ = [
+    "RESTART_SLACK",
     "CancelRequested",
     "Checker",
     "ClockStepped",
@@ -52,6 +53,7 @@ __all__ = [
     "NodeLink",
     "NodePaused",
     "NodeResumed",
+    "NodeSlots",
     "NodeStarted",
     "OperatorActed",
     "PartitionHealed",

@@ -196,3 +196,22 @@ class TurnsForgottenTransport(Observed):
 def turns_forgotten(store: MemoryStore, clock: VirtualClock) -> Transport:
     """A transport whose fair-share rotation forgets every turn."""
     return TurnsForgottenTransport(store=store, clock=clock)
+
+
+class BackedOffReclaimTransport(MemoryTransport):
+    """A reap that puts every reclaimed job back a minute later (as if a lost lease were a
+    failed attempt with a backoff), while it reports the job available: a free node waits."""
+
+    async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
+        reclaimed = await super().reap(limit=limit)
+        now = self._time.now()
+        for r in reclaimed:
+            row = self._store.jobs[r.job_id]
+            if row.state is JobState.AVAILABLE:
+                self._wait_until(row, now + 60.0, now)
+        return reclaimed
+
+
+def backed_off_reclaim(store: MemoryStore, clock: VirtualClock) -> Transport:
+    """A transport whose reaped jobs wait a minute before they can run again."""
+    return BackedOffReclaimTransport(store=store, clock=clock)

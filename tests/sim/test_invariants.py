@@ -6,7 +6,8 @@ import attrs
 import pytest
 
 from actors.jobs import CronFired, JobClaimed
-from actors.sim.lowlevel import Health
+from actors.jobs.lowlevel import SlotStatistics
+from actors.sim.lowlevel import RESTART_SLACK, Health
 from transports import JobState
 from transports.lowlevel import (
     Complete,
@@ -19,7 +20,7 @@ from transports.lowlevel import (
     RenewResult,
 )
 
-from ._support import START, claim_one, make_rig
+from ._support import START, Rig, claim_one, job, make_rig
 
 pytestmark = pytest.mark.anyio
 
@@ -240,3 +241,121 @@ async def test_the_restart_of_an_orphan_is_measured_to_its_handlers_start() -> N
     rig.trace.add("n0.1", _started(second, START + 7.5))
     assert not rig.violations
     assert rig.checker.restart == [pytest.approx(7.5)]
+
+
+def _free_slot(rig: Rig, node: str = "n0.1", *, free: int = 1, gap: float = 1.0) -> None:
+    """Node slot 0 (``node``) has ``free`` free slots of queue "q", with a claim gap of ``gap``."""
+    stats = SlotStatistics(queue="q", busy=0, free=free, claim_gap=gap)
+    rig.checker.slots = lambda: [(0, node, stats)]
+    rig.checker.state_of = lambda job_id: JobState.AVAILABLE
+
+
+async def _reaped_job(rig: Rig) -> tuple[Lease, float]:
+    """A job whose lease lapsed and was reaped back to available; returns it and the reap's time."""
+    lease = await claim_one(rig, ttl=5.0)
+    reaped_at = START + 6.0
+    rig.checker.reaped("n0.1", [_reclaimed(lease.job_id, START + 5.0)], reaped_at)
+    return lease, reaped_at
+
+
+async def test_a_reaped_job_left_waiting_beside_a_free_slot_breaks_running_again() -> None:
+    """A reaped job still unstarted a claim gap (plus slack) after its reap, while a node that
+    stayed healthy had a free slot of its queue and no claim of its filled its request, is a
+    violation; within the bound it is not yet."""
+    rig = make_rig()
+    _free_slot(rig, gap=1.0)
+    _, reaped_at = await _reaped_job(rig)
+    assert rig.checker.reruns_checked == 1
+    rig.checker.check_reruns(reaped_at + 1.0 + RESTART_SLACK - 0.01)
+    rig.checker.claim_made("n0.1", "q", 1, 0, reaped_at + 1.0)  # found nothing: no excuse
+    assert not rig.violations
+    rig.checker.check_reruns(reaped_at + 1.0 + RESTART_SLACK + 0.01)
+    assert rig.violations == ["running_again"]
+    assert "free slot" in rig.checker.violation.detail  # type: ignore[union-attr]
+
+
+async def test_a_reaped_job_started_in_time_keeps_running_again() -> None:
+    """A reaped job claimed and started within the bound breaks nothing."""
+    rig = make_rig()
+    _free_slot(rig)
+    lease, reaped_at = await _reaped_job(rig)
+    second = attrs.evolve(lease, token=99, owner="w2", expires_at=reaped_at + 20.0)
+    rig.checker.claim_made("n0.1", "q", 1, 1, reaped_at + 0.5)
+    rig.checker.claimed("n0.1", [second], reaped_at + 0.5)
+    rig.trace.add("n0.1", _started(second, reaped_at + 0.5))
+    rig.checker.check_reruns(reaped_at + 60.0)
+    assert not rig.violations
+
+
+async def test_a_reaped_job_claimed_but_not_started_breaks_running_again() -> None:
+    """A healthy node that claimed the reaped job must start its handler at once."""
+    rig = make_rig()
+    _free_slot(rig)
+    lease, reaped_at = await _reaped_job(rig)
+    second = attrs.evolve(lease, token=99, owner="w2", expires_at=reaped_at + 20.0)
+    rig.checker.claim_made("n0.1", "q", 1, 1, reaped_at + 0.5)
+    rig.checker.claimed("n0.1", [second], reaped_at + 0.5)
+    rig.checker.check_reruns(reaped_at + 5.0)
+    assert rig.violations == ["running_again"]
+    assert "not started" in rig.checker.violation.detail  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "excuse",
+    ["full claim", "node down", "clock stepped", "no free slot", "cancelled", "configured"],
+)
+async def test_a_reaped_job_may_wait_when_no_free_slot_could_take_it(excuse: str) -> None:
+    """Each reason a reaped job may wait longer: the free node's claim filled its request (older
+    jobs took the slots), the node was unhealthy or its clock stepped, no slot was free at the
+    reap, an operator cancelled the job, or its queue's config (a pause, a cap) was set."""
+    rig = make_rig()
+    _free_slot(rig, free=0 if excuse == "no free slot" else 1)
+    if excuse == "configured":
+        rig.checker.configured("q")
+    _, reaped_at = await _reaped_job(rig)
+    if excuse == "full claim":
+        rig.checker.claim_made("n0.1", "q", 1, 1, reaped_at + 0.2)
+    elif excuse == "node down":
+        rig.health.down(0, reaped_at + 0.3)
+    elif excuse == "clock stepped":
+        rig.health.stepped(0, reaped_at + 0.3)
+    elif excuse == "cancelled":
+        rig.checker.state_of = lambda job_id: JobState.CANCELLED
+    rig.checker.check_reruns(reaped_at + 30.0)
+    assert not rig.violations
+    assert rig.checker.reruns_checked == (0 if excuse == "no free slot" else 1)
+
+
+async def test_a_reaped_job_under_flow_control_may_wait() -> None:
+    """A job with a concurrency key (or a partition) may wait for its key: not checked."""
+    rig = make_rig()
+    _free_slot(rig)
+    await rig.transport.enqueue_many([attrs.evolve(job(1), concurrency_key="k1")])
+    [lease] = await rig.transport.claim("q", owner="w1", limit=1, ttl=5.0)
+    rig.checker.reaped("n0.1", [_reclaimed(lease.job_id, START + 5.0)], START + 6.0)
+    rig.checker.check_reruns(START + 60.0)
+    assert not rig.violations
+    assert rig.checker.reruns_checked == 0
+
+
+def test_a_node_is_steady_while_healthy_and_its_clock_unstepped() -> None:
+    """``steady`` needs no reaper, but no fault window and no clock step in the interval."""
+    health = Health(1)
+    assert health.steady(0, 0.0, 1.0)
+    assert not health.healthy(0, 0.0, 1.0)  # no reaper
+    health.stepped(0, 5.0)
+    assert not health.steady(0, 4.0, 6.0)
+    assert health.steady(0, 5.5, 9.0)
+    health.down(0, 10.0)
+    assert not health.steady(0, 9.0, 11.0)
+
+
+async def test_a_claim_for_fewer_jobs_than_free_slots_excuses_nothing() -> None:
+    """A node whose claim got all it asked for but asked for fewer jobs than it had slots free
+    (a Claimer hoarding its slots) is still held to running_again."""
+    rig = make_rig()
+    _free_slot(rig, free=2)
+    _, reaped_at = await _reaped_job(rig)
+    rig.checker.claim_made("n0.1", "q", 1, 1, reaped_at + 0.2)
+    rig.checker.check_reruns(reaped_at + 30.0)
+    assert rig.violations == ["running_again"]

@@ -16,6 +16,7 @@ from actors.sim.lowlevel import OperatorActed, parse_faults, plan_faults
 from transports import JobState
 
 from ._broken import (
+    backed_off_reclaim,
     cool_blind,
     eager_reaper,
     fixed_window,
@@ -61,6 +62,15 @@ def test_a_reaper_ignoring_expiry_is_caught() -> None:
     report = _first_failure(SMALL, eager_reaper, range(1, 201))
     assert report.violation is not None
     assert report.violation.invariant == "reap_only_expired"
+
+
+def test_a_reap_that_holds_reclaimed_jobs_back_is_caught() -> None:
+    """A reap that reports a job available but lets it run only a minute later leaves a free
+    slot idle beside it: caught as running_again (long before the end's drain check)."""
+    report = _first_failure(SMALL, backed_off_reclaim, range(1, 201))
+    assert report.violation is not None
+    assert report.violation.invariant == "running_again"
+    assert "free slot" in report.violation.detail
 
 
 def test_a_limiter_ignoring_running_jobs_is_caught() -> None:
