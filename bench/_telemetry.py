@@ -14,14 +14,24 @@ cost, before the encoding and I/O a real exporter adds), a consumer span per run
 enqueue's producer spans are made before the clock starts); "tracing 10%" samples one trace
 in ten (``ParentBased(TraceIdRatioBased(0.1))``, as a busy deployment would). The issue's
 goal: at most 5% with metrics alone, 15% with tracing.
+
+Each backend runs: memory, SQLite (the embedded default) and PostgreSQL (``ACTORQ_TEST_POSTGRES_DSN``,
+a fresh schema per run, dropped after; skipped when no server answers). Tracing's cost is also
+printed in microseconds of CPU per job beside the SDK's own floor, measured in the same
+process: one ``start_span`` and ``end`` of a consumer span with the run's attributes, link and
+remote parent, through the same provider. A no-op job costs tens of microseconds, about
+what the SDK spends on one span, so that floor is the most of tracing's cost that no
+instrumentation of the runtime can remove.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +44,7 @@ from actors.jobs import App, JobContext, Topology, WorkerConfig
 
 JOBS = 5_000
 ROUNDS = 8
+DSN = os.environ.get("ACTORQ_TEST_POSTGRES_DSN", "postgresql://root@127.0.0.1:5432/test")
 VARIANTS = ("off", "metrics", "tracing", "metrics+tracing", "tracing 10%")
 
 
@@ -111,8 +122,91 @@ def _once(url: str, variant: str, jobs: int) -> tuple[float, float]:
     return anyio.run(main)
 
 
+def sdk_floor(ratio: float = 1.0, spans: int = 5_000) -> float:
+    """Microseconds of this process's CPU (the export thread counted) the SDK spends on one
+    consumer span like a run's (its attributes, a link, a remote parent): start and end."""
+    from opentelemetry import trace
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+
+    provider = _provider(ratio)
+    tracer = provider.get_tracer("actorq")
+    # Remote parents sampled as often as the enqueues' producer spans were (``ratio``).
+    parents = []
+    for flags in (TraceFlags(0), TraceFlags(1)):
+        remote = SpanContext(0x1F2E3D4C5B6A79880102030405060708, 0x1122334455667788, True, flags)
+        parent = trace.set_span_in_context(NonRecordingSpan(remote), Context())
+        parents.append((parent, (Link(remote, {"messaging.operation.type": "send"}),)))
+    try:
+        started = time.process_time()
+        for n in range(spans):
+            parent, links = parents[int((n + 1) * ratio) > int(n * ratio)]
+            tracer.start_span(
+                "process default",
+                context=parent,
+                kind=SpanKind.CONSUMER,
+                links=links,
+                attributes={
+                    "messaging.system": "actorq",
+                    "messaging.operation.type": "process",
+                    "messaging.operation.name": "run",
+                    "messaging.destination.name": "default",
+                    "messaging.message.id": str(n),
+                    "actorq.job.kind": "noop",
+                    "actorq.job.attempt": 1,
+                    "actorq.job.max_attempts": 3,
+                    "actorq.worker": "node/default/1",
+                },
+            ).end()
+        provider.force_flush()
+        return (time.process_time() - started) / spans * 1e6
+    finally:
+        provider.shutdown()
+
+
+def _backends(
+    folder: str, print_fn: Callable[[str], object]
+) -> list[tuple[str, Callable[[int], str], int]]:
+    backends: list[tuple[str, Callable[[int], str], int]] = [
+        ("memory", lambda n: "memory://", JOBS),
+        ("sqlite", lambda n: f"sqlite:///{Path(folder) / f'telemetry{n}.db'}", JOBS // 2),
+    ]
+    try:
+        import asyncpg
+
+        async def reachable() -> None:
+            conn = await asyncpg.connect(DSN, timeout=5)
+            await conn.close()
+
+        anyio.run(reachable)
+    except (ImportError, OSError) as exc:
+        print_fn(f"   postgresql: skipped ({exc})")
+        return backends
+    backends.append(
+        ("postgres", lambda n: f"{DSN}?schema=bench_tel_{uuid.uuid4().hex[:10]}", 2_000)
+    )
+    return backends
+
+
+def _drop_schemas() -> None:
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(DSN)
+        try:
+            for (schema,) in await conn.fetch(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench_tel_%'"
+            ):
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    anyio.run(drop)
+
+
 def run(print_fn: Callable[[str], object] = print) -> None:
-    """Print the drain throughput of each variant and its ratio to telemetry off."""
+    """Print the drain throughput of each variant and its ratio to telemetry off, and the cost
+    of tracing per job beside the SDK's own floor."""
     try:
         import opentelemetry.sdk  # noqa: F401
         import prometheus_client  # noqa: F401
@@ -126,33 +220,56 @@ def run(print_fn: Callable[[str], object] = print) -> None:
         "   per CPU second of this process (the SDK's export thread counted) and per wall"
         " second; tracing: a BatchSpanProcessor, its spans dropped by the exporter"
     )
+    floors = {1.0: statistics.median(sdk_floor(1.0) for _ in range(3))}
+    floors[0.1] = statistics.median(sdk_floor(0.1) for _ in range(3))
     with tempfile.TemporaryDirectory() as folder:
-        for label, make_url, jobs in (
-            ("memory", lambda n: "memory://", JOBS),
-            ("sqlite", lambda n: f"sqlite:///{Path(folder) / f'telemetry{n}.db'}", JOBS // 2),
-        ):
-            wall: dict[str, list[float]] = {v: [] for v in VARIANTS}
-            cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
-            n = 0
-            for round_ in range(ROUNDS):
-                # Each round in another order, so no variant always runs first or last.
-                shift = round_ % len(VARIANTS)
-                for variant in VARIANTS[shift:] + VARIANTS[:shift]:
-                    n += 1
-                    gc.collect()  # the previous run's garbage is not this one's cost
-                    per_wall, per_cpu = _once(make_url(n), variant, jobs)
-                    wall[variant].append(per_wall)
-                    cpu[variant].append(per_cpu)
-            base_cpu = statistics.median(cpu["off"])
-            base_wall = statistics.median(wall["off"])
-            for variant in VARIANTS:
-                c = statistics.median(cpu[variant])
-                w = statistics.median(wall[variant])
-                print_fn(
-                    f"{label:7} {variant:16} cpu {c:>8,.0f} jobs/s {c / base_cpu:6.1%} of off"
-                    f" (cost {1 - c / base_cpu:+.1%}) | wall {w:>8,.0f} jobs/s"
-                    f" {w / base_wall:6.1%} (runs: {', '.join(f'{r:,.0f}' for r in wall[variant])})"
-                )
+        backends = _backends(folder, print_fn)
+        try:
+            for label, make_url, jobs in backends:
+                _backend(print_fn, label, make_url, jobs, floors)
+        finally:
+            if any(label == "postgres" for label, _, _ in backends):
+                _drop_schemas()
+    print_fn(
+        f"   the SDK's own consumer span (start + end, same attributes, link and parent): "
+        f"{floors[1.0]:.1f} us of CPU sampled, {floors[0.1]:.1f} us at 10% sampling"
+    )
+
+
+def _backend(
+    print_fn: Callable[[str], object],
+    label: str,
+    make_url: Callable[[int], str],
+    jobs: int,
+    floors: dict[float, float],
+) -> None:
+    wall: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    n = 0
+    for round_ in range(ROUNDS):
+        # Each round in another order, so no variant always runs first or last.
+        shift = round_ % len(VARIANTS)
+        for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+            n += 1
+            gc.collect()  # the previous run's garbage is not this one's cost
+            per_wall, per_cpu = _once(make_url(n), variant, jobs)
+            wall[variant].append(per_wall)
+            cpu[variant].append(per_cpu)
+    base_cpu = statistics.median(cpu["off"])
+    base_wall = statistics.median(wall["off"])
+    for variant in VARIANTS:
+        c = statistics.median(cpu[variant])
+        w = statistics.median(wall[variant])
+        extra = ""
+        if "tracing" in variant and "metrics" not in variant:
+            per_job = (1 / c - 1 / base_cpu) * 1e6
+            floor = floors[0.1 if "10%" in variant else 1.0]
+            extra = f" | {per_job:+.1f} us/job, SDK floor {floor:.1f}"
+        print_fn(
+            f"{label:8} {variant:16} cpu {c:>8,.0f} jobs/s {c / base_cpu:6.1%} of off"
+            f" (cost {1 - c / base_cpu:+.1%}) | wall {w:>8,.0f} jobs/s"
+            f" {w / base_wall:6.1%}{extra} (runs: {', '.join(f'{r:,.0f}' for r in wall[variant])})"
+        )
 
 
 if __name__ == "__main__":
