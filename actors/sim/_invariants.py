@@ -20,9 +20,10 @@ Invariants (their names appear in reports):
   its holder's last renewal, whenever some node with a reaper was healthy meanwhile.
 * ``running_again``: a job reaped back to available starts again within the claim gap (the
   poll interval, or the error backoff if longer) of its reap, plus ``RESTART_SLACK``, while a
-  node with a free slot of its queue stayed healthy and made no claim that filled its request
-  (so with ``recovery_bound``, a holder's death to its job running again is at most
-  ``lease_ttl + reaper_interval`` + that gap); a job claimed meanwhile starts at once. Jobs
+  node with a free slot of its queue stayed healthy, its clock unstepped, and made no claim
+  that filled both its request and its free slots (older jobs took them). With
+  ``recovery_bound``, a holder's death to its job running again is then at most
+  ``lease_ttl + reaper_interval`` + that gap. A job claimed meanwhile starts at once. Jobs
   under flow control (a concurrency key or a fair-share partition) and queues whose config was
   set are left out: they may wait by design.
 * ``no_stale_start``: a handler starts (``JobClaimed``) only on its job's current claim, while
