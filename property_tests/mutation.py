@@ -59,6 +59,10 @@ class Group:
     # Globs of the mutants to run (empty: all): a slow group may run its aim families only;
     # the rest are reported as not checked.
     only: tuple[str, ...] = ()
+    # Seconds any one test may take under a mutant (None: the project's own timeout). A
+    # mutant that hangs a test (a supervisor restarting a crashing actor at once, so virtual
+    # time never moves) then fails that test, instead of running to mutmut's timeout.
+    test_timeout: float | None = None
 
 
 def _equivalents(prefix: str, reasons: Mapping[str, Sequence[str]]) -> dict[str, str]:
@@ -324,6 +328,8 @@ GROUPS = (
         ),
         # The runtime's logic does not depend on the backend: judge it on memory alone.
         args=("-k", "not sqlite and not postgres"),
+        # Its slowest test takes about a second; a hung one cost each mutant 5 s or more.
+        test_timeout=3.0,
         families=(
             # Log records, shutdown-phase events and slot statistics: no lease logic.
             (r"\._claimer\.xǁClaimerǁstatistics__", "other"),
@@ -569,10 +575,15 @@ def _configure(dest: Path, group: Group) -> None:
         f.write(config)
 
 
-def _mutmut(dest: Path, *args: str, check: bool = True) -> str:
+def _mutmut(dest: Path, *args: str, check: bool = True, group: Group | None = None) -> str:
     mutmut = Path(sys.executable).with_name("mutmut")
+    env = dict(os.environ)
+    if group is not None and group.test_timeout is not None:
+        # pytest-timeout reads it before the config file's (the environment is not part of
+        # the configuration mutmut keys its verdicts by).
+        env["PYTEST_TIMEOUT"] = f"{group.test_timeout:g}"
     done = subprocess.run(
-        [str(mutmut), *args], cwd=dest, capture_output=True, text=True, check=False
+        [str(mutmut), *args], cwd=dest, capture_output=True, text=True, check=False, env=env
     )
     if check and done.returncode != 0:
         output = (done.stdout + done.stderr)[-4000:]
@@ -586,7 +597,7 @@ def run_group(group: Group, children: int) -> Result:
     _copy_tree(dest)
     _configure(dest, group)
     started = time.monotonic()
-    _mutmut(dest, "run", "--max-children", str(children), *group.only)
+    _mutmut(dest, "run", "--max-children", str(children), *group.only, group=group)
     (dest / _SECONDS).write_text(f"{time.monotonic() - started:.1f}\n")
     return collect(group)
 
@@ -610,7 +621,7 @@ def rerun_survivors(group: Group, children: int) -> Result:
     survivors = [m for m, status in last.statuses.items() if status in _SURVIVED]
     verdicts = _verdicts(dest)
     if survivors:
-        _mutmut(dest, "run", "--max-children", str(children), *survivors)
+        _mutmut(dest, "run", "--max-children", str(children), *survivors, group=group)
     # mutmut forgets every verdict when the test selection changed; the others stand (the
     # mutated code is the same, and tests were only added to).
     _restore(dest, verdicts, keep=set(survivors))

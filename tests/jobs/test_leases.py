@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from random import Random
 from typing import Any
 
@@ -96,7 +97,7 @@ async def test_heartbeats_follow_the_nodes_clock_not_the_stores(
     assert ev.of(JobLeaseLost) == []
 
 
-@pytest.mark.parametrize(("task_ttl", "sleep"), [(1.5, 20.0), (300.0, 200.0)])
+@pytest.mark.parametrize(("task_ttl", "sleep"), [(1.5, 20.0), (6.0, 40.0), (300.0, 200.0)])
 async def test_a_tasks_own_lease_ttl_is_used_for_its_jobs(
     memory: MemoryTransport, clock: VirtualClock, task_ttl: float, sleep: float
 ) -> None:
@@ -153,7 +154,7 @@ class _FrozenAfterClaim(FaultyTransport):
     ids=["jump-past-ttl", "pause-past-ttl", "pause-into-the-margin", "jump-far"],
 )
 async def test_a_claim_seen_after_its_lease_lapsed_is_given_back_unstarted(
-    clock: VirtualClock, gap: float, jump: bool
+    clock: VirtualClock, gap: float, jump: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     """When the node's clock says a claimed lease has expired or is about to (less than
     ``start_margin`` of its TTL left, from when the claim was sent) by the time its Worker would
@@ -181,6 +182,12 @@ async def test_a_claim_seen_after_its_lease_lapsed_is_given_back_unstarted(
     # takes the expired lease back first, and that claim's attempt stays spent.
     assert job.attempt == (2 if jump else 1)
     assert ev.of(JobLeaseLost) == []
+    (warning,) = [r.getMessage() for r in caplog.records if "not starting" in r.getMessage()]
+    assert re.fullmatch(
+        rf"n1/default/[\d.]+: not starting job {job_id}, its lease \(claimed {gap:.3f}s ago, "
+        r"ttl 6s\) is about to expire; giving it back",
+        warning,
+    ), warning
 
 
 # --- a lease lost mid-handler ---------------------------------------------------------------
@@ -426,6 +433,7 @@ async def test_extend_lease_raises_lease_lost_once_the_job_is_someone_elses(
             raise
         outcomes.append("kept the lease")
 
+    await inner.enqueue(EnqueueRequest(kind="k", queue="elsewhere"))  # job ids apart from tokens
     job_id = (await app.enqueue(loses_lease, None)).job_id
     async with (
         clock.autojump(),
@@ -528,7 +536,8 @@ async def test_an_extended_lease_is_next_renewed_a_period_after_the_extension(
     """``extend_lease()`` restarts its lease's renewal period in the LeaseKeeper: while a
     shorter-lived lease makes the keeper beat every second, the extended lease is renewed
     ``ttl * renew_fraction`` after the extension (not when it was due from its last renewal,
-    nor at once), and from then on goes on being renewed."""
+    nor at once), and from then on goes on being renewed; a lease claimed meanwhile is first
+    renewed a period after its claim."""
     app = App(memory)
     config = WorkerConfig(lease_ttl=30.0, poll_interval=1.0, drain_timeout=5.0)
     seen: dict[str, float] = {}
@@ -539,26 +548,39 @@ async def test_an_extended_lease_is_next_renewed_a_period_after_the_extension(
 
     @app.task("extends.late")
     async def extends_late(ctx: JobContext, payload: Any) -> None:
-        await ctx.clock.sleep(12.0)  # renewed once, at 10 s: due again at 20 s
-        await ctx.extend_lease()  # now due at 22 s
+        # Off the keeper's beats (every whole second from 10 s on): renewed once, at 10 s,
+        # and due again at 20 s.
+        await ctx.clock.sleep(12.5)
+        await ctx.extend_lease()  # now due at 22.5 s
         extended = (await memory.get(ctx.job_id)).lease_expires_at
         assert extended is not None
         seen["extended"] = extended - ctx.clock.now()
-        await ctx.clock.sleep(8.5)  # the beat at 19 s or so leaves it alone
+        await ctx.clock.sleep(8.0)  # the beat at 19 s leaves it alone
         seen["unchanged"] = (await memory.get(ctx.job_id)).lease_expires_at - extended  # type: ignore[operator]
-        await ctx.clock.sleep(3.5)  # renewed at 21 s or so
+        await ctx.clock.sleep(3.2)  # renewed by the beat at 22 s, once
         seen["renewed"] = (await memory.get(ctx.job_id)).lease_expires_at - extended  # type: ignore[operator]
         await ctx.clock.sleep(60.0)
 
+    @app.task("joins.late")
+    async def joins_late(ctx: JobContext, payload: Any) -> None:
+        claimed = (await memory.get(ctx.job_id)).lease_expires_at
+        await ctx.clock.sleep(7.0)  # its first renewal is due 10 s after its claim
+        seen["joined"] = (await memory.get(ctx.job_id)).lease_expires_at - claimed  # type: ignore[operator]
+
     brief_id = (await app.enqueue(brief, None)).job_id
     late_id = (await app.enqueue(extends_late, None)).job_id
-    node = topology(app, memory, clock, worker=config, concurrency=2)
+    node = topology(app, memory, clock, worker=config, concurrency=3)
     async with clock.autojump(), running(node) as (_, ev):
+        await clock.sleep(12.3)  # the keeper beats every second by now
+        joined_id = (await app.enqueue(joins_late, None)).job_id
         await wait_state(memory, clock, brief_id, JobState.SUCCEEDED, timeout=120.0)
         job = await wait_state(memory, clock, late_id, JobState.SUCCEEDED, timeout=120.0)
+        await wait_state(memory, clock, joined_id, JobState.SUCCEEDED, timeout=120.0)
+    # A lease held from a claim is first renewed a period after the claim, whatever the beat.
+    assert seen["joined"] == 0.0
     assert seen["extended"] == pytest.approx(30.0)
     assert seen["unchanged"] == 0.0
-    assert 8.0 < seen["renewed"] < 11.0
+    assert seen["renewed"] == pytest.approx(9.5)
     assert job.attempt == 1
     assert ev.of(JobLeaseLost) == []
 
@@ -737,3 +759,58 @@ async def test_a_failed_renewal_warns_and_the_next_beat_renews(
     assert ev.of(JobLeaseLost) == []
     warnings = [r.getMessage() for r in caplog.records if r.name == "actorq.leases"]
     assert warnings[0] == "could not renew 1 lease(s): injected outage in renew"
+
+
+async def test_a_slow_renewal_is_not_overlapped_by_the_next_beat(clock: VirtualClock) -> None:
+    """While a renewal call is still out (a slow store), the beats that come due start no
+    second one: the leases are renewed by one call at a time."""
+    inner = MemoryTransport(clock=clock)
+    faulty = FaultyTransport(inner)
+    app = App(inner)
+
+    @app.task("long")
+    async def long(ctx: JobContext, payload: Any) -> None:
+        await ctx.clock.sleep(20.0)
+
+    job_id = (await app.enqueue(long, None)).job_id
+    gate = anyio.Event()
+    faulty.gates["renew"] = gate
+    async with clock.autojump(), running(topology(app, faulty, clock, worker=SHORT)):
+        await wait_until(clock, lambda: faulty.calls["renew"] >= 1, what="a renewal")
+        await clock.sleep(2.5)  # the next beat (every 2 s) comes and goes
+        assert faulty.calls["renew"] == 1
+        gate.set()
+        job = await wait_state(inner, clock, job_id, JobState.SUCCEEDED)
+    assert job.attempt == 1
+
+
+async def test_leases_coming_in_all_the_time_do_not_hold_the_beat_back(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """New leases of the same TTL arriving more often than the renewal period (a busy queue)
+    do not keep putting the keeper's beat off: a long job's lease is renewed all along."""
+    app = App(memory)
+    left: list[float] = []
+
+    @app.task("long")
+    async def long(ctx: JobContext, payload: Any) -> None:
+        for _ in range(8):
+            await ctx.clock.sleep(TTL / 2)
+            job = await memory.get(ctx.job_id)
+            assert job.lease_expires_at is not None
+            left.append(job.lease_expires_at - ctx.clock.now())
+
+    @app.task("blip")
+    async def blip(ctx: JobContext, payload: Any) -> None:
+        return None
+
+    job_id = (await app.enqueue(long, None)).job_id
+    node = topology(app, memory, clock, worker=SHORT, concurrency=2)
+    async with clock.autojump(), running(node) as (_, ev):
+        while not left or len(left) < 8:
+            await app.enqueue(blip, None)  # claimed at once: a new lease every 0.7 s
+            await clock.sleep(0.7)
+        job = await wait_state(memory, clock, job_id, JobState.SUCCEEDED)
+    assert job.attempt == 1
+    assert all(x > 0 for x in left), left
+    assert ev.of(JobLeaseLost) == []

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
 from typing import Any
 
+import attrs
 import pytest
 
 from actors.core import VirtualClock
@@ -19,7 +22,7 @@ from actors.jobs import (
 )
 from transports import JobState, MemoryTransport
 
-from ._support import START, FaultyTransport, running, topology, wait_final
+from ._support import START, FaultyTransport, running, topology, wait_final, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -77,3 +80,50 @@ async def test_a_storage_outage_loses_nothing(clock: VirtualClock, outage: float
     # Cron fires again after the outage.
     after = [e.tick for e in events.of(CronFired) if e.tick > START + 5 + outage]
     assert after
+
+
+class _Timed(FaultyTransport):
+    """Notes the clock time of each finalize call."""
+
+    def __init__(self, inner: MemoryTransport, clock: VirtualClock) -> None:
+        super().__init__(inner)
+        self.node_clock = clock
+        self.finalized_at: list[float] = []
+
+    async def _before(self, name: str) -> None:
+        if name == "finalize":
+            self.finalized_at.append(self.node_clock.now())
+        await super()._before(name)
+
+
+async def test_a_finalize_the_store_refuses_warns_and_is_retried_with_a_doubling_pause(
+    clock: VirtualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the store refuses a finalize, the Claimer warns (its owner, how many jobs, the
+    error) and tries again after ``error_backoff``, doubling the pause up to the renewal
+    period; once the store answers, the outcome is stored."""
+    caplog.set_level(logging.WARNING, logger="actorq.worker")
+    inner = MemoryTransport(clock=clock)
+    timed = _Timed(inner, clock)
+    app = _app(inner)
+    owners: list[str] = []
+
+    @app.task("quick")
+    async def quick(ctx: JobContext, payload: Any) -> None:
+        owners.append(ctx.lease.owner)
+
+    job_id = (await app.enqueue("quick", None)).job_id
+    timed.failing.add("finalize")
+    config = attrs.evolve(CONFIG, error_backoff=1.0, lease_ttl=30.0)  # renewals every 10 s
+    async with clock.autojump(), running(topology(app, timed, clock, worker=config)):
+        await wait_until(clock, lambda: len(timed.finalized_at) >= 7, timeout=120.0, what="7 tries")
+        timed.failing.clear()
+        (job,) = (await wait_final(inner, clock, [job_id])).values()
+    assert job.state is JobState.SUCCEEDED
+    tries = timed.finalized_at
+    assert [b - a for a, b in itertools.pairwise(tries[:6])] == pytest.approx(
+        [1.0, 2.0, 4.0, 8.0, 10.0]
+    )
+    (owner,) = owners
+    warnings = [r.getMessage() for r in caplog.records if "finalize" in r.getMessage()]
+    assert warnings[0] == f"{owner} could not finalize 1 job(s): injected outage in finalize"

@@ -20,7 +20,7 @@ from actors.jobs import (
 )
 from transports import JobFilter, JobState, MemoryTransport, Transport
 
-from ._support import running, start_node, topology, wait_state, wait_until
+from ._support import FaultyTransport, running, start_node, topology, wait_state, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -184,3 +184,36 @@ async def test_nothing_outlives_the_node(memory: MemoryTransport, clock: Virtual
         assert memory.store.running == {}  # every lease was given back
     counts = {c.queue: dict(c.by_state) for c in await memory.counts()}
     assert counts == {"default": {JobState.AVAILABLE: 5}}
+
+
+async def test_a_claim_answered_after_the_shutdown_began_gives_its_jobs_back_unstarted(
+    clock: VirtualClock,
+) -> None:
+    """Jobs that a claim in flight brings back once the node has begun to shut down are not
+    started, though their Workers are still free: they are given back at once, attempts
+    refunded."""
+    inner = MemoryTransport(clock=clock)
+    faulty = FaultyTransport(inner)
+    app = App(inner)
+    ran: list[int] = []
+
+    @app.task("late")
+    async def late(ctx: JobContext, payload: int) -> None:
+        ran.append(payload)
+
+    gate = anyio.Event()
+    faulty.gates["claim"] = gate
+    ids = [(await app.enqueue(late, n)).job_id for n in range(2)]
+    async with (
+        clock.autojump(),
+        running(topology(app, faulty, clock, worker=CONFIG, concurrency=2)) as (node, _),
+    ):
+        await wait_until(clock, lambda: faulty.calls["claim"] >= 1, what="a claim in flight")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(node.shutdown)
+            await clock.sleep(0.1)  # the Claimer is told to stop; its claim is still out
+            gate.set()
+    assert ran == []
+    for job_id in ids:
+        job = await inner.get(job_id)
+        assert (job.state, job.attempt) == (JobState.AVAILABLE, 0)
