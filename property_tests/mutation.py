@@ -311,6 +311,7 @@ GROUPS = (
             "tests/jobs/test_decide.py",
             "tests/jobs/test_leases.py",
             "tests/jobs/test_handoff.py",
+            "tests/jobs/test_execute.py",
             "tests/jobs/test_outcomes.py",
             "tests/jobs/test_shutdown.py",
             "tests/jobs/test_supervisor.py",

@@ -125,6 +125,22 @@ async def test_outcomes_handed_back_within_the_finalize_delay_are_stored_in_one_
     assert stored == [pytest.approx(START + 1.05, abs=0.005)] * 3
 
 
+async def test_a_result_over_the_stores_own_limit_ends_the_job_dead(clock: VirtualClock) -> None:
+    """The limit a node holds a handler's result to is its store's, not the default."""
+    async with MemoryTransport(clock=clock, max_result_bytes=100) as small:
+        app = App(small)
+
+        @app.task("wordy")
+        async def wordy(ctx: JobContext, payload: Any) -> str:
+            return "x" * 200
+
+        job_id = (await app.enqueue(wordy, None)).job_id
+        async with clock.autojump(), running(topology(app, small, clock)):
+            job = await wait_state(small, clock, job_id, JobState.DEAD)
+    assert job.last_error is not None
+    assert "over the limit of 100" in job.last_error
+
+
 # --- retries ----------------------------------------------------------------------------------
 
 

@@ -1,0 +1,191 @@
+"""``execute`` on its own: what one claimed job's run decides, without a Worker or a node."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from random import Random
+from typing import Any
+
+import pytest
+
+from actors.core import VirtualClock
+from actors.jobs import App, JobClaimed, JobContext, LeaseLost
+from actors.jobs.lowlevel import EventBus, Execution, execute, request_cancel
+from transports import EnqueueRequest, Job, MemoryTransport
+from transports.lowlevel import Cancel, Complete, Discard, Lease, Outcome, RenewResult
+
+from ._support import Recorder
+
+pytestmark = pytest.mark.anyio
+
+
+async def _renew() -> RenewResult:
+    return RenewResult.RENEWED
+
+
+async def _lease(memory: MemoryTransport, kind: str, payload: Any = None) -> Lease:
+    await memory.enqueue(EnqueueRequest(kind=kind, queue="q", payload=payload))
+    (lease,) = await memory.claim("q", owner="n/q", limit=1, ttl=30.0)
+    return lease
+
+
+async def _run(
+    run: Execution,
+    app: App,
+    clock: VirtualClock,
+    memory: MemoryTransport,
+    events: EventBus | None = None,
+) -> tuple[Outcome | None, float]:
+    return await execute(
+        run,
+        app=app,
+        clock=clock,
+        rng=Random(0),
+        worker="w",
+        events=events or EventBus(),
+        renew=_renew,
+        max_result_bytes=memory.max_result_bytes,
+        transport=memory,
+    )
+
+
+def _app() -> App:
+    app = App()
+
+    @app.task("slow")
+    async def slow(ctx: JobContext, payload: Any) -> None:
+        await ctx.clock.sleep(2.0)
+
+    @app.task("typed")
+    async def typed(ctx: JobContext, payload: int) -> None:
+        return None
+
+    return app
+
+
+async def test_a_run_publishes_its_claim_with_the_recovery_it_ends(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """``JobClaimed`` names the job, its attempt, the claim's token and, for a job taken back
+    from a lost lease, when that lease expired."""
+    await memory.enqueue(EnqueueRequest(kind="slow", queue="q"))
+    (first,) = await memory.claim("q", owner="n/q", limit=1, ttl=1.0)
+    clock.advance(2.0)
+    await memory.reap()
+    (lease,) = await memory.claim("q", owner="n/q", limit=1, ttl=30.0)
+    assert lease.lost_at is not None
+    events = EventBus()
+    recorder = Recorder()
+    events.subscribe(recorder)
+    async with clock.autojump():
+        outcome, duration = await _run(Execution(lease), _app(), clock, memory, events)
+    assert (outcome, duration) == (Complete(), pytest.approx(2.0))
+    (claimed,) = recorder.of(JobClaimed)
+    assert (claimed.job_id, claimed.kind, claimed.queue, claimed.attempt) == (
+        first.job_id,
+        "slow",
+        "q",
+        2,
+    )
+    assert (claimed.worker, claimed.token, claimed.lost_at) == ("w", lease.token, lease.lost_at)
+
+
+async def test_nobody_listening_the_running_time_is_not_measured(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """The handler's running time is only for events: with no subscriber it is 0."""
+    lease = await _lease(memory, "slow")
+    async with clock.autojump():
+        assert await _run(Execution(lease), _app(), clock, memory) == (Complete(), 0.0)
+
+
+async def test_a_run_that_cannot_start_ends_at_once_and_ran_for_no_time(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """A lost lease stores nothing; a cancel asked for before the start cancels; a kind
+    without a handler or a payload its handler cannot take ends dead: none runs the handler."""
+    events = EventBus()
+    events.subscribe(Recorder())
+    app = _app()
+    lost = Execution(await _lease(memory, "slow"))
+    lost.lost = True
+    assert await _run(lost, app, clock, memory, events) == (None, 0.0)
+    cancelled = Execution(await _lease(memory, "slow"))
+    request_cancel(cancelled)
+    assert await _run(cancelled, app, clock, memory, events) == (
+        Cancel(reason="cancel requested before start"),
+        0.0,
+    )
+    unknown = Execution(await _lease(memory, "retired"))
+    assert await _run(unknown, app, clock, memory, events) == (
+        Discard(error="no handler is registered for job kind 'retired'", error_type="UnknownKind"),
+        0.0,
+    )
+    poison = Execution(await _lease(memory, "typed", "not a number"))
+    outcome, duration = await _run(poison, app, clock, memory, events)
+    assert isinstance(outcome, Discard)
+    assert outcome.error.startswith("poison payload: ")
+    assert (outcome.error_type, duration) == ("PayloadInvalid", 0.0)
+
+
+async def test_a_step_refused_as_stale_loses_the_run(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """A step whose record the store refuses (the job was claimed again since) raises
+    ``LeaseLost`` in the handler and ends the run as lost: nothing is stored."""
+    app = App()
+    raised: list[str] = []
+
+    @app.task("stepping")
+    async def stepping(ctx: JobContext, payload: Any) -> None:
+        clock.advance(60.0)  # the lease lapses; someone else's reaper and claim take the job
+        await memory.reap()
+        await memory.claim("q", owner="other/q", limit=1, ttl=30.0)
+        try:
+            await ctx.step("charge", lambda: 1)
+        except LeaseLost:
+            raised.append("lost")
+            raise
+
+    run = Execution(await _lease(memory, "stepping"))
+    assert await _run(run, app, clock, memory) == (None, 0.0)
+    assert raised == ["lost"]
+    assert run.is_lost()
+
+
+class _Trace:
+    def __init__(self, runs: list[tuple[int, str, object]], job: Job, worker: str) -> None:
+        self._runs = runs
+        self._job = job
+        self._worker = worker
+
+    def done(self, outcome: Outcome | None) -> None:
+        self._runs.append((self._job.id, self._worker, outcome))
+
+
+class _Tracer:
+    """Notes each run it traces, with its outcome."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[int, str, object]] = []
+
+    @contextmanager
+    def enqueue(self, requests: list[EnqueueRequest]) -> Iterator[Any]:
+        raise NotImplementedError
+
+    @contextmanager
+    def run(self, job: Job, *, worker: str) -> Iterator[_Trace]:
+        yield _Trace(self.runs, job, worker)
+
+
+async def test_an_apps_tracer_traces_each_run_with_its_outcome(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    app = _app()
+    tracer = _Tracer()
+    app.tracer = tracer
+    lease = await _lease(memory, "slow")
+    async with clock.autojump():
+        await _run(Execution(lease), app, clock, memory)
+    assert tracer.runs == [(lease.job_id, "w", Complete())]
