@@ -7,13 +7,23 @@ from contextlib import contextmanager
 from random import Random
 from typing import Any
 
+import anyio
 import pytest
 
 from actors.core import VirtualClock
-from actors.jobs import App, JobClaimed, JobContext, LeaseLost
-from actors.jobs.lowlevel import EventBus, Execution, execute, request_cancel
+from actors.jobs import App, Exponential, JobClaimed, JobContext, LeaseLost, RetryLater
+from actors.jobs.lowlevel import EventBus, Execution, execute, lose, request_cancel
 from transports import EnqueueRequest, Job, MemoryTransport
-from transports.lowlevel import Cancel, Complete, Discard, Lease, Outcome, RenewResult
+from transports.lowlevel import (
+    Cancel,
+    Complete,
+    Discard,
+    Lease,
+    Outcome,
+    Release,
+    RenewResult,
+    Retry,
+)
 
 from ._support import Recorder
 
@@ -189,3 +199,59 @@ async def test_an_apps_tracer_traces_each_run_with_its_outcome(
     async with clock.autojump():
         await _run(Execution(lease), app, clock, memory)
     assert tracer.runs == [(lease.job_id, "w", Complete())]
+
+
+async def test_a_run_stopped_midway_ends_by_what_stopped_it_after_no_running_time(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """A handler stopped while it runs: lost lease, nothing stored; an operator's cancel,
+    cancelled; a shutdown (its scope cancelled), given back. None reports a running time."""
+    app = App()
+
+    @app.task("waits")
+    async def waits(ctx: JobContext, payload: Any) -> None:
+        await ctx.clock.sleep(100.0)
+
+    async def stopped(stop: Any) -> tuple[Outcome | None, float]:
+        run = Execution(await _lease(memory, "waits"))
+        events = EventBus()
+        events.subscribe(Recorder())
+        async with clock.autojump(), anyio.create_task_group() as tg:
+            result: list[tuple[Outcome | None, float]] = []
+
+            async def go() -> None:
+                result.append(await _run(run, app, clock, memory, events))
+
+            tg.start_soon(go)
+            await clock.sleep(1.0)
+            stop(run)
+        return result[0]
+
+    def shut_down(run: Execution) -> None:
+        assert run.scope is not None
+        run.scope.cancel()
+
+    assert await stopped(lose) == (None, 0.0)
+    assert await stopped(request_cancel) == (Cancel(reason="cancel requested"), 0.0)
+    assert await stopped(shut_down) == (Release(), 0.0)
+
+
+async def test_a_handler_under_a_timeout_gets_its_payload_and_retry_later_its_backoff(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    app = App()
+
+    @app.task("echo", timeout=5.0)
+    async def echo(ctx: JobContext, payload: Any) -> Any:
+        return payload
+
+    @app.task("later", backoff=Exponential(base=10.0))
+    async def later(ctx: JobContext, payload: Any) -> RetryLater:
+        return RetryLater()
+
+    echoed = Execution(await _lease(memory, "echo", {"n": 1}))
+    assert await _run(echoed, app, clock, memory) == (Complete(result={"n": 1}), 0.0)
+    retried = Execution(await _lease(memory, "later"))
+    outcome, _ = await _run(retried, app, clock, memory)
+    assert isinstance(outcome, Retry)
+    assert outcome.run_at == clock.now() + Exponential(base=10.0).delay(1, Random(0))

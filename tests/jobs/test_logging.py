@@ -135,6 +135,7 @@ async def test_a_timeout_warns_without_a_traceback(
     (warning,) = _records(caplog, logging.WARNING)
     assert "timed out after 1s" in warning.getMessage()
     assert warning.exc_info is None
+    assert warning.worker.startswith("n1/default")  # type: ignore[attr-defined]
     (dead,) = _records(caplog, logging.ERROR)
     assert "timed out after 1s" in dead.getMessage()
 
