@@ -95,6 +95,13 @@ _FLOAT = "croniter's default return type is already float"
 _SEQ_UP = "a seq only marks older heap entries stale: a step of 2 does that as well as 1"
 _ORDERED_SET = "a dict used as an ordered set: its values are never read"
 _STRICT = "the texts are built from the requests: the lengths always match"
+_FLAG_NONE = "None is falsy like False, and the flag is only ever tested for truth"
+_ZIP_FALSE = "strict=None is falsy like strict=False, zip's default"
+_ZIP_PAIRS = (
+    "built pair by pair (a result per request, a holder and TTL per lease, a token per job "
+    "id): the lengths always match"
+)
+_TYPE_IGNORED = "traceback ignores the type argument when the value is given (Python >= 3.10)"
 
 #: A store's helpers, by what they serve: the claim's heaps and flow control, a run's end.
 _STORE_FAMILIES = (
@@ -329,6 +336,96 @@ GROUPS = (
         ),
         # The runtime's logic does not depend on the backend: judge it on memory alone.
         args=("-k", "not sqlite and not postgres"),
+        equivalent=_equivalents(
+            "actors.jobs.",
+            {
+                _FLAG_NONE: [
+                    "_claimer.xǁClaimerǁ__init____mutmut_15@8e1b7d6c",
+                    "_claimer.xǁClaimerǁ__init____mutmut_20@a2effc31",
+                    "_claimer.xǁClaimerǁ__init____mutmut_22@6b08b223",
+                    "_claimer.xǁClaimerǁ__init____mutmut_27@52d4cd18",
+                    "_claimer.xǁClaimerǁ_flush_at__mutmut_2@52d4cd18",
+                    "_leases.xǁLeaseKeeperǁ_renew_due__mutmut_1@f255cb9b",
+                    "_leases.xǁLeaseKeeperǁreceive__mutmut_50@b9696179",
+                    "_execute.xǁExecutionǁ__init____mutmut_3@24e52f67",
+                    "_execute.xǁExecutionǁ__init____mutmut_5@568e6976",
+                ],
+                _ZIP_FALSE: [
+                    "_claimer.xǁClaimerǁ_hand_out__mutmut_6@191f39b3",
+                    "_claimer.xǁClaimerǁ_hand_out__mutmut_9@c1721449",
+                ],
+                _ZIP_PAIRS: [
+                    "_leases.xǁLeaseKeeperǁ_renew__mutmut_41@7b14d42f",
+                    "_leases.xǁLeaseKeeperǁ_renew__mutmut_44@71c777be",
+                    "_leases.xǁLeaseKeeperǁ_renew__mutmut_45@f933918d",
+                    "_leases.xǁLeaseKeeperǁreceive__mutmut_11@e7a7abd7",
+                    "_leases.xǁLeaseKeeperǁreceive__mutmut_15@1ce9f7a0",
+                    "_leases.xǁLeaseKeeperǁreceive__mutmut_16@3f3e67b8",
+                    "_leases.xǁLeaseKeeperǁreceive__mutmut_35@31ec4501",
+                    "_leases.xǁLeaseKeeperǁreceive__mutmut_38@a06c7ac8",
+                    "_leases.xǁLeaseKeeperǁreceive__mutmut_39@5c4b8e25",
+                ],
+                _TYPE_IGNORED: [
+                    "_execute.x__describe__mutmut_2@b814fe62",
+                    "_execute.x__describe__mutmut_4@be56e8c8",
+                    "_execute.x__describe__mutmut_6@a0d98274",
+                    "_execute.x__traceback_tail__mutmut_4@fcf36b56",
+                    "_execute.x__traceback_tail__mutmut_10@f674f550",
+                ],
+                "the first outcome kept sets it before it is read": [
+                    "_claimer.xǁClaimerǁ__init____mutmut_25@db0da76b",
+                    "_claimer.xǁClaimerǁ__init____mutmut_26@6a70d93f",
+                ],
+                "a timer started while one is pending has the same deadline or a later one: the first flushes the batch in time, an extra one only sooner (one finalize call more)": [
+                    "_claimer.xǁClaimerǁ_add__mutmut_9@3e093e37",
+                    "_claimer.xǁClaimerǁ_add__mutmut_10@bfb6528c",
+                ],
+                "a live Worker handed a job always has an inbox (its Ready gave it), and a stopped one's is closed (put refuses) or gone: given back either way": [
+                    "_claimer.xǁClaimerǁ_hand_out__mutmut_52@32087be9",
+                ],
+                "every Worker handed a job is in _handed already (its Ready put it there)": [
+                    "_claimer.xǁClaimerǁ_hand_out__mutmut_60@88b3aaa2",
+                    "_claimer.xǁClaimerǁ_hand_out__mutmut_62@4203f851",
+                    "_claimer.xǁClaimerǁ_hand_out__mutmut_63@125f3491",
+                ],
+                "an empty Forget removes nothing, and the keeper's ref is set before any claim": [
+                    "_claimer.xǁClaimerǁ_forget__mutmut_2@163feeaf",
+                ],
+                "a lease due exactly at the next beat is renewed then, on time, instead of now": [
+                    "_leases.xǁLeaseKeeperǁ_renew__mutmut_7@fcfa264c",
+                ],
+                "the general path builds the same JobSucceeded as the fast one": [
+                    "_decide.x_event_of__mutmut_3@c54b71ee",
+                ],
+                "a finalize is APPLIED or STALE: an applied Complete took the fast path, a stale one returned FinalizeRefused, so no Complete reaches this line": [
+                    "_decide.x_event_of__mutmut_35@62078de9",
+                ],
+                "set only together with error, which the outcome is decided by first": [
+                    "_execute.x__execute__mutmut_63@bfd64aac",
+                ],
+                "the result is read only when the handler returned one (every other way out sets error, ended or a lost, cancelled or released outcome first)": [
+                    "_execute.x__execute__mutmut_65@25be0966",
+                ],
+                "nothing awaits between the handler's end and the Worker dropping the run: no notice reads its scope or context again": [
+                    "_execute.x__execute__mutmut_106@f406269b",
+                    "_execute.x_execute__mutmut_22@b850c7e4",
+                ],
+                "the notice is about the run's own claim: its token or any claim name the same run": [
+                    "_worker.xǁWorkerǁ_renew_now__mutmut_21@746cfaf9",
+                    "_worker.xǁWorkerǁ_renew_now__mutmut_23@bd8d83e8",
+                ],
+                "the Worker clears its current run and sets done in one step: done is set exactly when no run is left": [
+                    "_worker.xǁWorkerǁ_stop_current__mutmut_8@b8ca6c89",
+                ],
+                "extend_lease comes from a running handler, whose task is registered (an unknown kind never runs)": [
+                    "_worker.xǁWorkerǁ_ttl_of__mutmut_4@a7cbfe62",
+                ],
+                "a job that was not run ends Release, whose finalize publishes no event: its duration is never read": [
+                    "_worker.xǁWorkerǁ_run__mutmut_3@37c3ed4a",
+                    "_worker.xǁWorkerǁ_run__mutmut_4@74338cf3",
+                ],
+            },
+        ),
         # Its slowest test takes about a second; a hung one cost each mutant 5 s or more.
         test_timeout=3.0,
         families=(

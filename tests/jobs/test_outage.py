@@ -6,6 +6,7 @@ import itertools
 import logging
 from typing import Any
 
+import anyio
 import attrs
 import pytest
 
@@ -127,3 +128,23 @@ async def test_a_finalize_the_store_refuses_warns_and_is_retried_with_a_doubling
     (owner,) = owners
     warnings = [r.getMessage() for r in caplog.records if "finalize" in r.getMessage()]
     assert warnings[0] == f"{owner} could not finalize 1 job(s): injected outage in finalize"
+
+
+async def test_a_normal_stop_stores_what_was_handed_back_once_the_store_answers(
+    clock: VirtualClock,
+) -> None:
+    """A node stopping flushes the outcomes its Claimer holds, retrying while the store
+    refuses them: a store back within the shutdown margin gets them."""
+    inner = MemoryTransport(clock=clock)
+    faulty = FaultyTransport(inner)
+    app = _app(inner)
+    job_id = (await app.enqueue("beat", None)).job_id
+    config = attrs.evolve(CONFIG, shutdown_margin=3.0)
+    faulty.failing.add("finalize")
+    async with clock.autojump(), running(topology(app, faulty, clock, worker=config)) as (node, _):
+        await wait_until(clock, lambda: faulty.calls["finalize"] >= 2, what="two tries")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(node.shutdown)
+            await clock.sleep(1.0)
+            faulty.failing.clear()
+    assert (await inner.get(job_id)).state is JobState.SUCCEEDED
