@@ -148,3 +148,27 @@ async def test_a_normal_stop_stores_what_was_handed_back_once_the_store_answers(
             await clock.sleep(1.0)
             faulty.failing.clear()
     assert (await inner.get(job_id)).state is JobState.SUCCEEDED
+
+
+async def test_a_claim_the_store_refuses_warns_and_the_claimer_backs_off(
+    clock: VirtualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="actorq.worker")
+    inner = MemoryTransport(clock=clock)
+    faulty = FaultyTransport(inner)
+    app = _app(inner)
+    owners: list[str] = []
+
+    @app.task("quick")
+    async def quick(ctx: JobContext, payload: Any) -> None:
+        owners.append(ctx.lease.owner)
+
+    job_id = (await app.enqueue("quick", None)).job_id
+    faulty.failing.add("claim")
+    async with clock.autojump(), running(topology(app, faulty, clock, worker=CONFIG)):
+        await wait_until(clock, lambda: faulty.calls["claim"] >= 1, what="a claim")
+        faulty.failing.clear()
+        await wait_final(inner, clock, [job_id])
+    (owner,) = owners
+    warnings = [r.getMessage() for r in caplog.records if "could not claim" in r.getMessage()]
+    assert warnings[0] == f"{owner} could not claim from 'default': injected outage in claim"

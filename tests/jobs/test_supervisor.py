@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from actors.core import ActorRef, VirtualClock, WhichChildren
-from actors.jobs import App, JobContext, JobSucceeded, WorkerCrashed
+from actors.jobs import App, JobContext, JobSucceeded, WorkerConfig, WorkerCrashed
 from actors.jobs.lowlevel import Reconfigure, WorkerCount
 from transports import JobState, MemoryTransport, QueueConfig
 
@@ -223,3 +223,32 @@ async def test_a_storage_error_reading_the_config_keeps_the_workers(
 
 async def _noop(ctx: JobContext, payload: Any) -> None:
     return None
+
+
+async def test_full_batches_are_claimed_side_by_side_and_the_claimer_then_waits_for_work(
+    clock: VirtualClock,
+) -> None:
+    """With more free slots than a batch, a second claim goes out while the first is; when
+    both come back short the Claimer waits for work, and a job enqueued then runs."""
+    inner = MemoryTransport(clock=clock)
+    faulty = FaultyTransport(inner)
+    app = App(inner)
+    ran: list[int] = []
+
+    @app.task("job")
+    async def job(ctx: JobContext, payload: int) -> None:
+        ran.append(payload)
+
+    gate = anyio.Event()
+    faulty.gates["claim"] = gate
+    config = WorkerConfig(lease_ttl=30.0, batch_size=2, poll_interval=1000.0)
+    node = topology(app, faulty, clock, worker=config, concurrency=4)
+    async with clock.autojump(), running(node):
+        await wait_until(clock, lambda: faulty.calls["claim"] >= 2, what="two claims out")
+        await clock.sleep(1.0)
+        assert faulty.calls["claim"] == 2  # never more than one claim per batch of slots
+        gate.set()
+        await clock.sleep(1.0)
+        job_id = (await app.enqueue(job, 7)).job_id
+        await wait_final(inner, clock, [job_id], timeout=30.0)
+    assert ran == [7]
