@@ -340,6 +340,8 @@ GROUPS = (
             "actors.jobs.",
             {
                 _FLAG_NONE: [
+                    "_claimer.xǁClaimerǁ_claim_forever__mutmut_3@db8996c5",
+                    "_claimer.xǁClaimerǁ_claim_forever__mutmut_7@9d50b56b",
                     "_claimer.xǁClaimerǁ__init____mutmut_15@8e1b7d6c",
                     "_claimer.xǁClaimerǁ__init____mutmut_20@a2effc31",
                     "_claimer.xǁClaimerǁ__init____mutmut_22@6b08b223",
@@ -371,6 +373,22 @@ GROUPS = (
                     "_execute.x__describe__mutmut_6@a0d98274",
                     "_execute.x__traceback_tail__mutmut_4@fcf36b56",
                     "_execute.x__traceback_tail__mutmut_10@f674f550",
+                ],
+                _ORDERED_SET: [
+                    "_claimer.xǁClaimerǁ_free__mutmut_1@c1d571fe",
+                    "_claimer.xǁClaimerǁ_claim_for__mutmut_38@dbf00610",
+                ],
+                "a full batch's claim waits a few more turns of the event loop (no time "
+                "passes), and gathers no more slots than a batch": [
+                    "_claimer.xǁClaimerǁ_claim_forever__mutmut_17@501d694f",
+                ],
+                "_free_workers drops a stopped Worker from the idle set before every claim": [
+                    "_claimer.xǁClaimerǁ_claim_for__mutmut_36@1cc3f481",
+                ],
+                "a stopped Worker's inbox is never looked up again (it left _handed and the idle "
+                "set), and every Worker in _handed has one (its Ready gave it)": [
+                    "_claimer.xǁClaimerǁ_free_workers__mutmut_5@96894b66",
+                    "_claimer.xǁClaimerǁ_free_workers__mutmut_7@486fba97",
                 ],
                 "the first outcome kept sets it before it is read": [
                     "_claimer.xǁClaimerǁ__init____mutmut_25@db0da76b",

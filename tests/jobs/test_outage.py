@@ -153,6 +153,8 @@ async def test_a_normal_stop_stores_what_was_handed_back_once_the_store_answers(
 async def test_a_claim_the_store_refuses_warns_and_the_claimer_backs_off(
     clock: VirtualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A claim the store refuses is a WARNING (the owner, the queue, the error), and the
+    Claimer claims again after ``error_backoff``, not after a poll interval."""
     caplog.set_level(logging.WARNING, logger="actorq.worker")
     inner = MemoryTransport(clock=clock)
     faulty = FaultyTransport(inner)
@@ -165,10 +167,16 @@ async def test_a_claim_the_store_refuses_warns_and_the_claimer_backs_off(
 
     job_id = (await app.enqueue("quick", None)).job_id
     faulty.failing.add("claim")
-    async with clock.autojump(), running(topology(app, faulty, clock, worker=CONFIG)):
-        await wait_until(clock, lambda: faulty.calls["claim"] >= 1, what="a claim")
+    config = attrs.evolve(CONFIG, error_backoff=1.0, poll_interval=100.0)
+    async with clock.autojump(), running(topology(app, faulty, clock, worker=config)):
+        await wait_until(clock, lambda: faulty.calls["claim"] >= 1, what="a claim", step=0.01)
+        await clock.sleep(3.0)
+        assert faulty.calls["claim"] <= 4  # once a second, though the job waits claimable
+        failed_at = clock.now()
         faulty.failing.clear()
-        await wait_final(inner, clock, [job_id])
+        (job,) = (await wait_final(inner, clock, [job_id])).values()
+    assert job.finished_at is not None
+    assert job.finished_at - failed_at < 1.5  # claimed again after the backoff, not a poll
     (owner,) = owners
     warnings = [r.getMessage() for r in caplog.records if "could not claim" in r.getMessage()]
     assert warnings[0] == f"{owner} could not claim from 'default': injected outage in claim"
