@@ -225,6 +225,25 @@ class TransportResults:
             transport, [lease.job_id], lambda: _finish(transport, lease, Complete(result=3))
         )
 
+    async def test_wait_for_jobs_wakes_for_the_applied_finalizes_of_a_batch(
+        self, transport: Transport
+    ) -> None:
+        """A finalize batch whose first request is stale wakes the waiters of the jobs whose
+        outcome it applied (not those of the stale one)."""
+        stale, applied = await _running(transport, 2)
+        batch = [
+            FinalizeRequest(job_id=stale.job_id, token=stale.token + 1000, outcome=Complete()),
+            FinalizeRequest(job_id=applied.job_id, token=applied.token, outcome=Complete()),
+        ]
+
+        async def finalize() -> None:
+            assert await transport.finalize(batch) == [
+                FinalizeResult.STALE,
+                FinalizeResult.APPLIED,
+            ]
+
+        await _woken_by(transport, [applied.job_id], finalize)
+
     async def test_wait_for_jobs_wakes_when_the_job_is_cancelled_or_dies(
         self, transport: Transport, clock: ManualClock
     ) -> None:
