@@ -340,6 +340,9 @@ GROUPS = (
             "actors.jobs.",
             {
                 _FLAG_NONE: [
+                    "_leases.xǁLeaseKeeperǁ__init____mutmut_8@667df458",
+                    "_leases.xǁLeaseKeeperǁ__init____mutmut_10@b9696179",
+                    "_leases.xǁLeaseKeeperǁ__init____mutmut_12@f255cb9b",
                     "_claimer.xǁClaimerǁ_claim_forever__mutmut_3@db8996c5",
                     "_claimer.xǁClaimerǁ_claim_forever__mutmut_7@9d50b56b",
                     "_claimer.xǁClaimerǁ__init____mutmut_15@8e1b7d6c",
@@ -357,6 +360,12 @@ GROUPS = (
                     "_claimer.xǁClaimerǁ_hand_out__mutmut_9@c1721449",
                 ],
                 _ZIP_PAIRS: [
+                    "_claimer.xǁClaimerǁ_flush__mutmut_16@842b999c",
+                    "_claimer.xǁClaimerǁ_flush__mutmut_19@9714bbbf",
+                    "_claimer.xǁClaimerǁ_flush__mutmut_20@e405b921",
+                    "_claimer.xǁClaimerǁ_flush__mutmut_37@112a4764",
+                    "_claimer.xǁClaimerǁ_flush__mutmut_40@b86d6113",
+                    "_claimer.xǁClaimerǁ_flush__mutmut_41@915621b7",
                     "_leases.xǁLeaseKeeperǁ_renew__mutmut_41@7b14d42f",
                     "_leases.xǁLeaseKeeperǁ_renew__mutmut_44@71c777be",
                     "_leases.xǁLeaseKeeperǁ_renew__mutmut_45@f933918d",
@@ -413,6 +422,7 @@ GROUPS = (
                     "_leases.xǁLeaseKeeperǁ_renew__mutmut_7@fcfa264c",
                 ],
                 "the general path builds the same JobSucceeded as the fast one": [
+                    "_claimer.xǁClaimerǁ_flush__mutmut_44@c54b71ee",
                     "_decide.x_event_of__mutmut_3@c54b71ee",
                 ],
                 "a finalize is APPLIED or STALE: an applied Complete took the fast path, a stale one returned FinalizeRefused, so no Complete reaches this line": [

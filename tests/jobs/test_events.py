@@ -307,12 +307,38 @@ async def test_a_finished_jobs_lease_is_forgotten_not_renewed(
     async def timed(ctx: JobContext, payload: float) -> None:
         await ctx.clock.sleep(payload)
 
+    @app.task("failing", max_attempts=1)
+    async def failing(ctx: JobContext, payload: Any) -> None:
+        await ctx.clock.sleep(2.0)
+        raise ValueError("no")
+
     short = (await app.enqueue(timed, 3.0)).job_id
+    dead = (await app.enqueue(failing, None)).job_id
     await app.enqueue(timed, 30.0)
-    node = topology(app, memory, clock, concurrency=2, worker=config)
+    node = topology(app, memory, clock, concurrency=3, worker=config)
     async with clock.autojump(), running(node) as (_, ev):
-        await wait_final(memory, clock, [short])
+        await wait_final(memory, clock, [short, dead])
         await clock.sleep(10.0)
+    # The finished jobs' events, every field as the node saw it.
+    (succeeded,) = ev.of(JobSucceeded)
+    claims = {e.job_id: e for e in ev.of(JobClaimed)}
+    assert succeeded == JobSucceeded(
+        at=succeeded.at,
+        job_id=short,
+        kind="timed",
+        queue="default",
+        attempt=1,
+        worker=claims[short].worker,
+        duration=3.0,
+    )
+    (died,) = ev.of(JobDead)
+    assert (died.job_id, died.kind, died.attempt, died.worker, died.duration) == (
+        dead,
+        "failing",
+        1,
+        claims[dead].worker,
+        2.0,
+    )
     renewals = ev.of(LeasesRenewed)
     assert len(renewals) >= 5
     assert [r.lost for r in renewals] == [0] * len(renewals)

@@ -219,7 +219,8 @@ async def test_an_invalid_renewal_crashes_the_lease_keeper_which_keeps_its_lease
     job = jobs[job_id]
     assert (job.state, job.attempt) == (JobState.SUCCEEDED, 1)
     (logged,) = [r for r in _records(caplog, logging.ERROR) if "crashed" in r.getMessage()]
-    assert "lease keeper" in logged.getMessage()
+    assert logged.getMessage().startswith("lease keeper crashed (1 lease(s) held): ")
+    assert "injected invalid request" in logged.getMessage()  # the exit reason
     assert "InvalidRequest: injected invalid request" in logging.Formatter().format(logged)
 
 
