@@ -340,6 +340,7 @@ GROUPS = (
             "actors.jobs.",
             {
                 _FLAG_NONE: [
+                    "_claimer.xǁHandoffǁ__init____mutmut_3@12d84e57",
                     "_leases.xǁLeaseKeeperǁ__init____mutmut_8@667df458",
                     "_leases.xǁLeaseKeeperǁ__init____mutmut_10@b9696179",
                     "_leases.xǁLeaseKeeperǁ__init____mutmut_12@f255cb9b",

@@ -19,6 +19,7 @@ from actors.jobs import (
     JobRetried,
     JobSnoozed,
     JobSucceeded,
+    LeaseLost,
     NodeContext,
     RetryLater,
     RuntimeEvent,
@@ -343,3 +344,38 @@ async def test_a_finished_jobs_lease_is_forgotten_not_renewed(
     assert len(renewals) >= 5
     assert [r.lost for r in renewals] == [0] * len(renewals)
     assert [r.renewed for r in renewals][-3:] == [1, 1, 1]
+
+
+async def test_a_run_lost_to_a_refused_step_leaves_the_lease_keeper(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """A run that learns from a refused step record that its job is someone else's ends
+    lost, and its lease leaves the LeaseKeeper at once: no later renewal asks for it."""
+    app = App(memory)
+    config = WorkerConfig(lease_ttl=6.0, poll_interval=1.0, drain_timeout=1.0)
+    lost: list[int] = []
+
+    @app.task("stepping")
+    async def stepping(ctx: JobContext, payload: Any) -> None:
+        done = FinalizeRequest(job_id=ctx.job_id, token=ctx.lease.token, outcome=Complete())
+        await memory.finalize([done])  # ended elsewhere meanwhile
+        try:
+            await ctx.step("charge", lambda: 1)
+        except LeaseLost:
+            lost.append(ctx.job_id)
+            raise
+
+    @app.task("long")
+    async def long(ctx: JobContext, payload: Any) -> None:
+        await ctx.clock.sleep(20.0)
+
+    stepped = (await app.enqueue(stepping, None)).job_id
+    await app.enqueue(long, None)
+    node = topology(app, memory, clock, concurrency=2, worker=config)
+    async with clock.autojump(), running(node) as (_, ev):
+        await wait_until(clock, lambda: lost, what="the refused step")
+        await clock.sleep(10.0)
+    assert lost == [stepped]
+    renewals = ev.of(LeasesRenewed)
+    assert len(renewals) >= 4
+    assert [r.lost for r in renewals] == [0] * len(renewals)
