@@ -189,16 +189,38 @@ class _Tracer:
         yield _Trace(self.runs, job, worker)
 
 
-async def test_an_apps_tracer_traces_each_run_with_its_outcome(
-    memory: MemoryTransport, clock: VirtualClock
-) -> None:
+async def test_an_apps_tracer_traces_each_run_with_its_outcome(clock: VirtualClock) -> None:
+    """A traced run is the same run: its claim's event, its context (extend_lease, steps),
+    its backoff's jitter and the store's result limit, and the tracer sees its outcome."""
     app = _app()
     tracer = _Tracer()
     app.tracer = tracer
-    lease = await _lease(memory, "slow")
-    async with clock.autojump():
-        await _run(Execution(lease), app, clock, memory)
-    assert tracer.runs == [(lease.job_id, "w", Complete())]
+
+    @app.task("busy", backoff=Exponential(base=10.0))
+    async def busy(ctx: JobContext, payload: Any) -> RetryLater:
+        await ctx.extend_lease()
+        await ctx.step("charge", lambda: 1)
+        return RetryLater()
+
+    @app.task("wordy")
+    async def wordy(ctx: JobContext, payload: Any) -> str:
+        return "x" * 100
+
+    events = EventBus()
+    recorder = Recorder()
+    events.subscribe(recorder)
+    async with MemoryTransport(clock=clock, max_result_bytes=50) as memory:
+        lease = await _lease(memory, "busy")
+        async with clock.autojump():
+            outcome, _ = await _run(Execution(lease), app, clock, memory, events)
+        assert isinstance(outcome, Retry)
+        assert outcome.run_at == clock.now() + Exponential(base=10.0).delay(1, Random(0))
+        assert [s.name for s in await memory.list_steps(lease.job_id)] == ["charge"]
+        wordy_lease = await _lease(memory, "wordy")
+        too_big, _ = await _run(Execution(wordy_lease), app, clock, memory)
+    assert [e.worker for e in recorder.of(JobClaimed)] == ["w"]
+    assert isinstance(too_big, Discard)
+    assert tracer.runs == [(lease.job_id, "w", outcome), (wordy_lease.job_id, "w", too_big)]
 
 
 async def test_a_run_stopped_midway_ends_by_what_stopped_it_after_no_running_time(

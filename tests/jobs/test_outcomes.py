@@ -97,8 +97,9 @@ async def test_a_result_is_stored_promptly_even_behind_a_long_job_of_its_batch(
     assert finished_at - START < 1.0
 
 
+@pytest.mark.parametrize("delay", [0.05, 1.0])
 async def test_outcomes_handed_back_within_the_finalize_delay_are_stored_in_one_call(
-    clock: VirtualClock,
+    clock: VirtualClock, delay: float
 ) -> None:
     """While Workers are still busy (each freed one taking the next job at once), outcomes
     that come back within ``finalize_delay`` of the first go to the store together, in one
@@ -114,7 +115,7 @@ async def test_outcomes_handed_back_within_the_finalize_delay_are_stored_in_one_
     ids = [(await app.enqueue(staggered, t)).job_id for t in (1.0, 1.01, 1.02, 30.0)]
     for _ in range(3):
         await app.enqueue(staggered, 30.0)  # the next job of each slot that frees
-    config = WorkerConfig(lease_ttl=60.0, finalize_delay=0.05, poll_interval=100.0)
+    config = WorkerConfig(lease_ttl=60.0, finalize_delay=delay, poll_interval=100.0)
     async with (
         clock.autojump(),
         running(topology(app, faulty, clock, worker=config, concurrency=4)),
@@ -122,7 +123,7 @@ async def test_outcomes_handed_back_within_the_finalize_delay_are_stored_in_one_
         await wait_final(inner, clock, ids[:3])
         assert faulty.calls["finalize"] == 1
         stored = [(await inner.get(i)).finished_at for i in ids[:3]]
-    assert stored == [pytest.approx(START + 1.05, abs=0.005)] * 3
+    assert stored == [pytest.approx(START + 1.0 + delay, abs=0.005)] * 3
 
 
 async def test_a_result_over_the_stores_own_limit_ends_the_job_dead(clock: VirtualClock) -> None:
