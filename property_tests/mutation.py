@@ -341,11 +341,17 @@ GROUPS = (
             {
                 _FLAG_NONE: [
                     "_claimer.xǁHandoffǁ__init____mutmut_3@12d84e57",
+                    "_leases.xǁLeaseKeeperǁ_tick__mutmut_8@667df458",
+                    "_worker.xǁWorkerǁ__init____mutmut_14@c2d8d8b3",
+                    "_worker.xǁWorkerǁ__init____mutmut_16@947b78f7",
+                    "_worker.xǁWorkerǁ__init____mutmut_19@15993c27",
+                    "_worker.xǁWorkerǁ_serve__mutmut_9@c2d8d8b3",
+                    "_worker.xǁWorkerǁ_serve__mutmut_15@947b78f7",
                     "_leases.xǁLeaseKeeperǁ__init____mutmut_8@667df458",
                     "_leases.xǁLeaseKeeperǁ__init____mutmut_10@b9696179",
                     "_leases.xǁLeaseKeeperǁ__init____mutmut_12@f255cb9b",
                     "_claimer.xǁClaimerǁ_claim_forever__mutmut_3@db8996c5",
-                    "_claimer.xǁClaimerǁ_claim_forever__mutmut_7@9d50b56b",
+                    "_claimer.xǁClaimerǁ_claim_forever__mutmut_8@9d50b56b",
                     "_claimer.xǁClaimerǁ__init____mutmut_15@8e1b7d6c",
                     "_claimer.xǁClaimerǁ__init____mutmut_20@a2effc31",
                     "_claimer.xǁClaimerǁ__init____mutmut_22@6b08b223",
@@ -361,6 +367,9 @@ GROUPS = (
                     "_claimer.xǁClaimerǁ_hand_out__mutmut_9@c1721449",
                 ],
                 _ZIP_PAIRS: [
+                    "_claimer.xǁClaimerǁ_hand_out__mutmut_45@b0890158",
+                    "_claimer.xǁClaimerǁ_hand_out__mutmut_48@f8000854",
+                    "_claimer.xǁClaimerǁ_hand_out__mutmut_49@8644e244",
                     "_claimer.xǁClaimerǁ_flush__mutmut_16@842b999c",
                     "_claimer.xǁClaimerǁ_flush__mutmut_19@9714bbbf",
                     "_claimer.xǁClaimerǁ_flush__mutmut_20@e405b921",
@@ -390,7 +399,7 @@ GROUPS = (
                 ],
                 "a full batch's claim waits a few more turns of the event loop (no time "
                 "passes), and gathers no more slots than a batch": [
-                    "_claimer.xǁClaimerǁ_claim_forever__mutmut_17@501d694f",
+                    "_claimer.xǁClaimerǁ_claim_forever__mutmut_18@501d694f",
                 ],
                 "_free_workers drops a stopped Worker from the idle set before every claim": [
                     "_claimer.xǁClaimerǁ_claim_for__mutmut_36@1cc3f481",
@@ -409,12 +418,12 @@ GROUPS = (
                     "_claimer.xǁClaimerǁ_add__mutmut_10@bfb6528c",
                 ],
                 "a live Worker handed a job always has an inbox (its Ready gave it), and a stopped one's is closed (put refuses) or gone: given back either way": [
-                    "_claimer.xǁClaimerǁ_hand_out__mutmut_52@32087be9",
+                    "_claimer.xǁClaimerǁ_hand_out__mutmut_62@32087be9",
                 ],
                 "every Worker handed a job is in _handed already (its Ready put it there)": [
-                    "_claimer.xǁClaimerǁ_hand_out__mutmut_60@88b3aaa2",
-                    "_claimer.xǁClaimerǁ_hand_out__mutmut_62@4203f851",
-                    "_claimer.xǁClaimerǁ_hand_out__mutmut_63@125f3491",
+                    "_claimer.xǁClaimerǁ_hand_out__mutmut_70@88b3aaa2",
+                    "_claimer.xǁClaimerǁ_hand_out__mutmut_72@4203f851",
+                    "_claimer.xǁClaimerǁ_hand_out__mutmut_73@125f3491",
                 ],
                 "an empty Forget removes nothing, and the keeper's ref is set before any claim": [
                     "_claimer.xǁClaimerǁ_forget__mutmut_2@163feeaf",
@@ -437,9 +446,11 @@ GROUPS = (
                 ],
                 "nothing awaits between the handler's end and the Worker dropping the run: no notice reads its scope or context again": [
                     "_execute.x__execute__mutmut_106@f406269b",
-                    "_execute.x_execute__mutmut_22@b850c7e4",
+                    "_execute.x_execute__mutmut_46@b850c7e4",
                 ],
                 "the notice is about the run's own claim: its token or any claim name the same run": [
+                    "_worker.xǁWorkerǁ_serve__mutmut_12@4ea7c6cc",
+                    "_worker.xǁWorkerǁ_serve__mutmut_14@58abdea1",
                     "_worker.xǁWorkerǁ_renew_now__mutmut_21@746cfaf9",
                     "_worker.xǁWorkerǁ_renew_now__mutmut_23@bd8d83e8",
                 ],
@@ -448,6 +459,20 @@ GROUPS = (
                 ],
                 "extend_lease comes from a running handler, whose task is registered (an unknown kind never runs)": [
                     "_worker.xǁWorkerǁ_ttl_of__mutmut_4@a7cbfe62",
+                ],
+                "a Release publishes no event and logs nothing: the worker and duration it is "
+                "kept with are never read": [
+                    "_claimer.xǁClaimerǁ_hand_out__mutmut_13@62996f73",
+                    "_claimer.xǁClaimerǁ_hand_out__mutmut_16@54fda73b",
+                    "_claimer.xǁClaimerǁ_hand_out__mutmut_21@352e7f30",
+                    "_worker.xǁWorkerǁon_stop__mutmut_10@ea5e776e",
+                    "_worker.xǁWorkerǁon_stop__mutmut_17@ed6d8fd1",
+                ],
+                "a cache of each kind's TTL: missing it, a lease looks its task up again and "
+                "gets the same TTL": [
+                    "_claimer.xǁClaimerǁ_ttl_of__mutmut_2@9728ebf8",
+                    "_claimer.xǁClaimerǁ_ttl_of__mutmut_3@3d629358",
+                    "_claimer.xǁClaimerǁ_ttl_of__mutmut_16@4f928026",
                 ],
                 "a job that was not run ends Release, whose finalize publishes no event: its duration is never read": [
                     "_worker.xǁWorkerǁ_run__mutmut_3@37c3ed4a",

@@ -99,6 +99,9 @@ async def _worker(
 
 
 async def _claimed(app: App, transport: MemoryTransport) -> Any:
+    # A job on another queue first: the claim's job id and token differ (a notice naming
+    # one for the other must not pass).
+    await transport.enqueue(app.request("noop", queue="elsewhere"))
     await transport.enqueue(app.request("noop"))
     (lease,) = await transport.claim("default", owner="n1/default", limit=1, ttl=30.0)
     return lease
