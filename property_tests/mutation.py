@@ -428,6 +428,11 @@ GROUPS = (
                 "an empty Forget removes nothing, and the keeper's ref is set before any claim": [
                     "_claimer.xǁClaimerǁ_forget__mutmut_2@163feeaf",
                 ],
+                "receive takes every message but Hold, Forget and RenewNow for a beat, and a Beat "
+                "carries nothing": ["_leases.xǁLeaseKeeperǁ_tick__mutmut_13@81d195f8"],
+                "set back to a scope before any other task runs (nothing awaits in between)": [
+                    "_leases.xǁLeaseKeeperǁ_tick__mutmut_7@df5824cc",
+                ],
                 "a lease due exactly at the next beat is renewed then, on time, instead of now": [
                     "_leases.xǁLeaseKeeperǁ_renew__mutmut_7@fcfa264c",
                 ],

@@ -17,6 +17,7 @@ from actors.core import Actor, ActorRef, VirtualClock, open_actor_system
 from actors.jobs import App, JobContext, JobSucceeded
 from actors.jobs.lowlevel import (
     CancelsRequested,
+    Drain,
     EventBus,
     Execution,
     Finished,
@@ -29,7 +30,7 @@ from actors.jobs.lowlevel import (
     Worker,
 )
 from transports import JobState, MemoryTransport
-from transports.lowlevel import Cancel, Lease, Release
+from transports.lowlevel import Cancel, Complete, Lease, Release
 
 from ._support import running, topology, wait_until
 
@@ -170,6 +171,54 @@ async def test_a_lease_lost_while_its_job_waits_in_the_inbox_never_starts(
         await reports.wait()
         (report,) = reports.take_all()
     assert report.outcome is None  # nothing may be stored: the job is someone else's
+    assert ran == []
+
+
+async def _next_run(app: App, memory: MemoryTransport, clock: VirtualClock) -> Run:
+    await memory.enqueue(app.request("noop"))
+    (lease,) = await memory.claim("default", owner="n1/default", limit=1, ttl=30.0)
+    return Run(lease=lease, sent_at=clock.now(), ttl=30.0, report_to=Reports())
+
+
+@pytest.mark.parametrize("notice", ["lost", "cancel"])
+async def test_a_notice_about_a_waiting_job_holds_for_that_job_alone(
+    memory: MemoryTransport, clock: VirtualClock, notice: str
+) -> None:
+    """A lost-lease or cancel notice taken in while a job waits in the inbox ends that job
+    unstarted; the next job handed over runs as usual."""
+    ran, app, lease, run = await _handed(memory, clock)
+    async with _worker(app, memory, clock) as (ref, worker, claimer):
+        inbox = claimer.ready[0].inbox
+        with _unread(inbox):
+            assert inbox.put(run)
+            if notice == "lost":
+                await ref.tell(LeasesLost(job_ids=(lease.job_id,), tokens=(lease.token,)))
+                await _until(lambda: worker._lost_early)
+            else:
+                await ref.tell(CancelsRequested(job_ids=(lease.job_id,)))
+                await _until(lambda: worker._cancel_early)
+        await run.report_to.wait()
+        (first,) = run.report_to.take_all()
+        second = await _next_run(app, memory, clock)
+        assert inbox.put(second)
+        await second.report_to.wait()
+        (then,) = second.report_to.take_all()
+    assert first.outcome is None if notice == "lost" else isinstance(first.outcome, Cancel)
+    assert then.outcome == Complete()
+    assert ran == [second.lease.job_id]
+
+
+async def test_a_run_handed_over_after_a_drain_began_is_given_back_unstarted(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    ran, app, _lease, run = await _handed(memory, clock)
+    async with _worker(app, memory, clock) as (ref, _, claimer):
+        await ref.ask(lambda reply: Drain(reply_to=reply), timeout=5.0)
+        assert claimer.ready[0].inbox.put(run)
+        await run.report_to.wait()
+        (report,) = run.report_to.take_all()
+    assert isinstance(report.outcome, Release)
+    assert not report.again
     assert ran == []
 
 
