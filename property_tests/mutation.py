@@ -304,6 +304,27 @@ GROUPS = (
         ),
         args=("-k", "not trio"),
         only=_LEASE_CORE,
+        equivalent=_equivalents(
+            "transports._postgres.xǁPostgresTransportǁ",
+            {
+                "while a key cools down the one-statement claim claims nothing, and the claim "
+                "then finds the cool-down itself (any_limits) and takes the limited path, which "
+                "gives the same answers: the flag only saves that look (and adds wake-ups)": [
+                    "finalize__mutmut_27@7f892f2e",
+                    "finalize__mutmut_28@0ca5a432",
+                    "finalize__mutmut_29@fdfc0208",
+                ],
+                "None is falsy like False: `settled or ...` gives the same": [
+                    "finalize__mutmut_62@e4cb74ea",
+                ],
+                "only spurious wake-ups (every waiter of this process), which the contract "
+                "allows": ["finalize__mutmut_63@a802537c", "finalize__mutmut_66@c91f943f"],
+                "the default only sizes one call; the Reaper passes its batch": [
+                    "reap__mutmut_1@85571b57",
+                ],
+                "a running row always has an owner": ["reap__mutmut_36@eb9a3284"],
+            },
+        ),
     ),
     Group(
         "runtime",
