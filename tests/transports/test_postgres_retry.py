@@ -32,6 +32,7 @@ class _ClosedOnce:
     def __init__(self, pool: Any) -> None:
         self._pool = pool
         self.armed = False
+        self.skip = 0  # statements that pass before the armed one fails
         self.failed = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -48,7 +49,9 @@ class _ClosedOnce:
         return call
 
     def fail_if_armed(self) -> None:
-        if self.armed:
+        if self.armed and self.skip:
+            self.skip -= 1
+        elif self.armed:
             self.armed = False
             self.failed += 1
             raise asyncpg.exceptions.ConnectionDoesNotExistError(
@@ -129,6 +132,18 @@ async def test_an_idempotent_call_is_made_again_on_a_fresh_connection(
     assert answer is not None
     if call == "get_cursor":
         assert answer == 5.0
+
+
+async def test_a_claim_that_finds_nothing_looks_for_limits_again_on_a_fresh_connection(
+    transport: PostgresTransport,
+) -> None:
+    """An empty claim's second statement (whether any limit exists: a read) meets a closed
+    connection: it is made again, and the claim answers with nothing claimed."""
+    closing = _closing(transport)
+    closing.armed = True
+    closing.skip = 1  # the claim's own statement passes; the look for limits fails
+    assert await transport.claim("default", owner="w", limit=1, ttl=TTL) == []
+    assert closing.failed == 1
 
 
 async def test_a_claim_on_a_closed_connection_reports_connection_lost_and_claims_nothing(
