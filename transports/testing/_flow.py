@@ -108,6 +108,19 @@ class TransportFlowControl:
         assert (await transport.get(second.job_id)).state is JobState.RUNNING
         assert await _live(transport, "k") == 1
 
+    async def test_a_job_claimed_under_a_limit_names_its_holder(self, transport: Transport) -> None:
+        """A claim while limits exist records its owner on the jobs it leases, as any claim."""
+        await transport.set_limit("k", concurrency=2)
+        await _keyed(transport, "k", 1)
+        await _keyed(transport, None, 1)
+        leases = await _claim(transport, owner="node-7/q")
+        assert len(leases) == 2
+        for lease in leases:
+            assert lease.owner == "node-7/q"
+            job = await transport.get(lease.job_id)
+            assert job.state is JobState.RUNNING
+            assert job.lease_owner == "node-7/q"
+
     async def test_a_key_without_a_limit_is_not_limited(self, transport: Transport) -> None:
         """Jobs of a key nobody limited start like any other; removing a limit frees them."""
         await _keyed(transport, "free", 3)
