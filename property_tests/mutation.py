@@ -146,97 +146,102 @@ GROUPS = (
             "transports._memory.xǁMemoryTransportǁ",
             {
                 _SEQ_UP: [
-                    "renew__mutmut_29",
-                    "_make_available__mutmut_7",
-                    "_push_scheduled__mutmut_7",
-                    "claim__mutmut_136",
-                    "enqueue_many__mutmut_147",
-                    "_end__mutmut_7",
+                    "renew__mutmut_29@98ff0367",
+                    "_make_available__mutmut_7@98ff0367",
+                    "_push_scheduled__mutmut_7@98ff0367",
+                    "claim__mutmut_136@98ff0367",
+                    "enqueue_many__mutmut_147@98ff0367",
+                    "_end__mutmut_7@98ff0367",
                 ],
-                "a new row's seq is 0, so `= 1` is `+= 1`": ["enqueue_many__mutmut_145"],
+                "a new row's seq is 0, so `= 1` is `+= 1`": ["enqueue_many__mutmut_145@53c43536"],
                 "a new pending row has no heap entry, and every later seq is above -1": [
-                    "enqueue_many__mutmut_146",
+                    "enqueue_many__mutmut_146@562dec9d",
                 ],
                 "every way back to scheduled first adds 2 (a promotion or retry_jobs, then a "
                 "claim), or re-pushes the same run_at (a reopened child): no stale entry is "
-                "matched wrongly": ["_push_scheduled__mutmut_6"],
+                "matched wrongly": ["_push_scheduled__mutmut_6@562dec9d"],
                 _ORDERED_SET: [
-                    "_end__mutmut_15",
-                    "claim__mutmut_116",
-                    "enqueue_many__mutmut_103",
+                    "_end__mutmut_15@c75f37d0",
+                    "claim__mutmut_116@4ca2e908",
+                    "enqueue_many__mutmut_103@330b1fe5",
                 ],
                 "tokens only have to be new: nothing orders them": [
-                    "claim__mutmut_131",
-                    "claim__mutmut_132",
+                    "claim__mutmut_131@9902280a",
+                    "claim__mutmut_132@8294fad7",
                 ],
                 "the rotation only compares ticks: a step of 2 keeps their order": [
-                    "claim__mutmut_166",
+                    "claim__mutmut_166@ceed561f",
                 ],
-                "ids only have to grow": ["enqueue_many__mutmut_100"],
+                "ids only have to grow": ["enqueue_many__mutmut_100@d0338fda"],
                 "enqueue of a partitioned job made the queue's partition map already": [
-                    "claim__mutmut_39",
-                    "claim__mutmut_41",
+                    "claim__mutmut_39@1c22151c",
+                    "claim__mutmut_41@2a3a1218",
                 ],
                 "an unlimited key is never full: the keyed path takes it like the plain one": [
-                    "claim__mutmut_78",
+                    "claim__mutmut_78@9931eea5",
                 ],
                 "a count kept above 0 only sends claims down the fair path, which over the "
                 "unpartitioned jobs alone claims in the same order": [
-                    "enqueue_many__mutmut_122",
-                    "enqueue_many__mutmut_127",
-                    "enqueue_many__mutmut_128",
+                    "enqueue_many__mutmut_122@d698d269",
+                    "enqueue_many__mutmut_127@f1997cc1",
+                    "enqueue_many__mutmut_128@ae84a64b",
                 ],
-                "'' is neither PENDING nor CANCELLED, like None": ["enqueue_many__mutmut_129"],
+                "'' is neither PENDING nor CANCELLED, like None": [
+                    "enqueue_many__mutmut_129@cc294c0e"
+                ],
                 _STRICT: [
-                    "enqueue_many__mutmut_33",
-                    "enqueue_many__mutmut_36",
-                    "enqueue_many__mutmut_37",
-                    "finalize__mutmut_22",
-                    "finalize__mutmut_25",
-                    "finalize__mutmut_26",
+                    "enqueue_many__mutmut_33@ae152c1a",
+                    "enqueue_many__mutmut_36@77f35e85",
+                    "enqueue_many__mutmut_37@d0908815",
+                    "finalize__mutmut_22@8a08654a",
+                    "finalize__mutmut_25@334c0173",
+                    "finalize__mutmut_26@2f3960aa",
                 ],
                 "a new record has no holder: it is taken at once and its first expiry never read": [
-                    "acquire_leader__mutmut_13"
+                    "acquire_leader__mutmut_13@548d17ef"
                 ],
                 "_live skips rows whose lease ended (no expiry): a stale entry in the key's "
                 "map of running jobs is never counted": [
-                    "_end_lease__mutmut_1",
-                    "_end_lease__mutmut_2",
-                    "_end_lease__mutmut_3",
-                    "_end_lease__mutmut_4",
-                    "_end_lease__mutmut_5",
-                    "_end_lease__mutmut_7",
+                    "_end_lease__mutmut_1@cb8723fb",
+                    "_end_lease__mutmut_2@61f93d85",
+                    "_end_lease__mutmut_3@a34ccad9",
+                    "_end_lease__mutmut_4@8bdc0354",
+                    "_end_lease__mutmut_5@f4a5d22b",
+                    "_end_lease__mutmut_7@470f0e4f",
                 ],
                 "a token is compared only with int tokens, which match neither '' nor None": [
-                    "_end_lease__mutmut_9",
+                    "_end_lease__mutmut_9@c498c904",
                 ],
                 "a heap of None is not usable either: no turn, as without the entry": [
-                    "_fair_order__mutmut_35",
+                    "_fair_order__mutmut_35@0f75199d",
                 ],
                 "the hook's queue argument is read only by the simulator's override": [
-                    "_fair_order__mutmut_41",
+                    "_fair_order__mutmut_41@bdaf3fbe",
                 ],
                 "never-served partitions still sort before every served one (ticks start at 1)": [
-                    "_fair_order__mutmut_53",
-                    "_fair_order__mutmut_54",
-                    "_fair_order__mutmut_55",
+                    "_fair_order__mutmut_53@179501f2",
+                    "_fair_order__mutmut_54@07ab9bb0",
+                    "_fair_order__mutmut_55@0cb39a09",
                 ],
                 "popping more per round only pushes more back: the first `limit` by (rank, "
-                "index) are the same": ["_fair_order__mutmut_60", "_fair_order__mutmut_61"],
+                "index) are the same": [
+                    "_fair_order__mutmut_60@80b8be92",
+                    "_fair_order__mutmut_61@3477d294",
+                ],
                 "(rank, index) pairs are unique, so the whole tuples sort the same": [
-                    "_fair_order__mutmut_70",
+                    "_fair_order__mutmut_70@f2f6046a",
                 ],
                 "the default only sizes one call; the Reaper passes its batch": [
-                    "reap__mutmut_1",
+                    "reap__mutmut_1@85571b57",
                 ],
-                "a running row always has an owner": ["reap__mutmut_24"],
+                "a running row always has an owner": ["reap__mutmut_24@9f6d8ad6"],
                 "lost_at is read only by a claim, and a final row is claimed only after "
-                "retry_jobs clears it": ["reap__mutmut_75"],
+                "retry_jobs clears it": ["reap__mutmut_75@10bec1da"],
                 "the compaction threshold: the index is rebuilt a little sooner or later, "
                 "never lets stale entries grow without bound": [
-                    "renew__mutmut_37",
-                    "renew__mutmut_40",
-                    "renew__mutmut_41",
+                    "renew__mutmut_37@597c28c5",
+                    "renew__mutmut_40@ff00bd7e",
+                    "renew__mutmut_41@91983497",
                 ],
             },
         ),
