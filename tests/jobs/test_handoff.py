@@ -222,14 +222,22 @@ async def test_a_run_handed_over_after_a_drain_began_is_given_back_unstarted(
     assert ran == []
 
 
+@pytest.mark.parametrize("by", ["call", "message"])
 async def test_a_notice_about_an_older_claim_spares_the_waiting_job(
-    memory: MemoryTransport, clock: VirtualClock
+    memory: MemoryTransport, clock: VirtualClock, by: str
 ) -> None:
     ran, app, lease, run = await _handed(memory, clock)
     reports = run.report_to
-    async with _worker(app, memory, clock) as (_, worker, claimer):
-        assert claimer.ready[0].inbox.put(run)
-        worker._on_lost((lease.job_id,), (lease.token - 1,))
+    async with _worker(app, memory, clock) as (ref, worker, claimer):
+        inbox = claimer.ready[0].inbox
+        with _unread(inbox):
+            assert inbox.put(run)
+            if by == "call":
+                worker._on_lost((lease.job_id,), (lease.token - 1,))
+            else:
+                await ref.tell(LeasesLost(job_ids=(lease.job_id,), tokens=(lease.token - 1,)))
+                for _ in range(20):  # the notice is handled
+                    await anyio.lowlevel.checkpoint()
         await reports.wait()
         (report,) = reports.take_all()
     assert report.outcome is not None
