@@ -292,6 +292,20 @@ async def test_unreachable_server_raises_connection_lost(anyio_backend: str) -> 
             pass
 
 
+async def test_an_empty_claim_leaves_no_wake_up_behind(
+    anyio_backend: str, postgres_dsn: str, postgres_schema: str
+) -> None:
+    """A claim that found nothing passes no wake-up on (only a full claim does, since more is
+    likely waiting): else an idle Claimer would wake itself and claim again, for ever."""
+    make = _factory(anyio_backend, postgres_dsn, postgres_schema)
+    async with make(None) as transport:  # a fresh store: no wake-up is kept yet
+        for limit in (1, 5):
+            assert await transport.claim("q", owner="w", limit=limit, ttl=30.0) == []
+            with anyio.move_on_after(0.3) as idle:  # real seconds: no wake-up is due
+                await transport.wait_for_work(["q"])
+            assert idle.cancelled_caught, f"an empty claim of {limit} left a wake-up behind"
+
+
 async def test_notify_false_still_wakes_local_waiters(
     anyio_backend: str, postgres_dsn: str, postgres_schema: str
 ) -> None:
