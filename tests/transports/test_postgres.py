@@ -203,6 +203,32 @@ async def test_enqueue_in_callers_transaction_rolls_back_with_it(
 
 
 @asyncio_only
+async def test_enqueue_in_callers_transaction_folds_duplicates(
+    admin: asyncpg.Connection, postgres_dsn: str, postgres_schema: str
+) -> None:
+    """On the caller's connection a dedupe key folds as on the transport's own: a second
+    request with a live job's key, in the batch or later, returns that job."""
+    async with PostgresTransport(postgres_dsn, schema=postgres_schema) as transport:
+        async with admin.transaction():
+            first, twin = await transport.enqueue_many(
+                [
+                    EnqueueRequest(kind="k", dedupe_key="d"),
+                    EnqueueRequest(kind="k", dedupe_key="d"),
+                ],
+                connection=admin,
+            )
+            later = await transport.enqueue(
+                EnqueueRequest(kind="k", dedupe_key="d"), connection=admin
+            )
+        assert not first.deduplicated
+        assert twin.deduplicated
+        assert twin.job_id == first.job_id
+        assert later.deduplicated
+        assert later.job_id == first.job_id
+        assert sum(c.total for c in await transport.counts()) == 1
+
+
+@asyncio_only
 async def test_claim_uses_the_due_index_on_a_large_table(
     admin: asyncpg.Connection, postgres_dsn: str, postgres_schema: str
 ) -> None:
