@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from transports import (
+    After,
     EnqueueRequest,
     InvalidRequest,
     JobState,
@@ -226,6 +227,27 @@ async def test_enqueue_in_callers_transaction_folds_duplicates(
         assert later.deduplicated
         assert later.job_id == first.job_id
         assert sum(c.total for c in await transport.counts()) == 1
+
+
+@asyncio_only
+async def test_enqueue_in_callers_transaction_keeps_a_batchs_edges(
+    admin: asyncpg.Connection, postgres_dsn: str, postgres_schema: str
+) -> None:
+    """A batch whose jobs wait for each other (``after``), enqueued on the caller's
+    connection, keeps its edges: the child waits pending until its parent succeeds."""
+    async with PostgresTransport(postgres_dsn, schema=postgres_schema) as transport:
+        async with admin.transaction():
+            parent, child = await transport.enqueue_many(
+                [EnqueueRequest(kind="k"), EnqueueRequest(kind="k", after=[After(index=0)])],
+                connection=admin,
+            )
+        assert (await transport.get(child.job_id)).state is JobState.PENDING
+        (lease,) = await transport.claim("default", owner="w", limit=5, ttl=60)
+        assert lease.job_id == parent.job_id
+        await transport.finalize(
+            [FinalizeRequest(job_id=lease.job_id, token=lease.token, outcome=Complete())]
+        )
+        assert (await transport.get(child.job_id)).state is JobState.AVAILABLE
 
 
 @asyncio_only
