@@ -354,6 +354,34 @@ async def test_an_empty_claim_leaves_no_wake_up_behind(
             assert idle.cancelled_caught, f"an empty claim of {limit} left a wake-up behind"
 
 
+async def test_a_full_claim_passes_the_wake_up_on(
+    anyio_backend: str, postgres_dsn: str, postgres_schema: str
+) -> None:
+    """An enqueue wakes one waiter per queue; a claim that comes back full (more is likely
+    waiting) wakes the next, so a batch reaches every waiter, one claim after another."""
+    make = _factory(anyio_backend, postgres_dsn, postgres_schema, notify=False)
+    async with make(None) as transport:
+        claimed: list[int] = []
+        waiting = 0
+
+        async def claimer(owner: str) -> None:
+            nonlocal waiting
+            waiting += 1
+            await transport.wait_for_work(["q"])
+            claimed.append(len(await transport.claim("q", owner=owner, limit=2, ttl=30.0)))
+
+        with anyio.fail_after(WAKE_TIMEOUT):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(claimer, "a")
+                tg.start_soon(claimer, "b")
+                while waiting < 2:
+                    await anyio.lowlevel.checkpoint()
+                for _ in range(20):  # let both get well into their waits
+                    await anyio.lowlevel.checkpoint()
+                await transport.enqueue_many([EnqueueRequest(kind="k", queue="q")] * 4)
+        assert claimed == [2, 2]
+
+
 async def test_notify_false_still_wakes_local_waiters(
     anyio_backend: str, postgres_dsn: str, postgres_schema: str
 ) -> None:
