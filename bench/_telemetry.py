@@ -62,8 +62,9 @@ def _provider(ratio: float = 1.0) -> Any:
             return SpanExportResult.SUCCESS
 
     provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(ratio)))
-    # A queue no drain here fills: a span dropped for a full queue would cost nothing.
-    provider.add_span_processor(BatchSpanProcessor(Dropping(), max_queue_size=JOBS))
+    # A queue no run here fills (each job's producer span and its run's consumer span): a span
+    # dropped for a full queue would cost nothing.
+    provider.add_span_processor(BatchSpanProcessor(Dropping(), max_queue_size=2 * JOBS))
     return provider
 
 
