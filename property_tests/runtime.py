@@ -553,7 +553,8 @@ def _faulted(result: Run, nodes: int) -> list[list[tuple[float, float]]]:
 def _check_running_again(result: Run) -> None:
     """A claimed job's handler starts at once on a node that stays up; a job reaped back to
     available is claimed within the claim gap while some node had a free slot at the reap and
-    stayed unfaulted, unless every such node's claims filled their requests meanwhile."""
+    stayed unfaulted, unless a claim of that node meanwhile filled both its request and the
+    node's free slots (older jobs took them)."""
     nodes = result.scenario.nodes
     faulted = _faulted(result, nodes)
 
