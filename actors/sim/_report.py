@@ -167,7 +167,8 @@ class SimReport:
             f"  orphan re-run (lease expiry -> claimed again): {self.rerun.render()}",
             f"  orphan restart (last renewal -> handler running again, bound "
             f"{self.restart_bound:g}s): {self.restart.render()}; {self.restart_late} past it; "
-            f"{self.reruns_checked} reaped with a slot free, each held to it (running_again)",
+            f"{self.reruns_checked} reaped with a slot free held to their node's claim gap "
+            "(running_again)",
             f"  recovery time (lease expiry -> handler running again): {self.recovered.render()}",
             f"  cron: {self.cron_fires} ticks fired",
             (
@@ -281,8 +282,8 @@ class SweepSummary:
             f"  orphan recovery (last renewal -> re-runnable, bound {self.recovery_bound:g}s): "
             f"{self.recovery.render()}; {self.recovery_late} past the bound, each while no node "
             "had a healthy reaper",
-            f"  running again: {self.reruns_checked} reaped jobs with a slot free, each started "
-            "within its node's claim gap of the reap",
+            f"  running again: {self.reruns_checked} reaped jobs with a slot free held to their "
+            "node's claim gap (running_again)",
             f"  finalizes refused for a stale token (late or repeated executions fenced off): "
             f"{self.finalizes_refused}",
             f"  speed: {self.sim_seconds:.0f} simulated s in {self.wall_seconds:.1f} wall s = "
