@@ -10,6 +10,7 @@ import attrs
 
 from actors.core import VirtualClock
 from actors.sim._faults import Observed  # the simulator's own memory transport
+from property_tests.mutants import ReapBacksOff
 from transports import Job, JobState, JsonValue, MemoryStore, MemoryTransport, Transport
 from transports.lowlevel import (
     FinalizeRequest,
@@ -198,20 +199,7 @@ def turns_forgotten(store: MemoryStore, clock: VirtualClock) -> Transport:
     return TurnsForgottenTransport(store=store, clock=clock)
 
 
-class BackedOffReclaimTransport(MemoryTransport):
-    """A reap that puts every reclaimed job back a minute later (as if a lost lease were a
-    failed attempt with a backoff), while it reports the job available: a free node waits."""
-
-    async def reap(self, *, limit: int = 1000) -> list[Reclaimed]:
-        reclaimed = await super().reap(limit=limit)
-        now = self._time.now()
-        for r in reclaimed:
-            row = self._store.jobs[r.job_id]
-            if row.state is JobState.AVAILABLE:
-                self._wait_until(row, now + 60.0, now)
-        return reclaimed
-
-
 def backed_off_reclaim(store: MemoryStore, clock: VirtualClock) -> Transport:
-    """A transport whose reaped jobs wait a minute before they can run again."""
-    return BackedOffReclaimTransport(store=store, clock=clock)
+    """A transport whose reaped jobs wait a minute before they can run again (the runtime
+    property tests' mutant of the same bug)."""
+    return ReapBacksOff(store=store, clock=clock)

@@ -274,14 +274,20 @@ async def test_a_reaped_job_left_waiting_beside_a_free_slot_breaks_running_again
     assert "free slot" in rig.checker.violation.detail  # type: ignore[union-attr]
 
 
+def _claimed_again(rig: Rig, lease: Lease, at: float) -> Lease:
+    """Node n0.1 claims the reaped job again at ``at`` (a claim of one that got it)."""
+    second = attrs.evolve(lease, token=99, owner="w2", expires_at=at + 20.0)
+    rig.checker.claim_made("n0.1", "q", 1, 1, at)
+    rig.checker.claimed("n0.1", [second], at)
+    return second
+
+
 async def test_a_reaped_job_started_in_time_keeps_running_again() -> None:
     """A reaped job claimed and started within the bound breaks nothing."""
     rig = make_rig()
     _free_slot(rig)
     lease, reaped_at = await _reaped_job(rig)
-    second = attrs.evolve(lease, token=99, owner="w2", expires_at=reaped_at + 20.0)
-    rig.checker.claim_made("n0.1", "q", 1, 1, reaped_at + 0.5)
-    rig.checker.claimed("n0.1", [second], reaped_at + 0.5)
+    second = _claimed_again(rig, lease, reaped_at + 0.5)
     rig.trace.add("n0.1", _started(second, reaped_at + 0.5))
     rig.checker.check_reruns(reaped_at + 60.0)
     assert not rig.violations
@@ -292,9 +298,7 @@ async def test_a_reaped_job_claimed_but_not_started_breaks_running_again() -> No
     rig = make_rig()
     _free_slot(rig)
     lease, reaped_at = await _reaped_job(rig)
-    second = attrs.evolve(lease, token=99, owner="w2", expires_at=reaped_at + 20.0)
-    rig.checker.claim_made("n0.1", "q", 1, 1, reaped_at + 0.5)
-    rig.checker.claimed("n0.1", [second], reaped_at + 0.5)
+    _claimed_again(rig, lease, reaped_at + 0.5)
     rig.checker.check_reruns(reaped_at + 5.0)
     assert rig.violations == ["running_again"]
     assert "not started" in rig.checker.violation.detail  # type: ignore[union-attr]
