@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from random import Random
 from typing import Any, TypeVar
 
@@ -194,9 +194,12 @@ class FaultyTransport(ForwardingTransport):
         gates: method name -> event; calls wait for it to be set before going through.
         calls: how often each method was called.
         hold_time: a virtual clock held (:meth:`VirtualClock.hold`) while a call other than
-            ``wait_for_work`` or ``wait_for_jobs`` is in flight, so autojump does not move time. A SQL backend's
-            call waits for a thread or a socket, which autojump counts as blocked: without
-            this, virtual time races through every pending timer while a query runs.
+            ``wait_for_work`` or ``wait_for_jobs`` is in flight, so autojump does not move time.
+            A SQL backend's call waits for a thread or a socket, which autojump counts as
+            blocked: without this, virtual time races through every pending timer while a
+            query runs. The two waits may last for ever, so time runs while they wait; it is
+            held only while a cancelled wait unwinds (a bridged wait stops its asyncio side
+            in real time, and the timer that cancelled it must not be followed by others).
     """
 
     def __init__(self, inner: Transport, *, hold_time: VirtualClock | None = None) -> None:
@@ -241,10 +244,45 @@ class FaultyTransport(ForwardingTransport):
 
     async def _forward(self, name: str, call: Callable[[Transport], Awaitable[R]]) -> R:
         await self._before(name)
-        if self.hold_time is None or name in ("wait_for_work", "wait_for_jobs"):
+        if self.hold_time is None:
             return await call(self.inner)
+        if name in ("wait_for_work", "wait_for_jobs"):
+            return await self._wait(self.hold_time, call)
         with self.hold_time.hold():
             return await call(self.inner)
+
+    async def _wait(self, clock: VirtualClock, call: Callable[[Transport], Awaitable[R]]) -> R:
+        """Run a wait with time running, and hold time from the moment it is cancelled.
+
+        The wait runs in a task of its own so that the cancellation reaches this task, which
+        takes the hold before the wait's unwinding (a thread round trip when bridged) can
+        leave every task blocked.
+        """
+        outcome: list[R] = []
+        failure: list[Exception] = []
+        done = anyio.Event()
+        unwinding = ExitStack()
+
+        async def wait() -> None:
+            try:
+                outcome.append(await call(self.inner))
+            except Exception as exc:  # re-raised by the caller, not as an exception group
+                failure.append(exc)
+            done.set()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait)
+                try:
+                    await done.wait()
+                except BaseException:
+                    unwinding.enter_context(clock.hold())
+                    raise
+        finally:
+            unwinding.close()
+        if failure:
+            raise failure[0]
+        return outcome[0]
 
     async def enqueue_many(
         self, requests: Sequence[EnqueueRequest], **extra: Any
