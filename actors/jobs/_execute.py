@@ -93,6 +93,7 @@ async def execute(
     renew: Callable[[], Awaitable[RenewResult]],
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
     transport: Transport | None = None,
+    new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope,
 ) -> tuple[Outcome | None, float]:
     """Run the handler of ``run``'s job and decide what becomes of the job.
 
@@ -112,6 +113,9 @@ async def execute(
         transport: where the handler's ``ctx.step`` records steps (and ``ctx.wait_for``
             reads signals; ``ctx.parent_results`` its parents' results); a record refused as
             stale loses ``run``.
+        new_scope: makes the handler's cancel scope: ``anyio.CancelScope`` or, cheaper, the
+            running loop's own class of it (``anyio.CancelScope()`` asks which loop runs on
+            every call), as a Worker passes.
 
     Returns:
         The outcome to finalize (``None`` when the lease was lost: nothing may be stored), and
@@ -130,6 +134,7 @@ async def execute(
                 renew=renew,
                 max_result_bytes=max_result_bytes,
                 transport=transport,
+                new_scope=new_scope,
             )
         with tracer.run(run.lease.job, worker=worker) as trace:
             outcome, duration = await _execute(
@@ -142,6 +147,7 @@ async def execute(
                 renew=renew,
                 max_result_bytes=max_result_bytes,
                 transport=transport,
+                new_scope=new_scope,
             )
             trace.done(outcome)
         return outcome, duration
@@ -163,6 +169,7 @@ async def _execute(
     renew: Callable[[], Awaitable[RenewResult]],
     max_result_bytes: int,
     transport: Transport | None,
+    new_scope: Callable[[], anyio.CancelScope],
 ) -> tuple[Outcome | None, float]:
     lease = run.lease
     job = lease.job
@@ -207,7 +214,7 @@ async def _execute(
     result: object = None
     ended: Outcome | None = None  # a sleep or a wait ended the attempt
     timeout = task.options.timeout
-    with anyio.CancelScope() as scope:
+    with new_scope() as scope:
         run.scope = scope
         try:
             if timeout is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from random import Random  # allowed: type of the injected, seeded RNG only
 from typing import TypeAlias
 
@@ -102,9 +103,11 @@ class Worker(Actor[WorkerMessage]):
         self._done: anyio.Event | None = None
         self._draining = False
         self._clock: Clock  # the system's, set in on_start
+        self._new_scope: Callable[[], anyio.CancelScope]  # this loop's class, set in on_start
 
     async def on_start(self) -> None:
         self._clock = self.context.clock
+        self._new_scope = type(anyio.CancelScope())
         # One task runs every job in turn (a task per job would cost more than the quickest
         # handlers); the mailbox meanwhile takes lease notices and Drain.
         self.context.start_soon(self._serve)
@@ -215,6 +218,7 @@ class Worker(Actor[WorkerMessage]):
                 renew=lambda: self._renew_now(run),
                 max_result_bytes=self._transport.max_result_bytes,
                 transport=self._transport,
+                new_scope=self._new_scope,
             )
         self._current = None
         self._report(msg, outcome, duration)
