@@ -58,7 +58,7 @@ def _plan() -> ChaosPlan:
     )
 
 
-@pytest.mark.timeout(900 if LONG else 120)
+@pytest.mark.timeout(900 if LONG else 300)
 def test_every_job_succeeds_exactly_once_under_process_and_database_faults(
     postgres_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -167,7 +167,7 @@ def _judge(run: CronRun) -> tuple[list[str], dict[str, object]]:
     return problems, stats
 
 
-@pytest.mark.timeout(600 if LONG else 120)
+@pytest.mark.timeout(600 if LONG else 300)
 def test_cron_leader_failover_fires_each_tick_at_most_once(
     postgres_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

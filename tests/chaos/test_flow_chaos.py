@@ -117,7 +117,7 @@ async def _run(dsn: str, logs: Path) -> tuple[int, int, int]:
     return kills, len(claims), most
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_a_key_limit_holds_across_processes_under_sigkill(
     postgres_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

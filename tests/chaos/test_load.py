@@ -196,7 +196,7 @@ async def _burst(
     result.dead_letters = node.system.statistics().dead_letters
 
 
-@pytest.mark.timeout(600 if LONG else 120)
+@pytest.mark.timeout(600 if LONG else 300)
 def test_a_burst_keeps_memory_flat_mailboxes_bounded_and_the_claim_on_its_index(
     postgres_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -139,7 +139,7 @@ async def _wait_running(
     raise AssertionError(f"{process.node_id} did not start {count} jobs within 60 s")
 
 
-@pytest.mark.timeout(600 if LONG else 120)
+@pytest.mark.timeout(600 if LONG else 300)
 def test_sigkilled_workers_jobs_run_again_within_the_lease_bound(
     postgres_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

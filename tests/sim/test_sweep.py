@@ -1,7 +1,8 @@
 """The CI sweep: 200 seeds of a small, heavily faulted cluster all keep every invariant.
 
-Split in eight blocks of 25 seeds so each test stays well inside the per-test timeout and the
-parallel pass of ``make test`` can spread them over its workers. Every fifth seed runs the
+Split in twenty blocks of 10 seeds so each test stays well inside the per-test timeout on a
+slow machine under coverage (a block of 25 took over 120 s on one), and the parallel pass of
+``make test`` can spread them over its workers. Every fifth seed runs the
 workflow workload (``--workflows``: chains and fan-out groups with a fan-in, some parents
 failing) instead of single jobs, and as many give the jobs fair-share partitions
 (``--partitions``). Each block prints its summary (run pytest with -s to see
@@ -27,7 +28,7 @@ SMALL = SimConfig(
 )
 
 
-BLOCK = 25
+BLOCK = 10
 #: Seeds divisible by this run workflows; those one above a multiple of it give the jobs
 #: fair-share partitions (``fair_share_held``). Key limits and rates have sweeps of their own
 #: in test_teeth.py.
