@@ -36,6 +36,10 @@ from .mutants import (
 )
 from .runtime import Scenario, check, run, scenarios
 
+# Run without line tracing: these runs prove that broken stores are caught, not which lines run
+# (the property suites cover them), and tracing makes them several times slower.
+pytestmark = pytest.mark.no_cover
+
 BUDGET = 1000
 """Examples a suite may use to catch one mutant (ci); the slowest needs a fraction of it."""
 

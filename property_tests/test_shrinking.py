@@ -39,6 +39,10 @@ from .machine import LeaseMachine
 from .model import STALE_TOKEN_INERT, Violation
 from .mutants import SQLiteFinalizeIgnoresToken
 
+# Run without line tracing: these runs prove that failures shrink, not which lines run (the
+# property suites cover them), and tracing makes them several times slower.
+pytestmark = pytest.mark.no_cover
+
 POSTGRES_FINALIZE_IGNORES_TOKEN = SQLMutant(
     dialect="postgres",
     query="finalize",

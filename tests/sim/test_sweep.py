@@ -1,8 +1,7 @@
 """The CI sweep: 200 seeds of a small, heavily faulted cluster all keep every invariant.
 
 Split in twenty blocks of 10 seeds so each test stays well inside the per-test timeout on a
-slow machine under coverage (a block of 25 took over 120 s on one), and the parallel pass of
-``make test`` can spread them over its workers. Every fifth seed runs the
+slow machine, and the parallel pass of ``make test`` can spread them over its workers. Every fifth seed runs the
 workflow workload (``--workflows``: chains and fan-out groups with a fan-in, some parents
 failing) instead of single jobs, and as many give the jobs fair-share partitions
 (``--partitions``). Each block prints its summary (run pytest with -s to see
@@ -16,6 +15,10 @@ import attrs
 import pytest
 
 from actors.sim import FaultRates, SimConfig, SimReport, sweep
+
+# Run without line tracing: the 200 seeds prove invariants, not lines (the runtime's lines are
+# covered by its own tests), and under coverage a block takes about four times as long.
+pytestmark = pytest.mark.no_cover
 
 #: 3 nodes x 2 workers, 150 jobs in 10 minutes, every fault at several times its default rate.
 SMALL = SimConfig(

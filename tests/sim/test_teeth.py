@@ -25,6 +25,10 @@ from ._broken import (
     turns_forgotten,
 )
 
+# Run without line tracing: these sweeps prove that bugs are caught, not which lines run (the
+# simulator's lines are covered by its own tests), and tracing makes them several times slower.
+pytestmark = pytest.mark.no_cover
+
 #: Small and fast, busy enough that leases are often lost while their jobs run.
 SMALL = SimConfig(
     nodes=3,
