@@ -380,7 +380,7 @@ GROUPS = (
             "actors.jobs.",
             {
                 _FLAG_NONE: [
-                    "_claimer.xǁHandoffǁ__init____mutmut_3@12d84e57",
+                    "_claimer.xǁHandoffǁ__init____mutmut_5@12d84e57",
                     "_leases.xǁLeaseKeeperǁ_tick__mutmut_8@667df458",
                     "_worker.xǁWorkerǁ__init____mutmut_14@c2d8d8b3",
                     "_worker.xǁWorkerǁ__init____mutmut_16@947b78f7",
@@ -491,7 +491,7 @@ GROUPS = (
                 ],
                 "nothing awaits between the handler's end and the Worker dropping the run: no notice reads its scope or context again": [
                     "_execute.x__execute__mutmut_106@f406269b",
-                    "_execute.x_execute__mutmut_46@b850c7e4",
+                    "_execute.x_execute__mutmut_50@b850c7e4",
                 ],
                 "the notice is about the run's own claim: its token or any claim name the same run": [
                     "_worker.xǁWorkerǁ_serve__mutmut_12@4ea7c6cc",
