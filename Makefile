@@ -30,7 +30,9 @@ browser:
 
 # Two passes under coverage: every test not marked `serial` on one worker per core (pytest-xdist),
 # then the serial ones (chaos: real processes, a server restart) alone. Exit 5 is "nothing
-# collected", when PYTEST_ARGS picks no serial test.
+# collected", when PYTEST_ARGS picks no serial test. Tests marked `no_cover` (the simulator sweeps,
+# the mutant suites, the shrink hunts) run with line tracing paused: they prove invariants, and
+# tracing made them three to four times slower.
 WORKERS ?= auto
 pytest: $(STAMP) browser
 	$(BIN)/coverage erase
