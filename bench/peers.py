@@ -22,6 +22,7 @@ goal of the issue as met or not. Options: ``--rounds N``, ``--quick`` (one round
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -135,13 +136,37 @@ def _brief(result: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:,.0f}" for k, v in result.items())
 
 
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """How many jobs each workload runs (``--quick`` runs fewer); the tables name them."""
+
+    drain: int
+    slow_drain: int  # procrastinate's drains
+    latency: int
+    runtime: int
+    single: int
+    steady: int
+
+    @classmethod
+    def of(cls, quick: bool) -> Sizes:
+        return cls(
+            drain=DRAIN_JOBS // (5 if quick else 1),
+            slow_drain=DRAIN_JOBS // (20 if quick else 1),
+            latency=LATENCY_JOBS // (5 if quick else 1),
+            runtime=RUNTIME_JOBS // (4 if quick else 1),
+            single=SINGLE_ENQUEUES // (5 if quick else 1),
+            steady=STEADY_JOBS // (5 if quick else 1),
+        )
+
+
 def plan(quick: bool) -> list[tuple[str, str, str, list[str]]]:
     """(key, system, mode, arguments) of every configuration, in run order."""
-    drain = str(DRAIN_JOBS // (5 if quick else 1))
-    slow_drain = str(DRAIN_JOBS // (20 if quick else 1))
-    latency = str(LATENCY_JOBS // (5 if quick else 1))
-    runtime = str(RUNTIME_JOBS // (4 if quick else 1))
-    single = str(SINGLE_ENQUEUES // (5 if quick else 1))
+    sizes = Sizes.of(quick)
+    drain = str(sizes.drain)
+    slow_drain = str(sizes.slow_drain)
+    latency = str(sizes.latency)
+    runtime = str(sizes.runtime)
+    single = str(sizes.single)
     steps: list[tuple[str, str, str, list[str]]] = [
         ("raw drain batch 100 x1", "raw", "drain", ["--jobs", drain, "--concurrency", "1"]),
         ("raw drain batch 100 x2", "raw", "drain", ["--jobs", drain, "--concurrency", "2"]),
@@ -178,7 +203,7 @@ def plan(quick: bool) -> list[tuple[str, str, str, list[str]]]:
         steps.append((f"{system} enqueue", system, "enqueue", ["--jobs", single]))
     for system in ("raw", "actorq", "pgqueuer", "procrastinate"):
         steps.append((f"{system} latency", system, "latency", ["--jobs", latency]))
-    steady = str(STEADY_JOBS // (5 if quick else 1))
+    steady = str(sizes.steady)
     for system in ("raw", "actorq"):
         steps.append(
             (f"{system} steady", system, "steady", ["--jobs", steady, "--concurrency", "32"])
@@ -202,7 +227,7 @@ def plan(quick: bool) -> list[tuple[str, str, str, list[str]]]:
     return steps
 
 
-def report(r: Runner, header: str) -> str:
+def report(r: Runner, header: str, sizes: Sizes) -> str:
     def rate(key: str, field: str = "jobs_per_s") -> str:
         value = r.median(key, field)
         return "-" if value is None else f"{value:,.0f}"
@@ -226,7 +251,7 @@ def report(r: Runner, header: str) -> str:
         ours = best(f"actorq drain c{c}", f"actorq drain c{c} {tuned}")
         pgq = r.median(f"pgqueuer drain c{c}", "jobs_per_s")
         lines.append(
-            f"| drain {DRAIN_JOBS:,}, concurrency {c} | {_fmt(ceiling)} (batched ceiling) | "
+            f"| drain {sizes.drain:,}, concurrency {c} | {_fmt(ceiling)} (batched ceiling) | "
             f"{rate(f'actorq drain c{c}')} | {rate(f'actorq drain c{c} {tuned}')} | "
             f"{rate(f'pgqueuer drain c{c}')} | {rate(f'procrastinate drain c{c}')} | "
             f"{ratio(ours, pgq)} | {ratio(ours, ceiling)} |"
@@ -247,8 +272,8 @@ def report(r: Runner, header: str) -> str:
     )
     lines.append(f"| raw one job per statement | {rate('raw drain batch 1')} | | | | | | |")
     for label, field in (
-        (f"enqueue {SINGLE_ENQUEUES:,}, one call each", "single_per_s"),
-        ("enqueue 10,000 in batches of 1,000", "batch_per_s"),
+        (f"enqueue {sizes.single:,}, one call each", "single_per_s"),
+        (f"enqueue {sizes.single * 10:,} in batches of 1,000", "batch_per_s"),
     ):
         ours = r.median("actorq enqueue", field)
         lines.append(
@@ -257,7 +282,8 @@ def report(r: Runner, header: str) -> str:
         )
     lines += [
         "",
-        "| enqueue-to-start latency, ms (500 jobs 5 ms apart, idle workers) | p50 | p95 | p99 |",
+        f"| enqueue-to-start latency, ms ({sizes.latency:,} jobs 5 ms apart, idle workers) "
+        "| p50 | p95 | p99 |",
         "|---|---:|---:|---:|",
     ]
     for system in ("raw", "actorq", "pgqueuer", "procrastinate"):
@@ -282,7 +308,7 @@ def report(r: Runner, header: str) -> str:
         )
     lines += [
         "",
-        f"| in-process, {RUNTIME_JOBS:,} no-op jobs | defaults | {tuned} |",
+        f"| in-process, {sizes.runtime:,} no-op jobs | defaults | {tuned} |",
         "|---|---:|---:|",
     ]
     for backend, name in (("sqlite", "SQLite drain"), ("memory", "memory transport, end to end")):
@@ -363,7 +389,7 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], object] = print
         f"{os.cpu_count()} CPUs, load average {load_before:.1f} before and "
         f"{os.getloadavg()[0]:.1f} after; {time.perf_counter() - started:.0f}s"
     )
-    out("\n" + report(runner, header))
+    out("\n" + report(runner, header, Sizes.of(args.quick)))
 
 
 if __name__ == "__main__":
