@@ -12,6 +12,8 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actors.core import VirtualClock, open_actor_system
 from actors.jobs import (
@@ -114,6 +116,44 @@ def test_six_field_expressions_tick_on_seconds() -> None:
     assert schedule.latest_until(START + 24.5) == START + 20
     every_second = CronSchedule(name="busy", expression="* * * * * *", kind="cron.job")
     assert every_second.latest_until(START + 10 * 24 * 3600 + 0.5) == START + 10 * 24 * 3600
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    expression=st.sampled_from([EVERY_5S, "* * * * *", "*/7 3-5 * * *", "0 0 29 2 *", "@hourly"]),
+    moves=st.lists(
+        st.one_of(
+            # onto the next or the latest tick, or just before or after it
+            st.tuples(
+                st.sampled_from(["next", "latest"]),
+                st.sampled_from([0.0, -0.5, 0.5, -1e-3, 1e-3, -0.999, 0.999]),
+            ),
+            st.tuples(st.just("by"), st.floats(-3.0, 3.0)),
+            st.tuples(st.just("by"), st.floats(-86_400 * 400, 86_400 * 400)),  # a clock jump
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+)
+def test_remembered_ticks_are_the_ticks_croniter_gives(
+    expression: str, moves: list[tuple[str, float]]
+) -> None:
+    """A schedule reuses its last answers while a time stays between the same two ticks: asked
+    in any order (the clock moving on, stepping back, jumping), it answers as a new one would."""
+    kept = CronSchedule(name="kept", expression=expression, kind="cron.job")
+    t = START + 0.25
+    for move, by in moves:
+        fresh = CronSchedule(name="fresh", expression=expression, kind="cron.job")
+        if move == "next":
+            t = fresh.next_after(t) + by
+        elif move == "latest":
+            t = fresh.latest_until(t) + by
+        else:
+            t += by
+        fresh = CronSchedule(name="fresh", expression=expression, kind="cron.job")
+        assert kept.next_after(t) == fresh.next_after(t)
+        fresh = CronSchedule(name="fresh", expression=expression, kind="cron.job")
+        assert kept.latest_until(t) == fresh.latest_until(t)
 
 
 def test_a_schedules_names_and_policies_are_refused_by_name() -> None:
