@@ -20,14 +20,16 @@ from actors.sim import FaultRates, SimConfig, SimReport, sweep
 # covered by its own tests), and under coverage a block takes about four times as long.
 pytestmark = pytest.mark.no_cover
 
-#: 3 nodes x 2 workers, 150 jobs in 10 minutes, every fault at several times its default rate.
+#: 3 nodes x 2 workers, 150 jobs in 400 simulated seconds (40 lease TTLs), every fault at
+#: several times its default rate: per seed, about as many faults as 10 minutes at two thirds
+#: of these rates, in two thirds of the simulator's time.
 SMALL = SimConfig(
     nodes=3,
     workers=2,
     jobs=150,
-    duration=600.0,
+    duration=400.0,
     lease_ttl=10.0,
-    rates=FaultRates(crash=5, pause=20, storage=10, partition=10, skew=10, hang=0.02),
+    rates=FaultRates(crash=7.5, pause=30, storage=15, partition=15, skew=15, hang=0.02),
 )
 
 
