@@ -9,8 +9,7 @@ import asyncpg
 import pytest
 
 from transports import PostgresTransport
-from transports._postgres import _render
-from transports._sql import load_migrations, load_schema
+from transports._sql import load_migrations
 
 pytestmark = pytest.mark.anyio
 asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"])  # asyncpg used directly
@@ -29,8 +28,9 @@ async def _shape(conn: asyncpg.Connection, schema: str) -> dict[str, list[tuple[
     """Columns, indexes, constraints and sequences of a schema, with its name taken out."""
 
     def norm(value: object) -> object:
+        # qualified names, then the schema's notification channels ('<schema>_jobs')
         return (
-            value.replace(f'"{schema}".', "").replace(f"{schema}.", "")
+            value.replace(f'"{schema}".', "").replace(f"{schema}.", "").replace(schema, "<s>")
             if isinstance(value, str)
             else value
         )
@@ -49,6 +49,15 @@ async def _shape(conn: asyncpg.Connection, schema: str) -> dict[str, list[tuple[
         "sequences": """
             SELECT sequence_name, data_type, start_value, increment
             FROM information_schema.sequences WHERE sequence_schema = $1 ORDER BY sequence_name""",
+        "functions": """
+            SELECT p.proname, pg_get_functiondef(p.oid)
+            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE n.nspname = $1 ORDER BY p.proname""",
+        "triggers": """
+            SELECT t.tgname, pg_get_triggerdef(t.oid)
+            FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = $1 AND NOT t.tgisinternal ORDER BY t.tgname""",
     }
     shape = {}
     for name, sql in queries.items():
@@ -61,18 +70,26 @@ async def _shape(conn: asyncpg.Connection, schema: str) -> dict[str, list[tuple[
 async def test_migrations_build_schema_sql(
     admin: asyncpg.Connection, postgres_dsn: str, postgres_schema: str
 ) -> None:
-    """Every migration applied in order yields the same tables and indexes as schema.sql."""
+    """Every migration applied in order yields the same tables, indexes, functions and
+    triggers as schema.sql, which is what a new store gets (``migrate`` on version 0)."""
     migrated = postgres_schema
     fresh = f"t_{uuid.uuid4().hex[:12]}"
     try:
-        applied = await PostgresTransport(postgres_dsn, schema=migrated).migrate()
+        applied = await PostgresTransport(postgres_dsn, schema=migrated)._migrate_on(
+            admin, whole=False
+        )
         assert applied == len(load_migrations("postgres"))
-        await admin.execute(f'CREATE SCHEMA "{fresh}"')
-        await admin.execute(_render(load_schema("postgres"), fresh, notify=True))
+        assert await PostgresTransport(postgres_dsn, schema=fresh).migrate() == applied
         got, want = await _shape(admin, migrated), await _shape(admin, fresh)
         assert got["columns"], "the migrated schema is empty"
-        for part in ("columns", "indexes", "constraints", "sequences"):
+        assert got["functions"], "the migrated schema has no functions"
+        assert got["triggers"], "the migrated schema has no triggers"
+        for part in ("columns", "indexes", "constraints", "sequences", "functions", "triggers"):
             assert got[part] == want[part], part
+        versions = "SELECT version FROM {}.schema_version ORDER BY version"
+        assert await admin.fetch(versions.format(f'"{fresh}"')) == await admin.fetch(
+            versions.format(f'"{migrated}"')
+        )
     finally:
         await admin.execute(f'DROP SCHEMA IF EXISTS "{fresh}" CASCADE')
 
