@@ -114,7 +114,7 @@ from ._records import (
     encode_step,
     job_waiter_key,
 )
-from ._sql import load_migrations, load_queries
+from ._sql import load_migrations, load_queries, load_schema
 from ._validate import (
     check_advance,
     check_claim,
@@ -285,6 +285,11 @@ def _split_statements(script: str) -> list[str]:
     if pending.strip():
         statements.append(pending.strip())
     return statements
+
+
+# What every migration applied in order builds (tests/transports/test_migrations_sqlite.py),
+# statement by statement: a new database gets it at once.
+_SCHEMA = tuple(_split_statements(load_schema(_DIALECT)))
 
 
 _WAL_TRIES = 20  # attempts to switch a new file to WAL while another connection does
@@ -494,7 +499,9 @@ class SQLiteTransport(Transport):
             f"{self.path} has schema version {version}; this code uses {self.schema_version}" + why
         )
 
-    async def _migrate(self, conn: aiosqlite.Connection) -> int:
+    async def _migrate(self, conn: aiosqlite.Connection, *, whole: bool = True) -> int:
+        """Apply what the database lacks: schema.sql on a new one (unless ``whole=False``),
+        else the migrations after its version."""
         # The write lock is taken before reading the version, so two processes opening a new
         # file at once migrate it once.
         await conn.execute_fetchall(_Q["begin_immediate"])
@@ -502,12 +509,20 @@ class SQLiteTransport(Transport):
             version = await self._user_version(conn)
             if version > self.schema_version:
                 raise self._mismatch(version)
-            for migration in _MIGRATIONS[version:]:
-                for statement in _split_statements(migration.sql):
+            if version == 0 and whole:
+                # A new database: schema.sql, half the statements of the migrations in turn.
+                for statement in _SCHEMA:
                     await conn.execute_fetchall(statement)
                 await conn.execute_fetchall(
-                    _Q["set_user_version"].replace("{version}", str(int(migration.version)))
+                    _Q["set_user_version"].replace("{version}", str(int(self.schema_version)))
                 )
+            else:
+                for migration in _MIGRATIONS[version:]:
+                    for statement in _split_statements(migration.sql):
+                        await conn.execute_fetchall(statement)
+                    await conn.execute_fetchall(
+                        _Q["set_user_version"].replace("{version}", str(int(migration.version)))
+                    )
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._rollback_quietly(conn)

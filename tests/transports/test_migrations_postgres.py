@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from transports import PostgresTransport
+from transports._postgres import _render
 from transports._sql import load_migrations
 
 pytestmark = pytest.mark.anyio
@@ -116,3 +117,27 @@ def test_migrations_are_numbered_from_one() -> None:
     assert [m.version for m in load_migrations("postgres")] == list(
         range(1, len(load_migrations("postgres")) + 1)
     )
+
+
+@asyncio_only
+@pytest.mark.parametrize("at", [1, 6, len(load_migrations("postgres")) - 1])
+async def test_an_older_schema_is_migrated_to_the_schema(
+    admin: asyncpg.Connection, postgres_dsn: str, postgres_schema: str, at: int
+) -> None:
+    """A schema at an older version (a new one gets schema.sql at once) is brought up by the
+    migrations after its version, to what a new schema gets."""
+    old = postgres_schema
+    fresh = f"t_{uuid.uuid4().hex[:12]}"
+    transport = PostgresTransport(postgres_dsn, schema=old)
+    try:
+        async with admin.transaction():
+            await admin.execute(transport._sql["create_schema"])
+            for migration in load_migrations("postgres")[:at]:
+                await admin.execute(_render(migration.sql, old, notify=True))
+                await admin.execute(transport._sql["record_version"], migration.version)
+        assert await transport.migrate() == len(load_migrations("postgres"))
+        await PostgresTransport(postgres_dsn, schema=fresh).migrate()
+        got, want = await _shape(admin, old), await _shape(admin, fresh)
+        assert got == want
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{fresh}" CASCADE')

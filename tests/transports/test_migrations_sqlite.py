@@ -79,3 +79,26 @@ async def test_transport_migrates_an_empty_file_to_the_schema(tmp_path: Path) ->
     finally:
         expected.close()
         built.close()
+
+
+@pytest.mark.parametrize("at", range(1, len(load_migrations("sqlite"))))
+async def test_an_older_database_is_migrated_to_the_schema(tmp_path: Path, at: int) -> None:
+    """A database at an older version (a new one gets schema.sql at once) is brought up by
+    the migrations after its version, to exactly schema.sql."""
+    path = tmp_path / "jobs.db"
+    old = sqlite3.connect(path)
+    for migration in load_migrations("sqlite")[:at]:
+        old.executescript(migration.sql)
+    old.execute(f"PRAGMA user_version = {at}")
+    old.close()
+    async with SQLiteTransport(str(path)) as transport:
+        version = transport.schema_version
+    expected = sqlite3.connect(tmp_path / "schema.db")
+    expected.executescript(load_schema("sqlite"))
+    built = sqlite3.connect(path)
+    try:
+        assert built.execute("PRAGMA user_version").fetchone()[0] == version
+        assert _objects(built) == _objects(expected)
+    finally:
+        expected.close()
+        built.close()
