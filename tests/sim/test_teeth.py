@@ -29,14 +29,15 @@ from ._broken import (
 # simulator's lines are covered by its own tests), and tracing makes them several times slower.
 pytestmark = pytest.mark.no_cover
 
-#: Small and fast, busy enough that leases are often lost while their jobs run.
+#: Small and fast, busy enough that leases are often lost while their jobs run: 400 simulated
+#: seconds (40 lease TTLs) at high fault rates, as in the CI sweep (test_sweep.py).
 SMALL = SimConfig(
     nodes=3,
     workers=2,
     jobs=150,
-    duration=600.0,
+    duration=400.0,
     lease_ttl=10.0,
-    rates=FaultRates(crash=5, pause=20, storage=10, partition=10, skew=10, hang=0.02),
+    rates=FaultRates(crash=7.5, pause=30, storage=15, partition=15, skew=15, hang=0.02),
 )
 
 
