@@ -21,11 +21,18 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.conftest import postgres_dsn, postgres_schema
+from tests.conftest import postgres_dsn, postgres_schema, pytest_runtest_call
 
 from .harness import Backend, Harness, MemoryBackend, PostgresBackend, SQLiteBackend
 
-__all__ = ["FINDINGS", "SCALE", "examples", "postgres_dsn", "postgres_schema"]
+__all__ = [
+    "FINDINGS",
+    "SCALE",
+    "examples",
+    "postgres_dsn",
+    "postgres_schema",
+    "pytest_runtest_call",
+]
 
 _COMMON = {
     "deadline": None,  # SQL round trips and thread hops vary; time is virtual anyway

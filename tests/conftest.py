@@ -30,6 +30,27 @@ def anyio_backend(request: pytest.FixtureRequest) -> Iterator[str]:
         yield str(request.param)
 
 
+@pytest.hookimpl(wrapper=True, trylast=True)  # inside pytest-cov's own pause
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Run ``no_cover`` tests with no trace function at all, in this thread and in the threads
+    they start. In an xdist worker pytest-cov's pause stops its coverage, and the tracer of
+    the one started before it takes over again: those tests ran two to three times slower
+    there (a 10-seed sweep block: 7.8 s against 2.8 s)."""
+    if item.get_closest_marker("no_cover") is None:
+        return (yield)
+    import sys
+    import threading
+
+    tracer, thread_tracer = sys.gettrace(), threading.gettrace()
+    sys.settrace(None)
+    threading.settrace(None)  # type: ignore[arg-type]  # None removes it
+    try:
+        return (yield)
+    finally:
+        sys.settrace(tracer)
+        threading.settrace(thread_tracer)  # type: ignore[arg-type]
+
+
 def _postgres_reachable(dsn: str) -> bool:
     parts = urlsplit(dsn)
     try:
