@@ -499,9 +499,9 @@ class SQLiteTransport(Transport):
             f"{self.path} has schema version {version}; this code uses {self.schema_version}" + why
         )
 
-    async def _migrate(self, conn: aiosqlite.Connection, *, whole: bool = True) -> int:
-        """Apply what the database lacks: schema.sql on a new one (unless ``whole=False``),
-        else the migrations after its version."""
+    async def _migrate(self, conn: aiosqlite.Connection) -> int:
+        """Apply what the database lacks: schema.sql on a new one (half the statements of the
+        migrations in turn), else the migrations after its version."""
         # The write lock is taken before reading the version, so two processes opening a new
         # file at once migrate it once.
         await conn.execute_fetchall(_Q["begin_immediate"])
@@ -509,20 +509,17 @@ class SQLiteTransport(Transport):
             version = await self._user_version(conn)
             if version > self.schema_version:
                 raise self._mismatch(version)
-            if version == 0 and whole:
-                # A new database: schema.sql, half the statements of the migrations in turn.
-                for statement in _SCHEMA:
+            steps = (
+                [(_SCHEMA, self.schema_version)]
+                if version == 0
+                else [(_split_statements(m.sql), m.version) for m in _MIGRATIONS[version:]]
+            )
+            for statements, reached in steps:
+                for statement in statements:
                     await conn.execute_fetchall(statement)
                 await conn.execute_fetchall(
-                    _Q["set_user_version"].replace("{version}", str(int(self.schema_version)))
+                    _Q["set_user_version"].replace("{version}", str(int(reached)))
                 )
-            else:
-                for migration in _MIGRATIONS[version:]:
-                    for statement in _split_statements(migration.sql):
-                        await conn.execute_fetchall(statement)
-                    await conn.execute_fetchall(
-                        _Q["set_user_version"].replace("{version}", str(int(migration.version)))
-                    )
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._rollback_quietly(conn)

@@ -43,6 +43,16 @@ def _objects(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[str, objec
     return found
 
 
+def _schema_objects(folder: Path) -> dict[tuple[str, str], tuple[str, object]]:
+    """The objects schema.sql builds in a new database."""
+    expected = sqlite3.connect(folder / "schema.db")
+    try:
+        expected.executescript(load_schema("sqlite"))
+        return _objects(expected)
+    finally:
+        expected.close()
+
+
 def test_migrations_are_numbered_from_one() -> None:
     migrations = load_migrations("sqlite")
     assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
@@ -69,15 +79,12 @@ async def test_transport_migrates_an_empty_file_to_the_schema(tmp_path: Path) ->
     path = tmp_path / "jobs.db"
     async with SQLiteTransport(str(path)) as transport:
         version = transport.schema_version
-    expected = sqlite3.connect(tmp_path / "schema.db")
-    expected.executescript(load_schema("sqlite"))
     built = sqlite3.connect(path)
     try:
-        assert _objects(built) == _objects(expected)
+        assert _objects(built) == _schema_objects(tmp_path)
         assert built.execute("PRAGMA user_version").fetchone()[0] == version
         assert version == len(load_migrations("sqlite"))
     finally:
-        expected.close()
         built.close()
 
 
@@ -93,12 +100,9 @@ async def test_an_older_database_is_migrated_to_the_schema(tmp_path: Path, at: i
     old.close()
     async with SQLiteTransport(str(path)) as transport:
         version = transport.schema_version
-    expected = sqlite3.connect(tmp_path / "schema.db")
-    expected.executescript(load_schema("sqlite"))
     built = sqlite3.connect(path)
     try:
         assert built.execute("PRAGMA user_version").fetchone()[0] == version
-        assert _objects(built) == _objects(expected)
+        assert _objects(built) == _schema_objects(tmp_path)
     finally:
-        expected.close()
         built.close()
