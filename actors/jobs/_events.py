@@ -325,8 +325,14 @@ class EventBus:
             except Exception:
                 self.errors += 1
                 _log.exception("event subscriber %r failed on %s", subscriber, event)
-        if self._batch_subscribers:
-            self._deliver((event,))
+        for takes_batches in self._batch_subscribers:  # as _deliver does, without its call
+            try:
+                takes_batches((event,))
+            except anyio.WouldBlock:
+                self.dropped += 1
+            except Exception:
+                self.errors += 1
+                _log.exception("event subscriber %r failed on 1 event(s)", takes_batches)
 
     def publish_many(self, events: Sequence[RuntimeEvent]) -> None:
         """Deliver ``events``, in order, to every subscriber: one call per batch subscriber,

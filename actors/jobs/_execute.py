@@ -175,10 +175,12 @@ async def _execute(
     job = lease.job
     if run.lost:
         return None, 0.0
-    if events.has_subscribers:
+    listened = events.has_subscribers
+    started = clock.now() if listened else 0.0  # the run's start, for its events only
+    if listened:
         events.publish(
             new_job_claimed(
-                clock.now(),  # at
+                started,  # at
                 job.id,
                 job.kind,
                 job.queue,
@@ -207,7 +209,6 @@ async def _execute(
         return Discard(error=f"poison payload: {exc}", error_type=PAYLOAD_INVALID), 0.0
     ctx = JobContext(lease, clock, renew, transport=transport, lost=lambda: lose(run))
     run.context = ctx
-    started = clock.now() if events.has_subscribers else 0.0  # for JobSucceeded only
     error: str | None = None
     error_type: str | None = None
     trace: str | None = None
@@ -244,7 +245,7 @@ async def _execute(
         return Cancel(reason="cancel requested"), 0.0
     if scope.cancel_called:
         return Release(), 0.0  # a shutdown stopped it: give the job back
-    duration = clock.now() - started if started else 0.0
+    duration = clock.now() - started if listened else 0.0
     if ended is not None:
         return ended, duration
     if error is not None:

@@ -83,7 +83,8 @@ DEFAULT_SAMPLE_INTERVAL = 5.0
 METRICS_LEADER = "metrics"
 #: Seconds between two folds of the buffered events into the metrics (at most this stale).
 _FOLD_EVERY = 0.25
-#: Events buffered for the metrics actor at most; beyond, they are dropped (and counted).
+#: Events buffered for the metrics actor, past which its folder drops the newest (and counts
+#: them) as it wakes: the buffer holds at most this plus a quarter second of events.
 _MAX_BUFFERED = 100_000
 
 _STORAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -333,35 +334,64 @@ class NodeMetrics:
             self.observe_unlocked(event)
 
     def observe_all(self, events: Iterable[RuntimeEvent]) -> None:
-        """Fold a batch of events, taking the lock once."""
+        """Fold a batch of events, taking the lock once: the same numbers as ``observe`` of
+        each event in turn."""
         observe = self.observe_unlocked
-        # The two events of every job, folded here as observe_unlocked does, without its
-        # calls (they are most of what the actor folds).
+        # The two events of every job are folded here as observe_unlocked does, without its
+        # calls (they are most of what the actor folds); a run of them of one queue and kind
+        # (a drain) looks its series up once and adds its count at the end.
         claimed, succeeded = self.claimed.values, self.succeeded.values
         latency_of, duration_of = self.start_latency, self.run_duration
-        latencies, latency_bounds = latency_of.values, latency_of.bounds
-        durations, duration_bounds = duration_of.values, duration_of.bounds
+        latency_bounds, duration_bounds = latency_of.bounds, duration_of.bounds
+        claimed_key: Labels = ()
+        claimed_row: list[float] = []
+        claimed_n = 0.0
+        succeeded_key: Labels = ()
+        succeeded_row: list[float] = []
+        succeeded_n = 0.0
         with self.lock:
             for event in events:
                 if type(event) is JobSucceeded:
-                    key = (event.queue, event.kind)
-                    succeeded[key] = succeeded.get(key, 0.0) + 1.0
+                    if (
+                        succeeded_n == 0.0
+                        or event.kind != succeeded_key[1]
+                        or event.queue != succeeded_key[0]
+                    ):
+                        if succeeded_n:
+                            succeeded[succeeded_key] = (
+                                succeeded.get(succeeded_key, 0.0) + succeeded_n
+                            )
+                        succeeded_key = (event.queue, event.kind)
+                        succeeded_row = duration_of.row(succeeded_key)
+                        succeeded_n = 0.0
+                    succeeded_n += 1.0
                     value = event.duration
-                    row = durations.get(key) or duration_of.row(key)
-                    row[_bisect_left(duration_bounds, value)] += 1
-                    row[-1] += value
+                    succeeded_row[_bisect_left(duration_bounds, value)] += 1
+                    succeeded_row[-1] += value
                 elif type(event) is JobClaimed and event.lost_at is None:
-                    key = (event.queue, event.kind)
-                    claimed[key] = claimed.get(key, 0.0) + 1.0
+                    if (
+                        claimed_n == 0.0
+                        or event.kind != claimed_key[1]
+                        or event.queue != claimed_key[0]
+                    ):
+                        if claimed_n:
+                            claimed[claimed_key] = claimed.get(claimed_key, 0.0) + claimed_n
+                        claimed_key = (event.queue, event.kind)
+                        claimed_row = latency_of.row(claimed_key)
+                        claimed_n = 0.0
+                    claimed_n += 1.0
                     due = event.enqueued_at if event.enqueued_at > event.run_at else event.run_at
                     value = event.at - due
                     if value < 0.0:
                         value = 0.0
-                    row = latencies.get(key) or latency_of.row(key)
-                    row[_bisect_left(latency_bounds, value)] += 1
-                    row[-1] += value
+                    claimed_row[_bisect_left(latency_bounds, value)] += 1
+                    claimed_row[-1] += value
                 else:
                     observe(event)
+            if succeeded_n:
+                succeeded[succeeded_key] = succeeded.get(succeeded_key, 0.0) + succeeded_n
+            if claimed_n:
+                claimed[claimed_key] = claimed.get(claimed_key, 0.0) + claimed_n
 
     def observe_unlocked(self, event: RuntimeEvent) -> None:
         """Fold one event; the caller holds :attr:`lock`."""
@@ -543,7 +573,9 @@ class MetricsActor(Actor[MetricsMessage]):
         self._leading = False
 
     async def on_start(self) -> None:
-        self._unsubscribe = self._node.events.subscribe_batches(self._take)
+        # The publisher's whole cost is one list extend, per event or per finalize call's
+        # events; the folder bounds the buffer (and counts what it drops) as it wakes.
+        self._unsubscribe = self._node.events.subscribe_batches(self._buffer.extend)
         self.context.start_soon(self._ticker)
         self.context.start_soon(self._folder)
 
@@ -562,23 +594,14 @@ class MetricsActor(Actor[MetricsMessage]):
                 except (ConnectionLost, TransportClosed) as exc:
                     _log.info("could not release the metrics lease: %s", exc)
 
-    def _take(self, events: Sequence[RuntimeEvent]) -> None:
-        # The publisher's whole cost: an extend (the folder picks the buffer up), one per
-        # event or per finalize call's events.
-        buffer = self._buffer
-        room = _MAX_BUFFERED - len(buffer)
-        if len(events) <= room:
-            buffer.extend(events)
-        else:
-            buffer.extend(events[: max(room, 0)])
-            self._dropped += len(events) - max(room, 0)
-
     async def _folder(self) -> None:
         clock = self.context.clock
         ref = self.context.self_ref
+        buffer = self._buffer
         while True:
             await clock.sleep(self._fold_every)
-            if self._buffer or self._dropped:
+            self._cut()  # the actor may not have folded for a while (a slow sample)
+            if buffer or self._dropped:
                 try:
                     ref.tell_nowait(Pending())
                 except anyio.WouldBlock:
@@ -594,10 +617,21 @@ class MetricsActor(Actor[MetricsMessage]):
                 pass
             await clock.sleep(self._interval)
 
+    def _cut(self) -> None:
+        """Drop what the buffer holds past its bound (the newest events), counting them."""
+        buffer = self._buffer
+        excess = len(buffer) - _MAX_BUFFERED
+        if excess > 0:
+            del buffer[_MAX_BUFFERED:]
+            self._dropped += excess
+
     def _fold(self) -> None:
-        buffer, self._buffer = self._buffer, []
+        self._cut()
+        buffer = self._buffer
         if buffer:
-            self._metrics.observe_all(buffer)
+            events = buffer.copy()
+            buffer.clear()  # the same list: it is what the event bus extends
+            self._metrics.observe_all(events)
         if self._dropped:
             dropped, self._dropped = self._dropped, 0
             with self._metrics.lock:

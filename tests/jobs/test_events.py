@@ -245,8 +245,10 @@ def test_a_batch_subscriber_gets_every_event_in_order_one_call_per_batch() -> No
     bus.subscribe_batches(broken)
     bus.publish_many([first, second])
     assert (bus.dropped, bus.errors) == (2, 1)
+    bus.publish(third)
+    assert (bus.dropped, bus.errors) == (3, 2)
     assert batches == [[first], [second, third]]
-    assert single == [first, second, third, first, second]
+    assert single == [first, second, third, first, second, third]
 
 
 async def test_each_renewal_call_reports_its_renewed_lost_and_cancelled_leases(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors.core import VirtualClock
@@ -14,8 +17,11 @@ from actors.jobs import (
     ConfigInvalid,
     Drop,
     FinalizeRefused,
+    JobClaimed,
     JobContext,
     JobLeaseLost,
+    JobRetried,
+    JobSucceeded,
     Node,
     RetryLater,
     ShutdownPhase,
@@ -309,17 +315,73 @@ def test_every_transport_of_the_node_is_wrapped_once(clock: VirtualClock) -> Non
 
 
 def test_the_metrics_actor_drops_what_its_buffer_cannot_hold() -> None:
-    """The metrics actor buffers events up to its bound; a batch past it is cut, and what is
-    cut is counted as dropped."""
+    """The metrics actor buffers events up to its bound; what lies past it when the actor
+    looks (its folder's wake-up, a fold) is cut, the newest first, and counted as dropped."""
     actor = MetricsActor.__new__(MetricsActor)
-    actor._buffer = []
     actor._dropped = 0
     events = [ShutdownPhase(at=float(i), phase="stopped") for i in range(5)]
     bound = _MAX_BUFFERED
     actor._buffer = [events[0]] * (bound - 2)
-    actor._take(events)
+    actor._buffer.extend(events)  # what the event bus does for each publish
+    actor._cut()
     assert len(actor._buffer) == bound
     assert actor._buffer[-2:] == events[:2]
     assert actor._dropped == 3
-    actor._take(events[:1])
+    actor._buffer.extend(events[:1])
+    actor._cut()
+    assert len(actor._buffer) == bound
     assert actor._dropped == 4
+
+
+_labels = st.sampled_from(["qa", "qb"])
+_seconds = st.floats(min_value=0.0, max_value=400.0, allow_nan=False)
+
+
+@st.composite
+def _job_events(draw: st.DrawFn) -> JobClaimed | JobSucceeded | JobRetried | WorkerCrashed:
+    at = draw(_seconds)
+    about = {"at": at, "job_id": draw(st.integers(1, 9)), "kind": draw(_labels)}
+    about |= {"queue": draw(_labels), "worker": "w"}
+    pick = draw(st.integers(0, 3))
+    if pick == 0:
+        return JobClaimed(
+            **about,
+            attempt=1,
+            token=1,
+            enqueued_at=draw(_seconds),
+            run_at=draw(_seconds),
+            lost_at=draw(st.none() | _seconds),
+        )
+    if pick == 1:
+        return JobSucceeded(**about, attempt=1, duration=draw(_seconds))
+    if pick == 2:
+        return JobRetried(**about, attempt=1, run_at=at, error="e", duration=draw(_seconds))
+    return WorkerCrashed(at=at, queue=about["queue"], worker="w", error="bug")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    # Copies of the label strings too: the fold must compare them by value, not identity.
+    st.lists(_job_events(), max_size=40).map(
+        lambda events: [
+            attrs.evolve(e, queue=e.queue[:1] + e.queue[1:]) if i % 3 == 0 else e
+            for i, e in enumerate(events)
+        ]
+    ),
+    st.lists(st.integers(1, 12), max_size=6),
+)
+def test_a_folded_batch_counts_what_its_events_one_by_one_count(
+    events: list[Any], cuts: list[int]
+) -> None:
+    """``observe_all`` (the actor's fold, with its shortcut for runs of one queue and kind)
+    gives the numbers that ``observe`` of each event in turn gives, however the events are
+    split into batches."""
+    one_by_one, batched = NodeMetrics(), NodeMetrics()
+    for event in events:
+        one_by_one.observe(event)
+    rest = list(events)
+    for cut in cuts:
+        batched.observe_all(rest[:cut])
+        rest = rest[cut:]
+    batched.observe_all(rest)
+    assert parse(batched.text()) == parse(one_by_one.text())
