@@ -963,6 +963,13 @@ class PostgresTransport(Transport):
         keys = sorted({r.outcome.event_key for r in requests if isinstance(r.outcome, Suspend)})
         if keys:
             rows = await self._run(lambda: self._finalize_suspending(pool, keys, columns))
+        elif all(action == "complete" for action in columns[2] or ()):
+            # Successes only (nearly every batch): the statement of that one outcome.
+            rows = await self._run(
+                lambda: pool.fetch(
+                    self._sql["finalize_complete"], columns[0], columns[1], self._now(), columns[7]
+                )
+            )
         else:
             rows = await self._run(
                 lambda: pool.fetch(

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 import anyio
 import anyio.lowlevel
+import attrs
 import pytest
 
 from .._base import Transport
@@ -51,6 +52,7 @@ from .._records import (
     EnqueueRequest,
     FinalizeRequest,
     FinalizeResult,
+    Job,
     JobFilter,
     JobState,
     Lease,
@@ -1075,6 +1077,53 @@ class TransportConformance(
         await transport.cancel(lease.job_id)
         assert await _finalize(transport, lease, Complete()) is FinalizeResult.APPLIED
         assert (await transport.get(lease.job_id)).state is JobState.SUCCEEDED
+
+    async def test_a_success_is_stored_alike_alone_or_among_other_outcomes(
+        self, transport: Transport, clock: ManualClock
+    ) -> None:
+        """A batch of successes only may take a shorter path than a mixed one (the SQL
+        backends do): the job a success leaves behind is the same either way, for a job with
+        an error history and a cancel request (the success wins), and the other outcomes of
+        the mixed batch are applied beside it."""
+
+        async def retried_then_cancel_requested(queue: str) -> Lease:
+            await _enqueue(transport, queue=queue, max_attempts=5)
+            first = await _claim_one(transport, queue)
+            await _finalize(transport, first, Retry(run_at=clock.now(), error="boom"))
+            lease = await _claim_one(transport, queue)
+            assert await transport.cancel(lease.job_id) is CancelResult.REQUESTED
+            return lease
+
+        alone = await retried_then_cancel_requested("a")
+        mixed = await retried_then_cancel_requested("b")
+        await _enqueue(transport, queue="c")
+        other = await _claim_one(transport, "c")
+        clock.advance(1)
+        assert await transport.finalize(
+            [FinalizeRequest(job_id=alone.job_id, token=alone.token, outcome=Complete(result=[1]))]
+        ) == [FinalizeResult.APPLIED]
+        assert await transport.finalize(
+            [
+                FinalizeRequest(
+                    job_id=mixed.job_id, token=mixed.token, outcome=Complete(result=[1])
+                ),
+                FinalizeRequest(
+                    job_id=other.job_id, token=other.token, outcome=Retry(run_at=0.0, error="x")
+                ),
+            ]
+        ) == [FinalizeResult.APPLIED, FinalizeResult.APPLIED]
+
+        def stored(job: Job) -> dict[str, Any]:
+            fields = attrs.asdict(job, recurse=False)
+            del fields["id"], fields["queue"]
+            return fields
+
+        done = await transport.get(alone.job_id)
+        assert done.state is JobState.SUCCEEDED
+        assert done.result == [1]
+        assert [error.message for error in done.errors] == ["boom"]
+        assert stored(done) == stored(await transport.get(mixed.job_id))
+        assert (await transport.get(other.job_id)).last_error == "x"
 
     # --- leadership and cursors ------------------------------------------------------------
 

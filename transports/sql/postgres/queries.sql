@@ -591,6 +591,37 @@ SELECT upd.ord, upd.state, upd.queue,
        (SELECT count(*) FROM woken) + (SELECT count(*) FROM done) AS woken, upd.has_dependents
 FROM upd;
 
+-- name: finalize_complete
+-- The finalize of a batch of successes only (nearly every batch): what finalize does for a
+-- 'complete' request, without the other outcomes' columns, arrays and CTEs. Fenced by (id,
+-- token) as finalize is; requests must be distinct pairs. $3: now; $4: the results (NULL
+-- stands for all NULLs).
+WITH now AS (
+    SELECT coalesce($3::float8, extract(epoch FROM statement_timestamp())::float8) AS t
+),
+req AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $4::text[])
+        WITH ORDINALITY AS r(id, token, result, ord)
+),
+upd AS (
+    UPDATE {schema}.jobs AS j
+    SET state = 'succeeded',
+        wait_key = NULL,
+        finished_at = now.t,
+        result = req.result::jsonb,
+        lease_token = NULL,
+        lease_expires_at = NULL,
+        lost_at = NULL,
+        updated_at = now.t
+    FROM req, now
+    WHERE j.id = req.id AND j.lease_token = req.token
+    RETURNING req.ord, j.id, j.queue, j.state, j.has_dependents
+),
+done AS ({done_notify})
+SELECT upd.ord, upd.state, upd.queue, (SELECT count(*) FROM done) AS woken,
+       upd.has_dependents
+FROM upd;
+
 -- name: reap
 WITH now AS (
     SELECT coalesce($2::float8, extract(epoch FROM statement_timestamp())::float8) AS t

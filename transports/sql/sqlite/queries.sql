@@ -458,6 +458,25 @@ FROM decided
 WHERE jobs.id = decided.id
 RETURNING jobs.id, jobs.lease_token, jobs.queue, jobs.state, jobs.has_dependents
 
+-- name: finalize_complete
+-- The finalize of a batch of successes only (nearly every batch): what finalize does for a
+-- complete, without the other outcomes' columns and CASEs. ?1 is now; VALUES gets one
+-- "(?, ?, ?)" per request: job id, token, result (compact JSON, or NULL).
+WITH
+    params (now) AS (SELECT ?1),
+    requests (id, token, result) AS (VALUES {rows})
+UPDATE jobs
+SET state = 'succeeded',
+    wait_key = NULL,
+    finished_at = (SELECT now FROM params),
+    result = requests.result,
+    lease_expires_at = NULL,
+    lost_at = NULL,
+    updated_at = (SELECT now FROM params)
+FROM requests
+WHERE jobs.id = requests.id AND jobs.lease_token = requests.token AND jobs.state = 'running'
+RETURNING jobs.id, jobs.lease_token, jobs.queue, jobs.state, jobs.has_dependents
+
 -- name: expired_leases
 SELECT id, kind, queue, attempt, lease_owner, lease_expires_at
 FROM jobs
