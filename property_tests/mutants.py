@@ -344,7 +344,9 @@ def _without(query: str, text: str, replacement: str = "") -> str:
 _FENCE = "AND jobs.lease_token = requests.token"
 _RENEW_BLIND = _without("renew", _FENCE)
 _without("finalize", _FENCE)  # fails loudly if the statement is no longer fenced this way
-_FINALIZE_HEAD = _Q["finalize"].split("{rows}")[0]  # the start of every expanded batch
+_without("finalize_complete", _FENCE)  # ... nor the one of a batch of successes only
+# The start of every expanded batch of each finalize statement.
+_FINALIZE_HEADS = tuple(_Q[name].split("{rows}")[0] for name in ("finalize", "finalize_complete"))
 _REAP_EAGER = _without("expired_leases", "AND lease_expires_at <= :now")
 
 
@@ -356,11 +358,12 @@ class SQLiteRenewIgnoresToken(SQLiteTransport):
 
 
 class SQLiteFinalizeIgnoresToken(SQLiteTransport):
-    """The finalize statement matches on the job id alone."""
+    """The finalize statements (a mixed batch's, and a batch of successes') match on the job
+    id alone."""
 
     async def _fetch(self, sql: str, params: Any = ()) -> list[Any]:
         # The statement is the template expanded for the batch: recognise it by its start.
-        if sql.startswith(_FINALIZE_HEAD):
+        if sql.startswith(_FINALIZE_HEADS):
             sql = sql.replace(_FENCE, "")
         return await super()._fetch(sql, params)
 

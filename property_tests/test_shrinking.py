@@ -52,6 +52,14 @@ POSTGRES_FINALIZE_IGNORES_TOKEN = SQLMutant(
 """PostgreSQL's finalize fenced by the job's state instead of its lease token: a worker whose
 lease was reaped and claimed again finalizes the new claim."""
 
+POSTGRES_FINALIZE_COMPLETE_IGNORES_TOKEN = SQLMutant(
+    dialect="postgres",
+    query="finalize_complete",
+    old="WHERE j.id = req.id AND j.lease_token = req.token",
+    new="WHERE j.id = req.id AND j.state = 'running'",
+)
+"""The same bug in the statement of a batch of successes only (both are rewritten)."""
+
 MAX_STEPS = 10
 """The longest shrunk example accepted (the bug needs an enqueue, two claims and a finalize)."""
 
@@ -129,7 +137,10 @@ def test_a_broken_postgres_finalize_shrinks_to_a_few_steps(
     """Against a PostgreSQL finalize that ignores the lease token, hypothesis reports the
     stale-token violation with a minimal example of at most ten steps, never a flaky one."""
     # PostgreSQL renders its queries when it opens: the harness opens it inside the rewrite.
-    with POSTGRES_FINALIZE_IGNORES_TOKEN.active():
+    with (
+        POSTGRES_FINALIZE_IGNORES_TOKEN.active(),
+        POSTGRES_FINALIZE_COMPLETE_IGNORES_TOKEN.active(),
+    ):
         _shrinks(Harness("asyncio", PostgresBackend(postgres_dsn, postgres_schema)))
 
 
