@@ -202,6 +202,9 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> list[Sequence[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
+_STATES = {state.value: state for state in JobState}  # a dict lookup beats JobState(value)
+
+
 def _job(
     row: Sequence[Any],
     result: str | None = None,
@@ -215,7 +218,7 @@ def _job(
         kind=row[1],
         queue=row[2],
         payload=json.loads(row[3]),
-        state=JobState(row[4]),
+        state=_STATES[row[4]],
         priority=row[5],
         run_at=float(row[6]),
         attempt=row[7],
