@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import attrs
@@ -85,6 +85,17 @@ def _catch_up(value: object) -> CatchUp:
     return _member(CatchUp, value)
 
 
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _moment(t: float) -> datetime:
+    """``t`` as croniter is given it: the microsecond at or before ``t``. (``fromtimestamp``
+    rounds to the nearest one, so a time less than half a microsecond before a tick read as
+    the tick itself, and the first tick after it skipped that tick.)"""
+    moment = datetime.fromtimestamp(t, UTC)
+    return moment - _MICROSECOND if moment.timestamp() > t else moment
+
+
 class _Memo:
     """A schedule's last answers: ``next_after(t)`` is ``tick`` for ``after <= t < tick``, and
     ``latest_until(t)`` is ``last`` for ``last <= t < upto``."""
@@ -131,7 +142,7 @@ class CronSchedule:
         memo = self._memo
         if memo.after <= t < memo.tick:
             return memo.tick  # no tick lies between memo.after and memo.tick
-        tick = float(croniter(self.expression, datetime.fromtimestamp(t, UTC)).get_next(float))
+        tick = float(croniter(self.expression, _moment(t)).get_next(float))
         memo.after, memo.tick = t, tick
         return tick
 
@@ -140,7 +151,7 @@ class CronSchedule:
         memo = self._memo
         if memo.last <= t < memo.upto:
             return memo.last
-        previous = float(croniter(self.expression, datetime.fromtimestamp(t, UTC)).get_prev(float))
+        previous = float(croniter(self.expression, _moment(t)).get_prev(float))
         # get_prev is strictly before t: t itself may be a tick.
         following = self.next_after(previous)
         if following <= t:
@@ -151,7 +162,7 @@ class CronSchedule:
     def ticks_between(self, after: float, until: float, *, limit: int = 10_000) -> list[float]:
         """Ticks ``t`` with ``after < t <= until`` (at most ``limit``, the latest kept)."""
         ticks: list[float] = []
-        it = croniter(self.expression, datetime.fromtimestamp(after, UTC))
+        it = croniter(self.expression, _moment(after))
         while True:
             t = float(it.get_next(float))
             if t > until:

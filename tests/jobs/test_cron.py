@@ -118,6 +118,23 @@ def test_six_field_expressions_tick_on_seconds() -> None:
     assert every_second.latest_until(START + 10 * 24 * 3600 + 0.5) == START + 10 * 24 * 3600
 
 
+@pytest.mark.parametrize("before", [2e-7, 4e-7, 1e-6, 3e-6])
+def test_a_time_a_hair_before_a_tick_is_before_it(before: float) -> None:
+    """A time less than a microsecond before a tick (which a datetime rounds up to the tick
+    itself) still has that tick next, and the one before it as its latest."""
+    tick = START + 5
+    for fresh in (True, False):
+        schedule = CronSchedule(name="fast", expression=EVERY_5S, kind="cron.job")
+        if not fresh:
+            schedule.next_after(START + 1)  # remembered: START + 5 follows START + 1
+            schedule.latest_until(START + 1)
+        assert schedule.next_after(tick - before) == tick
+        assert schedule.latest_until(tick - before) == START
+        assert schedule.ticks_between(tick - before, tick) == [tick]
+        assert schedule.latest_until(tick) == tick
+        assert schedule.next_after(tick) == tick + 5
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     expression=st.sampled_from([EVERY_5S, "* * * * *", "*/7 3-5 * * *", "0 0 29 2 *", "@hourly"]),
