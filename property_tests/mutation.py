@@ -601,9 +601,13 @@ GROUPS = (
                     "_cleanup.xǁCleanupǁon_stop__mutmut_2",
                 ],
                 _FLOAT: [
-                    "_schedule.xǁCronScheduleǁlatest_until__mutmut_3",
-                    "_schedule.xǁCronScheduleǁnext_after__mutmut_7",
-                    "_schedule.xǁCronScheduleǁticks_between__mutmut_15",
+                    "_schedule.xǁCronScheduleǁlatest_until__mutmut_6",
+                    "_schedule.xǁCronScheduleǁnext_after__mutmut_6",
+                    "_schedule.xǁCronScheduleǁticks_between__mutmut_12",
+                ],
+                "a remembered answer missed at its first instant is computed again, the same": [
+                    "_schedule.xǁCronScheduleǁlatest_until__mutmut_2",
+                    "_schedule.xǁCronScheduleǁnext_after__mutmut_2",
                 ],
                 "uniform(0, 0) is 0.0 too: the same delay, one more draw nothing depends on": [
                     "_cron.xǁCronǁ_fire_due__mutmut_68",
