@@ -58,9 +58,9 @@ test-thorough: $(STAMP)
 # aim names (claim, renew, finalize, reap, dedupe, leader, cron) apart from "other", and every
 # survivor; `make mutation ARGS="schedule --children 1"` runs one group, `--survivors` re-runs
 # the last survivors against new tests. With one child on two shared cores: schedule 3-6 min,
-# memory 14 min (asyncio), sqlite 19 min (aim methods only), runtime 21-50 min (50 beside another
+# memory 14 min (asyncio), sqlite 10-19 min (aim methods only), runtime 21-50 min (50 beside another
 # test run), postgres 61 min (aim methods only). Last measured, aim families: schedule 100% (365/365), memory 99.7%
-# (940/943), sqlite 99.1% (542/547), runtime 97.9% (1208/1234), postgres 100% (428/428);
+# (940/943), sqlite 100% (566/566), runtime 97.9% (1208/1234), postgres 100% (428/428);
 # other code: schedule 79.3% (169/213), memory 87.1% (1068/1226), runtime 100% (107/107).
 # On a loaded machine mutmut's timeouts can misjudge: judge a timed-out mutant again by running
 # its tests in .mutation/<group>/mutants with MUTANT_UNDER_TEST=<name>.
