@@ -10,13 +10,23 @@ and percentiles need no leader: see ``transports/_base.py``, "What operators wat
 
 from __future__ import annotations
 
+import bisect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeAlias
 
 import anyio
+import attrs
 
-from transports import BUCKET_BOUNDS, COUNTERS, Histogram, QueueStats, Transport, minute_of
+from transports import (
+    BUCKET_BOUNDS,
+    COUNTERS,
+    MINUTE,
+    Histogram,
+    QueueStats,
+    Transport,
+    minute_of,
+)
 from transports.lowlevel import bucket_of
 
 from ..core import Actor, ExitReason
@@ -37,15 +47,24 @@ from ._events import (
 )
 from ._periodic import RunNow, Tick
 
-__all__ = ["History", "HistoryMessage", "StatsRecorder"]
+__all__ = ["Fold", "History", "HistoryMessage", "StatsRecorder"]
 
 _log = logging.getLogger("actorq.history")
 
 _DEFAULTS = WorkerConfig()
+_bisect_left = bisect.bisect_left
 
 #: Most running jobs a recorder remembers the queue and start of (a job whose claim it saw
 #: and whose end it did not, e.g. released at shutdown, is forgotten oldest first).
 MAX_TRACKED = 100_000
+
+#: Events a History buffers before it folds them into its recorder (it also folds on each
+#: message, flushes included): what a run of jobs keeps alive in memory before it is counted.
+FOLD_AT = 2_048
+
+#: Most events a History buffers while it cannot fold (a flush waiting on the store): past
+#: this, newer events are dropped and counted in ``EventBus.dropped``.
+MAX_BUFFERED = 100_000
 
 _BUCKETS = len(BUCKET_BOUNDS) + 1
 
@@ -86,7 +105,7 @@ class StatsRecorder:
         integer("StatsRecorder max_tracked", max_tracked, minimum=1, maximum=10**9)
         self._max_tracked = max_tracked
         self._minutes: dict[tuple[str, float], _Minute] = {}
-        self._running: dict[int, tuple[str, float]] = {}  # job id -> (queue, started at)
+        self._running: dict[int, float] = {}  # job id -> started at
         self.unattributed = 0
 
     def record(self, event: RuntimeEvent) -> None:
@@ -116,12 +135,72 @@ class StatsRecorder:
             assert isinstance(event, JobSnoozed)
             self._running.pop(event.job_id, None)
 
+    def record_all(self, events: Iterable[RuntimeEvent]) -> None:
+        """Count events in turn: the same figures as ``record`` of each."""
+        record = self.record
+        running = self._running
+        minutes = self._minutes
+        most = self._max_tracked
+        bounds = BUCKET_BOUNDS
+        # The two events of every job are counted here as record does, without its calls;
+        # a run of them in one queue and minute (a drain) looks its figures up once.
+        queue = ""
+        start = end = 0.0  # the minute [start, end) of ``figures``
+        figures = _Minute()  # a placeholder until a first event is counted
+        for event in events:
+            kind = type(event)
+            if kind is JobSucceeded:
+                assert isinstance(event, JobSucceeded)
+                duration = event.duration
+                if type(duration) is not float or not duration >= 0.0:
+                    record(event)  # bucket_of checks what a fold must not count blindly
+                    continue
+                running.pop(event.job_id, None)
+                at = event.at
+                if not (start <= at < end and event.queue == queue):
+                    if not at >= 0:
+                        self.unattributed += 1
+                        continue
+                    queue = event.queue
+                    start = minute_of(at)
+                    end = start + MINUTE
+                    figures = minutes.get((queue, start)) or minutes.setdefault(
+                        (queue, start), _Minute()
+                    )
+                figures.counters["succeeded"] += 1
+                figures.run[_bisect_left(bounds, duration)] += 1
+            elif kind is JobClaimed:
+                assert isinstance(event, JobClaimed)
+                if event.lost_at is not None:
+                    record(event)
+                    continue
+                job_id = event.job_id
+                at = event.at
+                running.pop(job_id, None)
+                if len(running) >= most:
+                    del running[next(iter(running))]
+                running[job_id] = at
+                if not (start <= at < end and event.queue == queue):
+                    if not at >= 0:
+                        self.unattributed += 1
+                        continue
+                    queue = event.queue
+                    start = minute_of(at)
+                    end = start + MINUTE
+                    figures = minutes.get((queue, start)) or minutes.setdefault(
+                        (queue, start), _Minute()
+                    )
+                due = event.run_at if event.run_at > event.enqueued_at else event.enqueued_at
+                figures.wait[_bisect_left(bounds, at - due if at > due else 0.0)] += 1
+            else:
+                record(event)
+
     def _claimed(self, event: JobClaimed) -> None:
         running = self._running
         running.pop(event.job_id, None)
         if len(running) >= self._max_tracked:
             del running[next(iter(running))]
-        running[event.job_id] = (event.queue, event.at)
+        running[event.job_id] = event.at
         figures = self._figures(event.queue, event.at)
         if figures is not None:
             due = max(event.run_at, event.enqueued_at)
@@ -134,7 +213,7 @@ class StatsRecorder:
         event: JobRetried | JobDead | JobCancelled | JobLeaseLost | FinalizeRefused,
         counter: str,
     ) -> None:
-        claim = self._running.pop(event.job_id, None)
+        started = self._running.pop(event.job_id, None)
         figures = self._figures(event.queue, event.at)
         if figures is None:
             return
@@ -143,8 +222,8 @@ class StatsRecorder:
             return
         if isinstance(event, JobRetried | JobDead):
             figures.run[bucket_of(event.duration)] += 1
-        elif claim is not None:  # a cancel names no running time: from the claim this node saw
-            figures.run[bucket_of(max(0.0, event.at - claim[1]))] += 1
+        elif started is not None:  # a cancel names no running time: from the claim this node saw
+            figures.run[bucket_of(max(0.0, event.at - started))] += 1
 
     def _figures(self, queue: str, at: float) -> _Minute | None:
         if not at >= 0:
@@ -202,7 +281,12 @@ _ENDINGS: dict[type, str] = {
 _TIMED = frozenset({"failed", "dead", "cancelled"})
 
 
-HistoryMessage: TypeAlias = Tick | RunNow | RuntimeEvent
+@attrs.frozen
+class Fold:
+    """Events wait in the buffer. Sent by the subscriber when it holds ``FOLD_AT`` of them."""
+
+
+HistoryMessage: TypeAlias = Tick | RunNow | Fold
 
 
 class History(Actor[HistoryMessage]):
@@ -213,7 +297,13 @@ class History(Actor[HistoryMessage]):
     supervisors and stops after them (it then flushes their last events). A flush that meets a
     storage error (``ConnectionLost``) is logged and its increments are kept for the next one:
     a flush whose outcome is unknown may so be counted twice, a figure is never lost while the
-    node lives. Events its full mailbox cannot take are counted in ``EventBus.dropped``.
+    node lives.
+
+    The subscription costs a publisher one list extend: events are buffered as they come
+    (several at once for a finalize call's outcomes) and counted by the actor before every
+    message it handles, a :class:`Fold` being sent once ``FOLD_AT`` wait. Past
+    ``MAX_BUFFERED`` waiting (a flush stuck on the store), newer events are dropped and counted
+    in ``EventBus.dropped``.
     """
 
     def __init__(
@@ -229,12 +319,38 @@ class History(Actor[HistoryMessage]):
         self._transport = transport
         self._events = events
         self._unsubscribe: Callable[[], None] | None = None
+        self._buffer: list[RuntimeEvent] = []
+        self._asked = False  # a Fold is on its way
         self.recorder = StatsRecorder()
         self.flushed = 0  # rows added to the store so far
 
     async def on_start(self) -> None:
-        self._unsubscribe = self._events.subscribe(self.context.self_ref.tell_nowait)
+        self._unsubscribe = self._events.subscribe_batches(self._take)
         self.context.start_soon(self._ticker)
+
+    def _take(self, events: Sequence[RuntimeEvent]) -> None:
+        buffer = self._buffer
+        buffer.extend(events)
+        if len(buffer) < FOLD_AT:
+            return
+        excess = len(buffer) - MAX_BUFFERED
+        if excess > 0:
+            del buffer[MAX_BUFFERED:]
+            self._events.dropped += excess
+        if not self._asked:
+            try:
+                self.context.self_ref.tell_nowait(Fold())
+            except anyio.WouldBlock:
+                return  # the queued Tick or RunNow folds them
+            self._asked = True
+
+    def _fold(self) -> None:
+        self._asked = False
+        buffer = self._buffer
+        if buffer:
+            events = buffer.copy()
+            buffer.clear()  # the same list: the subscriber extends it
+            self.recorder.record_all(events)
 
     async def _ticker(self) -> None:
         ref = self.context.self_ref
@@ -246,23 +362,23 @@ class History(Actor[HistoryMessage]):
                 pass
 
     async def receive(self, msg: HistoryMessage) -> None:
-        kind = type(msg)
-        if kind is Tick or kind is RunNow:
-            try:
-                await self.flush()
-            except RETRYABLE as exc:
-                _log.warning("%s: storage error, flushing later: %s", self.context.name, exc)
-            if isinstance(msg, RunNow):
-                msg.reply_to.send(None)
+        self._fold()
+        if type(msg) is Fold:
             return
-        self.recorder.record(msg)  # type: ignore[arg-type]  # the rest are runtime events
+        try:
+            await self.flush()
+        except RETRYABLE as exc:
+            _log.warning("%s: storage error, flushing later: %s", self.context.name, exc)
+        if isinstance(msg, RunNow):
+            msg.reply_to.send(None)
 
     async def flush(self) -> None:
-        """Add what was recorded to the store now.
+        """Add what was recorded (every event buffered so far included) to the store now.
 
         Raises:
             ConnectionLost: the store could not be reached; the increments are kept.
         """
+        self._fold()
         rows = self.recorder.take()
         if not rows:
             return
@@ -277,6 +393,7 @@ class History(Actor[HistoryMessage]):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        self._fold()
         with self.context.clock.move_on_after(self._release_timeout):
             try:
                 await self.flush()

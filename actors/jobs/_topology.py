@@ -452,7 +452,7 @@ class Topology:
                         release_timeout=self.config.release_timeout,
                     ),
                     shutdown=margin,
-                    mailbox_size=10_000,
+                    mailbox_size=16,
                 )
             )
         if self._registry is not None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from random import Random
 from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actors import __version__
-from actors.core import VirtualClock
+from actors.core import VirtualClock, open_actor_system
 from actors.jobs import (
     App,
     FinalizeRefused,
@@ -25,8 +28,9 @@ from actors.jobs import (
     RetryLater,
     Topology,
     WorkerConfig,
+    _history,
 )
-from actors.jobs.lowlevel import RunNow, StatsRecorder
+from actors.jobs.lowlevel import EventBus, History, RunNow, StatsRecorder
 from transports import (
     MINUTE,
     EnqueueRequest,
@@ -385,6 +389,125 @@ def test_a_start_that_recovers_a_lost_job_counts_its_recovery_time() -> None:
     (row,) = recorder.take()
     assert row.recovery == Histogram.of([30.0, 0.0])
     assert row.wait.count == 3
+
+
+_at = st.floats(min_value=-70.0, max_value=250.0, allow_nan=False)
+_event = st.one_of(
+    st.builds(
+        _claimed,
+        st.integers(1, 5),
+        _at,
+        queue=st.sampled_from("ab"),
+        due=_at,
+        lost_at=st.none() | _at,
+    ),
+    st.builds(
+        JobSucceeded,
+        at=_at,
+        job_id=st.integers(1, 5),
+        kind=st.just("k"),
+        queue=st.sampled_from("ab"),
+        attempt=st.just(1),
+        worker=st.just("w"),
+        duration=st.floats(min_value=-1.0, max_value=400.0) | st.just(0.0),
+    ),
+    st.builds(
+        JobRetried,
+        at=_at,
+        job_id=st.integers(1, 5),
+        kind=st.just("k"),
+        queue=st.sampled_from("ab"),
+        attempt=st.just(1),
+        worker=st.just("w"),
+        run_at=_at,
+        error=st.just("e"),
+        duration=st.floats(min_value=0.0, max_value=400.0),
+    ),
+    st.builds(
+        JobSnoozed,
+        at=_at,
+        job_id=st.integers(1, 5),
+        kind=st.just("k"),
+        queue=st.sampled_from("ab"),
+        worker=st.just("w"),
+        run_at=_at,
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(_event, max_size=40),
+    cuts=st.lists(st.integers(0, 40), max_size=4),
+    max_tracked=st.integers(1, 4),
+)
+def test_a_batch_is_recorded_as_its_events_one_by_one(
+    events: list[Any], cuts: list[int], max_tracked: int
+) -> None:
+    """``record_all`` over any split of the events into batches counts what ``record`` of
+    each in turn counts, the claims it remembers for later cancels included."""
+    one_by_one = StatsRecorder(max_tracked=max_tracked)
+    for event in events:
+        one_by_one.record(event)
+    batched = StatsRecorder(max_tracked=max_tracked)
+    bounds = sorted({0, len(events), *(min(cut, len(events)) for cut in cuts)})
+    for start, end in itertools.pairwise(bounds):
+        batched.record_all(events[start:end])
+    assert batched.take() == one_by_one.take()
+    assert batched.unattributed == one_by_one.unattributed
+    for recorder in (one_by_one, batched):  # a cancel's running time is from its claim
+        for job_id in range(1, 6):
+            recorder.record(JobCancelled(at=300.0, job_id=job_id, kind="k", queue="a", worker="w"))
+    assert batched.take() == one_by_one.take()
+
+
+def _claims(count: int, at: float) -> list[JobClaimed]:
+    return [_claimed(job_id, at, due=at - 1.0) for job_id in range(count)]
+
+
+async def test_history_counts_a_burst_before_its_next_flush(
+    memory: MemoryTransport, clock: VirtualClock
+) -> None:
+    """Events are counted as they pile up, not only at the flush: a burst of ``FOLD_AT``
+    leaves nothing buffered, however far the next flush is."""
+    events = EventBus()
+    history = History(transport=memory, events=events, interval=1000.0)
+    async with clock.autojump(), open_actor_system(clock=clock) as system:
+        await system.spawn(history)
+        events.publish_many(_claims(_history.FOLD_AT - 1, START))
+        await clock.sleep(1.0)
+        assert history.recorder.pending == 0  # below the bound: buffered until a message
+        events.publish(_claimed(_history.FOLD_AT, START, due=START - 1.0))
+        await clock.sleep(1.0)
+        assert history.recorder.pending == 1
+        assert await memory.list_stats() == []  # counted, not yet flushed
+    (row,) = await memory.list_stats()
+    assert row.wait.count == _history.FOLD_AT  # every claim, once
+    assert events.dropped == 0
+
+
+async def test_history_drops_what_it_cannot_buffer_during_a_stuck_flush(
+    memory: MemoryTransport, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a flush waits on the store, events buffer up to ``MAX_BUFFERED``; the newer
+    ones are dropped and counted in ``EventBus.dropped``, the rest reach the store."""
+    monkeypatch.setattr(_history, "FOLD_AT", 4)
+    monkeypatch.setattr(_history, "MAX_BUFFERED", 10)
+    faulty = FaultyTransport(memory)
+    stuck = faulty.gates["add_stats"] = anyio.Event()
+    events = EventBus()
+    history = History(transport=faulty, events=events, interval=1.0)
+    async with clock.autojump(), open_actor_system(clock=clock) as system:
+        await system.spawn(history)
+        events.publish(_claimed(100, START, due=START - 1.0))
+        await clock.sleep(1.5)
+        assert faulty.calls["add_stats"] == 1  # the flush of that claim waits on the store
+        events.publish_many(_claims(13, START))
+        assert events.dropped == 3
+        stuck.set()
+        await clock.sleep(1.5)
+    rows = await memory.list_stats()
+    assert sum(row.wait.count for row in rows) == 1 + 10
 
 
 def test_a_negative_clock_time_is_not_counted() -> None:
