@@ -1,7 +1,9 @@
 """The cost of telemetry: drain throughput with metrics, tracing, both, beside neither.
 
-One node drains pre-enqueued no-op jobs on the real clock, as in the runtime section; the
-variants run interleaved (round after round, each variant once per round in a rotating order,
+One node drains pre-enqueued no-op jobs on the real clock: the node ``actorq worker`` runs
+(``Topology.default``: the queue, History, Reaper, Cleanup and the node's registration), so
+"off" is a worker as deployed, and each variant adds what ``--metrics-port`` or tracing adds
+to it. The variants run interleaved (round after round, each variant once per round in a rotating order,
 on fresh stores) so drift hits them alike, and each prints its median over the rounds and its
 ratio to the median with telemetry off, per second of this process's CPU time (the SDK's
 export thread counted; moved less than wall time by whatever else runs on the machine, though
@@ -99,8 +101,10 @@ async def drain(
                 await app.enqueue_many(
                     [app.request(noop) for _ in range(min(1000, jobs - i))], transport=transport
                 )
-            topology = Topology(app, transport, clock=clock).queue(
-                "default",
+            topology = Topology.default(
+                app,
+                transport,
+                clock=clock,
                 concurrency=concurrency,
                 worker=WorkerConfig(batch_size=50, poll_interval=0.05),
             )
@@ -170,7 +174,7 @@ def _backends(
 ) -> list[tuple[str, Callable[[int], str], int]]:
     backends: list[tuple[str, Callable[[int], str], int]] = [
         ("memory", lambda n: "memory://", JOBS),
-        ("sqlite", lambda n: f"sqlite:///{Path(folder) / f'telemetry{n}.db'}", JOBS // 2),
+        ("sqlite", lambda n: f"sqlite:///{Path(folder) / f'telemetry{n}.db'}", JOBS),
     ]
     try:
         import asyncpg
@@ -184,7 +188,7 @@ def _backends(
         print_fn(f"   postgresql: skipped ({exc})")
         return backends
     backends.append(
-        ("postgres", lambda n: f"{DSN}?schema=bench_tel_{uuid.uuid4().hex[:10]}", 2_000)
+        ("postgres", lambda n: f"{DSN}?schema=bench_tel_{uuid.uuid4().hex[:10]}", 4_000)
     )
     return backends
 
