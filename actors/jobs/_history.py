@@ -54,7 +54,7 @@ _log = logging.getLogger("actorq.history")
 _DEFAULTS = WorkerConfig()
 _bisect_left = bisect.bisect_left
 
-#: Most running jobs a recorder remembers the queue and start of (a job whose claim it saw
+#: Most running jobs a recorder remembers the start of (a job whose claim it saw
 #: and whose end it did not, e.g. released at shutdown, is forgotten oldest first).
 MAX_TRACKED = 100_000
 
