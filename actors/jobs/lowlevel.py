@@ -39,7 +39,7 @@ from ._decide import (
 )
 from ._events import EventBus, LeasesRenewed
 from ._execute import Execution, execute, lose, request_cancel
-from ._history import History, HistoryMessage, StatsRecorder
+from ._history import Fold, History, HistoryMessage, StatsRecorder
 from ._leases import (
     Beat,
     CancelsRequested,
@@ -82,6 +82,7 @@ __all__ = [
     "Execution",
     "Finished",
     "Flush",
+    "Fold",
     "Forget",
     "Handler",
     "Handoff",
