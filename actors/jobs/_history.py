@@ -139,7 +139,6 @@ class StatsRecorder:
         """Count events in turn: the same figures as ``record`` of each."""
         record = self.record
         running = self._running
-        minutes = self._minutes
         most = self._max_tracked
         bounds = BUCKET_BOUNDS
         # The two events of every job are counted here as record does, without its calls;
@@ -151,49 +150,39 @@ class StatsRecorder:
             kind = type(event)
             if kind is JobSucceeded:
                 assert isinstance(event, JobSucceeded)
-                duration = event.duration
-                if type(duration) is not float or not duration >= 0.0:
+                value = event.duration  # the run time
+                if type(value) is not float or not value >= 0.0:
                     record(event)  # bucket_of checks what a fold must not count blindly
                     continue
                 running.pop(event.job_id, None)
-                at = event.at
-                if not (start <= at < end and event.queue == queue):
-                    if not at >= 0:
-                        self.unattributed += 1
-                        continue
-                    queue = event.queue
-                    start = minute_of(at)
-                    end = start + MINUTE
-                    figures = minutes.get((queue, start)) or minutes.setdefault(
-                        (queue, start), _Minute()
-                    )
-                figures.counters["succeeded"] += 1
-                figures.run[_bisect_left(bounds, duration)] += 1
             elif kind is JobClaimed:
                 assert isinstance(event, JobClaimed)
                 if event.lost_at is not None:
                     record(event)
                     continue
                 job_id = event.job_id
-                at = event.at
                 running.pop(job_id, None)
                 if len(running) >= most:
                     del running[next(iter(running))]
-                running[job_id] = at
-                if not (start <= at < end and event.queue == queue):
-                    if not at >= 0:
-                        self.unattributed += 1
-                        continue
-                    queue = event.queue
-                    start = minute_of(at)
-                    end = start + MINUTE
-                    figures = minutes.get((queue, start)) or minutes.setdefault(
-                        (queue, start), _Minute()
-                    )
+                running[job_id] = event.at
                 due = event.run_at if event.run_at > event.enqueued_at else event.enqueued_at
-                figures.wait[_bisect_left(bounds, at - due if at > due else 0.0)] += 1
+                value = event.at - due if event.at > due else 0.0  # the wait
             else:
                 record(event)
+                continue
+            at = event.at
+            if not (start <= at < end and event.queue == queue):
+                found = self._figures(event.queue, at)
+                if found is None:
+                    continue  # counted as unattributed
+                figures, queue = found, event.queue
+                start = minute_of(at)
+                end = start + MINUTE
+            if kind is JobSucceeded:
+                figures.counters["succeeded"] += 1
+                figures.run[_bisect_left(bounds, value)] += 1
+            else:
+                figures.wait[_bisect_left(bounds, value)] += 1
 
     def _claimed(self, event: JobClaimed) -> None:
         running = self._running

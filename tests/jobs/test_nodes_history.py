@@ -392,6 +392,14 @@ def test_a_start_that_recovers_a_lost_job_counts_its_recovery_time() -> None:
 
 
 _at = st.floats(min_value=-70.0, max_value=250.0, allow_nan=False)
+# What every job event carries, drawn alike.
+_job = {
+    "at": _at,
+    "job_id": st.integers(1, 5),
+    "kind": st.just("k"),
+    "queue": st.sampled_from("ab"),
+    "worker": st.just("w"),
+}
 _event = st.one_of(
     st.builds(
         _claimed,
@@ -403,35 +411,19 @@ _event = st.one_of(
     ),
     st.builds(
         JobSucceeded,
-        at=_at,
-        job_id=st.integers(1, 5),
-        kind=st.just("k"),
-        queue=st.sampled_from("ab"),
+        **_job,
         attempt=st.just(1),
-        worker=st.just("w"),
         duration=st.floats(min_value=-1.0, max_value=400.0) | st.just(0.0),
     ),
     st.builds(
         JobRetried,
-        at=_at,
-        job_id=st.integers(1, 5),
-        kind=st.just("k"),
-        queue=st.sampled_from("ab"),
+        **_job,
         attempt=st.just(1),
-        worker=st.just("w"),
         run_at=_at,
         error=st.just("e"),
         duration=st.floats(min_value=0.0, max_value=400.0),
     ),
-    st.builds(
-        JobSnoozed,
-        at=_at,
-        job_id=st.integers(1, 5),
-        kind=st.just("k"),
-        queue=st.sampled_from("ab"),
-        worker=st.just("w"),
-        run_at=_at,
-    ),
+    st.builds(JobSnoozed, **_job, run_at=_at),
 )
 
 
